@@ -1,0 +1,64 @@
+//! Differential-test cases: a random sequence of mm syscalls and user accesses inside a fixed
+//! window of the address space, replayable on the host kernel and on the model.
+
+/// Base of the case window: 512 GiB aligned, so the window has a PGD slot (and therefore its own
+/// PUD, PMD and PTE tables) to itself on x86-64 with 4-level paging.
+pub const REGION_BASE: u64 = 0x4000_0000_0000;
+/// Size of the window in 4 KiB pages (16 MiB: eight PMD ranges).
+pub const REGION_PAGES: u64 = 4096;
+/// Page size used by the cases.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// What backs a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backing {
+    /// `MAP_PRIVATE | MAP_ANONYMOUS`.
+    AnonPrivate,
+    /// `MAP_SHARED | MAP_ANONYMOUS` (shmem-backed).
+    ShmemShared,
+}
+
+/// One step of a case. Pages are indices into the window (address = REGION_BASE + page * 4096).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `mmap(addr, pages * 4096, PROT_READ|PROT_WRITE, backing | MAP_FIXED_NOREPLACE)`.
+    Mmap { start: u64, pages: u64, backing: Backing },
+    /// `munmap(addr, pages * 4096)`.
+    Munmap { start: u64, pages: u64 },
+    /// `madvise(addr, pages * 4096, MADV_DONTNEED)`.
+    DontNeed { start: u64, pages: u64 },
+    /// Store `value` to the first 8 bytes of `page`.
+    Store { page: u64, value: u64 },
+    /// Load the first 8 bytes of `page`.
+    Load { page: u64 },
+}
+
+/// A whole case.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Case {
+    pub ops: Vec<Op>,
+}
+
+/// What is observed after each op. Counters are deltas against the process's values just before
+/// the first op, so the rest of the process does not matter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// For a `Load`, the value read; `None` for every other op.
+    pub load: Option<u64>,
+    /// `VmPTE` delta in KiB (PTE + PMD + PUD tables).
+    pub vm_pte_kb: i64,
+    /// `Rss` delta in KiB, from smaps_rollup.
+    pub rss_kb: i64,
+    /// `AnonHugePages` delta in KiB, from smaps_rollup.
+    pub anon_huge_kb: i64,
+    /// Present bit of every page in the window (bit `p % 64` of word `p / 64`), from pagemap.
+    pub present: Vec<u64>,
+}
+
+/// Anything that can run a case: the host kernel or the model.
+pub trait CaseRunner {
+    /// Short name for reports ("host", "model").
+    fn name(&self) -> &str;
+    /// Run a case, one observation per op. `Err` is an infrastructure failure, not a divergence.
+    fn run(&self, case: &Case) -> Result<Vec<Observation>, String>;
+}

@@ -1,0 +1,319 @@
+//! Delta-debugging shrinker: removes chunks of ops, then single ops, then shrinks op sizes,
+//! starts and values toward small, keeping every candidate normalized and failing. Candidates
+//! must strictly decrease a well-founded size, so shrinking always ends; it is deterministic.
+
+use crate::case::{Backing, Case, Op};
+use crate::gen::normalize;
+
+/// Upper bound on predicate calls, to bound time when each call runs a host case.
+const MAX_TRIES: usize = 5000;
+
+/// Lexicographic size: op count, total pages, total values, total starts, shmem count.
+fn size(case: &Case) -> (usize, u128, u128, u128, usize) {
+    let (mut pages, mut values, mut starts, mut shmem) = (0u128, 0u128, 0u128, 0usize);
+    for op in &case.ops {
+        match *op {
+            Op::Mmap {
+                start,
+                pages: p,
+                backing,
+            } => {
+                pages += u128::from(p);
+                starts += u128::from(start);
+                shmem += usize::from(backing == Backing::ShmemShared);
+            }
+            Op::Munmap { start, pages: p } | Op::DontNeed { start, pages: p } => {
+                pages += u128::from(p);
+                starts += u128::from(start);
+            }
+            Op::Store { page, value } => {
+                values += u128::from(value);
+                starts += u128::from(page);
+            }
+            Op::Load { page } => starts += u128::from(page),
+        }
+    }
+    (case.ops.len(), pages, values, starts, shmem)
+}
+
+struct Shrinker<'a> {
+    cur: Case,
+    still_fails: &'a mut dyn FnMut(&Case) -> bool,
+    tries: usize,
+}
+
+impl Shrinker<'_> {
+    /// Adopt `ops` (after normalizing) if it is smaller and still fails.
+    fn try_ops(&mut self, ops: Vec<Op>) -> bool {
+        let cand = normalize(&Case { ops });
+        if self.tries >= MAX_TRIES || size(&cand) >= size(&self.cur) {
+            return false;
+        }
+        self.tries += 1;
+        if (self.still_fails)(&cand) {
+            self.cur = cand;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Remove chunks of ops, halving the chunk size down to single ops.
+    fn remove_chunks(&mut self) -> bool {
+        let mut progress = false;
+        let mut chunk = self.cur.ops.len().div_ceil(2).max(1);
+        loop {
+            let mut i = 0;
+            while i < self.cur.ops.len() {
+                let mut ops = self.cur.ops.clone();
+                let end = (i + chunk).min(ops.len());
+                ops.drain(i..end);
+                if self.try_ops(ops) {
+                    progress = true;
+                } else {
+                    i += chunk;
+                }
+            }
+            if chunk == 1 {
+                return progress;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+
+    /// Try smaller variants of each op.
+    fn simplify_ops(&mut self) -> bool {
+        let mut progress = false;
+        let mut i = 0;
+        while i < self.cur.ops.len() {
+            let mut changed = false;
+            for v in variants(&self.cur.ops[i]) {
+                let mut ops = self.cur.ops.clone();
+                ops[i] = v;
+                if self.try_ops(ops) {
+                    changed = true;
+                    progress = true;
+                    break;
+                }
+            }
+            if !changed {
+                i += 1;
+            }
+        }
+        progress
+    }
+
+    /// Shift the whole case toward page 0 (by whole 2 MiB ranges, then by pages).
+    fn shift_down(&mut self) -> bool {
+        let min = self.cur.ops.iter().map(op_start).min().unwrap_or(0);
+        let mut progress = false;
+        for by in [min / 512 * 512, min, 1] {
+            if by == 0 || by > min {
+                continue;
+            }
+            let ops = self.cur.ops.iter().map(|op| shift(op, by)).collect();
+            if self.try_ops(ops) {
+                progress = true;
+                break;
+            }
+        }
+        progress
+    }
+}
+
+fn op_start(op: &Op) -> u64 {
+    match *op {
+        Op::Mmap { start, .. } | Op::Munmap { start, .. } | Op::DontNeed { start, .. } => start,
+        Op::Store { page, .. } | Op::Load { page } => page,
+    }
+}
+
+fn shift(op: &Op, by: u64) -> Op {
+    let mut op = *op;
+    match &mut op {
+        Op::Mmap { start, .. } | Op::Munmap { start, .. } | Op::DontNeed { start, .. } => {
+            *start -= by
+        }
+        Op::Store { page, .. } | Op::Load { page } => *page -= by,
+    }
+    op
+}
+
+/// Values below `x` and at least `min`, most aggressive first: min, x/2, x - x/4, ..., x - 1.
+fn smaller(x: u64, min: u64) -> Vec<u64> {
+    let mut v = vec![min];
+    v.extend((1..64).map(|k| x - (x >> k)));
+    v.push(x.saturating_sub(1));
+    v.retain(|&y| y >= min && y < x);
+    v.dedup();
+    v
+}
+
+/// Smaller variants of one op, most aggressive first.
+fn variants(op: &Op) -> Vec<Op> {
+    let mut out = Vec::new();
+    match *op {
+        Op::Mmap {
+            start,
+            pages,
+            backing,
+        } => {
+            if backing == Backing::ShmemShared {
+                out.push(Op::Mmap {
+                    start,
+                    pages,
+                    backing: Backing::AnonPrivate,
+                });
+            }
+            for p in smaller(pages, 1) {
+                out.push(Op::Mmap {
+                    start,
+                    pages: p,
+                    backing,
+                });
+                out.push(Op::Mmap {
+                    start: start + (pages - p),
+                    pages: p,
+                    backing,
+                });
+            }
+        }
+        Op::Munmap { start, pages } => {
+            for p in smaller(pages, 1) {
+                out.push(Op::Munmap { start, pages: p });
+                out.push(Op::Munmap {
+                    start: start + (pages - p),
+                    pages: p,
+                });
+            }
+        }
+        Op::DontNeed { start, pages } => {
+            for p in smaller(pages, 1) {
+                out.push(Op::DontNeed { start, pages: p });
+                out.push(Op::DontNeed {
+                    start: start + (pages - p),
+                    pages: p,
+                });
+            }
+        }
+        Op::Store { page, value } => {
+            out.extend(smaller(value, 0).into_iter().map(|value| Op::Store { page, value }));
+            out.extend(smaller(page, 0).into_iter().map(|page| Op::Store { page, value }));
+        }
+        Op::Load { page } => out.extend(smaller(page, 0).into_iter().map(|page| Op::Load { page })),
+    }
+    out
+}
+
+/// Shrink a failing case to a locally minimal one for which `still_fails` holds. Returns the
+/// input unchanged if its normalized form does not fail.
+pub fn shrink(case: &Case, still_fails: &mut dyn FnMut(&Case) -> bool) -> Case {
+    let start = normalize(case);
+    if start != *case && !still_fails(&start) {
+        return case.clone();
+    }
+    let mut s = Shrinker {
+        cur: start,
+        still_fails,
+        tries: 0,
+    };
+    loop {
+        let a = s.remove_chunks();
+        let b = s.simplify_ops();
+        let c = s.shift_down();
+        if !(a || b || c) || s.tries >= MAX_TRIES {
+            return s.cur;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gen::generate;
+
+    /// "A Store with value > 1000 after an Mmap of ShmemShared."
+    fn pred(c: &Case) -> bool {
+        let mut shmem = false;
+        for op in &c.ops {
+            match *op {
+                Op::Mmap {
+                    backing: Backing::ShmemShared,
+                    ..
+                } => shmem = true,
+                Op::Store { value, .. } if shmem && value > 1000 => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn shrinks_to_minimal() {
+        let mut found = 0;
+        for i in 0..200 {
+            let c = generate(3, i);
+            if !pred(&c) {
+                continue;
+            }
+            found += 1;
+            let mut calls = 0;
+            let s = shrink(&c, &mut |c| {
+                calls += 1;
+                pred(c)
+            });
+            assert!(pred(&s));
+            assert_eq!(s.ops.len(), 2, "case {i}: {:?}", s.ops);
+            assert_eq!(
+                s.ops[0],
+                Op::Mmap {
+                    start: 0,
+                    pages: 1,
+                    backing: Backing::ShmemShared
+                },
+                "case {i}"
+            );
+            assert_eq!(s.ops[1], Op::Store { page: 0, value: 1001 }, "case {i}");
+            // Deterministic.
+            assert_eq!(shrink(&c, &mut pred), s);
+            assert!(calls < MAX_TRIES);
+        }
+        assert!(found >= 10, "only {found} generated cases match");
+    }
+
+    #[test]
+    fn shrink_keeps_non_failing_input() {
+        let c = generate(3, 0);
+        assert_eq!(shrink(&c, &mut |_| false), c);
+    }
+
+    #[test]
+    fn shrink_handles_empty_and_extreme() {
+        assert_eq!(shrink(&Case::default(), &mut |_| true), Case::default());
+        let c = Case {
+            ops: vec![
+                Op::Mmap {
+                    start: 4000,
+                    pages: 96,
+                    backing: Backing::AnonPrivate,
+                },
+                Op::Store {
+                    page: 4095,
+                    value: u64::MAX,
+                },
+            ],
+        };
+        let s = shrink(&c, &mut |c| c.ops.iter().any(|o| matches!(o, Op::Store { .. })));
+        assert_eq!(
+            s.ops,
+            vec![
+                Op::Mmap {
+                    start: 0,
+                    pages: 1,
+                    backing: Backing::AnonPrivate
+                },
+                Op::Store { page: 0, value: 0 }
+            ]
+        );
+    }
+}

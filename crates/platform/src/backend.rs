@@ -1,0 +1,45 @@
+//! Backends execute visible operations. `NativeBackend` runs them directly on real OS threads:
+//! a visible operation is a no-op announcement and a blocking wait spins, then yields. The explore
+//! backend (explorer crate) implements the same trait with coroutines and a scheduler.
+
+use crate::event::Event;
+use crate::violation::Violation;
+
+/// How a [`crate::Machine`] executes visible operations.
+pub trait Backend: Send + Sync {
+    /// `cpu` is about to perform `ev`. Explore: a scheduling point. Native: nothing.
+    fn visible(&self, cpu: usize, ev: Event);
+
+    /// `cpu` wants to perform `ev`, which can only proceed once `ready()` holds (a lock is free, a
+    /// grace period ended, every CPU left IRQ-off). Explore: blocking is an enabledness condition,
+    /// the thread is not scheduled until `ready()` holds, and this call is its scheduling point.
+    /// Native: spin until `ready()`. Either way the caller then retries its atomic operation.
+    fn block(&self, cpu: usize, ev: Event, ready: &dyn Fn() -> bool);
+
+    /// A violation was recorded. Explore stops the execution; native lets the run continue so the
+    /// stress driver can report it.
+    fn violation(&self, cpu: usize, v: &Violation);
+}
+
+/// Real threads, real atomics.
+#[derive(Debug, Default)]
+pub struct NativeBackend;
+
+impl Backend for NativeBackend {
+    #[inline]
+    fn visible(&self, _cpu: usize, _ev: Event) {}
+
+    fn block(&self, _cpu: usize, _ev: Event, ready: &dyn Fn() -> bool) {
+        let mut spins = 0u32;
+        while !ready() {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn violation(&self, _cpu: usize, _v: &Violation) {}
+}

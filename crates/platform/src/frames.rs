@@ -1,0 +1,382 @@
+//! The frames arena: physical memory as an array of `struct page`s (`mm/page_alloc.c` as far as
+//! lifetimes go). A frame is free, a page table of some level, or part of a data folio. Every frame
+//! has a generation, bumped when it is freed; a [`FrameRef`] remembers the generation it was derived
+//! at, so any access through a stale reference (to a freed or reused table, its PTL, or a data page)
+//! is caught at once, KASAN-like, and reported with the CPU and kernel path that freed it.
+//!
+//! Allocation is next-fit over a bitmap with natural alignment for higher orders (buddy-like), and
+//! reuses freed frames, so stale references meet reused frames as they would in the kernel.
+//! pfn 0 is reserved: a table derived from a none entry points there (R5 in the rules).
+
+use crate::event::{Access, Obj};
+use crate::machine::Cpu;
+use crate::spinlock::SpinLock;
+use crate::violation::ViolationKind;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// A physical frame as seen by whoever derived it: pfn plus the generation at derivation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrameRef {
+    pub pfn: u32,
+    pub gen: u32,
+}
+
+/// What a frame currently is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    Free,
+    /// A page table; the level is 1 for PTE tables, 2 for PMD tables, and so on.
+    Table(u8),
+    /// A page of a data folio.
+    Data,
+    /// Never allocated (pfn 0).
+    Reserved,
+}
+
+impl FrameKind {
+    fn encode(self) -> u64 {
+        match self {
+            FrameKind::Free => 0,
+            FrameKind::Table(l) => 1 | (l as u64) << 8,
+            FrameKind::Data => 2,
+            FrameKind::Reserved => 3,
+        }
+    }
+
+    fn decode(v: u64) -> Self {
+        match v & 0xff {
+            0 => FrameKind::Free,
+            1 => FrameKind::Table((v >> 8) as u8),
+            2 => FrameKind::Data,
+            _ => FrameKind::Reserved,
+        }
+    }
+}
+
+/// The `struct page` / `struct folio` fields the model uses. Meaningful on the head frame of a
+/// folio unless noted; the kernel crate gives them meaning.
+#[derive(Debug, Default)]
+pub struct PageMeta {
+    pub refcount: AtomicI64,
+    /// Total mapcount of the folio (head) or of this page (tail: per-page mapcount).
+    pub mapcount: AtomicI64,
+    pub pincount: AtomicI64,
+    /// PMD mappings of the whole folio (`_entire_mapcount`), head only.
+    pub entire_mapcount: AtomicI64,
+    /// Folio flags (lock bit, LRU, anon, dirty, uptodate, isolated ...), defined by the kernel crate.
+    pub flags: AtomicU64,
+    pub order: AtomicU32,
+    /// `folio->mapping`: an anon_vma id or a file id, tagged by the kernel crate.
+    pub mapping: AtomicU64,
+    /// `folio->index`: page offset in the file or the anon linear index.
+    pub index: AtomicU64,
+    /// Tables deposited under this PMD table (`pmd_huge_pte`), as pfns; under the PMD lock.
+    pub deposit: Mutex<Vec<u32>>,
+}
+
+/// One physical frame.
+pub struct Frame {
+    state: AtomicU64,
+    words: OnceLock<Box<[AtomicU64]>>,
+    /// Contents of a data page: one word per page is enough to detect lost writes.
+    pub data: AtomicU64,
+    /// The split PTL (PTE tables) or split PMD lock (PMD tables) living in this page.
+    pub ptl: SpinLock,
+    pub page: PageMeta,
+    freed_by: Mutex<Option<(usize, Vec<&'static str>)>>,
+}
+
+impl Frame {
+    fn gen_kind(&self) -> (u32, FrameKind) {
+        let s = self.state.load(Ordering::SeqCst);
+        ((s >> 16) as u32, FrameKind::decode(s))
+    }
+}
+
+struct AllocState {
+    used: Vec<u64>,
+    cursor: usize,
+    nr_free: usize,
+}
+
+impl AllocState {
+    fn is_used(&self, pfn: usize) -> bool {
+        self.used[pfn / 64] >> (pfn % 64) & 1 != 0
+    }
+
+    fn set(&mut self, pfn: usize, used: bool) {
+        if used {
+            self.used[pfn / 64] |= 1 << (pfn % 64);
+        } else {
+            self.used[pfn / 64] &= !(1 << (pfn % 64));
+        }
+    }
+}
+
+/// The arena.
+pub struct Frames {
+    frames: Box<[Frame]>,
+    entries: usize,
+    alloc: Mutex<AllocState>,
+}
+
+impl Frames {
+    pub fn new(nr: usize, entries_per_table: usize) -> Self {
+        let nr = nr.max(2);
+        let frames: Box<[Frame]> = (0..nr)
+            .map(|pfn| Frame {
+                state: AtomicU64::new(if pfn == 0 { FrameKind::Reserved.encode() } else { 0 }),
+                words: OnceLock::new(),
+                data: AtomicU64::new(0),
+                ptl: SpinLock::new(Obj::ptl_id(pfn as u32)),
+                page: PageMeta::default(),
+                freed_by: Mutex::new(None),
+            })
+            .collect();
+        let mut st = AllocState { used: vec![0; nr.div_ceil(64)], cursor: 1, nr_free: nr - 1 };
+        st.set(0, true);
+        for pfn in nr..st.used.len() * 64 {
+            st.set(pfn, true);
+        }
+        Frames { frames, entries: entries_per_table, alloc: Mutex::new(st) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn nr_free(&self) -> usize {
+        self.alloc.lock().nr_free
+    }
+
+    /// The frame at `pfn` (no lifetime check: metadata of `struct page` is always addressable).
+    pub fn frame(&self, pfn: u32) -> &Frame {
+        &self.frames[pfn as usize]
+    }
+
+    /// What the frame is now.
+    pub fn kind(&self, pfn: u32) -> FrameKind {
+        self.frames.get(pfn as usize).map_or(FrameKind::Reserved, |f| f.gen_kind().1)
+    }
+
+    /// A reference to `pfn` at its current generation: what dereferencing a pfn read from an
+    /// entry yields.
+    pub fn current(&self, pfn: u32) -> FrameRef {
+        let gen = self.frames.get(pfn as usize).map_or(0, |f| f.gen_kind().0);
+        FrameRef { pfn, gen }
+    }
+
+    /// True if `r` still names a live frame of the generation it was derived at.
+    pub fn is_live(&self, r: FrameRef) -> bool {
+        match self.frames.get(r.pfn as usize) {
+            Some(f) => {
+                let (gen, kind) = f.gen_kind();
+                gen == r.gen && !matches!(kind, FrameKind::Free | FrameKind::Reserved)
+            }
+            None => false,
+        }
+    }
+
+    /// Check an access through `r`; report a use-after-free on `cpu` if it is stale.
+    pub fn check(&self, cpu: &Cpu<'_>, r: FrameRef, what: &str) -> bool {
+        if self.is_live(r) {
+            return true;
+        }
+        let Some(f) = self.frames.get(r.pfn as usize) else {
+            cpu.report(ViolationKind::UseAfterFree, format!("{what}: pfn {} is outside physical memory", r.pfn));
+            return false;
+        };
+        let (gen, kind) = f.gen_kind();
+        let by = match &*f.freed_by.lock() {
+            Some((c, stack)) => format!("; freed by CPU{c} in {}", stack.join(" > ")),
+            None => String::new(),
+        };
+        let now = match kind {
+            FrameKind::Free => "free".to_string(),
+            FrameKind::Reserved => "reserved (pfn 0: derived from a none entry?)".to_string(),
+            k => format!("reused as {k:?} (gen {gen})"),
+        };
+        cpu.report(
+            ViolationKind::UseAfterFree,
+            format!("{what}: pfn {} gen {} is {now}{by}", r.pfn, r.gen),
+        );
+        false
+    }
+
+    fn words(&self, pfn: u32) -> &[AtomicU64] {
+        self.frames[pfn as usize]
+            .words
+            .get_or_init(|| (0..self.entries).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// Allocate a naturally aligned block of `1 << order` frames as `kind`; `None` when out of
+    /// memory.
+    pub fn alloc(&self, cpu: &Cpu<'_>, order: u32, kind: FrameKind) -> Option<FrameRef> {
+        cpu.visible(Obj::Alloc, Access::FrameAlloc);
+        let n = 1usize << order;
+        let head = {
+            let mut st = self.alloc.lock();
+            if st.nr_free < n {
+                return None;
+            }
+            let len = self.frames.len();
+            let start = st.cursor.div_ceil(n) * n;
+            let mut found = None;
+            let mut tried = 0;
+            let mut p = if start >= len { 0 } else { start };
+            while tried <= len / n + 1 {
+                if p + n <= len && (p..p + n).all(|q| !st.is_used(q)) {
+                    found = Some(p);
+                    break;
+                }
+                p += n;
+                if p + n > len {
+                    p = 0;
+                }
+                tried += 1;
+            }
+            let head = found?;
+            for q in head..head + n {
+                st.set(q, true);
+            }
+            st.nr_free -= n;
+            st.cursor = head + n;
+            head
+        };
+        for q in head..head + n {
+            let f = &self.frames[q];
+            let (gen, _) = f.gen_kind();
+            f.ptl.reset();
+            f.data.store(0, Ordering::SeqCst);
+            let m = &f.page;
+            m.refcount.store(if q == head { 1 } else { 0 }, Ordering::SeqCst);
+            m.mapcount.store(0, Ordering::SeqCst);
+            m.pincount.store(0, Ordering::SeqCst);
+            m.entire_mapcount.store(0, Ordering::SeqCst);
+            m.flags.store(0, Ordering::SeqCst);
+            m.order.store(if q == head { order } else { 0 }, Ordering::SeqCst);
+            m.mapping.store(0, Ordering::SeqCst);
+            m.index.store(0, Ordering::SeqCst);
+            m.deposit.lock().clear();
+            if let FrameKind::Table(_) = kind {
+                for w in self.words(q as u32) {
+                    w.store(0, Ordering::SeqCst);
+                }
+            }
+            f.state.store((gen as u64) << 16 | kind.encode(), Ordering::SeqCst);
+        }
+        Some(self.current(head as u32))
+    }
+
+    /// Free the block of `1 << order` frames headed by `r`. Freeing a stale reference is a
+    /// double free (or a use-after-free if the frame was reused).
+    pub fn free(&self, cpu: &Cpu<'_>, r: FrameRef, order: u32) {
+        cpu.visible(Obj::Alloc, Access::FrameFree);
+        if !self.is_live(r) {
+            let kind = self.kind(r.pfn);
+            let k = if kind == FrameKind::Free { ViolationKind::DoubleFree } else { ViolationKind::UseAfterFree };
+            let by = match &*self.frames[r.pfn as usize].freed_by.lock() {
+                Some((c, stack)) => format!(" (first freed by CPU{c} in {})", stack.join(" > ")),
+                None => String::new(),
+            };
+            cpu.report(k, format!("free of pfn {} gen {}: frame is {kind:?}{by}", r.pfn, r.gen));
+            return;
+        }
+        let n = 1usize << order;
+        let stack = cpu.state().stack.lock().clone();
+        for q in r.pfn as usize..(r.pfn as usize + n).min(self.frames.len()) {
+            let f = &self.frames[q];
+            let (gen, _) = f.gen_kind();
+            f.state.store(((gen.wrapping_add(1)) as u64) << 16, Ordering::SeqCst);
+            *f.freed_by.lock() = Some((cpu.id, stack.clone()));
+        }
+        let mut st = self.alloc.lock();
+        for q in r.pfn as usize..(r.pfn as usize + n).min(self.frames.len()) {
+            st.set(q, false);
+        }
+        st.nr_free += n;
+    }
+
+    /// Frames currently allocated (everything but free frames and pfn 0).
+    pub fn nr_used(&self) -> usize {
+        self.frames.len() - 1 - self.nr_free()
+    }
+}
+
+impl<'m> Cpu<'m> {
+    /// `READ_ONCE(*entry)`: a lockless or locked read of entry `idx` of table `t`.
+    #[inline]
+    pub fn entry_read(&self, t: FrameRef, idx: usize) -> u64 {
+        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Read);
+        let fr = &self.m.frames;
+        fr.check(self, t, "entry read");
+        fr.words(t.pfn)[idx].load(Ordering::SeqCst)
+    }
+
+    /// `WRITE_ONCE(*entry, v)` (`set_pte`, `pmd_populate`, `pmd_clear`, ...).
+    #[inline]
+    pub fn entry_write(&self, t: FrameRef, idx: usize, v: u64) {
+        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Write);
+        let fr = &self.m.frames;
+        fr.check(self, t, "entry write");
+        fr.words(t.pfn)[idx].store(v, Ordering::SeqCst)
+    }
+
+    /// `xchg(entry, v)` (`ptep_get_and_clear`).
+    #[inline]
+    pub fn entry_xchg(&self, t: FrameRef, idx: usize, v: u64) -> u64 {
+        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Rmw);
+        let fr = &self.m.frames;
+        fr.check(self, t, "entry xchg");
+        fr.words(t.pfn)[idx].swap(v, Ordering::SeqCst)
+    }
+
+    /// `cmpxchg(entry, old, new)`: `Ok(old)` on success, `Err(current)` otherwise.
+    #[inline]
+    pub fn entry_cmpxchg(&self, t: FrameRef, idx: usize, old: u64, new: u64) -> Result<u64, u64> {
+        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Rmw);
+        let fr = &self.m.frames;
+        fr.check(self, t, "entry cmpxchg");
+        fr.words(t.pfn)[idx].compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+    }
+
+    /// Read a table's entries without visible events or checks (quiescent invariant checks only).
+    pub fn entry_peek(&self, t: FrameRef, idx: usize) -> u64 {
+        self.m.frames.words(t.pfn)[idx].load(Ordering::SeqCst)
+    }
+
+    /// The PTL embedded in table `t`. Taking the lock of a freed table is a use-after-free.
+    pub fn ptl_of(&self, t: FrameRef) -> &'m SpinLock {
+        self.m.frames.check(self, t, "page-table lock");
+        &self.m.frames.frame(t.pfn).ptl
+    }
+
+    /// Read the data word of page `p`.
+    #[inline]
+    pub fn data_read(&self, p: FrameRef) -> u64 {
+        self.visible(Obj::Data(p.pfn), Access::Read);
+        self.m.frames.check(self, p, "data read");
+        self.m.frames.frame(p.pfn).data.load(Ordering::SeqCst)
+    }
+
+    /// Write the data word of page `p`.
+    #[inline]
+    pub fn data_write(&self, p: FrameRef, v: u64) {
+        self.visible(Obj::Data(p.pfn), Access::Write);
+        self.m.frames.check(self, p, "data write");
+        self.m.frames.frame(p.pfn).data.store(v, Ordering::SeqCst)
+    }
+
+    /// Announce and perform an access to the `struct page` fields of `pfn`.
+    #[inline]
+    pub fn page(&self, pfn: u32, access: Access) -> &'m PageMeta {
+        self.visible(Obj::Page(pfn), access);
+        &self.m.frames.frame(pfn).page
+    }
+}

@@ -1,0 +1,246 @@
+//! The simulated machine: CPUs, the frames arena, RCU state, and the backend that executes visible
+//! operations. A [`Cpu`] is a `Copy` handle (CPU number plus machine reference) passed to every
+//! model function, like `current` and `smp_processor_id()` in the kernel.
+
+use crate::backend::Backend;
+use crate::event::{Access, Event, Obj};
+use crate::frames::Frames;
+use crate::rcu::RcuState;
+use crate::tlb::Tlb;
+use crate::violation::{Violation, ViolationKind};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// Sizes of a machine.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// Number of CPUs (simulated threads, plus one for RCU callbacks if the backend wants it).
+    pub nr_cpus: usize,
+    /// Number of physical frames.
+    pub nr_frames: usize,
+    /// Entries per page table (512 on x86-64).
+    pub entries_per_table: usize,
+    /// Leaf TLB entries per CPU.
+    pub tlb_entries: usize,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig { nr_cpus: 4, nr_frames: 1 << 16, entries_per_table: 512, tlb_entries: 64 }
+    }
+}
+
+/// Per-CPU state shared with other CPUs (IPIs, grace periods and shootdowns look at it).
+pub struct CpuState {
+    /// Odd while the CPU is in an IRQ-off region (or a hardware walk, which IPIs also wait for).
+    pub(crate) irq_ctr: AtomicU64,
+    /// IRQ-off nesting depth (owned by this CPU).
+    pub(crate) irq_depth: AtomicU32,
+    /// Odd while the CPU is in an RCU read-side critical section (IRQ-off counts as one).
+    pub(crate) rcu_ctr: AtomicU64,
+    /// RCU reader nesting depth (owned by this CPU).
+    pub(crate) rcu_depth: AtomicU32,
+    /// The CPU's TLB: leaf and paging-structure caches.
+    pub(crate) tlb: Mutex<Tlb>,
+    /// The mm whose translations this CPU is using (0: none), for shootdown targeting.
+    pub(crate) loaded_mm: AtomicU64,
+    /// Kernel functions active on this CPU, for traces and reports.
+    pub(crate) stack: Mutex<Vec<&'static str>>,
+}
+
+/// The whole simulated machine. Nothing in the model is global: it all hangs off this.
+pub struct Machine {
+    pub(crate) backend: Box<dyn Backend>,
+    pub frames: Frames,
+    pub(crate) rcu: RcuState,
+    pub(crate) cpus: Box<[CpuState]>,
+    pub config: MachineConfig,
+    next_id: AtomicU64,
+    violations: Mutex<Vec<Violation>>,
+    violated: AtomicBool,
+}
+
+impl Machine {
+    /// Build a machine with the given backend.
+    pub fn new(config: MachineConfig, backend: Box<dyn Backend>) -> Self {
+        let cpus = (0..config.nr_cpus)
+            .map(|_| CpuState {
+                irq_ctr: AtomicU64::new(0),
+                irq_depth: AtomicU32::new(0),
+                rcu_ctr: AtomicU64::new(0),
+                rcu_depth: AtomicU32::new(0),
+                tlb: Mutex::new(Tlb::new(config.tlb_entries)),
+                loaded_mm: AtomicU64::new(0),
+                stack: Mutex::new(Vec::with_capacity(16)),
+            })
+            .collect();
+        Machine {
+            backend,
+            frames: Frames::new(config.nr_frames, config.entries_per_table),
+            rcu: RcuState::default(),
+            cpus,
+            config,
+            next_id: AtomicU64::new(1),
+            violations: Mutex::new(Vec::new()),
+            violated: AtomicBool::new(false),
+        }
+    }
+
+    /// A machine on the native backend.
+    pub fn native(config: MachineConfig) -> Self {
+        Self::new(config, Box::new(crate::backend::NativeBackend))
+    }
+
+    /// A handle for CPU `id`.
+    pub fn cpu(&self, id: usize) -> Cpu<'_> {
+        assert!(id < self.cpus.len(), "cpu {id} out of range");
+        Cpu { id, m: self }
+    }
+
+    pub fn nr_cpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// A fresh object id (locks, VMAs, mms). Ids are handed out in creation order, so a
+    /// deterministic program gets the same ids every run.
+    pub fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Every violation recorded so far.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.violations.lock().clone()
+    }
+
+    /// True once any violation was recorded.
+    pub fn violated(&self) -> bool {
+        self.violated.load(Ordering::Relaxed)
+    }
+
+    /// Record a violation not tied to a CPU (quiescent checks).
+    pub fn report_global(&self, kind: ViolationKind, msg: String) {
+        let v = Violation { kind, cpu: None, stack: Vec::new(), msg };
+        self.violated.store(true, Ordering::Relaxed);
+        self.violations.lock().push(v);
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+}
+
+/// The CPU running the current code path: `current` plus `smp_processor_id()`.
+#[derive(Clone, Copy)]
+pub struct Cpu<'m> {
+    pub id: usize,
+    pub m: &'m Machine,
+}
+
+impl std::fmt::Debug for Cpu<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CPU{}", self.id)
+    }
+}
+
+/// Pops the kernel function pushed by [`Cpu::enter`].
+pub struct FuncGuard<'m> {
+    cpu: Cpu<'m>,
+}
+
+impl Drop for FuncGuard<'_> {
+    fn drop(&mut self) {
+        self.cpu.state().stack.lock().pop();
+    }
+}
+
+impl<'m> Cpu<'m> {
+    #[inline]
+    pub(crate) fn state(&self) -> &'m CpuState {
+        &self.m.cpus[self.id]
+    }
+
+    /// Announce a visible operation.
+    #[inline]
+    pub fn visible(&self, obj: Obj, access: Access) {
+        self.m.backend.visible(self.id, Event::new(obj, access));
+    }
+
+    /// Block until `ready()`, announcing `ev` (see [`Backend::block`]).
+    #[inline]
+    pub fn block(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool) {
+        self.m.backend.block(self.id, Event::new(obj, access), ready);
+    }
+
+    /// Perform `try_op` once `ready` holds; retry while it fails. The pair must agree: explore
+    /// evaluates `ready` to decide enabledness and then expects `try_op` to succeed.
+    pub fn wait_for(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool, try_op: &mut dyn FnMut() -> bool) {
+        loop {
+            self.block(obj, access, ready);
+            if try_op() {
+                return;
+            }
+        }
+    }
+
+    /// Enter a kernel function (for traces and violation reports).
+    #[inline]
+    pub fn enter(&self, func: &'static str) -> FuncGuard<'m> {
+        self.state().stack.lock().push(func);
+        FuncGuard { cpu: *self }
+    }
+
+    /// The innermost kernel function on this CPU.
+    pub fn current_func(&self) -> Option<&'static str> {
+        self.state().stack.lock().last().copied()
+    }
+
+    /// Record a violation detected on this CPU.
+    pub fn report(&self, kind: ViolationKind, msg: String) {
+        let v = Violation { kind, cpu: Some(self.id), stack: self.state().stack.lock().clone(), msg };
+        self.m.violated.store(true, Ordering::Relaxed);
+        self.m.violations.lock().push(v.clone());
+        self.m.backend.violation(self.id, &v);
+    }
+
+    /// `BUG_ON`/`WARN_ON`: a model assertion. Returns `cond` so callers can bail out like the
+    /// kernel's `if (WARN_ON(...)) return`.
+    #[inline]
+    pub fn warn_on(&self, cond: bool, what: &str) -> bool {
+        if cond {
+            self.report(ViolationKind::Assertion, what.to_string());
+        }
+        cond
+    }
+
+    /// Set the mm whose translations this CPU uses (`switch_mm`).
+    pub fn switch_mm(&self, mm_id: u64) {
+        self.state().loaded_mm.store(mm_id, Ordering::SeqCst);
+    }
+
+    pub fn loaded_mm(&self) -> u64 {
+        self.state().loaded_mm.load(Ordering::SeqCst)
+    }
+
+    /// `smp_wmb()`. The model is sequentially consistent (explore) or SeqCst (native), so ordering
+    /// barriers have nothing left to order; they are kept at their kernel call sites as markers.
+    #[inline]
+    pub fn smp_wmb(&self) {}
+
+    /// `smp_mb()`; see [`Cpu::smp_wmb`].
+    #[inline]
+    pub fn smp_mb(&self) {}
+
+    /// A shared model word read (READ_ONCE of a non-entry word).
+    #[inline]
+    pub fn read_var(&self, id: u64, v: &AtomicU64) -> u64 {
+        self.visible(Obj::Var(id), Access::Read);
+        v.load(Ordering::SeqCst)
+    }
+
+    /// A shared model word write.
+    #[inline]
+    pub fn write_var(&self, id: u64, v: &AtomicU64, val: u64) {
+        self.visible(Obj::Var(id), Access::Write);
+        v.store(val, Ordering::SeqCst)
+    }
+}

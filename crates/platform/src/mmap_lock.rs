@@ -1,0 +1,292 @@
+//! The mmap lock and the per-VMA lock, with the 6.15+ refcount semantics (`mm/mmap_lock.c`,
+//! `include/linux/mmap_lock.h`, read at ≈6.17).
+//!
+//! - `mmap_write_lock` begins the `mm_lock_seq` seqcount (odd while held); `mmap_write_unlock` and
+//!   `mmap_write_downgrade` end it, which ends every VMA write lock taken in that section at once:
+//!   there is no `vma_end_write`.
+//! - `vma_start_write` needs the mmap write lock (a [`MmapWriteGuard`] proves it), adds
+//!   `VMA_LOCK_OFFSET` to `vm_refcnt`, waits until no reader remains, publishes `vm_lock_seq` and
+//!   drops the offset.
+//! - `vma_start_read` is try-only: it fails while the VMA is write-locked (seqs equal, or the offset
+//!   is present) or detached (`vm_refcnt == 0`).
+
+use crate::event::{Access, Obj};
+use crate::machine::Cpu;
+use crate::rwsem::RwSem;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// `VMA_LOCK_OFFSET`: added to `vm_refcnt` by a writer excluding readers.
+pub const VMA_LOCK_OFFSET: u32 = 0x4000_0000;
+/// `VMA_REF_LIMIT`: readers may not push the count past this.
+pub const VMA_REF_LIMIT: u32 = VMA_LOCK_OFFSET - 1;
+
+/// `mm->mmap_lock` plus `mm->mm_lock_seq`.
+#[derive(Debug)]
+pub struct MmapLock {
+    sem: RwSem,
+    seq_id: u64,
+    seq: AtomicU64,
+}
+
+impl MmapLock {
+    /// `lock_id` names the rwsem; `seq_id` names `mm_lock_seq`.
+    pub const fn new(lock_id: u64, seq_id: u64) -> Self {
+        MmapLock { sem: RwSem::new(lock_id), seq_id, seq: AtomicU64::new(0) }
+    }
+
+    pub fn sem(&self) -> &RwSem {
+        &self.sem
+    }
+
+    fn read_seq(&self, cpu: &Cpu<'_>) -> u64 {
+        cpu.read_var(self.seq_id, &self.seq)
+    }
+
+    /// `mmap_read_lock`.
+    pub fn read_lock<'a>(&'a self, cpu: Cpu<'a>) -> MmapReadGuard<'a> {
+        let _f = cpu.enter("mmap_read_lock");
+        self.sem.read_raw(cpu);
+        MmapReadGuard { lock: self, cpu }
+    }
+
+    /// `mmap_read_trylock`.
+    pub fn read_trylock<'a>(&'a self, cpu: Cpu<'a>) -> Option<MmapReadGuard<'a>> {
+        let g = self.sem.try_read(cpu)?;
+        std::mem::forget(g);
+        Some(MmapReadGuard { lock: self, cpu })
+    }
+
+    /// `mmap_write_lock`: take the rwsem, then begin the seqcount.
+    pub fn write_lock<'a>(&'a self, cpu: Cpu<'a>) -> MmapWriteGuard<'a> {
+        let _f = cpu.enter("mmap_write_lock");
+        self.sem.write_raw(cpu);
+        self.seq_begin(&cpu);
+        MmapWriteGuard { lock: self, cpu }
+    }
+
+    /// `mmap_write_trylock`.
+    pub fn write_trylock<'a>(&'a self, cpu: Cpu<'a>) -> Option<MmapWriteGuard<'a>> {
+        if !self.sem.try_write_raw(cpu) {
+            return None;
+        }
+        self.seq_begin(&cpu);
+        Some(MmapWriteGuard { lock: self, cpu })
+    }
+
+    fn seq_begin(&self, cpu: &Cpu<'_>) {
+        cpu.visible(Obj::Var(self.seq_id), Access::Rmw);
+        self.seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ends every VMA write lock of this section.
+    fn seq_end(&self, cpu: &Cpu<'_>) {
+        cpu.visible(Obj::Var(self.seq_id), Access::Rmw);
+        self.seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// True while some CPU holds the lock for write.
+    pub fn is_write_locked(&self) -> bool {
+        self.sem.is_write_locked()
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.sem.is_locked()
+    }
+}
+
+/// `mmap_read_lock` held.
+#[must_use = "dropping the guard unlocks"]
+pub struct MmapReadGuard<'a> {
+    lock: &'a MmapLock,
+    cpu: Cpu<'a>,
+}
+
+impl<'a> MmapReadGuard<'a> {
+    pub fn lock(&self) -> &'a MmapLock {
+        self.lock
+    }
+}
+
+impl Drop for MmapReadGuard<'_> {
+    fn drop(&mut self) {
+        let _f = self.cpu.enter("mmap_read_unlock");
+        self.lock.sem.read_unlock_raw(self.cpu);
+    }
+}
+
+/// `mmap_write_lock` held: the proof `vma_start_write` and VMA-tree changes ask for.
+#[must_use = "dropping the guard unlocks"]
+pub struct MmapWriteGuard<'a> {
+    lock: &'a MmapLock,
+    cpu: Cpu<'a>,
+}
+
+impl<'a> MmapWriteGuard<'a> {
+    pub fn lock(&self) -> &'a MmapLock {
+        self.lock
+    }
+
+    /// `mmap_write_downgrade`: end every VMA write lock, keep a read hold.
+    pub fn downgrade(self) -> MmapReadGuard<'a> {
+        let (lock, cpu) = (self.lock, self.cpu);
+        std::mem::forget(self);
+        let _f = cpu.enter("mmap_write_downgrade");
+        lock.seq_end(&cpu);
+        lock.sem.downgrade_raw(cpu);
+        MmapReadGuard { lock, cpu }
+    }
+
+    /// `vma_start_write`.
+    pub fn vma_start_write(&self, vma: &VmaLock) {
+        let cpu = self.cpu;
+        let _f = cpu.enter("vma_start_write");
+        let mm_seq = self.lock.read_seq(&cpu);
+        if cpu.read_var(vma.seq_id, &vma.vm_lock_seq) == mm_seq {
+            return;
+        }
+        // __vma_enter_locked: exclude new readers, wait for the current ones.
+        cpu.visible(Obj::Var(vma.refcnt_id), Access::Rmw);
+        let attached = add_not_zero(&vma.vm_refcnt, VMA_LOCK_OFFSET);
+        if attached {
+            cpu.wait_for(
+                Obj::Var(vma.refcnt_id),
+                Access::Read,
+                &|| vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
+                &mut || vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
+            );
+        }
+        cpu.write_var(vma.seq_id, &vma.vm_lock_seq, mm_seq);
+        if attached {
+            cpu.visible(Obj::Var(vma.refcnt_id), Access::Rmw);
+            vma.vm_refcnt.fetch_sub(VMA_LOCK_OFFSET, Ordering::SeqCst);
+        }
+    }
+
+    /// True if `vma` is write-locked in this section (`vma_assert_write_locked`).
+    pub fn is_vma_write_locked(&self, vma: &VmaLock) -> bool {
+        vma.vm_lock_seq.load(Ordering::SeqCst) == self.lock.seq.load(Ordering::SeqCst)
+    }
+
+    /// `vma_mark_detached`: the VMA must be write-locked; drop the attach reference, waiting out
+    /// readers that raced in and will fail their seq recheck.
+    pub fn vma_mark_detached(&self, vma: &VmaLock) {
+        let cpu = self.cpu;
+        let _f = cpu.enter("vma_mark_detached");
+        cpu.warn_on(!self.is_vma_write_locked(vma), "vma_mark_detached: VMA not write-locked");
+        cpu.wait_for(
+            Obj::Var(vma.refcnt_id),
+            Access::Rmw,
+            &|| vma.vm_refcnt.load(Ordering::SeqCst) <= 1,
+            &mut || {
+                let r = vma.vm_refcnt.load(Ordering::SeqCst);
+                r <= 1 && vma.vm_refcnt.compare_exchange(r, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            },
+        );
+    }
+
+    /// `vma_mark_attached`: a new or re-inserted VMA gets its attach reference.
+    pub fn vma_mark_attached(&self, vma: &VmaLock) {
+        self.cpu.visible(Obj::Var(vma.refcnt_id), Access::Write);
+        vma.vm_refcnt.store(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for MmapWriteGuard<'_> {
+    fn drop(&mut self) {
+        let _f = self.cpu.enter("mmap_write_unlock");
+        self.lock.seq_end(&self.cpu);
+        self.lock.sem.write_unlock_raw(self.cpu);
+    }
+}
+
+fn add_not_zero(a: &AtomicU32, add: u32) -> bool {
+    let mut cur = a.load(Ordering::SeqCst);
+    loop {
+        if cur == 0 {
+            return false;
+        }
+        match a.compare_exchange(cur, cur + add, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(c) => cur = c,
+        }
+    }
+}
+
+/// The per-VMA lock: `vma->vm_refcnt` and `vma->vm_lock_seq`.
+#[derive(Debug)]
+pub struct VmaLock {
+    refcnt_id: u64,
+    seq_id: u64,
+    vm_refcnt: AtomicU32,
+    vm_lock_seq: AtomicU64,
+}
+
+/// Why `vma_start_read` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmaStartRead {
+    /// Write-locked (or being write-locked): fall back to the mmap lock.
+    Locked,
+    /// Detached (`vm_refcnt` was 0): `-EAGAIN`, redo the lookup.
+    Detached,
+}
+
+impl VmaLock {
+    /// A detached VMA lock (`vm_refcnt == 0`), as `vm_area_alloc` leaves it.
+    pub fn new(refcnt_id: u64, seq_id: u64) -> Self {
+        VmaLock { refcnt_id, seq_id, vm_refcnt: AtomicU32::new(0), vm_lock_seq: AtomicU64::new(u64::MAX) }
+    }
+
+    pub fn refcnt(&self) -> u32 {
+        self.vm_refcnt.load(Ordering::SeqCst)
+    }
+
+    pub fn is_attached(&self) -> bool {
+        self.refcnt() != 0
+    }
+
+    /// `vma_start_read`: try-only.
+    pub fn start_read<'a>(&'a self, cpu: Cpu<'a>, mm: &MmapLock) -> Result<VmaReadGuard<'a>, VmaStartRead> {
+        let _f = cpu.enter("vma_start_read");
+        if cpu.read_var(self.seq_id, &self.vm_lock_seq) == mm.read_seq(&cpu) {
+            return Err(VmaStartRead::Locked);
+        }
+        cpu.visible(Obj::Var(self.refcnt_id), Access::Rmw);
+        let mut cur = self.vm_refcnt.load(Ordering::SeqCst);
+        loop {
+            if cur == 0 {
+                return Err(VmaStartRead::Detached);
+            }
+            if cur + 1 > VMA_REF_LIMIT {
+                return Err(VmaStartRead::Locked);
+            }
+            match self.vm_refcnt.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(c) => cur = c,
+            }
+        }
+        if cpu.read_var(self.seq_id, &self.vm_lock_seq) == mm.read_seq(&cpu) {
+            self.end_read_raw(cpu);
+            return Err(VmaStartRead::Locked);
+        }
+        Ok(VmaReadGuard { vma: self, cpu })
+    }
+
+    fn end_read_raw(&self, cpu: Cpu<'_>) {
+        cpu.visible(Obj::Var(self.refcnt_id), Access::Rmw);
+        self.vm_refcnt.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A VMA read lock; dropping it is `vma_end_read`.
+#[must_use = "dropping the guard is vma_end_read"]
+pub struct VmaReadGuard<'a> {
+    vma: &'a VmaLock,
+    cpu: Cpu<'a>,
+}
+
+impl Drop for VmaReadGuard<'_> {
+    fn drop(&mut self) {
+        let _f = self.cpu.enter("vma_end_read");
+        self.vma.end_read_raw(self.cpu);
+    }
+}

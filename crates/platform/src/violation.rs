@@ -1,0 +1,93 @@
+//! Violations: what the oracles and the model's own assertions report.
+
+use std::fmt;
+
+/// The kind of a violation, as printed in verdicts (`use-after-free`, `rmap-missed`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViolationKind {
+    UseAfterFree,
+    DoubleFree,
+    RmapMissed,
+    StaleTranslation,
+    LostWrite,
+    StaleRead,
+    Assertion,
+    Deadlock,
+    LockOrder,
+    Leak,
+    CounterMismatch,
+    BadPopulate,
+    WalkerResult,
+}
+
+impl ViolationKind {
+    /// The kebab-case name used in reports and scenario expectations.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViolationKind::UseAfterFree => "use-after-free",
+            ViolationKind::DoubleFree => "double-free",
+            ViolationKind::RmapMissed => "rmap-missed",
+            ViolationKind::StaleTranslation => "stale-translation",
+            ViolationKind::LostWrite => "lost-write",
+            ViolationKind::StaleRead => "stale-read",
+            ViolationKind::Assertion => "assertion",
+            ViolationKind::Deadlock => "deadlock",
+            ViolationKind::LockOrder => "lock-order",
+            ViolationKind::Leak => "leak",
+            ViolationKind::CounterMismatch => "counter-mismatch",
+            ViolationKind::BadPopulate => "bad-populate",
+            ViolationKind::WalkerResult => "walker-result",
+        }
+    }
+
+    /// Every kind, for parsing and listing.
+    pub const ALL: [ViolationKind; 13] = [
+        ViolationKind::UseAfterFree,
+        ViolationKind::DoubleFree,
+        ViolationKind::RmapMissed,
+        ViolationKind::StaleTranslation,
+        ViolationKind::LostWrite,
+        ViolationKind::StaleRead,
+        ViolationKind::Assertion,
+        ViolationKind::Deadlock,
+        ViolationKind::LockOrder,
+        ViolationKind::Leak,
+        ViolationKind::CounterMismatch,
+        ViolationKind::BadPopulate,
+        ViolationKind::WalkerResult,
+    ];
+
+    /// Parse a kebab-case name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One violation: its kind, the CPU and kernel function stack where it fired, and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    pub cpu: Option<usize>,
+    /// Kernel functions active on that CPU, outermost first.
+    pub stack: Vec<&'static str>,
+    pub msg: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(c) = self.cpu {
+            write!(f, " on CPU{c}")?;
+        }
+        if !self.stack.is_empty() {
+            write!(f, " in {}", self.stack.join(" > "))?;
+        }
+        write!(f, ": {}", self.msg)
+    }
+}
