@@ -22,7 +22,11 @@ pub enum Backing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// `mmap(addr, pages * 4096, PROT_READ|PROT_WRITE, backing | MAP_FIXED_NOREPLACE)`.
-    Mmap { start: u64, pages: u64, backing: Backing },
+    Mmap {
+        start: u64,
+        pages: u64,
+        backing: Backing,
+    },
     /// `munmap(addr, pages * 4096)`.
     Munmap { start: u64, pages: u64 },
     /// `madvise(addr, pages * 4096, MADV_DONTNEED)`.

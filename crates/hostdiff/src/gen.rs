@@ -56,11 +56,17 @@ impl Shadow {
     }
 
     fn is_free(&self, start: u64, pages: u64) -> bool {
-        in_window(start, pages) && self.owner[Self::range(start, pages)].iter().all(|&o| o == 0)
+        in_window(start, pages)
+            && self.owner[Self::range(start, pages)]
+                .iter()
+                .all(|&o| o == 0)
     }
 
     fn all_mapped(&self, start: u64, pages: u64) -> bool {
-        in_window(start, pages) && self.owner[Self::range(start, pages)].iter().all(|&o| o != 0)
+        in_window(start, pages)
+            && self.owner[Self::range(start, pages)]
+                .iter()
+                .all(|&o| o != 0)
     }
 
     /// Whether `op` is valid in the current state.
@@ -236,7 +242,9 @@ impl Gen {
                     pages = pages.min(fp);
                     fs
                 }
-                _ => self.rng.gen_range(0..=REGION_PAGES - pages.min(REGION_PAGES)),
+                _ => self
+                    .rng
+                    .gen_range(0..=REGION_PAGES - pages.min(REGION_PAGES)),
             };
             if self.sh.is_free(start, pages) {
                 return Some(Op::Mmap {
@@ -308,7 +316,9 @@ impl Gen {
                 let t = *self.seg(segs);
                 let (lo, hi) = if t.start < s.start { (t, s) } else { (s, t) };
                 let a = self.rng.gen_range(lo.start..lo.end());
-                let b = self.rng.gen_range(hi.start.max(a) + 1..=hi.end().max(a + 1));
+                let b = self
+                    .rng
+                    .gen_range(hi.start.max(a) + 1..=hi.end().max(a + 1));
                 (a, b - a)
             }
         };
@@ -321,7 +331,8 @@ impl Gen {
 
     fn dontneed(&mut self, segs: &[Segment]) -> Op {
         let s = *self.seg(segs);
-        let (a, b) = self.sh.mapped_run(self.page_in(&s));
+        let p = self.page_in(&s);
+        let (a, b) = self.sh.mapped_run(p);
         let first_block = a.div_ceil(PMD_PAGES);
         let blocks = (b / PMD_PAGES).saturating_sub(first_block);
         let r = self.rng.gen_range(0..100);
@@ -358,7 +369,11 @@ mod tests {
         let (mut aligned_dn, mut big) = (0, 0);
         for i in 0..500 {
             let c = generate(1, i);
-            assert!((5..=40).contains(&c.ops.len()), "case {i}: {} ops", c.ops.len());
+            assert!(
+                (5..=40).contains(&c.ops.len()),
+                "case {i}: {} ops",
+                c.ops.len()
+            );
             assert_eq!(normalize(&c), c, "case {i} not normal");
             assert_eq!(first_invalid(&c), None);
             for op in &c.ops {
@@ -370,8 +385,7 @@ mod tests {
                     Op::Munmap { .. } => kinds[1] += 1,
                     Op::DontNeed { start, pages } => {
                         kinds[2] += 1;
-                        aligned_dn +=
-                            usize::from(start % PMD_PAGES == 0 && pages >= PMD_PAGES);
+                        aligned_dn += usize::from(start % PMD_PAGES == 0 && pages >= PMD_PAGES);
                     }
                     Op::Store { .. } => kinds[3] += 1,
                     Op::Load { .. } => kinds[4] += 1,

@@ -2,7 +2,9 @@
 //! the ops with plain syscalls inside the window and, after every op, records the loaded value,
 //! `VmPTE`, `Rss`, `AnonHugePages` and the window's pagemap present bits. Between the baseline
 //! and the last op the child neither allocates nor touches new memory outside the window, so the
-//! deltas are the window's alone; results go to the parent over a pipe at the end.
+//! deltas are the window's alone: before the baseline it prefaults its buffers, its stack and
+//! every ELF object's mappings (MADV_POPULATE_READ) and runs each kind of op once. Results go to
+//! the parent over a pipe at the end.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -10,7 +12,9 @@ use std::sync::OnceLock;
 
 use libc::{c_int, c_void};
 
-use crate::case::{Backing, Case, CaseRunner, Observation, Op, PAGE_SIZE, REGION_BASE, REGION_PAGES};
+use crate::case::{
+    Backing, Case, CaseRunner, Observation, Op, PAGE_SIZE, REGION_BASE, REGION_PAGES,
+};
 
 /// Words in the present bitmap of one observation.
 pub const PRESENT_WORDS: usize = (REGION_PAGES / 64) as usize;
@@ -128,10 +132,11 @@ pub enum HostError {
 
 fn errno_text(errno: i32) -> String {
     if errno == 0 {
-        "no errno".to_string()
-    } else {
-        std::io::Error::from_raw_os_error(errno).to_string()
+        return "no errno".to_string();
     }
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    format!("errno {errno} ({text})")
 }
 
 fn errno() -> i32 {
@@ -165,7 +170,10 @@ fn detect_features() -> HostFeatures {
                     pages: 512,
                     backing: Backing::AnonPrivate,
                 },
-                Op::Store { page: 512, value: 1 },
+                Op::Store {
+                    page: 512,
+                    value: 1,
+                },
                 Op::DontNeed {
                     start: 512,
                     pages: 512,
@@ -185,7 +193,10 @@ fn pagemap_works() -> bool {
     let addr = probe.as_ptr() as u64;
     // SAFETY: plain syscalls on a local fd and buffer.
     unsafe {
-        let fd = libc::open(PAGEMAP_PATH.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            PAGEMAP_PATH.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return false;
         }
@@ -390,25 +401,30 @@ fn validate(case: &Case) -> Result<(), HostError> {
     Ok(())
 }
 
-/// Readable file-backed mappings of this process, to prefault in the child before the baseline.
+/// Readable mappings of the ELF objects (files with an executable mapping) of this process, to
+/// prefault in the child before the baseline.
 fn file_mappings() -> Vec<(usize, usize)> {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return Vec::new();
     };
-    maps.lines()
+    let parsed: Vec<(usize, usize, &str, &str)> = maps
+        .lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
-            let range = it.next()?;
+            let (a, b) = it.next()?.split_once('-')?;
             let perms = it.next()?;
             let path = it.nth(3)?;
-            if !perms.starts_with('r') || !path.starts_with('/') {
-                return None;
-            }
-            let (a, b) = range.split_once('-')?;
             let a = usize::from_str_radix(a, 16).ok()?;
             let b = usize::from_str_radix(b, 16).ok()?;
-            Some((a, b.checked_sub(a)?))
+            Some((a, b.checked_sub(a)?, perms, path))
         })
+        .filter(|m| m.3.starts_with('/'))
+        .collect();
+    let is_elf = |path: &str| parsed.iter().any(|m| m.3 == path && m.2.contains('x'));
+    parsed
+        .iter()
+        .filter(|m| m.2.starts_with('r') && is_elf(m.3))
+        .map(|m| (m.0, m.1))
         .collect()
 }
 
@@ -510,7 +526,7 @@ fn pread_all(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
     Ok(n)
 }
 
-/// The number after `key` at the start of a line, e.g. `VmPTE:	  44 kB`.
+/// The number after `key` at the start of a line, e.g. `VmPTE: 44 kB`.
 pub(crate) fn find_number(buf: &[u8], key: &[u8]) -> Option<u64> {
     let n = buf.len();
     let mut i = 0;
@@ -523,7 +539,9 @@ pub(crate) fn find_number(buf: &[u8], key: &[u8]) -> Option<u64> {
             let mut v = 0u64;
             let digits_start = j;
             while j < n && buf[j].is_ascii_digit() {
-                v = v.saturating_mul(10).saturating_add(u64::from(buf[j] - b'0'));
+                v = v
+                    .saturating_mul(10)
+                    .saturating_add(u64::from(buf[j] - b'0'));
                 j += 1;
             }
             return (j > digits_start).then_some(v);
@@ -682,13 +700,15 @@ impl Child<'_> {
         self.out[o] = 0;
         self.out[o + 1] = 0;
         if self.features.vm_pte {
-            let n = pread_all(self.fds[0], self.status_buf).map_err(|e| fail(Stage::ReadStatus, e))?;
-            let v = find_number(&self.status_buf[..n], b"VmPTE:")
-                .ok_or(fail(Stage::ParseStatus, 0))?;
+            let n =
+                pread_all(self.fds[0], self.status_buf).map_err(|e| fail(Stage::ReadStatus, e))?;
+            let v =
+                find_number(&self.status_buf[..n], b"VmPTE:").ok_or(fail(Stage::ParseStatus, 0))?;
             self.out[o + 2] = v;
         }
         if self.features.smaps_rollup {
-            let n = pread_all(self.fds[1], self.rollup_buf).map_err(|e| fail(Stage::ReadRollup, e))?;
+            let n =
+                pread_all(self.fds[1], self.rollup_buf).map_err(|e| fail(Stage::ReadRollup, e))?;
             let buf = &self.rollup_buf[..n];
             let rss = find_number(buf, b"Rss:").ok_or(fail(Stage::ParseRollup, 0))?;
             let ahp = find_number(buf, b"AnonHugePages:").ok_or(fail(Stage::ParseRollup, 0))?;
@@ -700,7 +720,12 @@ impl Child<'_> {
             let off = (REGION_BASE / PAGE_SIZE * 8) as libc::off_t;
             // SAFETY: pagemap_buf holds REGION_PAGES u64s.
             let r = unsafe {
-                libc::pread(self.fds[2], self.pagemap_buf.as_mut_ptr().cast(), bytes, off)
+                libc::pread(
+                    self.fds[2],
+                    self.pagemap_buf.as_mut_ptr().cast(),
+                    bytes,
+                    off,
+                )
             };
             if r != bytes as isize {
                 return Err(fail(Stage::ReadPagemap, if r < 0 { errno() } else { 0 }));
@@ -737,13 +762,19 @@ mod tests {
         let c = Case {
             ops: vec![Op::Load { page: 5 }],
         };
-        assert!(matches!(r.run_case(&c), Err(HostError::InvalidOp { index: 0, .. })));
+        assert!(matches!(
+            r.run_case(&c),
+            Err(HostError::InvalidOp { index: 0, .. })
+        ));
         let c = Case {
             ops: vec![Op::Munmap {
                 start: REGION_PAGES - 1,
                 pages: 2,
             }],
         };
-        assert!(matches!(r.run_case(&c), Err(HostError::InvalidOp { index: 0, .. })));
+        assert!(matches!(
+            r.run_case(&c),
+            Err(HostError::InvalidOp { index: 0, .. })
+        ));
     }
 }

@@ -121,6 +121,69 @@ impl Shrinker<'_> {
     }
 }
 
+impl Shrinker<'_> {
+    /// Remove one page of address space near an op boundary: ranges over it lose a page and
+    /// everything above moves down by one.
+    fn collapse_pages(&mut self) -> bool {
+        let mut cands = Vec::new();
+        for op in &self.cur.ops {
+            let (a, n) = op_range(op);
+            for v in [a, a + n - 1] {
+                cands.extend([v.saturating_sub(1), v, v + 1]);
+            }
+        }
+        cands.sort_unstable_by(|x, y| y.cmp(x));
+        cands.dedup();
+        let mut progress = false;
+        for x in cands {
+            let ops = self
+                .cur
+                .ops
+                .iter()
+                .filter_map(|op| collapse(op, x))
+                .collect();
+            progress |= self.try_ops(ops);
+        }
+        progress
+    }
+}
+
+/// First page and page count of an op.
+fn op_range(op: &Op) -> (u64, u64) {
+    match *op {
+        Op::Mmap { start, pages, .. }
+        | Op::Munmap { start, pages }
+        | Op::DontNeed { start, pages } => (start, pages.max(1)),
+        Op::Store { page, .. } | Op::Load { page } => (page, 1),
+    }
+}
+
+/// `op` with page `x` removed from the address space (`None` if nothing is left).
+fn collapse(op: &Op, x: u64) -> Option<Op> {
+    let mut op = *op;
+    let (start, pages) = op_range(&op);
+    let covers = start <= x && x - start < pages;
+    let new_start = start - u64::from(start > x);
+    match &mut op {
+        Op::Mmap { start, pages, .. }
+        | Op::Munmap { start, pages }
+        | Op::DontNeed { start, pages } => {
+            *start = new_start;
+            *pages -= u64::from(covers && *pages > 0);
+            if *pages == 0 {
+                return None;
+            }
+        }
+        Op::Store { page, .. } | Op::Load { page } => {
+            if covers {
+                return None;
+            }
+            *page = new_start;
+        }
+    }
+    Some(op)
+}
+
 fn op_start(op: &Op) -> u64 {
     match *op {
         Op::Mmap { start, .. } | Op::Munmap { start, .. } | Op::DontNeed { start, .. } => start,
@@ -177,6 +240,11 @@ fn variants(op: &Op) -> Vec<Op> {
                     backing,
                 });
             }
+            out.extend(smaller(start, 0).into_iter().map(|start| Op::Mmap {
+                start,
+                pages,
+                backing,
+            }));
         }
         Op::Munmap { start, pages } => {
             for p in smaller(pages, 1) {
@@ -186,6 +254,11 @@ fn variants(op: &Op) -> Vec<Op> {
                     pages: p,
                 });
             }
+            out.extend(
+                smaller(start, 0)
+                    .into_iter()
+                    .map(|start| Op::Munmap { start, pages }),
+            );
         }
         Op::DontNeed { start, pages } => {
             for p in smaller(pages, 1) {
@@ -195,10 +268,23 @@ fn variants(op: &Op) -> Vec<Op> {
                     pages: p,
                 });
             }
+            out.extend(
+                smaller(start, 0)
+                    .into_iter()
+                    .map(|start| Op::DontNeed { start, pages }),
+            );
         }
         Op::Store { page, value } => {
-            out.extend(smaller(value, 0).into_iter().map(|value| Op::Store { page, value }));
-            out.extend(smaller(page, 0).into_iter().map(|page| Op::Store { page, value }));
+            out.extend(
+                smaller(value, 0)
+                    .into_iter()
+                    .map(|value| Op::Store { page, value }),
+            );
+            out.extend(
+                smaller(page, 0)
+                    .into_iter()
+                    .map(|page| Op::Store { page, value }),
+            );
         }
         Op::Load { page } => out.extend(smaller(page, 0).into_iter().map(|page| Op::Load { page })),
     }
@@ -221,7 +307,8 @@ pub fn shrink(case: &Case, still_fails: &mut dyn FnMut(&Case) -> bool) -> Case {
         let a = s.remove_chunks();
         let b = s.simplify_ops();
         let c = s.shift_down();
-        if !(a || b || c) || s.tries >= MAX_TRIES {
+        let d = s.collapse_pages();
+        if !(a || b || c || d) || s.tries >= MAX_TRIES {
             return s.cur;
         }
     }
@@ -248,37 +335,78 @@ mod tests {
         false
     }
 
+    /// "A Store with value > 1000 into a page of a ShmemShared mapping."
+    fn pred_into_shmem(c: &Case) -> bool {
+        let mut shmem = vec![false; crate::case::REGION_PAGES as usize];
+        for op in &c.ops {
+            match *op {
+                Op::Mmap {
+                    start,
+                    pages,
+                    backing,
+                } => shmem[start as usize..(start + pages) as usize]
+                    .fill(backing == Backing::ShmemShared),
+                Op::Store { page, value } if value > 1000 && shmem[page as usize] => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// No single removal or op variant of `c` still fails.
+    fn assert_locally_minimal(c: &Case, p: fn(&Case) -> bool) {
+        for i in 0..c.ops.len() {
+            let mut ops = c.ops.clone();
+            ops.remove(i);
+            assert!(!p(&normalize(&Case { ops })), "removing op {i} of {c:?}");
+            for v in variants(&c.ops[i]) {
+                let mut ops = c.ops.clone();
+                ops[i] = v;
+                let n = normalize(&Case { ops });
+                assert!(size(&n) >= size(c) || !p(&n), "{v:?} in {c:?}");
+            }
+        }
+    }
+
     #[test]
     fn shrinks_to_minimal() {
-        let mut found = 0;
+        let expect = vec![
+            Op::Mmap {
+                start: 0,
+                pages: 1,
+                backing: Backing::ShmemShared,
+            },
+            Op::Store {
+                page: 0,
+                value: 1001,
+            },
+        ];
+        let (mut found, mut exact) = (0, 0);
         for i in 0..200 {
             let c = generate(3, i);
-            if !pred(&c) {
-                continue;
+            if pred(&c) {
+                found += 1;
+                let mut calls = 0;
+                let s = shrink(&c, &mut |c| {
+                    calls += 1;
+                    pred(c)
+                });
+                assert!(pred(&s) && s.ops.len() <= 3, "case {i}: {s:?}");
+                assert_locally_minimal(&s, pred);
+                exact += usize::from(s.ops == expect);
+                assert_eq!(shrink(&c, &mut pred), s, "not deterministic");
+                assert!(calls < 1000, "case {i}: {calls} calls");
             }
-            found += 1;
-            let mut calls = 0;
-            let s = shrink(&c, &mut |c| {
-                calls += 1;
-                pred(c)
-            });
-            assert!(pred(&s));
-            assert_eq!(s.ops.len(), 2, "case {i}: {:?}", s.ops);
-            assert_eq!(
-                s.ops[0],
-                Op::Mmap {
-                    start: 0,
-                    pages: 1,
-                    backing: Backing::ShmemShared
-                },
-                "case {i}"
-            );
-            assert_eq!(s.ops[1], Op::Store { page: 0, value: 1001 }, "case {i}");
-            // Deterministic.
-            assert_eq!(shrink(&c, &mut pred), s);
-            assert!(calls < MAX_TRIES);
+            if pred_into_shmem(&c) {
+                let s = shrink(&c, &mut pred_into_shmem);
+                assert_eq!(s.ops, expect, "case {i}");
+            }
         }
         assert!(found >= 10, "only {found} generated cases match");
+        assert!(
+            exact * 2 >= found,
+            "{exact} of {found} reach the global minimum"
+        );
     }
 
     #[test]
@@ -303,7 +431,9 @@ mod tests {
                 },
             ],
         };
-        let s = shrink(&c, &mut |c| c.ops.iter().any(|o| matches!(o, Op::Store { .. })));
+        let s = shrink(&c, &mut |c| {
+            c.ops.iter().any(|o| matches!(o, Op::Store { .. }))
+        });
         assert_eq!(
             s.ops,
             vec![

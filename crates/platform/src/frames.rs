@@ -68,6 +68,8 @@ pub struct PageMeta {
     /// Folio flags (lock bit, LRU, anon, dirty, uptodate, isolated ...), defined by the kernel crate.
     pub flags: AtomicU64,
     pub order: AtomicU32,
+    /// pfn of the folio's head frame (`compound_head`).
+    pub head: AtomicU32,
     /// `folio->mapping`: an anon_vma id or a file id, tagged by the kernel crate.
     pub mapping: AtomicU64,
     /// `folio->index`: page offset in the file or the anon linear index.
@@ -127,7 +129,11 @@ impl Frames {
         let nr = nr.max(2);
         let frames: Box<[Frame]> = (0..nr)
             .map(|pfn| Frame {
-                state: AtomicU64::new(if pfn == 0 { FrameKind::Reserved.encode() } else { 0 }),
+                state: AtomicU64::new(if pfn == 0 {
+                    FrameKind::Reserved.encode()
+                } else {
+                    0
+                }),
                 words: OnceLock::new(),
                 data: AtomicU64::new(0),
                 ptl: SpinLock::new(Obj::ptl_id(pfn as u32)),
@@ -135,12 +141,20 @@ impl Frames {
                 freed_by: Mutex::new(None),
             })
             .collect();
-        let mut st = AllocState { used: vec![0; nr.div_ceil(64)], cursor: 1, nr_free: nr - 1 };
+        let mut st = AllocState {
+            used: vec![0; nr.div_ceil(64)],
+            cursor: 1,
+            nr_free: nr - 1,
+        };
         st.set(0, true);
         for pfn in nr..st.used.len() * 64 {
             st.set(pfn, true);
         }
-        Frames { frames, entries: entries_per_table, alloc: Mutex::new(st) }
+        Frames {
+            frames,
+            entries: entries_per_table,
+            alloc: Mutex::new(st),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -162,7 +176,9 @@ impl Frames {
 
     /// What the frame is now.
     pub fn kind(&self, pfn: u32) -> FrameKind {
-        self.frames.get(pfn as usize).map_or(FrameKind::Reserved, |f| f.gen_kind().1)
+        self.frames
+            .get(pfn as usize)
+            .map_or(FrameKind::Reserved, |f| f.gen_kind().1)
     }
 
     /// A reference to `pfn` at its current generation: what dereferencing a pfn read from an
@@ -189,7 +205,10 @@ impl Frames {
             return true;
         }
         let Some(f) = self.frames.get(r.pfn as usize) else {
-            cpu.report(ViolationKind::UseAfterFree, format!("{what}: pfn {} is outside physical memory", r.pfn));
+            cpu.report(
+                ViolationKind::UseAfterFree,
+                format!("{what}: pfn {} is outside physical memory", r.pfn),
+            );
             return false;
         };
         let (gen, kind) = f.gen_kind();
@@ -255,12 +274,15 @@ impl Frames {
             f.ptl.reset();
             f.data.store(0, Ordering::SeqCst);
             let m = &f.page;
-            m.refcount.store(if q == head { 1 } else { 0 }, Ordering::SeqCst);
+            m.refcount
+                .store(if q == head { 1 } else { 0 }, Ordering::SeqCst);
             m.mapcount.store(0, Ordering::SeqCst);
             m.pincount.store(0, Ordering::SeqCst);
             m.entire_mapcount.store(0, Ordering::SeqCst);
             m.flags.store(0, Ordering::SeqCst);
-            m.order.store(if q == head { order } else { 0 }, Ordering::SeqCst);
+            m.order
+                .store(if q == head { order } else { 0 }, Ordering::SeqCst);
+            m.head.store(head as u32, Ordering::SeqCst);
             m.mapping.store(0, Ordering::SeqCst);
             m.index.store(0, Ordering::SeqCst);
             m.deposit.lock().clear();
@@ -269,7 +291,8 @@ impl Frames {
                     w.store(0, Ordering::SeqCst);
                 }
             }
-            f.state.store((gen as u64) << 16 | kind.encode(), Ordering::SeqCst);
+            f.state
+                .store((gen as u64) << 16 | kind.encode(), Ordering::SeqCst);
         }
         Some(self.current(head as u32))
     }
@@ -280,12 +303,19 @@ impl Frames {
         cpu.visible(Obj::Alloc, Access::FrameFree);
         if !self.is_live(r) {
             let kind = self.kind(r.pfn);
-            let k = if kind == FrameKind::Free { ViolationKind::DoubleFree } else { ViolationKind::UseAfterFree };
+            let k = if kind == FrameKind::Free {
+                ViolationKind::DoubleFree
+            } else {
+                ViolationKind::UseAfterFree
+            };
             let by = match &*self.frames[r.pfn as usize].freed_by.lock() {
                 Some((c, stack)) => format!(" (first freed by CPU{c} in {})", stack.join(" > ")),
                 None => String::new(),
             };
-            cpu.report(k, format!("free of pfn {} gen {}: frame is {kind:?}{by}", r.pfn, r.gen));
+            cpu.report(
+                k,
+                format!("free of pfn {} gen {}: frame is {kind:?}{by}", r.pfn, r.gen),
+            );
             return;
         }
         let n = 1usize << order;
@@ -293,7 +323,8 @@ impl Frames {
         for q in r.pfn as usize..(r.pfn as usize + n).min(self.frames.len()) {
             let f = &self.frames[q];
             let (gen, _) = f.gen_kind();
-            f.state.store(((gen.wrapping_add(1)) as u64) << 16, Ordering::SeqCst);
+            f.state
+                .store(((gen.wrapping_add(1)) as u64) << 16, Ordering::SeqCst);
             *f.freed_by.lock() = Some((cpu.id, stack.clone()));
         }
         let mut st = self.alloc.lock();
@@ -313,7 +344,13 @@ impl<'m> Cpu<'m> {
     /// `READ_ONCE(*entry)`: a lockless or locked read of entry `idx` of table `t`.
     #[inline]
     pub fn entry_read(&self, t: FrameRef, idx: usize) -> u64 {
-        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Read);
+        self.visible(
+            Obj::Entry {
+                pfn: t.pfn,
+                idx: idx as u32,
+            },
+            Access::Read,
+        );
         let fr = &self.m.frames;
         fr.check(self, t, "entry read");
         fr.words(t.pfn)[idx].load(Ordering::SeqCst)
@@ -322,7 +359,13 @@ impl<'m> Cpu<'m> {
     /// `WRITE_ONCE(*entry, v)` (`set_pte`, `pmd_populate`, `pmd_clear`, ...).
     #[inline]
     pub fn entry_write(&self, t: FrameRef, idx: usize, v: u64) {
-        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Write);
+        self.visible(
+            Obj::Entry {
+                pfn: t.pfn,
+                idx: idx as u32,
+            },
+            Access::Write,
+        );
         let fr = &self.m.frames;
         fr.check(self, t, "entry write");
         fr.words(t.pfn)[idx].store(v, Ordering::SeqCst)
@@ -331,7 +374,13 @@ impl<'m> Cpu<'m> {
     /// `xchg(entry, v)` (`ptep_get_and_clear`).
     #[inline]
     pub fn entry_xchg(&self, t: FrameRef, idx: usize, v: u64) -> u64 {
-        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Rmw);
+        self.visible(
+            Obj::Entry {
+                pfn: t.pfn,
+                idx: idx as u32,
+            },
+            Access::Rmw,
+        );
         let fr = &self.m.frames;
         fr.check(self, t, "entry xchg");
         fr.words(t.pfn)[idx].swap(v, Ordering::SeqCst)
@@ -340,7 +389,13 @@ impl<'m> Cpu<'m> {
     /// `cmpxchg(entry, old, new)`: `Ok(old)` on success, `Err(current)` otherwise.
     #[inline]
     pub fn entry_cmpxchg(&self, t: FrameRef, idx: usize, old: u64, new: u64) -> Result<u64, u64> {
-        self.visible(Obj::Entry { pfn: t.pfn, idx: idx as u32 }, Access::Rmw);
+        self.visible(
+            Obj::Entry {
+                pfn: t.pfn,
+                idx: idx as u32,
+            },
+            Access::Rmw,
+        );
         let fr = &self.m.frames;
         fr.check(self, t, "entry cmpxchg");
         fr.words(t.pfn)[idx].compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)

@@ -16,7 +16,8 @@ pub struct IrqGuard<'m> {
 
 impl Drop for IrqGuard<'_> {
     fn drop(&mut self) {
-        self.cpu.visible(Obj::Irq(self.cpu.id as u16), Access::IrqEnable);
+        self.cpu
+            .visible(Obj::Irq(self.cpu.id as u16), Access::IrqEnable);
         let st = self.cpu.state();
         if st.irq_depth.fetch_sub(1, Ordering::SeqCst) == 1 {
             st.irq_ctr.fetch_add(1, Ordering::SeqCst);
@@ -63,7 +64,11 @@ impl<'m> Cpu<'m> {
     }
 
     pub(crate) fn irq_snapshot(&self) -> Vec<u64> {
-        self.m.cpus.iter().map(|c| c.irq_ctr.load(Ordering::SeqCst)).collect()
+        self.m
+            .cpus
+            .iter()
+            .map(|c| c.irq_ctr.load(Ordering::SeqCst))
+            .collect()
     }
 
     /// `tlb_remove_table_sync_one`: IPI every other CPU and wait until each has taken it, i.e. has
@@ -79,8 +84,11 @@ impl<'m> Cpu<'m> {
             return;
         }
         let snap = self.irq_snapshot();
-        self.wait_for(Obj::Irq(self.id as u16), Access::IpiSync, &|| ipi_done(&snap, self), &mut || {
-            ipi_done(&snap, self)
-        });
+        self.wait_for(
+            Obj::Irq(self.id as u16),
+            Access::IpiSync,
+            &|| ipi_done(&snap, self),
+            &mut || ipi_done(&snap, self),
+        );
     }
 }

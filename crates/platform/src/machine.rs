@@ -26,7 +26,12 @@ pub struct MachineConfig {
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        MachineConfig { nr_cpus: 4, nr_frames: 1 << 16, entries_per_table: 512, tlb_entries: 64 }
+        MachineConfig {
+            nr_cpus: 4,
+            nr_frames: 1 << 16,
+            entries_per_table: 512,
+            tlb_entries: 64,
+        }
     }
 }
 
@@ -119,7 +124,12 @@ impl Machine {
 
     /// Record a violation not tied to a CPU (quiescent checks).
     pub fn report_global(&self, kind: ViolationKind, msg: String) {
-        let v = Violation { kind, cpu: None, stack: Vec::new(), msg };
+        let v = Violation {
+            kind,
+            cpu: None,
+            stack: Vec::new(),
+            msg,
+        };
         self.violated.store(true, Ordering::Relaxed);
         self.violations.lock().push(v);
     }
@@ -168,12 +178,20 @@ impl<'m> Cpu<'m> {
     /// Block until `ready()`, announcing `ev` (see [`Backend::block`]).
     #[inline]
     pub fn block(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool) {
-        self.m.backend.block(self.id, Event::new(obj, access), ready);
+        self.m
+            .backend
+            .block(self.id, Event::new(obj, access), ready);
     }
 
     /// Perform `try_op` once `ready` holds; retry while it fails. The pair must agree: explore
     /// evaluates `ready` to decide enabledness and then expects `try_op` to succeed.
-    pub fn wait_for(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool, try_op: &mut dyn FnMut() -> bool) {
+    pub fn wait_for(
+        &self,
+        obj: Obj,
+        access: Access,
+        ready: &dyn Fn() -> bool,
+        try_op: &mut dyn FnMut() -> bool,
+    ) {
         loop {
             self.block(obj, access, ready);
             if try_op() {
@@ -196,7 +214,12 @@ impl<'m> Cpu<'m> {
 
     /// Record a violation detected on this CPU.
     pub fn report(&self, kind: ViolationKind, msg: String) {
-        let v = Violation { kind, cpu: Some(self.id), stack: self.state().stack.lock().clone(), msg };
+        let v = Violation {
+            kind,
+            cpu: Some(self.id),
+            stack: self.state().stack.lock().clone(),
+            msg,
+        };
         self.m.violated.store(true, Ordering::Relaxed);
         self.m.violations.lock().push(v.clone());
         self.m.backend.violation(self.id, &v);

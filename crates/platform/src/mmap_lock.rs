@@ -31,7 +31,11 @@ pub struct MmapLock {
 impl MmapLock {
     /// `lock_id` names the rwsem; `seq_id` names `mm_lock_seq`.
     pub const fn new(lock_id: u64, seq_id: u64) -> Self {
-        MmapLock { sem: RwSem::new(lock_id), seq_id, seq: AtomicU64::new(0) }
+        MmapLock {
+            sem: RwSem::new(lock_id),
+            seq_id,
+            seq: AtomicU64::new(0),
+        }
     }
 
     pub fn sem(&self) -> &RwSem {
@@ -172,14 +176,21 @@ impl<'a> MmapWriteGuard<'a> {
     pub fn vma_mark_detached(&self, vma: &VmaLock) {
         let cpu = self.cpu;
         let _f = cpu.enter("vma_mark_detached");
-        cpu.warn_on(!self.is_vma_write_locked(vma), "vma_mark_detached: VMA not write-locked");
+        cpu.warn_on(
+            !self.is_vma_write_locked(vma),
+            "vma_mark_detached: VMA not write-locked",
+        );
         cpu.wait_for(
             Obj::Var(vma.refcnt_id),
             Access::Rmw,
             &|| vma.vm_refcnt.load(Ordering::SeqCst) <= 1,
             &mut || {
                 let r = vma.vm_refcnt.load(Ordering::SeqCst);
-                r <= 1 && vma.vm_refcnt.compare_exchange(r, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                r <= 1
+                    && vma
+                        .vm_refcnt
+                        .compare_exchange(r, 0, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
             },
         );
     }
@@ -233,7 +244,12 @@ pub enum VmaStartRead {
 impl VmaLock {
     /// A detached VMA lock (`vm_refcnt == 0`), as `vm_area_alloc` leaves it.
     pub fn new(refcnt_id: u64, seq_id: u64) -> Self {
-        VmaLock { refcnt_id, seq_id, vm_refcnt: AtomicU32::new(0), vm_lock_seq: AtomicU64::new(u64::MAX) }
+        VmaLock {
+            refcnt_id,
+            seq_id,
+            vm_refcnt: AtomicU32::new(0),
+            vm_lock_seq: AtomicU64::new(u64::MAX),
+        }
     }
 
     pub fn refcnt(&self) -> u32 {
@@ -245,7 +261,18 @@ impl VmaLock {
     }
 
     /// `vma_start_read`: try-only.
-    pub fn start_read<'a>(&'a self, cpu: Cpu<'a>, mm: &MmapLock) -> Result<VmaReadGuard<'a>, VmaStartRead> {
+    pub fn start_read<'a>(
+        &'a self,
+        cpu: Cpu<'a>,
+        mm: &MmapLock,
+    ) -> Result<VmaReadGuard<'a>, VmaStartRead> {
+        self.start_read_raw(cpu, mm)?;
+        Ok(VmaReadGuard { vma: self, cpu })
+    }
+
+    /// `vma_start_read` without a guard; pair with [`VmaLock::end_read`]. For owners that keep
+    /// the VMA alive themselves (an `Arc` next to the held lock).
+    pub fn start_read_raw(&self, cpu: Cpu<'_>, mm: &MmapLock) -> Result<(), VmaStartRead> {
         let _f = cpu.enter("vma_start_read");
         if cpu.read_var(self.seq_id, &self.vm_lock_seq) == mm.read_seq(&cpu) {
             return Err(VmaStartRead::Locked);
@@ -259,7 +286,10 @@ impl VmaLock {
             if cur + 1 > VMA_REF_LIMIT {
                 return Err(VmaStartRead::Locked);
             }
-            match self.vm_refcnt.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match self
+                .vm_refcnt
+                .compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => break,
                 Err(c) => cur = c,
             }
@@ -268,7 +298,13 @@ impl VmaLock {
             self.end_read_raw(cpu);
             return Err(VmaStartRead::Locked);
         }
-        Ok(VmaReadGuard { vma: self, cpu })
+        Ok(())
+    }
+
+    /// `vma_end_read` for a lock taken with [`VmaLock::start_read_raw`].
+    pub fn end_read(&self, cpu: Cpu<'_>) {
+        let _f = cpu.enter("vma_end_read");
+        self.end_read_raw(cpu);
     }
 
     fn end_read_raw(&self, cpu: Cpu<'_>) {

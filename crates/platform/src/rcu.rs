@@ -19,7 +19,10 @@ use std::sync::atomic::Ordering;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RcuWork {
     /// Free frames (tables from `tlb_remove_table`/`pte_free_defer`): `(head, order)`.
-    FreeFrames { frames: Vec<(FrameRef, u32)>, reason: &'static str },
+    FreeFrames {
+        frames: Vec<(FrameRef, u32)>,
+        reason: &'static str,
+    },
 }
 
 struct Pending {
@@ -80,17 +83,29 @@ impl<'m> Cpu<'m> {
     }
 
     fn rcu_snapshot(&self) -> Vec<u64> {
-        self.m.cpus.iter().map(|c| c.rcu_ctr.load(Ordering::SeqCst)).collect()
+        self.m
+            .cpus
+            .iter()
+            .map(|c| c.rcu_ctr.load(Ordering::SeqCst))
+            .collect()
     }
 
     /// `synchronize_rcu`: wait for every pre-existing reader.
     pub fn synchronize_rcu(&self) {
         let _f = self.enter("synchronize_rcu");
-        if self.warn_on(self.in_rcu_reader(), "synchronize_rcu inside an RCU read-side section") {
+        if self.warn_on(
+            self.in_rcu_reader(),
+            "synchronize_rcu inside an RCU read-side section",
+        ) {
             return;
         }
         let snap = self.rcu_snapshot();
-        self.wait_for(Obj::Rcu, Access::GracePeriod, &|| gp_done(&snap, self), &mut || gp_done(&snap, self));
+        self.wait_for(
+            Obj::Rcu,
+            Access::GracePeriod,
+            &|| gp_done(&snap, self),
+            &mut || gp_done(&snap, self),
+        );
     }
 
     /// `call_rcu`: run `work` after a grace period.
@@ -102,7 +117,12 @@ impl<'m> Cpu<'m> {
 
     /// True if some callback's grace period has ended (the explore RCU thread is enabled).
     pub fn rcu_callback_ready(&self) -> bool {
-        self.m.rcu.pending.lock().iter().any(|p| gp_done(&p.snap, self))
+        self.m
+            .rcu
+            .pending
+            .lock()
+            .iter()
+            .any(|p| gp_done(&p.snap, self))
     }
 
     /// Number of callbacks not yet run.
@@ -152,7 +172,12 @@ impl<'m> Cpu<'m> {
                 Some(p) => p.snap.clone(),
                 None => return,
             };
-            self.wait_for(Obj::Rcu, Access::GracePeriod, &|| gp_done(&snap, self), &mut || gp_done(&snap, self));
+            self.wait_for(
+                Obj::Rcu,
+                Access::GracePeriod,
+                &|| gp_done(&snap, self),
+                &mut || gp_done(&snap, self),
+            );
             self.rcu_poll();
         }
     }

@@ -25,7 +25,11 @@ pub struct RwSem {
 
 impl RwSem {
     pub const fn new(id: u64) -> Self {
-        RwSem { id, state: AtomicU64::new(0), writer: AtomicU64::new(0) }
+        RwSem {
+            id,
+            state: AtomicU64::new(0),
+            writer: AtomicU64::new(0),
+        }
     }
 
     pub fn id(&self) -> u64 {
@@ -59,7 +63,10 @@ impl RwSem {
     fn try_read_raw(&self) -> bool {
         let s = self.state.load(Ordering::SeqCst);
         Self::read_ready(s)
-            && self.state.compare_exchange(s, s + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            && self
+                .state
+                .compare_exchange(s, s + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
     }
 
     /// `down_read`.
@@ -80,7 +87,8 @@ impl RwSem {
     /// `down_read_trylock`.
     pub fn try_read<'a>(&'a self, cpu: Cpu<'a>) -> Option<RwSemReadGuard<'a>> {
         cpu.visible(Obj::Lock(self.id), Access::AcquireShared);
-        self.try_read_raw().then_some(RwSemReadGuard { sem: self, cpu })
+        self.try_read_raw()
+            .then_some(RwSemReadGuard { sem: self, cpu })
     }
 
     pub(crate) fn read_unlock_raw(&self, cpu: Cpu<'_>) {
@@ -107,7 +115,12 @@ impl RwSem {
                 s & (WRITER | READERS) == 0
                     && self
                         .state
-                        .compare_exchange(s, s - WAITER + WRITER, Ordering::SeqCst, Ordering::SeqCst)
+                        .compare_exchange(
+                            s,
+                            s - WAITER + WRITER,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        )
                         .is_ok()
             },
         );
@@ -116,7 +129,10 @@ impl RwSem {
 
     pub(crate) fn try_write_raw(&self, cpu: Cpu<'_>) -> bool {
         cpu.visible(Obj::Lock(self.id), Access::Acquire);
-        let ok = self.state.compare_exchange(0, WRITER, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        let ok = self
+            .state
+            .compare_exchange(0, WRITER, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
         if ok {
             self.writer.store(cpu.id as u64 + 1, Ordering::SeqCst);
         }
@@ -125,7 +141,8 @@ impl RwSem {
 
     /// `down_write_trylock`.
     pub fn try_write<'a>(&'a self, cpu: Cpu<'a>) -> Option<RwSemWriteGuard<'a>> {
-        self.try_write_raw(cpu).then_some(RwSemWriteGuard { sem: self, cpu })
+        self.try_write_raw(cpu)
+            .then_some(RwSemWriteGuard { sem: self, cpu })
     }
 
     pub(crate) fn write_unlock_raw(&self, cpu: Cpu<'_>) {

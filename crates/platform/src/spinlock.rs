@@ -14,7 +14,10 @@ pub struct SpinLock {
 
 impl SpinLock {
     pub const fn new(id: u64) -> Self {
-        SpinLock { id, owner: AtomicU32::new(0) }
+        SpinLock {
+            id,
+            owner: AtomicU32::new(0),
+        }
     }
 
     pub fn id(&self) -> u64 {
@@ -41,19 +44,37 @@ impl SpinLock {
 
     /// `spin_lock`.
     pub fn lock<'a>(&'a self, cpu: Cpu<'a>) -> SpinGuard<'a> {
-        if cpu.warn_on(self.owner() == Some(cpu.id), "spin_lock: recursive acquire (AA deadlock)") {
-            return SpinGuard { lock: self, cpu, owned: false };
+        if cpu.warn_on(
+            self.owner() == Some(cpu.id),
+            "spin_lock: recursive acquire (AA deadlock)",
+        ) {
+            return SpinGuard {
+                lock: self,
+                cpu,
+                owned: false,
+            };
         }
-        cpu.wait_for(Obj::Lock(self.id), Access::Acquire, &|| !self.is_locked(), &mut || {
-            self.try_acquire(&cpu)
-        });
-        SpinGuard { lock: self, cpu, owned: true }
+        cpu.wait_for(
+            Obj::Lock(self.id),
+            Access::Acquire,
+            &|| !self.is_locked(),
+            &mut || self.try_acquire(&cpu),
+        );
+        SpinGuard {
+            lock: self,
+            cpu,
+            owned: true,
+        }
     }
 
     /// `spin_trylock`.
     pub fn try_lock<'a>(&'a self, cpu: Cpu<'a>) -> Option<SpinGuard<'a>> {
         cpu.visible(Obj::Lock(self.id), Access::Acquire);
-        self.try_acquire(&cpu).then_some(SpinGuard { lock: self, cpu, owned: true })
+        self.try_acquire(&cpu).then_some(SpinGuard {
+            lock: self,
+            cpu,
+            owned: true,
+        })
     }
 
     /// Release without a guard. Used only by the frames arena to reset a lock of a fresh frame.

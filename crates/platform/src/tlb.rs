@@ -54,7 +54,11 @@ pub struct Tlb {
 
 impl Tlb {
     pub fn new(cap: usize) -> Self {
-        Tlb { cap: cap.max(1), leaves: Vec::new(), walk: Vec::new() }
+        Tlb {
+            cap: cap.max(1),
+            leaves: Vec::new(),
+            walk: Vec::new(),
+        }
     }
 
     fn flush(&mut self, mm: u64, start: u64, end: u64, tables: bool) {
@@ -72,14 +76,23 @@ impl<'m> Cpu<'m> {
     /// Look up `vpn` of `mm` in this CPU's leaf TLB.
     pub fn tlb_lookup(&self, mm: u64, vpn: u64) -> Option<TlbEntry> {
         self.visible(Obj::Tlb(self.id as u16), Access::Read);
-        self.state().tlb.lock().leaves.iter().rev().find(|e| e.covers(mm, vpn)).copied()
+        self.state()
+            .tlb
+            .lock()
+            .leaves
+            .iter()
+            .rev()
+            .find(|e| e.covers(mm, vpn))
+            .copied()
     }
 
     /// Insert a translation (the hardware walker's fill), evicting the oldest when full.
     pub fn tlb_fill(&self, e: TlbEntry) {
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         let mut t = self.state().tlb.lock();
-        t.leaves.retain(|x| !(x.mm == e.mm && x.vpn >> x.shift == e.vpn >> x.shift && x.shift == e.shift));
+        t.leaves.retain(|x| {
+            !(x.mm == e.mm && x.vpn >> x.shift == e.vpn >> x.shift && x.shift == e.shift)
+        });
         if t.leaves.len() >= t.cap {
             t.leaves.remove(0);
         }
@@ -103,7 +116,8 @@ impl<'m> Cpu<'m> {
     pub fn walk_cache_fill(&self, w: WalkCacheEntry) {
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         let mut t = self.state().tlb.lock();
-        t.walk.retain(|x| !(x.mm == w.mm && x.key == w.key && x.table_shift == w.table_shift));
+        t.walk
+            .retain(|x| !(x.mm == w.mm && x.key == w.key && x.table_shift == w.table_shift));
         if t.walk.len() >= 8 {
             t.walk.remove(0);
         }
@@ -139,9 +153,12 @@ impl<'m> Cpu<'m> {
                 .zip(&targets)
                 .map(|(s, &t)| if t { s } else { 0 })
                 .collect();
-            self.wait_for(Obj::Tlb(self.id as u16), Access::Flush, &|| ipi_done(&snap, self), &mut || {
-                ipi_done(&snap, self)
-            });
+            self.wait_for(
+                Obj::Tlb(self.id as u16),
+                Access::Flush,
+                &|| ipi_done(&snap, self),
+                &mut || ipi_done(&snap, self),
+            );
             for (i, c) in self.m.cpus.iter().enumerate() {
                 if targets[i] {
                     c.tlb.lock().flush(mm, start, end, tables);

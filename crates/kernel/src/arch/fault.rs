@@ -1,0 +1,148 @@
+//! User memory access on a simulated x86-64 CPU (`arch/x86/mm/fault.c`, and the MMU): a load or
+//! store looks up the CPU's TLB, then walks the page tables in hardware (locklessly, using and
+//! filling the paging-structure cache, setting A/D atomically), and faults into the kernel on a
+//! miss. A TLB hit on a page that was freed since is a stale translation.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::memory::do_user_addr_fault;
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::types::MmStruct;
+use crate::{Ctx, Errno};
+use mmcheck_platform::{FrameRef, TlbEntry, ViolationKind, WalkCacheEntry};
+
+/// The frame backing `vpn` under translation `e`.
+fn frame_of(cx: Ctx<'_>, e: &TlbEntry, vpn: u64) -> FrameRef {
+    let off = (vpn - (e.vpn >> e.shift << e.shift)) as u32;
+    cx.k.machine.frames.current(e.page.pfn + off)
+}
+
+/// Perform the access through a translation; `None` if it does not allow it.
+fn access(cx: Ctx<'_>, e: &TlbEntry, vpn: u64, store: Option<u64>) -> Option<u64> {
+    if store.is_some() && !e.writable {
+        return None;
+    }
+    if !cx.k.machine.frames.is_live(e.page) {
+        cx.cpu.report(
+            ViolationKind::StaleTranslation,
+            format!(
+                "access to vpn {vpn:#x} through a TLB entry for freed pfn {} gen {}",
+                e.page.pfn, e.page.gen
+            ),
+        );
+    }
+    let page = frame_of(cx, e, vpn);
+    Some(match store {
+        Some(v) => {
+            cx.cpu.data_write(page, v);
+            v
+        }
+        None => cx.cpu.data_read(page),
+    })
+}
+
+/// Set A (and D for a write) on a leaf the walker is using, as the hardware does: atomically,
+/// racing with software that holds the PTL. False if the entry changed under the walk.
+fn set_ad(cx: Ctx<'_>, p: EntryPtr, v: Entry, write: bool) -> bool {
+    let want = v.with(Entry::ACCESSED | if write { Entry::DIRTY } else { 0 });
+    want == v || p.cmpxchg(cx, v, want).is_ok()
+}
+
+/// The hardware page walk. Returns the translation it filled, or `None` for a fault.
+fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntry> {
+    let g = cx.geo();
+    let vpn = addr >> g.page_shift;
+    let mut pte_table = cx.cpu.walk_cache_lookup(mm.id, vpn, g.bits);
+    if pte_table.is_none() {
+        let mut p = pgtable::pgd_offset(cx, mm, addr);
+        while p.level > 1 {
+            let e = p.get(cx);
+            if !e.present() {
+                return None;
+            }
+            if p.level == 2 && e.huge_leaf() {
+                if write && !e.write() || !set_ad(cx, p, e, write) {
+                    return None;
+                }
+                let te = TlbEntry {
+                    mm: mm.id,
+                    vpn,
+                    shift: g.bits,
+                    page: cx.k.machine.frames.current(e.pfn()),
+                    writable: e.write(),
+                };
+                cx.cpu.tlb_fill(te);
+                return Some(te);
+            }
+            p = pgtable::entry_below(cx, e, p.level, addr);
+        }
+        cx.cpu.walk_cache_fill(WalkCacheEntry {
+            mm: mm.id,
+            key: vpn >> g.bits,
+            table_shift: g.bits,
+            table: p.table,
+        });
+        pte_table = Some(p.table);
+    }
+    let table = pte_table?;
+    let p = EntryPtr {
+        table,
+        idx: g.index(addr, 1),
+        level: 1,
+    };
+    let e = p.get(cx);
+    if !e.present() || (write && !e.write()) || !set_ad(cx, p, e, write) {
+        return None;
+    }
+    let te = TlbEntry {
+        mm: mm.id,
+        vpn,
+        shift: 0,
+        page: cx.k.machine.frames.current(e.pfn()),
+        writable: e.write(),
+    };
+    cx.cpu.tlb_fill(te);
+    Some(te)
+}
+
+/// A user access to `addr` in `mm` from this CPU: TLB, hardware walk, fault, retry.
+fn user_access(cx: Ctx<'_>, mm: &MmStruct, addr: u64, store: Option<u64>) -> Result<u64, Errno> {
+    let vpn = addr >> cx.geo().page_shift;
+    if cx.cpu.loaded_mm() != mm.id {
+        cx.cpu.switch_mm(mm.id);
+    }
+    for _ in 0..1000 {
+        if let Some(e) = cx.cpu.tlb_lookup(mm.id, vpn) {
+            if let Some(v) = access(cx, &e, vpn, store) {
+                return Ok(v);
+            }
+        }
+        {
+            // The walk and the access it enables form one instruction: no IPI lands in between.
+            let _hw = cx.cpu.hw_walk_begin();
+            if let Some(e) = hw_walk(cx, mm, addr, store.is_some()) {
+                if let Some(v) = access(cx, &e, vpn, store) {
+                    return Ok(v);
+                }
+            }
+        }
+        do_user_addr_fault(cx, mm, addr, store.is_some())?;
+        cx.rcu_quiescent();
+    }
+    cx.cpu.report(
+        ViolationKind::Assertion,
+        format!("no forward progress on a user access to {addr:#x}"),
+    );
+    Err(Errno::Eagain)
+}
+
+/// A user load of the word at `addr`.
+pub fn user_load(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Result<u64, Errno> {
+    let _f = cx.cpu.enter("user_load");
+    user_access(cx, mm, addr, None)
+}
+
+/// A user store of `v` to the word at `addr`.
+pub fn user_store(cx: Ctx<'_>, mm: &MmStruct, addr: u64, v: u64) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("user_store");
+    user_access(cx, mm, addr, Some(v)).map(|_| ())
+}

@@ -1,0 +1,296 @@
+//! Page-table geometry and entry encoding, x86-64-like (`arch/x86/include/asm/pgtable_types.h`).
+//!
+//! Levels are numbered from the leaves: level 1 tables hold PTEs, level 2 tables hold PMDs, level 3
+//! PUDs, and the top level is the PGD (P4D is folded, as on 4-level x86-64). A geometry is a
+//! number of levels (2–5) and a power-of-two number of entries per table; x86-64 is 4 × 512.
+
+use std::fmt;
+
+/// The shape of the page tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub levels: u32,
+    /// log2 of the entries per table.
+    pub bits: u32,
+    /// log2 of the page size.
+    pub page_shift: u32,
+}
+
+/// Why a geometry is impossible.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    #[error("levels must be 2 to 5, not {0}")]
+    Levels(u32),
+    #[error("entries per table must be a power of two from 4 to 512, not {0}")]
+    Entries(u64),
+}
+
+impl Geometry {
+    /// x86-64 with 4-level paging: 4 levels of 512 entries, 4 KiB pages.
+    pub const X86_64: Geometry = Geometry {
+        levels: 4,
+        bits: 9,
+        page_shift: 12,
+    };
+
+    /// A validated geometry.
+    pub fn new(levels: u32, entries: u64) -> Result<Self, GeometryError> {
+        if !(2..=5).contains(&levels) {
+            return Err(GeometryError::Levels(levels));
+        }
+        if !(4..=512).contains(&entries) || !entries.is_power_of_two() {
+            return Err(GeometryError::Entries(entries));
+        }
+        Ok(Geometry {
+            levels,
+            bits: entries.trailing_zeros(),
+            page_shift: 12,
+        })
+    }
+
+    pub fn entries(&self) -> usize {
+        1 << self.bits
+    }
+
+    pub fn page_size(&self) -> u64 {
+        1 << self.page_shift
+    }
+
+    /// Bytes mapped by one entry of a level-`level` table.
+    pub fn shift(&self, level: u32) -> u32 {
+        self.page_shift + self.bits * (level - 1)
+    }
+
+    /// Index of `addr` in a level-`level` table.
+    pub fn index(&self, addr: u64, level: u32) -> usize {
+        ((addr >> self.shift(level)) as usize) & (self.entries() - 1)
+    }
+
+    /// `PMD_SIZE`: bytes mapped by one PTE table.
+    pub fn pmd_size(&self) -> u64 {
+        1 << self.shift(2)
+    }
+
+    pub fn pmd_mask(&self) -> u64 {
+        !(self.pmd_size() - 1)
+    }
+
+    /// Bytes mapped by one table of level `level` (`PUD_SIZE` for level 2, ...).
+    pub fn table_span(&self, level: u32) -> u64 {
+        1u64.checked_shl(self.shift(level + 1)).unwrap_or(0)
+    }
+
+    /// `HPAGE_PMD_ORDER`.
+    pub fn pmd_order(&self) -> u32 {
+        self.bits
+    }
+
+    /// The size of the user address space (`TASK_SIZE`), rounded to the top table.
+    pub fn task_size(&self) -> u64 {
+        1u64 << (self.page_shift + self.bits * self.levels).min(63)
+    }
+
+    pub fn page_align_down(&self, addr: u64) -> u64 {
+        addr & !(self.page_size() - 1)
+    }
+}
+
+impl fmt::Display for Geometry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} levels x {} entries", self.levels, self.entries())
+    }
+}
+
+/// An entry word at any level.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Entry(pub u64);
+
+impl Entry {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const RW: u64 = 1 << 1;
+    pub const USER: u64 = 1 << 2;
+    pub const ACCESSED: u64 = 1 << 5;
+    pub const DIRTY: u64 = 1 << 6;
+    /// `_PAGE_PSE`: a leaf at PMD (or PUD) level.
+    pub const PSE: u64 = 1 << 7;
+    /// `_PAGE_SPECIAL`: no `struct page` refcounting (the zero page).
+    pub const SPECIAL: u64 = 1 << 9;
+    const PFN_SHIFT: u32 = 12;
+    const PFN_MASK: u64 = ((1 << 40) - 1) << 12;
+    /// Non-present software entries: the type lives in bits 1..=5.
+    const SWP_TYPE_SHIFT: u32 = 1;
+    pub const SWP_MIGRATION_READ: u64 = 1;
+    pub const SWP_MIGRATION_WRITE: u64 = 2;
+    pub const SWP_MARKER: u64 = 3;
+
+    pub const NONE: Entry = Entry(0);
+
+    /// `_PAGE_TABLE`: a non-leaf entry pointing to the table at `pfn`.
+    pub fn table(pfn: u32) -> Entry {
+        Entry(
+            Self::PRESENT
+                | Self::RW
+                | Self::USER
+                | Self::ACCESSED
+                | (pfn as u64) << Self::PFN_SHIFT,
+        )
+    }
+
+    /// `mk_pte`: a present leaf PTE.
+    pub fn leaf(pfn: u32, write: bool, dirty: bool) -> Entry {
+        let mut v = Self::PRESENT | Self::USER | Self::ACCESSED | (pfn as u64) << Self::PFN_SHIFT;
+        if write {
+            v |= Self::RW;
+        }
+        if dirty {
+            v |= Self::DIRTY;
+        }
+        Entry(v)
+    }
+
+    /// A huge leaf PMD.
+    pub fn huge(pfn: u32, write: bool, dirty: bool) -> Entry {
+        Entry(Self::leaf(pfn, write, dirty).0 | Self::PSE)
+    }
+
+    /// A non-present software entry (swap, migration, marker).
+    pub fn swp(ty: u64, offset: u32) -> Entry {
+        Entry(ty << Self::SWP_TYPE_SHIFT | (offset as u64) << Self::PFN_SHIFT)
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn present(self) -> bool {
+        self.0 & Self::PRESENT != 0
+    }
+
+    pub fn write(self) -> bool {
+        self.0 & Self::RW != 0
+    }
+
+    pub fn dirty(self) -> bool {
+        self.0 & Self::DIRTY != 0
+    }
+
+    pub fn young(self) -> bool {
+        self.0 & Self::ACCESSED != 0
+    }
+
+    pub fn special(self) -> bool {
+        self.0 & Self::SPECIAL != 0
+    }
+
+    /// `pmd_trans_huge` / `pmd_leaf`.
+    pub fn huge_leaf(self) -> bool {
+        self.present() && self.0 & Self::PSE != 0
+    }
+
+    /// A present entry pointing to a lower table (at a non-leaf level).
+    pub fn is_table(self) -> bool {
+        self.present() && self.0 & Self::PSE == 0
+    }
+
+    pub fn pfn(self) -> u32 {
+        ((self.0 & Self::PFN_MASK) >> Self::PFN_SHIFT) as u32
+    }
+
+    pub fn swp_type(self) -> u64 {
+        (self.0 >> Self::SWP_TYPE_SHIFT) & 0x1f
+    }
+
+    pub fn is_migration(self) -> bool {
+        !self.present()
+            && !self.is_none()
+            && matches!(
+                self.swp_type(),
+                Self::SWP_MIGRATION_READ | Self::SWP_MIGRATION_WRITE
+            )
+    }
+
+    pub fn with(self, bits: u64) -> Entry {
+        Entry(self.0 | bits)
+    }
+
+    pub fn without(self, bits: u64) -> Entry {
+        Entry(self.0 & !bits)
+    }
+
+    /// `pte_wrprotect`.
+    pub fn wrprotect(self) -> Entry {
+        self.without(Self::RW)
+    }
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_none() {
+            return f.write_str("none");
+        }
+        if !self.present() {
+            return match self.swp_type() {
+                Self::SWP_MIGRATION_READ => write!(f, "migration-r({})", self.pfn()),
+                Self::SWP_MIGRATION_WRITE => write!(f, "migration-w({})", self.pfn()),
+                Self::SWP_MARKER => f.write_str("marker"),
+                t => write!(f, "swp({t},{})", self.pfn()),
+            };
+        }
+        write!(
+            f,
+            "{}pfn {}",
+            if self.0 & Self::PSE != 0 { "huge " } else { "" },
+            self.pfn()
+        )?;
+        for (b, c) in [
+            (Self::RW, 'w'),
+            (Self::ACCESSED, 'a'),
+            (Self::DIRTY, 'd'),
+            (Self::SPECIAL, 's'),
+        ] {
+            if self.0 & b != 0 {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_geometry() {
+        let g = Geometry::X86_64;
+        assert_eq!(g.entries(), 512);
+        assert_eq!(g.pmd_size(), 2 << 20);
+        assert_eq!(g.shift(3), 30);
+        assert_eq!(g.index(0x4000_0020_3000, 1), 3);
+        assert_eq!(g.index(0x4000_0020_3000, 2), 1);
+        assert_eq!(g.index(0x4000_0000_0000, 4), 128);
+        assert_eq!(g.task_size(), 1 << 48);
+        assert_eq!(g.table_span(1), 2 << 20);
+    }
+
+    #[test]
+    fn bad_geometries() {
+        assert_eq!(Geometry::new(1, 512), Err(GeometryError::Levels(1)));
+        assert_eq!(Geometry::new(3, 12), Err(GeometryError::Entries(12)));
+        assert_eq!(Geometry::new(3, 1024), Err(GeometryError::Entries(1024)));
+        assert!(Geometry::new(2, 8).is_ok());
+    }
+
+    #[test]
+    fn entry_encoding() {
+        let t = Entry::table(77);
+        assert!(t.present() && t.is_table() && !t.huge_leaf() && t.pfn() == 77);
+        let l = Entry::leaf(5, true, false);
+        assert!(l.write() && !l.dirty() && l.pfn() == 5);
+        assert!(Entry::huge(512, false, false).huge_leaf());
+        let m = Entry::swp(Entry::SWP_MIGRATION_WRITE, 9);
+        assert!(m.is_migration() && !m.present() && m.pfn() == 9);
+        assert!(Entry::NONE.is_none() && !Entry::NONE.present());
+        assert_eq!(l.wrprotect().write(), false);
+    }
+}

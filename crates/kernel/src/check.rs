@@ -1,0 +1,210 @@
+//! Invariants at quiescence (`check_mm`, `mm/debug.c`, and the bad_page checks of
+//! `mm/page_alloc.c`, extended): with no operation in flight and RCU callbacks drained,
+//! - `nr_ptes`/`nr_pmds`/`nr_puds` equal the attached plus deposited tables (I10, I11);
+//! - rss counters equal the normal pages mapped, by type;
+//! - each page's mapcount equals the PTEs mapping it, each folio's entire mapcount the PMDs;
+//! - each folio's refcount equals its mappings plus its page-cache reference (I19, exact when
+//!   nothing is pinned or in flight);
+//! - every allocated frame is reachable (a table from some mm, a folio from a mapping or a cache);
+//!   anything else is a leak.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::types::{MmStruct, MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS};
+use crate::Kernel;
+use mmcheck_platform::{FrameKind, ViolationKind};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+#[derive(Default)]
+struct Tally {
+    /// PTE mappings per pfn.
+    mapcount: BTreeMap<u32, i64>,
+    /// PMD mappings per head pfn.
+    entire: BTreeMap<u32, i64>,
+    /// Expected references per head pfn.
+    refs: BTreeMap<u32, i64>,
+    /// Tables reachable (pfn).
+    tables: BTreeMap<u32, u32>,
+}
+
+fn head_of(k: &Kernel, pfn: u32) -> u32 {
+    k.machine.frames.frame(pfn).page.head.load(Ordering::SeqCst)
+}
+
+fn is_anon(k: &Kernel, head: u32) -> bool {
+    k.machine
+        .frames
+        .frame(head)
+        .page
+        .mapping
+        .load(Ordering::SeqCst)
+        & 1
+        == 1
+}
+
+fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKind, String)>) {
+    let g = k.geo;
+    let frames = &k.machine.frames;
+    let cpu = k.machine.cpu(0);
+    let mut nr = [0i64; 4];
+    let mut rss = [0i64; NR_MM_COUNTERS];
+    let hz = *k.huge_zero.lock();
+    t.tables.insert(mm.pgd.pfn, g.levels);
+    let mut stack = vec![(mm.pgd, g.levels)];
+    while let Some((table, level)) = stack.pop() {
+        if !frames.is_live(table) {
+            errs.push((
+                ViolationKind::UseAfterFree,
+                format!(
+                    "mm {}: level-{level} table pfn {} is freed but reachable",
+                    mm.id, table.pfn
+                ),
+            ));
+            continue;
+        }
+        if level == 2 {
+            for &d in frames.frame(table.pfn).page.deposit.lock().iter() {
+                nr[1] += 1;
+                t.tables.insert(d, 1);
+            }
+        }
+        for i in 0..g.entries() {
+            let e = Entry(cpu.entry_peek(table, i));
+            if e.is_none() || !e.present() && !e.huge_leaf() {
+                continue;
+            }
+            if level == 1 {
+                if e.special() || e.pfn() == k.zero_page.pfn {
+                    continue;
+                }
+                let h = head_of(k, e.pfn());
+                *t.mapcount.entry(e.pfn()).or_default() += 1;
+                *t.refs.entry(h).or_default() += 1;
+                rss[if is_anon(k, h) {
+                    MM_ANONPAGES
+                } else {
+                    MM_SHMEMPAGES
+                }] += 1;
+            } else if level == 2 && e.huge_leaf() {
+                if hz.is_some_and(|z| z.pfn == e.pfn()) {
+                    continue;
+                }
+                *t.entire.entry(e.pfn()).or_default() += 1;
+                *t.refs.entry(e.pfn()).or_default() += 1;
+                rss[MM_ANONPAGES] += 1 << g.pmd_order();
+            } else {
+                let child = frames.current(e.pfn());
+                nr[(level - 1) as usize] += 1;
+                t.tables.insert(e.pfn(), level - 1);
+                stack.push((child, level - 1));
+            }
+        }
+    }
+    let want = [
+        ("nr_ptes", mm.nr_ptes.load(Ordering::SeqCst), nr[1]),
+        (
+            "nr_pmds",
+            mm.nr_pmds.load(Ordering::SeqCst),
+            if g.levels > 2 { nr[2] } else { 0 },
+        ),
+        (
+            "nr_puds",
+            mm.nr_puds.load(Ordering::SeqCst),
+            if g.levels > 3 { nr[3] } else { 0 },
+        ),
+    ];
+    for (name, have, expect) in want {
+        if have != expect {
+            errs.push((
+                ViolationKind::CounterMismatch,
+                format!("mm {}: {name} = {have}, tables say {expect}", mm.id),
+            ));
+        }
+    }
+    for (i, name) in [
+        (MM_ANONPAGES, "MM_ANONPAGES"),
+        (MM_SHMEMPAGES, "MM_SHMEMPAGES"),
+    ] {
+        let have = mm.get_rss(i);
+        if have != rss[i] {
+            errs.push((
+                ViolationKind::CounterMismatch,
+                format!("mm {}: rss {name} = {have}, tables say {}", mm.id, rss[i]),
+            ));
+        }
+    }
+}
+
+/// Check every invariant; each failure is reported on the machine and returned.
+pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
+    let cpu = k.machine.cpu(0);
+    cpu.rcu_barrier();
+    let mut t = Tally::default();
+    let mut errs = Vec::new();
+    for mm in k.mms() {
+        walk_mm(k, &mm, &mut t, &mut errs);
+    }
+    for f in k.files() {
+        for (_, fr) in f.pages.lock().iter() {
+            *t.refs.entry(fr.pfn).or_default() += 1;
+        }
+    }
+    let frames = &k.machine.frames;
+    let hz = *k.huge_zero.lock();
+    for pfn in 1..frames.len() as u32 {
+        let pm = &frames.frame(pfn).page;
+        match frames.kind(pfn) {
+            FrameKind::Table(l) => {
+                if !t.tables.contains_key(&pfn) {
+                    errs.push((
+                        ViolationKind::Leak,
+                        format!("level-{l} table pfn {pfn} is allocated but unreachable"),
+                    ));
+                }
+            }
+            FrameKind::Data => {
+                if pfn == k.zero_page.pfn
+                    || hz.is_some_and(|z| pfn >= z.pfn && pfn < z.pfn + (1 << k.geo.pmd_order()))
+                {
+                    continue;
+                }
+                let mc = pm.mapcount.load(Ordering::SeqCst);
+                let want = t.mapcount.get(&pfn).copied().unwrap_or(0);
+                if mc != want {
+                    errs.push((
+                        ViolationKind::CounterMismatch,
+                        format!("pfn {pfn}: mapcount {mc}, page tables map it {want} times"),
+                    ));
+                }
+                if head_of(k, pfn) != pfn {
+                    continue;
+                }
+                let em = pm.entire_mapcount.load(Ordering::SeqCst);
+                let want = t.entire.get(&pfn).copied().unwrap_or(0);
+                if em != want {
+                    errs.push((
+                        ViolationKind::CounterMismatch,
+                        format!("folio {pfn}: entire mapcount {em}, PMDs map it {want} times"),
+                    ));
+                }
+                let rc = pm.refcount.load(Ordering::SeqCst);
+                let want = t.refs.get(&pfn).copied().unwrap_or(0);
+                if want == 0 {
+                    errs.push((ViolationKind::Leak, format!("folio {pfn} (refcount {rc}) is allocated but neither mapped nor cached")));
+                } else if rc != want {
+                    errs.push((
+                        ViolationKind::CounterMismatch,
+                        format!(
+                            "folio {pfn}: refcount {rc}, mappings and cache account for {want}"
+                        ),
+                    ));
+                }
+            }
+            FrameKind::Free | FrameKind::Reserved => {}
+        }
+    }
+    for (kind, msg) in &errs {
+        k.machine.report_global(*kind, msg.clone());
+    }
+    errs
+}

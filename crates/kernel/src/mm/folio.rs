@@ -1,0 +1,303 @@
+//! Folios (`include/linux/mm.h`, `mm/swap.c`, the rmap accounting of `mm/rmap.c`, ≈6.18):
+//! refcount, per-page and entire mapcount, pincount, the folio lock, and freeing when the last
+//! reference goes. Freeing checks the TLB oracle: no CPU may still hold a translation to the page.
+
+use crate::Ctx;
+use mmcheck_platform::{Access, FrameKind, FrameRef, Obj, ViolationKind};
+use std::sync::atomic::Ordering;
+
+pub const PG_LOCKED: u64 = 1 << 0;
+pub const PG_LRU: u64 = 1 << 1;
+pub const PG_DIRTY: u64 = 1 << 2;
+pub const PG_UPTODATE: u64 = 1 << 3;
+pub const PG_SWAPBACKED: u64 = 1 << 4;
+pub const PG_ISOLATED: u64 = 1 << 5;
+/// `PageAnonExclusive` of the head (order-0 model: per folio).
+pub const PG_ANON_EXCLUSIVE: u64 = 1 << 6;
+
+/// `folio->mapping` tagging: anon mappings set bit 0 (`PAGE_MAPPING_ANON`).
+pub fn mapping_anon(anon_vma_id: u64) -> u64 {
+    anon_vma_id << 1 | 1
+}
+
+pub fn mapping_file(file_id: u64) -> u64 {
+    file_id << 1
+}
+
+/// The head of the folio containing `pfn` (`page_folio`).
+pub fn page_folio(cx: Ctx<'_>, pfn: u32) -> FrameRef {
+    let head =
+        cx.k.machine
+            .frames
+            .frame(pfn)
+            .page
+            .head
+            .load(Ordering::SeqCst);
+    cx.k.machine.frames.current(head)
+}
+
+pub fn folio_order(cx: Ctx<'_>, f: FrameRef) -> u32 {
+    cx.k.machine
+        .frames
+        .frame(f.pfn)
+        .page
+        .order
+        .load(Ordering::SeqCst)
+}
+
+pub fn folio_nr_pages(cx: Ctx<'_>, f: FrameRef) -> u64 {
+    1 << folio_order(cx, f)
+}
+
+pub fn folio_test(cx: Ctx<'_>, f: FrameRef, flag: u64) -> bool {
+    cx.cpu
+        .page(f.pfn, Access::Read)
+        .flags
+        .load(Ordering::SeqCst)
+        & flag
+        != 0
+}
+
+pub fn folio_set(cx: Ctx<'_>, f: FrameRef, flag: u64) {
+    cx.cpu
+        .page(f.pfn, Access::Rmw)
+        .flags
+        .fetch_or(flag, Ordering::SeqCst);
+}
+
+pub fn folio_clear(cx: Ctx<'_>, f: FrameRef, flag: u64) {
+    cx.cpu
+        .page(f.pfn, Access::Rmw)
+        .flags
+        .fetch_and(!flag, Ordering::SeqCst);
+}
+
+/// `folio_test_anon`.
+pub fn folio_test_anon(cx: Ctx<'_>, f: FrameRef) -> bool {
+    cx.cpu
+        .page(f.pfn, Access::Read)
+        .mapping
+        .load(Ordering::SeqCst)
+        & 1
+        == 1
+}
+
+/// `folio_alloc`: a zeroed folio of `order` with one reference.
+pub fn folio_alloc(cx: Ctx<'_>, order: u32) -> Option<FrameRef> {
+    let _f = cx.cpu.enter("folio_alloc");
+    cx.k.machine.frames.alloc(&cx.cpu, order, FrameKind::Data)
+}
+
+pub fn folio_ref_count(cx: Ctx<'_>, f: FrameRef) -> i64 {
+    cx.cpu
+        .page(f.pfn, Access::Read)
+        .refcount
+        .load(Ordering::SeqCst)
+}
+
+/// `folio_get` / `folio_ref_add`.
+pub fn folio_ref_add(cx: Ctx<'_>, f: FrameRef, n: i64) {
+    cx.k.machine.frames.check(&cx.cpu, f, "folio_get");
+    let old = cx
+        .cpu
+        .page(f.pfn, Access::Rmw)
+        .refcount
+        .fetch_add(n, Ordering::SeqCst);
+    cx.cpu
+        .warn_on(old <= 0, "folio_get on a folio with refcount 0");
+}
+
+/// `folio_try_get`: take a reference unless the count already reached zero (GUP-fast, rmap).
+pub fn folio_try_get(cx: Ctx<'_>, f: FrameRef) -> bool {
+    if !cx.k.machine.frames.is_live(f) {
+        return false;
+    }
+    let rc = &cx.cpu.page(f.pfn, Access::Rmw).refcount;
+    let mut cur = rc.load(Ordering::SeqCst);
+    loop {
+        if cur <= 0 {
+            return false;
+        }
+        match rc.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(c) => cur = c,
+        }
+    }
+}
+
+/// `folio_put`: drop a reference; the last one frees the folio.
+pub fn folio_put(cx: Ctx<'_>, f: FrameRef) {
+    folio_put_refs(cx, f, 1)
+}
+
+/// `folio_put_refs`.
+pub fn folio_put_refs(cx: Ctx<'_>, f: FrameRef, n: i64) {
+    if f.pfn == cx.k.zero_page.pfn {
+        return;
+    }
+    cx.k.machine.frames.check(&cx.cpu, f, "folio_put");
+    let old = cx
+        .cpu
+        .page(f.pfn, Access::Rmw)
+        .refcount
+        .fetch_sub(n, Ordering::SeqCst);
+    if old == n {
+        free_folio(cx, f);
+    } else {
+        cx.cpu.warn_on(old < n, "folio_put: refcount underflow");
+    }
+}
+
+fn free_folio(cx: Ctx<'_>, f: FrameRef) {
+    let _g = cx.cpu.enter("__folio_put");
+    let order = folio_order(cx, f);
+    let n = 1u32 << order;
+    let mapped = folio_mapcount(cx, f);
+    cx.cpu.warn_on(
+        mapped != 0,
+        "freeing a mapped folio (bad_page: nonzero mapcount)",
+    );
+    for (cpu, e) in cx.cpu.tlb_holders(f.pfn, n) {
+        cx.cpu.report(
+            ViolationKind::StaleTranslation,
+            format!(
+                "folio pfn {} freed while CPU{cpu} still caches vpn {:#x} -> pfn {}",
+                f.pfn, e.vpn, e.page.pfn
+            ),
+        );
+    }
+    cx.k.machine.frames.free(&cx.cpu, f, order);
+}
+
+/// Mappings of the page `pfn` through PTEs (`page_mapcount` without the entire part).
+pub fn page_mapcount(cx: Ctx<'_>, pfn: u32) -> i64 {
+    cx.cpu
+        .page(pfn, Access::Read)
+        .mapcount
+        .load(Ordering::SeqCst)
+}
+
+/// `folio_mapcount`: PTE mappings of every page plus PMD mappings of the whole folio.
+pub fn folio_mapcount(cx: Ctx<'_>, f: FrameRef) -> i64 {
+    let n = folio_nr_pages(cx, f) as u32;
+    let frames = &cx.k.machine.frames;
+    let pte: i64 = (0..n)
+        .map(|i| frames.frame(f.pfn + i).page.mapcount.load(Ordering::SeqCst))
+        .sum();
+    pte + frames
+        .frame(f.pfn)
+        .page
+        .entire_mapcount
+        .load(Ordering::SeqCst)
+}
+
+/// `folio_mapped`.
+pub fn folio_mapped(cx: Ctx<'_>, f: FrameRef) -> bool {
+    cx.cpu.visible(Obj::Page(f.pfn), Access::Read);
+    folio_mapcount(cx, f) > 0
+}
+
+/// `folio_add_new_anon_rmap` for the pages `[pfn, pfn + nr)` mapped by PTEs (or the whole folio
+/// by a PMD when `pmd`), at `index` of `anon_vma`.
+pub fn folio_add_new_anon_rmap(cx: Ctx<'_>, f: FrameRef, anon_vma_id: u64, index: u64, pmd: bool) {
+    let pm = cx.cpu.page(f.pfn, Access::Write);
+    pm.mapping
+        .store(mapping_anon(anon_vma_id), Ordering::SeqCst);
+    pm.index.store(index, Ordering::SeqCst);
+    pm.flags.fetch_or(
+        PG_SWAPBACKED | PG_UPTODATE | PG_ANON_EXCLUSIVE,
+        Ordering::SeqCst,
+    );
+    if pmd {
+        pm.entire_mapcount.fetch_add(1, Ordering::SeqCst);
+    } else {
+        for i in 0..folio_nr_pages(cx, f) as u32 {
+            cx.k.machine
+                .frames
+                .frame(f.pfn + i)
+                .page
+                .mapcount
+                .fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// `folio_add_{anon,file}_rmap_pte`: one more PTE mapping of page `pfn`.
+pub fn folio_add_rmap_pte(cx: Ctx<'_>, pfn: u32) {
+    cx.cpu
+        .page(pfn, Access::Rmw)
+        .mapcount
+        .fetch_add(1, Ordering::SeqCst);
+}
+
+/// `folio_add_{anon,file}_rmap_pmd`.
+pub fn folio_add_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
+    cx.cpu
+        .page(f.pfn, Access::Rmw)
+        .entire_mapcount
+        .fetch_add(1, Ordering::SeqCst);
+}
+
+/// `folio_remove_rmap_pte`.
+pub fn folio_remove_rmap_pte(cx: Ctx<'_>, pfn: u32) {
+    let old = cx
+        .cpu
+        .page(pfn, Access::Rmw)
+        .mapcount
+        .fetch_sub(1, Ordering::SeqCst);
+    cx.cpu
+        .warn_on(old <= 0, "folio_remove_rmap_pte: mapcount underflow");
+}
+
+/// `folio_remove_rmap_pmd`.
+pub fn folio_remove_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
+    let old = cx
+        .cpu
+        .page(f.pfn, Access::Rmw)
+        .entire_mapcount
+        .fetch_sub(1, Ordering::SeqCst);
+    cx.cpu
+        .warn_on(old <= 0, "folio_remove_rmap_pmd: mapcount underflow");
+}
+
+/// `folio_lock` (sleeps while another task holds it).
+pub fn folio_lock(cx: Ctx<'_>, f: FrameRef) {
+    let _g = cx.cpu.enter("folio_lock");
+    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
+    cx.cpu.wait_for(
+        Obj::Lock(lock_id(f)),
+        Access::Acquire,
+        &|| flags.load(Ordering::SeqCst) & PG_LOCKED == 0,
+        &mut || flags.fetch_or(PG_LOCKED, Ordering::SeqCst) & PG_LOCKED == 0,
+    );
+}
+
+/// `folio_trylock`.
+pub fn folio_trylock(cx: Ctx<'_>, f: FrameRef) -> bool {
+    cx.cpu.visible(Obj::Lock(lock_id(f)), Access::Acquire);
+    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
+    flags.fetch_or(PG_LOCKED, Ordering::SeqCst) & PG_LOCKED == 0
+}
+
+/// `folio_unlock`.
+pub fn folio_unlock(cx: Ctx<'_>, f: FrameRef) {
+    cx.cpu.visible(Obj::Lock(lock_id(f)), Access::Release);
+    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
+    let old = flags.fetch_and(!PG_LOCKED, Ordering::SeqCst);
+    cx.cpu
+        .warn_on(old & PG_LOCKED == 0, "folio_unlock of an unlocked folio");
+}
+
+/// Lock ids of folio locks live in their own range (above PTL ids).
+pub fn lock_id(f: FrameRef) -> u64 {
+    (1 << 41) + f.pfn as u64
+}
+
+/// Copy the contents of `src` into `dst` (`folio_copy` / `copy_user_highpage`), page by page.
+pub fn copy_pages(cx: Ctx<'_>, dst: FrameRef, src: FrameRef, n: u32) {
+    let fr = &cx.k.machine.frames;
+    for i in 0..n {
+        let v = cx.cpu.data_read(fr.current(src.pfn + i));
+        cx.cpu.data_write(fr.current(dst.pfn + i), v);
+    }
+}

@@ -1,0 +1,181 @@
+//! fork (`kernel/fork.c` `dup_mmap`, `mm/memory.c` `copy_page_range`, ≈6.18): write-lock every
+//! parent VMA, clone it with `anon_vma_fork`, and copy its page tables, write-protecting private
+//! anonymous pages in both parent and child for COW; then flush the parent's TLBs.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio::{self, page_folio};
+use crate::mm::memory::{mm_counter, vm_normal_page};
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::rmap::{anon_vma_fork, link_file_vma};
+use crate::mm::shmem::get_file;
+use crate::mm::types::{MmStruct, Vma};
+use crate::mm::vma::mm_alloc;
+use crate::{Ctx, Errno};
+use std::sync::Arc;
+
+/// `dup_mmap`: a child mm sharing the parent's pages copy-on-write.
+pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
+    let _f = cx.cpu.enter("dup_mmap");
+    let new = mm_alloc(cx)?;
+    let ow = old.mmap_lock.write_lock(cx.cpu);
+    let nw = new.mmap_lock.write_lock(cx.cpu);
+    let mut res = Ok(());
+    for vma in old.all_vmas() {
+        ow.vma_start_write(&vma.lock);
+        if let Some(f) = &vma.file {
+            get_file(f);
+        }
+        let tmp = Arc::new(Vma::new(
+            cx,
+            &new,
+            vma.start(),
+            vma.end(),
+            vma.pgoff(),
+            vma.flags(),
+            vma.file.clone(),
+        ));
+        anon_vma_fork(cx, &tmp, &vma);
+        link_file_vma(cx, &tmp);
+        new.tree_insert(cx, tmp.clone());
+        nw.vma_mark_attached(&tmp.lock);
+        // vma_needs_copy: shared mappings without anon pages refault instead.
+        if vma.anon_vma().is_some() || !vma.is_shared() {
+            if let Err(e) = copy_page_range(cx, &new, &tmp, old, &vma) {
+                res = Err(e);
+                break;
+            }
+        }
+    }
+    drop(nw);
+    cx.cpu.flush_tlb_mm(old.id);
+    drop(ow);
+    res.map(|_| new)
+}
+
+/// `copy_page_range` for one VMA.
+fn copy_page_range(
+    cx: Ctx<'_>,
+    dst_mm: &MmStruct,
+    dst: &Arc<Vma>,
+    src_mm: &MmStruct,
+    src: &Arc<Vma>,
+) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("copy_page_range");
+    let g = cx.geo();
+    let mut addr = src.start();
+    while addr < src.end() {
+        let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(src.end());
+        if let Some(spmd) = pgtable::pmd_off(cx, src_mm, addr) {
+            let v = spmd.get(cx);
+            if v.huge_leaf() {
+                copy_huge_pmd(cx, dst_mm, src_mm, spmd, addr)?;
+            } else if v.is_table() {
+                copy_pte_range(cx, dst_mm, dst, src_mm, src, spmd, addr, next)?;
+            }
+        }
+        addr = next;
+    }
+    Ok(())
+}
+
+/// `copy_huge_pmd`: share the THP write-protected, with a new deposited table for the child.
+fn copy_huge_pmd(
+    cx: Ctx<'_>,
+    dst_mm: &MmStruct,
+    src_mm: &MmStruct,
+    spmd: EntryPtr,
+    addr: u64,
+) -> Result<(), Errno> {
+    let dpmd = pgtable::pmd_alloc(cx, dst_mm, addr)?;
+    let table = pgtable::alloc_table(cx, 1).ok_or(Errno::Enomem)?;
+    let _dl = pgtable::pmd_lock(cx, dst_mm, dpmd);
+    let sl = pgtable::pmd_lockptr(cx, src_mm, spmd);
+    let _sg = sl.lock(cx.cpu);
+    let v = spmd.get(cx);
+    if !v.huge_leaf() {
+        pgtable::free_table(cx, table);
+        return Ok(());
+    }
+    let f = cx.k.machine.frames.current(v.pfn());
+    if !crate::mm::huge_memory::is_huge_zero_pmd(cx, v) {
+        folio::folio_ref_add(cx, f, 1);
+        folio::folio_add_rmap_pmd(cx, f);
+        dst_mm.add_rss(crate::mm::types::MM_ANONPAGES, 1 << g_order(cx));
+        spmd.set(cx, v.wrprotect());
+    }
+    cx.k.machine
+        .frames
+        .frame(dpmd.table.pfn)
+        .page
+        .deposit
+        .lock()
+        .push(table.pfn);
+    pgtable::mm_inc_nr_tables(dst_mm, 1, 1);
+    dpmd.set(cx, v.wrprotect());
+    Ok(())
+}
+
+fn g_order(cx: Ctx<'_>) -> u32 {
+    cx.geo().pmd_order()
+}
+
+/// `copy_pte_range`: both PTLs (dst then src, nested), entry by entry.
+#[allow(clippy::too_many_arguments)]
+fn copy_pte_range(
+    cx: Ctx<'_>,
+    dst_mm: &MmStruct,
+    _dst: &Arc<Vma>,
+    src_mm: &MmStruct,
+    src: &Arc<Vma>,
+    spmd: EntryPtr,
+    addr: u64,
+    end: u64,
+) -> Result<(), Errno> {
+    let g = cx.geo();
+    let dpmd = pgtable::pmd_alloc(cx, dst_mm, addr)?;
+    pgtable::pte_alloc(cx, dst_mm, dpmd)?;
+    let Some(dl) = pgtable::pte_offset_map_lock(cx, dst_mm, dpmd) else {
+        return Ok(());
+    };
+    let Some((smap, _v, sptl)) = pgtable::pte_offset_map_rw_nolock(cx, src_mm, spmd) else {
+        return Ok(());
+    };
+    let _sg = sptl.lock(cx.cpu);
+    let cow = !src.is_shared();
+    let mut a = addr;
+    while a < end {
+        let i = g.index(a, 1);
+        let spte = smap.pte(i);
+        let v = spte.get(cx);
+        a += g.page_size();
+        if v.is_none() || !v.present() {
+            continue;
+        }
+        let mut nv = v;
+        if let Some(p) = vm_normal_page(cx, v) {
+            let f = page_folio(cx, p);
+            folio::folio_ref_add(cx, f, 1);
+            folio::folio_add_rmap_pte(cx, p);
+            dst_mm.add_rss(mm_counter(cx, f), 1);
+            if cow && v.write() {
+                // ptep_set_wrprotect on the parent: atomically, hardware may set D meanwhile.
+                let mut cur = v;
+                loop {
+                    match spte.cmpxchg(cx, cur, cur.wrprotect()) {
+                        Ok(_) => break,
+                        Err(now) => cur = now,
+                    }
+                }
+                nv = cur.wrprotect();
+            }
+            if folio::folio_test_anon(cx, f) {
+                folio::folio_clear(cx, f, folio::PG_ANON_EXCLUSIVE);
+            }
+        }
+        if !cow {
+            nv = nv.without(Entry::DIRTY); // pte_mkclean for shared mappings
+        }
+        dl.pte(i).set(cx, nv.without(Entry::ACCESSED));
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Huge PMDs (`mm/huge_memory.c`, ≈6.14–6.18): `do_huge_pmd_anonymous_page` with a deposited
+//! table, the huge zero folio, `zap_huge_pmd`, `__split_huge_pmd`, and the huge write-protect and
+//! accessed paths. THP is in madvise mode: only `VM_HUGEPAGE` anonymous VMAs get huge PMDs.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio;
+use crate::mm::memory::{VmFault, Vmf};
+use crate::mm::mmu_gather::MmuGather;
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::types::{MmStruct, VmFlags, Vma, MM_ANONPAGES};
+use crate::Ctx;
+use mmcheck_platform::{FrameKind, FrameRef};
+use std::sync::Arc;
+
+/// `thp_vma_allowable_order` at PMD order for a fault at `addr`.
+pub fn thp_vma_allowable(cx: Ctx<'_>, vma: &Vma, addr: u64) -> bool {
+    let g = cx.geo();
+    let haddr = addr & g.pmd_mask();
+    vma.is_anonymous()
+        && !vma.is_shared()
+        && vma.flags().has(VmFlags::HUGEPAGE)
+        && !vma.flags().has(VmFlags::NOHUGEPAGE)
+        && haddr >= vma.start()
+        && haddr + g.pmd_size() <= vma.end()
+}
+
+/// The huge zero folio, allocated on first use and never freed (`mm_get_huge_zero_folio`).
+pub fn huge_zero_folio(cx: Ctx<'_>) -> Option<FrameRef> {
+    let mut hz = cx.k.huge_zero.lock();
+    if hz.is_none() {
+        *hz =
+            cx.k.machine
+                .frames
+                .alloc(&cx.cpu, cx.geo().pmd_order(), FrameKind::Data);
+    }
+    *hz
+}
+
+pub fn is_huge_zero_pmd(cx: Ctx<'_>, pmd: Entry) -> bool {
+    pmd.huge_leaf() && cx.k.huge_zero.lock().is_some_and(|z| z.pfn == pmd.pfn())
+}
+
+/// `pgtable_trans_huge_deposit` (PMD lock held).
+fn deposit(cx: Ctx<'_>, pmd: EntryPtr, table: FrameRef) {
+    cx.k.machine
+        .frames
+        .frame(pmd.table.pfn)
+        .page
+        .deposit
+        .lock()
+        .push(table.pfn);
+}
+
+/// `pgtable_trans_huge_withdraw` (PMD lock held).
+fn withdraw(cx: Ctx<'_>, pmd: EntryPtr) -> Option<FrameRef> {
+    let pfn =
+        cx.k.machine
+            .frames
+            .frame(pmd.table.pfn)
+            .page
+            .deposit
+            .lock()
+            .pop()?;
+    Some(cx.k.machine.frames.current(pfn))
+}
+
+/// `do_huge_pmd_anonymous_page`.
+pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    let _f = cx.cpu.enter("do_huge_pmd_anonymous_page");
+    let g = cx.geo();
+    let haddr = vmf.addr & g.pmd_mask();
+    let av = match vmf.vma.anon_vma() {
+        Some(av) => av.id,
+        None if vmf.vma_locked => return VmFault::Retry,
+        None => match crate::mm::rmap::anon_vma_prepare(cx, vmf.mm, vmf.vma) {
+            Ok(av) => av.id,
+            Err(_) => return VmFault::Oom,
+        },
+    };
+    let Some(pgtable) = pgtable::alloc_table(cx, 1) else {
+        return VmFault::Oom;
+    };
+    if !vmf.write && cx.proto().huge_zero_page {
+        let Some(zero) = huge_zero_folio(cx) else {
+            pgtable::free_table(cx, pgtable);
+            return VmFault::Fallback;
+        };
+        let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+        if vmf.pmd.get(cx).is_none() {
+            deposit(cx, vmf.pmd, pgtable);
+            pgtable::mm_inc_nr_tables(vmf.mm, 1, 1);
+            vmf.pmd
+                .set(cx, Entry::huge(zero.pfn, false, false).with(Entry::SPECIAL));
+            return VmFault::Done;
+        }
+        drop(ptl);
+        pgtable::free_table(cx, pgtable);
+        return VmFault::Done;
+    }
+    let Some(f) = folio::folio_alloc(cx, g.pmd_order()) else {
+        pgtable::free_table(cx, pgtable);
+        return VmFault::Fallback;
+    };
+    let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+    if !vmf.pmd.get(cx).is_none() {
+        drop(ptl);
+        folio::folio_put(cx, f);
+        pgtable::free_table(cx, pgtable);
+        return VmFault::Done;
+    }
+    let writable = vmf.vma.flags().has(VmFlags::WRITE);
+    folio::folio_add_new_anon_rmap(
+        cx,
+        f,
+        av,
+        vmf.vma.linear_page_index(haddr, g.page_shift),
+        true,
+    );
+    folio::folio_set(cx, f, folio::PG_LRU);
+    deposit(cx, vmf.pmd, pgtable);
+    vmf.mm.add_rss(MM_ANONPAGES, 1 << g.pmd_order());
+    pgtable::mm_inc_nr_tables(vmf.mm, 1, 1);
+    vmf.pmd.set(cx, Entry::huge(f.pfn, writable, writable));
+    drop(ptl);
+    VmFault::Done
+}
+
+/// `do_huge_pmd_wp_page`: reuse an exclusive anon THP, otherwise split and let the PTE path COW.
+pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
+    let _f = cx.cpu.enter("do_huge_pmd_wp_page");
+    if !is_huge_zero_pmd(cx, orig) {
+        let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+        if vmf.pmd.get(cx) != orig {
+            return VmFault::Done;
+        }
+        let f = cx.k.machine.frames.current(orig.pfn());
+        if folio::folio_ref_count(cx, f) == 1 {
+            vmf.pmd
+                .set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
+            return VmFault::Done;
+        }
+        drop(ptl);
+    }
+    __split_huge_pmd(cx, vmf.mm, vmf.vma, vmf.pmd, vmf.addr);
+    VmFault::Fallback
+}
+
+/// `huge_pmd_set_accessed`.
+pub fn huge_pmd_set_accessed(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) {
+    let _ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+    if vmf.pmd.get(cx) == orig && !orig.young() {
+        vmf.pmd.set(cx, orig.with(Entry::ACCESSED));
+    }
+}
+
+/// `zap_deposited_table`.
+fn zap_deposited_table(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr) {
+    if let Some(t) = withdraw(cx, pmd) {
+        pgtable::free_table(cx, t);
+        pgtable::mm_inc_nr_tables(mm, 1, -1);
+    }
+}
+
+/// `zap_huge_pmd`: clear a huge PMD under its lock and queue the folio.
+pub fn zap_huge_pmd(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, pmd: EntryPtr, addr: u64) -> bool {
+    let _f = cx.cpu.enter("zap_huge_pmd");
+    let mm = tlb.mm;
+    let ptl = pgtable::pmd_lock(cx, mm, pmd);
+    let orig = pmd.get(cx);
+    if !orig.huge_leaf() {
+        return false; // pmd_trans_huge_lock failed: raced with a split
+    }
+    pmd.xchg(cx, Entry::NONE);
+    tlb.add_range(cx, addr & cx.geo().pmd_mask(), cx.geo().pmd_size());
+    zap_deposited_table(cx, mm, pmd);
+    if !is_huge_zero_pmd(cx, orig) {
+        let f = cx.k.machine.frames.current(orig.pfn());
+        folio::folio_remove_rmap_pmd(cx, f);
+        mm.add_rss(MM_ANONPAGES, -(1 << cx.geo().pmd_order()));
+        drop(ptl);
+        if tlb.remove_page(cx, f) {
+            tlb.flush_mmu(cx);
+        }
+    }
+    true
+}
+
+/// `__split_huge_pmd` → `__split_huge_pmd_locked`: replace a huge PMD by the deposited table
+/// filled with PTEs for each page.
+pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, _vma: &Arc<Vma>, pmd: EntryPtr, addr: u64) {
+    let _f = cx.cpu.enter("__split_huge_pmd");
+    let g = cx.geo();
+    let _ptl = pgtable::pmd_lock(cx, mm, pmd);
+    let orig = pmd.get(cx);
+    if !orig.huge_leaf() || !orig.present() {
+        return;
+    }
+    let Some(table) = withdraw(cx, pmd) else {
+        cx.cpu
+            .warn_on(true, "split of a huge PMD without a deposited table");
+        return;
+    };
+    let zero = is_huge_zero_pmd(cx, orig);
+    // pmdp_invalidate: not present (but still "huge" to software), TLB flushed.
+    pmd.set(cx, orig.without(Entry::PRESENT));
+    let hvpn = (addr & g.pmd_mask()) >> g.page_shift;
+    cx.cpu
+        .flush_tlb_range(mm.id, hvpn, hvpn + g.entries() as u64, false);
+    let head = orig.pfn();
+    for i in 0..g.entries() {
+        let e = if zero {
+            Entry::leaf(cx.k.zero_page.pfn, false, false).with(Entry::SPECIAL)
+        } else {
+            folio::folio_add_rmap_pte(cx, head + i as u32);
+            let mut e = Entry::leaf(head + i as u32, orig.write(), orig.dirty());
+            if !orig.young() {
+                e = e.without(Entry::ACCESSED);
+            }
+            e
+        };
+        cx.cpu.entry_write(table, i, e.0);
+    }
+    if !zero {
+        let f = cx.k.machine.frames.current(head);
+        folio::folio_remove_rmap_pmd(cx, f);
+        // Each PTE mapping holds its own reference from now on.
+        folio::folio_ref_add(cx, f, g.entries() as i64 - 1);
+    }
+    cx.cpu.smp_wmb();
+    pmd.set(cx, Entry::table(table.pfn));
+}

@@ -1,0 +1,586 @@
+//! Page faults (`mm/memory.c`, ≈6.14, with the VMA-lock entry of ≈6.17): `handle_mm_fault`,
+//! `handle_pte_fault`, `do_anonymous_page`, the file fault family (`do_read_fault` with fault-around,
+//! `do_cow_fault`, `do_shared_fault`, `finish_fault`), and `do_wp_page` / `wp_page_copy`.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio::{self, page_folio};
+use crate::mm::huge_memory;
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::rmap::anon_vma_prepare;
+use crate::mm::shmem;
+use crate::mm::types::{MmStruct, VmFlags, Vma, MM_ANONPAGES, MM_SHMEMPAGES};
+use crate::{Ctx, Errno};
+use mmcheck_platform::FrameRef;
+use std::sync::Arc;
+
+/// `vm_fault_t`, reduced to what the paths here return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmFault {
+    /// Handled, or a transient race: return to user space and refault if needed.
+    Done,
+    /// `VM_FAULT_RETRY`: drop the VMA lock and retry under the mmap lock.
+    Retry,
+    Oom,
+    Sigbus,
+    Sigsegv,
+    /// The huge-PMD path declined (`VM_FAULT_FALLBACK`).
+    Fallback,
+}
+
+/// `struct vm_fault`.
+pub struct Vmf<'a> {
+    pub mm: &'a MmStruct,
+    pub vma: &'a Arc<Vma>,
+    pub addr: u64,
+    pub write: bool,
+    /// `FAULT_FLAG_VMA_LOCK`: only the per-VMA read lock is held.
+    pub vma_locked: bool,
+    pub pmd: EntryPtr,
+}
+
+impl Vmf<'_> {
+    fn pte_idx(&self, cx: Ctx<'_>) -> usize {
+        cx.geo().index(self.addr, 1)
+    }
+
+    fn pgoff(&self, cx: Ctx<'_>) -> u64 {
+        self.vma.linear_page_index(self.addr, cx.geo().page_shift)
+    }
+}
+
+/// `vm_normal_page`: the page behind a present PTE, `None` for special mappings (the zero page).
+pub fn vm_normal_page(cx: Ctx<'_>, pte: Entry) -> Option<u32> {
+    (!pte.special() && pte.pfn() != cx.k.zero_page.pfn).then_some(pte.pfn())
+}
+
+/// rss counter of a page-cache or anon folio (`mm_counter`).
+pub fn mm_counter(cx: Ctx<'_>, f: FrameRef) -> usize {
+    if folio::folio_test_anon(cx, f) {
+        MM_ANONPAGES
+    } else {
+        MM_SHMEMPAGES
+    }
+}
+
+/// `handle_mm_fault` → `__handle_mm_fault`.
+pub fn handle_mm_fault(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    addr: u64,
+    write: bool,
+    vma_locked: bool,
+) -> VmFault {
+    let _f = cx.cpu.enter("handle_mm_fault");
+    if write && !vma.flags().has(VmFlags::WRITE) {
+        return VmFault::Sigsegv;
+    }
+    let pmd = match pgtable::pmd_alloc(cx, mm, addr) {
+        Ok(p) => p,
+        Err(_) => return VmFault::Oom,
+    };
+    let vmf = Vmf {
+        mm,
+        vma,
+        addr,
+        write,
+        vma_locked,
+        pmd,
+    };
+    let pmdval = pmd.get(cx);
+    if pmdval.is_none() && huge_memory::thp_vma_allowable(cx, vma, addr) {
+        let r = huge_memory::do_huge_pmd_anonymous_page(cx, &vmf);
+        if r != VmFault::Fallback {
+            return r;
+        }
+    } else if pmdval.huge_leaf() {
+        if !pmdval.present() {
+            return VmFault::Done; // being split or invalidated: refault
+        }
+        if write && !pmdval.write() {
+            let r = huge_memory::do_huge_pmd_wp_page(cx, &vmf, pmdval);
+            if r != VmFault::Fallback {
+                return r;
+            }
+        } else {
+            huge_memory::huge_pmd_set_accessed(cx, &vmf, pmdval);
+            return VmFault::Done;
+        }
+    } else if pmdval.is_migration() {
+        return VmFault::Done;
+    }
+    handle_pte_fault(cx, &vmf)
+}
+
+/// `handle_pte_fault`.
+pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    let _f = cx.cpu.enter("handle_pte_fault");
+    let idx = vmf.pte_idx(cx);
+    let mut present = None;
+    if !vmf.pmd.get(cx).is_none() {
+        // A regular PMD can still be retracted by file collapse: map may fail, then refault.
+        let Some((map, _pmdval, ptl)) = pgtable::pte_offset_map_rw_nolock(cx, vmf.mm, vmf.pmd)
+        else {
+            return VmFault::Done;
+        };
+        let orig = map.pte(idx).get(cx);
+        if !orig.is_none() {
+            present = Some((map, orig, ptl));
+        }
+    }
+    let Some((map, orig, ptl)) = present else {
+        return do_pte_missing(cx, vmf);
+    };
+    if !orig.present() {
+        // Swap or migration entry: do_swap_page / migration_entry_wait. Nothing is swapped in this
+        // model, and a migration entry means "wait and refault".
+        return VmFault::Done;
+    }
+    let g = ptl.lock(cx.cpu);
+    let pte = map.pte(idx);
+    if pte.get(cx) != orig {
+        return VmFault::Done; // R2: someone else changed it (or the table was detached)
+    }
+    if vmf.write {
+        if !orig.write() {
+            return do_wp_page(cx, vmf, g, map, orig);
+        }
+        let e = orig.with(Entry::DIRTY | Entry::ACCESSED);
+        if e != orig {
+            pte.set(cx, e);
+        }
+    } else if !orig.young() {
+        pte.set(cx, orig.with(Entry::ACCESSED));
+    }
+    VmFault::Done
+}
+
+fn do_pte_missing(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    if vmf.vma.is_anonymous() {
+        do_anonymous_page(cx, vmf)
+    } else {
+        do_fault(cx, vmf)
+    }
+}
+
+/// `vmf_anon_prepare`: under the VMA lock an anon_vma cannot be set up; retry with mmap.
+fn vmf_anon_prepare(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<u64, VmFault> {
+    if let Some(av) = vmf.vma.anon_vma() {
+        return Ok(av.id);
+    }
+    if vmf.vma_locked {
+        return Err(VmFault::Retry);
+    }
+    anon_vma_prepare(cx, vmf.mm, vmf.vma)
+        .map(|av| av.id)
+        .map_err(|_| VmFault::Oom)
+}
+
+/// `do_anonymous_page`.
+pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    let _f = cx.cpu.enter("do_anonymous_page");
+    if vmf.vma.is_shared() {
+        return VmFault::Sigbus;
+    }
+    if pgtable::pte_alloc(cx, vmf.mm, vmf.pmd).is_err() {
+        return VmFault::Oom;
+    }
+    let idx = vmf.pte_idx(cx);
+    if !vmf.write && cx.proto().zero_page {
+        let entry = Entry::leaf(cx.k.zero_page.pfn, false, false).with(Entry::SPECIAL);
+        let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
+            return VmFault::Done;
+        };
+        if !l.pte(idx).get(cx).is_none() {
+            return VmFault::Done; // vmf_pte_changed
+        }
+        l.pte(idx).set(cx, entry);
+        return VmFault::Done;
+    }
+    let av = match vmf_anon_prepare(cx, vmf) {
+        Ok(av) => av,
+        Err(r) => return r,
+    };
+    let Some(folio) = folio::folio_alloc(cx, 0) else {
+        return VmFault::Oom;
+    };
+    let writable = vmf.vma.flags().has(VmFlags::WRITE);
+    let entry = Entry::leaf(folio.pfn, writable, writable);
+    let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
+        folio::folio_put(cx, folio);
+        return VmFault::Done;
+    };
+    let pte = l.pte(idx);
+    if !pte.get(cx).is_none() {
+        drop(l);
+        folio::folio_put(cx, folio);
+        return VmFault::Done;
+    }
+    // LOCKING: rmap and counters are updated before the PTE becomes visible, both under the PTL.
+    vmf.mm.add_rss(MM_ANONPAGES, 1);
+    folio::folio_add_new_anon_rmap(cx, folio, av, vmf.pgoff(cx), false);
+    folio::folio_set(cx, folio, folio::PG_LRU);
+    pte.set(cx, entry);
+    VmFault::Done
+}
+
+/// `do_fault`.
+fn do_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    if !vmf.write {
+        do_read_fault(cx, vmf)
+    } else if !vmf.vma.is_shared() {
+        do_cow_fault(cx, vmf)
+    } else {
+        do_shared_fault(cx, vmf)
+    }
+}
+
+/// `do_read_fault`: fault-around first, then `->fault`.
+fn do_read_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    let _f = cx.cpu.enter("do_read_fault");
+    if cx.proto().fault_around_pages > 1 && do_fault_around(cx, vmf) {
+        return VmFault::Done;
+    }
+    let folio = match shmem::shmem_fault(cx, vmf) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let page = folio.pfn
+        + (vmf.pgoff(cx)
+            - cx.cpu
+                .page(folio.pfn, mmcheck_platform::Access::Read)
+                .index
+                .load(std::sync::atomic::Ordering::SeqCst)) as u32;
+    let ret = finish_fault(cx, vmf, folio, page, false);
+    folio::folio_unlock(cx, folio);
+    if ret != VmFault::Done {
+        folio::folio_put(cx, folio);
+        return if ret == VmFault::Fallback {
+            VmFault::Done
+        } else {
+            ret
+        };
+    }
+    VmFault::Done
+}
+
+/// `do_fault_around` → `filemap_map_pages`: map the page-cache folios already present around the
+/// fault. True if the faulting address got mapped (`VM_FAULT_NOPAGE`).
+fn do_fault_around(cx: Ctx<'_>, vmf: &Vmf<'_>) -> bool {
+    let _f = cx.cpu.enter("do_fault_around");
+    let g = cx.geo();
+    let file = vmf.vma.file.as_ref().expect("file fault without a file");
+    let nr = cx.proto().fault_around_pages;
+    let ps = g.page_shift;
+    let pte_off = g.index(vmf.addr, 1) as u64;
+    let vma_off = (vmf.addr - vmf.vma.start()) >> ps;
+    let vma_pages = (vmf.vma.end() - vmf.vma.start()) >> ps;
+    let from = (pte_off - pte_off.min(vma_off)).max(pte_off / nr * nr);
+    let to = (from + nr)
+        .min(g.entries() as u64)
+        .min(pte_off + vma_pages - vma_off)
+        - 1;
+    let start_pgoff = vmf.pgoff(cx) - (pte_off - from);
+    let end_pgoff = start_pgoff + (to - from);
+    let folios = file.folios_in(cx, start_pgoff, end_pgoff);
+    // filemap_map_pages: nothing cached, nothing to map (and no table allocated).
+    let Some(_) = folios.first() else {
+        return false;
+    };
+    if pgtable::pte_alloc(cx, vmf.mm, vmf.pmd).is_err() {
+        return false;
+    }
+    let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
+        return false;
+    };
+    let base = vmf.addr - ((pte_off - from) << ps);
+    let mut mapped_fault = false;
+    for (index, f) in folios {
+        // next_uptodate_folio: take a reference, trylock, check still cached and uptodate.
+        if !folio::folio_try_get(cx, f) {
+            continue;
+        }
+        if !folio::folio_trylock(cx, f) {
+            folio::folio_put(cx, f);
+            continue;
+        }
+        if file.find_get_folio(cx, index) != Some(f)
+            || !folio::folio_test(cx, f, folio::PG_UPTODATE)
+        {
+            folio::folio_unlock(cx, f);
+            folio::folio_put(cx, f);
+            continue;
+        }
+        let addr = base + ((index - start_pgoff) << ps);
+        let pte = l.pte(g.index(addr, 1));
+        if pte.get(cx).is_none() {
+            vmf.mm.add_rss(MM_SHMEMPAGES, 1);
+            folio::folio_add_rmap_pte(cx, f.pfn);
+            pte.set(cx, Entry::leaf(f.pfn, false, false));
+            if addr == vmf.addr {
+                mapped_fault = true;
+            }
+            folio::folio_unlock(cx, f); // the reference is now the mapping's
+        } else {
+            folio::folio_unlock(cx, f);
+            folio::folio_put(cx, f);
+        }
+    }
+    mapped_fault
+}
+
+/// `finish_fault` / `set_pte_range`: map `page` of `folio` (a reference the caller passes on) at
+/// the fault address. `Fallback` means "not mapped, someone else got there".
+fn finish_fault(cx: Ctx<'_>, vmf: &Vmf<'_>, folio: FrameRef, page: u32, anon: bool) -> VmFault {
+    let _f = cx.cpu.enter("finish_fault");
+    if pgtable::pte_alloc(cx, vmf.mm, vmf.pmd).is_err() {
+        return VmFault::Oom;
+    }
+    let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
+        return VmFault::Fallback;
+    };
+    let pte = l.pte(vmf.pte_idx(cx));
+    if !pte.get(cx).is_none() {
+        return VmFault::Fallback;
+    }
+    let write = vmf.write && (anon || vmf.vma.is_shared());
+    if anon {
+        let av = vmf.vma.anon_vma().map(|a| a.id).unwrap_or(0);
+        vmf.mm.add_rss(MM_ANONPAGES, 1);
+        folio::folio_add_new_anon_rmap(cx, folio, av, vmf.pgoff(cx), false);
+        folio::folio_set(cx, folio, folio::PG_LRU);
+    } else {
+        vmf.mm.add_rss(MM_SHMEMPAGES, 1);
+        folio::folio_add_rmap_pte(cx, page);
+    }
+    pte.set(cx, Entry::leaf(page, write, vmf.write));
+    VmFault::Done
+}
+
+/// `do_cow_fault`: write fault on a private file mapping: copy into a new anon page.
+fn do_cow_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    let _f = cx.cpu.enter("do_cow_fault");
+    if let Err(r) = vmf_anon_prepare(cx, vmf) {
+        return r;
+    }
+    let Some(new) = folio::folio_alloc(cx, 0) else {
+        return VmFault::Oom;
+    };
+    let src = match shmem::shmem_fault(cx, vmf) {
+        Ok(f) => f,
+        Err(r) => {
+            folio::folio_put(cx, new);
+            return r;
+        }
+    };
+    folio::copy_pages(cx, new, src, 1);
+    folio::folio_unlock(cx, src);
+    folio::folio_put(cx, src);
+    let r = finish_fault(cx, vmf, new, new.pfn, true);
+    if r != VmFault::Done {
+        folio::folio_put(cx, new);
+        return if r == VmFault::Fallback {
+            VmFault::Done
+        } else {
+            r
+        };
+    }
+    VmFault::Done
+}
+
+/// `do_shared_fault`.
+fn do_shared_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
+    let _f = cx.cpu.enter("do_shared_fault");
+    let folio = match shmem::shmem_fault(cx, vmf) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let r = finish_fault(cx, vmf, folio, folio.pfn, false);
+    if r == VmFault::Done {
+        folio::folio_set(cx, folio, folio::PG_DIRTY);
+    }
+    folio::folio_unlock(cx, folio);
+    if r != VmFault::Done {
+        folio::folio_put(cx, folio);
+        return if r == VmFault::Fallback {
+            VmFault::Done
+        } else {
+            r
+        };
+    }
+    VmFault::Done
+}
+
+/// `do_wp_page`: write fault on a present read-only PTE, PTL held.
+fn do_wp_page<'a>(
+    cx: Ctx<'a>,
+    vmf: &Vmf<'a>,
+    ptl: mmcheck_platform::SpinGuard<'a>,
+    map: pgtable::PteMap<'a>,
+    orig: Entry,
+) -> VmFault {
+    let _f = cx.cpu.enter("do_wp_page");
+    let pte = map.pte(vmf.pte_idx(cx));
+    if vmf.vma.is_shared() {
+        // wp_page_shared → wp_page_reuse (shmem has no page_mkwrite).
+        pte.set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
+        if let Some(p) = vm_normal_page(cx, orig) {
+            folio::folio_set(cx, page_folio(cx, p), folio::PG_DIRTY);
+        }
+        return VmFault::Done;
+    }
+    let page = vm_normal_page(cx, orig);
+    if let Some(p) = page {
+        let f = page_folio(cx, p);
+        // wp_can_reuse_anon_folio: an exclusive anon folio nobody else references.
+        if folio::folio_test_anon(cx, f) && folio::folio_ref_count(cx, f) == 1 {
+            pte.set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
+            return VmFault::Done;
+        }
+        folio::folio_ref_add(cx, f, 1);
+    }
+    drop(ptl);
+    drop(map);
+    wp_page_copy(cx, vmf, orig, page)
+}
+
+/// `wp_page_copy`: copy the old page (or zeroes) into a new anon page and switch the PTE.
+fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) -> VmFault {
+    let _f = cx.cpu.enter("wp_page_copy");
+    let old_folio = old_page.map(|p| page_folio(cx, p));
+    let put_old = |cx: Ctx<'_>| {
+        if let Some(f) = old_folio {
+            folio::folio_put(cx, f);
+        }
+    };
+    let av = match vmf_anon_prepare(cx, vmf) {
+        Ok(av) => av,
+        Err(r) => {
+            put_old(cx);
+            return r;
+        }
+    };
+    let Some(new) = folio::folio_alloc(cx, 0) else {
+        put_old(cx);
+        return VmFault::Oom;
+    };
+    if let Some(p) = old_page {
+        let v = cx.cpu.data_read(cx.k.machine.frames.current(p));
+        cx.cpu.data_write(new, v);
+    }
+    let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
+        folio::folio_put(cx, new);
+        put_old(cx);
+        return VmFault::Done;
+    };
+    let pte = l.pte(vmf.pte_idx(cx));
+    if pte.get(cx) != orig {
+        drop(l);
+        folio::folio_put(cx, new);
+        put_old(cx);
+        return VmFault::Done;
+    }
+    match old_folio {
+        Some(f) if !folio::folio_test_anon(cx, f) => {
+            vmf.mm.add_rss(MM_SHMEMPAGES, -1);
+            vmf.mm.add_rss(MM_ANONPAGES, 1);
+        }
+        Some(_) => {}
+        None => vmf.mm.add_rss(MM_ANONPAGES, 1),
+    }
+    // ptep_clear_flush: no CPU may keep writing the old page through a stale translation.
+    pte.xchg(cx, Entry::NONE);
+    cx.cpu.flush_tlb_range(
+        vmf.mm.id,
+        vmf.addr >> cx.geo().page_shift,
+        (vmf.addr >> cx.geo().page_shift) + 1,
+        false,
+    );
+    folio::folio_add_new_anon_rmap(cx, new, av, vmf.pgoff(cx), false);
+    folio::folio_set(cx, new, folio::PG_LRU);
+    pte.set(cx, Entry::leaf(new.pfn, true, true));
+    if let Some(p) = old_page {
+        folio::folio_remove_rmap_pte(cx, p);
+    }
+    drop(l);
+    if let Some(f) = old_folio {
+        folio::folio_put(cx, f); // the old mapping's reference
+    }
+    put_old(cx); // do_wp_page's temporary reference
+    VmFault::Done
+}
+
+/// `lock_vma_under_rcu` result: a VMA whose per-VMA read lock is held; drop is `vma_end_read`.
+pub struct VmaReadLocked<'a> {
+    pub vma: Arc<Vma>,
+    cx: Ctx<'a>,
+}
+
+impl Drop for VmaReadLocked<'_> {
+    fn drop(&mut self) {
+        self.vma.lock.end_read(self.cx.cpu);
+    }
+}
+
+/// `lock_vma_under_rcu` (6.15+ refcount era): RCU lookup, try `vma_start_read`, retry the lookup
+/// if the VMA was detached, then check the range.
+pub fn lock_vma_under_rcu<'a>(
+    cx: Ctx<'a>,
+    mm: &'a MmStruct,
+    addr: u64,
+) -> Option<VmaReadLocked<'a>> {
+    let _f = cx.cpu.enter("lock_vma_under_rcu");
+    let rcu = cx.cpu.rcu_read_lock();
+    let vma = loop {
+        let vma = mm.vma_lookup(cx, addr)?;
+        match vma.lock.start_read_raw(cx.cpu, &mm.mmap_lock) {
+            Ok(()) => break vma,
+            Err(mmcheck_platform::VmaStartRead::Detached) => continue,
+            Err(mmcheck_platform::VmaStartRead::Locked) => return None,
+        }
+    };
+    drop(rcu);
+    let locked = VmaReadLocked { vma, cx };
+    if !locked.vma.contains(addr) {
+        return None;
+    }
+    Some(locked)
+}
+
+/// `do_user_addr_fault` (x86): try the per-VMA lock, fall back to the mmap lock.
+pub fn do_user_addr_fault(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("do_user_addr_fault");
+    if cx.proto().per_vma_lock {
+        if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
+            let r = handle_mm_fault(cx, mm, &l.vma, addr, write, true);
+            drop(l);
+            match r {
+                VmFault::Retry => {}
+                other => return fault_result(other),
+            }
+        }
+    }
+    let mut tries = 0;
+    loop {
+        let g = mm.mmap_lock.read_lock(cx.cpu);
+        let Some(vma) = mm.vma_lookup(cx, addr) else {
+            drop(g);
+            return Err(Errno::Sigsegv);
+        };
+        let r = handle_mm_fault(cx, mm, &vma, addr, write, false);
+        drop(g);
+        tries += 1;
+        if r != VmFault::Retry || tries > 2 {
+            return fault_result(r);
+        }
+    }
+}
+
+fn fault_result(r: VmFault) -> Result<(), Errno> {
+    match r {
+        VmFault::Done | VmFault::Fallback | VmFault::Retry => Ok(()),
+        VmFault::Oom => Err(Errno::Enomem),
+        VmFault::Sigbus => Err(Errno::Sigbus),
+        VmFault::Sigsegv => Err(Errno::Sigsegv),
+    }
+}

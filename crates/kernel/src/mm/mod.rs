@@ -1,0 +1,14 @@
+//! The core mm, one module per kernel file.
+
+pub mod folio;
+pub mod fork;
+pub mod huge_memory;
+pub mod madvise;
+pub mod memory;
+pub mod mmu_gather;
+pub mod pgtable;
+pub mod rmap;
+pub mod shmem;
+pub mod types;
+pub mod vma;
+pub mod zap;

@@ -1,0 +1,140 @@
+//! shmem-like files (`mm/shmem.c`, `mm/truncate.c`, ≈6.18): `shmem_zero_setup` for
+//! `MAP_SHARED|MAP_ANONYMOUS`, `shmem_get_folio` (SGP_CACHE) behind `shmem_fault`, and truncation
+//! and hole punching: `unmap_mapping_range` under `i_mmap_rwsem` read, then removal from the page
+//! cache under the folio lock.
+
+use crate::mm::folio;
+use crate::mm::memory::{VmFault, Vmf};
+use crate::mm::types::File;
+use crate::mm::zap::{zap_page_range_single, ZapDetails};
+use crate::Ctx;
+use mmcheck_platform::{Access, FrameRef};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `shmem_zero_setup` / `shmem_file_setup`: a new file of `pages` pages with one reference.
+pub fn shmem_file_setup(cx: Ctx<'_>, pages: u64) -> Arc<File> {
+    let f = Arc::new(File::new(cx, pages));
+    cx.k.files.lock().push(Arc::downgrade(&f));
+    f
+}
+
+/// `shmem_get_folio(SGP_CACHE)`: the folio at `index`, locked and with a reference, allocated
+/// (zero-filled, uptodate) and added to the cache if absent.
+pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef, VmFault> {
+    let _f = cx.cpu.enter("shmem_get_folio");
+    if index >= file.size_pages.load(Ordering::SeqCst) {
+        return Err(VmFault::Sigbus);
+    }
+    loop {
+        if let Some(f) = file.find_get_folio(cx, index) {
+            if !folio::folio_try_get(cx, f) {
+                continue;
+            }
+            folio::folio_lock(cx, f);
+            if file.find_get_folio(cx, index) != Some(f) {
+                folio::folio_unlock(cx, f);
+                folio::folio_put(cx, f);
+                continue; // truncated meanwhile
+            }
+            return Ok(f);
+        }
+        let f = folio::folio_alloc(cx, 0).ok_or(VmFault::Oom)?;
+        let pm = cx.cpu.page(f.pfn, Access::Write);
+        pm.flags.store(
+            folio::PG_LOCKED | folio::PG_UPTODATE | folio::PG_SWAPBACKED | folio::PG_LRU,
+            Ordering::SeqCst,
+        );
+        pm.mapping
+            .store(folio::mapping_file(file.id), Ordering::SeqCst);
+        pm.index.store(index, Ordering::SeqCst);
+        folio::folio_ref_add(cx, f, 1); // the page cache's reference
+        if file.cache_insert(cx, index, f) {
+            return Ok(f);
+        }
+        folio::folio_unlock(cx, f);
+        folio::folio_put_refs(cx, f, 2);
+    }
+}
+
+/// `shmem_fault`.
+pub fn shmem_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<FrameRef, VmFault> {
+    let _f = cx.cpu.enter("shmem_fault");
+    let file = vmf
+        .vma
+        .file
+        .as_ref()
+        .expect("shmem_fault on an anonymous VMA");
+    shmem_get_folio(
+        cx,
+        file,
+        vmf.vma.linear_page_index(vmf.addr, cx.geo().page_shift),
+    )
+}
+
+/// `unmap_mapping_range`: zap every mapping of pages `[first, last]` of `file`, under
+/// `i_mmap_rwsem` read alone. `even_cows` also zaps private COW copies (truncation).
+pub fn unmap_mapping_range(cx: Ctx<'_>, file: &File, first: u64, last: u64, even_cows: bool) {
+    let _f = cx.cpu.enter("unmap_mapping_range");
+    let ps = cx.geo().page_shift;
+    let r = file.i_mmap_rwsem.read(cx.cpu);
+    for vma in file.i_mmap_overlapping(first, last, ps) {
+        let Some(mm) = cx.k.mms().into_iter().find(|m| m.id == vma.mm_id) else {
+            continue;
+        };
+        let vpg = vma.pgoff();
+        let s = first.max(vpg);
+        let e = (last + 1).min(vpg + ((vma.end() - vma.start()) >> ps));
+        let start = vma.start() + ((s - vpg) << ps);
+        let end = vma.start() + ((e - vpg) << ps);
+        zap_page_range_single(
+            cx,
+            &mm,
+            &vma,
+            start,
+            end,
+            ZapDetails {
+                reclaim_pt: false,
+                even_cows,
+            },
+        );
+    }
+    drop(r);
+}
+
+/// `shmem_undo_range` (truncate or punch hole): unmap, then drop each cached folio in
+/// `[first, last]` under its lock.
+pub fn shmem_truncate_range(cx: Ctx<'_>, file: &File, first: u64, last: u64) {
+    let _f = cx.cpu.enter("shmem_truncate_range");
+    unmap_mapping_range(cx, file, first, last, true);
+    for (index, f) in file.folios_in(cx, first, last) {
+        if !folio::folio_try_get(cx, f) {
+            continue;
+        }
+        folio::folio_lock(cx, f);
+        if file.find_get_folio(cx, index) == Some(f) {
+            if folio::folio_mapped(cx, f) {
+                // Faulted back in since the unmap: truncate_inode_folio unmaps it again.
+                unmap_mapping_range(cx, file, index, index, false);
+            }
+            file.cache_remove(cx, index);
+            folio::folio_put(cx, f); // the cache's reference
+        }
+        folio::folio_unlock(cx, f);
+        folio::folio_put(cx, f);
+    }
+    cx.rcu_quiescent();
+}
+
+/// `get_file`.
+pub fn get_file(file: &File) {
+    file.f_count.fetch_add(1, Ordering::SeqCst);
+}
+
+/// `fput`: the last reference evicts the inode (`shmem_evict_inode` truncates everything).
+pub fn fput(cx: Ctx<'_>, file: &File) {
+    if file.f_count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let _f = cx.cpu.enter("shmem_evict_inode");
+        shmem_truncate_range(cx, file, 0, u64::MAX - 1);
+    }
+}

@@ -1,0 +1,325 @@
+//! VMA operations (`mm/vma.c`, `mm/mmap.c`, ≈6.12–6.18): `mm_alloc`, `mmap_region` with the merge
+//! of anonymous neighbours, `__split_vma`, munmap (`do_vmi_munmap`: gather and detach under the
+//! write lock, downgrade, `vms_clear_ptes`), and `exit_mmap`.
+
+use crate::mm::mmu_gather::MmuGather;
+use crate::mm::rmap::{anon_vma_clone, link_file_vma};
+use crate::mm::shmem::{fput, get_file, shmem_file_setup};
+use crate::mm::types::{File, MmStruct, VmFlags, Vma};
+use crate::mm::zap::{free_pgtables, unmap_vmas};
+use crate::{Ctx, Errno};
+use mmcheck_platform::{FrameKind, MmapWriteGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `mm_alloc` + `pgd_alloc`.
+pub fn mm_alloc(cx: Ctx<'_>) -> Result<Arc<MmStruct>, Errno> {
+    let pgd =
+        cx.k.machine
+            .frames
+            .alloc(&cx.cpu, 0, FrameKind::Table(cx.geo().levels as u8))
+            .ok_or(Errno::Enomem)?;
+    let mm = Arc::new(MmStruct::new(cx, pgd));
+    cx.k.mms.lock().push(Arc::downgrade(&mm));
+    Ok(mm)
+}
+
+/// What backs a new mapping.
+#[derive(Clone)]
+pub enum MapBacking {
+    /// `MAP_PRIVATE | MAP_ANONYMOUS`.
+    AnonPrivate,
+    /// `MAP_SHARED | MAP_ANONYMOUS`: a new shmem object.
+    ShmemShared,
+    /// A mapping of an existing file at `pgoff`; `shared` is `MAP_SHARED`.
+    File {
+        file: Arc<File>,
+        pgoff: u64,
+        shared: bool,
+    },
+}
+
+fn check_range(cx: Ctx<'_>, addr: u64, len: u64) -> Result<u64, Errno> {
+    let ps = cx.geo().page_size();
+    if addr % ps != 0 || len == 0 {
+        return Err(Errno::Einval);
+    }
+    let len = len.div_ceil(ps) * ps;
+    let end = addr.checked_add(len).ok_or(Errno::Einval)?;
+    if end > cx.geo().task_size() {
+        return Err(Errno::Einval);
+    }
+    Ok(end)
+}
+
+/// `mmap(addr, len, PROT_READ|PROT_WRITE, backing | MAP_FIXED_NOREPLACE)`; `hugepage` adds
+/// `VM_HUGEPAGE` as a following `madvise(MADV_HUGEPAGE)` would.
+pub fn do_mmap(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    addr: u64,
+    len: u64,
+    backing: MapBacking,
+    write: bool,
+    hugepage: bool,
+) -> Result<u64, Errno> {
+    let _f = cx.cpu.enter("do_mmap");
+    let end = check_range(cx, addr, len)?;
+    let ps = cx.geo().page_shift;
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    if !mm.vmas_in(cx, addr, end).is_empty() {
+        return Err(Errno::Eexist);
+    }
+    let mut flags = VmFlags::READ | VmFlags::MAYWRITE;
+    if write {
+        flags |= VmFlags::WRITE;
+    }
+    if hugepage {
+        flags |= VmFlags::HUGEPAGE;
+    }
+    let (file, pgoff) = match backing {
+        MapBacking::AnonPrivate => {
+            if vma_merge_new_anon(cx, mm, &w, addr, end, flags) {
+                return Ok(addr);
+            }
+            (None, addr >> ps)
+        }
+        MapBacking::ShmemShared => {
+            flags |= VmFlags::SHARED;
+            (Some(shmem_file_setup(cx, (end - addr) >> ps)), 0)
+        }
+        MapBacking::File {
+            file,
+            pgoff,
+            shared,
+        } => {
+            if shared {
+                flags |= VmFlags::SHARED;
+            }
+            get_file(&file);
+            (Some(file), pgoff)
+        }
+    };
+    let vma = Arc::new(Vma::new(cx, mm, addr, end, pgoff, VmFlags(flags), file));
+    link_file_vma(cx, &vma);
+    mm.tree_insert(cx, vma.clone());
+    w.vma_mark_attached(&vma.lock);
+    drop(w);
+    Ok(addr)
+}
+
+/// `vma_merge_new_range` for an anonymous private mapping: extend a compatible neighbour
+/// (same flags, contiguous pgoff, compatible anon_vmas) instead of creating a VMA.
+fn vma_merge_new_anon(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    w: &MmapWriteGuard<'_>,
+    addr: u64,
+    end: u64,
+    flags: u64,
+) -> bool {
+    let ps = cx.geo().page_shift;
+    let (prev, next) = mm.neighbours(cx, addr, end);
+    let ok = |v: &Arc<Vma>| v.is_anonymous() && v.flags().0 == flags;
+    let prev = prev.filter(|p| {
+        ok(p) && p.end() == addr && p.pgoff() + ((addr - p.start()) >> ps) == addr >> ps
+    });
+    let next = next.filter(|n| ok(n) && n.start() == end && n.pgoff() == end >> ps);
+    let av_compat = |a: &Arc<Vma>, b: &Arc<Vma>| match (a.anon_vma(), b.anon_vma()) {
+        (Some(x), Some(y)) => x.id == y.id,
+        _ => true,
+    };
+    match (prev, next) {
+        (Some(p), Some(n)) if av_compat(&p, &n) => {
+            // Merge prev, the new range and next into prev; next goes away.
+            w.vma_start_write(&p.lock);
+            w.vma_start_write(&n.lock);
+            if p.anon_vma().is_none() {
+                if let Some(_av) = n.anon_vma() {
+                    anon_vma_clone(cx, &p, &n);
+                }
+            }
+            let locks: Vec<_> = p.anon_vma().into_iter().collect();
+            let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
+            mm.tree_remove(cx, n.start());
+            w.vma_mark_detached(&n.lock);
+            for av in n.anon_vma_chain.lock().drain(..) {
+                av.tree_remove(&n);
+            }
+            p.set_range(p.start(), n.end(), p.pgoff());
+            drop(guards);
+            true
+        }
+        (Some(p), _) => {
+            w.vma_start_write(&p.lock);
+            let locks: Vec<_> = p.anon_vma().into_iter().collect();
+            let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
+            p.set_range(p.start(), end, p.pgoff());
+            drop(guards);
+            true
+        }
+        (None, Some(n)) => {
+            w.vma_start_write(&n.lock);
+            let locks: Vec<_> = n.anon_vma().into_iter().collect();
+            let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
+            mm.tree_remove(cx, n.start());
+            for av in n.anon_vma_chain.lock().iter() {
+                av.tree_remove(&n);
+            }
+            n.set_range(addr, n.end(), addr >> ps);
+            for av in n.anon_vma_chain.lock().iter() {
+                av.tree_insert(n.clone());
+            }
+            mm.tree_insert(cx, n.clone());
+            drop(guards);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `__split_vma`: split `vma` at `addr`; the upper part becomes a new VMA. mmap W held.
+pub fn __split_vma(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    w: &MmapWriteGuard<'_>,
+    vma: &Arc<Vma>,
+    addr: u64,
+) -> Arc<Vma> {
+    let _f = cx.cpu.enter("__split_vma");
+    let ps = cx.geo().page_shift;
+    w.vma_start_write(&vma.lock);
+    let pgoff = vma.pgoff() + ((addr - vma.start()) >> ps);
+    if let Some(f) = &vma.file {
+        get_file(f);
+    }
+    let new = Arc::new(Vma::new(
+        cx,
+        mm,
+        addr,
+        vma.end(),
+        pgoff,
+        vma.flags(),
+        vma.file.clone(),
+    ));
+    anon_vma_clone(cx, &new, vma);
+    // vma_prepare: i_mmap then anon_vma, both for write, around the key change.
+    let im = vma.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
+    let av = vma.anon_vma();
+    let ag = av.as_ref().map(|a| a.lock().write(cx.cpu));
+    vma.set_range(vma.start(), addr, vma.pgoff());
+    if let Some(f) = &vma.file {
+        f.i_mmap_insert(new.clone());
+    }
+    drop(ag);
+    drop(im);
+    mm.tree_insert(cx, new.clone());
+    w.vma_mark_attached(&new.lock);
+    new
+}
+
+/// `remove_vma`: drop the VMA's file reference (the VMA itself goes with its last `Arc`).
+fn remove_vma(cx: Ctx<'_>, vma: &Vma) {
+    if let Some(f) = &vma.file {
+        fput(cx, f);
+    }
+}
+
+/// munmap: `do_vmi_munmap` → `vms_gather_munmap_vmas` (split, write-lock, detach) →
+/// `vms_complete_munmap_vmas` (downgrade, `vms_clear_ptes`, `remove_vma`).
+pub fn do_munmap(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("do_vmi_munmap");
+    let end = check_range(cx, addr, len)?;
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    let vmas = mm.vmas_in(cx, addr, end);
+    if vmas.is_empty() {
+        return Ok(());
+    }
+    if vmas[0].start() < addr {
+        __split_vma(cx, mm, &w, &vmas[0], addr);
+    }
+    let last = mm
+        .vmas_in(cx, addr, end)
+        .last()
+        .cloned()
+        .expect("range has a VMA");
+    if last.end() > end {
+        __split_vma(cx, mm, &w, &last, end);
+    }
+    let detached = mm.vmas_in(cx, addr, end);
+    for v in &detached {
+        w.vma_start_write(&v.lock);
+        mm.tree_remove(cx, v.start());
+        w.vma_mark_detached(&v.lock);
+    }
+    let (prev, next) = mm.neighbours(cx, addr, end);
+    let floor = prev.map_or(0, |p| p.end());
+    let ceiling = next.map_or(0, |n| n.start());
+    // LOCKING: detach and VMA write locks happened under the write lock, so freeing under the
+    // downgraded lock is safe: nobody can reach these VMAs to install entries.
+    let r = w.downgrade();
+    let mut tlb = MmuGather::new(cx, mm, false);
+    unmap_vmas(cx, &mut tlb, &detached, addr, end);
+    free_pgtables(cx, &mut tlb, &detached, floor, ceiling, None);
+    tlb.finish(cx);
+    drop(r);
+    for v in &detached {
+        remove_vma(cx, v);
+    }
+    cx.rcu_quiescent();
+    Ok(())
+}
+
+/// `exit_mmap`: zap everything under the read lock, then free the tables under the write lock,
+/// then the VMAs and the PGD.
+pub fn exit_mmap(cx: Ctx<'_>, mm: &MmStruct) {
+    let _f = cx.cpu.enter("exit_mmap");
+    let r = mm.mmap_lock.read_lock(cx.cpu);
+    let vmas = mm.all_vmas();
+    let mut tlb = MmuGather::new(cx, mm, true);
+    unmap_vmas(cx, &mut tlb, &vmas, 0, cx.geo().task_size());
+    drop(r);
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    mm.exiting.store(1, Ordering::SeqCst);
+    free_pgtables(cx, &mut tlb, &vmas, 0, 0, Some(&w));
+    tlb.finish(cx);
+    for v in &vmas {
+        mm.tree_remove(cx, v.start());
+        w.vma_mark_detached(&v.lock);
+    }
+    drop(w);
+    for v in &vmas {
+        remove_vma(cx, v);
+    }
+    cx.cpu.local_flush_mm(mm.id);
+    cx.rcu_quiescent();
+}
+
+/// `mmput` → `__mmdrop`: free the PGD once the address space is gone.
+pub fn mmdrop(cx: Ctx<'_>, mm: &MmStruct) {
+    cx.k.machine.frames.free(&cx.cpu, mm.pgd, 0);
+}
+
+/// `madvise(MADV_HUGEPAGE)` on whole VMAs within `[addr, addr + len)`, splitting at the edges.
+pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("madvise_hugepage");
+    let end = check_range(cx, addr, len)?;
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    let vmas = mm.vmas_in(cx, addr, end);
+    if vmas.is_empty() {
+        return Err(Errno::Enomem);
+    }
+    if vmas[0].start() < addr {
+        __split_vma(cx, mm, &w, &vmas[0], addr);
+    }
+    if let Some(last) = mm.vmas_in(cx, addr, end).last().cloned() {
+        if last.end() > end {
+            __split_vma(cx, mm, &w, &last, end);
+        }
+    }
+    for v in mm.vmas_in(cx, addr, end) {
+        w.vma_start_write(&v.lock);
+        v.vm_flags.fetch_or(VmFlags::HUGEPAGE, Ordering::SeqCst);
+    }
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! Tearing down (the zap and free half of `mm/memory.c`, ≈6.14 with the 2026 PT-reclaim code
+//! folded in): `unmap_page_range` → `zap_pmd_range` → `zap_pte_range` with PT reclaim
+//! (`try_get_and_clear_pmd` fast path, `try_to_free_pte` slow path), `unmap_vmas`,
+//! `zap_page_range_single`, and `free_pgtables` / `free_pgd_range` with floor and ceiling.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio::{self, page_folio};
+use crate::mm::huge_memory;
+use crate::mm::memory::{mm_counter, vm_normal_page};
+use crate::mm::mmu_gather::MmuGather;
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::rmap::{unlink_anon_vmas, unlink_file_vma};
+use crate::mm::types::{MmStruct, Vma};
+use crate::Ctx;
+use mmcheck_platform::MmapWriteGuard;
+use std::sync::Arc;
+
+/// `struct zap_details`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ZapDetails {
+    /// Set only by MADV_DONTNEED: free PTE tables this zap empties.
+    pub reclaim_pt: bool,
+    /// Also zap private anonymous copies in file VMAs (`should_zap_cows`).
+    pub even_cows: bool,
+}
+
+/// `unmap_page_range`: zap `[start, end)` of `vma`.
+pub fn unmap_page_range(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    vma: &Arc<Vma>,
+    start: u64,
+    end: u64,
+    d: ZapDetails,
+) {
+    let _f = cx.cpu.enter("unmap_page_range");
+    let mm = tlb.mm;
+    let top = pgtable::pgd_offset(cx, mm, start);
+    zap_level(cx, tlb, vma, top, start, end, d);
+}
+
+/// Walk one level of `[addr, end)` starting at entry `p`.
+fn zap_level(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    vma: &Arc<Vma>,
+    p: EntryPtr,
+    mut addr: u64,
+    end: u64,
+    d: ZapDetails,
+) {
+    let g = cx.geo();
+    let span = 1u64 << g.shift(p.level);
+    let mut idx = p.idx;
+    while addr < end {
+        let next = ((addr & !(span - 1)) + span).min(end);
+        let e = p.at(idx);
+        if p.level == 2 {
+            zap_pmd(cx, tlb, vma, e, addr, next, d);
+        } else {
+            let v = e.get(cx);
+            if v.is_table() {
+                let below = pgtable::entry_below(cx, v, p.level, addr);
+                zap_level(cx, tlb, vma, below, addr, next, d);
+            }
+        }
+        addr = next;
+        idx += 1;
+    }
+}
+
+/// `zap_pmd_range` for one PMD entry.
+fn zap_pmd(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    vma: &Arc<Vma>,
+    pmd: EntryPtr,
+    addr: u64,
+    next: u64,
+    d: ZapDetails,
+) {
+    let g = cx.geo();
+    let mut addr = addr;
+    loop {
+        let v = pmd.get(cx);
+        if v.huge_leaf() {
+            if next - addr == g.pmd_size() {
+                if huge_memory::zap_huge_pmd(cx, tlb, pmd, addr) {
+                    return;
+                }
+                continue;
+            }
+            huge_memory::__split_huge_pmd(cx, tlb.mm, vma, pmd, addr);
+            continue;
+        }
+        if v.is_none() {
+            return;
+        }
+        addr = zap_pte_range(cx, tlb, vma, pmd, addr, next, d);
+        if addr == next {
+            return;
+        }
+    }
+}
+
+/// `zap_pte_range` with PT reclaim (6.14 after "fix incorrect reclaim of non-empty PTE pages").
+/// Returns how far it got (`end` when done).
+pub fn zap_pte_range(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    vma: &Arc<Vma>,
+    pmd: EntryPtr,
+    start: u64,
+    end: u64,
+    d: ZapDetails,
+) -> u64 {
+    let _f = cx.cpu.enter("zap_pte_range");
+    let g = cx.geo();
+    let mm = tlb.mm;
+    let ps = g.page_shift;
+    let can_reclaim_pt = cx.proto().pt_reclaim && d.reclaim_pt && end - start >= g.pmd_size();
+    let mut can_reclaim_pt = can_reclaim_pt;
+    let mut direct_reclaim = true;
+    let mut addr = start;
+    let mut pmdval = Entry::NONE;
+    loop {
+        let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) else {
+            return end;
+        };
+        let mut force_flush = false;
+        while addr < end {
+            let pte = l.pte(g.index(addr, 1));
+            let v = pte.get(cx);
+            if v.is_none() {
+                addr += 1 << ps;
+                continue;
+            }
+            if v.present() {
+                let page = vm_normal_page(cx, v);
+                if let Some(p) = page {
+                    let f = page_folio(cx, p);
+                    if !d.even_cows
+                        && !vma.is_anonymous()
+                        && folio::folio_test_anon(cx, f)
+                        && !d.reclaim_pt
+                    {
+                        // A private COW copy that this zap must keep (should_zap_cows).
+                        can_reclaim_pt = false;
+                        addr += 1 << ps;
+                        continue;
+                    }
+                }
+                let old = pte.xchg(cx, Entry::NONE);
+                tlb.add_range(cx, addr, 1 << ps);
+                if let Some(p) = page {
+                    let f = page_folio(cx, p);
+                    if old.dirty() && !folio::folio_test_anon(cx, f) {
+                        folio::folio_set(cx, f, folio::PG_DIRTY);
+                    }
+                    mm.add_rss(mm_counter(cx, f), -1);
+                    folio::folio_remove_rmap_pte(cx, p);
+                    if tlb.remove_page(cx, f) {
+                        force_flush = true;
+                        addr += 1 << ps;
+                        break;
+                    }
+                }
+            } else {
+                // Swap, migration or marker entries: nothing else holds them in this model.
+                pte.set(cx, Entry::NONE);
+            }
+            addr += 1 << ps;
+        }
+        if can_reclaim_pt && direct_reclaim && addr == end {
+            direct_reclaim = try_get_and_clear_pmd(cx, mm, pmd, l.pmdval, &mut pmdval);
+        }
+        if force_flush {
+            tlb.flush_tlbonly(cx);
+        }
+        drop(l);
+        if force_flush {
+            tlb.flush_mmu(cx);
+        }
+        if addr != end {
+            // The PTL was dropped: an emptiness decision must be remade (R4).
+            direct_reclaim = false;
+            continue;
+        }
+        break;
+    }
+    if can_reclaim_pt {
+        if !direct_reclaim {
+            direct_reclaim = try_to_free_pte(cx, mm, pmd, &mut pmdval);
+        }
+        if direct_reclaim {
+            let table = cx.k.machine.frames.current(pmdval.pfn());
+            tlb.free_table(cx, table, 1, start);
+            pgtable::mm_inc_nr_tables(mm, 1, -1);
+        }
+    }
+    end
+}
+
+/// `try_get_and_clear_pmd` (2026: `zap_empty_pte_table`): with the PTL held, trylock the PMD lock
+/// and clear the PMD.
+fn try_get_and_clear_pmd(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    pmd: EntryPtr,
+    locked_val: Entry,
+    out: &mut Entry,
+) -> bool {
+    let _f = cx.cpu.enter("try_get_and_clear_pmd");
+    let pml = pgtable::pmd_lockptr(cx, mm, pmd);
+    let ptl = pgtable::pte_lockptr(cx, mm, locked_val);
+    let g = if std::ptr::eq(pml, ptl) {
+        None
+    } else {
+        match pml.try_lock(cx.cpu) {
+            Some(g) => Some(g),
+            None => return false,
+        }
+    };
+    *out = pmd.get(cx);
+    pmd.set(cx, Entry::NONE);
+    drop(g);
+    true
+}
+
+/// `try_to_free_pte` (2026: `zap_pte_table_if_empty`): PMD lock, then PTL, rescan every entry.
+fn try_to_free_pte(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr, out: &mut Entry) -> bool {
+    let _f = cx.cpu.enter("try_to_free_pte");
+    let pml = pgtable::pmd_lockptr(cx, mm, pmd);
+    let pg = pml.lock(cx.cpu);
+    let Some((map, pmdval, ptl)) = pgtable::pte_offset_map_rw_nolock(cx, mm, pmd) else {
+        return false;
+    };
+    let tg = if std::ptr::eq(pml, ptl) {
+        None
+    } else {
+        Some(ptl.lock(cx.cpu))
+    };
+    let empty = (0..cx.geo().entries()).all(|i| map.pte(i).get(cx).is_none());
+    if !empty {
+        drop(tg);
+        drop(map);
+        drop(pg);
+        return false;
+    }
+    drop(map);
+    pmd.set(cx, Entry::NONE);
+    *out = pmdval;
+    drop(tg);
+    drop(pg);
+    true
+}
+
+/// `unmap_vmas`: zap every VMA of `vmas` within `[start, end)`.
+pub fn unmap_vmas(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, vmas: &[Arc<Vma>], start: u64, end: u64) {
+    let _f = cx.cpu.enter("unmap_vmas");
+    for vma in vmas {
+        let s = start.max(vma.start());
+        let e = end.min(vma.end());
+        if s < e {
+            unmap_page_range(
+                cx,
+                tlb,
+                vma,
+                s,
+                e,
+                ZapDetails {
+                    reclaim_pt: false,
+                    even_cows: true,
+                },
+            );
+        }
+    }
+}
+
+/// `zap_page_range_single` (2026: `zap_vma_range`): its own gather.
+pub fn zap_page_range_single(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    start: u64,
+    end: u64,
+    d: ZapDetails,
+) {
+    let _f = cx.cpu.enter("zap_page_range_single");
+    let mut tlb = MmuGather::new(cx, mm, false);
+    unmap_page_range(cx, &mut tlb, vma, start, end, d);
+    tlb.finish(cx);
+}
+
+/// `free_pgtables`: unlink every VMA from rmap, then free the tables under them, gathering VMAs
+/// closer than `PMD_SIZE` into one `free_pgd_range`. `vmas` are detached and in address order.
+pub fn free_pgtables(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    vmas: &[Arc<Vma>],
+    floor: u64,
+    ceiling: u64,
+    mm_wr: Option<&MmapWriteGuard<'_>>,
+) {
+    let _f = cx.cpu.enter("free_pgtables");
+    let pmd_size = cx.geo().pmd_size();
+    let unlink = |v: &Vma| {
+        if let Some(w) = mm_wr {
+            w.vma_start_write(&v.lock);
+        }
+        unlink_anon_vmas(cx, v);
+        unlink_file_vma(cx, v);
+    };
+    let mut i = 0;
+    while i < vmas.len() {
+        let addr = vmas[i].start();
+        unlink(&vmas[i]);
+        while i + 1 < vmas.len() && vmas[i + 1].start() <= vmas[i].end() + pmd_size {
+            i += 1;
+            unlink(&vmas[i]);
+        }
+        let next_start = vmas.get(i + 1).map_or(ceiling, |v| v.start());
+        free_pgd_range(cx, tlb, addr, vmas[i].end(), floor, next_start);
+        i += 1;
+    }
+}
+
+/// `free_pgd_range`: free the tables of `[addr, end)`, but no table that also covers memory
+/// outside `[floor, ceiling)` (ceiling 0 means the top of the address space).
+pub fn free_pgd_range(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    addr: u64,
+    end: u64,
+    floor: u64,
+    ceiling: u64,
+) {
+    let _f = cx.cpu.enter("free_pgd_range");
+    let g = cx.geo();
+    let pmd_size = g.pmd_size();
+    let pmd_mask = g.pmd_mask();
+    let mut addr = addr & pmd_mask;
+    let mut end = end;
+    let mut ceiling = ceiling;
+    if addr < floor {
+        addr = addr.wrapping_add(pmd_size);
+        if addr == 0 {
+            return;
+        }
+    }
+    if ceiling != 0 {
+        ceiling &= pmd_mask;
+        if ceiling == 0 {
+            return;
+        }
+    }
+    if end.wrapping_sub(1) > ceiling.wrapping_sub(1) {
+        end = end.wrapping_sub(pmd_size);
+    }
+    if addr > end.wrapping_sub(1) {
+        return;
+    }
+    let top = pgtable::pgd_offset(cx, tlb.mm, addr);
+    free_level(cx, tlb, top, None, addr, end, floor, ceiling);
+}
+
+/// Free the tables below entries `[addr, end)` of the table `p` points into, then `p`'s table
+/// itself if floor and ceiling allow (`free_pmd_range`/`free_pud_range`/`free_p4d_range` tails).
+#[allow(clippy::too_many_arguments)]
+fn free_level(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    p: EntryPtr,
+    parent: Option<EntryPtr>,
+    addr: u64,
+    end: u64,
+    floor: u64,
+    ceiling: u64,
+) {
+    let g = cx.geo();
+    let span = 1u64 << g.shift(p.level);
+    let start = addr;
+    let mut a = addr;
+    let mut idx = p.idx;
+    loop {
+        let next = ((a & !(span - 1)) + span).min(end);
+        let e = p.at(idx);
+        let v = e.get(cx);
+        if !v.is_none() {
+            if p.level == 2 {
+                // free_pte_range: no lock, nobody can reach the range any more.
+                e.set(cx, Entry::NONE);
+                let table = cx.k.machine.frames.current(v.pfn());
+                tlb.free_table(cx, table, 1, a);
+                pgtable::mm_inc_nr_tables(tlb.mm, 1, -1);
+            } else if v.is_table() {
+                let below = pgtable::entry_below(cx, v, p.level, a);
+                free_level(cx, tlb, below, Some(e), a, next, floor, ceiling);
+            }
+        }
+        a = next;
+        idx += 1;
+        if a == end || idx >= g.entries() {
+            break;
+        }
+    }
+    let Some(parent) = parent else { return };
+    // This table spans one entry of the level above.
+    let tspan = 1u64.checked_shl(g.shift(p.level + 1)).unwrap_or(0);
+    let mask = if tspan == 0 { 0 } else { !(tspan - 1) };
+    let s = start & mask;
+    if s < floor {
+        return;
+    }
+    let mut c = ceiling;
+    if c != 0 {
+        c &= mask;
+        if c == 0 {
+            return;
+        }
+    }
+    if end.wrapping_sub(1) > c.wrapping_sub(1) {
+        return;
+    }
+    parent.set(cx, Entry::NONE);
+    tlb.free_table(cx, p.table, p.level, s);
+    pgtable::mm_inc_nr_tables(tlb.mm, p.level, -1);
+}
