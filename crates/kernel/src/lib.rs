@@ -12,6 +12,7 @@ pub mod arch;
 pub mod check;
 pub mod mm;
 pub mod protocol;
+pub mod selftest;
 
 pub use arch::pgtable::{Entry, Geometry};
 pub use mm::types::{AnonVma, File, MmStruct, VmFlags, Vma};

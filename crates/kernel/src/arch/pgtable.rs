@@ -291,6 +291,6 @@ mod tests {
         let m = Entry::swp(Entry::SWP_MIGRATION_WRITE, 9);
         assert!(m.is_migration() && !m.present() && m.pfn() == 9);
         assert!(Entry::NONE.is_none() && !Entry::NONE.present());
-        assert_eq!(l.wrprotect().write(), false);
+        assert!(!l.wrprotect().write());
     }
 }

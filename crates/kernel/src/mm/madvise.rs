@@ -29,7 +29,7 @@ fn madvise_dontneed_single_vma(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, start
 pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
     let _f = cx.cpu.enter("madvise_dontneed");
     let ps = cx.geo().page_size();
-    if addr % ps != 0 {
+    if !addr.is_multiple_of(ps) {
         return Err(Errno::Einval);
     }
     if len == 0 {

@@ -41,7 +41,7 @@ pub enum MapBacking {
 
 fn check_range(cx: Ctx<'_>, addr: u64, len: u64) -> Result<u64, Errno> {
     let ps = cx.geo().page_size();
-    if addr % ps != 0 || len == 0 {
+    if !addr.is_multiple_of(ps) || len == 0 {
         return Err(Errno::Einval);
     }
     let len = len.div_ceil(ps) * ps;

@@ -1,0 +1,119 @@
+//! The model side of `diff-kernel`: run a differential-test case on the modeled kernel with
+//! x86-64 geometry and observe what the host observes (loads, `VmPTE`, Rss, `AnonHugePages`,
+//! pagemap present bits). Every case also ends with the quiescent invariant check; a model
+//! violation is an error, not a divergence.
+
+use mmcheck_hostdiff::case::{
+    Backing, Case, CaseRunner, Observation, Op, PAGE_SIZE, REGION_BASE, REGION_PAGES,
+};
+use mmcheck_kernel::arch::fault::{user_load, user_store};
+use mmcheck_kernel::arch::pgtable::Entry;
+use mmcheck_kernel::check::check_quiescent;
+use mmcheck_kernel::mm::madvise::madvise_dontneed;
+use mmcheck_kernel::mm::pgtable::pmd_off;
+use mmcheck_kernel::mm::types::MmStruct;
+use mmcheck_kernel::mm::vma::{do_mmap, do_munmap, exit_mmap, mm_alloc, mmdrop, MapBacking};
+use mmcheck_kernel::{Ctx, Geometry, Kernel, Protocol};
+
+/// Runs cases on a fresh model kernel each.
+pub struct ModelRunner {
+    pub proto: Protocol,
+}
+
+fn present_bits(cx: Ctx<'_>, mm: &MmStruct) -> (Vec<u64>, i64) {
+    let g = cx.geo();
+    let mut bits = vec![0u64; (REGION_PAGES / 64) as usize];
+    let mut huge_kb = 0;
+    let mut page = 0;
+    while page < REGION_PAGES {
+        let addr = REGION_BASE + page * PAGE_SIZE;
+        let per_table = g.entries() as u64;
+        let Some(pmd) = pmd_off(cx, mm, addr) else {
+            page += per_table;
+            continue;
+        };
+        let v = Entry(cx.cpu.entry_peek(pmd.table, pmd.idx));
+        if v.huge_leaf() && v.present() {
+            for p in page..page + per_table {
+                bits[(p / 64) as usize] |= 1 << (p % 64);
+            }
+            if cx.k.huge_zero.lock().is_none_or(|z| z.pfn != v.pfn()) {
+                huge_kb += (per_table * PAGE_SIZE / 1024) as i64;
+            }
+        } else if v.is_table() {
+            let t = cx.k.machine.frames.current(v.pfn());
+            for i in 0..per_table {
+                if Entry(cx.cpu.entry_peek(t, i as usize)).present() {
+                    let p = page + i;
+                    bits[(p / 64) as usize] |= 1 << (p % 64);
+                }
+            }
+        }
+        page += per_table;
+    }
+    (bits, huge_kb)
+}
+
+impl CaseRunner for ModelRunner {
+    fn name(&self) -> &str {
+        "model"
+    }
+
+    fn run(&self, case: &Case) -> Result<Vec<Observation>, String> {
+        let k = Kernel::native(Geometry::X86_64, self.proto.clone(), 1, 1 << 14);
+        let cx = k.ctx(0);
+        let mm = mm_alloc(cx).map_err(|e| format!("mm_alloc: {e}"))?;
+        let addr = |p: u64| REGION_BASE + p * PAGE_SIZE;
+        let mut out = Vec::with_capacity(case.ops.len());
+        for (i, op) in case.ops.iter().enumerate() {
+            let mut load = None;
+            let r = match *op {
+                Op::Mmap {
+                    start,
+                    pages,
+                    backing,
+                } => {
+                    let b = match backing {
+                        Backing::AnonPrivate => MapBacking::AnonPrivate,
+                        Backing::ShmemShared => MapBacking::ShmemShared,
+                    };
+                    do_mmap(cx, &mm, addr(start), pages * PAGE_SIZE, b, true, false).map(|_| ())
+                }
+                Op::Munmap { start, pages } => do_munmap(cx, &mm, addr(start), pages * PAGE_SIZE),
+                Op::DontNeed { start, pages } => {
+                    madvise_dontneed(cx, &mm, addr(start), pages * PAGE_SIZE)
+                }
+                Op::Store { page, value } => user_store(cx, &mm, addr(page), value),
+                Op::Load { page } => user_load(cx, &mm, addr(page)).map(|v| load = Some(v)),
+            };
+            r.map_err(|e| format!("op {i} ({op:?}): {e}"))?;
+            if k.machine.violated() {
+                return Err(format!(
+                    "model violation at op {i} ({op:?}): {}",
+                    k.machine.violations()[0]
+                ));
+            }
+            let (present, anon_huge_kb) = present_bits(cx, &mm);
+            let rss: i64 = (0..3).map(|c| mm.get_rss(c)).sum();
+            out.push(Observation {
+                load,
+                vm_pte_kb: mm.pgtables() * 4,
+                rss_kb: rss * 4,
+                anon_huge_kb,
+                present,
+            });
+        }
+        let errs = check_quiescent(&k);
+        if let Some((kind, msg)) = errs.first() {
+            return Err(format!("model invariant after the case: {kind}: {msg}"));
+        }
+        exit_mmap(cx, &mm);
+        mmdrop(cx, &mm);
+        drop(mm);
+        let errs = check_quiescent(&k);
+        if let Some((kind, msg)) = errs.first() {
+            return Err(format!("model invariant after exit: {kind}: {msg}"));
+        }
+        Ok(out)
+    }
+}
