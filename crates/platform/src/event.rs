@@ -13,8 +13,10 @@ pub enum Obj {
     Page(u32),
     /// The contents of a data page.
     Data(u32),
-    /// The frame allocator.
+    /// The frame allocator (allocations).
     Alloc,
+    /// A frame being freed: conflicts with every access to that frame and with allocations.
+    Frame(u32),
     /// RCU: read-side sections and grace periods.
     Rcu,
     /// A CPU's IRQ-enable state.
@@ -29,9 +31,28 @@ impl Obj {
     /// Lock ids at or above this value name the split PTL of the table at `id - PTL_BASE`.
     pub const PTL_BASE: u64 = 1 << 40;
 
+    /// Lock ids at or above this value name the folio lock of the folio headed at
+    /// `id - PAGE_LOCK_BASE`.
+    pub const PAGE_LOCK_BASE: u64 = 1 << 41;
+
     /// The lock id of the PTL embedded in the table frame `pfn`.
     pub fn ptl_id(pfn: u32) -> u64 {
         Self::PTL_BASE + pfn as u64
+    }
+
+    /// The lock id of the folio lock of the folio headed at `pfn`.
+    pub fn page_lock_id(pfn: u32) -> u64 {
+        Self::PAGE_LOCK_BASE + pfn as u64
+    }
+
+    /// The frame this object lives in, if any (entries, data, `struct page`, PTLs, folio locks).
+    pub fn frame(self) -> Option<u32> {
+        match self {
+            Obj::Entry { pfn, .. } | Obj::Page(pfn) | Obj::Data(pfn) | Obj::Frame(pfn) => Some(pfn),
+            Obj::Lock(id) if id >= Self::PAGE_LOCK_BASE => Some((id - Self::PAGE_LOCK_BASE) as u32),
+            Obj::Lock(id) if id >= Self::PTL_BASE => Some((id - Self::PTL_BASE) as u32),
+            _ => None,
+        }
     }
 }
 
@@ -44,6 +65,8 @@ pub enum Access {
     Rmw,
     /// Exclusive acquire (spinlock, rwsem write).
     Acquire,
+    /// A trylock attempt (exclusive or shared); cannot deadlock, so lockdep records no order.
+    TryAcquire,
     /// Shared acquire (rwsem read).
     AcquireShared,
     /// Announce a waiting writer (rwsem writer preference).
@@ -68,6 +91,8 @@ pub enum Access {
     Flush,
     /// TLB fill by the hardware walker.
     Fill,
+    /// Reading every CPU's TLB (the TLB oracle when a page is freed).
+    TlbScan,
     FrameAlloc,
     FrameFree,
 }

@@ -300,7 +300,7 @@ impl Frames {
     /// Free the block of `1 << order` frames headed by `r`. Freeing a stale reference is a
     /// double free (or a use-after-free if the frame was reused).
     pub fn free(&self, cpu: &Cpu<'_>, r: FrameRef, order: u32) {
-        cpu.visible(Obj::Alloc, Access::FrameFree);
+        cpu.visible(Obj::Frame(r.pfn), Access::FrameFree);
         if !self.is_live(r) {
             let kind = self.kind(r.pfn);
             let k = if kind == FrameKind::Free {
@@ -433,5 +433,213 @@ impl<'m> Cpu<'m> {
     pub fn page(&self, pfn: u32, access: Access) -> &'m PageMeta {
         self.visible(Obj::Page(pfn), access);
         &self.m.frames.frame(pfn).page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spinlock::tests::{kinds, seq_machine};
+
+    #[test]
+    fn pfn_zero_is_reserved() {
+        let m = seq_machine(1, 8);
+        assert_eq!(m.frames.len(), 8);
+        assert_eq!(m.frames.kind(0), FrameKind::Reserved);
+        assert_eq!(m.frames.nr_free(), 7);
+        assert_eq!(m.frames.nr_used(), 0);
+        assert!(!m.frames.is_live(m.frames.current(0)));
+        assert_eq!(m.frames.kind(1000), FrameKind::Reserved, "outside memory");
+    }
+
+    #[test]
+    fn alloc_and_free_bump_the_generation() {
+        let m = seq_machine(1, 4); // pfns 1..=3
+        let c = m.cpu(0);
+        let fr = &m.frames;
+        let a = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        let b = fr.alloc(&c, 0, FrameKind::Table(1)).unwrap();
+        let d = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        assert_ne!(a.pfn, 0);
+        assert_eq!(fr.nr_used(), 3);
+        assert_eq!(fr.kind(b.pfn), FrameKind::Table(1));
+        assert!(fr.is_live(b));
+        assert_eq!(fr.frame(a.pfn).page.refcount.load(Ordering::SeqCst), 1);
+        fr.free(&c, b, 0);
+        assert_eq!(fr.kind(b.pfn), FrameKind::Free);
+        assert!(!fr.is_live(b));
+        assert_eq!(fr.current(b.pfn).gen, b.gen.wrapping_add(1));
+        assert_eq!(fr.nr_used(), 2);
+        // The only free frame is reused, at the new generation.
+        let b2 = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        assert_eq!(b2.pfn, b.pfn);
+        assert_eq!(b2.gen, b.gen.wrapping_add(1));
+        assert!(fr.is_live(b2) && !fr.is_live(b));
+        assert_eq!(fr.kind(b2.pfn), FrameKind::Data);
+        for r in [a, b2, d] {
+            fr.free(&c, r, 0);
+        }
+        assert_eq!(fr.nr_used(), 0);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn a_reallocated_table_is_zeroed() {
+        let m = seq_machine(1, 2); // only pfn 1
+        let c = m.cpu(0);
+        let t = m.frames.alloc(&c, 0, FrameKind::Table(1)).unwrap();
+        c.entry_write(t, 5, 0xdead);
+        assert_eq!(c.entry_read(t, 5), 0xdead);
+        m.frames.free(&c, t, 0);
+        let t2 = m.frames.alloc(&c, 0, FrameKind::Table(2)).unwrap();
+        assert_eq!(t2.pfn, t.pfn);
+        assert_eq!(c.entry_read(t2, 5), 0);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn stale_access_reports_use_after_free_naming_the_freer() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let p = m.frames.alloc(&c0, 0, FrameKind::Data).unwrap();
+        c0.data_write(p, 5);
+        {
+            let _outer = c1.enter("outer_path");
+            let _f = c1.enter("test_freer");
+            m.frames.free(&c1, p, 0);
+        }
+        assert_eq!(c0.data_read(p), 0, "freed frames read as cleared");
+        let v = m.violations();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, ViolationKind::UseAfterFree);
+        assert_eq!(v[0].cpu, Some(0));
+        assert!(v[0].msg.contains("data read"), "{}", v[0].msg);
+        assert!(v[0].msg.contains(&format!("pfn {}", p.pfn)), "{}", v[0].msg);
+        assert!(
+            v[0].msg.contains("freed by CPU1 in outer_path > test_freer"),
+            "{}",
+            v[0].msg
+        );
+        assert!(v[0].msg.contains("is free"), "{}", v[0].msg);
+    }
+
+    #[test]
+    fn stale_access_to_a_reused_frame_says_what_it_became() {
+        let m = seq_machine(2, 2); // only pfn 1
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let t = m.frames.alloc(&c0, 0, FrameKind::Table(1)).unwrap();
+        m.frames.free(&c1, t, 0);
+        let p = m.frames.alloc(&c1, 0, FrameKind::Data).unwrap();
+        assert_eq!(p.pfn, t.pfn);
+        c0.entry_write(t, 0, 1);
+        let _ = c0.ptl_of(t);
+        let v = m.violations();
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|v| v.kind == ViolationKind::UseAfterFree));
+        assert!(v[0].msg.contains("entry write"), "{}", v[0].msg);
+        assert!(v[0].msg.contains("reused as Data"), "{}", v[0].msg);
+        assert!(v[0].msg.contains("freed by CPU1"), "{}", v[0].msg);
+        assert!(v[1].msg.contains("page-table lock"), "{}", v[1].msg);
+        // The live reference is fine.
+        c1.data_write(p, 3);
+        assert_eq!(m.violations().len(), 2);
+    }
+
+    #[test]
+    fn double_free_is_reported_as_double_free() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let p = m.frames.alloc(&c0, 0, FrameKind::Data).unwrap();
+        {
+            let _f = c1.enter("first_free");
+            m.frames.free(&c1, p, 0);
+        }
+        let free_before = m.frames.nr_free();
+        m.frames.free(&c0, p, 0);
+        assert_eq!(m.frames.nr_free(), free_before, "a double free frees nothing");
+        let v = m.violations();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, ViolationKind::DoubleFree);
+        assert_eq!(v[0].cpu, Some(0));
+        assert!(
+            v[0].msg.contains("first freed by CPU1 in first_free"),
+            "{}",
+            v[0].msg
+        );
+    }
+
+    #[test]
+    fn freeing_a_stale_reference_to_a_reused_frame_is_use_after_free() {
+        let m = seq_machine(1, 2);
+        let c = m.cpu(0);
+        let p = m.frames.alloc(&c, 0, FrameKind::Data).unwrap();
+        m.frames.free(&c, p, 0);
+        let q = m.frames.alloc(&c, 0, FrameKind::Data).unwrap();
+        m.frames.free(&c, p, 0);
+        assert_eq!(kinds(&m), vec![ViolationKind::UseAfterFree]);
+        assert!(m.frames.is_live(q), "the new owner's frame survives");
+    }
+
+    #[test]
+    fn higher_order_allocations_are_naturally_aligned() {
+        let m = seq_machine(1, 64);
+        let c = m.cpu(0);
+        let fr = &m.frames;
+        let single = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        for order in [1u32, 2, 3, 2, 1] {
+            let f = fr.alloc(&c, order, FrameKind::Data).unwrap();
+            let n = 1u32 << order;
+            assert_eq!(f.pfn % n, 0, "order {order} at pfn {}", f.pfn);
+            for q in f.pfn..f.pfn + n {
+                assert_eq!(fr.kind(q), FrameKind::Data);
+                let pm = &fr.frame(q).page;
+                assert_eq!(pm.head.load(Ordering::SeqCst), f.pfn);
+                let head = q == f.pfn;
+                assert_eq!(pm.refcount.load(Ordering::SeqCst), i64::from(head));
+                assert_eq!(pm.order.load(Ordering::SeqCst), if head { order } else { 0 });
+            }
+            assert_ne!(f.pfn, single.pfn);
+        }
+        assert_eq!(fr.nr_used(), 1 + 2 + 4 + 8 + 4 + 2);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn freeing_a_block_frees_every_frame_of_it() {
+        let m = seq_machine(1, 16);
+        let c = m.cpu(0);
+        let f = m.frames.alloc(&c, 2, FrameKind::Data).unwrap();
+        let tail = m.frames.current(f.pfn + 3);
+        assert!(m.frames.is_live(tail));
+        m.frames.free(&c, f, 2);
+        assert_eq!(m.frames.nr_used(), 0);
+        assert!(!m.frames.is_live(tail));
+        assert_eq!(m.frames.kind(f.pfn + 3), FrameKind::Free);
+    }
+
+    #[test]
+    fn out_of_memory_returns_none() {
+        let m = seq_machine(1, 8); // pfns 1..=7
+        let c = m.cpu(0);
+        let fr = &m.frames;
+        let all: Vec<FrameRef> = (0..7)
+            .map(|_| fr.alloc(&c, 0, FrameKind::Data).unwrap())
+            .collect();
+        assert_eq!(fr.nr_free(), 0);
+        assert!(fr.alloc(&c, 0, FrameKind::Data).is_none());
+        // Two free frames that do not form an aligned pair cannot serve order 1.
+        let (a, b) = (all[1], all[4]); // pfns 2 and 5
+        assert_eq!((a.pfn, b.pfn), (2, 5));
+        fr.free(&c, a, 0);
+        fr.free(&c, b, 0);
+        assert_eq!(fr.nr_free(), 2);
+        assert!(fr.alloc(&c, 1, FrameKind::Data).is_none());
+        assert!(fr.alloc(&c, 3, FrameKind::Data).is_none());
+        assert_eq!(fr.nr_free(), 2, "a failed allocation takes nothing");
+        // Freeing pfn 4 completes the aligned pair {4, 5}.
+        fr.free(&c, all[3], 0);
+        let pair = fr.alloc(&c, 1, FrameKind::Data).unwrap();
+        assert_eq!(pair.pfn, 4);
+        assert!(kinds(&m).is_empty());
     }
 }

@@ -92,3 +92,97 @@ impl<'m> Cpu<'m> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spinlock::tests::{expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note};
+    use crate::violation::ViolationKind;
+
+    #[test]
+    fn irq_off_nests() {
+        let m = seq_machine(1, 4);
+        let c = m.cpu(0);
+        assert!(!c.irqs_disabled());
+        let a = c.local_irq_disable();
+        let b = c.local_irq_disable();
+        drop(b);
+        assert!(c.irqs_disabled() && c.in_rcu_reader());
+        drop(a);
+        assert!(!c.irqs_disabled() && !c.in_rcu_reader());
+    }
+
+    #[test]
+    fn ipi_completes_only_once_the_target_left_irq_off() {
+        let m = seq_machine(3, 4);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let g = c1.local_irq_disable();
+        let snap = c0.irq_snapshot();
+        assert!(!ipi_done(&snap, &c0));
+        drop(g);
+        assert!(ipi_done(&snap, &c0));
+        // Leaving and re-entering IRQ-off also takes the IPI.
+        let g = c1.local_irq_disable();
+        assert!(ipi_done(&snap, &c0));
+        // The sender's own IRQ state never counts.
+        let snap = c1.irq_snapshot();
+        assert!(ipi_done(&snap, &c1));
+        drop(g);
+    }
+
+    #[test]
+    fn sync_one_does_not_wait_for_plain_rcu_readers() {
+        // Sequential backend: a wait that cannot end would panic.
+        let m = seq_machine(2, 4);
+        let g = m.cpu(1).rcu_read_lock();
+        m.cpu(0).tlb_remove_table_sync_one();
+        drop(g);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn sync_one_waits_while_another_cpu_is_irq_off() {
+        let (m, tx, rx) = probe_machine(2, 4);
+        let g = m.cpu(1).local_irq_disable(); // this thread is CPU1
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).tlb_remove_table_sync_one();
+                tx.send(Note::Done(0, "sync")).unwrap();
+            });
+            let ev = expect_waiting(&rx, 0, Access::IpiSync);
+            assert_eq!(ev.obj, Obj::Irq(0));
+            drop(g);
+            expect_done(&rx, 0, "sync");
+        });
+        assert!(!m.violated());
+    }
+
+    #[test]
+    fn sync_one_waits_for_a_hardware_walk() {
+        let (m, tx, rx) = probe_machine(2, 4);
+        let g = m.cpu(1).hw_walk_begin();
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).tlb_remove_table_sync_one();
+                tx.send(Note::Done(0, "sync")).unwrap();
+            });
+            expect_waiting(&rx, 0, Access::IpiSync);
+            drop(g);
+            expect_done(&rx, 0, "sync");
+        });
+    }
+
+    #[test]
+    fn ipi_with_irqs_disabled_is_reported() {
+        let m = seq_machine(2, 4);
+        let c0 = m.cpu(0);
+        let g = c0.local_irq_disable();
+        c0.tlb_remove_table_sync_one();
+        drop(g);
+        let v = m.violations();
+        assert_eq!(kinds(&m), vec![ViolationKind::Assertion]);
+        assert!(v[0].stack.contains(&"tlb_remove_table_sync_one"));
+    }
+}

@@ -326,3 +326,208 @@ impl Drop for VmaReadGuard<'_> {
         self.vma.end_read_raw(self.cpu);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spinlock::tests::{config, kinds, seq_machine};
+    use crate::violation::ViolationKind;
+    use crate::Machine;
+    use parking_lot::Mutex;
+
+    fn attached(m: &Machine, mm: &MmapLock) -> VmaLock {
+        let vma = VmaLock::new(10, 11);
+        let w = mm.write_lock(m.cpu(0));
+        w.vma_mark_attached(&vma);
+        drop(w);
+        assert_eq!(vma.refcnt(), 1);
+        vma
+    }
+
+    #[test]
+    fn start_read_fails_while_write_locked_in_this_section() {
+        let m = seq_machine(2, 4);
+        let mm = MmapLock::new(1, 2);
+        let vma = attached(&m, &mm);
+        let w = mm.write_lock(m.cpu(0));
+        // The mmap write lock alone does not exclude VMA readers.
+        let r = vma.start_read(m.cpu(1), &mm).expect("not VMA-locked yet");
+        assert_eq!(vma.refcnt(), 2);
+        drop(r);
+        w.vma_start_write(&vma);
+        assert!(w.is_vma_write_locked(&vma));
+        assert_eq!(
+            vma.start_read(m.cpu(1), &mm).err(),
+            Some(VmaStartRead::Locked)
+        );
+        assert_eq!(vma.refcnt(), 1, "a failed reader leaves no reference behind");
+        // Idempotent within the section.
+        w.vma_start_write(&vma);
+        assert_eq!(vma.refcnt(), 1);
+        drop(w);
+        let r = vma.start_read(m.cpu(1), &mm).expect("mmap_write_unlock ends VMA write locks");
+        assert_eq!(vma.refcnt(), 2);
+        drop(r);
+        assert_eq!(vma.refcnt(), 1);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn downgrade_ends_vma_write_locks() {
+        let m = seq_machine(2, 4);
+        let mm = MmapLock::new(1, 2);
+        let vma = attached(&m, &mm);
+        let w = mm.write_lock(m.cpu(0));
+        w.vma_start_write(&vma);
+        assert!(vma.start_read(m.cpu(1), &mm).is_err());
+        let r = w.downgrade();
+        assert!(!mm.is_write_locked() && mm.is_locked());
+        assert_eq!(mm.sem().readers(), 1);
+        let vr = vma.start_read(m.cpu(1), &mm).expect("downgrade ends VMA write locks");
+        drop(vr);
+        drop(r);
+        assert!(!mm.is_locked());
+    }
+
+    #[test]
+    fn a_new_write_section_needs_a_new_vma_start_write() {
+        let m = seq_machine(2, 4);
+        let mm = MmapLock::new(1, 2);
+        let vma = attached(&m, &mm);
+        let w = mm.write_lock(m.cpu(0));
+        w.vma_start_write(&vma);
+        drop(w);
+        let w = mm.write_lock(m.cpu(0));
+        assert!(!w.is_vma_write_locked(&vma));
+        assert!(vma.start_read(m.cpu(1), &mm).is_ok());
+        w.vma_start_write(&vma);
+        assert_eq!(
+            vma.start_read(m.cpu(1), &mm).err(),
+            Some(VmaStartRead::Locked)
+        );
+        drop(w);
+    }
+
+    #[test]
+    fn start_read_on_a_detached_vma_fails_with_detached() {
+        let m = seq_machine(2, 4);
+        let mm = MmapLock::new(1, 2);
+        let fresh = VmaLock::new(20, 21);
+        assert!(!fresh.is_attached());
+        assert_eq!(
+            fresh.start_read(m.cpu(1), &mm).err(),
+            Some(VmaStartRead::Detached)
+        );
+        assert_eq!(fresh.refcnt(), 0);
+        // Attach, then detach under a write lock.
+        let vma = attached(&m, &mm);
+        let w = mm.write_lock(m.cpu(0));
+        w.vma_start_write(&vma);
+        w.vma_mark_detached(&vma);
+        assert!(!vma.is_attached());
+        assert_eq!(vma.refcnt(), 0);
+        assert_eq!(
+            vma.start_read(m.cpu(1), &mm).err(),
+            Some(VmaStartRead::Locked),
+            "inside the section the seq check fails first"
+        );
+        drop(w);
+        assert_eq!(
+            vma.start_read(m.cpu(1), &mm).err(),
+            Some(VmaStartRead::Detached)
+        );
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn mark_detached_without_vma_write_lock_is_reported() {
+        let m = seq_machine(1, 4);
+        let mm = MmapLock::new(1, 2);
+        let vma = attached(&m, &mm);
+        let w = mm.write_lock(m.cpu(0));
+        w.vma_mark_detached(&vma);
+        drop(w);
+        let v = m.violations();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, ViolationKind::Assertion);
+        assert!(v[0].msg.contains("not write-locked"), "{}", v[0].msg);
+        assert!(v[0].stack.contains(&"vma_mark_detached"));
+    }
+
+    #[test]
+    fn start_read_fails_at_the_reference_limit() {
+        let m = seq_machine(1, 4);
+        let mm = MmapLock::new(1, 2);
+        let vma = attached(&m, &mm);
+        vma.vm_refcnt.store(VMA_REF_LIMIT, Ordering::SeqCst);
+        assert_eq!(
+            vma.start_read(m.cpu(0), &mm).err(),
+            Some(VmaStartRead::Locked)
+        );
+        assert_eq!(vma.refcnt(), VMA_REF_LIMIT);
+    }
+
+    #[test]
+    fn mmap_trylocks() {
+        let m = seq_machine(2, 4);
+        let mm = MmapLock::new(1, 2);
+        let r = mm.read_trylock(m.cpu(0)).expect("free");
+        assert!(mm.write_trylock(m.cpu(1)).is_none());
+        let r2 = mm.read_trylock(m.cpu(1)).expect("readers share");
+        drop((r, r2));
+        let w = mm.write_trylock(m.cpu(1)).expect("free");
+        assert!(mm.is_write_locked());
+        assert!(mm.read_trylock(m.cpu(0)).is_none());
+        drop(w);
+        assert!(!mm.is_locked());
+    }
+
+    /// CPU1 holds a VMA read lock; CPU0's `vma_start_write` must exclude new readers at once and
+    /// then wait until CPU1 leaves.
+    #[test]
+    fn vma_start_write_waits_for_readers() {
+        let m = Machine::native(config(3, 4));
+        let mm = MmapLock::new(1, 2);
+        let vma = attached(&m, &mm);
+        let log = Mutex::new(Vec::new());
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|sc| {
+            let (m, mm, vma, log) = (&m, &mm, &vma, &log);
+            let reader = sc.spawn(move || {
+                let g = vma.start_read(m.cpu(1), mm).expect("attached, unlocked");
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                log.lock().push("reader out");
+                drop(g);
+            });
+            held_rx.recv().unwrap();
+            assert_eq!(vma.refcnt(), 2);
+            let writer = sc.spawn(move || {
+                let w = mm.write_lock(m.cpu(0));
+                w.vma_start_write(vma);
+                log.lock().push("writer locked");
+                assert!(w.is_vma_write_locked(vma));
+                assert_eq!(vma.refcnt(), 1, "the offset is dropped once readers are gone");
+                drop(w);
+            });
+            while vma.refcnt() < VMA_LOCK_OFFSET {
+                std::thread::yield_now();
+            }
+            assert_eq!(vma.refcnt(), VMA_LOCK_OFFSET + 2);
+            assert_eq!(
+                vma.start_read(m.cpu(2), mm).err(),
+                Some(VmaStartRead::Locked),
+                "a writer in __vma_enter_locked excludes new readers"
+            );
+            assert_eq!(vma.refcnt(), VMA_LOCK_OFFSET + 2);
+            release_tx.send(()).unwrap();
+            reader.join().unwrap();
+            writer.join().unwrap();
+        });
+        assert_eq!(*log.lock(), vec!["reader out", "writer locked"]);
+        assert_eq!(vma.refcnt(), 1);
+        assert!(vma.start_read(m.cpu(2), &mm).is_ok());
+        assert!(!m.violated());
+    }
+}

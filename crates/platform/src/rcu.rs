@@ -182,3 +182,221 @@ impl<'m> Cpu<'m> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Access;
+    use crate::frames::FrameKind;
+    use crate::spinlock::tests::{expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note};
+    use crate::violation::ViolationKind;
+    use crate::Machine;
+
+    fn free_work(m: &Machine, n: usize) -> (Vec<FrameRef>, RcuWork) {
+        let cpu = m.cpu(0);
+        let frames: Vec<FrameRef> = (0..n)
+            .map(|_| m.frames.alloc(&cpu, 0, FrameKind::Table(1)).unwrap())
+            .collect();
+        let work = RcuWork::FreeFrames {
+            frames: frames.iter().map(|&f| (f, 0)).collect(),
+            reason: "test_rcu_free",
+        };
+        (frames, work)
+    }
+
+    #[test]
+    fn synchronize_rcu_without_readers_returns() {
+        let m = seq_machine(2, 4);
+        m.cpu(0).synchronize_rcu();
+        // A reader on the calling CPU's sibling that starts later does not matter either.
+        let g = m.cpu(1).rcu_read_lock();
+        assert!(m.cpu(1).in_rcu_reader());
+        drop(g);
+        m.cpu(0).synchronize_rcu();
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn synchronize_rcu_waits_for_a_preexisting_reader() {
+        let (m, tx, rx) = probe_machine(2, 4);
+        let g = m.cpu(1).rcu_read_lock(); // this thread is CPU1
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).synchronize_rcu();
+                tx.send(Note::Done(0, "gp")).unwrap();
+            });
+            let ev = expect_waiting(&rx, 0, Access::GracePeriod);
+            assert_eq!(ev.obj, Obj::Rcu);
+            drop(g);
+            expect_done(&rx, 0, "gp");
+        });
+        assert!(!m.violated());
+    }
+
+    #[test]
+    fn synchronize_rcu_inside_a_reader_is_reported() {
+        let m = seq_machine(1, 4);
+        let g = m.cpu(0).rcu_read_lock();
+        m.cpu(0).synchronize_rcu();
+        assert_eq!(kinds(&m), vec![ViolationKind::Assertion]);
+        drop(g);
+    }
+
+    #[test]
+    fn call_rcu_waits_for_a_preexisting_reader_on_another_cpu() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let (frames, work) = free_work(&m, 2);
+        let g = c1.rcu_read_lock();
+        c0.call_rcu(work);
+        assert_eq!(c0.rcu_pending(), 1);
+        assert!(!c0.rcu_callback_ready());
+        assert_eq!(c0.rcu_poll(), 0);
+        assert!(!c0.rcu_run_one());
+        for f in &frames {
+            assert_eq!(m.frames.kind(f.pfn), FrameKind::Table(1), "freed under a reader");
+        }
+        drop(g);
+        assert!(c0.rcu_callback_ready());
+        assert_eq!(c0.rcu_poll(), 1);
+        assert_eq!(c0.rcu_pending(), 0);
+        for f in &frames {
+            assert_eq!(m.frames.kind(f.pfn), FrameKind::Free);
+            assert!(!m.frames.is_live(*f));
+        }
+        // The free is attributed to the callback's reason.
+        assert!(!m.frames.check(&c1, frames[0], "probe"));
+        let v = m.violations();
+        assert_eq!(v.len(), 1);
+        assert!(v[0].msg.contains("test_rcu_free"), "{}", v[0].msg);
+    }
+
+    #[test]
+    fn readers_that_start_after_call_rcu_do_not_delay_it() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let (frames, work) = free_work(&m, 1);
+        c0.call_rcu(work);
+        let g = c1.rcu_read_lock();
+        assert!(c0.rcu_callback_ready());
+        assert_eq!(c1.rcu_poll(), 1);
+        assert_eq!(m.frames.kind(frames[0].pfn), FrameKind::Free);
+        drop(g);
+    }
+
+    #[test]
+    fn a_reader_that_left_and_reentered_has_passed_a_quiescent_state() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let (_frames, work) = free_work(&m, 1);
+        let g = c1.rcu_read_lock();
+        c0.call_rcu(work);
+        drop(g);
+        let g = c1.rcu_read_lock();
+        assert!(c0.rcu_callback_ready());
+        assert_eq!(c0.rcu_poll(), 1);
+        drop(g);
+    }
+
+    #[test]
+    fn nested_readers_end_at_the_outermost_unlock() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let (_frames, work) = free_work(&m, 1);
+        let outer = c1.rcu_read_lock();
+        let inner = c1.rcu_read_lock();
+        c0.call_rcu(work);
+        drop(inner);
+        assert!(c1.in_rcu_reader());
+        assert!(!c0.rcu_callback_ready());
+        drop(outer);
+        assert!(!c1.in_rcu_reader());
+        assert!(c0.rcu_callback_ready());
+        assert_eq!(c0.rcu_poll(), 1);
+    }
+
+    #[test]
+    fn a_reader_on_the_calling_cpu_delays_its_own_callback() {
+        let m = seq_machine(1, 8);
+        let c0 = m.cpu(0);
+        let (_frames, work) = free_work(&m, 1);
+        let g = c0.rcu_read_lock();
+        c0.call_rcu(work);
+        assert!(!c0.rcu_callback_ready());
+        drop(g);
+        assert_eq!(c0.rcu_poll(), 1);
+    }
+
+    #[test]
+    fn irq_off_counts_as_an_rcu_reader() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let (frames, work) = free_work(&m, 1);
+        let irq = c1.local_irq_disable();
+        assert!(c1.in_rcu_reader());
+        assert!(c1.irqs_disabled());
+        c0.call_rcu(work);
+        assert!(!c0.rcu_callback_ready());
+        assert_eq!(c0.rcu_poll(), 0);
+        assert_eq!(m.frames.kind(frames[0].pfn), FrameKind::Table(1));
+        drop(irq);
+        assert!(!c1.in_rcu_reader() && !c1.irqs_disabled());
+        assert_eq!(c0.rcu_poll(), 1);
+        assert_eq!(m.frames.kind(frames[0].pfn), FrameKind::Free);
+    }
+
+    #[test]
+    fn a_hardware_walk_is_not_an_rcu_reader() {
+        let m = seq_machine(2, 8);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let (_frames, work) = free_work(&m, 1);
+        let hw = c1.hw_walk_begin();
+        assert!(c1.irqs_disabled());
+        assert!(!c1.in_rcu_reader());
+        c0.call_rcu(work);
+        assert!(c0.rcu_callback_ready());
+        assert_eq!(c0.rcu_poll(), 1);
+        drop(hw);
+    }
+
+    #[test]
+    fn rcu_barrier_runs_every_callback() {
+        let m = seq_machine(2, 16);
+        let c0 = m.cpu(0);
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            let (frames, work) = free_work(&m, 2);
+            all.extend(frames);
+            c0.call_rcu(work);
+        }
+        assert_eq!(c0.rcu_pending(), 3);
+        c0.rcu_barrier();
+        assert_eq!(c0.rcu_pending(), 0);
+        assert!(all.iter().all(|f| m.frames.kind(f.pfn) == FrameKind::Free));
+        assert_eq!(m.frames.nr_used(), 0);
+        c0.rcu_barrier(); // nothing pending: returns at once
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn rcu_barrier_waits_for_a_preexisting_reader() {
+        let (m, tx, rx) = probe_machine(2, 8);
+        let (frames, work) = free_work(&m, 1);
+        let g = m.cpu(1).rcu_read_lock();
+        m.cpu(1).call_rcu(work);
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).rcu_barrier();
+                tx.send(Note::Done(0, "barrier")).unwrap();
+            });
+            expect_waiting(&rx, 0, Access::GracePeriod);
+            assert_eq!(m.frames.kind(frames[0].pfn), FrameKind::Table(1));
+            drop(g);
+            expect_done(&rx, 0, "barrier");
+        });
+        assert_eq!(m.cpu(0).rcu_pending(), 0);
+        assert_eq!(m.frames.kind(frames[0].pfn), FrameKind::Free);
+    }
+}

@@ -128,7 +128,7 @@ impl RwSem {
     }
 
     pub(crate) fn try_write_raw(&self, cpu: Cpu<'_>) -> bool {
-        cpu.visible(Obj::Lock(self.id), Access::Acquire);
+        cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
         let ok = self
             .state
             .compare_exchange(0, WRITER, Ordering::SeqCst, Ordering::SeqCst)
@@ -192,5 +192,157 @@ impl<'a> RwSemWriteGuard<'a> {
 impl Drop for RwSemWriteGuard<'_> {
     fn drop(&mut self) {
         self.sem.write_unlock_raw(self.cpu);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spinlock::tests::{kinds, seq_machine};
+    use crate::Machine;
+    use parking_lot::Mutex;
+
+    fn waiting_writers(s: &RwSem) -> u64 {
+        s.state.load(Ordering::SeqCst) >> 33
+    }
+
+    #[test]
+    fn readers_share() {
+        let m = seq_machine(3, 4);
+        let s = RwSem::new(7);
+        let r0 = s.read(m.cpu(0));
+        let r1 = s.try_read(m.cpu(1)).expect("readers share");
+        assert_eq!(s.readers(), 2);
+        assert!(s.is_locked() && !s.is_write_locked());
+        assert_eq!(s.write_owner(), None);
+        assert!(s.try_write(m.cpu(2)).is_none(), "readers exclude a writer");
+        drop(r0);
+        assert_eq!(s.readers(), 1);
+        assert!(s.try_write(m.cpu(2)).is_none());
+        drop(r1);
+        assert!(!s.is_locked());
+        let w = s.try_write(m.cpu(2)).expect("free again");
+        assert_eq!(s.write_owner(), Some(2));
+        drop(w);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn writer_excludes_readers_and_writers() {
+        let m = seq_machine(2, 4);
+        let s = RwSem::new(7);
+        let w = s.write(m.cpu(0));
+        assert!(s.is_write_locked() && s.is_locked());
+        assert_eq!(s.write_owner(), Some(0));
+        assert_eq!(s.readers(), 0);
+        assert_eq!(waiting_writers(&s), 0, "the acquired writer is no longer waiting");
+        assert!(s.try_read(m.cpu(1)).is_none());
+        assert!(s.try_write(m.cpu(1)).is_none());
+        assert_eq!(s.write_owner(), Some(0), "failed attempts change nothing");
+        drop(w);
+        assert!(!s.is_locked());
+        assert_eq!(s.write_owner(), None);
+        let r = s.try_read(m.cpu(1)).expect("released");
+        drop(r);
+    }
+
+    #[test]
+    fn downgrade_turns_the_writer_into_a_reader() {
+        let m = seq_machine(3, 4);
+        let s = RwSem::new(7);
+        let w = s.write(m.cpu(0));
+        let r = w.downgrade();
+        assert!(!s.is_write_locked());
+        assert_eq!(s.write_owner(), None);
+        assert_eq!(s.readers(), 1);
+        let r2 = s.try_read(m.cpu(1)).expect("other readers may join after a downgrade");
+        assert_eq!(s.readers(), 2);
+        assert!(s.try_write(m.cpu(2)).is_none());
+        drop(r);
+        drop(r2);
+        assert!(!s.is_locked());
+        assert_eq!(s.state.load(Ordering::SeqCst), 0);
+    }
+
+    /// CPU0 reads; CPU1 wants to write and announces itself; from then on CPU2's `try_read`
+    /// fails and a blocking reader (CPU3) gets in only after the writer.
+    #[test]
+    fn waiting_writer_blocks_new_readers() {
+        let m = Machine::native(crate::spinlock::tests::config(4, 4));
+        let s = RwSem::new(7);
+        let log = Mutex::new(Vec::new());
+        let r0 = s.read(m.cpu(0));
+        std::thread::scope(|sc| {
+            let (m, s, log) = (&m, &s, &log);
+            let writer = sc.spawn(move || {
+                let w = s.write(m.cpu(1));
+                log.lock().push("writer in");
+                assert_eq!(s.readers(), 0);
+                assert_eq!(s.write_owner(), Some(1));
+                drop(w);
+            });
+            while waiting_writers(s) == 0 {
+                std::thread::yield_now();
+            }
+            assert!(!s.is_write_locked(), "the reader still holds the lock");
+            assert!(
+                s.try_read(m.cpu(2)).is_none(),
+                "a waiting writer must block new readers"
+            );
+            assert_eq!(s.readers(), 1);
+            let late = sc.spawn(move || {
+                let g = s.read(m.cpu(3));
+                log.lock().push("late reader in");
+                drop(g);
+            });
+            log.lock().push("first reader out");
+            drop(r0);
+            writer.join().unwrap();
+            late.join().unwrap();
+        });
+        assert_eq!(
+            *log.lock(),
+            vec!["first reader out", "writer in", "late reader in"]
+        );
+        assert!(!s.is_locked());
+        assert_eq!(s.state.load(Ordering::SeqCst), 0);
+        assert!(!m.violated());
+    }
+
+    /// A writer that waits behind a downgraded writer still keeps new readers out.
+    #[test]
+    fn downgrade_keeps_writer_preference() {
+        let m = Machine::native(crate::spinlock::tests::config(3, 4));
+        let s = RwSem::new(7);
+        let w = s.write(m.cpu(0));
+        std::thread::scope(|sc| {
+            let (m, s) = (&m, &s);
+            let writer = sc.spawn(move || {
+                let w = s.write(m.cpu(1));
+                assert_eq!(s.write_owner(), Some(1));
+                drop(w);
+            });
+            while waiting_writers(s) == 0 {
+                std::thread::yield_now();
+            }
+            let r = w.downgrade();
+            assert_eq!(s.readers(), 1);
+            assert!(s.try_read(m.cpu(2)).is_none());
+            drop(r);
+            writer.join().unwrap();
+        });
+        assert_eq!(s.state.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn try_write_fails_while_a_writer_waits() {
+        let s = RwSem::new(7);
+        let m = seq_machine(2, 4);
+        // Simulate an announced waiter (down_write's first step) without blocking this thread.
+        s.state.fetch_add(WAITER, Ordering::SeqCst);
+        assert!(s.try_write(m.cpu(0)).is_none());
+        assert!(s.try_read(m.cpu(1)).is_none());
+        s.state.fetch_sub(WAITER, Ordering::SeqCst);
+        assert!(s.try_write(m.cpu(0)).is_some());
     }
 }

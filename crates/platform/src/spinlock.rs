@@ -69,7 +69,7 @@ impl SpinLock {
 
     /// `spin_trylock`.
     pub fn try_lock<'a>(&'a self, cpu: Cpu<'a>) -> Option<SpinGuard<'a>> {
-        cpu.visible(Obj::Lock(self.id), Access::Acquire);
+        cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
         self.try_acquire(&cpu).then_some(SpinGuard {
             lock: self,
             cpu,
@@ -103,5 +103,192 @@ impl Drop for SpinGuard<'_> {
             self.cpu.visible(Obj::Lock(self.lock.id), Access::Release);
             self.lock.owner.store(0, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Spinlock unit tests, and the test support the other platform test modules share: a
+    //! backend that turns waits into observable notes (or into panics in single-threaded tests).
+
+    use super::*;
+    use crate::backend::Backend;
+    use crate::event::Event;
+    use crate::machine::{Machine, MachineConfig};
+    use crate::violation::{Violation, ViolationKind};
+    use std::sync::mpsc;
+
+    /// What the probe backend or a test thread reports.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Note {
+        /// `cpu` began waiting for `ev` and the condition did not hold yet.
+        Waiting { cpu: usize, ev: Event },
+        /// A test thread running as `cpu` finished the step named by the tag.
+        Done(usize, &'static str),
+    }
+
+    /// A backend for tests.
+    pub(crate) enum TestBackend {
+        /// Single-threaded tests: a wait whose condition does not hold at once can never end, so
+        /// it panics instead of spinning forever.
+        Sequential,
+        /// Multi-threaded tests: a wait whose condition does not hold yet is reported, then the
+        /// backend spins like the native one.
+        Probe(mpsc::Sender<Note>),
+    }
+
+    impl Backend for TestBackend {
+        fn visible(&self, _cpu: usize, _ev: Event) {}
+
+        fn block(&self, cpu: usize, ev: Event, ready: &dyn Fn() -> bool) {
+            if ready() {
+                return;
+            }
+            match self {
+                TestBackend::Sequential => {
+                    panic!("CPU{cpu} would wait forever for {ev:?} in a single-threaded test")
+                }
+                TestBackend::Probe(tx) => {
+                    let _ = tx.send(Note::Waiting { cpu, ev });
+                    while !ready() {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+
+        fn violation(&self, _cpu: usize, _v: &Violation) {}
+    }
+
+    pub(crate) fn config(nr_cpus: usize, nr_frames: usize) -> MachineConfig {
+        MachineConfig {
+            nr_cpus,
+            nr_frames,
+            entries_per_table: 512,
+            tlb_entries: 64,
+        }
+    }
+
+    /// A machine for single-threaded tests (waits that cannot proceed panic).
+    pub(crate) fn seq_machine(nr_cpus: usize, nr_frames: usize) -> Machine {
+        Machine::new(config(nr_cpus, nr_frames), Box::new(TestBackend::Sequential))
+    }
+
+    /// A machine whose waits are reported on the returned receiver; the sender is for test
+    /// threads' own [`Note::Done`] notes.
+    pub(crate) fn probe_machine(
+        nr_cpus: usize,
+        nr_frames: usize,
+    ) -> (Machine, mpsc::Sender<Note>, mpsc::Receiver<Note>) {
+        let (tx, rx) = mpsc::channel();
+        let m = Machine::new(
+            config(nr_cpus, nr_frames),
+            Box::new(TestBackend::Probe(tx.clone())),
+        );
+        (m, tx, rx)
+    }
+
+    /// Receive notes until `cpu` is seen waiting for an `access` event. Panics if `cpu` reports
+    /// that it finished first: the operation did not wait.
+    pub(crate) fn expect_waiting(
+        rx: &mpsc::Receiver<Note>,
+        cpu: usize,
+        access: crate::event::Access,
+    ) -> Event {
+        loop {
+            match rx.recv().expect("test threads hung up") {
+                Note::Waiting { cpu: c, ev } if c == cpu && ev.access == access => return ev,
+                Note::Done(c, tag) if c == cpu => {
+                    panic!("CPU{cpu} finished {tag:?} without waiting for {access:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Receive notes until `cpu` reports `tag` done.
+    pub(crate) fn expect_done(rx: &mpsc::Receiver<Note>, cpu: usize, tag: &'static str) {
+        loop {
+            if rx.recv().expect("test threads hung up") == Note::Done(cpu, tag) {
+                return;
+            }
+        }
+    }
+
+    /// The kinds of every violation recorded on `m`.
+    pub(crate) fn kinds(m: &Machine) -> Vec<ViolationKind> {
+        m.violations().iter().map(|v| v.kind).collect()
+    }
+
+    #[test]
+    fn lock_records_owner_and_drop_releases() {
+        let m = seq_machine(2, 4);
+        let l = SpinLock::new(42);
+        assert_eq!(l.id(), 42);
+        assert!(!l.is_locked());
+        assert_eq!(l.owner(), None);
+        let g = l.lock(m.cpu(1));
+        assert_eq!(g.lock_id(), 42);
+        assert!(l.is_locked());
+        assert_eq!(l.owner(), Some(1));
+        drop(g);
+        assert!(!l.is_locked());
+        assert_eq!(l.owner(), None);
+        let g = l.lock(m.cpu(0));
+        assert_eq!(l.owner(), Some(0));
+        drop(g);
+        assert!(!m.violated());
+    }
+
+    #[test]
+    fn try_lock_fails_while_held_and_succeeds_after() {
+        let m = seq_machine(2, 4);
+        let l = SpinLock::new(1);
+        let g = l.try_lock(m.cpu(0)).expect("free lock");
+        assert_eq!(l.owner(), Some(0));
+        assert!(l.try_lock(m.cpu(1)).is_none());
+        assert_eq!(l.owner(), Some(0), "a failed trylock changes nothing");
+        drop(g);
+        let g = l.try_lock(m.cpu(1)).expect("released");
+        assert_eq!(l.owner(), Some(1));
+        drop(g);
+        assert!(!l.is_locked());
+    }
+
+    #[test]
+    fn recursive_lock_is_reported_and_its_guard_does_not_unlock() {
+        let m = seq_machine(1, 4);
+        let l = SpinLock::new(1);
+        let g = l.lock(m.cpu(0));
+        let again = l.lock(m.cpu(0));
+        assert_eq!(kinds(&m), vec![ViolationKind::Assertion]);
+        assert!(m.violations()[0].msg.contains("recursive"));
+        drop(again);
+        assert_eq!(l.owner(), Some(0), "the bogus guard must not release the real hold");
+        drop(g);
+        assert!(!l.is_locked());
+    }
+
+    #[test]
+    fn lock_waits_for_the_holder_on_another_cpu() {
+        let (m, tx, rx) = probe_machine(2, 4);
+        let l = SpinLock::new(9);
+        let g = l.lock(m.cpu(0));
+        std::thread::scope(|s| {
+            let (m, l) = (&m, &l);
+            s.spawn(move || {
+                let g = l.lock(m.cpu(1));
+                assert_eq!(l.owner(), Some(1));
+                drop(g);
+                tx.send(Note::Done(1, "locked")).unwrap();
+            });
+            let ev = expect_waiting(&rx, 1, crate::event::Access::Acquire);
+            assert_eq!(ev.obj, crate::event::Obj::Lock(9));
+            assert_eq!(l.owner(), Some(0));
+            drop(g);
+            expect_done(&rx, 1, "locked");
+        });
+        assert!(!l.is_locked());
+        assert!(!m.violated());
     }
 }

@@ -175,6 +175,7 @@ impl<'m> Cpu<'m> {
     /// Every CPU holding a leaf translation to a frame in `[pfn, pfn + n)` of generation-live or
     /// stale pages (the TLB oracle asks this when a page's refcount reaches zero).
     pub fn tlb_holders(&self, pfn: u32, n: u32) -> Vec<(usize, TlbEntry)> {
+        self.visible(Obj::Tlb(self.id as u16), Access::TlbScan);
         let mut out = Vec::new();
         for (i, c) in self.m.cpus.iter().enumerate() {
             for e in &c.tlb.lock().leaves {
@@ -191,5 +192,226 @@ impl<'m> Cpu<'m> {
     /// Drop every cached translation of `mm` on this CPU only (context switch with a new ASID).
     pub fn local_flush_mm(&self, mm: u64) {
         self.state().tlb.lock().flush(mm, 0, u64::MAX, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::FrameKind;
+    use crate::machine::{Machine, MachineConfig};
+    use crate::spinlock::tests::{config, expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note, TestBackend};
+    use crate::violation::ViolationKind;
+
+    const MM: u64 = 7;
+    const OTHER: u64 = 8;
+
+    fn page(m: &Machine) -> FrameRef {
+        m.frames.alloc(&m.cpu(0), 0, FrameKind::Data).unwrap()
+    }
+
+    fn leaf(mm: u64, vpn: u64, page: FrameRef) -> TlbEntry {
+        TlbEntry {
+            mm,
+            vpn,
+            shift: 0,
+            page,
+            writable: true,
+        }
+    }
+
+    #[test]
+    fn fill_and_lookup() {
+        let m = seq_machine(2, 16);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let (p, q) = (page(&m), page(&m));
+        c0.tlb_fill(leaf(MM, 0x10, p));
+        assert_eq!(c0.tlb_lookup(MM, 0x10), Some(leaf(MM, 0x10, p)));
+        assert_eq!(c0.tlb_lookup(MM, 0x11), None);
+        assert_eq!(c0.tlb_lookup(OTHER, 0x10), None, "tagged by mm");
+        assert_eq!(c1.tlb_lookup(MM, 0x10), None, "per CPU");
+        // A refill of the same page replaces the entry.
+        c0.tlb_fill(TlbEntry {
+            writable: false,
+            ..leaf(MM, 0x10, q)
+        });
+        let e = c0.tlb_lookup(MM, 0x10).unwrap();
+        assert_eq!((e.page, e.writable), (q, false));
+        // A huge entry covers its whole aligned range.
+        c0.tlb_fill(TlbEntry {
+            shift: 9,
+            ..leaf(MM, 0x405, p)
+        });
+        assert_eq!(c0.tlb_lookup(MM, 0x400).map(|e| e.shift), Some(9));
+        assert_eq!(c0.tlb_lookup(MM, 0x5ff).map(|e| e.shift), Some(9));
+        assert_eq!(c0.tlb_lookup(MM, 0x600), None);
+    }
+
+    #[test]
+    fn a_full_tlb_evicts_the_oldest_entry() {
+        let cfg = MachineConfig {
+            tlb_entries: 2,
+            ..config(1, 16)
+        };
+        let m = Machine::new(cfg, Box::new(TestBackend::Sequential));
+        let c = m.cpu(0);
+        let p = page(&m);
+        for vpn in [1, 2, 3] {
+            c.tlb_fill(leaf(MM, vpn, p));
+        }
+        assert_eq!(c.tlb_lookup(MM, 1), None);
+        assert!(c.tlb_lookup(MM, 2).is_some() && c.tlb_lookup(MM, 3).is_some());
+    }
+
+    #[test]
+    fn flush_tlb_range_removes_the_range_from_another_cpu() {
+        let m = seq_machine(2, 16);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let p = page(&m);
+        for vpn in [0x10, 0x20, 0x27, 0x28, 0x30] {
+            c1.tlb_fill(leaf(MM, vpn, p));
+            c0.tlb_fill(leaf(MM, vpn, p));
+        }
+        c1.tlb_fill(leaf(OTHER, 0x20, p));
+        c1.tlb_fill(TlbEntry {
+            shift: 9,
+            ..leaf(MM, 0x200, p)
+        });
+        c0.flush_tlb_range(MM, 0x18, 0x28, false);
+        for c in [c0, c1] {
+            assert!(c.tlb_lookup(MM, 0x10).is_some());
+            assert!(c.tlb_lookup(MM, 0x20).is_none(), "{c:?}");
+            assert!(c.tlb_lookup(MM, 0x27).is_none(), "{c:?}");
+            assert!(c.tlb_lookup(MM, 0x28).is_some(), "end is exclusive");
+            assert!(c.tlb_lookup(MM, 0x30).is_some());
+        }
+        assert!(c1.tlb_lookup(OTHER, 0x20).is_some(), "other mms untouched");
+        // A range that overlaps part of a huge entry drops all of it.
+        assert!(c1.tlb_lookup(MM, 0x3ff).is_some());
+        c0.flush_tlb_range(MM, 0x300, 0x301, false);
+        assert!(c1.tlb_lookup(MM, 0x200).is_none());
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn flush_tlb_mm_drops_everything_of_the_mm() {
+        let m = seq_machine(2, 16);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let p = page(&m);
+        c1.tlb_fill(leaf(MM, 0x10, p));
+        c1.tlb_fill(leaf(MM, 1 << 30, p));
+        c1.tlb_fill(leaf(OTHER, 0x10, p));
+        c0.flush_tlb_mm(MM);
+        assert!(c1.tlb_lookup(MM, 0x10).is_none() && c1.tlb_lookup(MM, 1 << 30).is_none());
+        assert!(c1.tlb_lookup(OTHER, 0x10).is_some());
+    }
+
+    #[test]
+    fn flushing_tables_drops_walk_cache_entries() {
+        let m = seq_machine(2, 16);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let t = m.frames.alloc(&c0, 0, FrameKind::Table(1)).unwrap();
+        let w = WalkCacheEntry {
+            mm: MM,
+            key: 0x1000 >> 9,
+            table_shift: 9,
+            table: t,
+        };
+        c1.walk_cache_fill(w);
+        assert_eq!(c1.walk_cache_lookup(MM, 0x1000, 9), Some(t));
+        assert_eq!(c1.walk_cache_lookup(MM, 0x1000 + 511, 9), Some(t));
+        assert_eq!(c1.walk_cache_lookup(MM, 0x1000 + 512, 9), None);
+        assert_eq!(c1.walk_cache_lookup(OTHER, 0x1000, 9), None);
+        // A leaf-only flush keeps the paging-structure cache.
+        c0.flush_tlb_range(MM, 0x1000, 0x1200, false);
+        assert_eq!(c1.walk_cache_lookup(MM, 0x1000, 9), Some(t));
+        // A flush of a different range with tables keeps it too.
+        c0.flush_tlb_range(MM, 0x1200, 0x1400, true);
+        assert_eq!(c1.walk_cache_lookup(MM, 0x1000, 9), Some(t));
+        // Any overlap with tables drops it.
+        c0.flush_tlb_range(MM, 0x11ff, 0x1200, true);
+        assert_eq!(c1.walk_cache_lookup(MM, 0x1000, 9), None);
+    }
+
+    #[test]
+    fn local_flush_mm_is_local() {
+        let m = seq_machine(2, 16);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let p = page(&m);
+        c0.tlb_fill(leaf(MM, 1, p));
+        c1.tlb_fill(leaf(MM, 1, p));
+        c0.local_flush_mm(MM);
+        assert!(c0.tlb_lookup(MM, 1).is_none());
+        assert!(c1.tlb_lookup(MM, 1).is_some());
+    }
+
+    #[test]
+    fn tlb_holders_finds_translations_to_a_frame_range() {
+        let m = seq_machine(3, 64);
+        let (c0, c1, c2) = (m.cpu(0), m.cpu(1), m.cpu(2));
+        let p = page(&m);
+        let q = page(&m);
+        c1.tlb_fill(leaf(MM, 1, p));
+        c2.tlb_fill(leaf(OTHER, 9, p));
+        c2.tlb_fill(leaf(MM, 2, q));
+        let h = c0.tlb_holders(p.pfn, 1);
+        let cpus: Vec<usize> = h.iter().map(|(c, _)| *c).collect();
+        assert_eq!(cpus, vec![1, 2]);
+        assert!(h.iter().all(|(_, e)| e.page == p));
+        assert_eq!(c0.tlb_holders(q.pfn, 1).len(), 1);
+        // A huge translation whose first frame is below the range still holds frames in it.
+        let huge = m.frames.alloc(&c0, 2, FrameKind::Data).unwrap();
+        c0.tlb_fill(TlbEntry {
+            shift: 2,
+            ..leaf(MM, 0x40, huge)
+        });
+        assert_eq!(c0.tlb_holders(huge.pfn + 3, 1).len(), 1);
+        assert_eq!(c0.tlb_holders(huge.pfn + 4, 1).len(), 0);
+        c0.flush_tlb_mm(MM);
+        c0.flush_tlb_mm(OTHER);
+        assert!(c0.tlb_holders(p.pfn, 1).is_empty());
+    }
+
+    #[test]
+    fn flush_waits_for_an_irq_off_target() {
+        let (m, tx, rx) = probe_machine(2, 16);
+        let p = page(&m);
+        m.cpu(1).tlb_fill(leaf(MM, 5, p));
+        let g = m.cpu(1).local_irq_disable();
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).flush_tlb_range(MM, 0, 16, false);
+                tx.send(Note::Done(0, "flush")).unwrap();
+            });
+            expect_waiting(&rx, 0, Access::Flush);
+            assert!(
+                m.cpu(1).tlb_lookup(MM, 5).is_some(),
+                "the IPI has not been taken yet"
+            );
+            drop(g);
+            expect_done(&rx, 0, "flush");
+        });
+        assert!(m.cpu(1).tlb_lookup(MM, 5).is_none());
+    }
+
+    #[test]
+    fn flush_without_remote_holders_does_not_wait() {
+        // CPU1 is IRQ-off but neither runs the mm nor caches it: no IPI (sequential backend).
+        let m = seq_machine(2, 16);
+        let p = page(&m);
+        m.cpu(0).tlb_fill(leaf(MM, 5, p));
+        let g = m.cpu(1).local_irq_disable();
+        m.cpu(0).flush_tlb_range(MM, 0, 16, true);
+        assert!(m.cpu(0).tlb_lookup(MM, 5).is_none());
+        drop(g);
+        // A CPU that has the mm loaded is a target even with an empty TLB.
+        m.cpu(1).switch_mm(MM);
+        let g = m.cpu(0).local_irq_disable();
+        m.cpu(0).flush_tlb_range(MM, 0, 16, false);
+        drop(g);
+        let v = m.violations();
+        assert_eq!(kinds(&m), vec![ViolationKind::Assertion]);
+        assert!(v[0].msg.contains("IRQs disabled"));
     }
 }

@@ -290,7 +290,7 @@ pub fn folio_unlock(cx: Ctx<'_>, f: FrameRef) {
 
 /// Lock ids of folio locks live in their own range (above PTL ids).
 pub fn lock_id(f: FrameRef) -> u64 {
-    (1 << 41) + f.pfn as u64
+    Obj::page_lock_id(f.pfn)
 }
 
 /// Copy the contents of `src` into `dst` (`folio_copy` / `copy_user_highpage`), page by page.

@@ -1,0 +1,319 @@
+//! Exhaustive exploration: source-DPOR with sleep sets (Abdulla, Aronis, Jonsson, Sagonas,
+//! "Optimal dynamic partial order reduction", POPL 2014, Algorithm 1), stateless: every execution
+//! is re-run from a fresh instance along the recorded prefix.
+//!
+//! Happens-before is tracked with vector clocks over the dependency relation of [`crate::deps`].
+//! When a new event races with an earlier one, the initials of `notdep(e, E).p` are computed and,
+//! if none is already in the backtrack set of the state before the earlier event, one is added
+//! (all enabled threads when no initial is enabled there, which blocking operations can cause).
+//! With a preemption bound, choices beyond the bound are pruned and the result is not `complete`.
+
+use crate::deps::dependent;
+use crate::exec::{Exec, StackPool, MAX_THREADS};
+use crate::{Config, Counterexample, Model, Outcome};
+use mmcheck_platform::{Event, Obj, Violation, ViolationKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+type Vc = [u32; MAX_THREADS];
+
+fn join(a: &mut Vc, b: &Vc) {
+    for i in 0..MAX_THREADS {
+        a[i] = a[i].max(b[i]);
+    }
+}
+
+struct Node {
+    thread: usize,
+    ev: Event,
+    clock: Vc,
+    pending: [Option<Event>; MAX_THREADS],
+    enabled: u32,
+    backtrack: u32,
+    done: u32,
+    sleep: u32,
+    /// Preemptions up to and including this node's choice.
+    preemptions: u32,
+    /// The chosen thread's operation was a blocking one (it had waited, or could have).
+    blocking: bool,
+}
+
+fn lowest(m: u32) -> usize {
+    m.trailing_zeros() as usize
+}
+
+/// Cost of choosing `t` at a node whose predecessor ran `prev`.
+fn preempts(prev: Option<usize>, enabled: u32, t: usize) -> u32 {
+    match prev {
+        Some(p) if p != t && enabled & (1 << p) != 0 => 1,
+        _ => 0,
+    }
+}
+
+/// Name a lock id for reports.
+pub fn lock_name(id: u64) -> String {
+    if id >= Obj::PAGE_LOCK_BASE {
+        format!("folio_lock(pfn {})", id - Obj::PAGE_LOCK_BASE)
+    } else if id >= Obj::PTL_BASE {
+        format!("ptl(pfn {})", id - Obj::PTL_BASE)
+    } else {
+        format!("lock#{id}")
+    }
+}
+
+/// Lock-order inversions among the recorded `held → acquired` edges.
+pub fn inversions<M: Model + ?Sized>(edges: &BTreeMap<(u64, u64), (usize, usize)>, model: &M) -> Vec<String> {
+    let mut out = Vec::new();
+    for (&(a, b), &(t1, s1)) in edges {
+        if a < b {
+            if let Some(&(t2, s2)) = edges.get(&(b, a)) {
+                out.push(format!(
+                    "{} then {} ({} at step {s1}) vs {} then {} ({} at step {s2})",
+                    lock_name(a),
+                    lock_name(b),
+                    model.thread_name(t1),
+                    lock_name(b),
+                    lock_name(a),
+                    model.thread_name(t2)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Explore every interleaving up to partial-order equivalence.
+pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
+    let start = Instant::now();
+    let mut pool = StackPool::default();
+    let mut out = Outcome::default();
+    let mut edges: BTreeMap<(u64, u64), (usize, usize)> = BTreeMap::new();
+    let mut stack: Vec<Node> = Vec::new();
+    let mut fresh_from = 0usize;
+    let mut pruned = false;
+    let bound = cfg.preemption_bound;
+    let over = |n: u32| bound.is_some_and(|b| n > b);
+    let mut complete = true;
+    loop {
+        if cfg.max_executions.is_some_and(|m| out.executions >= m) || cfg.budget.is_some_and(|b| start.elapsed() >= b) {
+            complete = false;
+            break;
+        }
+        let mut ex: Exec<M> = Exec::new(&model, &mut pool, false);
+        let mut thread_clock = [[0u32; MAX_THREADS]; MAX_THREADS];
+        let mut depth = 0usize;
+        let mut sleep_next = 0u32;
+        let mut violation: Option<Violation> = ex.violation();
+        let mut ended_early = false;
+        while violation.is_none() && !ex.finished() {
+            let enabled = ex.enabled_mask();
+            if enabled == 0 {
+                violation = Some(ex.deadlock());
+                break;
+            }
+            if depth >= cfg.max_steps {
+                violation = Some(Violation {
+                    kind: ViolationKind::Assertion,
+                    cpu: None,
+                    stack: vec![],
+                    msg: format!("execution exceeded {} steps (livelock?)", cfg.max_steps),
+                });
+                break;
+            }
+            let prev = depth.checked_sub(1).map(|d| stack[d].thread);
+            let t = if depth < stack.len() {
+                stack[depth].thread
+            } else {
+                let mut pending = [None; MAX_THREADS];
+                for (q, slot) in pending.iter_mut().enumerate().take(ex.threads()) {
+                    *slot = ex.pending_event(q);
+                }
+                let cands = enabled & !sleep_next;
+                if cands == 0 {
+                    ended_early = true; // sleep-set blocked: equivalent to an explored execution
+                    break;
+                }
+                let pre = prev.map_or(0, |_| stack[depth - 1].preemptions);
+                let t = match prev {
+                    Some(p) if cands & (1 << p) != 0 => p,
+                    _ => lowest(cands),
+                };
+                let pre = pre + preempts(prev, enabled, t);
+                if over(pre) {
+                    pruned = true;
+                    ended_early = true;
+                    break;
+                }
+                stack.push(Node {
+                    thread: t,
+                    ev: Event::new(Obj::Alloc, mmcheck_platform::Access::Read),
+                    clock: [0; MAX_THREADS],
+                    pending,
+                    enabled,
+                    backtrack: 1 << t,
+                    done: 0,
+                    sleep: sleep_next,
+                    preemptions: pre,
+                    blocking: false,
+                });
+                t
+            };
+            stack[depth].blocking = ex.pending_is_block(t);
+            stack[depth].done |= 1 << t;
+            let ev = ex.step(t);
+            let prev_clock = thread_clock[t];
+            let mut c = prev_clock;
+            for n in &stack[..depth] {
+                if n.thread != t && dependent(&n.ev, &ev) {
+                    join(&mut c, &n.clock);
+                }
+            }
+            c[t] = prev_clock[t] + 1;
+            thread_clock[t] = c;
+            stack[depth].ev = ev;
+            stack[depth].clock = c;
+            if depth >= fresh_from {
+                add_backtracks(&mut stack, depth, &prev_clock);
+            }
+            let node = &stack[depth];
+            sleep_next = 0;
+            let mut s = (node.sleep | node.done) & !(1 << t);
+            while s != 0 {
+                let q = lowest(s);
+                s &= s - 1;
+                if let Some(pe) = node.pending[q] {
+                    if !dependent(&pe, &ev) {
+                        sleep_next |= 1 << q;
+                    }
+                }
+            }
+            depth += 1;
+            violation = ex.violation();
+        }
+        stack.truncate(depth);
+        out.executions += 1;
+        out.steps += depth as u64;
+        for (k, v) in &ex.locks.edges {
+            edges.entry(*k).or_insert(*v);
+        }
+        let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
+        if let Some(f) = &finish {
+            if violation.is_none() {
+                violation = f.violations.first().cloned();
+            }
+            if cfg.collect_outcomes {
+                out.outcomes.insert(f.outcome.clone());
+            }
+        }
+        if let Some(v) = violation {
+            if out.counterexample.is_none() {
+                let sched: Vec<u8> = stack.iter().map(|n| n.thread as u8).collect();
+                out.counterexample = Some(Counterexample {
+                    violation: v,
+                    steps: sched.len(),
+                    preemptions: stack.last().map_or(0, |n| n.preemptions as usize),
+                    schedule: crate::Schedule(sched),
+                });
+            }
+            if cfg.stop_on_violation {
+                complete = false;
+                break;
+            }
+        }
+        // Backtrack to the deepest node with an unexplored, non-sleeping choice.
+        let mut found = false;
+        while let Some(i) = stack.len().checked_sub(1) {
+            let n = &stack[i];
+            let todo = n.backtrack & !n.done & !n.sleep & n.enabled;
+            if todo == 0 {
+                stack.pop();
+                continue;
+            }
+            let t = lowest(todo);
+            let prev = i.checked_sub(1).map(|d| stack[d].thread);
+            let pre = i.checked_sub(1).map_or(0, |d| stack[d].preemptions) + preempts(prev, n.enabled, t);
+            if over(pre) {
+                pruned = true;
+                stack[i].done |= 1 << t;
+                continue;
+            }
+            stack[i].thread = t;
+            stack[i].preemptions = pre;
+            fresh_from = i;
+            found = true;
+            break;
+        }
+        if !found {
+            break;
+        }
+    }
+    out.complete = complete && !pruned;
+    out.lock_inversions = inversions(&edges, &*model);
+    out.elapsed = start.elapsed();
+    out
+}
+
+/// Race analysis for the event at `n` (source-DPOR).
+///
+/// A blocking operation (lock acquire, grace period, IPI, waiting on a refcount) is enabled only
+/// by some earlier event (a release, a reader leaving). That enabling event is not a reversible
+/// race partner, and it must not hide the events before it: the acquire races with the previous
+/// acquire, the grace period with the reader's `rcu_read_lock`. So for a blocking operation no
+/// dependent event covers another, and a race with no enabled initial adds nothing (the reversal
+/// is reached through the earlier race instead).
+fn add_backtracks(stack: &mut [Node], n: usize, prev_clock: &Vc) {
+    let p = stack[n].thread;
+    let ev = stack[n].ev;
+    let blocking = stack[n].blocking;
+    let mut covered = *prev_clock;
+    for i in (0..n).rev() {
+        let ti = stack[i].thread;
+        if ti == p || !dependent(&stack[i].ev, &ev) {
+            continue;
+        }
+        if stack[i].clock[ti] <= covered[ti] {
+            continue;
+        }
+        let ci = stack[i].clock;
+        race(stack, i, n, blocking);
+        if !blocking {
+            join(&mut covered, &ci);
+        }
+    }
+}
+
+fn race(stack: &mut [Node], i: usize, n: usize, blocking: bool) {
+    let ti = stack[i].thread;
+    let ci = stack[i].clock[ti];
+    let mut first_v = [u32::MAX; MAX_THREADS];
+    let mut seen = 0u32;
+    let mut initials = 0u32;
+    for j in (i + 1..n).chain(std::iter::once(n)) {
+        let e = &stack[j];
+        if j != n && e.clock[ti] >= ci {
+            continue; // happens after e_i: not in notdep(e_i, E)
+        }
+        let tj = e.thread;
+        if seen & (1 << tj) == 0 {
+            seen |= 1 << tj;
+            let has_pred = (0..MAX_THREADS).any(|u| u != tj && first_v[u] <= e.clock[u]);
+            if !has_pred {
+                initials |= 1 << tj;
+            }
+            first_v[tj] = e.clock[tj];
+        }
+    }
+    let node = &mut stack[i];
+    if initials & (node.backtrack | node.sleep) != 0 {
+        return;
+    }
+    let en = initials & node.enabled;
+    let p = stack[n].thread;
+    let node = &mut stack[i];
+    if en != 0 {
+        node.backtrack |= if en & (1 << p) != 0 { 1 << p } else { 1 << lowest(en) };
+    } else if !blocking {
+        node.backtrack |= node.enabled & !node.sleep;
+    }
+}

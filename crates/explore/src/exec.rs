@@ -1,0 +1,333 @@
+//! One execution: the explore backend of the platform layer, and the coroutines that run a
+//! model's threads. Each thread is suspended at its next visible operation (its pending request);
+//! resuming it performs that operation and runs on to the next one. A blocking operation carries
+//! its readiness predicate, which the scheduler evaluates: a thread that cannot proceed is simply
+//! not enabled, never busy-waiting.
+//!
+//! The backend is shared between the machine (which calls it from inside the coroutines) and the
+//! scheduler. Everything runs on one OS thread, so its state lives in `Cell`s.
+
+use crate::{Finish, Model};
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use mmcheck_platform::{Access, Backend, Event, Machine, Obj, Violation, ViolationKind};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Most threads a model may have (vector clocks are fixed arrays of this size).
+pub const MAX_THREADS: usize = 8;
+
+/// What a suspended thread wants to do next.
+#[derive(Clone, Copy)]
+pub enum Req {
+    Visible(Event),
+    /// SAFETY: the predicate lives on the suspended coroutine's stack and is only called while
+    /// that coroutine is suspended at the `block` that created it.
+    Block(Event, *const (dyn Fn() -> bool + 'static)),
+}
+
+impl Req {
+    pub fn event(&self) -> Event {
+        match self {
+            Req::Visible(e) | Req::Block(e, _) => *e,
+        }
+    }
+}
+
+type Y = Yielder<(), Req>;
+
+/// The explore backend.
+pub struct Core {
+    yielders: [Cell<*const Y>; MAX_THREADS],
+    /// Tearing down: visible operations no longer yield (guards still run their drops).
+    aborting: Cell<bool>,
+    /// Recording mode: capture the kernel function at each visible operation.
+    recording: Cell<bool>,
+    machine: Cell<*const Machine>,
+    funcs: RefCell<Vec<&'static str>>,
+    violation: RefCell<Option<Violation>>,
+}
+
+// SAFETY: a Core is only ever used from the one OS thread running the explorer; the machine's
+// `Backend: Send + Sync` bound exists for the native backend.
+unsafe impl Send for Core {}
+unsafe impl Sync for Core {}
+
+impl Core {
+    fn new() -> Self {
+        Core {
+            yielders: Default::default(),
+            aborting: Cell::new(false),
+            recording: Cell::new(false),
+            machine: Cell::new(std::ptr::null()),
+            funcs: RefCell::new(Vec::new()),
+            violation: RefCell::new(None),
+        }
+    }
+
+    fn yielder(&self, cpu: usize) -> Option<&Y> {
+        if self.aborting.get() {
+            return None;
+        }
+        let p = self.yielders.get(cpu)?.get();
+        // SAFETY: set by the coroutine of `cpu` while it runs; cleared before it is dropped.
+        unsafe { p.as_ref() }
+    }
+
+    fn note_func(&self, cpu: usize) {
+        if self.recording.get() {
+            // SAFETY: the machine outlives every execution step (it lives in the instance).
+            let m = unsafe { self.machine.get().as_ref() };
+            let f = m.and_then(|m| m.cpu(cpu).current_func()).unwrap_or("");
+            self.funcs.borrow_mut().push(f);
+        }
+    }
+}
+
+/// The machine holds this; the scheduler holds another `Arc` to the same core.
+struct CoreHandle(Arc<Core>);
+
+impl Backend for CoreHandle {
+    #[inline]
+    fn visible(&self, cpu: usize, ev: Event) {
+        if let Some(y) = self.0.yielder(cpu) {
+            self.0.note_func(cpu);
+            y.suspend(Req::Visible(ev));
+        }
+    }
+
+    fn block(&self, cpu: usize, ev: Event, ready: &dyn Fn() -> bool) {
+        match self.0.yielder(cpu) {
+            Some(y) => {
+                self.0.note_func(cpu);
+                // SAFETY: see `Req::Block`; the lifetime is erased only for the suspension.
+                let p: *const (dyn Fn() -> bool + '_) = ready;
+                let p: *const (dyn Fn() -> bool + 'static) = unsafe { std::mem::transmute(p) };
+                y.suspend(Req::Block(ev, p));
+            }
+            None => {
+                if !self.0.aborting.get() && !ready() {
+                    panic!("setup blocked on {ev:?}: setup must not wait");
+                }
+            }
+        }
+    }
+
+    fn violation(&self, _cpu: usize, v: &Violation) {
+        let mut slot = self.0.violation.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(v.clone());
+        }
+    }
+}
+
+/// One step of an execution.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub thread: usize,
+    pub event: Event,
+    /// Kernel function at the step (recording mode only).
+    pub func: &'static str,
+}
+
+/// Lock bookkeeping from the event stream: who holds what, and the order edges seen.
+#[derive(Default, Clone)]
+pub struct LockTrack {
+    pub held: [Vec<u64>; MAX_THREADS],
+    /// (held, acquired) → the thread and step that first did it.
+    pub edges: BTreeMap<(u64, u64), (usize, usize)>,
+}
+
+impl LockTrack {
+    pub fn note(&mut self, t: usize, ev: &Event, step: usize) {
+        let Obj::Lock(id) = ev.obj else { return };
+        match ev.access {
+            Access::Acquire | Access::AcquireShared => {
+                for &h in &self.held[t] {
+                    self.edges.entry((h, id)).or_insert((t, step));
+                }
+                self.held[t].push(id);
+            }
+            Access::TryAcquire => self.held[t].push(id),
+            Access::Release | Access::ReleaseShared => {
+                if let Some(i) = self.held[t].iter().rposition(|&h| h == id) {
+                    self.held[t].remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A running execution.
+pub struct Exec<M: Model> {
+    pub model: Arc<M>,
+    pub inst: Rc<M::Instance>,
+    core: Arc<Core>,
+    cos: Vec<Option<Coroutine<(), Req, (), DefaultStack>>>,
+    pub pending: Vec<Option<Req>>,
+    pub locks: LockTrack,
+    pub steps: usize,
+}
+
+/// Coroutine stacks, reused across executions.
+#[derive(Default)]
+pub struct StackPool(Vec<DefaultStack>);
+
+impl<M: Model> Exec<M> {
+    /// Build a fresh instance and start every thread up to its first visible operation.
+    pub fn new(model: &Arc<M>, pool: &mut StackPool, recording: bool) -> Self {
+        let core = Arc::new(Core::new());
+        core.recording.set(recording);
+        let inst = Rc::new(model.build(Box::new(CoreHandle(core.clone()))));
+        core.machine.set(model.machine(&inst) as *const Machine);
+        let n = model.threads();
+        assert!(n <= MAX_THREADS, "at most {MAX_THREADS} threads");
+        let mut ex = Exec {
+            model: model.clone(),
+            inst,
+            core,
+            cos: Vec::with_capacity(n),
+            pending: vec![None; n],
+            locks: LockTrack::default(),
+            steps: 0,
+        };
+        for t in 0..n {
+            let stack = pool.0.pop().unwrap_or_else(|| DefaultStack::new(256 * 1024).expect("coroutine stack"));
+            let (m, inst, core) = (model.clone(), ex.inst.clone(), ex.core.clone());
+            let co = Coroutine::with_stack(stack, move |y: &Y, ()| {
+                core.yielders[t].set(y as *const Y);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.run(&inst, t)));
+                if let Err(e) = r {
+                    if !core.aborting.get() {
+                        let msg = e
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panic".into());
+                        let v = Violation {
+                            kind: ViolationKind::Assertion,
+                            cpu: Some(t),
+                            stack: vec![],
+                            msg: format!("model panicked: {msg}"),
+                        };
+                        core.violation.borrow_mut().get_or_insert(v);
+                    } else {
+                        std::panic::resume_unwind(e);
+                    }
+                }
+                core.yielders[t].set(std::ptr::null());
+            });
+            ex.cos.push(Some(co));
+            ex.resume(t);
+        }
+        ex
+    }
+
+    fn resume(&mut self, t: usize) {
+        let co = self.cos[t].as_mut().expect("resume of a finished thread");
+        match co.resume(()) {
+            CoroutineResult::Yield(r) => self.pending[t] = Some(r),
+            CoroutineResult::Return(()) => self.pending[t] = None,
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True if thread `t` can take a step now.
+    pub fn enabled(&self, t: usize) -> bool {
+        match self.pending[t] {
+            None => false,
+            Some(Req::Visible(_)) => true,
+            // SAFETY: see `Req::Block`.
+            Some(Req::Block(_, p)) => unsafe { (*p)() },
+        }
+    }
+
+    /// Bitmask of enabled threads.
+    pub fn enabled_mask(&self) -> u32 {
+        (0..self.threads()).filter(|&t| self.enabled(t)).fold(0, |m, t| m | 1 << t)
+    }
+
+    /// True when every non-daemon thread has finished.
+    pub fn finished(&self) -> bool {
+        (0..self.threads()).all(|t| self.pending[t].is_none() || self.model.is_daemon(t))
+    }
+
+    /// True if thread `t` is suspended at a blocking operation.
+    pub fn pending_is_block(&self, t: usize) -> bool {
+        matches!(self.pending[t], Some(Req::Block(..)))
+    }
+
+    pub fn pending_event(&self, t: usize) -> Option<Event> {
+        self.pending[t].map(|r| r.event())
+    }
+
+    /// Run thread `t`'s pending operation and on to its next one.
+    pub fn step(&mut self, t: usize) -> Event {
+        let ev = self.pending[t].expect("step of a finished thread").event();
+        self.locks.note(t, &ev, self.steps);
+        self.steps += 1;
+        self.resume(t);
+        ev
+    }
+
+    /// The violation the last step raised, if any.
+    pub fn violation(&self) -> Option<Violation> {
+        self.core.violation.borrow().clone()
+    }
+
+    /// The kernel functions recorded at each step (recording mode).
+    pub fn funcs(&self) -> Vec<&'static str> {
+        self.core.funcs.borrow().clone()
+    }
+
+    /// A deadlock report: nothing enabled, someone unfinished.
+    pub fn deadlock(&self) -> Violation {
+        let mut parts = Vec::new();
+        for t in 0..self.threads() {
+            if let Some(r) = self.pending[t] {
+                if self.model.is_daemon(t) {
+                    continue;
+                }
+                let ev = r.event();
+                let holder = match ev.obj {
+                    Obj::Lock(id) => (0..self.threads())
+                        .filter(|&u| self.locks.held[u].contains(&id))
+                        .map(|u| self.model.thread_name(u))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => String::new(),
+                };
+                let held: Vec<String> = self.locks.held[t].iter().map(|l| format!("{l:#x}")).collect();
+                parts.push(format!(
+                    "{} waits for {:?} {:?}{} holding [{}]",
+                    self.model.thread_name(t),
+                    ev.access,
+                    ev.obj,
+                    if holder.is_empty() { String::new() } else { format!(" (held by {holder})") },
+                    held.join(", ")
+                ));
+            }
+        }
+        Violation { kind: ViolationKind::Deadlock, cpu: None, stack: vec![], msg: parts.join("; ") }
+    }
+
+    /// End the execution: run the model's final checks if it finished normally.
+    pub fn finish(mut self, pool: &mut StackPool, run_final: bool) -> Option<Finish> {
+        self.core.aborting.set(true);
+        for co in self.cos.iter_mut() {
+            if let Some(mut c) = co.take() {
+                if c.started() && !c.done() {
+                    c.force_unwind();
+                }
+                pool.0.push(c.into_stack());
+            }
+        }
+        run_final.then(|| self.model.finish(&self.inst))
+    }
+}

@@ -1,0 +1,84 @@
+//! Randomized exploration: uniform random scheduling and PCT with depth `d` (Burckhardt,
+//! Kothari, Musuvathi, Nagarakatte, ASPLOS 2010): random thread priorities, `d - 1` random
+//! priority-change points, always run the highest-priority enabled thread. Seeded: the same
+//! seed gives the same executions.
+
+use crate::exec::StackPool;
+use crate::schedule::run_one;
+use crate::{Config, Counterexample, Mode, Model, Outcome};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Run executions until the budget, the execution limit, or (if asked) a violation.
+pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
+    let start = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut pool = StackPool::default();
+    let mut out = Outcome::default();
+    let mut edges = BTreeMap::new();
+    let n = model.threads();
+    let mut est_steps = 64usize;
+    loop {
+        if cfg.max_executions.is_some_and(|m| out.executions >= m) || cfg.budget.is_some_and(|b| start.elapsed() >= b) {
+            break;
+        }
+        let run = match cfg.mode {
+            Mode::Pct { depth } => {
+                let mut prio: Vec<usize> = (0..n).map(|t| t + depth as usize).collect();
+                prio.shuffle(&mut rng);
+                let changes: Vec<usize> = (1..depth.max(1)).map(|_| rng.gen_range(0..est_steps.max(1))).collect();
+                run_one(&model, &mut pool, false, cfg.max_steps, &mut |_, enabled, step| {
+                    for (i, &c) in changes.iter().enumerate() {
+                        if c == step {
+                            // Lower the currently highest enabled thread to priority i.
+                            if let Some(t) = (0..n).filter(|&t| enabled & (1 << t) != 0).max_by_key(|&t| prio[t]) {
+                                prio[t] = i;
+                            }
+                        }
+                    }
+                    (0..n).filter(|&t| enabled & (1 << t) != 0).max_by_key(|&t| prio[t])
+                })
+            }
+            _ => run_one(&model, &mut pool, false, cfg.max_steps, &mut |_, enabled, _| {
+                let k = enabled.count_ones();
+                let pick = rng.gen_range(0..k);
+                let mut m = enabled;
+                for _ in 0..pick {
+                    m &= m - 1;
+                }
+                Some(m.trailing_zeros() as usize)
+            }),
+        };
+        out.executions += 1;
+        out.steps += run.schedule.len() as u64;
+        est_steps = est_steps.max(run.schedule.len());
+        for (k, v) in run.lock_edges {
+            edges.entry(k).or_insert(v);
+        }
+        if cfg.collect_outcomes {
+            if let Some(f) = &run.finish {
+                out.outcomes.insert(f.outcome.clone());
+            }
+        }
+        if let Some(v) = run.violation {
+            if out.counterexample.is_none() {
+                out.counterexample = Some(Counterexample {
+                    violation: v,
+                    steps: run.schedule.len(),
+                    preemptions: run.preemptions,
+                    schedule: run.schedule,
+                });
+            }
+            if cfg.stop_on_violation {
+                break;
+            }
+        }
+    }
+    out.lock_inversions = crate::dpor::inversions(&edges, &*model);
+    out.elapsed = start.elapsed();
+    out
+}
