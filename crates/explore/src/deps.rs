@@ -17,7 +17,9 @@ enum Class {
 fn class(a: Access) -> Class {
     match a {
         Access::Read => Class::Read,
-        Access::AcquireShared | Access::ReleaseShared | Access::RcuLock | Access::RcuUnlock => Class::Shared,
+        Access::AcquireShared | Access::ReleaseShared | Access::RcuLock | Access::RcuUnlock => {
+            Class::Shared
+        }
         _ => Class::Write,
     }
 }
@@ -31,18 +33,29 @@ fn is_cpu_state(e: &Event) -> bool {
 }
 
 fn is_gp(e: &Event) -> bool {
-    matches!(e.access, Access::GracePeriod | Access::CallRcu | Access::RcuCallback)
+    matches!(
+        e.access,
+        Access::GracePeriod | Access::CallRcu | Access::RcuCallback
+    )
 }
 
 fn is_reader_boundary(e: &Event) -> bool {
-    matches!(e.access, Access::RcuLock | Access::RcuUnlock | Access::IrqDisable | Access::IrqEnable)
+    matches!(
+        e.access,
+        Access::RcuLock | Access::RcuUnlock | Access::IrqDisable | Access::IrqEnable
+    )
 }
 
 /// True if the order of `a` and `b` (by different threads) can matter.
 pub fn dependent(a: &Event, b: &Event) -> bool {
     if a.access == Access::FrameFree || b.access == Access::FrameFree {
-        let (f, o) = if a.access == Access::FrameFree { (a, b) } else { (b, a) };
-        return matches!(o.access, Access::FrameAlloc | Access::FrameFree) || o.obj.frame() == f.obj.frame();
+        let (f, o) = if a.access == Access::FrameFree {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        return matches!(o.access, Access::FrameAlloc | Access::FrameFree)
+            || o.obj.frame() == f.obj.frame();
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
         return a.access == b.access;
@@ -73,18 +86,54 @@ mod tests {
         let e = Obj::Entry { pfn: 5, idx: 1 };
         assert!(!dependent(&ev(e, Access::Read), &ev(e, Access::Read)));
         assert!(dependent(&ev(e, Access::Read), &ev(e, Access::Write)));
-        assert!(!dependent(&ev(e, Access::Write), &ev(Obj::Entry { pfn: 5, idx: 2 }, Access::Write)));
-        assert!(dependent(&ev(Obj::Frame(5), Access::FrameFree), &ev(e, Access::Read)));
-        assert!(dependent(&ev(Obj::Frame(5), Access::FrameFree), &ev(Obj::Lock(Obj::ptl_id(5)), Access::Acquire)));
-        assert!(!dependent(&ev(Obj::Frame(6), Access::FrameFree), &ev(e, Access::Read)));
-        assert!(dependent(&ev(Obj::Frame(6), Access::FrameFree), &ev(Obj::Alloc, Access::FrameAlloc)));
-        assert!(dependent(&ev(Obj::Irq(0), Access::IpiSync), &ev(Obj::Irq(1), Access::IrqDisable)));
-        assert!(dependent(&ev(Obj::Tlb(0), Access::Flush), &ev(Obj::Tlb(1), Access::Fill)));
-        assert!(!dependent(&ev(Obj::Tlb(0), Access::Fill), &ev(Obj::Tlb(1), Access::Fill)));
-        assert!(dependent(&ev(Obj::Rcu, Access::GracePeriod), &ev(Obj::Irq(1), Access::IrqEnable)));
-        assert!(!dependent(&ev(Obj::Rcu, Access::RcuLock), &ev(Obj::Rcu, Access::RcuUnlock)));
+        assert!(!dependent(
+            &ev(e, Access::Write),
+            &ev(Obj::Entry { pfn: 5, idx: 2 }, Access::Write)
+        ));
+        assert!(dependent(
+            &ev(Obj::Frame(5), Access::FrameFree),
+            &ev(e, Access::Read)
+        ));
+        assert!(dependent(
+            &ev(Obj::Frame(5), Access::FrameFree),
+            &ev(Obj::Lock(Obj::ptl_id(5)), Access::Acquire)
+        ));
+        assert!(!dependent(
+            &ev(Obj::Frame(6), Access::FrameFree),
+            &ev(e, Access::Read)
+        ));
+        assert!(dependent(
+            &ev(Obj::Frame(6), Access::FrameFree),
+            &ev(Obj::Alloc, Access::FrameAlloc)
+        ));
+        assert!(dependent(
+            &ev(Obj::Irq(0), Access::IpiSync),
+            &ev(Obj::Irq(1), Access::IrqDisable)
+        ));
+        assert!(dependent(
+            &ev(Obj::Tlb(0), Access::Flush),
+            &ev(Obj::Tlb(1), Access::Fill)
+        ));
+        assert!(!dependent(
+            &ev(Obj::Tlb(0), Access::Fill),
+            &ev(Obj::Tlb(1), Access::Fill)
+        ));
+        assert!(dependent(
+            &ev(Obj::Rcu, Access::GracePeriod),
+            &ev(Obj::Irq(1), Access::IrqEnable)
+        ));
+        assert!(!dependent(
+            &ev(Obj::Rcu, Access::RcuLock),
+            &ev(Obj::Rcu, Access::RcuUnlock)
+        ));
         let l = Obj::Lock(3);
-        assert!(!dependent(&ev(l, Access::AcquireShared), &ev(l, Access::ReleaseShared)));
-        assert!(dependent(&ev(l, Access::AcquireShared), &ev(l, Access::WriterWait)));
+        assert!(!dependent(
+            &ev(l, Access::AcquireShared),
+            &ev(l, Access::ReleaseShared)
+        ));
+        assert!(dependent(
+            &ev(l, Access::AcquireShared),
+            &ev(l, Access::WriterWait)
+        ));
     }
 }

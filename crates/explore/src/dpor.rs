@@ -63,7 +63,10 @@ pub fn lock_name(id: u64) -> String {
 }
 
 /// Lock-order inversions among the recorded `held → acquired` edges.
-pub fn inversions<M: Model + ?Sized>(edges: &BTreeMap<(u64, u64), (usize, usize)>, model: &M) -> Vec<String> {
+pub fn inversions<M: Model + ?Sized>(
+    edges: &BTreeMap<(u64, u64), (usize, usize)>,
+    model: &M,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (&(a, b), &(t1, s1)) in edges {
         if a < b {
@@ -96,7 +99,9 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let over = |n: u32| bound.is_some_and(|b| n > b);
     let mut complete = true;
     loop {
-        if cfg.max_executions.is_some_and(|m| out.executions >= m) || cfg.budget.is_some_and(|b| start.elapsed() >= b) {
+        if cfg.max_executions.is_some_and(|m| out.executions >= m)
+            || cfg.budget.is_some_and(|b| start.elapsed() >= b)
+        {
             complete = false;
             break;
         }
@@ -232,7 +237,8 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             }
             let t = lowest(todo);
             let prev = i.checked_sub(1).map(|d| stack[d].thread);
-            let pre = i.checked_sub(1).map_or(0, |d| stack[d].preemptions) + preempts(prev, n.enabled, t);
+            let pre =
+                i.checked_sub(1).map_or(0, |d| stack[d].preemptions) + preempts(prev, n.enabled, t);
             if over(pre) {
                 pruned = true;
                 stack[i].done |= 1 << t;
@@ -312,7 +318,11 @@ fn race(stack: &mut [Node], i: usize, n: usize, blocking: bool) {
     let p = stack[n].thread;
     let node = &mut stack[i];
     if en != 0 {
-        node.backtrack |= if en & (1 << p) != 0 { 1 << p } else { 1 << lowest(en) };
+        node.backtrack |= if en & (1 << p) != 0 {
+            1 << p
+        } else {
+            1 << lowest(en)
+        };
     } else if !blocking {
         node.backtrack |= node.enabled & !node.sleep;
     }

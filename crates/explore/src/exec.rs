@@ -46,7 +46,8 @@ pub struct Core {
     /// Recording mode: capture the kernel function at each visible operation.
     recording: Cell<bool>,
     machine: Cell<*const Machine>,
-    funcs: RefCell<Vec<&'static str>>,
+    /// Kernel function at each thread's pending operation (recording mode).
+    funcs: [Cell<&'static str>; MAX_THREADS],
     violation: RefCell<Option<Violation>>,
 }
 
@@ -62,7 +63,7 @@ impl Core {
             aborting: Cell::new(false),
             recording: Cell::new(false),
             machine: Cell::new(std::ptr::null()),
-            funcs: RefCell::new(Vec::new()),
+            funcs: Default::default(),
             violation: RefCell::new(None),
         }
     }
@@ -81,7 +82,7 @@ impl Core {
             // SAFETY: the machine outlives every execution step (it lives in the instance).
             let m = unsafe { self.machine.get().as_ref() };
             let f = m.and_then(|m| m.cpu(cpu).current_func()).unwrap_or("");
-            self.funcs.borrow_mut().push(f);
+            self.funcs[cpu].set(f);
         }
     }
 }
@@ -195,7 +196,10 @@ impl<M: Model> Exec<M> {
             steps: 0,
         };
         for t in 0..n {
-            let stack = pool.0.pop().unwrap_or_else(|| DefaultStack::new(256 * 1024).expect("coroutine stack"));
+            let stack = pool
+                .0
+                .pop()
+                .unwrap_or_else(|| DefaultStack::new(256 * 1024).expect("coroutine stack"));
             let (m, inst, core) = (model.clone(), ex.inst.clone(), ex.core.clone());
             let co = Coroutine::with_stack(stack, move |y: &Y, ()| {
                 core.yielders[t].set(y as *const Y);
@@ -250,7 +254,9 @@ impl<M: Model> Exec<M> {
 
     /// Bitmask of enabled threads.
     pub fn enabled_mask(&self) -> u32 {
-        (0..self.threads()).filter(|&t| self.enabled(t)).fold(0, |m, t| m | 1 << t)
+        (0..self.threads())
+            .filter(|&t| self.enabled(t))
+            .fold(0, |m, t| m | 1 << t)
     }
 
     /// True when every non-daemon thread has finished.
@@ -281,9 +287,9 @@ impl<M: Model> Exec<M> {
         self.core.violation.borrow().clone()
     }
 
-    /// The kernel functions recorded at each step (recording mode).
-    pub fn funcs(&self) -> Vec<&'static str> {
-        self.core.funcs.borrow().clone()
+    /// The kernel function at thread `t`'s pending operation (recording mode).
+    pub fn func(&self, t: usize) -> &'static str {
+        self.core.funcs[t].get()
     }
 
     /// A deadlock report: nothing enabled, someone unfinished.
@@ -303,18 +309,30 @@ impl<M: Model> Exec<M> {
                         .join(","),
                     _ => String::new(),
                 };
-                let held: Vec<String> = self.locks.held[t].iter().map(|l| format!("{l:#x}")).collect();
+                let held: Vec<String> = self.locks.held[t]
+                    .iter()
+                    .map(|l| format!("{l:#x}"))
+                    .collect();
                 parts.push(format!(
                     "{} waits for {:?} {:?}{} holding [{}]",
                     self.model.thread_name(t),
                     ev.access,
                     ev.obj,
-                    if holder.is_empty() { String::new() } else { format!(" (held by {holder})") },
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (held by {holder})")
+                    },
                     held.join(", ")
                 ));
             }
         }
-        Violation { kind: ViolationKind::Deadlock, cpu: None, stack: vec![], msg: parts.join("; ") }
+        Violation {
+            kind: ViolationKind::Deadlock,
+            cpu: None,
+            stack: vec![],
+            msg: parts.join("; "),
+        }
     }
 
     /// End the execution: run the model's final checks if it finished normally.

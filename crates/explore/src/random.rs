@@ -23,35 +23,56 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let n = model.threads();
     let mut est_steps = 64usize;
     loop {
-        if cfg.max_executions.is_some_and(|m| out.executions >= m) || cfg.budget.is_some_and(|b| start.elapsed() >= b) {
+        if cfg.max_executions.is_some_and(|m| out.executions >= m)
+            || cfg.budget.is_some_and(|b| start.elapsed() >= b)
+        {
             break;
         }
         let run = match cfg.mode {
             Mode::Pct { depth } => {
                 let mut prio: Vec<usize> = (0..n).map(|t| t + depth as usize).collect();
                 prio.shuffle(&mut rng);
-                let changes: Vec<usize> = (1..depth.max(1)).map(|_| rng.gen_range(0..est_steps.max(1))).collect();
-                run_one(&model, &mut pool, false, cfg.max_steps, &mut |_, enabled, step| {
-                    for (i, &c) in changes.iter().enumerate() {
-                        if c == step {
-                            // Lower the currently highest enabled thread to priority i.
-                            if let Some(t) = (0..n).filter(|&t| enabled & (1 << t) != 0).max_by_key(|&t| prio[t]) {
-                                prio[t] = i;
+                let changes: Vec<usize> = (1..depth.max(1))
+                    .map(|_| rng.gen_range(0..est_steps.max(1)))
+                    .collect();
+                run_one(
+                    &model,
+                    &mut pool,
+                    false,
+                    cfg.max_steps,
+                    &mut |_, enabled, step| {
+                        for (i, &c) in changes.iter().enumerate() {
+                            if c == step {
+                                // Lower the currently highest enabled thread to priority i.
+                                if let Some(t) = (0..n)
+                                    .filter(|&t| enabled & (1 << t) != 0)
+                                    .max_by_key(|&t| prio[t])
+                                {
+                                    prio[t] = i;
+                                }
                             }
                         }
-                    }
-                    (0..n).filter(|&t| enabled & (1 << t) != 0).max_by_key(|&t| prio[t])
-                })
+                        (0..n)
+                            .filter(|&t| enabled & (1 << t) != 0)
+                            .max_by_key(|&t| prio[t])
+                    },
+                )
             }
-            _ => run_one(&model, &mut pool, false, cfg.max_steps, &mut |_, enabled, _| {
-                let k = enabled.count_ones();
-                let pick = rng.gen_range(0..k);
-                let mut m = enabled;
-                for _ in 0..pick {
-                    m &= m - 1;
-                }
-                Some(m.trailing_zeros() as usize)
-            }),
+            _ => run_one(
+                &model,
+                &mut pool,
+                false,
+                cfg.max_steps,
+                &mut |_, enabled, _| {
+                    let k = enabled.count_ones();
+                    let pick = rng.gen_range(0..k);
+                    let mut m = enabled;
+                    for _ in 0..pick {
+                        m &= m - 1;
+                    }
+                    Some(m.trailing_zeros() as usize)
+                },
+            ),
         };
         out.executions += 1;
         out.steps += run.schedule.len() as u64;

@@ -54,12 +54,17 @@ pub fn access_text(a: Access) -> &'static str {
 
 fn cell(s: &Step) -> String {
     let what = match s.event.access {
-        Access::RcuLock | Access::RcuUnlock | Access::GracePeriod | Access::CallRcu | Access::RcuCallback => {
-            access_text(s.event.access).to_string()
-        }
-        Access::IrqDisable | Access::IrqEnable | Access::IpiSync | Access::Flush | Access::Fill | Access::TlbScan => {
-            access_text(s.event.access).to_string()
-        }
+        Access::RcuLock
+        | Access::RcuUnlock
+        | Access::GracePeriod
+        | Access::CallRcu
+        | Access::RcuCallback => access_text(s.event.access).to_string(),
+        Access::IrqDisable
+        | Access::IrqEnable
+        | Access::IpiSync
+        | Access::Flush
+        | Access::Fill
+        | Access::TlbScan => access_text(s.event.access).to_string(),
         a => format!("{} {}", access_text(a), obj_text(s.event.obj)),
     };
     if s.func.is_empty() {
@@ -70,7 +75,12 @@ fn cell(s: &Step) -> String {
 }
 
 /// Render a trace, one column per thread.
-pub fn render(names: &[String], trace: &[Step], violation: Option<&Violation>, width: usize) -> String {
+pub fn render(
+    names: &[String],
+    trace: &[Step],
+    violation: Option<&Violation>,
+    width: usize,
+) -> String {
     let mut out = String::new();
     let w = width.max(12);
     out.push_str(&format!("{:>5}  ", "step"));
@@ -87,7 +97,11 @@ pub fn render(names: &[String], trace: &[Step], violation: Option<&Violation>, w
         let last = i + 1 == trace.len() && violation.is_some();
         out.push_str(&format!("{:>5}{} ", i, if last { '>' } else { ' ' }));
         for t in 0..names.len() {
-            let text = if t == s.thread { cell(s) } else { String::new() };
+            let text = if t == s.thread {
+                cell(s)
+            } else {
+                String::new()
+            };
             out.push_str(&format!("{:<w$} ", trunc(&text, w)));
         }
         out.push('\n');

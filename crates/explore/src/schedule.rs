@@ -24,7 +24,10 @@ pub enum TokenError {
 impl Schedule {
     /// Parse a token.
     pub fn parse(token: &str) -> Result<Self, TokenError> {
-        let body = token.trim().strip_prefix("v1:").ok_or(TokenError::Version)?;
+        let body = token
+            .trim()
+            .strip_prefix("v1:")
+            .ok_or(TokenError::Version)?;
         let mut v = Vec::new();
         if body.is_empty() {
             return Ok(Schedule(v));
@@ -92,6 +95,9 @@ pub struct Run {
     pub lock_edges: Vec<((u64, u64), (usize, usize))>,
 }
 
+/// Picks the thread for a step from the execution, the enabled mask and the step index.
+pub type Chooser<'a, M> = dyn FnMut(&Exec<M>, u32, usize) -> Option<usize> + 'a;
+
 /// Run one execution, asking `choose(exec, enabled_mask, step)` for the thread at each step.
 /// `None` from the chooser abandons the execution.
 pub fn run_one<M: Model>(
@@ -99,7 +105,7 @@ pub fn run_one<M: Model>(
     pool: &mut StackPool,
     recording: bool,
     max_steps: usize,
-    choose: &mut dyn FnMut(&Exec<M>, u32, usize) -> Option<usize>,
+    choose: &mut Chooser<'_, M>,
 ) -> Run {
     let mut ex = Exec::new(model, pool, recording);
     let mut sched = Vec::new();
@@ -140,15 +146,15 @@ pub fn run_one<M: Model>(
             }
         }
         prev = Some(t);
+        let func = ex.func(t);
         let event = ex.step(t);
         sched.push(t as u8);
-        trace.push(Step { thread: t, event, func: "" });
+        trace.push(Step {
+            thread: t,
+            event,
+            func,
+        });
         violation = ex.violation();
-    }
-    if recording {
-        for (s, f) in trace.iter_mut().zip(ex.funcs()) {
-            s.func = f;
-        }
     }
     let lock_edges = ex.locks.edges.iter().map(|(k, v)| (*k, *v)).collect();
     let clean_end = violation.is_none() && !abandoned;
@@ -158,17 +164,31 @@ pub fn run_one<M: Model>(
             violation = f.violations.first().cloned();
         }
     }
-    Run { schedule: Schedule(sched), trace, violation, finish, preemptions, abandoned, lock_edges }
+    Run {
+        schedule: Schedule(sched),
+        trace,
+        violation,
+        finish,
+        preemptions,
+        abandoned,
+        lock_edges,
+    }
 }
 
 /// Replay a schedule. Steps beyond the schedule continue with the lowest enabled thread.
 pub fn replay<M: Model>(model: &Arc<M>, schedule: &Schedule, recording: bool) -> Run {
     let mut pool = StackPool::default();
     let s = schedule.0.clone();
-    run_one(model, &mut pool, recording, 1_000_000, &mut |_, enabled, i| match s.get(i) {
-        Some(&t) => Some(t as usize),
-        None => Some(enabled.trailing_zeros() as usize),
-    })
+    run_one(
+        model,
+        &mut pool,
+        recording,
+        1_000_000,
+        &mut |_, enabled, i| match s.get(i) {
+            Some(&t) => Some(t as usize),
+            None => Some(enabled.trailing_zeros() as usize),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -32,7 +32,12 @@ pub fn shrink<M: Model>(model: &Arc<M>, cx: &Counterexample, budget: Duration) -
 }
 
 /// Explore at a bound, keeping the best counterexample of `kind`; true if one was found.
-fn explore_collect<M: Model>(model: &Arc<M>, cfg: &Config, kind: mmcheck_platform::ViolationKind, best: &mut Counterexample) -> bool {
+fn explore_collect<M: Model>(
+    model: &Arc<M>,
+    cfg: &Config,
+    kind: mmcheck_platform::ViolationKind,
+    best: &mut Counterexample,
+) -> bool {
     // Exploration with stop_on_violation=false only keeps the first counterexample; run in
     // rounds of single violations instead, each time asking for a fresh one.
     let mut c = cfg.clone();

@@ -44,12 +44,30 @@ impl Model for Program {
     type Instance = Inst;
 
     fn build(&self, backend: Box<dyn Backend>) -> Inst {
-        let cfg = MachineConfig { nr_cpus: self.threads.len(), nr_frames: 4, entries_per_table: 4, tlb_entries: 1 };
+        let cfg = MachineConfig {
+            nr_cpus: self.threads.len(),
+            nr_frames: 4,
+            entries_per_table: 4,
+            tlb_entries: 1,
+        };
         let machine = Machine::new(cfg, backend);
-        let vars = (0..self.vars).map(|_| (machine.new_id(), AtomicU64::new(0))).collect();
-        let locks = (0..self.locks).map(|_| SpinLock::new(machine.new_id())).collect();
-        let reads = self.threads.iter().map(|_| std::sync::Mutex::new(Vec::new())).collect();
-        Inst { machine, vars, locks, reads }
+        let vars = (0..self.vars)
+            .map(|_| (machine.new_id(), AtomicU64::new(0)))
+            .collect();
+        let locks = (0..self.locks)
+            .map(|_| SpinLock::new(machine.new_id()))
+            .collect();
+        let reads = self
+            .threads
+            .iter()
+            .map(|_| std::sync::Mutex::new(Vec::new()))
+            .collect();
+        Inst {
+            machine,
+            vars,
+            locks,
+            reads,
+        }
     }
 
     fn machine<'a>(&self, inst: &'a Inst) -> &'a Machine {
@@ -76,7 +94,10 @@ impl Model for Program {
                 }
                 Op::Add(v, x) => {
                     let (id, w) = &inst.vars[v];
-                    cpu.visible(mmcheck_platform::Obj::Var(*id), mmcheck_platform::Access::Rmw);
+                    cpu.visible(
+                        mmcheck_platform::Obj::Var(*id),
+                        mmcheck_platform::Access::Rmw,
+                    );
                     w.fetch_add(x, Ordering::SeqCst);
                 }
                 Op::Lock(l) => held.push((l, inst.locks[l].lock(cpu))),
@@ -97,7 +118,10 @@ impl Model for Program {
         for r in &inst.reads {
             let _ = write!(s, "| {:?} ", r.lock().unwrap());
         }
-        Finish { violations: vec![], outcome: s }
+        Finish {
+            violations: vec![],
+            outcome: s,
+        }
     }
 }
 
@@ -175,5 +199,9 @@ pub fn random_program(seed: u64) -> Program {
             ops
         })
         .collect();
-    Program { vars: 2, locks: 1, threads }
+    Program {
+        vars: 2,
+        locks: 1,
+        threads,
+    }
 }

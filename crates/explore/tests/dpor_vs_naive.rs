@@ -8,11 +8,21 @@ use std::sync::Arc;
 fn check(p: Program) -> (u64, u64) {
     let m = Arc::new(p);
     let (naive, _deadlock, naive_execs) = naive_outcomes(&m);
-    let cfg = Config { mode: Mode::Dpor, collect_outcomes: true, stop_on_violation: false, ..Config::default() };
+    let cfg = Config {
+        mode: Mode::Dpor,
+        collect_outcomes: true,
+        stop_on_violation: false,
+        ..Config::default()
+    };
     let out = explore(m.clone(), &cfg);
     assert!(out.complete, "DPOR incomplete on {:?}", m);
     assert_eq!(out.outcomes, naive, "outcome sets differ on {:?}", m);
-    assert!(out.executions <= naive_execs, "{} > {naive_execs} on {:?}", out.executions, m);
+    assert!(
+        out.executions <= naive_execs,
+        "{} > {naive_execs} on {:?}",
+        out.executions,
+        m
+    );
     (out.executions, naive_execs)
 }
 
@@ -30,7 +40,14 @@ fn dpor_matches_naive_on_1000_random_programs() {
 
 #[test]
 fn independent_threads_take_one_execution() {
-    let p = Program { vars: 2, locks: 0, threads: vec![vec![Op::Write(0, 1), Op::Read(0)], vec![Op::Write(1, 1), Op::Read(1)]] };
+    let p = Program {
+        vars: 2,
+        locks: 0,
+        threads: vec![
+            vec![Op::Write(0, 1), Op::Read(0)],
+            vec![Op::Write(1, 1), Op::Read(1)],
+        ],
+    };
     let (d, n) = check(p);
     assert_eq!(d, 1);
     assert_eq!(n, 6);
@@ -42,10 +59,20 @@ fn store_buffering_outcomes() {
     let p = Program {
         vars: 2,
         locks: 0,
-        threads: vec![vec![Op::Write(0, 1), Op::Read(1)], vec![Op::Write(1, 1), Op::Read(0)]],
+        threads: vec![
+            vec![Op::Write(0, 1), Op::Read(1)],
+            vec![Op::Write(1, 1), Op::Read(0)],
+        ],
     };
     let m = Arc::new(p);
-    let out = explore(m, &Config { collect_outcomes: true, stop_on_violation: false, ..Config::default() });
+    let out = explore(
+        m,
+        &Config {
+            collect_outcomes: true,
+            stop_on_violation: false,
+            ..Config::default()
+        },
+    );
     assert!(out.complete);
     assert_eq!(out.outcomes.len(), 3);
     assert!(!out.outcomes.iter().any(|o| o.contains("| [0] | [0]")));
@@ -59,15 +86,36 @@ fn lock_inversion_is_reported_without_deadlock_needed() {
         vars: 1,
         locks: 2,
         threads: vec![
-            vec![Op::Lock(0), Op::Lock(1), Op::Write(0, 1), Op::Unlock(1), Op::Unlock(0)],
-            vec![Op::Lock(1), Op::Lock(0), Op::Write(0, 2), Op::Unlock(0), Op::Unlock(1)],
+            vec![
+                Op::Lock(0),
+                Op::Lock(1),
+                Op::Write(0, 1),
+                Op::Unlock(1),
+                Op::Unlock(0),
+            ],
+            vec![
+                Op::Lock(1),
+                Op::Lock(0),
+                Op::Write(0, 2),
+                Op::Unlock(0),
+                Op::Unlock(1),
+            ],
         ],
     };
     let m = Arc::new(p);
-    let out = explore(m.clone(), &Config { preemption_bound: Some(0), stop_on_violation: false, ..Config::default() });
+    let out = explore(
+        m.clone(),
+        &Config {
+            preemption_bound: Some(0),
+            stop_on_violation: false,
+            ..Config::default()
+        },
+    );
     assert!(out.counterexample.is_none(), "bound 0 cannot deadlock");
     assert_eq!(out.lock_inversions.len(), 1, "{:?}", out.lock_inversions);
     let out = explore(m, &Config::default());
-    let cx = out.counterexample.expect("unbounded DPOR finds the deadlock");
+    let cx = out
+        .counterexample
+        .expect("unbounded DPOR finds the deadlock");
     assert_eq!(cx.violation.kind, mmcheck_platform::ViolationKind::Deadlock);
 }

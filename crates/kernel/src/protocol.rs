@@ -38,6 +38,18 @@ pub struct Protocol {
     /// Run RCU callbacks at system-call boundaries (native); the explorer runs them on their own
     /// thread instead.
     pub inline_rcu_callbacks: bool,
+    /// `pte_offset_map_lock` rechecks the PMD after taking the PTL (R1; 6.5+, Hugh Dickins,
+    /// "mm/pgtable: allow pte_offset_map[_lock]() to fail"). Off plants a missing recheck.
+    pub pmd_same_recheck: bool,
+    /// `pmd_install` / `__p*d_alloc` populate under the table's lock (I4). Off plants a missing
+    /// lock.
+    pub populate_locked: bool,
+    /// PT reclaim's fast path takes the PMD lock with `spin_trylock` while holding the PTL (1.4).
+    /// Off takes it with `spin_lock`, inverting the PMD-lock → PTL order of the slow path.
+    pub pt_reclaim_pmd_trylock: bool,
+    /// The mmu_gather flushes the TLB before freeing what it gathered (I20). Off plants a missing
+    /// flush.
+    pub gather_tlb_flush: bool,
 }
 
 impl Default for Protocol {
@@ -53,6 +65,10 @@ impl Default for Protocol {
             fault_around_pages: 16,
             gather_batch: 512,
             inline_rcu_callbacks: true,
+            pmd_same_recheck: true,
+            populate_locked: true,
+            pt_reclaim_pmd_trylock: true,
+            gather_tlb_flush: true,
         }
     }
 }

@@ -141,7 +141,10 @@ fn diff_kernel(cases: u64, seed: u64) -> ExitCode {
     if !features.pt_reclaim {
         println!("host does not reclaim empty PTE tables on MADV_DONTNEED: model runs with pt_reclaim off");
     }
-    let proto = Protocol { pt_reclaim: features.pt_reclaim, ..Protocol::default() };
+    let proto = Protocol {
+        pt_reclaim: features.pt_reclaim,
+        ..Protocol::default()
+    };
     let host = HostRunner::with_features(features);
     let model = model_runner::ModelRunner { proto };
     let t = Instant::now();

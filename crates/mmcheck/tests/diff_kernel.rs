@@ -18,7 +18,10 @@ fn setup() -> Option<(HostRunner, Mask)> {
 #[test]
 fn default_model_agrees_with_host() {
     let Some((host, mask)) = setup() else { return };
-    let proto = Protocol { pt_reclaim: host.features().pt_reclaim, ..Protocol::default() };
+    let proto = Protocol {
+        pt_reclaim: host.features().pt_reclaim,
+        ..Protocol::default()
+    };
     let r = run_diff(60, 11, &host, &ModelRunner { proto }, &mask, &mut |_| {});
     assert!(r.ok(), "{r}");
     assert_eq!(r.agreed, 60);

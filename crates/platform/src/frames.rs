@@ -516,7 +516,8 @@ mod tests {
         assert!(v[0].msg.contains("data read"), "{}", v[0].msg);
         assert!(v[0].msg.contains(&format!("pfn {}", p.pfn)), "{}", v[0].msg);
         assert!(
-            v[0].msg.contains("freed by CPU1 in outer_path > test_freer"),
+            v[0].msg
+                .contains("freed by CPU1 in outer_path > test_freer"),
             "{}",
             v[0].msg
         );
@@ -556,7 +557,11 @@ mod tests {
         }
         let free_before = m.frames.nr_free();
         m.frames.free(&c0, p, 0);
-        assert_eq!(m.frames.nr_free(), free_before, "a double free frees nothing");
+        assert_eq!(
+            m.frames.nr_free(),
+            free_before,
+            "a double free frees nothing"
+        );
         let v = m.violations();
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].kind, ViolationKind::DoubleFree);
@@ -596,7 +601,10 @@ mod tests {
                 assert_eq!(pm.head.load(Ordering::SeqCst), f.pfn);
                 let head = q == f.pfn;
                 assert_eq!(pm.refcount.load(Ordering::SeqCst), i64::from(head));
-                assert_eq!(pm.order.load(Ordering::SeqCst), if head { order } else { 0 });
+                assert_eq!(
+                    pm.order.load(Ordering::SeqCst),
+                    if head { order } else { 0 }
+                );
             }
             assert_ne!(f.pfn, single.pfn);
         }

@@ -96,7 +96,9 @@ impl<'m> Cpu<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spinlock::tests::{expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note};
+    use crate::spinlock::tests::{
+        expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note,
+    };
     use crate::violation::ViolationKind;
 
     #[test]

@@ -360,12 +360,18 @@ mod tests {
             vma.start_read(m.cpu(1), &mm).err(),
             Some(VmaStartRead::Locked)
         );
-        assert_eq!(vma.refcnt(), 1, "a failed reader leaves no reference behind");
+        assert_eq!(
+            vma.refcnt(),
+            1,
+            "a failed reader leaves no reference behind"
+        );
         // Idempotent within the section.
         w.vma_start_write(&vma);
         assert_eq!(vma.refcnt(), 1);
         drop(w);
-        let r = vma.start_read(m.cpu(1), &mm).expect("mmap_write_unlock ends VMA write locks");
+        let r = vma
+            .start_read(m.cpu(1), &mm)
+            .expect("mmap_write_unlock ends VMA write locks");
         assert_eq!(vma.refcnt(), 2);
         drop(r);
         assert_eq!(vma.refcnt(), 1);
@@ -383,7 +389,9 @@ mod tests {
         let r = w.downgrade();
         assert!(!mm.is_write_locked() && mm.is_locked());
         assert_eq!(mm.sem().readers(), 1);
-        let vr = vma.start_read(m.cpu(1), &mm).expect("downgrade ends VMA write locks");
+        let vr = vma
+            .start_read(m.cpu(1), &mm)
+            .expect("downgrade ends VMA write locks");
         drop(vr);
         drop(r);
         assert!(!mm.is_locked());
@@ -508,7 +516,11 @@ mod tests {
                 w.vma_start_write(vma);
                 log.lock().push("writer locked");
                 assert!(w.is_vma_write_locked(vma));
-                assert_eq!(vma.refcnt(), 1, "the offset is dropped once readers are gone");
+                assert_eq!(
+                    vma.refcnt(),
+                    1,
+                    "the offset is dropped once readers are gone"
+                );
                 drop(w);
             });
             while vma.refcnt() < VMA_LOCK_OFFSET {

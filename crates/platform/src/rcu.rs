@@ -188,7 +188,9 @@ mod tests {
     use super::*;
     use crate::event::Access;
     use crate::frames::FrameKind;
-    use crate::spinlock::tests::{expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note};
+    use crate::spinlock::tests::{
+        expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note,
+    };
     use crate::violation::ViolationKind;
     use crate::Machine;
 
@@ -255,7 +257,11 @@ mod tests {
         assert_eq!(c0.rcu_poll(), 0);
         assert!(!c0.rcu_run_one());
         for f in &frames {
-            assert_eq!(m.frames.kind(f.pfn), FrameKind::Table(1), "freed under a reader");
+            assert_eq!(
+                m.frames.kind(f.pfn),
+                FrameKind::Table(1),
+                "freed under a reader"
+            );
         }
         drop(g);
         assert!(c0.rcu_callback_ready());

@@ -88,7 +88,7 @@ impl RwSem {
     pub fn try_read<'a>(&'a self, cpu: Cpu<'a>) -> Option<RwSemReadGuard<'a>> {
         cpu.visible(Obj::Lock(self.id), Access::AcquireShared);
         self.try_read_raw()
-            .then_some(RwSemReadGuard { sem: self, cpu })
+            .then(|| RwSemReadGuard { sem: self, cpu })
     }
 
     pub(crate) fn read_unlock_raw(&self, cpu: Cpu<'_>) {
@@ -142,7 +142,7 @@ impl RwSem {
     /// `down_write_trylock`.
     pub fn try_write<'a>(&'a self, cpu: Cpu<'a>) -> Option<RwSemWriteGuard<'a>> {
         self.try_write_raw(cpu)
-            .then_some(RwSemWriteGuard { sem: self, cpu })
+            .then(|| RwSemWriteGuard { sem: self, cpu })
     }
 
     pub(crate) fn write_unlock_raw(&self, cpu: Cpu<'_>) {
@@ -235,7 +235,11 @@ mod tests {
         assert!(s.is_write_locked() && s.is_locked());
         assert_eq!(s.write_owner(), Some(0));
         assert_eq!(s.readers(), 0);
-        assert_eq!(waiting_writers(&s), 0, "the acquired writer is no longer waiting");
+        assert_eq!(
+            waiting_writers(&s),
+            0,
+            "the acquired writer is no longer waiting"
+        );
         assert!(s.try_read(m.cpu(1)).is_none());
         assert!(s.try_write(m.cpu(1)).is_none());
         assert_eq!(s.write_owner(), Some(0), "failed attempts change nothing");
@@ -255,7 +259,9 @@ mod tests {
         assert!(!s.is_write_locked());
         assert_eq!(s.write_owner(), None);
         assert_eq!(s.readers(), 1);
-        let r2 = s.try_read(m.cpu(1)).expect("other readers may join after a downgrade");
+        let r2 = s
+            .try_read(m.cpu(1))
+            .expect("other readers may join after a downgrade");
         assert_eq!(s.readers(), 2);
         assert!(s.try_write(m.cpu(2)).is_none());
         drop(r);

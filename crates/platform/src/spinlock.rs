@@ -70,7 +70,7 @@ impl SpinLock {
     /// `spin_trylock`.
     pub fn try_lock<'a>(&'a self, cpu: Cpu<'a>) -> Option<SpinGuard<'a>> {
         cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
-        self.try_acquire(&cpu).then_some(SpinGuard {
+        self.try_acquire(&cpu).then(|| SpinGuard {
             lock: self,
             cpu,
             owned: true,
@@ -171,7 +171,10 @@ pub(crate) mod tests {
 
     /// A machine for single-threaded tests (waits that cannot proceed panic).
     pub(crate) fn seq_machine(nr_cpus: usize, nr_frames: usize) -> Machine {
-        Machine::new(config(nr_cpus, nr_frames), Box::new(TestBackend::Sequential))
+        Machine::new(
+            config(nr_cpus, nr_frames),
+            Box::new(TestBackend::Sequential),
+        )
     }
 
     /// A machine whose waits are reported on the returned receiver; the sender is for test
@@ -264,7 +267,11 @@ pub(crate) mod tests {
         assert_eq!(kinds(&m), vec![ViolationKind::Assertion]);
         assert!(m.violations()[0].msg.contains("recursive"));
         drop(again);
-        assert_eq!(l.owner(), Some(0), "the bogus guard must not release the real hold");
+        assert_eq!(
+            l.owner(),
+            Some(0),
+            "the bogus guard must not release the real hold"
+        );
         drop(g);
         assert!(!l.is_locked());
     }

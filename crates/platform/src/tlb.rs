@@ -200,7 +200,9 @@ mod tests {
     use super::*;
     use crate::frames::FrameKind;
     use crate::machine::{Machine, MachineConfig};
-    use crate::spinlock::tests::{config, expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note, TestBackend};
+    use crate::spinlock::tests::{
+        config, expect_done, expect_waiting, kinds, probe_machine, seq_machine, Note, TestBackend,
+    };
     use crate::violation::ViolationKind;
 
     const MM: u64 = 7;

@@ -111,14 +111,14 @@ fn user_access(cx: Ctx<'_>, mm: &MmStruct, addr: u64, store: Option<u64>) -> Res
         cx.cpu.switch_mm(mm.id);
     }
     for _ in 0..1000 {
-        if let Some(e) = cx.cpu.tlb_lookup(mm.id, vpn) {
-            if let Some(v) = access(cx, &e, vpn, store) {
-                return Ok(v);
-            }
-        }
         {
-            // The walk and the access it enables form one instruction: no IPI lands in between.
+            // TLB lookup, walk and access form one instruction: no IPI lands in between.
             let _hw = cx.cpu.hw_walk_begin();
+            if let Some(e) = cx.cpu.tlb_lookup(mm.id, vpn) {
+                if let Some(v) = access(cx, &e, vpn, store) {
+                    return Ok(v);
+                }
+            }
             if let Some(e) = hw_walk(cx, mm, addr, store.is_some()) {
                 if let Some(v) = access(cx, &e, vpn, store) {
                     return Ok(v);

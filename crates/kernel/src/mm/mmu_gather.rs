@@ -64,6 +64,11 @@ impl<'a> MmuGather<'a> {
 
     /// `tlb_flush_mmu_tlbonly`: flush the pending range.
     pub fn flush_tlbonly(&mut self, cx: Ctx<'_>) {
+        if !cx.proto().gather_tlb_flush {
+            self.start = u64::MAX;
+            self.end = 0;
+            return;
+        }
         if self.fullmm {
             if self.end > 0 || self.freed_tables {
                 cx.cpu.flush_tlb_mm(self.mm.id);

@@ -137,11 +137,11 @@ pub fn mm_inc_nr_tables(mm: &MmStruct, level: u32, n: i64) {
 /// LOCKING: `smp_wmb` orders the zeroed table before the pointer (lockless walkers).
 pub fn populate(cx: Ctx<'_>, mm: &MmStruct, p: EntryPtr, new: FrameRef) -> bool {
     let lock = table_lock(cx, mm, p.table, p.level);
-    let g = lock.lock(cx.cpu);
+    let g = cx.proto().populate_locked.then(|| lock.lock(cx.cpu));
     let installed = if p.get(cx).is_none() {
         mm_inc_nr_tables(mm, p.level - 1, 1);
         cx.cpu.smp_wmb();
-        p.set(cx, Entry::table(new.pfn));
+        pmd_populate(cx, p, new);
         true
     } else {
         false
@@ -151,6 +151,22 @@ pub fn populate(cx: Ctx<'_>, mm: &MmStruct, p: EntryPtr, new: FrameRef) -> bool 
         free_table(cx, new);
     }
     installed
+}
+
+/// `pmd_populate` / `pud_populate`: point a none entry at a table. The structural oracle (I4):
+/// a populate never overwrites a non-none entry.
+pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
+    // A plain store in the kernel; an exchange here so the oracle sees what it overwrote.
+    let cur = p.xchg(cx, Entry::table(table.pfn));
+    if !cur.is_none() {
+        cx.cpu.report(
+            mmcheck_platform::ViolationKind::BadPopulate,
+            format!(
+                "populate of entry {} of table pfn {} overwrites {cur:?}",
+                p.idx, p.table.pfn
+            ),
+        );
+    }
 }
 
 /// `pmd_install`.
@@ -283,7 +299,7 @@ pub fn pte_offset_map_lock<'a>(
         let (map, pmdval) = __pte_offset_map(cx, pmd);
         let map = map?;
         let ptl = pte_lockptr(cx, mm, pmdval).lock(cx.cpu);
-        if pmd.get(cx) == pmdval {
+        if !cx.proto().pmd_same_recheck || pmd.get(cx) == pmdval {
             return Some(PteLocked { ptl, map, pmdval });
         }
         drop(ptl);

@@ -297,6 +297,9 @@ pub fn exit_mmap(cx: Ctx<'_>, mm: &MmStruct) {
 
 /// `mmput` → `__mmdrop`: free the PGD once the address space is gone.
 pub fn mmdrop(cx: Ctx<'_>, mm: &MmStruct) {
+    cx.k.mms
+        .lock()
+        .retain(|w| w.upgrade().is_some_and(|m| m.id != mm.id));
     cx.k.machine.frames.free(&cx.cpu, mm.pgd, 0);
 }
 

@@ -215,6 +215,8 @@ fn try_get_and_clear_pmd(
     let ptl = pgtable::pte_lockptr(cx, mm, locked_val);
     let g = if std::ptr::eq(pml, ptl) {
         None
+    } else if !cx.proto().pt_reclaim_pmd_trylock {
+        Some(pml.lock(cx.cpu))
     } else {
         match pml.try_lock(cx.cpu) {
             Some(g) => Some(g),

@@ -1,0 +1,142 @@
+//! Scenarios: a geometry, a protocol, an initial state, 2–4 thread programs of kernel operations
+//! and user accesses, and expectations. [`Scenario`] is the Rust builder form; [`KernelModel`]
+//! runs one under the explorer (each thread on its own CPU, plus the RCU callback thread).
+
+pub mod model;
+
+pub use model::KernelModel;
+
+use mmcheck_kernel::{Geometry, Protocol};
+use mmcheck_platform::ViolationKind;
+
+/// What backs a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    AnonPrivate,
+    ShmemShared,
+}
+
+/// Initial state, built before any thread runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupOp {
+    /// `mmap` of `pages` pages at `addr`; `huge` adds `VM_HUGEPAGE`.
+    Mmap {
+        addr: u64,
+        pages: u64,
+        backing: Backing,
+        huge: bool,
+    },
+    /// Fault the page in with a store of `value`.
+    Store { addr: u64, value: u64 },
+    /// Fault the page in with a load.
+    Load { addr: u64 },
+}
+
+/// One operation of a thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// User load (through the TLB, the hardware walker, then a fault).
+    Load {
+        addr: u64,
+    },
+    /// User store.
+    Store {
+        addr: u64,
+        value: u64,
+    },
+    /// A page fault on `addr` (read or write), without the access.
+    Fault {
+        addr: u64,
+        write: bool,
+    },
+    Mmap {
+        addr: u64,
+        pages: u64,
+        backing: Backing,
+    },
+    Munmap {
+        addr: u64,
+        pages: u64,
+    },
+    /// `madvise(MADV_DONTNEED)`.
+    DontNeed {
+        addr: u64,
+        pages: u64,
+    },
+    /// An RCU-only software walker: `pte_offset_map`, read the PTE of `addr`, `pte_unmap`
+    /// (`filemap_fault_recheck_pte_none`, `pte_range_none`).
+    RcuWalk {
+        addr: u64,
+    },
+}
+
+/// What a scenario expects under a protocol variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    Violation(ViolationKind),
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Clean => f.write_str("clean"),
+            Verdict::Violation(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+/// A scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub geometry: Geometry,
+    pub protocol: Protocol,
+    pub nr_frames: usize,
+    pub setup: Vec<SetupOp>,
+    pub threads: Vec<Vec<Op>>,
+}
+
+impl Scenario {
+    /// An empty scenario on a small geometry (3 levels of 8 entries: a PTE table maps 8 pages).
+    pub fn new(name: &str) -> Self {
+        let mut protocol = Protocol {
+            inline_rcu_callbacks: false,
+            ..Protocol::default()
+        };
+        protocol.fault_around_pages = 4;
+        Scenario {
+            name: name.to_string(),
+            geometry: Geometry::new(3, 8).expect("valid geometry"),
+            protocol,
+            nr_frames: 96,
+            setup: Vec::new(),
+            threads: Vec::new(),
+        }
+    }
+
+    pub fn geometry(mut self, g: Geometry) -> Self {
+        self.geometry = g;
+        self
+    }
+
+    pub fn protocol(mut self, f: impl FnOnce(&mut Protocol)) -> Self {
+        f(&mut self.protocol);
+        self
+    }
+
+    pub fn setup(mut self, op: SetupOp) -> Self {
+        self.setup.push(op);
+        self
+    }
+
+    pub fn thread(mut self, ops: Vec<Op>) -> Self {
+        self.threads.push(ops);
+        self
+    }
+
+    /// Address of page `p` in the conventional scenario window (second PMD range).
+    pub fn page(&self, p: u64) -> u64 {
+        self.geometry.pmd_size() + p * self.geometry.page_size()
+    }
+}

@@ -1,0 +1,227 @@
+//! Running a [`Scenario`] under the explorer: each execution builds a fresh kernel on the
+//! explorer's backend, applies the setup, runs each thread program on its CPU and the RCU callback
+//! thread on the last CPU, and finishes with the quiescent invariants, teardown and the leak check.
+
+use crate::{Backing, Op, Scenario, SetupOp};
+use mmcheck_explore::{Finish, Model};
+use mmcheck_kernel::arch::fault::{user_load, user_store};
+use mmcheck_kernel::check::check_quiescent;
+use mmcheck_kernel::mm::madvise::madvise_dontneed;
+use mmcheck_kernel::mm::memory::do_user_addr_fault;
+use mmcheck_kernel::mm::pgtable::{pmd_off, pte_offset_map};
+use mmcheck_kernel::mm::types::MmStruct;
+use mmcheck_kernel::mm::vma::{
+    do_mmap, do_munmap, exit_mmap, madvise_hugepage, mm_alloc, mmdrop, MapBacking,
+};
+use mmcheck_kernel::{Ctx, Kernel};
+use mmcheck_platform::{Access, Backend, Machine, MachineConfig, Obj, Violation, ViolationKind};
+use parking_lot::Mutex;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// A scenario as an explorer model.
+pub struct KernelModel {
+    pub scenario: Scenario,
+}
+
+/// One instance: the kernel, its mm, and what each thread observed.
+pub struct Instance {
+    pub kernel: Kernel,
+    pub mm: Arc<MmStruct>,
+    seen: Vec<Mutex<Vec<String>>>,
+    setup_error: Option<String>,
+}
+
+fn backing(b: Backing) -> MapBacking {
+    match b {
+        Backing::AnonPrivate => MapBacking::AnonPrivate,
+        Backing::ShmemShared => MapBacking::ShmemShared,
+    }
+}
+
+impl KernelModel {
+    pub fn new(scenario: Scenario) -> Self {
+        KernelModel { scenario }
+    }
+
+    fn rcu_cpu(&self) -> usize {
+        self.scenario.threads.len()
+    }
+
+    fn run_op(&self, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
+        let ps = self.scenario.geometry.page_size();
+        let r = match *op {
+            Op::Load { addr } => {
+                user_load(cx, mm, addr).map(|v| seen.push(format!("{addr:#x}={v}")))
+            }
+            Op::Store { addr, value } => user_store(cx, mm, addr, value),
+            Op::Fault { addr, write } => do_user_addr_fault(cx, mm, addr, write),
+            Op::Mmap {
+                addr,
+                pages,
+                backing: b,
+            } => do_mmap(cx, mm, addr, pages * ps, backing(b), true, false).map(|_| ()),
+            Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
+            Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps),
+            Op::RcuWalk { addr } => {
+                let _f = cx.cpu.enter("rcu_pte_walker");
+                if let Some(pmd) = pmd_off(cx, mm, addr) {
+                    if let Some(map) = pte_offset_map(cx, pmd) {
+                        let v = map.pte(cx.geo().index(addr, 1)).get(cx);
+                        seen.push(format!(
+                            "walk {addr:#x}={}",
+                            if v.present() { "present" } else { "none" }
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            seen.push(format!("{op:?}: {e}"));
+        }
+    }
+}
+
+impl Model for KernelModel {
+    type Instance = Instance;
+
+    fn build(&self, backend: Box<dyn Backend>) -> Instance {
+        let s = &self.scenario;
+        let cfg = MachineConfig {
+            nr_cpus: s.threads.len() + 1,
+            nr_frames: s.nr_frames,
+            entries_per_table: s.geometry.entries(),
+            tlb_entries: 8,
+        };
+        let kernel = Kernel::new(Machine::new(cfg, backend), s.geometry, s.protocol.clone());
+        let cx = kernel.ctx(0);
+        let mm = mm_alloc(cx).expect("memory for the mm");
+        let ps = s.geometry.page_size();
+        let mut setup_error = None;
+        for op in &s.setup {
+            let r = match *op {
+                SetupOp::Mmap {
+                    addr,
+                    pages,
+                    backing: b,
+                    huge,
+                } => do_mmap(cx, &mm, addr, pages * ps, backing(b), true, false).and_then(|_| {
+                    if huge {
+                        madvise_hugepage(cx, &mm, addr, pages * ps)
+                    } else {
+                        Ok(())
+                    }
+                }),
+                SetupOp::Store { addr, value } => user_store(cx, &mm, addr, value),
+                SetupOp::Load { addr } => user_load(cx, &mm, addr).map(|_| ()),
+            };
+            if let Err(e) = r {
+                setup_error.get_or_insert(format!("setup {op:?}: {e}"));
+            }
+        }
+        // Setup ran on CPU 0: its translations are not the thread's to keep.
+        cx.cpu.local_flush_mm(mm.id);
+        cx.cpu.rcu_barrier();
+        let seen = s.threads.iter().map(|_| Mutex::new(Vec::new())).collect();
+        Instance {
+            kernel,
+            mm,
+            seen,
+            setup_error,
+        }
+    }
+
+    fn machine<'a>(&self, inst: &'a Instance) -> &'a Machine {
+        &inst.kernel.machine
+    }
+
+    fn threads(&self) -> usize {
+        self.scenario.threads.len() + 1
+    }
+
+    fn is_daemon(&self, t: usize) -> bool {
+        t == self.rcu_cpu()
+    }
+
+    fn thread_name(&self, t: usize) -> String {
+        if t == self.rcu_cpu() {
+            "rcu".to_string()
+        } else {
+            format!("T{t}")
+        }
+    }
+
+    fn run(&self, inst: &Instance, t: usize) {
+        let cx = inst.kernel.ctx(t);
+        if t == self.rcu_cpu() {
+            let cpu = cx.cpu;
+            loop {
+                cpu.block(Obj::Rcu, Access::RcuCallback, &|| cpu.rcu_callback_ready());
+                cpu.rcu_run_one();
+            }
+        }
+        let mut seen = Vec::new();
+        for op in &self.scenario.threads[t] {
+            self.run_op(cx, &inst.mm, op, &mut seen);
+        }
+        *inst.seen[t].lock() = seen;
+    }
+
+    fn finish(&self, inst: &Instance) -> Finish {
+        let k = &inst.kernel;
+        let mut violations: Vec<Violation> = Vec::new();
+        if let Some(e) = &inst.setup_error {
+            violations.push(Violation {
+                kind: ViolationKind::Assertion,
+                cpu: None,
+                stack: vec![],
+                msg: e.clone(),
+            });
+        }
+        let mut outcome = String::new();
+        for (t, s) in inst.seen.iter().enumerate() {
+            let _ = write!(outcome, "T{t}: {} ; ", s.lock().join(", "));
+        }
+        for (kind, msg) in check_quiescent(k) {
+            violations.push(Violation {
+                kind,
+                cpu: None,
+                stack: vec!["check_quiescent"],
+                msg,
+            });
+        }
+        if violations.is_empty() {
+            let cx = k.ctx(0);
+            exit_mmap(cx, &inst.mm);
+            mmdrop(cx, &inst.mm);
+            cx.cpu.rcu_barrier();
+            for (kind, msg) in check_quiescent(k) {
+                violations.push(Violation {
+                    kind,
+                    cpu: None,
+                    stack: vec!["exit_mmap"],
+                    msg,
+                });
+            }
+            let hz = k
+                .huge_zero
+                .lock()
+                .map_or(0, |_| 1usize << k.geo.pmd_order());
+            let used = k.machine.frames.nr_used();
+            // The zero page, the huge zero folio, and nothing else outlives the mm.
+            if used != 1 + hz {
+                violations.push(Violation {
+                    kind: ViolationKind::Leak,
+                    cpu: None,
+                    stack: vec!["exit_mmap"],
+                    msg: format!("{} frames still allocated after exit", used - 1 - hz),
+                });
+            }
+        }
+        Finish {
+            violations,
+            outcome,
+        }
+    }
+}
