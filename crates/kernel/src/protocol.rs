@@ -1,6 +1,7 @@
 //! Protocol configuration: the kernel behaviours the model can be flipped between. The defaults
 //! are the 2026 mainline (≈6.18, as on the host); each field names the kernel option or commit it
-//! follows. The seed-mechanisms issue turns these into named `switch = value` settings with presets.
+//! follows. Every field that a seed thread or a race argues about is a named switch ([`SWITCHES`])
+//! settable as `name = value`, and presets name kernel versions ([`PRESETS`]).
 
 /// How freed page tables reach the allocator (`mm/mmu_gather.c`, `tlb_remove_table`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,8 +19,10 @@ pub enum TableFree {
 pub struct Protocol {
     /// `CONFIG_PT_RECLAIM` (6.14+): MADV_DONTNEED frees PTE tables it emptied.
     pub pt_reclaim: bool,
-    /// How the mmu_gather frees tables.
+    /// How the mmu_gather frees tables (munmap, exit).
     pub table_free: TableFree,
+    /// How a PTE table emptied by PT reclaim is freed.
+    pub pt_reclaim_free: TableFree,
     /// MADV_DONTNEED may run under the per-VMA read lock (6.16+).
     pub madv_vma_lock: bool,
     /// Faults try `lock_vma_under_rcu` first (6.4+).
@@ -57,6 +60,7 @@ impl Default for Protocol {
         Protocol {
             pt_reclaim: true,
             table_free: TableFree::Rcu,
+            pt_reclaim_free: TableFree::Rcu,
             madv_vma_lock: true,
             per_vma_lock: true,
             split_ptlocks: true,
@@ -70,5 +74,244 @@ impl Default for Protocol {
             pt_reclaim_pmd_trylock: true,
             gather_tlb_flush: true,
         }
+    }
+}
+
+/// A named protocol switch: its values (the first is the 2026 default), what each means, and
+/// where the behaviour comes from.
+pub struct Switch {
+    pub name: &'static str,
+    pub values: &'static [&'static str],
+    pub doc: &'static str,
+    pub cite: &'static str,
+    get: fn(&Protocol) -> &'static str,
+    set: fn(&mut Protocol, &str) -> bool,
+}
+
+impl Switch {
+    /// The switch's value in `p`.
+    pub fn get(&self, p: &Protocol) -> &'static str {
+        (self.get)(p)
+    }
+
+    /// The kernel's (2026) value.
+    pub fn default_value(&self) -> &'static str {
+        self.get(&Protocol::default())
+    }
+}
+
+fn onoff(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn parse_onoff(v: &str) -> Option<bool> {
+    match v {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn tf_name(t: TableFree) -> &'static str {
+    match t {
+        TableFree::Rcu => "rcu",
+        TableFree::Ipi => "ipi",
+        TableFree::Immediate => "immediate",
+    }
+}
+
+fn parse_tf(v: &str) -> Option<TableFree> {
+    match v {
+        "rcu" => Some(TableFree::Rcu),
+        "ipi" => Some(TableFree::Ipi),
+        "immediate" => Some(TableFree::Immediate),
+        _ => None,
+    }
+}
+
+macro_rules! bool_switch {
+    ($name:expr, $field:ident, $doc:expr, $cite:expr) => {
+        Switch {
+            name: $name,
+            values: &["on", "off"],
+            doc: $doc,
+            cite: $cite,
+            get: |p| onoff(p.$field),
+            set: |p, v| parse_onoff(v).map(|b| p.$field = b).is_some(),
+        }
+    };
+}
+
+/// Every switch.
+pub const SWITCHES: &[Switch] = &[
+    bool_switch!(
+        "pt_reclaim",
+        pt_reclaim,
+        "MADV_DONTNEED frees the PTE tables it empties",
+        "6375e95f381e (Qi Zheng, PT_RECLAIM, 6.14); def_bool y since the Dec-2025 series"
+    ),
+    Switch {
+        name: "pt_reclaim.free",
+        values: &["rcu", "ipi", "immediate"],
+        doc: "how a table emptied by PT reclaim is freed: RCU grace period, tlb_remove_table_sync_one IPI then free (the single-table fallback before 6.14), or right after the TLB flush",
+        cite: "Qi Zheng, 'mm: pgtable: make ptlock be freed by RCU' / __tlb_remove_table_one call_rcu (6.14); Kirill Shutemov, 14 Jul 2026",
+        get: |p| tf_name(p.pt_reclaim_free),
+        set: |p, v| parse_tf(v).map(|t| p.pt_reclaim_free = t).is_some(),
+    },
+    Switch {
+        name: "tlb.table_free",
+        values: &["rcu", "ipi", "immediate"],
+        doc: "how the mmu_gather frees tables (munmap, exit): MMU_GATHER_RCU_TABLE_FREE, semi-RCU IPI, or tlb_remove_page after the flush",
+        cite: "Rik van Riel, 'x86/mm: Make MMU_GATHER_RCU_TABLE_FREE unconditional' (6.15)",
+        get: |p| tf_name(p.table_free),
+        set: |p, v| parse_tf(v).map(|t| p.table_free = t).is_some(),
+    },
+    bool_switch!(
+        "madvise.vma_lock",
+        madv_vma_lock,
+        "MADV_DONTNEED runs under the per-VMA read lock when the range is in one VMA",
+        "mm/madvise.c try_vma_read_lock (6.16)"
+    ),
+    bool_switch!(
+        "fault.vma_lock",
+        per_vma_lock,
+        "page faults try lock_vma_under_rcu before the mmap lock",
+        "Suren Baghdasaryan, per-VMA locks (6.4)"
+    ),
+    bool_switch!(
+        "ptlock.split",
+        split_ptlocks,
+        "split PTE and PMD locks live in the table pages; off means every table lock is mm->page_table_lock",
+        "CONFIG_SPLIT_PTE_PTLOCKS / CONFIG_SPLIT_PMD_PTLOCKS"
+    ),
+    bool_switch!(
+        "pte_map.recheck_pmd",
+        pmd_same_recheck,
+        "pte_offset_map_lock rechecks pmd_same after taking the PTL (R1)",
+        "0d940a9b270b Hugh Dickins, 'mm/pgtable: allow pte_offset_map[_lock]() to fail' (6.5)"
+    ),
+    bool_switch!(
+        "populate.lock",
+        populate_locked,
+        "pmd_install and __p*d_alloc populate under the table lock after rechecking none (I4)",
+        "mm/memory.c pmd_install"
+    ),
+    Switch {
+        name: "pt_reclaim.pmd_lock",
+        values: &["trylock", "lock"],
+        doc: "PT reclaim's fast path takes the PMD lock under the PTL with spin_trylock (lock inverts the PMD lock -> PTL order)",
+        cite: "mm/pt_reclaim.c try_get_and_clear_pmd (6.14)",
+        get: |p| if p.pt_reclaim_pmd_trylock { "trylock" } else { "lock" },
+        set: |p, v| match v {
+            "trylock" => {
+                p.pt_reclaim_pmd_trylock = true;
+                true
+            }
+            "lock" => {
+                p.pt_reclaim_pmd_trylock = false;
+                true
+            }
+            _ => false,
+        },
+    },
+    bool_switch!(
+        "tlb.gather_flush",
+        gather_tlb_flush,
+        "the mmu_gather flushes the TLB before freeing pages and tables it gathered (I20)",
+        "mm/mmu_gather.c tlb_flush_mmu"
+    ),
+    bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
+];
+
+/// A preset: a kernel version and the switch values that differ from the 2026 defaults.
+pub struct Preset {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub settings: &'static [(&'static str, &'static str)],
+}
+
+/// Every preset.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "linux-6.1",
+        doc: "no per-VMA locks, no PT reclaim, x86 bare metal frees tables after the IPI flush",
+        settings: &[
+            ("fault.vma_lock", "off"),
+            ("madvise.vma_lock", "off"),
+            ("pt_reclaim", "off"),
+            ("tlb.table_free", "immediate"),
+            ("pt_reclaim.free", "ipi"),
+        ],
+    },
+    Preset {
+        name: "linux-6.6",
+        doc: "per-VMA locked faults, RCU-freed retracted tables, no PT reclaim",
+        settings: &[("madvise.vma_lock", "off"), ("pt_reclaim", "off"), ("tlb.table_free", "immediate"), ("pt_reclaim.free", "ipi")],
+    },
+    Preset {
+        name: "linux-6.14",
+        doc: "PT reclaim under the mmap read lock; tables freed through tlb_remove_table",
+        settings: &[("madvise.vma_lock", "off")],
+    },
+    Preset { name: "linux-2026", doc: "mm-unstable, 2026: every default", settings: &[] },
+];
+
+/// Why a switch setting was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    #[error("unknown switch '{0}' (mmcheck switches lists them)")]
+    Unknown(String),
+    #[error("switch '{name}' takes {allowed}, not '{value}'")]
+    Value { name: String, value: String, allowed: String },
+    #[error("unknown preset '{0}' (known: linux-6.1, linux-6.6, linux-6.14, linux-2026)")]
+    Preset(String),
+}
+
+impl Protocol {
+    /// Set switch `name` to `value`.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), SwitchError> {
+        let sw = SWITCHES.iter().find(|s| s.name == name).ok_or_else(|| SwitchError::Unknown(name.into()))?;
+        if (sw.set)(self, value) {
+            Ok(())
+        } else {
+            Err(SwitchError::Value { name: name.into(), value: value.into(), allowed: sw.values.join(" | ") })
+        }
+    }
+
+    /// The protocol of a preset.
+    pub fn preset(name: &str) -> Result<Protocol, SwitchError> {
+        let p = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| SwitchError::Preset(name.into()))?;
+        let mut proto = Protocol::default();
+        for (k, v) in p.settings {
+            proto.set(k, v).expect("presets name valid switches");
+        }
+        Ok(proto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_roundtrip_and_presets() {
+        for sw in SWITCHES {
+            assert_eq!(sw.default_value(), sw.values[0], "{}: default is the first value", sw.name);
+            for v in sw.values {
+                let mut p = Protocol::default();
+                p.set(sw.name, v).unwrap();
+                assert_eq!(sw.get(&p), *v);
+            }
+        }
+        assert!(matches!(Protocol::default().set("nope", "on"), Err(SwitchError::Unknown(_))));
+        assert!(matches!(Protocol::default().set("pt_reclaim", "maybe"), Err(SwitchError::Value { .. })));
+        let p = Protocol::preset("linux-6.1").unwrap();
+        assert!(!p.per_vma_lock && !p.pt_reclaim && p.table_free == TableFree::Immediate);
+        assert_eq!(Protocol::preset("linux-2026").unwrap(), Protocol::default());
+        assert!(Protocol::preset("linux-9").is_err());
     }
 }

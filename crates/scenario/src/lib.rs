@@ -86,15 +86,33 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// A named protocol variant: switch settings applied on top of the scenario's protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub settings: Vec<(String, String)>,
+}
+
+/// An expectation: under `variant` (`None`: the scenario's own protocol) the verdict is `verdict`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    pub variant: Option<String>,
+    pub verdict: Verdict,
+}
+
 /// A scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub name: String,
+    /// One-paragraph description (what it shows).
+    pub doc: String,
     pub geometry: Geometry,
     pub protocol: Protocol,
     pub nr_frames: usize,
     pub setup: Vec<SetupOp>,
     pub threads: Vec<Vec<Op>>,
+    pub variants: Vec<Variant>,
+    pub expect: Vec<Expectation>,
 }
 
 impl Scenario {
@@ -112,7 +130,46 @@ impl Scenario {
             nr_frames: 96,
             setup: Vec::new(),
             threads: Vec::new(),
+            variants: Vec::new(),
+            expect: Vec::new(),
+            doc: String::new(),
         }
+    }
+
+    /// The protocol of a variant (`None`: the scenario's own).
+    pub fn variant_protocol(&self, variant: Option<&str>) -> Result<Protocol, mmcheck_kernel::protocol::SwitchError> {
+        let mut p = self.protocol.clone();
+        if let Some(name) = variant {
+            if let Some(v) = self.variants.iter().find(|v| v.name == name) {
+                for (k, val) in &v.settings {
+                    p.set(k, val)?;
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// This scenario under a variant's protocol.
+    pub fn with_variant(&self, variant: Option<&str>) -> Result<Scenario, mmcheck_kernel::protocol::SwitchError> {
+        Ok(Scenario { protocol: self.variant_protocol(variant)?, ..self.clone() })
+    }
+
+    pub fn doc(mut self, d: &str) -> Self {
+        self.doc = d.to_string();
+        self
+    }
+
+    pub fn variant(mut self, name: &str, settings: &[(&str, &str)]) -> Self {
+        self.variants.push(Variant {
+            name: name.to_string(),
+            settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        });
+        self
+    }
+
+    pub fn expect(mut self, variant: Option<&str>, verdict: Verdict) -> Self {
+        self.expect.push(Expectation { variant: variant.map(str::to_string), verdict });
+        self
     }
 
     pub fn geometry(mut self, g: Geometry) -> Self {

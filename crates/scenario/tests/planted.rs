@@ -118,7 +118,7 @@ fn planted_missing_recheck() {
 
 /// Missing RCU wait: PT reclaim frees the table with no grace period under an RCU walker.
 fn missing_rcu_wait(free: TableFree) -> Scenario {
-    let s = table_of_8("missing-rcu-wait", |p| p.table_free = free);
+    let s = table_of_8("missing-rcu-wait", |p| p.pt_reclaim_free = free);
     let a0 = s.page(0);
     s.thread(vec![Op::DontNeed { addr: a0, pages: 8 }])
         .thread(vec![Op::RcuWalk { addr: a0 }])

@@ -23,6 +23,8 @@ pub struct MmuGather<'a> {
     pages: Vec<FrameRef>,
     /// Tables to free after the flush: `(table, level)`.
     tables: Vec<(FrameRef, u32)>,
+    /// PTE tables PT reclaim emptied (freed by `Protocol::pt_reclaim_free`).
+    reclaimed: Vec<FrameRef>,
 }
 
 impl<'a> MmuGather<'a> {
@@ -37,6 +39,7 @@ impl<'a> MmuGather<'a> {
             freed_tables: false,
             pages: Vec::new(),
             tables: Vec::new(),
+            reclaimed: Vec::new(),
         }
     }
 
@@ -62,6 +65,13 @@ impl<'a> MmuGather<'a> {
         self.tables.push((table, level));
     }
 
+    /// PT reclaim's `pte_free_tlb` of an emptied PTE table.
+    pub fn free_reclaimed_table(&mut self, cx: Ctx<'_>, table: FrameRef, addr: u64) {
+        self.free_table(cx, table, 1, addr);
+        let t = self.tables.pop().expect("just queued");
+        self.reclaimed.push(t.0);
+    }
+
     /// `tlb_flush_mmu_tlbonly`: flush the pending range.
     pub fn flush_tlbonly(&mut self, cx: Ctx<'_>) {
         if !cx.proto().gather_tlb_flush {
@@ -83,32 +93,10 @@ impl<'a> MmuGather<'a> {
 
     /// `tlb_table_flush`: hand the queued tables to the allocator by the configured route.
     fn table_flush(&mut self, cx: Ctx<'_>) {
-        if self.tables.is_empty() {
-            return;
-        }
         let tables: Vec<(FrameRef, u32)> = self.tables.drain(..).map(|(t, _)| (t, 0)).collect();
-        match cx.proto().table_free {
-            TableFree::Rcu => {
-                let _f = cx.cpu.enter("tlb_remove_table");
-                cx.cpu.call_rcu(RcuWork::FreeFrames {
-                    frames: tables,
-                    reason: "tlb_remove_table_rcu",
-                });
-            }
-            TableFree::Ipi => {
-                let _f = cx.cpu.enter("tlb_remove_table_one");
-                cx.cpu.tlb_remove_table_sync_one();
-                for (t, o) in tables {
-                    cx.k.machine.frames.free(&cx.cpu, t, o);
-                }
-            }
-            TableFree::Immediate => {
-                let _f = cx.cpu.enter("tlb_remove_page");
-                for (t, o) in tables {
-                    cx.k.machine.frames.free(&cx.cpu, t, o);
-                }
-            }
-        }
+        free_tables(cx, tables, cx.proto().table_free);
+        let reclaimed: Vec<(FrameRef, u32)> = self.reclaimed.drain(..).map(|t| (t, 0)).collect();
+        free_tables(cx, reclaimed, cx.proto().pt_reclaim_free);
     }
 
     /// `tlb_flush_mmu`: flush, then free tables, then drop the pages' references.
@@ -131,5 +119,31 @@ impl<'a> MmuGather<'a> {
         }
         self.flush_mmu(cx);
         self.mm.tlb_flush_pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Free detached, flushed tables by `how`.
+fn free_tables(cx: Ctx<'_>, tables: Vec<(FrameRef, u32)>, how: TableFree) {
+    if tables.is_empty() {
+        return;
+    }
+    match how {
+        TableFree::Rcu => {
+            let _f = cx.cpu.enter("tlb_remove_table");
+            cx.cpu.call_rcu(RcuWork::FreeFrames { frames: tables, reason: "tlb_remove_table_rcu" });
+        }
+        TableFree::Ipi => {
+            let _f = cx.cpu.enter("tlb_remove_table_one");
+            cx.cpu.tlb_remove_table_sync_one();
+            for (t, o) in tables {
+                cx.k.machine.frames.free(&cx.cpu, t, o);
+            }
+        }
+        TableFree::Immediate => {
+            let _f = cx.cpu.enter("tlb_remove_page");
+            for (t, o) in tables {
+                cx.k.machine.frames.free(&cx.cpu, t, o);
+            }
+        }
     }
 }

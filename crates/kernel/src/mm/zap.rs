@@ -194,7 +194,7 @@ pub fn zap_pte_range(
         }
         if direct_reclaim {
             let table = cx.k.machine.frames.current(pmdval.pfn());
-            tlb.free_table(cx, table, 1, start);
+            tlb.free_reclaimed_table(cx, table, start);
             pgtable::mm_inc_nr_tables(mm, 1, -1);
         }
     }
