@@ -46,6 +46,29 @@ fn is_reader_boundary(e: &Event) -> bool {
     )
 }
 
+/// A cheap summary for scans: events with different keys and no special family are independent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    obj: Obj,
+    special: bool,
+}
+
+impl Key {
+    pub fn of(e: &Event) -> Key {
+        let special = matches!(e.access, Access::FrameFree | Access::FrameAlloc)
+            || is_global(e)
+            || is_gp(e)
+            || is_reader_boundary(e);
+        Key { obj: e.obj, special }
+    }
+
+    /// False only if the two events are certainly independent.
+    #[inline]
+    pub fn may_depend(&self, other: &Key) -> bool {
+        self.special || other.special || self.obj == other.obj
+    }
+}
+
 /// True if the order of `a` and `b` (by different threads) can matter.
 pub fn dependent(a: &Event, b: &Event) -> bool {
     if a.access == Access::FrameFree || b.access == Access::FrameFree {

@@ -8,7 +8,7 @@
 //! (all enabled threads when no initial is enabled there, which blocking operations can cause).
 //! With a preemption bound, choices beyond the bound are pruned and the result is not `complete`.
 
-use crate::deps::dependent;
+use crate::deps::{dependent, Key};
 use crate::exec::{Exec, StackPool, MAX_THREADS};
 use crate::{Config, Counterexample, Model, Outcome};
 use mmcheck_platform::{Event, Obj, Violation, ViolationKind};
@@ -27,6 +27,7 @@ fn join(a: &mut Vc, b: &Vc) {
 struct Node {
     thread: usize,
     ev: Event,
+    key: Key,
     clock: Vc,
     pending: [Option<Event>; MAX_THREADS],
     enabled: u32,
@@ -153,6 +154,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 stack.push(Node {
                     thread: t,
                     ev: Event::new(Obj::Alloc, mmcheck_platform::Access::Read),
+                    key: Key::of(&Event::new(Obj::Alloc, mmcheck_platform::Access::Read)),
                     clock: [0; MAX_THREADS],
                     pending,
                     enabled,
@@ -169,14 +171,16 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             let ev = ex.step(t);
             let prev_clock = thread_clock[t];
             let mut c = prev_clock;
+            let key = Key::of(&ev);
             for n in &stack[..depth] {
-                if n.thread != t && dependent(&n.ev, &ev) {
+                if n.thread != t && n.key.may_depend(&key) && dependent(&n.ev, &ev) {
                     join(&mut c, &n.clock);
                 }
             }
             c[t] = prev_clock[t] + 1;
             thread_clock[t] = c;
             stack[depth].ev = ev;
+            stack[depth].key = key;
             stack[depth].clock = c;
             if depth >= fresh_from {
                 add_backtracks(&mut stack, depth, &prev_clock);
@@ -194,7 +198,9 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 }
             }
             depth += 1;
-            violation = ex.violation();
+            if ex.violated() {
+                violation = ex.violation();
+            }
         }
         stack.truncate(depth);
         out.executions += 1;
@@ -271,11 +277,12 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
 fn add_backtracks(stack: &mut [Node], n: usize, prev_clock: &Vc) {
     let p = stack[n].thread;
     let ev = stack[n].ev;
+    let key = stack[n].key;
     let blocking = stack[n].blocking;
     let mut covered = *prev_clock;
     for i in (0..n).rev() {
         let ti = stack[i].thread;
-        if ti == p || !dependent(&stack[i].ev, &ev) {
+        if ti == p || !stack[i].key.may_depend(&key) || !dependent(&stack[i].ev, &ev) {
             continue;
         }
         if stack[i].clock[ti] <= covered[ti] {

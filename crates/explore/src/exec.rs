@@ -122,6 +122,10 @@ impl Backend for CoreHandle {
             *slot = Some(v.clone());
         }
     }
+
+    fn stopping(&self) -> bool {
+        self.0.aborting.get()
+    }
 }
 
 /// One step of an execution.
@@ -254,9 +258,17 @@ impl<M: Model> Exec<M> {
 
     /// Bitmask of enabled threads.
     pub fn enabled_mask(&self) -> u32 {
-        (0..self.threads())
-            .filter(|&t| self.enabled(t))
-            .fold(0, |m, t| m | 1 << t)
+        let mut m = 0;
+        for (t, p) in self.pending.iter().enumerate() {
+            let on = match p {
+                None => false,
+                Some(Req::Visible(_)) => true,
+                // SAFETY: see `Req::Block`.
+                Some(Req::Block(_, r)) => unsafe { (**r)() },
+            };
+            m |= (on as u32) << t;
+        }
+        m
     }
 
     /// True when every non-daemon thread has finished.
@@ -284,7 +296,14 @@ impl<M: Model> Exec<M> {
 
     /// The violation the last step raised, if any.
     pub fn violation(&self) -> Option<Violation> {
-        self.core.violation.borrow().clone()
+        let v = self.core.violation.borrow();
+        v.as_ref().map(|v| v.clone())
+    }
+
+    /// True once a violation was raised.
+    #[inline]
+    pub fn violated(&self) -> bool {
+        self.core.violation.borrow().is_some()
     }
 
     /// The kernel function at thread `t`'s pending operation (recording mode).
@@ -338,8 +357,12 @@ impl<M: Model> Exec<M> {
     /// End the execution: run the model's final checks if it finished normally.
     pub fn finish(mut self, pool: &mut StackPool, run_final: bool) -> Option<Finish> {
         self.core.aborting.set(true);
-        for co in self.cos.iter_mut() {
+        for (t, co) in self.cos.iter_mut().enumerate() {
             if let Some(mut c) = co.take() {
+                if c.started() && !c.done() && self.model.is_daemon(t) {
+                    // A daemon notices `stopping` and returns: cheaper than unwinding it.
+                    let _ = c.resume(());
+                }
                 if c.started() && !c.done() {
                     c.force_unwind();
                 }

@@ -154,7 +154,9 @@ pub fn run_one<M: Model>(
             event,
             func,
         });
-        violation = ex.violation();
+        if ex.violated() {
+            violation = ex.violation();
+        }
     }
     let lock_edges = ex.locks.edges.iter().map(|(k, v)| (*k, *v)).collect();
     let clean_end = violation.is_none() && !abandoned;

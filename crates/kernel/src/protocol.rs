@@ -224,6 +224,27 @@ pub const SWITCHES: &[Switch] = &[
         "the mmu_gather flushes the TLB before freeing pages and tables it gathered (I20)",
         "mm/mmu_gather.c tlb_flush_mmu"
     ),
+    Switch {
+        name: "gather.batch",
+        values: &["512", "1", "2", "4", "8", "16"],
+        doc: "pages an mmu_gather batches before a forced flush (small batches force the PTL drop and PT reclaim's slow path)",
+        cite: "MAX_GATHER_BATCH, include/asm-generic/tlb.h",
+        get: |p| match p.gather_batch {
+            1 => "1",
+            2 => "2",
+            4 => "4",
+            8 => "8",
+            16 => "16",
+            _ => "512",
+        },
+        set: |p, v| match v.parse::<usize>() {
+            Ok(n @ (1 | 2 | 4 | 8 | 16 | 512)) => {
+                p.gather_batch = n;
+                true
+            }
+            _ => false,
+        },
+    },
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
 ];
 

@@ -36,12 +36,27 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Print throughput figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Run random cases on the host kernel and on the model, and compare what each observes.
     DiffKernel {
         #[arg(long, default_value_t = 100)]
         cases: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// The explorer on the built-in reference scenario: random and DPOR steps/s and executions/s.
+    Explore {
+        /// Seconds per mode.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
     },
 }
 
@@ -61,6 +76,47 @@ fn main() -> ExitCode {
             stress(threads as usize, seconds, seed)
         }
         Cmd::DiffKernel { cases, seed } => diff_kernel(cases, seed),
+        Cmd::Bench { what: BenchWhat::Explore { seconds } } => {
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+                eprintln!("error: --seconds must be a positive number of seconds up to 3600");
+                return ExitCode::from(2);
+            }
+            bench_explore(seconds)
+        }
+    }
+}
+
+fn bench_explore(seconds: f64) -> ExitCode {
+    use mmcheck_explore::{explore, Config, Mode};
+    use mmcheck_scenario::{catalogue, KernelModel};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let m = Arc::new(KernelModel::new(catalogue::reference()));
+    println!("reference scenario: {} (3 threads, ~40 visible steps each)", m.scenario.doc);
+    let budget = Some(Duration::from_secs_f64(seconds));
+    let mut ok = true;
+    for (name, mode) in [("random", Mode::Random), ("pct", Mode::Pct { depth: 3 }), ("dpor", Mode::Dpor)] {
+        let cfg = Config { mode, budget, seed: 1, stop_on_violation: true, ..Config::default() };
+        let out = explore(m.clone(), &cfg);
+        let secs = out.elapsed.as_secs_f64();
+        println!(
+            "{name}: {:.2}M steps/s, {:.1}k executions/s ({} executions, {} steps, {:.2} s{})",
+            out.steps as f64 / secs / 1e6,
+            out.executions as f64 / secs / 1e3,
+            out.executions,
+            out.steps,
+            secs,
+            if mode == Mode::Dpor { format!(", complete: {}", out.complete) } else { String::new() }
+        );
+        if let Some(cx) = out.counterexample {
+            println!("  unexpected violation: {}", cx.violation);
+            ok = false;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

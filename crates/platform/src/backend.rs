@@ -19,6 +19,11 @@ pub trait Backend: Send + Sync {
     /// A violation was recorded. Explore stops the execution; native lets the run continue so the
     /// stress driver can report it.
     fn violation(&self, cpu: usize, v: &Violation);
+
+    /// True once the execution is over: daemon threads (the RCU callback thread) return.
+    fn stopping(&self) -> bool {
+        false
+    }
 }
 
 /// Real threads, real atomics.

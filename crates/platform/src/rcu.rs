@@ -34,6 +34,8 @@ struct Pending {
 #[derive(Default)]
 pub struct RcuState {
     pending: Mutex<Vec<Pending>>,
+    /// `pending.len()`, readable without the lock (the explorer asks every step).
+    count: std::sync::atomic::AtomicUsize,
 }
 
 /// An RCU read-side critical section; dropping it is `rcu_read_unlock`.
@@ -112,7 +114,9 @@ impl<'m> Cpu<'m> {
     pub fn call_rcu(&self, work: RcuWork) {
         self.visible(Obj::Rcu, Access::CallRcu);
         let snap = self.rcu_snapshot();
-        self.m.rcu.pending.lock().push(Pending { snap, work });
+        let mut q = self.m.rcu.pending.lock();
+        q.push(Pending { snap, work });
+        self.m.rcu.count.store(q.len(), Ordering::SeqCst);
     }
 
     /// True if some callback's grace period has ended (the explore RCU thread is enabled).
@@ -135,7 +139,11 @@ impl<'m> Cpu<'m> {
         let work = {
             let mut q = self.m.rcu.pending.lock();
             match q.iter().position(|p| gp_done(&p.snap, self)) {
-                Some(i) => q.remove(i).work,
+                Some(i) => {
+                    let w = q.remove(i).work;
+                    self.m.rcu.count.store(q.len(), Ordering::SeqCst);
+                    w
+                }
                 None => return false,
             }
         };

@@ -2,6 +2,7 @@
 //! and user accesses, and expectations. [`Scenario`] is the Rust builder form; [`KernelModel`]
 //! runs one under the explorer (each thread on its own CPU, plus the RCU callback thread).
 
+pub mod catalogue;
 pub mod model;
 
 pub use model::KernelModel;
@@ -127,7 +128,7 @@ impl Scenario {
             name: name.to_string(),
             geometry: Geometry::new(3, 8).expect("valid geometry"),
             protocol,
-            nr_frames: 96,
+            nr_frames: 64,
             setup: Vec::new(),
             threads: Vec::new(),
             variants: Vec::new(),

@@ -156,8 +156,12 @@ impl Model for KernelModel {
         let cx = inst.kernel.ctx(t);
         if t == self.rcu_cpu() {
             let cpu = cx.cpu;
+            let backend = inst.kernel.machine.backend();
             loop {
                 cpu.block(Obj::Rcu, Access::RcuCallback, &|| cpu.rcu_callback_ready());
+                if backend.stopping() {
+                    return;
+                }
                 cpu.rcu_run_one();
             }
         }
