@@ -53,6 +53,21 @@ pub struct Protocol {
     /// The mmu_gather flushes the TLB before freeing what it gathered (I20). Off plants a missing
     /// flush.
     pub gather_tlb_flush: bool,
+    /// GUP-fast rechecks the PMD after grabbing the folio (Yang Shi, 6.1).
+    pub gup_fast_recheck_pmd: bool,
+    /// GUP-fast rechecks the PTE after grabbing the folio.
+    pub gup_fast_recheck_pte: bool,
+    /// What a `folio_walk_start` caller holds: the mmap read lock, the per-VMA read lock
+    /// (FW_VMA_LOCKED v1), or the VMA lock with IRQs off across the walk (v2).
+    pub folio_walk_lock: FolioWalkLock,
+}
+
+/// The lock a `folio_walk_start` caller holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FolioWalkLock {
+    Mmap,
+    Vma,
+    VmaIrqoff,
 }
 
 impl Default for Protocol {
@@ -73,6 +88,9 @@ impl Default for Protocol {
             populate_locked: true,
             pt_reclaim_pmd_trylock: true,
             gather_tlb_flush: true,
+            gup_fast_recheck_pmd: true,
+            gup_fast_recheck_pte: true,
+            folio_walk_lock: FolioWalkLock::Mmap,
         }
     }
 }
@@ -245,6 +263,38 @@ pub const SWITCHES: &[Switch] = &[
             _ => false,
         },
     },
+    bool_switch!(
+        "gup_fast.recheck_pmd",
+        gup_fast_recheck_pmd,
+        "GUP-fast rechecks the PMD after taking the folio reference",
+        "Yang Shi, 'mm: gup: fix the fast GUP race against THP collapse' (6.1)"
+    ),
+    bool_switch!(
+        "gup_fast.recheck_pte",
+        gup_fast_recheck_pte,
+        "GUP-fast rechecks the PTE after taking the folio reference",
+        "mm/gup.c gup_fast_pte_range"
+    ),
+    Switch {
+        name: "folio_walk.lock",
+        values: &["mmap", "vma", "vma_irqoff"],
+        doc: "what folio_walk_start callers hold: the mmap read lock, the per-VMA read lock (FW_VMA_LOCKED v1), or the VMA lock with IRQs off across the walk (v2)",
+        cite: "Rik van Riel, '[PATCH 2/3] mm/pagewalk: let folio_walk_start() run under the per-VMA lock' v1 (16 Jun 2026), v2 (24 Jun 2026); Lorenzo Stoakes' reviews",
+        get: |p| match p.folio_walk_lock {
+            FolioWalkLock::Mmap => "mmap",
+            FolioWalkLock::Vma => "vma",
+            FolioWalkLock::VmaIrqoff => "vma_irqoff",
+        },
+        set: |p, v| {
+            p.folio_walk_lock = match v {
+                "mmap" => FolioWalkLock::Mmap,
+                "vma" => FolioWalkLock::Vma,
+                "vma_irqoff" => FolioWalkLock::VmaIrqoff,
+                _ => return false,
+            };
+            true
+        },
+    },
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
 ];
 
@@ -271,14 +321,23 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "linux-6.6",
         doc: "per-VMA locked faults, RCU-freed retracted tables, no PT reclaim",
-        settings: &[("madvise.vma_lock", "off"), ("pt_reclaim", "off"), ("tlb.table_free", "immediate"), ("pt_reclaim.free", "ipi")],
+        settings: &[
+            ("madvise.vma_lock", "off"),
+            ("pt_reclaim", "off"),
+            ("tlb.table_free", "immediate"),
+            ("pt_reclaim.free", "ipi"),
+        ],
     },
     Preset {
         name: "linux-6.14",
         doc: "PT reclaim under the mmap read lock; tables freed through tlb_remove_table",
         settings: &[("madvise.vma_lock", "off")],
     },
-    Preset { name: "linux-2026", doc: "mm-unstable, 2026: every default", settings: &[] },
+    Preset {
+        name: "linux-2026",
+        doc: "mm-unstable, 2026: every default",
+        settings: &[],
+    },
 ];
 
 /// Why a switch setting was refused.
@@ -287,7 +346,11 @@ pub enum SwitchError {
     #[error("unknown switch '{0}' (mmcheck switches lists them)")]
     Unknown(String),
     #[error("switch '{name}' takes {allowed}, not '{value}'")]
-    Value { name: String, value: String, allowed: String },
+    Value {
+        name: String,
+        value: String,
+        allowed: String,
+    },
     #[error("unknown preset '{0}' (known: linux-6.1, linux-6.6, linux-6.14, linux-2026)")]
     Preset(String),
 }
@@ -295,17 +358,27 @@ pub enum SwitchError {
 impl Protocol {
     /// Set switch `name` to `value`.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), SwitchError> {
-        let sw = SWITCHES.iter().find(|s| s.name == name).ok_or_else(|| SwitchError::Unknown(name.into()))?;
+        let sw = SWITCHES
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| SwitchError::Unknown(name.into()))?;
         if (sw.set)(self, value) {
             Ok(())
         } else {
-            Err(SwitchError::Value { name: name.into(), value: value.into(), allowed: sw.values.join(" | ") })
+            Err(SwitchError::Value {
+                name: name.into(),
+                value: value.into(),
+                allowed: sw.values.join(" | "),
+            })
         }
     }
 
     /// The protocol of a preset.
     pub fn preset(name: &str) -> Result<Protocol, SwitchError> {
-        let p = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| SwitchError::Preset(name.into()))?;
+        let p = PRESETS
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| SwitchError::Preset(name.into()))?;
         let mut proto = Protocol::default();
         for (k, v) in p.settings {
             proto.set(k, v).expect("presets name valid switches");
@@ -321,15 +394,26 @@ mod tests {
     #[test]
     fn switches_roundtrip_and_presets() {
         for sw in SWITCHES {
-            assert_eq!(sw.default_value(), sw.values[0], "{}: default is the first value", sw.name);
+            assert_eq!(
+                sw.default_value(),
+                sw.values[0],
+                "{}: default is the first value",
+                sw.name
+            );
             for v in sw.values {
                 let mut p = Protocol::default();
                 p.set(sw.name, v).unwrap();
                 assert_eq!(sw.get(&p), *v);
             }
         }
-        assert!(matches!(Protocol::default().set("nope", "on"), Err(SwitchError::Unknown(_))));
-        assert!(matches!(Protocol::default().set("pt_reclaim", "maybe"), Err(SwitchError::Value { .. })));
+        assert!(matches!(
+            Protocol::default().set("nope", "on"),
+            Err(SwitchError::Unknown(_))
+        ));
+        assert!(matches!(
+            Protocol::default().set("pt_reclaim", "maybe"),
+            Err(SwitchError::Value { .. })
+        ));
         let p = Protocol::preset("linux-6.1").unwrap();
         assert!(!p.per_vma_lock && !p.pt_reclaim && p.table_free == TableFree::Immediate);
         assert_eq!(Protocol::preset("linux-2026").unwrap(), Protocol::default());

@@ -2,17 +2,22 @@
 //! explorer's backend, applies the setup, runs each thread program on its CPU and the RCU callback
 //! thread on the last CPU, and finishes with the quiescent invariants, teardown and the leak check.
 
-use crate::{Backing, Op, Scenario, SetupOp};
+use crate::{Backing, Op, Scenario, SetupOp, WalkUse};
 use mmcheck_explore::{Finish, Model};
 use mmcheck_kernel::arch::fault::{user_load, user_store};
 use mmcheck_kernel::check::check_quiescent;
+use mmcheck_kernel::mm::folio;
+use mmcheck_kernel::mm::gup::{get_user_page_fast, gup_put};
 use mmcheck_kernel::mm::madvise::madvise_dontneed;
 use mmcheck_kernel::mm::memory::do_user_addr_fault;
+use mmcheck_kernel::mm::memory::lock_vma_under_rcu;
+use mmcheck_kernel::mm::pagewalk::{folio_walk_end, folio_walk_start};
 use mmcheck_kernel::mm::pgtable::{pmd_off, pte_offset_map};
 use mmcheck_kernel::mm::types::MmStruct;
 use mmcheck_kernel::mm::vma::{
     do_mmap, do_munmap, exit_mmap, madvise_hugepage, mm_alloc, mmdrop, MapBacking,
 };
+use mmcheck_kernel::protocol::FolioWalkLock;
 use mmcheck_kernel::{Ctx, Kernel};
 use mmcheck_platform::{Access, Backend, Machine, MachineConfig, Obj, Violation, ViolationKind};
 use parking_lot::Mutex;
@@ -76,10 +81,82 @@ impl KernelModel {
                 }
                 Ok(())
             }
+            Op::FolioWalk { addr, use_ } => {
+                self.folio_walk(cx, mm, addr, use_, seen);
+                Ok(())
+            }
+            Op::GupFast {
+                addr,
+                write,
+                pin,
+                value,
+            } => get_user_page_fast(cx, mm, addr, write, pin).map(|p| {
+                if write {
+                    cx.cpu.data_write(p.page, value);
+                } else {
+                    let v = cx.cpu.data_read(p.page);
+                    seen.push(format!("gup {addr:#x}={v}"));
+                }
+                gup_put(cx, p);
+            }),
         };
         if let Err(e) = r {
             seen.push(format!("{op:?}: {e}"));
         }
+    }
+}
+
+impl KernelModel {
+    /// A `folio_walk_start` caller: take the lock the protocol says, walk, use, end.
+    fn folio_walk(
+        &self,
+        cx: Ctx<'_>,
+        mm: &MmStruct,
+        addr: u64,
+        use_: WalkUse,
+        seen: &mut Vec<String>,
+    ) {
+        let _f = cx.cpu.enter("folio_walk_caller");
+        let how = cx.proto().folio_walk_lock;
+        let vma_lock = if how == FolioWalkLock::Mmap {
+            None
+        } else {
+            lock_vma_under_rcu(cx, mm, addr)
+        };
+        let mmap = if vma_lock.is_none() {
+            Some(mm.mmap_lock.read_lock(cx.cpu))
+        } else {
+            None
+        };
+        if mm.vma_lookup(cx, addr).is_none() {
+            seen.push(format!("walk {addr:#x}: no vma"));
+            return;
+        }
+        let irq = (how == FolioWalkLock::VmaIrqoff && vma_lock.is_some())
+            .then(|| cx.cpu.local_irq_disable());
+        let Some(fw) = folio_walk_start(cx, mm, addr) else {
+            seen.push(format!("walk {addr:#x}: none"));
+            return;
+        };
+        match use_ {
+            WalkUse::Ptl => {
+                fw.check_still_mapped(cx, mm);
+                let v = cx.cpu.data_read(fw.page);
+                seen.push(format!("walk {addr:#x}={v}"));
+                folio_walk_end(cx, fw);
+            }
+            WalkUse::Ref => {
+                folio::folio_ref_add(cx, fw.folio, 1);
+                let (page, f) = (fw.page, fw.folio);
+                folio_walk_end(cx, fw);
+                drop(irq);
+                let v = cx.cpu.data_read(page);
+                seen.push(format!("walk {addr:#x}={v}"));
+                folio::folio_put(cx, f);
+            }
+        }
+        drop(mmap);
+        drop(vma_lock);
     }
 }
 

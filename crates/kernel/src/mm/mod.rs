@@ -2,10 +2,12 @@
 
 pub mod folio;
 pub mod fork;
+pub mod gup;
 pub mod huge_memory;
 pub mod madvise;
 pub mod memory;
 pub mod mmu_gather;
+pub mod pagewalk;
 pub mod pgtable;
 pub mod rmap;
 pub mod shmem;

@@ -306,3 +306,350 @@ pub fn pte_offset_map_lock<'a>(
         drop(map);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Unit tests of the walk/alloc/map helpers, and test support for the other kernel test
+    //! modules: kernels whose waits panic (single-threaded tests) or are reported (threaded ones).
+
+    use super::*;
+    use crate::mm::vma::mm_alloc;
+    use crate::{Geometry, Kernel, Protocol};
+    use mmcheck_platform::{
+        Access, Backend, Event, Machine, MachineConfig, Obj, Violation, ViolationKind,
+    };
+    use std::sync::mpsc;
+    use std::sync::Arc;
+
+    pub(crate) const BASE: u64 = 0x4000_0000_0000;
+    pub(crate) const PG: u64 = 4096;
+
+    /// What the probe backend or a test thread reports.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Note {
+        Waiting { cpu: usize, ev: Event },
+        Done(usize, &'static str),
+    }
+
+    /// `Sequential`: a wait that cannot proceed at once panics (it would never end in a
+    /// single-threaded test). `Probe`: such a wait is reported, then spun out.
+    pub(crate) enum TestBackend {
+        Sequential,
+        Probe(mpsc::Sender<Note>),
+    }
+
+    impl Backend for TestBackend {
+        fn visible(&self, _cpu: usize, _ev: Event) {}
+
+        fn block(&self, cpu: usize, ev: Event, ready: &dyn Fn() -> bool) {
+            if ready() {
+                return;
+            }
+            match self {
+                TestBackend::Sequential => {
+                    panic!("CPU{cpu} would wait forever for {ev:?} in a single-threaded test")
+                }
+                TestBackend::Probe(tx) => {
+                    let _ = tx.send(Note::Waiting { cpu, ev });
+                    while !ready() {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+
+        fn violation(&self, _cpu: usize, _v: &Violation) {}
+    }
+
+    fn kernel_on(backend: TestBackend, proto: Protocol, nr_cpus: usize) -> Kernel {
+        let geo = Geometry::X86_64;
+        let cfg = MachineConfig {
+            nr_cpus,
+            nr_frames: 1 << 12,
+            entries_per_table: geo.entries(),
+            ..MachineConfig::default()
+        };
+        Kernel::new(Machine::new(cfg, Box::new(backend)), geo, proto)
+    }
+
+    /// A 2-CPU x86-64 kernel for single-threaded tests.
+    pub(crate) fn seq_kernel(proto: Protocol) -> Kernel {
+        kernel_on(TestBackend::Sequential, proto, 2)
+    }
+
+    /// A 2-CPU kernel whose waits are reported on the receiver.
+    pub(crate) fn probe_kernel(
+        proto: Protocol,
+    ) -> (Kernel, mpsc::Sender<Note>, mpsc::Receiver<Note>) {
+        let (tx, rx) = mpsc::channel();
+        let k = kernel_on(TestBackend::Probe(tx.clone()), proto, 2);
+        (k, tx, rx)
+    }
+
+    /// Receive notes until `cpu` waits for an `access` event; panic if it reports done first.
+    pub(crate) fn expect_waiting(rx: &mpsc::Receiver<Note>, cpu: usize, access: Access) -> Event {
+        loop {
+            match rx.recv().expect("test threads hung up") {
+                Note::Waiting { cpu: c, ev } if c == cpu && ev.access == access => return ev,
+                Note::Done(c, tag) if c == cpu => {
+                    panic!("CPU{cpu} finished {tag:?} without waiting for {access:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(crate) fn kinds(k: &Kernel) -> Vec<ViolationKind> {
+        k.machine.violations().iter().map(|v| v.kind).collect()
+    }
+
+    /// An mm with the upper tables for `BASE` and its PMD entry (none).
+    fn mm_and_pmd(k: &Kernel) -> (Arc<MmStruct>, EntryPtr) {
+        let cx = k.ctx(0);
+        let mm = mm_alloc(cx).unwrap();
+        let pmd = pmd_alloc(cx, &mm, BASE).unwrap();
+        (mm, pmd)
+    }
+
+    #[test]
+    fn pmd_alloc_builds_the_upper_levels_once() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let (mm, pmd) = mm_and_pmd(&k);
+        assert_eq!(pmd.level, 2);
+        assert_eq!(pmd.idx, Geometry::X86_64.index(BASE, 2));
+        assert_eq!(mm.nr_puds.load(Ordering::SeqCst), 1);
+        assert_eq!(mm.nr_pmds.load(Ordering::SeqCst), 1);
+        assert_eq!(mm.pgtables(), 2);
+        assert_eq!(k.machine.frames.kind(pmd.table.pfn), FrameKind::Table(2));
+        let used = k.machine.frames.nr_used();
+        // Same PMD table for the neighbouring 2 MiB; no new allocation.
+        let pmd2 = pmd_alloc(cx, &mm, BASE + (2 << 20)).unwrap();
+        assert_eq!((pmd2.table, pmd2.idx), (pmd.table, pmd.idx + 1));
+        assert_eq!(k.machine.frames.nr_used(), used);
+        assert_eq!(pmd_off(cx, &mm, BASE), Some(pmd));
+        assert_eq!(pmd_off(cx, &mm, BASE + (1 << 39)), None, "another PGD slot");
+        assert!(pmd.get(cx).is_none());
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn pte_offset_map_lock_fails_on_a_none_pmd() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let (mm, pmd) = mm_and_pmd(&k);
+        assert!(pte_offset_map_lock(cx, &mm, pmd).is_none());
+        assert!(pte_offset_map(cx, pmd).is_none());
+        assert!(pte_offset_map_rw_nolock(cx, &mm, pmd).is_none());
+        assert!(!cx.cpu.in_rcu_reader(), "a failed map leaves RCU");
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn pte_offset_map_lock_fails_on_a_huge_or_migration_pmd() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let (mm, pmd) = mm_and_pmd(&k);
+        for e in [
+            Entry::huge(512, true, true),
+            Entry::huge(512, false, false).without(Entry::PRESENT),
+            Entry::swp(Entry::SWP_MIGRATION_READ, 512),
+        ] {
+            pmd.set(cx, e);
+            assert!(pte_offset_map_lock(cx, &mm, pmd).is_none(), "{e:?}");
+            let (map, val) = __pte_offset_map(cx, pmd);
+            assert!(map.is_none());
+            assert_eq!(val, e, "the value read is returned");
+            assert!(!cx.cpu.in_rcu_reader());
+        }
+        pmd.set(cx, Entry::NONE);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn pte_offset_map_lock_maps_and_locks_the_installed_table() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let (mm, pmd) = mm_and_pmd(&k);
+        __pte_alloc(cx, &mm, pmd).unwrap();
+        assert_eq!(mm.nr_ptes.load(Ordering::SeqCst), 1);
+        let val = pmd.get(cx);
+        assert!(val.is_table());
+        let l = pte_offset_map_lock(cx, &mm, pmd).expect("a table is installed");
+        assert_eq!(l.table(), k.machine.frames.current(val.pfn()));
+        assert_eq!(l.pmdval, val);
+        assert_eq!(k.machine.frames.kind(l.table().pfn), FrameKind::Table(1));
+        let ptl = pte_lockptr(cx, &mm, val);
+        assert!(std::ptr::eq(ptl, &k.machine.frames.frame(val.pfn()).ptl));
+        assert_eq!(ptl.owner(), Some(0));
+        assert!(cx.cpu.in_rcu_reader(), "the map holds RCU");
+        assert!(l.pte(7).get(cx).is_none());
+        drop(l);
+        assert!(!ptl.is_locked());
+        assert!(!cx.cpu.in_rcu_reader());
+        // pte_alloc on a populated PMD allocates nothing.
+        let used = k.machine.frames.nr_used();
+        pte_alloc(cx, &mm, pmd).unwrap();
+        assert_eq!(k.machine.frames.nr_used(), used);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn without_split_ptlocks_every_table_lock_is_page_table_lock() {
+        let proto = Protocol {
+            split_ptlocks: false,
+            ..Protocol::default()
+        };
+        let k = seq_kernel(proto);
+        let cx = k.ctx(0);
+        let (mm, pmd) = mm_and_pmd(&k);
+        __pte_alloc(cx, &mm, pmd).unwrap();
+        assert!(std::ptr::eq(
+            pte_lockptr(cx, &mm, pmd.get(cx)),
+            &mm.page_table_lock
+        ));
+        assert!(std::ptr::eq(pmd_lockptr(cx, &mm, pmd), &mm.page_table_lock));
+        let l = pte_offset_map_lock(cx, &mm, pmd).unwrap();
+        assert_eq!(mm.page_table_lock.owner(), Some(0));
+        drop(l);
+        assert!(!mm.page_table_lock.is_locked());
+        // With split locks the PMD lock lives in the PMD table's page.
+        let k = seq_kernel(Protocol::default());
+        let (mm, pmd) = mm_and_pmd(&k);
+        let cx = k.ctx(0);
+        assert!(std::ptr::eq(
+            pmd_lockptr(cx, &mm, pmd),
+            &k.machine.frames.frame(pmd.table.pfn).ptl
+        ));
+    }
+
+    #[test]
+    fn pmd_install_frees_the_losers_table() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let (mm, pmd) = mm_and_pmd(&k);
+        let winner = alloc_table(cx, 1).unwrap();
+        let loser = alloc_table(cx, 1).unwrap();
+        assert!(pmd_install(cx, &mm, pmd, winner));
+        assert!(!pmd_install(cx, &mm, pmd, loser));
+        assert_eq!(pmd.get(cx), Entry::table(winner.pfn));
+        assert_eq!(k.machine.frames.kind(loser.pfn), FrameKind::Free);
+        assert!(k.machine.frames.is_live(winner));
+        assert_eq!(
+            mm.nr_ptes.load(Ordering::SeqCst),
+            1,
+            "only the winner is counted"
+        );
+        assert!(!k.machine.frames.frame(pmd.table.pfn).ptl.is_locked());
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn pte_offset_map_lock_follows_a_replaced_table() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let (mm, pmd) = mm_and_pmd(&k);
+        let t1 = alloc_table(cx, 1).unwrap();
+        assert!(pmd_install(cx, &mm, pmd, t1));
+        let l = pte_offset_map_lock(cx, &mm, pmd).unwrap();
+        assert_eq!(l.table(), t1);
+        drop(l);
+        // Detach t1 (as PT reclaim or collapse would), install t2.
+        {
+            let _g = pmd_lock(cx, &mm, pmd);
+            pmd.set(cx, Entry::NONE);
+        }
+        let t2 = alloc_table(cx, 1).unwrap();
+        assert!(pmd_install(cx, &mm, pmd, t2));
+        let l = pte_offset_map_lock(cx, &mm, pmd).unwrap();
+        assert_eq!(l.table(), t2);
+        assert_eq!(l.pmdval, Entry::table(t2.pfn));
+        assert_eq!(k.machine.frames.frame(t2.pfn).ptl.owner(), Some(0));
+        assert!(!k.machine.frames.frame(t1.pfn).ptl.is_locked());
+        drop(l);
+        free_table(cx, t1);
+        assert!(kinds(&k).is_empty());
+    }
+
+    /// CPU0 maps table t1 and waits for its PTL, held by CPU1. CPU1 replaces t1 by t2 in the PMD
+    /// and unlocks: CPU0 must notice `!pmd_same` after locking, retry, and return t2 locked (R1).
+    #[test]
+    fn pte_offset_map_lock_retries_when_the_pmd_changes_under_it() {
+        let (k, tx, rx) = probe_kernel(Protocol::default());
+        let (mm, pmd) = mm_and_pmd(&k);
+        let c1 = k.ctx(1);
+        let t1 = alloc_table(c1, 1).unwrap();
+        assert!(pmd_install(c1, &mm, pmd, t1));
+        let t2 = alloc_table(c1, 1).unwrap();
+        let held = pte_offset_map_lock(c1, &mm, pmd).unwrap(); // this thread is CPU1
+        assert_eq!(held.table(), t1);
+        std::thread::scope(|s| {
+            let (k, mm) = (&k, &mm);
+            s.spawn(move || {
+                let cx = k.ctx(0);
+                let l = pte_offset_map_lock(cx, mm, pmd).expect("t2 is installed");
+                assert_eq!(l.table(), t2, "must not return the detached table");
+                assert_eq!(l.pmdval, Entry::table(t2.pfn));
+                assert_eq!(k.machine.frames.frame(t2.pfn).ptl.owner(), Some(0));
+                drop(l);
+                tx.send(Note::Done(0, "mapped")).unwrap();
+            });
+            let ev = expect_waiting(&rx, 0, Access::Acquire);
+            assert_eq!(
+                ev.obj,
+                Obj::Lock(Obj::ptl_id(t1.pfn)),
+                "CPU0 waits for t1's PTL"
+            );
+            {
+                let _g = pmd_lock(c1, mm, pmd);
+                pmd.set(c1, Entry::NONE);
+            }
+            assert!(pmd_install(c1, mm, pmd, t2));
+            drop(held);
+        });
+        assert!(!k.machine.frames.frame(t1.pfn).ptl.is_locked());
+        assert!(!k.machine.frames.frame(t2.pfn).ptl.is_locked());
+        free_table(c1, t1);
+        assert!(kinds(&k).is_empty(), "{:?}", k.machine.violations());
+    }
+
+    #[test]
+    fn locking_the_ptl_of_a_freed_table_is_use_after_free() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let (mm, _pmd) = mm_and_pmd(&k);
+        let t = alloc_table(cx, 1).unwrap();
+        {
+            let _f = cx.cpu.enter("test_free_table");
+            free_table(cx, t);
+        }
+        let stale = Entry::table(t.pfn);
+        let _ = pte_lockptr(cx, &mm, stale);
+        let v = k.machine.violations();
+        assert_eq!(kinds(&k), vec![ViolationKind::UseAfterFree]);
+        assert!(v[0].msg.contains("page-table lock"), "{}", v[0].msg);
+        assert!(v[0].msg.contains("test_free_table"), "{}", v[0].msg);
+    }
+}
+
+/// The pfn mapped at `addr` right now, read without visible events (oracles only): walks the
+/// live tables from the PGD with peeks.
+pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
+    let g = cx.geo();
+    let mut table = mm.pgd;
+    let mut level = g.levels;
+    loop {
+        let e = Entry(cx.cpu.entry_peek(table, g.index(addr, level)));
+        if !e.present() {
+            return None;
+        }
+        if level == 1 {
+            return Some(e.pfn());
+        }
+        if level == 2 && e.huge_leaf() {
+            return Some(e.pfn() + g.index(addr, 1) as u32);
+        }
+        table = cx.k.machine.frames.current(e.pfn());
+        level -= 1;
+    }
+}

@@ -1,0 +1,221 @@
+//! GUP-fast and its slow-path fallback (`mm/gup.c`, 2024–2026: `gup_fast_pte_range`,
+//! `gup_fast_pmd_leaf`, `try_grab_folio_fast`). GUP-fast walks with IRQs off and takes no lock:
+//! it reads each level locklessly, grabs a reference (or a pin with FOLL_PIN), then rechecks that
+//! the PMD and the PTE still hold the values it walked through, dropping the reference otherwise.
+//! Its safety rests on tables being freed only after an RCU grace period or an IPI it blocks, and
+//! on detachers clearing the entry before checking refcounts.
+
+use crate::mm::folio::{self, page_folio};
+use crate::mm::memory::{do_user_addr_fault, vm_normal_page};
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::types::MmStruct;
+use crate::{Ctx, Errno};
+use mmcheck_platform::{Access, FrameRef, ViolationKind};
+use std::sync::atomic::Ordering;
+
+/// A page returned by GUP with a reference (or a pin) the caller must drop.
+#[derive(Clone, Copy, Debug)]
+pub struct GupPage {
+    pub page: FrameRef,
+    pub folio: FrameRef,
+    pub pinned: bool,
+}
+
+fn grab(cx: Ctx<'_>, f: FrameRef, pin: bool) -> bool {
+    if !folio::folio_try_get(cx, f) {
+        return false;
+    }
+    if pin {
+        cx.cpu
+            .page(f.pfn, Access::Rmw)
+            .pincount
+            .fetch_add(1, Ordering::SeqCst);
+    }
+    cx.cpu.smp_mb();
+    true
+}
+
+/// `unpin_user_page` / `put_page`.
+pub fn gup_put(cx: Ctx<'_>, p: GupPage) {
+    if p.pinned {
+        cx.cpu
+            .page(p.folio.pfn, Access::Rmw)
+            .pincount
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+    folio::folio_put(cx, p.folio);
+}
+
+/// The walker-result oracle, run in the step of the last recheck: the page must be mapped at
+/// `addr` at that instant, in the live tables.
+fn check_mapped(cx: Ctx<'_>, mm: &MmStruct, addr: u64, page: u32, who: &str) {
+    if pgtable::peek_translation(cx, mm, addr) != Some(page) {
+        cx.cpu.report(
+            ViolationKind::WalkerResult,
+            format!("{who}: returned pfn {page} for {addr:#x}, which is not mapped there when the walk ends"),
+        );
+    }
+}
+
+/// GUP-fast for one page: `None` means "fall back to the slow path".
+pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -> Option<GupPage> {
+    let _f = cx.cpu.enter("gup_fast");
+    let g = cx.geo();
+    let irq = cx.cpu.local_irq_disable();
+    let mut p = pgtable::pgd_offset(cx, mm, addr);
+    while p.level > 2 {
+        let e = p.get(cx);
+        if !e.is_table() {
+            return None;
+        }
+        p = pgtable::entry_below(cx, e, p.level, addr);
+    }
+    let pmdp = p;
+    let pmd = pmdp.get(cx); // pmdp_get_lockless
+    if !pmd.present() {
+        return None;
+    }
+    let res = if pmd.huge_leaf() {
+        // gup_fast_pmd_leaf
+        if write && !pmd.write() || crate::mm::huge_memory::is_huge_zero_pmd(cx, pmd) {
+            return None;
+        }
+        let f = cx.k.machine.frames.current(pmd.pfn());
+        if !grab(cx, f, pin) {
+            return None;
+        }
+        if cx.proto().gup_fast_recheck_pmd && pmdp.get(cx) != pmd {
+            gup_put(
+                cx,
+                GupPage {
+                    page: f,
+                    folio: f,
+                    pinned: pin,
+                },
+            );
+            return None;
+        }
+        GupPage {
+            page: cx
+                .k
+                .machine
+                .frames
+                .current(pmd.pfn() + g.index(addr, 1) as u32),
+            folio: f,
+            pinned: pin,
+        }
+    } else {
+        // gup_fast_pte_range: map through the local PMD copy.
+        let table = cx.k.machine.frames.current(pmd.pfn());
+        let ptep = EntryPtr {
+            table,
+            idx: g.index(addr, 1),
+            level: 1,
+        };
+        let pte = ptep.get(cx);
+        if !pte.present() || (write && !pte.write()) {
+            return None;
+        }
+        let page = vm_normal_page(cx, pte)?;
+        let f = page_folio(cx, page);
+        if !grab(cx, f, pin) {
+            return None;
+        }
+        let pmd_changed = cx.proto().gup_fast_recheck_pmd && pmdp.get(cx) != pmd;
+        let pte_changed = !pmd_changed && cx.proto().gup_fast_recheck_pte && ptep.get(cx) != pte;
+        if pmd_changed || pte_changed {
+            gup_put(
+                cx,
+                GupPage {
+                    page: cx.k.machine.frames.current(page),
+                    folio: f,
+                    pinned: pin,
+                },
+            );
+            return None;
+        }
+        GupPage {
+            page: cx.k.machine.frames.current(page),
+            folio: f,
+            pinned: pin,
+        }
+    };
+    check_mapped(cx, mm, addr, res.page.pfn, "gup_fast");
+    drop(irq);
+    Some(res)
+}
+
+/// `get_user_pages` slow path for one page: fault it in under the mmap lock, then take the
+/// reference under the PTL (`follow_page_mask`).
+pub fn gup_slow(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    addr: u64,
+    write: bool,
+    pin: bool,
+) -> Result<GupPage, Errno> {
+    let _f = cx.cpu.enter("__get_user_pages");
+    for _ in 0..8 {
+        let r = mm.mmap_lock.read_lock(cx.cpu);
+        let vma = mm.vma_lookup(cx, addr).ok_or(Errno::Sigsegv)?;
+        let Some(pmd) = pgtable::pmd_off(cx, mm, addr) else {
+            drop(r);
+            do_user_addr_fault(cx, mm, addr, write)?;
+            continue;
+        };
+        let _ = vma;
+        let v = pmd.get(cx);
+        if v.huge_leaf()
+            && v.present()
+            && (!write || v.write())
+            && !crate::mm::huge_memory::is_huge_zero_pmd(cx, v)
+        {
+            let _ptl = pgtable::pmd_lock(cx, mm, pmd);
+            if pmd.get(cx) == v {
+                let f = cx.k.machine.frames.current(v.pfn());
+                if grab(cx, f, pin) {
+                    let page =
+                        cx.k.machine
+                            .frames
+                            .current(v.pfn() + cx.geo().index(addr, 1) as u32);
+                    return Ok(GupPage {
+                        page,
+                        folio: f,
+                        pinned: pin,
+                    });
+                }
+            }
+        } else if let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) {
+            let pte = l.pte(cx.geo().index(addr, 1)).get(cx);
+            if pte.present() && (!write || pte.write()) {
+                if let Some(page) = vm_normal_page(cx, pte) {
+                    let f = page_folio(cx, page);
+                    if grab(cx, f, pin) {
+                        return Ok(GupPage {
+                            page: cx.k.machine.frames.current(page),
+                            folio: f,
+                            pinned: pin,
+                        });
+                    }
+                }
+            }
+        }
+        drop(r);
+        do_user_addr_fault(cx, mm, addr, write)?;
+    }
+    Err(Errno::Eagain)
+}
+
+/// `pin_user_pages_fast` / `get_user_pages_fast` for one page.
+pub fn get_user_page_fast(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    addr: u64,
+    write: bool,
+    pin: bool,
+) -> Result<GupPage, Errno> {
+    match gup_fast(cx, mm, addr, write, pin) {
+        Some(p) => Ok(p),
+        None => gup_slow(cx, mm, addr, write, pin),
+    }
+}
