@@ -4,8 +4,10 @@
 
 pub mod catalogue;
 pub mod model;
+pub mod parse;
 
 pub use model::KernelModel;
+pub use parse::{load_scenario_file, parse_scenario, ParseError};
 
 use mmcheck_kernel::{Geometry, Protocol};
 use mmcheck_platform::ViolationKind;
@@ -69,6 +71,33 @@ pub enum Op {
     RcuWalk {
         addr: u64,
     },
+    /// `folio_walk_start` on `addr` under the lock `folio_walk.lock` names, then use the page:
+    /// under the PTL, or with a reference after `folio_walk_end`.
+    FolioWalk {
+        addr: u64,
+        use_: WalkUse,
+    },
+    /// `get_user_pages_fast` (FOLL_PIN if `pin`) of `addr`, then a write of `value` through the
+    /// returned page (a DMA) or a read, then unpin.
+    GupFast {
+        addr: u64,
+        write: bool,
+        pin: bool,
+        value: u64,
+    },
+    /// Migrate the folio mapped at `addr` (`try_to_migrate`, copy, `remove_migration_ptes`).
+    Migrate {
+        addr: u64,
+    },
+}
+
+/// How a `folio_walk` caller uses its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkUse {
+    /// Read the page while the PTL is held.
+    Ptl,
+    /// Take a reference under the PTL, `folio_walk_end`, then read the page.
+    Ref,
 }
 
 /// What a scenario expects under a protocol variant.
@@ -138,7 +167,10 @@ impl Scenario {
     }
 
     /// The protocol of a variant (`None`: the scenario's own).
-    pub fn variant_protocol(&self, variant: Option<&str>) -> Result<Protocol, mmcheck_kernel::protocol::SwitchError> {
+    pub fn variant_protocol(
+        &self,
+        variant: Option<&str>,
+    ) -> Result<Protocol, mmcheck_kernel::protocol::SwitchError> {
         let mut p = self.protocol.clone();
         if let Some(name) = variant {
             if let Some(v) = self.variants.iter().find(|v| v.name == name) {
@@ -151,8 +183,14 @@ impl Scenario {
     }
 
     /// This scenario under a variant's protocol.
-    pub fn with_variant(&self, variant: Option<&str>) -> Result<Scenario, mmcheck_kernel::protocol::SwitchError> {
-        Ok(Scenario { protocol: self.variant_protocol(variant)?, ..self.clone() })
+    pub fn with_variant(
+        &self,
+        variant: Option<&str>,
+    ) -> Result<Scenario, mmcheck_kernel::protocol::SwitchError> {
+        Ok(Scenario {
+            protocol: self.variant_protocol(variant)?,
+            ..self.clone()
+        })
     }
 
     pub fn doc(mut self, d: &str) -> Self {
@@ -163,13 +201,19 @@ impl Scenario {
     pub fn variant(mut self, name: &str, settings: &[(&str, &str)]) -> Self {
         self.variants.push(Variant {
             name: name.to_string(),
-            settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         });
         self
     }
 
     pub fn expect(mut self, variant: Option<&str>, verdict: Verdict) -> Self {
-        self.expect.push(Expectation { variant: variant.map(str::to_string), verdict });
+        self.expect.push(Expectation {
+            variant: variant.map(str::to_string),
+            verdict,
+        });
         self
     }
 

@@ -85,6 +85,14 @@ impl KernelModel {
                 self.folio_walk(cx, mm, addr, use_, seen);
                 Ok(())
             }
+            Op::Migrate { addr } => {
+                let moved = mmcheck_kernel::mm::migrate::migrate_page_at(cx, mm, addr);
+                seen.push(format!(
+                    "migrate {addr:#x}: {}",
+                    if moved { "moved" } else { "kept" }
+                ));
+                Ok(())
+            }
             Op::GupFast {
                 addr,
                 write,

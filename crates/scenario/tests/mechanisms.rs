@@ -73,3 +73,20 @@ fn gup_fast_pin_vs_dontneed_and_munmap_is_clean() {
         .thread(vec![Op::Munmap { addr: a0, pages: 8 }]);
     clean(s);
 }
+
+#[test]
+fn migration_vs_store_load_and_dontneed_is_clean() {
+    let s = base("migrate-vs-access", "mmap");
+    let a0 = s.page(0);
+    let s = s.thread(vec![Op::Migrate { addr: a0 }]).thread(vec![
+        Op::Store { addr: a0, value: 9 },
+        Op::Load { addr: a0 },
+    ]);
+    clean(s);
+    let s = base("migrate-vs-dontneed", "mmap");
+    let a0 = s.page(0);
+    let s = s
+        .thread(vec![Op::Migrate { addr: a0 }])
+        .thread(vec![Op::DontNeed { addr: a0, pages: 8 }]);
+    clean(s);
+}

@@ -133,7 +133,11 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     };
     if !orig.present() {
         // Swap or migration entry: do_swap_page / migration_entry_wait. Nothing is swapped in this
-        // model, and a migration entry means "wait and refault".
+        // model; a migration entry means "wait for the folio lock, then refault".
+        drop(map);
+        if orig.is_migration() {
+            crate::mm::migrate::migration_entry_wait(cx, orig);
+        }
         return VmFault::Done;
     }
     let g = ptl.lock(cx.cpu);

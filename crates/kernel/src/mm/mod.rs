@@ -6,6 +6,7 @@ pub mod gup;
 pub mod huge_memory;
 pub mod madvise;
 pub mod memory;
+pub mod migrate;
 pub mod mmu_gather;
 pub mod pagewalk;
 pub mod pgtable;

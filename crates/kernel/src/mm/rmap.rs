@@ -4,8 +4,9 @@
 
 use crate::mm::types::{AnonVma, MmStruct, Vma};
 use crate::{Ctx, Errno};
-use mmcheck_platform::RwSem;
+use mmcheck_platform::{Access, FrameRef, RwSem};
 use parking_lot::Mutex;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn new_anon_vma(cx: Ctx<'_>, root: Option<Arc<AnonVma>>) -> Arc<AnonVma> {
@@ -103,4 +104,124 @@ pub fn unlink_file_vma(cx: Ctx<'_>, vma: &Vma) {
         f.i_mmap_remove(vma);
         drop(w);
     }
+}
+
+/// How an rmap walk locks its tree (`rmap_walk` vs `rmap_walk_locked`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RmapLock {
+    /// Take the anon_vma / i_mmap lock for read.
+    Read,
+    /// The caller already holds it.
+    Held,
+}
+
+/// `rmap_walk` (`rmap_walk_anon` / `rmap_walk_file`): call `rmap_one(vma, addr)` for every VMA
+/// that may map `folio`, in interval-tree order; stop early when it returns false.
+pub fn rmap_walk(
+    cx: Ctx<'_>,
+    folio: FrameRef,
+    lock: RmapLock,
+    rmap_one: &mut dyn FnMut(&Arc<Vma>, u64) -> bool,
+) {
+    let _f = cx.cpu.enter("rmap_walk");
+    let pm = cx.cpu.page(folio.pfn, Access::Read);
+    let mapping = pm.mapping.load(Ordering::SeqCst);
+    let index = pm.index.load(Ordering::SeqCst);
+    let nr = crate::mm::folio::folio_nr_pages(cx, folio);
+    let ps = cx.geo().page_shift;
+    if mapping & 1 == 1 {
+        let id = mapping >> 1;
+        let av =
+            cx.k.anon_vmas
+                .lock()
+                .iter()
+                .filter_map(|w| w.upgrade())
+                .find(|a| a.id == id);
+        let Some(av) = av else { return };
+        let _f = cx.cpu.enter("rmap_walk_anon");
+        let g = (lock == RmapLock::Read).then(|| av.lock().read(cx.cpu));
+        // The tree is read under the lock, one VMA at a time (interval-tree order).
+        let vmas = av.tree_overlapping(index, index + nr - 1, ps);
+        for vma in vmas {
+            let Some(addr) = vma.address_of(index, ps) else {
+                continue;
+            };
+            if !rmap_one(&vma, addr) {
+                break;
+            }
+        }
+        drop(g);
+    } else if mapping != 0 {
+        let id = mapping >> 1;
+        let Some(file) = cx.k.files().into_iter().find(|f| f.id == id) else {
+            return;
+        };
+        let _f = cx.cpu.enter("rmap_walk_file");
+        let g = (lock == RmapLock::Read).then(|| file.i_mmap_rwsem.read(cx.cpu));
+        for vma in file.i_mmap_overlapping(index, index + nr - 1, ps) {
+            let Some(addr) = vma.address_of(index, ps) else {
+                continue;
+            };
+            if !rmap_one(&vma, addr) {
+                break;
+            }
+        }
+        drop(g);
+    }
+}
+
+/// A mapping found by [`page_vma_mapped_walk`]: the PTE, with its PTL held and table mapped.
+pub struct Pvmw<'a> {
+    pub locked: crate::mm::pgtable::PteLocked<'a>,
+    pub pte: crate::mm::pgtable::EntryPtr,
+    pub entry: crate::arch::pgtable::Entry,
+}
+
+/// `page_vma_mapped_walk` for one address (PTE level): find the entry at `addr` that maps a page
+/// of `folio` (or, with `migration`, a migration entry to it), and return it with the PTL held.
+/// Without `sync` (6.13+): map without the lock, skip a none entry, then lock and recheck the PMD
+/// (`map_pte`, R1).
+pub fn page_vma_mapped_walk<'a>(
+    cx: Ctx<'a>,
+    mm: &'a MmStruct,
+    folio: FrameRef,
+    addr: u64,
+    sync: bool,
+    migration: bool,
+) -> Option<Pvmw<'a>> {
+    use crate::mm::pgtable;
+    let _f = cx.cpu.enter("page_vma_mapped_walk");
+    let g = cx.geo();
+    let nr = crate::mm::folio::folio_nr_pages(cx, folio) as u32;
+    let pmd = pgtable::pmd_off(cx, mm, addr)?;
+    let idx = g.index(addr, 1);
+    let locked = if sync {
+        pgtable::pte_offset_map_lock(cx, mm, pmd)?
+    } else {
+        loop {
+            let (map, pmdval, ptl) = pgtable::pte_offset_map_rw_nolock(cx, mm, pmd)?;
+            if map.pte(idx).get(cx).is_none() {
+                return None;
+            }
+            let guard = ptl.lock(cx.cpu);
+            if pmd.get(cx) == pmdval {
+                break pgtable::PteLocked {
+                    ptl: guard,
+                    map,
+                    pmdval,
+                };
+            }
+        }
+    };
+    let pte = locked.pte(idx);
+    let entry = pte.get(cx);
+    let hit = if entry.present() {
+        entry.pfn() >= folio.pfn && entry.pfn() < folio.pfn + nr
+    } else {
+        migration
+            && entry.is_migration()
+            && entry.pfn() >= folio.pfn
+            && entry.pfn() < folio.pfn + nr
+    };
+    hit.then_some(Pvmw { locked, pte, entry })
 }

@@ -166,8 +166,13 @@ pub fn zap_pte_range(
                     }
                 }
             } else {
-                // Swap, migration or marker entries: nothing else holds them in this model.
-                pte.set(cx, Entry::NONE);
+                // zap_nonpresent_ptes: a migration entry still counts in rss (the folio's
+                // mapcount and reference were dropped when it was installed).
+                let old = pte.xchg(cx, Entry::NONE);
+                if old.is_migration() {
+                    let f = page_folio(cx, old.pfn());
+                    mm.add_rss(mm_counter(cx, f), -1);
+                }
             }
             addr += 1 << ps;
         }

@@ -1,0 +1,170 @@
+//! Page migration (`mm/migrate.c`, `mm/rmap.c` `try_to_migrate`, `remove_migration_ptes`, ≈6.18):
+//! lock and isolate the folio, replace every mapping with a migration entry through an rmap walk,
+//! copy to a new folio, then walk rmap again to turn each migration entry into a mapping of the
+//! new folio. Faults on a migration entry wait for the folio lock.
+//!
+//! Rmap completeness oracle: once `remove_migration_ptes` is done, no migration entry to the old
+//! folio may remain anywhere; one that rmap could not find is never restored (`rmap-missed`).
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio;
+use crate::mm::rmap::{page_vma_mapped_walk, rmap_walk, RmapLock};
+use crate::mm::types::MmStruct;
+use crate::Ctx;
+use mmcheck_platform::{Access, FrameRef, ViolationKind};
+use std::sync::atomic::Ordering;
+
+fn mm_of(cx: Ctx<'_>, id: u64) -> Option<std::sync::Arc<MmStruct>> {
+    cx.k.mms().into_iter().find(|m| m.id == id)
+}
+
+/// `try_to_migrate`: replace every mapping of `src` (locked) with a migration entry.
+pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef) {
+    let _f = cx.cpu.enter("try_to_migrate");
+    let ps = cx.geo().page_shift;
+    rmap_walk(cx, src, RmapLock::Read, &mut |vma, addr| {
+        let _f = cx.cpu.enter("try_to_migrate_one");
+        let Some(mm) = mm_of(cx, vma.mm_id) else {
+            return true;
+        };
+        if let Some(pv) = page_vma_mapped_walk(cx, &mm, src, addr, false, false) {
+            // ptep_clear_flush, then the migration entry, under the PTL.
+            let old = pv.pte.xchg(cx, Entry::NONE);
+            cx.cpu
+                .flush_tlb_range(mm.id, addr >> ps, (addr >> ps) + 1, false);
+            let ty = if old.write() {
+                Entry::SWP_MIGRATION_WRITE
+            } else {
+                Entry::SWP_MIGRATION_READ
+            };
+            pv.pte.set(cx, Entry::swp(ty, old.pfn()));
+            if old.dirty() {
+                folio::folio_set(cx, src, folio::PG_DIRTY);
+            }
+            folio::folio_remove_rmap_pte(cx, old.pfn());
+            drop(pv);
+            folio::folio_put(cx, src);
+        }
+        true
+    });
+}
+
+/// `remove_migration_ptes`: map `dst` wherever a migration entry to `src` is found.
+pub fn remove_migration_ptes(cx: Ctx<'_>, src: FrameRef, dst: FrameRef) {
+    let _f = cx.cpu.enter("remove_migration_ptes");
+    rmap_walk(cx, src, RmapLock::Read, &mut |vma, addr| {
+        let _f = cx.cpu.enter("remove_migration_pte");
+        let Some(mm) = mm_of(cx, vma.mm_id) else {
+            return true;
+        };
+        if let Some(pv) = page_vma_mapped_walk(cx, &mm, src, addr, true, true) {
+            let write = pv.entry.swp_type() == Entry::SWP_MIGRATION_WRITE;
+            folio::folio_ref_add(cx, dst, 1);
+            folio::folio_add_rmap_pte(cx, dst.pfn);
+            pv.pte.set(cx, Entry::leaf(dst.pfn, write, write));
+        }
+        true
+    });
+}
+
+/// The rmap-completeness oracle: a migration entry to `src` left anywhere.
+fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
+    let g = cx.geo();
+    for mm in cx.k.mms() {
+        let mut stack = vec![(mm.pgd, g.levels)];
+        while let Some((t, level)) = stack.pop() {
+            for i in 0..g.entries() {
+                let e = Entry(cx.cpu.entry_peek(t, i));
+                if level > 1 && e.is_table() {
+                    stack.push((cx.k.machine.frames.current(e.pfn()), level - 1));
+                } else if level == 1 && e.is_migration() && e.pfn() == src.pfn {
+                    cx.cpu.report(
+                        ViolationKind::RmapMissed,
+                        format!("migration entry to pfn {} in mm {} survived remove_migration_ptes: rmap never found it", src.pfn, mm.id),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Migrate the small folio mapped at `addr` of `mm` (as compaction or `move_pages` would, finding
+/// it by pfn): returns true if it moved.
+pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
+    let _f = cx.cpu.enter("migrate_pages");
+    let Some(pfn) = crate::mm::pgtable::peek_translation(cx, mm, addr) else {
+        return false;
+    };
+    if pfn == cx.k.zero_page.pfn {
+        return false;
+    }
+    let src = folio::page_folio(cx, pfn);
+    if folio::folio_order(cx, src) != 0 || !folio::folio_try_get(cx, src) {
+        return false;
+    }
+    // isolate + lock
+    folio::folio_set(cx, src, folio::PG_ISOLATED);
+    folio::folio_lock(cx, src);
+    try_to_migrate(cx, src);
+    if folio::folio_mapped(cx, src) {
+        // Some mapping was not found (or is pinned): restore and give up, as migrate_folio_move
+        // does on -EAGAIN.
+        remove_migration_ptes(cx, src, src);
+        check_no_migration_entries(cx, src);
+        folio::folio_clear(cx, src, folio::PG_ISOLATED);
+        folio::folio_unlock(cx, src);
+        folio::folio_put(cx, src);
+        return false;
+    }
+    let Some(dst) = folio::folio_alloc(cx, 0) else {
+        remove_migration_ptes(cx, src, src);
+        folio::folio_unlock(cx, src);
+        folio::folio_put(cx, src);
+        return false;
+    };
+    folio::folio_lock(cx, dst);
+    folio::copy_pages(cx, dst, src, 1);
+    let (mapping, index, flags) = {
+        let pm = cx.cpu.page(src.pfn, Access::Read);
+        (
+            pm.mapping.load(Ordering::SeqCst),
+            pm.index.load(Ordering::SeqCst),
+            pm.flags.load(Ordering::SeqCst),
+        )
+    };
+    {
+        let pm = cx.cpu.page(dst.pfn, Access::Write);
+        pm.mapping.store(mapping, Ordering::SeqCst);
+        pm.index.store(index, Ordering::SeqCst);
+        pm.flags.fetch_or(
+            flags
+                & (folio::PG_UPTODATE
+                    | folio::PG_SWAPBACKED
+                    | folio::PG_DIRTY
+                    | folio::PG_ANON_EXCLUSIVE),
+            Ordering::SeqCst,
+        );
+    }
+    remove_migration_ptes(cx, src, dst);
+    check_no_migration_entries(cx, src);
+    folio::folio_set(cx, dst, folio::PG_LRU);
+    folio::folio_unlock(cx, dst);
+    folio::folio_put(cx, dst); // the allocation reference: the mappings hold their own
+    folio::folio_clear(cx, src, folio::PG_ISOLATED);
+    folio::folio_unlock(cx, src);
+    folio::folio_put(cx, src); // the isolation reference: frees the old folio
+    true
+}
+
+/// A fault on a migration entry: wait until the folio is unlocked (`migration_entry_wait`).
+pub fn migration_entry_wait(cx: Ctx<'_>, entry: Entry) {
+    let _f = cx.cpu.enter("migration_entry_wait");
+    let f = cx.k.machine.frames.current(entry.pfn());
+    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
+    cx.cpu.block(
+        mmcheck_platform::Obj::Lock(mmcheck_platform::Obj::page_lock_id(f.pfn)),
+        Access::Read,
+        &|| flags.load(Ordering::SeqCst) & folio::PG_LOCKED == 0,
+    );
+}
