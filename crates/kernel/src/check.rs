@@ -72,7 +72,11 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
             let e = Entry(cpu.entry_peek(table, i));
             if level == 1 && e.is_migration() {
                 let h = head_of(k, e.pfn());
-                rss[if is_anon(k, h) { MM_ANONPAGES } else { MM_SHMEMPAGES }] += 1;
+                rss[if is_anon(k, h) {
+                    MM_ANONPAGES
+                } else {
+                    MM_SHMEMPAGES
+                }] += 1;
                 continue;
             }
             if e.is_none() || !e.present() && !e.huge_leaf() {

@@ -60,6 +60,27 @@ pub struct Protocol {
     /// What a `folio_walk_start` caller holds: the mmap read lock, the per-VMA read lock
     /// (FW_VMA_LOCKED v1), or the VMA lock with IRQs off across the walk (v2).
     pub folio_walk_lock: FolioWalkLock,
+    /// Whether `move_ptes` takes the rmap locks: as `copy_vma` decides, always, or never.
+    pub mremap_rmap_locks: MremapRmapLocks,
+    /// mremap moves whole PTE tables with `move_normal_pmd`.
+    pub mremap_normal_pmd: bool,
+    /// When `move_ptes` flushes the old range: before releasing the PTLs, or after.
+    pub mremap_flush: MremapFlush,
+}
+
+/// `mremap.rmap_locks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MremapRmapLocks {
+    Need,
+    Always,
+    Never,
+}
+
+/// `mremap.flush`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MremapFlush {
+    BeforeUnlock,
+    AfterUnlock,
 }
 
 /// The lock a `folio_walk_start` caller holds.
@@ -91,6 +112,9 @@ impl Default for Protocol {
             gup_fast_recheck_pmd: true,
             gup_fast_recheck_pte: true,
             folio_walk_lock: FolioWalkLock::Mmap,
+            mremap_rmap_locks: MremapRmapLocks::Need,
+            mremap_normal_pmd: true,
+            mremap_flush: MremapFlush::BeforeUnlock,
         }
     }
 }
@@ -290,6 +314,50 @@ pub const SWITCHES: &[Switch] = &[
                 "mmap" => FolioWalkLock::Mmap,
                 "vma" => FolioWalkLock::Vma,
                 "vma_irqoff" => FolioWalkLock::VmaIrqoff,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Switch {
+        name: "mremap.rmap_locks",
+        values: &["need", "always", "never"],
+        doc: "move_ptes takes the rmap locks when copy_vma says the new VMA may be visited before the old one (need), always, or never",
+        cite: "copy_vma need_rmap_locks (mm/vma.c); Jann Horn's 2024 mremap fixes and the Joel Fernandes thread (6.12-rc, 6.11.5)",
+        get: |p| match p.mremap_rmap_locks {
+            MremapRmapLocks::Need => "need",
+            MremapRmapLocks::Always => "always",
+            MremapRmapLocks::Never => "never",
+        },
+        set: |p, v| {
+            p.mremap_rmap_locks = match v {
+                "need" => MremapRmapLocks::Need,
+                "always" => MremapRmapLocks::Always,
+                "never" => MremapRmapLocks::Never,
+                _ => return false,
+            };
+            true
+        },
+    },
+    bool_switch!(
+        "mremap.normal_pmd",
+        mremap_normal_pmd,
+        "mremap moves a whole PTE table by moving the PMD (move_normal_pmd) when source and destination are PMD-aligned",
+        "mm/mremap.c move_normal_pmd; always under rmap locks since the 6.12 fix"
+    ),
+    Switch {
+        name: "mremap.flush",
+        values: &["before_unlock", "after_unlock"],
+        doc: "move_ptes flushes the old range before releasing either PTL (I24), or after",
+        cite: "Jann Horn, 'mm/mremap: hold the rmap lock in write mode when moving page table entries' / flush-before-unlock rule (CVE-2018-18281)",
+        get: |p| match p.mremap_flush {
+            MremapFlush::BeforeUnlock => "before_unlock",
+            MremapFlush::AfterUnlock => "after_unlock",
+        },
+        set: |p, v| {
+            p.mremap_flush = match v {
+                "before_unlock" => MremapFlush::BeforeUnlock,
+                "after_unlock" => MremapFlush::AfterUnlock,
                 _ => return false,
             };
             true

@@ -33,6 +33,14 @@ pub enum SetupOp {
     Store { addr: u64, value: u64 },
     /// Fault the page in with a load.
     Load { addr: u64 },
+    /// `mremap` a range to an unmapped destination.
+    Mremap {
+        addr: u64,
+        pages: u64,
+        new_addr: u64,
+    },
+    /// `munmap`.
+    Munmap { addr: u64, pages: u64 },
 }
 
 /// One operation of a thread.
@@ -88,6 +96,13 @@ pub enum Op {
     /// Migrate the folio mapped at `addr` (`try_to_migrate`, copy, `remove_migration_ptes`).
     Migrate {
         addr: u64,
+    },
+    /// `mremap(addr, pages, pages, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr)` to an unmapped
+    /// destination.
+    Mremap {
+        addr: u64,
+        pages: u64,
+        new_addr: u64,
     },
 }
 

@@ -85,6 +85,12 @@ impl KernelModel {
                 self.folio_walk(cx, mm, addr, use_, seen);
                 Ok(())
             }
+            Op::Mremap {
+                addr,
+                pages,
+                new_addr,
+            } => mmcheck_kernel::mm::mremap::do_mremap(cx, mm, addr, pages * ps, new_addr)
+                .map(|_| ()),
             Op::Migrate { addr } => {
                 let moved = mmcheck_kernel::mm::migrate::migrate_page_at(cx, mm, addr);
                 seen.push(format!(
@@ -200,6 +206,13 @@ impl Model for KernelModel {
                 }),
                 SetupOp::Store { addr, value } => user_store(cx, &mm, addr, value),
                 SetupOp::Load { addr } => user_load(cx, &mm, addr).map(|_| ()),
+                SetupOp::Mremap {
+                    addr,
+                    pages,
+                    new_addr,
+                } => mmcheck_kernel::mm::mremap::do_mremap(cx, &mm, addr, pages * ps, new_addr)
+                    .map(|_| ()),
+                SetupOp::Munmap { addr, pages } => do_munmap(cx, &mm, addr, pages * ps),
             };
             if let Err(e) = r {
                 setup_error.get_or_insert(format!("setup {op:?}: {e}"));

@@ -301,3 +301,237 @@ pub fn copy_pages(cx: Ctx<'_>, dst: FrameRef, src: FrameRef, n: u32) {
         cx.cpu.data_write(fr.current(dst.pfn + i), v);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::pgtable::tests::{kinds, seq_kernel};
+    use crate::Protocol;
+    use mmcheck_platform::TlbEntry;
+
+    const MM: u64 = 99;
+
+    fn tlb_entry(vpn: u64, page: FrameRef, shift: u32) -> TlbEntry {
+        TlbEntry {
+            mm: MM,
+            vpn,
+            shift,
+            page,
+            writable: true,
+        }
+    }
+
+    #[test]
+    fn refcount_get_put_and_free_on_the_last_reference() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let f = folio_alloc(cx, 0).unwrap();
+        assert_eq!(folio_ref_count(cx, f), 1);
+        assert_eq!(folio_order(cx, f), 0);
+        folio_ref_add(cx, f, 2);
+        assert_eq!(folio_ref_count(cx, f), 3);
+        folio_put(cx, f);
+        assert_eq!(folio_ref_count(cx, f), 2);
+        assert!(k.machine.frames.is_live(f));
+        folio_put_refs(cx, f, 2);
+        assert!(!k.machine.frames.is_live(f));
+        assert_eq!(k.machine.frames.kind(f.pfn), FrameKind::Free);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn a_higher_order_folio_is_freed_whole() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let used = k.machine.frames.nr_used();
+        let f = folio_alloc(cx, 2).unwrap();
+        assert_eq!(folio_nr_pages(cx, f), 4);
+        assert_eq!(page_folio(cx, f.pfn + 3), f);
+        assert_eq!(k.machine.frames.nr_used(), used + 4);
+        folio_put(cx, f);
+        assert_eq!(k.machine.frames.nr_used(), used);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn try_get_fails_on_a_freed_folio() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let f = folio_alloc(cx, 0).unwrap();
+        assert!(folio_try_get(cx, f));
+        assert_eq!(folio_ref_count(cx, f), 2);
+        folio_put_refs(cx, f, 2);
+        assert!(!folio_try_get(cx, f));
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn the_zero_page_is_never_freed() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let z = k.zero_page;
+        let rc = folio_ref_count(cx, z);
+        for _ in 0..3 {
+            folio_put(cx, z);
+        }
+        assert_eq!(folio_ref_count(cx, z), rc);
+        assert!(k.machine.frames.is_live(z));
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn freeing_a_folio_another_cpu_still_caches_is_a_stale_translation() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let f = folio_alloc(c0, 0).unwrap();
+        c1.cpu.tlb_fill(tlb_entry(0x123, f, 0));
+        folio_put(c0, f);
+        let v = k.machine.violations();
+        assert_eq!(kinds(&k), vec![ViolationKind::StaleTranslation]);
+        assert_eq!(v[0].cpu, Some(0));
+        assert!(v[0].stack.contains(&"__folio_put"));
+        assert!(v[0].msg.contains("CPU1"), "{}", v[0].msg);
+        assert!(
+            v[0].msg.contains(&format!("folio pfn {}", f.pfn)),
+            "{}",
+            v[0].msg
+        );
+        assert!(v[0].msg.contains("vpn 0x123"), "{}", v[0].msg);
+        assert_eq!(
+            k.machine.frames.kind(f.pfn),
+            FrameKind::Free,
+            "freed regardless"
+        );
+    }
+
+    #[test]
+    fn freeing_after_the_flush_is_clean() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let f = folio_alloc(c0, 0).unwrap();
+        c1.cpu.tlb_fill(tlb_entry(0x123, f, 0));
+        c0.cpu.flush_tlb_range(MM, 0x123, 0x124, false);
+        folio_put(c0, f);
+        assert!(kinds(&k).is_empty());
+        // A translation to another frame does not matter either.
+        let g = folio_alloc(c0, 0).unwrap();
+        let h = folio_alloc(c0, 0).unwrap();
+        c1.cpu.tlb_fill(tlb_entry(0x200, h, 0));
+        folio_put(c0, g);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn a_cached_translation_to_a_tail_page_is_caught() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let f = folio_alloc(c0, 2).unwrap();
+        let tail = k.machine.frames.current(f.pfn + 3);
+        c1.cpu.tlb_fill(tlb_entry(0x40, tail, 0));
+        folio_put(c0, f);
+        let v = k.machine.violations();
+        assert_eq!(kinds(&k), vec![ViolationKind::StaleTranslation]);
+        assert!(
+            v[0].msg.contains(&format!("-> pfn {}", f.pfn + 3)),
+            "{}",
+            v[0].msg
+        );
+    }
+
+    #[test]
+    fn freeing_a_mapped_folio_is_reported() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let f = folio_alloc(cx, 0).unwrap();
+        folio_add_rmap_pte(cx, f.pfn);
+        folio_put(cx, f);
+        let v = k.machine.violations();
+        assert_eq!(kinds(&k), vec![ViolationKind::Assertion]);
+        assert!(v[0].msg.contains("mapcount"), "{}", v[0].msg);
+    }
+
+    #[test]
+    fn refcount_underflow_is_reported_and_frees_nothing() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let f = folio_alloc(cx, 0).unwrap();
+        folio_put_refs(cx, f, 2);
+        assert_eq!(kinds(&k), vec![ViolationKind::Assertion]);
+        assert!(k.machine.frames.is_live(f));
+    }
+
+    #[test]
+    fn putting_a_freed_folio_is_use_after_free() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let f = folio_alloc(cx, 0).unwrap();
+        folio_put(cx, f);
+        folio_put(cx, f);
+        assert_eq!(kinds(&k)[0], ViolationKind::UseAfterFree);
+        assert!(k.machine.violations()[0].msg.contains("folio_put"));
+    }
+
+    #[test]
+    fn anon_rmap_and_mapcounts() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let f = folio_alloc(cx, 2).unwrap();
+        assert!(!folio_test_anon(cx, f));
+        assert!(!folio_mapped(cx, f));
+        folio_add_new_anon_rmap(cx, f, 5, 77, false);
+        assert!(folio_test_anon(cx, f));
+        assert!(folio_test(cx, f, PG_ANON_EXCLUSIVE) && folio_test(cx, f, PG_UPTODATE));
+        assert_eq!(folio_mapcount(cx, f), 4);
+        assert_eq!(page_mapcount(cx, f.pfn + 2), 1);
+        folio_add_rmap_pmd(cx, f);
+        assert_eq!(folio_mapcount(cx, f), 5);
+        folio_remove_rmap_pmd(cx, f);
+        for i in 0..4 {
+            folio_remove_rmap_pte(cx, f.pfn + i);
+        }
+        assert!(!folio_mapped(cx, f));
+        assert!(kinds(&k).is_empty());
+        folio_remove_rmap_pte(cx, f.pfn);
+        assert_eq!(
+            kinds(&k),
+            vec![ViolationKind::Assertion],
+            "mapcount underflow"
+        );
+    }
+
+    #[test]
+    fn folio_lock_trylock_unlock() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let f = folio_alloc(c0, 0).unwrap();
+        folio_lock(c0, f);
+        assert!(folio_test(c0, f, PG_LOCKED));
+        assert!(!folio_trylock(c1, f));
+        assert!(
+            folio_test(c0, f, PG_LOCKED),
+            "a failed trylock keeps the lock"
+        );
+        folio_unlock(c0, f);
+        assert!(!folio_test(c0, f, PG_LOCKED));
+        assert!(folio_trylock(c1, f));
+        folio_unlock(c1, f);
+        assert!(kinds(&k).is_empty());
+        folio_unlock(c1, f);
+        assert_eq!(kinds(&k), vec![ViolationKind::Assertion]);
+    }
+
+    #[test]
+    fn copy_pages_copies_every_page() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let src = folio_alloc(cx, 1).unwrap();
+        let dst = folio_alloc(cx, 1).unwrap();
+        let fr = &k.machine.frames;
+        cx.cpu.data_write(src, 11);
+        cx.cpu.data_write(fr.current(src.pfn + 1), 22);
+        copy_pages(cx, dst, src, 2);
+        assert_eq!(cx.cpu.data_read(dst), 11);
+        assert_eq!(cx.cpu.data_read(fr.current(dst.pfn + 1)), 22);
+        assert!(kinds(&k).is_empty());
+    }
+}

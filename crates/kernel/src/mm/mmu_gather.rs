@@ -130,7 +130,10 @@ fn free_tables(cx: Ctx<'_>, tables: Vec<(FrameRef, u32)>, how: TableFree) {
     match how {
         TableFree::Rcu => {
             let _f = cx.cpu.enter("tlb_remove_table");
-            cx.cpu.call_rcu(RcuWork::FreeFrames { frames: tables, reason: "tlb_remove_table_rcu" });
+            cx.cpu.call_rcu(RcuWork::FreeFrames {
+                frames: tables,
+                reason: "tlb_remove_table_rcu",
+            });
         }
         TableFree::Ipi => {
             let _f = cx.cpu.enter("tlb_remove_table_one");
@@ -145,5 +148,259 @@ fn free_tables(cx: Ctx<'_>, tables: Vec<(FrameRef, u32)>, how: TableFree) {
                 cx.k.machine.frames.free(&cx.cpu, t, o);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::folio::{folio_alloc, folio_ref_count};
+    use crate::mm::pgtable::alloc_table;
+    use crate::mm::pgtable::tests::{kinds, seq_kernel, BASE, PG};
+    use crate::mm::vma::mm_alloc;
+    use crate::Protocol;
+    use mmcheck_platform::{FrameKind, TlbEntry, ViolationKind, WalkCacheEntry};
+
+    fn proto(table_free: TableFree) -> Protocol {
+        Protocol {
+            table_free,
+            pt_reclaim_free: table_free,
+            ..Protocol::default()
+        }
+    }
+
+    fn vpn(addr: u64) -> u64 {
+        addr >> 12
+    }
+
+    #[test]
+    fn pages_are_freed_only_at_the_flush() {
+        let k = seq_kernel(Protocol::default());
+        let cx = k.ctx(0);
+        let mm = mm_alloc(cx).unwrap();
+        let f = folio_alloc(cx, 0).unwrap();
+        let mut tlb = MmuGather::new(cx, &mm, false);
+        assert_eq!(mm.tlb_flush_pending.load(Ordering::SeqCst), 1);
+        tlb.add_range(cx, BASE, PG);
+        assert!(!tlb.remove_page(cx, f));
+        assert!(k.machine.frames.is_live(f), "queued, not freed");
+        assert_eq!(folio_ref_count(cx, f), 1);
+        tlb.flush_mmu(cx);
+        assert_eq!(k.machine.frames.kind(f.pfn), FrameKind::Free);
+        tlb.finish(cx);
+        assert_eq!(mm.tlb_flush_pending.load(Ordering::SeqCst), 0);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn finish_frees_queued_pages_after_flushing_other_cpus() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let f = folio_alloc(c0, 0).unwrap();
+        let other = folio_alloc(c0, 0).unwrap();
+        let e = |v, p| TlbEntry {
+            mm: mm.id,
+            vpn: v,
+            shift: 0,
+            page: p,
+            writable: true,
+        };
+        c1.cpu.tlb_fill(e(vpn(BASE), f));
+        c1.cpu.tlb_fill(e(vpn(BASE) + 1, other));
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.add_range(c0, BASE, PG);
+        tlb.remove_page(c0, f);
+        tlb.finish(c0);
+        assert!(kinds(&k).is_empty(), "{:?}", k.machine.violations());
+        assert_eq!(k.machine.frames.kind(f.pfn), FrameKind::Free);
+        assert!(c1.cpu.tlb_lookup(mm.id, vpn(BASE)).is_none());
+        assert!(
+            c1.cpu.tlb_lookup(mm.id, vpn(BASE) + 1).is_some(),
+            "only the gathered range is flushed"
+        );
+    }
+
+    #[test]
+    fn a_page_queued_without_its_range_is_freed_under_a_live_translation() {
+        // The oracle's control: forgetting tlb_remove_tlb_entry leaves CPU1's translation.
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let f = folio_alloc(c0, 0).unwrap();
+        c1.cpu.tlb_fill(TlbEntry {
+            mm: mm.id,
+            vpn: vpn(BASE),
+            shift: 0,
+            page: f,
+            writable: true,
+        });
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.remove_page(c0, f);
+        tlb.finish(c0);
+        assert_eq!(kinds(&k), vec![ViolationKind::StaleTranslation]);
+        assert!(k.machine.violations()[0].stack.contains(&"tlb_finish_mmu"));
+    }
+
+    #[test]
+    fn a_full_batch_asks_for_a_flush() {
+        let k = seq_kernel(Protocol {
+            gather_batch: 2,
+            ..Protocol::default()
+        });
+        let cx = k.ctx(0);
+        let mm = mm_alloc(cx).unwrap();
+        let (a, b) = (folio_alloc(cx, 0).unwrap(), folio_alloc(cx, 0).unwrap());
+        let mut tlb = MmuGather::new(cx, &mm, false);
+        assert!(!tlb.remove_page(cx, a));
+        assert!(tlb.remove_page(cx, b));
+        tlb.finish(cx);
+        assert!(!k.machine.frames.is_live(a) && !k.machine.frames.is_live(b));
+    }
+
+    #[test]
+    fn tables_are_rcu_freed_when_table_free_is_rcu() {
+        let k = seq_kernel(proto(TableFree::Rcu));
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let t = alloc_table(c0, 1).unwrap();
+        let reader = c1.cpu.rcu_read_lock();
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.free_table(c0, t, 1, BASE);
+        assert!(tlb.freed_tables);
+        tlb.finish(c0);
+        assert_eq!(k.machine.frames.kind(t.pfn), FrameKind::Table(1));
+        assert_eq!(c0.cpu.rcu_pending(), 1);
+        assert_eq!(c0.cpu.rcu_poll(), 0, "CPU1's reader predates the free");
+        assert!(k.machine.frames.is_live(t));
+        drop(reader);
+        assert_eq!(c0.cpu.rcu_poll(), 1);
+        assert_eq!(k.machine.frames.kind(t.pfn), FrameKind::Free);
+        // The free is attributed to the RCU callback.
+        assert!(!k.machine.frames.check(&c0.cpu, t, "probe"));
+        assert!(k.machine.violations()[0]
+            .msg
+            .contains("tlb_remove_table_rcu"));
+    }
+
+    #[test]
+    fn tables_are_freed_at_the_flush_when_table_free_is_immediate() {
+        let k = seq_kernel(proto(TableFree::Immediate));
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let t = alloc_table(c0, 1).unwrap();
+        let reader = c1.cpu.rcu_read_lock();
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.free_table(c0, t, 1, BASE);
+        assert!(k.machine.frames.is_live(t), "queued until the flush");
+        tlb.finish(c0);
+        assert_eq!(
+            k.machine.frames.kind(t.pfn),
+            FrameKind::Free,
+            "readers do not matter"
+        );
+        assert_eq!(c0.cpu.rcu_pending(), 0);
+        drop(reader);
+        assert!(!k.machine.frames.check(&c1.cpu, t, "probe"));
+        let msg = &k.machine.violations()[0].msg;
+        assert!(
+            msg.contains("tlb_finish_mmu > tlb_flush_mmu > tlb_remove_page"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn tables_are_freed_after_the_ipi_when_table_free_is_ipi() {
+        let k = seq_kernel(proto(TableFree::Ipi));
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let t = alloc_table(c0, 1).unwrap();
+        // A plain RCU reader does not hold up the IPI (the sequential backend would panic).
+        let reader = c1.cpu.rcu_read_lock();
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.free_table(c0, t, 1, BASE);
+        tlb.finish(c0);
+        assert_eq!(k.machine.frames.kind(t.pfn), FrameKind::Free);
+        assert_eq!(c0.cpu.rcu_pending(), 0);
+        drop(reader);
+        assert!(!k.machine.frames.check(&c1.cpu, t, "probe"));
+        assert!(k.machine.violations()[0]
+            .msg
+            .contains("tlb_remove_table_one"));
+    }
+
+    #[test]
+    fn freeing_tables_flushes_other_cpus_walk_caches() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let t = alloc_table(c0, 1).unwrap();
+        let w = WalkCacheEntry {
+            mm: mm.id,
+            key: vpn(BASE) >> 9,
+            table_shift: 9,
+            table: t,
+        };
+        c1.cpu.walk_cache_fill(w);
+        // A gather that frees no table keeps the paging-structure cache.
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.add_range(c0, BASE, PG);
+        tlb.finish(c0);
+        assert_eq!(c1.cpu.walk_cache_lookup(mm.id, vpn(BASE), 9), Some(t));
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.free_table(c0, t, 1, BASE + 5 * PG);
+        tlb.finish(c0);
+        assert_eq!(c1.cpu.walk_cache_lookup(mm.id, vpn(BASE), 9), None);
+        c0.cpu.rcu_barrier();
+        assert_eq!(k.machine.frames.kind(t.pfn), FrameKind::Free);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn a_nested_gather_forces_a_full_flush() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let f = folio_alloc(c0, 0).unwrap();
+        let far = vpn(BASE) + (1 << 20);
+        c1.cpu.tlb_fill(TlbEntry {
+            mm: mm.id,
+            vpn: far,
+            shift: 0,
+            page: f,
+            writable: true,
+        });
+        let other = MmuGather::new(c0, &mm, false);
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        assert!(mm.tlb_flush_nested());
+        tlb.add_range(c0, BASE, PG);
+        tlb.finish(c0);
+        assert!(
+            c1.cpu.tlb_lookup(mm.id, far).is_none(),
+            "a nested gather flushes the whole mm"
+        );
+        other.finish(c0);
+        assert_eq!(mm.tlb_flush_pending.load(Ordering::SeqCst), 0);
+        assert!(kinds(&k).is_empty());
+    }
+
+    #[test]
+    fn a_fullmm_gather_flushes_the_whole_mm() {
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let f = folio_alloc(c0, 0).unwrap();
+        let far = vpn(BASE) + (1 << 20);
+        c1.cpu.tlb_fill(TlbEntry {
+            mm: mm.id,
+            vpn: far,
+            shift: 0,
+            page: f,
+            writable: true,
+        });
+        let mut tlb = MmuGather::new(c0, &mm, true);
+        tlb.add_range(c0, BASE, PG);
+        tlb.finish(c0);
+        assert!(c1.cpu.tlb_lookup(mm.id, far).is_none());
     }
 }

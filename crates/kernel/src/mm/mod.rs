@@ -8,6 +8,7 @@ pub mod madvise;
 pub mod memory;
 pub mod migrate;
 pub mod mmu_gather;
+pub mod mremap;
 pub mod pagewalk;
 pub mod pgtable;
 pub mod rmap;

@@ -31,7 +31,10 @@ impl FolioWalk<'_> {
         if pgtable::peek_translation(cx, mm, self.addr) != Some(self.page.pfn) {
             cx.cpu.report(
                 ViolationKind::WalkerResult,
-                format!("folio_walk result pfn {} is no longer mapped at {:#x} while its lock is held", self.page.pfn, self.addr),
+                format!(
+                    "folio_walk result pfn {} is no longer mapped at {:#x} while its lock is held",
+                    self.page.pfn, self.addr
+                ),
             );
         }
     }

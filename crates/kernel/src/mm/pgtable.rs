@@ -307,6 +307,28 @@ pub fn pte_offset_map_lock<'a>(
     }
 }
 
+/// The pfn mapped at `addr` right now, read without visible events (oracles only): walks the
+/// live tables from the PGD with peeks.
+pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
+    let g = cx.geo();
+    let mut table = mm.pgd;
+    let mut level = g.levels;
+    loop {
+        let e = Entry(cx.cpu.entry_peek(table, g.index(addr, level)));
+        if !e.present() {
+            return None;
+        }
+        if level == 1 {
+            return Some(e.pfn());
+        }
+        if level == 2 && e.huge_leaf() {
+            return Some(e.pfn() + g.index(addr, 1) as u32);
+        }
+        table = cx.k.machine.frames.current(e.pfn());
+        level -= 1;
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     //! Unit tests of the walk/alloc/map helpers, and test support for the other kernel test
@@ -629,27 +651,5 @@ pub(crate) mod tests {
         assert_eq!(kinds(&k), vec![ViolationKind::UseAfterFree]);
         assert!(v[0].msg.contains("page-table lock"), "{}", v[0].msg);
         assert!(v[0].msg.contains("test_free_table"), "{}", v[0].msg);
-    }
-}
-
-/// The pfn mapped at `addr` right now, read without visible events (oracles only): walks the
-/// live tables from the PGD with peeks.
-pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
-    let g = cx.geo();
-    let mut table = mm.pgd;
-    let mut level = g.levels;
-    loop {
-        let e = Entry(cx.cpu.entry_peek(table, g.index(addr, level)));
-        if !e.present() {
-            return None;
-        }
-        if level == 1 {
-            return Some(e.pfn());
-        }
-        if level == 2 && e.huge_leaf() {
-            return Some(e.pfn() + g.index(addr, 1) as u32);
-        }
-        table = cx.k.machine.frames.current(e.pfn());
-        level -= 1;
     }
 }

@@ -215,13 +215,8 @@ pub fn page_vma_mapped_walk<'a>(
     };
     let pte = locked.pte(idx);
     let entry = pte.get(cx);
-    let hit = if entry.present() {
-        entry.pfn() >= folio.pfn && entry.pfn() < folio.pfn + nr
-    } else {
-        migration
-            && entry.is_migration()
-            && entry.pfn() >= folio.pfn
-            && entry.pfn() < folio.pfn + nr
-    };
-    hit.then_some(Pvmw { locked, pte, entry })
+    // check_pte: with PVMW_MIGRATION only a migration entry to the folio matches.
+    let in_folio = entry.pfn() >= folio.pfn && entry.pfn() < folio.pfn + nr;
+    let hit = if migration { entry.is_migration() && in_folio } else { entry.present() && in_folio };
+    hit.then(|| Pvmw { locked, pte, entry })
 }

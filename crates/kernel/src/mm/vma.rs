@@ -231,20 +231,32 @@ pub fn do_munmap(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), 
     let _f = cx.cpu.enter("do_vmi_munmap");
     let end = check_range(cx, addr, len)?;
     let w = mm.mmap_lock.write_lock(cx.cpu);
+    do_vmi_munmap(cx, mm, w, addr, end, true);
+    cx.rcu_quiescent();
+    Ok(())
+}
+
+/// The body of munmap with the write lock held; `unlock` downgrades for the zap (munmap), else
+/// the write lock is kept throughout (mremap's unmap of the old range). Releases the lock.
+pub fn do_vmi_munmap<'a>(
+    cx: Ctx<'a>,
+    mm: &'a MmStruct,
+    w: MmapWriteGuard<'a>,
+    addr: u64,
+    end: u64,
+    unlock: bool,
+) {
     let vmas = mm.vmas_in(cx, addr, end);
     if vmas.is_empty() {
-        return Ok(());
+        return;
     }
     if vmas[0].start() < addr {
         __split_vma(cx, mm, &w, &vmas[0], addr);
     }
-    let last = mm
-        .vmas_in(cx, addr, end)
-        .last()
-        .cloned()
-        .expect("range has a VMA");
-    if last.end() > end {
-        __split_vma(cx, mm, &w, &last, end);
+    if let Some(last) = mm.vmas_in(cx, addr, end).last().cloned() {
+        if last.end() > end {
+            __split_vma(cx, mm, &w, &last, end);
+        }
     }
     let detached = mm.vmas_in(cx, addr, end);
     for v in &detached {
@@ -255,19 +267,24 @@ pub fn do_munmap(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), 
     let (prev, next) = mm.neighbours(cx, addr, end);
     let floor = prev.map_or(0, |p| p.end());
     let ceiling = next.map_or(0, |n| n.start());
-    // LOCKING: detach and VMA write locks happened under the write lock, so freeing under the
-    // downgraded lock is safe: nobody can reach these VMAs to install entries.
-    let r = w.downgrade();
     let mut tlb = MmuGather::new(cx, mm, false);
-    unmap_vmas(cx, &mut tlb, &detached, addr, end);
-    free_pgtables(cx, &mut tlb, &detached, floor, ceiling, None);
-    tlb.finish(cx);
-    drop(r);
+    if unlock {
+        // LOCKING: detach and VMA write locks happened under the write lock, so freeing under the
+        // downgraded lock is safe: nobody can reach these VMAs to install entries.
+        let r = w.downgrade();
+        unmap_vmas(cx, &mut tlb, &detached, addr, end);
+        free_pgtables(cx, &mut tlb, &detached, floor, ceiling, None);
+        tlb.finish(cx);
+        drop(r);
+    } else {
+        unmap_vmas(cx, &mut tlb, &detached, addr, end);
+        free_pgtables(cx, &mut tlb, &detached, floor, ceiling, Some(&w));
+        tlb.finish(cx);
+        drop(w);
+    }
     for v in &detached {
         remove_vma(cx, v);
     }
-    cx.rcu_quiescent();
-    Ok(())
 }
 
 /// `exit_mmap`: zap everything under the read lock, then free the tables under the write lock,

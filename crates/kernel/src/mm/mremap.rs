@@ -1,0 +1,213 @@
+//! mremap (`mm/mremap.c` ≈6.15-rc with `pagetable_move_control`, `mm/vma.c` `copy_vma`):
+//! `copy_vma` makes the destination VMA (new, or merged into a neighbour) and decides
+//! `need_rmap_locks`; `move_page_tables` moves whole PTE tables with `move_normal_pmd` (rmap
+//! locks, and a recheck under both PMD locks, 6.12) and single entries with `move_ptes` (both PTLs;
+//! the TLB flush of the old range before either PTL is released); then the old range is unmapped
+//! with the mmap write lock still held.
+//!
+//! Without rmap locks a move is safe only if every rmap traversal visits the old VMA before the
+//! new one (I17): a walker that has passed the new VMA and not yet reached the old one would miss an
+//! entry moved in between. A fresh VMA is inserted after the old one (same `vm_pgoff`, later in
+//! the tree); a merge into a neighbour with a smaller `vm_pgoff` puts the destination first.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::rmap::{anon_vma_clone, link_file_vma};
+use crate::mm::shmem::get_file;
+use crate::mm::types::{MmStruct, Vma};
+use crate::mm::vma::{__split_vma, do_vmi_munmap};
+use crate::protocol::{MremapFlush, MremapRmapLocks};
+use crate::{Ctx, Errno};
+use mmcheck_platform::{MmapWriteGuard, RwSemWriteGuard};
+use std::sync::Arc;
+
+/// `copy_vma`: the destination VMA for `[new_addr, new_addr + len)` and whether moving into it
+/// needs the rmap locks.
+fn copy_vma(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, vma: &Arc<Vma>, new_addr: u64, len: u64) -> (Arc<Vma>, bool) {
+    let _f = cx.cpu.enter("copy_vma");
+    let ps = cx.geo().page_shift;
+    let pgoff = vma.pgoff();
+    let (prev, _) = mm.neighbours(cx, new_addr, new_addr + len);
+    let same_av = |p: &Arc<Vma>| match (p.anon_vma(), vma.anon_vma()) {
+        (Some(a), Some(b)) => a.id == b.id,
+        (None, None) => true,
+        _ => false,
+    };
+    if let Some(p) = prev.filter(|p| {
+        p.end() == new_addr
+            && p.flags() == vma.flags()
+            && p.file.as_ref().map(|f| f.id) == vma.file.as_ref().map(|f| f.id)
+            && same_av(p)
+            && p.pgoff() + ((p.end() - p.start()) >> ps) == pgoff
+    }) {
+        // vma_merge_new_range: expand prev over the destination.
+        w.vma_start_write(&p.lock);
+        let av = p.anon_vma();
+        let g = av.as_ref().map(|a| a.lock().write(cx.cpu));
+        p.set_range(p.start(), new_addr + len, p.pgoff());
+        drop(g);
+        let need = p.pgoff() <= pgoff;
+        return (p, need);
+    }
+    if let Some(f) = &vma.file {
+        get_file(f);
+    }
+    let new = Arc::new(Vma::new(cx, mm, new_addr, new_addr + len, pgoff, vma.flags(), vma.file.clone()));
+    anon_vma_clone(cx, &new, vma);
+    link_file_vma(cx, &new);
+    mm.tree_insert(cx, new.clone());
+    w.vma_mark_attached(&new.lock);
+    (new, false)
+}
+
+/// `take_rmap_locks`: `i_mmap_rwsem` then the anon_vma lock, both for write.
+struct RmapLocks<'a> {
+    _anon: Option<RwSemWriteGuard<'a>>,
+    _file: Option<RwSemWriteGuard<'a>>,
+}
+
+fn take_rmap_locks<'a>(cx: Ctx<'a>, vma: &'a Vma, av: &'a Option<Arc<crate::mm::types::AnonVma>>) -> RmapLocks<'a> {
+    let _f = cx.cpu.enter("take_rmap_locks");
+    let file = vma.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
+    let anon = av.as_ref().map(|a| a.lock().write(cx.cpu));
+    RmapLocks { _anon: anon, _file: file }
+}
+
+/// `move_ptes`: move the entries of one PMD range under both PTLs.
+#[allow(clippy::too_many_arguments)]
+fn move_ptes(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old_addr: u64, new_pmd: EntryPtr, new_addr: u64, extent: u64, need_rmap_locks: bool) {
+    let _f = cx.cpu.enter("move_ptes");
+    let g = cx.geo();
+    let ps = g.page_shift;
+    let av = vma.anon_vma();
+    let _rmap = need_rmap_locks.then(|| take_rmap_locks(cx, vma, &av));
+    let Some(old) = pgtable::pte_offset_map_lock(cx, mm, old_pmd) else { return };
+    // The new table was just allocated under the mmap write lock: nobody else can detach it.
+    let Some((new_map, _pmdval, new_ptl)) = pgtable::pte_offset_map_rw_nolock(cx, mm, new_pmd) else { return };
+    let same = std::ptr::eq(new_ptl, pgtable::pte_lockptr(cx, mm, old.pmdval));
+    let new_guard = (!same).then(|| new_ptl.lock(cx.cpu));
+    let mut force_flush = false;
+    let n = extent >> ps;
+    for i in 0..n {
+        let op = old.pte(g.index(old_addr + (i << ps), 1));
+        let pte = op.xchg(cx, Entry::NONE);
+        if pte.is_none() {
+            continue;
+        }
+        if pte.present() {
+            force_flush = true;
+        }
+        new_map.pte(g.index(new_addr + (i << ps), 1)).set(cx, pte);
+    }
+    let flush = |cx: Ctx<'_>| cx.cpu.flush_tlb_range(mm.id, old_addr >> ps, (old_addr + extent) >> ps, false);
+    if force_flush && cx.proto().mremap_flush == MremapFlush::BeforeUnlock {
+        flush(cx);
+    }
+    drop(new_guard);
+    drop(new_map);
+    drop(old);
+    if force_flush && cx.proto().mremap_flush == MremapFlush::AfterUnlock {
+        flush(cx);
+    }
+}
+
+/// `move_normal_pmd`: move a whole PTE table by moving the PMD, under the rmap locks and both PMD
+/// locks, rechecking the PMD ("racing with collapse?") after locking.
+fn move_normal_pmd(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old_addr: u64, new_pmd: EntryPtr) -> bool {
+    let _f = cx.cpu.enter("move_normal_pmd");
+    let g = cx.geo();
+    if !new_pmd.get(cx).is_none() {
+        return false;
+    }
+    let av = vma.anon_vma();
+    let _rmap = (cx.proto().mremap_rmap_locks != MremapRmapLocks::Never).then(|| take_rmap_locks(cx, vma, &av));
+    let old_ptl = pgtable::pmd_lockptr(cx, mm, old_pmd);
+    let og = old_ptl.lock(cx.cpu);
+    let new_ptl = pgtable::pmd_lockptr(cx, mm, new_pmd);
+    let ng = (!std::ptr::eq(old_ptl, new_ptl)).then(|| new_ptl.lock(cx.cpu));
+    let pmd = old_pmd.get(cx);
+    if cx.warn_on_new_pmd(new_pmd) || !pmd.is_table() {
+        drop(ng);
+        drop(og);
+        return false;
+    }
+    old_pmd.set(cx, Entry::NONE);
+    pgtable::pmd_populate(cx, new_pmd, cx.k.machine.frames.current(pmd.pfn()));
+    cx.cpu.flush_tlb_range(mm.id, old_addr >> g.page_shift, (old_addr + g.pmd_size()) >> g.page_shift, true);
+    drop(ng);
+    drop(og);
+    true
+}
+
+impl Ctx<'_> {
+    /// `WARN_ON_ONCE(!pmd_none(*new_pmd))` in `move_normal_pmd`.
+    fn warn_on_new_pmd(&self, new_pmd: EntryPtr) -> bool {
+        self.cpu.warn_on(!new_pmd.get(*self).is_none(), "move_normal_pmd: destination PMD is not none")
+    }
+}
+
+/// `move_page_tables`.
+#[allow(clippy::too_many_arguments)]
+fn move_page_tables(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_addr: u64, new_addr: u64, len: u64, need_rmap_locks: bool) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("move_page_tables");
+    let g = cx.geo();
+    let pmd_size = g.pmd_size();
+    let mut done = 0;
+    while done < len {
+        let (o, n) = (old_addr + done, new_addr + done);
+        let extent = (pmd_size - (o & (pmd_size - 1))).min(pmd_size - (n & (pmd_size - 1))).min(len - done);
+        if let Some(old_pmd) = pgtable::pmd_off(cx, mm, o) {
+            if !old_pmd.get(cx).is_none() {
+                let new_pmd = pgtable::pmd_alloc(cx, mm, n)?;
+                let moved = extent == pmd_size && cx.proto().mremap_normal_pmd && move_normal_pmd(cx, mm, vma, old_pmd, o, new_pmd);
+                if !moved {
+                    pgtable::pte_alloc(cx, mm, new_pmd)?;
+                    move_ptes(cx, mm, vma, old_pmd, o, new_pmd, n, extent, need_rmap_locks);
+                }
+            }
+        }
+        done += extent;
+    }
+    Ok(())
+}
+
+/// `mremap(old_addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr)` to an unmapped
+/// destination.
+pub fn do_mremap(cx: Ctx<'_>, mm: &MmStruct, old_addr: u64, len: u64, new_addr: u64) -> Result<u64, Errno> {
+    let _f = cx.cpu.enter("do_mremap");
+    let g = cx.geo();
+    let ps = g.page_size();
+    if !old_addr.is_multiple_of(ps) || !new_addr.is_multiple_of(ps) || len == 0 || !len.is_multiple_of(ps) {
+        return Err(Errno::Einval);
+    }
+    let (old_end, new_end) = (old_addr.checked_add(len).ok_or(Errno::Einval)?, new_addr.checked_add(len).ok_or(Errno::Einval)?);
+    if new_end > g.task_size() || old_end > g.task_size() || (old_addr < new_end && new_addr < old_end) {
+        return Err(Errno::Einval);
+    }
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    let vma = mm.vma_lookup(cx, old_addr).ok_or(Errno::Einval)?;
+    if vma.end() < old_end {
+        return Err(Errno::Einval);
+    }
+    if !mm.vmas_in(cx, new_addr, new_end).is_empty() {
+        return Err(Errno::Eexist);
+    }
+    // Make [old_addr, old_end) exactly one VMA.
+    let vma = if vma.start() < old_addr { __split_vma(cx, mm, &w, &vma, old_addr) } else { vma };
+    if vma.end() > old_end {
+        __split_vma(cx, mm, &w, &vma, old_end);
+    }
+    w.vma_start_write(&vma.lock);
+    let (new_vma, need) = copy_vma(cx, mm, &w, &vma, new_addr, len);
+    w.vma_start_write(&new_vma.lock);
+    let need = match cx.proto().mremap_rmap_locks {
+        MremapRmapLocks::Need => need,
+        MremapRmapLocks::Always => true,
+        MremapRmapLocks::Never => false,
+    };
+    move_page_tables(cx, mm, &vma, old_addr, new_addr, len, need)?;
+    // Unmap the old range with the write lock held throughout.
+    do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
+    cx.rcu_quiescent();
+    Ok(new_addr)
+}
