@@ -59,7 +59,10 @@ impl Key {
             || is_global(e)
             || is_gp(e)
             || is_reader_boundary(e);
-        Key { obj: e.obj, special }
+        Key {
+            obj: e.obj,
+            special,
+        }
     }
 
     /// False only if the two events are certainly independent.

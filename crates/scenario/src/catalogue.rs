@@ -7,15 +7,31 @@ use crate::{Backing, Op, Scenario, SetupOp, Verdict};
 /// a thread storing and loading, a thread faulting a neighbour page in, and a thread zapping a
 /// third page with MADV_DONTNEED (PT reclaim does not fire: the range is partial).
 pub fn reference() -> Scenario {
-    let s = Scenario::new("reference").doc("store/load vs fault vs MADV_DONTNEED on one PTE table; clean");
+    let s = Scenario::new("reference")
+        .doc("store/load vs fault vs MADV_DONTNEED on one PTE table; clean");
     let p = |n| s.page(n);
     let (a0, a1, a2, a4) = (p(0), p(1), p(2), p(4));
     s.clone()
-        .setup(SetupOp::Mmap { addr: a0, pages: 8, backing: Backing::AnonPrivate, huge: false })
+        .setup(SetupOp::Mmap {
+            addr: a0,
+            pages: 8,
+            backing: Backing::AnonPrivate,
+            huge: false,
+        })
         .setup(SetupOp::Store { addr: a0, value: 1 })
         .setup(SetupOp::Store { addr: a4, value: 4 })
-        .thread(vec![Op::Store { addr: a0, value: 2 }, Op::Load { addr: a0 }, Op::Load { addr: a1 }])
-        .thread(vec![Op::Fault { addr: a2, write: true }, Op::Store { addr: a2, value: 3 }])
+        .thread(vec![
+            Op::Store { addr: a0, value: 2 },
+            Op::Load { addr: a0 },
+            Op::Load { addr: a1 },
+        ])
+        .thread(vec![
+            Op::Fault {
+                addr: a2,
+                write: true,
+            },
+            Op::Store { addr: a2, value: 3 },
+        ])
         .thread(vec![Op::DontNeed { addr: a4, pages: 1 }])
         .expect(None, Verdict::Clean)
 }

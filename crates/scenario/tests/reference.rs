@@ -18,8 +18,17 @@ fn reference_is_clean_and_complete() {
     }
     eprintln!("visible steps per thread (sequential run): {per:?}");
     assert!(per[..3].iter().all(|&n| n >= 20), "{per:?}");
-    let out = explore(m, &Config { budget: Some(Duration::from_secs(600)), ..Config::default() });
-    eprintln!("reference: {} executions, {} steps, {:.2?}, complete {}", out.executions, out.steps, out.elapsed, out.complete);
+    let out = explore(
+        m,
+        &Config {
+            budget: Some(Duration::from_secs(600)),
+            ..Config::default()
+        },
+    );
+    eprintln!(
+        "reference: {} executions, {} steps, {:.2?}, complete {}",
+        out.executions, out.steps, out.elapsed, out.complete
+    );
     assert!(out.counterexample.is_none(), "{:?}", out.counterexample);
     assert!(out.complete);
 }
