@@ -36,8 +36,8 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
         ));
         anon_vma_fork(cx, &tmp, &vma);
         link_file_vma(cx, &tmp);
-        new.tree_insert(cx, tmp.clone());
         nw.vma_mark_attached(&tmp.lock);
+        new.tree_insert(cx, tmp.clone());
         // vma_needs_copy: shared mappings without anon pages refault instead.
         if vma.anon_vma().is_some() || !vma.is_shared() {
             if let Err(e) = copy_page_range(cx, &new, &tmp, old, &vma) {

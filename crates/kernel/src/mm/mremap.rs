@@ -55,8 +55,8 @@ fn copy_vma(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, vma: &Arc<Vma>, 
     let new = Arc::new(Vma::new(cx, mm, new_addr, new_addr + len, pgoff, vma.flags(), vma.file.clone()));
     anon_vma_clone(cx, &new, vma);
     link_file_vma(cx, &new);
-    mm.tree_insert(cx, new.clone());
     w.vma_mark_attached(&new.lock);
+    mm.tree_insert(cx, new.clone());
     (new, false)
 }
 

@@ -102,8 +102,9 @@ pub fn do_mmap(
     };
     let vma = Arc::new(Vma::new(cx, mm, addr, end, pgoff, VmFlags(flags), file));
     link_file_vma(cx, &vma);
-    mm.tree_insert(cx, vma.clone());
+    // vma_iter_store_new: attach, then publish in the tree.
     w.vma_mark_attached(&vma.lock);
+    mm.tree_insert(cx, vma.clone());
     drop(w);
     Ok(addr)
 }
@@ -213,8 +214,10 @@ pub fn __split_vma(
     }
     drop(ag);
     drop(im);
-    mm.tree_insert(cx, new.clone());
+    // The new half is write-locked like the old one until the mmap write lock is dropped.
     w.vma_mark_attached(&new.lock);
+    w.vma_start_write(&new.lock);
+    mm.tree_insert(cx, new.clone());
     new
 }
 
