@@ -123,7 +123,7 @@ fn trunc(s: &str, w: usize) -> String {
 }
 
 /// One step in the JSON trace.
-#[derive(Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct JsonStep {
     pub step: usize,
     pub thread: usize,

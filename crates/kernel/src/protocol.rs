@@ -66,6 +66,38 @@ pub struct Protocol {
     pub mremap_normal_pmd: bool,
     /// When `move_ptes` flushes the old range: before releasing the PTLs, or after.
     pub mremap_flush: MremapFlush,
+    /// mTHP collapse keeps the anon_vma write lock until the table is back (v18), or drops it right
+    /// after isolation as PMD-order collapse does.
+    pub collapse_mthp_anon_vma: MthpAnonVma,
+    /// `tlb_remove_table_sync_one` after `pmdp_collapse_flush` (Jann Horn, 6.1).
+    pub collapse_ipi_sync: bool,
+    /// The re-install check on the PMD: BUG_ON or WARN_ON_ONCE (v18).
+    pub collapse_pmd_none_check: PmdNoneCheck,
+    /// `vma_start_write` before `check_pmd_still_valid` (2026 base) or after (≤ 6.12).
+    pub collapse_vma_write_order: VmaWriteOrder,
+    /// khugepaged's `max_ptes_none` (capped at `2^order - 1`).
+    pub collapse_max_ptes_none: u64,
+}
+
+/// `collapse.mthp_anon_vma`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MthpAnonVma {
+    Hold,
+    DropEarly,
+}
+
+/// `collapse.pmd_none_check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PmdNoneCheck {
+    Bug,
+    Warn,
+}
+
+/// `collapse.vma_write_order`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmaWriteOrder {
+    BeforeCheck,
+    AfterCheck,
 }
 
 /// `mremap.rmap_locks`.
@@ -115,6 +147,11 @@ impl Default for Protocol {
             mremap_rmap_locks: MremapRmapLocks::Need,
             mremap_normal_pmd: true,
             mremap_flush: MremapFlush::BeforeUnlock,
+            collapse_mthp_anon_vma: MthpAnonVma::Hold,
+            collapse_ipi_sync: true,
+            collapse_pmd_none_check: PmdNoneCheck::Warn,
+            collapse_vma_write_order: VmaWriteOrder::BeforeCheck,
+            collapse_max_ptes_none: u64::MAX,
         }
     }
 }
@@ -358,6 +395,66 @@ pub const SWITCHES: &[Switch] = &[
             p.mremap_flush = match v {
                 "before_unlock" => MremapFlush::BeforeUnlock,
                 "after_unlock" => MremapFlush::AfterUnlock,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Switch {
+        name: "collapse.mthp_anon_vma",
+        values: &["hold", "drop_early"],
+        doc: "mTHP collapse keeps the anon_vma write lock until the detached table is reinstalled, or drops it after isolation like PMD-order collapse",
+        cite: "Nico Pache, '[PATCH mm-unstable v18 06/14] mm/khugepaged: generalize collapse_huge_page for mTHP collapse' (May 2026) and its v5/v14 reviews",
+        get: |p| match p.collapse_mthp_anon_vma {
+            MthpAnonVma::Hold => "hold",
+            MthpAnonVma::DropEarly => "drop_early",
+        },
+        set: |p, v| {
+            p.collapse_mthp_anon_vma = match v {
+                "hold" => MthpAnonVma::Hold,
+                "drop_early" => MthpAnonVma::DropEarly,
+                _ => return false,
+            };
+            true
+        },
+    },
+    bool_switch!(
+        "collapse.ipi_sync",
+        collapse_ipi_sync,
+        "collapse_huge_page calls tlb_remove_table_sync_one after pmdp_collapse_flush, so no GUP-fast still walks the old PMD",
+        "Jann Horn, 'mm/khugepaged: fix GUP-fast interaction by sending IPI' (6.1)"
+    ),
+    Switch {
+        name: "collapse.pmd_none_check",
+        values: &["warn", "bug"],
+        doc: "the check that the PMD is still none when collapse reinstalls it: WARN_ON_ONCE and go on (v18), or BUG_ON",
+        cite: "mTHP series v18 06/14 (BUG_ON became WARN_ON_ONCE)",
+        get: |p| match p.collapse_pmd_none_check {
+            PmdNoneCheck::Warn => "warn",
+            PmdNoneCheck::Bug => "bug",
+        },
+        set: |p, v| {
+            p.collapse_pmd_none_check = match v {
+                "warn" => PmdNoneCheck::Warn,
+                "bug" => PmdNoneCheck::Bug,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Switch {
+        name: "collapse.vma_write_order",
+        values: &["before_check", "after_check"],
+        doc: "collapse_huge_page write-locks the VMA before check_pmd_still_valid (2026 base) or after (6.4-6.12)",
+        cite: "Suren Baghdasaryan, 'mm/khugepaged: write-lock VMA while collapsing a huge page' (6.4); May-2026 mm-unstable base",
+        get: |p| match p.collapse_vma_write_order {
+            VmaWriteOrder::BeforeCheck => "before_check",
+            VmaWriteOrder::AfterCheck => "after_check",
+        },
+        set: |p, v| {
+            p.collapse_vma_write_order = match v {
+                "before_check" => VmaWriteOrder::BeforeCheck,
+                "after_check" => VmaWriteOrder::AfterCheck,
                 _ => return false,
             };
             true

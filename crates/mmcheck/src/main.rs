@@ -23,9 +23,55 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Check the model. Until the explorer lands this runs the native self-check: the sequential
-    /// self-tests and a short multi-threaded stress run, each followed by the invariant checks.
-    Check,
+    /// Check scenarios under the explorer: every expectation of every scenario (the built-in
+    /// catalogue when no path is given). Exits 0 iff every expectation is met.
+    Check {
+        /// Scenario files or directories of `.mmt` files.
+        paths: Vec<String>,
+        /// Exploration strategy.
+        #[arg(long, value_enum, default_value_t = ModeArg::Dpor)]
+        mode: ModeArg,
+        /// PCT depth (with --mode pct).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        depth: u32,
+        /// Seconds per scenario and variant.
+        #[arg(long, default_value_t = 60.0)]
+        budget: f64,
+        /// Preemption bound (DPOR); results are then not complete if anything was pruned.
+        #[arg(long)]
+        preemptions: Option<u32>,
+        /// Protocol preset applied to every scenario before its own variants.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// A switch setting, `name=value` (repeatable).
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// Print one JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Rows run in parallel.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Seed for random and PCT.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Replay a schedule token on a scenario and print its trace.
+    Replay {
+        /// A scenario file, or a catalogue path such as `planted/missing-rcu-wait.mmt`.
+        scenario: String,
+        #[arg(long)]
+        schedule: String,
+        /// The variant to replay under (default: the scenario's own protocol).
+        #[arg(long)]
+        variant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every protocol switch with its default, alternatives and citation, and the presets.
+    Switches,
+    /// The native self-check: the sequential self-tests and a short multi-threaded stress run.
+    Selftest,
     /// Run random operations from real threads on one shared mm and check every value and
     /// invariant.
     Stress {
@@ -50,6 +96,20 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    Dpor,
+    Random,
+    Pct,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': expected name=value"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
 #[derive(Subcommand)]
 enum BenchWhat {
     /// The explorer on the built-in reference scenario: random and DPOR steps/s and executions/s.
@@ -63,7 +123,45 @@ enum BenchWhat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check => check(),
+        Cmd::Selftest => selftest(),
+        Cmd::Switches => switches(),
+        Cmd::Check {
+            paths,
+            mode,
+            depth,
+            budget,
+            preemptions,
+            protocol,
+            sets,
+            json,
+            jobs,
+            seed,
+        } => {
+            if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
+                eprintln!("error: --budget must be a positive number of seconds up to 86400");
+                return ExitCode::from(2);
+            }
+            let mode = match mode {
+                ModeArg::Dpor => mmcheck_explore::Mode::Dpor,
+                ModeArg::Random => mmcheck_explore::Mode::Random,
+                ModeArg::Pct => mmcheck_explore::Mode::Pct { depth },
+            };
+            let opts = mmcheck::check::CheckOpts {
+                mode,
+                budget: std::time::Duration::from_secs_f64(budget),
+                preemptions,
+                protocol,
+                sets,
+                seed,
+            };
+            run_check(&paths, &opts, json, jobs as usize)
+        }
+        Cmd::Replay {
+            scenario,
+            schedule,
+            variant,
+            json,
+        } => run_replay(&scenario, &schedule, variant.as_deref(), json),
         Cmd::Stress {
             threads,
             seconds,
@@ -76,7 +174,9 @@ fn main() -> ExitCode {
             stress(threads as usize, seconds, seed)
         }
         Cmd::DiffKernel { cases, seed } => diff_kernel(cases, seed),
-        Cmd::Bench { what: BenchWhat::Explore { seconds } } => {
+        Cmd::Bench {
+            what: BenchWhat::Explore { seconds },
+        } => {
             if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
                 eprintln!("error: --seconds must be a positive number of seconds up to 3600");
                 return ExitCode::from(2);
@@ -92,11 +192,24 @@ fn bench_explore(seconds: f64) -> ExitCode {
     use std::sync::Arc;
     use std::time::Duration;
     let m = Arc::new(KernelModel::new(catalogue::reference()));
-    println!("reference scenario: {} (3 threads, ~40 visible steps each)", m.scenario.doc);
+    println!(
+        "reference scenario: {} (3 threads, ~40 visible steps each)",
+        m.scenario.doc
+    );
     let budget = Some(Duration::from_secs_f64(seconds));
     let mut ok = true;
-    for (name, mode) in [("random", Mode::Random), ("pct", Mode::Pct { depth: 3 }), ("dpor", Mode::Dpor)] {
-        let cfg = Config { mode, budget, seed: 1, stop_on_violation: true, ..Config::default() };
+    for (name, mode) in [
+        ("random", Mode::Random),
+        ("pct", Mode::Pct { depth: 3 }),
+        ("dpor", Mode::Dpor),
+    ] {
+        let cfg = Config {
+            mode,
+            budget,
+            seed: 1,
+            stop_on_violation: true,
+            ..Config::default()
+        };
         let out = explore(m.clone(), &cfg);
         let secs = out.elapsed.as_secs_f64();
         println!(
@@ -106,7 +219,11 @@ fn bench_explore(seconds: f64) -> ExitCode {
             out.executions,
             out.steps,
             secs,
-            if mode == Mode::Dpor { format!(", complete: {}", out.complete) } else { String::new() }
+            if mode == Mode::Dpor {
+                format!(", complete: {}", out.complete)
+            } else {
+                String::new()
+            }
         );
         if let Some(cx) = out.counterexample {
             println!("  unexpected violation: {}", cx.violation);
@@ -120,8 +237,264 @@ fn bench_explore(seconds: f64) -> ExitCode {
     }
 }
 
-fn check() -> ExitCode {
-    println!("mmcheck check: the explorer is not built yet; running the native self-check.");
+fn switches() -> ExitCode {
+    use mmcheck_kernel::protocol::{PRESETS, SWITCHES};
+    println!(
+        "{:<22} {:<10} {:<26} what",
+        "switch", "default", "alternatives"
+    );
+    for sw in SWITCHES {
+        let alts: Vec<&str> = sw
+            .values
+            .iter()
+            .copied()
+            .filter(|v| *v != sw.default_value())
+            .collect();
+        println!(
+            "{:<22} {:<10} {:<26} {}",
+            sw.name,
+            sw.default_value(),
+            alts.join(" | "),
+            sw.doc
+        );
+        println!("{:<22} {:<10} {:<26} cite: {}", "", "", "", sw.cite);
+    }
+    println!();
+    println!("presets:");
+    for p in PRESETS {
+        let set: Vec<String> = p.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "  {:<12} {}{}",
+            p.name,
+            p.doc,
+            if set.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", set.join(", "))
+            }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_check(
+    paths: &[String],
+    opts: &mmcheck::check::CheckOpts,
+    json: bool,
+    jobs: usize,
+) -> ExitCode {
+    use mmcheck::check::{apply_overrides, load, run_row, Row};
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let scenarios = match load(paths) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut work = Vec::new();
+    for (file, s) in &scenarios {
+        let s = match apply_overrides(s, opts) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for e in &s.expect {
+            work.push((
+                file.clone(),
+                s.clone(),
+                e.variant.clone(),
+                e.verdict.clone(),
+            ));
+        }
+    }
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let b = indicatif::ProgressBar::new(work.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+            )
+            .expect("template"),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        Some(b)
+    } else {
+        None
+    };
+    let next = AtomicUsize::new(0);
+    let results: Vec<parking_lot::Mutex<Option<Row>>> =
+        work.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+    std::thread::scope(|sc| {
+        for _ in 0..jobs.min(work.len().max(1)) {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((file, s, variant, verdict)) = work.get(i) else {
+                    break;
+                };
+                if let Some(b) = &bar {
+                    b.set_message(format!(
+                        "{} / {}",
+                        s.name,
+                        variant.as_deref().unwrap_or("base")
+                    ));
+                }
+                let row = run_row(file, s, variant.as_deref(), verdict, opts);
+                *results[i].lock() = Some(row);
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            });
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let rows: Vec<Row> = results.into_iter().filter_map(|r| r.into_inner()).collect();
+    let all_met = rows.iter().all(|r| r.met);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
+    } else {
+        println!(
+            "{:<44} {:<12} {:<18} {:<18} {:<5} {:<12} {:>9} {:>8} {:>9}",
+            "scenario",
+            "variant",
+            "expected",
+            "verdict",
+            "met",
+            "strategy",
+            "execs",
+            "complete",
+            "time"
+        );
+        for r in &rows {
+            println!(
+                "{:<44} {:<12} {:<18} {:<18} {:<5} {:<12} {:>9} {:>8} {:>8.2}s",
+                r.scenario,
+                r.variant,
+                r.expected,
+                r.verdict,
+                if r.met { "yes" } else { "NO" },
+                r.strategy,
+                r.executions,
+                r.complete,
+                r.elapsed_ms as f64 / 1000.0
+            );
+        }
+        for r in &rows {
+            if let Some(t) = &r.text_trace {
+                println!(
+                    "\n== {} / {}: {} ==",
+                    r.scenario,
+                    r.variant,
+                    r.message.as_deref().unwrap_or("")
+                );
+                print!("{t}");
+                if let Some(s) = &r.schedule {
+                    println!(
+                        "replay: mmcheck replay <scenario> --variant {} --schedule {s}",
+                        r.variant
+                    );
+                }
+            } else if !r.met {
+                println!(
+                    "\n== {} / {}: {} ==",
+                    r.scenario,
+                    r.variant,
+                    r.message.as_deref().unwrap_or("expectation not met")
+                );
+            }
+        }
+        let met = rows.iter().filter(|r| r.met).count();
+        println!("\n{met}/{} expectations met", rows.len());
+    }
+    if all_met {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run_replay(scenario: &str, token: &str, variant: Option<&str>, json: bool) -> ExitCode {
+    use mmcheck_explore::report::{json_steps, render};
+    use mmcheck_explore::{Model, Schedule};
+    let sched = match Schedule::parse(token) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = std::path::Path::new(scenario);
+    let loaded = if path.exists() {
+        mmcheck_scenario::parse::load_scenario_file(path).map_err(|e| e.render())
+    } else {
+        let key = scenario.trim_start_matches("scenarios/");
+        match mmcheck::check::CATALOGUE.iter().find(|(n, _)| *n == key) {
+            Some((n, text)) => {
+                mmcheck_scenario::parse::parse_scenario(&format!("scenarios/{n}"), text)
+                    .map_err(|e| e.render())
+            }
+            None if scenario == "builtin:reference" => Ok(mmcheck_scenario::catalogue::reference()),
+            None => Err(format!(
+                "error: no scenario file or catalogue entry '{scenario}'"
+            )),
+        }
+    };
+    let s = match loaded {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let variant = variant.filter(|v| *v != "base");
+    if let Some(v) = variant {
+        if !s.variants.iter().any(|x| x.name == v) {
+            eprintln!("error: scenario '{}' has no variant '{v}'", s.name);
+            return ExitCode::from(2);
+        }
+    }
+    let sv = match s.with_variant(variant) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let m = std::sync::Arc::new(mmcheck_scenario::KernelModel::new(sv));
+    let r = mmcheck_explore::schedule::replay(&m, &sched, true);
+    if json {
+        let v = serde_json::json!({
+            "scenario": s.name,
+            "variant": variant.unwrap_or("base"),
+            "schedule": token,
+            "verdict": r.violation.as_ref().map_or("clean".to_string(), |v| v.kind.name().to_string()),
+            "message": r.violation.as_ref().map(|v| v.to_string()),
+            "trace": json_steps(&r.trace),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialize"));
+    } else {
+        let names: Vec<String> = (0..m.threads()).map(|t| m.thread_name(t)).collect();
+        print!("{}", render(&names, &r.trace, r.violation.as_ref(), 44));
+        if r.violation.is_none() {
+            println!("\nno violation on this schedule");
+        }
+    }
+    if r.violation.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn selftest() -> ExitCode {
+    println!("mmcheck selftest: sequential self-tests and a native stress run.");
     println!("{:<48} {:>8} {:>10}", "self-test", "verdict", "time");
     let mut ok = true;
     for (name, f) in mmcheck_kernel::selftest::SELFTESTS {

@@ -60,6 +60,7 @@ impl SpinLock {
             &|| !self.is_locked(),
             &mut || self.try_acquire(&cpu),
         );
+        self.check_frame(&cpu);
         SpinGuard {
             lock: self,
             cpu,
@@ -70,11 +71,24 @@ impl SpinLock {
     /// `spin_trylock`.
     pub fn try_lock<'a>(&'a self, cpu: Cpu<'a>) -> Option<SpinGuard<'a>> {
         cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
-        self.try_acquire(&cpu).then(|| SpinGuard {
+        let ok = self.try_acquire(&cpu);
+        if ok {
+            self.check_frame(&cpu);
+        }
+        ok.then(|| SpinGuard {
             lock: self,
             cpu,
             owned: true,
         })
+    }
+
+    /// A lock living in a frame (a split PTL) must be taken while the frame is allocated:
+    /// checked in the same step as the acquisition.
+    fn check_frame(&self, cpu: &Cpu<'_>) {
+        if let Some(pfn) = Obj::Lock(self.id).frame() {
+            let f = &cpu.m.frames;
+            f.check(cpu, f.current(pfn), "lock in a freed page (PTL)");
+        }
     }
 
     /// Release without a guard. Used only by the frames arena to reset a lock of a fresh frame.

@@ -104,6 +104,12 @@ pub enum Op {
         pages: u64,
         new_addr: u64,
     },
+    /// Anonymous THP collapse of the `2^order`-page range holding `addr` (`collapse_huge_page`,
+    /// as MADV_COLLAPSE or a khugepaged scan drives it; `order` = the PMD order for a THP).
+    Collapse {
+        addr: u64,
+        order: u32,
+    },
 }
 
 /// How a `folio_walk` caller uses its result.

@@ -91,6 +91,11 @@ impl KernelModel {
                 new_addr,
             } => mmcheck_kernel::mm::mremap::do_mremap(cx, mm, addr, pages * ps, new_addr)
                 .map(|_| ()),
+            Op::Collapse { addr, order } => {
+                let r = mmcheck_kernel::mm::khugepaged::collapse_scan(cx, mm, addr, order);
+                seen.push(format!("collapse {addr:#x}/{order}: {r:?}"));
+                Ok(())
+            }
             Op::Migrate { addr } => {
                 let moved = mmcheck_kernel::mm::migrate::migrate_page_at(cx, mm, addr);
                 seen.push(format!(

@@ -274,7 +274,7 @@ pub fn folio_lock(cx: Ctx<'_>, f: FrameRef) {
 
 /// `folio_trylock`.
 pub fn folio_trylock(cx: Ctx<'_>, f: FrameRef) -> bool {
-    cx.cpu.visible(Obj::Lock(lock_id(f)), Access::Acquire);
+    cx.cpu.visible(Obj::Lock(lock_id(f)), Access::TryAcquire);
     let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
     flags.fetch_or(PG_LOCKED, Ordering::SeqCst) & PG_LOCKED == 0
 }

@@ -67,23 +67,23 @@ pub fn remove_migration_ptes(cx: Ctx<'_>, src: FrameRef, dst: FrameRef) {
     });
 }
 
-/// The rmap-completeness oracle: a migration entry to `src` left anywhere.
+/// The rmap-completeness oracle: a migration entry to `src` left in any live PTE table, attached
+/// or not (a table detached for a while, by mTHP collapse say, comes back with its entries).
 fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
-    let g = cx.geo();
-    for mm in cx.k.mms() {
-        let mut stack = vec![(mm.pgd, g.levels)];
-        while let Some((t, level)) = stack.pop() {
-            for i in 0..g.entries() {
-                let e = Entry(cx.cpu.entry_peek(t, i));
-                if level > 1 && e.is_table() {
-                    stack.push((cx.k.machine.frames.current(e.pfn()), level - 1));
-                } else if level == 1 && e.is_migration() && e.pfn() == src.pfn {
-                    cx.cpu.report(
-                        ViolationKind::RmapMissed,
-                        format!("migration entry to pfn {} in mm {} survived remove_migration_ptes: rmap never found it", src.pfn, mm.id),
-                    );
-                    return;
-                }
+    let frames = &cx.k.machine.frames;
+    for pfn in 1..frames.len() as u32 {
+        if frames.kind(pfn) != mmcheck_platform::FrameKind::Table(1) {
+            continue;
+        }
+        let t = frames.current(pfn);
+        for i in 0..cx.geo().entries() {
+            let e = Entry(cx.cpu.entry_peek(t, i));
+            if e.is_migration() && e.pfn() == src.pfn {
+                cx.cpu.report(
+                    ViolationKind::RmapMissed,
+                    format!("migration entry to pfn {} (PTE table pfn {pfn}, entry {i}) survived remove_migration_ptes: rmap never found it", src.pfn),
+                );
+                return;
             }
         }
     }

@@ -4,6 +4,7 @@ pub mod folio;
 pub mod fork;
 pub mod gup;
 pub mod huge_memory;
+pub mod khugepaged;
 pub mod madvise;
 pub mod memory;
 pub mod migrate;

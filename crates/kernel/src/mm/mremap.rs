@@ -23,7 +23,14 @@ use std::sync::Arc;
 
 /// `copy_vma`: the destination VMA for `[new_addr, new_addr + len)` and whether moving into it
 /// needs the rmap locks.
-fn copy_vma(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, vma: &Arc<Vma>, new_addr: u64, len: u64) -> (Arc<Vma>, bool) {
+fn copy_vma(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    w: &MmapWriteGuard<'_>,
+    vma: &Arc<Vma>,
+    new_addr: u64,
+    len: u64,
+) -> (Arc<Vma>, bool) {
     let _f = cx.cpu.enter("copy_vma");
     let ps = cx.geo().page_shift;
     let pgoff = vma.pgoff();
@@ -52,7 +59,15 @@ fn copy_vma(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, vma: &Arc<Vma>, 
     if let Some(f) = &vma.file {
         get_file(f);
     }
-    let new = Arc::new(Vma::new(cx, mm, new_addr, new_addr + len, pgoff, vma.flags(), vma.file.clone()));
+    let new = Arc::new(Vma::new(
+        cx,
+        mm,
+        new_addr,
+        new_addr + len,
+        pgoff,
+        vma.flags(),
+        vma.file.clone(),
+    ));
     anon_vma_clone(cx, &new, vma);
     link_file_vma(cx, &new);
     w.vma_mark_attached(&new.lock);
@@ -66,24 +81,46 @@ struct RmapLocks<'a> {
     _file: Option<RwSemWriteGuard<'a>>,
 }
 
-fn take_rmap_locks<'a>(cx: Ctx<'a>, vma: &'a Vma, av: &'a Option<Arc<crate::mm::types::AnonVma>>) -> RmapLocks<'a> {
+fn take_rmap_locks<'a>(
+    cx: Ctx<'a>,
+    vma: &'a Vma,
+    av: &'a Option<Arc<crate::mm::types::AnonVma>>,
+) -> RmapLocks<'a> {
     let _f = cx.cpu.enter("take_rmap_locks");
     let file = vma.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
     let anon = av.as_ref().map(|a| a.lock().write(cx.cpu));
-    RmapLocks { _anon: anon, _file: file }
+    RmapLocks {
+        _anon: anon,
+        _file: file,
+    }
 }
 
 /// `move_ptes`: move the entries of one PMD range under both PTLs.
 #[allow(clippy::too_many_arguments)]
-fn move_ptes(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old_addr: u64, new_pmd: EntryPtr, new_addr: u64, extent: u64, need_rmap_locks: bool) {
+fn move_ptes(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Vma,
+    old_pmd: EntryPtr,
+    old_addr: u64,
+    new_pmd: EntryPtr,
+    new_addr: u64,
+    extent: u64,
+    need_rmap_locks: bool,
+) {
     let _f = cx.cpu.enter("move_ptes");
     let g = cx.geo();
     let ps = g.page_shift;
     let av = vma.anon_vma();
     let _rmap = need_rmap_locks.then(|| take_rmap_locks(cx, vma, &av));
-    let Some(old) = pgtable::pte_offset_map_lock(cx, mm, old_pmd) else { return };
+    let Some(old) = pgtable::pte_offset_map_lock(cx, mm, old_pmd) else {
+        return;
+    };
     // The new table was just allocated under the mmap write lock: nobody else can detach it.
-    let Some((new_map, _pmdval, new_ptl)) = pgtable::pte_offset_map_rw_nolock(cx, mm, new_pmd) else { return };
+    let Some((new_map, _pmdval, new_ptl)) = pgtable::pte_offset_map_rw_nolock(cx, mm, new_pmd)
+    else {
+        return;
+    };
     let same = std::ptr::eq(new_ptl, pgtable::pte_lockptr(cx, mm, old.pmdval));
     let new_guard = (!same).then(|| new_ptl.lock(cx.cpu));
     let mut force_flush = false;
@@ -99,7 +136,10 @@ fn move_ptes(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old_addr:
         }
         new_map.pte(g.index(new_addr + (i << ps), 1)).set(cx, pte);
     }
-    let flush = |cx: Ctx<'_>| cx.cpu.flush_tlb_range(mm.id, old_addr >> ps, (old_addr + extent) >> ps, false);
+    let flush = |cx: Ctx<'_>| {
+        cx.cpu
+            .flush_tlb_range(mm.id, old_addr >> ps, (old_addr + extent) >> ps, false)
+    };
     if force_flush && cx.proto().mremap_flush == MremapFlush::BeforeUnlock {
         flush(cx);
     }
@@ -113,14 +153,22 @@ fn move_ptes(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old_addr:
 
 /// `move_normal_pmd`: move a whole PTE table by moving the PMD, under the rmap locks and both PMD
 /// locks, rechecking the PMD ("racing with collapse?") after locking.
-fn move_normal_pmd(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old_addr: u64, new_pmd: EntryPtr) -> bool {
+fn move_normal_pmd(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Vma,
+    old_pmd: EntryPtr,
+    old_addr: u64,
+    new_pmd: EntryPtr,
+) -> bool {
     let _f = cx.cpu.enter("move_normal_pmd");
     let g = cx.geo();
     if !new_pmd.get(cx).is_none() {
         return false;
     }
     let av = vma.anon_vma();
-    let _rmap = (cx.proto().mremap_rmap_locks != MremapRmapLocks::Never).then(|| take_rmap_locks(cx, vma, &av));
+    let _rmap = (cx.proto().mremap_rmap_locks != MremapRmapLocks::Never)
+        .then(|| take_rmap_locks(cx, vma, &av));
     let old_ptl = pgtable::pmd_lockptr(cx, mm, old_pmd);
     let og = old_ptl.lock(cx.cpu);
     let new_ptl = pgtable::pmd_lockptr(cx, mm, new_pmd);
@@ -133,7 +181,12 @@ fn move_normal_pmd(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old
     }
     old_pmd.set(cx, Entry::NONE);
     pgtable::pmd_populate(cx, new_pmd, cx.k.machine.frames.current(pmd.pfn()));
-    cx.cpu.flush_tlb_range(mm.id, old_addr >> g.page_shift, (old_addr + g.pmd_size()) >> g.page_shift, true);
+    cx.cpu.flush_tlb_range(
+        mm.id,
+        old_addr >> g.page_shift,
+        (old_addr + g.pmd_size()) >> g.page_shift,
+        true,
+    );
     drop(ng);
     drop(og);
     true
@@ -142,24 +195,39 @@ fn move_normal_pmd(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_pmd: EntryPtr, old
 impl Ctx<'_> {
     /// `WARN_ON_ONCE(!pmd_none(*new_pmd))` in `move_normal_pmd`.
     fn warn_on_new_pmd(&self, new_pmd: EntryPtr) -> bool {
-        self.cpu.warn_on(!new_pmd.get(*self).is_none(), "move_normal_pmd: destination PMD is not none")
+        self.cpu.warn_on(
+            !new_pmd.get(*self).is_none(),
+            "move_normal_pmd: destination PMD is not none",
+        )
     }
 }
 
 /// `move_page_tables`.
 #[allow(clippy::too_many_arguments)]
-fn move_page_tables(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_addr: u64, new_addr: u64, len: u64, need_rmap_locks: bool) -> Result<(), Errno> {
+fn move_page_tables(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Vma,
+    old_addr: u64,
+    new_addr: u64,
+    len: u64,
+    need_rmap_locks: bool,
+) -> Result<(), Errno> {
     let _f = cx.cpu.enter("move_page_tables");
     let g = cx.geo();
     let pmd_size = g.pmd_size();
     let mut done = 0;
     while done < len {
         let (o, n) = (old_addr + done, new_addr + done);
-        let extent = (pmd_size - (o & (pmd_size - 1))).min(pmd_size - (n & (pmd_size - 1))).min(len - done);
+        let extent = (pmd_size - (o & (pmd_size - 1)))
+            .min(pmd_size - (n & (pmd_size - 1)))
+            .min(len - done);
         if let Some(old_pmd) = pgtable::pmd_off(cx, mm, o) {
             if !old_pmd.get(cx).is_none() {
                 let new_pmd = pgtable::pmd_alloc(cx, mm, n)?;
-                let moved = extent == pmd_size && cx.proto().mremap_normal_pmd && move_normal_pmd(cx, mm, vma, old_pmd, o, new_pmd);
+                let moved = extent == pmd_size
+                    && cx.proto().mremap_normal_pmd
+                    && move_normal_pmd(cx, mm, vma, old_pmd, o, new_pmd);
                 if !moved {
                     pgtable::pte_alloc(cx, mm, new_pmd)?;
                     move_ptes(cx, mm, vma, old_pmd, o, new_pmd, n, extent, need_rmap_locks);
@@ -173,15 +241,31 @@ fn move_page_tables(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma, old_addr: u64, new_ad
 
 /// `mremap(old_addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr)` to an unmapped
 /// destination.
-pub fn do_mremap(cx: Ctx<'_>, mm: &MmStruct, old_addr: u64, len: u64, new_addr: u64) -> Result<u64, Errno> {
+pub fn do_mremap(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    old_addr: u64,
+    len: u64,
+    new_addr: u64,
+) -> Result<u64, Errno> {
     let _f = cx.cpu.enter("do_mremap");
     let g = cx.geo();
     let ps = g.page_size();
-    if !old_addr.is_multiple_of(ps) || !new_addr.is_multiple_of(ps) || len == 0 || !len.is_multiple_of(ps) {
+    if !old_addr.is_multiple_of(ps)
+        || !new_addr.is_multiple_of(ps)
+        || len == 0
+        || !len.is_multiple_of(ps)
+    {
         return Err(Errno::Einval);
     }
-    let (old_end, new_end) = (old_addr.checked_add(len).ok_or(Errno::Einval)?, new_addr.checked_add(len).ok_or(Errno::Einval)?);
-    if new_end > g.task_size() || old_end > g.task_size() || (old_addr < new_end && new_addr < old_end) {
+    let (old_end, new_end) = (
+        old_addr.checked_add(len).ok_or(Errno::Einval)?,
+        new_addr.checked_add(len).ok_or(Errno::Einval)?,
+    );
+    if new_end > g.task_size()
+        || old_end > g.task_size()
+        || (old_addr < new_end && new_addr < old_end)
+    {
         return Err(Errno::Einval);
     }
     let w = mm.mmap_lock.write_lock(cx.cpu);
@@ -193,7 +277,11 @@ pub fn do_mremap(cx: Ctx<'_>, mm: &MmStruct, old_addr: u64, len: u64, new_addr: 
         return Err(Errno::Eexist);
     }
     // Make [old_addr, old_end) exactly one VMA.
-    let vma = if vma.start() < old_addr { __split_vma(cx, mm, &w, &vma, old_addr) } else { vma };
+    let vma = if vma.start() < old_addr {
+        __split_vma(cx, mm, &w, &vma, old_addr)
+    } else {
+        vma
+    };
     if vma.end() > old_end {
         __split_vma(cx, mm, &w, &vma, old_end);
     }

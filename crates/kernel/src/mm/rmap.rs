@@ -217,6 +217,10 @@ pub fn page_vma_mapped_walk<'a>(
     let entry = pte.get(cx);
     // check_pte: with PVMW_MIGRATION only a migration entry to the folio matches.
     let in_folio = entry.pfn() >= folio.pfn && entry.pfn() < folio.pfn + nr;
-    let hit = if migration { entry.is_migration() && in_folio } else { entry.present() && in_folio };
+    let hit = if migration {
+        entry.is_migration() && in_folio
+    } else {
+        entry.present() && in_folio
+    };
     hit.then(|| Pvmw { locked, pte, entry })
 }

@@ -1,0 +1,308 @@
+//! Anonymous THP collapse (`mm/khugepaged.c`): `collapse_huge_page` at PMD order and, as in the
+//! 2026 mTHP series (Nico Pache, mm-unstable v18, May 2026), at smaller orders; the entry points
+//! MADV_COLLAPSE and a khugepaged scan of one PMD range (`hpage_collapse_scan_pmd`, with
+//! `max_ptes_none`).
+//!
+//! The sequence: allocate; revalidate under the mmap read lock (the VMA must span the whole PMD
+//! range even for mTHP); mmap write lock; `vma_start_write` and `check_pmd_still_valid` (in an order
+//! that is a switch: the 2026 base locks first); anon_vma write lock; `pmdp_collapse_flush`;
+//! `tlb_remove_table_sync_one`; map the detached table through the stack copy of the PMD and isolate
+//! the pages under its PTL; for PMD order drop the anon_vma lock; copy; then under the PMD lock either
+//! install the huge PMD (depositing the old table) or write the new PTEs into the detached table
+//! and repopulate the PMD with it.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio::{self, page_folio};
+use crate::mm::memory::vm_normal_page;
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::types::{MmStruct, Vma, MM_ANONPAGES};
+use crate::protocol::{PmdNoneCheck, VmaWriteOrder};
+use crate::Ctx;
+use mmcheck_platform::FrameRef;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Why a collapse gave up (the `SCAN_*` results that matter here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollapseFail {
+    AllocFailed,
+    VmaCheck,
+    PmdNull,
+    NoPteTable,
+    ExceedNone,
+    PageNotPresent,
+    PageLocked,
+    PageCount,
+    PageRo,
+}
+
+/// `hugepage_vma_revalidate`: an anonymous VMA with an anon_vma spanning the whole PMD range.
+fn revalidate(cx: Ctx<'_>, mm: &MmStruct, pmd_addr: u64) -> Option<Arc<Vma>> {
+    let g = cx.geo();
+    if mm.exiting.load(Ordering::SeqCst) != 0 {
+        return None;
+    }
+    let vma = mm.vma_lookup(cx, pmd_addr)?;
+    (vma.is_anonymous()
+        && !vma.is_shared()
+        && vma.anon_vma().is_some()
+        && vma.start() <= pmd_addr
+        && pmd_addr + g.pmd_size() <= vma.end())
+    .then_some(vma)
+}
+
+/// `check_pmd_still_valid` / `find_pmd_or_thp_or_none`: the PMD still points to a table.
+fn pmd_is_table(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<EntryPtr> {
+    let pmd = pgtable::pmd_off(cx, mm, addr)?;
+    pmd.get(cx).is_table().then_some(pmd)
+}
+
+/// The re-install check under the PMD lock: BUG_ON (≤ v17) or WARN_ON_ONCE (v18) on a PMD that is
+/// not none. With `bug` the path stops, with `warn` it goes on.
+fn pmd_none_check(cx: Ctx<'_>, pmd: EntryPtr) -> bool {
+    let v = pmd.get(cx);
+    if v.is_none() {
+        return true;
+    }
+    match cx.proto().collapse_pmd_none_check {
+        PmdNoneCheck::Bug => {
+            cx.cpu.report(
+                mmcheck_platform::ViolationKind::Assertion,
+                format!("BUG_ON(!pmd_none(*pmd)): PMD is {v:?}"),
+            );
+            false
+        }
+        PmdNoneCheck::Warn => true,
+    }
+}
+
+struct Isolated {
+    folio: FrameRef,
+}
+
+/// `collapse_huge_page` at `order` for the range starting at `start`.
+pub fn collapse_huge_page(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    order: u32,
+) -> Result<(), CollapseFail> {
+    let _f = cx.cpu.enter("collapse_huge_page");
+    let g = cx.geo();
+    let ps = g.page_shift;
+    let pmd_order = g.pmd_order();
+    let nr = 1u64 << order;
+    let pmd_addr = start & g.pmd_mask();
+    let new = folio::folio_alloc(cx, order).ok_or(CollapseFail::AllocFailed)?;
+    let fail_put = |cx: Ctx<'_>, e| {
+        folio::folio_put(cx, new);
+        Err(e)
+    };
+    {
+        let r = mm.mmap_lock.read_lock(cx.cpu);
+        if revalidate(cx, mm, pmd_addr).is_none() {
+            drop(r);
+            return fail_put(cx, CollapseFail::VmaCheck);
+        }
+        if pmd_is_table(cx, mm, pmd_addr).is_none() {
+            drop(r);
+            return fail_put(cx, CollapseFail::PmdNull);
+        }
+    }
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    let Some(vma) = revalidate(cx, mm, pmd_addr) else {
+        drop(w);
+        return fail_put(cx, CollapseFail::VmaCheck);
+    };
+    let pmd = match cx.proto().collapse_vma_write_order {
+        VmaWriteOrder::BeforeCheck => {
+            w.vma_start_write(&vma.lock);
+            pmd_is_table(cx, mm, pmd_addr)
+        }
+        VmaWriteOrder::AfterCheck => {
+            let p = pmd_is_table(cx, mm, pmd_addr);
+            w.vma_start_write(&vma.lock);
+            p
+        }
+    };
+    let Some(pmd) = pmd else {
+        drop(w);
+        return fail_put(cx, CollapseFail::PmdNull);
+    };
+    let av = vma.anon_vma().expect("revalidated");
+    let mut av_guard = Some(av.lock().write(cx.cpu));
+    // pmdp_collapse_flush, under the PMD lock.
+    let old_pmd = {
+        let _pml = pgtable::pmd_lock(cx, mm, pmd);
+        let v = pmd.xchg(cx, Entry::NONE);
+        cx.cpu
+            .flush_tlb_range(mm.id, pmd_addr >> ps, (pmd_addr + g.pmd_size()) >> ps, true);
+        v
+    };
+    if cx.proto().collapse_ipi_sync {
+        cx.cpu.tlb_remove_table_sync_one();
+    }
+    let restore = |cx: Ctx<'_>| {
+        let _pml = pgtable::pmd_lock(cx, mm, pmd);
+        if pmd_none_check(cx, pmd) {
+            pgtable::pmd_populate(cx, pmd, cx.k.machine.frames.current(old_pmd.pfn()));
+        }
+    };
+    // Map the detached table through the stack copy of the PMD.
+    let rcu = cx.cpu.rcu_read_lock();
+    let Some(map) = pgtable::pte_offset_map_val(cx, old_pmd, rcu) else {
+        // Step 12 on a none or huge _pmd: repopulating would install pmd_pgtable(garbage).
+        restore(cx);
+        drop(av_guard);
+        drop(w);
+        return fail_put(cx, CollapseFail::NoPteTable);
+    };
+    let ptl = pgtable::pte_lockptr(cx, mm, old_pmd);
+    let first = g.index(start, 1);
+    let mut isolated: Vec<Isolated> = Vec::new();
+    let mut none = 0u64;
+    let mut result = Ok(());
+    {
+        let _l = ptl.lock(cx.cpu);
+        let mut writable = false;
+        for i in 0..nr as usize {
+            let pte = map.pte(first + i).get(cx);
+            if pte.is_none() || pte.pfn() == cx.k.zero_page.pfn && pte.present() {
+                none += 1;
+                if none > cx.proto().collapse_max_ptes_none.min(nr - 1) {
+                    result = Err(CollapseFail::ExceedNone);
+                    break;
+                }
+                continue;
+            }
+            if !pte.present() {
+                result = Err(CollapseFail::PageNotPresent);
+                break;
+            }
+            let Some(page) = vm_normal_page(cx, pte) else {
+                result = Err(CollapseFail::PageNotPresent);
+                break;
+            };
+            let f = page_folio(cx, page);
+            if folio::folio_order(cx, f) != 0 || !folio::folio_test_anon(cx, f) {
+                result = Err(CollapseFail::PageNotPresent);
+                break;
+            }
+            if !folio::folio_trylock(cx, f) {
+                result = Err(CollapseFail::PageLocked);
+                break;
+            }
+            // is_refcount_suitable: no GUP pin or other reference can appear any more.
+            if folio::folio_ref_count(cx, f) != folio::folio_mapcount(cx, f) {
+                folio::folio_unlock(cx, f);
+                result = Err(CollapseFail::PageCount);
+                break;
+            }
+            folio::folio_ref_add(cx, f, 1); // folio_isolate_lru
+            folio::folio_set(cx, f, folio::PG_ISOLATED);
+            writable |= pte.write();
+            isolated.push(Isolated { folio: f });
+        }
+        if result.is_ok() && !writable && isolated.len() as u64 == nr - none && !isolated.is_empty()
+        {
+            result = Err(CollapseFail::PageRo);
+        }
+        if result.is_ok() && isolated.is_empty() {
+            result = Err(CollapseFail::ExceedNone);
+        }
+    }
+    if let Err(e) = result {
+        for i in &isolated {
+            folio::folio_clear(cx, i.folio, folio::PG_ISOLATED);
+            folio::folio_unlock(cx, i.folio);
+            folio::folio_put(cx, i.folio);
+        }
+        drop(map);
+        restore(cx);
+        drop(av_guard);
+        drop(w);
+        return fail_put(cx, e);
+    }
+    // PMD order: every page is isolated and locked, rmap walkers cannot act on them. mTHP: the
+    // table still maps other folios and the PMD is none, so keep the lock (unless the switch drops
+    // it, as v5–v17 did).
+    if order == pmd_order
+        || cx.proto().collapse_mthp_anon_vma == crate::protocol::MthpAnonVma::DropEarly
+    {
+        av_guard = None;
+    }
+    // __collapse_huge_page_copy, then _copy_succeeded.
+    for i in 0..nr as usize {
+        let pte = map.pte(first + i).get(cx);
+        let v = match vm_normal_page(cx, pte) {
+            Some(p) if pte.present() => cx.cpu.data_read(cx.k.machine.frames.current(p)),
+            _ => 0,
+        };
+        cx.cpu
+            .data_write(cx.k.machine.frames.current(new.pfn + i as u32), v);
+    }
+    for i in 0..nr as usize {
+        let _l = ptl.lock(cx.cpu);
+        let pte = map.pte(first + i).xchg(cx, Entry::NONE);
+        if let Some(p) = vm_normal_page(cx, pte).filter(|_| pte.present()) {
+            folio::folio_remove_rmap_pte(cx, p);
+        }
+    }
+    for i in &isolated {
+        folio::folio_clear(cx, i.folio, folio::PG_ISOLATED);
+        folio::folio_unlock(cx, i.folio);
+        folio::folio_put_refs(cx, i.folio, 2); // the isolation and the old mapping
+    }
+    cx.cpu.smp_wmb(); // __folio_mark_uptodate
+    let index = vma.linear_page_index(start, ps);
+    {
+        let _pml = pgtable::pmd_lock(cx, mm, pmd);
+        if pmd_none_check(cx, pmd) {
+            mm.add_rss(MM_ANONPAGES, none as i64);
+            if order == pmd_order {
+                folio::folio_add_new_anon_rmap(cx, new, av.id, index, true);
+                folio::folio_set(cx, new, folio::PG_LRU);
+                cx.k.machine
+                    .frames
+                    .frame(pmd.table.pfn)
+                    .page
+                    .deposit
+                    .lock()
+                    .push(old_pmd.pfn());
+                let w = vma.flags().has(crate::mm::types::VmFlags::WRITE);
+                pmd.set(cx, Entry::huge(new.pfn, w, w));
+            } else {
+                // map_anon_folio_pte_nopf into the still-detached table, then publish it.
+                folio::folio_add_new_anon_rmap(cx, new, av.id, index, false);
+                folio::folio_ref_add(cx, new, nr as i64 - 1);
+                folio::folio_set(cx, new, folio::PG_LRU);
+                let w = vma.flags().has(crate::mm::types::VmFlags::WRITE);
+                for i in 0..nr as usize {
+                    map.pte(first + i)
+                        .set(cx, Entry::leaf(new.pfn + i as u32, w, w));
+                }
+                cx.cpu.smp_wmb();
+                pgtable::pmd_populate(cx, pmd, cx.k.machine.frames.current(old_pmd.pfn()));
+            }
+        }
+    }
+    drop(map);
+    drop(av_guard);
+    drop(w);
+    Ok(())
+}
+
+/// `hpage_collapse_scan_pmd` + `collapse_huge_page`: the khugepaged scan of the PMD range holding
+/// `addr` at `order` (MADV_COLLAPSE uses the same path with `max_ptes_none` = everything).
+pub fn collapse_scan(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    addr: u64,
+    order: u32,
+) -> Result<(), CollapseFail> {
+    let _f = cx.cpu.enter("khugepaged_scan_pmd");
+    let g = cx.geo();
+    let nr = 1u64 << order;
+    let start = addr & !((nr << g.page_shift) - 1);
+    collapse_huge_page(cx, mm, start, order)
+}

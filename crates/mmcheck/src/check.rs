@@ -1,0 +1,204 @@
+//! `mmcheck check`: run every expectation of every scenario (the built-in catalogue, or the given
+//! files and directories) under the explorer, and print one row per scenario and variant.
+
+use mmcheck_explore::report::{json_steps, render};
+use mmcheck_explore::schedule::replay;
+use mmcheck_explore::shrink::shrink;
+use mmcheck_explore::{explore, Config, Mode, Model};
+use mmcheck_scenario::{KernelModel, Scenario, Verdict};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+include!(concat!(env!("OUT_DIR"), "/catalogue.rs"));
+
+/// Options of a check run.
+#[derive(Clone, Debug)]
+pub struct CheckOpts {
+    pub mode: Mode,
+    pub budget: Duration,
+    pub preemptions: Option<u32>,
+    pub protocol: Option<String>,
+    pub sets: Vec<(String, String)>,
+    pub seed: u64,
+}
+
+/// One row of the result table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    pub variant: String,
+    pub expected: String,
+    pub verdict: String,
+    pub met: bool,
+    pub complete: bool,
+    pub strategy: String,
+    pub executions: u64,
+    pub elapsed_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<mmcheck_explore::report::JsonStep>>,
+    #[serde(skip)]
+    pub text_trace: Option<String>,
+}
+
+/// A scenario file that did not load.
+pub type LoadError = String;
+
+/// Load scenarios from paths (files or directories of `.mmt`), or the catalogue if none.
+pub fn load(paths: &[String]) -> Result<Vec<(String, Scenario)>, LoadError> {
+    let mut out = Vec::new();
+    if paths.is_empty() {
+        for (name, text) in CATALOGUE {
+            let s = mmcheck_scenario::parse::parse_scenario(&format!("scenarios/{name}"), text)
+                .map_err(|e| e.render())?;
+            out.push((format!("scenarios/{name}"), s));
+        }
+        out.push((
+            "builtin:reference".to_string(),
+            mmcheck_scenario::catalogue::reference(),
+        ));
+        return Ok(out);
+    }
+    for p in paths {
+        let path = Path::new(p);
+        if path.is_dir() {
+            let mut files = Vec::new();
+            collect(path, &mut files);
+            if files.is_empty() {
+                return Err(format!("{p}: no .mmt scenario files in this directory"));
+            }
+            for f in files {
+                let s = mmcheck_scenario::parse::load_scenario_file(&f).map_err(|e| e.render())?;
+                out.push((f.display().to_string(), s));
+            }
+        } else {
+            let s = mmcheck_scenario::parse::load_scenario_file(path).map_err(|e| e.render())?;
+            out.push((p.clone(), s));
+        }
+    }
+    Ok(out)
+}
+
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut v: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    v.sort();
+    for p in v {
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|e| e == "mmt") {
+            out.push(p);
+        }
+    }
+}
+
+/// Apply the command-line protocol overrides to a scenario.
+pub fn apply_overrides(s: &Scenario, opts: &CheckOpts) -> Result<Scenario, String> {
+    let mut s = s.clone();
+    if let Some(p) = &opts.protocol {
+        let keep = (
+            s.protocol.inline_rcu_callbacks,
+            s.protocol.fault_around_pages,
+        );
+        s.protocol = mmcheck_kernel::Protocol::preset(p).map_err(|e| e.to_string())?;
+        (
+            s.protocol.inline_rcu_callbacks,
+            s.protocol.fault_around_pages,
+        ) = keep;
+    }
+    for (k, v) in &opts.sets {
+        s.protocol.set(k, v).map_err(|e| e.to_string())?;
+    }
+    Ok(s)
+}
+
+fn strategy(opts: &CheckOpts) -> String {
+    let base = match opts.mode {
+        Mode::Dpor => "dpor".to_string(),
+        Mode::Random => "random".to_string(),
+        Mode::Pct { depth } => format!("pct(d={depth})"),
+    };
+    match opts.preemptions {
+        Some(b) => format!("{base}, pb={b}"),
+        None => base,
+    }
+}
+
+/// Run one expectation.
+pub fn run_row(
+    file: &str,
+    s: &Scenario,
+    variant: Option<&str>,
+    expected: &Verdict,
+    opts: &CheckOpts,
+) -> Row {
+    let start = Instant::now();
+    let mut row = Row {
+        scenario: format!("{} ({file})", s.name),
+        variant: variant.unwrap_or("base").to_string(),
+        expected: expected.to_string(),
+        verdict: String::new(),
+        met: false,
+        complete: false,
+        strategy: strategy(opts),
+        executions: 0,
+        elapsed_ms: 0,
+        schedule: None,
+        message: None,
+        trace: None,
+        text_trace: None,
+    };
+    let sv = match s.with_variant(variant) {
+        Ok(sv) => sv,
+        Err(e) => {
+            row.verdict = "error".into();
+            row.message = Some(e.to_string());
+            return row;
+        }
+    };
+    let model = Arc::new(KernelModel::new(sv));
+    let cfg = Config {
+        mode: opts.mode,
+        budget: Some(opts.budget),
+        preemption_bound: opts.preemptions,
+        seed: opts.seed,
+        ..Config::default()
+    };
+    let out = explore(model.clone(), &cfg);
+    row.executions = out.executions;
+    row.complete = out.complete;
+    let found = match (&out.counterexample, out.lock_inversions.first()) {
+        (Some(cx), _) => Some(cx.violation.kind),
+        (None, Some(_)) => Some(mmcheck_platform::ViolationKind::LockOrder),
+        (None, None) => None,
+    };
+    row.verdict = match found {
+        Some(k) => k.name().to_string(),
+        None => "clean".to_string(),
+    };
+    row.met = match (expected, found) {
+        (Verdict::Clean, None) => out.complete || opts.mode != Mode::Dpor,
+        (Verdict::Violation(k), Some(f)) => *k == f,
+        _ => false,
+    };
+    if let Some(cx) = &out.counterexample {
+        let small = shrink(&model, cx, Duration::from_secs(5).min(opts.budget));
+        let r = replay(&model, &small.schedule, true);
+        let names: Vec<String> = (0..model.threads()).map(|t| model.thread_name(t)).collect();
+        row.text_trace = Some(render(&names, &r.trace, r.violation.as_ref(), 44));
+        row.trace = Some(json_steps(&r.trace));
+        row.schedule = Some(small.schedule.to_string());
+        row.message = Some(small.violation.to_string());
+    } else if let Some(inv) = out.lock_inversions.first() {
+        row.message = Some(format!("lock-order inversion: {inv}"));
+    }
+    row.elapsed_ms = start.elapsed().as_millis();
+    row
+}
