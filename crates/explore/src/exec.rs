@@ -330,13 +330,13 @@ impl<M: Model> Exec<M> {
                 };
                 let held: Vec<String> = self.locks.held[t]
                     .iter()
-                    .map(|l| format!("{l:#x}"))
+                    .map(|&l| crate::dpor::lock_name(l))
                     .collect();
                 parts.push(format!(
-                    "{} waits for {:?} {:?}{} holding [{}]",
+                    "{} waits for {} {}{} holding [{}]",
                     self.model.thread_name(t),
-                    ev.access,
-                    ev.obj,
+                    crate::report::access_text(ev.access),
+                    crate::report::obj_text(ev.obj),
                     if holder.is_empty() {
                         String::new()
                     } else {

@@ -28,6 +28,8 @@ pub struct CheckOpts {
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
     pub scenario: String,
+    /// The scenario file (or `builtin:NAME`), for `mmcheck replay`.
+    pub file: String,
     pub variant: String,
     pub expected: String,
     pub verdict: String,
@@ -142,6 +144,7 @@ pub fn run_row(
     let start = Instant::now();
     let mut row = Row {
         scenario: format!("{} ({file})", s.name),
+        file: file.to_string(),
         variant: variant.unwrap_or("base").to_string(),
         expected: expected.to_string(),
         verdict: String::new(),

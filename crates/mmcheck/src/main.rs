@@ -121,6 +121,11 @@ enum BenchWhat {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`mmcheck check | head`), as command-line tools do.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Selftest => selftest(),
@@ -397,8 +402,8 @@ fn run_check(
                 print!("{t}");
                 if let Some(s) = &r.schedule {
                     println!(
-                        "replay: mmcheck replay <scenario> --variant {} --schedule {s}",
-                        r.variant
+                        "replay: mmcheck replay {} --variant {} --schedule {s}",
+                        r.file, r.variant
                     );
                 }
             } else if !r.met {
