@@ -49,6 +49,8 @@ pub struct Core {
     /// Kernel function at each thread's pending operation (recording mode).
     funcs: [Cell<&'static str>; MAX_THREADS],
     violation: RefCell<Option<Violation>>,
+    /// Trylocks that succeeded during the current step: (thread, lock).
+    trylocks: RefCell<Vec<(usize, u64)>>,
 }
 
 // SAFETY: a Core is only ever used from the one OS thread running the explorer; the machine's
@@ -65,6 +67,7 @@ impl Core {
             machine: Cell::new(std::ptr::null()),
             funcs: Default::default(),
             violation: RefCell::new(None),
+            trylocks: RefCell::new(Vec::new()),
         }
     }
 
@@ -123,6 +126,12 @@ impl Backend for CoreHandle {
         }
     }
 
+    fn trylock_result(&self, cpu: usize, lock: u64, ok: bool) {
+        if ok && !self.0.aborting.get() {
+            self.0.trylocks.borrow_mut().push((cpu, lock));
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.0.aborting.get()
     }
@@ -155,7 +164,9 @@ impl LockTrack {
                 }
                 self.held[t].push(id);
             }
-            Access::TryAcquire => self.held[t].push(id),
+            // A trylock is recorded only if it succeeded (see `Exec::step`), with no order edge:
+            // it cannot deadlock.
+            Access::TryAcquire => {}
             Access::Release | Access::ReleaseShared => {
                 if let Some(i) = self.held[t].iter().rposition(|&h| h == id) {
                     self.held[t].remove(i);
@@ -291,6 +302,11 @@ impl<M: Model> Exec<M> {
         self.locks.note(t, &ev, self.steps);
         self.steps += 1;
         self.resume(t);
+        if ev.access == Access::TryAcquire {
+            for (c, l) in self.core.trylocks.borrow_mut().drain(..) {
+                self.locks.held[c].push(l);
+            }
+        }
         ev
     }
 

@@ -77,6 +77,22 @@ pub struct Protocol {
     pub collapse_vma_write_order: VmaWriteOrder,
     /// khugepaged's `max_ptes_none` (capped at `2^order - 1`).
     pub collapse_max_ptes_none: u64,
+    /// `pte_offset_map*` enter RCU (6.5+, Hugh Dickins); before, they relied on the caller's locks.
+    pub pte_map_rcu: bool,
+    /// `retract_page_tables` rechecks the PMD under the PMD lock (`check_pmd_state`, 6.14).
+    pub retract_recheck_pmd: bool,
+    /// `retract_page_tables` holds `i_mmap_rwsem` for read (6.6+), or every walk-start lock
+    /// exclusively (`i_mmap` write and the mmap write lock, ≤6.5 after Jann Horn's fix).
+    pub retract_locks: RetractLocks,
+    /// How a retracted table is freed: `pte_free_defer` (RCU), IPI then free, or right away.
+    pub retract_free: TableFree,
+}
+
+/// `retract.locks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetractLocks {
+    IMmapRead,
+    AllExclusive,
 }
 
 /// `collapse.mthp_anon_vma`.
@@ -152,6 +168,10 @@ impl Default for Protocol {
             collapse_pmd_none_check: PmdNoneCheck::Warn,
             collapse_vma_write_order: VmaWriteOrder::BeforeCheck,
             collapse_max_ptes_none: u64::MAX,
+            pte_map_rcu: true,
+            retract_recheck_pmd: true,
+            retract_locks: RetractLocks::IMmapRead,
+            retract_free: TableFree::Rcu,
         }
     }
 }
@@ -460,6 +480,44 @@ pub const SWITCHES: &[Switch] = &[
             true
         },
     },
+    bool_switch!(
+        "pte_map.rcu",
+        pte_map_rcu,
+        "pte_offset_map* take rcu_read_lock and may fail (6.5+); off is the pre-6.5 rule where the walk-start locks keep tables attached",
+        "0d940a9b270b Hugh Dickins, 'mm/pgtable: allow pte_offset_map[_lock]() to fail' (6.5)"
+    ),
+    bool_switch!(
+        "retract.recheck_pmd",
+        retract_recheck_pmd,
+        "retract_page_tables rechecks the PMD under the PMD lock (check_pmd_state) before taking the PTL from its value",
+        "Qi Zheng, 'mm: khugepaged: recheck pmd state in retract_page_tables()' (v4 01/11, Dec 2024, 6.14)"
+    ),
+    Switch {
+        name: "retract.locks",
+        values: &["i_mmap_read", "all_exclusive"],
+        doc: "retract_page_tables holds i_mmap_rwsem for read (6.6+), or every walk-start lock exclusively: i_mmap for write and each mm's mmap lock (trylock), the pre-6.5 rule",
+        cite: "Jann Horn, 'mm/khugepaged: Take the right locks for page table retraction' (v3, Nov 2022); 1d65b771bc08 Hugh Dickins, 'retract_page_tables() without mmap or vma lock' (6.6)",
+        get: |p| match p.retract_locks {
+            RetractLocks::IMmapRead => "i_mmap_read",
+            RetractLocks::AllExclusive => "all_exclusive",
+        },
+        set: |p, v| {
+            p.retract_locks = match v {
+                "i_mmap_read" => RetractLocks::IMmapRead,
+                "all_exclusive" => RetractLocks::AllExclusive,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Switch {
+        name: "retract.free",
+        values: &["rcu", "ipi", "immediate"],
+        doc: "how retract_page_tables frees the table: pte_free_defer (RCU, 6.6+), tlb_remove_table_sync_one then free (≤6.5 collapse_and_free_pmd), or right away",
+        cite: "Hugh Dickins, 'mm/pgtable: add pte_free_defer() for pgtable as page' (6.6)",
+        get: |p| tf_name(p.retract_free),
+        set: |p, v| parse_tf(v).map(|t| p.retract_free = t).is_some(),
+    },
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
 ];
 
@@ -481,6 +539,11 @@ pub const PRESETS: &[Preset] = &[
             ("pt_reclaim", "off"),
             ("tlb.table_free", "immediate"),
             ("pt_reclaim.free", "ipi"),
+            ("pte_map.rcu", "off"),
+            ("retract.locks", "all_exclusive"),
+            ("retract.free", "ipi"),
+            ("retract.recheck_pmd", "off"),
+            ("collapse.vma_write_order", "after_check"),
         ],
     },
     Preset {
@@ -491,6 +554,8 @@ pub const PRESETS: &[Preset] = &[
             ("pt_reclaim", "off"),
             ("tlb.table_free", "immediate"),
             ("pt_reclaim.free", "ipi"),
+            ("retract.recheck_pmd", "off"),
+            ("collapse.vma_write_order", "after_check"),
         ],
     },
     Preset {

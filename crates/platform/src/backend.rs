@@ -20,6 +20,9 @@ pub trait Backend: Send + Sync {
     /// stress driver can report it.
     fn violation(&self, cpu: usize, v: &Violation);
 
+    /// A trylock announced as `TryAcquire` succeeded (`ok`) or not: lock trackers need to know.
+    fn trylock_result(&self, _cpu: usize, _lock: u64, _ok: bool) {}
+
     /// True once the execution is over: daemon threads (the RCU callback thread) return.
     fn stopping(&self) -> bool {
         false

@@ -200,6 +200,12 @@ impl<'m> Cpu<'m> {
         }
     }
 
+    /// Report the outcome of a trylock announced with `Access::TryAcquire`.
+    #[inline]
+    pub fn trylock_result(&self, lock: u64, ok: bool) {
+        self.m.backend.trylock_result(self.id, lock, ok);
+    }
+
     /// Enter a kernel function (for traces and violation reports).
     #[inline]
     pub fn enter(&self, func: &'static str) -> FuncGuard<'m> {

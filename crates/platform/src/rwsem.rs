@@ -86,9 +86,10 @@ impl RwSem {
 
     /// `down_read_trylock`.
     pub fn try_read<'a>(&'a self, cpu: Cpu<'a>) -> Option<RwSemReadGuard<'a>> {
-        cpu.visible(Obj::Lock(self.id), Access::AcquireShared);
-        self.try_read_raw()
-            .then(|| RwSemReadGuard { sem: self, cpu })
+        cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
+        let ok = self.try_read_raw();
+        cpu.trylock_result(self.id, ok);
+        ok.then(|| RwSemReadGuard { sem: self, cpu })
     }
 
     pub(crate) fn read_unlock_raw(&self, cpu: Cpu<'_>) {
@@ -133,6 +134,7 @@ impl RwSem {
             .state
             .compare_exchange(0, WRITER, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
+        cpu.trylock_result(self.id, ok);
         if ok {
             self.writer.store(cpu.id as u64 + 1, Ordering::SeqCst);
         }

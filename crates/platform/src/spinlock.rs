@@ -72,6 +72,7 @@ impl SpinLock {
     pub fn try_lock<'a>(&'a self, cpu: Cpu<'a>) -> Option<SpinGuard<'a>> {
         cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
         let ok = self.try_acquire(&cpu);
+        cpu.trylock_result(self.id, ok);
         if ok {
             self.check_frame(&cpu);
         }

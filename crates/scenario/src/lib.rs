@@ -110,6 +110,16 @@ pub enum Op {
         addr: u64,
         order: u32,
     },
+    /// `collapse_file` of the PMD range of the shmem file mapped at `addr`, ending in
+    /// `retract_page_tables` (the file THP path).
+    Retract {
+        addr: u64,
+    },
+    /// `folio_referenced` of the folio mapped at `addr`: an rmap walk that takes each PTL through
+    /// `page_vma_mapped_walk` and clears the young bits.
+    RmapWalk {
+        addr: u64,
+    },
 }
 
 /// How a `folio_walk` caller uses its result.

@@ -91,6 +91,26 @@ impl KernelModel {
                 new_addr,
             } => mmcheck_kernel::mm::mremap::do_mremap(cx, mm, addr, pages * ps, new_addr)
                 .map(|_| ()),
+            Op::Retract { addr } => {
+                let target = mm.vma_lookup(cx, addr).and_then(|v| {
+                    v.file
+                        .clone()
+                        .map(|f| (f, v.linear_page_index(addr, cx.geo().page_shift)))
+                });
+                let r = match target {
+                    Some((file, index)) => {
+                        mmcheck_kernel::mm::khugepaged_file::collapse_file(cx, &file, index)
+                    }
+                    None => Err(mmcheck_kernel::mm::khugepaged::CollapseFail::VmaCheck),
+                };
+                seen.push(format!("retract {addr:#x}: {r:?}"));
+                Ok(())
+            }
+            Op::RmapWalk { addr } => {
+                let n = mmcheck_kernel::mm::khugepaged_file::folio_referenced_at(cx, mm, addr);
+                seen.push(format!("referenced {addr:#x}: {n}"));
+                Ok(())
+            }
             Op::Collapse { addr, order } => {
                 let r = mmcheck_kernel::mm::khugepaged::collapse_scan(cx, mm, addr, order);
                 seen.push(format!("collapse {addr:#x}/{order}: {r:?}"));

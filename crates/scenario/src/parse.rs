@@ -710,6 +710,12 @@ enum OpArgs {
         addr: Sp<Addr>,
         order: Option<Sp<u64>>,
     },
+    Retract {
+        addr: Sp<Addr>,
+    },
+    RmapWalk {
+        addr: Sp<Addr>,
+    },
 }
 
 type ArgsParser = for<'a> fn(&mut In<'a>) -> PResult<OpArgs>;
@@ -868,6 +874,14 @@ fn args_migrate(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Migrate { addr: addr(i)? })
 }
 
+fn args_retract(i: &mut In<'_>) -> PResult<OpArgs> {
+    Ok(OpArgs::Retract { addr: addr(i)? })
+}
+
+fn args_rmap_walk(i: &mut In<'_>) -> PResult<OpArgs> {
+    Ok(OpArgs::RmapWalk { addr: addr(i)? })
+}
+
 fn args_collapse(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
     ws(i)?;
@@ -981,17 +995,17 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "rmap_walk",
-        syntax: "rmap_walk ...",
-        kernel: "rmap_walk -> page_vma_mapped_walk (mm/rmap.c, mm/page_vma_mapped.c)",
+        syntax: "rmap_walk ADDR",
+        kernel: "folio_referenced of the folio mapped at ADDR: rmap_walk -> page_vma_mapped_walk (map_pte, PTL) -> clear young (mm/rmap.c)",
         init: false,
-        args: None,
+        args: Some(args_rmap_walk),
     },
     OpSpec {
         name: "retract",
-        syntax: "retract ...",
-        kernel: "retract_page_tables (mm/khugepaged.c)",
+        syntax: "retract ADDR",
+        kernel: "collapse_file of the shmem range mapped at ADDR, ending in retract_page_tables (mm/khugepaged.c)",
         init: false,
-        args: None,
+        args: Some(args_retract),
     },
 ];
 
@@ -1975,6 +1989,12 @@ impl<'t> Builder<'t> {
                 }
             }
             OpArgs::Migrate { addr } => Op::Migrate {
+                addr: inside(addr)?,
+            },
+            OpArgs::Retract { addr } => Op::Retract {
+                addr: inside(addr)?,
+            },
+            OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
             },
             OpArgs::Collapse { addr, order } => {

@@ -276,7 +276,9 @@ pub fn folio_lock(cx: Ctx<'_>, f: FrameRef) {
 pub fn folio_trylock(cx: Ctx<'_>, f: FrameRef) -> bool {
     cx.cpu.visible(Obj::Lock(lock_id(f)), Access::TryAcquire);
     let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
-    flags.fetch_or(PG_LOCKED, Ordering::SeqCst) & PG_LOCKED == 0
+    let ok = flags.fetch_or(PG_LOCKED, Ordering::SeqCst) & PG_LOCKED == 0;
+    cx.cpu.trylock_result(lock_id(f), ok);
+    ok
 }
 
 /// `folio_unlock`.

@@ -318,9 +318,16 @@ fn do_fault_around(cx: Ctx<'_>, vmf: &Vmf<'_>) -> bool {
         let addr = base + ((index - start_pgoff) << ps);
         let pte = l.pte(g.index(addr, 1));
         if pte.get(cx).is_none() {
+            // The page of a (possibly large) folio that backs `index`.
+            let first = cx
+                .cpu
+                .page(f.pfn, mmcheck_platform::Access::Read)
+                .index
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let page = f.pfn + (index - first) as u32;
             vmf.mm.add_rss(MM_SHMEMPAGES, 1);
-            folio::folio_add_rmap_pte(cx, f.pfn);
-            pte.set(cx, Entry::leaf(f.pfn, false, false));
+            folio::folio_add_rmap_pte(cx, page);
+            pte.set(cx, Entry::leaf(page, false, false));
             if addr == vmf.addr {
                 mapped_fault = true;
             }
@@ -377,7 +384,16 @@ fn do_cow_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
             return r;
         }
     };
-    folio::copy_pages(cx, new, src, 1);
+    let src_index = cx
+        .cpu
+        .page(src.pfn, mmcheck_platform::Access::Read)
+        .index
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let src_page =
+        cx.k.machine
+            .frames
+            .current(src.pfn + (vmf.pgoff(cx) - src_index) as u32);
+    folio::copy_pages(cx, new, src_page, 1);
     folio::folio_unlock(cx, src);
     folio::folio_put(cx, src);
     let r = finish_fault(cx, vmf, new, new.pfn, true);
@@ -399,7 +415,13 @@ fn do_shared_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let r = finish_fault(cx, vmf, folio, folio.pfn, false);
+    let page = folio.pfn
+        + (vmf.pgoff(cx)
+            - cx.cpu
+                .page(folio.pfn, mmcheck_platform::Access::Read)
+                .index
+                .load(std::sync::atomic::Ordering::SeqCst)) as u32;
+    let r = finish_fault(cx, vmf, folio, page, false);
     if r == VmFault::Done {
         folio::folio_set(cx, folio, folio::PG_DIRTY);
     }

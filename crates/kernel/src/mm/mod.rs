@@ -5,6 +5,7 @@ pub mod fork;
 pub mod gup;
 pub mod huge_memory;
 pub mod khugepaged;
+pub mod khugepaged_file;
 pub mod madvise;
 pub mod memory;
 pub mod migrate;

@@ -217,7 +217,7 @@ pub fn pmd_alloc(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Result<EntryPtr, Errn
 /// A PTE table mapped by `pte_offset_map*`: RCU is held until it is dropped (`pte_unmap`).
 pub struct PteMap<'a> {
     pub table: FrameRef,
-    _rcu: RcuGuard<'a>,
+    _rcu: Option<RcuGuard<'a>>,
 }
 
 impl PteMap<'_> {
@@ -250,15 +250,16 @@ impl PteLocked<'_> {
 
 /// `___pte_offset_map`: enter RCU, read the PMD once, and map the table its value names. Returns
 /// the value read in every case; `None` (RCU dropped) for none, huge, migration or bad.
+///
+/// Before 6.5 (`pte_map.rcu = off`) the map took no RCU read lock: callers relied on their locks
+/// keeping the table attached.
 pub fn __pte_offset_map<'a>(cx: Ctx<'a>, pmd: EntryPtr) -> (Option<PteMap<'a>>, Entry) {
-    let rcu = cx.cpu.rcu_read_lock();
+    let rcu = cx.proto().pte_map_rcu.then(|| cx.cpu.rcu_read_lock());
     let pmdval = pmd.get(cx);
-    (pte_offset_map_val(cx, pmdval, rcu), pmdval)
+    (map_val(cx, pmdval, rcu), pmdval)
 }
 
-/// Map the table named by a PMD value the caller already holds (GUP-fast and collapse map through
-/// a stack copy; the `pmd_same` recheck then compares against the copy).
-pub fn pte_offset_map_val<'a>(cx: Ctx<'a>, pmdval: Entry, rcu: RcuGuard<'a>) -> Option<PteMap<'a>> {
+fn map_val<'a>(cx: Ctx<'a>, pmdval: Entry, rcu: Option<RcuGuard<'a>>) -> Option<PteMap<'a>> {
     if pmdval.is_none() || !pmdval.present() || pmdval.huge_leaf() {
         drop(rcu);
         return None;
@@ -267,6 +268,12 @@ pub fn pte_offset_map_val<'a>(cx: Ctx<'a>, pmdval: Entry, rcu: RcuGuard<'a>) -> 
         table: cx.k.machine.frames.current(pmdval.pfn()),
         _rcu: rcu,
     })
+}
+
+/// Map the table named by a PMD value the caller already holds (GUP-fast and collapse map through
+/// a stack copy; the `pmd_same` recheck then compares against the copy).
+pub fn pte_offset_map_val<'a>(cx: Ctx<'a>, pmdval: Entry, rcu: RcuGuard<'a>) -> Option<PteMap<'a>> {
+    map_val(cx, pmdval, Some(rcu))
 }
 
 /// `pte_offset_map`.

@@ -391,6 +391,12 @@ impl File {
         true
     }
 
+    /// `xas_store` of `f` at `index` under the xarray lock: returns what was there.
+    pub(crate) fn cache_replace(&self, cx: Ctx<'_>, index: u64, f: FrameRef) -> Option<FrameRef> {
+        cx.cpu.visible(Obj::Var(self.xa_id), Access::Rmw);
+        self.pages.lock().insert(index, f)
+    }
+
     pub(crate) fn cache_remove(&self, cx: Ctx<'_>, index: u64) -> Option<FrameRef> {
         cx.cpu.visible(Obj::Var(self.xa_id), Access::Write);
         self.pages.lock().remove(&index)

@@ -1,0 +1,211 @@
+//! File/shmem THP collapse (`mm/khugepaged.c` `collapse_file` and `retract_page_tables`, 6.6+
+//! with the 6.14 `check_pmd_state` recheck and the 2025 lock-pointer fix; the ≤6.5 rule as an
+//! alternative protocol).
+//!
+//! `collapse_file` (reduced to what the page-table protocol sees): a new PMD-order folio, locked,
+//! replaces the small folios in the page cache, so faults on the range block on its lock; the old
+//! pages are unmapped from every mapping through `i_mmap`; the contents are copied; then
+//! `retract_page_tables` removes the now-empty PTE tables of every mapping that has no anon_vma,
+//! under `i_mmap_rwsem` read, the PMD lock and the PTL, and frees them with `pte_free_defer`.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio;
+use crate::mm::khugepaged::CollapseFail;
+use crate::mm::pgtable;
+use crate::mm::shmem::unmap_mapping_range;
+use crate::mm::types::{File, MmStruct};
+use crate::protocol::{RetractLocks, TableFree};
+use crate::Ctx;
+use mmcheck_platform::{Access, FrameRef, RcuWork};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+fn mm_of(cx: Ctx<'_>, id: u64) -> Option<Arc<MmStruct>> {
+    cx.k.mms().into_iter().find(|m| m.id == id)
+}
+
+/// Free a retracted table by the configured route.
+fn free_retracted(cx: Ctx<'_>, t: FrameRef) {
+    match cx.proto().retract_free {
+        TableFree::Rcu => {
+            let _f = cx.cpu.enter("pte_free_defer");
+            cx.cpu.call_rcu(RcuWork::FreeFrames {
+                frames: vec![(t, 0)],
+                reason: "pte_free_now",
+            });
+        }
+        TableFree::Ipi => {
+            let _f = cx.cpu.enter("collapse_and_free_pmd");
+            cx.cpu.tlb_remove_table_sync_one();
+            cx.k.machine.frames.free(&cx.cpu, t, 0);
+        }
+        TableFree::Immediate => {
+            let _f = cx.cpu.enter("pte_free");
+            cx.k.machine.frames.free(&cx.cpu, t, 0);
+        }
+    }
+}
+
+/// `retract_page_tables(mapping, pgoff)`: remove the PTE table mapping the PMD-aligned range at
+/// `pgoff` from every VMA of `file` that can do without it.
+pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
+    let _f = cx.cpu.enter("retract_page_tables");
+    let g = cx.geo();
+    let ps = g.page_shift;
+    let n = g.entries() as u64;
+    let exclusive = cx.proto().retract_locks == RetractLocks::AllExclusive;
+    let (_r, _w) = if exclusive {
+        (None, Some(file.i_mmap_rwsem.write(cx.cpu)))
+    } else {
+        (Some(file.i_mmap_rwsem.read(cx.cpu)), None)
+    };
+    for vma in file.i_mmap_overlapping(pgoff, pgoff + n - 1, ps) {
+        if vma.anon_vma().is_some() {
+            continue;
+        }
+        let Some(addr) = vma.address_of(pgoff, ps) else {
+            continue;
+        };
+        if addr & !g.pmd_mask() != 0 || addr + g.pmd_size() > vma.end() {
+            continue;
+        }
+        let Some(mm) = mm_of(cx, vma.mm_id) else {
+            continue;
+        };
+        if mm.exiting.load(Ordering::SeqCst) != 0 {
+            continue;
+        }
+        let Some(pmd) = pgtable::pmd_off(cx, &mm, addr) else {
+            continue;
+        };
+        if !pmd.get(cx).is_table() {
+            continue;
+        }
+        // ≤6.5: every walk-start lock exclusively, so also this mm's mmap lock (trylock).
+        let _mw = if exclusive {
+            match mm.mmap_lock.write_trylock(cx.cpu) {
+                Some(w) => Some(w),
+                None => continue,
+            }
+        } else {
+            None
+        };
+        let pml = pgtable::pmd_lockptr(cx, &mm, pmd);
+        let pg = pml.lock(cx.cpu);
+        let v = pmd.get(cx);
+        if cx.proto().retract_recheck_pmd && !v.is_table() {
+            drop(pg);
+            continue; // check_pmd_state: none or huge now
+        }
+        // The PTL from a copy of the PMD value (2025 fix); without the recheck, from whatever is
+        // there (R5: a none PMD names pfn 0).
+        let ptl = pgtable::pte_lockptr(cx, &mm, v);
+        let tg = (!std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu));
+        if vma.anon_vma().is_some() {
+            drop(tg);
+            drop(pg);
+            continue;
+        }
+        let pgt = pmd.xchg(cx, Entry::NONE);
+        cx.cpu
+            .flush_tlb_range(mm.id, addr >> ps, (addr + g.pmd_size()) >> ps, true);
+        drop(tg);
+        drop(pg);
+        pgtable::mm_inc_nr_tables(&mm, 1, -1);
+        free_retracted(cx, cx.k.machine.frames.current(pgt.pfn()));
+    }
+}
+
+/// `collapse_file` for the PMD-aligned range of `file` holding `index`.
+pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), CollapseFail> {
+    let _f = cx.cpu.enter("collapse_file");
+    let g = cx.geo();
+    let n = g.entries() as u64;
+    let start = index & !(n - 1);
+    if start + n > file.size_pages.load(Ordering::SeqCst) {
+        return Err(CollapseFail::VmaCheck);
+    }
+    let new = folio::folio_alloc(cx, g.pmd_order()).ok_or(CollapseFail::AllocFailed)?;
+    {
+        let pm = cx.cpu.page(new.pfn, Access::Write);
+        pm.flags.store(
+            folio::PG_LOCKED | folio::PG_SWAPBACKED | folio::PG_UPTODATE | folio::PG_LRU,
+            Ordering::SeqCst,
+        );
+        pm.mapping
+            .store(folio::mapping_file(file.id), Ordering::SeqCst);
+        pm.index.store(start, Ordering::SeqCst);
+    }
+    // The cache holds one reference per slot.
+    folio::folio_ref_add(cx, new, n as i64 - 1);
+    // Replace every slot with the new, locked folio: faults on the range now wait for it.
+    let mut old: Vec<(u64, FrameRef)> = Vec::new();
+    for i in start..start + n {
+        // Lock the old folio before replacing it: a fault that found it waits, then sees it gone
+        // from the cache and retries on the new, locked folio.
+        if let Some(f) = file.find_get_folio(cx, i) {
+            if folio::folio_try_get(cx, f) {
+                folio::folio_lock(cx, f);
+                old.push((i, f));
+            }
+        }
+        if let Some(prev) = file.cache_replace(cx, i, new) {
+            if !old.iter().any(|&(j, f)| j == i && f == prev) {
+                // Replaced meanwhile by a racing fault's new page: take it over the same way.
+                folio::folio_ref_add(cx, prev, 1);
+                folio::folio_lock(cx, prev);
+                old.push((i, prev));
+            }
+        }
+    }
+    // Unmap the old pages from every mapping (try_to_unmap through i_mmap).
+    unmap_mapping_range(cx, file, start, start + n - 1, false);
+    let fr = &cx.k.machine.frames;
+    for &(i, f) in &old {
+        let v = cx.cpu.data_read(fr.current(f.pfn));
+        cx.cpu
+            .data_write(fr.current(new.pfn + (i - start) as u32), v);
+    }
+    retract_page_tables(cx, file, start);
+    folio::folio_unlock(cx, new);
+    for (_, f) in old {
+        folio::folio_unlock(cx, f);
+        folio::folio_put_refs(cx, f, 2); // ours and the cache's
+    }
+    cx.rcu_quiescent();
+    Ok(())
+}
+
+/// `folio_referenced` of the folio mapped at `addr` (reclaim's rmap walk): clear the young bit
+/// of every mapping, found through rmap under the rmap lock, with the PTL taken by `map_pte`.
+pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
+    let _f = cx.cpu.enter("folio_referenced");
+    let Some(pfn) = pgtable::peek_translation(cx, mm, addr) else {
+        return 0;
+    };
+    if pfn == cx.k.zero_page.pfn {
+        return 0;
+    }
+    let f = folio::page_folio(cx, pfn);
+    if !folio::folio_try_get(cx, f) {
+        return 0;
+    }
+    let mut referenced = 0;
+    crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
+        let _f = cx.cpu.enter("folio_referenced_one");
+        let Some(m) = mm_of(cx, vma.mm_id) else {
+            return true;
+        };
+        if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, a, false, false) {
+            if pv.entry.young() {
+                referenced += 1;
+                let _ = pv
+                    .pte
+                    .cmpxchg(cx, pv.entry, pv.entry.without(Entry::ACCESSED));
+            }
+        }
+        true
+    });
+    folio::folio_put(cx, f);
+    referenced
+}
