@@ -27,6 +27,11 @@ use std::sync::Arc;
 /// A scenario as an explorer model.
 pub struct KernelModel {
     pub scenario: Scenario,
+    /// Pages only ever mapped anonymous-private (MADV_DONTNEED zeroes them).
+    anon_pages: std::collections::BTreeSet<u64>,
+    /// Pages whose data the oracle does not follow: mapped with both backings, or unmapped or
+    /// moved by some operation.
+    untracked: std::collections::BTreeSet<u64>,
 }
 
 /// One instance: the kernel, its mm, and what each thread observed.
@@ -35,6 +40,12 @@ pub struct Instance {
     pub mm: Arc<MmStruct>,
     seen: Vec<Mutex<Vec<String>>>,
     setup_error: Option<String>,
+    /// Logical clock for operation boundaries (one coroutine runs at a time, so its order is the
+    /// real-time order).
+    clock: std::sync::atomic::AtomicU64,
+    history: Mutex<Vec<crate::linearize::HOp>>,
+    /// Word values after the setup, by page address.
+    initial: std::collections::BTreeMap<u64, u64>,
 }
 
 fn backing(b: Backing) -> MapBacking {
@@ -46,20 +57,106 @@ fn backing(b: Backing) -> MapBacking {
 
 impl KernelModel {
     pub fn new(scenario: Scenario) -> Self {
-        KernelModel { scenario }
+        use std::collections::BTreeSet;
+        let ps = scenario.geometry.page_size();
+        let (mut anon, mut shmem, mut untracked) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let range = |addr: u64, pages: u64, set: &mut BTreeSet<u64>| {
+            for p in 0..pages.min(1 << 16) {
+                set.insert(addr + p * ps);
+            }
+        };
+        for op in &scenario.setup {
+            match *op {
+                SetupOp::Mmap {
+                    addr,
+                    pages,
+                    backing: b,
+                    ..
+                } => range(
+                    addr,
+                    pages,
+                    if b == Backing::AnonPrivate {
+                        &mut anon
+                    } else {
+                        &mut shmem
+                    },
+                ),
+                SetupOp::Munmap { addr, pages } => range(addr, pages, &mut untracked),
+                SetupOp::Mremap {
+                    addr,
+                    pages,
+                    new_addr,
+                } => {
+                    range(addr, pages, &mut untracked);
+                    range(new_addr, pages, &mut untracked);
+                }
+                _ => {}
+            }
+        }
+        for op in scenario.threads.iter().flatten() {
+            match *op {
+                Op::Mmap {
+                    addr,
+                    pages,
+                    backing: b,
+                } => range(
+                    addr,
+                    pages,
+                    if b == Backing::AnonPrivate {
+                        &mut anon
+                    } else {
+                        &mut shmem
+                    },
+                ),
+                Op::Munmap { addr, pages } => range(addr, pages, &mut untracked),
+                Op::Mremap {
+                    addr,
+                    pages,
+                    new_addr,
+                } => {
+                    range(addr, pages, &mut untracked);
+                    range(new_addr, pages, &mut untracked);
+                }
+                _ => {}
+            }
+        }
+        untracked.extend(anon.intersection(&shmem).copied());
+        let anon_pages = anon.difference(&untracked).copied().collect();
+        KernelModel {
+            scenario,
+            anon_pages,
+            untracked,
+        }
     }
 
     fn rcu_cpu(&self) -> usize {
         self.scenario.threads.len()
     }
 
-    fn run_op(&self, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
+    fn run_op(&self, inst: &Instance, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
+        use crate::linearize::{HKind, HOp};
+        use std::sync::atomic::Ordering as O;
         let ps = self.scenario.geometry.page_size();
+        let inv = inst.clock.fetch_add(1, O::SeqCst);
+        let record = |addr: u64, kind: HKind| {
+            let resp = inst.clock.fetch_add(1, O::SeqCst);
+            inst.history.lock().push(HOp {
+                thread: cx.cpu.id,
+                addr,
+                kind,
+                inv,
+                resp,
+            });
+        };
         let r = match *op {
-            Op::Load { addr } => {
-                user_load(cx, mm, addr).map(|v| seen.push(format!("{addr:#x}={v}")))
+            Op::Load { addr } => user_load(cx, mm, addr).map(|v| {
+                record(addr, HKind::Load(v));
+                seen.push(format!("{addr:#x}={v}"))
+            }),
+            Op::Store { addr, value } => {
+                user_store(cx, mm, addr, value).map(|_| record(addr, HKind::Store(value)))
             }
-            Op::Store { addr, value } => user_store(cx, mm, addr, value),
             Op::Fault { addr, write } => do_user_addr_fault(cx, mm, addr, write),
             Op::Mmap {
                 addr,
@@ -67,7 +164,23 @@ impl KernelModel {
                 backing: b,
             } => do_mmap(cx, mm, addr, pages * ps, backing(b), true, false).map(|_| ()),
             Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
-            Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps),
+            Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps).map(|_| {
+                // Anonymous pages read back as zero afterwards; shmem keeps its data.
+                let resp = inst.clock.fetch_add(1, O::SeqCst);
+                let mut h = inst.history.lock();
+                for p in 0..pages {
+                    let a = addr + p * ps;
+                    if self.anon_pages.contains(&a) {
+                        h.push(HOp {
+                            thread: cx.cpu.id,
+                            addr: a,
+                            kind: HKind::Zero,
+                            inv,
+                            resp,
+                        });
+                    }
+                }
+            }),
             Op::RcuWalk { addr } => {
                 let _f = cx.cpu.enter("rcu_pte_walker");
                 if let Some(pmd) = pmd_off(cx, mm, addr) {
@@ -130,13 +243,16 @@ impl KernelModel {
                 pin,
                 value,
             } => get_user_page_fast(cx, mm, addr, write, pin).map(|p| {
-                if write {
+                let kind = if write {
                     cx.cpu.data_write(p.page, value);
+                    HKind::Store(value)
                 } else {
                     let v = cx.cpu.data_read(p.page);
                     seen.push(format!("gup {addr:#x}={v}"));
-                }
+                    HKind::Load(v)
+                };
                 gup_put(cx, p);
+                record(addr, kind);
             }),
         };
         if let Err(e) = r {
@@ -247,11 +363,20 @@ impl Model for KernelModel {
         cx.cpu.local_flush_mm(mm.id);
         cx.cpu.rcu_barrier();
         let seen = s.threads.iter().map(|_| Mutex::new(Vec::new())).collect();
+        let mut initial = std::collections::BTreeMap::new();
+        for op in &s.setup {
+            if let SetupOp::Store { addr, value } = *op {
+                initial.insert(addr, value);
+            }
+        }
         Instance {
             kernel,
             mm,
             seen,
             setup_error,
+            clock: std::sync::atomic::AtomicU64::new(0),
+            history: Mutex::new(Vec::new()),
+            initial,
         }
     }
 
@@ -290,7 +415,7 @@ impl Model for KernelModel {
         }
         let mut seen = Vec::new();
         for op in &self.scenario.threads[t] {
-            self.run_op(cx, &inst.mm, op, &mut seen);
+            self.run_op(inst, cx, &inst.mm, op, &mut seen);
         }
         *inst.seen[t].lock() = seen;
     }
@@ -309,6 +434,26 @@ impl Model for KernelModel {
         let mut outcome = String::new();
         for (t, s) in inst.seen.iter().enumerate() {
             let _ = write!(outcome, "T{t}: {} ; ", s.lock().join(", "));
+        }
+        let hist: Vec<crate::linearize::HOp> = inst
+            .history
+            .lock()
+            .iter()
+            .filter(|o| !self.untracked.contains(&o.addr))
+            .copied()
+            .collect();
+        if let Err((stale, msg)) = crate::linearize::check(&hist, &inst.initial) {
+            let kind = if stale {
+                ViolationKind::StaleRead
+            } else {
+                ViolationKind::LostWrite
+            };
+            violations.push(Violation {
+                kind,
+                cpu: None,
+                stack: vec!["linearizability"],
+                msg,
+            });
         }
         for (kind, msg) in check_quiescent(k) {
             violations.push(Violation {
