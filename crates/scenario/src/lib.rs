@@ -121,6 +121,25 @@ pub enum Op {
     RmapWalk {
         addr: u64,
     },
+    /// An assertion on the state reached so far (peeked: not a visible step); a failed check is
+    /// an `assertion` violation. For sequential analogs of the kernel's selftests.
+    Check {
+        addr: u64,
+        what: CheckWhat,
+    },
+}
+
+/// What a `check` asserts about an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckWhat {
+    /// Mapped by a huge PMD.
+    Huge,
+    /// Mapped by a PTE.
+    Small,
+    /// Not mapped.
+    Unmapped,
+    /// Mapped and holding this word.
+    Value(u64),
 }
 
 /// How a `folio_walk` caller uses its result.

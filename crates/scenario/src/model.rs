@@ -204,6 +204,10 @@ impl KernelModel {
                 new_addr,
             } => mmcheck_kernel::mm::mremap::do_mremap(cx, mm, addr, pages * ps, new_addr)
                 .map(|_| ()),
+            Op::Check { addr, what } => {
+                self.check(cx, mm, addr, what);
+                Ok(())
+            }
             Op::Retract { addr } => {
                 let target = mm.vma_lookup(cx, addr).and_then(|v| {
                     v.file
@@ -262,6 +266,49 @@ impl KernelModel {
 }
 
 impl KernelModel {
+    /// `check`: peek at the live tables and the data.
+    fn check(&self, cx: Ctx<'_>, mm: &MmStruct, addr: u64, what: crate::CheckWhat) {
+        use crate::CheckWhat;
+        use mmcheck_kernel::arch::pgtable::Entry;
+        let g = cx.geo();
+        let pmd = pmd_off(cx, mm, addr);
+        let pmdv = pmd.map(|p| Entry(cx.cpu.entry_peek(p.table, p.idx)));
+        let huge = pmdv.is_some_and(|v| v.huge_leaf() && v.present());
+        let pfn = mmcheck_kernel::mm::pgtable::peek_translation(cx, mm, addr);
+        let ok = match what {
+            CheckWhat::Huge => huge,
+            CheckWhat::Small => pfn.is_some() && !huge,
+            CheckWhat::Unmapped => pfn.is_none(),
+            CheckWhat::Value(v) => pfn.is_some_and(|p| {
+                cx.k.machine
+                    .frames
+                    .frame(p)
+                    .data
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    == v
+            }),
+        };
+        let _ = g;
+        if !ok {
+            let state = match (huge, pfn) {
+                (true, Some(p)) => format!("PMD-mapped (pfn {p})"),
+                (false, Some(p)) => format!(
+                    "PTE-mapped (pfn {p}, value {})",
+                    cx.k.machine
+                        .frames
+                        .frame(p)
+                        .data
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                ),
+                _ => "not mapped".to_string(),
+            };
+            cx.cpu.report(
+                mmcheck_platform::ViolationKind::Assertion,
+                format!("check {addr:#x} {what:?} failed: {state}"),
+            );
+        }
+    }
+
     /// A `folio_walk_start` caller: take the lock the protocol says, walk, use, end.
     fn folio_walk(
         &self,

@@ -29,7 +29,7 @@
 //! `OpArgs` variant and its mapping to [`Op`] in `resolve_op` (and to [`SetupOp`] in
 //! `resolve_setup` if `init` takes it).
 
-use crate::{Backing, Expectation, Op, Scenario, SetupOp, Variant, Verdict, WalkUse};
+use crate::{Backing, CheckWhat, Expectation, Op, Scenario, SetupOp, Variant, Verdict, WalkUse};
 use miette::{
     Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError,
     MietteSpanContents, SourceCode, SourceSpan, SpanContents, ThemeCharacters, ThemeStyles,
@@ -716,6 +716,10 @@ enum OpArgs {
     RmapWalk {
         addr: Sp<Addr>,
     },
+    Check {
+        addr: Sp<Addr>,
+        what: CheckWhat,
+    },
 }
 
 type ArgsParser = for<'a> fn(&mut In<'a>) -> PResult<OpArgs>;
@@ -870,6 +874,31 @@ fn args_mremap(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Mremap { addr, pages, to })
 }
 
+fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    ws(i)?;
+    if !i.starts_with(is_word_char) {
+        return expected(i, "'huge', 'small', 'unmapped' or 'value = N'");
+    }
+    let w = word(i, "'huge', 'small', 'unmapped' or 'value = N'")?;
+    let what = match w.v {
+        "huge" => CheckWhat::Huge,
+        "small" => CheckWhat::Small,
+        "unmapped" => CheckWhat::Unmapped,
+        "value" => {
+            punct(i, '=', "'=' and the expected value")?;
+            CheckWhat::Value(number(i, "the expected value")?.v)
+        }
+        other => {
+            return cut(
+                w.span,
+                format!("expected 'huge', 'small', 'unmapped' or 'value = N', found '{other}'"),
+            )
+        }
+    };
+    Ok(OpArgs::Check { addr, what })
+}
+
 fn args_migrate(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Migrate { addr: addr(i)? })
 }
@@ -964,6 +993,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "do_mremap (mm/mremap.c), MREMAP_MAYMOVE|MREMAP_FIXED to an unmapped destination: copy_vma, move_page_tables under the rmap locks the mremap.rmap_locks switch names",
         init: true,
         args: Some(args_mremap),
+    },
+    OpSpec {
+        name: "check",
+        syntax: "check ADDR huge|small|unmapped|value = N",
+        kernel: "an assertion on the state after the previous operations: ADDR is PMD-mapped, PTE-mapped, not mapped, or holds N (peeked, no visible step); a failed check is an assertion violation",
+        init: false,
+        args: Some(args_check),
     },
     OpSpec {
         name: "migrate",
@@ -1988,6 +2024,10 @@ impl<'t> Builder<'t> {
                     pages: pages.v,
                 }
             }
+            OpArgs::Check { addr, what } => Op::Check {
+                addr: inside(addr)?,
+                what: *what,
+            },
             OpArgs::Migrate { addr } => Op::Migrate {
                 addr: inside(addr)?,
             },

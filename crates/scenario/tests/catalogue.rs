@@ -89,3 +89,8 @@ fn planted() {
 fn races() {
     check_dir("races");
 }
+
+#[test]
+fn selftests() {
+    check_dir("selftests");
+}
