@@ -86,6 +86,19 @@ pub struct Protocol {
     pub retract_locks: RetractLocks,
     /// How a retracted table is freed: `pte_free_defer` (RCU), IPI then free, or right away.
     pub retract_free: TableFree,
+    /// How PT reclaim decides a table is empty.
+    pub pt_reclaim_empty_check: EmptyCheck,
+}
+
+/// `pt_reclaim.empty_check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmptyCheck {
+    /// The zap held the PTL continuously up to the PMD clear (fast path), else rescan (6.14).
+    ContinuousPtl,
+    /// Always rescan every entry under the PMD lock and PTL (slow path only).
+    Rescan,
+    /// Trust the zap even across a PTL drop (the 6.14-rc bug).
+    None,
 }
 
 /// `retract.locks`.
@@ -172,6 +185,7 @@ impl Default for Protocol {
             retract_recheck_pmd: true,
             retract_locks: RetractLocks::IMmapRead,
             retract_free: TableFree::Rcu,
+            pt_reclaim_empty_check: EmptyCheck::ContinuousPtl,
         }
     }
 }
@@ -517,6 +531,26 @@ pub const SWITCHES: &[Switch] = &[
         cite: "Hugh Dickins, 'mm/pgtable: add pte_free_defer() for pgtable as page' (6.6)",
         get: |p| tf_name(p.retract_free),
         set: |p, v| parse_tf(v).map(|t| p.retract_free = t).is_some(),
+    },
+    Switch {
+        name: "pt_reclaim.empty_check",
+        values: &["continuous_ptl", "rescan", "none"],
+        doc: "how PT reclaim decides a table is empty: the zap held the PTL continuously up to pmd_clear, else a rescan under PMD lock + PTL (6.14); always rescan; or trust the zap across a PTL drop (the 6.14-rc bug)",
+        cite: "'mm: pgtable: fix incorrect reclaim of non-empty PTE pages' (6.14-rc); mm/pt_reclaim.c try_get_and_clear_pmd / try_to_free_pte",
+        get: |p| match p.pt_reclaim_empty_check {
+            EmptyCheck::ContinuousPtl => "continuous_ptl",
+            EmptyCheck::Rescan => "rescan",
+            EmptyCheck::None => "none",
+        },
+        set: |p, v| {
+            p.pt_reclaim_empty_check = match v {
+                "continuous_ptl" => EmptyCheck::ContinuousPtl,
+                "rescan" => EmptyCheck::Rescan,
+                "none" => EmptyCheck::None,
+                _ => return false,
+            };
+            true
+        },
     },
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
 ];

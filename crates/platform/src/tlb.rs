@@ -189,6 +189,13 @@ impl<'m> Cpu<'m> {
         out
     }
 
+    /// `flush_tlb_fix_spurious_fault` / `invlpg`: drop `[start, end)` of `mm` from this CPU only,
+    /// paging-structure caches included.
+    pub fn local_flush_tlb_range(&self, mm: u64, start: u64, end: u64) {
+        self.visible(Obj::Tlb(self.id as u16), Access::Fill);
+        self.state().tlb.lock().flush(mm, start, end, true);
+    }
+
     /// Drop every cached translation of `mm` on this CPU only (context switch with a new ASID).
     pub fn local_flush_mm(&self, mm: u64) {
         self.state().tlb.lock().flush(mm, 0, u64::MAX, true);

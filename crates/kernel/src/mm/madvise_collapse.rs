@@ -166,7 +166,9 @@ fn madvise_collapse_vma(
             let v = mm.vma_lookup(cx, addr);
             drop(r);
             match v {
-                Some(v) if collapse_allowed(cx, &v) && v.start() <= addr && addr + pmd <= v.end() => {
+                Some(v)
+                    if collapse_allowed(cx, &v) && v.start() <= addr && addr + pmd <= v.end() =>
+                {
                     hend = hend.min(v.end() & g.pmd_mask());
                 }
                 _ => {
@@ -188,7 +190,7 @@ fn madvise_collapse_vma(
         addr += pmd;
     }
     // Unsigned, as in the kernel: hstart > hend wraps and never matches.
-    if thps == hend.wrapping_sub(hstart) >> g.pmd_shift() {
+    if thps == hend.wrapping_sub(hstart) >> g.shift(2) {
         Ok(())
     } else {
         Err(last_fail.errno())

@@ -145,16 +145,21 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     if pte.get(cx) != orig {
         return VmFault::Done; // R2: someone else changed it (or the table was detached)
     }
-    if vmf.write {
+    let updated = if vmf.write {
         if !orig.write() {
             return do_wp_page(cx, vmf, g, map, orig);
         }
-        let e = orig.with(Entry::DIRTY | Entry::ACCESSED);
-        if e != orig {
-            pte.set(cx, e);
-        }
-    } else if !orig.young() {
-        pte.set(cx, orig.with(Entry::ACCESSED));
+        orig.with(Entry::DIRTY | Entry::ACCESSED)
+    } else {
+        orig.with(Entry::ACCESSED)
+    };
+    if updated != orig {
+        pte.set(cx, updated);
+    } else {
+        // A spurious fault (the entry already allows the access): the faulting CPU's TLB or
+        // paging-structure cache is stale; flush_tlb_fix_spurious_fault drops it (invlpg).
+        let vpn = vmf.addr >> cx.geo().page_shift;
+        cx.cpu.local_flush_tlb_range(vmf.mm.id, vpn, vpn + 1);
     }
     VmFault::Done
 }

@@ -7,6 +7,7 @@ pub mod huge_memory;
 pub mod khugepaged;
 pub mod khugepaged_file;
 pub mod madvise;
+pub mod madvise_collapse;
 pub mod memory;
 pub mod migrate;
 pub mod mmu_gather;

@@ -11,6 +11,7 @@ use crate::mm::mmu_gather::MmuGather;
 use crate::mm::pgtable::{self, EntryPtr};
 use crate::mm::rmap::{unlink_anon_vmas, unlink_file_vma};
 use crate::mm::types::{MmStruct, Vma};
+use crate::protocol::EmptyCheck;
 use crate::Ctx;
 use mmcheck_platform::MmapWriteGuard;
 use std::sync::Arc;
@@ -120,7 +121,10 @@ pub fn zap_pte_range(
     let ps = g.page_shift;
     let can_reclaim_pt = cx.proto().pt_reclaim && d.reclaim_pt && end - start >= g.pmd_size();
     let mut can_reclaim_pt = can_reclaim_pt;
-    let mut direct_reclaim = true;
+    // pt_reclaim.empty_check: `rescan` never trusts the zap, `none` (the 6.14-rc bug) trusts it
+    // even after the PTL was dropped.
+    let check = cx.proto().pt_reclaim_empty_check;
+    let mut direct_reclaim = check != EmptyCheck::Rescan;
     let mut addr = start;
     let mut pmdval = Entry::NONE;
     loop {
@@ -176,7 +180,7 @@ pub fn zap_pte_range(
             }
             addr += 1 << ps;
         }
-        if can_reclaim_pt && direct_reclaim && addr == end {
+        if can_reclaim_pt && (direct_reclaim || check == EmptyCheck::None) && addr == end {
             direct_reclaim = try_get_and_clear_pmd(cx, mm, pmd, l.pmdval, &mut pmdval);
         }
         if force_flush {
