@@ -156,6 +156,16 @@ pub fn populate(cx: Ctx<'_>, mm: &MmStruct, p: EntryPtr, new: FrameRef) -> bool 
 /// `pmd_populate` / `pud_populate`: point a none entry at a table. The structural oracle (I4):
 /// a populate never overwrites a non-none entry.
 pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
+    // R5: never populate with something that is not a live table of the level below.
+    let kind = cx.k.machine.frames.kind(table.pfn);
+    if !cx.k.machine.frames.is_live(table)
+        || kind != mmcheck_platform::FrameKind::Table((p.level - 1) as u8)
+    {
+        cx.cpu.report(
+            mmcheck_platform::ViolationKind::BadPopulate,
+            format!("populate of entry {} of table pfn {} with pfn {}, which is {kind:?}, not a live level-{} table (R5: pmd_pgtable of a none or stale value)", p.idx, p.table.pfn, table.pfn, p.level - 1),
+        );
+    }
     // A plain store in the kernel; an exchange here so the oracle sees what it overwrote.
     let cur = p.xchg(cx, Entry::table(table.pfn));
     if !cur.is_none() {
