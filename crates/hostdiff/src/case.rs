@@ -35,6 +35,18 @@ pub enum Op {
     Store { page: u64, value: u64 },
     /// Load the first 8 bytes of `page`.
     Load { page: u64 },
+    /// `mremap(start, pages * 4096, pages * 4096, MREMAP_MAYMOVE | MREMAP_FIXED, new_start)`:
+    /// move the range (inside one mapping) to an unmapped destination.
+    Mremap {
+        start: u64,
+        pages: u64,
+        new_start: u64,
+    },
+    /// `madvise(addr, pages * 4096, MADV_HUGEPAGE)` on anonymous private mappings.
+    Hugepage { start: u64, pages: u64 },
+    /// `madvise(addr, pages * 4096, MADV_COLLAPSE)` on anonymous private mappings. May fail; the
+    /// errno is part of the observation.
+    Collapse { start: u64, pages: u64 },
 }
 
 /// A whole case.
@@ -49,6 +61,9 @@ pub struct Case {
 pub struct Observation {
     /// For a `Load`, the value read; `None` for every other op.
     pub load: Option<u64>,
+    /// For a `Collapse`, the errno of `madvise(MADV_COLLAPSE)` (0 on success); 0 for every other
+    /// op (their failures are infrastructure errors, not observations).
+    pub errno: i32,
     /// `VmPTE` delta in KiB (PTE + PMD + PUD tables).
     pub vm_pte_kb: i64,
     /// `Rss` delta in KiB, from smaps_rollup.
@@ -65,4 +80,11 @@ pub trait CaseRunner {
     fn name(&self) -> &str;
     /// Run a case, one observation per op. `Err` is an infrastructure failure, not a divergence.
     fn run(&self, case: &Case) -> Result<Vec<Observation>, String>;
+
+    /// Run a case and say whether something outside the case may have disturbed the run (for the
+    /// host: a THP allocation that failed, khugepaged activity). A divergence on a disturbed run
+    /// is retried, not reported. The default: never disturbed.
+    fn run_noted(&self, case: &Case) -> Result<(Vec<Observation>, Option<String>), String> {
+        self.run(case).map(|o| (o, None))
+    }
 }

@@ -1,14 +1,17 @@
 //! Comparing two runs of a case, and the differential-test driver: generate cases, run them on
-//! two runners (host and model), stop at the first divergence and shrink it.
+//! two runners (host and model), stop at the first divergence and shrink it. A divergence seen on
+//! a host run that the host reports as disturbed (a THP allocation failed, khugepaged was active)
+//! is retried; a case that diverges only on disturbed runs is skipped with the reason.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::case::{Case, CaseRunner, Observation, Op};
-use crate::gen::generate;
+
 use crate::host::HostFeatures;
 use crate::shrink::shrink;
 
-/// Which observation fields to compare (true = compare). Loads are always compared.
+/// Which observation fields to compare (true = compare). Loads and errnos are always compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Mask {
     pub vm_pte: bool,
@@ -52,6 +55,8 @@ pub enum Field {
     /// The two runs produced different numbers of observations.
     Count,
     Load,
+    /// The errno of a Collapse.
+    Errno,
     VmPte,
     Rss,
     AnonHuge,
@@ -63,6 +68,8 @@ pub enum Field {
 pub enum Values {
     Count(usize, usize),
     Load(Option<u64>, Option<u64>),
+    /// Errnos (0 for success).
+    Errno(i32, i32),
     /// KiB deltas.
     Kb(i64, i64),
     /// Up to [`MAX_PAGES_LISTED`] differing pages as (page, present in a, present in b), and
@@ -122,6 +129,9 @@ pub fn first_divergence(
         if x.load != y.load {
             return Some(div(i, Field::Load, Values::Load(x.load, y.load)));
         }
+        if x.errno != y.errno {
+            return Some(div(i, Field::Errno, Values::Errno(x.errno, y.errno)));
+        }
         let kb = [
             (mask.vm_pte, Field::VmPte, x.vm_pte_kb, y.vm_pte_kb),
             (mask.rss, Field::Rss, x.rss_kb, y.rss_kb),
@@ -173,6 +183,9 @@ impl fmt::Display for Divergence {
         match &self.values {
             Values::Count(x, y) => write!(f, "observation count {na}={x} {nb}={y}"),
             Values::Load(x, y) => write!(f, "load {na}={x:?} {nb}={y:?}"),
+            Values::Errno(x, y) => {
+                write!(f, "errno {na}={} {nb}={}", errno_name(*x), errno_name(*y))
+            }
             Values::Kb(x, y) => {
                 let name = match self.field {
                     Field::VmPte => "VmPTE",
@@ -195,10 +208,48 @@ impl fmt::Display for Divergence {
     }
 }
 
+/// `"0"` or the errno's symbolic name (x86-64 numbers).
+fn errno_name(e: i32) -> String {
+    match e {
+        0 => "0".to_string(),
+        11 => "EAGAIN".to_string(),
+        12 => "ENOMEM".to_string(),
+        16 => "EBUSY".to_string(),
+        22 => "EINVAL".to_string(),
+        _ => format!("errno {e}"),
+    }
+}
+
+/// How often the host runs were disturbed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NoiseStats {
+    /// Host runs of generated cases (not counting the shrinker's).
+    pub host_runs: u64,
+    /// Host runs that reported noise.
+    pub noisy_runs: u64,
+    /// Per noise counter, the number of runs in which it changed.
+    pub by_counter: BTreeMap<String, u64>,
+    /// Host reruns because a divergence came with noise.
+    pub reruns: u64,
+}
+
+impl NoiseStats {
+    fn note(&mut self, noise: &Option<String>) {
+        self.host_runs += 1;
+        if let Some(n) = noise {
+            self.noisy_runs += 1;
+            for part in n.split(", ") {
+                let name = part.split(" +").next().unwrap_or(part);
+                *self.by_counter.entry(name.to_string()).or_default() += 1;
+            }
+        }
+    }
+}
+
 /// Outcome of [`run_diff`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiffReport {
-    /// Cases run (including ones that errored and the diverging one).
+    /// Cases run (including ones that errored, were skipped, and the diverging one).
     pub total: u64,
     /// Cases on which both runners agreed.
     pub agreed: u64,
@@ -206,10 +257,14 @@ pub struct DiffReport {
     pub first: Option<(u64, Case, Divergence)>,
     /// Infrastructure failures, one line per failed run.
     pub errors: Vec<String>,
+    /// Cases that diverged only on host runs disturbed by host-wide noise, with the reason.
+    pub skipped: Vec<(u64, String)>,
+    /// Host noise over the run.
+    pub noise: NoiseStats,
 }
 
 impl DiffReport {
-    /// True if no case diverged and no run failed.
+    /// True if no case diverged and no run failed (skipped cases are fine).
     pub fn ok(&self) -> bool {
         self.first.is_none() && self.errors.is_empty()
     }
@@ -218,7 +273,12 @@ impl DiffReport {
 impl fmt::Display for DiffReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.first {
-            None => write!(f, "{}/{} agree", self.agreed, self.total)?,
+            None => {
+                write!(f, "{}/{} agree", self.agreed, self.total)?;
+                if !self.skipped.is_empty() {
+                    write!(f, ", {} skipped", self.skipped.len())?;
+                }
+            }
             Some((index, case, div)) => {
                 writeln!(
                     f,
@@ -232,6 +292,21 @@ impl fmt::Display for DiffReport {
                 write!(f, "{div}")?;
             }
         }
+        for (i, why) in &self.skipped {
+            write!(f, "\nskipped case {i}: {why}")?;
+        }
+        let n = &self.noise;
+        if n.noisy_runs > 0 {
+            write!(
+                f,
+                "\nhost noise in {} of {} host run(s) (",
+                n.noisy_runs, n.host_runs
+            )?;
+            for (k, (name, count)) in n.by_counter.iter().enumerate() {
+                write!(f, "{}{name} in {count}", if k > 0 { ", " } else { "" })?;
+            }
+            write!(f, "); {} rerun(s)", n.reruns)?;
+        }
         for e in &self.errors {
             write!(f, "\nerror: {e}")?;
         }
@@ -239,20 +314,71 @@ impl fmt::Display for DiffReport {
     }
 }
 
-/// Run both sides; `Ok(None)` if they agree.
+/// What comparing one case gave.
+enum Verdict {
+    Agree,
+    Diverge(Divergence),
+    /// Diverged on every host run, and every such run was disturbed.
+    Skip(String),
+}
+
+/// Host runs of a case whose divergence comes with noise, before it is skipped.
+const HOST_TRIES: usize = 4;
+
+/// Run both sides, rerunning the host while a divergence comes with host noise.
+fn judge(
+    case: &Case,
+    host: &dyn CaseRunner,
+    model: &dyn CaseRunner,
+    mask: &Mask,
+    stats: &mut NoiseStats,
+) -> Result<Verdict, String> {
+    let mut b = None;
+    let mut last = None;
+    for attempt in 0..HOST_TRIES {
+        if attempt > 0 {
+            stats.reruns += 1;
+        }
+        let (a, noise) = host
+            .run_noted(case)
+            .map_err(|e| format!("{}: {e}", host.name()))?;
+        stats.note(&noise);
+        if b.is_none() {
+            b = Some(
+                model
+                    .run(case)
+                    .map_err(|e| format!("{}: {e}", model.name()))?,
+            );
+        }
+        let b = b.as_deref().unwrap_or_default();
+        let Some(d) = first_divergence(case, &a, b, mask) else {
+            return Ok(Verdict::Agree);
+        };
+        let d = d.with_names(host.name(), model.name());
+        match noise {
+            None => return Ok(Verdict::Diverge(d)),
+            Some(n) => last = Some(format!("{d} [host noise: {n}]")),
+        }
+    }
+    Ok(Verdict::Skip(format!(
+        "diverges only on disturbed host runs ({HOST_TRIES} tries); last: {}",
+        last.unwrap_or_default()
+    )))
+}
+
+/// Run both sides; `Ok(None)` if they agree (or diverge only on disturbed host runs).
 fn diverges(
     case: &Case,
     host: &dyn CaseRunner,
     model: &dyn CaseRunner,
     mask: &Mask,
 ) -> Result<Option<Divergence>, String> {
-    let a = host
-        .run(case)
-        .map_err(|e| format!("{}: {e}", host.name()))?;
-    let b = model
-        .run(case)
-        .map_err(|e| format!("{}: {e}", model.name()))?;
-    Ok(first_divergence(case, &a, &b, mask).map(|d| d.with_names(host.name(), model.name())))
+    Ok(
+        match judge(case, host, model, mask, &mut NoiseStats::default())? {
+            Verdict::Diverge(d) => Some(d),
+            Verdict::Agree | Verdict::Skip(_) => None,
+        },
+    )
 }
 
 /// Run `cases` generated cases (indices 0..cases with `seed`) on `host` and `model`, comparing
@@ -266,15 +392,38 @@ pub fn run_diff(
     mask: &Mask,
     on_progress: &mut dyn FnMut(u64),
 ) -> DiffReport {
+    run_diff_mix(
+        cases,
+        seed,
+        crate::gen::OpMix::Basic,
+        host,
+        model,
+        mask,
+        on_progress,
+    )
+}
+
+/// [`run_diff`] over cases drawn from `mix`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_diff_mix(
+    cases: u64,
+    seed: u64,
+    mix: crate::gen::OpMix,
+    host: &dyn CaseRunner,
+    model: &dyn CaseRunner,
+    mask: &Mask,
+    on_progress: &mut dyn FnMut(u64),
+) -> DiffReport {
     let mut report = DiffReport::default();
     for index in 0..cases {
         on_progress(index);
-        let case = generate(seed, index);
+        let case = crate::gen::generate_mix(seed, index, mix);
         report.total += 1;
-        match diverges(&case, host, model, mask) {
+        match judge(&case, host, model, mask, &mut report.noise) {
             Err(e) => report.errors.push(format!("case {index}: {e}")),
-            Ok(None) => report.agreed += 1,
-            Ok(Some(d)) => {
+            Ok(Verdict::Agree) => report.agreed += 1,
+            Ok(Verdict::Skip(why)) => report.skipped.push((index, why)),
+            Ok(Verdict::Diverge(d)) => {
                 let field = d.field;
                 let shrunk = shrink(
                     &case,
@@ -400,6 +549,81 @@ mod tests {
                 })
                 .collect())
         }
+    }
+
+    /// A host whose first `noisy` runs report noise and see VmPTE 4 instead of 0.
+    struct Noisy {
+        runs: std::cell::Cell<u32>,
+        noisy: u32,
+    }
+
+    impl CaseRunner for Noisy {
+        fn name(&self) -> &str {
+            "noisy-host"
+        }
+        fn run(&self, case: &Case) -> Result<Vec<Observation>, String> {
+            self.run_noted(case).map(|r| r.0)
+        }
+        fn run_noted(&self, case: &Case) -> Result<(Vec<Observation>, Option<String>), String> {
+            let n = self.runs.get();
+            self.runs.set(n + 1);
+            let noisy = n < self.noisy;
+            let obs = case
+                .ops
+                .iter()
+                .map(|_| obs(None, if noisy { 4 } else { 0 }, &[]))
+                .collect();
+            Ok((obs, noisy.then(|| "thp_fault_fallback +1".to_string())))
+        }
+    }
+
+    #[test]
+    fn noisy_host_runs_are_retried_then_skipped() {
+        let host = Noisy {
+            runs: 0.into(),
+            noisy: 1,
+        };
+        let r = run_diff(5, 1, &host, &Fake(false), &Mask::ALL, &mut |_| {});
+        assert!(r.ok(), "{r}");
+        assert_eq!((r.agreed, r.noise.reruns, r.noise.noisy_runs), (5, 1, 1));
+        assert_eq!(r.noise.host_runs, 6);
+        assert!(
+            r.to_string().starts_with("5/5 agree\nhost noise in 1 of 6"),
+            "{r}"
+        );
+
+        let host = Noisy {
+            runs: 0.into(),
+            noisy: u32::MAX,
+        };
+        let r = run_diff(3, 1, &host, &Fake(false), &Mask::ALL, &mut |_| {});
+        assert!(r.ok(), "{r}");
+        assert_eq!((r.agreed, r.skipped.len()), (0, 3));
+        let text = r.to_string();
+        assert!(
+            text.starts_with("0/3 agree, 3 skipped\nskipped case 0: "),
+            "{text}"
+        );
+        assert!(text.contains("thp_fault_fallback in 12"), "{text}");
+    }
+
+    #[test]
+    fn errno_is_always_compared() {
+        let c = Case {
+            ops: vec![Op::Collapse {
+                start: 0,
+                pages: 512,
+            }],
+        };
+        let a = vec![obs(None, 0, &[])];
+        let mut b = a.clone();
+        b[0].errno = 16;
+        let d = first_divergence(&c, &a, &b, &Mask::LOADS_ONLY).expect("diverges");
+        assert_eq!(
+            (d.field, d.values.clone()),
+            (Field::Errno, Values::Errno(0, 16))
+        );
+        assert!(d.to_string().ends_with("errno host=0 model=EBUSY"), "{d}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Random case generation and normalization. A small shadow of the window (which page belongs to
-//! which live mapping) keeps every generated op valid; [`normalize`] uses the same shadow to drop
-//! ops that are invalid in context, which is what the shrinker relies on.
+//! which live mapping, its backing and `VM_HUGEPAGE`) keeps every generated op valid; [`normalize`]
+//! uses the same shadow to drop ops that are invalid in context, which is what the shrinker relies
+//! on. Besides mmap/munmap/MADV_DONTNEED/loads/stores the mix has mremap moves to a free
+//! destination (the alignment matrix of the kernel's `mremap_test.c`), MADV_HUGEPAGE and
+//! MADV_COLLAPSE on anonymous memory, with cases often built on whole aligned PMD ranges.
 
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -16,21 +19,31 @@ pub fn in_window(start: u64, pages: u64) -> bool {
     pages > 0 && start < REGION_PAGES && pages <= REGION_PAGES - start
 }
 
-/// Which pages of the window are mapped, and by which mmap.
-#[derive(Clone, Debug)]
-pub(crate) struct Shadow {
-    /// Per page: 0 for a hole, else the id of the mmap that created it.
-    owner: Vec<u32>,
-    /// Backing of mmap `id` at index `id - 1`.
-    backing: Vec<Backing>,
+/// What one mapping (a VMA-to-be) is: its backing and whether it has `VM_HUGEPAGE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MapInfo {
+    pub backing: Backing,
+    pub hugepage: bool,
 }
 
-/// A maximal run of pages created by one mmap.
+/// Which pages of the window are mapped, and by which mapping. A maximal run of pages with the
+/// same owner id always lies inside one VMA of the kernel (the kernel may merge more, never
+/// less), so an op confined to such a run (an mremap source) is valid on any kernel.
+#[derive(Clone, Debug)]
+pub(crate) struct Shadow {
+    /// Per page: 0 for a hole, else the id of the mapping that covers it.
+    owner: Vec<u32>,
+    /// Mapping `id` at index `id - 1`.
+    maps: Vec<MapInfo>,
+}
+
+/// A maximal run of pages owned by one mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Segment {
     pub start: u64,
     pub pages: u64,
     pub backing: Backing,
+    pub hugepage: bool,
 }
 
 impl Segment {
@@ -43,12 +56,24 @@ impl Shadow {
     pub(crate) fn new() -> Self {
         Shadow {
             owner: vec![0; REGION_PAGES as usize],
-            backing: Vec::new(),
+            maps: Vec::new(),
         }
     }
 
     pub(crate) fn is_mapped(&self, page: u64) -> bool {
         page < REGION_PAGES && self.owner[page as usize] != 0
+    }
+
+    fn info(&self, page: u64) -> Option<MapInfo> {
+        match self.owner.get(page as usize) {
+            Some(&id) if id != 0 => Some(self.maps[id as usize - 1]),
+            _ => None,
+        }
+    }
+
+    fn is_anon(&self, page: u64) -> bool {
+        self.info(page)
+            .is_some_and(|m| m.backing == Backing::AnonPrivate)
     }
 
     fn range(start: u64, pages: u64) -> std::ops::Range<usize> {
@@ -69,6 +94,23 @@ impl Shadow {
                 .all(|&o| o != 0)
     }
 
+    fn all_anon(&self, start: u64, pages: u64) -> bool {
+        in_window(start, pages) && (start..start + pages).all(|p| self.is_anon(p))
+    }
+
+    /// Inside one run of one mapping (hence inside one kernel VMA).
+    fn one_mapping(&self, start: u64, pages: u64) -> bool {
+        in_window(start, pages) && {
+            let r = &self.owner[Self::range(start, pages)];
+            r[0] != 0 && r.iter().all(|&o| o == r[0])
+        }
+    }
+
+    fn new_id(&mut self, info: MapInfo) -> u32 {
+        self.maps.push(info);
+        self.maps.len() as u32
+    }
+
     /// Whether `op` is valid in the current state.
     pub(crate) fn valid(&self, op: &Op) -> bool {
         match *op {
@@ -76,6 +118,14 @@ impl Shadow {
             Op::Munmap { start, pages } => in_window(start, pages),
             Op::DontNeed { start, pages } => self.all_mapped(start, pages),
             Op::Store { page, .. } | Op::Load { page } => self.is_mapped(page),
+            Op::Mremap {
+                start,
+                pages,
+                new_start,
+            } => self.one_mapping(start, pages) && self.is_free(new_start, pages),
+            Op::Hugepage { start, pages } | Op::Collapse { start, pages } => {
+                self.all_anon(start, pages)
+            }
         }
     }
 
@@ -87,16 +137,48 @@ impl Shadow {
                 pages,
                 backing,
             } => {
-                self.backing.push(backing);
-                let id = self.backing.len() as u32;
+                let id = self.new_id(MapInfo {
+                    backing,
+                    hugepage: false,
+                });
                 self.owner[Self::range(start, pages)].fill(id);
             }
             Op::Munmap { start, pages } => self.owner[Self::range(start, pages)].fill(0),
-            Op::DontNeed { .. } | Op::Store { .. } | Op::Load { .. } => {}
+            Op::Mremap {
+                start,
+                pages,
+                new_start,
+            } => {
+                let info = self.maps[self.owner[start as usize] as usize - 1];
+                let id = self.new_id(info);
+                self.owner[Self::range(start, pages)].fill(0);
+                self.owner[Self::range(new_start, pages)].fill(id);
+            }
+            Op::Hugepage { start, pages } => {
+                // Every run of a mapping without VM_HUGEPAGE becomes its own VMA (split off).
+                let mut p = start;
+                while p < start + pages {
+                    let id = self.owner[p as usize];
+                    let mut q = p;
+                    while q < start + pages && self.owner[q as usize] == id {
+                        q += 1;
+                    }
+                    let info = self.maps[id as usize - 1];
+                    if !info.hugepage {
+                        let new = self.new_id(MapInfo {
+                            hugepage: true,
+                            ..info
+                        });
+                        self.owner[p as usize..q as usize].fill(new);
+                    }
+                    p = q;
+                }
+            }
+            Op::DontNeed { .. } | Op::Store { .. } | Op::Load { .. } | Op::Collapse { .. } => {}
         }
     }
 
-    /// Maximal runs of pages that share an mmap, in address order.
+    /// Maximal runs of pages that share a mapping, in address order.
     pub(crate) fn segments(&self) -> Vec<Segment> {
         let mut out = Vec::new();
         let mut p = 0usize;
@@ -107,32 +189,46 @@ impl Shadow {
                 p += 1;
             }
             if id != 0 {
+                let info = self.maps[id as usize - 1];
                 out.push(Segment {
                     start: start as u64,
                     pages: (p - start) as u64,
-                    backing: self.backing[id as usize - 1],
+                    backing: info.backing,
+                    hugepage: info.hugepage,
                 });
             }
         }
         out
     }
 
-    /// The maximal run of mapped pages (any mappings) containing `page`.
-    fn mapped_run(&self, page: u64) -> (u64, u64) {
+    /// The maximal run of pages containing `page` on which `keep` holds.
+    fn run_where(&self, page: u64, keep: impl Fn(u64) -> bool) -> (u64, u64) {
         let mut a = page;
-        while a > 0 && self.is_mapped(a - 1) {
+        while a > 0 && keep(a - 1) {
             a -= 1;
         }
         let mut b = page;
-        while self.is_mapped(b) {
+        while b < REGION_PAGES && keep(b) {
             b += 1;
         }
         (a, b)
     }
+
+    /// The maximal run of mapped pages (any mappings) containing `page`.
+    fn mapped_run(&self, page: u64) -> (u64, u64) {
+        self.run_where(page, |p| self.is_mapped(p))
+    }
+
+    /// The maximal run of anonymous private pages (any mappings) containing `page`.
+    fn anon_run(&self, page: u64) -> (u64, u64) {
+        self.run_where(page, |p| self.is_anon(p))
+    }
 }
 
 /// Drop every op that is invalid in context: Store/Load on an unmapped page, Mmap overlapping a
-/// live mapping, DontNeed over a hole, zero-length or out-of-window ops.
+/// live mapping, DontNeed over a hole, Mremap whose source is not inside one mapping or whose
+/// destination is not free, Hugepage/Collapse not entirely on anonymous private memory,
+/// zero-length or out-of-window ops.
 pub fn normalize(case: &Case) -> Case {
     let mut sh = Shadow::new();
     let mut ops = Vec::with_capacity(case.ops.len());
@@ -143,6 +239,15 @@ pub fn normalize(case: &Case) -> Case {
         }
     }
     Case { ops }
+}
+
+/// The backing of `page` after `ops` (assumed normal), if it is mapped.
+pub(crate) fn backing_after(ops: &[Op], page: u64) -> Option<Backing> {
+    let mut sh = Shadow::new();
+    for op in ops {
+        sh.apply(op);
+    }
+    sh.info(page).map(|m| m.backing)
 }
 
 /// Index of the first op that is invalid in context, if any.
@@ -164,10 +269,27 @@ struct Gen {
     freed: Vec<(u64, u64)>,
     /// Pages stored to (possibly since unmapped).
     written: Vec<u64>,
+    mix: OpMix,
 }
 
-/// Generate case `case_index` of the run with `seed`. Same arguments, same case.
+/// Which operations cases draw from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OpMix {
+    /// mmap (anonymous private and shmem shared), store, load, munmap, MADV_DONTNEED.
+    #[default]
+    Basic,
+    /// Basic plus mremap (the mremap_test alignment matrix), MADV_HUGEPAGE and MADV_COLLAPSE.
+    Extended,
+}
+
+/// Generate case `case_index` of the run with `seed` from the basic mix. Same arguments, same
+/// case.
 pub fn generate(seed: u64, case_index: u64) -> Case {
+    generate_mix(seed, case_index, OpMix::Basic)
+}
+
+/// Generate case `case_index` of the run with `seed` from `mix`.
+pub fn generate_mix(seed: u64, case_index: u64, mix: OpMix) -> Case {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(case_index);
     let target: usize = rng.gen_range(5..=40);
@@ -176,6 +298,7 @@ pub fn generate(seed: u64, case_index: u64) -> Case {
         sh: Shadow::new(),
         freed: Vec::new(),
         written: Vec::new(),
+        mix,
     };
     let mut ops = Vec::with_capacity(target);
     let mut attempts = 0;
@@ -195,14 +318,29 @@ impl Gen {
     fn pick(&mut self) -> Option<Op> {
         let segs = self.sh.segments();
         if segs.is_empty() {
+            // With nothing mapped (always at the start), half the time map whole aligned PMD
+            // ranges of anonymous memory: THP faults, collapses and PMD moves need them.
+            if self.rng.gen_bool(0.5) {
+                let pages = self.rng.gen_range(1..=3) * PMD_PAGES;
+                let start = self.rng.gen_range(0..=(REGION_PAGES - pages) / PMD_PAGES) * PMD_PAGES;
+                return Some(Op::Mmap {
+                    start,
+                    pages,
+                    backing: Backing::AnonPrivate,
+                });
+            }
             return self.mmap(&segs);
         }
-        match self.rng.gen_range(0..100) {
-            0..=19 => self.mmap(&segs),
-            20..=47 => Some(self.store(&segs)),
-            48..=67 => Some(self.load(&segs)),
-            68..=79 => Some(self.munmap(&segs)),
-            _ => Some(self.dontneed(&segs)),
+        let top = if self.mix == OpMix::Basic { 80 } else { 100 };
+        match self.rng.gen_range(0..top) {
+            0..=15 => self.mmap(&segs),
+            16..=39 => Some(self.store(&segs)),
+            40..=56 => Some(self.load(&segs)),
+            57..=66 => Some(self.munmap(&segs)),
+            67..=79 => Some(self.dontneed(&segs)),
+            80..=88 => self.mremap(&segs),
+            89..=93 => self.hugepage(&segs),
+            _ => self.collapse(&segs),
         }
     }
 
@@ -217,15 +355,28 @@ impl Gen {
             Backing::ShmemShared
         };
         for attempt in 0..12 {
-            let mut pages = if attempt < 8 && self.rng.gen_bool(0.2) {
+            let big = attempt < 8 && self.rng.gen_bool(0.3);
+            let mut pages = if big {
                 self.rng.gen_range(PMD_PAGES..=2 * PMD_PAGES)
             } else if attempt < 8 {
                 self.rng.gen_range(1..=64)
             } else {
                 self.rng.gen_range(1..=8)
             };
-            let start = match self.rng.gen_range(0..100) {
-                0..=24 => self.rng.gen_range(0..REGION_PAGES / PMD_PAGES) * PMD_PAGES,
+            // Big mappings are often whole aligned PMD ranges: THP faults, collapses and
+            // move_normal_pmd need them.
+            let r = if big && self.rng.gen_bool(0.4) {
+                0
+            } else {
+                self.rng.gen_range(0..100)
+            };
+            let start = match r {
+                0..=24 => {
+                    if big && self.rng.gen_bool(0.7) {
+                        pages = pages / PMD_PAGES * PMD_PAGES;
+                    }
+                    self.rng.gen_range(0..REGION_PAGES / PMD_PAGES) * PMD_PAGES
+                }
                 25..=49 if !segs.is_empty() => {
                     let s = *self.seg(segs);
                     if self.rng.gen_bool(0.5) {
@@ -348,6 +499,180 @@ impl Gen {
         };
         Op::DontNeed { start, pages }
     }
+
+    /// A random subrange of `[a, b)`.
+    fn subrange(&mut self, a: u64, b: u64) -> (u64, u64) {
+        let x = self.rng.gen_range(a..b);
+        let y = self.rng.gen_range(x + 1..=b);
+        (x, y - x)
+    }
+
+    /// `k` whole aligned PMD ranges inside `[a, b)`, if there is one.
+    fn pmd_blocks(&mut self, a: u64, b: u64, max_k: u64) -> Option<(u64, u64)> {
+        let first = a.div_ceil(PMD_PAGES);
+        let blocks = (b / PMD_PAGES).saturating_sub(first);
+        if blocks == 0 {
+            return None;
+        }
+        let k = self.rng.gen_range(1..=blocks.min(max_k));
+        let i = first + self.rng.gen_range(0..=blocks - k);
+        Some((i * PMD_PAGES, k * PMD_PAGES))
+    }
+
+    /// A free destination for `pages` pages; with `off`, one at `off` pages past a PMD boundary.
+    fn free_spot(&mut self, pages: u64, off: Option<u64>) -> Option<u64> {
+        let mut runs = Vec::new();
+        let mut p = 0;
+        while p < REGION_PAGES {
+            if self.sh.is_mapped(p) {
+                p += 1;
+                continue;
+            }
+            let a = p;
+            while p < REGION_PAGES && !self.sh.is_mapped(p) {
+                p += 1;
+            }
+            // Candidate starts in [a, p - pages], at the wanted offset if any.
+            if p - a >= pages {
+                let last = p - pages;
+                let (first, step) = match off {
+                    None => (a, 1),
+                    Some(o) => (a + (o + PMD_PAGES - a % PMD_PAGES) % PMD_PAGES, PMD_PAGES),
+                };
+                if first <= last {
+                    runs.push((first, (last - first) / step + 1, step));
+                }
+            }
+        }
+        if runs.is_empty() {
+            return None;
+        }
+        let (first, n, step) = runs[self.rng.gen_range(0..runs.len())];
+        Some(first + self.rng.gen_range(0..n) * step)
+    }
+
+    /// mremap to a free destination, over the alignment matrix of the kernel's
+    /// `tools/testing/selftests/mm/mremap_test.c`: whole PMDs with PMD-aligned source and
+    /// destination (`move_normal_pmd`), PMD-aligned with a partial length (1 MiB from a PMD
+    /// boundary), PMD-straddling ranges with mutually aligned or misaligned ends, whole mappings,
+    /// and arbitrary PTE-aligned ranges.
+    fn mremap(&mut self, segs: &[Segment]) -> Option<Op> {
+        let with_pmd: Vec<Segment> = segs
+            .iter()
+            .filter(|s| s.end() / PMD_PAGES > s.start.div_ceil(PMD_PAGES))
+            .copied()
+            .collect();
+        let r = self.rng.gen_range(0..100);
+        let s = if r < 40 && !with_pmd.is_empty() {
+            with_pmd[self.rng.gen_range(0..with_pmd.len())]
+        } else {
+            *self.seg(segs)
+        };
+        let aligned = if r < 40 {
+            self.pmd_blocks(s.start, s.end(), 3)
+        } else {
+            None
+        };
+        let boundary = (s.start / PMD_PAGES + 1) * PMD_PAGES;
+        let (start, pages, off) = match (r, aligned) {
+            (0..=24, Some((a, n))) => (a, n, Some(0)),
+            (25..=39, Some((a, _))) => {
+                let max = s.end() - a;
+                let n = if self.rng.gen_bool(0.5) {
+                    (PMD_PAGES / 2).min(max)
+                } else {
+                    self.rng.gen_range(1..=max.min(2 * PMD_PAGES))
+                };
+                (a, n, Some(0))
+            }
+            (40..=59, _) if boundary < s.end() => {
+                let below = self
+                    .rng
+                    .gen_range(1..=(boundary - s.start).min(PMD_PAGES - 1));
+                let above = self
+                    .rng
+                    .gen_range(1..=(s.end() - boundary).min(PMD_PAGES + 1));
+                let start = boundary - below;
+                let off = self.rng.gen_bool(0.7).then_some(start % PMD_PAGES);
+                (start, below + above, off)
+            }
+            (60..=74, _) => {
+                let off = self.rng.gen_bool(0.5).then_some(s.start % PMD_PAGES);
+                (s.start, s.pages, off)
+            }
+            _ => {
+                let (a, n) = self.subrange(s.start, s.end());
+                (a, n, None)
+            }
+        };
+        let new_start = self.free_spot(pages, off)?;
+        Some(Op::Mremap {
+            start,
+            pages,
+            new_start,
+        })
+    }
+
+    fn anon_seg(&mut self, segs: &[Segment]) -> Option<Segment> {
+        let anon: Vec<Segment> = segs
+            .iter()
+            .filter(|s| s.backing == Backing::AnonPrivate)
+            .copied()
+            .collect();
+        (!anon.is_empty()).then(|| anon[self.rng.gen_range(0..anon.len())])
+    }
+
+    /// MADV_HUGEPAGE on one anonymous mapping, a run of them, whole PMDs or a part.
+    fn hugepage(&mut self, segs: &[Segment]) -> Option<Op> {
+        let s = self.anon_seg(segs)?;
+        let (start, pages) = match self.rng.gen_range(0..100) {
+            0..=44 => (s.start, s.pages),
+            45..=69 => {
+                let (a, b) = self.sh.anon_run(s.start);
+                (a, b - a)
+            }
+            r => match (r < 85)
+                .then(|| self.pmd_blocks(s.start, s.end(), 2))
+                .flatten()
+            {
+                Some(x) => x,
+                None => self.subrange(s.start, s.end()),
+            },
+        };
+        Some(Op::Hugepage { start, pages })
+    }
+
+    /// MADV_COLLAPSE, mostly of whole aligned PMDs inside anonymous memory.
+    fn collapse(&mut self, segs: &[Segment]) -> Option<Op> {
+        // Mostly a mapping whose anonymous run holds a whole aligned PMD range.
+        let with_pmd: Vec<Segment> = segs
+            .iter()
+            .filter(|s| {
+                s.backing == Backing::AnonPrivate && {
+                    let (a, b) = self.sh.anon_run(s.start);
+                    b / PMD_PAGES > a.div_ceil(PMD_PAGES)
+                }
+            })
+            .copied()
+            .collect();
+        let s = if !with_pmd.is_empty() && self.rng.gen_bool(0.7) {
+            with_pmd[self.rng.gen_range(0..with_pmd.len())]
+        } else {
+            self.anon_seg(segs)?
+        };
+        let p = self.page_in(&s);
+        let (a, b) = self.sh.anon_run(p);
+        let (start, pages) = match self.rng.gen_range(0..100) {
+            r @ 0..=49 => match self.pmd_blocks(a, b, if r < 40 { 1 } else { 3 }) {
+                Some(x) => x,
+                None => (a, b - a),
+            },
+            50..=64 => (a, b - a),
+            65..=79 => (s.start, s.pages),
+            _ => self.subrange(a, b),
+        };
+        Some(Op::Collapse { start, pages })
+    }
 }
 
 #[cfg(test)]
@@ -365,10 +690,14 @@ mod tests {
 
     #[test]
     fn generated_cases_are_valid() {
-        let mut kinds = [0usize; 5];
+        let mut kinds = [0usize; 8];
         let (mut aligned_dn, mut big) = (0, 0);
+        // Mremap alignment classes: whole PMDs (both ends aligned), PMD-aligned partial,
+        // straddling with mutually aligned ends, other.
+        let mut mremap = [0usize; 4];
+        let mut aligned_collapse = 0;
         for i in 0..500 {
-            let c = generate(1, i);
+            let c = generate_mix(1, i, OpMix::Extended);
             assert!(
                 (5..=40).contains(&c.ops.len()),
                 "case {i}: {} ops",
@@ -389,12 +718,130 @@ mod tests {
                     }
                     Op::Store { .. } => kinds[3] += 1,
                     Op::Load { .. } => kinds[4] += 1,
+                    Op::Mremap {
+                        start,
+                        pages,
+                        new_start,
+                    } => {
+                        kinds[5] += 1;
+                        let (a, b) = (start % PMD_PAGES, new_start % PMD_PAGES);
+                        let straddles = start / PMD_PAGES != (start + pages - 1) / PMD_PAGES;
+                        mremap[if a == 0 && b == 0 && pages % PMD_PAGES == 0 {
+                            0
+                        } else if a == 0 && b == 0 {
+                            1
+                        } else if a == b && straddles {
+                            2
+                        } else {
+                            3
+                        }] += 1;
+                    }
+                    Op::Hugepage { .. } => kinds[6] += 1,
+                    Op::Collapse { start, pages } => {
+                        kinds[7] += 1;
+                        aligned_collapse +=
+                            usize::from(start % PMD_PAGES == 0 && pages % PMD_PAGES == 0);
+                    }
                 }
             }
         }
-        assert!(kinds.iter().all(|&k| k > 100), "{kinds:?}");
+        assert!(kinds[..5].iter().all(|&k| k > 100), "{kinds:?}");
+        assert!(kinds[5..].iter().all(|&k| k > 50), "{kinds:?}");
         assert!(big > 50, "big mmaps: {big}");
         assert!(aligned_dn > 20, "aligned DontNeed: {aligned_dn}");
+        assert!(mremap.iter().all(|&k| k > 15), "mremap classes: {mremap:?}");
+        assert!(
+            aligned_collapse > 30,
+            "aligned Collapse: {aligned_collapse}"
+        );
+    }
+
+    #[test]
+    fn new_ops_follow_the_shadow() {
+        let anon = |start, pages| Op::Mmap {
+            start,
+            pages,
+            backing: Backing::AnonPrivate,
+        };
+        let c = Case {
+            ops: vec![
+                anon(0, 8),
+                Op::Mmap {
+                    start: 8,
+                    pages: 8,
+                    backing: Backing::ShmemShared,
+                },
+                // Spans two mappings: invalid.
+                Op::Mremap {
+                    start: 6,
+                    pages: 4,
+                    new_start: 100,
+                },
+                // Destination overlaps a mapping: invalid.
+                Op::Mremap {
+                    start: 0,
+                    pages: 4,
+                    new_start: 6,
+                },
+                // Shmem: invalid for Hugepage and Collapse.
+                Op::Hugepage { start: 4, pages: 8 },
+                Op::Collapse { start: 8, pages: 1 },
+                Op::Hugepage { start: 2, pages: 2 },
+                // [2, 4) is now its own mapping: a move spanning 1..5 crosses three.
+                Op::Mremap {
+                    start: 1,
+                    pages: 4,
+                    new_start: 100,
+                },
+                Op::Mremap {
+                    start: 2,
+                    pages: 2,
+                    new_start: 100,
+                },
+                Op::Store { page: 2, value: 1 },
+                Op::Store {
+                    page: 101,
+                    value: 1,
+                },
+                Op::Collapse {
+                    start: 100,
+                    pages: 2,
+                },
+                Op::Mremap {
+                    start: 8,
+                    pages: 8,
+                    new_start: 200,
+                },
+                Op::Load { page: 8 },
+                Op::Load { page: 207 },
+            ],
+        };
+        let n = normalize(&c);
+        let kept: Vec<usize> = c
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| n.ops.contains(op))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(kept, vec![0, 1, 6, 8, 10, 11, 12, 14]);
+        let mut sh = Shadow::new();
+        for op in &n.ops {
+            sh.apply(op);
+        }
+        let segs = sh.segments();
+        assert_eq!(
+            segs.iter()
+                .map(|s| (s.start, s.pages, s.hugepage))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, 2, false),
+                (4, 4, false),
+                (100, 2, true),
+                (200, 8, false)
+            ]
+        );
+        assert_eq!(segs[3].backing, Backing::ShmemShared);
     }
 
     #[test]

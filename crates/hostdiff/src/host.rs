@@ -5,6 +5,12 @@
 //! deltas are the window's alone: before the baseline it prefaults its buffers, its stack and
 //! every ELF object's mappings (MADV_POPULATE_READ) and runs each kind of op once. Results go to
 //! the parent over a pipe at the end.
+//!
+//! Host-wide THP events can make a run unrepresentative without any fault of the kernel under
+//! test: a THP allocation that fails (fragmentation) and falls back, khugepaged collapsing a range
+//! of the child behind its back (MADV_HUGEPAGE registers the mm and wakes it), or the deferred
+//! split shrinker splitting an underused THP. The parent reads the matching `/proc/vmstat` and
+//! khugepaged counters around each run and reports any change as noise ([`HostRun::noise`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -18,8 +24,11 @@ use crate::case::{
 
 /// Words in the present bitmap of one observation.
 pub const PRESENT_WORDS: usize = (REGION_PAGES / 64) as usize;
-/// Words per raw observation: load flag, load value, VmPTE, Rss, AnonHugePages, present bitmap.
-const OBS_WORDS: usize = 5 + PRESENT_WORDS;
+/// Words per raw observation: load flag, load value, VmPTE, Rss, AnonHugePages, errno, present
+/// bitmap.
+const OBS_WORDS: usize = 6 + PRESENT_WORDS;
+/// Offset of the present bitmap in a raw observation.
+const PRESENT_AT: usize = 6;
 /// Header: status, op index, errno, stage.
 const HEADER_WORDS: usize = 4;
 const PROC_BUF: usize = 16 * 1024;
@@ -43,6 +52,11 @@ pub struct HostFeatures {
     pub vm_pte: bool,
     /// MADV_DONTNEED over a whole 2 MiB range frees the empty PTE table.
     pub pt_reclaim: bool,
+    /// PMD-sized THP is enabled for anonymous memory (`always` or `madvise`), so faults in
+    /// MADV_HUGEPAGE regions map huge PMDs.
+    pub thp: bool,
+    /// MADV_COLLAPSE collapses a populated aligned 2 MiB anonymous range (AnonHugePages 2048 kB).
+    pub madv_collapse: bool,
 }
 
 /// Child-side failure points, as sent over the pipe.
@@ -62,10 +76,13 @@ enum Stage {
     Madvise,
     MmapMisplaced,
     WindowNotEmpty,
+    Mremap,
+    MremapMisplaced,
+    MadviseHugepage,
 }
 
 impl Stage {
-    const ALL: [Stage; 13] = [
+    const ALL: [Stage; 16] = [
         Stage::OpenStatus,
         Stage::OpenRollup,
         Stage::OpenPagemap,
@@ -79,6 +96,9 @@ impl Stage {
         Stage::Madvise,
         Stage::MmapMisplaced,
         Stage::WindowNotEmpty,
+        Stage::Mremap,
+        Stage::MremapMisplaced,
+        Stage::MadviseHugepage,
     ];
 
     fn from_code(c: u64) -> Option<Stage> {
@@ -100,6 +120,9 @@ impl Stage {
             Stage::Madvise => "madvise(MADV_DONTNEED)",
             Stage::MmapMisplaced => "mmap (placed at another address)",
             Stage::WindowNotEmpty => "baseline (window not empty)",
+            Stage::Mremap => "mremap(MREMAP_MAYMOVE | MREMAP_FIXED)",
+            Stage::MremapMisplaced => "mremap (moved to another address)",
+            Stage::MadviseHugepage => "madvise(MADV_HUGEPAGE)",
         }
     }
 }
@@ -160,6 +183,8 @@ fn detect_features() -> HostFeatures {
         smaps_rollup: has("/proc/self/smaps_rollup", &["Rss:", "AnonHugePages:"]),
         vm_pte: has("/proc/self/status", &["VmPTE:"]),
         pt_reclaim: false,
+        thp: thp_enabled(),
+        madv_collapse: false,
     };
     if f.vm_pte {
         // Map a whole aligned 2 MiB, touch it, zap it all: VmPTE drops 4 kB if reclaimed.
@@ -184,7 +209,43 @@ fn detect_features() -> HostFeatures {
             f.pt_reclaim = obs[1].vm_pte_kb - obs[2].vm_pte_kb == 4;
         }
     }
+    if f.smaps_rollup {
+        let probe = Case {
+            ops: vec![
+                Op::Mmap {
+                    start: 512,
+                    pages: 512,
+                    backing: Backing::AnonPrivate,
+                },
+                Op::Store {
+                    page: 512,
+                    value: 1,
+                },
+                Op::Collapse {
+                    start: 512,
+                    pages: 512,
+                },
+            ],
+        };
+        if let Ok(obs) = HostRunner::with_features(f).run_case(&probe) {
+            f.madv_collapse = obs[2].errno == 0 && obs[2].anon_huge_kb == 2048;
+        }
+    }
     f
+}
+
+/// `/sys/kernel/mm/transparent_hugepage`: PMD-sized anonymous THP in `always` or `madvise` mode.
+fn thp_enabled() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let dir = "/sys/kernel/mm/transparent_hugepage";
+    let global = read(&format!("{dir}/enabled"));
+    let pmd = read(&format!("{dir}/hugepages-2048kB/enabled"));
+    let on = |s: &str| s.contains("[always]") || s.contains("[madvise]");
+    if pmd.contains("[inherit]") || pmd.is_empty() {
+        on(&global)
+    } else {
+        on(&pmd)
+    }
 }
 
 /// Whether pagemap reports the present bit of a touched stack variable.
@@ -242,10 +303,43 @@ impl HostRunner {
 
     /// Run `case`, with a typed error.
     pub fn run_case(&self, case: &Case) -> Result<Vec<Observation>, HostError> {
+        self.run_case_noted(case).map(|r| r.obs)
+    }
+
+    /// Run `case` and report host-wide noise seen during the run.
+    pub fn run_case_noted(&self, case: &Case) -> Result<HostRun, HostError> {
         validate(case)?;
         if case.ops.is_empty() {
-            return Ok(Vec::new());
+            return Ok(HostRun::default());
         }
+        let before = noise_counters();
+        let obs = self.run_child(case)?;
+        let after = noise_counters();
+        let mut noise: Vec<String> = after
+            .iter()
+            .filter_map(|&(name, v)| {
+                let b = before.iter().find(|c| c.0 == name)?.1;
+                (v != b).then(|| format!("{name} +{}", v.wrapping_sub(b)))
+            })
+            .collect();
+        // MADV_COLLAPSE fails with ENOMEM only when the THP allocation failed (the generator never
+        // covers a hole), which also shows where vmstat cannot be read.
+        let enomem = case
+            .ops
+            .iter()
+            .zip(&obs)
+            .filter(|(op, o)| matches!(op, Op::Collapse { .. }) && o.errno == libc::ENOMEM)
+            .count();
+        if enomem > 0 {
+            noise.push(format!("MADV_COLLAPSE ENOMEM +{enomem}"));
+        }
+        Ok(HostRun {
+            obs,
+            noise: (!noise.is_empty()).then(|| noise.join(", ")),
+        })
+    }
+
+    fn run_child(&self, case: &Case) -> Result<Vec<Observation>, HostError> {
         let n = case.ops.len();
         let words = HEADER_WORDS + (n + 1) * OBS_WORDS;
         // Everything the child needs is allocated here, before fork.
@@ -356,11 +450,12 @@ impl HostRunner {
                 let s = slot(i + 1);
                 Observation {
                     load: (s[0] != 0).then_some(s[1]),
+                    errno: s[5] as i32,
                     vm_pte_kb: delta(s, 2, f.vm_pte),
                     rss_kb: delta(s, 3, f.smaps_rollup),
                     anon_huge_kb: delta(s, 4, f.smaps_rollup),
                     present: if f.pagemap {
-                        s[5..].to_vec()
+                        s[PRESENT_AT..].to_vec()
                     } else {
                         Vec::new()
                     },
@@ -378,6 +473,66 @@ impl CaseRunner for HostRunner {
     fn run(&self, case: &Case) -> Result<Vec<Observation>, String> {
         self.run_case(case).map_err(|e| e.to_string())
     }
+
+    fn run_noted(&self, case: &Case) -> Result<(Vec<Observation>, Option<String>), String> {
+        self.run_case_noted(case)
+            .map(|r| (r.obs, r.noise))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One host run: the observations and the host-wide noise seen meanwhile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostRun {
+    pub obs: Vec<Observation>,
+    /// The noise counters that changed during the run (`"thp_fault_fallback +1"`, ...), if any.
+    pub noise: Option<String>,
+}
+
+/// `/proc/vmstat` events that mean a THP allocation failed and the kernel fell back, or that the
+/// deferred split shrinker split an underused THP: host-wide, not caused by the case.
+const VMSTAT_NOISE: [&str; 4] = [
+    "thp_fault_fallback",
+    "thp_collapse_alloc_failed",
+    "thp_zero_page_alloc_failed",
+    "thp_underused_split_page",
+];
+
+/// khugepaged activity (collapses, completed scans), from sysfs.
+const KHUGEPAGED_NOISE: [(&str, &str); 2] = [
+    (
+        "khugepaged/pages_collapsed",
+        "/sys/kernel/mm/transparent_hugepage/khugepaged/pages_collapsed",
+    ),
+    (
+        "khugepaged/full_scans",
+        "/sys/kernel/mm/transparent_hugepage/khugepaged/full_scans",
+    ),
+];
+
+/// Current values of the noise counters this host has.
+fn noise_counters() -> Vec<(&'static str, u64)> {
+    let mut out = Vec::new();
+    if let Ok(v) = std::fs::read_to_string("/proc/vmstat") {
+        for name in VMSTAT_NOISE {
+            let n = v.lines().find_map(|l| {
+                let (k, x) = l.split_once(' ')?;
+                (k == name).then(|| x.trim().parse::<u64>().ok()).flatten()
+            });
+            if let Some(n) = n {
+                out.push((name, n));
+            }
+        }
+    }
+    for (name, path) in KHUGEPAGED_NOISE {
+        if let Some(n) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            out.push((name, n));
+        }
+    }
+    out
 }
 
 /// Reject ops that would fault or reach outside the window in the child.
@@ -388,7 +543,14 @@ fn validate(case: &Case) -> Result<(), HostError> {
             Op::Store { page, .. } | Op::Load { page } => sh.is_mapped(page),
             Op::Mmap { start, pages, .. }
             | Op::Munmap { start, pages }
-            | Op::DontNeed { start, pages } => crate::gen::in_window(start, pages),
+            | Op::DontNeed { start, pages }
+            | Op::Hugepage { start, pages }
+            | Op::Collapse { start, pages } => crate::gen::in_window(start, pages),
+            Op::Mremap {
+                start,
+                pages,
+                new_start,
+            } => crate::gen::in_window(start, pages) && crate::gen::in_window(new_start, pages),
         };
         if !ok {
             return Err(HostError::InvalidOp { index, op: *op });
@@ -462,6 +624,13 @@ fn wait_child(pid: libc::pid_t) -> Result<c_int, HostError> {
 
 /// A child-side failure: op index (or SETUP), stage, errno.
 struct Fail(u64, Stage, i32);
+
+/// What an op returned: the value of a Load, the errno of a Collapse.
+#[derive(Clone, Copy, Debug, Default)]
+struct Done {
+    load: Option<u64>,
+    errno: i32,
+}
 
 /// The forked child's state. Only async-signal-safe calls and no allocation from here on.
 struct Child<'a> {
@@ -603,19 +772,20 @@ impl Child<'_> {
         }
         self.warm_up()?;
         self.observe(0, SETUP)?;
-        let base = HEADER_WORDS + 5;
+        let base = HEADER_WORDS + PRESENT_AT;
         if self.out[base..base + PRESENT_WORDS].iter().any(|&w| w != 0) {
             return Err(Fail(SETUP, Stage::WindowNotEmpty, 0));
         }
         for i in 0..self.ops.len() {
             let op = self.ops[i];
-            let load = self.exec(&op).map_err(|(s, e)| Fail(i as u64, s, e))?;
+            let done = self.exec(&op).map_err(|(s, e)| Fail(i as u64, s, e))?;
             self.observe(i + 1, i as u64)?;
             let o = HEADER_WORDS + (i + 1) * OBS_WORDS;
-            if let Some(v) = load {
+            if let Some(v) = done.load {
                 self.out[o] = 1;
                 self.out[o + 1] = v;
             }
+            self.out[o + 5] = done.errno as u64;
         }
         Ok(())
     }
@@ -632,18 +802,40 @@ impl Child<'_> {
                 Op::Store { page: 0, value: 1 },
                 Op::Load { page: 0 },
                 Op::DontNeed { start: 0, pages: 1 },
-                Op::Munmap { start: 0, pages: 1 },
+                Op::Mremap {
+                    start: 0,
+                    pages: 1,
+                    new_start: 1,
+                },
+                Op::Munmap { start: 1, pages: 1 },
             ];
             for op in ops {
                 self.exec(&op).map_err(|(s, e)| Fail(SETUP, s, e))?;
                 self.observe(0, SETUP)?;
             }
         }
+        // A one-page mapping cannot hold a THP: MADV_HUGEPAGE does not register the mm with
+        // khugepaged and MADV_COLLAPSE fails (EINVAL) without touching anything.
+        let ops = [
+            Op::Mmap {
+                start: 0,
+                pages: 1,
+                backing: Backing::AnonPrivate,
+            },
+            Op::Hugepage { start: 0, pages: 1 },
+            Op::Store { page: 0, value: 1 },
+            Op::Collapse { start: 0, pages: 1 },
+            Op::Munmap { start: 0, pages: 1 },
+        ];
+        for op in ops {
+            self.exec(&op).map_err(|(s, e)| Fail(SETUP, s, e))?;
+            self.observe(0, SETUP)?;
+        }
         Ok(())
     }
 
-    /// Perform one op; returns the loaded value for a Load.
-    fn exec(&mut self, op: &Op) -> Result<Option<u64>, (Stage, i32)> {
+    /// Perform one op; returns the loaded value of a Load and the errno of a Collapse.
+    fn exec(&mut self, op: &Op) -> Result<Done, (Stage, i32)> {
         let len = |pages: u64| (pages * PAGE_SIZE) as usize;
         // SAFETY: the parent validated that every op stays inside the window and that
         // loads and stores hit mapped pages.
@@ -687,10 +879,53 @@ impl Child<'_> {
                     }
                 }
                 Op::Store { page, value } => ptr::write_volatile(addr(page) as *mut u64, value),
-                Op::Load { page } => return Ok(Some(ptr::read_volatile(addr(page) as *const u64))),
+                Op::Load { page } => {
+                    return Ok(Done {
+                        load: Some(ptr::read_volatile(addr(page) as *const u64)),
+                        errno: 0,
+                    })
+                }
+                Op::Mremap {
+                    start,
+                    pages,
+                    new_start,
+                } => {
+                    let to = addr(new_start) as *mut c_void;
+                    let r = libc::mremap(
+                        addr(start) as *mut c_void,
+                        len(pages),
+                        len(pages),
+                        libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                        to,
+                    );
+                    if r == libc::MAP_FAILED {
+                        return Err((Stage::Mremap, errno()));
+                    }
+                    if r != to {
+                        return Err((Stage::MremapMisplaced, 0));
+                    }
+                }
+                Op::Hugepage { start, pages } => {
+                    let a = addr(start) as *mut c_void;
+                    if libc::madvise(a, len(pages), libc::MADV_HUGEPAGE) != 0 {
+                        return Err((Stage::MadviseHugepage, errno()));
+                    }
+                }
+                Op::Collapse { start, pages } => {
+                    let a = addr(start) as *mut c_void;
+                    let e = if libc::madvise(a, len(pages), libc::MADV_COLLAPSE) != 0 {
+                        errno()
+                    } else {
+                        0
+                    };
+                    return Ok(Done {
+                        load: None,
+                        errno: e,
+                    });
+                }
             }
         }
-        Ok(None)
+        Ok(Done::default())
     }
 
     /// Record raw counters and present bits into observation slot `slot`.
@@ -699,6 +934,7 @@ impl Child<'_> {
         let fail = |s: Stage, e: i32| Fail(index, s, e);
         self.out[o] = 0;
         self.out[o + 1] = 0;
+        self.out[o + 5] = 0;
         if self.features.vm_pte {
             let n =
                 pread_all(self.fds[0], self.status_buf).map_err(|e| fail(Stage::ReadStatus, e))?;
@@ -730,7 +966,7 @@ impl Child<'_> {
             if r != bytes as isize {
                 return Err(fail(Stage::ReadPagemap, if r < 0 { errno() } else { 0 }));
             }
-            let bits = &mut self.out[o + 5..o + 5 + PRESENT_WORDS];
+            let bits = &mut self.out[o + PRESENT_AT..o + PRESENT_AT + PRESENT_WORDS];
             bits.fill(0);
             for (p, e) in self.pagemap_buf.iter().enumerate() {
                 if e >> 63 == 1 {

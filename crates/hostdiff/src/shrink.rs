@@ -3,14 +3,20 @@
 //! must strictly decrease a well-founded size, so shrinking always ends; it is deterministic.
 
 use crate::case::{Backing, Case, Op};
-use crate::gen::normalize;
+use crate::gen::{backing_after, normalize};
 
 /// Upper bound on predicate calls, to bound time when each call runs a host case.
 const MAX_TRIES: usize = 5000;
 
-/// Lexicographic size: op count, total pages, total values, total starts, shmem count.
-fn size(case: &Case) -> (usize, u128, u128, u128, usize) {
+/// Lexicographic size: op count, Mremap count, total pages, total values, total starts, shmem
+/// count.
+fn size(case: &Case) -> (usize, usize, u128, u128, u128, usize) {
     let (mut pages, mut values, mut starts, mut shmem) = (0u128, 0u128, 0u128, 0usize);
+    let mremaps = case
+        .ops
+        .iter()
+        .filter(|op| matches!(op, Op::Mremap { .. }))
+        .count();
     for op in &case.ops {
         match *op {
             Op::Mmap {
@@ -22,9 +28,20 @@ fn size(case: &Case) -> (usize, u128, u128, u128, usize) {
                 starts += u128::from(start);
                 shmem += usize::from(backing == Backing::ShmemShared);
             }
-            Op::Munmap { start, pages: p } | Op::DontNeed { start, pages: p } => {
+            Op::Munmap { start, pages: p }
+            | Op::DontNeed { start, pages: p }
+            | Op::Hugepage { start, pages: p }
+            | Op::Collapse { start, pages: p } => {
                 pages += u128::from(p);
                 starts += u128::from(start);
+            }
+            Op::Mremap {
+                start,
+                pages: p,
+                new_start,
+            } => {
+                pages += u128::from(p);
+                starts += u128::from(start) + u128::from(new_start);
             }
             Op::Store { page, value } => {
                 values += u128::from(value);
@@ -33,7 +50,7 @@ fn size(case: &Case) -> (usize, u128, u128, u128, usize) {
             Op::Load { page } => starts += u128::from(page),
         }
     }
-    (case.ops.len(), pages, values, starts, shmem)
+    (case.ops.len(), mremaps, pages, values, starts, shmem)
 }
 
 struct Shrinker<'a> {
@@ -122,14 +139,105 @@ impl Shrinker<'_> {
 }
 
 impl Shrinker<'_> {
+    /// Replace an Mremap by an Mmap of its destination, and two Mmaps of adjacent ranges with the
+    /// same backing by one.
+    fn restructure(&mut self) -> bool {
+        let mut progress = false;
+        let mut i = 0;
+        while i < self.cur.ops.len() {
+            if let Op::Mremap {
+                start,
+                pages,
+                new_start,
+            } = self.cur.ops[i]
+            {
+                if let Some(backing) = backing_after(&self.cur.ops[..i], start) {
+                    let mut ops = self.cur.ops.clone();
+                    ops[i] = Op::Mmap {
+                        start: new_start,
+                        pages,
+                        backing,
+                    };
+                    if self.try_ops(ops) {
+                        progress = true;
+                        continue;
+                    }
+                }
+            }
+            i += 1;
+        }
+        let mut i = 0;
+        while i < self.cur.ops.len() {
+            let mut merged = false;
+            for j in i + 1..self.cur.ops.len() {
+                let (
+                    Op::Mmap {
+                        start: a,
+                        pages: n,
+                        backing: x,
+                    },
+                    Op::Mmap {
+                        start: b,
+                        pages: m,
+                        backing: y,
+                    },
+                ) = (self.cur.ops[i], self.cur.ops[j])
+                else {
+                    continue;
+                };
+                if x != y || (a + n != b && b + m != a) {
+                    continue;
+                }
+                let mut ops = self.cur.ops.clone();
+                ops[i] = Op::Mmap {
+                    start: a.min(b),
+                    pages: n + m,
+                    backing: x,
+                };
+                ops.remove(j);
+                if self.try_ops(ops) {
+                    merged = true;
+                    progress = true;
+                    break;
+                }
+            }
+            if !merged {
+                i += 1;
+            }
+        }
+        progress
+    }
+
+    /// Move the destination of each Mremap lower, carrying the later ops that use the moved
+    /// pages along (a destination cannot be lowered on its own without losing them).
+    fn retarget_mremaps(&mut self) -> bool {
+        let mut progress = false;
+        for i in 0..self.cur.ops.len() {
+            let Some(&Op::Mremap {
+                pages, new_start, ..
+            }) = self.cur.ops.get(i)
+            else {
+                continue;
+            };
+            for to in smaller(new_start, 0) {
+                if self.try_ops(relocate(&self.cur.ops, i, new_start, pages, to)) {
+                    progress = true;
+                    break;
+                }
+            }
+        }
+        progress
+    }
+
     /// Remove one page of address space near an op boundary: ranges over it lose a page and
     /// everything above moves down by one.
     fn collapse_pages(&mut self) -> bool {
         let mut cands = Vec::new();
         for op in &self.cur.ops {
-            let (a, n) = op_range(op);
-            for v in [a, a + n - 1] {
-                cands.extend([v.saturating_sub(1), v, v + 1]);
+            for (a, n) in op_ranges(op) {
+                for v in [a, a + n - 1] {
+                    cands.extend([v.saturating_sub(1), v, v + 1]);
+                }
             }
         }
         cands.sort_unstable_by(|x, y| y.cmp(x));
@@ -148,27 +256,83 @@ impl Shrinker<'_> {
     }
 }
 
-/// First page and page count of an op.
-fn op_range(op: &Op) -> (u64, u64) {
+/// `ops` with the destination of the Mremap at `i` moved from `from` to `to`, and every range of a
+/// later op that lies inside `[from, from + pages)` moved with it.
+fn relocate(ops: &[Op], i: usize, from: u64, pages: u64, to: u64) -> Vec<Op> {
+    let mv = |v: &mut u64, n: u64| {
+        if *v >= from && *v + n <= from + pages {
+            *v = *v - from + to;
+        }
+    };
+    let mut out = ops.to_vec();
+    if let Op::Mremap { new_start, .. } = &mut out[i] {
+        *new_start = to;
+    }
+    for op in &mut out[i + 1..] {
+        match op {
+            Op::Mmap { start, pages, .. }
+            | Op::Munmap { start, pages }
+            | Op::DontNeed { start, pages }
+            | Op::Hugepage { start, pages }
+            | Op::Collapse { start, pages } => mv(start, *pages),
+            Op::Mremap {
+                start,
+                pages,
+                new_start,
+            } => {
+                mv(start, *pages);
+                mv(new_start, *pages);
+            }
+            Op::Store { page, .. } | Op::Load { page } => mv(page, 1),
+        }
+    }
+    out
+}
+
+/// The page ranges an op touches, as (first page, page count): two for an Mremap.
+fn op_ranges(op: &Op) -> Vec<(u64, u64)> {
     match *op {
         Op::Mmap { start, pages, .. }
         | Op::Munmap { start, pages }
-        | Op::DontNeed { start, pages } => (start, pages.max(1)),
-        Op::Store { page, .. } | Op::Load { page } => (page, 1),
+        | Op::DontNeed { start, pages }
+        | Op::Hugepage { start, pages }
+        | Op::Collapse { start, pages } => vec![(start, pages.max(1))],
+        Op::Mremap {
+            start,
+            pages,
+            new_start,
+        } => vec![(start, pages.max(1)), (new_start, pages.max(1))],
+        Op::Store { page, .. } | Op::Load { page } => vec![(page, 1)],
     }
 }
 
 /// `op` with page `x` removed from the address space (`None` if nothing is left).
 fn collapse(op: &Op, x: u64) -> Option<Op> {
     let mut op = *op;
-    let (start, pages) = op_range(&op);
-    let covers = start <= x && x - start < pages;
-    let new_start = start - u64::from(start > x);
+    let covers = op_ranges(&op)
+        .iter()
+        .any(|&(start, pages)| start <= x && x - start < pages);
+    let down = |v: &mut u64| *v -= u64::from(*v > x);
     match &mut op {
         Op::Mmap { start, pages, .. }
         | Op::Munmap { start, pages }
-        | Op::DontNeed { start, pages } => {
-            *start = new_start;
+        | Op::DontNeed { start, pages }
+        | Op::Hugepage { start, pages }
+        | Op::Collapse { start, pages } => {
+            down(start);
+            *pages -= u64::from(covers && *pages > 0);
+            if *pages == 0 {
+                return None;
+            }
+        }
+        Op::Mremap {
+            start,
+            pages,
+            new_start,
+        } => {
+            // Both ends lose a page if either covers x, so the lengths stay equal.
+            down(start);
+            down(new_start);
             *pages -= u64::from(covers && *pages > 0);
             if *pages == 0 {
                 return None;
@@ -178,24 +342,30 @@ fn collapse(op: &Op, x: u64) -> Option<Op> {
             if covers {
                 return None;
             }
-            *page = new_start;
+            down(page);
         }
     }
     Some(op)
 }
 
+/// Lowest page an op touches.
 fn op_start(op: &Op) -> u64 {
-    match *op {
-        Op::Mmap { start, .. } | Op::Munmap { start, .. } | Op::DontNeed { start, .. } => start,
-        Op::Store { page, .. } | Op::Load { page } => page,
-    }
+    op_ranges(op).iter().map(|r| r.0).min().unwrap_or(0)
 }
 
 fn shift(op: &Op, by: u64) -> Op {
     let mut op = *op;
     match &mut op {
-        Op::Mmap { start, .. } | Op::Munmap { start, .. } | Op::DontNeed { start, .. } => {
-            *start -= by
+        Op::Mmap { start, .. }
+        | Op::Munmap { start, .. }
+        | Op::DontNeed { start, .. }
+        | Op::Hugepage { start, .. }
+        | Op::Collapse { start, .. } => *start -= by,
+        Op::Mremap {
+            start, new_start, ..
+        } => {
+            *start -= by;
+            *new_start -= by;
         }
         Op::Store { page, .. } | Op::Load { page } => *page -= by,
     }
@@ -260,19 +430,55 @@ fn variants(op: &Op) -> Vec<Op> {
                     .map(|start| Op::Munmap { start, pages }),
             );
         }
-        Op::DontNeed { start, pages } => {
+        Op::DontNeed { .. } | Op::Hugepage { .. } | Op::Collapse { .. } => {
+            let (start, pages) = op_ranges(op)[0];
+            let make = |start, pages| match *op {
+                Op::DontNeed { .. } => Op::DontNeed { start, pages },
+                Op::Hugepage { .. } => Op::Hugepage { start, pages },
+                _ => Op::Collapse { start, pages },
+            };
             for p in smaller(pages, 1) {
-                out.push(Op::DontNeed { start, pages: p });
-                out.push(Op::DontNeed {
-                    start: start + (pages - p),
-                    pages: p,
-                });
+                out.push(make(start, p));
+                out.push(make(start + (pages - p), p));
             }
             out.extend(
                 smaller(start, 0)
                     .into_iter()
-                    .map(|start| Op::DontNeed { start, pages }),
+                    .map(|start| make(start, pages)),
             );
+        }
+        Op::Mremap {
+            start,
+            pages,
+            new_start,
+        } => {
+            for p in smaller(pages, 1) {
+                out.push(Op::Mremap {
+                    start,
+                    pages: p,
+                    new_start,
+                });
+                let k = pages - p;
+                out.push(Op::Mremap {
+                    start: start + k,
+                    pages: p,
+                    new_start: new_start + k,
+                });
+            }
+            out.extend(
+                smaller(new_start, 0)
+                    .into_iter()
+                    .map(|new_start| Op::Mremap {
+                        start,
+                        pages,
+                        new_start,
+                    }),
+            );
+            out.extend(smaller(start, 0).into_iter().map(|start| Op::Mremap {
+                start,
+                pages,
+                new_start,
+            }));
         }
         Op::Store { page, value } => {
             out.extend(
@@ -306,9 +512,11 @@ pub fn shrink(case: &Case, still_fails: &mut dyn FnMut(&Case) -> bool) -> Case {
     loop {
         let a = s.remove_chunks();
         let b = s.simplify_ops();
+        let r = s.retarget_mremaps();
+        let t = s.restructure();
         let c = s.shift_down();
         let d = s.collapse_pages();
-        if !(a || b || c || d) || s.tries >= MAX_TRIES {
+        if !(a || b || r || t || c || d) || s.tries >= MAX_TRIES {
             return s.cur;
         }
     }
@@ -383,7 +591,7 @@ mod tests {
         ];
         let (mut found, mut exact) = (0, 0);
         for i in 0..200 {
-            let c = generate(3, i);
+            let c = crate::gen::generate_mix(3, i, crate::gen::OpMix::Extended);
             if pred(&c) {
                 found += 1;
                 let mut calls = 0;
@@ -407,6 +615,42 @@ mod tests {
             exact * 2 >= found,
             "{exact} of {found} reach the global minimum"
         );
+    }
+
+    /// "A Store with value > 1000 into the destination of an earlier Mremap."
+    fn pred_moved_store(c: &Case) -> bool {
+        let mut moved = vec![false; crate::case::REGION_PAGES as usize];
+        for op in &c.ops {
+            match *op {
+                Op::Mremap {
+                    pages, new_start, ..
+                } => moved[new_start as usize..(new_start + pages) as usize].fill(true),
+                Op::Store { page, value } if value > 1000 && moved[page as usize] => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn shrinks_mremap_cases() {
+        let mut found = 0;
+        for i in 0..300 {
+            let c = crate::gen::generate_mix(4, i, crate::gen::OpMix::Extended);
+            if !pred_moved_store(&c) {
+                continue;
+            }
+            found += 1;
+            let s = shrink(&c, &mut pred_moved_store);
+            assert!(pred_moved_store(&s), "case {i}: {s:?}");
+            assert_eq!(s.ops.len(), 3, "case {i}: {s:?}");
+            assert_locally_minimal(&s, pred_moved_store);
+            let Op::Mremap { pages, .. } = s.ops[1] else {
+                panic!("case {i}: {s:?}");
+            };
+            assert_eq!(pages, 1, "case {i}: {s:?}");
+        }
+        assert!(found >= 5, "only {found} generated cases match");
     }
 
     #[test]

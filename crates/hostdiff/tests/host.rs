@@ -299,7 +299,9 @@ fn host_agrees_with_itself() {
     let mask = Mask::from(host_features());
     let r = run_diff(10, 5, &h, &h, &mask, &mut |_| {});
     assert!(r.ok(), "{r}");
-    assert_eq!(r.to_string(), "10/10 agree");
+    // A second line may report host noise (khugepaged activity, THP allocation failures).
+    let text = r.to_string();
+    assert_eq!(text.lines().next(), Some("10/10 agree"), "{text}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use mmcheck::{model_runner, stress};
-use mmcheck_hostdiff::compare::{run_diff, Mask};
+use mmcheck_hostdiff::compare::Mask;
 use mmcheck_hostdiff::host::{host_features, HostRunner};
 use mmcheck_kernel::Protocol;
 use std::process::ExitCode;
@@ -93,7 +93,17 @@ enum Cmd {
         cases: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Operation mix: `basic` (mmap, store, load, munmap, MADV_DONTNEED) or `extended` (plus
+        /// mremap, MADV_HUGEPAGE and MADV_COLLAPSE).
+        #[arg(long, value_enum, default_value_t = MixArg::Basic)]
+        ops: MixArg,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MixArg {
+    Basic,
+    Extended,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -178,7 +188,14 @@ fn main() -> ExitCode {
             }
             stress(threads as usize, seconds, seed)
         }
-        Cmd::DiffKernel { cases, seed } => diff_kernel(cases, seed),
+        Cmd::DiffKernel { cases, seed, ops } => diff_kernel(
+            cases,
+            seed,
+            match ops {
+                MixArg::Basic => mmcheck_hostdiff::gen::OpMix::Basic,
+                MixArg::Extended => mmcheck_hostdiff::gen::OpMix::Extended,
+            },
+        ),
         Cmd::Bench {
             what: BenchWhat::Explore { seconds },
         } => {
@@ -557,7 +574,7 @@ fn stress(threads: usize, seconds: f64, seed: u64) -> ExitCode {
     }
 }
 
-fn diff_kernel(cases: u64, seed: u64) -> ExitCode {
+fn diff_kernel(cases: u64, seed: u64, mix: mmcheck_hostdiff::gen::OpMix) -> ExitCode {
     let features = host_features();
     let mask = Mask::from(features);
     for (have, what) in [
@@ -582,7 +599,15 @@ fn diff_kernel(cases: u64, seed: u64) -> ExitCode {
     let host = HostRunner::with_features(features);
     let model = model_runner::ModelRunner { proto };
     let t = Instant::now();
-    let report = run_diff(cases, seed, &host, &model, &mask, &mut |_| {});
+    let report = mmcheck_hostdiff::compare::run_diff_mix(
+        cases,
+        seed,
+        mix,
+        &host,
+        &model,
+        &mask,
+        &mut |_| {},
+    );
     println!("{report}");
     println!(
         "({} cases in {:.1} s)",

@@ -1,7 +1,8 @@
 //! The model side of `diff-kernel`: run a differential-test case on the modeled kernel with
 //! x86-64 geometry and observe what the host observes (loads, `VmPTE`, Rss, `AnonHugePages`,
-//! pagemap present bits). Every case also ends with the quiescent invariant check; a model
-//! violation is an error, not a divergence.
+//! pagemap present bits, and the errno of MADV_COLLAPSE). Mremap, MADV_HUGEPAGE and MADV_COLLAPSE
+//! go to `do_mremap`, `madvise_hugepage` and `madvise_collapse`. Every case also ends with the
+//! quiescent invariant check; a model violation is an error, not a divergence.
 
 use mmcheck_hostdiff::case::{
     Backing, Case, CaseRunner, Observation, Op, PAGE_SIZE, REGION_BASE, REGION_PAGES,
@@ -10,15 +11,24 @@ use mmcheck_kernel::arch::fault::{user_load, user_store};
 use mmcheck_kernel::arch::pgtable::Entry;
 use mmcheck_kernel::check::check_quiescent;
 use mmcheck_kernel::mm::madvise::madvise_dontneed;
+use mmcheck_kernel::mm::madvise_collapse::madvise_collapse;
+use mmcheck_kernel::mm::mremap::do_mremap;
 use mmcheck_kernel::mm::pgtable::pmd_off;
 use mmcheck_kernel::mm::types::MmStruct;
-use mmcheck_kernel::mm::vma::{do_mmap, do_munmap, exit_mmap, mm_alloc, mmdrop, MapBacking};
+use mmcheck_kernel::mm::vma::{
+    do_mmap, do_munmap, exit_mmap, madvise_hugepage, mm_alloc, mmdrop, MapBacking,
+};
 use mmcheck_kernel::{Ctx, Geometry, Kernel, Protocol};
 
 /// Runs cases on a fresh model kernel each.
 pub struct ModelRunner {
     pub proto: Protocol,
 }
+
+/// Frames of the model machine: 256 MiB. The frame allocator is next-fit, so a pool much larger
+/// than what one case allocates (at most a few thousand frames: the window is 16 MiB) always has a
+/// free aligned 2 MiB block for a THP, as the host almost always does.
+const MODEL_FRAMES: usize = 1 << 16;
 
 fn present_bits(cx: Ctx<'_>, mm: &MmStruct) -> (Vec<u64>, i64) {
     let g = cx.geo();
@@ -60,13 +70,14 @@ impl CaseRunner for ModelRunner {
     }
 
     fn run(&self, case: &Case) -> Result<Vec<Observation>, String> {
-        let k = Kernel::native(Geometry::X86_64, self.proto.clone(), 1, 1 << 14);
+        let k = Kernel::native(Geometry::X86_64, self.proto.clone(), 1, MODEL_FRAMES);
         let cx = k.ctx(0);
         let mm = mm_alloc(cx).map_err(|e| format!("mm_alloc: {e}"))?;
         let addr = |p: u64| REGION_BASE + p * PAGE_SIZE;
         let mut out = Vec::with_capacity(case.ops.len());
         for (i, op) in case.ops.iter().enumerate() {
             let mut load = None;
+            let mut errno = 0;
             let r = match *op {
                 Op::Mmap {
                     start,
@@ -85,6 +96,22 @@ impl CaseRunner for ModelRunner {
                 }
                 Op::Store { page, value } => user_store(cx, &mm, addr(page), value),
                 Op::Load { page } => user_load(cx, &mm, addr(page)).map(|v| load = Some(v)),
+                Op::Mremap {
+                    start,
+                    pages,
+                    new_start,
+                } => {
+                    do_mremap(cx, &mm, addr(start), pages * PAGE_SIZE, addr(new_start)).map(|_| ())
+                }
+                Op::Hugepage { start, pages } => {
+                    madvise_hugepage(cx, &mm, addr(start), pages * PAGE_SIZE)
+                }
+                Op::Collapse { start, pages } => {
+                    if let Err(e) = madvise_collapse(cx, &mm, addr(start), pages * PAGE_SIZE) {
+                        errno = e.errno();
+                    }
+                    Ok(())
+                }
             };
             r.map_err(|e| format!("op {i} ({op:?}): {e}"))?;
             if k.machine.violated() {
@@ -97,6 +124,7 @@ impl CaseRunner for ModelRunner {
             let rss: i64 = (0..3).map(|c| mm.get_rss(c)).sum();
             out.push(Observation {
                 load,
+                errno,
                 vm_pte_kb: mm.pgtables() * 4,
                 rss_kb: rss * 4,
                 anon_huge_kb,
