@@ -30,6 +30,26 @@ fn default_model_agrees_with_host() {
 }
 
 #[test]
+fn extended_mix_agrees_with_host() {
+    let Some((host, mask)) = setup() else { return };
+    let proto = Protocol {
+        pt_reclaim: host.features().pt_reclaim,
+        ..Protocol::default()
+    };
+    let r = mmcheck_hostdiff::compare::run_diff_mix(
+        60,
+        2,
+        mmcheck_hostdiff::gen::OpMix::Extended,
+        &host,
+        &ModelRunner { proto },
+        &mask,
+        &mut |_| {},
+    );
+    assert!(r.ok(), "{r}");
+    assert_eq!(r.agreed + r.skipped.len() as u64, 60, "{r}");
+}
+
+#[test]
 fn missing_fault_around_diverges() {
     let Some((host, mask)) = setup() else { return };
     let proto = Protocol {
@@ -523,7 +543,7 @@ fn known_divergences_host_side() {
 
 /// Un-ignore once the model is fixed: the model agrees with the host on every known divergence.
 #[test]
-#[ignore = "known model divergences D1-D7 (khugepaged.rs, mremap.rs, huge_memory.rs, vma.rs)"]
+
 fn known_divergences_model_agrees() {
     let Some((host, mask)) = thp_host(true) else {
         return;

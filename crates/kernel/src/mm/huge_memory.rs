@@ -41,7 +41,7 @@ pub fn is_huge_zero_pmd(cx: Ctx<'_>, pmd: Entry) -> bool {
 }
 
 /// `pgtable_trans_huge_deposit` (PMD lock held).
-fn deposit(cx: Ctx<'_>, pmd: EntryPtr, table: FrameRef) {
+pub fn deposit(cx: Ctx<'_>, pmd: EntryPtr, table: FrameRef) {
     cx.k.machine
         .frames
         .frame(pmd.table.pfn)
@@ -52,7 +52,7 @@ fn deposit(cx: Ctx<'_>, pmd: EntryPtr, table: FrameRef) {
 }
 
 /// `pgtable_trans_huge_withdraw` (PMD lock held).
-fn withdraw(cx: Ctx<'_>, pmd: EntryPtr) -> Option<FrameRef> {
+pub fn withdraw(cx: Ctx<'_>, pmd: EntryPtr) -> Option<FrameRef> {
     let pfn =
         cx.k.machine
             .frames
@@ -128,6 +128,35 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
 /// `do_huge_pmd_wp_page`: reuse an exclusive anon THP, otherwise split and let the PTE path COW.
 pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     let _f = cx.cpu.enter("do_huge_pmd_wp_page");
+    if is_huge_zero_pmd(cx, orig) {
+        let g = cx.geo();
+        let haddr = vmf.addr & g.pmd_mask();
+        if let (Some(av), Some(f)) = (vmf.vma.anon_vma(), folio::folio_alloc(cx, g.pmd_order())) {
+            let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+            if vmf.pmd.get(cx) != orig {
+                drop(ptl);
+                folio::folio_put(cx, f);
+                return VmFault::Done;
+            }
+            vmf.pmd.xchg(cx, Entry::NONE);
+            let hvpn = haddr >> g.page_shift;
+            cx.cpu
+                .flush_tlb_range(vmf.mm.id, hvpn, hvpn + g.entries() as u64, true);
+            let writable = vmf.vma.flags().has(VmFlags::WRITE);
+            folio::folio_add_new_anon_rmap(
+                cx,
+                f,
+                av.id,
+                vmf.vma.linear_page_index(haddr, g.page_shift),
+                true,
+            );
+            folio::folio_set(cx, f, folio::PG_LRU);
+            vmf.mm.add_rss(MM_ANONPAGES, 1 << g.pmd_order());
+            vmf.pmd.set(cx, Entry::huge(f.pfn, writable, writable));
+            drop(ptl);
+            return VmFault::Done;
+        }
+    }
     if !is_huge_zero_pmd(cx, orig) {
         let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
         if vmf.pmd.get(cx) != orig {

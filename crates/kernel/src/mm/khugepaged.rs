@@ -78,6 +78,7 @@ fn pmd_none_check(cx: Ctx<'_>, pmd: EntryPtr) -> bool {
 
 struct Isolated {
     folio: FrameRef,
+    maps: i64,
 }
 
 /// `collapse_huge_page` at `order` for the range starting at `start`.
@@ -164,12 +165,11 @@ pub fn collapse_huge_page(
     let mut result = Ok(());
     {
         let _l = ptl.lock(cx.cpu);
-        let mut writable = false;
         for i in 0..nr as usize {
             let pte = map.pte(first + i).get(cx);
             if pte.is_none() || pte.pfn() == cx.k.zero_page.pfn && pte.present() {
                 none += 1;
-                if none > cx.proto().collapse_max_ptes_none.min(nr - 1) {
+                if none > cx.proto().collapse_max_ptes_none.min(nr) {
                     result = Err(CollapseFail::ExceedNone);
                     break;
                 }
@@ -184,9 +184,13 @@ pub fn collapse_huge_page(
                 break;
             };
             let f = page_folio(cx, page);
-            if folio::folio_order(cx, f) != 0 || !folio::folio_test_anon(cx, f) {
+            if !folio::folio_test_anon(cx, f) {
                 result = Err(CollapseFail::PageNotPresent);
                 break;
+            }
+            if let Some(i) = isolated.iter_mut().find(|i| i.folio.pfn == f.pfn) {
+                i.maps += 1;
+                continue;
             }
             if !folio::folio_trylock(cx, f) {
                 result = Err(CollapseFail::PageLocked);
@@ -200,15 +204,7 @@ pub fn collapse_huge_page(
             }
             folio::folio_ref_add(cx, f, 1); // folio_isolate_lru
             folio::folio_set(cx, f, folio::PG_ISOLATED);
-            writable |= pte.write();
-            isolated.push(Isolated { folio: f });
-        }
-        if result.is_ok() && !writable && isolated.len() as u64 == nr - none && !isolated.is_empty()
-        {
-            result = Err(CollapseFail::PageRo);
-        }
-        if result.is_ok() && isolated.is_empty() {
-            result = Err(CollapseFail::ExceedNone);
+            isolated.push(Isolated { folio: f, maps: 1 });
         }
     }
     if let Err(e) = result {
@@ -251,7 +247,7 @@ pub fn collapse_huge_page(
     for i in &isolated {
         folio::folio_clear(cx, i.folio, folio::PG_ISOLATED);
         folio::folio_unlock(cx, i.folio);
-        folio::folio_put_refs(cx, i.folio, 2); // the isolation and the old mapping
+        folio::folio_put_refs(cx, i.folio, 1 + i.maps); // the isolation and the old mappings
     }
     cx.cpu.smp_wmb(); // __folio_mark_uptodate
     let index = vma.linear_page_index(start, ps);

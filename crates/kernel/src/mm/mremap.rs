@@ -33,28 +33,83 @@ fn copy_vma(
 ) -> (Arc<Vma>, bool) {
     let _f = cx.cpu.enter("copy_vma");
     let ps = cx.geo().page_shift;
-    let pgoff = vma.pgoff();
-    let (prev, _) = mm.neighbours(cx, new_addr, new_addr + len);
-    let same_av = |p: &Arc<Vma>| match (p.anon_vma(), vma.anon_vma()) {
+    let mut pgoff = vma.pgoff();
+    if vma.is_anonymous() && vma.anon_vma().is_none() {
+        pgoff = new_addr >> ps;
+    }
+    let (prev, next) = mm.neighbours(cx, new_addr, new_addr + len);
+    let compat = |p: &Arc<Vma>| match (p.anon_vma(), vma.anon_vma()) {
         (Some(a), Some(b)) => a.id == b.id,
-        (None, None) => true,
-        _ => false,
+        _ => true,
     };
-    if let Some(p) = prev.filter(|p| {
+    let prev = prev.filter(|p| {
         p.end() == new_addr
             && p.flags() == vma.flags()
             && p.file.as_ref().map(|f| f.id) == vma.file.as_ref().map(|f| f.id)
-            && same_av(p)
+            && compat(p)
             && p.pgoff() + ((p.end() - p.start()) >> ps) == pgoff
-    }) {
-        // vma_merge_new_range: expand prev over the destination.
+    });
+    let next = next.filter(|n| {
+        n.start() == new_addr + len
+            && n.flags() == vma.flags()
+            && n.file.as_ref().map(|f| f.id) == vma.file.as_ref().map(|f| f.id)
+            && compat(n)
+            && pgoff + (len >> ps) == n.pgoff()
+    });
+    let next = next.filter(|n| match &prev {
+        Some(p) => match (p.anon_vma(), n.anon_vma()) {
+            (Some(a), Some(b)) => a.id == b.id,
+            _ => true,
+        },
+        None => true,
+    });
+    if let Some(p) = prev {
         w.vma_start_write(&p.lock);
+        if p.anon_vma().is_none() {
+            if vma.anon_vma().is_some() {
+                anon_vma_clone(cx, &p, vma);
+            } else if let Some(n) = &next {
+                if n.anon_vma().is_some() {
+                    anon_vma_clone(cx, &p, n);
+                }
+            }
+        }
         let av = p.anon_vma();
         let g = av.as_ref().map(|a| a.lock().write(cx.cpu));
-        p.set_range(p.start(), new_addr + len, p.pgoff());
+        let mut end = new_addr + len;
+        if let Some(n) = &next {
+            w.vma_start_write(&n.lock);
+            mm.tree_remove(cx, n.start());
+            w.vma_mark_detached(&n.lock);
+            for a in n.anon_vma_chain.lock().drain(..) {
+                a.tree_remove(n);
+            }
+            end = n.end();
+        }
+        p.set_range(p.start(), end, p.pgoff());
         drop(g);
-        let need = p.pgoff() <= pgoff;
+        let need = p.pgoff() <= vma.pgoff();
         return (p, need);
+    }
+    if let Some(n) = next {
+        w.vma_start_write(&n.lock);
+        if n.anon_vma().is_none() && vma.anon_vma().is_some() {
+            anon_vma_clone(cx, &n, vma);
+        }
+        let av = n.anon_vma();
+        let g = av.as_ref().map(|a| a.lock().write(cx.cpu));
+        mm.tree_remove(cx, n.start());
+        for a in n.anon_vma_chain.lock().iter() {
+            a.tree_remove(&n);
+        }
+        n.set_range(new_addr, n.end(), pgoff);
+        for a in n.anon_vma_chain.lock().iter() {
+            a.tree_insert(n.clone());
+        }
+        mm.tree_insert(cx, n.clone());
+        drop(g);
+        let need = n.pgoff() <= vma.pgoff();
+        return (n, need);
     }
     if let Some(f) = &vma.file {
         get_file(f);
@@ -207,7 +262,7 @@ impl Ctx<'_> {
 fn move_page_tables(
     cx: Ctx<'_>,
     mm: &MmStruct,
-    vma: &Vma,
+    vma: &Arc<Vma>,
     old_addr: u64,
     new_addr: u64,
     len: u64,
@@ -223,6 +278,37 @@ fn move_page_tables(
             .min(pmd_size - (n & (pmd_size - 1)))
             .min(len - done);
         if let Some(old_pmd) = pgtable::pmd_off(cx, mm, o) {
+            let ov = old_pmd.get(cx);
+            if ov.huge_leaf() {
+                let new_pmd = pgtable::pmd_alloc(cx, mm, n)?;
+                if extent == pmd_size && new_pmd.get(cx).is_none() {
+                    // move_huge_pmd: both PMD locks (new nested), the deposited table follows
+                    // the entry (pmd_move_must_withdraw with split PMD locks).
+                    let _f = cx.cpu.enter("move_huge_pmd");
+                    let av = vma.anon_vma();
+                    let _rmap = need_rmap_locks.then(|| take_rmap_locks(cx, vma, &av));
+                    let old_ptl = pgtable::pmd_lockptr(cx, mm, old_pmd);
+                    let og = old_ptl.lock(cx.cpu);
+                    let new_ptl = pgtable::pmd_lockptr(cx, mm, new_pmd);
+                    let ng = (!std::ptr::eq(old_ptl, new_ptl)).then(|| new_ptl.lock(cx.cpu));
+                    let v = old_pmd.xchg(cx, Entry::NONE);
+                    if let Some(t) = crate::mm::huge_memory::withdraw(cx, old_pmd) {
+                        crate::mm::huge_memory::deposit(cx, new_pmd, t);
+                    }
+                    new_pmd.set(cx, v);
+                    cx.cpu.flush_tlb_range(
+                        mm.id,
+                        o >> g.page_shift,
+                        (o + pmd_size) >> g.page_shift,
+                        false,
+                    );
+                    drop(ng);
+                    drop(og);
+                    done += extent;
+                    continue;
+                }
+                crate::mm::huge_memory::__split_huge_pmd(cx, mm, vma, old_pmd, o);
+            }
             if !old_pmd.get(cx).is_none() {
                 let new_pmd = pgtable::pmd_alloc(cx, mm, n)?;
                 let moved = extent == pmd_size

@@ -190,6 +190,17 @@ pub fn __split_vma(
     let _f = cx.cpu.enter("__split_vma");
     let ps = cx.geo().page_shift;
     w.vma_start_write(&vma.lock);
+    {
+        let g = cx.geo();
+        let lo = addr & g.pmd_mask();
+        if addr != lo && lo >= vma.start() && lo + g.pmd_size() <= vma.end() {
+            if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, mm, addr) {
+                if pmd.get(cx).huge_leaf() {
+                    crate::mm::huge_memory::__split_huge_pmd(cx, mm, vma, pmd, addr);
+                }
+            }
+        }
+    }
     let pgoff = vma.pgoff() + ((addr - vma.start()) >> ps);
     if let Some(f) = &vma.file {
         get_file(f);
@@ -327,22 +338,65 @@ pub fn mmdrop(cx: Ctx<'_>, mm: &MmStruct) {
 pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
     let _f = cx.cpu.enter("madvise_hugepage");
     let end = check_range(cx, addr, len)?;
+    let ps = cx.geo().page_shift;
     let w = mm.mmap_lock.write_lock(cx.cpu);
     let vmas = mm.vmas_in(cx, addr, end);
     if vmas.is_empty() {
         return Err(Errno::Enomem);
     }
-    if vmas[0].start() < addr {
-        __split_vma(cx, mm, &w, &vmas[0], addr);
-    }
-    if let Some(last) = mm.vmas_in(cx, addr, end).last().cloned() {
-        if last.end() > end {
-            __split_vma(cx, mm, &w, &last, end);
+    for v in vmas {
+        if v.flags().has(VmFlags::HUGEPAGE) {
+            continue;
         }
-    }
-    for v in mm.vmas_in(cx, addr, end) {
+        let mut v = v;
+        if v.start() < addr {
+            v = __split_vma(cx, mm, &w, &v, addr);
+        }
+        if v.end() > end {
+            __split_vma(cx, mm, &w, &v, end);
+        }
         w.vma_start_write(&v.lock);
         v.vm_flags.fetch_or(VmFlags::HUGEPAGE, Ordering::SeqCst);
+    }
+    // vma_modify_flags: merge the changed VMAs with compatible neighbours (same flags, anon_vma
+    // compatible, contiguous pgoff), as the kernel's merge on a flags change does.
+    loop {
+        let all = mm.vmas_in(cx, addr.saturating_sub(1 << ps), end + (1 << ps));
+        let mut merged = false;
+        for pair in all.windows(2) {
+            let (p, n) = (&pair[0], &pair[1]);
+            let compat = match (p.anon_vma(), n.anon_vma()) {
+                (Some(x), Some(y)) => x.id == y.id,
+                _ => true,
+            };
+            if p.end() == n.start()
+                && p.is_anonymous()
+                && n.is_anonymous()
+                && p.flags().0 == n.flags().0
+                && compat
+                && p.pgoff() + ((p.end() - p.start()) >> ps) == n.pgoff()
+            {
+                w.vma_start_write(&p.lock);
+                w.vma_start_write(&n.lock);
+                if p.anon_vma().is_none() && n.anon_vma().is_some() {
+                    anon_vma_clone(cx, p, n);
+                }
+                let locks: Vec<_> = p.anon_vma().into_iter().collect();
+                let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
+                mm.tree_remove(cx, n.start());
+                w.vma_mark_detached(&n.lock);
+                for av in n.anon_vma_chain.lock().drain(..) {
+                    av.tree_remove(n);
+                }
+                p.set_range(p.start(), n.end(), p.pgoff());
+                drop(guards);
+                merged = true;
+                break;
+            }
+        }
+        if !merged {
+            break;
+        }
     }
     Ok(())
 }
