@@ -121,6 +121,15 @@ pub enum Op {
     RmapWalk {
         addr: u64,
     },
+    /// `try_to_unmap` of the page-cache folio mapped at `addr`.
+    TryToUnmap {
+        addr: u64,
+    },
+    /// `collapse_pte_mapped_thp` of the PMD range holding `addr` (a PMD-order page-cache folio
+    /// mapped by PTEs loses its PTE table).
+    CollapsePteMappedThp {
+        addr: u64,
+    },
     /// An assertion on the state reached so far (peeked: not a visible step); a failed check is
     /// an `assertion` violation. For sequential analogs of the kernel's selftests.
     Check {

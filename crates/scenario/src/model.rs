@@ -204,6 +204,16 @@ impl KernelModel {
                 new_addr,
             } => mmcheck_kernel::mm::mremap::do_mremap(cx, mm, addr, pages * ps, new_addr)
                 .map(|_| ()),
+            Op::TryToUnmap { addr } => {
+                let r = mmcheck_kernel::mm::khugepaged_file::try_to_unmap_at(cx, mm, addr);
+                seen.push(format!("try_to_unmap {addr:#x}: {r}"));
+                Ok(())
+            }
+            Op::CollapsePteMappedThp { addr } => {
+                let r = mmcheck_kernel::mm::khugepaged_file::collapse_pte_mapped_thp(cx, mm, addr);
+                seen.push(format!("collapse_pte_mapped_thp {addr:#x}: {r}"));
+                Ok(())
+            }
             Op::Check { addr, what } => {
                 self.check(cx, mm, addr, what);
                 Ok(())

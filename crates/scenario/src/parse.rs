@@ -720,6 +720,12 @@ enum OpArgs {
         addr: Sp<Addr>,
         what: CheckWhat,
     },
+    TryToUnmap {
+        addr: Sp<Addr>,
+    },
+    CollapsePteMapped {
+        addr: Sp<Addr>,
+    },
 }
 
 type ArgsParser = for<'a> fn(&mut In<'a>) -> PResult<OpArgs>;
@@ -874,6 +880,14 @@ fn args_mremap(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Mremap { addr, pages, to })
 }
 
+fn args_try_to_unmap(i: &mut In<'_>) -> PResult<OpArgs> {
+    Ok(OpArgs::TryToUnmap { addr: addr(i)? })
+}
+
+fn args_collapse_pte_mapped(i: &mut In<'_>) -> PResult<OpArgs> {
+    Ok(OpArgs::CollapsePteMapped { addr: addr(i)? })
+}
+
 fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
     ws(i)?;
@@ -1024,10 +1038,17 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "try_to_unmap",
-        syntax: "try_to_unmap ...",
-        kernel: "try_to_unmap -> try_to_unmap_one (mm/rmap.c)",
+        syntax: "try_to_unmap ADDR",
+        kernel: "try_to_unmap -> try_to_unmap_one (mm/rmap.c) of the page-cache folio mapped at ADDR (anonymous folios need swap, not modelled)",
         init: false,
-        args: None,
+        args: Some(args_try_to_unmap),
+    },
+    OpSpec {
+        name: "collapse_pte_mapped_thp",
+        syntax: "collapse_pte_mapped_thp ADDR",
+        kernel: "collapse_pte_mapped_thp (mm/khugepaged.c): a PTE-mapped PMD-order page-cache folio loses its PTE table (no PMD install)",
+        init: false,
+        args: Some(args_collapse_pte_mapped),
     },
     OpSpec {
         name: "rmap_walk",
@@ -2029,6 +2050,12 @@ impl<'t> Builder<'t> {
                 what: *what,
             },
             OpArgs::Migrate { addr } => Op::Migrate {
+                addr: inside(addr)?,
+            },
+            OpArgs::TryToUnmap { addr } => Op::TryToUnmap {
+                addr: inside(addr)?,
+            },
+            OpArgs::CollapsePteMapped { addr } => Op::CollapsePteMappedThp {
                 addr: inside(addr)?,
             },
             OpArgs::Retract { addr } => Op::Retract {

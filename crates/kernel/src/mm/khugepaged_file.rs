@@ -209,3 +209,164 @@ pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
     folio::folio_put(cx, f);
     referenced
 }
+
+/// `try_collapse_pte_mapped_thp(mm, addr, install_pmd = false)` (≈6.12 with the 6.13 `pmd_same`
+/// rechecks; caller holds the mmap read lock): a PMD-order page-cache folio mapped by PTEs loses
+/// its PTE table, so the range can later be mapped by a PMD. Returns true if the table was
+/// removed.
+pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
+    let _f = cx.cpu.enter("collapse_pte_mapped_thp");
+    let g = cx.geo();
+    let ps = g.page_shift;
+    let haddr = addr & g.pmd_mask();
+    let r = mm.mmap_lock.read_lock(cx.cpu);
+    // 1. vma_lookup first: the tables may be going away with the VMA.
+    let Some(vma) = mm.vma_lookup(cx, haddr) else {
+        return false;
+    };
+    let Some(file) = vma.file.clone() else {
+        return false;
+    };
+    if vma.start() > haddr || haddr + g.pmd_size() > vma.end() || vma.anon_vma().is_some() {
+        return false;
+    }
+    // 2. The folio at the range's index, locked; it must be PMD order.
+    let index = vma.linear_page_index(haddr, ps);
+    let Some(f) = file.find_get_folio(cx, index) else {
+        return false;
+    };
+    if !folio::folio_try_get(cx, f) {
+        return false;
+    }
+    let release = |cx: Ctx<'_>, locked: bool| {
+        if locked {
+            folio::folio_unlock(cx, f);
+        }
+        folio::folio_put(cx, f);
+    };
+    folio::folio_lock(cx, f);
+    if folio::folio_order(cx, f) != g.pmd_order() || file.find_get_folio(cx, index) != Some(f) {
+        release(cx, true);
+        return false;
+    }
+    // 3. A PTE table must be there.
+    let Some(pmd) = pgtable::pmd_off(cx, mm, haddr) else {
+        release(cx, true);
+        return false;
+    };
+    // 7. Map without the lock, lock the PTL, recheck the PMD (R1, 6.13).
+    let Some((map, pgt_pmd, ptl)) = pgtable::pte_offset_map_rw_nolock(cx, mm, pmd) else {
+        release(cx, true);
+        return false;
+    };
+    let tg = ptl.lock(cx.cpu);
+    if pmd.get(cx) != pgt_pmd {
+        drop(tg);
+        drop(map);
+        release(cx, true);
+        return false;
+    }
+    // 8. Every entry is none or maps exactly its page of the folio; clear them.
+    let n = g.entries();
+    let ok = (0..n).all(|i| {
+        let e = map.pte(i).get(cx);
+        e.is_none() || e.present() && e.pfn() == f.pfn + i as u32
+    });
+    if !ok {
+        drop(tg);
+        drop(map);
+        release(cx, true);
+        return false;
+    }
+    let mut cleared = 0;
+    for i in 0..n {
+        let e = map.pte(i).xchg(cx, Entry::NONE);
+        if e.present() {
+            folio::folio_remove_rmap_pte(cx, e.pfn());
+            cleared += 1;
+        }
+    }
+    // LOCKING: only the PTL is dropped; the table stays mapped (RCU) until after step 4, so the
+    // PTL taken again below cannot be in a freed table.
+    drop(tg);
+    // Step 4: PMD lock, then the PTL nested, recheck, and take the table out.
+    let pml = pgtable::pmd_lockptr(cx, mm, pmd);
+    let pg = pml.lock(cx.cpu);
+    let ptl = pgtable::pte_lockptr(cx, mm, pgt_pmd);
+    let tg = (!std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu));
+    let removed = if pmd.get(cx) == pgt_pmd {
+        pmd.xchg(cx, Entry::NONE);
+        cx.cpu
+            .flush_tlb_range(mm.id, haddr >> ps, (haddr + g.pmd_size()) >> ps, true);
+        true
+    } else {
+        // The entries were cleared already: flush them before giving up.
+        cx.cpu
+            .flush_tlb_range(mm.id, haddr >> ps, (haddr + g.pmd_size()) >> ps, false);
+        false
+    };
+    drop(tg);
+    drop(pg);
+    drop(map);
+    mm.add_rss(crate::mm::types::MM_SHMEMPAGES, -cleared);
+    if cleared > 0 {
+        folio::folio_put_refs(cx, f, cleared);
+    }
+    if removed {
+        pgtable::mm_inc_nr_tables(mm, 1, -1);
+        free_retracted(cx, cx.k.machine.frames.current(pgt_pmd.pfn()));
+    }
+    release(cx, true);
+    drop(r);
+    cx.rcu_quiescent();
+    removed
+}
+
+/// `try_to_unmap` of the page-cache folio mapped at `addr` (reclaim of a clean shmem page, or
+/// `unmap_mapping_folio`): lock it, walk `i_mmap`, clear each mapping under its PTL with a TLB
+/// flush. Anonymous folios need swap, which is not modelled: returns false for them.
+pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
+    let _f = cx.cpu.enter("try_to_unmap");
+    let Some(pfn) = pgtable::peek_translation(cx, mm, addr) else {
+        return false;
+    };
+    if pfn == cx.k.zero_page.pfn {
+        return false;
+    }
+    let f = folio::page_folio(cx, pfn);
+    if folio::folio_test_anon(cx, f) || !folio::folio_try_get(cx, f) {
+        return false;
+    }
+    folio::folio_lock(cx, f);
+    let ps = cx.geo().page_shift;
+    let nr = folio::folio_nr_pages(cx, f);
+    crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
+        let _f = cx.cpu.enter("try_to_unmap_one");
+        let Some(m) = mm_of(cx, vma.mm_id) else {
+            return true;
+        };
+        for i in 0..nr {
+            let addr = a + (i << ps);
+            if addr >= vma.end() {
+                break;
+            }
+            if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, addr, false, false) {
+                let old = pv.pte.xchg(cx, Entry::NONE);
+                cx.cpu
+                    .flush_tlb_range(m.id, addr >> ps, (addr >> ps) + 1, false);
+                if old.dirty() {
+                    folio::folio_set(cx, f, folio::PG_DIRTY);
+                }
+                folio::folio_remove_rmap_pte(cx, old.pfn());
+                m.add_rss(crate::mm::types::MM_SHMEMPAGES, -1);
+                drop(pv);
+                folio::folio_put(cx, f);
+            }
+        }
+        true
+    });
+    let unmapped = !folio::folio_mapped(cx, f);
+    folio::folio_unlock(cx, f);
+    folio::folio_put(cx, f);
+    unmapped
+}
