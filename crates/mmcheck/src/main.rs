@@ -93,9 +93,9 @@ enum Cmd {
         cases: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Operation mix: `basic` (mmap, store, load, munmap, MADV_DONTNEED) or `extended` (plus
-        /// mremap, MADV_HUGEPAGE and MADV_COLLAPSE).
-        #[arg(long, value_enum, default_value_t = MixArg::Basic)]
+        /// Operation mix: `extended` (mmap, store, load, munmap, MADV_DONTNEED, mremap,
+        /// MADV_HUGEPAGE, MADV_COLLAPSE) or `basic` (without the last three).
+        #[arg(long, value_enum, default_value_t = MixArg::Extended)]
         ops: MixArg,
     },
 }
