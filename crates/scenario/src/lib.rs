@@ -42,6 +42,8 @@ pub enum SetupOp {
     },
     /// `munmap`.
     Munmap { addr: u64, pages: u64 },
+    /// `collapse_file` + `retract_page_tables` of the shmem range mapped at `addr`.
+    Retract { addr: u64 },
 }
 
 /// One operation of a thread.

@@ -411,6 +411,20 @@ impl Model for KernelModel {
                 } => mmcheck_kernel::mm::mremap::do_mremap(cx, &mm, addr, pages * ps, new_addr)
                     .map(|_| ()),
                 SetupOp::Munmap { addr, pages } => do_munmap(cx, &mm, addr, pages * ps),
+                SetupOp::Retract { addr } => {
+                    let target = mm.vma_lookup(cx, addr).and_then(|v| {
+                        v.file
+                            .clone()
+                            .map(|f| (f, v.linear_page_index(addr, s.geometry.page_shift)))
+                    });
+                    match target {
+                        Some((file, index)) => {
+                            mmcheck_kernel::mm::khugepaged_file::collapse_file(cx, &file, index)
+                                .map_err(|_| mmcheck_kernel::Errno::Einval)
+                        }
+                        None => Err(mmcheck_kernel::Errno::Einval),
+                    }
+                }
             };
             if let Err(e) = r {
                 setup_error.get_or_insert(format!("setup {op:?}: {e}"));

@@ -1061,7 +1061,7 @@ pub const OPS: &[OpSpec] = &[
         name: "retract",
         syntax: "retract ADDR",
         kernel: "collapse_file of the shmem range mapped at ADDR, ending in retract_page_tables (mm/khugepaged.c)",
-        init: false,
+        init: true,
         args: Some(args_retract),
     },
 ];
@@ -1926,6 +1926,9 @@ impl<'t> Builder<'t> {
                 value: *value,
             }),
             OpArgs::Load { addr } => Ok(SetupOp::Load {
+                addr: inside(addr, maps)?,
+            }),
+            OpArgs::Retract { addr } => Ok(SetupOp::Retract {
                 addr: inside(addr, maps)?,
             }),
             OpArgs::Munmap { addr, pages } => {
