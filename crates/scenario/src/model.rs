@@ -58,38 +58,29 @@ fn backing(b: Backing) -> MapBacking {
 impl KernelModel {
     pub fn new(scenario: Scenario) -> Self {
         use std::collections::BTreeSet;
+        /// What an operation does to the data the oracle follows.
+        enum Effect {
+            Map(u64, u64, Backing),
+            Untrack(u64, u64),
+        }
         let ps = scenario.geometry.page_size();
-        let (mut anon, mut shmem, mut untracked) =
-            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-        let range = |addr: u64, pages: u64, set: &mut BTreeSet<u64>| {
-            for p in 0..pages.min(1 << 16) {
-                set.insert(addr + p * ps);
-            }
-        };
+        let mut effects = Vec::new();
         for op in &scenario.setup {
             match *op {
                 SetupOp::Mmap {
                     addr,
                     pages,
-                    backing: b,
+                    backing,
                     ..
-                } => range(
-                    addr,
-                    pages,
-                    if b == Backing::AnonPrivate {
-                        &mut anon
-                    } else {
-                        &mut shmem
-                    },
-                ),
-                SetupOp::Munmap { addr, pages } => range(addr, pages, &mut untracked),
+                } => effects.push(Effect::Map(addr, pages, backing)),
+                SetupOp::Munmap { addr, pages } => effects.push(Effect::Untrack(addr, pages)),
                 SetupOp::Mremap {
                     addr,
                     pages,
                     new_addr,
                 } => {
-                    range(addr, pages, &mut untracked);
-                    range(new_addr, pages, &mut untracked);
+                    effects.push(Effect::Untrack(addr, pages));
+                    effects.push(Effect::Untrack(new_addr, pages));
                 }
                 _ => {}
             }
@@ -99,27 +90,29 @@ impl KernelModel {
                 Op::Mmap {
                     addr,
                     pages,
-                    backing: b,
-                } => range(
-                    addr,
-                    pages,
-                    if b == Backing::AnonPrivate {
-                        &mut anon
-                    } else {
-                        &mut shmem
-                    },
-                ),
-                Op::Munmap { addr, pages } => range(addr, pages, &mut untracked),
+                    backing,
+                } => effects.push(Effect::Map(addr, pages, backing)),
+                Op::Munmap { addr, pages } => effects.push(Effect::Untrack(addr, pages)),
                 Op::Mremap {
                     addr,
                     pages,
                     new_addr,
                 } => {
-                    range(addr, pages, &mut untracked);
-                    range(new_addr, pages, &mut untracked);
+                    effects.push(Effect::Untrack(addr, pages));
+                    effects.push(Effect::Untrack(new_addr, pages));
                 }
                 _ => {}
             }
+        }
+        let (mut anon, mut shmem, mut untracked) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for e in effects {
+            let (addr, pages, set) = match e {
+                Effect::Map(a, p, Backing::AnonPrivate) => (a, p, &mut anon),
+                Effect::Map(a, p, Backing::ShmemShared) => (a, p, &mut shmem),
+                Effect::Untrack(a, p) => (a, p, &mut untracked),
+            };
+            set.extend((0..pages.min(1 << 16)).map(|p| addr + p * ps));
         }
         untracked.extend(anon.intersection(&shmem).copied());
         let anon_pages = anon.difference(&untracked).copied().collect();

@@ -5,7 +5,6 @@
 use crate::mm::types::{AnonVma, MmStruct, Vma};
 use crate::{Ctx, Errno};
 use mmcheck_platform::{Access, FrameRef, RwSem};
-use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ fn new_anon_vma(cx: Ctx<'_>, root: Option<Arc<AnonVma>>) -> Arc<AnonVma> {
         id: m.new_id(),
         root,
         rwsem: RwSem::new(m.new_id()),
-        tree: Mutex::new(Vec::new()),
+        tree: crate::mm::types::VmaIntervalTree::default(),
     });
     cx.k.anon_vmas.lock().push(Arc::downgrade(&av));
     av

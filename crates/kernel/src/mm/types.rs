@@ -296,8 +296,8 @@ pub struct AnonVma {
     pub root: Option<Arc<AnonVma>>,
     /// `anon_vma->rwsem` (only the root's is used).
     pub rwsem: RwSem,
-    /// `rb_root`: the VMAs linked through an anon_vma_chain, in `(pgoff, id)` order.
-    pub tree: Mutex<Vec<Arc<Vma>>>,
+    /// `rb_root`: the VMAs linked through an anon_vma_chain.
+    pub tree: VmaIntervalTree,
 }
 
 impl AnonVma {
@@ -310,28 +310,16 @@ impl AnonVma {
     }
 
     pub(crate) fn tree_insert(&self, vma: Arc<Vma>) {
-        let mut t = self.tree.lock();
-        let key = (vma.pgoff(), vma.id);
-        let at = t.partition_point(|v| (v.pgoff(), v.id) < key);
-        t.insert(at, vma);
+        self.tree.insert(vma);
     }
 
     pub(crate) fn tree_remove(&self, vma: &Vma) {
-        self.tree.lock().retain(|v| v.id != vma.id);
+        self.tree.remove(vma);
     }
 
     /// VMAs whose page range overlaps `[first, last]`, in tree order.
     pub fn tree_overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
-        self.tree
-            .lock()
-            .iter()
-            .filter(|v| {
-                let s = v.pgoff();
-                let e = s + ((v.end() - v.start()) >> page_shift);
-                s <= last && first < e
-            })
-            .cloned()
-            .collect()
+        self.tree.overlapping(first, last, page_shift)
     }
 }
 
@@ -340,8 +328,8 @@ pub struct File {
     pub id: u64,
     /// `mapping->i_mmap_rwsem`.
     pub i_mmap_rwsem: RwSem,
-    /// `mapping->i_mmap`, in `(pgoff, id)` order.
-    pub i_mmap: Mutex<Vec<Arc<Vma>>>,
+    /// `mapping->i_mmap`.
+    pub i_mmap: VmaIntervalTree,
     xa_id: u64,
     /// `mapping->i_pages`: page index → folio (head), with the cache's reference.
     pub(crate) pages: Mutex<BTreeMap<u64, FrameRef>>,
@@ -357,7 +345,7 @@ impl File {
         File {
             id: m.new_id(),
             i_mmap_rwsem: RwSem::new(m.new_id()),
-            i_mmap: Mutex::new(Vec::new()),
+            i_mmap: VmaIntervalTree::default(),
             xa_id: m.new_id(),
             pages: Mutex::new(BTreeMap::new()),
             size_pages: AtomicU64::new(size_pages),
@@ -407,19 +395,43 @@ impl File {
     }
 
     pub(crate) fn i_mmap_insert(&self, vma: Arc<Vma>) {
-        let mut t = self.i_mmap.lock();
+        self.i_mmap.insert(vma);
+    }
+
+    pub(crate) fn i_mmap_remove(&self, vma: &Vma) {
+        self.i_mmap.remove(vma);
+    }
+
+    /// VMAs mapping some page in `[first, last]`, in tree order.
+    pub fn i_mmap_overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
+        self.i_mmap.overlapping(first, last, page_shift)
+    }
+}
+
+/// An interval tree of VMAs keyed by their page range (`anon_vma->rb_root`, `mapping->i_mmap`),
+/// kept as a vector in `(vm_pgoff, id)` order: the traversal order of the kernel's augmented
+/// rbtree for these keys, with a VMA inserted after the ones already there at the same pgoff.
+/// Callers hold the owning rmap lock.
+#[derive(Default)]
+pub struct VmaIntervalTree {
+    vmas: Mutex<Vec<Arc<Vma>>>,
+}
+
+impl VmaIntervalTree {
+    pub fn insert(&self, vma: Arc<Vma>) {
+        let mut t = self.vmas.lock();
         let key = (vma.pgoff(), vma.id);
         let at = t.partition_point(|v| (v.pgoff(), v.id) < key);
         t.insert(at, vma);
     }
 
-    pub(crate) fn i_mmap_remove(&self, vma: &Vma) {
-        self.i_mmap.lock().retain(|v| v.id != vma.id);
+    pub fn remove(&self, vma: &Vma) {
+        self.vmas.lock().retain(|v| v.id != vma.id);
     }
 
-    /// VMAs mapping some page in `[first, last]`, in tree order.
-    pub fn i_mmap_overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
-        self.i_mmap
+    /// VMAs whose page range overlaps `[first, last]`, in tree order.
+    pub fn overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
+        self.vmas
             .lock()
             .iter()
             .filter(|v| {
