@@ -75,7 +75,8 @@ pub struct Protocol {
     pub collapse_pmd_none_check: PmdNoneCheck,
     /// `vma_start_write` before `check_pmd_still_valid` (2026 base) or after (≤ 6.12).
     pub collapse_vma_write_order: VmaWriteOrder,
-    /// khugepaged's `max_ptes_none` (capped at `2^order - 1`).
+    /// khugepaged's `max_ptes_none` (`/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none`,
+    /// capped at `HPAGE_PMD_NR - 1`; for mTHP orders only 0 or the maximum are meaningful).
     pub collapse_max_ptes_none: u64,
     /// `pte_offset_map*` enter RCU (6.5+, Hugh Dickins); before, they relied on the caller's locks.
     pub pte_map_rcu: bool,
@@ -180,7 +181,7 @@ impl Default for Protocol {
             collapse_ipi_sync: true,
             collapse_pmd_none_check: PmdNoneCheck::Warn,
             collapse_vma_write_order: VmaWriteOrder::BeforeCheck,
-            collapse_max_ptes_none: u64::MAX,
+            collapse_max_ptes_none: 511,
             pte_map_rcu: true,
             retract_recheck_pmd: true,
             retract_locks: RetractLocks::IMmapRead,
@@ -550,6 +551,24 @@ pub const SWITCHES: &[Switch] = &[
                 _ => return false,
             };
             true
+        },
+    },
+    Switch {
+        name: "khugepaged.max_ptes_none",
+        values: &["max", "0"],
+        doc: "how many empty PTEs a khugepaged collapse accepts: HPAGE_PMD_NR - 1 (the default, scaled to 2^order - 1 for mTHP), or none; MADV_COLLAPSE has no limit",
+        cite: "/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none; mTHP series v18 (0 or 2^order - 1 only)",
+        get: |p| if p.collapse_max_ptes_none == 0 { "0" } else { "max" },
+        set: |p, v| match v {
+            "max" => {
+                p.collapse_max_ptes_none = 511;
+                true
+            }
+            "0" => {
+                p.collapse_max_ptes_none = 0;
+                true
+            }
+            _ => false,
         },
     },
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),

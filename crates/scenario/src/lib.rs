@@ -112,6 +112,8 @@ pub enum Op {
     Collapse {
         addr: u64,
         order: u32,
+        /// A khugepaged scan (its `max_ptes_none` applies) rather than MADV_COLLAPSE.
+        khugepaged: bool,
     },
     /// `collapse_file` of the PMD range of the shmem file mapped at `addr`, ending in
     /// `retract_page_tables` (the file THP path).

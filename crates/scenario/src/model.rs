@@ -231,8 +231,17 @@ impl KernelModel {
                 seen.push(format!("referenced {addr:#x}: {n}"));
                 Ok(())
             }
-            Op::Collapse { addr, order } => {
-                let r = mmcheck_kernel::mm::khugepaged::collapse_scan(cx, mm, addr, order);
+            Op::Collapse {
+                addr,
+                order,
+                khugepaged,
+            } => {
+                let caller = if khugepaged {
+                    mmcheck_kernel::mm::khugepaged::CollapseCaller::Khugepaged
+                } else {
+                    mmcheck_kernel::mm::khugepaged::CollapseCaller::Madvise
+                };
+                let r = mmcheck_kernel::mm::khugepaged::collapse_scan(cx, mm, addr, order, caller);
                 seen.push(format!("collapse {addr:#x}/{order}: {r:?}"));
                 Ok(())
             }

@@ -709,6 +709,7 @@ enum OpArgs {
     Collapse {
         addr: Sp<Addr>,
         order: Option<Sp<u64>>,
+        khugepaged: bool,
     },
     Retract {
         addr: Sp<Addr>,
@@ -925,7 +926,7 @@ fn args_rmap_walk(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::RmapWalk { addr: addr(i)? })
 }
 
-fn args_collapse(i: &mut In<'_>) -> PResult<OpArgs> {
+fn collapse_args(i: &mut In<'_>, khugepaged: bool) -> PResult<OpArgs> {
     let addr = addr(i)?;
     ws(i)?;
     let order = if i.starts_with("order") {
@@ -933,7 +934,19 @@ fn args_collapse(i: &mut In<'_>) -> PResult<OpArgs> {
     } else {
         None
     };
-    Ok(OpArgs::Collapse { addr, order })
+    Ok(OpArgs::Collapse {
+        addr,
+        order,
+        khugepaged,
+    })
+}
+
+fn args_collapse(i: &mut In<'_>) -> PResult<OpArgs> {
+    collapse_args(i, false)
+}
+
+fn args_khugepaged(i: &mut In<'_>) -> PResult<OpArgs> {
+    collapse_args(i, true)
 }
 
 /// Every operation, modelled or not yet.
@@ -1032,9 +1045,9 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "khugepaged",
         syntax: "khugepaged ADDR [order=N]",
-        kernel: "a khugepaged scan of the PMD range holding ADDR: hpage_collapse_scan_pmd -> collapse_huge_page (mm/khugepaged.c)",
+        kernel: "a khugepaged scan of the PMD range holding ADDR: hpage_collapse_scan_pmd -> collapse_huge_page (mm/khugepaged.c), with max_ptes_none",
         init: false,
-        args: Some(args_collapse),
+        args: Some(args_khugepaged),
     },
     OpSpec {
         name: "try_to_unmap",
@@ -2067,7 +2080,11 @@ impl<'t> Builder<'t> {
             OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
             },
-            OpArgs::Collapse { addr, order } => {
+            OpArgs::Collapse {
+                addr,
+                order,
+                khugepaged,
+            } => {
                 let order = match order {
                     Some(o) if o.v == 0 || o.v > geo.pmd_order() as u64 => {
                         return Err(self.err(
@@ -2084,6 +2101,7 @@ impl<'t> Builder<'t> {
                 Op::Collapse {
                     addr: inside(addr)?,
                     order,
+                    khugepaged: *khugepaged,
                 }
             }
             OpArgs::Mremap { addr, pages, to } => {

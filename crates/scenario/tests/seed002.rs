@@ -28,6 +28,7 @@ fn scenario(anon_vma: &str) -> Scenario {
     s2.thread(vec![Op::Collapse {
         addr: p(0),
         order: 2,
+        khugepaged: false,
     }])
     .thread(vec![Op::Migrate { addr: p(5) }, Op::Load { addr: p(5) }])
 }

@@ -81,12 +81,33 @@ struct Isolated {
     maps: i64,
 }
 
-/// `collapse_huge_page` at `order` for the range starting at `start`.
+/// Who asked for a collapse (`struct collapse_control`'s `is_khugepaged`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollapseCaller {
+    /// MADV_COLLAPSE: no limit on empty PTEs.
+    Madvise,
+    /// A khugepaged scan: at most `max_ptes_none` empty PTEs (scaled for mTHP orders: 0 or
+    /// `2^order - 1`).
+    Khugepaged,
+}
+
+/// `collapse_huge_page` at `order` for the range starting at `start`, as MADV_COLLAPSE.
 pub fn collapse_huge_page(
     cx: Ctx<'_>,
     mm: &MmStruct,
     start: u64,
     order: u32,
+) -> Result<(), CollapseFail> {
+    collapse_huge_page_by(cx, mm, start, order, CollapseCaller::Madvise)
+}
+
+/// `collapse_huge_page` with the caller's limits.
+pub fn collapse_huge_page_by(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    order: u32,
+    caller: CollapseCaller,
 ) -> Result<(), CollapseFail> {
     let _f = cx.cpu.enter("collapse_huge_page");
     let g = cx.geo();
@@ -160,6 +181,22 @@ pub fn collapse_huge_page(
     };
     let ptl = pgtable::pte_lockptr(cx, mm, old_pmd);
     let first = g.index(start, 1);
+    let max_none = match caller {
+        CollapseCaller::Madvise => nr,
+        CollapseCaller::Khugepaged => {
+            let max = cx
+                .proto()
+                .collapse_max_ptes_none
+                .min(g.entries() as u64 - 1);
+            if order == pmd_order {
+                max
+            } else if max == g.entries() as u64 - 1 {
+                nr - 1
+            } else {
+                0
+            }
+        }
+    };
     let mut isolated: Vec<Isolated> = Vec::new();
     let mut none = 0u64;
     let mut result = Ok(());
@@ -169,7 +206,7 @@ pub fn collapse_huge_page(
             let pte = map.pte(first + i).get(cx);
             if pte.is_none() || pte.pfn() == cx.k.zero_page.pfn && pte.present() {
                 none += 1;
-                if none > cx.proto().collapse_max_ptes_none.min(nr) {
+                if none > max_none {
                     result = Err(CollapseFail::ExceedNone);
                     break;
                 }
@@ -288,17 +325,22 @@ pub fn collapse_huge_page(
     Ok(())
 }
 
-/// `hpage_collapse_scan_pmd` + `collapse_huge_page`: the khugepaged scan of the PMD range holding
-/// `addr` at `order` (MADV_COLLAPSE uses the same path with `max_ptes_none` = everything).
+/// `hpage_collapse_scan_pmd` + `collapse_huge_page` of the `2^order` range holding `addr`, for
+/// a khugepaged scan or MADV_COLLAPSE (which ignores `max_ptes_none`).
 pub fn collapse_scan(
     cx: Ctx<'_>,
     mm: &MmStruct,
     addr: u64,
     order: u32,
+    caller: CollapseCaller,
 ) -> Result<(), CollapseFail> {
-    let _f = cx.cpu.enter("khugepaged_scan_pmd");
+    let _f = cx.cpu.enter(if caller == CollapseCaller::Khugepaged {
+        "khugepaged_scan_pmd"
+    } else {
+        "madvise_collapse"
+    });
     let g = cx.geo();
     let nr = 1u64 << order;
     let start = addr & !((nr << g.page_shift) - 1);
-    collapse_huge_page(cx, mm, start, order)
+    collapse_huge_page_by(cx, mm, start, order, caller)
 }
