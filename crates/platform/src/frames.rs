@@ -341,64 +341,48 @@ impl Frames {
 }
 
 impl<'m> Cpu<'m> {
-    /// `READ_ONCE(*entry)`: a lockless or locked read of entry `idx` of table `t`.
+    /// Announce an access to entry `idx` of table `t`, check the table is live, and return the
+    /// word: the common part of every entry verb.
     #[inline]
-    pub fn entry_read(&self, t: FrameRef, idx: usize) -> u64 {
+    fn entry_word(&self, t: FrameRef, idx: usize, access: Access, what: &str) -> &'m AtomicU64 {
         self.visible(
             Obj::Entry {
                 pfn: t.pfn,
                 idx: idx as u32,
             },
-            Access::Read,
+            access,
         );
         let fr = &self.m.frames;
-        fr.check(self, t, "entry read");
-        fr.words(t.pfn)[idx].load(Ordering::SeqCst)
+        fr.check(self, t, what);
+        &fr.words(t.pfn)[idx]
+    }
+
+    /// `READ_ONCE(*entry)`: a lockless or locked read of entry `idx` of table `t`.
+    #[inline]
+    pub fn entry_read(&self, t: FrameRef, idx: usize) -> u64 {
+        self.entry_word(t, idx, Access::Read, "entry read")
+            .load(Ordering::SeqCst)
     }
 
     /// `WRITE_ONCE(*entry, v)` (`set_pte`, `pmd_populate`, `pmd_clear`, ...).
     #[inline]
     pub fn entry_write(&self, t: FrameRef, idx: usize, v: u64) {
-        self.visible(
-            Obj::Entry {
-                pfn: t.pfn,
-                idx: idx as u32,
-            },
-            Access::Write,
-        );
-        let fr = &self.m.frames;
-        fr.check(self, t, "entry write");
-        fr.words(t.pfn)[idx].store(v, Ordering::SeqCst)
+        self.entry_word(t, idx, Access::Write, "entry write")
+            .store(v, Ordering::SeqCst)
     }
 
     /// `xchg(entry, v)` (`ptep_get_and_clear`).
     #[inline]
     pub fn entry_xchg(&self, t: FrameRef, idx: usize, v: u64) -> u64 {
-        self.visible(
-            Obj::Entry {
-                pfn: t.pfn,
-                idx: idx as u32,
-            },
-            Access::Rmw,
-        );
-        let fr = &self.m.frames;
-        fr.check(self, t, "entry xchg");
-        fr.words(t.pfn)[idx].swap(v, Ordering::SeqCst)
+        self.entry_word(t, idx, Access::Rmw, "entry xchg")
+            .swap(v, Ordering::SeqCst)
     }
 
     /// `cmpxchg(entry, old, new)`: `Ok(old)` on success, `Err(current)` otherwise.
     #[inline]
     pub fn entry_cmpxchg(&self, t: FrameRef, idx: usize, old: u64, new: u64) -> Result<u64, u64> {
-        self.visible(
-            Obj::Entry {
-                pfn: t.pfn,
-                idx: idx as u32,
-            },
-            Access::Rmw,
-        );
-        let fr = &self.m.frames;
-        fr.check(self, t, "entry cmpxchg");
-        fr.words(t.pfn)[idx].compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+        self.entry_word(t, idx, Access::Rmw, "entry cmpxchg")
+            .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
     }
 
     /// Read a table's entries without visible events or checks (quiescent invariant checks only).
