@@ -109,8 +109,10 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         } else {
             (b, a)
         };
-        return matches!(o.access, Access::FrameAlloc | Access::FrameFree)
-            || o.obj.frame() == f.obj.frame();
+        let Obj::Frame { pfn, order } = f.obj else {
+            return true;
+        };
+        return matches!(o.access, Access::FrameAlloc | Access::FrameFree) || o.obj.in_block(pfn, order);
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
         return a.access == b.access;
@@ -146,7 +148,7 @@ mod tests {
             Obj::Lock(7),
             Obj::Page(5),
             Obj::Data(5),
-            Obj::Frame(5),
+            Obj::Frame { pfn: 5, order: 0 },
             Obj::Alloc,
             Obj::Rcu,
             Obj::Irq(0),
@@ -203,19 +205,28 @@ mod tests {
             &ev(Obj::Entry { pfn: 5, idx: 2 }, Access::Write)
         ));
         assert!(dependent(
-            &ev(Obj::Frame(5), Access::FrameFree),
+            &ev(Obj::Frame { pfn: 5, order: 0 }, Access::FrameFree),
             &ev(e, Access::Read)
         ));
         assert!(dependent(
-            &ev(Obj::Frame(5), Access::FrameFree),
+            &ev(Obj::Frame { pfn: 5, order: 0 }, Access::FrameFree),
             &ev(Obj::Lock(Obj::ptl_id(5)), Access::Acquire)
         ));
         assert!(!dependent(
-            &ev(Obj::Frame(6), Access::FrameFree),
+            &ev(Obj::Frame { pfn: 6, order: 0 }, Access::FrameFree),
             &ev(e, Access::Read)
         ));
+        // Freeing a large folio conflicts with accesses to its tail pages.
         assert!(dependent(
-            &ev(Obj::Frame(6), Access::FrameFree),
+            &ev(Obj::Frame { pfn: 4, order: 2 }, Access::FrameFree),
+            &ev(Obj::Data(7), Access::Read)
+        ));
+        assert!(!dependent(
+            &ev(Obj::Frame { pfn: 4, order: 2 }, Access::FrameFree),
+            &ev(Obj::Data(8), Access::Read)
+        ));
+        assert!(dependent(
+            &ev(Obj::Frame { pfn: 6, order: 0 }, Access::FrameFree),
             &ev(Obj::Alloc, Access::FrameAlloc)
         ));
         assert!(dependent(

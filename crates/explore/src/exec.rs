@@ -10,7 +10,9 @@
 use crate::{Finish, Model};
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
+use mmcheck_platform::event::covers;
 use mmcheck_platform::{Access, Backend, Event, Machine, Obj, Violation, ViolationKind};
+use std::panic::Location;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -51,6 +53,14 @@ pub struct Core {
     violation: RefCell<Option<Violation>>,
     /// Trylocks that succeeded during the current step: (thread, lock).
     trylocks: RefCell<Vec<(usize, u64)>>,
+    /// Strict mode (see [`Model::strict`]).
+    strict: bool,
+    /// The thread whose step is running, if any (none during set-up and final checks).
+    running: Cell<Option<usize>>,
+    /// The event each thread's running step announced (`None` before its first one).
+    current: [Cell<Option<Event>>; MAX_THREADS],
+    /// Frames allocated by the running step.
+    fresh: RefCell<Vec<u32>>,
 }
 
 // SAFETY: a Core is only ever used from the one OS thread running the explorer; the machine's
@@ -59,7 +69,7 @@ unsafe impl Send for Core {}
 unsafe impl Sync for Core {}
 
 impl Core {
-    fn new() -> Self {
+    fn new(strict: bool) -> Self {
         Core {
             yielders: Default::default(),
             aborting: Cell::new(false),
@@ -68,6 +78,27 @@ impl Core {
             funcs: Default::default(),
             violation: RefCell::new(None),
             trylocks: RefCell::new(Vec::new()),
+            strict,
+            running: Cell::new(None),
+            current: Default::default(),
+            fresh: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Record a strict-mode violation of the running thread.
+    fn strict_violation(&self, t: usize, msg: String) {
+        // SAFETY: the machine outlives every execution step (it lives in the instance).
+        let stack = unsafe { self.machine.get().as_ref() }
+            .map(|m| m.cpu(t).stack())
+            .unwrap_or_default();
+        let mut slot = self.violation.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Violation {
+                kind: ViolationKind::Unannounced,
+                cpu: Some(t),
+                stack,
+                msg,
+            });
         }
     }
 
@@ -135,6 +166,56 @@ impl Backend for CoreHandle {
     fn stopping(&self) -> bool {
         self.0.aborting.get()
     }
+
+    fn touch(&self, _cpu: usize, obj: Obj, loc: &'static Location<'static>) {
+        let c = &self.0;
+        if !c.strict || c.aborting.get() {
+            return;
+        }
+        let Some(t) = c.running.get() else { return };
+        match c.current[t].get() {
+            None => c.strict_violation(
+                t,
+                format!(
+                    "{} touched at {loc} before the thread's first announced event",
+                    obj.describe()
+                ),
+            ),
+            Some(ev) => {
+                if !covers(&ev, obj, &c.fresh.borrow()) {
+                    c.strict_violation(
+                        t,
+                        format!(
+                            "{} touched at {loc} in a step that announced {:?} {}",
+                            obj.describe(),
+                            ev.access,
+                            ev.obj.describe()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn allocated(&self, _cpu: usize, pfn: u32, order: u32) {
+        let c = &self.0;
+        if c.strict && c.running.get().is_some() {
+            c.fresh.borrow_mut().extend(pfn..pfn + (1 << order));
+        }
+    }
+
+    fn peek(&self, loc: &'static Location<'static>) {
+        let c = &self.0;
+        if !c.strict || c.aborting.get() {
+            return;
+        }
+        if let Some(t) = c.running.get() {
+            c.strict_violation(
+                t,
+                format!("unannounced peek at shared state at {loc} inside a thread's step"),
+            );
+        }
+    }
 }
 
 /// One step of an execution.
@@ -195,7 +276,7 @@ pub struct StackPool(Vec<DefaultStack>);
 impl<M: Model> Exec<M> {
     /// Build a fresh instance and start every thread up to its first visible operation.
     pub fn new(model: &Arc<M>, pool: &mut StackPool, recording: bool) -> Self {
-        let core = Arc::new(Core::new());
+        let core = Arc::new(Core::new(model.strict()));
         core.recording.set(recording);
         let inst = Rc::new(model.build(Box::new(CoreHandle(core.clone()))));
         core.machine.set(model.machine(&inst) as *const Machine);
@@ -247,7 +328,12 @@ impl<M: Model> Exec<M> {
 
     fn resume(&mut self, t: usize) {
         let co = self.cos[t].as_mut().expect("resume of a finished thread");
-        match co.resume(()) {
+        self.core.running.set(Some(t));
+        self.core.current[t].set(self.pending[t].map(|r| r.event()));
+        self.core.fresh.borrow_mut().clear();
+        let r = co.resume(());
+        self.core.running.set(None);
+        match r {
             CoroutineResult::Yield(r) => self.pending[t] = Some(r),
             CoroutineResult::Return(()) => self.pending[t] = None,
         }

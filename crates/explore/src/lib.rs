@@ -52,6 +52,13 @@ pub trait Model: 'static {
         format!("T{t}")
     }
 
+    /// Strict mode: every touch of shared state must be covered by the event its step announced
+    /// (see [`mmcheck_platform::event::covers`]); an uncovered touch is an `unannounced-access`
+    /// violation naming the object and the code location.
+    fn strict(&self) -> bool {
+        false
+    }
+
     /// The body of thread `t`.
     fn run(&self, inst: &Self::Instance, t: usize);
 

@@ -13,7 +13,6 @@ use crate::mm::types::{MmStruct, MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS};
 use crate::Kernel;
 use mmcheck_platform::{FrameKind, ViolationKind};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 #[derive(Default)]
 struct Tally {
@@ -28,16 +27,13 @@ struct Tally {
 }
 
 fn head_of(k: &Kernel, pfn: u32) -> u32 {
-    k.machine.frames.frame(pfn).page.head.load(Ordering::SeqCst)
+    k.machine.page_peek(pfn).get(mmcheck_platform::PageField::Head) as u32
 }
 
 fn is_anon(k: &Kernel, head: u32) -> bool {
     k.machine
-        .frames
-        .frame(head)
-        .page
-        .mapping
-        .load(Ordering::SeqCst)
+        .page_peek(head)
+        .get(mmcheck_platform::PageField::Mapping)
         & 1
         == 1
 }
@@ -48,7 +44,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
     let cpu = k.machine.cpu(0);
     let mut nr = [0i64; 4];
     let mut rss = [0i64; NR_MM_COUNTERS];
-    let hz = *k.huge_zero.lock();
+    let hz = k.huge_zero_peek();
     t.tables.insert(mm.pgd.pfn, g.levels);
     let mut stack = vec![(mm.pgd, g.levels)];
     while let Some((table, level)) = stack.pop() {
@@ -63,7 +59,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
             continue;
         }
         if level == 2 {
-            for &d in frames.frame(table.pfn).page.deposit.lock().iter() {
+            for d in k.machine.page_peek(table.pfn).deposit() {
                 nr[1] += 1;
                 t.tables.insert(d, 1);
             }
@@ -110,15 +106,15 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
         }
     }
     let want = [
-        ("nr_ptes", mm.nr_ptes.load(Ordering::SeqCst), nr[1]),
+        ("nr_ptes", mm.nr_ptes.peek(&k.machine), nr[1]),
         (
             "nr_pmds",
-            mm.nr_pmds.load(Ordering::SeqCst),
+            mm.nr_pmds.peek(&k.machine),
             if g.levels > 2 { nr[2] } else { 0 },
         ),
         (
             "nr_puds",
-            mm.nr_puds.load(Ordering::SeqCst),
+            mm.nr_puds.peek(&k.machine),
             if g.levels > 3 { nr[3] } else { 0 },
         ),
     ];
@@ -154,14 +150,14 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
         walk_mm(k, &mm, &mut t, &mut errs);
     }
     for f in k.files() {
-        for (_, fr) in f.pages.lock().iter() {
+        for (_, fr) in f.cached_peek(&k.machine) {
             *t.refs.entry(fr.pfn).or_default() += 1;
         }
     }
     let frames = &k.machine.frames;
-    let hz = *k.huge_zero.lock();
+    let hz = k.huge_zero_peek();
     for pfn in 1..frames.len() as u32 {
-        let pm = &frames.frame(pfn).page;
+        let pm = k.machine.page_peek(pfn);
         match frames.kind(pfn) {
             FrameKind::Table(l) => {
                 if !t.tables.contains_key(&pfn) {
@@ -177,7 +173,7 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
                 {
                     continue;
                 }
-                let mc = pm.mapcount.load(Ordering::SeqCst);
+                let mc = pm.count(mmcheck_platform::PageField::Mapcount);
                 let want = t.mapcount.get(&pfn).copied().unwrap_or(0);
                 if mc != want {
                     errs.push((
@@ -188,7 +184,7 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
                 if head_of(k, pfn) != pfn {
                     continue;
                 }
-                let em = pm.entire_mapcount.load(Ordering::SeqCst);
+                let em = pm.count(mmcheck_platform::PageField::EntireMapcount);
                 let want = t.entire.get(&pfn).copied().unwrap_or(0);
                 if em != want {
                     errs.push((
@@ -196,7 +192,7 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
                         format!("folio {pfn}: entire mapcount {em}, PMDs map it {want} times"),
                     ));
                 }
-                let rc = pm.refcount.load(Ordering::SeqCst);
+                let rc = pm.count(mmcheck_platform::PageField::Refcount);
                 let want = t.refs.get(&pfn).copied().unwrap_or(0);
                 if want == 0 {
                     errs.push((ViolationKind::Leak, format!("folio {pfn} (refcount {rc}) is allocated but neither mapped nor cached")));

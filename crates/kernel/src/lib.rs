@@ -18,8 +18,7 @@ pub use arch::pgtable::{Entry, Geometry};
 pub use mm::types::{AnonVma, File, MmStruct, VmFlags, Vma};
 pub use protocol::Protocol;
 
-use mmcheck_platform::{Cpu, FrameKind, FrameRef, Machine, MachineConfig};
-use parking_lot::Mutex;
+use mmcheck_platform::{Cpu, FrameKind, FrameRef, Ghost, Machine, MachineConfig, Shared};
 use std::sync::{Arc, Weak};
 
 /// Errors returned by the modeled system calls (the errno a user would see).
@@ -47,10 +46,11 @@ pub struct Kernel {
     /// The shared zero page (`ZERO_PAGE(0)`), mapped by read faults on anonymous memory.
     pub zero_page: FrameRef,
     /// The huge zero folio (`huge_zero_folio`), allocated on first use.
-    pub huge_zero: Mutex<Option<FrameRef>>,
-    pub(crate) mms: Mutex<Vec<Weak<MmStruct>>>,
-    pub(crate) anon_vmas: Mutex<Vec<Weak<AnonVma>>>,
-    pub(crate) files: Mutex<Vec<Weak<File>>>,
+    pub huge_zero: Shared<Option<FrameRef>>,
+    /// Registries of live objects, for the quiescent checks (the checker's, not the kernel's).
+    pub(crate) mms: Ghost<Vec<Weak<MmStruct>>>,
+    pub(crate) anon_vmas: Ghost<Vec<Weak<AnonVma>>>,
+    pub(crate) files: Ghost<Vec<Weak<File>>>,
 }
 
 impl Kernel {
@@ -66,15 +66,16 @@ impl Kernel {
             .frames
             .alloc(&cpu, 0, FrameKind::Data)
             .expect("no memory for the zero page");
+        let huge_zero = Shared::new(machine.new_id(), None);
         Kernel {
             zero_page,
             machine,
             geo,
             proto,
-            huge_zero: Mutex::new(None),
-            mms: Mutex::new(Vec::new()),
-            anon_vmas: Mutex::new(Vec::new()),
-            files: Mutex::new(Vec::new()),
+            huge_zero,
+            mms: Ghost::default(),
+            anon_vmas: Ghost::default(),
+            files: Ghost::default(),
         }
     }
 
@@ -99,12 +100,32 @@ impl Kernel {
 
     /// Every live mm.
     pub fn mms(&self) -> Vec<Arc<MmStruct>> {
-        self.mms.lock().iter().filter_map(Weak::upgrade).collect()
+        self.mms
+            .peek(&self.machine, |v| v.iter().filter_map(Weak::upgrade).collect())
+    }
+
+    /// The mm with id `id` (what `vma->vm_mm` points to).
+    pub fn mm_by_id(&self, id: u64) -> Option<Arc<MmStruct>> {
+        self.mms
+            .deref(|v| v.iter().filter_map(Weak::upgrade).find(|m| m.id == id))
+    }
+
+    /// The file with id `id` (what `folio->mapping` points to).
+    pub fn file_by_id(&self, id: u64) -> Option<Arc<File>> {
+        self.files
+            .deref(|v| v.iter().filter_map(Weak::upgrade).find(|f| f.id == id))
+    }
+
+    /// The huge zero folio, if allocated (quiescent).
+    #[track_caller]
+    pub fn huge_zero_peek(&self) -> Option<FrameRef> {
+        self.huge_zero.peek(&self.machine, |z| *z)
     }
 
     /// Every live file.
     pub fn files(&self) -> Vec<Arc<File>> {
-        self.files.lock().iter().filter_map(Weak::upgrade).collect()
+        self.files
+            .peek(&self.machine, |v| v.iter().filter_map(Weak::upgrade).collect())
     }
 }
 

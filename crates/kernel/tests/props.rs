@@ -364,8 +364,7 @@ impl Harness {
         prop_assert!(self.k.files().is_empty(), "every shmem file was evicted");
         let huge_zero = self
             .k
-            .huge_zero
-            .lock()
+            .huge_zero_peek()
             .map_or(0, |_| 1usize << Geometry::X86_64.pmd_order());
         prop_assert_eq!(
             self.k.machine.frames.nr_used(),

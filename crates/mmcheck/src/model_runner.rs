@@ -47,7 +47,7 @@ fn present_bits(cx: Ctx<'_>, mm: &MmStruct) -> (Vec<u64>, i64) {
             for p in page..page + per_table {
                 bits[(p / 64) as usize] |= 1 << (p % 64);
             }
-            if cx.k.huge_zero.lock().is_none_or(|z| z.pfn != v.pfn()) {
+            if cx.k.huge_zero_peek().is_none_or(|z| z.pfn != v.pfn()) {
                 huge_kb += (per_table * PAGE_SIZE / 1024) as i64;
             }
         } else if v.is_table() {

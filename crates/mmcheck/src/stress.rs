@@ -329,7 +329,7 @@ pub fn run(threads: usize, seconds: f64, seed: u64, proto: Protocol) -> StressRe
         violations.push(format!("after exit: {kind}: {msg}"));
     }
     let leaked =
-        k.machine.frames.nr_used() - 1 - k.huge_zero.lock().map_or(0, |_| 1 << k.geo.pmd_order());
+        k.machine.frames.nr_used() - 1 - k.huge_zero_peek().map_or(0, |_| 1 << k.geo.pmd_order());
     if leaked != 0 {
         violations.push(format!("leak: {leaked} frames still allocated after exit"));
     }

@@ -2,7 +2,8 @@
 //! a visible operation is a no-op announcement and a blocking wait spins, then yields. The explore
 //! backend (explorer crate) implements the same trait with coroutines and a scheduler.
 
-use crate::event::Event;
+use crate::event::{Event, Obj};
+use std::panic::Location;
 use crate::violation::Violation;
 
 /// How a [`crate::Machine`] executes visible operations.
@@ -22,6 +23,22 @@ pub trait Backend: Send + Sync {
 
     /// A trylock announced as `TryAcquire` succeeded (`ok`) or not: lock trackers need to know.
     fn trylock_result(&self, _cpu: usize, _lock: u64, _ok: bool) {}
+
+    /// Strict mode: `cpu` touches `obj` (a read or write of shared model state) at `loc`. The
+    /// explore backend checks that the step running now announced an event that covers `obj`
+    /// ([`crate::event::covers`]) and reports an unannounced access otherwise. Native: nothing.
+    #[inline]
+    fn touch(&self, _cpu: usize, _obj: Obj, _loc: &'static Location<'static>) {}
+
+    /// `cpu` allocated the frames `[pfn, pfn + (1 << order))` in the step running now: until a
+    /// later step publishes them, nobody else can reach them, so this step may initialise them.
+    #[inline]
+    fn allocated(&self, _cpu: usize, _pfn: u32, _order: u32) {}
+
+    /// A read of shared state that bypasses the protocol (`peek`): only allowed outside the
+    /// threads' steps (set-up, quiescent checks, reports). Explore reports it inside a step.
+    #[inline]
+    fn peek(&self, _loc: &'static Location<'static>) {}
 
     /// True once the execution is over: daemon threads (the RCU callback thread) return.
     fn stopping(&self) -> bool {

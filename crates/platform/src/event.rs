@@ -15,8 +15,10 @@ pub enum Obj {
     Data(u32),
     /// The frame allocator (allocations).
     Alloc,
-    /// A frame being freed: conflicts with every access to that frame and with allocations.
-    Frame(u32),
+    /// A block of `1 << order` frames being freed: conflicts with every access to a frame of the
+    /// block and with allocations. As a touched object (never announced), `order` 0 names one
+    /// frame's allocation state (its generation), which every access through a `FrameRef` reads.
+    Frame { pfn: u32, order: u8 },
     /// RCU: read-side sections and grace periods.
     Rcu,
     /// A CPU's IRQ-enable state.
@@ -48,10 +50,80 @@ impl Obj {
     /// The frame this object lives in, if any (entries, data, `struct page`, PTLs, folio locks).
     pub fn frame(self) -> Option<u32> {
         match self {
-            Obj::Entry { pfn, .. } | Obj::Page(pfn) | Obj::Data(pfn) | Obj::Frame(pfn) => Some(pfn),
+            Obj::Entry { pfn, .. } | Obj::Page(pfn) | Obj::Data(pfn) | Obj::Frame { pfn, .. } => {
+                Some(pfn)
+            }
             Obj::Lock(id) if id >= Self::PAGE_LOCK_BASE => Some((id - Self::PAGE_LOCK_BASE) as u32),
             Obj::Lock(id) if id >= Self::PTL_BASE => Some((id - Self::PTL_BASE) as u32),
             _ => None,
+        }
+    }
+
+    /// True if this object lives in a frame of the block `[pfn, pfn + (1 << order))`.
+    pub fn in_block(self, pfn: u32, order: u8) -> bool {
+        self.frame()
+            .is_some_and(|p| p >= pfn && (p as u64) < pfn as u64 + (1u64 << order))
+    }
+}
+
+/// Strict mode's rule: may a step that announced `ev` touch `obj`? `fresh` lists the frames the
+/// step allocated (nobody else can reach them before they are published by a later step).
+///
+/// A step touches what it announced; a shootdown, IPI broadcast or TLB scan touches every CPU's
+/// IRQ and TLB state (the dependency relation orders them against every such access); a frame
+/// free touches every object in its block; anything may touch a frame it allocated in this step;
+/// and every access through a frame reference reads that frame's generation, which only frees
+/// and allocations (dependent with every object of the frame) change.
+pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
+    if ev.obj == obj {
+        return true;
+    }
+    match ev.access {
+        Access::Flush | Access::IpiSync | Access::TlbScan
+            if matches!(obj, Obj::Irq(_) | Obj::Tlb(_)) =>
+        {
+            return true
+        }
+        Access::FrameFree => {
+            if let Obj::Frame { pfn, order } = ev.obj {
+                if obj.in_block(pfn, order) {
+                    return true;
+                }
+            }
+        }
+        Access::FrameAlloc if obj == Obj::Alloc => return true,
+        _ => {}
+    }
+    if let Some(p) = obj.frame() {
+        if fresh.contains(&p) {
+            return true;
+        }
+        if matches!(obj, Obj::Frame { order: 0, .. }) && ev.obj.frame() == Some(p) {
+            return true;
+        }
+    }
+    false
+}
+
+impl Obj {
+    /// A short name for strict-mode reports.
+    pub fn describe(self) -> String {
+        match self {
+            Obj::Lock(id) if id >= Obj::PAGE_LOCK_BASE => {
+                format!("folio_lock(pfn {})", id - Obj::PAGE_LOCK_BASE)
+            }
+            Obj::Lock(id) if id >= Obj::PTL_BASE => format!("ptl(pfn {})", id - Obj::PTL_BASE),
+            Obj::Lock(id) => format!("lock#{id}"),
+            Obj::Entry { pfn, idx } => format!("entry[{pfn}:{idx}]"),
+            Obj::Page(p) => format!("struct page pfn {p}"),
+            Obj::Data(p) => format!("data pfn {p}"),
+            Obj::Alloc => "the frame allocator".into(),
+            Obj::Frame { pfn, order: 0 } => format!("frame state pfn {pfn}"),
+            Obj::Frame { pfn, order } => format!("frames pfn {pfn} order {order}"),
+            Obj::Rcu => "rcu".into(),
+            Obj::Irq(c) => format!("CPU{c} irq state"),
+            Obj::Tlb(c) => format!("CPU{c} TLB"),
+            Obj::Var(id) => format!("var#{id}"),
         }
     }
 }

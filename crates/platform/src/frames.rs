@@ -13,7 +13,7 @@ use crate::machine::Cpu;
 use crate::spinlock::SpinLock;
 use crate::violation::ViolationKind;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// A physical frame as seen by whoever derived it: pfn plus the generation at derivation.
@@ -55,27 +55,149 @@ impl FrameKind {
     }
 }
 
-/// The `struct page` / `struct folio` fields the model uses. Meaningful on the head frame of a
+/// The `struct page` / `struct folio` words the model uses. Meaningful on the head frame of a
 /// folio unless noted; the kernel crate gives them meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageField {
+    Refcount,
+    /// Total mapcount of the folio (head) or of this page (tail: per-page mapcount).
+    Mapcount,
+    Pincount,
+    /// PMD mappings of the whole folio (`_entire_mapcount`), head only.
+    EntireMapcount,
+    /// Folio flags (LRU, anon, dirty, uptodate, isolated ...), defined by the kernel crate. The
+    /// lock bit is not here: the folio lock is its own object ([`Obj::page_lock_id`]).
+    Flags,
+    Order,
+    /// pfn of the folio's head frame (`compound_head`).
+    Head,
+    /// `folio->mapping`: an anon_vma id or a file id, tagged by the kernel crate.
+    Mapping,
+    /// `folio->index`: page offset in the file or the anon linear index.
+    Index,
+}
+
+const NR_PAGE_FIELDS: usize = 9;
+
+/// The fields of one `struct page`. Reached only through [`PageRef`] (announced accesses of the
+/// running CPU) or [`PagePeek`] (quiescent reads).
 #[derive(Debug, Default)]
 pub struct PageMeta {
-    pub refcount: AtomicI64,
-    /// Total mapcount of the folio (head) or of this page (tail: per-page mapcount).
-    pub mapcount: AtomicI64,
-    pub pincount: AtomicI64,
-    /// PMD mappings of the whole folio (`_entire_mapcount`), head only.
-    pub entire_mapcount: AtomicI64,
-    /// Folio flags (lock bit, LRU, anon, dirty, uptodate, isolated ...), defined by the kernel crate.
-    pub flags: AtomicU64,
-    pub order: AtomicU32,
-    /// pfn of the folio's head frame (`compound_head`).
-    pub head: AtomicU32,
-    /// `folio->mapping`: an anon_vma id or a file id, tagged by the kernel crate.
-    pub mapping: AtomicU64,
-    /// `folio->index`: page offset in the file or the anon linear index.
-    pub index: AtomicU64,
+    words: [AtomicU64; NR_PAGE_FIELDS],
+    /// `PG_locked`: the folio lock (head only).
+    locked: AtomicBool,
     /// Tables deposited under this PMD table (`pmd_huge_pte`), as pfns; under the PMD lock.
-    pub deposit: Mutex<Vec<u32>>,
+    deposit: Mutex<Vec<u32>>,
+}
+
+impl PageMeta {
+    fn word(&self, f: PageField) -> &AtomicU64 {
+        &self.words[f as usize]
+    }
+}
+
+/// The `struct page` of `pfn` as the running CPU accesses it: every access touches
+/// [`Obj::Page`]`(pfn)`, which the step must have announced (strict mode checks it).
+#[derive(Clone, Copy)]
+pub struct PageRef<'m> {
+    cpu: Cpu<'m>,
+    pfn: u32,
+    meta: &'m PageMeta,
+}
+
+impl PageRef<'_> {
+    pub fn pfn(&self) -> u32 {
+        self.pfn
+    }
+
+    #[track_caller]
+    fn w(&self, f: PageField) -> &AtomicU64 {
+        self.cpu.touch(Obj::Page(self.pfn));
+        self.meta.word(f)
+    }
+
+    /// Read a field.
+    #[track_caller]
+    pub fn get(&self, f: PageField) -> u64 {
+        self.w(f).load(Ordering::SeqCst)
+    }
+
+    /// Read a counter field.
+    #[track_caller]
+    pub fn count(&self, f: PageField) -> i64 {
+        self.get(f) as i64
+    }
+
+    #[track_caller]
+    pub fn set(&self, f: PageField, v: u64) {
+        self.w(f).store(v, Ordering::SeqCst)
+    }
+
+    /// `atomic_add`: returns the old value.
+    #[track_caller]
+    pub fn add(&self, f: PageField, n: i64) -> i64 {
+        self.w(f).fetch_add(n as u64, Ordering::SeqCst) as i64
+    }
+
+    /// Set bits; returns the old value.
+    #[track_caller]
+    pub fn or(&self, f: PageField, bits: u64) -> u64 {
+        self.w(f).fetch_or(bits, Ordering::SeqCst)
+    }
+
+    /// Clear bits; returns the old value.
+    #[track_caller]
+    pub fn and_not(&self, f: PageField, bits: u64) -> u64 {
+        self.w(f).fetch_and(!bits, Ordering::SeqCst)
+    }
+
+    /// `atomic_cmpxchg` of a counter.
+    #[track_caller]
+    pub fn cmpxchg(&self, f: PageField, old: i64, new: i64) -> Result<i64, i64> {
+        self.w(f)
+            .compare_exchange(old as u64, new as u64, Ordering::SeqCst, Ordering::SeqCst)
+            .map(|v| v as i64)
+            .map_err(|v| v as i64)
+    }
+
+    /// `pgtable_trans_huge_deposit`.
+    #[track_caller]
+    pub fn deposit_push(&self, table_pfn: u32) {
+        self.cpu.touch(Obj::Page(self.pfn));
+        self.meta.deposit.lock().push(table_pfn);
+    }
+
+    /// `pgtable_trans_huge_withdraw`.
+    #[track_caller]
+    pub fn deposit_pop(&self) -> Option<u32> {
+        self.cpu.touch(Obj::Page(self.pfn));
+        self.meta.deposit.lock().pop()
+    }
+}
+
+/// Quiescent, unannounced reads of a `struct page` (invariant checks, reports, set-up): strict
+/// mode reports one made from inside a thread's step.
+#[derive(Clone, Copy)]
+pub struct PagePeek<'m> {
+    meta: &'m PageMeta,
+}
+
+impl PagePeek<'_> {
+    pub fn get(&self, f: PageField) -> u64 {
+        self.meta.word(f).load(Ordering::SeqCst)
+    }
+
+    pub fn count(&self, f: PageField) -> i64 {
+        self.get(f) as i64
+    }
+
+    pub fn locked(&self) -> bool {
+        self.meta.locked.load(Ordering::SeqCst)
+    }
+
+    pub fn deposit(&self) -> Vec<u32> {
+        self.meta.deposit.lock().clone()
+    }
 }
 
 /// One physical frame.
@@ -83,10 +205,10 @@ pub struct Frame {
     state: AtomicU64,
     words: OnceLock<Box<[AtomicU64]>>,
     /// Contents of a data page: one word per page is enough to detect lost writes.
-    pub data: AtomicU64,
+    data: AtomicU64,
     /// The split PTL (PTE tables) or split PMD lock (PMD tables) living in this page.
     pub ptl: SpinLock,
-    pub page: PageMeta,
+    page: PageMeta,
     freed_by: Mutex<Option<(usize, Vec<&'static str>)>>,
 }
 
@@ -174,6 +296,19 @@ impl Frames {
         &self.frames[pfn as usize]
     }
 
+    /// Unannounced reads of the `struct page` of `pfn` (quiescent code only: the caller holds a
+    /// [`crate::Machine`] and calls [`crate::Machine::page_peek`], which checks that).
+    pub(crate) fn page_peek(&self, pfn: u32) -> PagePeek<'_> {
+        PagePeek {
+            meta: &self.frames[pfn as usize].page,
+        }
+    }
+
+    /// Unannounced read of a data word (quiescent code only, see [`crate::Machine::data_peek`]).
+    pub(crate) fn data_peek(&self, pfn: u32) -> u64 {
+        self.frames[pfn as usize].data.load(Ordering::SeqCst)
+    }
+
     /// What the frame is now.
     pub fn kind(&self, pfn: u32) -> FrameKind {
         self.frames
@@ -200,7 +335,12 @@ impl Frames {
     }
 
     /// Check an access through `r`; report a use-after-free on `cpu` if it is stale.
+    #[track_caller]
     pub fn check(&self, cpu: &Cpu<'_>, r: FrameRef, what: &str) -> bool {
+        cpu.touch(Obj::Frame {
+            pfn: r.pfn,
+            order: 0,
+        });
         if self.is_live(r) {
             return true;
         }
@@ -274,17 +414,17 @@ impl Frames {
             f.ptl.reset();
             f.data.store(0, Ordering::SeqCst);
             let m = &f.page;
-            m.refcount
-                .store(if q == head { 1 } else { 0 }, Ordering::SeqCst);
-            m.mapcount.store(0, Ordering::SeqCst);
-            m.pincount.store(0, Ordering::SeqCst);
-            m.entire_mapcount.store(0, Ordering::SeqCst);
-            m.flags.store(0, Ordering::SeqCst);
-            m.order
-                .store(if q == head { order } else { 0 }, Ordering::SeqCst);
-            m.head.store(head as u32, Ordering::SeqCst);
-            m.mapping.store(0, Ordering::SeqCst);
-            m.index.store(0, Ordering::SeqCst);
+            for w in &m.words {
+                w.store(0, Ordering::SeqCst);
+            }
+            m.word(PageField::Refcount)
+                .store(u64::from(q == head), Ordering::SeqCst);
+            if q == head {
+                m.word(PageField::Order)
+                    .store(order as u64, Ordering::SeqCst);
+            }
+            m.word(PageField::Head).store(head as u64, Ordering::SeqCst);
+            m.locked.store(false, Ordering::SeqCst);
             m.deposit.lock().clear();
             if let FrameKind::Table(_) = kind {
                 for w in self.words(q as u32) {
@@ -294,13 +434,20 @@ impl Frames {
             f.state
                 .store((gen as u64) << 16 | kind.encode(), Ordering::SeqCst);
         }
+        cpu.m.backend().allocated(cpu.id, head as u32, order);
         Some(self.current(head as u32))
     }
 
     /// Free the block of `1 << order` frames headed by `r`. Freeing a stale reference is a
     /// double free (or a use-after-free if the frame was reused).
     pub fn free(&self, cpu: &Cpu<'_>, r: FrameRef, order: u32) {
-        cpu.visible(Obj::Frame(r.pfn), Access::FrameFree);
+        cpu.visible(
+            Obj::Frame {
+                pfn: r.pfn,
+                order: order as u8,
+            },
+            Access::FrameFree,
+        );
         if !self.is_live(r) {
             let kind = self.kind(r.pfn);
             let k = if kind == FrameKind::Free {
@@ -385,8 +532,11 @@ impl<'m> Cpu<'m> {
             .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
     }
 
-    /// Read a table's entries without visible events or checks (quiescent invariant checks only).
+    /// Read a table's entries without visible events or checks (quiescent invariant checks only;
+    /// strict mode reports a peek inside a step).
+    #[track_caller]
     pub fn entry_peek(&self, t: FrameRef, idx: usize) -> u64 {
+        self.m.peek_check();
         self.m.frames.words(t.pfn)[idx].load(Ordering::SeqCst)
     }
 
@@ -412,11 +562,100 @@ impl<'m> Cpu<'m> {
         self.m.frames.frame(p.pfn).data.store(v, Ordering::SeqCst)
     }
 
-    /// Announce and perform an access to the `struct page` fields of `pfn`.
+    /// Announce an access to the `struct page` fields of `pfn` and return them.
     #[inline]
-    pub fn page(&self, pfn: u32, access: Access) -> &'m PageMeta {
+    pub fn page(&self, pfn: u32, access: Access) -> PageRef<'m> {
         self.visible(Obj::Page(pfn), access);
-        &self.m.frames.frame(pfn).page
+        self.page_in_step(pfn)
+    }
+
+    /// The `struct page` fields of `pfn`, for a step that already announced them.
+    #[inline]
+    pub fn page_in_step(&self, pfn: u32) -> PageRef<'m> {
+        PageRef {
+            cpu: *self,
+            pfn,
+            meta: &self.m.frames.frame(pfn).page,
+        }
+    }
+
+    /// `pfn_to_page` of a pfn read from an entry or a `struct page`: a reference at the frame's
+    /// generation now. Reading the generation is an announced read of the frame's state, so the
+    /// explorer orders it against frees of the frame (an unannounced read in the step of the
+    /// entry read could be reordered after a free and a reuse and hide the use-after-free).
+    #[inline]
+    pub fn frame_ref(&self, pfn: u32) -> FrameRef {
+        self.visible(Obj::Frame { pfn, order: 0 }, Access::Read);
+        self.m.frames.current(pfn)
+    }
+
+    /// `frame_ref` in a step that already announced an object of frame `pfn`.
+    #[inline]
+    #[track_caller]
+    pub fn frame_ref_in_step(&self, pfn: u32) -> FrameRef {
+        self.touch(Obj::Frame { pfn, order: 0 });
+        self.m.frames.current(pfn)
+    }
+
+    /// True if `r` is live; a read of the frame's state in the running step.
+    #[inline]
+    #[track_caller]
+    pub fn frame_is_live(&self, r: FrameRef) -> bool {
+        self.touch(Obj::Frame {
+            pfn: r.pfn,
+            order: 0,
+        });
+        self.m.frames.is_live(r)
+    }
+
+    /// `folio_trylock` of the folio headed at `pfn` (announced as a trylock of its lock).
+    pub fn folio_trylock_raw(&self, pfn: u32) -> bool {
+        let id = Obj::page_lock_id(pfn);
+        self.visible(Obj::Lock(id), Access::TryAcquire);
+        let ok = !self.m.frames.frame(pfn).page.locked.swap(true, Ordering::SeqCst);
+        self.trylock_result(id, ok);
+        ok
+    }
+
+    /// `folio_lock`: sleep until the folio lock is free, then take it.
+    pub fn folio_lock_raw(&self, pfn: u32) {
+        let l = &self.m.frames.frame(pfn).page.locked;
+        self.wait_for(
+            Obj::Lock(Obj::page_lock_id(pfn)),
+            Access::Acquire,
+            &|| !l.load(Ordering::SeqCst),
+            &mut || !l.swap(true, Ordering::SeqCst),
+        );
+    }
+
+    /// `__folio_set_locked` on a folio nobody else can see yet (announced as an acquire).
+    pub fn folio_set_locked_new(&self, pfn: u32) {
+        self.visible(Obj::Lock(Obj::page_lock_id(pfn)), Access::Acquire);
+        let old = self.m.frames.frame(pfn).page.locked.swap(true, Ordering::SeqCst);
+        self.warn_on(old, "__folio_set_locked on a locked folio");
+    }
+
+    /// `folio_wait_bit(PG_locked)`: sleep until the folio is unlocked (without taking it).
+    pub fn folio_wait_unlocked_raw(&self, pfn: u32) {
+        let l = &self.m.frames.frame(pfn).page.locked;
+        self.block(
+            Obj::Lock(Obj::page_lock_id(pfn)),
+            Access::Read,
+            &|| !l.load(Ordering::SeqCst),
+        );
+    }
+
+    /// `folio_unlock`; returns false if it was not locked.
+    pub fn folio_unlock_raw(&self, pfn: u32) -> bool {
+        self.visible(Obj::Lock(Obj::page_lock_id(pfn)), Access::Release);
+        self.m.frames.frame(pfn).page.locked.swap(false, Ordering::SeqCst)
+    }
+
+    /// `folio_test_locked`, read in a step that announced the folio's lock.
+    #[track_caller]
+    pub fn folio_test_locked_in_step(&self, pfn: u32) -> bool {
+        self.touch(Obj::Lock(Obj::page_lock_id(pfn)));
+        self.m.frames.frame(pfn).page.locked.load(Ordering::SeqCst)
     }
 }
 
@@ -448,7 +687,7 @@ mod tests {
         assert_eq!(fr.nr_used(), 3);
         assert_eq!(fr.kind(b.pfn), FrameKind::Table(1));
         assert!(fr.is_live(b));
-        assert_eq!(fr.frame(a.pfn).page.refcount.load(Ordering::SeqCst), 1);
+        assert_eq!(m.page_peek(a.pfn).count(PageField::Refcount), 1);
         fr.free(&c, b, 0);
         assert_eq!(fr.kind(b.pfn), FrameKind::Free);
         assert!(!fr.is_live(b));
@@ -581,13 +820,13 @@ mod tests {
             assert_eq!(f.pfn % n, 0, "order {order} at pfn {}", f.pfn);
             for q in f.pfn..f.pfn + n {
                 assert_eq!(fr.kind(q), FrameKind::Data);
-                let pm = &fr.frame(q).page;
-                assert_eq!(pm.head.load(Ordering::SeqCst), f.pfn);
+                let pm = m.page_peek(q);
+                assert_eq!(pm.get(PageField::Head), f.pfn as u64);
                 let head = q == f.pfn;
-                assert_eq!(pm.refcount.load(Ordering::SeqCst), i64::from(head));
+                assert_eq!(pm.count(PageField::Refcount), i64::from(head));
                 assert_eq!(
-                    pm.order.load(Ordering::SeqCst),
-                    if head { order } else { 0 }
+                    pm.get(PageField::Order),
+                    if head { order as u64 } else { 0 }
                 );
             }
             assert_ne!(f.pfn, single.pfn);

@@ -16,14 +16,26 @@ pub struct IrqGuard<'m> {
 
 impl Drop for IrqGuard<'_> {
     fn drop(&mut self) {
-        self.cpu
-            .visible(Obj::Irq(self.cpu.id as u16), Access::IrqEnable);
-        let st = self.cpu.state();
+        let cpu = self.cpu;
+        cpu.visible(Obj::Irq(cpu.id as u16), Access::IrqEnable);
+        let st = cpu.state();
+        // LOCKING: `ipi_flush` orders this transition against a shootdown sender deciding
+        // whether this CPU takes its IPI now or when it next enables IRQs (native backend).
+        let mut q = st.ipi_flush.lock();
         if st.irq_depth.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // IRQs are on again: pending IPIs are handled here, before anything else runs.
+            if !q.is_empty() {
+                cpu.touch(Obj::Tlb(cpu.id as u16));
+                let mut t = st.tlb.lock();
+                for (mm, start, end, tables) in q.drain(..) {
+                    t.flush(mm, start, end, tables);
+                }
+            }
             st.irq_ctr.fetch_add(1, Ordering::SeqCst);
         }
+        drop(q);
         if self.rcu {
-            self.cpu.rcu_exit();
+            cpu.rcu_exit();
         }
     }
 }
@@ -39,9 +51,11 @@ impl<'m> Cpu<'m> {
     fn irq_off(&self, rcu: bool) -> IrqGuard<'m> {
         self.visible(Obj::Irq(self.id as u16), Access::IrqDisable);
         let st = self.state();
+        let q = st.ipi_flush.lock();
         if st.irq_depth.fetch_add(1, Ordering::SeqCst) == 0 {
             st.irq_ctr.fetch_add(1, Ordering::SeqCst);
         }
+        drop(q);
         if rcu {
             self.rcu_enter();
         }
@@ -63,11 +77,17 @@ impl<'m> Cpu<'m> {
         self.state().irq_depth.load(Ordering::SeqCst) != 0
     }
 
+    /// Every CPU's IRQ-off counter; called in the step that sends an IPI (announced with a
+    /// global event, which covers every CPU's IRQ state).
     pub(crate) fn irq_snapshot(&self) -> Vec<u64> {
         self.m
             .cpus
             .iter()
-            .map(|c| c.irq_ctr.load(Ordering::SeqCst))
+            .enumerate()
+            .map(|(i, c)| {
+                self.touch(Obj::Irq(i as u16));
+                c.irq_ctr.load(Ordering::SeqCst)
+            })
             .collect()
     }
 
@@ -78,12 +98,17 @@ impl<'m> Cpu<'m> {
         self.ipi_sync_all();
     }
 
-    /// The IPI broadcast itself.
+    /// The IPI broadcast itself: sent in one step (which sees who is IRQ-off at that instant),
+    /// waited for in the next ones.
     pub fn ipi_sync_all(&self) {
         if self.warn_on(self.irqs_disabled(), "smp_call_function with IRQs disabled") {
             return;
         }
+        self.visible(Obj::Irq(self.id as u16), Access::IpiSync);
         let snap = self.irq_snapshot();
+        if ipi_done(&snap, self) {
+            return;
+        }
         self.wait_for(
             Obj::Irq(self.id as u16),
             Access::IpiSync,

@@ -9,6 +9,7 @@ use crate::rcu::RcuState;
 use crate::tlb::Tlb;
 use crate::violation::{Violation, ViolationKind};
 use parking_lot::Mutex;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Sizes of a machine.
@@ -47,6 +48,10 @@ pub struct CpuState {
     pub(crate) rcu_depth: AtomicU32,
     /// The CPU's TLB: leaf and paging-structure caches.
     pub(crate) tlb: Mutex<Tlb>,
+    /// Shootdowns that reached this CPU while it was IRQ-off: `(mm, start, end, tables)`, run by
+    /// the IPI handler when the CPU next enables IRQs. The lock also orders IRQ-state changes
+    /// against a sender's decision to flush now or queue (native backend).
+    pub(crate) ipi_flush: Mutex<Vec<(u64, u64, u64, bool)>>,
     /// The mm whose translations this CPU is using (0: none), for shootdown targeting.
     pub(crate) loaded_mm: AtomicU64,
     /// Kernel functions active on this CPU, for traces and reports.
@@ -75,6 +80,7 @@ impl Machine {
                 rcu_ctr: AtomicU64::new(0),
                 rcu_depth: AtomicU32::new(0),
                 tlb: Mutex::new(Tlb::new(config.tlb_entries)),
+                ipi_flush: Mutex::new(Vec::new()),
                 loaded_mm: AtomicU64::new(0),
                 stack: Mutex::new(Vec::with_capacity(16)),
             })
@@ -137,6 +143,28 @@ impl Machine {
     pub fn backend(&self) -> &dyn Backend {
         &*self.backend
     }
+
+    /// The `struct page` of `pfn`, read without announcing (set-up, quiescent checks, reports).
+    #[track_caller]
+    pub fn page_peek(&self, pfn: u32) -> crate::frames::PagePeek<'_> {
+        self.peek_check();
+        self.frames.page_peek(pfn)
+    }
+
+    /// The data word of `pfn`, read without announcing (quiescent checks).
+    #[track_caller]
+    pub fn data_peek(&self, pfn: u32) -> u64 {
+        self.peek_check();
+        self.frames.data_peek(pfn)
+    }
+
+    /// Assert that shared state is being read outside every thread's step (set-up, quiescent
+    /// checks, reports): strict mode reports a `peek` made from inside a step.
+    #[inline]
+    #[track_caller]
+    pub fn peek_check(&self) {
+        self.backend.peek(Location::caller());
+    }
 }
 
 /// The CPU running the current code path: `current` plus `smp_processor_id()`.
@@ -173,6 +201,13 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn visible(&self, obj: Obj, access: Access) {
         self.m.backend.visible(self.id, Event::new(obj, access));
+    }
+
+    /// Strict mode: this CPU touches `obj` in the step running now (see [`Backend::touch`]).
+    #[inline]
+    #[track_caller]
+    pub fn touch(&self, obj: Obj) {
+        self.m.backend.touch(self.id, obj, Location::caller());
     }
 
     /// Block until `ready()`, announcing `ev` (see [`Backend::block`]).
@@ -213,6 +248,11 @@ impl<'m> Cpu<'m> {
         FuncGuard { cpu: *self }
     }
 
+    /// The kernel functions active on this CPU, outermost first.
+    pub fn stack(&self) -> Vec<&'static str> {
+        self.state().stack.lock().clone()
+    }
+
     /// The innermost kernel function on this CPU.
     pub fn current_func(&self) -> Option<&'static str> {
         self.state().stack.lock().last().copied()
@@ -243,9 +283,12 @@ impl<'m> Cpu<'m> {
 
     /// Set the mm whose translations this CPU uses (`switch_mm`).
     pub fn switch_mm(&self, mm_id: u64) {
+        // Shootdown senders read `loaded_mm` to pick their targets.
+        self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         self.state().loaded_mm.store(mm_id, Ordering::SeqCst);
     }
 
+    /// This CPU's own `loaded_mm` (CPU-local: only this CPU writes it).
     pub fn loaded_mm(&self) -> u64 {
         self.state().loaded_mm.load(Ordering::SeqCst)
     }

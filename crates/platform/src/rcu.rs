@@ -59,6 +59,7 @@ fn gp_done(snap: &[u64], cpu: &Cpu<'_>) -> bool {
 
 impl<'m> Cpu<'m> {
     pub(crate) fn rcu_enter(&self) {
+        self.touch(Obj::Rcu);
         let st = self.state();
         if st.rcu_depth.fetch_add(1, Ordering::SeqCst) == 0 {
             st.rcu_ctr.fetch_add(1, Ordering::SeqCst);
@@ -66,6 +67,7 @@ impl<'m> Cpu<'m> {
     }
 
     pub(crate) fn rcu_exit(&self) {
+        self.touch(Obj::Rcu);
         let st = self.state();
         if st.rcu_depth.fetch_sub(1, Ordering::SeqCst) == 1 {
             st.rcu_ctr.fetch_add(1, Ordering::SeqCst);
@@ -84,7 +86,10 @@ impl<'m> Cpu<'m> {
         self.state().rcu_depth.load(Ordering::SeqCst) != 0
     }
 
+    /// Every CPU's reader counter; called in a step announced on [`Obj::Rcu`] by a grace-period
+    /// event, which the dependency relation orders against every reader boundary.
     fn rcu_snapshot(&self) -> Vec<u64> {
+        self.touch(Obj::Rcu);
         self.m
             .cpus
             .iter()
@@ -101,7 +106,13 @@ impl<'m> Cpu<'m> {
         ) {
             return;
         }
+        // The grace period starts in this step (which sees who is a reader now) and ends in a
+        // later one.
+        self.visible(Obj::Rcu, Access::GracePeriod);
         let snap = self.rcu_snapshot();
+        if gp_done(&snap, self) {
+            return;
+        }
         self.wait_for(
             Obj::Rcu,
             Access::GracePeriod,
@@ -136,6 +147,7 @@ impl<'m> Cpu<'m> {
 
     /// Run the first callback whose grace period has ended; false if none is ready.
     pub fn rcu_run_one(&self) -> bool {
+        self.visible(Obj::Rcu, Access::RcuCallback);
         let work = {
             let mut q = self.m.rcu.pending.lock();
             match q.iter().position(|p| gp_done(&p.snap, self)) {
@@ -147,7 +159,6 @@ impl<'m> Cpu<'m> {
                 None => return false,
             }
         };
-        self.visible(Obj::Rcu, Access::RcuCallback);
         self.rcu_invoke(work);
         true
     }

@@ -61,7 +61,7 @@ impl Tlb {
         }
     }
 
-    fn flush(&mut self, mm: u64, start: u64, end: u64, tables: bool) {
+    pub(crate) fn flush(&mut self, mm: u64, start: u64, end: u64, tables: bool) {
         self.leaves.retain(|e| !e.overlaps(mm, start, end));
         if tables {
             self.walk.retain(|w| {
@@ -127,43 +127,51 @@ impl<'m> Cpu<'m> {
     /// `flush_tlb_range` (or `flush_tlb_mm` with the whole range): drop `[start, end)` (page
     /// numbers) of `mm` from this CPU and, by IPI, from every CPU that has `mm` loaded or cached.
     /// `tables` also drops paging-structure caches (`freed_tables`).
+    ///
+    /// The IPI is sent in one step, which picks the targets and sees their IRQ state at that
+    /// instant: a target with IRQs on takes the IPI at once (its TLB is flushed in this step); a
+    /// target that is IRQ-off takes it when it next enables IRQs (its handler flushes then, see
+    /// [`crate::IrqGuard`]). The sender then waits, in later steps, until every such target has.
     pub fn flush_tlb_range(&self, mm: u64, start: u64, end: u64, tables: bool) {
         let _f = self.enter("flush_tlb_range");
+        self.visible(Obj::Tlb(self.id as u16), Access::Flush);
         self.state().tlb.lock().flush(mm, start, end, tables);
-        let targets: Vec<bool> = self
-            .m
-            .cpus
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                i != self.id
-                    && (c.loaded_mm.load(Ordering::SeqCst) == mm || {
-                        let t = c.tlb.lock();
-                        t.leaves.iter().any(|e| e.mm == mm) || t.walk.iter().any(|w| w.mm == mm)
-                    })
-            })
-            .collect();
-        if targets.iter().any(|&t| t) {
+        let mut waiting = false;
+        let mut snap = vec![0u64; self.m.cpus.len()];
+        for (i, c) in self.m.cpus.iter().enumerate() {
+            if i == self.id {
+                continue;
+            }
+            self.touch(Obj::Tlb(i as u16));
+            self.touch(Obj::Irq(i as u16));
+            let target = c.loaded_mm.load(Ordering::SeqCst) == mm || {
+                let t = c.tlb.lock();
+                t.leaves.iter().any(|e| e.mm == mm) || t.walk.iter().any(|w| w.mm == mm)
+            };
+            if !target {
+                continue;
+            }
             if self.warn_on(self.irqs_disabled(), "TLB shootdown with IRQs disabled") {
                 return;
             }
-            let snap: Vec<u64> = self
-                .irq_snapshot()
-                .into_iter()
-                .zip(&targets)
-                .map(|(s, &t)| if t { s } else { 0 })
-                .collect();
+            // LOCKING: the target's `ipi_flush` lock orders this decision against its IRQ-state
+            // changes (native backend).
+            let mut q = c.ipi_flush.lock();
+            if c.irq_depth.load(Ordering::SeqCst) == 0 {
+                c.tlb.lock().flush(mm, start, end, tables);
+            } else {
+                q.push((mm, start, end, tables));
+                snap[i] = c.irq_ctr.load(Ordering::SeqCst);
+                waiting = true;
+            }
+        }
+        if waiting {
             self.wait_for(
                 Obj::Tlb(self.id as u16),
                 Access::Flush,
                 &|| ipi_done(&snap, self),
                 &mut || ipi_done(&snap, self),
             );
-            for (i, c) in self.m.cpus.iter().enumerate() {
-                if targets[i] {
-                    c.tlb.lock().flush(mm, start, end, tables);
-                }
-            }
         }
     }
 
@@ -178,6 +186,7 @@ impl<'m> Cpu<'m> {
         self.visible(Obj::Tlb(self.id as u16), Access::TlbScan);
         let mut out = Vec::new();
         for (i, c) in self.m.cpus.iter().enumerate() {
+            self.touch(Obj::Tlb(i as u16));
             for e in &c.tlb.lock().leaves {
                 let p = e.page.pfn;
                 let len = 1u32 << e.shift;
@@ -198,6 +207,7 @@ impl<'m> Cpu<'m> {
 
     /// Drop every cached translation of `mm` on this CPU only (context switch with a new ASID).
     pub fn local_flush_mm(&self, mm: u64) {
+        self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         self.state().tlb.lock().flush(mm, 0, u64::MAX, true);
     }
 }

@@ -18,6 +18,9 @@ pub enum ViolationKind {
     CounterMismatch,
     BadPopulate,
     WalkerResult,
+    /// Strict mode: the model touched shared state its step did not announce (a model bug that
+    /// would make the explorer's partial-order reduction unsound), or peeked inside a step.
+    Unannounced,
 }
 
 impl ViolationKind {
@@ -37,11 +40,12 @@ impl ViolationKind {
             ViolationKind::CounterMismatch => "counter-mismatch",
             ViolationKind::BadPopulate => "bad-populate",
             ViolationKind::WalkerResult => "walker-result",
+            ViolationKind::Unannounced => "unannounced-access",
         }
     }
 
     /// Every kind, for parsing and listing.
-    pub const ALL: [ViolationKind; 13] = [
+    pub const ALL: [ViolationKind; 14] = [
         ViolationKind::UseAfterFree,
         ViolationKind::DoubleFree,
         ViolationKind::RmapMissed,
@@ -55,6 +59,7 @@ impl ViolationKind {
         ViolationKind::CounterMismatch,
         ViolationKind::BadPopulate,
         ViolationKind::WalkerResult,
+        ViolationKind::Unannounced,
     ];
 
     /// Parse a kebab-case name.

@@ -281,37 +281,20 @@ impl KernelModel {
     /// `check`: peek at the live tables and the data.
     fn check(&self, cx: Ctx<'_>, mm: &MmStruct, addr: u64, what: crate::CheckWhat) {
         use crate::CheckWhat;
-        use mmcheck_kernel::arch::pgtable::Entry;
-        let g = cx.geo();
-        let pmd = pmd_off(cx, mm, addr);
-        let pmdv = pmd.map(|p| Entry(cx.cpu.entry_peek(p.table, p.idx)));
-        let huge = pmdv.is_some_and(|v| v.huge_leaf() && v.present());
-        let pfn = mmcheck_kernel::mm::pgtable::peek_translation(cx, mm, addr);
+        
+        // A check in a thread is a racy software walk like any other: announced reads.
+        let (pfn, huge) = mmcheck_kernel::mm::pgtable::read_translation(cx, mm, addr);
+        let value = pfn.map(|p| cx.cpu.data_read(cx.cpu.frame_ref(p)));
         let ok = match what {
             CheckWhat::Huge => huge,
             CheckWhat::Small => pfn.is_some() && !huge,
             CheckWhat::Unmapped => pfn.is_none(),
-            CheckWhat::Value(v) => pfn.is_some_and(|p| {
-                cx.k.machine
-                    .frames
-                    .frame(p)
-                    .data
-                    .load(std::sync::atomic::Ordering::SeqCst)
-                    == v
-            }),
+            CheckWhat::Value(v) => value == Some(v),
         };
-        let _ = g;
         if !ok {
             let state = match (huge, pfn) {
                 (true, Some(p)) => format!("PMD-mapped (pfn {p})"),
-                (false, Some(p)) => format!(
-                    "PTE-mapped (pfn {p}, value {})",
-                    cx.k.machine
-                        .frames
-                        .frame(p)
-                        .data
-                        .load(std::sync::atomic::Ordering::SeqCst)
-                ),
+                (false, Some(p)) => format!("PTE-mapped (pfn {p}, value {})", value.unwrap_or(0)),
                 _ => "not mapped".to_string(),
             };
             cx.cpu.report(
@@ -550,8 +533,7 @@ impl Model for KernelModel {
                 });
             }
             let hz = k
-                .huge_zero
-                .lock()
+                .huge_zero_peek()
                 .map_or(0, |_| 1usize << k.geo.pmd_order());
             let used = k.machine.frames.nr_used();
             // The zero page, the huge zero folio, and nothing else outlives the mm.

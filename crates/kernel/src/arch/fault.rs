@@ -13,7 +13,7 @@ use mmcheck_platform::{FrameRef, TlbEntry, ViolationKind, WalkCacheEntry};
 /// The frame backing `vpn` under translation `e`.
 fn frame_of(cx: Ctx<'_>, e: &TlbEntry, vpn: u64) -> FrameRef {
     let off = (vpn - (e.vpn >> e.shift << e.shift)) as u32;
-    cx.k.machine.frames.current(e.page.pfn + off)
+    cx.cpu.frame_ref(e.page.pfn + off)
 }
 
 /// Perform the access through a translation; `None` if it does not allow it.
@@ -67,7 +67,7 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
                     mm: mm.id,
                     vpn,
                     shift: g.bits,
-                    page: cx.k.machine.frames.current(e.pfn()),
+                    page: cx.cpu.frame_ref(e.pfn()),
                     writable: e.write(),
                 };
                 cx.cpu.tlb_fill(te);
@@ -97,7 +97,7 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
         mm: mm.id,
         vpn,
         shift: 0,
-        page: cx.k.machine.frames.current(e.pfn()),
+        page: cx.cpu.frame_ref(e.pfn()),
         writable: e.write(),
     };
     cx.cpu.tlb_fill(te);

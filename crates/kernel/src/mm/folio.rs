@@ -3,10 +3,8 @@
 //! reference goes. Freeing checks the TLB oracle: no CPU may still hold a translation to the page.
 
 use crate::Ctx;
-use mmcheck_platform::{Access, FrameKind, FrameRef, Obj, ViolationKind};
-use std::sync::atomic::Ordering;
+use mmcheck_platform::{Access, FrameKind, FrameRef, Obj, PageField as F, ViolationKind};
 
-pub const PG_LOCKED: u64 = 1 << 0;
 pub const PG_LRU: u64 = 1 << 1;
 pub const PG_DIRTY: u64 = 1 << 2;
 pub const PG_UPTODATE: u64 = 1 << 3;
@@ -26,23 +24,18 @@ pub fn mapping_file(file_id: u64) -> u64 {
 
 /// The head of the folio containing `pfn` (`page_folio`).
 pub fn page_folio(cx: Ctx<'_>, pfn: u32) -> FrameRef {
-    let head =
-        cx.k.machine
-            .frames
-            .frame(pfn)
-            .page
-            .head
-            .load(Ordering::SeqCst);
-    cx.k.machine.frames.current(head)
+    let head = cx.cpu.page(pfn, Access::Read).get(F::Head) as u32;
+    if head == pfn {
+        // The head's generation is read with its `struct page`, in this step.
+        cx.cpu.frame_ref_in_step(head)
+    } else {
+        cx.cpu.frame_ref(head)
+    }
 }
 
+/// `folio_order` (announced: a split changes it).
 pub fn folio_order(cx: Ctx<'_>, f: FrameRef) -> u32 {
-    cx.k.machine
-        .frames
-        .frame(f.pfn)
-        .page
-        .order
-        .load(Ordering::SeqCst)
+    cx.cpu.page(f.pfn, Access::Read).get(F::Order) as u32
 }
 
 pub fn folio_nr_pages(cx: Ctx<'_>, f: FrameRef) -> u64 {
@@ -50,36 +43,20 @@ pub fn folio_nr_pages(cx: Ctx<'_>, f: FrameRef) -> u64 {
 }
 
 pub fn folio_test(cx: Ctx<'_>, f: FrameRef, flag: u64) -> bool {
-    cx.cpu
-        .page(f.pfn, Access::Read)
-        .flags
-        .load(Ordering::SeqCst)
-        & flag
-        != 0
+    cx.cpu.page(f.pfn, Access::Read).get(F::Flags) & flag != 0
 }
 
 pub fn folio_set(cx: Ctx<'_>, f: FrameRef, flag: u64) {
-    cx.cpu
-        .page(f.pfn, Access::Rmw)
-        .flags
-        .fetch_or(flag, Ordering::SeqCst);
+    cx.cpu.page(f.pfn, Access::Rmw).or(F::Flags, flag);
 }
 
 pub fn folio_clear(cx: Ctx<'_>, f: FrameRef, flag: u64) {
-    cx.cpu
-        .page(f.pfn, Access::Rmw)
-        .flags
-        .fetch_and(!flag, Ordering::SeqCst);
+    cx.cpu.page(f.pfn, Access::Rmw).and_not(F::Flags, flag);
 }
 
 /// `folio_test_anon`.
 pub fn folio_test_anon(cx: Ctx<'_>, f: FrameRef) -> bool {
-    cx.cpu
-        .page(f.pfn, Access::Read)
-        .mapping
-        .load(Ordering::SeqCst)
-        & 1
-        == 1
+    cx.cpu.page(f.pfn, Access::Read).get(F::Mapping) & 1 == 1
 }
 
 /// `folio_alloc`: a zeroed folio of `order` with one reference.
@@ -89,36 +66,30 @@ pub fn folio_alloc(cx: Ctx<'_>, order: u32) -> Option<FrameRef> {
 }
 
 pub fn folio_ref_count(cx: Ctx<'_>, f: FrameRef) -> i64 {
-    cx.cpu
-        .page(f.pfn, Access::Read)
-        .refcount
-        .load(Ordering::SeqCst)
+    cx.cpu.page(f.pfn, Access::Read).count(F::Refcount)
 }
 
 /// `folio_get` / `folio_ref_add`.
 pub fn folio_ref_add(cx: Ctx<'_>, f: FrameRef, n: i64) {
+    let pr = cx.cpu.page(f.pfn, Access::Rmw);
     cx.k.machine.frames.check(&cx.cpu, f, "folio_get");
-    let old = cx
-        .cpu
-        .page(f.pfn, Access::Rmw)
-        .refcount
-        .fetch_add(n, Ordering::SeqCst);
+    let old = pr.add(F::Refcount, n);
     cx.cpu
         .warn_on(old <= 0, "folio_get on a folio with refcount 0");
 }
 
 /// `folio_try_get`: take a reference unless the count already reached zero (GUP-fast, rmap).
 pub fn folio_try_get(cx: Ctx<'_>, f: FrameRef) -> bool {
-    if !cx.k.machine.frames.is_live(f) {
+    let pr = cx.cpu.page(f.pfn, Access::Rmw);
+    if !cx.cpu.frame_is_live(f) {
         return false;
     }
-    let rc = &cx.cpu.page(f.pfn, Access::Rmw).refcount;
-    let mut cur = rc.load(Ordering::SeqCst);
+    let mut cur = pr.count(F::Refcount);
     loop {
         if cur <= 0 {
             return false;
         }
-        match rc.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+        match pr.cmpxchg(F::Refcount, cur, cur + 1) {
             Ok(_) => return true,
             Err(c) => cur = c,
         }
@@ -135,12 +106,9 @@ pub fn folio_put_refs(cx: Ctx<'_>, f: FrameRef, n: i64) {
     if f.pfn == cx.k.zero_page.pfn {
         return;
     }
+    let pr = cx.cpu.page(f.pfn, Access::Rmw);
     cx.k.machine.frames.check(&cx.cpu, f, "folio_put");
-    let old = cx
-        .cpu
-        .page(f.pfn, Access::Rmw)
-        .refcount
-        .fetch_sub(n, Ordering::SeqCst);
+    let old = pr.add(F::Refcount, -n);
     if old == n {
         free_folio(cx, f);
     } else {
@@ -171,29 +139,28 @@ fn free_folio(cx: Ctx<'_>, f: FrameRef) {
 
 /// Mappings of the page `pfn` through PTEs (`page_mapcount` without the entire part).
 pub fn page_mapcount(cx: Ctx<'_>, pfn: u32) -> i64 {
-    cx.cpu
-        .page(pfn, Access::Read)
-        .mapcount
-        .load(Ordering::SeqCst)
+    cx.cpu.page(pfn, Access::Read).count(F::Mapcount)
 }
 
-/// `folio_mapcount`: PTE mappings of every page plus PMD mappings of the whole folio.
+/// `folio_mapcount`: PTE mappings of every page plus PMD mappings of the whole folio. The model
+/// keeps per-page mapcounts only, so a large folio's total is read page by page, each read its
+/// own step (the kernel reads `_large_mapcount`, one atomic: the model's sum can see a folio
+/// half-way through a batched rmap update that the kernel's counter would not).
 pub fn folio_mapcount(cx: Ctx<'_>, f: FrameRef) -> i64 {
-    let n = folio_nr_pages(cx, f) as u32;
-    let frames = &cx.k.machine.frames;
-    let pte: i64 = (0..n)
-        .map(|i| frames.frame(f.pfn + i).page.mapcount.load(Ordering::SeqCst))
+    let head = cx.cpu.page(f.pfn, Access::Read);
+    let (order, entire, first) = (
+        head.get(F::Order) as u32,
+        head.count(F::EntireMapcount),
+        head.count(F::Mapcount),
+    );
+    let tails: i64 = (1..1u32 << order)
+        .map(|i| cx.cpu.page(f.pfn + i, Access::Read).count(F::Mapcount))
         .sum();
-    pte + frames
-        .frame(f.pfn)
-        .page
-        .entire_mapcount
-        .load(Ordering::SeqCst)
+    first + tails + entire
 }
 
 /// `folio_mapped`.
 pub fn folio_mapped(cx: Ctx<'_>, f: FrameRef) -> bool {
-    cx.cpu.visible(Obj::Page(f.pfn), Access::Read);
     folio_mapcount(cx, f) > 0
 }
 
@@ -201,61 +168,40 @@ pub fn folio_mapped(cx: Ctx<'_>, f: FrameRef) -> bool {
 /// by a PMD when `pmd`), at `index` of `anon_vma`.
 pub fn folio_add_new_anon_rmap(cx: Ctx<'_>, f: FrameRef, anon_vma_id: u64, index: u64, pmd: bool) {
     let pm = cx.cpu.page(f.pfn, Access::Write);
-    pm.mapping
-        .store(mapping_anon(anon_vma_id), Ordering::SeqCst);
-    pm.index.store(index, Ordering::SeqCst);
-    pm.flags.fetch_or(
-        PG_SWAPBACKED | PG_UPTODATE | PG_ANON_EXCLUSIVE,
-        Ordering::SeqCst,
-    );
+    pm.set(F::Mapping, mapping_anon(anon_vma_id));
+    pm.set(F::Index, index);
+    pm.or(F::Flags, PG_SWAPBACKED | PG_UPTODATE | PG_ANON_EXCLUSIVE);
+    let order = pm.get(F::Order) as u32;
     if pmd {
-        pm.entire_mapcount.fetch_add(1, Ordering::SeqCst);
+        pm.add(F::EntireMapcount, 1);
     } else {
-        for i in 0..folio_nr_pages(cx, f) as u32 {
-            cx.k.machine
-                .frames
-                .frame(f.pfn + i)
-                .page
-                .mapcount
-                .fetch_add(1, Ordering::SeqCst);
+        pm.add(F::Mapcount, 1);
+        for i in 1..1u32 << order {
+            cx.cpu.page(f.pfn + i, Access::Rmw).add(F::Mapcount, 1);
         }
     }
 }
 
 /// `folio_add_{anon,file}_rmap_pte`: one more PTE mapping of page `pfn`.
 pub fn folio_add_rmap_pte(cx: Ctx<'_>, pfn: u32) {
-    cx.cpu
-        .page(pfn, Access::Rmw)
-        .mapcount
-        .fetch_add(1, Ordering::SeqCst);
+    cx.cpu.page(pfn, Access::Rmw).add(F::Mapcount, 1);
 }
 
 /// `folio_add_{anon,file}_rmap_pmd`.
 pub fn folio_add_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
-    cx.cpu
-        .page(f.pfn, Access::Rmw)
-        .entire_mapcount
-        .fetch_add(1, Ordering::SeqCst);
+    cx.cpu.page(f.pfn, Access::Rmw).add(F::EntireMapcount, 1);
 }
 
 /// `folio_remove_rmap_pte`.
 pub fn folio_remove_rmap_pte(cx: Ctx<'_>, pfn: u32) {
-    let old = cx
-        .cpu
-        .page(pfn, Access::Rmw)
-        .mapcount
-        .fetch_sub(1, Ordering::SeqCst);
+    let old = cx.cpu.page(pfn, Access::Rmw).add(F::Mapcount, -1);
     cx.cpu
         .warn_on(old <= 0, "folio_remove_rmap_pte: mapcount underflow");
 }
 
 /// `folio_remove_rmap_pmd`.
 pub fn folio_remove_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
-    let old = cx
-        .cpu
-        .page(f.pfn, Access::Rmw)
-        .entire_mapcount
-        .fetch_sub(1, Ordering::SeqCst);
+    let old = cx.cpu.page(f.pfn, Access::Rmw).add(F::EntireMapcount, -1);
     cx.cpu
         .warn_on(old <= 0, "folio_remove_rmap_pmd: mapcount underflow");
 }
@@ -263,31 +209,29 @@ pub fn folio_remove_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
 /// `folio_lock` (sleeps while another task holds it).
 pub fn folio_lock(cx: Ctx<'_>, f: FrameRef) {
     let _g = cx.cpu.enter("folio_lock");
-    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
-    cx.cpu.wait_for(
-        Obj::Lock(lock_id(f)),
-        Access::Acquire,
-        &|| flags.load(Ordering::SeqCst) & PG_LOCKED == 0,
-        &mut || flags.fetch_or(PG_LOCKED, Ordering::SeqCst) & PG_LOCKED == 0,
-    );
+    cx.cpu.folio_lock_raw(f.pfn);
 }
 
 /// `folio_trylock`.
 pub fn folio_trylock(cx: Ctx<'_>, f: FrameRef) -> bool {
-    cx.cpu.visible(Obj::Lock(lock_id(f)), Access::TryAcquire);
-    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
-    let ok = flags.fetch_or(PG_LOCKED, Ordering::SeqCst) & PG_LOCKED == 0;
-    cx.cpu.trylock_result(lock_id(f), ok);
-    ok
+    cx.cpu.folio_trylock_raw(f.pfn)
 }
 
 /// `folio_unlock`.
 pub fn folio_unlock(cx: Ctx<'_>, f: FrameRef) {
-    cx.cpu.visible(Obj::Lock(lock_id(f)), Access::Release);
-    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
-    let old = flags.fetch_and(!PG_LOCKED, Ordering::SeqCst);
-    cx.cpu
-        .warn_on(old & PG_LOCKED == 0, "folio_unlock of an unlocked folio");
+    let was = cx.cpu.folio_unlock_raw(f.pfn);
+    cx.cpu.warn_on(!was, "folio_unlock of an unlocked folio");
+}
+
+/// `__folio_set_locked` on a new folio nobody else can see yet.
+pub fn folio_set_locked_new(cx: Ctx<'_>, f: FrameRef) {
+    cx.cpu.folio_set_locked_new(f.pfn);
+}
+
+/// `folio_test_locked`.
+pub fn folio_test_locked(cx: Ctx<'_>, f: FrameRef) -> bool {
+    cx.cpu.visible(Obj::Lock(lock_id(f)), Access::Read);
+    cx.cpu.folio_test_locked_in_step(f.pfn)
 }
 
 /// Lock ids of folio locks live in their own range (above PTL ids).
@@ -507,14 +451,14 @@ mod tests {
         let (c0, c1) = (k.ctx(0), k.ctx(1));
         let f = folio_alloc(c0, 0).unwrap();
         folio_lock(c0, f);
-        assert!(folio_test(c0, f, PG_LOCKED));
+        assert!(folio_test_locked(c0, f));
         assert!(!folio_trylock(c1, f));
         assert!(
-            folio_test(c0, f, PG_LOCKED),
+            folio_test_locked(c0, f),
             "a failed trylock keeps the lock"
         );
         folio_unlock(c0, f);
-        assert!(!folio_test(c0, f, PG_LOCKED));
+        assert!(!folio_test_locked(c0, f));
         assert!(folio_trylock(c1, f));
         folio_unlock(c1, f);
         assert!(kinds(&k).is_empty());

@@ -20,10 +20,10 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
     let ow = old.mmap_lock.write_lock(cx.cpu);
     let nw = new.mmap_lock.write_lock(cx.cpu);
     let mut res = Ok(());
-    for vma in old.all_vmas() {
+    for vma in old.all_vmas_locked(cx) {
         ow.vma_start_write(&vma.lock);
         if let Some(f) = &vma.file {
-            get_file(f);
+            get_file(cx, f);
         }
         let tmp = Arc::new(Vma::new(
             cx,
@@ -31,7 +31,7 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
             vma.start(),
             vma.end(),
             vma.pgoff(),
-            vma.flags(),
+            vma.flags(cx),
             vma.file.clone(),
         ));
         anon_vma_fork(cx, &tmp, &vma);
@@ -39,7 +39,7 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
         nw.vma_mark_attached(&tmp.lock);
         new.tree_insert(cx, tmp.clone());
         // vma_needs_copy: shared mappings without anon pages refault instead.
-        if vma.anon_vma().is_some() || !vma.is_shared() {
+        if vma.anon_vma(cx).is_some() || !vma.is_shared(cx) {
             if let Err(e) = copy_page_range(cx, &new, &tmp, old, &vma) {
                 res = Err(e);
                 break;
@@ -96,20 +96,14 @@ fn copy_huge_pmd(
         pgtable::free_table(cx, table);
         return Ok(());
     }
-    let f = cx.k.machine.frames.current(v.pfn());
+    let f = cx.cpu.frame_ref(v.pfn());
     if !crate::mm::huge_memory::is_huge_zero_pmd(cx, v) {
         folio::folio_ref_add(cx, f, 1);
         folio::folio_add_rmap_pmd(cx, f);
         dst_mm.add_rss(crate::mm::types::MM_ANONPAGES, 1 << g_order(cx));
         spmd.set(cx, v.wrprotect());
     }
-    cx.k.machine
-        .frames
-        .frame(dpmd.table.pfn)
-        .page
-        .deposit
-        .lock()
-        .push(table.pfn);
+    crate::mm::huge_memory::deposit(cx, dpmd, table);
     pgtable::mm_inc_nr_tables(dst_mm, 1, 1);
     dpmd.set(cx, v.wrprotect());
     Ok(())
@@ -141,7 +135,7 @@ fn copy_pte_range(
         return Ok(());
     };
     let _sg = sptl.lock(cx.cpu);
-    let cow = !src.is_shared();
+    let cow = !src.is_shared(cx);
     let mut a = addr;
     while a < end {
         let i = g.index(a, 1);

@@ -11,7 +11,6 @@ use crate::mm::pgtable::{self, EntryPtr};
 use crate::mm::types::MmStruct;
 use crate::{Ctx, Errno};
 use mmcheck_platform::{Access, FrameRef, ViolationKind};
-use std::sync::atomic::Ordering;
 
 /// A page returned by GUP with a reference (or a pin) the caller must drop.
 #[derive(Clone, Copy, Debug)]
@@ -28,8 +27,7 @@ fn grab(cx: Ctx<'_>, f: FrameRef, pin: bool) -> bool {
     if pin {
         cx.cpu
             .page(f.pfn, Access::Rmw)
-            .pincount
-            .fetch_add(1, Ordering::SeqCst);
+            .add(mmcheck_platform::PageField::Pincount, 1);
     }
     cx.cpu.smp_mb();
     true
@@ -40,8 +38,7 @@ pub fn gup_put(cx: Ctx<'_>, p: GupPage) {
     if p.pinned {
         cx.cpu
             .page(p.folio.pfn, Access::Rmw)
-            .pincount
-            .fetch_sub(1, Ordering::SeqCst);
+            .add(mmcheck_platform::PageField::Pincount, -(1));
     }
     folio::folio_put(cx, p.folio);
 }
@@ -80,7 +77,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         if write && !pmd.write() || crate::mm::huge_memory::is_huge_zero_pmd(cx, pmd) {
             return None;
         }
-        let f = cx.k.machine.frames.current(pmd.pfn());
+        let f = cx.cpu.frame_ref(pmd.pfn());
         if !grab(cx, f, pin) {
             return None;
         }
@@ -106,7 +103,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         }
     } else {
         // gup_fast_pte_range: map through the local PMD copy.
-        let table = cx.k.machine.frames.current(pmd.pfn());
+        let table = cx.cpu.frame_ref(pmd.pfn());
         let ptep = EntryPtr {
             table,
             idx: g.index(addr, 1),
@@ -127,7 +124,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
             gup_put(
                 cx,
                 GupPage {
-                    page: cx.k.machine.frames.current(page),
+                    page: cx.cpu.frame_ref(page),
                     folio: f,
                     pinned: pin,
                 },
@@ -135,7 +132,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
             return None;
         }
         GupPage {
-            page: cx.k.machine.frames.current(page),
+            page: cx.cpu.frame_ref(page),
             folio: f,
             pinned: pin,
         }
@@ -172,7 +169,7 @@ pub fn gup_slow(
         {
             let _ptl = pgtable::pmd_lock(cx, mm, pmd);
             if pmd.get(cx) == v {
-                let f = cx.k.machine.frames.current(v.pfn());
+                let f = cx.cpu.frame_ref(v.pfn());
                 if grab(cx, f, pin) {
                     let page =
                         cx.k.machine
@@ -192,7 +189,7 @@ pub fn gup_slow(
                     let f = page_folio(cx, page);
                     if grab(cx, f, pin) {
                         return Ok(GupPage {
-                            page: cx.k.machine.frames.current(page),
+                            page: cx.cpu.frame_ref(page),
                             folio: f,
                             pinned: pin,
                         });

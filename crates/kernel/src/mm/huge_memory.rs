@@ -17,51 +17,60 @@ pub fn thp_vma_allowable(cx: Ctx<'_>, vma: &Vma, addr: u64) -> bool {
     let g = cx.geo();
     let haddr = addr & g.pmd_mask();
     vma.is_anonymous()
-        && !vma.is_shared()
-        && vma.flags().has(VmFlags::HUGEPAGE)
-        && !vma.flags().has(VmFlags::NOHUGEPAGE)
+        && !vma.is_shared(cx)
+        && vma.flags(cx).has(VmFlags::HUGEPAGE)
+        && !vma.flags(cx).has(VmFlags::NOHUGEPAGE)
         && haddr >= vma.start()
         && haddr + g.pmd_size() <= vma.end()
 }
 
 /// The huge zero folio, allocated on first use and never freed (`mm_get_huge_zero_folio`).
 pub fn huge_zero_folio(cx: Ctx<'_>) -> Option<FrameRef> {
-    let mut hz = cx.k.huge_zero.lock();
-    if hz.is_none() {
-        *hz =
-            cx.k.machine
-                .frames
-                .alloc(&cx.cpu, cx.geo().pmd_order(), FrameKind::Data);
+    if let Some(z) = cx.k.huge_zero.read(&cx.cpu, |z| *z) {
+        return Some(z);
     }
-    *hz
+    // `get_huge_zero_folio`: allocate, then install unless another CPU won the race.
+    let new = cx
+        .k
+        .machine
+        .frames
+        .alloc(&cx.cpu, cx.geo().pmd_order(), FrameKind::Data)?;
+    let won = cx.k.huge_zero.write(&cx.cpu, |z| match *z {
+        Some(other) => other,
+        None => {
+            *z = Some(new);
+            new
+        }
+    });
+    if won != new {
+        cx.k.machine.frames.free(&cx.cpu, new, cx.geo().pmd_order());
+    }
+    Some(won)
 }
 
+/// `is_huge_zero_pmd` (`READ_ONCE(huge_zero_pfn)`, announced).
 pub fn is_huge_zero_pmd(cx: Ctx<'_>, pmd: Entry) -> bool {
-    pmd.huge_leaf() && cx.k.huge_zero.lock().is_some_and(|z| z.pfn == pmd.pfn())
+    pmd.huge_leaf()
+        && cx
+            .k
+            .huge_zero
+            .read(&cx.cpu, |z| z.is_some_and(|z| z.pfn == pmd.pfn()))
 }
 
 /// `pgtable_trans_huge_deposit` (PMD lock held).
 pub fn deposit(cx: Ctx<'_>, pmd: EntryPtr, table: FrameRef) {
-    cx.k.machine
-        .frames
-        .frame(pmd.table.pfn)
-        .page
-        .deposit
-        .lock()
-        .push(table.pfn);
+    cx.cpu
+        .page(pmd.table.pfn, mmcheck_platform::Access::Rmw)
+        .deposit_push(table.pfn);
 }
 
 /// `pgtable_trans_huge_withdraw` (PMD lock held).
 pub fn withdraw(cx: Ctx<'_>, pmd: EntryPtr) -> Option<FrameRef> {
-    let pfn =
-        cx.k.machine
-            .frames
-            .frame(pmd.table.pfn)
-            .page
-            .deposit
-            .lock()
-            .pop()?;
-    Some(cx.k.machine.frames.current(pfn))
+    let pfn = cx
+        .cpu
+        .page(pmd.table.pfn, mmcheck_platform::Access::Rmw)
+        .deposit_pop()?;
+    Some(cx.cpu.frame_ref(pfn))
 }
 
 /// `do_huge_pmd_anonymous_page`.
@@ -69,7 +78,7 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     let _f = cx.cpu.enter("do_huge_pmd_anonymous_page");
     let g = cx.geo();
     let haddr = vmf.addr & g.pmd_mask();
-    let av = match vmf.vma.anon_vma() {
+    let av = match vmf.vma.anon_vma(cx) {
         Some(av) => av.id,
         None if vmf.vma_locked => return VmFault::Retry,
         None => match crate::mm::rmap::anon_vma_prepare(cx, vmf.mm, vmf.vma) {
@@ -108,7 +117,7 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         pgtable::free_table(cx, pgtable);
         return VmFault::Done;
     }
-    let writable = vmf.vma.flags().has(VmFlags::WRITE);
+    let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
     folio::folio_add_new_anon_rmap(
         cx,
         f,
@@ -131,7 +140,7 @@ pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     if is_huge_zero_pmd(cx, orig) {
         let g = cx.geo();
         let haddr = vmf.addr & g.pmd_mask();
-        if let (Some(av), Some(f)) = (vmf.vma.anon_vma(), folio::folio_alloc(cx, g.pmd_order())) {
+        if let (Some(av), Some(f)) = (vmf.vma.anon_vma(cx), folio::folio_alloc(cx, g.pmd_order())) {
             let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
             if vmf.pmd.get(cx) != orig {
                 drop(ptl);
@@ -142,7 +151,7 @@ pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
             let hvpn = haddr >> g.page_shift;
             cx.cpu
                 .flush_tlb_range(vmf.mm.id, hvpn, hvpn + g.entries() as u64, true);
-            let writable = vmf.vma.flags().has(VmFlags::WRITE);
+            let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
             folio::folio_add_new_anon_rmap(
                 cx,
                 f,
@@ -162,7 +171,7 @@ pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         if vmf.pmd.get(cx) != orig {
             return VmFault::Done;
         }
-        let f = cx.k.machine.frames.current(orig.pfn());
+        let f = cx.cpu.frame_ref(orig.pfn());
         if folio::folio_ref_count(cx, f) == 1 {
             vmf.pmd
                 .set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
@@ -203,7 +212,7 @@ pub fn zap_huge_pmd(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, pmd: EntryPtr, addr: u
     tlb.add_range(cx, addr & cx.geo().pmd_mask(), cx.geo().pmd_size());
     zap_deposited_table(cx, mm, pmd);
     if !is_huge_zero_pmd(cx, orig) {
-        let f = cx.k.machine.frames.current(orig.pfn());
+        let f = cx.cpu.frame_ref(orig.pfn());
         folio::folio_remove_rmap_pmd(cx, f);
         mm.add_rss(MM_ANONPAGES, -(1 << cx.geo().pmd_order()));
         drop(ptl);
@@ -250,7 +259,7 @@ pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, _vma: &Arc<Vma>, pmd: EntryP
         cx.cpu.entry_write(table, i, e.0);
     }
     if !zero {
-        let f = cx.k.machine.frames.current(head);
+        let f = cx.cpu.frame_ref(head);
         folio::folio_remove_rmap_pmd(cx, f);
         // Each PTE mapping holds its own reference from now on.
         folio::folio_ref_add(cx, f, g.entries() as i64 - 1);

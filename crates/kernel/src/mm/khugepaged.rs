@@ -19,7 +19,6 @@ use crate::mm::types::{MmStruct, Vma, MM_ANONPAGES};
 use crate::protocol::{PmdNoneCheck, VmaWriteOrder};
 use crate::Ctx;
 use mmcheck_platform::FrameRef;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Why a collapse gave up (the `SCAN_*` results that matter here).
@@ -39,13 +38,13 @@ pub enum CollapseFail {
 /// `hugepage_vma_revalidate`: an anonymous VMA with an anon_vma spanning the whole PMD range.
 fn revalidate(cx: Ctx<'_>, mm: &MmStruct, pmd_addr: u64) -> Option<Arc<Vma>> {
     let g = cx.geo();
-    if mm.exiting.load(Ordering::SeqCst) != 0 {
+    if mm.exiting.read(&cx.cpu) != 0 {
         return None;
     }
     let vma = mm.vma_lookup(cx, pmd_addr)?;
     (vma.is_anonymous()
-        && !vma.is_shared()
-        && vma.anon_vma().is_some()
+        && !vma.is_shared(cx)
+        && vma.anon_vma(cx).is_some()
         && vma.start() <= pmd_addr
         && pmd_addr + g.pmd_size() <= vma.end())
     .then_some(vma)
@@ -151,7 +150,7 @@ pub fn collapse_huge_page_by(
         drop(w);
         return fail_put(cx, CollapseFail::PmdNull);
     };
-    let av = vma.anon_vma().expect("revalidated");
+    let av = vma.anon_vma(cx).expect("revalidated");
     let mut av_guard = Some(av.lock().write(cx.cpu));
     // pmdp_collapse_flush, under the PMD lock.
     let old_pmd = {
@@ -167,7 +166,7 @@ pub fn collapse_huge_page_by(
     let restore = |cx: Ctx<'_>| {
         let _pml = pgtable::pmd_lock(cx, mm, pmd);
         if pmd_none_check(cx, pmd) {
-            pgtable::pmd_populate(cx, pmd, cx.k.machine.frames.current(old_pmd.pfn()));
+            pgtable::pmd_populate(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
         }
     };
     // Map the detached table through the stack copy of the PMD.
@@ -268,11 +267,11 @@ pub fn collapse_huge_page_by(
     for i in 0..nr as usize {
         let pte = map.pte(first + i).get(cx);
         let v = match vm_normal_page(cx, pte) {
-            Some(p) if pte.present() => cx.cpu.data_read(cx.k.machine.frames.current(p)),
+            Some(p) if pte.present() => cx.cpu.data_read(cx.cpu.frame_ref(p)),
             _ => 0,
         };
         cx.cpu
-            .data_write(cx.k.machine.frames.current(new.pfn + i as u32), v);
+            .data_write(cx.cpu.frame_ref(new.pfn + i as u32), v);
     }
     for i in 0..nr as usize {
         let _l = ptl.lock(cx.cpu);
@@ -295,27 +294,21 @@ pub fn collapse_huge_page_by(
             if order == pmd_order {
                 folio::folio_add_new_anon_rmap(cx, new, av.id, index, true);
                 folio::folio_set(cx, new, folio::PG_LRU);
-                cx.k.machine
-                    .frames
-                    .frame(pmd.table.pfn)
-                    .page
-                    .deposit
-                    .lock()
-                    .push(old_pmd.pfn());
-                let w = vma.flags().has(crate::mm::types::VmFlags::WRITE);
+                crate::mm::huge_memory::deposit(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
+                let w = vma.flags(cx).has(crate::mm::types::VmFlags::WRITE);
                 pmd.set(cx, Entry::huge(new.pfn, w, w));
             } else {
                 // map_anon_folio_pte_nopf into the still-detached table, then publish it.
                 folio::folio_add_new_anon_rmap(cx, new, av.id, index, false);
                 folio::folio_ref_add(cx, new, nr as i64 - 1);
                 folio::folio_set(cx, new, folio::PG_LRU);
-                let w = vma.flags().has(crate::mm::types::VmFlags::WRITE);
+                let w = vma.flags(cx).has(crate::mm::types::VmFlags::WRITE);
                 for i in 0..nr as usize {
                     map.pte(first + i)
                         .set(cx, Entry::leaf(new.pfn + i as u32, w, w));
                 }
                 cx.cpu.smp_wmb();
-                pgtable::pmd_populate(cx, pmd, cx.k.machine.frames.current(old_pmd.pfn()));
+                pgtable::pmd_populate(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
             }
         }
     }

@@ -17,11 +17,10 @@ use crate::mm::types::{File, MmStruct};
 use crate::protocol::{RetractLocks, TableFree};
 use crate::Ctx;
 use mmcheck_platform::{Access, FrameRef, RcuWork};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn mm_of(cx: Ctx<'_>, id: u64) -> Option<Arc<MmStruct>> {
-    cx.k.mms().into_iter().find(|m| m.id == id)
+    cx.k.mm_by_id(id)
 }
 
 /// Free a retracted table by the configured route.
@@ -60,7 +59,7 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         (Some(file.i_mmap_rwsem.read(cx.cpu)), None)
     };
     for vma in file.i_mmap_overlapping(pgoff, pgoff + n - 1, ps) {
-        if vma.anon_vma().is_some() {
+        if vma.anon_vma(cx).is_some() {
             continue;
         }
         let Some(addr) = vma.address_of(pgoff, ps) else {
@@ -72,7 +71,7 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         let Some(mm) = mm_of(cx, vma.mm_id) else {
             continue;
         };
-        if mm.exiting.load(Ordering::SeqCst) != 0 {
+        if mm.exiting.read(&cx.cpu) != 0 {
             continue;
         }
         let Some(pmd) = pgtable::pmd_off(cx, &mm, addr) else {
@@ -101,7 +100,7 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         // there (R5: a none PMD names pfn 0).
         let ptl = pgtable::pte_lockptr(cx, &mm, v);
         let tg = (!std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu));
-        if vma.anon_vma().is_some() {
+        if vma.anon_vma(cx).is_some() {
             drop(tg);
             drop(pg);
             continue;
@@ -112,7 +111,7 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         drop(tg);
         drop(pg);
         pgtable::mm_inc_nr_tables(&mm, 1, -1);
-        free_retracted(cx, cx.k.machine.frames.current(pgt.pfn()));
+        free_retracted(cx, cx.cpu.frame_ref(pgt.pfn()));
     }
 }
 
@@ -122,19 +121,19 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
     let g = cx.geo();
     let n = g.entries() as u64;
     let start = index & !(n - 1);
-    if start + n > file.size_pages.load(Ordering::SeqCst) {
+    if start + n > file.size_pages.read(&cx.cpu) {
         return Err(CollapseFail::VmaCheck);
     }
     let new = folio::folio_alloc(cx, g.pmd_order()).ok_or(CollapseFail::AllocFailed)?;
     {
+        folio::folio_set_locked_new(cx, new);
         let pm = cx.cpu.page(new.pfn, Access::Write);
-        pm.flags.store(
-            folio::PG_LOCKED | folio::PG_SWAPBACKED | folio::PG_UPTODATE | folio::PG_LRU,
-            Ordering::SeqCst,
+        pm.set(
+            mmcheck_platform::PageField::Flags,
+            folio::PG_SWAPBACKED | folio::PG_UPTODATE | folio::PG_LRU,
         );
-        pm.mapping
-            .store(folio::mapping_file(file.id), Ordering::SeqCst);
-        pm.index.store(start, Ordering::SeqCst);
+        pm.set(mmcheck_platform::PageField::Mapping, folio::mapping_file(file.id));
+        pm.set(mmcheck_platform::PageField::Index, start);
     }
     // The cache holds one reference per slot.
     folio::folio_ref_add(cx, new, n as i64 - 1);
@@ -227,7 +226,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let Some(file) = vma.file.clone() else {
         return false;
     };
-    if vma.start() > haddr || haddr + g.pmd_size() > vma.end() || vma.anon_vma().is_some() {
+    if vma.start() > haddr || haddr + g.pmd_size() > vma.end() || vma.anon_vma(cx).is_some() {
         return false;
     }
     // 2. The folio at the range's index, locked; it must be PMD order.
@@ -314,7 +313,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     }
     if removed {
         pgtable::mm_inc_nr_tables(mm, 1, -1);
-        free_retracted(cx, cx.k.machine.frames.current(pgt_pmd.pfn()));
+        free_retracted(cx, cx.cpu.frame_ref(pgt_pmd.pfn()));
     }
     release(cx, true);
     drop(r);

@@ -104,9 +104,9 @@ fn collapse_allowed(cx: Ctx<'_>, vma: &Vma) -> bool {
         haddr >= vma.start() && haddr + pmd <= vma.end()
     };
     vma.is_anonymous()
-        && !vma.is_shared()
-        && !vma.flags().has(VmFlags::NOHUGEPAGE)
-        && vma.anon_vma().is_some()
+        && !vma.is_shared(cx)
+        && !vma.flags(cx).has(VmFlags::NOHUGEPAGE)
+        && vma.anon_vma(cx).is_some()
         && fits
 }
 

@@ -72,7 +72,7 @@ pub fn handle_mm_fault(
     vma_locked: bool,
 ) -> VmFault {
     let _f = cx.cpu.enter("handle_mm_fault");
-    if write && !vma.flags().has(VmFlags::WRITE) {
+    if write && !vma.flags(cx).has(VmFlags::WRITE) {
         return VmFault::Sigsegv;
     }
     let pmd = match pgtable::pmd_alloc(cx, mm, addr) {
@@ -174,7 +174,7 @@ fn do_pte_missing(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
 
 /// `vmf_anon_prepare`: under the VMA lock an anon_vma cannot be set up; retry with mmap.
 fn vmf_anon_prepare(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<u64, VmFault> {
-    if let Some(av) = vmf.vma.anon_vma() {
+    if let Some(av) = vmf.vma.anon_vma(cx) {
         return Ok(av.id);
     }
     if vmf.vma_locked {
@@ -188,7 +188,7 @@ fn vmf_anon_prepare(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<u64, VmFault> {
 /// `do_anonymous_page`.
 pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     let _f = cx.cpu.enter("do_anonymous_page");
-    if vmf.vma.is_shared() {
+    if vmf.vma.is_shared(cx) {
         return VmFault::Sigbus;
     }
     if pgtable::pte_alloc(cx, vmf.mm, vmf.pmd).is_err() {
@@ -213,7 +213,7 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     let Some(folio) = folio::folio_alloc(cx, 0) else {
         return VmFault::Oom;
     };
-    let writable = vmf.vma.flags().has(VmFlags::WRITE);
+    let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
     let entry = Entry::leaf(folio.pfn, writable, writable);
     let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
         folio::folio_put(cx, folio);
@@ -237,7 +237,7 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
 fn do_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     if !vmf.write {
         do_read_fault(cx, vmf)
-    } else if !vmf.vma.is_shared() {
+    } else if !vmf.vma.is_shared(cx) {
         do_cow_fault(cx, vmf)
     } else {
         do_shared_fault(cx, vmf)
@@ -258,8 +258,7 @@ fn do_read_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         + (vmf.pgoff(cx)
             - cx.cpu
                 .page(folio.pfn, mmcheck_platform::Access::Read)
-                .index
-                .load(std::sync::atomic::Ordering::SeqCst)) as u32;
+                .get(mmcheck_platform::PageField::Index)) as u32;
     let ret = finish_fault(cx, vmf, folio, page, false);
     folio::folio_unlock(cx, folio);
     if ret != VmFault::Done {
@@ -327,8 +326,7 @@ fn do_fault_around(cx: Ctx<'_>, vmf: &Vmf<'_>) -> bool {
             let first = cx
                 .cpu
                 .page(f.pfn, mmcheck_platform::Access::Read)
-                .index
-                .load(std::sync::atomic::Ordering::SeqCst);
+                .get(mmcheck_platform::PageField::Index);
             let page = f.pfn + (index - first) as u32;
             vmf.mm.add_rss(MM_SHMEMPAGES, 1);
             folio::folio_add_rmap_pte(cx, page);
@@ -359,9 +357,9 @@ fn finish_fault(cx: Ctx<'_>, vmf: &Vmf<'_>, folio: FrameRef, page: u32, anon: bo
     if !pte.get(cx).is_none() {
         return VmFault::Fallback;
     }
-    let write = vmf.write && (anon || vmf.vma.is_shared());
+    let write = vmf.write && (anon || vmf.vma.is_shared(cx));
     if anon {
-        let av = vmf.vma.anon_vma().map(|a| a.id).unwrap_or(0);
+        let av = vmf.vma.anon_vma(cx).map(|a| a.id).unwrap_or(0);
         vmf.mm.add_rss(MM_ANONPAGES, 1);
         folio::folio_add_new_anon_rmap(cx, folio, av, vmf.pgoff(cx), false);
         folio::folio_set(cx, folio, folio::PG_LRU);
@@ -392,8 +390,7 @@ fn do_cow_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     let src_index = cx
         .cpu
         .page(src.pfn, mmcheck_platform::Access::Read)
-        .index
-        .load(std::sync::atomic::Ordering::SeqCst);
+        .get(mmcheck_platform::PageField::Index);
     let src_page =
         cx.k.machine
             .frames
@@ -424,8 +421,7 @@ fn do_shared_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         + (vmf.pgoff(cx)
             - cx.cpu
                 .page(folio.pfn, mmcheck_platform::Access::Read)
-                .index
-                .load(std::sync::atomic::Ordering::SeqCst)) as u32;
+                .get(mmcheck_platform::PageField::Index)) as u32;
     let r = finish_fault(cx, vmf, folio, page, false);
     if r == VmFault::Done {
         folio::folio_set(cx, folio, folio::PG_DIRTY);
@@ -452,7 +448,7 @@ fn do_wp_page<'a>(
 ) -> VmFault {
     let _f = cx.cpu.enter("do_wp_page");
     let pte = map.pte(vmf.pte_idx(cx));
-    if vmf.vma.is_shared() {
+    if vmf.vma.is_shared(cx) {
         // wp_page_shared → wp_page_reuse (shmem has no page_mkwrite).
         pte.set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
         if let Some(p) = vm_normal_page(cx, orig) {
@@ -496,7 +492,7 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
         return VmFault::Oom;
     };
     if let Some(p) = old_page {
-        let v = cx.cpu.data_read(cx.k.machine.frames.current(p));
+        let v = cx.cpu.data_read(cx.cpu.frame_ref(p));
         cx.cpu.data_write(new, v);
     }
     let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {

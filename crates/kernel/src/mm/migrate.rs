@@ -12,10 +12,9 @@ use crate::mm::rmap::{page_vma_mapped_walk, rmap_walk, RmapLock};
 use crate::mm::types::MmStruct;
 use crate::Ctx;
 use mmcheck_platform::{Access, FrameRef, ViolationKind};
-use std::sync::atomic::Ordering;
 
 fn mm_of(cx: Ctx<'_>, id: u64) -> Option<std::sync::Arc<MmStruct>> {
-    cx.k.mms().into_iter().find(|m| m.id == id)
+    cx.k.mm_by_id(id)
 }
 
 /// `try_to_migrate`: replace every mapping of `src` (locked) with a migration entry.
@@ -128,23 +127,20 @@ pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let (mapping, index, flags) = {
         let pm = cx.cpu.page(src.pfn, Access::Read);
         (
-            pm.mapping.load(Ordering::SeqCst),
-            pm.index.load(Ordering::SeqCst),
-            pm.flags.load(Ordering::SeqCst),
+            pm.get(mmcheck_platform::PageField::Mapping),
+            pm.get(mmcheck_platform::PageField::Index),
+            pm.get(mmcheck_platform::PageField::Flags),
         )
     };
     {
         let pm = cx.cpu.page(dst.pfn, Access::Write);
-        pm.mapping.store(mapping, Ordering::SeqCst);
-        pm.index.store(index, Ordering::SeqCst);
-        pm.flags.fetch_or(
-            flags
+        pm.set(mmcheck_platform::PageField::Mapping, mapping);
+        pm.set(mmcheck_platform::PageField::Index, index);
+        pm.or(mmcheck_platform::PageField::Flags, flags
                 & (folio::PG_UPTODATE
                     | folio::PG_SWAPBACKED
                     | folio::PG_DIRTY
-                    | folio::PG_ANON_EXCLUSIVE),
-            Ordering::SeqCst,
-        );
+                    | folio::PG_ANON_EXCLUSIVE));
     }
     remove_migration_ptes(cx, src, dst);
     check_no_migration_entries(cx, src);
@@ -160,11 +156,5 @@ pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
 /// A fault on a migration entry: wait until the folio is unlocked (`migration_entry_wait`).
 pub fn migration_entry_wait(cx: Ctx<'_>, entry: Entry) {
     let _f = cx.cpu.enter("migration_entry_wait");
-    let f = cx.k.machine.frames.current(entry.pfn());
-    let flags = &cx.k.machine.frames.frame(f.pfn).page.flags;
-    cx.cpu.block(
-        mmcheck_platform::Obj::Lock(mmcheck_platform::Obj::page_lock_id(f.pfn)),
-        Access::Read,
-        &|| flags.load(Ordering::SeqCst) & folio::PG_LOCKED == 0,
-    );
+    cx.cpu.folio_wait_unlocked_raw(entry.pfn());
 }

@@ -8,7 +8,6 @@ use crate::mm::types::MmStruct;
 use crate::protocol::TableFree;
 use crate::Ctx;
 use mmcheck_platform::{FrameRef, RcuWork};
-use std::sync::atomic::Ordering;
 
 /// `struct mmu_gather`.
 pub struct MmuGather<'a> {
@@ -29,8 +28,8 @@ pub struct MmuGather<'a> {
 
 impl<'a> MmuGather<'a> {
     /// `tlb_gather_mmu` / `tlb_gather_mmu_fullmm`: also `inc_tlb_flush_pending`.
-    pub fn new(_cx: Ctx<'_>, mm: &'a MmStruct, fullmm: bool) -> Self {
-        mm.tlb_flush_pending.fetch_add(1, Ordering::SeqCst);
+    pub fn new(cx: Ctx<'_>, mm: &'a MmStruct, fullmm: bool) -> Self {
+        mm.tlb_flush_pending.add(&cx.cpu, 1);
         MmuGather {
             mm,
             fullmm,
@@ -112,13 +111,13 @@ impl<'a> MmuGather<'a> {
     /// `tlb_finish_mmu`: a nested gather (another zapper under a shared lock) forces a full flush.
     pub fn finish(mut self, cx: Ctx<'_>) {
         let _f = cx.cpu.enter("tlb_finish_mmu");
-        if self.mm.tlb_flush_nested() {
+        if self.mm.tlb_flush_nested(cx) {
             self.fullmm = true;
             self.freed_tables = true;
             self.end = 1;
         }
         self.flush_mmu(cx);
-        self.mm.tlb_flush_pending.fetch_sub(1, Ordering::SeqCst);
+        self.mm.tlb_flush_pending.add(&cx.cpu, -1);
     }
 }
 
@@ -180,7 +179,7 @@ mod tests {
         let mm = mm_alloc(cx).unwrap();
         let f = folio_alloc(cx, 0).unwrap();
         let mut tlb = MmuGather::new(cx, &mm, false);
-        assert_eq!(mm.tlb_flush_pending.load(Ordering::SeqCst), 1);
+        assert_eq!(mm.tlb_flush_pending.peek(&k.machine) as i64, 1);
         tlb.add_range(cx, BASE, PG);
         assert!(!tlb.remove_page(cx, f));
         assert!(k.machine.frames.is_live(f), "queued, not freed");
@@ -188,7 +187,7 @@ mod tests {
         tlb.flush_mmu(cx);
         assert_eq!(k.machine.frames.kind(f.pfn), FrameKind::Free);
         tlb.finish(cx);
-        assert_eq!(mm.tlb_flush_pending.load(Ordering::SeqCst), 0);
+        assert_eq!(mm.tlb_flush_pending.peek(&k.machine) as i64, 0);
         assert!(kinds(&k).is_empty());
     }
 
@@ -372,7 +371,7 @@ mod tests {
         });
         let other = MmuGather::new(c0, &mm, false);
         let mut tlb = MmuGather::new(c0, &mm, false);
-        assert!(mm.tlb_flush_nested());
+        assert!(mm.tlb_flush_nested(c0));
         tlb.add_range(c0, BASE, PG);
         tlb.finish(c0);
         assert!(
@@ -380,7 +379,7 @@ mod tests {
             "a nested gather flushes the whole mm"
         );
         other.finish(c0);
-        assert_eq!(mm.tlb_flush_pending.load(Ordering::SeqCst), 0);
+        assert_eq!(mm.tlb_flush_pending.peek(&k.machine) as i64, 0);
         assert!(kinds(&k).is_empty());
     }
 

@@ -34,30 +34,30 @@ fn copy_vma(
     let _f = cx.cpu.enter("copy_vma");
     let ps = cx.geo().page_shift;
     let mut pgoff = vma.pgoff();
-    if vma.is_anonymous() && vma.anon_vma().is_none() {
+    if vma.is_anonymous() && vma.anon_vma(cx).is_none() {
         pgoff = new_addr >> ps;
     }
     let (prev, next) = mm.neighbours(cx, new_addr, new_addr + len);
-    let compat = |p: &Arc<Vma>| match (p.anon_vma(), vma.anon_vma()) {
+    let compat = |p: &Arc<Vma>| match (p.anon_vma(cx), vma.anon_vma(cx)) {
         (Some(a), Some(b)) => a.id == b.id,
         _ => true,
     };
     let prev = prev.filter(|p| {
         p.end() == new_addr
-            && p.flags() == vma.flags()
+            && p.flags(cx) == vma.flags(cx)
             && p.file.as_ref().map(|f| f.id) == vma.file.as_ref().map(|f| f.id)
             && compat(p)
             && p.pgoff() + ((p.end() - p.start()) >> ps) == pgoff
     });
     let next = next.filter(|n| {
         n.start() == new_addr + len
-            && n.flags() == vma.flags()
+            && n.flags(cx) == vma.flags(cx)
             && n.file.as_ref().map(|f| f.id) == vma.file.as_ref().map(|f| f.id)
             && compat(n)
             && pgoff + (len >> ps) == n.pgoff()
     });
     let next = next.filter(|n| match &prev {
-        Some(p) => match (p.anon_vma(), n.anon_vma()) {
+        Some(p) => match (p.anon_vma(cx), n.anon_vma(cx)) {
             (Some(a), Some(b)) => a.id == b.id,
             _ => true,
         },
@@ -65,46 +65,46 @@ fn copy_vma(
     });
     if let Some(p) = prev {
         w.vma_start_write(&p.lock);
-        if p.anon_vma().is_none() {
-            if vma.anon_vma().is_some() {
+        if p.anon_vma(cx).is_none() {
+            if vma.anon_vma(cx).is_some() {
                 anon_vma_clone(cx, &p, vma);
             } else if let Some(n) = &next {
-                if n.anon_vma().is_some() {
+                if n.anon_vma(cx).is_some() {
                     anon_vma_clone(cx, &p, n);
                 }
             }
         }
-        let av = p.anon_vma();
+        let av = p.anon_vma(cx);
         let g = av.as_ref().map(|a| a.lock().write(cx.cpu));
         let mut end = new_addr + len;
         if let Some(n) = &next {
             w.vma_start_write(&n.lock);
             mm.tree_remove(cx, n.start());
             w.vma_mark_detached(&n.lock);
-            for a in n.anon_vma_chain.lock().drain(..) {
-                a.tree_remove(n);
+            for a in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
+                a.tree_remove(cx, n);
             }
             end = n.end();
         }
-        p.set_range(p.start(), end, p.pgoff());
+        p.set_range(cx, p.start(), end, p.pgoff());
         drop(g);
         let need = p.pgoff() <= vma.pgoff();
         return (p, need);
     }
     if let Some(n) = next {
         w.vma_start_write(&n.lock);
-        if n.anon_vma().is_none() && vma.anon_vma().is_some() {
+        if n.anon_vma(cx).is_none() && vma.anon_vma(cx).is_some() {
             anon_vma_clone(cx, &n, vma);
         }
-        let av = n.anon_vma();
+        let av = n.anon_vma(cx);
         let g = av.as_ref().map(|a| a.lock().write(cx.cpu));
         mm.tree_remove(cx, n.start());
-        for a in n.anon_vma_chain.lock().iter() {
-            a.tree_remove(&n);
+        for a in n.anon_vma_chain.read(|c| c.clone()).iter() {
+            a.tree_remove(cx, &n);
         }
-        n.set_range(new_addr, n.end(), pgoff);
-        for a in n.anon_vma_chain.lock().iter() {
-            a.tree_insert(n.clone());
+        n.set_range(cx, new_addr, n.end(), pgoff);
+        for a in n.anon_vma_chain.read(|c| c.clone()).iter() {
+            a.tree_insert(cx, n.clone());
         }
         mm.tree_insert(cx, n.clone());
         drop(g);
@@ -112,7 +112,7 @@ fn copy_vma(
         return (n, need);
     }
     if let Some(f) = &vma.file {
-        get_file(f);
+        get_file(cx, f);
     }
     let new = Arc::new(Vma::new(
         cx,
@@ -120,7 +120,7 @@ fn copy_vma(
         new_addr,
         new_addr + len,
         pgoff,
-        vma.flags(),
+        vma.flags(cx),
         vma.file.clone(),
     ));
     anon_vma_clone(cx, &new, vma);
@@ -166,7 +166,7 @@ fn move_ptes(
     let _f = cx.cpu.enter("move_ptes");
     let g = cx.geo();
     let ps = g.page_shift;
-    let av = vma.anon_vma();
+    let av = vma.anon_vma(cx);
     let _rmap = need_rmap_locks.then(|| take_rmap_locks(cx, vma, &av));
     let Some(old) = pgtable::pte_offset_map_lock(cx, mm, old_pmd) else {
         return;
@@ -221,7 +221,7 @@ fn move_normal_pmd(
     if !new_pmd.get(cx).is_none() {
         return false;
     }
-    let av = vma.anon_vma();
+    let av = vma.anon_vma(cx);
     let _rmap = (cx.proto().mremap_rmap_locks != MremapRmapLocks::Never)
         .then(|| take_rmap_locks(cx, vma, &av));
     let old_ptl = pgtable::pmd_lockptr(cx, mm, old_pmd);
@@ -235,7 +235,7 @@ fn move_normal_pmd(
         return false;
     }
     old_pmd.set(cx, Entry::NONE);
-    pgtable::pmd_populate(cx, new_pmd, cx.k.machine.frames.current(pmd.pfn()));
+    pgtable::pmd_populate(cx, new_pmd, cx.cpu.frame_ref(pmd.pfn()));
     cx.cpu.flush_tlb_range(
         mm.id,
         old_addr >> g.page_shift,
@@ -285,7 +285,7 @@ fn move_page_tables(
                     // move_huge_pmd: both PMD locks (new nested), the deposited table follows
                     // the entry (pmd_move_must_withdraw with split PMD locks).
                     let _f = cx.cpu.enter("move_huge_pmd");
-                    let av = vma.anon_vma();
+                    let av = vma.anon_vma(cx);
                     let _rmap = need_rmap_locks.then(|| take_rmap_locks(cx, vma, &av));
                     let old_ptl = pgtable::pmd_lockptr(cx, mm, old_pmd);
                     let og = old_ptl.lock(cx.cpu);

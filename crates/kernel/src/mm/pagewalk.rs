@@ -61,7 +61,7 @@ pub fn folio_walk_start<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<
         let ptl = pgtable::pmd_lock(cx, mm, pmdp);
         let pmd = pmdp.get(cx);
         if pmd.huge_leaf() && pmd.present() && !crate::mm::huge_memory::is_huge_zero_pmd(cx, pmd) {
-            let folio = cx.k.machine.frames.current(pmd.pfn());
+            let folio = cx.cpu.frame_ref(pmd.pfn());
             let page =
                 cx.k.machine
                     .frames
@@ -87,7 +87,7 @@ pub fn folio_walk_start<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<
     let page = vm_normal_page(cx, pte)?;
     let folio = page_folio(cx, page);
     Some(FolioWalk {
-        page: cx.k.machine.frames.current(page),
+        page: cx.cpu.frame_ref(page),
         folio,
         addr,
         _pte: Some(l),

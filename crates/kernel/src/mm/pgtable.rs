@@ -7,7 +7,6 @@ use crate::arch::pgtable::Entry;
 use crate::mm::types::MmStruct;
 use crate::{Ctx, Errno};
 use mmcheck_platform::{FrameKind, FrameRef, RcuGuard, SpinGuard, SpinLock};
-use std::sync::atomic::Ordering;
 
 /// A pointer to one entry: the table (as derived, with its generation), the index, and the level
 /// of the table (1 = PTE table).
@@ -64,7 +63,7 @@ pub fn pgd_offset(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> EntryPtr {
 
 /// The entry for `addr` in the table `e` points to (one level down).
 pub fn entry_below(cx: Ctx<'_>, e: Entry, level: u32, addr: u64) -> EntryPtr {
-    let table = cx.k.machine.frames.current(e.pfn());
+    let table = cx.cpu.frame_ref(e.pfn());
     EntryPtr {
         table,
         idx: cx.geo().index(addr, level - 1),
@@ -95,7 +94,7 @@ pub fn pmd_lock<'a>(cx: Ctx<'a>, mm: &'a MmStruct, pmd: EntryPtr) -> SpinGuard<'
 
 /// `pte_lockptr`: from the VALUE of the PMD (the table it points to).
 pub fn pte_lockptr<'a>(cx: Ctx<'a>, mm: &'a MmStruct, pmdval: Entry) -> &'a SpinLock {
-    let table = cx.k.machine.frames.current(pmdval.pfn());
+    let table = cx.cpu.frame_ref(pmdval.pfn());
     table_lock(cx, mm, table, 1)
 }
 
@@ -128,7 +127,7 @@ pub fn free_table(cx: Ctx<'_>, t: FrameRef) {
 /// Bump the table counter of `level` (`mm_inc_nr_ptes`, `mm_inc_nr_pmds`, ...).
 pub fn mm_inc_nr_tables(mm: &MmStruct, level: u32, n: i64) {
     if let Some(c) = mm.nr_tables(level) {
-        c.fetch_add(n, Ordering::SeqCst);
+        c.add(n);
     }
 }
 
@@ -275,7 +274,7 @@ fn map_val<'a>(cx: Ctx<'a>, pmdval: Entry, rcu: Option<RcuGuard<'a>>) -> Option<
         return None;
     }
     Some(PteMap {
-        table: cx.k.machine.frames.current(pmdval.pfn()),
+        table: cx.cpu.frame_ref(pmdval.pfn()),
         _rcu: rcu,
     })
 }
@@ -326,7 +325,9 @@ pub fn pte_offset_map_lock<'a>(
 
 /// The pfn mapped at `addr` right now, read without visible events (oracles only): walks the
 /// live tables from the PGD with peeks.
+#[track_caller]
 pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
+    cx.k.machine.peek_check();
     let g = cx.geo();
     let mut table = mm.pgd;
     let mut level = g.levels;
@@ -342,6 +343,28 @@ pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
             return Some(e.pfn() + g.index(addr, 1) as u32);
         }
         table = cx.k.machine.frames.current(e.pfn());
+        level -= 1;
+    }
+}
+
+/// The pfn mapped at `addr`, read as a lockless software walk would, one announced entry read per
+/// level (a scenario's `check` in a thread racing others).
+pub fn read_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> (Option<u32>, bool) {
+    let g = cx.geo();
+    let mut table = mm.pgd;
+    let mut level = g.levels;
+    loop {
+        let e = Entry(cx.cpu.entry_read(table, g.index(addr, level)));
+        if !e.present() {
+            return (None, false);
+        }
+        if level == 1 {
+            return (Some(e.pfn()), false);
+        }
+        if level == 2 && e.huge_leaf() {
+            return (Some(e.pfn() + g.index(addr, 1) as u32), true);
+        }
+        table = cx.cpu.frame_ref(e.pfn());
         level -= 1;
     }
 }
@@ -457,8 +480,8 @@ pub(crate) mod tests {
         let (mm, pmd) = mm_and_pmd(&k);
         assert_eq!(pmd.level, 2);
         assert_eq!(pmd.idx, Geometry::X86_64.index(BASE, 2));
-        assert_eq!(mm.nr_puds.load(Ordering::SeqCst), 1);
-        assert_eq!(mm.nr_pmds.load(Ordering::SeqCst), 1);
+        assert_eq!(mm.nr_puds.get_quiescent(), 1);
+        assert_eq!(mm.nr_pmds.get_quiescent(), 1);
         assert_eq!(mm.pgtables(), 2);
         assert_eq!(k.machine.frames.kind(pmd.table.pfn), FrameKind::Table(2));
         let used = k.machine.frames.nr_used();
@@ -511,7 +534,7 @@ pub(crate) mod tests {
         let cx = k.ctx(0);
         let (mm, pmd) = mm_and_pmd(&k);
         __pte_alloc(cx, &mm, pmd).unwrap();
-        assert_eq!(mm.nr_ptes.load(Ordering::SeqCst), 1);
+        assert_eq!(mm.nr_ptes.get_quiescent(), 1);
         let val = pmd.get(cx);
         assert!(val.is_table());
         let l = pte_offset_map_lock(cx, &mm, pmd).expect("a table is installed");
@@ -575,7 +598,7 @@ pub(crate) mod tests {
         assert_eq!(k.machine.frames.kind(loser.pfn), FrameKind::Free);
         assert!(k.machine.frames.is_live(winner));
         assert_eq!(
-            mm.nr_ptes.load(Ordering::SeqCst),
+            mm.nr_ptes.get_quiescent(),
             1,
             "only the winner is counted"
         );

@@ -5,7 +5,6 @@
 use crate::mm::types::{AnonVma, MmStruct, Vma};
 use crate::{Ctx, Errno};
 use mmcheck_platform::{Access, FrameRef, RwSem};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn new_anon_vma(cx: Ctx<'_>, root: Option<Arc<AnonVma>>) -> Arc<AnonVma> {
@@ -14,33 +13,33 @@ fn new_anon_vma(cx: Ctx<'_>, root: Option<Arc<AnonVma>>) -> Arc<AnonVma> {
         id: m.new_id(),
         root,
         rwsem: RwSem::new(m.new_id()),
-        tree: crate::mm::types::VmaIntervalTree::default(),
+        tree: crate::mm::types::VmaIntervalTree::new(m.new_id()),
     });
-    cx.k.anon_vmas.lock().push(Arc::downgrade(&av));
+    cx.k.anon_vmas.record(|v| v.push(Arc::downgrade(&av)));
     av
 }
 
 /// `anon_vma_prepare` (mmap lock held, read or write): give `vma` an anon_vma.
 /// LOCKING: anon_vma lock, then `page_table_lock`, recheck, set (1.8: set under mmap R + ptl).
 pub fn anon_vma_prepare(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>) -> Result<Arc<AnonVma>, Errno> {
-    if let Some(av) = vma.anon_vma() {
+    if let Some(av) = vma.anon_vma(cx) {
         return Ok(av);
     }
     let _f = cx.cpu.enter("__anon_vma_prepare");
     let av = new_anon_vma(cx, None);
     let w = av.lock().write(cx.cpu);
     let ptl = mm.page_table_lock.lock(cx.cpu);
-    let mut slot = vma.anon_vma.lock();
-    let res = match &*slot {
-        Some(existing) => existing.clone(),
+    let res = match vma.anon_vma(cx) {
+        Some(existing) => existing,
         None => {
-            *slot = Some(av.clone());
-            vma.anon_vma_chain.lock().push(av.clone());
-            av.tree_insert(vma.clone());
+            vma.set_anon_vma(cx, Some(av.clone()));
+            // LOCKING: the chain is changed under mmap R + page_table_lock here, the tree under
+            // the new anon_vma's lock.
+            vma.anon_vma_chain.write(&cx.cpu, |c| c.push(av.clone()));
+            av.tree_insert(cx, vma.clone());
             av.clone()
         }
     };
-    drop(slot);
     drop(ptl);
     drop(w);
     Ok(res)
@@ -48,41 +47,41 @@ pub fn anon_vma_prepare(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>) -> Result<Ar
 
 /// `anon_vma_clone`: link `dst` into every anon_vma `src` is linked into.
 pub fn anon_vma_clone(cx: Ctx<'_>, dst: &Arc<Vma>, src: &Vma) {
-    let chain = src.anon_vma_chain.lock().clone();
+    let chain = src.anon_vma_chain.read(|c| c.clone());
     for av in chain {
         let w = av.lock().write(cx.cpu);
-        av.tree_insert(dst.clone());
-        dst.anon_vma_chain.lock().push(av.clone());
+        av.tree_insert(cx, dst.clone());
+        dst.anon_vma_chain.write(&cx.cpu, |c| c.push(av.clone()));
         drop(w);
     }
-    *dst.anon_vma.lock() = src.anon_vma();
+    dst.init_anon_vma(cx, src.anon_vma(cx));
 }
 
 /// `anon_vma_fork`: the child VMA joins the parent's anon_vmas and gets its own, whose root is
 /// the parent's root.
 pub fn anon_vma_fork(cx: Ctx<'_>, dst: &Arc<Vma>, src: &Vma) {
     let _f = cx.cpu.enter("anon_vma_fork");
-    let Some(parent) = src.anon_vma() else { return };
+    let Some(parent) = src.anon_vma(cx) else { return };
     anon_vma_clone(cx, dst, src);
     let root = parent.root.clone().unwrap_or(parent);
     let av = new_anon_vma(cx, Some(root));
     let w = av.lock().write(cx.cpu);
-    av.tree_insert(dst.clone());
-    dst.anon_vma_chain.lock().push(av.clone());
-    *dst.anon_vma.lock() = Some(av.clone());
+    av.tree_insert(cx, dst.clone());
+    dst.anon_vma_chain.write(&cx.cpu, |c| c.push(av.clone()));
+    dst.init_anon_vma(cx, Some(av.clone()));
     drop(w);
 }
 
 /// `unlink_anon_vmas`: hide `vma` from every anon rmap walk.
 pub fn unlink_anon_vmas(cx: Ctx<'_>, vma: &Vma) {
-    let chain = std::mem::take(&mut *vma.anon_vma_chain.lock());
+    let chain = vma.anon_vma_chain.write(&cx.cpu, std::mem::take);
     if chain.is_empty() {
         return;
     }
     let _f = cx.cpu.enter("unlink_anon_vmas");
     for av in chain {
         let w = av.lock().write(cx.cpu);
-        av.tree_remove(vma);
+        av.tree_remove(cx, vma);
         drop(w);
     }
 }
@@ -91,7 +90,7 @@ pub fn unlink_anon_vmas(cx: Ctx<'_>, vma: &Vma) {
 pub fn link_file_vma(cx: Ctx<'_>, vma: &Arc<Vma>) {
     if let Some(f) = &vma.file {
         let w = f.i_mmap_rwsem.write(cx.cpu);
-        f.i_mmap_insert(vma.clone());
+        f.i_mmap_insert(cx, vma.clone());
         drop(w);
     }
 }
@@ -100,7 +99,7 @@ pub fn unlink_file_vma(cx: Ctx<'_>, vma: &Vma) {
     if let Some(f) = &vma.file {
         let _f = cx.cpu.enter("unlink_file_vma");
         let w = f.i_mmap_rwsem.write(cx.cpu);
-        f.i_mmap_remove(vma);
+        f.i_mmap_remove(cx, vma);
         drop(w);
     }
 }
@@ -124,18 +123,16 @@ pub fn rmap_walk(
 ) {
     let _f = cx.cpu.enter("rmap_walk");
     let pm = cx.cpu.page(folio.pfn, Access::Read);
-    let mapping = pm.mapping.load(Ordering::SeqCst);
-    let index = pm.index.load(Ordering::SeqCst);
+    let mapping = pm.get(mmcheck_platform::PageField::Mapping);
+    let index = pm.get(mmcheck_platform::PageField::Index);
     let nr = crate::mm::folio::folio_nr_pages(cx, folio);
     let ps = cx.geo().page_shift;
     if mapping & 1 == 1 {
         let id = mapping >> 1;
         let av =
-            cx.k.anon_vmas
-                .lock()
-                .iter()
-                .filter_map(|w| w.upgrade())
-                .find(|a| a.id == id);
+            cx.k.anon_vmas.deref(|v| {
+                v.iter().filter_map(|w| w.upgrade()).find(|a| a.id == id)
+            });
         let Some(av) = av else { return };
         let _f = cx.cpu.enter("rmap_walk_anon");
         let g = (lock == RmapLock::Read).then(|| av.lock().read(cx.cpu));
@@ -152,7 +149,7 @@ pub fn rmap_walk(
         drop(g);
     } else if mapping != 0 {
         let id = mapping >> 1;
-        let Some(file) = cx.k.files().into_iter().find(|f| f.id == id) else {
+        let Some(file) = cx.k.file_by_id(id) else {
             return;
         };
         let _f = cx.cpu.enter("rmap_walk_file");

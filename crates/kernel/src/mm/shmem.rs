@@ -9,13 +9,12 @@ use crate::mm::types::File;
 use crate::mm::zap::{zap_page_range_single, ZapDetails};
 use crate::Ctx;
 use mmcheck_platform::{Access, FrameRef};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// `shmem_zero_setup` / `shmem_file_setup`: a new file of `pages` pages with one reference.
 pub fn shmem_file_setup(cx: Ctx<'_>, pages: u64) -> Arc<File> {
     let f = Arc::new(File::new(cx, pages));
-    cx.k.files.lock().push(Arc::downgrade(&f));
+    cx.k.files.record(|v| v.push(Arc::downgrade(&f)));
     f
 }
 
@@ -23,7 +22,7 @@ pub fn shmem_file_setup(cx: Ctx<'_>, pages: u64) -> Arc<File> {
 /// (zero-filled, uptodate) and added to the cache if absent.
 pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef, VmFault> {
     let _f = cx.cpu.enter("shmem_get_folio");
-    if index >= file.size_pages.load(Ordering::SeqCst) {
+    if index >= file.size_pages.read(&cx.cpu) {
         return Err(VmFault::Sigbus);
     }
     loop {
@@ -40,14 +39,14 @@ pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef,
             return Ok(f);
         }
         let f = folio::folio_alloc(cx, 0).ok_or(VmFault::Oom)?;
+        folio::folio_set_locked_new(cx, f);
         let pm = cx.cpu.page(f.pfn, Access::Write);
-        pm.flags.store(
-            folio::PG_LOCKED | folio::PG_UPTODATE | folio::PG_SWAPBACKED | folio::PG_LRU,
-            Ordering::SeqCst,
+        pm.set(
+            mmcheck_platform::PageField::Flags,
+            folio::PG_UPTODATE | folio::PG_SWAPBACKED | folio::PG_LRU,
         );
-        pm.mapping
-            .store(folio::mapping_file(file.id), Ordering::SeqCst);
-        pm.index.store(index, Ordering::SeqCst);
+        pm.set(mmcheck_platform::PageField::Mapping, folio::mapping_file(file.id));
+        pm.set(mmcheck_platform::PageField::Index, index);
         folio::folio_ref_add(cx, f, 1); // the page cache's reference
         if file.cache_insert(cx, index, f) {
             return Ok(f);
@@ -79,7 +78,7 @@ pub fn unmap_mapping_range(cx: Ctx<'_>, file: &File, first: u64, last: u64, even
     let ps = cx.geo().page_shift;
     let r = file.i_mmap_rwsem.read(cx.cpu);
     for vma in file.i_mmap_overlapping(first, last, ps) {
-        let Some(mm) = cx.k.mms().into_iter().find(|m| m.id == vma.mm_id) else {
+        let Some(mm) = cx.k.mm_by_id(vma.mm_id) else {
             continue;
         };
         let vpg = vma.pgoff();
@@ -127,13 +126,13 @@ pub fn shmem_truncate_range(cx: Ctx<'_>, file: &File, first: u64, last: u64) {
 }
 
 /// `get_file`.
-pub fn get_file(file: &File) {
-    file.f_count.fetch_add(1, Ordering::SeqCst);
+pub fn get_file(cx: Ctx<'_>, file: &File) {
+    file.f_count.add(&cx.cpu, 1);
 }
 
 /// `fput`: the last reference evicts the inode (`shmem_evict_inode` truncates everything).
 pub fn fput(cx: Ctx<'_>, file: &File) {
-    if file.f_count.fetch_sub(1, Ordering::SeqCst) == 1 {
+    if file.f_count.add(&cx.cpu, -1) == 0 {
         let _f = cx.cpu.enter("shmem_evict_inode");
         shmem_truncate_range(cx, file, 0, u64::MAX - 1);
     }

@@ -8,10 +8,10 @@
 //! of the kernel's augmented rbtree for these keys.
 
 use crate::Ctx;
-use mmcheck_platform::{Access, FrameRef, MmapLock, Obj, RwSem, SpinLock, VmaLock};
-use parking_lot::{Mutex, RwLock};
+use mmcheck_platform::{
+    Counter, FrameRef, Locked, Machine, MmapLock, RwSem, Shared, SharedWord, SpinLock, VmaLock,
+};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// `vm_flags`.
@@ -45,19 +45,19 @@ pub struct MmStruct {
     pub mmap_lock: MmapLock,
     /// `mm->page_table_lock`: upper-level populates, and every table lock without split ptlocks.
     pub page_table_lock: SpinLock,
-    tree_id: u64,
-    tree: RwLock<BTreeMap<u64, Arc<Vma>>>,
-    /// `mm_pgtables_bytes` split by level: PTE, PMD and PUD tables (P4D is folded).
-    pub nr_ptes: AtomicI64,
-    pub nr_pmds: AtomicI64,
-    pub nr_puds: AtomicI64,
-    pub rss: [AtomicI64; NR_MM_COUNTERS],
-    /// `mm->tlb_flush_pending`: gathers in progress (`inc_tlb_flush_pending`).
-    pub tlb_flush_pending: AtomicI64,
-    /// `mm->mm_users`.
-    pub mm_users: AtomicI64,
+    /// The maple tree (lookups under RCU or the mmap lock, stores under mmap W).
+    tree: Shared<BTreeMap<u64, Arc<Vma>>>,
+    /// `mm_pgtables_bytes` split by level: PTE, PMD and PUD tables (P4D is folded). Statistics:
+    /// only read at quiescence.
+    pub nr_ptes: Counter,
+    pub nr_pmds: Counter,
+    pub nr_puds: Counter,
+    pub rss: [Counter; NR_MM_COUNTERS],
+    /// `mm->tlb_flush_pending`: gathers in progress (`inc_tlb_flush_pending`); read by
+    /// `mm_tlb_flush_nested` in another CPU's `tlb_finish_mmu`.
+    pub tlb_flush_pending: SharedWord,
     /// Set by `exit_mmap` (`MMF_OOM_SKIP`-like: khugepaged's `hpage_collapse_test_exit`).
-    pub exiting: AtomicU64,
+    pub exiting: SharedWord,
 }
 
 impl MmStruct {
@@ -68,28 +68,28 @@ impl MmStruct {
             pgd,
             mmap_lock: MmapLock::new(m.new_id(), m.new_id()),
             page_table_lock: SpinLock::new(m.new_id()),
-            tree_id: m.new_id(),
-            tree: RwLock::new(BTreeMap::new()),
-            nr_ptes: AtomicI64::new(0),
-            nr_pmds: AtomicI64::new(0),
-            nr_puds: AtomicI64::new(0),
+            tree: Shared::new(m.new_id(), BTreeMap::new()),
+            nr_ptes: Counter::default(),
+            nr_pmds: Counter::default(),
+            nr_puds: Counter::default(),
             rss: Default::default(),
-            tlb_flush_pending: AtomicI64::new(0),
-            mm_users: AtomicI64::new(1),
-            exiting: AtomicU64::new(0),
+            tlb_flush_pending: SharedWord::new(m.new_id(), 0),
+            exiting: SharedWord::new(m.new_id(), 0),
         }
     }
 
     /// `find_vma`: the first VMA ending above `addr` (RCU or mmap lock).
     pub fn find_vma(&self, cx: Ctx<'_>, addr: u64) -> Option<Arc<Vma>> {
-        cx.cpu.visible(Obj::Var(self.tree_id), Access::Read);
-        let t = self.tree.read();
-        if let Some((_, v)) = t.range(..=addr).next_back() {
-            if v.end() > addr {
-                return Some(v.clone());
+        // LOCKING: the tree's ranges are read in the tree's step; `end()` is the maple tree's copy
+        // of the range (changed only under mmap W, with a tree store).
+        self.tree.read(&cx.cpu, |t| {
+            if let Some((_, v)) = t.range(..=addr).next_back() {
+                if v.end() > addr {
+                    return Some(v.clone());
+                }
             }
-        }
-        t.range(addr + 1..).next().map(|(_, v)| v.clone())
+            t.range(addr + 1..).next().map(|(_, v)| v.clone())
+        })
     }
 
     /// `vma_lookup`: the VMA containing `addr`.
@@ -99,18 +99,18 @@ impl MmStruct {
 
     /// VMAs overlapping `[start, end)`, in address order.
     pub fn vmas_in(&self, cx: Ctx<'_>, start: u64, end: u64) -> Vec<Arc<Vma>> {
-        cx.cpu.visible(Obj::Var(self.tree_id), Access::Read);
-        let t = self.tree.read();
-        let first = t
-            .range(..=start)
-            .next_back()
-            .filter(|(_, v)| v.end() > start)
-            .map(|(k, _)| *k);
-        let from = first.unwrap_or(start);
-        t.range(from..end)
-            .map(|(_, v)| v.clone())
-            .filter(|v| v.end() > start)
-            .collect()
+        self.tree.read(&cx.cpu, |t| {
+            let first = t
+                .range(..=start)
+                .next_back()
+                .filter(|(_, v)| v.end() > start)
+                .map(|(k, _)| *k);
+            let from = first.unwrap_or(start);
+            t.range(from..end)
+                .map(|(_, v)| v.clone())
+                .filter(|v| v.end() > start)
+                .collect()
+        })
     }
 
     /// The VMA before `addr` (ending at or below it) and the one after `end`.
@@ -120,52 +120,55 @@ impl MmStruct {
         start: u64,
         end: u64,
     ) -> (Option<Arc<Vma>>, Option<Arc<Vma>>) {
-        cx.cpu.visible(Obj::Var(self.tree_id), Access::Read);
-        let t = self.tree.read();
-        let prev = t
-            .range(..start)
-            .next_back()
-            .map(|(_, v)| v.clone())
-            .filter(|v| v.end() <= start);
-        let next = t.range(end..).next().map(|(_, v)| v.clone());
-        (prev, next)
+        self.tree.read(&cx.cpu, |t| {
+            let prev = t
+                .range(..start)
+                .next_back()
+                .map(|(_, v)| v.clone())
+                .filter(|v| v.end() <= start);
+            let next = t.range(end..).next().map(|(_, v)| v.clone());
+            (prev, next)
+        })
     }
 
-    /// Every VMA, in address order.
-    pub fn all_vmas(&self) -> Vec<Arc<Vma>> {
-        self.tree.read().values().cloned().collect()
+    /// Every VMA, in address order (quiescent code: set-up, checks, teardown).
+    #[track_caller]
+    pub fn all_vmas(&self, m: &Machine) -> Vec<Arc<Vma>> {
+        self.tree.peek(m, |t| t.values().cloned().collect())
+    }
+
+    /// Every VMA, in address order, read in an announced step of the tree (mmap lock held).
+    pub fn all_vmas_locked(&self, cx: Ctx<'_>) -> Vec<Arc<Vma>> {
+        self.tree.read(&cx.cpu, |t| t.values().cloned().collect())
     }
 
     /// `mas_store` of a VMA (mmap write lock held).
     pub(crate) fn tree_insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
-        cx.cpu.visible(Obj::Var(self.tree_id), Access::Write);
-        self.tree.write().insert(vma.start(), vma);
+        self.tree.write(&cx.cpu, |t| t.insert(vma.start(), vma));
     }
 
     /// Remove a VMA from the tree by its start (mmap write lock held).
     pub(crate) fn tree_remove(&self, cx: Ctx<'_>, start: u64) -> Option<Arc<Vma>> {
-        cx.cpu.visible(Obj::Var(self.tree_id), Access::Write);
-        self.tree.write().remove(&start)
+        self.tree.write(&cx.cpu, |t| t.remove(&start))
     }
 
     /// `add_mm_counter`.
     pub fn add_rss(&self, member: usize, n: i64) {
-        self.rss[member].fetch_add(n, Ordering::SeqCst);
+        self.rss[member].add(n);
     }
 
+    /// An rss counter, read at quiescence (or natively, between operations).
     pub fn get_rss(&self, member: usize) -> i64 {
-        self.rss[member].load(Ordering::SeqCst)
+        self.rss[member].get_quiescent()
     }
 
-    /// `mm_pgtables_bytes` in pages (what `VmPTE` reports, in tables).
+    /// `mm_pgtables_bytes` in pages (what `VmPTE` reports, in tables), read at quiescence.
     pub fn pgtables(&self) -> i64 {
-        self.nr_ptes.load(Ordering::SeqCst)
-            + self.nr_pmds.load(Ordering::SeqCst)
-            + self.nr_puds.load(Ordering::SeqCst)
+        self.nr_ptes.get_quiescent() + self.nr_pmds.get_quiescent() + self.nr_puds.get_quiescent()
     }
 
     /// Counter for tables of `level` (1 = PTE, 2 = PMD, 3 = PUD); higher levels are not counted.
-    pub fn nr_tables(&self, level: u32) -> Option<&AtomicI64> {
+    pub fn nr_tables(&self, level: u32) -> Option<&Counter> {
         match level {
             1 => Some(&self.nr_ptes),
             2 => Some(&self.nr_pmds),
@@ -175,8 +178,8 @@ impl MmStruct {
     }
 
     /// `mm_tlb_flush_nested`.
-    pub fn tlb_flush_nested(&self) -> bool {
-        self.tlb_flush_pending.load(Ordering::SeqCst) > 1
+    pub fn tlb_flush_nested(&self, cx: Ctx<'_>) -> bool {
+        self.tlb_flush_pending.read(&cx.cpu) as i64 > 1
     }
 }
 
@@ -184,16 +187,19 @@ impl MmStruct {
 pub struct Vma {
     pub id: u64,
     pub mm_id: u64,
-    vm_start: AtomicU64,
-    vm_end: AtomicU64,
-    vm_pgoff: AtomicU64,
-    pub vm_flags: AtomicU64,
+    /// `vm_start`, `vm_end`, `vm_pgoff`. LOCKING: written with mmap W + VMA W + the rmap locks
+    /// (`vma_prepare`), read with any one of them.
+    range: Locked<(u64, u64, u64)>,
+    /// `vm_flags`: written under mmap W + VMA W (`vm_flags_set`), read by rmap walkers too.
+    pub vm_flags: SharedWord,
     /// `vm_file` (shmem and file mappings); `None` for anonymous VMAs.
     pub file: Option<Arc<File>>,
-    /// `vma->anon_vma`: set once under mmap R + `page_table_lock` (`anon_vma_prepare`).
-    pub anon_vma: Mutex<Option<Arc<AnonVma>>>,
-    /// The anon_vmas this VMA is linked into (`anon_vma_chain`), own last.
-    pub anon_vma_chain: Mutex<Vec<Arc<AnonVma>>>,
+    /// `vma->anon_vma`: set once under mmap R + `page_table_lock` (`anon_vma_prepare`), read
+    /// locklessly.
+    anon_vma: Shared<Option<Arc<AnonVma>>>,
+    /// The anon_vmas this VMA is linked into (`anon_vma_chain`), own last. LOCKING: changed under
+    /// mmap W (or mmap R + `page_table_lock` in `anon_vma_prepare`), read under mmap R.
+    pub anon_vma_chain: Locked<Vec<Arc<AnonVma>>>,
     pub lock: VmaLock,
 }
 
@@ -224,38 +230,47 @@ impl Vma {
         Vma {
             id: m.new_id(),
             mm_id: mm.id,
-            vm_start: AtomicU64::new(start),
-            vm_end: AtomicU64::new(end),
-            vm_pgoff: AtomicU64::new(pgoff),
-            vm_flags: AtomicU64::new(flags.0),
+            range: Locked::new(m.new_id(), (start, end, pgoff)),
+            vm_flags: SharedWord::new(m.new_id(), flags.0),
             file,
-            anon_vma: Mutex::new(None),
-            anon_vma_chain: Mutex::new(Vec::new()),
+            anon_vma: Shared::new(m.new_id(), None),
+            anon_vma_chain: Locked::new(m.new_id(), Vec::new()),
             lock: VmaLock::new(m.new_id(), m.new_id()),
         }
     }
 
+    /// `vm_start` (see `range` for the locking rule).
     pub fn start(&self) -> u64 {
-        self.vm_start.load(Ordering::SeqCst)
+        self.range.read(|r| r.0)
     }
 
     pub fn end(&self) -> u64 {
-        self.vm_end.load(Ordering::SeqCst)
+        self.range.read(|r| r.1)
     }
 
     pub fn pgoff(&self) -> u64 {
-        self.vm_pgoff.load(Ordering::SeqCst)
+        self.range.read(|r| r.2)
     }
 
-    pub fn flags(&self) -> VmFlags {
-        VmFlags(self.vm_flags.load(Ordering::SeqCst))
+    /// `vm_flags` (an announced read).
+    pub fn flags(&self, cx: Ctx<'_>) -> VmFlags {
+        VmFlags(self.vm_flags.read(&cx.cpu))
+    }
+
+    /// `vm_flags` at quiescence (set-up, checks, reports).
+    #[track_caller]
+    pub fn flags_peek(&self, m: &Machine) -> VmFlags {
+        VmFlags(self.vm_flags.peek(m))
+    }
+
+    /// `vm_flags_set`/`vm_flags_reset` (mmap W + VMA W held).
+    pub(crate) fn set_flags(&self, cx: Ctx<'_>, f: VmFlags) {
+        self.vm_flags.write(&cx.cpu, f.0);
     }
 
     /// Change `vm_start`/`vm_end`/`vm_pgoff`: mmap W + VMA W + rmap W held by the caller.
-    pub(crate) fn set_range(&self, start: u64, end: u64, pgoff: u64) {
-        self.vm_start.store(start, Ordering::SeqCst);
-        self.vm_end.store(end, Ordering::SeqCst);
-        self.vm_pgoff.store(pgoff, Ordering::SeqCst);
+    pub(crate) fn set_range(&self, cx: Ctx<'_>, start: u64, end: u64, pgoff: u64) {
+        self.range.write(&cx.cpu, |r| *r = (start, end, pgoff));
     }
 
     /// `vma_is_anonymous`.
@@ -263,8 +278,9 @@ impl Vma {
         self.file.is_none()
     }
 
-    pub fn is_shared(&self) -> bool {
-        self.flags().has(VmFlags::SHARED)
+    /// `VM_SHARED` (an announced read of `vm_flags`).
+    pub fn is_shared(&self, cx: Ctx<'_>) -> bool {
+        self.flags(cx).has(VmFlags::SHARED)
     }
 
     pub fn contains(&self, addr: u64) -> bool {
@@ -284,8 +300,25 @@ impl Vma {
             .then(|| self.start() + ((pgoff - first) << page_shift))
     }
 
-    pub fn anon_vma(&self) -> Option<Arc<AnonVma>> {
-        self.anon_vma.lock().clone()
+    /// `READ_ONCE(vma->anon_vma)` (announced).
+    pub fn anon_vma(&self, cx: Ctx<'_>) -> Option<Arc<AnonVma>> {
+        self.anon_vma.read(&cx.cpu, |a| a.clone())
+    }
+
+    /// `vma->anon_vma` at quiescence.
+    #[track_caller]
+    pub fn anon_vma_peek(&self, m: &Machine) -> Option<Arc<AnonVma>> {
+        self.anon_vma.peek(m, |a| a.clone())
+    }
+
+    /// Set `vma->anon_vma` (under `page_table_lock` + the anon_vma lock, or mmap W).
+    pub(crate) fn set_anon_vma(&self, cx: Ctx<'_>, a: Option<Arc<AnonVma>>) {
+        self.anon_vma.write(&cx.cpu, |x| *x = a);
+    }
+
+    /// Set `vma->anon_vma` before the VMA is published.
+    pub(crate) fn init_anon_vma(&self, cx: Ctx<'_>, a: Option<Arc<AnonVma>>) {
+        self.anon_vma.write(&cx.cpu, |x| *x = a);
     }
 }
 
@@ -309,12 +342,12 @@ impl AnonVma {
         }
     }
 
-    pub(crate) fn tree_insert(&self, vma: Arc<Vma>) {
-        self.tree.insert(vma);
+    pub(crate) fn tree_insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
+        self.tree.insert(cx, vma);
     }
 
-    pub(crate) fn tree_remove(&self, vma: &Vma) {
-        self.tree.remove(vma);
+    pub(crate) fn tree_remove(&self, cx: Ctx<'_>, vma: &Vma) {
+        self.tree.remove(cx, vma);
     }
 
     /// VMAs whose page range overlaps `[first, last]`, in tree order.
@@ -330,13 +363,12 @@ pub struct File {
     pub i_mmap_rwsem: RwSem,
     /// `mapping->i_mmap`.
     pub i_mmap: VmaIntervalTree,
-    xa_id: u64,
     /// `mapping->i_pages`: page index → folio (head), with the cache's reference.
-    pub(crate) pages: Mutex<BTreeMap<u64, FrameRef>>,
-    /// File size in pages.
-    pub size_pages: AtomicU64,
+    pub(crate) pages: Shared<BTreeMap<u64, FrameRef>>,
+    /// File size in pages (`i_size`).
+    pub size_pages: SharedWord,
     /// `f_count`: references from VMAs and from the user (memfd).
-    pub f_count: AtomicI64,
+    pub f_count: SharedWord,
 }
 
 impl File {
@@ -345,61 +377,62 @@ impl File {
         File {
             id: m.new_id(),
             i_mmap_rwsem: RwSem::new(m.new_id()),
-            i_mmap: VmaIntervalTree::default(),
-            xa_id: m.new_id(),
-            pages: Mutex::new(BTreeMap::new()),
-            size_pages: AtomicU64::new(size_pages),
-            f_count: AtomicI64::new(1),
+            i_mmap: VmaIntervalTree::new(m.new_id()),
+            pages: Shared::new(m.new_id(), BTreeMap::new()),
+            size_pages: SharedWord::new(m.new_id(), size_pages),
+            f_count: SharedWord::new(m.new_id(), 1),
         }
     }
 
     /// `filemap_get_entry`: the cached folio at `index` (RCU xarray lookup).
     pub fn find_get_folio(&self, cx: Ctx<'_>, index: u64) -> Option<FrameRef> {
-        cx.cpu.visible(Obj::Var(self.xa_id), Access::Read);
-        self.pages.lock().get(&index).copied()
+        self.pages.read(&cx.cpu, |p| p.get(&index).copied())
     }
 
     /// Cached folios with index in `[first, last]`.
     pub fn folios_in(&self, cx: Ctx<'_>, first: u64, last: u64) -> Vec<(u64, FrameRef)> {
-        cx.cpu.visible(Obj::Var(self.xa_id), Access::Read);
-        self.pages
-            .lock()
-            .range(first..=last)
-            .map(|(i, f)| (*i, *f))
-            .collect()
+        self.pages.read(&cx.cpu, |p| {
+            p.range(first..=last).map(|(i, f)| (*i, *f)).collect()
+        })
     }
 
     pub(crate) fn cache_insert(&self, cx: Ctx<'_>, index: u64, f: FrameRef) -> bool {
-        cx.cpu.visible(Obj::Var(self.xa_id), Access::Write);
-        let mut p = self.pages.lock();
-        if p.contains_key(&index) {
-            return false;
-        }
-        p.insert(index, f);
-        true
+        self.pages.write(&cx.cpu, |p| {
+            if p.contains_key(&index) {
+                return false;
+            }
+            p.insert(index, f);
+            true
+        })
     }
 
     /// `xas_store` of `f` at `index` under the xarray lock: returns what was there.
     pub(crate) fn cache_replace(&self, cx: Ctx<'_>, index: u64, f: FrameRef) -> Option<FrameRef> {
-        cx.cpu.visible(Obj::Var(self.xa_id), Access::Rmw);
-        self.pages.lock().insert(index, f)
+        self.pages.write(&cx.cpu, |p| p.insert(index, f))
     }
 
     pub(crate) fn cache_remove(&self, cx: Ctx<'_>, index: u64) -> Option<FrameRef> {
-        cx.cpu.visible(Obj::Var(self.xa_id), Access::Write);
-        self.pages.lock().remove(&index)
+        self.pages.write(&cx.cpu, |p| p.remove(&index))
     }
 
-    pub fn nr_cached(&self) -> usize {
-        self.pages.lock().len()
+    /// Folios in the page cache (quiescent).
+    #[track_caller]
+    pub fn nr_cached(&self, m: &Machine) -> usize {
+        self.pages.peek(m, |p| p.len())
     }
 
-    pub(crate) fn i_mmap_insert(&self, vma: Arc<Vma>) {
-        self.i_mmap.insert(vma);
+    /// Every cached folio (quiescent).
+    #[track_caller]
+    pub fn cached_peek(&self, m: &Machine) -> Vec<(u64, FrameRef)> {
+        self.pages.peek(m, |p| p.iter().map(|(i, f)| (*i, *f)).collect())
     }
 
-    pub(crate) fn i_mmap_remove(&self, vma: &Vma) {
-        self.i_mmap.remove(vma);
+    pub(crate) fn i_mmap_insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
+        self.i_mmap.insert(cx, vma);
+    }
+
+    pub(crate) fn i_mmap_remove(&self, cx: Ctx<'_>, vma: &Vma) {
+        self.i_mmap.remove(cx, vma);
     }
 
     /// VMAs mapping some page in `[first, last]`, in tree order.
@@ -412,28 +445,34 @@ impl File {
 /// kept as a vector in `(vm_pgoff, id)` order: the traversal order of the kernel's augmented
 /// rbtree for these keys, with a VMA inserted after the ones already there at the same pgoff.
 /// Callers hold the owning rmap lock.
-#[derive(Default)]
 pub struct VmaIntervalTree {
-    vmas: Mutex<Vec<Arc<Vma>>>,
+    /// LOCKING: changed with the owning rmap lock held for write (and mmap W), read with it held.
+    vmas: Locked<Vec<Arc<Vma>>>,
 }
 
 impl VmaIntervalTree {
-    pub fn insert(&self, vma: Arc<Vma>) {
-        let mut t = self.vmas.lock();
-        let key = (vma.pgoff(), vma.id);
-        let at = t.partition_point(|v| (v.pgoff(), v.id) < key);
-        t.insert(at, vma);
+    pub fn new(id: u64) -> Self {
+        VmaIntervalTree {
+            vmas: Locked::new(id, Vec::new()),
+        }
     }
 
-    pub fn remove(&self, vma: &Vma) {
-        self.vmas.lock().retain(|v| v.id != vma.id);
+    pub fn insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
+        self.vmas.write(&cx.cpu, |t| {
+            let key = (vma.pgoff(), vma.id);
+            let at = t.partition_point(|v| (v.pgoff(), v.id) < key);
+            t.insert(at, vma);
+        })
+    }
+
+    pub fn remove(&self, cx: Ctx<'_>, vma: &Vma) {
+        self.vmas.write(&cx.cpu, |t| t.retain(|v| v.id != vma.id));
     }
 
     /// VMAs whose page range overlaps `[first, last]`, in tree order.
     pub fn overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
-        self.vmas
-            .lock()
-            .iter()
+        self.vmas.read(|t| {
+            t.iter()
             .filter(|v| {
                 let s = v.pgoff();
                 let e = s + ((v.end() - v.start()) >> page_shift);
@@ -441,5 +480,6 @@ impl VmaIntervalTree {
             })
             .cloned()
             .collect()
+        })
     }
 }

@@ -9,7 +9,6 @@ use crate::mm::types::{File, MmStruct, VmFlags, Vma};
 use crate::mm::zap::{free_pgtables, unmap_vmas};
 use crate::{Ctx, Errno};
 use mmcheck_platform::{FrameKind, MmapWriteGuard};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// `mm_alloc` + `pgd_alloc`.
@@ -20,7 +19,7 @@ pub fn mm_alloc(cx: Ctx<'_>) -> Result<Arc<MmStruct>, Errno> {
             .alloc(&cx.cpu, 0, FrameKind::Table(cx.geo().levels as u8))
             .ok_or(Errno::Enomem)?;
     let mm = Arc::new(MmStruct::new(cx, pgd));
-    cx.k.mms.lock().push(Arc::downgrade(&mm));
+    cx.k.mms.record(|v| v.push(Arc::downgrade(&mm)));
     Ok(mm)
 }
 
@@ -96,7 +95,7 @@ pub fn do_mmap(
             if shared {
                 flags |= VmFlags::SHARED;
             }
-            get_file(&file);
+            get_file(cx, &file);
             (Some(file), pgoff)
         }
     };
@@ -121,12 +120,12 @@ fn vma_merge_new_anon(
 ) -> bool {
     let ps = cx.geo().page_shift;
     let (prev, next) = mm.neighbours(cx, addr, end);
-    let ok = |v: &Arc<Vma>| v.is_anonymous() && v.flags().0 == flags;
+    let ok = |v: &Arc<Vma>| v.is_anonymous() && v.flags(cx).0 == flags;
     let prev = prev.filter(|p| {
         ok(p) && p.end() == addr && p.pgoff() + ((addr - p.start()) >> ps) == addr >> ps
     });
     let next = next.filter(|n| ok(n) && n.start() == end && n.pgoff() == end >> ps);
-    let av_compat = |a: &Arc<Vma>, b: &Arc<Vma>| match (a.anon_vma(), b.anon_vma()) {
+    let av_compat = |a: &Arc<Vma>, b: &Arc<Vma>| match (a.anon_vma(cx), b.anon_vma(cx)) {
         (Some(x), Some(y)) => x.id == y.id,
         _ => true,
     };
@@ -135,41 +134,41 @@ fn vma_merge_new_anon(
             // Merge prev, the new range and next into prev; next goes away.
             w.vma_start_write(&p.lock);
             w.vma_start_write(&n.lock);
-            if p.anon_vma().is_none() {
-                if let Some(_av) = n.anon_vma() {
+            if p.anon_vma(cx).is_none() {
+                if let Some(_av) = n.anon_vma(cx) {
                     anon_vma_clone(cx, &p, &n);
                 }
             }
-            let locks: Vec<_> = p.anon_vma().into_iter().collect();
+            let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
             let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
             mm.tree_remove(cx, n.start());
             w.vma_mark_detached(&n.lock);
-            for av in n.anon_vma_chain.lock().drain(..) {
-                av.tree_remove(&n);
+            for av in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
+                av.tree_remove(cx, &n);
             }
-            p.set_range(p.start(), n.end(), p.pgoff());
+            p.set_range(cx, p.start(), n.end(), p.pgoff());
             drop(guards);
             true
         }
         (Some(p), _) => {
             w.vma_start_write(&p.lock);
-            let locks: Vec<_> = p.anon_vma().into_iter().collect();
+            let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
             let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
-            p.set_range(p.start(), end, p.pgoff());
+            p.set_range(cx, p.start(), end, p.pgoff());
             drop(guards);
             true
         }
         (None, Some(n)) => {
             w.vma_start_write(&n.lock);
-            let locks: Vec<_> = n.anon_vma().into_iter().collect();
+            let locks: Vec<_> = n.anon_vma(cx).into_iter().collect();
             let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
             mm.tree_remove(cx, n.start());
-            for av in n.anon_vma_chain.lock().iter() {
-                av.tree_remove(&n);
+            for av in n.anon_vma_chain.read(|c| c.clone()).iter() {
+                av.tree_remove(cx, &n);
             }
-            n.set_range(addr, n.end(), addr >> ps);
-            for av in n.anon_vma_chain.lock().iter() {
-                av.tree_insert(n.clone());
+            n.set_range(cx, addr, n.end(), addr >> ps);
+            for av in n.anon_vma_chain.read(|c| c.clone()).iter() {
+                av.tree_insert(cx, n.clone());
             }
             mm.tree_insert(cx, n.clone());
             drop(guards);
@@ -203,7 +202,7 @@ pub fn __split_vma(
     }
     let pgoff = vma.pgoff() + ((addr - vma.start()) >> ps);
     if let Some(f) = &vma.file {
-        get_file(f);
+        get_file(cx, f);
     }
     let new = Arc::new(Vma::new(
         cx,
@@ -211,17 +210,17 @@ pub fn __split_vma(
         addr,
         vma.end(),
         pgoff,
-        vma.flags(),
+        vma.flags(cx),
         vma.file.clone(),
     ));
     anon_vma_clone(cx, &new, vma);
     // vma_prepare: i_mmap then anon_vma, both for write, around the key change.
     let im = vma.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
-    let av = vma.anon_vma();
+    let av = vma.anon_vma(cx);
     let ag = av.as_ref().map(|a| a.lock().write(cx.cpu));
-    vma.set_range(vma.start(), addr, vma.pgoff());
+    vma.set_range(cx, vma.start(), addr, vma.pgoff());
     if let Some(f) = &vma.file {
-        f.i_mmap_insert(new.clone());
+        f.i_mmap_insert(cx, new.clone());
     }
     drop(ag);
     drop(im);
@@ -306,12 +305,12 @@ pub fn do_vmi_munmap<'a>(
 pub fn exit_mmap(cx: Ctx<'_>, mm: &MmStruct) {
     let _f = cx.cpu.enter("exit_mmap");
     let r = mm.mmap_lock.read_lock(cx.cpu);
-    let vmas = mm.all_vmas();
+    let vmas = mm.all_vmas_locked(cx);
     let mut tlb = MmuGather::new(cx, mm, true);
     unmap_vmas(cx, &mut tlb, &vmas, 0, cx.geo().task_size());
     drop(r);
     let w = mm.mmap_lock.write_lock(cx.cpu);
-    mm.exiting.store(1, Ordering::SeqCst);
+    mm.exiting.write(&cx.cpu, 1);
     free_pgtables(cx, &mut tlb, &vmas, 0, 0, Some(&w));
     tlb.finish(cx);
     for v in &vmas {
@@ -329,8 +328,7 @@ pub fn exit_mmap(cx: Ctx<'_>, mm: &MmStruct) {
 /// `mmput` → `__mmdrop`: free the PGD once the address space is gone.
 pub fn mmdrop(cx: Ctx<'_>, mm: &MmStruct) {
     cx.k.mms
-        .lock()
-        .retain(|w| w.upgrade().is_some_and(|m| m.id != mm.id));
+        .record(|v| v.retain(|w| w.upgrade().is_some_and(|m| m.id != mm.id)));
     cx.k.machine.frames.free(&cx.cpu, mm.pgd, 0);
 }
 
@@ -345,7 +343,7 @@ pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
         return Err(Errno::Enomem);
     }
     for v in vmas {
-        if v.flags().has(VmFlags::HUGEPAGE) {
+        if v.flags(cx).has(VmFlags::HUGEPAGE) {
             continue;
         }
         let mut v = v;
@@ -356,7 +354,8 @@ pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
             __split_vma(cx, mm, &w, &v, end);
         }
         w.vma_start_write(&v.lock);
-        v.vm_flags.fetch_or(VmFlags::HUGEPAGE, Ordering::SeqCst);
+        let f = v.flags(cx);
+        v.set_flags(cx, VmFlags(f.0 | VmFlags::HUGEPAGE));
     }
     // vma_modify_flags: merge the changed VMAs with compatible neighbours (same flags, anon_vma
     // compatible, contiguous pgoff), as the kernel's merge on a flags change does.
@@ -365,30 +364,30 @@ pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
         let mut merged = false;
         for pair in all.windows(2) {
             let (p, n) = (&pair[0], &pair[1]);
-            let compat = match (p.anon_vma(), n.anon_vma()) {
+            let compat = match (p.anon_vma(cx), n.anon_vma(cx)) {
                 (Some(x), Some(y)) => x.id == y.id,
                 _ => true,
             };
             if p.end() == n.start()
                 && p.is_anonymous()
                 && n.is_anonymous()
-                && p.flags().0 == n.flags().0
+                && p.flags(cx).0 == n.flags(cx).0
                 && compat
                 && p.pgoff() + ((p.end() - p.start()) >> ps) == n.pgoff()
             {
                 w.vma_start_write(&p.lock);
                 w.vma_start_write(&n.lock);
-                if p.anon_vma().is_none() && n.anon_vma().is_some() {
+                if p.anon_vma(cx).is_none() && n.anon_vma(cx).is_some() {
                     anon_vma_clone(cx, p, n);
                 }
-                let locks: Vec<_> = p.anon_vma().into_iter().collect();
+                let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
                 let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
                 mm.tree_remove(cx, n.start());
                 w.vma_mark_detached(&n.lock);
-                for av in n.anon_vma_chain.lock().drain(..) {
-                    av.tree_remove(n);
+                for av in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
+                    av.tree_remove(cx, n);
                 }
-                p.set_range(p.start(), n.end(), p.pgoff());
+                p.set_range(cx, p.start(), n.end(), p.pgoff());
                 drop(guards);
                 merged = true;
                 break;

@@ -202,7 +202,7 @@ pub fn zap_pte_range(
             direct_reclaim = try_to_free_pte(cx, mm, pmd, &mut pmdval);
         }
         if direct_reclaim {
-            let table = cx.k.machine.frames.current(pmdval.pfn());
+            let table = cx.cpu.frame_ref(pmdval.pfn());
             tlb.free_reclaimed_table(cx, table, start);
             pgtable::mm_inc_nr_tables(mm, 1, -1);
         }
@@ -401,7 +401,7 @@ fn free_level(
             if p.level == 2 {
                 // free_pte_range: no lock, nobody can reach the range any more.
                 e.set(cx, Entry::NONE);
-                let table = cx.k.machine.frames.current(v.pfn());
+                let table = cx.cpu.frame_ref(v.pfn());
                 tlb.free_table(cx, table, 1, a);
                 pgtable::mm_inc_nr_tables(tlb.mm, 1, -1);
             } else if v.is_table() {

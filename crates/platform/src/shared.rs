@@ -1,0 +1,205 @@
+//! Shared model state outside page tables and `struct page`: the fields of `mm_struct`,
+//! `vm_area_struct`, `anon_vma` and `address_space` that more than one simulated CPU touches.
+//! The kernel crate holds no raw atomics or locks over such state; it uses these cells, whose
+//! accessors say how the access is ordered against other CPUs:
+//!
+//! - [`SharedWord`] and [`Shared`]: every access announces [`Obj::Var`] of the cell, so the
+//!   explorer sees it as its own step (the field is written without a lock every reader holds:
+//!   `vma->anon_vma`, `vm_flags`, `mm->tlb_flush_pending`, the maple tree, the page cache);
+//! - [`Locked`]: a field whose writers hold every lock of a set exclusively and whose readers hold
+//!   at least one of them (`vm_start`/`vm_end`/`vm_pgoff`: mmap W + VMA W + rmap W to write). The
+//!   lock events order every read against every write, so the reads need no event of their own;
+//!   writes announce one;
+//! - [`Counter`]: a statistic only updated by commutative atomic adds and only read at
+//!   quiescence (`rss`, `nr_ptes`): no step's behaviour depends on it, so its updates need no
+//!   event (reading it inside a step is a strict-mode violation);
+//! - [`Ghost`]: the checker's own bookkeeping (registries of live objects, oracle histories),
+//!   written anywhere and read only at quiescence.
+//!
+//! `peek` reads bypass the protocol and are allowed only outside the threads' steps (set-up,
+//! quiescent checks, reports); strict mode reports one made inside a step.
+
+use crate::event::{Access, Obj};
+use crate::machine::{Cpu, Machine};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// A word of shared state whose every access is announced.
+#[derive(Debug)]
+pub struct SharedWord {
+    id: u64,
+    v: AtomicU64,
+}
+
+impl SharedWord {
+    pub fn new(id: u64, v: u64) -> Self {
+        SharedWord {
+            id,
+            v: AtomicU64::new(v),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// `READ_ONCE`.
+    pub fn read(&self, cpu: &Cpu<'_>) -> u64 {
+        cpu.visible(Obj::Var(self.id), Access::Read);
+        self.v.load(Ordering::SeqCst)
+    }
+
+    /// `WRITE_ONCE`.
+    pub fn write(&self, cpu: &Cpu<'_>, v: u64) {
+        cpu.visible(Obj::Var(self.id), Access::Write);
+        self.v.store(v, Ordering::SeqCst)
+    }
+
+    /// `atomic_add_return` style: returns the new value.
+    pub fn add(&self, cpu: &Cpu<'_>, n: i64) -> i64 {
+        cpu.visible(Obj::Var(self.id), Access::Rmw);
+        (self.v.fetch_add(n as u64, Ordering::SeqCst) as i64).wrapping_add(n)
+    }
+
+    /// Quiescent read (see the module doc).
+    #[track_caller]
+    pub fn peek(&self, m: &Machine) -> u64 {
+        m.peek_check();
+        self.v.load(Ordering::SeqCst)
+    }
+}
+
+/// Structured shared state (a tree, a list) whose every access is announced.
+#[derive(Debug)]
+pub struct Shared<T> {
+    id: u64,
+    v: Mutex<T>,
+}
+
+impl<T> Shared<T> {
+    pub fn new(id: u64, v: T) -> Self {
+        Shared {
+            id,
+            v: Mutex::new(v),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// An announced read.
+    pub fn read<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&T) -> R) -> R {
+        cpu.visible(Obj::Var(self.id), Access::Read);
+        f(&self.v.lock())
+    }
+
+    /// An announced read-modify-write.
+    pub fn write<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&mut T) -> R) -> R {
+        cpu.visible(Obj::Var(self.id), Access::Rmw);
+        f(&mut self.v.lock())
+    }
+
+    /// Quiescent read (see the module doc).
+    #[track_caller]
+    pub fn peek<R>(&self, m: &Machine, f: impl FnOnce(&T) -> R) -> R {
+        m.peek_check();
+        f(&self.v.lock())
+    }
+}
+
+/// State protected by a set of locks: writers hold all of them exclusively (and announce the
+/// write), readers hold at least one (and need not announce: see the module doc). The rule is
+/// the caller's to keep; each use states it with `// LOCKING:`.
+#[derive(Debug)]
+pub struct Locked<T> {
+    id: u64,
+    v: Mutex<T>,
+}
+
+impl<T> Locked<T> {
+    pub fn new(id: u64, v: T) -> Self {
+        Locked {
+            id,
+            v: Mutex::new(v),
+        }
+    }
+
+    /// A read under one of the protecting locks.
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.v.lock())
+    }
+
+    /// A write with every protecting lock held exclusively.
+    pub fn write<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&mut T) -> R) -> R {
+        cpu.visible(Obj::Var(self.id), Access::Write);
+        f(&mut self.v.lock())
+    }
+
+    /// Initialisation before the object is published (no other CPU can reach it yet).
+    pub fn init<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.v.lock())
+    }
+}
+
+/// A statistic: commutative adds from anywhere, reads only at quiescence.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicI64);
+
+impl Counter {
+    pub fn new(v: i64) -> Self {
+        Counter(AtomicI64::new(v))
+    }
+
+    /// `add_mm_counter` and the like.
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Quiescent read.
+    #[track_caller]
+    pub fn peek(&self, m: &Machine) -> i64 {
+        m.peek_check();
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Read in code that has no machine at hand and runs only at quiescence or natively
+    /// (differential tests against the host kernel).
+    pub fn get_quiescent(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The checker's own bookkeeping: written anywhere, never read by the model's paths.
+#[derive(Debug, Default)]
+pub struct Ghost<T>(Mutex<T>);
+
+impl<T> Ghost<T> {
+    pub fn new(v: T) -> Self {
+        Ghost(Mutex::new(v))
+    }
+
+    /// Record something (any time).
+    pub fn record<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.lock())
+    }
+
+    /// Read at quiescence (strict mode checks it).
+    #[track_caller]
+    pub fn peek<R>(&self, m: &Machine, f: impl FnOnce(&T) -> R) -> R {
+        m.peek_check();
+        f(&self.0.lock())
+    }
+
+    /// Resolve an id to its object (a registry standing in for a pointer the kernel stores, like
+    /// `folio->mapping`): the association never changes while the object lives.
+    pub fn deref<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.0.lock())
+    }
+
+    /// Read by an oracle at the instant the kernel's contract is checked, inside a step: the
+    /// value read must be ghost state updated at linearization points (never model state).
+    pub fn oracle<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.0.lock())
+    }
+}
