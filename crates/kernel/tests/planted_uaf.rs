@@ -54,7 +54,7 @@ fn populated(k: &Kernel) -> Arc<MmStruct> {
         user_store(cx, &mm, BASE + i * PG, 1000 + i).unwrap();
     }
     assert_eq!(user_load(cx, &mm, BASE + 7 * PG).unwrap(), 1007);
-    assert_eq!(mm.nr_ptes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(mm.nr_ptes.get_quiescent(), 1);
     assert!(!k.machine.violated(), "{:?}", k.machine.violations());
     mm
 }
@@ -83,7 +83,7 @@ fn race(free: TableFree) -> (Kernel, Vec<Violation>, u32) {
 
     madvise_dontneed(c1, &mm, BASE, PAGES * PG).unwrap();
     assert!(pmd.get(c1).is_none(), "PT reclaim detached the table");
-    assert_eq!(mm.nr_ptes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(mm.nr_ptes.get_quiescent(), 0);
     assert!(!k.machine.violated(), "the zap itself is clean");
 
     let before = k.machine.violations().len();

@@ -22,6 +22,8 @@ pub struct CheckOpts {
     pub protocol: Option<String>,
     pub sets: Vec<(String, String)>,
     pub seed: u64,
+    /// Strict mode: report any access to shared state its step did not announce.
+    pub strict: bool,
 }
 
 /// One row of the result table.
@@ -166,7 +168,7 @@ pub fn run_row(
             return row;
         }
     };
-    let model = Arc::new(KernelModel::new(sv));
+    let model = Arc::new(KernelModel::new(sv).with_strict(opts.strict));
     let cfg = Config {
         mode: opts.mode,
         budget: Some(opts.budget),

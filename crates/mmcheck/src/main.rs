@@ -55,6 +55,10 @@ enum Cmd {
         /// Seed for random and PCT.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Strict mode: fail (`unannounced-access`) on any access to shared model state that its
+        /// step did not announce, naming the object and the code location.
+        #[arg(long)]
+        strict: bool,
     },
     /// Replay a schedule token on a scenario and print its trace.
     Replay {
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
             json,
             jobs,
             seed,
+            strict,
         } => {
             if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
                 eprintln!("error: --budget must be a positive number of seconds up to 86400");
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
                 protocol,
                 sets,
                 seed,
+                strict,
             };
             run_check(&paths, &opts, json, jobs as usize)
         }

@@ -92,7 +92,32 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
             }
         }
         Access::FrameAlloc if obj == Obj::Alloc => return true,
+        // The IPI handler runs when IRQs come back on: it flushes this CPU's own TLB. Every other
+        // CPU's access to this TLB is a global event, dependent with this one.
+        Access::IrqEnable => {
+            if let (Obj::Irq(c), Obj::Tlb(d)) = (ev.obj, obj) {
+                if c == d {
+                    return true;
+                }
+            }
+        }
         _ => {}
+    }
+    // A reader boundary changes this CPU's own reader counter; grace-period events read them all.
+    // Both are dependent with every grace-period event.
+    if obj == Obj::Rcu
+        && matches!(
+            ev.access,
+            Access::IrqDisable
+                | Access::IrqEnable
+                | Access::RcuLock
+                | Access::RcuUnlock
+                | Access::GracePeriod
+                | Access::CallRcu
+                | Access::RcuCallback
+        )
+    {
+        return true;
     }
     if let Some(p) = obj.frame() {
         if fresh.contains(&p) {

@@ -304,6 +304,12 @@ impl Frames {
         }
     }
 
+    /// An oracle's instantaneous read of an entry (see `oracle_translation` in the kernel crate):
+    /// not checked by strict mode, so every use must be justified where it is made.
+    pub fn entry_oracle(&self, t: FrameRef, idx: usize) -> u64 {
+        self.words(t.pfn)[idx].load(Ordering::SeqCst)
+    }
+
     /// Unannounced read of a data word (quiescent code only, see [`crate::Machine::data_peek`]).
     pub(crate) fn data_peek(&self, pfn: u32) -> u64 {
         self.frames[pfn as usize].data.load(Ordering::SeqCst)
@@ -540,8 +546,17 @@ impl<'m> Cpu<'m> {
         self.m.frames.words(t.pfn)[idx].load(Ordering::SeqCst)
     }
 
-    /// The PTL embedded in table `t`. Taking the lock of a freed table is a use-after-free.
+    /// The PTL embedded in table `t`. Deriving it from a reference to a freed table is a
+    /// use-after-free (`ptlock_ptr` reads the table's `struct page`): an announced read of the
+    /// frame's state, so the explorer orders it against the free.
     pub fn ptl_of(&self, t: FrameRef) -> &'m SpinLock {
+        self.visible(
+            Obj::Frame {
+                pfn: t.pfn,
+                order: 0,
+            },
+            Access::Read,
+        );
         self.m.frames.check(self, t, "page-table lock");
         &self.m.frames.frame(t.pfn).ptl
     }

@@ -32,6 +32,8 @@ pub struct KernelModel {
     /// Pages whose data the oracle does not follow: mapped with both backings, or unmapped or
     /// moved by some operation.
     untracked: std::collections::BTreeSet<u64>,
+    /// Strict mode (see `mmcheck_explore::Model::strict`).
+    strict: bool,
 }
 
 /// One instance: the kernel, its mm, and what each thread observed.
@@ -120,6 +122,7 @@ impl KernelModel {
             scenario,
             anon_pages,
             untracked,
+            strict: false,
         }
     }
 
@@ -357,8 +360,21 @@ impl KernelModel {
     }
 }
 
+impl KernelModel {
+    /// Turn strict mode on or off: every touch of shared state must be covered by its step's
+    /// announced event.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}
+
 impl Model for KernelModel {
     type Instance = Instance;
+
+    fn strict(&self) -> bool {
+        self.strict
+    }
 
     fn build(&self, backend: Box<dyn Backend>) -> Instance {
         let s = &self.scenario;

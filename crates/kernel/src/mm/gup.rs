@@ -46,7 +46,8 @@ pub fn gup_put(cx: Ctx<'_>, p: GupPage) {
 /// The walker-result oracle, run in the step of the last recheck: the page must be mapped at
 /// `addr` at that instant, in the live tables.
 fn check_mapped(cx: Ctx<'_>, mm: &MmStruct, addr: u64, page: u32, who: &str) {
-    if pgtable::peek_translation(cx, mm, addr) != Some(page) {
+    // Ghost read at the linearization point (an oracle, not the kernel): see docs/fidelity.md.
+    if pgtable::oracle_translation(cx, mm, addr) != Some(page) {
         cx.cpu.report(
             ViolationKind::WalkerResult,
             format!("{who}: returned pfn {page} for {addr:#x}, which is not mapped there when the walk ends"),

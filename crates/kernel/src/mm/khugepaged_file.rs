@@ -179,7 +179,8 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
 /// of every mapping, found through rmap under the rmap lock, with the PTL taken by `map_pte`.
 pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
     let _f = cx.cpu.enter("folio_referenced");
-    let Some(pfn) = pgtable::peek_translation(cx, mm, addr) else {
+    // Reclaim finds the folio on the LRU; the scenario names it by address: an announced walk.
+    let Some(pfn) = pgtable::read_translation(cx, mm, addr).0 else {
         return 0;
     };
     if pfn == cx.k.zero_page.pfn {
@@ -326,7 +327,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
 /// flush. Anonymous folios need swap, which is not modelled: returns false for them.
 pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("try_to_unmap");
-    let Some(pfn) = pgtable::peek_translation(cx, mm, addr) else {
+    let Some(pfn) = pgtable::read_translation(cx, mm, addr).0 else {
         return false;
     };
     if pfn == cx.k.zero_page.pfn {

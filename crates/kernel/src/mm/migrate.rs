@@ -76,7 +76,9 @@ fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
         }
         let t = frames.current(pfn);
         for i in 0..cx.geo().entries() {
-            let e = Entry(cx.cpu.entry_peek(t, i));
+            // An oracle's instantaneous scan (see docs/fidelity.md: an entry in flight in a
+            // concurrent `move_ptes` is not seen).
+            let e = Entry(frames.entry_oracle(t, i));
             if e.is_migration() && e.pfn() == src.pfn {
                 cx.cpu.report(
                     ViolationKind::RmapMissed,
@@ -92,7 +94,8 @@ fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
 /// it by pfn): returns true if it moved.
 pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("migrate_pages");
-    let Some(pfn) = crate::mm::pgtable::peek_translation(cx, mm, addr) else {
+    // Compaction finds the folio by pfn; the scenario names it by address: an announced walk.
+    let Some(pfn) = crate::mm::pgtable::read_translation(cx, mm, addr).0 else {
         return false;
     };
     if pfn == cx.k.zero_page.pfn {

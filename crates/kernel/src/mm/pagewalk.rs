@@ -28,7 +28,9 @@ impl FolioWalk<'_> {
     /// The walker-result oracle for locked results: while the lock is held the page must still be
     /// mapped at the address, in the live tables.
     pub fn check_still_mapped(&self, cx: Ctx<'_>, mm: &MmStruct) {
-        if pgtable::peek_translation(cx, mm, self.addr) != Some(self.page.pfn) {
+        // LOCKING: with the PTL (or PMD lock) held nobody changes the entry or detaches its
+        // table, so an announced walk reads what the kernel guarantees at this instant.
+        if pgtable::read_translation(cx, mm, self.addr).0 != Some(self.page.pfn) {
             cx.cpu.report(
                 ViolationKind::WalkerResult,
                 format!(
