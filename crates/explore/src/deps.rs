@@ -112,7 +112,8 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         let Obj::Frame { pfn, order } = f.obj else {
             return true;
         };
-        return matches!(o.access, Access::FrameAlloc | Access::FrameFree) || o.obj.in_block(pfn, order);
+        return matches!(o.access, Access::FrameAlloc | Access::FrameFree)
+            || o.obj.in_block(pfn, order);
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
         return a.access == b.access;

@@ -12,9 +12,9 @@ use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use mmcheck_platform::event::covers;
 use mmcheck_platform::{Access, Backend, Event, Machine, Obj, Violation, ViolationKind};
-use std::panic::Location;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 

@@ -27,7 +27,9 @@ struct Tally {
 }
 
 fn head_of(k: &Kernel, pfn: u32) -> u32 {
-    k.machine.page_peek(pfn).get(mmcheck_platform::PageField::Head) as u32
+    k.machine
+        .page_peek(pfn)
+        .get(mmcheck_platform::PageField::Head) as u32
 }
 
 fn is_anon(k: &Kernel, head: u32) -> bool {

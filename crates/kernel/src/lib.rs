@@ -100,8 +100,9 @@ impl Kernel {
 
     /// Every live mm.
     pub fn mms(&self) -> Vec<Arc<MmStruct>> {
-        self.mms
-            .peek(&self.machine, |v| v.iter().filter_map(Weak::upgrade).collect())
+        self.mms.peek(&self.machine, |v| {
+            v.iter().filter_map(Weak::upgrade).collect()
+        })
     }
 
     /// The mm with id `id` (what `vma->vm_mm` points to).
@@ -124,8 +125,9 @@ impl Kernel {
 
     /// Every live file.
     pub fn files(&self) -> Vec<Arc<File>> {
-        self.files
-            .peek(&self.machine, |v| v.iter().filter_map(Weak::upgrade).collect())
+        self.files.peek(&self.machine, |v| {
+            v.iter().filter_map(Weak::upgrade).collect()
+        })
     }
 }
 

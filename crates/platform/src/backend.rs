@@ -3,8 +3,8 @@
 //! backend (explorer crate) implements the same trait with coroutines and a scheduler.
 
 use crate::event::{Event, Obj};
-use std::panic::Location;
 use crate::violation::Violation;
+use std::panic::Location;
 
 /// How a [`crate::Machine`] executes visible operations.
 pub trait Backend: Send + Sync {

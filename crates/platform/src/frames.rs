@@ -627,7 +627,13 @@ impl<'m> Cpu<'m> {
     pub fn folio_trylock_raw(&self, pfn: u32) -> bool {
         let id = Obj::page_lock_id(pfn);
         self.visible(Obj::Lock(id), Access::TryAcquire);
-        let ok = !self.m.frames.frame(pfn).page.locked.swap(true, Ordering::SeqCst);
+        let ok = !self
+            .m
+            .frames
+            .frame(pfn)
+            .page
+            .locked
+            .swap(true, Ordering::SeqCst);
         self.trylock_result(id, ok);
         ok
     }
@@ -646,24 +652,33 @@ impl<'m> Cpu<'m> {
     /// `__folio_set_locked` on a folio nobody else can see yet (announced as an acquire).
     pub fn folio_set_locked_new(&self, pfn: u32) {
         self.visible(Obj::Lock(Obj::page_lock_id(pfn)), Access::Acquire);
-        let old = self.m.frames.frame(pfn).page.locked.swap(true, Ordering::SeqCst);
+        let old = self
+            .m
+            .frames
+            .frame(pfn)
+            .page
+            .locked
+            .swap(true, Ordering::SeqCst);
         self.warn_on(old, "__folio_set_locked on a locked folio");
     }
 
     /// `folio_wait_bit(PG_locked)`: sleep until the folio is unlocked (without taking it).
     pub fn folio_wait_unlocked_raw(&self, pfn: u32) {
         let l = &self.m.frames.frame(pfn).page.locked;
-        self.block(
-            Obj::Lock(Obj::page_lock_id(pfn)),
-            Access::Read,
-            &|| !l.load(Ordering::SeqCst),
-        );
+        self.block(Obj::Lock(Obj::page_lock_id(pfn)), Access::Read, &|| {
+            !l.load(Ordering::SeqCst)
+        });
     }
 
     /// `folio_unlock`; returns false if it was not locked.
     pub fn folio_unlock_raw(&self, pfn: u32) -> bool {
         self.visible(Obj::Lock(Obj::page_lock_id(pfn)), Access::Release);
-        self.m.frames.frame(pfn).page.locked.swap(false, Ordering::SeqCst)
+        self.m
+            .frames
+            .frame(pfn)
+            .page
+            .locked
+            .swap(false, Ordering::SeqCst)
     }
 
     /// `folio_test_locked`, read in a step that announced the folio's lock.

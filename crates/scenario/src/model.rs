@@ -284,7 +284,7 @@ impl KernelModel {
     /// `check`: peek at the live tables and the data.
     fn check(&self, cx: Ctx<'_>, mm: &MmStruct, addr: u64, what: crate::CheckWhat) {
         use crate::CheckWhat;
-        
+
         // A check in a thread is a racy software walk like any other: announced reads.
         let (pfn, huge) = mmcheck_kernel::mm::pgtable::read_translation(cx, mm, addr);
         let value = pfn.map(|p| cx.cpu.data_read(cx.cpu.frame_ref(p)));

@@ -453,10 +453,7 @@ mod tests {
         folio_lock(c0, f);
         assert!(folio_test_locked(c0, f));
         assert!(!folio_trylock(c1, f));
-        assert!(
-            folio_test_locked(c0, f),
-            "a failed trylock keeps the lock"
-        );
+        assert!(folio_test_locked(c0, f), "a failed trylock keeps the lock");
         folio_unlock(c0, f);
         assert!(!folio_test_locked(c0, f));
         assert!(folio_trylock(c1, f));

@@ -30,11 +30,10 @@ pub fn huge_zero_folio(cx: Ctx<'_>) -> Option<FrameRef> {
         return Some(z);
     }
     // `get_huge_zero_folio`: allocate, then install unless another CPU won the race.
-    let new = cx
-        .k
-        .machine
-        .frames
-        .alloc(&cx.cpu, cx.geo().pmd_order(), FrameKind::Data)?;
+    let new =
+        cx.k.machine
+            .frames
+            .alloc(&cx.cpu, cx.geo().pmd_order(), FrameKind::Data)?;
     let won = cx.k.huge_zero.write(&cx.cpu, |z| match *z {
         Some(other) => other,
         None => {

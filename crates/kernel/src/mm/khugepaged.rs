@@ -270,8 +270,7 @@ pub fn collapse_huge_page_by(
             Some(p) if pte.present() => cx.cpu.data_read(cx.cpu.frame_ref(p)),
             _ => 0,
         };
-        cx.cpu
-            .data_write(cx.cpu.frame_ref(new.pfn + i as u32), v);
+        cx.cpu.data_write(cx.cpu.frame_ref(new.pfn + i as u32), v);
     }
     for i in 0..nr as usize {
         let _l = ptl.lock(cx.cpu);

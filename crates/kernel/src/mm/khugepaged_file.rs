@@ -132,7 +132,10 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
             mmcheck_platform::PageField::Flags,
             folio::PG_SWAPBACKED | folio::PG_UPTODATE | folio::PG_LRU,
         );
-        pm.set(mmcheck_platform::PageField::Mapping, folio::mapping_file(file.id));
+        pm.set(
+            mmcheck_platform::PageField::Mapping,
+            folio::mapping_file(file.id),
+        );
         pm.set(mmcheck_platform::PageField::Index, start);
     }
     // The cache holds one reference per slot.
@@ -179,8 +182,7 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
 /// of every mapping, found through rmap under the rmap lock, with the PTL taken by `map_pte`.
 pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
     let _f = cx.cpu.enter("folio_referenced");
-    // Reclaim finds the folio on the LRU; the scenario names it by address: an announced walk.
-    let Some(pfn) = pgtable::read_translation(cx, mm, addr).0 else {
+    let Some(pfn) = pgtable::folio_at(cx, mm, addr) else {
         return 0;
     };
     if pfn == cx.k.zero_page.pfn {
@@ -327,7 +329,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
 /// flush. Anonymous folios need swap, which is not modelled: returns false for them.
 pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("try_to_unmap");
-    let Some(pfn) = pgtable::read_translation(cx, mm, addr).0 else {
+    let Some(pfn) = pgtable::folio_at(cx, mm, addr) else {
         return false;
     };
     if pfn == cx.k.zero_page.pfn {

@@ -94,8 +94,7 @@ fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
 /// it by pfn): returns true if it moved.
 pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("migrate_pages");
-    // Compaction finds the folio by pfn; the scenario names it by address: an announced walk.
-    let Some(pfn) = crate::mm::pgtable::read_translation(cx, mm, addr).0 else {
+    let Some(pfn) = crate::mm::pgtable::folio_at(cx, mm, addr) else {
         return false;
     };
     if pfn == cx.k.zero_page.pfn {
@@ -139,11 +138,14 @@ pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
         let pm = cx.cpu.page(dst.pfn, Access::Write);
         pm.set(mmcheck_platform::PageField::Mapping, mapping);
         pm.set(mmcheck_platform::PageField::Index, index);
-        pm.or(mmcheck_platform::PageField::Flags, flags
+        pm.or(
+            mmcheck_platform::PageField::Flags,
+            flags
                 & (folio::PG_UPTODATE
                     | folio::PG_SWAPBACKED
                     | folio::PG_DIRTY
-                    | folio::PG_ANON_EXCLUSIVE));
+                    | folio::PG_ANON_EXCLUSIVE),
+        );
     }
     remove_migration_ptes(cx, src, dst);
     check_no_migration_entries(cx, src);

@@ -355,7 +355,11 @@ pub fn oracle_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> 
     let mut table = mm.pgd;
     let mut level = g.levels;
     loop {
-        let e = Entry(cx.k.machine.frames.entry_oracle(table, g.index(addr, level)));
+        let e = Entry(
+            cx.k.machine
+                .frames
+                .entry_oracle(table, g.index(addr, level)),
+        );
         if !e.present() {
             return None;
         }
@@ -368,6 +372,22 @@ pub fn oracle_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> 
         table = cx.k.machine.frames.current(e.pfn());
         level -= 1;
     }
+}
+
+/// The folio a scenario names by address for reclaim, compaction or migration, which find folios
+/// on the LRU or by pfn, never through the page tables: the page cache for file mappings, and for
+/// anonymous memory an RCU-protected walk (so that the lookup itself never races a table free).
+/// Returns the pfn of the page.
+pub fn folio_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
+    let _r = cx.cpu.rcu_read_lock();
+    let vma = mm.vma_lookup(cx, addr)?;
+    if let Some(file) = &vma.file {
+        if vma.is_shared(cx) {
+            let idx = vma.linear_page_index(addr, cx.geo().page_shift);
+            return file.find_get_folio(cx, idx).map(|f| f.pfn);
+        }
+    }
+    read_translation(cx, mm, addr).0
 }
 
 /// The pfn mapped at `addr`, read as a lockless software walk would, one announced entry read per
@@ -620,11 +640,7 @@ pub(crate) mod tests {
         assert_eq!(pmd.get(cx), Entry::table(winner.pfn));
         assert_eq!(k.machine.frames.kind(loser.pfn), FrameKind::Free);
         assert!(k.machine.frames.is_live(winner));
-        assert_eq!(
-            mm.nr_ptes.get_quiescent(),
-            1,
-            "only the winner is counted"
-        );
+        assert_eq!(mm.nr_ptes.get_quiescent(), 1, "only the winner is counted");
         assert!(!k.machine.frames.frame(pmd.table.pfn).ptl.is_locked());
         assert!(kinds(&k).is_empty());
     }

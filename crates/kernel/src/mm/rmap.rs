@@ -61,7 +61,9 @@ pub fn anon_vma_clone(cx: Ctx<'_>, dst: &Arc<Vma>, src: &Vma) {
 /// the parent's root.
 pub fn anon_vma_fork(cx: Ctx<'_>, dst: &Arc<Vma>, src: &Vma) {
     let _f = cx.cpu.enter("anon_vma_fork");
-    let Some(parent) = src.anon_vma(cx) else { return };
+    let Some(parent) = src.anon_vma(cx) else {
+        return;
+    };
     anon_vma_clone(cx, dst, src);
     let root = parent.root.clone().unwrap_or(parent);
     let av = new_anon_vma(cx, Some(root));
@@ -130,9 +132,8 @@ pub fn rmap_walk(
     if mapping & 1 == 1 {
         let id = mapping >> 1;
         let av =
-            cx.k.anon_vmas.deref(|v| {
-                v.iter().filter_map(|w| w.upgrade()).find(|a| a.id == id)
-            });
+            cx.k.anon_vmas
+                .deref(|v| v.iter().filter_map(|w| w.upgrade()).find(|a| a.id == id));
         let Some(av) = av else { return };
         let _f = cx.cpu.enter("rmap_walk_anon");
         let g = (lock == RmapLock::Read).then(|| av.lock().read(cx.cpu));

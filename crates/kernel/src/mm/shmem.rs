@@ -45,7 +45,10 @@ pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef,
             mmcheck_platform::PageField::Flags,
             folio::PG_UPTODATE | folio::PG_SWAPBACKED | folio::PG_LRU,
         );
-        pm.set(mmcheck_platform::PageField::Mapping, folio::mapping_file(file.id));
+        pm.set(
+            mmcheck_platform::PageField::Mapping,
+            folio::mapping_file(file.id),
+        );
         pm.set(mmcheck_platform::PageField::Index, index);
         folio::folio_ref_add(cx, f, 1); // the page cache's reference
         if file.cache_insert(cx, index, f) {

@@ -424,7 +424,8 @@ impl File {
     /// Every cached folio (quiescent).
     #[track_caller]
     pub fn cached_peek(&self, m: &Machine) -> Vec<(u64, FrameRef)> {
-        self.pages.peek(m, |p| p.iter().map(|(i, f)| (*i, *f)).collect())
+        self.pages
+            .peek(m, |p| p.iter().map(|(i, f)| (*i, *f)).collect())
     }
 
     pub(crate) fn i_mmap_insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
@@ -473,13 +474,13 @@ impl VmaIntervalTree {
     pub fn overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
         self.vmas.read(|t| {
             t.iter()
-            .filter(|v| {
-                let s = v.pgoff();
-                let e = s + ((v.end() - v.start()) >> page_shift);
-                s <= last && first < e
-            })
-            .cloned()
-            .collect()
+                .filter(|v| {
+                    let s = v.pgoff();
+                    let e = s + ((v.end() - v.start()) >> page_shift);
+                    s <= last && first < e
+                })
+                .cloned()
+                .collect()
         })
     }
 }
