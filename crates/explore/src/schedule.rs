@@ -1,6 +1,11 @@
 //! Schedules and their tokens. A schedule is the thread chosen at each step; its token is a short
 //! run-length string (`v1:0x12.1x3.0.2x4`: thread 0 for 12 steps, thread 1 for 3, ...), which
 //! `replay` turns back into the same execution.
+//!
+//! Two replays: [`replay_strict`] (the `mmcheck replay` command) rejects a token that does not fit
+//! the model, naming the step and why; [`replay`] (shrinking, tests) is lenient and stops quietly.
+//! Both continue a token that ends early with the lowest enabled thread, so a prefix of a
+//! schedule is a valid token.
 
 use crate::exec::{Exec, StackPool, Step};
 use crate::{Finish, Model};
@@ -19,7 +24,12 @@ pub enum TokenError {
     Version,
     #[error("bad run '{0}' in schedule token (expected THREAD or THREADxCOUNT)")]
     Run(String),
+    #[error("schedule token is longer than {MAX_TOKEN_STEPS} steps")]
+    TooLong,
 }
+
+/// The longest token [`Schedule::parse`] accepts (and the step limit of a replay).
+pub const MAX_TOKEN_STEPS: usize = 1_000_000;
 
 impl Schedule {
     /// Parse a token.
@@ -39,8 +49,11 @@ impl Schedule {
             };
             let t: u8 = t.parse().map_err(|_| TokenError::Run(run.into()))?;
             let n: usize = n.parse().map_err(|_| TokenError::Run(run.into()))?;
-            if n == 0 || n > 1_000_000 || t as usize >= crate::MAX_THREADS {
+            if n == 0 || n > MAX_TOKEN_STEPS || t as usize >= crate::MAX_THREADS {
                 return Err(TokenError::Run(run.into()));
+            }
+            if v.len() + n > MAX_TOKEN_STEPS {
+                return Err(TokenError::TooLong);
             }
             v.extend(std::iter::repeat_n(t, n));
         }
@@ -185,7 +198,7 @@ pub fn replay<M: Model>(model: &Arc<M>, schedule: &Schedule, recording: bool) ->
         model,
         &mut pool,
         recording,
-        1_000_000,
+        MAX_TOKEN_STEPS,
         &mut |_, enabled, i| match s.get(i) {
             Some(&t) => Some(t as usize),
             None => Some(enabled.trailing_zeros() as usize),
@@ -193,9 +206,223 @@ pub fn replay<M: Model>(model: &Arc<M>, schedule: &Schedule, recording: bool) ->
     )
 }
 
+/// Why a token does not fit an execution.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Misfit {
+    #[error("thread {thread} does not exist (threads are 0 to {last})")]
+    NoSuchThread { thread: usize, last: usize },
+    #[error("thread {thread} ({name}) has finished")]
+    Finished { thread: usize, name: String },
+    #[error("thread {thread} ({name}) is blocked (enabled: {enabled})")]
+    Blocked {
+        thread: usize,
+        name: String,
+        enabled: String,
+    },
+    #[error("every thread finished after {steps} steps, but the token has {}", more(*.extra))]
+    AfterEnd { steps: usize, extra: usize },
+    #[error("the execution ended with {kind} after {steps} steps, but the token has {}", more(*.extra))]
+    AfterViolation {
+        kind: String,
+        steps: usize,
+        extra: usize,
+    },
+}
+
+fn more(n: usize) -> String {
+    format!("{n} more step{}", if n == 1 { "" } else { "s" })
+}
+
+/// A token that does not fit: the step (numbered from 0, as in traces) and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("token does not fit at step {step}: {misfit}")]
+pub struct ReplayError {
+    pub step: usize,
+    pub misfit: Misfit,
+}
+
+/// Replay a schedule, rejecting a token that does not fit: a step naming a thread that does not
+/// exist, has finished or is blocked, or steps left over once the execution has ended (every
+/// thread finished, or a violation or deadlock stopped it). Steps beyond the token continue with
+/// the lowest enabled thread.
+pub fn replay_strict<M: Model>(
+    model: &Arc<M>,
+    schedule: &Schedule,
+    recording: bool,
+) -> Result<Run, ReplayError> {
+    let mut pool = StackPool::default();
+    let s = &schedule.0;
+    let mut misfit: Option<ReplayError> = None;
+    let run = run_one(
+        model,
+        &mut pool,
+        recording,
+        MAX_TOKEN_STEPS,
+        &mut |ex, enabled, i| {
+            let Some(&t) = s.get(i) else {
+                return Some(enabled.trailing_zeros() as usize);
+            };
+            let t = t as usize;
+            let name = || ex.model.thread_name(t);
+            let m = if t >= ex.threads() {
+                Misfit::NoSuchThread {
+                    thread: t,
+                    last: ex.threads().saturating_sub(1),
+                }
+            } else if ex.pending[t].is_none() {
+                Misfit::Finished {
+                    thread: t,
+                    name: name(),
+                }
+            } else if enabled & (1 << t) == 0 {
+                let on: Vec<String> = (0..ex.threads())
+                    .filter(|u| enabled & (1 << u) != 0)
+                    .map(|u| format!("{u} ({})", ex.model.thread_name(u)))
+                    .collect();
+                Misfit::Blocked {
+                    thread: t,
+                    name: name(),
+                    enabled: on.join(", "),
+                }
+            } else {
+                return Some(t);
+            };
+            misfit = Some(ReplayError { step: i, misfit: m });
+            None
+        },
+    );
+    if let Some(e) = misfit {
+        return Err(e);
+    }
+    let ran = run.schedule.len();
+    if ran < s.len() {
+        let extra = s.len() - ran;
+        let misfit = match (&run.finish, &run.violation) {
+            // The loop stopped on a violation (or deadlock, or the step limit).
+            (None, Some(v)) => Misfit::AfterViolation {
+                kind: v.kind.name().to_string(),
+                steps: ran,
+                extra,
+            },
+            _ => Misfit::AfterEnd { steps: ran, extra },
+        };
+        return Err(ReplayError { step: ran, misfit });
+    }
+    Ok(run)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::toy::{Op, Program};
+
+    /// Two threads, each taking lock 0 around one write.
+    fn locked_pair() -> Arc<Program> {
+        let t = vec![Op::Lock(0), Op::Write(0, 1), Op::Unlock(0)];
+        Arc::new(Program {
+            vars: 1,
+            locks: 1,
+            threads: vec![t.clone(), t],
+        })
+    }
+
+    fn misfit(m: &Arc<Program>, token: &str) -> ReplayError {
+        match replay_strict(m, &Schedule::parse(token).unwrap(), false) {
+            Ok(r) => panic!("{token} fits: {}", r.schedule),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn strict_replay_accepts_fitting_and_prefix_tokens() {
+        let m = locked_pair();
+        let full = replay(&m, &Schedule::default(), false);
+        assert!(full.violation.is_none() && !full.abandoned);
+        let n = full.schedule.len();
+        assert_eq!(
+            full.schedule.0,
+            [vec![0u8; n / 2], vec![1u8; n / 2]].concat()
+        );
+        let r = replay_strict(&m, &full.schedule, false).unwrap();
+        assert_eq!(r.schedule, full.schedule);
+        // A prefix (even an empty one) is continued with the lowest enabled thread.
+        let r = replay_strict(&m, &Schedule(vec![1]), false).unwrap();
+        assert_eq!(r.schedule.len(), n);
+        assert_eq!(r.schedule.0[..n / 2], vec![1u8; n / 2]);
+        assert!(replay_strict(&m, &Schedule::default(), false).is_ok());
+    }
+
+    #[test]
+    fn strict_replay_rejects_what_does_not_fit() {
+        let m = locked_pair();
+        let n = replay(&m, &Schedule::default(), false).schedule.len() / 2;
+        let e = misfit(&m, "v1:0.2");
+        assert_eq!(e.step, 1);
+        assert!(
+            matches!(e.misfit, Misfit::NoSuchThread { thread: 2, last: 1 }),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "token does not fit at step 1: thread 2 does not exist (threads are 0 to 1)"
+        );
+        let e = misfit(&m, &format!("v1:0x{}", n + 1));
+        assert_eq!(e.step, n);
+        assert!(
+            matches!(e.misfit, Misfit::Finished { thread: 0, .. }),
+            "{e}"
+        );
+        // Thread 0 holds the lock: thread 1 waits for it.
+        let e = misfit(&m, "v1:0.1");
+        assert_eq!(e.step, 1);
+        assert!(matches!(e.misfit, Misfit::Blocked { thread: 1, .. }), "{e}");
+        let e = misfit(&m, &format!("v1:0x{n}.1x{n}.1"));
+        assert_eq!(e.step, 2 * n);
+        assert_eq!(
+            e.misfit,
+            Misfit::AfterEnd {
+                steps: 2 * n,
+                extra: 1
+            }
+        );
+        assert!(
+            e.to_string().ends_with("but the token has 1 more step"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn strict_replay_rejects_steps_after_a_violation() {
+        // ABBA: 0 takes lock 0, 1 takes lock 1, and both wait.
+        let m = Arc::new(Program {
+            vars: 0,
+            locks: 2,
+            threads: vec![
+                vec![Op::Lock(0), Op::Lock(1), Op::Unlock(1), Op::Unlock(0)],
+                vec![Op::Lock(1), Op::Lock(0), Op::Unlock(0), Op::Unlock(1)],
+            ],
+        });
+        let r = replay_strict(&m, &Schedule::parse("v1:0.1").unwrap(), false).unwrap();
+        assert_eq!(
+            r.violation.map(|v| v.kind),
+            Some(mmcheck_platform::ViolationKind::Deadlock)
+        );
+        let e = misfit(&m, "v1:0.1.0x3");
+        assert_eq!(e.step, 2);
+        assert_eq!(
+            e.misfit,
+            Misfit::AfterViolation {
+                kind: "deadlock".into(),
+                steps: 2,
+                extra: 3
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "token does not fit at step 2: the execution ended with deadlock after 2 steps, \
+             but the token has 3 more steps"
+        );
+    }
 
     #[test]
     fn token_roundtrip() {
@@ -207,5 +434,9 @@ mod tests {
         assert!(Schedule::parse("0x3").is_err());
         assert!(Schedule::parse("v1:0xq").is_err());
         assert!(Schedule::parse("v1:9").is_err());
+        assert_eq!(
+            Schedule::parse("v1:0x1000000.1x1000000"),
+            Err(TokenError::TooLong)
+        );
     }
 }

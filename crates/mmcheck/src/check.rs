@@ -1,10 +1,14 @@
 //! `mmcheck check`: run every expectation of every scenario (the built-in catalogue, or the given
 //! files and directories) under the explorer, and print one row per scenario and variant.
+//!
+//! The command-line protocol overrides ([`Overrides`]: `--protocol`, `--set`) are shared with
+//! `mmcheck replay`, so that the replay command printed for a row reproduces it.
 
 use mmcheck_explore::report::{json_steps, render};
-use mmcheck_explore::schedule::replay;
+use mmcheck_explore::schedule::replay_strict;
 use mmcheck_explore::shrink::shrink;
 use mmcheck_explore::{explore, Config, Mode, Model};
+use mmcheck_kernel::protocol::{SwitchError, SWITCHES};
 use mmcheck_scenario::{KernelModel, Scenario, Verdict};
 use serde::Serialize;
 use std::path::Path;
@@ -19,20 +23,65 @@ pub struct CheckOpts {
     pub mode: Mode,
     pub budget: Duration,
     pub preemptions: Option<u32>,
-    pub protocol: Option<String>,
-    pub sets: Vec<(String, String)>,
+    pub overrides: Overrides,
     pub seed: u64,
     /// Strict mode: report any access to shared state its step did not announce.
     pub strict: bool,
 }
 
+/// The command-line protocol overrides: `--protocol PRESET`, then each `--set switch=value` in
+/// order. Applied to the scenario before its variant's own settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub protocol: Option<String>,
+    pub sets: Vec<(String, String)>,
+}
+
+impl Overrides {
+    pub fn is_empty(&self) -> bool {
+        self.protocol.is_none() && self.sets.is_empty()
+    }
+
+    /// `protocol=PRESET` and `switch=value`, in the order applied (the JSON `overrides` field).
+    pub fn labels(&self) -> Vec<String> {
+        let p = self.protocol.iter().map(|p| format!("protocol={p}"));
+        p.chain(self.sets.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect()
+    }
+
+    /// The command-line flags that give these overrides again (` --protocol P --set a=b`).
+    pub fn flags(&self) -> String {
+        let mut out = String::new();
+        if let Some(p) = &self.protocol {
+            out.push_str(&format!(" --protocol {}", shell_word(p)));
+        }
+        for (k, v) in &self.sets {
+            out.push_str(&format!(" --set {}", shell_word(&format!("{k}={v}"))));
+        }
+        out
+    }
+}
+
+/// `s` as one shell word: as it is when that is safe, single-quoted otherwise.
+pub fn shell_word(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// One row of the result table.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
+    /// The scenario's name.
     pub scenario: String,
     /// The scenario file (or `builtin:NAME`), for `mmcheck replay`.
     pub file: String,
     pub variant: String,
+    /// The command-line overrides the row ran under ([`Overrides::labels`]).
+    pub overrides: Vec<String>,
     pub expected: String,
     pub verdict: String,
     pub met: bool,
@@ -103,24 +152,83 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// Apply the command-line protocol overrides to a scenario.
-pub fn apply_overrides(s: &Scenario, opts: &CheckOpts) -> Result<Scenario, String> {
+/// Apply the command-line protocol overrides to a scenario: `--protocol` replaces the scenario's
+/// own protocol (its `protocol` and `set` lines), then each `--set` is applied.
+pub fn apply_overrides(s: &Scenario, o: &Overrides) -> Result<Scenario, SwitchError> {
     let mut s = s.clone();
-    if let Some(p) = &opts.protocol {
+    if let Some(p) = &o.protocol {
         let keep = (
             s.protocol.inline_rcu_callbacks,
             s.protocol.fault_around_pages,
         );
-        s.protocol = mmcheck_kernel::Protocol::preset(p).map_err(|e| e.to_string())?;
+        s.protocol = mmcheck_kernel::Protocol::preset(p)?;
         (
             s.protocol.inline_rcu_callbacks,
             s.protocol.fault_around_pages,
         ) = keep;
     }
-    for (k, v) in &opts.sets {
-        s.protocol.set(k, v).map_err(|e| e.to_string())?;
+    for (k, v) in &o.sets {
+        s.protocol.set(k, v)?;
     }
     Ok(s)
+}
+
+/// The scenario's own switch settings (those away from the defaults) that `--protocol` replaced
+/// and no `--set` gave back, as `switch own -> now`; empty without `--protocol`. `overridden` is
+/// `apply_overrides(own, o)`.
+pub fn replaced_settings(own: &Scenario, overridden: &Scenario, o: &Overrides) -> Vec<String> {
+    if o.protocol.is_none() {
+        return Vec::new();
+    }
+    SWITCHES
+        .iter()
+        .filter_map(|sw| {
+            let (mine, now) = (sw.get(&own.protocol), sw.get(&overridden.protocol));
+            (mine != sw.default_value() && mine != now)
+                .then(|| format!("{} {mine} -> {now}", sw.name))
+        })
+        .collect()
+}
+
+/// The one-line warning for [`replaced_settings`], if any were.
+pub fn replaced_warning(
+    file: &str,
+    own: &Scenario,
+    overridden: &Scenario,
+    o: &Overrides,
+) -> Option<String> {
+    let p = o.protocol.as_deref()?;
+    let lost = replaced_settings(own, overridden, o);
+    if lost.is_empty() {
+        return None;
+    }
+    // One line: the first few settings, then a count.
+    const SHOWN: usize = 4;
+    let mut what = lost
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if lost.len() > SHOWN {
+        what.push_str(&format!(" and {} more", lost.len() - SHOWN));
+    }
+    Some(format!(
+        "warning: --protocol {p} replaces the protocol of {} ({file}): {what}",
+        own.name
+    ))
+}
+
+/// The `mmcheck replay` command that reproduces a row's counterexample.
+pub fn replay_command(row: &Row, o: &Overrides) -> Option<String> {
+    let token = row.schedule.as_deref()?;
+    Some(format!(
+        "mmcheck replay {} --variant {}{} --schedule {}",
+        shell_word(&row.file),
+        shell_word(&row.variant),
+        o.flags(),
+        shell_word(token)
+    ))
 }
 
 fn strategy(opts: &CheckOpts) -> String {
@@ -145,9 +253,10 @@ pub fn run_row(
 ) -> Row {
     let start = Instant::now();
     let mut row = Row {
-        scenario: format!("{} ({file})", s.name),
+        scenario: s.name.clone(),
         file: file.to_string(),
         variant: variant.unwrap_or("base").to_string(),
+        overrides: opts.overrides.labels(),
         expected: expected.to_string(),
         verdict: String::new(),
         met: false,
@@ -195,12 +304,34 @@ pub fn run_row(
     };
     if let Some(cx) = &out.counterexample {
         let small = shrink(&model, cx, Duration::from_secs(5).min(opts.budget));
-        let r = replay(&model, &small.schedule, true);
-        let names: Vec<String> = (0..model.threads()).map(|t| model.thread_name(t)).collect();
-        row.text_trace = Some(render(&names, &r.trace, r.violation.as_ref(), 44));
-        row.trace = Some(json_steps(&r.trace));
-        row.schedule = Some(small.schedule.to_string());
-        row.message = Some(small.violation.to_string());
+        // The token is printed for `mmcheck replay`: replay it as that command does.
+        match replay_strict(&model, &small.schedule, true) {
+            Ok(r) if r.violation.as_ref().map(|v| v.kind) == Some(small.violation.kind) => {
+                let names: Vec<String> =
+                    (0..model.threads()).map(|t| model.thread_name(t)).collect();
+                row.text_trace = Some(render(&names, &r.trace, r.violation.as_ref(), 44));
+                row.trace = Some(json_steps(&r.trace));
+                row.schedule = Some(small.schedule.to_string());
+                row.message = Some(small.violation.to_string());
+            }
+            // Never expected (executions are deterministic); an error rather than a bad token.
+            other => {
+                let why = match other {
+                    Ok(r) => format!(
+                        "it replays to {}",
+                        r.violation
+                            .map_or("clean".into(), |v| v.kind.name().to_string())
+                    ),
+                    Err(e) => e.to_string(),
+                };
+                row.verdict = "error".into();
+                row.met = false;
+                row.message = Some(format!(
+                    "{}; its schedule {} does not replay: {why}",
+                    small.violation, small.schedule
+                ));
+            }
+        }
     } else if let Some(inv) = out.lock_inversions.first() {
         row.message = Some(format!("lock-order inversion: {inv}"));
     }

@@ -60,15 +60,24 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
-    /// Replay a schedule token on a scenario and print its trace.
+    /// Replay a schedule token on a scenario and print its trace. Exits 1 on a violation, 2 if
+    /// the token does not fit the scenario.
     Replay {
         /// A scenario file, or a catalogue path such as `planted/missing-rcu-wait.mmt`.
         scenario: String,
+        /// The schedule token (`v1:...`), as `check` prints it.
         #[arg(long)]
         schedule: String,
         /// The variant to replay under (default: the scenario's own protocol).
         #[arg(long)]
         variant: Option<String>,
+        /// Protocol preset applied before the variant, as with `check --protocol`.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// A switch setting, `name=value` (repeatable), as with `check --set`.
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// Print one JSON object instead of the trace.
         #[arg(long)]
         json: bool,
     },
@@ -170,8 +179,7 @@ fn main() -> ExitCode {
                 mode,
                 budget: std::time::Duration::from_secs_f64(budget),
                 preemptions,
-                protocol,
-                sets,
+                overrides: mmcheck::check::Overrides { protocol, sets },
                 seed,
                 strict,
             };
@@ -181,8 +189,16 @@ fn main() -> ExitCode {
             scenario,
             schedule,
             variant,
+            protocol,
+            sets,
             json,
-        } => run_replay(&scenario, &schedule, variant.as_deref(), json),
+        } => run_replay(
+            &scenario,
+            &schedule,
+            variant.as_deref(),
+            &mmcheck::check::Overrides { protocol, sets },
+            json,
+        ),
         Cmd::Stress {
             threads,
             seconds,
@@ -311,7 +327,7 @@ fn run_check(
     json: bool,
     jobs: usize,
 ) -> ExitCode {
-    use mmcheck::check::{apply_overrides, load, run_row, Row};
+    use mmcheck::check::{apply_overrides, load, replaced_warning, replay_command, run_row, Row};
     use std::io::IsTerminal;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let scenarios = match load(paths) {
@@ -322,14 +338,17 @@ fn run_check(
         }
     };
     let mut work = Vec::new();
-    for (file, s) in &scenarios {
-        let s = match apply_overrides(s, opts) {
+    for (file, own) in &scenarios {
+        let s = match apply_overrides(own, &opts.overrides) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         };
+        if let Some(w) = replaced_warning(file, own, &s, &opts.overrides) {
+            eprintln!("{w}");
+        }
         for e in &s.expect {
             work.push((
                 file.clone(),
@@ -388,6 +407,20 @@ fn run_check(
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         );
     } else {
+        // Rows run under command-line overrides are marked `+set` (legend above the table).
+        let marked = |r: &Row| {
+            if r.overrides.is_empty() {
+                r.variant.clone()
+            } else {
+                format!("{}+set", r.variant)
+            }
+        };
+        if !opts.overrides.is_empty() {
+            println!(
+                "+set: every row runs under{} (then its variant)\n",
+                opts.overrides.flags()
+            );
+        }
         println!(
             "{:<44} {:<12} {:<18} {:<18} {:<5} {:<12} {:>9} {:>8} {:>9}",
             "scenario",
@@ -403,8 +436,8 @@ fn run_check(
         for r in &rows {
             println!(
                 "{:<44} {:<12} {:<18} {:<18} {:<5} {:<12} {:>9} {:>8} {:>8.2}s",
-                r.scenario,
-                r.variant,
+                format!("{} ({})", r.scenario, r.file),
+                marked(r),
                 r.expected,
                 r.verdict,
                 if r.met { "yes" } else { "NO" },
@@ -417,23 +450,22 @@ fn run_check(
         for r in &rows {
             if let Some(t) = &r.text_trace {
                 println!(
-                    "\n== {} / {}: {} ==",
+                    "\n== {} ({}) / {}: {} ==",
                     r.scenario,
-                    r.variant,
+                    r.file,
+                    marked(r),
                     r.message.as_deref().unwrap_or("")
                 );
                 print!("{t}");
-                if let Some(s) = &r.schedule {
-                    println!(
-                        "replay: mmcheck replay {} --variant {} --schedule {s}",
-                        r.file, r.variant
-                    );
+                if let Some(cmd) = replay_command(r, &opts.overrides) {
+                    println!("replay: {cmd}");
                 }
             } else if !r.met {
                 println!(
-                    "\n== {} / {}: {} ==",
+                    "\n== {} ({}) / {}: {} ==",
                     r.scenario,
-                    r.variant,
+                    r.file,
+                    marked(r),
                     r.message.as_deref().unwrap_or("expectation not met")
                 );
             }
@@ -448,7 +480,14 @@ fn run_check(
     }
 }
 
-fn run_replay(scenario: &str, token: &str, variant: Option<&str>, json: bool) -> ExitCode {
+fn run_replay(
+    scenario: &str,
+    token: &str,
+    variant: Option<&str>,
+    overrides: &mmcheck::check::Overrides,
+    json: bool,
+) -> ExitCode {
+    use mmcheck::check::{apply_overrides, replaced_warning};
     use mmcheck_explore::report::{json_steps, render};
     use mmcheck_explore::{Model, Schedule};
     let sched = match Schedule::parse(token) {
@@ -458,29 +497,48 @@ fn run_replay(scenario: &str, token: &str, variant: Option<&str>, json: bool) ->
             return ExitCode::from(2);
         }
     };
+    // The file as `check` names it: the path given, `scenarios/NAME` or `builtin:NAME`.
     let path = std::path::Path::new(scenario);
     let loaded = if path.exists() {
-        mmcheck_scenario::parse::load_scenario_file(path).map_err(|e| e.render())
+        mmcheck_scenario::parse::load_scenario_file(path)
+            .map(|s| (scenario.to_string(), s))
+            .map_err(|e| e.render())
     } else {
         let key = scenario.trim_start_matches("scenarios/");
         match mmcheck::check::CATALOGUE.iter().find(|(n, _)| *n == key) {
             Some((n, text)) => {
-                mmcheck_scenario::parse::parse_scenario(&format!("scenarios/{n}"), text)
+                let file = format!("scenarios/{n}");
+                mmcheck_scenario::parse::parse_scenario(&file, text)
+                    .map(|s| (file, s))
                     .map_err(|e| e.render())
             }
-            None if scenario == "builtin:reference" => Ok(mmcheck_scenario::catalogue::reference()),
+            None if scenario == "builtin:reference" => Ok((
+                scenario.to_string(),
+                mmcheck_scenario::catalogue::reference(),
+            )),
             None => Err(format!(
                 "error: no scenario file or catalogue entry '{scenario}'"
             )),
         }
     };
-    let s = match loaded {
+    let (file, own) = match loaded {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    // The same overrides, in the same order, as `check`: the preset and sets, then the variant.
+    let s = match apply_overrides(&own, overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(w) = replaced_warning(&file, &own, &s, overrides) {
+        eprintln!("{w}");
+    }
     let variant = variant.filter(|v| *v != "base");
     if let Some(v) = variant {
         if !s.variants.iter().any(|x| x.name == v) {
@@ -496,11 +554,19 @@ fn run_replay(scenario: &str, token: &str, variant: Option<&str>, json: bool) ->
         }
     };
     let m = std::sync::Arc::new(mmcheck_scenario::KernelModel::new(sv));
-    let r = mmcheck_explore::schedule::replay(&m, &sched, true);
+    let r = match mmcheck_explore::schedule::replay_strict(&m, &sched, true) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if json {
         let v = serde_json::json!({
             "scenario": s.name,
+            "file": file,
             "variant": variant.unwrap_or("base"),
+            "overrides": overrides.labels(),
             "schedule": token,
             "verdict": r.violation.as_ref().map_or("clean".to_string(), |v| v.kind.name().to_string()),
             "message": r.violation.as_ref().map(|v| v.to_string()),
