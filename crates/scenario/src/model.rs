@@ -19,8 +19,8 @@ use mmcheck_kernel::mm::vma::{
 };
 use mmcheck_kernel::protocol::FolioWalkLock;
 use mmcheck_kernel::{Ctx, Kernel};
+use mmcheck_platform::Ghost;
 use mmcheck_platform::{Access, Backend, Machine, MachineConfig, Obj, Violation, ViolationKind};
-use parking_lot::Mutex;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -40,12 +40,12 @@ pub struct KernelModel {
 pub struct Instance {
     pub kernel: Kernel,
     pub mm: Arc<MmStruct>,
-    seen: Vec<Mutex<Vec<String>>>,
+    seen: Vec<Ghost<Vec<String>>>,
     setup_error: Option<String>,
     /// Logical clock for operation boundaries (one coroutine runs at a time, so its order is the
     /// real-time order).
-    clock: std::sync::atomic::AtomicU64,
-    history: Mutex<Vec<crate::linearize::HOp>>,
+    clock: Ghost<u64>,
+    history: Ghost<Vec<crate::linearize::HOp>>,
     /// Word values after the setup, by page address.
     initial: std::collections::BTreeMap<u64, u64>,
 }
@@ -134,15 +134,23 @@ impl KernelModel {
         use crate::linearize::{HKind, HOp};
         use std::sync::atomic::Ordering as O;
         let ps = self.scenario.geometry.page_size();
-        let inv = inst.clock.fetch_add(1, O::SeqCst);
+        let inv = inst.clock.record(|c| {
+            *c += 1;
+            *c - 1
+        });
         let record = |addr: u64, kind: HKind| {
-            let resp = inst.clock.fetch_add(1, O::SeqCst);
-            inst.history.lock().push(HOp {
-                thread: cx.cpu.id,
-                addr,
-                kind,
-                inv,
-                resp,
+            let resp = inst.clock.record(|c| {
+                *c += 1;
+                *c - 1
+            });
+            inst.history.record(|h| {
+                h.push(HOp {
+                    thread: cx.cpu.id,
+                    addr,
+                    kind,
+                    inv,
+                    resp,
+                })
             });
         };
         let r = match *op {
@@ -162,20 +170,24 @@ impl KernelModel {
             Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
             Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps).map(|_| {
                 // Anonymous pages read back as zero afterwards; shmem keeps its data.
-                let resp = inst.clock.fetch_add(1, O::SeqCst);
-                let mut h = inst.history.lock();
-                for p in 0..pages {
-                    let a = addr + p * ps;
-                    if self.anon_pages.contains(&a) {
-                        h.push(HOp {
-                            thread: cx.cpu.id,
-                            addr: a,
-                            kind: HKind::Zero,
-                            inv,
-                            resp,
-                        });
+                let resp = inst.clock.record(|c| {
+                    *c += 1;
+                    *c - 1
+                });
+                inst.history.record(|h| {
+                    for p in 0..pages {
+                        let a = addr + p * ps;
+                        if self.anon_pages.contains(&a) {
+                            h.push(HOp {
+                                thread: cx.cpu.id,
+                                addr: a,
+                                kind: HKind::Zero,
+                                inv,
+                                resp,
+                            });
+                        }
                     }
-                }
+                });
             }),
             Op::RcuWalk { addr } => {
                 let _f = cx.cpu.enter("rcu_pte_walker");
@@ -434,7 +446,7 @@ impl Model for KernelModel {
         // Setup ran on CPU 0: its translations are not the thread's to keep.
         cx.cpu.local_flush_mm(mm.id);
         cx.cpu.rcu_barrier();
-        let seen = s.threads.iter().map(|_| Mutex::new(Vec::new())).collect();
+        let seen = s.threads.iter().map(|_| Ghost::default()).collect();
         let mut initial = std::collections::BTreeMap::new();
         for op in &s.setup {
             if let SetupOp::Store { addr, value } = *op {
@@ -446,8 +458,8 @@ impl Model for KernelModel {
             mm,
             seen,
             setup_error,
-            clock: std::sync::atomic::AtomicU64::new(0),
-            history: Mutex::new(Vec::new()),
+            clock: Ghost::new(0),
+            history: Ghost::default(),
             initial,
         }
     }
@@ -489,7 +501,7 @@ impl Model for KernelModel {
         for op in &self.scenario.threads[t] {
             self.run_op(inst, cx, &inst.mm, op, &mut seen);
         }
-        *inst.seen[t].lock() = seen;
+        inst.seen[t].record(|x| *x = seen);
     }
 
     fn finish(&self, inst: &Instance) -> Finish {
@@ -505,15 +517,15 @@ impl Model for KernelModel {
         }
         let mut outcome = String::new();
         for (t, s) in inst.seen.iter().enumerate() {
-            let _ = write!(outcome, "T{t}: {} ; ", s.lock().join(", "));
+            let line = s.peek(&inst.kernel.machine, |v| v.join(", "));
+            let _ = write!(outcome, "T{t}: {line} ; ");
         }
-        let hist: Vec<crate::linearize::HOp> = inst
-            .history
-            .lock()
-            .iter()
-            .filter(|o| !self.untracked.contains(&o.addr))
-            .copied()
-            .collect();
+        let hist: Vec<crate::linearize::HOp> = inst.history.peek(&inst.kernel.machine, |h| {
+            h.iter()
+                .filter(|o| !self.untracked.contains(&o.addr))
+                .copied()
+                .collect()
+        });
         if let Err((stale, msg)) = crate::linearize::check(&hist, &inst.initial) {
             let kind = if stale {
                 ViolationKind::StaleRead

@@ -44,7 +44,7 @@ fn check_dir(sub: &str) {
         for e in &s.expect {
             let sv = s.with_variant(e.variant.as_deref()).unwrap();
             let out = explore(
-                Arc::new(KernelModel::new(sv)),
+                Arc::new(KernelModel::new(sv).with_strict(true)),
                 &Config {
                     budget: Some(Duration::from_secs(120)),
                     ..Config::default()
