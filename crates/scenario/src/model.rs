@@ -132,7 +132,6 @@ impl KernelModel {
 
     fn run_op(&self, inst: &Instance, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
         use crate::linearize::{HKind, HOp};
-        use std::sync::atomic::Ordering as O;
         let ps = self.scenario.geometry.page_size();
         let inv = inst.clock.record(|c| {
             *c += 1;
