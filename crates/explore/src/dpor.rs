@@ -209,7 +209,10 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             edges.entry(*k).or_insert(*v);
         }
         let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
+        out.violation_kinds.extend(violation.iter().map(|v| v.kind));
         if let Some(f) = &finish {
+            out.violation_kinds
+                .extend(f.violations.iter().map(|v| v.kind));
             if violation.is_none() {
                 violation = f.violations.first().cloned();
             }

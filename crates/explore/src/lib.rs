@@ -15,6 +15,7 @@
 pub mod deps;
 pub mod dpor;
 pub mod exec;
+pub mod naive;
 pub mod random;
 pub mod report;
 pub mod schedule;
@@ -137,6 +138,9 @@ pub struct Outcome {
     pub counterexample: Option<Counterexample>,
     /// Every distinct final outcome seen (only with `collect_outcomes`).
     pub outcomes: std::collections::BTreeSet<String>,
+    /// The kind of every violation of every execution run (all of `Finish::violations`), for
+    /// comparing strategies; lock-order inversions are in `lock_inversions`.
+    pub violation_kinds: std::collections::BTreeSet<mmcheck_platform::ViolationKind>,
     /// Lock-order inversions seen across executions (lockdep).
     pub lock_inversions: Vec<String>,
     pub elapsed: Duration,

@@ -80,6 +80,12 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         for (k, v) in run.lock_edges {
             edges.entry(k).or_insert(v);
         }
+        out.violation_kinds
+            .extend(run.violation.iter().map(|v| v.kind));
+        if let Some(f) = &run.finish {
+            out.violation_kinds
+                .extend(f.violations.iter().map(|v| v.kind));
+        }
         if cfg.collect_outcomes {
             if let Some(f) = &run.finish {
                 out.outcomes.insert(f.outcome.clone());

@@ -3,6 +3,7 @@
 //! runs one under the explorer (each thread on its own CPU, plus the RCU callback thread).
 
 pub mod catalogue;
+pub mod gen;
 pub mod linearize;
 pub mod model;
 pub mod parse;

@@ -1,0 +1,228 @@
+//! DPOR against naive exhaustive enumeration on small generated kernel scenarios
+//! (`mmcheck_scenario::gen`): wherever naive enumeration completes, DPOR must be complete and
+//! reach the same set of violation kinds and the same set of final outcomes. A read the model
+//! does not announce as a visible event hides a conflict from DPOR's dependency relation but not
+//! from naive enumeration, so this is the test that catches it
+//! (`mmcheck_explore::naive`'s `naive_catches_an_unannounced_read` shows it can fail).
+//!
+//! One caveat on kinds: an execution ends at its first violation, so if two independent
+//! violations could fire in either order, DPOR (one order per equivalence class) may legitimately
+//! report only one of them. No generated case has shown it; a failure report names each kind
+//! only one side found, with naive's witness schedule, to tell.
+//!
+//! Environment, for longer searches: `MMCHECK_GEN_CASES` (naive-complete cases wanted, default
+//! 60), `MMCHECK_GEN_FIRST` (first seed, default 0), `MMCHECK_GEN_SEEDS` (seeds tried at most,
+//! default 1000), `MMCHECK_GEN_CAP` (naive executions per case, default 50,000),
+//! `MMCHECK_GEN_VERBOSE` (a line per case).
+
+use mmcheck_explore::naive::NaiveOutcome;
+use mmcheck_explore::schedule::replay;
+use mmcheck_explore::{explore, naive, Config, Mode, Outcome, Schedule};
+use mmcheck_platform::ViolationKind;
+use mmcheck_scenario::gen::generate;
+use mmcheck_scenario::KernelModel;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Naive executions per case before it is skipped.
+const CAP: u64 = 50_000;
+/// Seeds tried at most.
+const MAX_SEEDS: u64 = 1000;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Interleavings of threads of `n[i]` steps: the multinomial coefficient, saturating.
+fn interleavings(n: &[usize]) -> u64 {
+    let mut total = 0u64;
+    let mut acc = 1u128;
+    for &k in n {
+        for i in 1..=k as u64 {
+            total += 1;
+            acc = acc * total as u128 / i as u128;
+            if acc > u64::MAX as u128 {
+                return u64::MAX;
+            }
+        }
+    }
+    acc as u64
+}
+
+/// DPOR's violation kinds, `lock-order` included if it saw an inversion.
+fn kinds(o: &Outcome) -> BTreeSet<ViolationKind> {
+    let mut k = o.violation_kinds.clone();
+    if !o.lock_inversions.is_empty() {
+        k.insert(ViolationKind::LockOrder);
+    }
+    k
+}
+
+fn names(k: &BTreeSet<ViolationKind>) -> String {
+    let v: Vec<&str> = k.iter().map(|k| k.name()).collect();
+    format!("{{{}}}", v.join(", "))
+}
+
+/// A disagreement, written up with a PCT run for comparison.
+fn report(
+    model: &Arc<KernelModel>,
+    text: &str,
+    seed: u64,
+    nv: &NaiveOutcome,
+    dp: &Outcome,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "=== gen seed {seed}\n{text}");
+    let _ = writeln!(
+        s,
+        "naive: {} executions, kinds {}, {} outcomes",
+        nv.executions,
+        names(&nv.kinds()),
+        nv.outcomes.len()
+    );
+    let _ = writeln!(
+        s,
+        "dpor:  {} executions, complete {}, kinds {}, {} outcomes",
+        dp.executions,
+        dp.complete,
+        names(&kinds(dp)),
+        dp.outcomes.len()
+    );
+    for (k, w) in &nv.witnesses {
+        if !dp.violation_kinds.contains(k) {
+            let _ = writeln!(s, "  only naive: {k}: {} [{}]", w.violation.msg, w.schedule);
+        }
+    }
+    for k in dp.violation_kinds.difference(&nv.kinds()) {
+        let _ = writeln!(s, "  only dpor: {k}");
+    }
+    for o in nv.outcomes.difference(&dp.outcomes) {
+        let _ = writeln!(s, "  outcome only naive: {o}");
+    }
+    for o in dp.outcomes.difference(&nv.outcomes) {
+        let _ = writeln!(s, "  outcome only dpor: {o}");
+    }
+    for depth in [2, 3] {
+        let pct = explore(
+            model.clone(),
+            &Config {
+                mode: Mode::Pct { depth },
+                max_executions: Some(2000),
+                seed: 1,
+                stop_on_violation: false,
+                ..Config::default()
+            },
+        );
+        let _ = writeln!(
+            s,
+            "pct(d={depth}): {} executions, kinds {}{}",
+            pct.executions,
+            names(&kinds(&pct)),
+            pct.counterexample
+                .map(|c| format!(", first {} [{}]", c.violation.kind, c.schedule))
+                .unwrap_or_default()
+        );
+    }
+    s
+}
+
+/// Compare on generated scenarios until `MMCHECK_GEN_CASES` cases completed under naive
+/// enumeration; `with_check`: also the cases with a `check` operation.
+fn compare(with_check: bool) {
+    let want = env("MMCHECK_GEN_CASES", 60);
+    let first = env("MMCHECK_GEN_FIRST", 0);
+    let seeds = env("MMCHECK_GEN_SEEDS", MAX_SEEDS);
+    let cap = env("MMCHECK_GEN_CAP", CAP);
+    let verbose = std::env::var("MMCHECK_GEN_VERBOSE").is_ok();
+    let start = Instant::now();
+    let cfg = Config {
+        mode: Mode::Dpor,
+        stop_on_violation: false,
+        collect_outcomes: true,
+        max_executions: Some(cap),
+        ..Config::default()
+    };
+    let (mut done, mut over_estimate, mut over_cap) = (0u64, 0u64, 0u64);
+    let (mut naive_execs, mut dpor_execs) = (0u64, 0u64);
+    let mut failures = Vec::new();
+    let mut seed = first;
+    while done < want && seed < first + seeds {
+        let g = generate(seed);
+        seed += 1;
+        if !with_check && g.text.contains("  check ") {
+            continue;
+        }
+        let model = Arc::new(KernelModel::new(g.scenario.clone()));
+        // One run, lowest thread first, to estimate the naive cost.
+        let r = replay(&model, &Schedule::default(), false);
+        let mut per = vec![0usize; 3];
+        for &t in &r.schedule.0 {
+            per[t as usize] += 1;
+        }
+        let est = interleavings(&per);
+        if est > 4 * cap {
+            over_estimate += 1;
+            continue;
+        }
+        let t0 = Instant::now();
+        let nv = naive::explore(&model, &cfg);
+        if !nv.complete {
+            over_cap += 1;
+            continue;
+        }
+        let dp = explore(model.clone(), &cfg);
+        done += 1;
+        naive_execs += nv.executions;
+        dpor_execs += dp.executions;
+        let ok = dp.complete && kinds(&dp) == nv.kinds() && dp.outcomes == nv.outcomes;
+        if verbose {
+            eprintln!(
+                "seed {}: steps {per:?} naive {} dpor {} kinds {} {} outcomes {} {:.2}s",
+                g.seed,
+                nv.executions,
+                dp.executions,
+                names(&nv.kinds()),
+                if ok { "ok" } else { "DIFFER" },
+                nv.outcomes.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        if !ok {
+            failures.push(report(&model, &g.text, g.seed, &nv, &dp));
+        }
+    }
+    eprintln!(
+        "seeds {first}..{seed}: {done} compared ({naive_execs} naive executions, {dpor_execs} DPOR), \
+         {over_estimate} skipped by estimate, {over_cap} at the cap of {cap}, {} disagree, {:.1}s",
+        failures.len(),
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {done} cases disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(done >= 50, "only {done} cases where naive completes");
+}
+
+/// Every generated case. Today `check` (an oracle that peeks at the tables and the data in the
+/// step of the thread's previous event) disagrees: the first failing case is gen seed 39.
+#[test]
+#[ignore = "the model reads state outside the step that announces it (review-2026-12 A.2: \
+            `check` peeks at tables and data in the previous event's step; gen seed 39)"]
+fn dpor_matches_naive_on_generated_kernel_scenarios() {
+    compare(true);
+}
+
+/// The cases without a `check`, which agree today: the guard that runs until the test above is
+/// un-ignored (then this one is redundant).
+#[test]
+fn dpor_matches_naive_on_generated_scenarios_without_check() {
+    compare(false);
+}
