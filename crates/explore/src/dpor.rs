@@ -12,7 +12,6 @@ use crate::deps::{dependent, Key};
 use crate::exec::{Exec, StackPool, MAX_THREADS};
 use crate::{Config, Counterexample, Model, Outcome};
 use mmcheck_platform::{Event, Obj, Violation, ViolationKind};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,36 +62,12 @@ pub fn lock_name(id: u64) -> String {
     }
 }
 
-/// Lock-order inversions among the recorded `held → acquired` edges.
-pub fn inversions<M: Model + ?Sized>(
-    edges: &BTreeMap<(u64, u64), (usize, usize)>,
-    model: &M,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (&(a, b), &(t1, s1)) in edges {
-        if a < b {
-            if let Some(&(t2, s2)) = edges.get(&(b, a)) {
-                out.push(format!(
-                    "{} then {} ({} at step {s1}) vs {} then {} ({} at step {s2})",
-                    lock_name(a),
-                    lock_name(b),
-                    model.thread_name(t1),
-                    lock_name(b),
-                    lock_name(a),
-                    model.thread_name(t2)
-                ));
-            }
-        }
-    }
-    out
-}
-
 /// Explore every interleaving up to partial-order equivalence.
 pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let start = Instant::now();
     let mut pool = StackPool::default();
     let mut out = Outcome::default();
-    let mut edges: BTreeMap<(u64, u64), (usize, usize)> = BTreeMap::new();
+    let mut edges = crate::lockdep::Edges::new();
     let mut stack: Vec<Node> = Vec::new();
     let mut fresh_from = 0usize;
     let mut pruned = false;
@@ -205,9 +180,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         stack.truncate(depth);
         out.executions += 1;
         out.steps += depth as u64;
-        for (k, v) in &ex.locks.edges {
-            edges.entry(*k).or_insert(*v);
-        }
+        crate::lockdep::merge(&mut edges, &ex.locks.edges);
         let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
         out.violation_kinds.extend(violation.iter().map(|v| v.kind));
         if let Some(f) = &finish {
@@ -264,7 +237,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         }
     }
     out.complete = complete && !pruned;
-    out.lock_inversions = inversions(&edges, &*model);
+    out.lock_inversions = crate::lockdep::inversions(&edges, &*model);
     out.elapsed = start.elapsed();
     out
 }

@@ -13,7 +13,6 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use mmcheck_platform::event::covers;
 use mmcheck_platform::{Access, Backend, Event, Machine, Obj, Violation, ViolationKind};
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -157,9 +156,11 @@ impl Backend for CoreHandle {
         }
     }
 
-    fn trylock_result(&self, cpu: usize, lock: u64, ok: bool) {
-        if ok && !self.0.aborting.get() {
-            self.0.trylocks.borrow_mut().push((cpu, lock));
+    fn trylock_result(&self, _cpu: usize, lock: u64, ok: bool) {
+        // Only a thread's step counts: a trylock during set-up (outside any step) is not held by
+        // any thread, and must not be charged to the next one that takes a trylock.
+        if let (true, false, Some(t)) = (ok, self.0.aborting.get(), self.0.running.get()) {
+            self.0.trylocks.borrow_mut().push((t, lock));
         }
     }
 
@@ -227,36 +228,7 @@ pub struct Step {
     pub func: &'static str,
 }
 
-/// Lock bookkeeping from the event stream: who holds what, and the order edges seen.
-#[derive(Default, Clone)]
-pub struct LockTrack {
-    pub held: [Vec<u64>; MAX_THREADS],
-    /// (held, acquired) → the thread and step that first did it.
-    pub edges: BTreeMap<(u64, u64), (usize, usize)>,
-}
-
-impl LockTrack {
-    pub fn note(&mut self, t: usize, ev: &Event, step: usize) {
-        let Obj::Lock(id) = ev.obj else { return };
-        match ev.access {
-            Access::Acquire | Access::AcquireShared => {
-                for &h in &self.held[t] {
-                    self.edges.entry((h, id)).or_insert((t, step));
-                }
-                self.held[t].push(id);
-            }
-            // A trylock is recorded only if it succeeded (see `Exec::step`), with no order edge:
-            // it cannot deadlock.
-            Access::TryAcquire => {}
-            Access::Release | Access::ReleaseShared => {
-                if let Some(i) = self.held[t].iter().rposition(|&h| h == id) {
-                    self.held[t].remove(i);
-                }
-            }
-            _ => {}
-        }
-    }
-}
+pub use crate::lockdep::LockTrack;
 
 /// A running execution.
 pub struct Exec<M: Model> {
@@ -267,6 +239,8 @@ pub struct Exec<M: Model> {
     pub pending: Vec<Option<Req>>,
     pub locks: LockTrack,
     pub steps: usize,
+    /// The thread of each step so far.
+    pub sched: Vec<u8>,
 }
 
 /// Coroutine stacks, reused across executions.
@@ -290,6 +264,7 @@ impl<M: Model> Exec<M> {
             pending: vec![None; n],
             locks: LockTrack::default(),
             steps: 0,
+            sched: Vec::new(),
         };
         for t in 0..n {
             let stack = pool
@@ -385,7 +360,9 @@ impl<M: Model> Exec<M> {
     /// Run thread `t`'s pending operation and on to its next one.
     pub fn step(&mut self, t: usize) -> Event {
         let ev = self.pending[t].expect("step of a finished thread").event();
-        self.locks.note(t, &ev, self.steps);
+        self.sched.push(t as u8);
+        self.locks
+            .note(t, &ev, &self.sched, self.model.machine(&self.inst));
         self.steps += 1;
         self.resume(t);
         if ev.access == Access::TryAcquire {

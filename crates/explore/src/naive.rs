@@ -100,9 +100,7 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         prefix.truncate(depth);
         out.executions += 1;
         out.steps += depth as u64;
-        for (k, v) in &ex.locks.edges {
-            edges.entry(*k).or_insert(*v);
-        }
+        crate::lockdep::merge(&mut edges, &ex.locks.edges);
         let finish = ex.finish(&mut pool, violation.is_none());
         let mut found: Vec<Violation> = violation.into_iter().collect();
         if let Some(f) = finish {
@@ -124,7 +122,7 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         loop {
             let Some((t, en)) = prefix.pop() else {
                 out.complete = true;
-                out.lock_inversions = crate::dpor::inversions(&edges, &**model);
+                out.lock_inversions = crate::lockdep::inversions(&edges, &**model);
                 out.elapsed = start.elapsed();
                 return out;
             };
@@ -135,7 +133,7 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
             }
         }
     }
-    out.lock_inversions = crate::dpor::inversions(&edges, &**model);
+    out.lock_inversions = crate::lockdep::inversions(&edges, &**model);
     out.elapsed = start.elapsed();
     out
 }

@@ -77,9 +77,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         out.executions += 1;
         out.steps += run.schedule.len() as u64;
         est_steps = est_steps.max(run.schedule.len());
-        for (k, v) in run.lock_edges {
-            edges.entry(k).or_insert(v);
-        }
+        crate::lockdep::merge(&mut edges, &run.lock_edges);
         out.violation_kinds
             .extend(run.violation.iter().map(|v| v.kind));
         if let Some(f) = &run.finish {
@@ -105,7 +103,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             }
         }
     }
-    out.lock_inversions = crate::dpor::inversions(&edges, &*model);
+    out.lock_inversions = crate::lockdep::inversions(&edges, &*model);
     out.elapsed = start.elapsed();
     out
 }

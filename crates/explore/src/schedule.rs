@@ -105,7 +105,7 @@ pub struct Run {
     pub preemptions: usize,
     /// The chooser gave up (schedule did not fit, or a sleep-set block in DPOR).
     pub abandoned: bool,
-    pub lock_edges: Vec<((u64, u64), (usize, usize))>,
+    pub lock_edges: crate::lockdep::Edges,
 }
 
 /// Picks the thread for a step from the execution, the enabled mask and the step index.
@@ -171,7 +171,7 @@ pub fn run_one<M: Model>(
             violation = ex.violation();
         }
     }
-    let lock_edges = ex.locks.edges.iter().map(|(k, v)| (*k, *v)).collect();
+    let lock_edges = ex.locks.edges.clone();
     let clean_end = violation.is_none() && !abandoned;
     let finish = ex.finish(pool, clean_end);
     if let Some(f) = &finish {

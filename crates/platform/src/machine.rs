@@ -66,6 +66,8 @@ pub struct Machine {
     pub(crate) cpus: Box<[CpuState]>,
     pub config: MachineConfig,
     next_id: AtomicU64,
+    /// Lock id → lockdep class (`&mm->mmap_lock`, ...), for lock-order tracking by class.
+    lock_classes: Mutex<std::collections::BTreeMap<u64, &'static str>>,
     violations: Mutex<Vec<Violation>>,
     violated: AtomicBool,
 }
@@ -92,6 +94,7 @@ impl Machine {
             cpus,
             config,
             next_id: AtomicU64::new(1),
+            lock_classes: Mutex::new(std::collections::BTreeMap::new()),
             violations: Mutex::new(Vec::new()),
             violated: AtomicBool::new(false),
         }
@@ -116,6 +119,29 @@ impl Machine {
     /// deterministic program gets the same ids every run.
     pub fn new_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh id for a lock of lockdep class `class` (the kernel's static key: one per
+    /// initialisation site, e.g. `&mm->mmap_lock`, `&anon_vma->rwsem`).
+    pub fn new_lock_id(&self, class: &'static str) -> u64 {
+        let id = self.new_id();
+        self.lock_classes.lock().insert(id, class);
+        id
+    }
+
+    /// The lockdep class of lock `id`: split page-table locks are one class (`ptlock`, as
+    /// `ptlock_init` initialises them all at one site), folio locks another.
+    pub fn lock_class(&self, id: u64) -> std::borrow::Cow<'static, str> {
+        if id >= Obj::PAGE_LOCK_BASE {
+            "folio_lock".into()
+        } else if id >= Obj::PTL_BASE {
+            "ptlock".into()
+        } else {
+            match self.lock_classes.lock().get(&id) {
+                Some(c) => (*c).into(),
+                None => format!("lock#{id}").into(),
+            }
+        }
     }
 
     /// Every violation recorded so far.

@@ -55,13 +55,11 @@ fn finding(o: &Outcome) -> Option<String> {
     }
 }
 
-/// Fails today on the four rows of review-2026-12 section A: `planted/missing-tlb-flush`,
-/// `races/pt-reclaim-refilled-table` (base and rescan), `races/khugepaged-free-vs-gupfast` and
-/// `races/collapse-pte-mapped-thp-vs-reclaim` (lock order).
+/// It failed on the four rows of review-2026-12 section A (`planted/missing-tlb-flush`,
+/// `races/pt-reclaim-refilled-table` base and rescan, `races/khugepaged-free-vs-gupfast`, and the
+/// instance-keyed lock order of `races/collapse-pte-mapped-thp-vs-reclaim`) until the model
+/// announced every shared access and lockdep went by class.
 #[test]
-#[ignore = "the model reads state outside the step that announces it (review-2026-12 A: the TLB \
-            shootdown's IPI snapshot, VMA fields, page->head, tlb_flush_pending) and keys \
-            lock-order edges by instance (A.3); 4 catalogue rows disagree"]
 fn randomized_strategies_agree_with_clean_dpor_verdicts() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
     let mut fs = Vec::new();

@@ -12,7 +12,7 @@ fn new_anon_vma(cx: Ctx<'_>, root: Option<Arc<AnonVma>>) -> Arc<AnonVma> {
     let av = Arc::new(AnonVma {
         id: m.new_id(),
         root,
-        rwsem: RwSem::new(m.new_id()),
+        rwsem: RwSem::new(m.new_lock_id("&anon_vma->rwsem")),
         tree: crate::mm::types::VmaIntervalTree::new(m.new_id()),
     });
     cx.k.anon_vmas.record(|v| v.push(Arc::downgrade(&av)));

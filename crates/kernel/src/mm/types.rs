@@ -66,8 +66,8 @@ impl MmStruct {
         MmStruct {
             id: m.new_id(),
             pgd,
-            mmap_lock: MmapLock::new(m.new_id(), m.new_id()),
-            page_table_lock: SpinLock::new(m.new_id()),
+            mmap_lock: MmapLock::new(m.new_lock_id("&mm->mmap_lock"), m.new_id()),
+            page_table_lock: SpinLock::new(m.new_lock_id("&mm->page_table_lock")),
             tree: Shared::new(m.new_id(), BTreeMap::new()),
             nr_ptes: Counter::default(),
             nr_pmds: Counter::default(),
@@ -376,7 +376,7 @@ impl File {
         let m = &cx.k.machine;
         File {
             id: m.new_id(),
-            i_mmap_rwsem: RwSem::new(m.new_id()),
+            i_mmap_rwsem: RwSem::new(m.new_lock_id("&mapping->i_mmap_rwsem")),
             i_mmap: VmaIntervalTree::new(m.new_id()),
             pages: Shared::new(m.new_id(), BTreeMap::new()),
             size_pages: SharedWord::new(m.new_id(), size_pages),

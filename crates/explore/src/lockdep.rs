@@ -1,0 +1,97 @@
+//! Lock order by class, as lockdep (`kernel/locking/lockdep.c`) keeps it: every acquisition while
+//! other locks are held adds a `held class → acquired class` edge; an inversion is a pair of edges
+//! `A → B` and `B → A`, seen in any executions. Classes come from the machine
+//! ([`mmcheck_platform::Machine::lock_class`]): `&mm->mmap_lock`, `&anon_vma->rwsem`,
+//! `&mapping->i_mmap_rwsem`, `&mm->page_table_lock`, `ptlock`, `folio_lock`. Nesting two locks of
+//! one class is not an edge (the kernel annotates those with `spin_lock_nested`). Each edge keeps
+//! the schedule of the execution that first showed it, up to the acquisition, so both halves of
+//! an inversion replay.
+
+use crate::schedule::Schedule;
+use crate::Model;
+use mmcheck_platform::{Access, Event, Machine, Obj};
+use std::collections::BTreeMap;
+
+/// Where an edge was first seen.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub thread: usize,
+    pub step: usize,
+    /// The schedule up to and including the acquisition.
+    pub schedule: Schedule,
+}
+
+/// `(held class, acquired class)` → first sighting.
+pub type Edges = BTreeMap<(String, String), Edge>;
+
+/// Who holds what (by lock instance, for deadlock reports) and the class edges seen.
+#[derive(Default, Clone)]
+pub struct LockTrack {
+    pub held: [Vec<u64>; crate::MAX_THREADS],
+    pub edges: Edges,
+}
+
+impl LockTrack {
+    /// Note the step `ev` of thread `t`; `sched` is the schedule so far, this step included.
+    pub fn note(&mut self, t: usize, ev: &Event, sched: &[u8], m: &Machine) {
+        let Obj::Lock(id) = ev.obj else { return };
+        match ev.access {
+            Access::Acquire | Access::AcquireShared => {
+                if !self.held[t].is_empty() {
+                    let to = m.lock_class(id);
+                    for &h in &self.held[t] {
+                        let from = m.lock_class(h);
+                        if from == to {
+                            continue;
+                        }
+                        self.edges
+                            .entry((from.into_owned(), to.to_string()))
+                            .or_insert_with(|| Edge {
+                                thread: t,
+                                step: sched.len() - 1,
+                                schedule: Schedule(sched.to_vec()),
+                            });
+                    }
+                }
+                self.held[t].push(id);
+            }
+            // A trylock is recorded only if it succeeded (see `Exec::step`), with no order edge:
+            // it cannot deadlock.
+            Access::TryAcquire => {}
+            Access::Release | Access::ReleaseShared => {
+                if let Some(i) = self.held[t].iter().rposition(|&h| h == id) {
+                    self.held[t].remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Add the edges of one execution to those of the exploration.
+pub fn merge(into: &mut Edges, from: &Edges) {
+    for (k, v) in from {
+        into.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+}
+
+/// Every inversion among `edges`, as a report naming both halves and a replay token for each.
+pub fn inversions<M: Model + ?Sized>(edges: &Edges, model: &M) -> Vec<String> {
+    let mut out = Vec::new();
+    for ((a, b), e1) in edges {
+        if a < b {
+            if let Some(e2) = edges.get(&(b.clone(), a.clone())) {
+                out.push(format!(
+                    "{a} then {b} ({} at step {}, replay {}) vs {b} then {a} ({} at step {}, replay {})",
+                    model.thread_name(e1.thread),
+                    e1.step,
+                    e1.schedule,
+                    model.thread_name(e2.thread),
+                    e2.step,
+                    e2.schedule
+                ));
+            }
+        }
+    }
+    out
+}
