@@ -143,7 +143,7 @@ pub struct Outcome {
     /// comparing strategies; lock-order inversions are in `lock_inversions`.
     pub violation_kinds: std::collections::BTreeSet<mmcheck_platform::ViolationKind>,
     /// Lock-order inversions seen across executions (lockdep).
-    pub lock_inversions: Vec<String>,
+    pub lock_inversions: Vec<lockdep::LockInversion>,
     pub elapsed: Duration,
 }
 

@@ -75,13 +75,31 @@ pub fn merge(into: &mut Edges, from: &Edges) {
     }
 }
 
-/// Every inversion among `edges`, as a report naming both halves and a replay token for each.
-pub fn inversions<M: Model + ?Sized>(edges: &Edges, model: &M) -> Vec<String> {
+/// A lock-order inversion: `a` then `b` in one execution, `b` then `a` in another (or the same).
+#[derive(Clone, Debug)]
+pub struct LockInversion {
+    pub a: String,
+    pub b: String,
+    /// Where `a → b` was first seen.
+    pub first: Edge,
+    /// Where `b → a` was first seen.
+    pub second: Edge,
+    text: String,
+}
+
+impl std::fmt::Display for LockInversion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Every inversion among `edges`, naming both halves with a replay token for each.
+pub fn inversions<M: Model + ?Sized>(edges: &Edges, model: &M) -> Vec<LockInversion> {
     let mut out = Vec::new();
     for ((a, b), e1) in edges {
         if a < b {
             if let Some(e2) = edges.get(&(b.clone(), a.clone())) {
-                out.push(format!(
+                let text = format!(
                     "{a} then {b} ({} at step {}, replay {}) vs {b} then {a} ({} at step {}, replay {})",
                     model.thread_name(e1.thread),
                     e1.step,
@@ -89,7 +107,14 @@ pub fn inversions<M: Model + ?Sized>(edges: &Edges, model: &M) -> Vec<String> {
                     model.thread_name(e2.thread),
                     e2.step,
                     e2.schedule
-                ));
+                );
+                out.push(LockInversion {
+                    a: a.clone(),
+                    b: b.clone(),
+                    first: e1.clone(),
+                    second: e2.clone(),
+                    text,
+                });
             }
         }
     }

@@ -29,7 +29,7 @@ pub struct NaiveOutcome {
     /// Every distinct final outcome of an execution that finished (as DPOR collects them).
     pub outcomes: BTreeSet<String>,
     /// Lock-order inversions across every execution (as [`crate::dpor::inversions`]).
-    pub lock_inversions: Vec<String>,
+    pub lock_inversions: Vec<crate::lockdep::LockInversion>,
     pub elapsed: Duration,
 }
 

@@ -113,6 +113,15 @@ fn lock_inversion_is_reported_without_deadlock_needed() {
     );
     assert!(out.counterexample.is_none(), "bound 0 cannot deadlock");
     assert_eq!(out.lock_inversions.len(), 1, "{:?}", out.lock_inversions);
+    // Both halves replay from their own tokens: each ends with the edge's acquisition.
+    let inv = &out.lock_inversions[0];
+    for e in [&inv.first, &inv.second] {
+        let r = mmcheck_explore::schedule::replay(&m, &e.schedule, true);
+        let last = &r.trace[e.step];
+        assert_eq!(last.thread, e.thread);
+        assert_eq!(last.event.access, mmcheck_platform::Access::Acquire);
+    }
+    assert_ne!(inv.first.thread, inv.second.thread);
     let out = explore(m, &Config::default());
     let cx = out
         .counterexample

@@ -334,6 +334,30 @@ pub fn run_row(
         }
     } else if let Some(inv) = out.lock_inversions.first() {
         row.message = Some(format!("lock-order inversion: {inv}"));
+        // Both halves, each replayed from its own token (lockdep reports both chains).
+        let names: Vec<String> = (0..model.threads()).map(|t| model.thread_name(t)).collect();
+        let mut text = String::new();
+        for (what, e) in [
+            (format!("{} then {}", inv.a, inv.b), &inv.first),
+            (format!("{} then {}", inv.b, inv.a), &inv.second),
+        ] {
+            let r = mmcheck_explore::schedule::replay(&model, &e.schedule, true);
+            let upto = r.trace.len().min(e.schedule.len());
+            text.push_str(&format!(
+                "-- {what}: {} at step {} --\n",
+                model.thread_name(e.thread),
+                e.step
+            ));
+            text.push_str(&render(&names, &r.trace[..upto], None, 44));
+            text.push_str(&format!(
+                "replay: mmcheck replay {}{} --variant {} --schedule {}\n",
+                row.file,
+                opts.overrides.flags(),
+                variant.unwrap_or("base"),
+                e.schedule
+            ));
+        }
+        row.text_trace = Some(text);
     }
     row.elapsed_ms = start.elapsed().as_millis();
     row
