@@ -129,13 +129,19 @@ impl Machine {
         id
     }
 
-    /// The lockdep class of lock `id`: split page-table locks are one class (`ptlock`, as
-    /// `ptlock_init` initialises them all at one site), folio locks another.
+    /// The lockdep class of lock `id`. Split page-table locks are one class in the kernel
+    /// (`ptlock_init`), told apart by the nesting annotation every PMD-lock → PTL path carries
+    /// (`spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)`); here by the level of their table:
+    /// `pmd_lock` (PMD tables), `ptl` (PTE tables). Folio locks are `folio_lock`.
     pub fn lock_class(&self, id: u64) -> std::borrow::Cow<'static, str> {
         if id >= Obj::PAGE_LOCK_BASE {
             "folio_lock".into()
         } else if id >= Obj::PTL_BASE {
-            "ptlock".into()
+            match self.frames.kind((id - Obj::PTL_BASE) as u32) {
+                crate::FrameKind::Table(1) => "ptl".into(),
+                crate::FrameKind::Table(2) => "pmd_lock".into(),
+                _ => "ptlock".into(),
+            }
         } else {
             match self.lock_classes.lock().get(&id) {
                 Some(c) => (*c).into(),
