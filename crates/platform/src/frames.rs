@@ -304,8 +304,9 @@ impl Frames {
         }
     }
 
-    /// An oracle's instantaneous read of an entry (see `oracle_translation` in the kernel crate):
-    /// not checked by strict mode, so every use must be justified where it is made.
+    /// An oracle's instantaneous read of an entry (the rmap-completeness scan after
+    /// `remove_migration_ptes`): not checked by strict mode, so every use must be justified where
+    /// it is made (see docs/fidelity.md).
     pub fn entry_oracle(&self, t: FrameRef, idx: usize) -> u64 {
         self.words(t.pfn)[idx].load(Ordering::SeqCst)
     }

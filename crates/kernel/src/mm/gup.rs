@@ -43,13 +43,12 @@ pub fn gup_put(cx: Ctx<'_>, p: GupPage) {
     folio::folio_put(cx, p.folio);
 }
 
-/// The GUP-fast result oracle, evaluated in the step of the PMD recheck: the kernel's contract
-/// is that the page was mapped at `addr` at that instant (a detacher that clears the PMD later
-/// sees the reference GUP-fast took and backs off). An instantaneous read of the live tables
-/// (see docs/fidelity.md).
-fn mapped_now(cx: Ctx<'_>, mm: &MmStruct, addr: u64, page: u32) -> bool {
-    pgtable::oracle_translation(cx, mm, addr) == Some(page)
-}
+// The GUP-fast result oracle: the kernel's contract is that the page was
+// mapped at `addr` at the PMD recheck (a detacher that clears the PMD later sees the reference
+// GUP-fast took and backs off). GUP-fast's own announced reads establish it: the PMD still
+// pointed to the table it walked at the PMD recheck, and the PTE still held the page at the PTE
+// recheck, which comes after. The oracle reads them even when a protocol variant drops a
+// recheck, so it never reads state its step did not announce.
 
 /// GUP-fast for one page: `None` means "fall back to the slow path".
 pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -> Option<GupPage> {
@@ -79,9 +78,10 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
             return None;
         }
         let page = pmd.pfn() + g.index(addr, 1) as u32;
-        let recheck = cx.proto().gup_fast_recheck_pmd.then(|| pmdp.get(cx));
-        let mapped = mapped_now(cx, mm, addr, page);
-        if recheck.is_some_and(|v| v != pmd) {
+        // The PMD recheck; without it, the oracle still reads the PMD here.
+        let now = pmdp.get(cx);
+        let mapped = now == pmd;
+        if cx.proto().gup_fast_recheck_pmd && now != pmd {
             gup_put(
                 cx,
                 GupPage {
@@ -117,19 +117,14 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         if !grab(cx, f, pin) {
             return None;
         }
-        // The oracle's instant: the PMD recheck (or, without it, the PTE recheck or the grab).
-        let mut mapped = None;
-        let pmd_changed = cx.proto().gup_fast_recheck_pmd && {
-            let v = pmdp.get(cx);
-            mapped = Some(mapped_now(cx, mm, addr, page));
-            v != pmd
-        };
-        let pte_changed = !pmd_changed && cx.proto().gup_fast_recheck_pte && {
-            let v = ptep.get(cx);
-            mapped.get_or_insert_with(|| mapped_now(cx, mm, addr, page));
-            v != pte
-        };
-        let mapped = mapped.unwrap_or_else(|| mapped_now(cx, mm, addr, page));
+        // The rechecks. Without them (protocol variants) the oracle still reads both entries
+        // here: the result is valid if the PMD still pointed to this table at the PMD recheck
+        // and the PTE still held this page at the PTE recheck.
+        let pmd_now = pmdp.get(cx);
+        let pmd_changed = cx.proto().gup_fast_recheck_pmd && pmd_now != pmd;
+        let pte_now = (!pmd_changed).then(|| ptep.get(cx));
+        let pte_changed = cx.proto().gup_fast_recheck_pte && pte_now.is_some_and(|v| v != pte);
+        let mapped = pmd_now == pmd && pte_now == Some(pte);
         if pmd_changed || pte_changed {
             gup_put(
                 cx,
@@ -154,7 +149,8 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         cx.cpu.report(
             ViolationKind::WalkerResult,
             format!(
-                "gup_fast: returned pfn {} for {addr:#x}, which was not mapped there at its PMD recheck",
+                "gup_fast: returned pfn {} for {addr:#x}, which was no longer mapped there at its \
+                 rechecks",
                 res.page.pfn
             ),
         );

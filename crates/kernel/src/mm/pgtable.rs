@@ -347,33 +347,6 @@ pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
     }
 }
 
-/// The GUP-fast result oracle's instantaneous read of the translation at `addr`, inside the step
-/// of GUP-fast's last recheck. This is the one oracle that still reads page tables outside its
-/// step's announced event; strict mode exempts it by name (see docs/fidelity.md).
-pub fn oracle_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
-    let g = cx.geo();
-    let mut table = mm.pgd;
-    let mut level = g.levels;
-    loop {
-        let e = Entry(
-            cx.k.machine
-                .frames
-                .entry_oracle(table, g.index(addr, level)),
-        );
-        if !e.present() {
-            return None;
-        }
-        if level == 1 {
-            return Some(e.pfn());
-        }
-        if level == 2 && e.huge_leaf() {
-            return Some(e.pfn() + g.index(addr, 1) as u32);
-        }
-        table = cx.k.machine.frames.current(e.pfn());
-        level -= 1;
-    }
-}
-
 /// The folio a scenario names by address for reclaim, compaction or migration, which find folios
 /// on the LRU or by pfn, never through the page tables: the page cache for file mappings, and for
 /// anonymous memory an RCU-protected walk (so that the lookup itself never races a table free).
