@@ -112,7 +112,15 @@ impl PageRef<'_> {
 
     #[track_caller]
     fn w(&self, f: PageField) -> &AtomicU64 {
-        self.cpu.touch(Obj::Page(self.pfn));
+        match f {
+            // Set when the frame is allocated and constant until it is freed: part of the
+            // frame's state, ordered by frees and allocations only.
+            PageField::Head | PageField::Order => self.cpu.touch(Obj::Frame {
+                pfn: self.pfn,
+                order: 0,
+            }),
+            _ => self.cpu.touch(Obj::Page(self.pfn)),
+        }
         self.meta.word(f)
     }
 
@@ -582,6 +590,14 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn page(&self, pfn: u32, access: Access) -> PageRef<'m> {
         self.visible(Obj::Page(pfn), access);
+        self.page_in_step(pfn)
+    }
+
+    /// The fields of `pfn` fixed from allocation to free (`compound_head`, `folio_order`): an
+    /// announced read of the frame's state, independent of refcount and mapcount updates.
+    #[inline]
+    pub fn page_const(&self, pfn: u32) -> PageRef<'m> {
+        self.visible(Obj::Frame { pfn, order: 0 }, Access::Read);
         self.page_in_step(pfn)
     }
 

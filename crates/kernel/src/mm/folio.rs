@@ -24,7 +24,7 @@ pub fn mapping_file(file_id: u64) -> u64 {
 
 /// The head of the folio containing `pfn` (`page_folio`).
 pub fn page_folio(cx: Ctx<'_>, pfn: u32) -> FrameRef {
-    let head = cx.cpu.page(pfn, Access::Read).get(F::Head) as u32;
+    let head = cx.cpu.page_const(pfn).get(F::Head) as u32;
     if head == pfn {
         // The head's generation is read with its `struct page`, in this step.
         cx.cpu.frame_ref_in_step(head)
@@ -35,7 +35,7 @@ pub fn page_folio(cx: Ctx<'_>, pfn: u32) -> FrameRef {
 
 /// `folio_order` (announced: a split changes it).
 pub fn folio_order(cx: Ctx<'_>, f: FrameRef) -> u32 {
-    cx.cpu.page(f.pfn, Access::Read).get(F::Order) as u32
+    cx.cpu.page_const(f.pfn).get(F::Order) as u32
 }
 
 pub fn folio_nr_pages(cx: Ctx<'_>, f: FrameRef) -> u64 {
