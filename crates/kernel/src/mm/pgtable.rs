@@ -352,14 +352,25 @@ pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
 /// anonymous memory an RCU-protected walk (so that the lookup itself never races a table free).
 /// Returns the pfn of the page.
 pub fn folio_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
-    let _r = cx.cpu.rcu_read_lock();
-    let vma = mm.vma_lookup(cx, addr)?;
-    if let Some(file) = &vma.file {
-        if vma.is_shared(cx) {
-            let idx = vma.linear_page_index(addr, cx.geo().page_shift);
-            return file.find_get_folio(cx, idx).map(|f| f.pfn);
+    // The VMA's range is read under its read lock (or the mmap lock if that fails).
+    let (file, idx) = match crate::mm::memory::lock_vma_under_rcu(cx, mm, addr) {
+        Some(l) => (
+            l.vma.file.clone().filter(|_| l.vma.is_shared(cx)),
+            l.vma.linear_page_index(addr, cx.geo().page_shift),
+        ),
+        None => {
+            let _r = mm.mmap_lock.read_lock(cx.cpu);
+            let vma = mm.vma_lookup(cx, addr)?;
+            (
+                vma.file.clone().filter(|_| vma.is_shared(cx)),
+                vma.linear_page_index(addr, cx.geo().page_shift),
+            )
         }
+    };
+    if let Some(file) = file {
+        return file.find_get_folio(cx, idx).map(|f| f.pfn);
     }
+    let _r = cx.cpu.rcu_read_lock();
     read_translation(cx, mm, addr).0
 }
 

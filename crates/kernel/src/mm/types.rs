@@ -188,7 +188,8 @@ pub struct Vma {
     pub id: u64,
     pub mm_id: u64,
     /// `vm_start`, `vm_end`, `vm_pgoff`. LOCKING: written with mmap W + VMA W + the rmap locks
-    /// (`vma_prepare`), read with any one of them.
+    /// (`vma_prepare`), read with any one of them, or under RCU in a maple-tree lookup: a write
+    /// announces the mm's tree object, which every lookup reads.
     range: Locked<(u64, u64, u64)>,
     /// `vm_flags`: written under mmap W + VMA W (`vm_flags_set`), read by rmap walkers too.
     pub vm_flags: SharedWord,
@@ -230,7 +231,9 @@ impl Vma {
         Vma {
             id: m.new_id(),
             mm_id: mm.id,
-            range: Locked::new(m.new_id(), (start, end, pgoff)),
+            // The maple tree holds each VMA's range: a range change is a store to the tree, and a
+            // lookup reads the ranges in the tree's step.
+            range: Locked::new(mm.tree.id(), (start, end, pgoff)),
             vm_flags: SharedWord::new(m.new_id(), flags.0),
             file,
             anon_vma: Shared::new(m.new_id(), None),
