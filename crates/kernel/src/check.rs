@@ -210,6 +210,29 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
             FrameKind::Free | FrameKind::Reserved => {}
         }
     }
+    // The rmap-completeness oracle at quiescence: no migration is in progress, so a migration
+    // entry left anywhere was missed by `remove_migration_ptes`. Final states are the same for
+    // equivalent executions, so this half is exact under partial-order reduction (the scan at the
+    // end of each migration is the early, best-effort half).
+    for pfn in 1..frames.len() as u32 {
+        if frames.kind(pfn) != FrameKind::Table(1) {
+            continue;
+        }
+        let t = frames.current(pfn);
+        for i in 0..k.geo.entries() {
+            let e = crate::arch::pgtable::Entry(cpu.entry_peek(t, i));
+            if e.is_migration() {
+                errs.push((
+                    ViolationKind::RmapMissed,
+                    format!(
+                        "migration entry to pfn {} (PTE table pfn {pfn}, entry {i}) outlived its \
+                         migration: rmap never found it",
+                        e.pfn()
+                    ),
+                ));
+            }
+        }
+    }
     for (kind, msg) in &errs {
         k.machine.report_global(*kind, msg.clone());
     }
