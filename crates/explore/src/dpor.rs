@@ -53,13 +53,7 @@ fn preempts(prev: Option<usize>, enabled: u32, t: usize) -> u32 {
 
 /// Name a lock id for reports.
 pub fn lock_name(id: u64) -> String {
-    if id >= Obj::PAGE_LOCK_BASE {
-        format!("folio_lock(pfn {})", id - Obj::PAGE_LOCK_BASE)
-    } else if id >= Obj::PTL_BASE {
-        format!("ptl(pfn {})", id - Obj::PTL_BASE)
-    } else {
-        format!("lock#{id}")
-    }
+    Obj::Lock(id).describe()
 }
 
 /// Explore every interleaving up to partial-order equivalence.

@@ -2,26 +2,13 @@
 //! object at each step; lock acquisitions and releases; the violating step marked), and a JSON
 //! form of the same.
 
-use crate::dpor::lock_name;
 use crate::exec::Step;
 use mmcheck_platform::{Access, Obj, Violation};
 use serde::Serialize;
 
 /// Short text for an object.
 pub fn obj_text(o: Obj) -> String {
-    match o {
-        Obj::Lock(id) => lock_name(id),
-        Obj::Entry { pfn, idx } => format!("entry[{pfn}:{idx}]"),
-        Obj::Page(p) => format!("page{p}"),
-        Obj::Data(p) => format!("data{p}"),
-        Obj::Alloc => "allocator".into(),
-        Obj::Frame { pfn, order: 0 } => format!("frame{pfn}"),
-        Obj::Frame { pfn, order } => format!("frame{pfn}/order{order}"),
-        Obj::Rcu => "rcu".into(),
-        Obj::Irq(c) => format!("irq{c}"),
-        Obj::Tlb(c) => format!("tlb{c}"),
-        Obj::Var(v) => format!("var#{v}"),
-    }
+    o.describe()
 }
 
 /// Short text for an access.

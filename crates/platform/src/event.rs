@@ -131,7 +131,7 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
 }
 
 impl Obj {
-    /// A short name for strict-mode reports.
+    /// A short name for traces and reports.
     pub fn describe(self) -> String {
         match self {
             Obj::Lock(id) if id >= Obj::PAGE_LOCK_BASE => {
@@ -140,14 +140,14 @@ impl Obj {
             Obj::Lock(id) if id >= Obj::PTL_BASE => format!("ptl(pfn {})", id - Obj::PTL_BASE),
             Obj::Lock(id) => format!("lock#{id}"),
             Obj::Entry { pfn, idx } => format!("entry[{pfn}:{idx}]"),
-            Obj::Page(p) => format!("struct page pfn {p}"),
-            Obj::Data(p) => format!("data pfn {p}"),
-            Obj::Alloc => "the frame allocator".into(),
-            Obj::Frame { pfn, order: 0 } => format!("frame state pfn {pfn}"),
-            Obj::Frame { pfn, order } => format!("frames pfn {pfn} order {order}"),
+            Obj::Page(p) => format!("page{p}"),
+            Obj::Data(p) => format!("data{p}"),
+            Obj::Alloc => "allocator".into(),
+            Obj::Frame { pfn, order: 0 } => format!("frame{pfn}"),
+            Obj::Frame { pfn, order } => format!("frame{pfn}/order{order}"),
             Obj::Rcu => "rcu".into(),
-            Obj::Irq(c) => format!("CPU{c} irq state"),
-            Obj::Tlb(c) => format!("CPU{c} TLB"),
+            Obj::Irq(c) => format!("irq{c}"),
+            Obj::Tlb(c) => format!("tlb{c}"),
             Obj::Var(id) => format!("var#{id}"),
         }
     }

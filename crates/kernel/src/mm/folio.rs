@@ -228,6 +228,16 @@ pub fn folio_set_locked_new(cx: Ctx<'_>, f: FrameRef) {
     cx.cpu.folio_set_locked_new(f.pfn);
 }
 
+/// A new shmem folio about to enter the page cache of `file_id` at `index`: locked, uptodate,
+/// swap-backed, on the LRU (`shmem_alloc_and_add_folio`, `__filemap_add_folio`).
+pub fn folio_init_shmem(cx: Ctx<'_>, f: FrameRef, file_id: u64, index: u64) {
+    folio_set_locked_new(cx, f);
+    let pm = cx.cpu.page(f.pfn, Access::Write);
+    pm.set(F::Flags, PG_UPTODATE | PG_SWAPBACKED | PG_LRU);
+    pm.set(F::Mapping, mapping_file(file_id));
+    pm.set(F::Index, index);
+}
+
 /// `folio_test_locked`.
 pub fn folio_test_locked(cx: Ctx<'_>, f: FrameRef) -> bool {
     cx.cpu.visible(Obj::Lock(lock_id(f)), Access::Read);

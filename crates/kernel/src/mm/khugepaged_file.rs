@@ -16,7 +16,7 @@ use crate::mm::shmem::unmap_mapping_range;
 use crate::mm::types::{File, MmStruct};
 use crate::protocol::{RetractLocks, TableFree};
 use crate::Ctx;
-use mmcheck_platform::{Access, FrameRef, RcuWork};
+use mmcheck_platform::{FrameRef, RcuWork};
 use std::sync::Arc;
 
 fn mm_of(cx: Ctx<'_>, id: u64) -> Option<Arc<MmStruct>> {
@@ -125,19 +125,7 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
         return Err(CollapseFail::VmaCheck);
     }
     let new = folio::folio_alloc(cx, g.pmd_order()).ok_or(CollapseFail::AllocFailed)?;
-    {
-        folio::folio_set_locked_new(cx, new);
-        let pm = cx.cpu.page(new.pfn, Access::Write);
-        pm.set(
-            mmcheck_platform::PageField::Flags,
-            folio::PG_SWAPBACKED | folio::PG_UPTODATE | folio::PG_LRU,
-        );
-        pm.set(
-            mmcheck_platform::PageField::Mapping,
-            folio::mapping_file(file.id),
-        );
-        pm.set(mmcheck_platform::PageField::Index, start);
-    }
+    folio::folio_init_shmem(cx, new, file.id, start);
     // The cache holds one reference per slot.
     folio::folio_ref_add(cx, new, n as i64 - 1);
     // Replace every slot with the new, locked folio: faults on the range now wait for it.

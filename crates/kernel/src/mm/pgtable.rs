@@ -323,30 +323,6 @@ pub fn pte_offset_map_lock<'a>(
     }
 }
 
-/// The pfn mapped at `addr` right now, read without visible events (oracles only): walks the
-/// live tables from the PGD with peeks.
-#[track_caller]
-pub fn peek_translation(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
-    cx.k.machine.peek_check();
-    let g = cx.geo();
-    let mut table = mm.pgd;
-    let mut level = g.levels;
-    loop {
-        let e = Entry(cx.cpu.entry_peek(table, g.index(addr, level)));
-        if !e.present() {
-            return None;
-        }
-        if level == 1 {
-            return Some(e.pfn());
-        }
-        if level == 2 && e.huge_leaf() {
-            return Some(e.pfn() + g.index(addr, 1) as u32);
-        }
-        table = cx.k.machine.frames.current(e.pfn());
-        level -= 1;
-    }
-}
-
 /// The folio a scenario names by address for reclaim, compaction or migration, which find folios
 /// on the LRU or by pfn, never through the page tables: the page cache for file mappings, and for
 /// anonymous memory an RCU-protected walk (so that the lookup itself never races a table free).

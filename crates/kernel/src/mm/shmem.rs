@@ -8,7 +8,7 @@ use crate::mm::memory::{VmFault, Vmf};
 use crate::mm::types::File;
 use crate::mm::zap::{zap_page_range_single, ZapDetails};
 use crate::Ctx;
-use mmcheck_platform::{Access, FrameRef};
+use mmcheck_platform::FrameRef;
 use std::sync::Arc;
 
 /// `shmem_zero_setup` / `shmem_file_setup`: a new file of `pages` pages with one reference.
@@ -39,17 +39,7 @@ pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef,
             return Ok(f);
         }
         let f = folio::folio_alloc(cx, 0).ok_or(VmFault::Oom)?;
-        folio::folio_set_locked_new(cx, f);
-        let pm = cx.cpu.page(f.pfn, Access::Write);
-        pm.set(
-            mmcheck_platform::PageField::Flags,
-            folio::PG_UPTODATE | folio::PG_SWAPBACKED | folio::PG_LRU,
-        );
-        pm.set(
-            mmcheck_platform::PageField::Mapping,
-            folio::mapping_file(file.id),
-        );
-        pm.set(mmcheck_platform::PageField::Index, index);
+        folio::folio_init_shmem(cx, f, file.id, index);
         folio::folio_ref_add(cx, f, 1); // the page cache's reference
         if file.cache_insert(cx, index, f) {
             return Ok(f);
