@@ -11,7 +11,7 @@
 use crate::deps::{dependent, Key};
 use crate::exec::{Exec, StackPool, MAX_THREADS};
 use crate::{Config, Counterexample, Model, Outcome};
-use mmcheck_platform::{Event, Obj, Violation, ViolationKind};
+use mmcheck_platform::{Event, Obj, Violation};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,20 +82,13 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         let mut violation: Option<Violation> = ex.violation();
         let mut ended_early = false;
         while violation.is_none() && !ex.finished() {
-            let enabled = ex.enabled_mask();
-            if enabled == 0 {
-                violation = Some(ex.deadlock());
-                break;
-            }
-            if depth >= cfg.max_steps {
-                violation = Some(Violation {
-                    kind: ViolationKind::Assertion,
-                    cpu: None,
-                    stack: vec![],
-                    msg: format!("execution exceeded {} steps (livelock?)", cfg.max_steps),
-                });
-                break;
-            }
+            let enabled = match ex.next_enabled(depth, cfg.max_steps) {
+                Ok(e) => e,
+                Err(v) => {
+                    violation = Some(v);
+                    break;
+                }
+            };
             let prev = depth.checked_sub(1).map(|d| stack[d].thread);
             let t = if depth < stack.len() {
                 stack[depth].thread

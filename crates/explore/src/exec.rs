@@ -343,6 +343,24 @@ impl<M: Model> Exec<M> {
         m
     }
 
+    /// The enabled threads at step `depth`, or why the execution cannot go on: a deadlock, or
+    /// the `max_steps` limit.
+    pub fn next_enabled(&self, depth: usize, max_steps: usize) -> Result<u32, Violation> {
+        let enabled = self.enabled_mask();
+        if enabled == 0 {
+            return Err(self.deadlock());
+        }
+        if depth >= max_steps {
+            return Err(Violation {
+                kind: ViolationKind::Assertion,
+                cpu: None,
+                stack: vec![],
+                msg: format!("execution exceeded {max_steps} steps (livelock?)"),
+            });
+        }
+        Ok(enabled)
+    }
+
     /// True when every non-daemon thread has finished.
     pub fn finished(&self) -> bool {
         (0..self.threads()).all(|t| self.pending[t].is_none() || self.model.is_daemon(t))

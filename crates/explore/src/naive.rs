@@ -64,20 +64,13 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         let mut preemptions = 0usize;
         let mut violation: Option<Violation> = ex.violation();
         while violation.is_none() && !ex.finished() {
-            let enabled = ex.enabled_mask();
-            if enabled == 0 {
-                violation = Some(ex.deadlock());
-                break;
-            }
-            if depth >= cfg.max_steps {
-                violation = Some(Violation {
-                    kind: ViolationKind::Assertion,
-                    cpu: None,
-                    stack: vec![],
-                    msg: format!("execution exceeded {} steps (livelock?)", cfg.max_steps),
-                });
-                break;
-            }
+            let enabled = match ex.next_enabled(depth, cfg.max_steps) {
+                Ok(e) => e,
+                Err(v) => {
+                    violation = Some(v);
+                    break;
+                }
+            };
             let t = if depth < prefix.len() {
                 assert_eq!(prefix[depth].1, enabled, "the model is not deterministic");
                 prefix[depth].0

@@ -131,20 +131,13 @@ pub fn run_one<M: Model>(
         if ex.finished() {
             break;
         }
-        let enabled = ex.enabled_mask();
-        if enabled == 0 {
-            violation = Some(ex.deadlock());
-            break;
-        }
-        if sched.len() >= max_steps {
-            violation = Some(Violation {
-                kind: mmcheck_platform::ViolationKind::Assertion,
-                cpu: None,
-                stack: vec![],
-                msg: format!("execution exceeded {max_steps} steps (livelock?)"),
-            });
-            break;
-        }
+        let enabled = match ex.next_enabled(sched.len(), max_steps) {
+            Ok(e) => e,
+            Err(v) => {
+                violation = Some(v);
+                break;
+            }
+        };
         let Some(t) = choose(&ex, enabled, sched.len()) else {
             abandoned = true;
             break;
