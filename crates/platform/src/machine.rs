@@ -54,6 +54,9 @@ pub struct CpuState {
     pub(crate) ipi_flush: Mutex<Vec<(u64, u64, u64, bool)>>,
     /// The mm whose translations this CPU is using (0: none), for shootdown targeting.
     pub(crate) loaded_mm: AtomicU64,
+    /// Inside the closure of a [`crate::Shared`] or [`crate::Locked`] access: announcing there
+    /// would suspend while holding the cell's host lock (a model bug, caught at once).
+    pub(crate) in_cell: AtomicBool,
     /// Kernel functions active on this CPU, for traces and reports.
     pub(crate) stack: Mutex<Vec<&'static str>>,
 }
@@ -84,6 +87,7 @@ impl Machine {
                 tlb: Mutex::new(Tlb::new(config.tlb_entries)),
                 ipi_flush: Mutex::new(Vec::new()),
                 loaded_mm: AtomicU64::new(0),
+                in_cell: AtomicBool::new(false),
                 stack: Mutex::new(Vec::with_capacity(16)),
             })
             .collect();
@@ -232,7 +236,25 @@ impl<'m> Cpu<'m> {
     /// Announce a visible operation.
     #[inline]
     pub fn visible(&self, obj: Obj, access: Access) {
+        self.assert_not_in_cell();
         self.m.backend.visible(self.id, Event::new(obj, access));
+    }
+
+    #[inline]
+    fn assert_not_in_cell(&self) {
+        assert!(
+            !self.state().in_cell.load(Ordering::Relaxed),
+            "a visible operation inside a Shared/Locked closure (clone the data out first)"
+        );
+    }
+
+    /// Run `f` as the body of a shared-cell access (see `CpuState::in_cell`).
+    pub(crate) fn in_cell<R>(&self, f: impl FnOnce() -> R) -> R {
+        let st = &self.state().in_cell;
+        let outer = st.swap(true, Ordering::Relaxed);
+        let r = f();
+        st.store(outer, Ordering::Relaxed);
+        r
     }
 
     /// Strict mode: this CPU touches `obj` in the step running now (see [`Backend::touch`]).
@@ -245,6 +267,7 @@ impl<'m> Cpu<'m> {
     /// Block until `ready()`, announcing `ev` (see [`Backend::block`]).
     #[inline]
     pub fn block(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool) {
+        self.assert_not_in_cell();
         self.m
             .backend
             .block(self.id, Event::new(obj, access), ready);

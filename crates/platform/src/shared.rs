@@ -91,13 +91,13 @@ impl<T> Shared<T> {
     /// An announced read.
     pub fn read<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&T) -> R) -> R {
         cpu.visible(Obj::Var(self.id), Access::Read);
-        f(&self.v.lock())
+        cpu.in_cell(|| f(&self.v.lock()))
     }
 
     /// An announced read-modify-write.
     pub fn write<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&mut T) -> R) -> R {
         cpu.visible(Obj::Var(self.id), Access::Rmw);
-        f(&mut self.v.lock())
+        cpu.in_cell(|| f(&mut self.v.lock()))
     }
 
     /// Quiescent read (see the module doc).
@@ -133,7 +133,7 @@ impl<T> Locked<T> {
     /// A write with every protecting lock held exclusively.
     pub fn write<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&mut T) -> R) -> R {
         cpu.visible(Obj::Var(self.id), Access::Write);
-        f(&mut self.v.lock())
+        cpu.in_cell(|| f(&mut self.v.lock()))
     }
 
     /// Initialisation before the object is published (no other CPU can reach it yet).
@@ -201,5 +201,29 @@ impl<T> Ghost<T> {
     /// value read must be ghost state updated at linearization points (never model state).
     pub fn oracle<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         f(&self.0.lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spinlock::tests::seq_machine;
+
+    #[test]
+    fn announcing_inside_a_cell_closure_is_a_model_bug() {
+        let m = seq_machine(1, 4);
+        let c = m.cpu(0);
+        let a = Shared::new(m.new_id(), 1u64);
+        let b = SharedWord::new(m.new_id(), 2);
+        // Cloning out first is fine.
+        let v = a.read(&c, |x| *x);
+        assert_eq!(v + b.read(&c), 3);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            a.read(&c, |_| b.read(&c));
+        }));
+        assert!(
+            r.is_err(),
+            "a visible operation inside a closure must be refused"
+        );
     }
 }
