@@ -22,7 +22,7 @@ pub struct Edge {
 }
 
 /// `(held class, acquired class)` → first sighting.
-pub type Edges = BTreeMap<(String, String), Edge>;
+pub type Edges = BTreeMap<(&'static str, &'static str), Edge>;
 
 /// Who holds what (by lock instance, for deadlock reports) and the class edges seen.
 #[derive(Default, Clone)]
@@ -44,13 +44,11 @@ impl LockTrack {
                         if from == to {
                             continue;
                         }
-                        self.edges
-                            .entry((from.into_owned(), to.to_string()))
-                            .or_insert_with(|| Edge {
-                                thread: t,
-                                step: sched.len() - 1,
-                                schedule: Schedule(sched.to_vec()),
-                            });
+                        self.edges.entry((from, to)).or_insert_with(|| Edge {
+                            thread: t,
+                            step: sched.len() - 1,
+                            schedule: Schedule(sched.to_vec()),
+                        });
                     }
                 }
                 self.held[t].push(id);
@@ -71,15 +69,15 @@ impl LockTrack {
 /// Add the edges of one execution to those of the exploration.
 pub fn merge(into: &mut Edges, from: &Edges) {
     for (k, v) in from {
-        into.entry(k.clone()).or_insert_with(|| v.clone());
+        into.entry(*k).or_insert_with(|| v.clone());
     }
 }
 
 /// A lock-order inversion: `a` then `b` in one execution, `b` then `a` in another (or the same).
 #[derive(Clone, Debug)]
 pub struct LockInversion {
-    pub a: String,
-    pub b: String,
+    pub a: &'static str,
+    pub b: &'static str,
     /// Where `a → b` was first seen.
     pub first: Edge,
     /// Where `b → a` was first seen.
@@ -98,7 +96,7 @@ pub fn inversions<M: Model + ?Sized>(edges: &Edges, model: &M) -> Vec<LockInvers
     let mut out = Vec::new();
     for ((a, b), e1) in edges {
         if a < b {
-            if let Some(e2) = edges.get(&(b.clone(), a.clone())) {
+            if let Some(e2) = edges.get(&(*b, *a)) {
                 let text = format!(
                     "{a} then {b} ({} at step {}, replay {}) vs {b} then {a} ({} at step {}, replay {})",
                     model.thread_name(e1.thread),
@@ -109,8 +107,8 @@ pub fn inversions<M: Model + ?Sized>(edges: &Edges, model: &M) -> Vec<LockInvers
                     e2.schedule
                 );
                 out.push(LockInversion {
-                    a: a.clone(),
-                    b: b.clone(),
+                    a,
+                    b,
                     first: e1.clone(),
                     second: e2.clone(),
                     text,

@@ -121,7 +121,6 @@ pub fn run_one<M: Model>(
     choose: &mut Chooser<'_, M>,
 ) -> Run {
     let mut ex = Exec::new(model, pool, recording);
-    let mut sched = Vec::new();
     let mut trace = Vec::new();
     let mut violation = ex.violation();
     let mut preemptions = 0;
@@ -131,14 +130,14 @@ pub fn run_one<M: Model>(
         if ex.finished() {
             break;
         }
-        let enabled = match ex.next_enabled(sched.len(), max_steps) {
+        let enabled = match ex.next_enabled(ex.sched.len(), max_steps) {
             Ok(e) => e,
             Err(v) => {
                 violation = Some(v);
                 break;
             }
         };
-        let Some(t) = choose(&ex, enabled, sched.len()) else {
+        let Some(t) = choose(&ex, enabled, ex.sched.len()) else {
             abandoned = true;
             break;
         };
@@ -154,7 +153,6 @@ pub fn run_one<M: Model>(
         prev = Some(t);
         let func = ex.func(t);
         let event = ex.step(t);
-        sched.push(t as u8);
         trace.push(Step {
             thread: t,
             event,
@@ -166,6 +164,7 @@ pub fn run_one<M: Model>(
     }
     let lock_edges = ex.locks.edges.clone();
     let clean_end = violation.is_none() && !abandoned;
+    let sched = std::mem::take(&mut ex.sched);
     let finish = ex.finish(pool, clean_end);
     if let Some(f) = &finish {
         if violation.is_none() {

@@ -24,6 +24,11 @@ pub enum Op {
     Unlock(usize),
 }
 
+/// One lockdep class per toy lock.
+const TOY_LOCK_CLASSES: [&str; 8] = [
+    "toy0", "toy1", "toy2", "toy3", "toy4", "toy5", "toy6", "toy7",
+];
+
 /// A toy program: threads of operations over `vars` words and `locks` spinlocks.
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -55,7 +60,8 @@ impl Model for Program {
             .map(|_| (machine.new_id(), AtomicU64::new(0)))
             .collect();
         let locks = (0..self.locks)
-            .map(|_| SpinLock::new(machine.new_id()))
+            .enumerate()
+            .map(|(i, _)| SpinLock::new(machine.new_lock_id(TOY_LOCK_CLASSES[i])))
             .collect();
         let reads = self
             .threads

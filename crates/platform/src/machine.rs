@@ -137,20 +137,22 @@ impl Machine {
     /// (`ptlock_init`), told apart by the nesting annotation every PMD-lock → PTL path carries
     /// (`spin_lock_nested(ptl, SINGLE_DEPTH_NESTING)`); here by the level of their table:
     /// `pmd_lock` (PMD tables), `ptl` (PTE tables). Folio locks are `folio_lock`.
-    pub fn lock_class(&self, id: u64) -> std::borrow::Cow<'static, str> {
+    /// Locks created with a plain id are all `unclassified`.
+    pub fn lock_class(&self, id: u64) -> &'static str {
         if id >= Obj::PAGE_LOCK_BASE {
-            "folio_lock".into()
+            "folio_lock"
         } else if id >= Obj::PTL_BASE {
             match self.frames.kind((id - Obj::PTL_BASE) as u32) {
-                crate::FrameKind::Table(1) => "ptl".into(),
-                crate::FrameKind::Table(2) => "pmd_lock".into(),
-                _ => "ptlock".into(),
+                crate::FrameKind::Table(1) => "ptl",
+                crate::FrameKind::Table(2) => "pmd_lock",
+                _ => "ptlock",
             }
         } else {
-            match self.lock_classes.lock().get(&id) {
-                Some(c) => (*c).into(),
-                None => format!("lock#{id}").into(),
-            }
+            self.lock_classes
+                .lock()
+                .get(&id)
+                .copied()
+                .unwrap_or("unclassified")
         }
     }
 

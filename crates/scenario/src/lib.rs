@@ -9,7 +9,7 @@ pub mod model;
 pub mod parse;
 
 pub use model::KernelModel;
-pub use parse::{load_scenario_file, parse_scenario, ParseError};
+pub use parse::{load_scenario_file, parse_scenario, scenario_files, ParseError};
 
 use mmcheck_kernel::{Geometry, Protocol};
 use mmcheck_platform::ViolationKind;

@@ -2204,6 +2204,27 @@ pub fn parse_scenario(file_name: &str, text: &str) -> Result<Scenario, ParseErro
     .build(items)
 }
 
+/// Every `.mmt` file below `dir`, in path order (the test suites' view of the catalogue).
+pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        let mut v = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        v.sort();
+        for p in v {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|x| x == "mmt") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out)?;
+    Ok(out)
+}
+
 /// Read and parse a `.mmt` file. An unreadable file is an error at line 1, column 1; a file that
 /// is not UTF-8 is an error at its first bad byte.
 pub fn load_scenario_file(path: &Path) -> Result<Scenario, ParseError> {

@@ -3,24 +3,9 @@
 
 use mmcheck_explore::{explore, Config};
 use mmcheck_scenario::{load_scenario_file, KernelModel, Verdict};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "mmt") {
-            out.push(p);
-        }
-    }
-}
 
 fn check_dir(sub: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,8 +14,7 @@ fn check_dir(sub: &str) {
     if !root.exists() {
         return;
     }
-    let mut fs = Vec::new();
-    files(&root, &mut fs);
+    let fs = mmcheck_scenario::scenario_files(&root).expect("scenario directory");
     let only = std::env::var("MMCHECK_ONLY").ok();
     let mut failures = Vec::new();
     for f in fs {

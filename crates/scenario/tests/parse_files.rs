@@ -12,21 +12,6 @@ fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
 }
 
-fn mmt_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            mmt_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "mmt") {
-            out.push(p);
-        }
-    }
-}
-
 fn load(rel: &str) -> Scenario {
     let p = scenarios_dir().join(rel);
     load_scenario_file(&p).unwrap_or_else(|e| panic!("{}", e.render()))
@@ -110,8 +95,7 @@ fn planted_table() -> Vec<Planted> {
 
 #[test]
 fn every_scenario_file_parses() {
-    let mut files = Vec::new();
-    mmt_files(&scenarios_dir(), &mut files);
+    let files = mmcheck_scenario::scenario_files(&scenarios_dir()).expect("scenario directory");
     assert!(files.len() >= 5, "scenario files: {files:?}");
     for f in &files {
         let s = load_scenario_file(f).unwrap_or_else(|e| panic!("{}", e.render()));

@@ -11,7 +11,7 @@
 use mmcheck_explore::schedule::replay;
 use mmcheck_explore::{explore, Config, Mode, Outcome};
 use mmcheck_scenario::{load_scenario_file, KernelModel, Scenario};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,21 +27,6 @@ const RUNS: [(Mode, u64); 4] = [
     (Mode::Pct { depth: 4 }, 5_000),
 ];
 const SEED: u64 = 1;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "mmt") {
-            out.push(p);
-        }
-    }
-}
 
 /// The first violation an exploration found, lock-order inversions included.
 fn finding(o: &Outcome) -> Option<String> {
@@ -62,8 +47,7 @@ fn finding(o: &Outcome) -> Option<String> {
 #[test]
 fn randomized_strategies_agree_with_clean_dpor_verdicts() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
-    let mut fs = Vec::new();
-    files(&root, &mut fs);
+    let fs = mmcheck_scenario::scenario_files(&root).expect("scenario directory");
     let only = std::env::var("MMCHECK_ONLY").ok();
     let verbose = std::env::var("MMCHECK_AGREE_VERBOSE").is_ok();
     let mut all: Vec<(String, Scenario)> = fs
