@@ -126,6 +126,13 @@ pub enum Op {
     RmapWalk {
         addr: u64,
     },
+    /// `fallocate(FALLOC_FL_PUNCH_HOLE)` of the `pages` shmem pages mapped at `addr`:
+    /// `unmap_mapping_range` under `i_mmap_rwsem` read (no folio lock), then the page-cache
+    /// folios dropped under their locks.
+    PunchHole {
+        addr: u64,
+        pages: u64,
+    },
     /// `try_to_unmap` of the page-cache folio mapped at `addr`.
     TryToUnmap {
         addr: u64,

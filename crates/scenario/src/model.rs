@@ -94,7 +94,9 @@ impl KernelModel {
                     pages,
                     backing,
                 } => effects.push(Effect::Map(addr, pages, backing)),
-                Op::Munmap { addr, pages } => effects.push(Effect::Untrack(addr, pages)),
+                Op::Munmap { addr, pages } | Op::PunchHole { addr, pages } => {
+                    effects.push(Effect::Untrack(addr, pages))
+                }
                 Op::Mremap {
                     addr,
                     pages,
@@ -238,6 +240,25 @@ impl KernelModel {
                     None => Err(mmcheck_kernel::mm::khugepaged::CollapseFail::VmaCheck),
                 };
                 seen.push(format!("retract {addr:#x}: {r:?}"));
+                Ok(())
+            }
+            Op::PunchHole { addr, pages } => {
+                let ps = cx.geo().page_shift;
+                let target = mm
+                    .vma_lookup(cx, addr)
+                    .and_then(|v| v.file.clone().map(|f| (f, v.linear_page_index(addr, ps))));
+                match target {
+                    Some((file, first)) => {
+                        mmcheck_kernel::mm::shmem::shmem_punch_hole(
+                            cx,
+                            &file,
+                            first,
+                            first + pages - 1,
+                        );
+                        seen.push(format!("punch_hole {addr:#x}+{pages}: ok"));
+                    }
+                    None => seen.push(format!("punch_hole {addr:#x}+{pages}: ENODEV")),
+                }
                 Ok(())
             }
             Op::RmapWalk { addr } => {

@@ -717,6 +717,10 @@ enum OpArgs {
     RmapWalk {
         addr: Sp<Addr>,
     },
+    PunchHole {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
     Check {
         addr: Sp<Addr>,
         what: CheckWhat,
@@ -922,6 +926,12 @@ fn args_retract(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Retract { addr: addr(i)? })
 }
 
+fn args_punch_hole(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::PunchHole { addr, pages })
+}
+
 fn args_rmap_walk(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::RmapWalk { addr: addr(i)? })
 }
@@ -1069,6 +1079,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "folio_referenced of the folio mapped at ADDR: rmap_walk -> page_vma_mapped_walk (map_pte, PTL) -> clear young (mm/rmap.c)",
         init: false,
         args: Some(args_rmap_walk),
+    },
+    OpSpec {
+        name: "punch_hole",
+        syntax: "punch_hole ADDR pages=N",
+        kernel: "fallocate(FALLOC_FL_PUNCH_HOLE) of the shmem pages mapped at ADDR: unmap_mapping_range under i_mmap_rwsem read, no folio lock (mm/memory.c), then shmem_undo_range (mm/shmem.c)",
+        init: false,
+        args: Some(args_punch_hole),
     },
     OpSpec {
         name: "retract",
@@ -2080,6 +2097,14 @@ impl<'t> Builder<'t> {
             OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
             },
+            OpArgs::PunchHole { addr, pages } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::PunchHole {
+                    addr: start,
+                    pages: pages.v,
+                }
+            }
             OpArgs::Collapse {
                 addr,
                 order,

@@ -33,6 +33,8 @@ pub enum CollapseFail {
     PageLocked,
     PageCount,
     PageRo,
+    /// `SCAN_TRUNCATED`: a folio left the page cache while the collapse held it.
+    Truncated,
 }
 
 /// `hugepage_vma_revalidate`: an anonymous VMA with an anon_vma spanning the whole PMD range.

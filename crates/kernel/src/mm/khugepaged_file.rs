@@ -129,17 +129,30 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
     // The cache holds one reference per slot.
     folio::folio_ref_add(cx, new, n as i64 - 1);
     // Replace every slot with the new, locked folio: faults on the range now wait for it.
+    // `replaced` remembers what each slot held, to undo the collapse if it fails.
     let mut old: Vec<(u64, FrameRef)> = Vec::new();
+    let mut replaced: Vec<(u64, Option<FrameRef>)> = Vec::new();
+    let mut fail = None;
     for i in start..start + n {
-        // Lock the old folio before replacing it: a fault that found it waits, then sees it gone
-        // from the cache and retries on the new, locked folio.
+        // Lock the old folio (trylock: SCAN_PAGE_LOCK if someone holds it), then check it is
+        // still cached here: truncation may have removed it meanwhile (SCAN_TRUNCATED).
         if let Some(f) = file.find_get_folio(cx, i) {
             if folio::folio_try_get(cx, f) {
-                folio::folio_lock(cx, f);
+                if !folio::folio_trylock(cx, f) {
+                    folio::folio_put(cx, f);
+                    fail = Some(CollapseFail::PageLocked);
+                    break;
+                }
                 old.push((i, f));
+                if file.find_get_folio(cx, i) != Some(f) {
+                    fail = Some(CollapseFail::Truncated);
+                    break;
+                }
             }
         }
-        if let Some(prev) = file.cache_replace(cx, i, new) {
+        let prev = file.cache_replace(cx, i, new);
+        replaced.push((i, prev));
+        if let Some(prev) = prev {
             if !old.iter().any(|&(j, f)| j == i && f == prev) {
                 // Replaced meanwhile by a racing fault's new page: take it over the same way.
                 folio::folio_ref_add(cx, prev, 1);
@@ -147,6 +160,28 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
                 old.push((i, prev));
             }
         }
+    }
+    if let Some(why) = fail {
+        // Roll back: the old folios go back into their slots (holes become holes again), and the
+        // new folio loses every slot's reference.
+        for &(i, prev) in &replaced {
+            match prev {
+                Some(f) => {
+                    file.cache_replace(cx, i, f);
+                }
+                None => {
+                    file.cache_remove(cx, i);
+                }
+            }
+        }
+        for &(_, f) in &old {
+            folio::folio_unlock(cx, f);
+            folio::folio_put(cx, f); // ours: the cache's stays with the restored slot
+        }
+        folio::folio_unlock(cx, new);
+        folio::folio_put_refs(cx, new, n as i64);
+        cx.rcu_quiescent();
+        return Err(why);
     }
     // Unmap the old pages from every mapping (try_to_unmap through i_mmap).
     unmap_mapping_range(cx, file, start, start + n - 1, false);
@@ -166,8 +201,11 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
     Ok(())
 }
 
-/// `folio_referenced` of the folio mapped at `addr` (reclaim's rmap walk): clear the young bit
-/// of every mapping, found through rmap under the rmap lock, with the PTL taken by `map_pte`.
+/// `folio_referenced` of the folio mapped at `addr` (reclaim's rmap walk, `is_locked` false):
+/// clear the young bit of every mapping, found through rmap under the rmap lock, with the PTL
+/// taken by `map_pte`. As in `mm/rmap.c` (6.18): an unmapped folio returns at once, and a file
+/// (or KSM) folio is trylocked first, the walk skipped (counted as referenced) if that fails, so
+/// this walker never overlaps a path that holds the folio lock (`collapse_file`, truncation).
 pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
     let _f = cx.cpu.enter("folio_referenced");
     let Some(pfn) = pgtable::folio_at(cx, mm, addr) else {
@@ -179,6 +217,16 @@ pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
     let f = folio::page_folio(cx, pfn);
     if !folio::folio_try_get(cx, f) {
         return 0;
+    }
+    // `.mapcount = folio_mapcount(folio)`; `if (!pra.mapcount) return 0`.
+    if folio::folio_mapcount(cx, f) == 0 {
+        folio::folio_put(cx, f);
+        return 0;
+    }
+    let we_locked = !folio::folio_test_anon(cx, f);
+    if we_locked && !folio::folio_trylock(cx, f) {
+        folio::folio_put(cx, f);
+        return 1;
     }
     let mut referenced = 0;
     crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
@@ -196,6 +244,9 @@ pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
         }
         true
     });
+    if we_locked {
+        folio::folio_unlock(cx, f);
+    }
     folio::folio_put(cx, f);
     referenced
 }

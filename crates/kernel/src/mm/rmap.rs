@@ -154,6 +154,12 @@ pub fn rmap_walk(
             return;
         };
         let _f = cx.cpu.enter("rmap_walk_file");
+        // VM_BUG_ON_FOLIO(!folio_test_locked(folio)): the folio lock keeps `mapping` (and the
+        // i_mmap tree under it) from being truncated away and freed during the walk.
+        cx.cpu.warn_on(
+            !crate::mm::folio::folio_test_locked(cx, folio),
+            "rmap_walk_file: folio not locked",
+        );
         let g = (lock == RmapLock::Read).then(|| file.i_mmap_rwsem.read(cx.cpu));
         for vma in file.i_mmap_overlapping(index, index + nr - 1, ps) {
             let Some(addr) = vma.address_of(index, ps) else {

@@ -94,17 +94,45 @@ pub fn unmap_mapping_range(cx: Ctx<'_>, file: &File, first: u64, last: u64, even
     drop(r);
 }
 
-/// `shmem_undo_range` (truncate or punch hole): unmap, then drop each cached folio in
-/// `[first, last]` under its lock.
+/// Truncation (`shmem_setattr` shrinking `i_size`, inode eviction): unmap every mapping of the
+/// range, private COW copies included, then drop the cached folios.
 pub fn shmem_truncate_range(cx: Ctx<'_>, file: &File, first: u64, last: u64) {
     let _f = cx.cpu.enter("shmem_truncate_range");
     unmap_mapping_range(cx, file, first, last, true);
+    shmem_undo_range(cx, file, first, last);
+}
+
+/// `shmem_fallocate(FALLOC_FL_PUNCH_HOLE)` of pages `[first, last]`: `unmap_mapping_range`
+/// (shared mappings only, `even_cows` = 0), under `i_mmap_rwsem` read and without any folio
+/// lock, then `shmem_truncate_range` drops the cached folios under their locks.
+pub fn shmem_punch_hole(cx: Ctx<'_>, file: &File, first: u64, last: u64) {
+    let _f = cx.cpu.enter("shmem_fallocate");
+    unmap_mapping_range(cx, file, first, last, false);
+    let _t = cx.cpu.enter("shmem_truncate_range");
+    shmem_undo_range(cx, file, first, last);
+}
+
+/// `shmem_undo_range`: drop each cached folio in `[first, last]` under its lock, unmapping it
+/// again if a fault mapped it since the caller's unmap (`truncate_inode_folio`).
+fn shmem_undo_range(cx: Ctx<'_>, file: &File, first: u64, last: u64) {
+    let _f = cx.cpu.enter("shmem_undo_range");
     for (index, f) in file.folios_in(cx, first, last) {
         if !folio::folio_try_get(cx, f) {
             continue;
         }
         folio::folio_lock(cx, f);
-        if file.find_get_folio(cx, index) == Some(f) {
+        let nr = folio::folio_nr_pages(cx, f);
+        let head = cx
+            .cpu
+            .page(f.pfn, mmcheck_platform::Access::Read)
+            .get(mmcheck_platform::PageField::Index);
+        if file.find_get_folio(cx, index) == Some(f) && (head < first || head + nr - 1 > last) {
+            // truncate_inode_partial_folio: zero the part in the range; the folio stays (the
+            // kernel then tries split_folio, which may fail; the model takes the failure).
+            let fr = &cx.k.machine.frames;
+            let pfn = f.pfn + (index - head) as u32;
+            cx.cpu.data_write(fr.current(pfn), 0);
+        } else if file.find_get_folio(cx, index) == Some(f) {
             if folio::folio_mapped(cx, f) {
                 // Faulted back in since the unmap: truncate_inode_folio unmaps it again.
                 unmap_mapping_range(cx, file, index, index, false);
