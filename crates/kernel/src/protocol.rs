@@ -64,6 +64,10 @@ pub struct Protocol {
     pub mremap_rmap_locks: MremapRmapLocks,
     /// mremap moves whole PTE tables with `move_normal_pmd`.
     pub mremap_normal_pmd: bool,
+    /// `move_normal_pmd` always takes the rmap locks (6.12+), or only when `copy_vma` asks.
+    pub mremap_normal_pmd_rmap_locks: bool,
+    /// `try_realign_addr` (6.7+): mutually aligned moves start at the PMD boundary below.
+    pub mremap_realign: bool,
     /// When `move_ptes` flushes the old range: before releasing the PTLs, or after.
     pub mremap_flush: MremapFlush,
     /// mTHP collapse keeps the anon_vma write lock until the table is back (v18), or drops it right
@@ -176,6 +180,8 @@ impl Default for Protocol {
             folio_walk_lock: FolioWalkLock::Mmap,
             mremap_rmap_locks: MremapRmapLocks::Need,
             mremap_normal_pmd: true,
+            mremap_normal_pmd_rmap_locks: true,
+            mremap_realign: true,
             mremap_flush: MremapFlush::BeforeUnlock,
             collapse_mthp_anon_vma: MthpAnonVma::Hold,
             collapse_ipi_sync: true,
@@ -417,6 +423,18 @@ pub const SWITCHES: &[Switch] = &[
         "mremap moves a whole PTE table by moving the PMD (move_normal_pmd) when source and destination are PMD-aligned",
         "mm/mremap.c move_normal_pmd; always under rmap locks since the 6.12 fix"
     ),
+    bool_switch!(
+        "mremap.normal_pmd_rmap_locks",
+        mremap_normal_pmd_rmap_locks,
+        "move_normal_pmd takes the rmap locks whatever copy_vma decided (on), or only when copy_vma asks for them (off: 6.11 and older)",
+        "Jann Horn, 'mm/mremap: fix move_normal_pmd/retract_page_tables race' (6.12-rc, CVE-2024-50066)"
+    ),
+    bool_switch!(
+        "mremap.realign",
+        mremap_realign,
+        "move_page_tables realigns a move whose source and destination sit at the same offset in their PMD ranges, with nothing mapped below either down to the boundary, so the first table moves whole (try_realign_addr)",
+        "Joel Fernandes, 'mm/mremap: optimize the start addresses in move_page_tables()' (6.7); can_realign_addr (mm/mremap.c)"
+    ),
     Switch {
         name: "mremap.flush",
         values: &["before_unlock", "after_unlock"],
@@ -597,6 +615,8 @@ pub const PRESETS: &[Preset] = &[
             ("retract.free", "ipi"),
             ("retract.recheck_pmd", "off"),
             ("collapse.vma_write_order", "after_check"),
+            ("mremap.realign", "off"),
+            ("mremap.normal_pmd_rmap_locks", "off"),
         ],
     },
     Preset {
@@ -609,6 +629,7 @@ pub const PRESETS: &[Preset] = &[
             ("pt_reclaim.free", "ipi"),
             ("retract.recheck_pmd", "off"),
             ("collapse.vma_write_order", "after_check"),
+            ("mremap.normal_pmd_rmap_locks", "off"),
         ],
     },
     Preset {

@@ -124,9 +124,14 @@ fn copy_vma(
         vma.file.clone(),
     ));
     anon_vma_clone(cx, &new, vma);
-    link_file_vma(cx, &new);
+    // vma_link: write-lock the new VMA before it enters the tree, so a per-VMA-locked fault
+    // cannot populate the destination before move_page_tables fills it (it stays locked until
+    // mmap_write_unlock).
+    let _l = cx.cpu.enter("vma_link");
+    w.vma_start_write(&new.lock);
     w.vma_mark_attached(&new.lock);
     mm.tree_insert(cx, new.clone());
+    link_file_vma(cx, &new);
     (new, false)
 }
 
@@ -189,7 +194,11 @@ fn move_ptes(
         if pte.present() {
             force_flush = true;
         }
-        new_map.pte(g.index(new_addr + (i << ps), 1)).set(cx, pte);
+        let np = new_map.pte(g.index(new_addr + (i << ps), 1));
+        // VM_WARN_ON_ONCE(!pte_none(*new_ptep)): the destination is a fresh, write-locked range.
+        cx.cpu
+            .warn_on(!np.get(cx).is_none(), "move_ptes: destination PTE not none");
+        np.set(cx, pte);
     }
     let flush = |cx: Ctx<'_>| {
         cx.cpu
@@ -215,14 +224,17 @@ fn move_normal_pmd(
     old_pmd: EntryPtr,
     old_addr: u64,
     new_pmd: EntryPtr,
+    need_rmap_locks: bool,
 ) -> bool {
     let _f = cx.cpu.enter("move_normal_pmd");
     let g = cx.geo();
     if !new_pmd.get(cx).is_none() {
         return false;
     }
+    // move_pgt_entry: a whole table always moves under the rmap locks since 6.12 (a walker
+    // holding only an rmap lock must not see the table vanish from under it).
     let av = vma.anon_vma(cx);
-    let _rmap = (cx.proto().mremap_rmap_locks != MremapRmapLocks::Never)
+    let _rmap = (need_rmap_locks || cx.proto().mremap_normal_pmd_rmap_locks)
         .then(|| take_rmap_locks(cx, vma, &av));
     let old_ptl = pgtable::pmd_lockptr(cx, mm, old_pmd);
     let og = old_ptl.lock(cx.cpu);
@@ -257,12 +269,39 @@ impl Ctx<'_> {
     }
 }
 
+/// `can_realign_addr(pmc, PMD_MASK)` (6.7+, `mm/mremap.c`): the move reaches the next PMD
+/// boundary, the two addresses sit at the same offset in their tables (and not at 0), and for
+/// both VMAs the address is the VMA's start with nothing mapped between the boundary below and
+/// it (`can_align_down`, not the exec stack case).
+#[allow(clippy::too_many_arguments)]
+fn can_realign_addr(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    old: &Vma,
+    new: &Vma,
+    old_addr: u64,
+    new_addr: u64,
+    len: u64,
+) -> bool {
+    let g = cx.geo();
+    let align = g.pmd_size() - 1;
+    let (old_align, new_align) = (old_addr & align, new_addr & align);
+    if len < g.pmd_size() - old_align || old_align == 0 || old_align != new_align {
+        return false;
+    }
+    let can_align_down = |vma: &Vma, addr: u64| {
+        vma.start() == addr && mm.vmas_in(cx, addr & g.pmd_mask(), vma.start()).is_empty()
+    };
+    can_align_down(old, old_addr) && can_align_down(new, new_addr)
+}
+
 /// `move_page_tables`.
 #[allow(clippy::too_many_arguments)]
 fn move_page_tables(
     cx: Ctx<'_>,
     mm: &MmStruct,
     vma: &Arc<Vma>,
+    new_vma: &Vma,
     old_addr: u64,
     new_addr: u64,
     len: u64,
@@ -271,6 +310,17 @@ fn move_page_tables(
     let _f = cx.cpu.enter("move_page_tables");
     let g = cx.geo();
     let pmd_size = g.pmd_size();
+    let old_end = old_addr + len;
+    // try_realign_addr (6.7+): start both addresses at their PMD boundary when that is safe, so
+    // the first table moves whole (move_normal_pmd) instead of entry by entry.
+    let realign = cx.proto().mremap_realign
+        && can_realign_addr(cx, mm, vma, new_vma, old_addr, new_addr, len);
+    let (old_addr, new_addr) = if realign {
+        (old_addr & g.pmd_mask(), new_addr & g.pmd_mask())
+    } else {
+        (old_addr, new_addr)
+    };
+    let len = old_end - old_addr;
     let mut done = 0;
     while done < len {
         let (o, n) = (old_addr + done, new_addr + done);
@@ -313,7 +363,7 @@ fn move_page_tables(
                 let new_pmd = pgtable::pmd_alloc(cx, mm, n)?;
                 let moved = extent == pmd_size
                     && cx.proto().mremap_normal_pmd
-                    && move_normal_pmd(cx, mm, vma, old_pmd, o, new_pmd);
+                    && move_normal_pmd(cx, mm, vma, old_pmd, o, new_pmd, need_rmap_locks);
                 if !moved {
                     pgtable::pte_alloc(cx, mm, new_pmd)?;
                     move_ptes(cx, mm, vma, old_pmd, o, new_pmd, n, extent, need_rmap_locks);
@@ -379,7 +429,7 @@ pub fn do_mremap(
         MremapRmapLocks::Always => true,
         MremapRmapLocks::Never => false,
     };
-    move_page_tables(cx, mm, &vma, old_addr, new_addr, len, need)?;
+    move_page_tables(cx, mm, &vma, &new_vma, old_addr, new_addr, len, need)?;
     // Unmap the old range with the write lock held throughout.
     do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
     cx.rcu_quiescent();
