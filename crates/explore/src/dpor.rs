@@ -37,6 +37,19 @@ struct Node {
     preemptions: u32,
     /// The chosen thread's operation was a blocking one (it had waited, or could have).
     blocking: bool,
+    /// The outcome taken if the chosen thread's step is a choice (`Cpu::choose`), and how many
+    /// it has (1 for any other step). A choice is independent of every other event, so its
+    /// outcomes are all tried here, before any other thread's.
+    choice: u8,
+    alts: u8,
+}
+
+/// How many outcomes a pending event has.
+fn outcomes(ev: Option<Event>) -> u8 {
+    match ev.map(|e| e.obj) {
+        Some(Obj::Choice { n, .. }) => n,
+        _ => 1,
+    }
 }
 
 fn lowest(m: u32) -> usize {
@@ -125,12 +138,14 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                     sleep: sleep_next,
                     preemptions: pre,
                     blocking: false,
+                    choice: 0,
+                    alts: ex.alternatives(t),
                 });
                 t
             };
             stack[depth].blocking = ex.pending_is_block(t);
             stack[depth].done |= 1 << t;
-            let ev = ex.step(t);
+            let ev = ex.step(crate::exec::decision(t, stack[depth].choice) as usize);
             let prev_clock = thread_clock[t];
             let mut c = prev_clock;
             let key = Key::of(&ev);
@@ -182,7 +197,10 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         }
         if let Some(v) = violation {
             if out.counterexample.is_none() {
-                let sched: Vec<u8> = stack.iter().map(|n| n.thread as u8).collect();
+                let sched: Vec<u8> = stack
+                    .iter()
+                    .map(|n| crate::exec::decision(n.thread, n.choice))
+                    .collect();
                 out.counterexample = Some(Counterexample {
                     violation: v,
                     steps: sched.len(),
@@ -199,6 +217,13 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         let mut found = false;
         while let Some(i) = stack.len().checked_sub(1) {
             let n = &stack[i];
+            if n.choice + 1 < n.alts {
+                // The same thread at the same place, its choice's next outcome.
+                stack[i].choice += 1;
+                fresh_from = i;
+                found = true;
+                break;
+            }
             let todo = n.backtrack & !n.done & !n.sleep & n.enabled;
             if todo == 0 {
                 stack.pop();
@@ -215,6 +240,8 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             }
             stack[i].thread = t;
             stack[i].preemptions = pre;
+            stack[i].choice = 0;
+            stack[i].alts = outcomes(stack[i].pending[t]);
             fresh_from = i;
             found = true;
             break;

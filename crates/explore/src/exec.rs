@@ -20,6 +20,29 @@ use std::sync::Arc;
 /// Most threads a model may have (vector clocks are fixed arrays of this size).
 pub const MAX_THREADS: usize = 8;
 
+/// Bits of a decision that name the thread; the rest name a choice's outcome.
+const THREAD_BITS: u32 = MAX_THREADS.trailing_zeros();
+
+/// Most outcomes a choice step may have (`Cpu::choose`).
+pub const MAX_CHOICES: u8 = 1 << (8 - THREAD_BITS);
+
+/// A scheduling decision in one byte: the thread, and the outcome of its step if that step is a
+/// choice (0 otherwise). Schedules and tokens are sequences of decisions.
+pub fn decision(t: usize, outcome: u8) -> u8 {
+    debug_assert!(t < MAX_THREADS && outcome < MAX_CHOICES);
+    t as u8 | (outcome << THREAD_BITS)
+}
+
+/// The thread of a decision.
+pub fn thread_of(d: usize) -> usize {
+    d & (MAX_THREADS - 1)
+}
+
+/// The choice outcome of a decision.
+pub fn choice_of(d: usize) -> u8 {
+    (d >> THREAD_BITS) as u8
+}
+
 /// What a suspended thread wants to do next.
 #[derive(Clone, Copy)]
 pub enum Req {
@@ -60,6 +83,8 @@ pub struct Core {
     current: [Cell<Option<Event>>; MAX_THREADS],
     /// Frames allocated by the running step.
     fresh: RefCell<Vec<u32>>,
+    /// The outcome picked for each thread's pending choice step (see `Cpu::choose`).
+    choice: [Cell<u8>; MAX_THREADS],
 }
 
 // SAFETY: a Core is only ever used from the one OS thread running the explorer; the machine's
@@ -81,6 +106,7 @@ impl Core {
             running: Cell::new(None),
             current: Default::default(),
             fresh: RefCell::new(Vec::new()),
+            choice: Default::default(),
         }
     }
 
@@ -168,6 +194,10 @@ impl Backend for CoreHandle {
         self.0.aborting.get()
     }
 
+    fn choice(&self, cpu: usize) -> u8 {
+        self.0.choice.get(cpu).map_or(0, |c| c.get())
+    }
+
     fn touch(&self, _cpu: usize, obj: Obj, loc: &'static Location<'static>) {
         let c = &self.0;
         if !c.strict || c.aborting.get() {
@@ -223,6 +253,8 @@ impl Backend for CoreHandle {
 #[derive(Clone, Debug)]
 pub struct Step {
     pub thread: usize,
+    /// The outcome taken, if the step was a choice (`Obj::Choice`); 0 otherwise.
+    pub choice: u8,
     pub event: Event,
     /// Kernel function at the step (recording mode only).
     pub func: &'static str,
@@ -239,7 +271,7 @@ pub struct Exec<M: Model> {
     pub pending: Vec<Option<Req>>,
     pub locks: LockTrack,
     pub steps: usize,
-    /// The thread of each step so far.
+    /// The decision of each step so far (thread and choice outcome, see [`decision`]).
     pub sched: Vec<u8>,
 }
 
@@ -375,10 +407,22 @@ impl<M: Model> Exec<M> {
         self.pending[t].map(|r| r.event())
     }
 
-    /// Run thread `t`'s pending operation and on to its next one.
-    pub fn step(&mut self, t: usize) -> Event {
+    /// The outcomes thread `t`'s pending step can take: `n` for a choice, else 1.
+    pub fn alternatives(&self, t: usize) -> u8 {
+        match self.pending[t].map(|r| r.event().obj) {
+            Some(Obj::Choice { n, .. }) => n,
+            _ => 1,
+        }
+    }
+
+    /// Run decision `d`'s thread's pending operation (with `d`'s outcome if it is a choice) and on
+    /// to the thread's next one. A plain thread number is the decision with outcome 0.
+    pub fn step(&mut self, d: usize) -> Event {
+        let (t, v) = (thread_of(d), choice_of(d));
         let ev = self.pending[t].expect("step of a finished thread").event();
-        self.sched.push(t as u8);
+        let v = v.min(self.alternatives(t).saturating_sub(1));
+        self.core.choice[t].set(v);
+        self.sched.push(decision(t, v));
         self.locks
             .note(t, &ev, &self.sched, self.model.machine(&self.inst));
         self.steps += 1;

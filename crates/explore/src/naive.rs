@@ -10,7 +10,7 @@
 //! search goes on: it collects the kind of every violation (with a witness schedule per kind) and
 //! every final outcome.
 
-use crate::exec::{Exec, StackPool};
+use crate::exec::{choice_of, decision, thread_of, Exec, StackPool};
 use crate::{Config, Counterexample, Model, Schedule};
 use mmcheck_platform::{Violation, ViolationKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,8 +51,9 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
     let mut pool = StackPool::default();
     let mut out = NaiveOutcome::default();
     let mut edges = BTreeMap::new();
-    // The chosen thread and the enabled mask at each step of the current prefix.
-    let mut prefix: Vec<(usize, u32)> = Vec::new();
+    // The decision (thread and choice outcome), the enabled mask and the number of outcomes of
+    // the chosen step, at each step of the current prefix.
+    let mut prefix: Vec<(usize, u32, u8)> = Vec::new();
     loop {
         if cfg.max_executions.is_some_and(|m| out.executions >= m)
             || cfg.budget.is_some_and(|b| start.elapsed() >= b)
@@ -71,20 +72,24 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
                     break;
                 }
             };
-            let t = if depth < prefix.len() {
+            let d = if depth < prefix.len() {
                 assert_eq!(prefix[depth].1, enabled, "the model is not deterministic");
+                if prefix[depth].2 == 0 {
+                    prefix[depth].2 = ex.alternatives(thread_of(prefix[depth].0));
+                }
                 prefix[depth].0
             } else {
                 let t = enabled.trailing_zeros() as usize;
-                prefix.push((t, enabled));
+                prefix.push((t, enabled, ex.alternatives(t)));
                 t
             };
-            if let Some(&(p, _)) = depth.checked_sub(1).and_then(|d| prefix.get(d)) {
-                if p != t && enabled & (1 << p) != 0 {
+            let t = thread_of(d);
+            if let Some(&(p, _, _)) = depth.checked_sub(1).and_then(|d| prefix.get(d)) {
+                if thread_of(p) != t && enabled & (1 << thread_of(p)) != 0 {
                     preemptions += 1;
                 }
             }
-            ex.step(t);
+            ex.step(d);
             depth += 1;
             if ex.violated() {
                 violation = ex.violation();
@@ -102,7 +107,7 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         }
         for v in found {
             out.witnesses.entry(v.kind).or_insert_with(|| {
-                let sched: Vec<u8> = prefix.iter().map(|&(t, _)| t as u8).collect();
+                let sched: Vec<u8> = prefix.iter().map(|&(d, _, _)| d as u8).collect();
                 Counterexample {
                     violation: v,
                     steps: sched.len(),
@@ -111,17 +116,24 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
                 }
             });
         }
-        // Next schedule: the deepest step with a higher enabled thread not yet tried.
+        // Next schedule: the deepest step with a choice outcome or a higher enabled thread not
+        // yet tried.
         loop {
-            let Some((t, en)) = prefix.pop() else {
+            let Some((d, en, alts)) = prefix.pop() else {
                 out.complete = true;
                 out.lock_inversions = crate::lockdep::inversions(&edges, &**model);
                 out.elapsed = start.elapsed();
                 return out;
             };
+            let (t, o) = (thread_of(d), choice_of(d));
+            if o + 1 < alts {
+                prefix.push((decision(t, o + 1) as usize, en, alts));
+                break;
+            }
             let higher = en & !((2u32 << t) - 1);
             if higher != 0 {
-                prefix.push((higher.trailing_zeros() as usize, en));
+                // The step's outcome count is learnt when it runs (set to 1 until then).
+                prefix.push((higher.trailing_zeros() as usize, en, 0));
                 break;
             }
         }

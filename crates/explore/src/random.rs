@@ -13,6 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The decision for thread `t`: a uniformly random outcome if its step is a choice of `k`.
+fn with_outcome(k: u8, t: usize, rng: &mut ChaCha8Rng) -> usize {
+    let o = if k > 1 { rng.gen_range(0..k) } else { 0 };
+    crate::exec::decision(t, o) as usize
+}
+
 /// Run executions until the budget, the execution limit, or (if asked) a violation.
 pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let start = Instant::now();
@@ -40,7 +46,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                     &mut pool,
                     false,
                     cfg.max_steps,
-                    &mut |_, enabled, step| {
+                    &mut |ex, enabled, step| {
                         for (i, &c) in changes.iter().enumerate() {
                             if c == step {
                                 // Lower the currently highest enabled thread to priority i.
@@ -52,9 +58,10 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                                 }
                             }
                         }
-                        (0..n)
+                        let t = (0..n)
                             .filter(|&t| enabled & (1 << t) != 0)
-                            .max_by_key(|&t| prio[t])
+                            .max_by_key(|&t| prio[t])?;
+                        Some(with_outcome(ex.alternatives(t), t, &mut rng))
                     },
                 )
             }
@@ -63,14 +70,15 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 &mut pool,
                 false,
                 cfg.max_steps,
-                &mut |_, enabled, _| {
+                &mut |ex, enabled, _| {
                     let k = enabled.count_ones();
                     let pick = rng.gen_range(0..k);
                     let mut m = enabled;
                     for _ in 0..pick {
                         m &= m - 1;
                     }
-                    Some(m.trailing_zeros() as usize)
+                    let t = m.trailing_zeros() as usize;
+                    Some(with_outcome(ex.alternatives(t), t, &mut rng))
                 },
             ),
         };

@@ -53,7 +53,10 @@ fn cell(s: &Step) -> String {
         | Access::Flush
         | Access::Fill
         | Access::TlbScan => access_text(s.event.access).to_string(),
-        a => format!("{} {}", access_text(a), obj_text(s.event.obj)),
+        a => match s.event.obj {
+            Obj::Choice { n, .. } => format!("choice: outcome {} of {n}", s.choice),
+            o => format!("{} {}", access_text(a), obj_text(o)),
+        },
     };
     if s.func.is_empty() {
         what

@@ -1,19 +1,20 @@
-//! Schedules and their tokens. A schedule is the thread chosen at each step; its token is a short
-//! run-length string (`v1:0x12.1x3.0.2x4`: thread 0 for 12 steps, thread 1 for 3, ...), which
-//! `replay` turns back into the same execution.
+//! Schedules and their tokens. A schedule is the decision taken at each step: the thread, and for
+//! a choice step (`Cpu::choose`) the outcome. Its token is a short run-length string
+//! (`v1:0x12.1x3.0.2/1.2x4`: thread 0 for 12 steps, thread 1 for 3, thread 0, thread 2 taking
+//! outcome 1 of a choice, ...), which `replay` turns back into the same execution.
 //!
 //! Two replays: [`replay_strict`] (the `mmcheck replay` command) rejects a token that does not fit
 //! the model, naming the step and why; [`replay`] (shrinking, tests) is lenient and stops quietly.
 //! Both continue a token that ends early with the lowest enabled thread, so a prefix of a
 //! schedule is a valid token.
 
-use crate::exec::{Exec, StackPool, Step};
+use crate::exec::{choice_of, decision, thread_of, Exec, StackPool, Step};
 use crate::{Finish, Model};
 use mmcheck_platform::Violation;
 use std::fmt;
 use std::sync::Arc;
 
-/// The thread run at each step.
+/// The decision at each step (see [`crate::exec::decision`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Schedule(pub Vec<u8>);
 
@@ -22,7 +23,7 @@ pub struct Schedule(pub Vec<u8>);
 pub enum TokenError {
     #[error("schedule token must start with 'v1:'")]
     Version,
-    #[error("bad run '{0}' in schedule token (expected THREAD or THREADxCOUNT)")]
+    #[error("bad run '{0}' in schedule token (expected THREAD, THREAD/OUTCOME, or either xCOUNT)")]
     Run(String),
     #[error("schedule token is longer than {MAX_TOKEN_STEPS} steps")]
     TooLong,
@@ -47,15 +48,24 @@ impl Schedule {
                 Some((t, n)) => (t, n),
                 None => (run, "1"),
             };
+            let (t, o) = match t.split_once('/') {
+                Some((t, o)) => (t, o),
+                None => (t, "0"),
+            };
             let t: u8 = t.parse().map_err(|_| TokenError::Run(run.into()))?;
+            let o: u8 = o.parse().map_err(|_| TokenError::Run(run.into()))?;
             let n: usize = n.parse().map_err(|_| TokenError::Run(run.into()))?;
-            if n == 0 || n > MAX_TOKEN_STEPS || t as usize >= crate::MAX_THREADS {
+            if n == 0
+                || n > MAX_TOKEN_STEPS
+                || t as usize >= crate::MAX_THREADS
+                || o >= crate::exec::MAX_CHOICES
+            {
                 return Err(TokenError::Run(run.into()));
             }
             if v.len() + n > MAX_TOKEN_STEPS {
                 return Err(TokenError::TooLong);
             }
-            v.extend(std::iter::repeat_n(t, n));
+            v.extend(std::iter::repeat_n(decision(t as usize, o), n));
         }
         Ok(Schedule(v))
     }
@@ -85,10 +95,14 @@ impl fmt::Display for Schedule {
                 f.write_str(".")?;
             }
             first = false;
-            if n == 1 {
-                write!(f, "{t}")?;
+            let (th, o) = (thread_of(t as usize), choice_of(t as usize));
+            if o == 0 {
+                write!(f, "{th}")?;
             } else {
-                write!(f, "{t}x{n}")?;
+                write!(f, "{th}/{o}")?;
+            }
+            if n > 1 {
+                write!(f, "x{n}")?;
             }
             i += n;
         }
@@ -108,10 +122,11 @@ pub struct Run {
     pub lock_edges: crate::lockdep::Edges,
 }
 
-/// Picks the thread for a step from the execution, the enabled mask and the step index.
+/// Picks the decision for a step (a thread, with the outcome if its step is a choice; see
+/// [`crate::exec::decision`]) from the execution, the enabled mask and the step index.
 pub type Chooser<'a, M> = dyn FnMut(&Exec<M>, u32, usize) -> Option<usize> + 'a;
 
-/// Run one execution, asking `choose(exec, enabled_mask, step)` for the thread at each step.
+/// Run one execution, asking `choose(exec, enabled_mask, step)` for the decision at each step.
 /// `None` from the chooser abandons the execution.
 pub fn run_one<M: Model>(
     model: &Arc<M>,
@@ -137,10 +152,11 @@ pub fn run_one<M: Model>(
                 break;
             }
         };
-        let Some(t) = choose(&ex, enabled, ex.sched.len()) else {
+        let Some(d) = choose(&ex, enabled, ex.sched.len()) else {
             abandoned = true;
             break;
         };
+        let t = thread_of(d);
         if enabled & (1 << t) == 0 {
             abandoned = true;
             break;
@@ -152,9 +168,10 @@ pub fn run_one<M: Model>(
         }
         prev = Some(t);
         let func = ex.func(t);
-        let event = ex.step(t);
+        let event = ex.step(d);
         trace.push(Step {
             thread: t,
+            choice: ex.sched.last().map_or(0, |&d| choice_of(d as usize)),
             event,
             func,
         });
@@ -192,7 +209,7 @@ pub fn replay<M: Model>(model: &Arc<M>, schedule: &Schedule, recording: bool) ->
         recording,
         MAX_TOKEN_STEPS,
         &mut |_, enabled, i| match s.get(i) {
-            Some(&t) => Some(t as usize),
+            Some(&d) => Some(d as usize),
             None => Some(enabled.trailing_zeros() as usize),
         },
     )
@@ -210,6 +227,13 @@ pub enum Misfit {
         thread: usize,
         name: String,
         enabled: String,
+    },
+    #[error("thread {thread} ({name}) has no outcome {outcome} here (its step has {outcomes})")]
+    NoSuchOutcome {
+        thread: usize,
+        name: String,
+        outcome: u8,
+        outcomes: u8,
     },
     #[error("every thread finished after {steps} steps, but the token has {}", more(*.extra))]
     AfterEnd { steps: usize, extra: usize },
@@ -251,10 +275,10 @@ pub fn replay_strict<M: Model>(
         recording,
         MAX_TOKEN_STEPS,
         &mut |ex, enabled, i| {
-            let Some(&t) = s.get(i) else {
+            let Some(&d) = s.get(i) else {
                 return Some(enabled.trailing_zeros() as usize);
             };
-            let t = t as usize;
+            let (t, o) = (thread_of(d as usize), choice_of(d as usize));
             let name = || ex.model.thread_name(t);
             let m = if t >= ex.threads() {
                 Misfit::NoSuchThread {
@@ -276,8 +300,15 @@ pub fn replay_strict<M: Model>(
                     name: name(),
                     enabled: on.join(", "),
                 }
+            } else if o >= ex.alternatives(t) {
+                Misfit::NoSuchOutcome {
+                    thread: t,
+                    name: name(),
+                    outcome: o,
+                    outcomes: ex.alternatives(t),
+                }
             } else {
-                return Some(t);
+                return Some(d as usize);
             };
             misfit = Some(ReplayError { step: i, misfit: m });
             None
@@ -430,5 +461,37 @@ mod tests {
             Schedule::parse("v1:0x1000000.1x1000000"),
             Err(TokenError::TooLong)
         );
+        let c = Schedule(vec![0, decision(1, 1), decision(1, 1), 1]);
+        assert_eq!(c.to_string(), "v1:0.1/1x2.1");
+        assert_eq!(Schedule::parse("v1:0.1/1x2.1").unwrap(), c);
+        assert!(Schedule::parse("v1:1/32").is_err());
+    }
+
+    /// T0 writes 1 or 2 (a choice), T1 reads: every strategy reaches both outcomes, the token
+    /// of the second replays to it, and an outcome the step does not have is refused.
+    #[test]
+    fn choice_outcomes_are_explored_and_replayed() {
+        let m = Arc::new(Program {
+            vars: 1,
+            locks: 0,
+            threads: vec![vec![Op::WriteEither(0, 1, 2)], vec![Op::Read(0)]],
+        });
+        let cfg = crate::Config {
+            collect_outcomes: true,
+            stop_on_violation: false,
+            ..crate::Config::default()
+        };
+        let out = crate::dpor::explore(m.clone(), &cfg);
+        assert!(out.complete);
+        let (naive, _, _) = crate::toy::naive_outcomes(&m);
+        assert_eq!(out.outcomes, naive);
+        assert!(naive.iter().any(|o| o.starts_with("2 ")), "{naive:?}");
+        assert!(naive.iter().any(|o| o.starts_with("1 ")), "{naive:?}");
+        let r = replay_strict(&m, &Schedule::parse("v1:0/1.0.1").unwrap(), false).unwrap();
+        assert!(r.finish.unwrap().outcome.starts_with("2 | [] | [2]"));
+        assert!(matches!(
+            misfit(&m, "v1:0/2").misfit,
+            Misfit::NoSuchOutcome { outcome: 2, .. }
+        ));
     }
 }

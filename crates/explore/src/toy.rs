@@ -2,7 +2,7 @@
 //! explorer itself: a naive exhaustive enumerator to compare DPOR against, and a random program
 //! generator.
 
-use crate::exec::StackPool;
+use crate::exec::{choice_of, decision, thread_of, StackPool};
 use crate::schedule::run_one;
 use crate::{Finish, Model};
 use mmcheck_platform::{Backend, Machine, MachineConfig, SpinLock};
@@ -22,6 +22,8 @@ pub enum Op {
     Add(usize, u64),
     Lock(usize),
     Unlock(usize),
+    /// A choice step (`Cpu::choose(2)`), then a write of the first or the second value.
+    WriteEither(usize, u64, u64),
 }
 
 /// One lockdep class per toy lock.
@@ -106,6 +108,11 @@ impl Model for Program {
                     );
                     w.fetch_add(x, Ordering::SeqCst);
                 }
+                Op::WriteEither(v, a, b) => {
+                    let x = if cpu.choose(2) == 0 { a } else { b };
+                    let (id, w) = &inst.vars[v];
+                    cpu.write_var(*id, w, x);
+                }
                 Op::Lock(l) => held.push((l, inst.locks[l].lock(cpu))),
                 Op::Unlock(l) => {
                     if let Some(i) = held.iter().rposition(|(h, _)| *h == l) {
@@ -138,21 +145,24 @@ pub fn naive_outcomes<M: Model>(model: &Arc<M>) -> (BTreeSet<String>, bool, u64)
     let mut outcomes = BTreeSet::new();
     let mut deadlock = false;
     let mut execs = 0;
-    // DFS over choice sequences: (prefix, enabled-choices-at-each-depth).
-    let mut prefix: Vec<(usize, u32)> = Vec::new();
+    // DFS over decision sequences: (decision, enabled mask, outcomes of the chosen step).
+    let mut prefix: Vec<(usize, u32, u8)> = Vec::new();
     loop {
         let mut depth = 0;
         let mut p2 = prefix.clone();
-        let run = run_one(model, &mut pool, false, 10_000, &mut |_, enabled, step| {
-            let t = if step < p2.len() {
+        let run = run_one(model, &mut pool, false, 10_000, &mut |ex, enabled, step| {
+            let d = if step < p2.len() {
+                if p2[step].2 == 0 {
+                    p2[step].2 = ex.alternatives(thread_of(p2[step].0));
+                }
                 p2[step].0
             } else {
                 let t = enabled.trailing_zeros() as usize;
-                p2.push((t, enabled));
+                p2.push((t, enabled, ex.alternatives(t)));
                 t
             };
             depth = step + 1;
-            Some(t)
+            Some(d)
         });
         execs += 1;
         match (&run.violation, &run.finish) {
@@ -164,14 +174,19 @@ pub fn naive_outcomes<M: Model>(model: &Arc<M>) -> (BTreeSet<String>, bool, u64)
         }
         prefix = p2;
         prefix.truncate(depth);
-        // next choice: deepest position with a larger enabled thread
+        // next: the deepest position with an untried outcome or a larger enabled thread
         loop {
-            let Some((t, en)) = prefix.pop() else {
+            let Some((d, en, alts)) = prefix.pop() else {
                 return (outcomes, deadlock, execs);
             };
+            let (t, o) = (thread_of(d), choice_of(d));
+            if o + 1 < alts {
+                prefix.push((decision(t, o + 1) as usize, en, alts));
+                break;
+            }
             let higher = en & !((2u32 << t) - 1);
             if higher != 0 {
-                prefix.push((higher.trailing_zeros() as usize, en));
+                prefix.push((higher.trailing_zeros() as usize, en, 0));
                 break;
             }
         }
@@ -193,9 +208,10 @@ pub fn random_program(seed: u64) -> Program {
             }
             for _ in 0..n {
                 let v = rng.gen_range(0..2);
-                ops.push(match rng.gen_range(0..3) {
-                    0 => Op::Read(v),
-                    1 => Op::Write(v, rng.gen_range(1..4)),
+                ops.push(match rng.gen_range(0..7) {
+                    0 | 1 => Op::Read(v),
+                    2 | 3 => Op::Write(v, rng.gen_range(1..4)),
+                    4 => Op::WriteEither(v, rng.gen_range(1..4), rng.gen_range(4..7)),
                     _ => Op::Add(v, 1),
                 });
             }

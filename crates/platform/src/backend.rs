@@ -44,6 +44,12 @@ pub trait Backend: Send + Sync {
     fn stopping(&self) -> bool {
         false
     }
+
+    /// The outcome the scheduler picked for `cpu`'s choice step that just ran (see
+    /// [`crate::Cpu::choose`]). Natively the common case: 0.
+    fn choice(&self, _cpu: usize) -> u8 {
+        0
+    }
 }
 
 /// Real threads, real atomics.

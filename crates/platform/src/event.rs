@@ -27,6 +27,10 @@ pub enum Obj {
     Tlb(u16),
     /// Any other shared word of the model (a VMA refcount, `mm_lock_seq`, a counter), by id.
     Var(u64),
+    /// A nondeterministic choice of CPU `cpu` among `n` outcomes: something outside the model
+    /// decides (`need_resched()`, a failed `GFP_NOWAIT` allocation). Private to its CPU, so
+    /// independent of every other event; the explorer tries every outcome.
+    Choice { cpu: u16, n: u8 },
 }
 
 impl Obj {
@@ -149,6 +153,7 @@ impl Obj {
             Obj::Irq(c) => format!("irq{c}"),
             Obj::Tlb(c) => format!("tlb{c}"),
             Obj::Var(id) => format!("var#{id}"),
+            Obj::Choice { n, .. } => format!("choice of {n}"),
         }
     }
 }

@@ -242,6 +242,22 @@ impl<'m> Cpu<'m> {
         self.m.backend.visible(self.id, Event::new(obj, access));
     }
 
+    /// A nondeterministic choice among `n` outcomes (`0..n`), announced as its own step: where the
+    /// kernel's behaviour depends on something the model does not simulate (`need_resched()`, a
+    /// contended trylock, a failed `GFP_NOWAIT` allocation). The explorer tries every outcome;
+    /// the native backend always takes 0, the common case.
+    pub fn choose(&self, n: u8) -> u8 {
+        debug_assert!(n >= 1);
+        self.visible(
+            Obj::Choice {
+                cpu: self.id as u16,
+                n,
+            },
+            Access::Read,
+        );
+        self.m.backend.choice(self.id).min(n.saturating_sub(1))
+    }
+
     #[inline]
     fn assert_not_in_cell(&self) {
         assert!(
