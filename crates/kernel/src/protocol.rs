@@ -68,6 +68,8 @@ pub struct Protocol {
     pub mremap_normal_pmd_rmap_locks: bool,
     /// `try_realign_addr` (6.7+): mutually aligned moves start at the PMD boundary below.
     pub mremap_realign: bool,
+    /// Where `zap_pte_range` explores `need_resched()` (a choice step).
+    pub zap_need_resched: ZapResched,
     /// When `move_ptes` flushes the old range: before releasing the PTLs, or after.
     pub mremap_flush: MremapFlush,
     /// mTHP collapse keeps the anon_vma write lock until the table is back (v18), or drops it right
@@ -134,6 +136,17 @@ pub enum VmaWriteOrder {
     AfterCheck,
 }
 
+/// `zap.need_resched`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZapResched {
+    /// Before every batch of entries, as the kernel checks it.
+    Every,
+    /// Only before the first batch of a call.
+    First,
+    /// Never true.
+    Off,
+}
+
 /// `mremap.rmap_locks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MremapRmapLocks {
@@ -182,6 +195,7 @@ impl Default for Protocol {
             mremap_normal_pmd: true,
             mremap_normal_pmd_rmap_locks: true,
             mremap_realign: true,
+            zap_need_resched: ZapResched::Every,
             mremap_flush: MremapFlush::BeforeUnlock,
             collapse_mthp_anon_vma: MthpAnonVma::Hold,
             collapse_ipi_sync: true,
@@ -423,6 +437,26 @@ pub const SWITCHES: &[Switch] = &[
         "mremap moves a whole PTE table by moving the PMD (move_normal_pmd) when source and destination are PMD-aligned",
         "mm/mremap.c move_normal_pmd; always under rmap locks since the 6.12 fix"
     ),
+    Switch {
+        name: "zap.need_resched",
+        values: &["every", "first", "off"],
+        doc: "where zap_pte_range may find need_resched() true (a choice the explorer tries both ways): before every batch of entries as the kernel checks it, only before the first batch of a call, or never (fewer executions). When true it drops the PTL without a TLB flush, retries the table from where it stopped, and PT reclaim takes its slow path",
+        cite: "zap_pte_range's need_resched() check before each do_zap_pte_range batch (mm/memory.c, 6.14+)",
+        get: |p| match p.zap_need_resched {
+            ZapResched::Every => "every",
+            ZapResched::First => "first",
+            ZapResched::Off => "off",
+        },
+        set: |p, v| {
+            p.zap_need_resched = match v {
+                "every" => ZapResched::Every,
+                "first" => ZapResched::First,
+                "off" => ZapResched::Off,
+                _ => return false,
+            };
+            true
+        },
+    },
     bool_switch!(
         "mremap.normal_pmd_rmap_locks",
         mremap_normal_pmd_rmap_locks,

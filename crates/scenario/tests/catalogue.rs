@@ -78,3 +78,8 @@ fn races() {
 fn selftests() {
     check_dir("selftests");
 }
+
+#[test]
+fn fidelity() {
+    check_dir("fidelity");
+}

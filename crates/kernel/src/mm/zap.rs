@@ -11,7 +11,7 @@ use crate::mm::mmu_gather::MmuGather;
 use crate::mm::pgtable::{self, EntryPtr};
 use crate::mm::rmap::{unlink_anon_vmas, unlink_file_vma};
 use crate::mm::types::{MmStruct, Vma};
-use crate::protocol::EmptyCheck;
+use crate::protocol::{EmptyCheck, ZapResched};
 use crate::Ctx;
 use mmcheck_platform::MmapWriteGuard;
 use std::sync::Arc;
@@ -105,7 +105,15 @@ fn zap_pmd(
 }
 
 /// `zap_pte_range` with PT reclaim (6.14 after "fix incorrect reclaim of non-empty PTE pages").
-/// Returns how far it got (`end` when done).
+/// Returns how far it got: `end` when done, less when the table could not be mapped (the PMD is
+/// none, huge or changing now), and `zap_pmd_range` then reads the same PMD again.
+///
+/// `need_resched()` is checked before every batch of entries (one present entry or folio run):
+/// when true, the PTL is dropped without a TLB flush (the gather still holds the pages), the
+/// table is retried after `cond_resched()` from where the zap stopped, and PT reclaim must take
+/// its slow path. The model explores it as a choice step (switch `zap.need_resched`): before
+/// every batch but the first of a retried pass (`every`), or only before the first batch of a
+/// call (`first`).
 pub fn zap_pte_range(
     cx: Ctx<'_>,
     tlb: &mut MmuGather<'_>,
@@ -127,17 +135,32 @@ pub fn zap_pte_range(
     let mut direct_reclaim = check != EmptyCheck::Rescan;
     let mut addr = start;
     let mut pmdval = Entry::NONE;
+    let resched = cx.proto().zap_need_resched;
+    // A pass right after cond_resched() does not see need_resched() at its first batch.
+    let mut just_rescheduled = false;
     loop {
         let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) else {
-            return end;
+            return addr;
         };
         let mut force_flush = false;
+        let mut batches = 0;
+        let mut resched_now = false;
         while addr < end {
             let pte = l.pte(g.index(addr, 1));
             let v = pte.get(cx);
             if v.is_none() {
                 addr += 1 << ps;
                 continue;
+            }
+            let ask = match resched {
+                ZapResched::Off => false,
+                ZapResched::First => batches == 0 && addr == start && !just_rescheduled,
+                ZapResched::Every => batches > 0 || !just_rescheduled,
+            };
+            batches += 1;
+            if ask && cx.cpu.choose(2) == 1 {
+                resched_now = true;
+                break;
             }
             if v.present() {
                 let page = vm_normal_page(cx, v);
@@ -179,6 +202,11 @@ pub fn zap_pte_range(
                 }
             }
             addr += 1 << ps;
+        }
+        just_rescheduled = resched_now;
+        if resched_now {
+            // need_resched(): the fast-path reclaim is off for this call.
+            direct_reclaim = false;
         }
         if can_reclaim_pt && (direct_reclaim || check == EmptyCheck::None) && addr == end {
             direct_reclaim = try_get_and_clear_pmd(cx, mm, pmd, l.pmdval, &mut pmdval);
