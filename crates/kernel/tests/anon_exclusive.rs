@@ -184,10 +184,13 @@ fn migration_keeps_pinned_and_referenced_pages() {
     teardown(&k, &[&mm]);
 }
 
-/// Before: the write fault replaced the huge zero PMD by a freshly allocated THP.
+/// 5.8–6.12 (`thp.zero_wp_alloc = off`). Before: the model always replaced the huge zero PMD by
+/// a freshly allocated THP, whatever the kernel version.
 #[test]
-fn a_write_to_the_huge_zero_pmd_splits_it_and_copies_one_page() {
-    let k = kernel();
+fn before_6_13_a_write_to_the_huge_zero_pmd_splits_it_and_copies_one_page() {
+    let mut proto = Protocol::default();
+    proto.set("thp.zero_wp_alloc", "off").unwrap();
+    let k = Kernel::native(Geometry::X86_64, proto, 2, 1 << 12);
     let cx = k.ctx(0);
     let mm = anon_mm(cx, 1024, true);
     assert_eq!(user_load(cx, &mm, BASE + 3 * PG).unwrap(), 0);
@@ -204,6 +207,42 @@ fn a_write_to_the_huge_zero_pmd_splits_it_and_copies_one_page() {
     );
     assert_eq!(user_load(cx, &mm, BASE + 3 * PG).unwrap(), 33);
     assert_eq!(user_load(cx, &mm, BASE + 4 * PG).unwrap(), 0);
+    clean(&k);
+    teardown(&k, &[&mm]);
+}
+
+/// 6.13+ (`do_huge_zero_wp_pmd`, the default): the write maps a new THP; if no THP can be
+/// allocated, the PMD is split as before 6.13.
+#[test]
+fn a_write_to_the_huge_zero_pmd_maps_a_thp_or_splits_without_memory() {
+    let k = kernel();
+    let cx = k.ctx(0);
+    let mm = anon_mm(cx, 1024, true);
+    assert_eq!(user_load(cx, &mm, BASE + 3 * PG).unwrap(), 0);
+    let tables = mm.pgtables();
+    user_store(cx, &mm, BASE + 3 * PG, 33).unwrap();
+    let (pfn, huge) = read_translation(cx, &mm, BASE + 3 * PG);
+    assert!(huge, "a THP");
+    assert!(
+        folio::page_anon_exclusive(cx, pfn.unwrap() - 3),
+        "the head is exclusive"
+    );
+    assert_eq!(mm.get_rss(MM_ANONPAGES), 512);
+    assert_eq!(mm.pgtables(), tables, "the deposited table stays");
+    assert_eq!(user_load(cx, &mm, BASE + 4 * PG).unwrap(), 0);
+    clean(&k);
+    teardown(&k, &[&mm]);
+
+    // Room for the huge zero folio only (pfn 0 is reserved): the fallback split.
+    let k = Kernel::native(Geometry::X86_64, Protocol::default(), 2, 1024);
+    let cx = k.ctx(0);
+    let mm = anon_mm(cx, 1024, true);
+    assert_eq!(user_load(cx, &mm, BASE).unwrap(), 0);
+    assert!(read_translation(cx, &mm, BASE).1, "the huge zero PMD");
+    user_store(cx, &mm, BASE + 3 * PG, 33).unwrap();
+    assert!(!read_translation(cx, &mm, BASE + 3 * PG).1, "split to PTEs");
+    assert_eq!(mm.get_rss(MM_ANONPAGES), 1);
+    assert_eq!(user_load(cx, &mm, BASE + 3 * PG).unwrap(), 33);
     clean(&k);
     teardown(&k, &[&mm]);
 }

@@ -1,5 +1,5 @@
 //! Huge PMDs (`mm/huge_memory.c`, ≈6.14–6.18; `do_huge_pmd_wp_page` and `__split_huge_pmd*`
-//! read at 6.8): `do_huge_pmd_anonymous_page` with a deposited table, the huge zero folio,
+//! read at 6.8, `do_huge_zero_wp_pmd` in its 6.13 commit): `do_huge_pmd_anonymous_page` with a deposited table, the huge zero folio,
 //! `zap_huge_pmd`, `__split_huge_pmd`, and the huge write-protect and accessed paths. THP is in madvise mode: only `VM_HUGEPAGE` anonymous VMAs get huge PMDs.
 
 use crate::arch::pgtable::Entry;
@@ -133,14 +133,20 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     VmFault::Done
 }
 
-/// `do_huge_pmd_wp_page` (read at 6.8; the zero-PMD fallback since 5.8, commit 3917c80280c9
-/// "thp: change CoW semantics for anon-THP"): the huge zero PMD is split into zero-page PTEs and
-/// the fault falls back to the PTE path (`do_wp_page` → `wp_page_copy` of one page). An anon
-/// THP is reused when its head is `PageAnonExclusive`, or when it is ours alone under the folio
-/// lock; otherwise it is split too.
+/// `do_huge_pmd_wp_page` (read at 6.8, and the 6.13 `do_huge_zero_wp_pmd`): on the huge zero
+/// PMD, 6.13+ (`thp.zero_wp_alloc`) replaces it by a new THP and falls back to the split only if
+/// the allocation fails; 5.8–6.12 always split it into zero-page PTEs and let the PTE path
+/// (`do_wp_page` → `wp_page_copy`) COW one page. An anon THP is reused when its head is
+/// `PageAnonExclusive`, or when it is ours alone under the folio lock; otherwise it is split.
 pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     let _f = cx.cpu.enter("do_huge_pmd_wp_page");
     if is_huge_zero_pmd(cx, orig) {
+        if cx.proto().huge_zero_wp_alloc {
+            let r = do_huge_zero_wp_pmd(cx, vmf, orig);
+            if r != VmFault::Fallback {
+                return r;
+            }
+        }
         return wp_huge_fallback(cx, vmf);
     }
     let ptl = pgtable::pmd_lockptr(cx, vmf.mm, vmf.pmd);
@@ -195,6 +201,44 @@ pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
             .set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
     }
     drop(g);
+    VmFault::Done
+}
+
+/// `do_huge_zero_wp_pmd` (6.13+): allocate a zeroed THP, then under the PMD lock, if the PMD is
+/// still the huge zero PMD, clear and flush it (`pmdp_huge_clear_flush`) and map the THP
+/// (`map_anon_folio_pmd`; the zero PMD's deposited table stays deposited).
+fn do_huge_zero_wp_pmd(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
+    let _f = cx.cpu.enter("do_huge_zero_wp_pmd");
+    let g = cx.geo();
+    let haddr = vmf.addr & g.pmd_mask();
+    let Some(f) = folio::folio_alloc(cx, g.pmd_order()) else {
+        return VmFault::Fallback;
+    };
+    let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+    if vmf.pmd.get(cx) != orig {
+        drop(ptl);
+        folio::folio_put(cx, f);
+        return VmFault::Done;
+    }
+    vmf.pmd.xchg(cx, Entry::NONE);
+    let hvpn = haddr >> g.page_shift;
+    cx.cpu
+        .flush_tlb_range(vmf.mm.id, hvpn, hvpn + g.entries() as u64, false);
+    // map_anon_folio_pmd (VM_BUG_ON(!vma->anon_vma) in do_huge_pmd_wp_page: the huge zero
+    // fault prepared it).
+    let av = vmf.vma.anon_vma(cx).map(|a| a.id).unwrap_or(0);
+    let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
+    folio::folio_add_new_anon_rmap(
+        cx,
+        f,
+        av,
+        vmf.vma.linear_page_index(haddr, g.page_shift),
+        true,
+    );
+    folio::folio_set(cx, f, folio::PG_LRU);
+    vmf.pmd.set(cx, Entry::huge(f.pfn, writable, writable));
+    vmf.mm.add_rss(MM_ANONPAGES, 1 << g.pmd_order());
+    drop(ptl);
     VmFault::Done
 }
 
