@@ -5,6 +5,7 @@
 //! - each page's mapcount equals the PTEs mapping it, each folio's entire mapcount the PMDs;
 //! - each folio's refcount equals its mappings plus its page-cache reference (I19, exact when
 //!   nothing is pinned or in flight);
+//! - a writable entry maps an anon page only if the page is `PageAnonExclusive`;
 //! - every allocated frame is reachable (a table from some mm, a folio from a mapping or a cache);
 //!   anything else is a leak.
 
@@ -38,6 +39,33 @@ fn is_anon(k: &Kernel, head: u32) -> bool {
         .get(mmcheck_platform::PageField::Mapping)
         & 1
         == 1
+}
+
+/// A writable mapping of an anon page implies `PageAnonExclusive` (`include/linux/page-flags.h`;
+/// the kernel's `VM_BUG_ON`s in `wp_page_reuse` and `try_to_migrate_one`). For a PMD, `page` is
+/// the head, which carries the bit.
+fn anon_write_exclusive(
+    k: &Kernel,
+    mm: &MmStruct,
+    e: Entry,
+    page: u32,
+    head: u32,
+    errs: &mut Vec<(ViolationKind, String)>,
+) {
+    let exclusive = k
+        .machine
+        .page_peek(page)
+        .get(mmcheck_platform::PageField::AnonExclusive)
+        != 0;
+    if e.write() && is_anon(k, head) && !exclusive {
+        errs.push((
+            ViolationKind::Assertion,
+            format!(
+                "mm {}: a writable entry maps anon page {page}, which is not PageAnonExclusive",
+                mm.id
+            ),
+        ));
+    }
 }
 
 fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKind, String)>) {
@@ -85,6 +113,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
                     continue;
                 }
                 let h = head_of(k, e.pfn());
+                anon_write_exclusive(k, mm, e, e.pfn(), h, errs);
                 *t.mapcount.entry(e.pfn()).or_default() += 1;
                 *t.refs.entry(h).or_default() += 1;
                 rss[if is_anon(k, h) {
@@ -96,6 +125,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
                 if hz.is_some_and(|z| z.pfn == e.pfn()) {
                     continue;
                 }
+                anon_write_exclusive(k, mm, e, e.pfn(), e.pfn(), errs);
                 *t.entire.entry(e.pfn()).or_default() += 1;
                 *t.refs.entry(e.pfn()).or_default() += 1;
                 rss[MM_ANONPAGES] += 1 << g.pmd_order();

@@ -34,6 +34,9 @@ pub struct Protocol {
     pub zero_page: bool,
     /// `/sys/kernel/mm/transparent_hugepage/use_zero_page`.
     pub huge_zero_page: bool,
+    /// A write fault on the huge zero PMD allocates a THP (`do_huge_zero_wp_pmd`, 6.13+); off:
+    /// split the PMD and COW one page (5.8–6.12).
+    pub huge_zero_wp_alloc: bool,
     /// `fault_around_bytes` in pages (16 = 64 KiB).
     pub fault_around_pages: u64,
     /// Pages an mmu_gather batches before a forced flush.
@@ -181,6 +184,7 @@ impl Default for Protocol {
             split_ptlocks: true,
             zero_page: true,
             huge_zero_page: true,
+            huge_zero_wp_alloc: true,
             fault_around_pages: 16,
             gather_batch: 512,
             inline_rcu_callbacks: true,
@@ -624,6 +628,12 @@ pub const SWITCHES: &[Switch] = &[
         },
     },
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
+    bool_switch!(
+        "thp.zero_wp_alloc",
+        huge_zero_wp_alloc,
+        "a write fault on the huge zero PMD replaces it by a new THP (falling back to the split if the allocation fails); off: split it into zero-page PTEs and COW one page",
+        "1ced09e0331f (Dev Jain, 'mm: allocate THP on hugezeropage wp-fault', 6.13); off: 3917c80280c9 (5.8)"
+    ),
 ];
 
 /// A preset: a kernel version and the switch values that differ from the 2026 defaults.
@@ -651,6 +661,7 @@ pub const PRESETS: &[Preset] = &[
             ("collapse.vma_write_order", "after_check"),
             ("mremap.realign", "off"),
             ("mremap.normal_pmd_rmap_locks", "off"),
+            ("thp.zero_wp_alloc", "off"),
         ],
     },
     Preset {
@@ -664,6 +675,7 @@ pub const PRESETS: &[Preset] = &[
             ("retract.recheck_pmd", "off"),
             ("collapse.vma_write_order", "after_check"),
             ("mremap.normal_pmd_rmap_locks", "off"),
+            ("thp.zero_wp_alloc", "off"),
         ],
     },
     Preset {

@@ -75,9 +75,12 @@ pub enum PageField {
     Mapping,
     /// `folio->index`: page offset in the file or the anon linear index.
     Index,
+    /// `PageAnonExclusive` (`PG_anon_exclusive`): a per-page bit, meaningful on every page of an
+    /// anon folio (on the head only while the folio is PMD-mapped). 0 or 1.
+    AnonExclusive,
 }
 
-const NR_PAGE_FIELDS: usize = 9;
+const NR_PAGE_FIELDS: usize = 10;
 
 /// The fields of one `struct page`. Reached only through [`PageRef`] (announced accesses of the
 /// running CPU) or [`PagePeek`] (quiescent reads).

@@ -375,6 +375,10 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn smp_mb(&self) {}
 
+    /// `smp_rmb()`; see [`Cpu::smp_wmb`].
+    #[inline]
+    pub fn smp_rmb(&self) {}
+
     /// A shared model word read (READ_ONCE of a non-entry word).
     #[inline]
     pub fn read_var(&self, id: u64, v: &AtomicU64) -> u64 {

@@ -122,6 +122,8 @@ impl Entry {
     pub const SWP_MIGRATION_READ: u64 = 1;
     pub const SWP_MIGRATION_WRITE: u64 = 2;
     pub const SWP_MARKER: u64 = 3;
+    /// `SWP_MIGRATION_READ_EXCLUSIVE`: a read-only migration entry of a `PageAnonExclusive` page.
+    pub const SWP_MIGRATION_READ_EXCLUSIVE: u64 = 4;
 
     pub const NONE: Entry = Entry(0);
 
@@ -205,7 +207,9 @@ impl Entry {
             && !self.is_none()
             && matches!(
                 self.swp_type(),
-                Self::SWP_MIGRATION_READ | Self::SWP_MIGRATION_WRITE
+                Self::SWP_MIGRATION_READ
+                    | Self::SWP_MIGRATION_WRITE
+                    | Self::SWP_MIGRATION_READ_EXCLUSIVE
             )
     }
 
@@ -232,6 +236,7 @@ impl fmt::Debug for Entry {
             return match self.swp_type() {
                 Self::SWP_MIGRATION_READ => write!(f, "migration-r({})", self.pfn()),
                 Self::SWP_MIGRATION_WRITE => write!(f, "migration-w({})", self.pfn()),
+                Self::SWP_MIGRATION_READ_EXCLUSIVE => write!(f, "migration-rx({})", self.pfn()),
                 Self::SWP_MARKER => f.write_str("marker"),
                 t => write!(f, "swp({t},{})", self.pfn()),
             };

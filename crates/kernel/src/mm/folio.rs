@@ -10,8 +10,6 @@ pub const PG_DIRTY: u64 = 1 << 2;
 pub const PG_UPTODATE: u64 = 1 << 3;
 pub const PG_SWAPBACKED: u64 = 1 << 4;
 pub const PG_ISOLATED: u64 = 1 << 5;
-/// `PageAnonExclusive` of the head (order-0 model: per folio).
-pub const PG_ANON_EXCLUSIVE: u64 = 1 << 6;
 
 /// `folio->mapping` tagging: anon mappings set bit 0 (`PAGE_MAPPING_ANON`).
 pub fn mapping_anon(anon_vma_id: u64) -> u64 {
@@ -164,22 +162,93 @@ pub fn folio_mapped(cx: Ctx<'_>, f: FrameRef) -> bool {
     folio_mapcount(cx, f) > 0
 }
 
-/// `folio_add_new_anon_rmap` for the pages `[pfn, pfn + nr)` mapped by PTEs (or the whole folio
-/// by a PMD when `pmd`), at `index` of `anon_vma`.
+/// `folio_add_new_anon_rmap(..., RMAP_EXCLUSIVE)` for the pages `[pfn, pfn + nr)` mapped by
+/// PTEs (or the whole folio by a PMD when `pmd`), at `index` of `anon_vma`. Every page of a
+/// PTE-mapped folio becomes `PageAnonExclusive`; a PMD-mapped folio marks its head only (the
+/// split hands the bit to each page, `__split_huge_pmd_locked`).
 pub fn folio_add_new_anon_rmap(cx: Ctx<'_>, f: FrameRef, anon_vma_id: u64, index: u64, pmd: bool) {
     let pm = cx.cpu.page(f.pfn, Access::Write);
     pm.set(F::Mapping, mapping_anon(anon_vma_id));
     pm.set(F::Index, index);
-    pm.or(F::Flags, PG_SWAPBACKED | PG_UPTODATE | PG_ANON_EXCLUSIVE);
+    pm.or(F::Flags, PG_SWAPBACKED | PG_UPTODATE);
+    pm.set(F::AnonExclusive, 1);
     let order = pm.get(F::Order) as u32;
     if pmd {
         pm.add(F::EntireMapcount, 1);
     } else {
         pm.add(F::Mapcount, 1);
         for i in 1..1u32 << order {
-            cx.cpu.page(f.pfn + i, Access::Rmw).add(F::Mapcount, 1);
+            let pt = cx.cpu.page(f.pfn + i, Access::Rmw);
+            pt.add(F::Mapcount, 1);
+            pt.set(F::AnonExclusive, 1);
         }
     }
+}
+
+/// `PageAnonExclusive(page)`: the page is mapped by exactly one process, which may write to it
+/// (and pin it) without a COW. Per page, not per folio.
+pub fn page_anon_exclusive(cx: Ctx<'_>, pfn: u32) -> bool {
+    cx.cpu.page(pfn, Access::Read).get(F::AnonExclusive) != 0
+}
+
+/// `SetPageAnonExclusive`.
+pub fn set_page_anon_exclusive(cx: Ctx<'_>, pfn: u32) {
+    cx.cpu.page(pfn, Access::Write).set(F::AnonExclusive, 1);
+}
+
+/// `ClearPageAnonExclusive`.
+pub fn clear_page_anon_exclusive(cx: Ctx<'_>, pfn: u32) {
+    cx.cpu.page(pfn, Access::Write).set(F::AnonExclusive, 0);
+}
+
+/// `folio_maybe_dma_pinned`. The kernel counts a small folio's pins as `GUP_PIN_COUNTING_BIAS`
+/// (1024) references and answers "maybe" from 1024 references on; the model keeps an exact
+/// pincount for every order (`_pincount` of large folios), so it never answers "maybe" for a
+/// folio with many plain references.
+pub fn folio_maybe_dma_pinned(cx: Ctx<'_>, f: FrameRef) -> bool {
+    cx.cpu.page(f.pfn, Access::Read).count(F::Pincount) > 0
+}
+
+/// `__folio_try_share_anon_rmap` for one PTE-mapped page (`folio_try_share_anon_rmap_pte`):
+/// the caller cleared (and flushed) the PTE first. Fails with `-EBUSY` (here `false`) if the
+/// folio may be pinned: a pinned exclusive page must stay exclusive. The `smp_mb` pairs with the
+/// one after GUP-fast's reference (`try_grab_folio_fast`), the second with `gup_must_unshare`'s
+/// `smp_rmb`.
+pub fn folio_try_share_anon_rmap_pte(cx: Ctx<'_>, f: FrameRef, pfn: u32) -> bool {
+    cx.cpu.smp_mb();
+    if folio_maybe_dma_pinned(cx, f) {
+        return false;
+    }
+    clear_page_anon_exclusive(cx, pfn);
+    cx.cpu.smp_mb();
+    true
+}
+
+/// `folio_try_dup_anon_rmap_pte` (fork, `__folio_try_dup_anon_rmap` at PTE level, small folio
+/// or one page of a large one): `maybe_pinned` is `folio_needs_cow_for_dma`. An exclusive page
+/// that may be pinned cannot be shared: `false` (`-EBUSY`), the caller copies it. Otherwise the
+/// page stops being exclusive and gains a mapping.
+pub fn folio_try_dup_anon_rmap_pte(cx: Ctx<'_>, pfn: u32, maybe_pinned: bool) -> bool {
+    if page_anon_exclusive(cx, pfn) {
+        if maybe_pinned {
+            return false;
+        }
+        clear_page_anon_exclusive(cx, pfn);
+    }
+    folio_add_rmap_pte(cx, pfn);
+    true
+}
+
+/// `folio_try_dup_anon_rmap_pmd`: the PMD-mapped folio's head carries the bit.
+pub fn folio_try_dup_anon_rmap_pmd(cx: Ctx<'_>, f: FrameRef, maybe_pinned: bool) -> bool {
+    if page_anon_exclusive(cx, f.pfn) {
+        if maybe_pinned {
+            return false;
+        }
+        clear_page_anon_exclusive(cx, f.pfn);
+    }
+    folio_add_rmap_pmd(cx, f);
+    true
 }
 
 /// `folio_add_{anon,file}_rmap_pte`: one more PTE mapping of page `pfn`.
@@ -436,7 +505,8 @@ mod tests {
         assert!(!folio_mapped(cx, f));
         folio_add_new_anon_rmap(cx, f, 5, 77, false);
         assert!(folio_test_anon(cx, f));
-        assert!(folio_test(cx, f, PG_ANON_EXCLUSIVE) && folio_test(cx, f, PG_UPTODATE));
+        assert!(folio_test(cx, f, PG_UPTODATE));
+        assert!((0..4).all(|i| page_anon_exclusive(cx, f.pfn + i)));
         assert_eq!(folio_mapcount(cx, f), 4);
         assert_eq!(page_mapcount(cx, f.pfn + 2), 1);
         folio_add_rmap_pmd(cx, f);

@@ -1,6 +1,9 @@
 //! fork (`kernel/fork.c` `dup_mmap`, `mm/memory.c` `copy_page_range`, ≈6.18): write-lock every
 //! parent VMA, clone it with `anon_vma_fork`, and copy its page tables, write-protecting private
-//! anonymous pages in both parent and child for COW; then flush the parent's TLBs.
+//! anonymous pages in both parent and child for COW; then flush the parent's TLBs. An anon page
+//! shared with the child stops being `PageAnonExclusive`; one that may be DMA-pinned and is
+//! exclusive is copied for the child instead (`copy_present_page`, read at 6.8), so the pin
+//! keeps seeing the parent's writes.
 
 use crate::arch::pgtable::Entry;
 use crate::mm::folio::{self, page_folio};
@@ -11,6 +14,7 @@ use crate::mm::shmem::get_file;
 use crate::mm::types::{MmStruct, Vma};
 use crate::mm::vma::mm_alloc;
 use crate::{Ctx, Errno};
+use mmcheck_platform::FrameRef;
 use std::sync::Arc;
 
 /// `dup_mmap`: a child mm sharing the parent's pages copy-on-write.
@@ -66,10 +70,20 @@ fn copy_page_range(
     while addr < src.end() {
         let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(src.end());
         if let Some(spmd) = pgtable::pmd_off(cx, src_mm, addr) {
-            let v = spmd.get(cx);
+            // copy_pmd_range: a huge PMD that cannot be shared (-EAGAIN) was split; fall
+            // through to the PTE copy.
+            let mut v = spmd.get(cx);
             if v.huge_leaf() {
-                copy_huge_pmd(cx, dst_mm, src_mm, spmd, addr)?;
-            } else if v.is_table() {
+                match copy_huge_pmd(cx, dst_mm, dst, src_mm, src, spmd, addr) {
+                    Err(Errno::Eagain) => v = spmd.get(cx),
+                    r => {
+                        r?;
+                        addr = next;
+                        continue;
+                    }
+                }
+            }
+            if v.is_table() {
                 copy_pte_range(cx, dst_mm, dst, src_mm, src, spmd, addr, next)?;
             }
         }
@@ -78,19 +92,22 @@ fn copy_page_range(
     Ok(())
 }
 
-/// `copy_huge_pmd`: share the THP write-protected, with a new deposited table for the child.
+/// `copy_huge_pmd`: share the THP write-protected, with a new deposited table for the child. A
+/// maybe-pinned exclusive THP cannot be shared: split the source PMD, `-EAGAIN`.
 fn copy_huge_pmd(
     cx: Ctx<'_>,
     dst_mm: &MmStruct,
+    _dst: &Arc<Vma>,
     src_mm: &MmStruct,
+    src: &Arc<Vma>,
     spmd: EntryPtr,
     addr: u64,
 ) -> Result<(), Errno> {
     let dpmd = pgtable::pmd_alloc(cx, dst_mm, addr)?;
     let table = pgtable::alloc_table(cx, 1).ok_or(Errno::Enomem)?;
-    let _dl = pgtable::pmd_lock(cx, dst_mm, dpmd);
+    let dl = pgtable::pmd_lock(cx, dst_mm, dpmd);
     let sl = pgtable::pmd_lockptr(cx, src_mm, spmd);
-    let _sg = sl.lock(cx.cpu);
+    let sg = sl.lock(cx.cpu);
     let v = spmd.get(cx);
     if !v.huge_leaf() {
         pgtable::free_table(cx, table);
@@ -99,7 +116,16 @@ fn copy_huge_pmd(
     let f = cx.cpu.frame_ref(v.pfn());
     if !crate::mm::huge_memory::is_huge_zero_pmd(cx, v) {
         folio::folio_ref_add(cx, f, 1);
-        folio::folio_add_rmap_pmd(cx, f);
+        let maybe_pinned = folio::folio_maybe_dma_pinned(cx, f);
+        if !folio::folio_try_dup_anon_rmap_pmd(cx, f, maybe_pinned) {
+            // Page maybe pinned: split and retry on PTEs.
+            folio::folio_put(cx, f);
+            pgtable::free_table(cx, table);
+            drop(sg);
+            drop(dl);
+            crate::mm::huge_memory::__split_huge_pmd(cx, src_mm, src, spmd, addr);
+            return Err(Errno::Eagain);
+        }
         dst_mm.add_rss(crate::mm::types::MM_ANONPAGES, 1 << g_order(cx));
         spmd.set(cx, v.wrprotect());
     }
@@ -113,26 +139,74 @@ fn g_order(cx: Ctx<'_>) -> u32 {
     cx.geo().pmd_order()
 }
 
-/// `copy_pte_range`: both PTLs (dst then src, nested), entry by entry.
+/// `copy_pte_range`: both PTLs (dst then src, nested), entry by entry. A page that must be
+/// copied now (`copy_present_page`) needs a preallocated folio: drop both locks, allocate, and
+/// start again at that entry (`-EAGAIN`, `folio_prealloc`).
 #[allow(clippy::too_many_arguments)]
 fn copy_pte_range(
     cx: Ctx<'_>,
     dst_mm: &MmStruct,
-    _dst: &Arc<Vma>,
+    dst: &Arc<Vma>,
     src_mm: &MmStruct,
     src: &Arc<Vma>,
     spmd: EntryPtr,
-    addr: u64,
+    mut addr: u64,
     end: u64,
 ) -> Result<(), Errno> {
-    let g = cx.geo();
     let dpmd = pgtable::pmd_alloc(cx, dst_mm, addr)?;
+    let mut prealloc: Option<FrameRef> = None;
+    let r = loop {
+        match copy_pte_range_locked(
+            cx,
+            dst_mm,
+            dst,
+            src_mm,
+            src,
+            spmd,
+            dpmd,
+            addr,
+            end,
+            &mut prealloc,
+        ) {
+            Ok(None) => break Ok(()),
+            Ok(Some(again)) => {
+                addr = again;
+                match folio::folio_alloc(cx, 0) {
+                    Some(f) => prealloc = Some(f),
+                    None => break Err(Errno::Enomem),
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(f) = prealloc {
+        folio::folio_put(cx, f);
+    }
+    r
+}
+
+/// One pass of `copy_pte_range` under both PTLs: `Some(addr)` when the entry at `addr` needs a
+/// preallocated folio.
+#[allow(clippy::too_many_arguments)]
+fn copy_pte_range_locked(
+    cx: Ctx<'_>,
+    dst_mm: &MmStruct,
+    dst: &Arc<Vma>,
+    src_mm: &MmStruct,
+    src: &Arc<Vma>,
+    spmd: EntryPtr,
+    dpmd: EntryPtr,
+    addr: u64,
+    end: u64,
+    prealloc: &mut Option<FrameRef>,
+) -> Result<Option<u64>, Errno> {
+    let g = cx.geo();
     pgtable::pte_alloc(cx, dst_mm, dpmd)?;
     let Some(dl) = pgtable::pte_offset_map_lock(cx, dst_mm, dpmd) else {
-        return Ok(());
+        return Ok(None);
     };
     let Some((smap, _v, sptl)) = pgtable::pte_offset_map_rw_nolock(cx, src_mm, spmd) else {
-        return Ok(());
+        return Ok(None);
     };
     let _sg = sptl.lock(cx.cpu);
     let cow = !src.is_shared(cx);
@@ -141,15 +215,44 @@ fn copy_pte_range(
         let i = g.index(a, 1);
         let spte = smap.pte(i);
         let v = spte.get(cx);
-        a += g.page_size();
         if v.is_none() || !v.present() {
+            a += g.page_size();
             continue;
         }
         let mut nv = v;
         if let Some(p) = vm_normal_page(cx, v) {
             let f = page_folio(cx, p);
             folio::folio_ref_add(cx, f, 1);
-            folio::folio_add_rmap_pte(cx, p);
+            if folio::folio_test_anon(cx, f) {
+                // folio_needs_cow_for_dma (MMF_HAS_PINNED is implied by a pin of this mm's
+                // exclusive page).
+                let maybe_pinned = folio::folio_maybe_dma_pinned(cx, f);
+                if !folio::folio_try_dup_anon_rmap_pte(cx, p, maybe_pinned) {
+                    folio::folio_put(cx, f);
+                    // copy_present_page: the child gets its own copy now; the parent keeps its
+                    // writable exclusive page (and the pin keeps pointing into it).
+                    let Some(new) = prealloc.take() else {
+                        return Ok(Some(a));
+                    };
+                    folio::copy_pages(cx, new, cx.cpu.frame_ref(p), 1);
+                    let av = dst.anon_vma(cx).map(|a| a.id).unwrap_or(0);
+                    folio::folio_add_new_anon_rmap(
+                        cx,
+                        new,
+                        av,
+                        dst.linear_page_index(a, g.page_shift),
+                        false,
+                    );
+                    folio::folio_set(cx, new, folio::PG_LRU);
+                    dst_mm.add_rss(crate::mm::types::MM_ANONPAGES, 1);
+                    let writable = dst.flags(cx).has(crate::mm::types::VmFlags::WRITE);
+                    dl.pte(i).set(cx, Entry::leaf(new.pfn, writable, true));
+                    a += g.page_size();
+                    continue;
+                }
+            } else {
+                folio::folio_add_rmap_pte(cx, p);
+            }
             dst_mm.add_rss(mm_counter(cx, f), 1);
             if cow && v.write() {
                 // ptep_set_wrprotect on the parent: atomically, hardware may set D meanwhile.
@@ -162,14 +265,12 @@ fn copy_pte_range(
                 }
                 nv = cur.wrprotect();
             }
-            if folio::folio_test_anon(cx, f) {
-                folio::folio_clear(cx, f, folio::PG_ANON_EXCLUSIVE);
-            }
         }
         if !cow {
             nv = nv.without(Entry::DIRTY); // pte_mkclean for shared mappings
         }
         dl.pte(i).set(cx, nv.without(Entry::ACCESSED));
+        a += g.page_size();
     }
-    Ok(())
+    Ok(None)
 }

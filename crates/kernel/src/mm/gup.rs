@@ -6,7 +6,7 @@
 //! on detachers clearing the entry before checking refcounts.
 
 use crate::mm::folio::{self, page_folio};
-use crate::mm::memory::{do_user_addr_fault, vm_normal_page};
+use crate::mm::memory::{do_user_addr_fault, handle_mm_fault_flags, vm_normal_page, VmFault};
 use crate::mm::pgtable::{self, EntryPtr};
 use crate::mm::types::MmStruct;
 use crate::{Ctx, Errno};
@@ -31,6 +31,22 @@ fn grab(cx: Ctx<'_>, f: FrameRef, pin: bool) -> bool {
     }
     cx.cpu.smp_mb();
     true
+}
+
+/// `gup_must_unshare` (`mm/internal.h`, read at 6.8): a read-only `FOLL_PIN` of an anon page
+/// that is not `PageAnonExclusive` must first break COW (an unshare fault), or the pin could
+/// later stop seeing the process's writes. Write pins need a writable entry, which an anon page
+/// only has while exclusive; page-cache pages matter only for `FOLL_LONGTERM` (not modelled).
+fn gup_must_unshare(cx: Ctx<'_>, write: bool, pin: bool, folio: FrameRef, page: u32) -> bool {
+    if write || !pin {
+        return false;
+    }
+    if !folio::folio_test_anon(cx, folio) {
+        return false;
+    }
+    // Paired with the barriers of folio_try_share_anon_rmap_*.
+    cx.cpu.smp_rmb();
+    !folio::page_anon_exclusive(cx, page)
 }
 
 /// `unpin_user_page` / `put_page`.
@@ -92,6 +108,17 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
             );
             return None;
         }
+        if !pmd.write() && gup_must_unshare(cx, write, pin, f, f.pfn) {
+            gup_put(
+                cx,
+                GupPage {
+                    page: f,
+                    folio: f,
+                    pinned: pin,
+                },
+            );
+            return None;
+        }
         (
             GupPage {
                 page: cx.k.machine.frames.current(page),
@@ -136,6 +163,17 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
             );
             return None;
         }
+        if !pte.write() && gup_must_unshare(cx, write, pin, f, page) {
+            gup_put(
+                cx,
+                GupPage {
+                    page: cx.cpu.frame_ref(page),
+                    folio: f,
+                    pinned: pin,
+                },
+            );
+            return None;
+        }
         (
             GupPage {
                 page: cx.cpu.frame_ref(page),
@@ -160,7 +198,8 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
 }
 
 /// `get_user_pages` slow path for one page: fault it in under the mmap lock, then take the
-/// reference under the PTL (`follow_page_mask`).
+/// reference under the PTL (`follow_page_mask`). A read-only pin of a shared anon page makes
+/// `follow_page_pte` answer `-EMLINK`: `faultin_page` with `FAULT_FLAG_UNSHARE`, then again.
 pub fn gup_slow(
     cx: Ctx<'_>,
     mm: &MmStruct,
@@ -177,8 +216,8 @@ pub fn gup_slow(
             do_user_addr_fault(cx, mm, addr, write)?;
             continue;
         };
-        let _ = vma;
         let v = pmd.get(cx);
+        let mut unshare = false;
         if v.huge_leaf()
             && v.present()
             && (!write || v.write())
@@ -187,7 +226,9 @@ pub fn gup_slow(
             let _ptl = pgtable::pmd_lock(cx, mm, pmd);
             if pmd.get(cx) == v {
                 let f = cx.cpu.frame_ref(v.pfn());
-                if grab(cx, f, pin) {
+                if !v.write() && gup_must_unshare(cx, write, pin, f, f.pfn) {
+                    unshare = true;
+                } else if grab(cx, f, pin) {
                     let page =
                         cx.k.machine
                             .frames
@@ -204,7 +245,9 @@ pub fn gup_slow(
             if pte.present() && (!write || pte.write()) {
                 if let Some(page) = vm_normal_page(cx, pte) {
                     let f = page_folio(cx, page);
-                    if grab(cx, f, pin) {
+                    if !pte.write() && gup_must_unshare(cx, write, pin, f, page) {
+                        unshare = true;
+                    } else if grab(cx, f, pin) {
                         return Ok(GupPage {
                             page: cx.cpu.frame_ref(page),
                             folio: f,
@@ -212,6 +255,17 @@ pub fn gup_slow(
                         });
                     }
                 }
+            }
+        }
+        if unshare {
+            // faultin_page(..., unshare = true) under the mmap lock.
+            let ret = handle_mm_fault_flags(cx, mm, &vma, addr, false, true, false);
+            drop(r);
+            match ret {
+                VmFault::Oom => return Err(Errno::Enomem),
+                VmFault::Sigbus => return Err(Errno::Sigbus),
+                VmFault::Sigsegv => return Err(Errno::Sigsegv),
+                _ => continue,
             }
         }
         drop(r);

@@ -1,6 +1,6 @@
-//! Huge PMDs (`mm/huge_memory.c`, ≈6.14–6.18): `do_huge_pmd_anonymous_page` with a deposited
-//! table, the huge zero folio, `zap_huge_pmd`, `__split_huge_pmd`, and the huge write-protect and
-//! accessed paths. THP is in madvise mode: only `VM_HUGEPAGE` anonymous VMAs get huge PMDs.
+//! Huge PMDs (`mm/huge_memory.c`, ≈6.14–6.18; `do_huge_pmd_wp_page` and `__split_huge_pmd*`
+//! read at 6.8, `do_huge_zero_wp_pmd` in its 6.13 commit): `do_huge_pmd_anonymous_page` with a deposited table, the huge zero folio,
+//! `zap_huge_pmd`, `__split_huge_pmd`, and the huge write-protect and accessed paths. THP is in madvise mode: only `VM_HUGEPAGE` anonymous VMAs get huge PMDs.
 
 use crate::arch::pgtable::Entry;
 use crate::mm::folio;
@@ -133,51 +133,118 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     VmFault::Done
 }
 
-/// `do_huge_pmd_wp_page`: reuse an exclusive anon THP, otherwise split and let the PTE path COW.
+/// `do_huge_pmd_wp_page` (read at 6.8, and the 6.13 `do_huge_zero_wp_pmd`): on the huge zero
+/// PMD, 6.13+ (`thp.zero_wp_alloc`) replaces it by a new THP and falls back to the split only if
+/// the allocation fails; 5.8–6.12 always split it into zero-page PTEs and let the PTE path
+/// (`do_wp_page` → `wp_page_copy`) COW one page. An anon THP is reused when its head is
+/// `PageAnonExclusive`, or when it is ours alone under the folio lock; otherwise it is split.
 pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     let _f = cx.cpu.enter("do_huge_pmd_wp_page");
     if is_huge_zero_pmd(cx, orig) {
-        let g = cx.geo();
-        let haddr = vmf.addr & g.pmd_mask();
-        if let (Some(av), Some(f)) = (vmf.vma.anon_vma(cx), folio::folio_alloc(cx, g.pmd_order())) {
-            let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+        if cx.proto().huge_zero_wp_alloc {
+            let r = do_huge_zero_wp_pmd(cx, vmf, orig);
+            if r != VmFault::Fallback {
+                return r;
+            }
+        }
+        return wp_huge_fallback(cx, vmf);
+    }
+    let ptl = pgtable::pmd_lockptr(cx, vmf.mm, vmf.pmd);
+    let mut g = ptl.lock(cx.cpu);
+    if vmf.pmd.get(cx) != orig {
+        return VmFault::Done;
+    }
+    let f = cx.cpu.frame_ref(orig.pfn());
+    // Early check when only holding the PMD lock.
+    let reuse = if folio::page_anon_exclusive(cx, f.pfn) {
+        true
+    } else {
+        if !folio::folio_trylock(cx, f) {
+            folio::folio_ref_add(cx, f, 1);
+            drop(g);
+            folio::folio_lock(cx, f);
+            g = ptl.lock(cx.cpu);
             if vmf.pmd.get(cx) != orig {
-                drop(ptl);
+                drop(g);
+                folio::folio_unlock(cx, f);
                 folio::folio_put(cx, f);
                 return VmFault::Done;
             }
-            vmf.pmd.xchg(cx, Entry::NONE);
-            let hvpn = haddr >> g.page_shift;
-            cx.cpu
-                .flush_tlb_range(vmf.mm.id, hvpn, hvpn + g.entries() as u64, true);
-            let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
-            folio::folio_add_new_anon_rmap(
-                cx,
-                f,
-                av.id,
-                vmf.vma.linear_page_index(haddr, g.page_shift),
-                true,
-            );
-            folio::folio_set(cx, f, folio::PG_LRU);
-            vmf.mm.add_rss(MM_ANONPAGES, 1 << g.pmd_order());
-            vmf.pmd.set(cx, Entry::huge(f.pfn, writable, writable));
-            drop(ptl);
-            return VmFault::Done;
+            folio::folio_put(cx, f);
         }
+        // Recheck after temporarily dropping the PMD lock.
+        if folio::page_anon_exclusive(cx, f.pfn) {
+            folio::folio_unlock(cx, f);
+            true
+        } else if folio::folio_ref_count(cx, f) == 1 {
+            // folio_move_anon_rmap, SetPageAnonExclusive.
+            if let Some(av) = vmf.vma.anon_vma(cx) {
+                cx.cpu.page(f.pfn, mmcheck_platform::Access::Write).set(
+                    mmcheck_platform::PageField::Mapping,
+                    folio::mapping_anon(av.id),
+                );
+            }
+            folio::set_page_anon_exclusive(cx, f.pfn);
+            folio::folio_unlock(cx, f);
+            true
+        } else {
+            folio::folio_unlock(cx, f);
+            false
+        }
+    };
+    if !reuse {
+        drop(g);
+        return wp_huge_fallback(cx, vmf);
     }
-    if !is_huge_zero_pmd(cx, orig) {
-        let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
-        if vmf.pmd.get(cx) != orig {
-            return VmFault::Done;
-        }
-        let f = cx.cpu.frame_ref(orig.pfn());
-        if folio::folio_ref_count(cx, f) == 1 {
-            vmf.pmd
-                .set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
-            return VmFault::Done;
-        }
+    if !vmf.unshare {
+        vmf.pmd
+            .set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
+    }
+    drop(g);
+    VmFault::Done
+}
+
+/// `do_huge_zero_wp_pmd` (6.13+): allocate a zeroed THP, then under the PMD lock, if the PMD is
+/// still the huge zero PMD, clear and flush it (`pmdp_huge_clear_flush`) and map the THP
+/// (`map_anon_folio_pmd`; the zero PMD's deposited table stays deposited).
+fn do_huge_zero_wp_pmd(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
+    let _f = cx.cpu.enter("do_huge_zero_wp_pmd");
+    let g = cx.geo();
+    let haddr = vmf.addr & g.pmd_mask();
+    let Some(f) = folio::folio_alloc(cx, g.pmd_order()) else {
+        return VmFault::Fallback;
+    };
+    let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+    if vmf.pmd.get(cx) != orig {
         drop(ptl);
+        folio::folio_put(cx, f);
+        return VmFault::Done;
     }
+    vmf.pmd.xchg(cx, Entry::NONE);
+    let hvpn = haddr >> g.page_shift;
+    cx.cpu
+        .flush_tlb_range(vmf.mm.id, hvpn, hvpn + g.entries() as u64, false);
+    // map_anon_folio_pmd (VM_BUG_ON(!vma->anon_vma) in do_huge_pmd_wp_page: the huge zero
+    // fault prepared it).
+    let av = vmf.vma.anon_vma(cx).map(|a| a.id).unwrap_or(0);
+    let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
+    folio::folio_add_new_anon_rmap(
+        cx,
+        f,
+        av,
+        vmf.vma.linear_page_index(haddr, g.page_shift),
+        true,
+    );
+    folio::folio_set(cx, f, folio::PG_LRU);
+    vmf.pmd.set(cx, Entry::huge(f.pfn, writable, writable));
+    vmf.mm.add_rss(MM_ANONPAGES, 1 << g.pmd_order());
+    drop(ptl);
+    VmFault::Done
+}
+
+/// The `fallback:` of `do_huge_pmd_wp_page`: split the PMD (it takes the PMD lock and rechecks
+/// the entry itself) and let `handle_pte_fault` COW one page.
+fn wp_huge_fallback(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     __split_huge_pmd(cx, vmf.mm, vmf.vma, vmf.pmd, vmf.addr);
     VmFault::Fallback
 }
@@ -222,8 +289,12 @@ pub fn zap_huge_pmd(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, pmd: EntryPtr, addr: u
     true
 }
 
-/// `__split_huge_pmd` → `__split_huge_pmd_locked`: replace a huge PMD by the deposited table
-/// filled with PTEs for each page.
+/// `__split_huge_pmd` → `__split_huge_pmd_locked` (read at 6.8): under the PMD lock, if the
+/// entry is still a huge PMD, replace it by the deposited table filled with PTEs for each page.
+/// The huge zero PMD goes through `__split_huge_zero_page_pmd`: cleared and flushed
+/// (`pmdp_huge_clear_flush`), then the table of read-only zero-page PTEs is populated. An anon
+/// THP is invalidated (`pmdp_invalidate`), and each page inherits the head's
+/// `PageAnonExclusive` (`RMAP_EXCLUSIVE`).
 pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, _vma: &Arc<Vma>, pmd: EntryPtr, addr: u64) {
     let _f = cx.cpu.enter("__split_huge_pmd");
     let g = cx.geo();
@@ -232,37 +303,52 @@ pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, _vma: &Arc<Vma>, pmd: EntryP
     if !orig.huge_leaf() || !orig.present() {
         return;
     }
+    let hvpn = (addr & g.pmd_mask()) >> g.page_shift;
+    if is_huge_zero_pmd(cx, orig) {
+        // __split_huge_zero_page_pmd: the PMD stays empty until the PTEs are filled.
+        pmd.xchg(cx, Entry::NONE);
+        cx.cpu
+            .flush_tlb_range(mm.id, hvpn, hvpn + g.entries() as u64, false);
+        let Some(table) = withdraw(cx, pmd) else {
+            cx.cpu
+                .warn_on(true, "split of a huge zero PMD without a deposited table");
+            return;
+        };
+        for i in 0..g.entries() {
+            let e = Entry::leaf(cx.k.zero_page.pfn, false, false).with(Entry::SPECIAL);
+            cx.cpu.entry_write(table, i, e.0);
+        }
+        cx.cpu.smp_wmb(); // make the PTEs visible before the PMD
+        pmd.set(cx, Entry::table(table.pfn));
+        return;
+    }
     let Some(table) = withdraw(cx, pmd) else {
         cx.cpu
             .warn_on(true, "split of a huge PMD without a deposited table");
         return;
     };
-    let zero = is_huge_zero_pmd(cx, orig);
     // pmdp_invalidate: not present (but still "huge" to software), TLB flushed.
     pmd.set(cx, orig.without(Entry::PRESENT));
-    let hvpn = (addr & g.pmd_mask()) >> g.page_shift;
     cx.cpu
         .flush_tlb_range(mm.id, hvpn, hvpn + g.entries() as u64, false);
     let head = orig.pfn();
+    let f = cx.cpu.frame_ref(head);
+    let anon_exclusive = folio::folio_test_anon(cx, f) && folio::page_anon_exclusive(cx, head);
     for i in 0..g.entries() {
-        let e = if zero {
-            Entry::leaf(cx.k.zero_page.pfn, false, false).with(Entry::SPECIAL)
-        } else {
-            folio::folio_add_rmap_pte(cx, head + i as u32);
-            let mut e = Entry::leaf(head + i as u32, orig.write(), orig.dirty());
-            if !orig.young() {
-                e = e.without(Entry::ACCESSED);
-            }
-            e
-        };
+        let page = head + i as u32;
+        folio::folio_add_rmap_pte(cx, page);
+        if anon_exclusive {
+            folio::set_page_anon_exclusive(cx, page);
+        }
+        let mut e = Entry::leaf(page, orig.write(), orig.dirty());
+        if !orig.young() {
+            e = e.without(Entry::ACCESSED);
+        }
         cx.cpu.entry_write(table, i, e.0);
     }
-    if !zero {
-        let f = cx.cpu.frame_ref(head);
-        folio::folio_remove_rmap_pmd(cx, f);
-        // Each PTE mapping holds its own reference from now on.
-        folio::folio_ref_add(cx, f, g.entries() as i64 - 1);
-    }
+    folio::folio_remove_rmap_pmd(cx, f);
+    // Each PTE mapping holds its own reference from now on.
+    folio::folio_ref_add(cx, f, g.entries() as i64 - 1);
     cx.cpu.smp_wmb();
     pmd.set(cx, Entry::table(table.pfn));
 }

@@ -33,6 +33,9 @@ pub struct Vmf<'a> {
     pub vma: &'a Arc<Vma>,
     pub addr: u64,
     pub write: bool,
+    /// `FAULT_FLAG_UNSHARE`: GUP wants a read-only pin of a page that is not exclusive; break
+    /// COW without making the entry writable.
+    pub unshare: bool,
     /// `FAULT_FLAG_VMA_LOCK`: only the per-VMA read lock is held.
     pub vma_locked: bool,
     pub pmd: EntryPtr,
@@ -71,6 +74,20 @@ pub fn handle_mm_fault(
     write: bool,
     vma_locked: bool,
 ) -> VmFault {
+    handle_mm_fault_flags(cx, mm, vma, addr, write, false, vma_locked)
+}
+
+/// `handle_mm_fault` with `FAULT_FLAG_UNSHARE` when `unshare` (GUP's `faultin_page` after
+/// `-EMLINK`).
+pub fn handle_mm_fault_flags(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    addr: u64,
+    write: bool,
+    unshare: bool,
+    vma_locked: bool,
+) -> VmFault {
     let _f = cx.cpu.enter("handle_mm_fault");
     if write && !vma.flags(cx).has(VmFlags::WRITE) {
         return VmFault::Sigsegv;
@@ -84,6 +101,7 @@ pub fn handle_mm_fault(
         vma,
         addr,
         write,
+        unshare: unshare && !write,
         vma_locked,
         pmd,
     };
@@ -97,7 +115,8 @@ pub fn handle_mm_fault(
         if !pmdval.present() {
             return VmFault::Done; // being split or invalidated: refault
         }
-        if write && !pmdval.write() {
+        if (vmf.write || vmf.unshare) && !pmdval.write() {
+            // wp_huge_pmd (anonymous VMAs only have huge PMDs here).
             let r = huge_memory::do_huge_pmd_wp_page(cx, &vmf, pmdval);
             if r != VmFault::Fallback {
                 return r;
@@ -145,11 +164,15 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     if pte.get(cx) != orig {
         return VmFault::Done; // R2: someone else changed it (or the table was detached)
     }
-    let updated = if vmf.write {
+    let updated = if vmf.write || vmf.unshare {
         if !orig.write() {
             return do_wp_page(cx, vmf, g, map, orig);
         }
-        orig.with(Entry::DIRTY | Entry::ACCESSED)
+        if vmf.write {
+            orig.with(Entry::DIRTY | Entry::ACCESSED)
+        } else {
+            orig.with(Entry::ACCESSED)
+        }
     } else {
         orig.with(Entry::ACCESSED)
     };
@@ -438,7 +461,7 @@ fn do_shared_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     VmFault::Done
 }
 
-/// `do_wp_page`: write fault on a present read-only PTE, PTL held.
+/// `do_wp_page` (read at 6.8): write (or unshare) fault on a present read-only PTE, PTL held.
 fn do_wp_page<'a>(
     cx: Ctx<'a>,
     vmf: &Vmf<'a>,
@@ -449,7 +472,8 @@ fn do_wp_page<'a>(
     let _f = cx.cpu.enter("do_wp_page");
     let pte = map.pte(vmf.pte_idx(cx));
     if vmf.vma.is_shared(cx) {
-        // wp_page_shared → wp_page_reuse (shmem has no page_mkwrite).
+        // wp_page_shared → wp_page_reuse (shmem has no page_mkwrite). Unshare faults never
+        // reach a shared mapping (gup_must_unshare is false for page-cache pages).
         pte.set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
         if let Some(p) = vm_normal_page(cx, orig) {
             folio::folio_set(cx, page_folio(cx, p), folio::PG_DIRTY);
@@ -459,8 +483,17 @@ fn do_wp_page<'a>(
     let page = vm_normal_page(cx, orig);
     if let Some(p) = page {
         let f = page_folio(cx, p);
-        // wp_can_reuse_anon_folio: an exclusive anon folio nobody else references.
-        if folio::folio_test_anon(cx, f) && folio::folio_ref_count(cx, f) == 1 {
+        // An exclusive anon page is reused at once; otherwise wp_can_reuse_anon_folio decides.
+        if folio::folio_test_anon(cx, f)
+            && (folio::page_anon_exclusive(cx, p) || wp_can_reuse_anon_folio(cx, vmf.vma, f))
+        {
+            if !folio::page_anon_exclusive(cx, p) {
+                folio::set_page_anon_exclusive(cx, p);
+            }
+            if vmf.unshare {
+                return VmFault::Done; // exclusive now: GUP retries and pins it
+            }
+            // wp_page_reuse
             pte.set(cx, orig.with(Entry::RW | Entry::DIRTY | Entry::ACCESSED));
             return VmFault::Done;
         }
@@ -469,6 +502,35 @@ fn do_wp_page<'a>(
     drop(ptl);
     drop(map);
     wp_page_copy(cx, vmf, orig, page)
+}
+
+/// `wp_can_reuse_anon_folio` (6.8; PTL held): an anon folio is ours alone if its only
+/// reference is our mapping's, checked again under the folio lock (a trylock: a locked folio is
+/// copied). Large folios are never reused (6.16 reuses one mapped only by this mm).
+fn wp_can_reuse_anon_folio(cx: Ctx<'_>, vma: &Vma, f: FrameRef) -> bool {
+    if folio::folio_order(cx, f) != 0 {
+        return false;
+    }
+    // No KSM, swap cache or LRU caches in the model: the early checks reduce to this one.
+    if folio::folio_ref_count(cx, f) > 1 {
+        return false;
+    }
+    if !folio::folio_trylock(cx, f) {
+        return false;
+    }
+    if folio::folio_ref_count(cx, f) != 1 {
+        folio::folio_unlock(cx, f);
+        return false;
+    }
+    // folio_move_anon_rmap: the folio moves to this VMA's own anon_vma (folio lock held).
+    if let Some(av) = vma.anon_vma(cx) {
+        cx.cpu.page(f.pfn, mmcheck_platform::Access::Write).set(
+            mmcheck_platform::PageField::Mapping,
+            folio::mapping_anon(av.id),
+        );
+    }
+    folio::folio_unlock(cx, f);
+    true
 }
 
 /// `wp_page_copy`: copy the old page (or zeroes) into a new anon page and switch the PTE.
@@ -525,7 +587,9 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
     );
     folio::folio_add_new_anon_rmap(cx, new, av, vmf.pgoff(cx), false);
     folio::folio_set(cx, new, folio::PG_LRU);
-    pte.set(cx, Entry::leaf(new.pfn, true, true));
+    // An unshare copy stays read-only (and clean); a write makes it writable and dirty.
+    let write = !vmf.unshare && vmf.vma.flags(cx).has(VmFlags::WRITE);
+    pte.set(cx, Entry::leaf(new.pfn, write, write));
     if let Some(p) = old_page {
         folio::folio_remove_rmap_pte(cx, p);
     }

@@ -1,5 +1,7 @@
-//! Page migration (`mm/migrate.c`, `mm/rmap.c` `try_to_migrate`, `remove_migration_ptes`, ≈6.18):
-//! lock and isolate the folio, replace every mapping with a migration entry through an rmap walk,
+//! Page migration (`mm/migrate.c`, `mm/rmap.c` `try_to_migrate`, `remove_migration_ptes`, ≈6.18;
+//! `migrate_folio_unmap` / `migrate_folio_move` / `folio_migrate_mapping` read at 6.8): lock and
+//! isolate the folio, replace every mapping with a migration entry through an rmap walk (a
+//! maybe-pinned exclusive anon page aborts it), check that only the isolation reference is left,
 //! copy to a new folio, then walk rmap again to turn each migration entry into a mapping of the
 //! new folio. Faults on a migration entry wait for the folio lock.
 //!
@@ -11,35 +13,48 @@ use crate::mm::folio;
 use crate::mm::rmap::{page_vma_mapped_walk, rmap_walk, RmapLock};
 use crate::mm::types::MmStruct;
 use crate::Ctx;
-use mmcheck_platform::{Access, FrameRef, ViolationKind};
+use mmcheck_platform::{Access, FrameRef, PageField, ViolationKind};
 
 fn mm_of(cx: Ctx<'_>, id: u64) -> Option<std::sync::Arc<MmStruct>> {
     cx.k.mm_by_id(id)
 }
 
-/// `try_to_migrate`: replace every mapping of `src` (locked) with a migration entry.
+/// `try_to_migrate`: replace every mapping of `src` (locked) with a migration entry. Stops at
+/// the first mapping of a maybe-pinned exclusive anon page, which it leaves mapped.
 pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef) {
     let _f = cx.cpu.enter("try_to_migrate");
     let ps = cx.geo().page_shift;
+    let anon = folio::folio_test_anon(cx, src);
     rmap_walk(cx, src, RmapLock::Read, &mut |vma, addr| {
         let _f = cx.cpu.enter("try_to_migrate_one");
         let Some(mm) = mm_of(cx, vma.mm_id) else {
             return true;
         };
         if let Some(pv) = page_vma_mapped_walk(cx, &mm, src, addr, false, false) {
+            let subpage = pv.entry.pfn();
+            let anon_exclusive = anon && folio::page_anon_exclusive(cx, subpage);
             // ptep_clear_flush, then the migration entry, under the PTL.
             let old = pv.pte.xchg(cx, Entry::NONE);
             cx.cpu
                 .flush_tlb_range(mm.id, addr >> ps, (addr >> ps) + 1, false);
+            if old.dirty() {
+                folio::folio_set(cx, src, folio::PG_DIRTY);
+            }
+            // See folio_try_share_anon_rmap_pte: the PTE is cleared first, so GUP-fast either
+            // sees the change or sees the page no longer exclusive. A pinned exclusive page
+            // cannot be shared: restore the PTE and stop the walk (`ret = false`).
+            if anon_exclusive && !folio::folio_try_share_anon_rmap_pte(cx, src, subpage) {
+                pv.pte.set(cx, old);
+                return false;
+            }
             let ty = if old.write() {
                 Entry::SWP_MIGRATION_WRITE
+            } else if anon_exclusive {
+                Entry::SWP_MIGRATION_READ_EXCLUSIVE
             } else {
                 Entry::SWP_MIGRATION_READ
             };
             pv.pte.set(cx, Entry::swp(ty, old.pfn()));
-            if old.dirty() {
-                folio::folio_set(cx, src, folio::PG_DIRTY);
-            }
             folio::folio_remove_rmap_pte(cx, old.pfn());
             drop(pv);
             folio::folio_put(cx, src);
@@ -48,7 +63,8 @@ pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef) {
     });
 }
 
-/// `remove_migration_ptes`: map `dst` wherever a migration entry to `src` is found.
+/// `remove_migration_ptes`: map `dst` wherever a migration entry to `src` is found; a writable
+/// or exclusive entry maps an anon page `RMAP_EXCLUSIVE`.
 pub fn remove_migration_ptes(cx: Ctx<'_>, src: FrameRef, dst: FrameRef) {
     let _f = cx.cpu.enter("remove_migration_ptes");
     rmap_walk(cx, src, RmapLock::Read, &mut |vma, addr| {
@@ -57,9 +73,13 @@ pub fn remove_migration_ptes(cx: Ctx<'_>, src: FrameRef, dst: FrameRef) {
             return true;
         };
         if let Some(pv) = page_vma_mapped_walk(cx, &mm, src, addr, true, true) {
-            let write = pv.entry.swp_type() == Entry::SWP_MIGRATION_WRITE;
+            let ty = pv.entry.swp_type();
+            let write = ty == Entry::SWP_MIGRATION_WRITE;
             folio::folio_ref_add(cx, dst, 1);
             folio::folio_add_rmap_pte(cx, dst.pfn);
+            if ty != Entry::SWP_MIGRATION_READ && folio::folio_test_anon(cx, dst) {
+                folio::set_page_anon_exclusive(cx, dst.pfn);
+            }
             pv.pte.set(cx, Entry::leaf(dst.pfn, write, write));
         }
         true
@@ -90,8 +110,9 @@ fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
     }
 }
 
-/// Migrate the small folio mapped at `addr` of `mm` (as compaction or `move_pages` would, finding
-/// it by pfn): returns true if it moved.
+/// Migrate the small anon folio mapped at `addr` of `mm` (as compaction or `move_pages` would,
+/// finding it by pfn; `migrate_pages` with one folio and one pass, `MIGRATE_SYNC`): returns true
+/// if it moved. `migrate_folio_unmap`, then `migrate_folio_move`.
 pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("migrate_pages");
     let Some(pfn) = crate::mm::pgtable::folio_at(cx, mm, addr) else {
@@ -104,57 +125,86 @@ pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     if folio::folio_order(cx, src) != 0 || !folio::folio_try_get(cx, src) {
         return false;
     }
-    // isolate + lock
+    // Page-cache folios would need the page-cache replacement of `folio_migrate_mapping`
+    // (`xas_store` under a frozen refcount), which the model does not have: they stay.
+    if !folio::folio_test_anon(cx, src) {
+        folio::folio_put(cx, src);
+        return false;
+    }
+    // isolate_lru_folio; then migrate_folio_unmap: the new folio first, then the locks.
     folio::folio_set(cx, src, folio::PG_ISOLATED);
-    folio::folio_lock(cx, src);
-    try_to_migrate(cx, src);
-    if folio::folio_mapped(cx, src) {
-        // Some mapping was not found (or is pinned): restore and give up, as migrate_folio_move
-        // does on -EAGAIN.
-        remove_migration_ptes(cx, src, src);
-        check_no_migration_entries(cx, src);
+    let undo_src = |cx: Ctx<'_>, mapped: bool| {
+        if mapped {
+            remove_migration_ptes(cx, src, src);
+            check_no_migration_entries(cx, src);
+        }
         folio::folio_clear(cx, src, folio::PG_ISOLATED);
         folio::folio_unlock(cx, src);
         folio::folio_put(cx, src);
-        return false;
-    }
+    };
     let Some(dst) = folio::folio_alloc(cx, 0) else {
-        remove_migration_ptes(cx, src, src);
-        folio::folio_unlock(cx, src);
+        folio::folio_clear(cx, src, folio::PG_ISOLATED);
         folio::folio_put(cx, src);
         return false;
     };
+    folio::folio_lock(cx, src);
     folio::folio_lock(cx, dst);
-    folio::copy_pages(cx, dst, src, 1);
-    let (mapping, index, flags) = {
+    let mut page_was_mapped = false;
+    if folio::folio_mapped(cx, src) {
+        try_to_migrate(cx, src);
+        page_was_mapped = true;
+    }
+    if folio::folio_mapped(cx, src) {
+        // A mapping was not replaced (a pinned exclusive page, or one rmap could not reach):
+        // migrate_folio_undo_src / _dst.
+        undo_src(cx, page_was_mapped);
+        folio::folio_unlock(cx, dst);
+        folio::folio_put(cx, dst);
+        return false;
+    }
+    // migrate_folio_move → move_to_new_folio → migrate_folio → folio_migrate_mapping: an anon
+    // folio without a mapping may hold only the isolation reference (GUP references and pins
+    // taken before the unmap remain): -EAGAIN, restore the old mappings.
+    if folio::folio_ref_count(cx, src) != 1 {
+        undo_src(cx, page_was_mapped);
+        folio::folio_unlock(cx, dst);
+        folio::folio_put(cx, dst);
+        return false;
+    }
+    let (mapping, index, flags, exclusive) = {
         let pm = cx.cpu.page(src.pfn, Access::Read);
         (
-            pm.get(mmcheck_platform::PageField::Mapping),
-            pm.get(mmcheck_platform::PageField::Index),
-            pm.get(mmcheck_platform::PageField::Flags),
+            pm.get(PageField::Mapping),
+            pm.get(PageField::Index),
+            pm.get(PageField::Flags),
+            pm.get(PageField::AnonExclusive),
         )
     };
+    // folio_migrate_copy: the contents, then folio_migrate_flags (`PG_anon_exclusive` travels in
+    // the migration entries; the head's bit is copied as `PG_mappedtodisk`).
+    folio::copy_pages(cx, dst, src, 1);
     {
         let pm = cx.cpu.page(dst.pfn, Access::Write);
-        pm.set(mmcheck_platform::PageField::Mapping, mapping);
-        pm.set(mmcheck_platform::PageField::Index, index);
+        pm.set(PageField::Mapping, mapping);
+        pm.set(PageField::Index, index);
         pm.or(
-            mmcheck_platform::PageField::Flags,
-            flags
-                & (folio::PG_UPTODATE
-                    | folio::PG_SWAPBACKED
-                    | folio::PG_DIRTY
-                    | folio::PG_ANON_EXCLUSIVE),
+            PageField::Flags,
+            flags & (folio::PG_UPTODATE | folio::PG_SWAPBACKED | folio::PG_DIRTY),
         );
+        if exclusive != 0 {
+            pm.set(PageField::AnonExclusive, 1);
+        }
     }
-    remove_migration_ptes(cx, src, dst);
-    check_no_migration_entries(cx, src);
     folio::folio_set(cx, dst, folio::PG_LRU);
+    if page_was_mapped {
+        remove_migration_ptes(cx, src, dst);
+        check_no_migration_entries(cx, src);
+    }
     folio::folio_unlock(cx, dst);
     folio::folio_put(cx, dst); // the allocation reference: the mappings hold their own
     folio::folio_clear(cx, src, folio::PG_ISOLATED);
     folio::folio_unlock(cx, src);
-    folio::folio_put(cx, src); // the isolation reference: frees the old folio
+    folio::folio_put(cx, src); // migrate_folio_done: the isolation reference frees the old folio
     true
 }
 
