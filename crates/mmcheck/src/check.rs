@@ -7,6 +7,10 @@
 use mmcheck_explore::report::{json_steps, render};
 use mmcheck_explore::schedule::replay_strict;
 use mmcheck_explore::shrink::shrink;
+
+/// How many executions shrinking a counterexample may take (a count, not a time, so the printed
+/// token does not depend on the machine's load).
+const SHRINK_EXECUTIONS: u64 = 50_000;
 use mmcheck_explore::{explore, Config, Mode, Model};
 use mmcheck_kernel::protocol::{SwitchError, SWITCHES};
 use mmcheck_scenario::{KernelModel, Scenario, Verdict};
@@ -303,7 +307,7 @@ pub fn run_row(
         _ => false,
     };
     if let Some(cx) = &out.counterexample {
-        let small = shrink(&model, cx, Duration::from_secs(5).min(opts.budget));
+        let small = shrink(&model, cx, SHRINK_EXECUTIONS);
         // The token is printed for `mmcheck replay`: replay it as that command does.
         match replay_strict(&model, &small.schedule, true) {
             Ok(r) if r.violation.as_ref().map(|v| v.kind) == Some(small.violation.kind) => {

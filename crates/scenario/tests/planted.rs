@@ -55,8 +55,14 @@ fn find(s: Scenario, kinds: &[ViolationKind]) {
         "{name}: replay of {token}"
     );
     // Shrunk: no more preemptions than found, and minimal for the kind.
-    let small = shrink(&m, &cx, Duration::from_secs(20));
+    let small = shrink(&m, &cx, 200_000);
     assert_eq!(small.violation.kind, cx.violation.kind);
+    // Shrinking counts executions, not time: the same counterexample shrinks to the same token.
+    assert_eq!(
+        shrink(&m, &cx, 200_000).schedule,
+        small.schedule,
+        "{name}: shrinking is not deterministic"
+    );
     assert!(small.preemptions <= cx.preemptions && small.steps <= cx.steps.max(small.steps));
     let r = replay(&m, &small.schedule, true);
     assert_eq!(
