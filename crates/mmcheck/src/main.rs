@@ -438,7 +438,7 @@ fn run_check(
         let b = indicatif::ProgressBar::new(work.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}",
+                "{elapsed_precise} [{bar:20}] {pos}/{len} {wide_msg}",
             )
             .expect("template"),
         );
@@ -469,7 +469,7 @@ fn run_check(
                             let (label, start, execs) = r.as_ref()?;
                             let left = opts.budget.saturating_sub(start.elapsed()).as_secs();
                             Some(format!(
-                                "{label}: {} executions, {left}s of budget left",
+                                "{} execs, {left}s left: {label}",
                                 execs.load(Ordering::Relaxed)
                             ))
                         })

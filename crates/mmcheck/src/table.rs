@@ -1,8 +1,9 @@
 //! Text output of `check`: the result table (columns sized to their content), the details under
-//! it (one line per expected violation, at most a screen per unexpected result unless verbose),
-//! and the summary. Also the word wrapping of `switches` and `presets`.
+//! it (expected violations only with `-v`, at most a screen per unexpected result unless
+//! verbose, one line per inconclusive or refused row), and the summary. Also the word wrapping of `switches` and `presets`.
 
 use crate::check::{replay_command, Overrides, Row, Status};
+use mmcheck_scenario::parse::escape_controls;
 use std::fmt::Write as _;
 
 /// Lines of an unexpected result's trace shown without `-v`.
@@ -111,7 +112,6 @@ fn result_cell(r: &Row) -> &'static str {
 /// running.
 pub fn report(rows: &[Row], o: &Overrides, verbose: bool, not_run: usize) -> String {
     let mut out = String::new();
-    let width = width();
     if !o.is_empty() {
         let _ = writeln!(
             out,
@@ -124,7 +124,7 @@ pub fn report(rows: &[Row], o: &Overrides, verbose: bool, not_run: usize) -> Str
         .map(|r| {
             vec![
                 r.scenario.clone(),
-                r.file.clone(),
+                escape_controls(&r.file),
                 marked(r),
                 r.expected.clone(),
                 r.verdict.clone(),
@@ -143,23 +143,29 @@ pub fn report(rows: &[Row], o: &Overrides, verbose: bool, not_run: usize) -> Str
         &[false, false, false, false, false, false, false, true, true],
         &cells,
     ));
-    let head = |r: &Row| format!("{} ({}) / {}", r.scenario, r.file, marked(r));
+    let head = |r: &Row| {
+        format!(
+            "{} ({}) / {}",
+            r.scenario,
+            escape_controls(&r.file),
+            marked(r)
+        )
+    };
     // Expected violations: one line each (the trace with -v).
     let found: Vec<&Row> = rows
         .iter()
         .filter(|r| r.status == Status::Met && r.text_trace.is_some())
         .collect();
+    // Expected violations: their table row is their one line; -v prints their traces.
     if !found.is_empty() && !verbose {
-        let _ = writeln!(out, "\nexpected violations found (traces with -v):");
-        for r in &found {
-            let line = format!(
-                "  {} / {}: {}",
-                r.scenario,
-                marked(r),
-                r.message.as_deref().unwrap_or("")
-            );
-            let _ = writeln!(out, "{}", clip(&line, width));
-        }
+        let _ = writeln!(
+            out,
+            "\n{} expected violation{} found as expected (-v prints the trace{} and replay command{})",
+            found.len(),
+            if found.len() == 1 { "" } else { "s" },
+            if found.len() == 1 { "" } else { "s" },
+            if found.len() == 1 { "" } else { "s" },
+        );
     }
     for r in rows {
         match (r.status, &r.text_trace) {
