@@ -200,30 +200,28 @@ fn ctrl_c_prints_finished_rows_and_the_summary() {
          thread T1 {\n  load @0\n  store @2 = 3\n  load @1\n}\n\
          thread T2 {\n  fault @3\n  madvise dontneed @0 pages=8\n  load @2\n}\nexpect clean\n",
     );
-    let quick = scenario("planted/missing-rcu-wait.mmt");
+    // Two clean rows that finish in milliseconds (no shrinking), then the long one.
+    let q1 = write(&d, "q1.mmt", &small("quick-one", ""));
+    let q2 = write(&d, "q2.mmt", &small("quick-two", ""));
     let child = Command::new(env!("CARGO_BIN_EXE_mmcheck"))
-        .args(["check", &quick, &long, "--budget", "600", "--jobs", "1"])
+        .args(["check", &q1, &q2, &long, "--budget", "600", "--jobs", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Long enough for the quick file's rows to finish (a debug build is slow), well before the
-    // long row's budget.
-    std::thread::sleep(std::time::Duration::from_secs(8));
+    // Long enough for the quick rows to finish (a debug build on a busy machine is slow), well
+    // before the long row's budget.
+    std::thread::sleep(std::time::Duration::from_secs(5));
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
     let o = text(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{o}{}", text(&out.stderr));
-    assert_eq!(
-        o.lines()
-            .filter(|l| l.starts_with("missing-rcu-wait "))
-            .count(),
-        3,
-        "{o}"
-    );
+    assert!(o.lines().any(|l| l.starts_with("quick-one ")), "{o}");
+    assert!(o.lines().any(|l| l.starts_with("quick-two ")), "{o}");
+    assert!(!o.lines().any(|l| l.starts_with("long ")), "{o}");
     assert!(
-        o.contains("3/4 expectations met (1 not run (interrupted))"),
+        o.contains("2/3 expectations met (1 not run (interrupted))"),
         "{o}"
     );
 }
