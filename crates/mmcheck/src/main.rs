@@ -594,7 +594,8 @@ fn run_replay(
                 mmcheck_scenario::catalogue::reference(),
             )),
             None => Err(format!(
-                "error: no scenario file or catalogue entry '{scenario}'"
+                "error: no scenario file or catalogue entry '{}'",
+                mmcheck_scenario::parse::escape_controls(scenario)
             )),
         }
     };

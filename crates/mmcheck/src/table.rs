@@ -160,7 +160,7 @@ pub fn report(rows: &[Row], o: &Overrides, verbose: bool, not_run: usize) -> Str
     if !found.is_empty() && !verbose {
         let _ = writeln!(
             out,
-            "\n{} expected violation{} found as expected (-v prints the trace{} and replay command{})",
+            "\n{} violation{} found as expected (-v prints the trace{} and replay command{})",
             found.len(),
             if found.len() == 1 { "" } else { "s" },
             if found.len() == 1 { "" } else { "s" },
