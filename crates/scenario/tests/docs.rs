@@ -10,18 +10,6 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-fn mmt_files(dir: &Path, base: &Path, out: &mut BTreeSet<String>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            mmt_files(&p, base, out);
-        } else if p.extension().is_some_and(|x| x == "mmt") {
-            let rel = p.strip_prefix(base).unwrap().with_extension("");
-            out.insert(rel.display().to_string());
-        }
-    }
-}
-
 /// The first cell (in backquotes) of each row of the table headed `| scenario | expected |`.
 fn readme_catalogue() -> BTreeSet<String> {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
@@ -48,8 +36,14 @@ fn readme_catalogue() -> BTreeSet<String> {
 #[test]
 fn readme_catalogue_table_lists_every_scenario_file() {
     let dir = root().join("scenarios");
-    let mut files = BTreeSet::new();
-    mmt_files(&dir, &dir, &mut files);
+    let mut files: BTreeSet<String> = mmcheck_scenario::scenario_files(&dir)
+        .expect("scenario directory")
+        .iter()
+        .map(|p| {
+            let rel = p.strip_prefix(&dir).expect("below scenarios/");
+            rel.with_extension("").display().to_string()
+        })
+        .collect();
     files.insert("builtin:reference".to_string());
     let table = readme_catalogue();
     let missing: Vec<_> = files.difference(&table).collect();
