@@ -421,9 +421,28 @@ pub fn run_row(
         let why = if out.interrupted {
             Some((Status::Interrupted, "interrupted".to_string(), None))
         } else if let Some(inc) = &out.inconclusive {
+            // Who took the steps: one thread with a long program, or several retrying (a
+            // livelock)? The schedule that hit the limit is printed for replay.
+            let mut per = vec![0usize; model.threads()];
+            for &t in &inc.schedule.0 {
+                if let Some(c) = per.get_mut(t as usize) {
+                    *c += 1;
+                }
+            }
+            let who: Vec<String> = per
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(t, c)| format!("{} {c}", model.thread_name(t)))
+                .collect();
+            row.schedule = Some(inc.schedule.to_string());
             Some((
                 Status::Inconclusive,
-                format!("{} after {n} executions", inc.limit),
+                format!(
+                    "{} after {n} executions; steps by thread: {}",
+                    inc.limit,
+                    who.join(", ")
+                ),
                 Some(format!("{}; {}", inc.limit, inc.limit.how_to_raise())),
             ))
         } else if out.budget_exhausted && !row.met {

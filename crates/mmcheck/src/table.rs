@@ -229,6 +229,17 @@ pub fn report(rows: &[Row], o: &Overrides, verbose: bool, not_run: usize) -> Str
                         .or(r.message.as_deref())
                         .unwrap_or("a tool limit")
                 );
+                // The execution that hit a step or frame limit, to replay.
+                if let Some(cmd) = replay_command(r, o) {
+                    let who = r
+                        .message
+                        .as_deref()
+                        .and_then(|m| m.split_once("; steps by "));
+                    if let Some((_, who)) = who {
+                        let _ = writeln!(out, "steps by {who}");
+                    }
+                    let _ = writeln!(out, "replay: {cmd}");
+                }
             }
             (Status::Error | Status::InternalError | Status::Interrupted, _) => {
                 let msg = r.message.as_deref().unwrap_or("");
