@@ -9,8 +9,8 @@
 //! With a preemption bound, choices beyond the bound are pruned and the result is not `complete`.
 
 use crate::deps::{dependent, Key};
-use crate::exec::{Exec, StackPool, MAX_THREADS};
-use crate::{Config, Counterexample, Model, Outcome};
+use crate::exec::{Exec, Halt, StackPool, MAX_THREADS};
+use crate::{Config, Counterexample, Inconclusive, Model, Outcome};
 use mmcheck_platform::{Event, Obj, Violation};
 use std::sync::Arc;
 use std::time::Instant;
@@ -85,6 +85,12 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         if cfg.max_executions.is_some_and(|m| out.executions >= m)
             || cfg.budget.is_some_and(|b| start.elapsed() >= b)
         {
+            out.budget_exhausted = true;
+            complete = false;
+            break;
+        }
+        if cfg.interrupted() {
+            out.interrupted = true;
             complete = false;
             break;
         }
@@ -93,12 +99,17 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         let mut depth = 0usize;
         let mut sleep_next = 0u32;
         let mut violation: Option<Violation> = ex.violation();
+        let mut limit = ex.limit();
         let mut ended_early = false;
-        while violation.is_none() && !ex.finished() {
+        while violation.is_none() && limit.is_none() && !ex.finished() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
                 Ok(e) => e,
-                Err(v) => {
+                Err(Halt::Violation(v)) => {
                     violation = Some(v);
+                    break;
+                }
+                Err(Halt::Limit(l)) => {
+                    limit = Some(l);
                     break;
                 }
             };
@@ -175,14 +186,26 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 }
             }
             depth += 1;
-            if ex.violated() {
+            limit = ex.limit();
+            if limit.is_none() && ex.violated() {
                 violation = ex.violation();
             }
         }
         stack.truncate(depth);
         out.executions += 1;
         out.steps += depth as u64;
+        cfg.note_progress(out.executions);
         crate::lockdep::merge(&mut edges, &ex.locks.edges);
+        if let Some(limit) = limit {
+            // A tool limit: this execution proves nothing, and the search stops here.
+            ex.finish(&mut pool, false);
+            out.inconclusive = Some(Inconclusive {
+                limit,
+                schedule: crate::Schedule(stack.iter().map(|n| n.thread as u8).collect()),
+            });
+            complete = false;
+            break;
+        }
         let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
         out.violation_kinds.extend(violation.iter().map(|v| v.kind));
         if let Some(f) = &finish {

@@ -11,7 +11,7 @@ use crate::{Finish, Model};
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use mmcheck_platform::event::covers;
-use mmcheck_platform::{Access, Backend, Event, Machine, Obj, Violation, ViolationKind};
+use mmcheck_platform::{Access, Backend, Event, Limit, Machine, Obj, Violation, ViolationKind};
 use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::rc::Rc;
@@ -73,6 +73,8 @@ pub struct Core {
     /// Kernel function at each thread's pending operation (recording mode).
     funcs: [Cell<&'static str>; MAX_THREADS],
     violation: RefCell<Option<Violation>>,
+    /// A tool limit the execution ran into (the frame pool): it ends inconclusive.
+    limit: RefCell<Option<Limit>>,
     /// Trylocks that succeeded during the current step: (thread, lock).
     trylocks: RefCell<Vec<(usize, u64)>>,
     /// Strict mode (see [`Model::strict`]).
@@ -101,6 +103,7 @@ impl Core {
             machine: Cell::new(std::ptr::null()),
             funcs: Default::default(),
             violation: RefCell::new(None),
+            limit: RefCell::new(None),
             trylocks: RefCell::new(Vec::new()),
             strict,
             running: Cell::new(None),
@@ -182,6 +185,12 @@ impl Backend for CoreHandle {
         }
     }
 
+    fn limit(&self, _cpu: usize, l: Limit) {
+        if !self.0.aborting.get() {
+            self.0.limit.borrow_mut().get_or_insert(l);
+        }
+    }
+
     fn trylock_result(&self, _cpu: usize, lock: u64, ok: bool) {
         // Only a thread's step counts: a trylock during set-up (outside any step) is not held by
         // any thread, and must not be charged to the next one that takes a trylock.
@@ -247,6 +256,15 @@ impl Backend for CoreHandle {
             );
         }
     }
+}
+
+/// Why an execution cannot go on.
+#[derive(Clone, Debug)]
+pub enum Halt {
+    /// A violation (a deadlock).
+    Violation(Violation),
+    /// A tool limit: the execution proves nothing either way.
+    Limit(Limit),
 }
 
 /// One step of an execution.
@@ -375,22 +393,22 @@ impl<M: Model> Exec<M> {
         m
     }
 
-    /// The enabled threads at step `depth`, or why the execution cannot go on: a deadlock, or
-    /// the `max_steps` limit.
-    pub fn next_enabled(&self, depth: usize, max_steps: usize) -> Result<u32, Violation> {
+    /// The enabled threads at step `depth`, or why the execution cannot go on: a deadlock (a
+    /// violation), or the `max_steps` limit (inconclusive: a tool limit, not a verdict).
+    pub fn next_enabled(&self, depth: usize, max_steps: usize) -> Result<u32, Halt> {
         let enabled = self.enabled_mask();
         if enabled == 0 {
-            return Err(self.deadlock());
+            return Err(Halt::Violation(self.deadlock()));
         }
         if depth >= max_steps {
-            return Err(Violation {
-                kind: ViolationKind::Assertion,
-                cpu: None,
-                stack: vec![],
-                msg: format!("execution exceeded {max_steps} steps (livelock?)"),
-            });
+            return Err(Halt::Limit(Limit::Steps(max_steps)));
         }
         Ok(enabled)
+    }
+
+    /// The tool limit the execution ran into so far (set-up included), if any.
+    pub fn limit(&self) -> Option<Limit> {
+        self.core.limit.borrow().clone()
     }
 
     /// True when every non-daemon thread has finished.

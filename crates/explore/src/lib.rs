@@ -23,10 +23,12 @@ pub mod schedule;
 pub mod shrink;
 pub mod toy;
 
-use mmcheck_platform::{Backend, Machine, Violation};
+use mmcheck_platform::{Backend, Limit, Machine, Violation};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use exec::{Step, MAX_THREADS};
+pub use exec::{Halt, Step, MAX_THREADS};
 pub use schedule::Schedule;
 
 /// What the explorer runs: a factory of fresh instances and the bodies of their threads.
@@ -102,6 +104,25 @@ pub struct Config {
     pub max_steps: usize,
     /// Collect the outcome of every execution (the explorer's own differential test).
     pub collect_outcomes: bool,
+    /// Set from outside (Ctrl-C) to stop between executions; the outcome is then `interrupted`.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Executions so far, published after each one (a progress display reads it).
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+impl Config {
+    /// True once [`Config::stop`] was set.
+    pub fn interrupted(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    fn note_progress(&self, executions: u64) {
+        if let Some(p) = &self.progress {
+            p.store(executions, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for Config {
@@ -115,6 +136,8 @@ impl Default for Config {
             stop_on_violation: true,
             max_steps: 20_000,
             collect_outcomes: false,
+            stop: None,
+            progress: None,
         }
     }
 }
@@ -144,7 +167,21 @@ pub struct Outcome {
     pub violation_kinds: std::collections::BTreeSet<mmcheck_platform::ViolationKind>,
     /// Lock-order inversions seen across executions (lockdep).
     pub lock_inversions: Vec<lockdep::LockInversion>,
+    /// The search stopped at a tool limit (not a verdict): which, and the execution that hit it.
+    pub inconclusive: Option<Inconclusive>,
+    /// The search stopped because [`Config::stop`] was set.
+    pub interrupted: bool,
+    /// The search stopped at the time budget or the execution limit.
+    pub budget_exhausted: bool,
     pub elapsed: Duration,
+}
+
+/// An execution that ran into a tool limit.
+#[derive(Clone, Debug)]
+pub struct Inconclusive {
+    pub limit: Limit,
+    /// The schedule up to the point where the limit was hit.
+    pub schedule: Schedule,
 }
 
 /// Explore `model` with `cfg`.

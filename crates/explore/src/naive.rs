@@ -10,7 +10,7 @@
 //! search goes on: it collects the kind of every violation (with a witness schedule per kind) and
 //! every final outcome.
 
-use crate::exec::{choice_of, decision, thread_of, Exec, StackPool};
+use crate::exec::{choice_of, decision, thread_of, Exec, Halt, StackPool};
 use crate::{Config, Counterexample, Model, Schedule};
 use mmcheck_platform::{Violation, ViolationKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +30,8 @@ pub struct NaiveOutcome {
     pub outcomes: BTreeSet<String>,
     /// Lock-order inversions across every execution (as [`crate::dpor::inversions`]).
     pub lock_inversions: Vec<crate::lockdep::LockInversion>,
+    /// A tool limit an execution ran into (the enumeration stopped there, not complete).
+    pub limit: Option<mmcheck_platform::Limit>,
     pub elapsed: Duration,
 }
 
@@ -64,11 +66,16 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         let mut depth = 0usize;
         let mut preemptions = 0usize;
         let mut violation: Option<Violation> = ex.violation();
-        while violation.is_none() && !ex.finished() {
+        let mut limit = ex.limit();
+        while violation.is_none() && limit.is_none() && !ex.finished() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
                 Ok(e) => e,
-                Err(v) => {
+                Err(Halt::Violation(v)) => {
                     violation = Some(v);
+                    break;
+                }
+                Err(Halt::Limit(l)) => {
+                    limit = Some(l);
                     break;
                 }
             };
@@ -91,9 +98,15 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
             }
             ex.step(d);
             depth += 1;
-            if ex.violated() {
+            limit = ex.limit();
+            if limit.is_none() && ex.violated() {
                 violation = ex.violation();
             }
+        }
+        if limit.is_some() {
+            out.limit = limit;
+            ex.finish(&mut pool, false);
+            break;
         }
         prefix.truncate(depth);
         out.executions += 1;

@@ -5,7 +5,7 @@
 
 use crate::exec::StackPool;
 use crate::schedule::run_one;
-use crate::{Config, Counterexample, Mode, Model, Outcome};
+use crate::{Config, Counterexample, Inconclusive, Mode, Model, Outcome};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +32,11 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         if cfg.max_executions.is_some_and(|m| out.executions >= m)
             || cfg.budget.is_some_and(|b| start.elapsed() >= b)
         {
+            out.budget_exhausted = true;
+            break;
+        }
+        if cfg.interrupted() {
+            out.interrupted = true;
             break;
         }
         let run = match cfg.mode {
@@ -84,6 +89,14 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         };
         out.executions += 1;
         out.steps += run.schedule.len() as u64;
+        cfg.note_progress(out.executions);
+        if let Some(limit) = run.limit {
+            out.inconclusive = Some(Inconclusive {
+                limit,
+                schedule: run.schedule,
+            });
+            break;
+        }
         est_steps = est_steps.max(run.schedule.len());
         crate::lockdep::merge(&mut edges, &run.lock_edges);
         out.violation_kinds

@@ -8,7 +8,7 @@
 //! Both continue a token that ends early with the lowest enabled thread, so a prefix of a
 //! schedule is a valid token.
 
-use crate::exec::{choice_of, decision, thread_of, Exec, StackPool, Step};
+use crate::exec::{choice_of, decision, thread_of, Exec, Halt, StackPool, Step};
 use crate::{Finish, Model};
 use mmcheck_platform::Violation;
 use std::fmt;
@@ -117,6 +117,8 @@ pub struct Run {
     pub violation: Option<Violation>,
     pub finish: Option<Finish>,
     pub preemptions: usize,
+    /// A tool limit the execution ran into (it then proves nothing).
+    pub limit: Option<mmcheck_platform::Limit>,
     /// The chooser gave up (schedule did not fit, or a sleep-set block in DPOR).
     pub abandoned: bool,
     pub lock_edges: crate::lockdep::Edges,
@@ -138,17 +140,22 @@ pub fn run_one<M: Model>(
     let mut ex = Exec::new(model, pool, recording);
     let mut trace = Vec::new();
     let mut violation = ex.violation();
+    let mut limit = ex.limit();
     let mut preemptions = 0;
     let mut prev: Option<usize> = None;
     let mut abandoned = false;
-    while violation.is_none() {
+    while violation.is_none() && limit.is_none() {
         if ex.finished() {
             break;
         }
         let enabled = match ex.next_enabled(ex.sched.len(), max_steps) {
             Ok(e) => e,
-            Err(v) => {
+            Err(Halt::Violation(v)) => {
                 violation = Some(v);
+                break;
+            }
+            Err(Halt::Limit(l)) => {
+                limit = Some(l);
                 break;
             }
         };
@@ -175,12 +182,13 @@ pub fn run_one<M: Model>(
             event,
             func,
         });
-        if ex.violated() {
+        limit = ex.limit();
+        if limit.is_none() && ex.violated() {
             violation = ex.violation();
         }
     }
     let lock_edges = ex.locks.edges.clone();
-    let clean_end = violation.is_none() && !abandoned;
+    let clean_end = violation.is_none() && limit.is_none() && !abandoned;
     let sched = std::mem::take(&mut ex.sched);
     let finish = ex.finish(pool, clean_end);
     if let Some(f) = &finish {
@@ -194,6 +202,7 @@ pub fn run_one<M: Model>(
         violation,
         finish,
         preemptions,
+        limit,
         abandoned,
         lock_edges,
     }
@@ -237,6 +246,12 @@ pub enum Misfit {
     },
     #[error("every thread finished after {steps} steps, but the token has {}", more(*.extra))]
     AfterEnd { steps: usize, extra: usize },
+    #[error("the execution stopped after {steps} steps ({limit}), but the token has {}", more(*.extra))]
+    AfterLimit {
+        limit: String,
+        steps: usize,
+        extra: usize,
+    },
     #[error("the execution ended with {kind} after {steps} steps, but the token has {}", more(*.extra))]
     AfterViolation {
         kind: String,
@@ -321,6 +336,11 @@ pub fn replay_strict<M: Model>(
     if ran < s.len() {
         let extra = s.len() - ran;
         let misfit = match (&run.finish, &run.violation) {
+            _ if run.limit.is_some() => Misfit::AfterLimit {
+                limit: run.limit.clone().expect("checked").to_string(),
+                steps: ran,
+                extra,
+            },
             // The loop stopped on a violation (or deadlock, or the step limit).
             (None, Some(v)) => Misfit::AfterViolation {
                 kind: v.kind.name().to_string(),

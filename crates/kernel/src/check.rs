@@ -72,7 +72,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
     let g = k.geo;
     let frames = &k.machine.frames;
     let cpu = k.machine.cpu(0);
-    let mut nr = [0i64; 4];
+    let mut nr = [0i64; 5]; // tables per level, 1 (PTE) to 5 (P4D)
     let mut rss = [0i64; NR_MM_COUNTERS];
     let hz = k.huge_zero_peek();
     t.tables.insert(mm.pgd.pfn, g.levels);

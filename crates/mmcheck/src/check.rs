@@ -4,6 +4,7 @@
 //! The command-line protocol overrides ([`Overrides`]: `--protocol`, `--set`) are shared with
 //! `mmcheck replay`, so that the replay command printed for a row reproduces it.
 
+use crate::input::Input;
 use mmcheck_explore::report::{json_steps, render};
 use mmcheck_explore::schedule::replay_strict;
 use mmcheck_explore::shrink::shrink;
@@ -15,7 +16,7 @@ use mmcheck_explore::{explore, Config, Mode, Model};
 use mmcheck_kernel::protocol::{SwitchError, SWITCHES};
 use mmcheck_scenario::{KernelModel, Scenario, Verdict};
 use serde::Serialize;
-use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,94 @@ pub struct CheckOpts {
     pub seed: u64,
     /// Strict mode: report any access to shared state its step did not announce.
     pub strict: bool,
+    /// Executions per row at most (`None`: only the time budget).
+    pub max_executions: Option<u64>,
+    /// Longest execution, in steps; a longer one makes the row inconclusive.
+    pub max_steps: usize,
+    /// Set on Ctrl-C: rows stop between executions and report `interrupted`.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl CheckOpts {
+    /// The defaults of `mmcheck check` with the given strategy and budget.
+    pub fn new(mode: Mode, budget: Duration) -> Self {
+        CheckOpts {
+            mode,
+            budget,
+            preemptions: None,
+            overrides: Overrides::default(),
+            seed: 1,
+            strict: false,
+            max_executions: None,
+            max_steps: Config::default().max_steps,
+            stop: None,
+        }
+    }
+}
+
+/// How a row ended, for the summary and the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// The verdict is the expected one.
+    Met,
+    /// A verdict that is not the expected one: a violation found, or a complete clean.
+    Unexpected,
+    /// No verdict: a tool limit (budget, step limit, frame pool, preemption bound) came first.
+    Inconclusive,
+    /// The scenario file or the variant was refused (bad input).
+    Error,
+    /// The checker itself failed (a panic): a bug of mmcheck.
+    InternalError,
+    /// Ctrl-C came first.
+    Interrupted,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Met => "met",
+            Status::Unexpected => "unexpected",
+            Status::Inconclusive => "inconclusive",
+            Status::Error => "error",
+            Status::InternalError => "internal-error",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Exit codes of `check` (and `replay`).
+pub mod exit {
+    /// Every expectation met.
+    pub const OK: u8 = 0;
+    /// An unexpected verdict (a violation, or a clean where one was expected).
+    pub const UNEXPECTED: u8 = 1;
+    /// Bad input: a scenario file, variant, option or token was refused.
+    pub const BAD_INPUT: u8 = 2;
+    /// No unexpected verdict, but some row hit a tool limit (budget, steps, frames).
+    pub const INCONCLUSIVE: u8 = 3;
+    /// mmcheck failed (a panic, caught): a bug to report.
+    pub const INTERNAL: u8 = 4;
+    /// Interrupted by Ctrl-C (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// The exit code of a run: a finding first, then a bug of the tool, bad input, and no verdict.
+pub fn exit_code(rows: &[Row], interrupted: bool) -> u8 {
+    let any = |st: Status| rows.iter().any(|r| r.status == st);
+    if interrupted {
+        exit::INTERRUPTED
+    } else if any(Status::Unexpected) {
+        exit::UNEXPECTED
+    } else if any(Status::InternalError) {
+        exit::INTERNAL
+    } else if any(Status::Error) {
+        exit::BAD_INPUT
+    } else if any(Status::Inconclusive) {
+        exit::INCONCLUSIVE
+    } else {
+        exit::OK
+    }
 }
 
 /// The command-line protocol overrides: `--protocol PRESET`, then each `--set switch=value` in
@@ -87,7 +176,9 @@ pub struct Row {
     /// The command-line overrides the row ran under ([`Overrides::labels`]).
     pub overrides: Vec<String>,
     pub expected: String,
+    /// `clean`, a violation kind, `inconclusive`, `error`, `internal-error` or `interrupted`.
     pub verdict: String,
+    pub status: Status,
     pub met: bool,
     pub complete: bool,
     pub strategy: String,
@@ -97,63 +188,40 @@ pub struct Row {
     pub schedule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The tool limit that made the row inconclusive, and how to raise it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<mmcheck_explore::report::JsonStep>>,
     #[serde(skip)]
     pub text_trace: Option<String>,
 }
 
-/// A scenario file that did not load.
-pub type LoadError = String;
-
-/// Load scenarios from paths (files or directories of `.mmt`), or the catalogue if none.
-pub fn load(paths: &[String]) -> Result<Vec<(String, Scenario)>, LoadError> {
+/// Load the scenarios of `paths` (files or directories of `.mmt`), or the catalogue if none.
+/// A file that is refused does not stop the others: it is an [`Input::Refused`].
+pub fn load(paths: &[String]) -> Vec<Input> {
+    if !paths.is_empty() {
+        return crate::input::gather(paths);
+    }
     let mut out = Vec::new();
-    if paths.is_empty() {
-        for (name, text) in CATALOGUE {
-            let s = mmcheck_scenario::parse::parse_scenario(&format!("scenarios/{name}"), text)
-                .map_err(|e| e.render())?;
-            out.push((format!("scenarios/{name}"), s));
-        }
-        out.push((
-            "builtin:reference".to_string(),
-            mmcheck_scenario::catalogue::reference(),
-        ));
-        return Ok(out);
+    for (name, text) in CATALOGUE {
+        let file = format!("scenarios/{name}");
+        out.push(match mmcheck_scenario::parse::parse_scenario(&file, text) {
+            Ok(s) => Input::Loaded {
+                file,
+                scenario: Arc::new(s),
+            },
+            Err(e) => Input::Refused {
+                file,
+                error: e.render(),
+            },
+        });
     }
-    for p in paths {
-        let path = Path::new(p);
-        if path.is_dir() {
-            let mut files = Vec::new();
-            collect(path, &mut files);
-            if files.is_empty() {
-                return Err(format!("{p}: no .mmt scenario files in this directory"));
-            }
-            for f in files {
-                let s = mmcheck_scenario::parse::load_scenario_file(&f).map_err(|e| e.render())?;
-                out.push((f.display().to_string(), s));
-            }
-        } else {
-            let s = mmcheck_scenario::parse::load_scenario_file(path).map_err(|e| e.render())?;
-            out.push((p.clone(), s));
-        }
-    }
-    Ok(out)
-}
-
-fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut v: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            collect(&p, out);
-        } else if p.extension().is_some_and(|e| e == "mmt") {
-            out.push(p);
-        }
-    }
+    out.push(Input::Loaded {
+        file: "builtin:reference".to_string(),
+        scenario: Arc::new(mmcheck_scenario::catalogue::reference()),
+    });
+    out
 }
 
 /// Apply the command-line protocol overrides to a scenario: `--protocol` replaces the scenario's
@@ -247,13 +315,45 @@ fn strategy(opts: &CheckOpts) -> String {
     }
 }
 
-/// Run one expectation.
+/// A row that did not run: `status` with `message` (a refused file, a caught panic).
+pub fn failed_row(
+    file: &str,
+    scenario: &str,
+    variant: Option<&str>,
+    expected: &str,
+    status: Status,
+    message: String,
+    opts: &CheckOpts,
+) -> Row {
+    Row {
+        scenario: scenario.to_string(),
+        file: file.to_string(),
+        variant: variant.unwrap_or("base").to_string(),
+        overrides: opts.overrides.labels(),
+        expected: expected.to_string(),
+        verdict: status.name().to_string(),
+        status,
+        met: false,
+        complete: false,
+        strategy: strategy(opts),
+        executions: 0,
+        elapsed_ms: 0,
+        schedule: None,
+        message: Some(message),
+        limit: None,
+        trace: None,
+        text_trace: None,
+    }
+}
+
+/// Run one expectation. `progress`, if given, follows the executions run so far.
 pub fn run_row(
     file: &str,
     s: &Scenario,
     variant: Option<&str>,
     expected: &Verdict,
     opts: &CheckOpts,
+    progress: Option<Arc<AtomicU64>>,
 ) -> Row {
     let start = Instant::now();
     let mut row = Row {
@@ -263,6 +363,7 @@ pub fn run_row(
         overrides: opts.overrides.labels(),
         expected: expected.to_string(),
         verdict: String::new(),
+        status: Status::Unexpected,
         met: false,
         complete: false,
         strategy: strategy(opts),
@@ -270,6 +371,7 @@ pub fn run_row(
         elapsed_ms: 0,
         schedule: None,
         message: None,
+        limit: None,
         trace: None,
         text_trace: None,
     };
@@ -277,6 +379,7 @@ pub fn run_row(
         Ok(sv) => sv,
         Err(e) => {
             row.verdict = "error".into();
+            row.status = Status::Error;
             row.message = Some(e.to_string());
             return row;
         }
@@ -287,6 +390,10 @@ pub fn run_row(
         budget: Some(opts.budget),
         preemption_bound: opts.preemptions,
         seed: opts.seed,
+        max_executions: opts.max_executions,
+        max_steps: opts.max_steps,
+        stop: opts.stop.clone(),
+        progress,
         ..Config::default()
     };
     let out = explore(model.clone(), &cfg);
@@ -306,6 +413,75 @@ pub fn run_row(
         (Verdict::Violation(k), Some(f)) => *k == f,
         _ => false,
     };
+    row.status = if row.met {
+        Status::Met
+    } else {
+        Status::Unexpected
+    };
+    if found.is_none() {
+        // No finding: a verdict only if the search was complete (or, for the random strategies,
+        // a clean expectation that held for the whole budget).
+        let n = out.executions;
+        let why = if out.interrupted {
+            Some((Status::Interrupted, "interrupted".to_string(), None))
+        } else if let Some(inc) = &out.inconclusive {
+            // Who took the steps: one thread with a long program, or several retrying (a
+            // livelock)? The schedule that hit the limit is printed for replay.
+            let mut per = vec![0usize; model.threads()];
+            for &t in &inc.schedule.0 {
+                if let Some(c) = per.get_mut(t as usize) {
+                    *c += 1;
+                }
+            }
+            let who: Vec<String> = per
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(t, c)| format!("{} {c}", model.thread_name(t)))
+                .collect();
+            row.schedule = Some(inc.schedule.to_string());
+            Some((
+                Status::Inconclusive,
+                format!(
+                    "{} after {n} executions; steps by thread: {}",
+                    inc.limit,
+                    who.join(", ")
+                ),
+                Some(format!("{}; {}", inc.limit, inc.limit.how_to_raise())),
+            ))
+        } else if out.budget_exhausted && !row.met {
+            let raise = match opts.max_executions {
+                Some(m) if n >= m => format!("raise --max-executions (now {m})"),
+                _ => format!("raise --budget (now {} s)", opts.budget.as_secs_f64()),
+            };
+            let msg = format!("budget exhausted after {n} executions");
+            Some((
+                Status::Inconclusive,
+                msg.clone(),
+                Some(format!("{msg}; {raise}")),
+            ))
+        } else if !row.met && !out.complete {
+            let b = opts.preemptions.unwrap_or(0);
+            Some((
+                Status::Inconclusive,
+                format!("clean within {b} preemptions, not complete"),
+                Some(format!(
+                    "preemption bound {b}: raise --preemptions, or drop it for a complete search"
+                )),
+            ))
+        } else {
+            None
+        };
+        if let Some((status, msg, limit)) = why {
+            row.status = status;
+            row.verdict = status.name().to_string();
+            row.met = false;
+            row.message = Some(msg);
+            row.limit = limit;
+            row.elapsed_ms = start.elapsed().as_millis();
+            return row;
+        }
+    }
     if let Some(cx) = &out.counterexample {
         let small = shrink(&model, cx, SHRINK_EXECUTIONS);
         // The token is printed for `mmcheck replay`: replay it as that command does.
@@ -328,7 +504,8 @@ pub fn run_row(
                     ),
                     Err(e) => e.to_string(),
                 };
-                row.verdict = "error".into();
+                row.verdict = "internal-error".into();
+                row.status = Status::InternalError;
                 row.met = false;
                 row.message = Some(format!(
                     "{}; its schedule {} does not replay: {why}",

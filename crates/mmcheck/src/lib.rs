@@ -1,6 +1,8 @@
-//! The mmcheck command's building blocks: the native stress driver and the model side of the
-//! differential test against the host kernel.
+//! The mmcheck command's building blocks: `check` (rows, input files, the text report), the
+//! native stress driver and the model side of the differential test against the host kernel.
 
 pub mod check;
+pub mod input;
 pub mod model_runner;
 pub mod stress;
+pub mod table;

@@ -24,7 +24,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Check scenarios under the explorer: every expectation of every scenario (the built-in
-    /// catalogue when no path is given). Exits 0 iff every expectation is met.
+    /// catalogue when no path is given). Exits 0 iff every expectation is met, 1 on an unexpected
+    /// verdict, 2 on bad input, 3 when a tool limit left a row inconclusive, 4 on an internal
+    /// error, 130 on Ctrl-C.
     Check {
         /// Scenario files or directories of `.mmt` files.
         paths: Vec<String>,
@@ -59,6 +61,15 @@ enum Cmd {
         /// step did not announce, naming the object and the code location.
         #[arg(long)]
         strict: bool,
+        /// Longest execution in steps; a longer one makes the row inconclusive.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_steps: u32,
+        /// Executions per scenario and variant at most (besides the time budget).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_executions: Option<u64>,
+        /// Print the traces of expected violations too, and unexpected traces in full.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Replay a schedule token on a scenario and print its trace. Exits 1 on a violation, 2 if
     /// the token does not fit the scenario.
@@ -83,6 +94,9 @@ enum Cmd {
     },
     /// List every protocol switch with its default, alternatives and citation, and the presets.
     Switches,
+    /// List the protocol presets (for `--protocol` and a scenario's `protocol` line) with the
+    /// switch values each sets.
+    Presets,
     /// The native self-check: the sequential self-tests and a short multi-threaded stress run.
     Selftest,
     /// Run random operations from real threads on one shared mm and check every value and
@@ -153,6 +167,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Selftest => selftest(),
         Cmd::Switches => switches(),
+        Cmd::Presets => presets(),
         Cmd::Check {
             paths,
             mode,
@@ -165,6 +180,9 @@ fn main() -> ExitCode {
             jobs,
             seed,
             strict,
+            max_steps,
+            max_executions,
+            verbose,
         } => {
             if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
                 eprintln!("error: --budget must be a positive number of seconds up to 86400");
@@ -176,14 +194,15 @@ fn main() -> ExitCode {
                 ModeArg::Pct => mmcheck_explore::Mode::Pct { depth },
             };
             let opts = mmcheck::check::CheckOpts {
-                mode,
-                budget: std::time::Duration::from_secs_f64(budget),
                 preemptions,
                 overrides: mmcheck::check::Overrides { protocol, sets },
                 seed,
                 strict,
+                max_steps: max_steps as usize,
+                max_executions,
+                ..mmcheck::check::CheckOpts::new(mode, std::time::Duration::from_secs_f64(budget))
             };
-            run_check(&paths, &opts, json, jobs as usize)
+            run_check(&paths, opts, json, jobs as usize, verbose)
         }
         Cmd::Replay {
             scenario,
@@ -282,87 +301,144 @@ fn bench_explore(seconds: f64) -> ExitCode {
 }
 
 fn switches() -> ExitCode {
-    use mmcheck_kernel::protocol::{PRESETS, SWITCHES};
-    println!(
-        "{:<22} {:<10} {:<26} what",
-        "switch", "default", "alternatives"
-    );
-    for sw in SWITCHES {
-        let alts: Vec<&str> = sw
-            .values
-            .iter()
-            .copied()
-            .filter(|v| *v != sw.default_value())
-            .collect();
-        println!(
-            "{:<22} {:<10} {:<26} {}",
-            sw.name,
-            sw.default_value(),
-            alts.join(" | "),
-            sw.doc
-        );
-        println!("{:<22} {:<10} {:<26} cite: {}", "", "", "", sw.cite);
+    use mmcheck::table::{table, width, wrap};
+    use mmcheck_kernel::protocol::SWITCHES;
+    // Name, default and alternatives in columns sized to them; the description and citation
+    // wrapped under them to the terminal width.
+    let rows: Vec<Vec<String>> = SWITCHES
+        .iter()
+        .map(|sw| {
+            let alts: Vec<&str> = sw
+                .values
+                .iter()
+                .copied()
+                .filter(|v| *v != sw.default_value())
+                .collect();
+            vec![
+                sw.name.to_string(),
+                sw.default_value().to_string(),
+                alts.join(" | "),
+            ]
+        })
+        .collect();
+    let t = table(&["switch", "default", "alternatives"], &[false; 3], &rows);
+    let mut lines = t.lines();
+    println!("{}", lines.next().unwrap_or(""));
+    let w = width().saturating_sub(4).max(40);
+    for (sw, l) in SWITCHES.iter().zip(lines) {
+        println!("{l}");
+        for d in wrap(sw.doc, w) {
+            println!("    {d}");
+        }
+        for c in wrap(&format!("cite: {}", sw.cite), w) {
+            println!("    {c}");
+        }
     }
     println!();
-    println!("presets:");
-    for p in PRESETS {
-        let set: Vec<String> = p.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!(
-            "  {:<12} {}{}",
-            p.name,
-            p.doc,
-            if set.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", set.join(", "))
-            }
-        );
-    }
+    presets_list();
     ExitCode::SUCCESS
+}
+
+fn presets() -> ExitCode {
+    presets_list();
+    ExitCode::SUCCESS
+}
+
+/// Every preset with its description and the switch values it sets (the others keep their
+/// defaults).
+fn presets_list() {
+    use mmcheck::table::{width, wrap};
+    use mmcheck_kernel::protocol::PRESETS;
+    let w = width().saturating_sub(4).max(40);
+    println!("presets (--protocol NAME, or `protocol NAME` in a scenario):");
+    for p in PRESETS {
+        println!("  {}", p.name);
+        for d in wrap(p.doc, w) {
+            println!("    {d}");
+        }
+        if p.settings.is_empty() {
+            println!("    sets: nothing (every switch at its default)");
+        } else {
+            let set: Vec<String> = p.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            for (i, l) in wrap(&set.join(" "), w.saturating_sub(6)).iter().enumerate() {
+                println!("    {}{l}", if i == 0 { "sets: " } else { "      " });
+            }
+        }
+    }
 }
 
 fn run_check(
     paths: &[String],
-    opts: &mmcheck::check::CheckOpts,
+    mut opts: mmcheck::check::CheckOpts,
     json: bool,
     jobs: usize,
+    verbose: bool,
 ) -> ExitCode {
-    use mmcheck::check::{apply_overrides, load, replaced_warning, replay_command, run_row, Row};
-    use std::io::IsTerminal;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let scenarios = match load(paths) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+    use mmcheck::check::{
+        apply_overrides, exit_code, failed_row, load, replaced_warning, run_row, Row, Status,
     };
-    let mut work = Vec::new();
-    for (file, own) in &scenarios {
-        let s = match apply_overrides(own, &opts.overrides) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
+    use mmcheck::input::Input;
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Ctrl-C: finish the rows at the next execution boundary, print what finished; a second
+    // Ctrl-C exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
             }
-        };
-        if let Some(w) = replaced_warning(file, own, &s, &opts.overrides) {
-            eprintln!("{w}");
-        }
-        for e in &s.expect {
-            work.push((
-                file.clone(),
-                s.clone(),
-                e.variant.clone(),
-                e.verdict.clone(),
-            ));
+        });
+    }
+    opts.stop = Some(stop.clone());
+    let opts = &opts;
+    // Rows of refused files come first, in input order with the others.
+    let mut work = Vec::new();
+    for input in load(paths) {
+        match input {
+            Input::Refused { file, error } => {
+                eprint!("{error}");
+                let first = error.lines().next().unwrap_or("").trim();
+                let first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+                work.push(Err(failed_row(
+                    &file,
+                    "-",
+                    Some("-"),
+                    "-",
+                    Status::Error,
+                    first,
+                    opts,
+                )));
+            }
+            Input::Loaded { file, scenario } => {
+                let s = match apply_overrides(&scenario, &opts.overrides) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                if let Some(w) = replaced_warning(&file, &scenario, &s, &opts.overrides) {
+                    eprintln!("{w}");
+                }
+                for e in &s.expect {
+                    work.push(Ok((
+                        file.clone(),
+                        s.clone(),
+                        e.variant.clone(),
+                        e.verdict.clone(),
+                    )));
+                }
+            }
         }
     }
     let bar = if std::io::stderr().is_terminal() && !json {
         let b = indicatif::ProgressBar::new(work.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+                "{elapsed_precise} [{bar:20}] {pos}/{len} {wide_msg}",
             )
             .expect("template"),
         );
@@ -371,113 +447,116 @@ fn run_check(
     } else {
         None
     };
+    let workers = jobs.min(work.len().max(1));
+    // What each worker runs now, for the progress bar: label, start, executions so far.
+    type Running = Option<(String, std::time::Instant, Arc<AtomicU64>)>;
+    let running: Vec<parking_lot::Mutex<Running>> = (0..workers)
+        .map(|_| parking_lot::Mutex::new(None))
+        .collect();
     let next = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
     let results: Vec<parking_lot::Mutex<Option<Row>>> =
         work.iter().map(|_| parking_lot::Mutex::new(None)).collect();
     std::thread::scope(|sc| {
-        for _ in 0..jobs.min(work.len().max(1)) {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((file, s, variant, verdict)) = work.get(i) else {
-                    break;
-                };
-                if let Some(b) = &bar {
-                    b.set_message(format!(
-                        "{} / {}",
-                        s.name,
-                        variant.as_deref().unwrap_or("base")
-                    ));
-                }
-                let row = run_row(file, s, variant.as_deref(), verdict, opts);
-                *results[i].lock() = Some(row);
-                if let Some(b) = &bar {
-                    b.inc(1);
+        if let Some(b) = &bar {
+            let (running, done) = (&running, &done);
+            sc.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let msg: Vec<String> = running
+                        .iter()
+                        .filter_map(|r| {
+                            let r = r.lock();
+                            let (label, start, execs) = r.as_ref()?;
+                            let left = opts.budget.saturating_sub(start.elapsed()).as_secs();
+                            Some(format!(
+                                "{} execs, {left}s left: {label}",
+                                execs.load(Ordering::Relaxed)
+                            ))
+                        })
+                        .collect();
+                    b.set_message(msg.join("; "));
+                    std::thread::sleep(std::time::Duration::from_millis(200));
                 }
             });
         }
+        let mut handles = Vec::new();
+        for slot in &running {
+            let (next, work, results, stop, bar) = (&next, &work, &results, &stop, &bar);
+            handles.push(sc.spawn(move || loop {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = work.get(i) else {
+                    break;
+                };
+                let row = match item {
+                    Err(row) => row.clone(),
+                    Ok((file, s, variant, verdict)) => {
+                        let execs = Arc::new(AtomicU64::new(0));
+                        let label =
+                            format!("{} / {}", s.name, variant.as_deref().unwrap_or("base"));
+                        *slot.lock() = Some((label, std::time::Instant::now(), execs.clone()));
+                        // A panic is a bug of mmcheck: it loses this row, not the others.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_row(file, s, variant.as_deref(), verdict, opts, Some(execs))
+                        }));
+                        *slot.lock() = None;
+                        r.unwrap_or_else(|e| {
+                            let what = e
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_else(|| "panic".into());
+                            failed_row(
+                                file,
+                                &s.name,
+                                variant.as_deref(),
+                                &verdict.to_string(),
+                                Status::InternalError,
+                                format!("mmcheck panicked (a bug, please report it): {what}"),
+                                opts,
+                            )
+                        })
+                    }
+                };
+                *results[i].lock() = Some(row);
+                if let Some(b) = bar {
+                    b.inc(1);
+                }
+            }));
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        done.store(true, Ordering::Relaxed);
     });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let rows: Vec<Row> = results.into_iter().filter_map(|r| r.into_inner()).collect();
-    let all_met = rows.iter().all(|r| r.met);
+    let interrupted = stop.load(Ordering::SeqCst);
+    let total = results.len();
+    let rows: Vec<Row> = results
+        .into_iter()
+        .filter_map(|r| r.into_inner())
+        .filter(|r| r.status != Status::Interrupted)
+        .collect();
+    let not_run = total - rows.len();
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         );
-    } else {
-        // Rows run under command-line overrides are marked `+set` (legend above the table).
-        let marked = |r: &Row| {
-            if r.overrides.is_empty() {
-                r.variant.clone()
-            } else {
-                format!("{}+set", r.variant)
-            }
-        };
-        if !opts.overrides.is_empty() {
-            println!(
-                "+set: every row runs under{} (then its variant)\n",
-                opts.overrides.flags()
-            );
+        if interrupted {
+            eprintln!("interrupted: {not_run} of {total} expectations not run");
         }
-        println!(
-            "{:<44} {:<12} {:<18} {:<18} {:<5} {:<12} {:>9} {:>8} {:>9}",
-            "scenario",
-            "variant",
-            "expected",
-            "verdict",
-            "met",
-            "strategy",
-            "execs",
-            "complete",
-            "time"
+    } else {
+        print!(
+            "{}",
+            mmcheck::table::report(&rows, &opts.overrides, verbose, not_run)
         );
-        for r in &rows {
-            println!(
-                "{:<44} {:<12} {:<18} {:<18} {:<5} {:<12} {:>9} {:>8} {:>8.2}s",
-                format!("{} ({})", r.scenario, r.file),
-                marked(r),
-                r.expected,
-                r.verdict,
-                if r.met { "yes" } else { "NO" },
-                r.strategy,
-                r.executions,
-                r.complete,
-                r.elapsed_ms as f64 / 1000.0
-            );
-        }
-        for r in &rows {
-            if let Some(t) = &r.text_trace {
-                println!(
-                    "\n== {} ({}) / {}: {} ==",
-                    r.scenario,
-                    r.file,
-                    marked(r),
-                    r.message.as_deref().unwrap_or("")
-                );
-                print!("{t}");
-                if let Some(cmd) = replay_command(r, &opts.overrides) {
-                    println!("replay: {cmd}");
-                }
-            } else if !r.met {
-                println!(
-                    "\n== {} ({}) / {}: {} ==",
-                    r.scenario,
-                    r.file,
-                    marked(r),
-                    r.message.as_deref().unwrap_or("expectation not met")
-                );
-            }
-        }
-        let met = rows.iter().filter(|r| r.met).count();
-        println!("\n{met}/{} expectations met", rows.len());
     }
-    if all_met {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::from(exit_code(&rows, interrupted))
 }
 
 fn run_replay(
@@ -500,9 +579,7 @@ fn run_replay(
     // The file as `check` names it: the path given, `scenarios/NAME` or `builtin:NAME`.
     let path = std::path::Path::new(scenario);
     let loaded = if path.exists() {
-        mmcheck_scenario::parse::load_scenario_file(path)
-            .map(|s| (scenario.to_string(), s))
-            .map_err(|e| e.render())
+        mmcheck::input::read_scenario(path).map(|s| (scenario.to_string(), s))
     } else {
         let key = scenario.trim_start_matches("scenarios/");
         match mmcheck::check::CATALOGUE.iter().find(|(n, _)| *n == key) {
@@ -517,7 +594,8 @@ fn run_replay(
                 mmcheck_scenario::catalogue::reference(),
             )),
             None => Err(format!(
-                "error: no scenario file or catalogue entry '{scenario}'"
+                "error: no scenario file or catalogue entry '{}'",
+                mmcheck_scenario::parse::escape_controls(scenario)
             )),
         }
     };
@@ -561,30 +639,46 @@ fn run_replay(
             return ExitCode::from(2);
         }
     };
+    // A tool limit (the frame pool) is no verdict.
+    let limit = r
+        .limit
+        .as_ref()
+        .filter(|_| r.violation.is_none())
+        .map(|l| format!("{l}; {}", l.how_to_raise()));
+    let verdict = match (&r.violation, &limit) {
+        (Some(v), _) => v.kind.name().to_string(),
+        (None, Some(_)) => "inconclusive".to_string(),
+        (None, None) => "clean".to_string(),
+    };
     if json {
+        // The fields of a `check --json` row that a replay has (docs/json.md).
         let v = serde_json::json!({
             "scenario": s.name,
             "file": file,
             "variant": variant.unwrap_or("base"),
             "overrides": overrides.labels(),
             "schedule": token,
-            "verdict": r.violation.as_ref().map_or("clean".to_string(), |v| v.kind.name().to_string()),
+            "verdict": verdict,
             "message": r.violation.as_ref().map(|v| v.to_string()),
+            "limit": limit,
             "trace": json_steps(&r.trace),
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("serialize"));
     } else {
         let names: Vec<String> = (0..m.threads()).map(|t| m.thread_name(t)).collect();
         print!("{}", render(&names, &r.trace, r.violation.as_ref(), 44));
-        if r.violation.is_none() {
+        if let Some(l) = &limit {
+            println!("\ninconclusive: {l}");
+        } else if r.violation.is_none() {
             println!("\nno violation on this schedule");
         }
     }
-    if r.violation.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    use mmcheck::check::exit;
+    ExitCode::from(match (&r.violation, &limit) {
+        (Some(_), _) => exit::UNEXPECTED,
+        (None, Some(_)) => exit::INCONCLUSIVE,
+        (None, None) => exit::OK,
+    })
 }
 
 fn selftest() -> ExitCode {

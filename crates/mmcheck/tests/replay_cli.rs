@@ -198,7 +198,7 @@ fn finding_under_set_reproduces_with_the_printed_command() {
     assert!(stdout.contains("+set: every row runs under --set populate.lock=off"));
     let table_row = stdout
         .lines()
-        .find(|l| l.starts_with("missing-lock (") && l.contains(" base+set "))
+        .find(|l| l.starts_with("missing-lock ") && l.contains(" base+set "))
         .unwrap_or_else(|| panic!("no base+set row:\n{stdout}"));
     assert!(table_row.contains("bad-populate"), "{table_row}");
     // The replay line after the base row's trace.

@@ -3,7 +3,7 @@
 //! backend (explorer crate) implements the same trait with coroutines and a scheduler.
 
 use crate::event::{Event, Obj};
-use crate::violation::Violation;
+use crate::violation::{Limit, Violation};
 use std::panic::Location;
 
 /// How a [`crate::Machine`] executes visible operations.
@@ -20,6 +20,10 @@ pub trait Backend: Send + Sync {
     /// A violation was recorded. Explore stops the execution; native lets the run continue so the
     /// stress driver can report it.
     fn violation(&self, cpu: usize, v: &Violation);
+
+    /// The execution ran into a limit of the tool (the frame pool): explore ends it as
+    /// inconclusive. Native: nothing (the caller sees the failure, as the kernel would).
+    fn limit(&self, _cpu: usize, _l: Limit) {}
 
     /// A trylock announced as `TryAcquire` succeeded (`ok`) or not: lock trackers need to know.
     fn trylock_result(&self, _cpu: usize, _lock: u64, _ok: bool) {}

@@ -11,7 +11,7 @@
 use crate::event::{Access, Obj};
 use crate::machine::Cpu;
 use crate::spinlock::SpinLock;
-use crate::violation::ViolationKind;
+use crate::violation::{Limit, ViolationKind};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -400,6 +400,10 @@ impl Frames {
         let head = {
             let mut st = self.alloc.lock();
             if st.nr_free < n {
+                drop(st);
+                cpu.m
+                    .backend()
+                    .limit(cpu.id, Limit::Frames(self.frames.len()));
                 return None;
             }
             let len = self.frames.len();
@@ -418,7 +422,13 @@ impl Frames {
                 }
                 tried += 1;
             }
-            let head = found?;
+            let Some(head) = found else {
+                drop(st);
+                cpu.m
+                    .backend()
+                    .limit(cpu.id, Limit::Frames(self.frames.len()));
+                return None;
+            };
             for q in head..head + n {
                 st.set(q, true);
             }

@@ -36,4 +36,4 @@ pub use rwsem::{RwSem, RwSemReadGuard, RwSemWriteGuard};
 pub use shared::{Counter, Ghost, Locked, Shared, SharedWord};
 pub use spinlock::{SpinGuard, SpinLock};
 pub use tlb::{TlbEntry, WalkCacheEntry};
-pub use violation::{Violation, ViolationKind};
+pub use violation::{Limit, Violation, ViolationKind};

@@ -96,3 +96,32 @@ impl fmt::Display for Violation {
         write!(f, ": {}", self.msg)
     }
 }
+
+/// A limit of the tool (not of the kernel) that an execution ran into. An execution that hits one
+/// proves nothing either way: the explorer reports it as inconclusive, never as a violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// The execution ran longer than the explorer's step limit (a livelock, or a long scenario).
+    Steps(usize),
+    /// The scenario's frame pool (`frames N`) ran out.
+    Frames(usize),
+}
+
+impl Limit {
+    /// How to raise the limit.
+    pub fn how_to_raise(&self) -> String {
+        match self {
+            Limit::Steps(n) => format!("raise it with --max-steps (now {n})"),
+            Limit::Frames(n) => format!("raise `frames` in the scenario (now {n})"),
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Steps(n) => write!(f, "an execution exceeded the step limit of {n} steps"),
+            Limit::Frames(n) => write!(f, "the frame pool of {n} frames ran out"),
+        }
+    }
+}

@@ -54,10 +54,52 @@ pub const MAX_THREADS: usize = 4;
 
 /// The most frames (`frames N`) a scenario may ask for.
 pub const MAX_FRAMES: u64 = 1 << 20;
+/// Fewest frames a machine with an mm has: pfn 0 (reserved), the zero page, the mm's pgd.
+pub const MIN_FRAMES: u64 = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
+
+/// `s` with every control character but newline and tab written as `\xNN` (or `\u{NNNN}`).
+pub fn escape_controls(s: &str) -> String {
+    escape_with_span(s, 0..0).0
+}
+
+/// [`escape_controls`] of `text`, and the byte span `span` of `text` moved to the result.
+fn escape_with_span(text: &str, span: Range<usize>) -> (String, Range<usize>) {
+    if !text.chars().any(needs_escape) {
+        return (text.to_string(), span);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut start, mut end) = (None, None);
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        let crlf = c == '\r' && bytes.get(i + 1) == Some(&b'\n');
+        if i == span.start {
+            start = Some(out.len());
+        }
+        if i == span.end {
+            end = Some(out.len());
+        }
+        if needs_escape(c) && !crlf {
+            if (c as u32) < 0x80 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    let len = out.len();
+    let start = start.unwrap_or(len);
+    (out, start..end.unwrap_or(len).max(start))
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
 
 /// Why a scenario file was refused: a message located at a byte span of the file, with the
 /// file's name and text for rendering.
@@ -80,11 +122,14 @@ impl ParseError {
     fn new(file: &str, text: &str, span: Range<usize>, message: String) -> Self {
         let span = clamp_span(text, span);
         let (line, col) = line_col_of(text, span.start);
+        // The snippet shows control bytes escaped (never sent raw to a terminal), with the span
+        // moved along.
+        let (shown, span) = escape_with_span(text, span);
         ParseError(Box::new(ErrorInner {
-            file: file.to_string(),
-            src: Src::new(file, text),
+            file: escape_controls(file),
+            src: Src::new(&escape_controls(file), &shown),
             span,
-            message,
+            message: escape_controls(&message),
             label: None,
             help: None,
             line,
@@ -1597,11 +1642,16 @@ impl<'t> Builder<'t> {
                         .map_err(|e| self.switch_err(setting, e))?;
                 }
                 Item::Frames { n, .. } => {
-                    if n.v == 0 || n.v > MAX_FRAMES {
-                        return Err(self.err(
-                            n.span.clone(),
-                            format!("frames must be 1 to {MAX_FRAMES}, not {}", n.v),
-                        ));
+                    if n.v < MIN_FRAMES || n.v > MAX_FRAMES {
+                        return Err(self
+                            .err(
+                                n.span.clone(),
+                                format!("frames must be {MIN_FRAMES} to {MAX_FRAMES}, not {}", n.v),
+                            )
+                            .with_help(Some(format!(
+                            "pfn 0 is reserved, and the zero page and the mm's top-level table \
+                             take a frame each: fewer than {MIN_FRAMES} cannot hold an mm"
+                        ))));
                     }
                     s.nr_frames = n.v as usize;
                 }
@@ -2256,14 +2306,20 @@ pub fn load_scenario_file(path: &Path) -> Result<Scenario, ParseError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path)
         .map_err(|e| ParseError::new(&name, "", 0..0, format!("cannot read {name}: {e}")))?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => parse_scenario(&name, text),
+    parse_scenario_bytes(&name, &bytes)
+}
+
+/// Parse a scenario from the bytes of a file named `name`: [`parse_scenario`], or an error at the
+/// first byte that is not UTF-8.
+pub fn parse_scenario_bytes(name: &str, bytes: &[u8]) -> Result<Scenario, ParseError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_scenario(name, text),
         Err(e) => {
             let good = e.valid_up_to();
-            let text = String::from_utf8_lossy(&bytes);
+            let text = String::from_utf8_lossy(bytes);
             // The lossy text has the same bytes up to the first bad one.
             Err(ParseError::new(
-                &name,
+                name,
                 &text,
                 good..good + 1,
                 "the file is not valid UTF-8".to_string(),

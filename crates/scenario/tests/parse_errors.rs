@@ -211,7 +211,7 @@ fn frames_out_of_range() {
         &format!("scenario s\nframes 0\n{BODY}"),
         2,
         8,
-        "frames must be 1 to 1048576, not 0",
+        "frames must be 3 to 1048576, not 0",
     );
 }
 
