@@ -71,6 +71,9 @@ pub struct Protocol {
     pub mremap_normal_pmd_rmap_locks: bool,
     /// `try_realign_addr` (6.7+): mutually aligned moves start at the PMD boundary below.
     pub mremap_realign: bool,
+    /// `collapse_pte_mapped_thp` rechecks the PMD in step 4 even when the PMD lock and the PTL
+    /// are one lock (the 6.13 code rechecks only when they differ).
+    pub collapse_pte_mapped_recheck_always: bool,
     /// Where `zap_pte_range` explores `need_resched()` (a choice step).
     pub zap_need_resched: ZapResched,
     /// When `move_ptes` flushes the old range: before releasing the PTLs, or after.
@@ -200,6 +203,7 @@ impl Default for Protocol {
             mremap_normal_pmd_rmap_locks: true,
             mremap_realign: true,
             zap_need_resched: ZapResched::Every,
+            collapse_pte_mapped_recheck_always: false,
             mremap_flush: MremapFlush::BeforeUnlock,
             collapse_mthp_anon_vma: MthpAnonVma::Hold,
             collapse_ipi_sync: true,
@@ -440,6 +444,12 @@ pub const SWITCHES: &[Switch] = &[
         mremap_normal_pmd,
         "mremap moves a whole PTE table by moving the PMD (move_normal_pmd) when source and destination are PMD-aligned",
         "mm/mremap.c move_normal_pmd; always under rmap locks since the 6.12 fix"
+    ),
+    bool_switch!(
+        "collapse_pte_mapped.recheck_always",
+        collapse_pte_mapped_recheck_always,
+        "collapse_pte_mapped_thp rechecks pmd_same after taking the PMD lock in step 4 even when the PMD lock and the PTL are the same lock (off: the 6.13 code, which rechecks only when they differ)",
+        "Qi Zheng, 'mm: khugepaged: collapse_pte_mapped_thp() use pte_offset_map_rw_nolock()' (6.13) and its review versions"
     ),
     Switch {
         name: "zap.need_resched",

@@ -330,13 +330,19 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     // LOCKING: only the PTL is dropped; the table stays mapped (RCU) until after step 4, so the
     // PTL taken again below cannot be in a freed table.
     drop(tg);
-    // Step 4: PMD lock, then the PTL nested, recheck, and take the table out.
+    // Step 4: PMD lock, then the PTL nested, recheck, and take the table out. The 6.13 code
+    // rechecks the PMD only when the two locks differ (inside `if (ptl != pml)`); with one lock
+    // for both (no split PTE locks) it goes straight to pmdp_collapse_flush and frees whatever
+    // that returns.
     let pml = pgtable::pmd_lockptr(cx, mm, pmd);
     let pg = pml.lock(cx.cpu);
     let ptl = pgtable::pte_lockptr(cx, mm, pgt_pmd);
-    let tg = (!std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu));
-    let removed = if pmd.get(cx) == pgt_pmd {
-        pmd.xchg(cx, Entry::NONE);
+    let split = !std::ptr::eq(ptl, pml);
+    let tg = split.then(|| ptl.lock(cx.cpu));
+    let recheck = split || cx.proto().collapse_pte_mapped_recheck_always;
+    let mut pgt_pmd = pgt_pmd;
+    let removed = if !recheck || pmd.get(cx) == pgt_pmd {
+        pgt_pmd = pmd.xchg(cx, Entry::NONE);
         cx.cpu
             .flush_tlb_range(mm.id, haddr >> ps, (haddr + g.pmd_size()) >> ps, true);
         true

@@ -250,9 +250,12 @@ fn try_get_and_clear_pmd(
     let _f = cx.cpu.enter("try_get_and_clear_pmd");
     let pml = pgtable::pmd_lockptr(cx, mm, pmd);
     let ptl = pgtable::pte_lockptr(cx, mm, locked_val);
-    let g = if std::ptr::eq(pml, ptl) {
-        None
-    } else if !cx.proto().pt_reclaim_pmd_trylock {
+    if std::ptr::eq(pml, ptl) {
+        // spin_trylock(pml) with the PTL held: the same lock without split PTE locks, so the
+        // trylock fails and the slow path (try_to_free_pte) decides after the PTL is dropped.
+        return false;
+    }
+    let g = if !cx.proto().pt_reclaim_pmd_trylock {
         Some(pml.lock(cx.cpu))
     } else {
         match pml.try_lock(cx.cpu) {
