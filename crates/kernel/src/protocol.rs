@@ -445,12 +445,21 @@ pub const SWITCHES: &[Switch] = &[
         "mremap moves a whole PTE table by moving the PMD (move_normal_pmd) when source and destination are PMD-aligned",
         "mm/mremap.c move_normal_pmd; always under rmap locks since the 6.12 fix"
     ),
-    bool_switch!(
-        "collapse_pte_mapped.recheck_always",
-        collapse_pte_mapped_recheck_always,
-        "collapse_pte_mapped_thp rechecks pmd_same after taking the PMD lock in step 4 even when the PMD lock and the PTL are the same lock (off: the 6.13 code, which rechecks only when they differ)",
-        "Qi Zheng, 'mm: khugepaged: collapse_pte_mapped_thp() use pte_offset_map_rw_nolock()' (6.13) and its review versions"
-    ),
+    Switch {
+        name: "collapse_pte_mapped.recheck",
+        values: &["split_only", "always"],
+        doc: "collapse_pte_mapped_thp rechecks pmd_same after taking the PMD lock in step 4 only when the PTL is a different lock (split_only: the 6.13 code), or also when they are one lock (always)",
+        cite: "Qi Zheng, 'mm: khugepaged: collapse_pte_mapped_thp() use pte_offset_map_rw_nolock()' (6.13) and its review versions",
+        get: |p| if p.collapse_pte_mapped_recheck_always { "always" } else { "split_only" },
+        set: |p, v| {
+            p.collapse_pte_mapped_recheck_always = match v {
+                "split_only" => false,
+                "always" => true,
+                _ => return false,
+            };
+            true
+        },
+    },
     Switch {
         name: "zap.need_resched",
         values: &["every", "first", "off"],
@@ -657,7 +666,7 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "linux-6.1",
-        doc: "no per-VMA locks, no PT reclaim, x86 bare metal frees tables after the IPI flush",
+        doc: "the pre-6.5 kernel: no per-VMA locks, no PT reclaim, no RCU or pmd_same recheck in pte_offset_map, retraction under every walk-start lock exclusively with no spinlock, x86 bare metal frees tables after the IPI flush",
         settings: &[
             ("fault.vma_lock", "off"),
             ("madvise.vma_lock", "off"),
@@ -672,6 +681,7 @@ pub const PRESETS: &[Preset] = &[
             ("mremap.realign", "off"),
             ("mremap.normal_pmd_rmap_locks", "off"),
             ("thp.zero_wp_alloc", "off"),
+            ("pte_map.recheck_pmd", "off"),
         ],
     },
     Preset {
@@ -717,7 +727,13 @@ pub enum SwitchError {
 
 impl Protocol {
     /// Set switch `name` to `value`.
+    ///
+    /// The pseudo-switch `protocol = PRESET` applies every setting of that preset (a variant that
+    /// is another kernel version: `variant pre65: protocol = linux-6.1, retract.locks = ...`).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), SwitchError> {
+        if name == "protocol" {
+            return self.apply_preset(value);
+        }
         let sw = SWITCHES
             .iter()
             .find(|s| s.name == name)
@@ -735,15 +751,21 @@ impl Protocol {
 
     /// The protocol of a preset.
     pub fn preset(name: &str) -> Result<Protocol, SwitchError> {
+        let mut proto = Protocol::default();
+        proto.apply_preset(name)?;
+        Ok(proto)
+    }
+
+    /// Apply every setting of a preset (they are what differs from the 2026 defaults).
+    pub fn apply_preset(&mut self, name: &str) -> Result<(), SwitchError> {
         let p = PRESETS
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| SwitchError::Preset(name.into()))?;
-        let mut proto = Protocol::default();
         for (k, v) in p.settings {
-            proto.set(k, v).expect("presets name valid switches");
+            self.set(k, v).expect("presets name valid switches");
         }
-        Ok(proto)
+        Ok(())
     }
 }
 
@@ -776,6 +798,18 @@ mod tests {
         ));
         let p = Protocol::preset("linux-6.1").unwrap();
         assert!(!p.per_vma_lock && !p.pt_reclaim && p.table_free == TableFree::Immediate);
+        // Review B13: the pre-6.5 kernel, not 2026 defaults with two switches flipped.
+        assert!(!p.pte_map_rcu && !p.pmd_same_recheck && !p.madv_vma_lock);
+        assert_eq!(p.retract_locks, RetractLocks::AllExclusive);
+        assert!(!p.mremap_realign && !p.mremap_normal_pmd_rmap_locks);
+        // A variant may name a preset: its settings apply on top.
+        let mut q = Protocol::default();
+        q.set("protocol", "linux-6.1").unwrap();
+        assert_eq!(q, p);
+        assert!(matches!(
+            q.set("protocol", "linux-9"),
+            Err(SwitchError::Preset(_))
+        ));
         assert_eq!(Protocol::preset("linux-2026").unwrap(), Protocol::default());
         assert!(Protocol::preset("linux-9").is_err());
     }

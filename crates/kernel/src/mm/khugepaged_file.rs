@@ -89,8 +89,11 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         } else {
             None
         };
+        // LOCKING: ≤6.5 (`collapse_and_free_pmd`) takes no spinlock: the mmap write lock and
+        // i_mmap write exclude every walker but GUP-fast (the IPI) and the hardware walker (the
+        // flush). 6.6+ takes the PMD lock, then the PTL nested.
         let pml = pgtable::pmd_lockptr(cx, &mm, pmd);
-        let pg = pml.lock(cx.cpu);
+        let pg = (!exclusive).then(|| pml.lock(cx.cpu));
         let v = pmd.get(cx);
         if cx.proto().retract_recheck_pmd && !v.is_table() {
             drop(pg);
@@ -98,8 +101,12 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         }
         // The PTL from a copy of the PMD value (2025 fix); without the recheck, from whatever is
         // there (R5: a none PMD names pfn 0).
-        let ptl = pgtable::pte_lockptr(cx, &mm, v);
-        let tg = (!std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu));
+        let tg = if exclusive {
+            None
+        } else {
+            let ptl = pgtable::pte_lockptr(cx, &mm, v);
+            (!std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu))
+        };
         if vma.anon_vma(cx).is_some() {
             drop(tg);
             drop(pg);
