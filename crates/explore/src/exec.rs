@@ -120,6 +120,18 @@ impl Core {
     }
 }
 
+/// What a recorded trace keeps about a step beyond [`Step`] (recording mode only: exploration
+/// never builds these).
+#[derive(Clone, Debug, Default)]
+pub struct StepDetail {
+    /// The machine's naming log length at the step: names resolve as they stood then.
+    pub names: u32,
+    /// Locks the thread holds once the step is done (an acquisition is held at its own step).
+    pub held: Vec<u64>,
+    /// An entry write's word before and after the step.
+    pub value: Option<(u64, u64)>,
+}
+
 /// The machine holds this; the scheduler holds another `Arc` to the same core.
 struct CoreHandle(Arc<Core>);
 
@@ -166,6 +178,10 @@ impl Backend for CoreHandle {
 
     fn stopping(&self) -> bool {
         self.0.aborting.get()
+    }
+
+    fn naming(&self) -> bool {
+        self.0.recording.get()
     }
 
     fn touch(&self, _cpu: usize, obj: Obj, loc: &'static Location<'static>) {
@@ -241,6 +257,8 @@ pub struct Exec<M: Model> {
     pub steps: usize,
     /// The thread of each step so far.
     pub sched: Vec<u8>,
+    /// Per-step detail (recording mode only).
+    pub detail: Vec<StepDetail>,
 }
 
 /// Coroutine stacks, reused across executions.
@@ -265,6 +283,7 @@ impl<M: Model> Exec<M> {
             locks: LockTrack::default(),
             steps: 0,
             sched: Vec::new(),
+            detail: Vec::new(),
         };
         for t in 0..n {
             let stack = pool
@@ -382,13 +401,50 @@ impl<M: Model> Exec<M> {
         self.locks
             .note(t, &ev, &self.sched, self.model.machine(&self.inst));
         self.steps += 1;
+        let recording = self.core.recording.get();
+        let (mark, before) = if recording {
+            self.detail_before(&ev)
+        } else {
+            (0, None)
+        };
         self.resume(t);
         if ev.access == Access::TryAcquire {
             for (c, l) in self.core.trylocks.borrow_mut().drain(..) {
                 self.locks.held[c].push(l);
             }
         }
+        if recording {
+            self.detail_after(t, &ev, mark, before);
+        }
         ev
+    }
+
+    /// Recording: the naming mark and an entry write's old word, before the step runs.
+    fn detail_before(&self, ev: &Event) -> (u32, Option<u64>) {
+        let m = self.model.machine(&self.inst);
+        let old = match (ev.obj, ev.access) {
+            (Obj::Entry { pfn, idx }, Access::Write | Access::Rmw) => {
+                Some(m.frames.entry_word_raw(pfn, idx as usize))
+            }
+            _ => None,
+        };
+        (m.names_mark(), old)
+    }
+
+    /// Recording: what the step did (locks held after it, an entry write's new word).
+    fn detail_after(&mut self, t: usize, ev: &Event, mark: u32, before: Option<u64>) {
+        let m = self.model.machine(&self.inst);
+        let value = match (ev.obj, before) {
+            (Obj::Entry { pfn, idx }, Some(old)) => {
+                Some((old, m.frames.entry_word_raw(pfn, idx as usize)))
+            }
+            _ => None,
+        };
+        self.detail.push(StepDetail {
+            names: mark,
+            held: self.locks.held[t].clone(),
+            value,
+        });
     }
 
     /// The violation the last step raised, if any.

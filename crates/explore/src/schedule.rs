@@ -106,6 +106,9 @@ pub struct Run {
     /// The chooser gave up (schedule did not fit, or a sleep-set block in DPOR).
     pub abandoned: bool,
     pub lock_edges: crate::lockdep::Edges,
+    /// Per-step detail and the naming log (recording mode only; empty otherwise).
+    pub detail: Vec<crate::exec::StepDetail>,
+    pub names: mmcheck_platform::Names,
 }
 
 /// Picks the thread for a step from the execution, the enabled mask and the step index.
@@ -165,7 +168,11 @@ pub fn run_one<M: Model>(
     let lock_edges = ex.locks.edges.clone();
     let clean_end = violation.is_none() && !abandoned;
     let sched = std::mem::take(&mut ex.sched);
+    let detail = std::mem::take(&mut ex.detail);
+    let inst = recording.then(|| ex.inst.clone());
     let finish = ex.finish(pool, clean_end);
+    // After the final checks, which may blame objects.
+    let names = inst.map_or_else(Default::default, |i| model.machine(&i).names());
     if let Some(f) = &finish {
         if violation.is_none() {
             violation = f.violations.first().cloned();
@@ -179,6 +186,8 @@ pub fn run_one<M: Model>(
         preemptions,
         abandoned,
         lock_edges,
+        detail,
+        names,
     }
 }
 

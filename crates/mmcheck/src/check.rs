@@ -4,7 +4,7 @@
 //! The command-line protocol overrides ([`Overrides`]: `--protocol`, `--set`) are shared with
 //! `mmcheck replay`, so that the replay command printed for a row reproduces it.
 
-use mmcheck_explore::report::{json_steps, render};
+use mmcheck_explore::report::{json_run, render, render_run};
 use mmcheck_explore::schedule::replay_strict;
 use mmcheck_explore::shrink::shrink;
 use mmcheck_explore::{explore, Config, Mode, Model};
@@ -27,6 +27,10 @@ pub struct CheckOpts {
     pub seed: u64,
     /// Strict mode: report any access to shared state its step did not announce.
     pub strict: bool,
+    /// Show every step of a counterexample (no folding of lock and seqcount chatter).
+    pub verbose: bool,
+    /// Build each counterexample's HTML timeline section (`--html`).
+    pub html: bool,
 }
 
 /// The command-line protocol overrides: `--protocol PRESET`, then each `--set switch=value` in
@@ -97,6 +101,9 @@ pub struct Row {
     pub trace: Option<Vec<mmcheck_explore::report::JsonStep>>,
     #[serde(skip)]
     pub text_trace: Option<String>,
+    /// The counterexample's section of the HTML timeline (with `--html`).
+    #[serde(skip)]
+    pub html: Option<String>,
 }
 
 /// A scenario file that did not load.
@@ -268,6 +275,7 @@ pub fn run_row(
         message: None,
         trace: None,
         text_trace: None,
+        html: None,
     };
     let sv = match s.with_variant(variant) {
         Ok(sv) => sv,
@@ -309,10 +317,15 @@ pub fn run_row(
             Ok(r) if r.violation.as_ref().map(|v| v.kind) == Some(small.violation.kind) => {
                 let names: Vec<String> =
                     (0..model.threads()).map(|t| model.thread_name(t)).collect();
-                row.text_trace = Some(render(&names, &r.trace, r.violation.as_ref(), 44));
-                row.trace = Some(json_steps(&r.trace));
+                row.text_trace = Some(render_run(&names, &r, opts.verbose));
+                row.trace = Some(json_run(&r));
                 row.schedule = Some(small.schedule.to_string());
                 row.message = Some(small.violation.to_string());
+                if opts.html {
+                    let title = format!("{} / {}", row.scenario, row.variant);
+                    let replay = replay_command(&row, &opts.overrides).unwrap_or_default();
+                    row.html = Some(mmcheck_explore::html::section(&title, &names, &r, &replay));
+                }
             }
             // Never expected (executions are deterministic); an error rather than a bad token.
             other => {

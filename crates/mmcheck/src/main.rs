@@ -59,6 +59,12 @@ enum Cmd {
         /// step did not announce, naming the object and the code location.
         #[arg(long)]
         strict: bool,
+        /// Show every step of a counterexample's trace (lock and seqcount chatter unfolded).
+        #[arg(short, long)]
+        verbose: bool,
+        /// Write the counterexamples as a self-contained HTML timeline to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// Replay a schedule token on a scenario and print its trace. Exits 1 on a violation, 2 if
     /// the token does not fit the scenario.
@@ -80,6 +86,12 @@ enum Cmd {
         /// Print one JSON object instead of the trace.
         #[arg(long)]
         json: bool,
+        /// Show every step (lock and seqcount chatter unfolded).
+        #[arg(short, long)]
+        verbose: bool,
+        /// Write the trace as a self-contained HTML timeline to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// List every protocol switch with its default, alternatives and citation, and the presets.
     Switches,
@@ -165,6 +177,8 @@ fn main() -> ExitCode {
             jobs,
             seed,
             strict,
+            verbose,
+            html,
         } => {
             if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
                 eprintln!("error: --budget must be a positive number of seconds up to 86400");
@@ -182,8 +196,10 @@ fn main() -> ExitCode {
                 overrides: mmcheck::check::Overrides { protocol, sets },
                 seed,
                 strict,
+                verbose,
+                html: html.is_some(),
             };
-            run_check(&paths, &opts, json, jobs as usize)
+            run_check(&paths, &opts, json, jobs as usize, html.as_deref())
         }
         Cmd::Replay {
             scenario,
@@ -192,12 +208,16 @@ fn main() -> ExitCode {
             protocol,
             sets,
             json,
+            verbose,
+            html,
         } => run_replay(
             &scenario,
             &schedule,
             variant.as_deref(),
             &mmcheck::check::Overrides { protocol, sets },
             json,
+            verbose,
+            html.as_deref(),
         ),
         Cmd::Stress {
             threads,
@@ -326,6 +346,7 @@ fn run_check(
     opts: &mmcheck::check::CheckOpts,
     json: bool,
     jobs: usize,
+    html: Option<&std::path::Path>,
 ) -> ExitCode {
     use mmcheck::check::{apply_overrides, load, replaced_warning, replay_command, run_row, Row};
     use std::io::IsTerminal;
@@ -401,6 +422,14 @@ fn run_check(
     }
     let rows: Vec<Row> = results.into_iter().filter_map(|r| r.into_inner()).collect();
     let all_met = rows.iter().all(|r| r.met);
+    if let Some(path) = html {
+        let sections: Vec<String> = rows.iter().filter_map(|r| r.html.clone()).collect();
+        let page = mmcheck_explore::html::page("mmcheck counterexamples", &sections);
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     if json {
         println!(
             "{}",
@@ -486,9 +515,11 @@ fn run_replay(
     variant: Option<&str>,
     overrides: &mmcheck::check::Overrides,
     json: bool,
+    verbose: bool,
+    html: Option<&std::path::Path>,
 ) -> ExitCode {
     use mmcheck::check::{apply_overrides, replaced_warning};
-    use mmcheck_explore::report::{json_steps, render};
+    use mmcheck_explore::report::{json_run, render_run};
     use mmcheck_explore::{Model, Schedule};
     let sched = match Schedule::parse(token) {
         Ok(s) => s,
@@ -570,14 +601,29 @@ fn run_replay(
             "schedule": token,
             "verdict": r.violation.as_ref().map_or("clean".to_string(), |v| v.kind.name().to_string()),
             "message": r.violation.as_ref().map(|v| v.to_string()),
-            "trace": json_steps(&r.trace),
+            "trace": json_run(&r),
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("serialize"));
     } else {
         let names: Vec<String> = (0..m.threads()).map(|t| m.thread_name(t)).collect();
-        print!("{}", render(&names, &r.trace, r.violation.as_ref(), 44));
+        print!("{}", render_run(&names, &r, verbose));
         if r.violation.is_none() {
             println!("\nno violation on this schedule");
+        }
+    }
+    if let Some(path) = html {
+        let names: Vec<String> = (0..m.threads()).map(|t| m.thread_name(t)).collect();
+        let replay = format!(
+            "mmcheck replay {file} --variant {}{} --schedule {token}",
+            variant.unwrap_or("base"),
+            overrides.flags()
+        );
+        let title = format!("{} / {}", s.name, variant.unwrap_or("base"));
+        let sec = mmcheck_explore::html::section(&title, &names, &r, &replay);
+        let page = mmcheck_explore::html::page("mmcheck replay", &[sec]);
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
         }
     }
     if r.violation.is_some() {

@@ -389,6 +389,19 @@ impl Frames {
             .get_or_init(|| (0..self.entries).map(|_| AtomicU64::new(0)).collect())
     }
 
+    /// The word of entry `idx` of frame `pfn`, read outside every step for a trace's entry
+    /// values (no checks: the frame may have been freed by the step).
+    pub fn entry_word_raw(&self, pfn: u32, idx: usize) -> u64 {
+        match self.frames.get(pfn as usize) {
+            Some(f) => f
+                .words
+                .get()
+                .and_then(|w| w.get(idx))
+                .map_or(0, |w| w.load(Ordering::SeqCst)),
+            None => 0,
+        }
+    }
+
     /// Allocate a naturally aligned block of `1 << order` frames as `kind`; `None` when out of
     /// memory.
     pub fn alloc(&self, cpu: &Cpu<'_>, order: u32, kind: FrameKind) -> Option<FrameRef> {
@@ -449,6 +462,11 @@ impl Frames {
             f.state
                 .store((gen as u64) << 16 | kind.encode(), Ordering::SeqCst);
         }
+        cpu.m.name(crate::naming::NameRec::Alloc {
+            pfn: head as u32,
+            order: order as u8,
+            kind,
+        });
         cpu.m.backend().allocated(cpu.id, head as u32, order);
         Some(self.current(head as u32))
     }
