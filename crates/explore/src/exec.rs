@@ -467,6 +467,16 @@ impl<M: Model> Exec<M> {
     /// A deadlock report: nothing enabled, someone unfinished.
     pub fn deadlock(&self) -> Violation {
         let mut parts = Vec::new();
+        // Named as the kernel names them when recording a trace (the log is empty otherwise).
+        let names = self
+            .core
+            .recording
+            .get()
+            .then(|| self.model.machine(&self.inst).names());
+        let name = |o: Obj| match &names {
+            Some(n) => n.obj(o, usize::MAX),
+            None => o.describe(),
+        };
         for t in 0..self.threads() {
             if let Some(r) = self.pending[t] {
                 if self.model.is_daemon(t) {
@@ -483,13 +493,13 @@ impl<M: Model> Exec<M> {
                 };
                 let held: Vec<String> = self.locks.held[t]
                     .iter()
-                    .map(|&l| crate::dpor::lock_name(l))
+                    .map(|&l| name(Obj::Lock(l)))
                     .collect();
                 parts.push(format!(
                     "{} waits for {} {}{} holding [{}]",
                     self.model.thread_name(t),
                     crate::report::access_text(ev.access),
-                    crate::report::obj_text(ev.obj),
+                    name(ev.obj),
                     if holder.is_empty() {
                         String::new()
                     } else {

@@ -48,25 +48,54 @@ pub fn section(title: &str, threads: &[String], run: &Run, replay: &str) -> Stri
         run.trace.len(),
         sl.steps.len()
     ));
-    o.push_str("<table class=\"tl\">\n<thead><tr><th>step</th>");
+    if !sl.steps.is_empty() {
+        o.push_str("<h3>race window</h3>\n");
+        table(&mut o, "rw", threads, run, &v, &sl, &sl.steps);
+        o.push_str("<h3>timeline</h3>\n");
+    }
+    let all: Vec<usize> = (0..run.trace.len()).collect();
+    table(&mut o, "tl", threads, run, &v, &sl, &all);
+    if let Some(viol) = &run.violation {
+        o.push_str(&format!(
+            "<p class=\"violation\">violation: {}</p>\n",
+            esc(&viol.to_string())
+        ));
+    }
+    o.push_str("</section>\n");
+    o
+}
+
+/// A timeline table of steps `which`, one column per thread.
+fn table(
+    o: &mut String,
+    class: &str,
+    threads: &[String],
+    run: &Run,
+    v: &View<'_>,
+    sl: &Slice,
+    which: &[usize],
+) {
+    o.push_str(&format!(
+        "<table class=\"{class}\">\n<thead><tr><th>step</th>"
+    ));
     for t in threads {
         o.push_str(&format!("<th>{}</th>", esc(t)));
     }
     o.push_str("</tr></thead>\n<tbody>\n");
     let n = run.trace.len();
-    for i in 0..n {
+    for &i in which {
         let s = &run.trace[i];
         let last = i + 1 == n && run.violation.is_some();
         let win = sl.steps.contains(&i);
-        let mut class = Vec::new();
+        let mut cls = vec!["step"];
         if win {
-            class.push("win");
+            cls.push("win");
         }
         if last {
-            class.push("bad");
+            cls.push("bad");
         }
         if !win && !last && v.is_chatter(i) {
-            class.push("chatter");
+            cls.push("chatter");
         }
         let mut tip = vec![format!("object: {}", v.obj(i))];
         if let Some(val) = v.value(i) {
@@ -78,25 +107,36 @@ pub fn section(title: &str, threads: &[String], run: &Run, replay: &str) -> Stri
         } else {
             format!("locks held: {}", held.join(", "))
         });
-        for e in sl.edges.iter().filter(|e| e.1 == i) {
-            tip.push(format!(
-                "after step {} ({})",
-                e.0,
-                threads
+        let after: Vec<String> = sl
+            .edges
+            .iter()
+            .filter(|e| e.1 == i)
+            .map(|e| {
+                let t = threads
                     .get(run.trace[e.0].thread)
-                    .map_or("?", |t| t.as_str())
-            ));
+                    .map_or("?", |t| t.as_str());
+                format!("{} ({t})", e.0)
+            })
+            .collect();
+        if !after.is_empty() {
+            tip.push(format!("ordered after step {}", after.join(", ")));
         }
         o.push_str(&format!(
-            "<tr class=\"step {}\" data-step=\"{i}\"><td class=\"n\">{i}</td>",
-            class.join(" ")
+            "<tr class=\"{}\" data-step=\"{i}\"><td class=\"n\">{i}</td>",
+            cls.join(" ")
         ));
         for t in 0..threads.len() {
             if t == s.thread {
+                let mut text = esc(&v.cell(i));
+                if class == "rw" && !held.is_empty() {
+                    text.push_str(&format!(
+                        "<br><span class=\"held\">holds {}</span>",
+                        esc(&held.join(", "))
+                    ));
+                }
                 o.push_str(&format!(
-                    "<td class=\"op\" title=\"{}\">{}</td>",
-                    esc(&tip.join("\n")),
-                    esc(&v.cell(i))
+                    "<td class=\"op\" title=\"{}\">{text}</td>",
+                    esc(&tip.join("\n"))
                 ));
             } else {
                 o.push_str("<td></td>");
@@ -105,28 +145,21 @@ pub fn section(title: &str, threads: &[String], run: &Run, replay: &str) -> Stri
         o.push_str("</tr>\n");
     }
     o.push_str("</tbody>\n</table>\n");
-    if let Some(viol) = &run.violation {
-        o.push_str(&format!(
-            "<p class=\"violation\">violation: {}</p>\n",
-            esc(&viol.to_string())
-        ));
-    }
-    o.push_str("</section>\n");
-    o
 }
 
 const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 pre.hdr { background: #fff4f4; border-left: 4px solid #c00; padding: .6em; white-space: pre-wrap; }
 code.replay { background: #f2f2f2; padding: .1em .3em; user-select: all; }
-table.tl { border-collapse: collapse; font: 12px ui-monospace, monospace; }
-table.tl th { position: sticky; top: 0; background: #eee; text-align: left; padding: 2px 8px; }
-table.tl td { padding: 1px 8px; border-bottom: 1px solid #f0f0f0; vertical-align: top; }
-table.tl td.n { color: #888; text-align: right; }
+table.tl, table.rw { border-collapse: collapse; font: 12px ui-monospace, monospace; }
+table.tl th, table.rw th { position: sticky; top: 0; background: #eee; text-align: left; padding: 2px 8px; }
+table.tl td, table.rw td { padding: 1px 8px; border-bottom: 1px solid #f0f0f0; vertical-align: top; }
+table.tl td.n, table.rw td.n { color: #888; text-align: right; }
 tr.win td.op { background: #fff3b0; font-weight: 600; }
 tr.bad td.op { background: #ffb3b3; font-weight: 700; }
 tr.chatter { color: #999; }
 body.fold tr.chatter { display: none; }
+span.held { color: #666; font-weight: 400; }
 td.op:hover { outline: 1px solid #888; }
 p.violation { color: #a00; font-weight: 700; }
 "#;
@@ -137,8 +170,8 @@ const SCRIPT: &str = r#"
   function apply() { document.body.classList.toggle('fold', box.checked); }
   box.addEventListener('change', apply);
   apply();
-  var steps = document.querySelectorAll('tr.step').length;
-  var win = document.querySelectorAll('tr.win').length;
+  var steps = document.querySelectorAll('table.tl tr.step').length;
+  var win = document.querySelectorAll('table.tl tr.win').length;
   var s = document.getElementById('summary');
   s.textContent = 'rendered ' + steps + ' steps, ' + win + ' in race windows';
   s.setAttribute('data-rendered', 'yes');
@@ -151,7 +184,7 @@ pub fn page(title: &str, sections: &[String]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
          <style>{STYLE}</style>\n</head>\n<body class=\"fold\">\n<h1>{}</h1>\n\
          <p><label><input type=\"checkbox\" id=\"fold\" checked> fold lock and seqcount chatter\
-         </label> <span id=\"summary\"></span></p>\n",
+         </label> · <span id=\"summary\"></span></p>\n",
         esc(title),
         esc(title)
     );

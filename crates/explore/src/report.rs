@@ -9,7 +9,7 @@
 
 use crate::exec::Step;
 use crate::schedule::Run;
-use mmcheck_platform::{Access, Names, Obj, Violation};
+use mmcheck_platform::{Access, Names, Obj, Violation, ViolationKind};
 use serde::Serialize;
 
 /// Short text for an object.
@@ -167,13 +167,32 @@ pub fn json_run(run: &Run) -> Vec<JsonStep> {
 pub struct View<'a> {
     pub run: &'a Run,
     pub names: &'a Names,
+    /// After each step: is its thread in an RCU read-side section, with IRQs off?
+    ctx: Vec<(bool, bool)>,
 }
 
 impl<'a> View<'a> {
     pub fn new(run: &'a Run) -> Self {
+        let mut depth = [(0i32, 0i32); crate::MAX_THREADS];
+        let ctx = run
+            .trace
+            .iter()
+            .map(|s| {
+                let d = &mut depth[s.thread.min(crate::MAX_THREADS - 1)];
+                match s.event.access {
+                    Access::RcuLock => d.0 += 1,
+                    Access::RcuUnlock => d.0 -= 1,
+                    Access::IrqDisable => d.1 += 1,
+                    Access::IrqEnable => d.1 -= 1,
+                    _ => {}
+                }
+                (d.0 > 0, d.1 > 0)
+            })
+            .collect();
         View {
             run,
             names: &run.names,
+            ctx,
         }
     }
 
@@ -227,16 +246,38 @@ impl<'a> View<'a> {
             return Vec::new();
         };
         let m = self.mark(i);
-        d.held
+        let mut v: Vec<String> = d
+            .held
             .iter()
             .map(|&l| self.names.obj(Obj::Lock(l), m))
-            .collect()
+            .collect();
+        let (rcu, irq) = self.ctx.get(i).copied().unwrap_or_default();
+        if rcu {
+            v.push("rcu_read_lock".into());
+        }
+        if irq {
+            v.push("irqs off".into());
+        }
+        v
     }
 
     /// `func: access object[: value]` for step `i`.
     pub fn cell(&self, i: usize) -> String {
         let s = &self.run.trace[i];
-        let what = if matches!(s.event.obj, Obj::Rcu | Obj::Irq(_) | Obj::Tlb(_)) {
+        let what = if matches!(
+            s.event.access,
+            Access::RcuLock
+                | Access::RcuUnlock
+                | Access::GracePeriod
+                | Access::CallRcu
+                | Access::RcuCallback
+                | Access::IrqDisable
+                | Access::IrqEnable
+                | Access::IpiSync
+                | Access::Flush
+                | Access::Fill
+                | Access::TlbScan
+        ) {
             access_text(s.event.access).to_string()
         } else {
             format!("{} {}", access_text(s.event.access), self.obj(i))
@@ -301,14 +342,63 @@ fn touches(e: &mmcheck_platform::Event, o: Obj) -> bool {
 pub fn slice(run: &Run) -> Slice {
     let trace = &run.trace;
     let mut objects = run.names.blamed();
+    let kind = run.violation.as_ref().map(|v| (v.kind, v.cpu));
     if objects.is_empty() {
-        if let Some(last) = trace.last() {
-            if run.violation.is_some() {
-                objects.push(last.event.obj);
+        match kind {
+            // A deadlock: the locks the threads hold (each waits for one another holds).
+            Some((ViolationKind::Deadlock, _)) => {
+                let mut last = [None; crate::MAX_THREADS];
+                for (i, s) in trace.iter().enumerate() {
+                    last[s.thread.min(crate::MAX_THREADS - 1)] = Some(i);
+                }
+                for i in last.into_iter().flatten() {
+                    for &l in run.detail.get(i).map_or(&[][..], |d| &d.held[..]) {
+                        objects.push(Obj::Lock(l));
+                    }
+                }
+            }
+            // Raised by a thread's step: the object of that step.
+            Some((_, Some(_))) => objects.extend(trace.last().map(|s| s.event.obj)),
+            // A final check that blamed nothing: no window.
+            _ => {}
+        }
+    }
+    objects.sort();
+    objects.dedup();
+    // A use after free of a table: how the thread reached the table matters, so the entry that
+    // linked it (and whoever cleared it) is an object of the violation too.
+    for o in objects.clone() {
+        if let Obj::Entry { pfn, .. } = o {
+            let freed = trace
+                .iter()
+                .any(|s| s.event.access == Access::FrameFree && touches(&s.event, o));
+            if let (true, Some(p)) = (freed, run.names.parent_entry(pfn, usize::MAX)) {
+                if !objects.contains(&p) {
+                    objects.push(p);
+                }
             }
         }
     }
-    objects.dedup();
+    // A stale TLB entry: the page-table entry each fill loaded (the last one its thread read)
+    // is an object too, so the window shows who cleared it without a flush.
+    for o in objects.clone() {
+        let Obj::Tlb(c) = o else { continue };
+        for (i, st) in trace.iter().enumerate() {
+            if st.event.access != Access::Fill || st.event.obj != o {
+                continue;
+            }
+            let read = trace[..i].iter().rev().find(|p| {
+                p.thread == c as usize
+                    && p.event.access == Access::Read
+                    && matches!(p.event.obj, Obj::Entry { .. })
+            });
+            if let Some(p) = read {
+                if !objects.contains(&p.event.obj) {
+                    objects.push(p.event.obj);
+                }
+            }
+        }
+    }
     // A write to an object of the violation may carry a value read from another entry in the
     // same kernel function (`move_ptes` moves an entry: read-and-clear the old one, write the new
     // one): the entries that function wrote around it are objects of the violation too.
@@ -354,7 +444,9 @@ pub fn slice(run: &Run) -> Slice {
         .filter(|&i| objects.iter().any(|&o| touches(&trace[i].event, o)))
         .collect();
     if let Some(last) = trace.len().checked_sub(1) {
-        if run.violation.is_some() && !steps.contains(&last) {
+        if matches!(kind, Some((k, Some(_))) if k != ViolationKind::Deadlock)
+            && !steps.contains(&last)
+        {
             steps.push(last);
         }
     }
@@ -419,8 +511,13 @@ pub fn header(threads: &[String], run: &Run, sl: &Slice) -> String {
             .find(|&i| trace[i].event.obj == o && writes(trace[i].event.access))
         {
             let val = v.value(i).map(|x| format!(": {x}")).unwrap_or_default();
+            let what = match trace[i].event.access {
+                Access::Acquire | Access::AcquireShared | Access::TryAcquire => "last taken",
+                Access::Release | Access::ReleaseShared => "last released",
+                _ => "last changed",
+            };
             out.push_str(&format!(
-                "  last changed by {} at step {i} in {} ({}){val}\n",
+                "  {what} by {} at step {i} in {} ({}){val}\n",
                 name(trace[i].thread),
                 trace[i].func,
                 access_text(trace[i].event.access)
@@ -476,10 +573,21 @@ pub fn render_slice(threads: &[String], run: &Run, sl: &Slice) -> String {
 /// The whole trace, one line per step with its thread; without `verbose`, runs of lock and
 /// seqcount chatter outside the race window are folded into one line.
 pub fn render_trace(threads: &[String], run: &Run, sl: &Slice, verbose: bool) -> String {
+    render_steps(threads, run, sl, run.trace.len(), verbose)
+}
+
+/// The first `upto` steps of the trace (see [`render_trace`]).
+pub fn render_steps(
+    threads: &[String],
+    run: &Run,
+    sl: &Slice,
+    upto: usize,
+    verbose: bool,
+) -> String {
     let v = View::new(run);
     let tw = threads.iter().map(|t| t.len()).max().unwrap_or(2).max(2);
     let mut out = String::new();
-    let n = run.trace.len();
+    let n = upto.min(run.trace.len());
     let mut i = 0;
     while i < n {
         let fold = |j: usize| !verbose && v.is_chatter(j) && !sl.steps.contains(&j);
@@ -502,7 +610,7 @@ pub fn render_trace(threads: &[String], run: &Run, sl: &Slice, verbose: bool) ->
                 continue;
             }
         }
-        let last = i + 1 == n && run.violation.is_some();
+        let last = i + 1 == run.trace.len() && run.violation.is_some();
         let mark = if last {
             '>'
         } else if sl.steps.contains(&i) {
@@ -529,7 +637,7 @@ pub fn render_run(threads: &[String], run: &Run, verbose: bool) -> String {
         Slice::default()
     };
     let mut out = header(threads, run, &sl);
-    if run.violation.is_some() {
+    if !sl.steps.is_empty() {
         out.push_str(&render_slice(threads, run, &sl));
         out.push_str("\nfull trace (* in the race window, > the violating step):\n");
     }

@@ -4,7 +4,7 @@
 //! The command-line protocol overrides ([`Overrides`]: `--protocol`, `--set`) are shared with
 //! `mmcheck replay`, so that the replay command printed for a row reproduces it.
 
-use mmcheck_explore::report::{json_run, render, render_run};
+use mmcheck_explore::report::{json_run, render_run, render_steps};
 use mmcheck_explore::schedule::replay_strict;
 use mmcheck_explore::shrink::shrink;
 use mmcheck_explore::{explore, Config, Mode, Model};
@@ -320,7 +320,9 @@ pub fn run_row(
                 row.text_trace = Some(render_run(&names, &r, opts.verbose));
                 row.trace = Some(json_run(&r));
                 row.schedule = Some(small.schedule.to_string());
-                row.message = Some(small.violation.to_string());
+                // The replay's own words: objects named as the kernel names them.
+                let v = r.violation.as_ref().unwrap_or(&small.violation);
+                row.message = Some(v.to_string());
                 if opts.html {
                     let title = format!("{} / {}", row.scenario, row.variant);
                     let replay = replay_command(&row, &opts.overrides).unwrap_or_default();
@@ -361,7 +363,8 @@ pub fn run_row(
                 model.thread_name(e.thread),
                 e.step
             ));
-            text.push_str(&render(&names, &r.trace[..upto], None, 44));
+            let none = mmcheck_explore::report::Slice::default();
+            text.push_str(&render_steps(&names, &r, &none, upto, opts.verbose));
             text.push_str(&format!(
                 "replay: mmcheck replay {}{} --variant {} --schedule {}\n",
                 row.file,

@@ -102,6 +102,12 @@ impl Names {
         }
     }
 
+    /// The entry that linked table `pfn` (parent table, index), as of log position `upto`.
+    pub fn parent_entry(&self, pfn: u32, upto: usize) -> Option<Obj> {
+        self.link_of(pfn, upto)
+            .map(|(parent, idx)| Obj::Entry { pfn: parent, idx })
+    }
+
     /// The parent link of table `pfn` made since its allocation.
     fn link_of(&self, pfn: u32, upto: usize) -> Option<(u32, u32)> {
         for r in self.upto(upto).iter().rev() {
