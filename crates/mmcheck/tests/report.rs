@@ -209,3 +209,57 @@ fn html_timeline_renders_in_headless_chromium() {
     assert!(dom.contains("mmcheck replay"), "replay command missing");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_and_replay_write_html() {
+    let dir = std::env::temp_dir().join(format!("mmcheck-html-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = seed004().display().to_string();
+    let page = dir.join("check.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_mmcheck"))
+        .args(["check", &file, "--budget", "20", "--json", "--html"])
+        .arg(&page)
+        .output()
+        .expect("run mmcheck check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).expect("check wrote the page");
+    assert!(html.contains("seed-004-mremap-rmap-locks / never") && html.contains("data-step="));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json rows");
+    let token = rows
+        .as_array()
+        .and_then(|r| r.iter().find_map(|r| r["schedule"].as_str()))
+        .expect("a schedule")
+        .to_string();
+    let page = dir.join("replay.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_mmcheck"))
+        .args([
+            "replay",
+            &file,
+            "--variant",
+            "never",
+            "--schedule",
+            &token,
+            "--html",
+        ])
+        .arg(&page)
+        .output()
+        .expect("run mmcheck replay");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).expect("replay wrote the page");
+    assert!(html.contains("rmap-missed") && html.contains(&token));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("race window") && text.contains("chatter folded"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -35,6 +35,19 @@ pub enum FrameKind {
     Reserved,
 }
 
+impl std::fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameKind::Free => f.write_str("free"),
+            FrameKind::Table(1) => f.write_str("a PTE table"),
+            FrameKind::Table(2) => f.write_str("a PMD table"),
+            FrameKind::Table(l) => write!(f, "a level-{l} table"),
+            FrameKind::Data => f.write_str("a data page"),
+            FrameKind::Reserved => f.write_str("reserved"),
+        }
+    }
+}
+
 impl FrameKind {
     fn encode(self) -> u64 {
         match self {
@@ -374,7 +387,7 @@ impl Frames {
         let now = match kind {
             FrameKind::Free => "free".to_string(),
             FrameKind::Reserved => "reserved (pfn 0: derived from a none entry?)".to_string(),
-            k => format!("reused as {k:?} (gen {gen})"),
+            k => format!("reused as {k} (gen {gen})"),
         };
         cpu.report(
             ViolationKind::UseAfterFree,
@@ -494,7 +507,7 @@ impl Frames {
             };
             cpu.report(
                 k,
-                format!("free of pfn {} gen {}: frame is {kind:?}{by}", r.pfn, r.gen),
+                format!("free of pfn {} gen {}: frame is {kind}{by}", r.pfn, r.gen),
             );
             return;
         }

@@ -178,7 +178,7 @@ pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
     {
         cx.cpu.report(
             mmcheck_platform::ViolationKind::BadPopulate,
-            format!("populate of entry {} of table pfn {} with pfn {}, which is {kind:?}, not a live level-{} table (R5: pmd_pgtable of a none or stale value)", p.idx, p.table.pfn, table.pfn, p.level - 1),
+            format!("populate of entry {} of table pfn {} with pfn {}, which is {kind}, not a live level-{} table (R5: pmd_pgtable of a none or stale value)", p.idx, p.table.pfn, table.pfn, p.level - 1),
         );
     }
     // A plain store in the kernel; an exchange here so the oracle sees what it overwrote.
@@ -187,8 +187,10 @@ pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
         cx.cpu.report(
             mmcheck_platform::ViolationKind::BadPopulate,
             format!(
-                "populate of entry {} of table pfn {} overwrites {cur:?}",
-                p.idx, p.table.pfn
+                "populate of entry {} of table pfn {} overwrites {}",
+                p.idx,
+                p.table.pfn,
+                crate::arch::pgtable::entry_text(p.level, cur.0)
             ),
         );
     }
