@@ -839,7 +839,7 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert!(v.iter().all(|v| v.kind == ViolationKind::UseAfterFree));
         assert!(v[0].msg.contains("entry write"), "{}", v[0].msg);
-        assert!(v[0].msg.contains("reused as Data"), "{}", v[0].msg);
+        assert!(v[0].msg.contains("reused as a data page"), "{}", v[0].msg);
         assert!(v[0].msg.contains("freed by CPU1"), "{}", v[0].msg);
         assert!(v[1].msg.contains("page-table lock"), "{}", v[1].msg);
         // The live reference is fine.

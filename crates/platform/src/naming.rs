@@ -126,7 +126,7 @@ impl Names {
 
     /// Bytes mapped by one entry of a level-`level` table.
     fn entry_span(&self, level: u32) -> u64 {
-        1u64.checked_shl(self.page_shift + self.bits * (level - 1))
+        1u64.checked_shl(self.page_shift + self.bits * level.saturating_sub(1))
             .unwrap_or(0)
     }
 
@@ -304,5 +304,119 @@ impl Names {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(recs: Vec<NameRec>) -> Names {
+        Names {
+            recs,
+            bits: 9,
+            page_shift: 12,
+            entry_text: None,
+        }
+    }
+
+    fn alloc(pfn: u32, kind: FrameKind) -> NameRec {
+        NameRec::Alloc {
+            pfn,
+            order: 0,
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_reused_table_is_named_by_its_use_at_each_step() {
+        let n = names(vec![
+            alloc(1, FrameKind::Table(3)),
+            alloc(2, FrameKind::Table(2)),
+            NameRec::Link {
+                parent: 1,
+                idx: 0,
+                child: 2,
+            },
+            alloc(3, FrameKind::Table(1)),
+            NameRec::Link {
+                parent: 2,
+                idx: 5,
+                child: 3,
+            },
+            // mark 5: pfn 3 is the PTE table for [0xa00000, 0xc00000)
+            alloc(3, FrameKind::Data),
+            // mark 6: pfn 3 is a data page
+            alloc(3, FrameKind::Table(1)),
+            NameRec::Link {
+                parent: 2,
+                idx: 7,
+                child: 3,
+            },
+            // mark 8: pfn 3 is the PTE table for [0xe00000, 0x1000000)
+        ]);
+        let e = Obj::Entry { pfn: 3, idx: 4 };
+        assert_eq!(n.obj(e, 5), "pte@0xa04000 (table pfn 3, index 4)");
+        assert_eq!(n.obj(Obj::Data(3), 6), "data of folio pfn 3");
+        assert_eq!(n.obj(e, 8), "pte@0xe04000 (table pfn 3, index 4)");
+        // Freshly allocated and not yet linked.
+        assert_eq!(n.obj(e, 7), "pte[4] (unlinked table pfn 3)");
+        assert_eq!(
+            n.obj(Obj::Entry { pfn: 2, idx: 7 }, 8),
+            "pmd@0xe00000 (table pfn 2, index 7)"
+        );
+        assert_eq!(
+            n.obj(Obj::Entry { pfn: 1, idx: 0 }, 8),
+            "pgd@0x0 (table pfn 1, index 0)"
+        );
+    }
+
+    #[test]
+    fn fields_are_named_by_owner_and_vmas_by_their_range_then() {
+        let n = names(vec![
+            NameRec::Owner {
+                id: 1,
+                owner: Owner::Mm,
+            },
+            NameRec::Field {
+                id: 2,
+                owner: 1,
+                field: "mmap_lock",
+            },
+            NameRec::Owner {
+                id: 3,
+                owner: Owner::Vma {
+                    start: 0,
+                    end: 0x8000,
+                },
+            },
+            NameRec::Field {
+                id: 4,
+                owner: 3,
+                field: "vm_refcnt",
+            },
+            // mark 4
+            NameRec::Owner {
+                id: 3,
+                owner: Owner::Vma {
+                    start: 0x4000,
+                    end: 0x8000,
+                },
+            },
+            NameRec::Owner {
+                id: 5,
+                owner: Owner::Mm,
+            },
+            NameRec::Field {
+                id: 6,
+                owner: 5,
+                field: "mmap_lock",
+            },
+        ]);
+        assert_eq!(n.obj(Obj::Lock(2), 4), "&mm->mmap_lock");
+        assert_eq!(n.obj(Obj::Var(4), 4), "vma[0x0-0x8000)->vm_refcnt");
+        assert_eq!(n.obj(Obj::Var(4), 7), "vma[0x4000-0x8000)->vm_refcnt");
+        assert_eq!(n.obj(Obj::Lock(6), 7), "&mm#2->mmap_lock");
+        assert_eq!(n.obj(Obj::Var(99), 7), "var#99");
     }
 }
