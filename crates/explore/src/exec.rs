@@ -101,6 +101,16 @@ impl Core {
         }
     }
 
+    /// `o` named as the kernel names it while recording a trace (see
+    /// [`mmcheck_platform::naming`]), else by number.
+    fn obj_name(&self, o: Obj) -> String {
+        // SAFETY: the machine outlives every execution step (it lives in the instance).
+        match unsafe { self.machine.get().as_ref() } {
+            Some(m) if self.recording.get() => m.names().obj(o, usize::MAX),
+            _ => o.describe(),
+        }
+    }
+
     fn yielder(&self, cpu: usize) -> Option<&Y> {
         if self.aborting.get() {
             return None;
@@ -195,7 +205,7 @@ impl Backend for CoreHandle {
                 t,
                 format!(
                     "{} touched at {loc} before the thread's first announced event",
-                    obj.describe()
+                    c.obj_name(obj)
                 ),
             ),
             Some(ev) => {
@@ -203,10 +213,10 @@ impl Backend for CoreHandle {
                     c.strict_violation(
                         t,
                         format!(
-                            "{} touched at {loc} in a step that announced {:?} {}",
-                            obj.describe(),
-                            ev.access,
-                            ev.obj.describe()
+                            "{} touched at {loc} in a step that announced {} {}",
+                            c.obj_name(obj),
+                            crate::report::access_text(ev.access),
+                            c.obj_name(ev.obj)
                         ),
                     );
                 }
