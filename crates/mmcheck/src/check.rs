@@ -365,13 +365,19 @@ pub fn run_row(
             ));
             let none = mmcheck_explore::report::Slice::default();
             text.push_str(&render_steps(&names, &r, &none, upto, opts.verbose));
-            text.push_str(&format!(
-                "replay: mmcheck replay {}{} --variant {} --schedule {}\n",
+            let replay = format!(
+                "mmcheck replay {}{} --variant {} --schedule {}",
                 row.file,
                 opts.overrides.flags(),
                 variant.unwrap_or("base"),
                 e.schedule
-            ));
+            );
+            text.push_str(&format!("replay: {replay}\n"));
+            if opts.html {
+                let title = format!("{} / {}: {what}", row.scenario, row.variant);
+                let sec = mmcheck_explore::html::section(&title, &names, &r, &replay);
+                row.html.get_or_insert_with(String::new).push_str(&sec);
+            }
         }
         row.text_trace = Some(text);
     }
