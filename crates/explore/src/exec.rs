@@ -430,6 +430,8 @@ impl<M: Model> Exec<M> {
     }
 
     /// Recording: the naming mark and an entry write's old word, before the step runs.
+    #[cold]
+    #[inline(never)]
     fn detail_before(&self, ev: &Event) -> (u32, Option<u64>) {
         let m = self.model.machine(&self.inst);
         let old = match (ev.obj, ev.access) {
@@ -442,6 +444,8 @@ impl<M: Model> Exec<M> {
     }
 
     /// Recording: what the step did (locks held after it, an entry write's new word).
+    #[cold]
+    #[inline(never)]
     fn detail_after(&mut self, t: usize, ev: &Event, mark: u32, before: Option<u64>) {
         let m = self.model.machine(&self.inst);
         let value = match (ev.obj, before) {

@@ -168,8 +168,14 @@ impl Machine {
     #[inline]
     pub fn name(&self, rec: NameRec) {
         if self.naming {
-            self.names.lock().push(rec);
+            self.log_name(rec);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn log_name(&self, rec: NameRec) {
+        self.names.lock().push(rec);
     }
 
     /// Name `id` as an owner of fields; returns `id`.
