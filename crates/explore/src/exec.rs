@@ -130,6 +130,16 @@ impl Core {
         }
     }
 
+    /// `o` named as the kernel names it while recording a trace (see
+    /// [`mmcheck_platform::naming`]), else by number.
+    fn obj_name(&self, o: Obj) -> String {
+        // SAFETY: the machine outlives every execution step (it lives in the instance).
+        match unsafe { self.machine.get().as_ref() } {
+            Some(m) if self.recording.get() => m.names().obj(o, usize::MAX),
+            _ => o.describe(),
+        }
+    }
+
     fn yielder(&self, cpu: usize) -> Option<&Y> {
         if self.aborting.get() {
             return None;
@@ -147,6 +157,18 @@ impl Core {
             self.funcs[cpu].set(f);
         }
     }
+}
+
+/// What a recorded trace keeps about a step beyond [`Step`] (recording mode only: exploration
+/// never builds these).
+#[derive(Clone, Debug, Default)]
+pub struct StepDetail {
+    /// The machine's naming log length at the step: names resolve as they stood then.
+    pub names: u32,
+    /// Locks the thread holds once the step is done (an acquisition is held at its own step).
+    pub held: Vec<u64>,
+    /// An entry write's word before and after the step.
+    pub value: Option<(u64, u64)>,
 }
 
 /// The machine holds this; the scheduler holds another `Arc` to the same core.
@@ -207,6 +229,10 @@ impl Backend for CoreHandle {
         self.0.choice.get(cpu).map_or(0, |c| c.get())
     }
 
+    fn naming(&self) -> bool {
+        self.0.recording.get()
+    }
+
     fn touch(&self, _cpu: usize, obj: Obj, loc: &'static Location<'static>) {
         let c = &self.0;
         if !c.strict || c.aborting.get() {
@@ -218,7 +244,7 @@ impl Backend for CoreHandle {
                 t,
                 format!(
                     "{} touched at {loc} before the thread's first announced event",
-                    obj.describe()
+                    c.obj_name(obj)
                 ),
             ),
             Some(ev) => {
@@ -226,10 +252,10 @@ impl Backend for CoreHandle {
                     c.strict_violation(
                         t,
                         format!(
-                            "{} touched at {loc} in a step that announced {:?} {}",
-                            obj.describe(),
-                            ev.access,
-                            ev.obj.describe()
+                            "{} touched at {loc} in a step that announced {} {}",
+                            c.obj_name(obj),
+                            crate::report::access_text(ev.access),
+                            c.obj_name(ev.obj)
                         ),
                     );
                 }
@@ -291,6 +317,8 @@ pub struct Exec<M: Model> {
     pub steps: usize,
     /// The decision of each step so far (thread and choice outcome, see [`decision`]).
     pub sched: Vec<u8>,
+    /// Per-step detail (recording mode only).
+    pub detail: Vec<StepDetail>,
 }
 
 /// Coroutine stacks, reused across executions.
@@ -315,6 +343,7 @@ impl<M: Model> Exec<M> {
             locks: LockTrack::default(),
             steps: 0,
             sched: Vec::new(),
+            detail: Vec::new(),
         };
         for t in 0..n {
             let stack = pool
@@ -444,13 +473,54 @@ impl<M: Model> Exec<M> {
         self.locks
             .note(t, &ev, &self.sched, self.model.machine(&self.inst));
         self.steps += 1;
+        let recording = self.core.recording.get();
+        let (mark, before) = if recording {
+            self.detail_before(&ev)
+        } else {
+            (0, None)
+        };
         self.resume(t);
         if ev.access == Access::TryAcquire {
             for (c, l) in self.core.trylocks.borrow_mut().drain(..) {
                 self.locks.held[c].push(l);
             }
         }
+        if recording {
+            self.detail_after(t, &ev, mark, before);
+        }
         ev
+    }
+
+    /// Recording: the naming mark and an entry write's old word, before the step runs.
+    #[cold]
+    #[inline(never)]
+    fn detail_before(&self, ev: &Event) -> (u32, Option<u64>) {
+        let m = self.model.machine(&self.inst);
+        let old = match (ev.obj, ev.access) {
+            (Obj::Entry { pfn, idx }, Access::Write | Access::Rmw) => {
+                Some(m.frames.entry_word_raw(pfn, idx as usize))
+            }
+            _ => None,
+        };
+        (m.names_mark(), old)
+    }
+
+    /// Recording: what the step did (locks held after it, an entry write's new word).
+    #[cold]
+    #[inline(never)]
+    fn detail_after(&mut self, t: usize, ev: &Event, mark: u32, before: Option<u64>) {
+        let m = self.model.machine(&self.inst);
+        let value = match (ev.obj, before) {
+            (Obj::Entry { pfn, idx }, Some(old)) => {
+                Some((old, m.frames.entry_word_raw(pfn, idx as usize)))
+            }
+            _ => None,
+        };
+        self.detail.push(StepDetail {
+            names: mark,
+            held: self.locks.held[t].clone(),
+            value,
+        });
     }
 
     /// The violation the last step raised, if any.
@@ -473,6 +543,16 @@ impl<M: Model> Exec<M> {
     /// A deadlock report: nothing enabled, someone unfinished.
     pub fn deadlock(&self) -> Violation {
         let mut parts = Vec::new();
+        // Named as the kernel names them when recording a trace (the log is empty otherwise).
+        let names = self
+            .core
+            .recording
+            .get()
+            .then(|| self.model.machine(&self.inst).names());
+        let name = |o: Obj| match &names {
+            Some(n) => n.obj(o, usize::MAX),
+            None => o.describe(),
+        };
         for t in 0..self.threads() {
             if let Some(r) = self.pending[t] {
                 if self.model.is_daemon(t) {
@@ -489,13 +569,13 @@ impl<M: Model> Exec<M> {
                 };
                 let held: Vec<String> = self.locks.held[t]
                     .iter()
-                    .map(|&l| crate::dpor::lock_name(l))
+                    .map(|&l| name(Obj::Lock(l)))
                     .collect();
                 parts.push(format!(
                     "{} waits for {} {}{} holding [{}]",
                     self.model.thread_name(t),
                     crate::report::access_text(ev.access),
-                    crate::report::obj_text(ev.obj),
+                    name(ev.obj),
                     if holder.is_empty() {
                         String::new()
                     } else {

@@ -15,6 +15,7 @@
 pub mod deps;
 pub mod dpor;
 pub mod exec;
+pub mod html;
 pub mod lockdep;
 pub mod naive;
 pub mod random;

@@ -122,6 +122,9 @@ pub struct Run {
     /// The chooser gave up (schedule did not fit, or a sleep-set block in DPOR).
     pub abandoned: bool,
     pub lock_edges: crate::lockdep::Edges,
+    /// Per-step detail and the naming log (recording mode only; empty otherwise).
+    pub detail: Vec<crate::exec::StepDetail>,
+    pub names: mmcheck_platform::Names,
 }
 
 /// Picks the decision for a step (a thread, with the outcome if its step is a choice; see
@@ -190,7 +193,11 @@ pub fn run_one<M: Model>(
     let lock_edges = ex.locks.edges.clone();
     let clean_end = violation.is_none() && limit.is_none() && !abandoned;
     let sched = std::mem::take(&mut ex.sched);
+    let detail = std::mem::take(&mut ex.detail);
+    let inst = recording.then(|| ex.inst.clone());
     let finish = ex.finish(pool, clean_end);
+    // After the final checks, which may blame objects.
+    let names = inst.map_or_else(Default::default, |i| model.machine(&i).names());
     if let Some(f) = &finish {
         if violation.is_none() {
             violation = f.violations.first().cloned();
@@ -205,6 +212,8 @@ pub fn run_one<M: Model>(
         limit,
         abandoned,
         lock_edges,
+        detail,
+        names,
     }
 }
 

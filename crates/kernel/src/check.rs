@@ -252,6 +252,7 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
         for i in 0..k.geo.entries() {
             let e = crate::arch::pgtable::Entry(cpu.entry_peek(t, i));
             if e.is_migration() {
+                cpu.blame(mmcheck_platform::Obj::Entry { pfn, idx: i as u32 });
                 errs.push((
                     ViolationKind::RmapMissed,
                     format!(

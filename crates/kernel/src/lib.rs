@@ -66,7 +66,11 @@ impl Kernel {
             .frames
             .alloc(&cpu, 0, FrameKind::Data)
             .expect("no memory for the zero page");
-        let huge_zero = Shared::new(machine.new_id(), None);
+        let huge_zero = Shared::new(
+            machine.name_global(machine.new_id(), "huge_zero_folio"),
+            None,
+        );
+        machine.set_entry_text(arch::pgtable::entry_text);
         Kernel {
             zero_page,
             machine,

@@ -5,7 +5,7 @@
 //! `mmcheck replay`, so that the replay command printed for a row reproduces it.
 
 use crate::input::Input;
-use mmcheck_explore::report::{json_steps, render};
+use mmcheck_explore::report::{json_run, render_run, render_steps};
 use mmcheck_explore::schedule::replay_strict;
 use mmcheck_explore::shrink::shrink;
 
@@ -38,6 +38,10 @@ pub struct CheckOpts {
     pub max_steps: usize,
     /// Set on Ctrl-C: rows stop between executions and report `interrupted`.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Show every step of a counterexample (no folding of lock and seqcount chatter).
+    pub verbose: bool,
+    /// Build each counterexample's HTML timeline section (`--html`).
+    pub html: bool,
 }
 
 impl CheckOpts {
@@ -53,6 +57,8 @@ impl CheckOpts {
             max_executions: None,
             max_steps: Config::default().max_steps,
             stop: None,
+            verbose: false,
+            html: false,
         }
     }
 }
@@ -195,6 +201,9 @@ pub struct Row {
     pub trace: Option<Vec<mmcheck_explore::report::JsonStep>>,
     #[serde(skip)]
     pub text_trace: Option<String>,
+    /// The counterexample's section of the HTML timeline (with `--html`).
+    #[serde(skip)]
+    pub html: Option<String>,
 }
 
 /// Load the scenarios of `paths` (files or directories of `.mmt`), or the catalogue if none.
@@ -343,6 +352,7 @@ pub fn failed_row(
         limit: None,
         trace: None,
         text_trace: None,
+        html: None,
     }
 }
 
@@ -374,6 +384,7 @@ pub fn run_row(
         limit: None,
         trace: None,
         text_trace: None,
+        html: None,
     };
     let sv = match s.with_variant(variant) {
         Ok(sv) => sv,
@@ -489,10 +500,17 @@ pub fn run_row(
             Ok(r) if r.violation.as_ref().map(|v| v.kind) == Some(small.violation.kind) => {
                 let names: Vec<String> =
                     (0..model.threads()).map(|t| model.thread_name(t)).collect();
-                row.text_trace = Some(render(&names, &r.trace, r.violation.as_ref(), 44));
-                row.trace = Some(json_steps(&r.trace));
+                row.text_trace = Some(render_run(&names, &r, opts.verbose));
+                row.trace = Some(json_run(&r));
                 row.schedule = Some(small.schedule.to_string());
-                row.message = Some(small.violation.to_string());
+                // The replay's own words: objects named as the kernel names them.
+                let v = r.violation.as_ref().unwrap_or(&small.violation);
+                row.message = Some(v.to_string());
+                if opts.html {
+                    let title = format!("{} / {}", row.scenario, row.variant);
+                    let replay = replay_command(&row, &opts.overrides).unwrap_or_default();
+                    row.html = Some(mmcheck_explore::html::section(&title, &names, &r, &replay));
+                }
             }
             // Never expected (executions are deterministic); an error rather than a bad token.
             other => {
@@ -529,14 +547,21 @@ pub fn run_row(
                 model.thread_name(e.thread),
                 e.step
             ));
-            text.push_str(&render(&names, &r.trace[..upto], None, 44));
-            text.push_str(&format!(
-                "replay: mmcheck replay {}{} --variant {} --schedule {}\n",
+            let none = mmcheck_explore::report::Slice::default();
+            text.push_str(&render_steps(&names, &r, &none, upto, opts.verbose));
+            let replay = format!(
+                "mmcheck replay {}{} --variant {} --schedule {}",
                 row.file,
                 opts.overrides.flags(),
                 variant.unwrap_or("base"),
                 e.schedule
-            ));
+            );
+            text.push_str(&format!("replay: {replay}\n"));
+            if opts.html {
+                let title = format!("{} / {}: {what}", row.scenario, row.variant);
+                let sec = mmcheck_explore::html::section(&title, &names, &r, &replay);
+                row.html.get_or_insert_with(String::new).push_str(&sec);
+            }
         }
         row.text_trace = Some(text);
     }

@@ -67,9 +67,13 @@ enum Cmd {
         /// Executions per scenario and variant at most (besides the time budget).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_executions: Option<u64>,
-        /// Print the traces of expected violations too, and unexpected traces in full.
+        /// Print the traces of expected violations too, and every step of a trace (lock and
+        /// seqcount chatter unfolded, unexpected traces in full).
         #[arg(short, long)]
         verbose: bool,
+        /// Write the counterexamples as a self-contained HTML timeline to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// Replay a schedule token on a scenario and print its trace. Exits 1 on a violation, 2 if
     /// the token does not fit the scenario.
@@ -91,6 +95,12 @@ enum Cmd {
         /// Print one JSON object instead of the trace.
         #[arg(long)]
         json: bool,
+        /// Show every step (lock and seqcount chatter unfolded).
+        #[arg(short, long)]
+        verbose: bool,
+        /// Write the trace as a self-contained HTML timeline to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// List every protocol switch with its default, alternatives and citation, and the presets.
     Switches,
@@ -183,6 +193,7 @@ fn main() -> ExitCode {
             max_steps,
             max_executions,
             verbose,
+            html,
         } => {
             if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
                 eprintln!("error: --budget must be a positive number of seconds up to 86400");
@@ -200,9 +211,11 @@ fn main() -> ExitCode {
                 strict,
                 max_steps: max_steps as usize,
                 max_executions,
+                verbose,
+                html: html.is_some(),
                 ..mmcheck::check::CheckOpts::new(mode, std::time::Duration::from_secs_f64(budget))
             };
-            run_check(&paths, opts, json, jobs as usize, verbose)
+            run_check(&paths, opts, json, jobs as usize, verbose, html.as_deref())
         }
         Cmd::Replay {
             scenario,
@@ -211,12 +224,16 @@ fn main() -> ExitCode {
             protocol,
             sets,
             json,
+            verbose,
+            html,
         } => run_replay(
             &scenario,
             &schedule,
             variant.as_deref(),
             &mmcheck::check::Overrides { protocol, sets },
             json,
+            verbose,
+            html.as_deref(),
         ),
         Cmd::Stress {
             threads,
@@ -373,6 +390,7 @@ fn run_check(
     json: bool,
     jobs: usize,
     verbose: bool,
+    html: Option<&std::path::Path>,
 ) -> ExitCode {
     use mmcheck::check::{
         apply_overrides, exit_code, failed_row, load, replaced_warning, run_row, Row, Status,
@@ -542,6 +560,14 @@ fn run_check(
         .filter(|r| r.status != Status::Interrupted)
         .collect();
     let not_run = total - rows.len();
+    if let Some(path) = html {
+        let sections: Vec<String> = rows.iter().filter_map(|r| r.html.clone()).collect();
+        let page = mmcheck_explore::html::page("mmcheck counterexamples", &sections);
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(mmcheck::check::exit::BAD_INPUT);
+        }
+    }
     if json {
         println!(
             "{}",
@@ -565,9 +591,11 @@ fn run_replay(
     variant: Option<&str>,
     overrides: &mmcheck::check::Overrides,
     json: bool,
+    verbose: bool,
+    html: Option<&std::path::Path>,
 ) -> ExitCode {
     use mmcheck::check::{apply_overrides, replaced_warning};
-    use mmcheck_explore::report::{json_steps, render};
+    use mmcheck_explore::report::{json_run, render_run};
     use mmcheck_explore::{Model, Schedule};
     let sched = match Schedule::parse(token) {
         Ok(s) => s,
@@ -661,16 +689,31 @@ fn run_replay(
             "verdict": verdict,
             "message": r.violation.as_ref().map(|v| v.to_string()),
             "limit": limit,
-            "trace": json_steps(&r.trace),
+            "trace": json_run(&r),
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("serialize"));
     } else {
         let names: Vec<String> = (0..m.threads()).map(|t| m.thread_name(t)).collect();
-        print!("{}", render(&names, &r.trace, r.violation.as_ref(), 44));
+        print!("{}", render_run(&names, &r, verbose));
         if let Some(l) = &limit {
             println!("\ninconclusive: {l}");
         } else if r.violation.is_none() {
             println!("\nno violation on this schedule");
+        }
+    }
+    if let Some(path) = html {
+        let names: Vec<String> = (0..m.threads()).map(|t| m.thread_name(t)).collect();
+        let replay = format!(
+            "mmcheck replay {file} --variant {}{} --schedule {token}",
+            variant.unwrap_or("base"),
+            overrides.flags()
+        );
+        let title = format!("{} / {}", s.name, variant.unwrap_or("base"));
+        let sec = mmcheck_explore::html::section(&title, &names, &r, &replay);
+        let page = mmcheck_explore::html::page("mmcheck replay", &[sec]);
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(mmcheck::check::exit::BAD_INPUT);
         }
     }
     use mmcheck::check::exit;

@@ -44,6 +44,12 @@ pub trait Backend: Send + Sync {
     #[inline]
     fn peek(&self, _loc: &'static Location<'static>) {}
 
+    /// True if the machine should keep its naming log ([`crate::naming`]): only while a trace is
+    /// recorded, never while exploring.
+    fn naming(&self) -> bool {
+        false
+    }
+
     /// True once the execution is over: daemon threads (the RCU callback thread) return.
     fn stopping(&self) -> bool {
         false

@@ -35,6 +35,19 @@ pub enum FrameKind {
     Reserved,
 }
 
+impl std::fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameKind::Free => f.write_str("free"),
+            FrameKind::Table(1) => f.write_str("a PTE table"),
+            FrameKind::Table(2) => f.write_str("a PMD table"),
+            FrameKind::Table(l) => write!(f, "a level-{l} table"),
+            FrameKind::Data => f.write_str("a data page"),
+            FrameKind::Reserved => f.write_str("reserved"),
+        }
+    }
+}
+
 impl FrameKind {
     fn encode(self) -> u64 {
         match self {
@@ -377,7 +390,7 @@ impl Frames {
         let now = match kind {
             FrameKind::Free => "free".to_string(),
             FrameKind::Reserved => "reserved (pfn 0: derived from a none entry?)".to_string(),
-            k => format!("reused as {k:?} (gen {gen})"),
+            k => format!("reused as {k} (gen {gen})"),
         };
         cpu.report(
             ViolationKind::UseAfterFree,
@@ -390,6 +403,19 @@ impl Frames {
         self.frames[pfn as usize]
             .words
             .get_or_init(|| (0..self.entries).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// The word of entry `idx` of frame `pfn`, read outside every step for a trace's entry
+    /// values (no checks: the frame may have been freed by the step).
+    pub fn entry_word_raw(&self, pfn: u32, idx: usize) -> u64 {
+        match self.frames.get(pfn as usize) {
+            Some(f) => f
+                .words
+                .get()
+                .and_then(|w| w.get(idx))
+                .map_or(0, |w| w.load(Ordering::SeqCst)),
+            None => 0,
+        }
     }
 
     /// Allocate a naturally aligned block of `1 << order` frames as `kind`; `None` when out of
@@ -462,6 +488,11 @@ impl Frames {
             f.state
                 .store((gen as u64) << 16 | kind.encode(), Ordering::SeqCst);
         }
+        cpu.m.name(crate::naming::NameRec::Alloc {
+            pfn: head as u32,
+            order: order as u8,
+            kind,
+        });
         cpu.m.backend().allocated(cpu.id, head as u32, order);
         Some(self.current(head as u32))
     }
@@ -489,7 +520,7 @@ impl Frames {
             };
             cpu.report(
                 k,
-                format!("free of pfn {} gen {}: frame is {kind:?}{by}", r.pfn, r.gen),
+                format!("free of pfn {} gen {}: frame is {kind}{by}", r.pfn, r.gen),
             );
             return;
         }
@@ -821,7 +852,7 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert!(v.iter().all(|v| v.kind == ViolationKind::UseAfterFree));
         assert!(v[0].msg.contains("entry write"), "{}", v[0].msg);
-        assert!(v[0].msg.contains("reused as Data"), "{}", v[0].msg);
+        assert!(v[0].msg.contains("reused as a data page"), "{}", v[0].msg);
         assert!(v[0].msg.contains("freed by CPU1"), "{}", v[0].msg);
         assert!(v[1].msg.contains("page-table lock"), "{}", v[1].msg);
         // The live reference is fine.

@@ -5,6 +5,7 @@
 use crate::backend::Backend;
 use crate::event::{Access, Event, Obj};
 use crate::frames::Frames;
+use crate::naming::{EntryText, NameRec, Names, Owner};
 use crate::rcu::RcuState;
 use crate::tlb::Tlb;
 use crate::violation::{Violation, ViolationKind};
@@ -73,6 +74,10 @@ pub struct Machine {
     lock_classes: Mutex<std::collections::BTreeMap<u64, &'static str>>,
     violations: Mutex<Vec<Violation>>,
     violated: AtomicBool,
+    /// Keep the naming log (the backend records a trace).
+    naming: bool,
+    names: Mutex<Vec<NameRec>>,
+    entry_text: std::sync::OnceLock<EntryText>,
 }
 
 impl Machine {
@@ -92,7 +97,6 @@ impl Machine {
             })
             .collect();
         Machine {
-            backend,
             frames: Frames::new(config.nr_frames, config.entries_per_table),
             rcu: RcuState::default(),
             cpus,
@@ -101,6 +105,10 @@ impl Machine {
             lock_classes: Mutex::new(std::collections::BTreeMap::new()),
             violations: Mutex::new(Vec::new()),
             violated: AtomicBool::new(false),
+            naming: backend.naming(),
+            names: Mutex::new(Vec::new()),
+            entry_text: std::sync::OnceLock::new(),
+            backend,
         }
     }
 
@@ -153,6 +161,75 @@ impl Machine {
                 .get(&id)
                 .copied()
                 .unwrap_or("unclassified")
+        }
+    }
+
+    /// Log a naming fact (only while a trace is recorded; see [`crate::naming`]).
+    #[inline]
+    pub fn name(&self, rec: NameRec) {
+        if self.naming {
+            self.log_name(rec);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn log_name(&self, rec: NameRec) {
+        self.names.lock().push(rec);
+    }
+
+    /// Name `id` as an owner of fields; returns `id`.
+    #[inline]
+    pub fn name_owner(&self, id: u64, owner: Owner) -> u64 {
+        self.name(NameRec::Owner { id, owner });
+        id
+    }
+
+    /// Name the shared word or lock `id` as field `field` of `owner`; returns `id`.
+    #[inline]
+    pub fn name_field(&self, id: u64, owner: u64, field: &'static str) -> u64 {
+        self.name(NameRec::Field { id, owner, field });
+        id
+    }
+
+    /// Name the shared word or lock `id` as a global; returns `id`.
+    #[inline]
+    pub fn name_global(&self, id: u64, name: &'static str) -> u64 {
+        self.name(NameRec::Global { id, name });
+        id
+    }
+
+    /// Table `child` is now linked into entry `idx` of table `parent`.
+    #[inline]
+    pub fn name_link(&self, parent: u32, idx: usize, child: u32) {
+        self.name(NameRec::Link {
+            parent,
+            idx: idx as u32,
+            child,
+        });
+    }
+
+    /// The model's decoder of entry words, for reports.
+    pub fn set_entry_text(&self, f: EntryText) {
+        let _ = self.entry_text.set(f);
+    }
+
+    /// Length of the naming log: a step's mark for resolving names as they stood then.
+    pub fn names_mark(&self) -> u32 {
+        if self.naming {
+            self.names.lock().len() as u32
+        } else {
+            0
+        }
+    }
+
+    /// The naming log so far, with what resolving it needs.
+    pub fn names(&self) -> Names {
+        Names {
+            recs: self.names.lock().clone(),
+            bits: self.config.entries_per_table.trailing_zeros(),
+            page_shift: 12,
+            entry_text: self.entry_text.get().copied(),
         }
     }
 
@@ -329,6 +406,13 @@ impl<'m> Cpu<'m> {
     /// The innermost kernel function on this CPU.
     pub fn current_func(&self) -> Option<&'static str> {
         self.state().stack.lock().last().copied()
+    }
+
+    /// Name `obj` as what the violation about to be reported is about (the report's race slice
+    /// starts from it). Only logged while a trace is recorded.
+    #[inline]
+    pub fn blame(&self, obj: Obj) {
+        self.m.name(NameRec::Blame(obj));
     }
 
     /// Record a violation detected on this CPU.

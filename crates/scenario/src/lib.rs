@@ -163,6 +163,18 @@ pub enum CheckWhat {
     Value(u64),
 }
 
+impl std::fmt::Display for CheckWhat {
+    /// As the scenario writes it: `huge`, `small`, `unmapped`, `value = 9`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckWhat::Huge => f.write_str("huge"),
+            CheckWhat::Small => f.write_str("small"),
+            CheckWhat::Unmapped => f.write_str("unmapped"),
+            CheckWhat::Value(v) => write!(f, "value = {v}"),
+        }
+    }
+}
+
 /// How a `folio_walk` caller uses its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkUse {

@@ -15,6 +15,17 @@ pub enum HKind {
     Zero,
 }
 
+impl std::fmt::Display for HKind {
+    /// As a kernel developer writes it: `store 9`, `load 0`, `MADV_DONTNEED`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HKind::Store(v) => write!(f, "store {v}"),
+            HKind::Load(v) => write!(f, "load {v}"),
+            HKind::Zero => f.write_str("MADV_DONTNEED"),
+        }
+    }
+}
+
 /// One operation on one address, with its invocation and response times.
 #[derive(Clone, Copy, Debug)]
 pub struct HOp {
@@ -45,7 +56,7 @@ pub fn check(ops: &[HOp], initial: &BTreeMap<u64, u64>) -> Result<(), (bool, Str
             });
             let hist: Vec<String> = ops
                 .iter()
-                .map(|o| format!("T{} {:?} [{}, {}]", o.thread, o.kind, o.inv, o.resp))
+                .map(|o| format!("T{} {} [{}, {}]", o.thread, o.kind, o.inv, o.resp))
                 .collect();
             return Err((
                 stale,

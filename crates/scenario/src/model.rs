@@ -334,7 +334,7 @@ impl KernelModel {
             };
             cx.cpu.report(
                 mmcheck_platform::ViolationKind::Assertion,
-                format!("check {addr:#x} {what:?} failed: {state}"),
+                format!("check {addr:#x} {what} failed: {state}"),
             );
         }
     }

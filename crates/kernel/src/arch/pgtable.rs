@@ -227,6 +227,39 @@ impl Entry {
     }
 }
 
+/// An entry word of a level-`level` table (1 = PTE) as a kernel developer writes it:
+/// `none`, `table pfn 6`, `present pfn 5 rw dirty`, `huge pfn 512 ro`, `migration(pfn 5)`.
+pub fn entry_text(level: u32, v: u64) -> String {
+    let e = Entry(v);
+    if e.is_none() {
+        return "none".into();
+    }
+    if !e.present() {
+        return match e.swp_type() {
+            Entry::SWP_MIGRATION_READ => format!("migration(pfn {})", e.pfn()),
+            Entry::SWP_MIGRATION_WRITE => format!("migration(pfn {}, writable)", e.pfn()),
+            Entry::SWP_MARKER => "pte marker".into(),
+            t => format!("swap(type {t}, offset {})", e.pfn()),
+        };
+    }
+    if level > 1 && !e.huge_leaf() {
+        return format!("table pfn {}", e.pfn());
+    }
+    let mut s = format!(
+        "{} pfn {} {}",
+        if e.huge_leaf() { "huge" } else { "present" },
+        e.pfn(),
+        if e.write() { "rw" } else { "ro" }
+    );
+    if e.dirty() {
+        s.push_str(" dirty");
+    }
+    if e.special() {
+        s.push_str(" special");
+    }
+    s
+}
+
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_none() {
@@ -276,6 +309,24 @@ mod tests {
         assert_eq!(g.index(0x4000_0000_0000, 4), 128);
         assert_eq!(g.task_size(), 1 << 48);
         assert_eq!(g.table_span(1), 2 << 20);
+    }
+
+    #[test]
+    fn entry_words_read_as_kernel_words() {
+        assert_eq!(entry_text(1, 0), "none");
+        assert_eq!(
+            entry_text(1, Entry::leaf(5, true, false).0),
+            "present pfn 5 rw"
+        );
+        assert_eq!(entry_text(2, Entry::table(6).0), "table pfn 6");
+        assert_eq!(
+            entry_text(1, Entry::swp(Entry::SWP_MIGRATION_READ, 5).0),
+            "migration(pfn 5)"
+        );
+        assert_eq!(
+            entry_text(2, Entry::huge(512, false, true).0),
+            "huge pfn 512 ro dirty"
+        );
     }
 
     #[test]

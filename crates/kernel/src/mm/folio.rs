@@ -124,6 +124,7 @@ fn free_folio(cx: Ctx<'_>, f: FrameRef) {
         "freeing a mapped folio (bad_page: nonzero mapcount)",
     );
     for (cpu, e) in cx.cpu.tlb_holders(f.pfn, n) {
+        cx.cpu.blame(mmcheck_platform::Obj::Tlb(cpu as u16));
         cx.cpu.report(
             ViolationKind::StaleTranslation,
             format!(

@@ -69,7 +69,10 @@ fn pmd_none_check(cx: Ctx<'_>, pmd: EntryPtr) -> bool {
         PmdNoneCheck::Bug => {
             cx.cpu.report(
                 mmcheck_platform::ViolationKind::Assertion,
-                format!("BUG_ON(!pmd_none(*pmd)): PMD is {v:?}"),
+                format!(
+                    "BUG_ON(!pmd_none(*pmd)): PMD is {}",
+                    crate::arch::pgtable::entry_text(2, v.0)
+                ),
             );
             false
         }

@@ -100,6 +100,8 @@ fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
             // concurrent `move_ptes` is not seen).
             let e = Entry(frames.entry_oracle(t, i));
             if e.is_migration() && e.pfn() == src.pfn {
+                cx.cpu
+                    .blame(mmcheck_platform::Obj::Entry { pfn, idx: i as u32 });
                 cx.cpu.report(
                     ViolationKind::RmapMissed,
                     format!("migration entry to pfn {} (PTE table pfn {pfn}, entry {i}) survived remove_migration_ptes: rmap never found it", src.pfn),

@@ -27,22 +27,38 @@ impl EntryPtr {
     /// `WRITE_ONCE` (`set_pte`, `pmd_populate`, `pmd_clear`, ...).
     #[inline]
     pub fn set(&self, cx: Ctx<'_>, e: Entry) {
-        cx.cpu.entry_write(self.table, self.idx, e.0)
+        cx.cpu.entry_write(self.table, self.idx, e.0);
+        self.name_link(cx, e);
     }
 
     /// `xchg` (`ptep_get_and_clear`).
     #[inline]
     pub fn xchg(&self, cx: Ctx<'_>, e: Entry) -> Entry {
-        Entry(cx.cpu.entry_xchg(self.table, self.idx, e.0))
+        let old = Entry(cx.cpu.entry_xchg(self.table, self.idx, e.0));
+        self.name_link(cx, e);
+        old
     }
 
     /// `cmpxchg`.
     #[inline]
     pub fn cmpxchg(&self, cx: Ctx<'_>, old: Entry, new: Entry) -> Result<Entry, Entry> {
-        cx.cpu
+        let r = cx
+            .cpu
             .entry_cmpxchg(self.table, self.idx, old.0, new.0)
             .map(Entry)
-            .map_err(Entry)
+            .map_err(Entry);
+        if r.is_ok() {
+            self.name_link(cx, new);
+        }
+        r
+    }
+
+    /// Log a table linked by a write of `e` here, for the names in traces.
+    #[inline]
+    fn name_link(&self, cx: Ctx<'_>, e: Entry) {
+        if self.level > 1 && e.is_table() {
+            cx.k.machine.name_link(self.table.pfn, self.idx, e.pfn());
+        }
     }
 
     /// The sibling entry at `idx`.
@@ -162,7 +178,7 @@ pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
     {
         cx.cpu.report(
             mmcheck_platform::ViolationKind::BadPopulate,
-            format!("populate of entry {} of table pfn {} with pfn {}, which is {kind:?}, not a live level-{} table (R5: pmd_pgtable of a none or stale value)", p.idx, p.table.pfn, table.pfn, p.level - 1),
+            format!("populate of entry {} of table pfn {} with pfn {}, which is {kind}, not a live level-{} table (R5: pmd_pgtable of a none or stale value)", p.idx, p.table.pfn, table.pfn, p.level - 1),
         );
     }
     // A plain store in the kernel; an exchange here so the oracle sees what it overwrote.
@@ -171,8 +187,10 @@ pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
         cx.cpu.report(
             mmcheck_platform::ViolationKind::BadPopulate,
             format!(
-                "populate of entry {} of table pfn {} overwrites {cur:?}",
-                p.idx, p.table.pfn
+                "populate of entry {} of table pfn {} overwrites {}",
+                p.idx,
+                p.table.pfn,
+                crate::arch::pgtable::entry_text(p.level, cur.0)
             ),
         );
     }

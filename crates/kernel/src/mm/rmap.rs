@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 fn new_anon_vma(cx: Ctx<'_>, root: Option<Arc<AnonVma>>) -> Arc<AnonVma> {
     let m = &cx.k.machine;
+    let id = m.name_owner(m.new_id(), mmcheck_platform::Owner::AnonVma);
     let av = Arc::new(AnonVma {
-        id: m.new_id(),
+        id,
         root,
-        rwsem: RwSem::new(m.new_lock_id("&anon_vma->rwsem")),
-        tree: crate::mm::types::VmaIntervalTree::new(m.new_id()),
+        rwsem: RwSem::new(m.name_field(m.new_lock_id("&anon_vma->rwsem"), id, "rwsem")),
+        tree: crate::mm::types::VmaIntervalTree::new(m.name_field(m.new_id(), id, "rb_root")),
     });
     cx.k.anon_vmas.record(|v| v.push(Arc::downgrade(&av)));
     av

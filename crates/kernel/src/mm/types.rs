@@ -9,7 +9,8 @@
 
 use crate::Ctx;
 use mmcheck_platform::{
-    Counter, FrameRef, Locked, Machine, MmapLock, RwSem, Shared, SharedWord, SpinLock, VmaLock,
+    Counter, FrameRef, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord, SpinLock,
+    VmaLock,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,18 +64,26 @@ pub struct MmStruct {
 impl MmStruct {
     pub(crate) fn new(cx: Ctx<'_>, pgd: FrameRef) -> Self {
         let m = &cx.k.machine;
+        let id = m.name_owner(m.new_id(), Owner::Mm);
+        let field = |lock: Option<&'static str>, name| {
+            let i = lock.map_or_else(|| m.new_id(), |c| m.new_lock_id(c));
+            m.name_field(i, id, name)
+        };
         MmStruct {
-            id: m.new_id(),
+            id,
             pgd,
-            mmap_lock: MmapLock::new(m.new_lock_id("&mm->mmap_lock"), m.new_id()),
-            page_table_lock: SpinLock::new(m.new_lock_id("&mm->page_table_lock")),
-            tree: Shared::new(m.new_id(), BTreeMap::new()),
+            mmap_lock: MmapLock::new(
+                field(Some("&mm->mmap_lock"), "mmap_lock"),
+                field(None, "mm_lock_seq"),
+            ),
+            page_table_lock: SpinLock::new(field(Some("&mm->page_table_lock"), "page_table_lock")),
+            tree: Shared::new(field(None, "mm_mt"), BTreeMap::new()),
             nr_ptes: Counter::default(),
             nr_pmds: Counter::default(),
             nr_puds: Counter::default(),
             rss: Default::default(),
-            tlb_flush_pending: SharedWord::new(m.new_id(), 0),
-            exiting: SharedWord::new(m.new_id(), 0),
+            tlb_flush_pending: SharedWord::new(field(None, "tlb_flush_pending"), 0),
+            exiting: SharedWord::new(field(None, "flags(MMF_OOM_SKIP)"), 0),
         }
     }
 
@@ -228,17 +237,19 @@ impl Vma {
         file: Option<Arc<File>>,
     ) -> Self {
         let m = &cx.k.machine;
+        let id = m.name_owner(m.new_id(), Owner::Vma { start, end });
+        let field = |name| m.name_field(m.new_id(), id, name);
         Vma {
-            id: m.new_id(),
+            id,
             mm_id: mm.id,
             // The maple tree holds each VMA's range: a range change is a store to the tree, and a
             // lookup reads the ranges in the tree's step.
             range: Locked::new(mm.tree.id(), (start, end, pgoff)),
-            vm_flags: SharedWord::new(m.new_id(), flags.0),
+            vm_flags: SharedWord::new(field("vm_flags"), flags.0),
             file,
-            anon_vma: Shared::new(m.new_id(), None),
-            anon_vma_chain: Locked::new(m.new_id(), Vec::new()),
-            lock: VmaLock::new(m.new_id(), m.new_id()),
+            anon_vma: Shared::new(field("anon_vma"), None),
+            anon_vma_chain: Locked::new(field("anon_vma_chain"), Vec::new()),
+            lock: VmaLock::new(field("vm_refcnt"), field("vm_lock_seq")),
         }
     }
 
@@ -273,6 +284,7 @@ impl Vma {
 
     /// Change `vm_start`/`vm_end`/`vm_pgoff`: mmap W + VMA W + rmap W held by the caller.
     pub(crate) fn set_range(&self, cx: Ctx<'_>, start: u64, end: u64, pgoff: u64) {
+        cx.k.machine.name_owner(self.id, Owner::Vma { start, end });
         self.range.write(&cx.cpu, |r| *r = (start, end, pgoff));
     }
 
@@ -377,13 +389,19 @@ pub struct File {
 impl File {
     pub(crate) fn new(cx: Ctx<'_>, size_pages: u64) -> Self {
         let m = &cx.k.machine;
+        let id = m.name_owner(m.new_id(), Owner::Mapping);
+        let field = |name| m.name_field(m.new_id(), id, name);
         File {
-            id: m.new_id(),
-            i_mmap_rwsem: RwSem::new(m.new_lock_id("&mapping->i_mmap_rwsem")),
-            i_mmap: VmaIntervalTree::new(m.new_id()),
-            pages: Shared::new(m.new_id(), BTreeMap::new()),
-            size_pages: SharedWord::new(m.new_id(), size_pages),
-            f_count: SharedWord::new(m.new_id(), 1),
+            id,
+            i_mmap_rwsem: RwSem::new(m.name_field(
+                m.new_lock_id("&mapping->i_mmap_rwsem"),
+                id,
+                "i_mmap_rwsem",
+            )),
+            i_mmap: VmaIntervalTree::new(field("i_mmap")),
+            pages: Shared::new(field("i_pages"), BTreeMap::new()),
+            size_pages: SharedWord::new(field("i_size"), size_pages),
+            f_count: SharedWord::new(field("f_count"), 1),
         }
     }
 
