@@ -3,7 +3,7 @@
 //! and its race window is short; and the HTML timeline renders in a real browser (headless
 //! Chromium, skipped with a message when it is not installed; CI installs it).
 
-use mmcheck::check::{run_row, CheckOpts, Overrides};
+use mmcheck::check::{run_row, CheckOpts};
 use mmcheck_explore::report::{json_run, render_run, slice};
 use mmcheck_explore::{Mode, Model, Schedule};
 use mmcheck_scenario::{parse::load_scenario_file, KernelModel};
@@ -19,14 +19,8 @@ fn seed004() -> PathBuf {
 
 fn opts() -> CheckOpts {
     CheckOpts {
-        mode: Mode::Dpor,
-        budget: Duration::from_secs(20),
-        preemptions: None,
-        overrides: Overrides::default(),
-        seed: 1,
-        strict: false,
-        verbose: false,
         html: true,
+        ..CheckOpts::new(Mode::Dpor, Duration::from_secs(20))
     }
 }
 
@@ -43,7 +37,7 @@ fn counterexample() -> (
         .find(|e| e.variant.as_deref() == Some("never"))
         .expect("seed-004 expects a violation under `never`");
     let file = seed004().display().to_string();
-    let row = run_row(&file, &s, Some("never"), &e.verdict, &opts());
+    let row = run_row(&file, &s, Some("never"), &e.verdict, &opts(), None);
     assert_eq!(row.verdict, "rmap-missed", "{row:?}");
     let token = row.schedule.clone().expect("a schedule token");
     let sv = s.with_variant(Some("never")).expect("variant");
