@@ -206,10 +206,12 @@ fn finding_under_set_reproduces_with_the_printed_command() {
         .split("\n== ")
         .find(|s| s.contains("/ base+set: "))
         .unwrap_or_else(|| panic!("no trace for the base row:\n{stdout}"));
+    // The report's header line (the full trace, and its closing `violation:` line, are cut
+    // without -v).
     let violation = section
         .lines()
-        .find(|l| l.starts_with("violation: "))
-        .expect("violation line");
+        .find(|l| l.starts_with("BUG: "))
+        .expect("BUG header line");
     let cmd = section
         .lines()
         .find_map(|l| l.strip_prefix("replay: mmcheck replay "))
