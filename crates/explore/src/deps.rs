@@ -118,6 +118,18 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
         return a.access == b.access;
     }
+    if a.access == Access::TlbScan || b.access == Access::TlbScan {
+        // A TLB scan reads every CPU's TLB and nothing else: it commutes with other reads of a
+        // TLB and with IRQ-off entries; an IRQ enable may run a deferred flush (a TLB write).
+        let o = if a.access == Access::TlbScan { b } else { a };
+        return match (o.obj, o.access) {
+            (Obj::Tlb(_), Access::Read | Access::TlbScan) => false,
+            (Obj::Tlb(_), _) => true,
+            (Obj::Irq(_), Access::IrqDisable) => false,
+            (Obj::Irq(_), _) => true,
+            _ => false,
+        };
+    }
     if is_global(a) || is_global(b) {
         return is_cpu_state(a) && is_cpu_state(b);
     }

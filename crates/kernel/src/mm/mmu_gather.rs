@@ -57,10 +57,15 @@ impl<'a> MmuGather<'a> {
     }
 
     /// `pte_free_tlb` / `pmd_free_tlb` / `pud_free_tlb`: queue a detached table covering `addr`.
+    /// As `include/asm-generic/tlb.h` does, only the page at `addr` joins the flush range
+    /// (`tlb_flush_pmd_range(tlb, address, PAGE_SIZE)` and its PUD/P4D twins) and `freed_tables`
+    /// is set: the flush then drops every paging-structure entry whose span holds that page,
+    /// which includes the freed table's. Leaves elsewhere in the table's span are flushed only if
+    /// the zap added them (`tlb_remove_tlb_entry`).
     pub fn free_table(&mut self, cx: Ctx<'_>, table: FrameRef, level: u32, addr: u64) {
         self.freed_tables = true;
-        let span = 1u64 << cx.geo().shift(level + 1).min(63);
-        self.add_range(cx, addr & !(span - 1), span);
+        let ps = cx.geo().page_size();
+        self.add_range(cx, addr & !(ps - 1), ps);
         self.tables.push((table, level));
     }
 

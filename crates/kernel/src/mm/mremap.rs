@@ -178,6 +178,9 @@ fn move_ptes(
     };
     let same = std::ptr::eq(new_ptl, pgtable::pte_lockptr(cx, mm, old.pmdval));
     let new_guard = (!same).then(|| new_ptl.lock(cx.cpu));
+    if cx.proto().mremap_flush_batched_pending {
+        crate::mm::tlb_batch::flush_tlb_batched_pending(cx, mm);
+    }
     let mut force_flush = false;
     let n = extent >> ps;
     for i in 0..n {
@@ -383,5 +386,6 @@ pub fn do_mremap(
     // Unmap the old range with the write lock held throughout.
     do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
     cx.rcu_quiescent();
+    crate::check::check_tlb_permission(cx, mm, old_addr, old_end, "mremap");
     Ok(new_addr)
 }

@@ -246,6 +246,7 @@ pub fn do_munmap(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), 
     let w = mm.mmap_lock.write_lock(cx.cpu);
     do_vmi_munmap(cx, mm, w, addr, end, true);
     cx.rcu_quiescent();
+    crate::check::check_tlb_permission(cx, mm, addr, end, "munmap");
     Ok(())
 }
 

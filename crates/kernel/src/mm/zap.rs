@@ -131,6 +131,9 @@ pub fn zap_pte_range(
         let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) else {
             return end;
         };
+        if cx.proto().zap_flush_batched_pending {
+            crate::mm::tlb_batch::flush_tlb_batched_pending(cx, mm);
+        }
         let mut force_flush = false;
         while addr < end {
             let pte = l.pte(g.index(addr, 1));
