@@ -509,4 +509,108 @@ mod tests {
         assert_eq!(kinds(&m), vec![ViolationKind::Assertion]);
         assert!(v[0].msg.contains("IRQs disabled"));
     }
+
+    #[test]
+    fn ipi_targets_a_cpu_in_mm_cpumask_with_an_empty_tlb() {
+        // Review B2: a CPU running the mm (GUP-fast, IRQ-off, nothing in its TLB) is a target
+        // of the IPI, so the flush waits for it.
+        let (mut m, tx, rx) = probe_machine(2, 16);
+        m.set_tlb_flush(TlbFlushMode::Ipi);
+        m.cpu(1).switch_mm(MM);
+        let g = m.cpu(1).local_irq_disable();
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).flush_tlb_range(MM, 0, 16, true);
+                tx.send(Note::Done(0, "flush")).unwrap();
+            });
+            expect_waiting(&rx, 0, Access::Flush);
+            drop(g);
+            expect_done(&rx, 0, "flush");
+        });
+    }
+
+    #[test]
+    fn broadcast_does_not_wait_for_irq_off_and_flushes_every_cpu() {
+        let mut m = seq_machine(3, 16);
+        m.set_tlb_flush(TlbFlushMode::Broadcast);
+        let (c0, c1, c2) = (m.cpu(0), m.cpu(1), m.cpu(2));
+        let p = page(&m);
+        c1.switch_mm(MM);
+        c1.tlb_fill(leaf(MM, 5, p));
+        c2.tlb_fill(leaf(MM, 6, p));
+        // CPU1 is IRQ-off (GUP-fast): the sequential backend would panic on a wait.
+        let g = c1.local_irq_disable();
+        c0.flush_tlb_range(MM, 0, 16, false);
+        assert!(c1.tlb_lookup(MM, 5).is_none() && c2.tlb_lookup(MM, 6).is_none());
+        drop(g);
+        // No IPI: flushing with IRQs disabled is allowed.
+        let g = c0.local_irq_disable();
+        c0.flush_tlb_range(MM, 0, 16, false);
+        drop(g);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn broadcast_waits_for_a_hardware_walk_in_flight() {
+        let (mut m, tx, rx) = probe_machine(2, 16);
+        m.set_tlb_flush(TlbFlushMode::Broadcast);
+        let p = page(&m);
+        let walk = m.cpu(1).hw_walk_begin();
+        // The walk fills its translation after reading the old tables.
+        m.cpu(1).tlb_fill(leaf(MM, 5, p));
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).flush_tlb_range(MM, 0, 16, false);
+                tx.send(Note::Done(0, "flush")).unwrap();
+            });
+            expect_waiting(&rx, 0, Access::Flush);
+            drop(walk);
+            expect_done(&rx, 0, "flush");
+        });
+        assert!(
+            m.cpu(1).tlb_lookup(MM, 5).is_none(),
+            "the walk's fill is flushed too"
+        );
+    }
+
+    #[test]
+    fn walk_caches_at_every_level() {
+        let m = seq_machine(2, 16);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let pte_t = m.frames.alloc(&c0, 0, FrameKind::Table(1)).unwrap();
+        let pmd_t = m.frames.alloc(&c0, 0, FrameKind::Table(2)).unwrap();
+        // 9 bits per level: a PMD table spans 1 << 18 pages.
+        let vpn = (3 << 18) + (5 << 9) + 7;
+        c1.walk_cache_fill_all(&[
+            WalkCacheEntry {
+                mm: MM,
+                key: vpn >> 18,
+                table_shift: 18,
+                table: pmd_t,
+            },
+            WalkCacheEntry {
+                mm: MM,
+                key: vpn >> 9,
+                table_shift: 9,
+                table: pte_t,
+            },
+        ]);
+        assert_eq!(c1.walk_cache_lowest(MM, vpn, 9, 4), Some((pte_t, 1)));
+        // Another PMD range under the same PMD table: only the PMD-table pointer applies.
+        assert_eq!(c1.walk_cache_lowest(MM, vpn + 512, 9, 4), Some((pmd_t, 2)));
+        // A table flush of one page drops every level whose span holds it, and only those.
+        c0.flush_tlb_range(MM, vpn, vpn + 1, true);
+        assert_eq!(c1.walk_cache_lowest(MM, vpn + 512, 9, 4), None);
+        let other = vpn + (1 << 18);
+        c1.walk_cache_fill(WalkCacheEntry {
+            mm: MM,
+            key: other >> 18,
+            table_shift: 18,
+            table: pmd_t,
+        });
+        c0.flush_tlb_range(MM, vpn, vpn + 1, true);
+        assert_eq!(c1.walk_cache_lowest(MM, other, 9, 4), Some((pmd_t, 2)));
+    }
 }
