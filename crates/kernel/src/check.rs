@@ -285,18 +285,45 @@ fn tlb_grants_more(k: &Kernel, mm: &MmStruct, e: &TlbEntry, vpn: u64) -> Option<
     }
 }
 
-/// The TLB-permission oracle (I3's second half): when `syscall`, which reduced access to
-/// `[start, end)` of `mm`, returns, no CPU's TLB may grant more there than the page tables do
-/// (a translation where they map nothing or another page, or a writable one where they are
-/// read-only). The TLB half is an announced scan of every CPU's TLB; the page tables are read at
-/// the same instant, unannounced (`entry_oracle`; see docs/fidelity.md).
-pub fn check_tlb_permission(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64, syscall: &str) {
+/// The TLB entries of `mm` in `[start, end)` when a system call that reduces access there begins:
+/// the ones it is answerable for (see [`check_tlb_permission`]).
+pub fn tlb_permission_begin(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> TlbSnapshot {
     let ps = cx.geo().page_shift;
     let (s, e) = (start >> ps, end.div_ceil(1 << ps));
-    if s >= e {
+    TlbSnapshot(if s < e {
+        cx.cpu.tlb_entries_in(mm.id, s, e)
+    } else {
+        Vec::new()
+    })
+}
+
+/// What [`tlb_permission_begin`] saw.
+pub struct TlbSnapshot(Vec<(usize, TlbEntry)>);
+
+/// The TLB-permission oracle (I3's second half): when `syscall`, which reduced access to
+/// `[start, end)` of `mm`, returns, no CPU's TLB may still hold an entry it held when the call
+/// began that grants more than the page tables now do (a translation where they map nothing or
+/// another page, or a writable one where they are read-only). Entries filled during the call come
+/// from a concurrent fault after the zap and are another thread's business. The TLB half is an
+/// announced scan of every CPU's TLB; the page tables are read at the same instant, unannounced
+/// (`entry_oracle`; see docs/fidelity.md).
+pub fn check_tlb_permission(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    end: u64,
+    before: TlbSnapshot,
+    syscall: &str,
+) {
+    if before.0.is_empty() {
         return;
     }
+    let ps = cx.geo().page_shift;
+    let (s, e) = (start >> ps, end.div_ceil(1 << ps));
     for (cpu, te) in cx.cpu.tlb_entries_in(mm.id, s, e) {
+        if !before.0.contains(&(cpu, te)) {
+            continue;
+        }
         let span = te.vpn >> te.shift << te.shift;
         let vpn = span.max(s);
         if let Some(why) = tlb_grants_more(cx.k, mm, &te, vpn) {

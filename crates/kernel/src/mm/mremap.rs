@@ -357,6 +357,7 @@ pub fn do_mremap(
     {
         return Err(Errno::Einval);
     }
+    let tlb_before = crate::check::tlb_permission_begin(cx, mm, old_addr, old_end);
     let w = mm.mmap_lock.write_lock(cx.cpu);
     let vma = mm.vma_lookup(cx, old_addr).ok_or(Errno::Einval)?;
     if vma.end() < old_end {
@@ -386,6 +387,6 @@ pub fn do_mremap(
     // Unmap the old range with the write lock held throughout.
     do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
     cx.rcu_quiescent();
-    crate::check::check_tlb_permission(cx, mm, old_addr, old_end, "mremap");
+    crate::check::check_tlb_permission(cx, mm, old_addr, old_end, tlb_before, "mremap");
     Ok(new_addr)
 }
