@@ -254,6 +254,16 @@ mod tests {
             &ev(Obj::Tlb(0), Access::Fill),
             &ev(Obj::Tlb(1), Access::Fill)
         ));
+        // A TLB scan reads TLBs: it orders against fills, flushes and IRQ enables (which may
+        // run a deferred flush), not against lookups or IRQ disables.
+        let scan = ev(Obj::Tlb(0), Access::TlbScan);
+        assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Fill)));
+        assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Flush)));
+        assert!(dependent(&scan, &ev(Obj::Irq(1), Access::IrqEnable)));
+        assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::Read)));
+        assert!(!dependent(&scan, &ev(Obj::Irq(1), Access::IrqDisable)));
+        assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::TlbScan)));
+        assert!(!dependent(&scan, &ev(e, Access::Write)));
         assert!(dependent(
             &ev(Obj::Rcu, Access::GracePeriod),
             &ev(Obj::Irq(1), Access::IrqEnable)
