@@ -121,7 +121,14 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     if a.access == Access::TlbScan || b.access == Access::TlbScan {
         // A TLB scan reads every CPU's TLB and nothing else: it commutes with other reads of a
         // TLB and with IRQ-off entries; an IRQ enable may run a deferred flush (a TLB write).
-        let o = if a.access == Access::TlbScan { b } else { a };
+        let (scan, o) = if a.access == Access::TlbScan {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        if !is_cpu_state(scan) {
+            return false;
+        }
         return match (o.obj, o.access) {
             (Obj::Tlb(_), Access::Read | Access::TlbScan) => false,
             (Obj::Tlb(_), _) => true,
