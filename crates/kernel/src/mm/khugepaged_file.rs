@@ -315,7 +315,8 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
 
 /// `try_to_unmap` of the page-cache folio mapped at `addr` (reclaim of a clean shmem page, as
 /// `shrink_folio_list` does it): lock it, walk `i_mmap`, clear each mapping under its PTL, with
-/// the TLB flush batched (`TTU_BATCH_FLUSH`, `reclaim.batch_flush`) or at once. Anonymous folios need swap, which is not modelled: returns false for them.
+/// the TLB flush batched (`TTU_BATCH_FLUSH`, `reclaim.batch_flush`) or at once. Anonymous folios
+/// need swap, which is not modelled: returns false for them.
 pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("try_to_unmap");
     let Some(pfn) = pgtable::folio_at(cx, mm, addr) else {
