@@ -118,6 +118,25 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
         return a.access == b.access;
     }
+    if a.access == Access::TlbScan || b.access == Access::TlbScan {
+        // A TLB scan reads every CPU's TLB and nothing else: it commutes with other reads of a
+        // TLB and with IRQ-off entries; an IRQ enable may run a deferred flush (a TLB write).
+        let (scan, o) = if a.access == Access::TlbScan {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        if !is_cpu_state(scan) {
+            return false;
+        }
+        return match (o.obj, o.access) {
+            (Obj::Tlb(_), Access::Read | Access::TlbScan) => false,
+            (Obj::Tlb(_), _) => true,
+            (Obj::Irq(_), Access::IrqDisable) => false,
+            (Obj::Irq(_), _) => true,
+            _ => false,
+        };
+    }
     if is_global(a) || is_global(b) {
         return is_cpu_state(a) && is_cpu_state(b);
     }
@@ -242,6 +261,16 @@ mod tests {
             &ev(Obj::Tlb(0), Access::Fill),
             &ev(Obj::Tlb(1), Access::Fill)
         ));
+        // A TLB scan reads TLBs: it orders against fills, flushes and IRQ enables (which may
+        // run a deferred flush), not against lookups or IRQ disables.
+        let scan = ev(Obj::Tlb(0), Access::TlbScan);
+        assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Fill)));
+        assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Flush)));
+        assert!(dependent(&scan, &ev(Obj::Irq(1), Access::IrqEnable)));
+        assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::Read)));
+        assert!(!dependent(&scan, &ev(Obj::Irq(1), Access::IrqDisable)));
+        assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::TlbScan)));
+        assert!(!dependent(&scan, &ev(e, Access::Write)));
         assert!(dependent(
             &ev(Obj::Rcu, Access::GracePeriod),
             &ev(Obj::Irq(1), Access::IrqEnable)

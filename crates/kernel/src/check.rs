@@ -11,8 +11,8 @@
 
 use crate::arch::pgtable::Entry;
 use crate::mm::types::{MmStruct, MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS};
-use crate::Kernel;
-use mmcheck_platform::{FrameKind, ViolationKind};
+use crate::{Ctx, Kernel};
+use mmcheck_platform::{FrameKind, TlbEntry, ViolationKind};
 use std::collections::BTreeMap;
 
 #[derive(Default)]
@@ -268,4 +268,106 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
         k.machine.report_global(*kind, msg.clone());
     }
     errs
+}
+
+/// What the page tables of `mm` map at `vpn` right now, read at one instant by the oracle:
+/// `(pfn, generation, writable, shift)` of the leaf, or `None`.
+fn oracle_translation(k: &Kernel, mm: &MmStruct, vpn: u64) -> Option<(u32, u32, bool, u32)> {
+    let g = k.geo;
+    let frames = &k.machine.frames;
+    let addr = vpn << g.page_shift;
+    let mut table = mm.pgd;
+    let mut level = g.levels;
+    loop {
+        if !frames.is_live(table) {
+            return None;
+        }
+        let e = Entry(frames.entry_oracle(table, g.index(addr, level)));
+        if !e.present() {
+            return None;
+        }
+        if level == 1 || (level == 2 && e.huge_leaf()) {
+            let f = frames.current(e.pfn());
+            let shift = if level == 1 { 0 } else { g.bits };
+            return Some((f.pfn, f.gen, e.write(), shift));
+        }
+        table = frames.current(e.pfn());
+        level -= 1;
+    }
+}
+
+/// Does `e` (for a page of `vpn`) grant more than the page tables do?
+fn tlb_grants_more(k: &Kernel, mm: &MmStruct, e: &TlbEntry, vpn: u64) -> Option<String> {
+    let off = vpn - (e.vpn >> e.shift << e.shift);
+    let want = e.page.pfn + off as u32;
+    match oracle_translation(k, mm, vpn) {
+        None => Some("the page tables map nothing there".to_string()),
+        Some((pfn, gen, w, shift)) => {
+            let pfn = pfn + if shift > 0 { off as u32 } else { 0 };
+            let same_frame = pfn == want && (e.shift > 0 || gen == e.page.gen);
+            if !same_frame {
+                Some(format!("the page tables map pfn {pfn} there"))
+            } else if e.writable && !w {
+                Some("the page tables map it read-only".to_string())
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The TLB entries of `mm` in `[start, end)` when a system call that reduces access there begins:
+/// the ones it is answerable for (see [`check_tlb_permission`]).
+pub fn tlb_permission_begin(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> TlbSnapshot {
+    let ps = cx.geo().page_shift;
+    let (s, e) = (start >> ps, end.div_ceil(1 << ps));
+    TlbSnapshot(if s < e {
+        cx.cpu.tlb_entries_in(mm.id, s, e)
+    } else {
+        Vec::new()
+    })
+}
+
+/// What [`tlb_permission_begin`] saw.
+pub struct TlbSnapshot(Vec<(usize, TlbEntry)>);
+
+/// The TLB-permission oracle (I3's second half): when `syscall`, which reduced access to
+/// `[start, end)` of `mm`, returns, no CPU's TLB may still hold an entry it held when the call
+/// began that grants more than the page tables now do (a translation where they map nothing or
+/// another page, or a writable one where they are read-only). Entries filled during the call come
+/// from a concurrent fault after the zap and are another thread's business. The TLB half is an
+/// announced scan of every CPU's TLB; the page tables are read at the same instant, unannounced
+/// (`entry_oracle`; see docs/fidelity.md).
+pub fn check_tlb_permission(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    end: u64,
+    before: TlbSnapshot,
+    syscall: &str,
+) {
+    if before.0.is_empty() {
+        return;
+    }
+    let ps = cx.geo().page_shift;
+    let (s, e) = (start >> ps, end.div_ceil(1 << ps));
+    for (cpu, te) in cx.cpu.tlb_entries_in(mm.id, s, e) {
+        if !before.0.contains(&(cpu, te)) {
+            continue;
+        }
+        let span = te.vpn >> te.shift << te.shift;
+        let vpn = span.max(s);
+        if let Some(why) = tlb_grants_more(cx.k, mm, &te, vpn) {
+            cx.cpu.report(
+                ViolationKind::TlbPermission,
+                format!(
+                    "{syscall} returned while CPU {cpu}'s TLB still maps vpn {vpn:#x} to pfn {}{} \
+                     but {why}: a missing or late TLB flush",
+                    te.page.pfn + (vpn - span) as u32,
+                    if te.writable { " (writable)" } else { "" },
+                ),
+            );
+            return;
+        }
+    }
 }

@@ -55,7 +55,8 @@ pub struct Kernel {
 
 impl Kernel {
     /// A kernel on `machine`. The machine's `entries_per_table` must match `geo`.
-    pub fn new(machine: Machine, geo: Geometry, proto: Protocol) -> Self {
+    pub fn new(mut machine: Machine, geo: Geometry, proto: Protocol) -> Self {
+        machine.set_tlb_flush(proto.tlb_flush);
         assert_eq!(
             machine.config.entries_per_table,
             geo.entries(),

@@ -3,6 +3,8 @@
 //! follows. Every field that a seed thread or a race argues about is a named switch ([`SWITCHES`])
 //! settable as `name = value`, and presets name kernel versions ([`PRESETS`]).
 
+pub use mmcheck_platform::TlbFlushMode;
+
 /// How freed page tables reach the allocator (`mm/mmu_gather.c`, `tlb_remove_table`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TableFree {
@@ -101,6 +103,18 @@ pub struct Protocol {
     pub retract_free: TableFree,
     /// How PT reclaim decides a table is empty.
     pub pt_reclaim_empty_check: EmptyCheck,
+    /// How TLB shootdowns reach other CPUs: IPIs to `mm_cpumask` (x86 native) or a broadcast
+    /// invalidation (arm64, x86 INVLPGB, paravirt).
+    pub tlb_flush: TlbFlushMode,
+    /// Reclaim's `try_to_unmap` passes `TTU_BATCH_FLUSH` (`shrink_folio_list`): the flush is
+    /// deferred to `try_to_unmap_flush` after the batch.
+    pub reclaim_batch_flush: bool,
+    /// Async migration's `try_to_migrate` passes `TTU_BATCH_FLUSH` (`migrate_pages_batch`, 6.4+).
+    pub migrate_batch_flush: bool,
+    /// `zap_pte_range` calls `flush_tlb_batched_pending` after taking the PTL.
+    pub zap_flush_batched_pending: bool,
+    /// `move_ptes` calls `flush_tlb_batched_pending` after taking the PTLs.
+    pub mremap_flush_batched_pending: bool,
 }
 
 /// `pt_reclaim.empty_check`.
@@ -215,6 +229,11 @@ impl Default for Protocol {
             retract_locks: RetractLocks::IMmapRead,
             retract_free: TableFree::Rcu,
             pt_reclaim_empty_check: EmptyCheck::ContinuousPtl,
+            tlb_flush: TlbFlushMode::Ipi,
+            reclaim_batch_flush: true,
+            migrate_batch_flush: true,
+            zap_flush_batched_pending: true,
+            mremap_flush_batched_pending: true,
         }
     }
 }
@@ -653,6 +672,48 @@ pub const SWITCHES: &[Switch] = &[
         "a write fault on the huge zero PMD replaces it by a new THP (falling back to the split if the allocation fails); off: split it into zero-page PTEs and COW one page",
         "1ced09e0331f (Dev Jain, 'mm: allocate THP on hugezeropage wp-fault', 6.13); off: 3917c80280c9 (5.8)"
     ),
+    Switch {
+        name: "tlb.flush",
+        values: &["ipi", "broadcast"],
+        doc: "how a TLB shootdown reaches other CPUs: an IPI to every CPU in mm_cpumask, waited for, so IRQ-off regions (GUP-fast) delay it (x86 native); or a broadcast invalidation with no interrupt and no wait on IRQ-off (arm64 TLBI, x86 INVLPGB, paravirt): use broadcast for arm64",
+        cite: "arch/x86/mm/tlb.c native_flush_tlb_multi; arch/arm64/include/asm/tlbflush.h __flush_tlb_range; Rik van Riel, 'x86/mm: enable broadcast TLB invalidation for multi-threaded processes' (INVLPGB, 6.15)",
+        get: |p| match p.tlb_flush {
+            TlbFlushMode::Ipi => "ipi",
+            TlbFlushMode::Broadcast => "broadcast",
+        },
+        set: |p, v| {
+            p.tlb_flush = match v {
+                "ipi" => TlbFlushMode::Ipi,
+                "broadcast" => TlbFlushMode::Broadcast,
+                _ => return false,
+            };
+            true
+        },
+    },
+    bool_switch!(
+        "reclaim.batch_flush",
+        reclaim_batch_flush,
+        "reclaim's try_to_unmap passes TTU_BATCH_FLUSH: try_to_unmap_one clears the PTE without a flush (set_tlb_ubc_flush_pending, mm->tlb_flush_batched) and try_to_unmap_flush flushes after the batch; off flushes under the PTL (ptep_clear_flush)",
+        "72b252aed506 Mel Gorman, 'mm: send one IPI per CPU to TLB flush all entries after unmapping pages' (4.3); mm/vmscan.c shrink_folio_list"
+    ),
+    bool_switch!(
+        "migrate.batch_flush",
+        migrate_batch_flush,
+        "async migration's try_to_migrate passes TTU_BATCH_FLUSH and migrate_pages_batch calls try_to_unmap_flush before copying; off flushes under the PTL (≤6.3, and sync migration)",
+        "7e12beb8ca2a Huang Ying, 'migrate_pages: batch flushing TLB' (6.4)"
+    ),
+    bool_switch!(
+        "zap.flush_batched_pending",
+        zap_flush_batched_pending,
+        "zap_pte_range calls flush_tlb_batched_pending after taking the PTL, so a PTE that reclaim or migration cleared with its flush deferred is not left in a TLB when munmap or MADV_DONTNEED returns",
+        "3ea277194daa Mel Gorman, 'mm, mprotect: flush TLB if potentially racing with a parallel reclaim leaving stale TLB entries' (4.13)"
+    ),
+    bool_switch!(
+        "mremap.flush_batched_pending",
+        mremap_flush_batched_pending,
+        "move_ptes calls flush_tlb_batched_pending after taking both PTLs",
+        "3ea277194daa Mel Gorman (4.13); mm/mremap.c move_ptes"
+    ),
 ];
 
 /// A preset: a kernel version and the switch values that differ from the 2026 defaults.
@@ -682,6 +743,7 @@ pub const PRESETS: &[Preset] = &[
             ("mremap.normal_pmd_rmap_locks", "off"),
             ("thp.zero_wp_alloc", "off"),
             ("pte_map.recheck_pmd", "off"),
+            ("migrate.batch_flush", "off"),
         ],
     },
     Preset {

@@ -73,21 +73,20 @@ impl Obj {
 /// Strict mode's rule: may a step that announced `ev` touch `obj`? `fresh` lists the frames the
 /// step allocated (nobody else can reach them before they are published by a later step).
 ///
-/// A step touches what it announced; a shootdown, IPI broadcast or TLB scan touches every CPU's
-/// IRQ and TLB state (the dependency relation orders them against every such access); a frame
-/// free touches every object in its block; anything may touch a frame it allocated in this step;
-/// and every access through a frame reference reads that frame's generation, which only frees
-/// and allocations (dependent with every object of the frame) change.
+/// A step touches what it announced; a shootdown or IPI broadcast touches every CPU's IRQ and
+/// TLB state, and a TLB scan every CPU's TLB (the dependency relation orders them against every
+/// such access); a frame free touches every object in its block; anything may touch a frame it
+/// allocated in this step; and every access through a frame reference reads that frame's
+/// generation, which only frees and allocations (dependent with every object of the frame)
+/// change.
 pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
     if ev.obj == obj {
         return true;
     }
     match ev.access {
-        Access::Flush | Access::IpiSync | Access::TlbScan
-            if matches!(obj, Obj::Irq(_) | Obj::Tlb(_)) =>
-        {
-            return true
-        }
+        Access::Flush | Access::IpiSync if matches!(obj, Obj::Irq(_) | Obj::Tlb(_)) => return true,
+        // A TLB scan reads TLBs only (the dependency relation lets it commute with IRQ-off).
+        Access::TlbScan if matches!(obj, Obj::Tlb(_)) => return true,
         Access::FrameFree => {
             if let Obj::Frame { pfn, order } = ev.obj {
                 if obj.in_block(pfn, order) {

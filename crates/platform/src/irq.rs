@@ -12,6 +12,8 @@ use std::sync::atomic::Ordering;
 pub struct IrqGuard<'m> {
     cpu: Cpu<'m>,
     rcu: bool,
+    /// A hardware page walk (broadcast invalidations wait for it too).
+    hw: bool,
 }
 
 impl Drop for IrqGuard<'_> {
@@ -22,6 +24,9 @@ impl Drop for IrqGuard<'_> {
         // LOCKING: `ipi_flush` orders this transition against a shootdown sender deciding
         // whether this CPU takes its IPI now or when it next enables IRQs (native backend).
         let mut q = st.ipi_flush.lock();
+        if self.hw {
+            st.hw_walk.fetch_sub(1, Ordering::SeqCst);
+        }
         if st.irq_depth.fetch_sub(1, Ordering::SeqCst) == 1 {
             // IRQs are on again: pending IPIs are handled here, before anything else runs.
             if !q.is_empty() {
@@ -48,10 +53,13 @@ pub(crate) fn ipi_done(snap: &[u64], cpu: &Cpu<'_>) -> bool {
 }
 
 impl<'m> Cpu<'m> {
-    fn irq_off(&self, rcu: bool) -> IrqGuard<'m> {
+    fn irq_off(&self, rcu: bool, hw: bool) -> IrqGuard<'m> {
         self.visible(Obj::Irq(self.id as u16), Access::IrqDisable);
         let st = self.state();
         let q = st.ipi_flush.lock();
+        if hw {
+            st.hw_walk.fetch_add(1, Ordering::SeqCst);
+        }
         if st.irq_depth.fetch_add(1, Ordering::SeqCst) == 0 {
             st.irq_ctr.fetch_add(1, Ordering::SeqCst);
         }
@@ -59,18 +67,22 @@ impl<'m> Cpu<'m> {
         if rcu {
             self.rcu_enter();
         }
-        IrqGuard { cpu: *self, rcu }
+        IrqGuard {
+            cpu: *self,
+            rcu,
+            hw,
+        }
     }
 
     /// `local_irq_save`: IPIs to this CPU wait, and RCU grace periods wait.
     pub fn local_irq_disable(&self) -> IrqGuard<'m> {
-        self.irq_off(true)
+        self.irq_off(true, false)
     }
 
     /// A hardware page walk: a TLB-flush IPI cannot land in the middle of one (interrupts are taken
     /// at instruction boundaries), but it is not an RCU reader.
     pub fn hw_walk_begin(&self) -> IrqGuard<'m> {
-        self.irq_off(false)
+        self.irq_off(false, true)
     }
 
     pub fn irqs_disabled(&self) -> bool {

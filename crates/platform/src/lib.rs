@@ -37,5 +37,5 @@ pub use rcu::{RcuGuard, RcuWork};
 pub use rwsem::{RwSem, RwSemReadGuard, RwSemWriteGuard};
 pub use shared::{Counter, Ghost, Locked, Shared, SharedWord};
 pub use spinlock::{SpinGuard, SpinLock};
-pub use tlb::{TlbEntry, WalkCacheEntry};
+pub use tlb::{TlbEntry, TlbFlushMode, WalkCacheEntry};
 pub use violation::{Limit, Violation, ViolationKind};

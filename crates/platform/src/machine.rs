@@ -7,7 +7,7 @@ use crate::event::{Access, Event, Obj};
 use crate::frames::Frames;
 use crate::naming::{EntryText, NameRec, Names, Owner};
 use crate::rcu::RcuState;
-use crate::tlb::Tlb;
+use crate::tlb::{Tlb, TlbFlushMode};
 use crate::violation::{Violation, ViolationKind};
 use parking_lot::Mutex;
 use std::panic::Location;
@@ -53,8 +53,13 @@ pub struct CpuState {
     /// the IPI handler when the CPU next enables IRQs. The lock also orders IRQ-state changes
     /// against a sender's decision to flush now or queue (native backend).
     pub(crate) ipi_flush: Mutex<Vec<(u64, u64, u64, bool)>>,
-    /// The mm whose translations this CPU is using (0: none), for shootdown targeting.
+    /// The mm whose translations this CPU is using (0: none): the CPU's bit in that mm's
+    /// `mm_cpumask`, for shootdown targeting. A CPU running a thread of the mm has it from the
+    /// start (`current->mm` is loaded before the thread runs user code).
     pub(crate) loaded_mm: AtomicU64,
+    /// Hardware page-walk nesting (owned by this CPU): a broadcast invalidation completes only
+    /// once walks in flight on every CPU have finished.
+    pub(crate) hw_walk: AtomicU32,
     /// Inside the closure of a [`crate::Shared`] or [`crate::Locked`] access: announcing there
     /// would suspend while holding the cell's host lock (a model bug, caught at once).
     pub(crate) in_cell: AtomicBool,
@@ -69,6 +74,9 @@ pub struct Machine {
     pub(crate) rcu: RcuState,
     pub(crate) cpus: Box<[CpuState]>,
     pub config: MachineConfig,
+    /// How TLB shootdowns reach other CPUs (the kernel's protocol decides; see
+    /// [`Machine::set_tlb_flush`]).
+    pub(crate) tlb_flush: TlbFlushMode,
     next_id: AtomicU64,
     /// Lock id → lockdep class (`&mm->mmap_lock`, ...), for lock-order tracking by class.
     lock_classes: Mutex<std::collections::BTreeMap<u64, &'static str>>,
@@ -92,6 +100,7 @@ impl Machine {
                 tlb: Mutex::new(Tlb::new(config.tlb_entries)),
                 ipi_flush: Mutex::new(Vec::new()),
                 loaded_mm: AtomicU64::new(0),
+                hw_walk: AtomicU32::new(0),
                 in_cell: AtomicBool::new(false),
                 stack: Mutex::new(Vec::with_capacity(16)),
             })
@@ -101,6 +110,7 @@ impl Machine {
             rcu: RcuState::default(),
             cpus,
             config,
+            tlb_flush: TlbFlushMode::Ipi,
             next_id: AtomicU64::new(1),
             lock_classes: Mutex::new(std::collections::BTreeMap::new()),
             violations: Mutex::new(Vec::new()),
@@ -121,6 +131,15 @@ impl Machine {
     pub fn cpu(&self, id: usize) -> Cpu<'_> {
         assert!(id < self.cpus.len(), "cpu {id} out of range");
         Cpu { id, m: self }
+    }
+
+    /// Choose how TLB shootdowns reach other CPUs (before any CPU runs).
+    pub fn set_tlb_flush(&mut self, mode: TlbFlushMode) {
+        self.tlb_flush = mode;
+    }
+
+    pub fn tlb_flush_mode(&self) -> TlbFlushMode {
+        self.tlb_flush
     }
 
     pub fn nr_cpus(&self) -> usize {

@@ -61,6 +61,17 @@ impl SharedWord {
         (self.v.fetch_add(n as u64, Ordering::SeqCst) as i64).wrapping_add(n)
     }
 
+    /// `atomic_cmpxchg`: returns the value found (`old` on success).
+    pub fn cmpxchg(&self, cpu: &Cpu<'_>, old: u64, new: u64) -> u64 {
+        cpu.visible(Obj::Var(self.id), Access::Rmw);
+        match self
+            .v
+            .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
     /// Quiescent read (see the module doc).
     #[track_caller]
     pub fn peek(&self, m: &Machine) -> u64 {

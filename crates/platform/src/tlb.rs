@@ -1,13 +1,31 @@
-//! Per-CPU TLBs (`arch/x86/mm/tlb.c` as the protocol sees it): a leaf cache of translations and a
-//! paging-structure cache of PTE-table pointers (the PMD-level walk cache). Entries survive until
-//! flushed, even after the page tables change. A shootdown is an IPI: it completes only when every
-//! target CPU is outside IRQ-off, then drops the range from every target.
+//! Per-CPU TLBs (`arch/x86/mm/tlb.c`, `arch/arm64/include/asm/tlbflush.h` as the protocol sees
+//! them, ≈6.18): a leaf cache of translations and a paging-structure cache holding table pointers
+//! at every level below the top (x86's PML4E/PDPTE/PDE caches, arm64's walk cache). Entries
+//! survive until flushed, even after the page tables change.
+//!
+//! A shootdown reaches other CPUs by [`TlbFlushMode`]: an IPI to the CPUs in `mm_cpumask` that
+//! completes only once each target is outside IRQ-off (x86 native `native_flush_tlb_multi`), or a
+//! broadcast invalidation that needs no interrupt (arm64 `TLBI ...IS` + `DSB`, x86 INVLPGB,
+//! paravirt flushes) and waits only for hardware walks in flight. A flush that frees tables
+//! (`tables`) also drops paging-structure entries whose span overlaps the range, as a non-leaf
+//! `TLBI VAE1IS` does for each address; a leaf-only flush keeps them (`TLBI VALE1IS`).
 
 use crate::event::{Access, Obj};
 use crate::frames::FrameRef;
 use crate::irq::ipi_done;
 use crate::machine::Cpu;
 use std::sync::atomic::Ordering;
+
+/// How a TLB shootdown reaches other CPUs (`tlb.flush`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbFlushMode {
+    /// x86 native: IPI every CPU in `mm_cpumask` (or holding entries of the mm) and wait; an
+    /// IRQ-off target takes the IPI when it next enables IRQs, so IRQ-off regions delay the flush.
+    Ipi,
+    /// arm64 TLBI broadcast, x86 INVLPGB, paravirt flushes: every CPU's entries for the range are
+    /// dropped in the flush step, whatever its IRQ state; only walks in flight are waited for.
+    Broadcast,
+}
 
 /// A cached translation: `1 << shift` pages at `vpn` map the frames starting at `page`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +52,8 @@ impl TlbEntry {
     }
 }
 
-/// A cached pointer to the PTE table that maps `[key << table_shift, (key + 1) << table_shift)`.
+/// A cached pointer to the table that maps `[key << table_shift, (key + 1) << table_shift)` (a PTE
+/// table has `table_shift` = bits per level, a PMD table twice that, and so on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalkCacheEntry {
     pub mm: u64,
@@ -112,30 +131,65 @@ impl<'m> Cpu<'m> {
             .map(|w| w.table)
     }
 
-    /// Cache a PTE-table pointer.
+    /// The lowest-level cached table for `vpn` among the levels `1..levels` (a table at level `l`
+    /// spans `bits * l` page-number bits): `(table, level)`. One lookup, as the walker starts.
+    pub fn walk_cache_lowest(
+        &self,
+        mm: u64,
+        vpn: u64,
+        bits: u32,
+        levels: u32,
+    ) -> Option<(FrameRef, u32)> {
+        self.visible(Obj::Tlb(self.id as u16), Access::Read);
+        let t = self.state().tlb.lock();
+        (1..levels).find_map(|l| {
+            let sh = (bits * l).min(63);
+            t.walk
+                .iter()
+                .find(|w| w.mm == mm && w.table_shift == sh && w.key == vpn >> sh)
+                .map(|w| (w.table, l))
+        })
+    }
+
+    /// Cache a table pointer.
     pub fn walk_cache_fill(&self, w: WalkCacheEntry) {
+        self.walk_cache_fill_all(&[w]);
+    }
+
+    /// Cache the table pointers one walk went through (filled together at the walk's end: the
+    /// walk is one instruction, no shootdown lands inside it).
+    pub fn walk_cache_fill_all(&self, ws: &[WalkCacheEntry]) {
+        if ws.is_empty() {
+            return;
+        }
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         let mut t = self.state().tlb.lock();
-        t.walk
-            .retain(|x| !(x.mm == w.mm && x.key == w.key && x.table_shift == w.table_shift));
-        if t.walk.len() >= 8 {
-            t.walk.remove(0);
+        for w in ws {
+            t.walk
+                .retain(|x| !(x.mm == w.mm && x.key == w.key && x.table_shift == w.table_shift));
+            if t.walk.len() >= 16 {
+                t.walk.remove(0);
+            }
+            t.walk.push(*w);
         }
-        t.walk.push(w);
     }
 
     /// `flush_tlb_range` (or `flush_tlb_mm` with the whole range): drop `[start, end)` (page
-    /// numbers) of `mm` from this CPU and, by IPI, from every CPU that has `mm` loaded or cached.
+    /// numbers) of `mm` from this CPU and from the others, by the machine's [`TlbFlushMode`].
     /// `tables` also drops paging-structure caches (`freed_tables`).
     ///
-    /// The IPI is sent in one step, which picks the targets and sees their IRQ state at that
-    /// instant: a target with IRQs on takes the IPI at once (its TLB is flushed in this step); a
-    /// target that is IRQ-off takes it when it next enables IRQs (its handler flushes then, see
-    /// [`crate::IrqGuard`]). The sender then waits, in later steps, until every such target has.
+    /// The shootdown is sent in one step, which sees every target's state at that instant.
+    /// `Ipi`: the targets are the CPUs in `mm_cpumask` (`loaded_mm`) or still holding entries of
+    /// `mm`; one with IRQs on takes the IPI at once (its TLB is flushed in this step), an IRQ-off
+    /// one takes it when it next enables IRQs (its handler flushes then, see
+    /// [`crate::IrqGuard`]). `Broadcast`: every CPU is flushed in this step, except one in the
+    /// middle of a hardware walk, which drops the range when the walk ends. The sender then
+    /// waits, in later steps, until every deferred target has.
     pub fn flush_tlb_range(&self, mm: u64, start: u64, end: u64, tables: bool) {
         let _f = self.enter("flush_tlb_range");
         self.visible(Obj::Tlb(self.id as u16), Access::Flush);
         self.state().tlb.lock().flush(mm, start, end, tables);
+        let broadcast = self.m.tlb_flush == TlbFlushMode::Broadcast;
         let mut waiting = false;
         let mut snap = vec![0u64; self.m.cpus.len()];
         for (i, c) in self.m.cpus.iter().enumerate() {
@@ -144,20 +198,26 @@ impl<'m> Cpu<'m> {
             }
             self.touch(Obj::Tlb(i as u16));
             self.touch(Obj::Irq(i as u16));
-            let target = c.loaded_mm.load(Ordering::SeqCst) == mm || {
+            let target = broadcast || c.loaded_mm.load(Ordering::SeqCst) == mm || {
                 let t = c.tlb.lock();
                 t.leaves.iter().any(|e| e.mm == mm) || t.walk.iter().any(|w| w.mm == mm)
             };
             if !target {
                 continue;
             }
-            if self.warn_on(self.irqs_disabled(), "TLB shootdown with IRQs disabled") {
+            if !broadcast && self.warn_on(self.irqs_disabled(), "TLB shootdown with IRQs disabled")
+            {
                 return;
             }
             // LOCKING: the target's `ipi_flush` lock orders this decision against its IRQ-state
             // changes (native backend).
             let mut q = c.ipi_flush.lock();
-            if c.irq_depth.load(Ordering::SeqCst) == 0 {
+            let defer = if broadcast {
+                c.hw_walk.load(Ordering::SeqCst) != 0
+            } else {
+                c.irq_depth.load(Ordering::SeqCst) != 0
+            };
+            if !defer {
                 c.tlb.lock().flush(mm, start, end, tables);
             } else {
                 q.push((mm, start, end, tables));
@@ -191,6 +251,22 @@ impl<'m> Cpu<'m> {
                 let p = e.page.pfn;
                 let len = 1u32 << e.shift;
                 if p < pfn + n && pfn < p + len {
+                    out.push((i, *e));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every leaf translation of `mm` overlapping `[start, end)` on any CPU (the TLB-permission
+    /// oracle asks this when a system call that reduces access returns).
+    pub fn tlb_entries_in(&self, mm: u64, start: u64, end: u64) -> Vec<(usize, TlbEntry)> {
+        self.visible(Obj::Tlb(self.id as u16), Access::TlbScan);
+        let mut out = Vec::new();
+        for (i, c) in self.m.cpus.iter().enumerate() {
+            self.touch(Obj::Tlb(i as u16));
+            for e in &c.tlb.lock().leaves {
+                if e.overlaps(mm, start, end) {
                     out.push((i, *e));
                 }
             }
@@ -432,5 +508,109 @@ mod tests {
         let v = m.violations();
         assert_eq!(kinds(&m), vec![ViolationKind::Assertion]);
         assert!(v[0].msg.contains("IRQs disabled"));
+    }
+
+    #[test]
+    fn ipi_targets_a_cpu_in_mm_cpumask_with_an_empty_tlb() {
+        // Review B2: a CPU running the mm (GUP-fast, IRQ-off, nothing in its TLB) is a target
+        // of the IPI, so the flush waits for it.
+        let (mut m, tx, rx) = probe_machine(2, 16);
+        m.set_tlb_flush(TlbFlushMode::Ipi);
+        m.cpu(1).switch_mm(MM);
+        let g = m.cpu(1).local_irq_disable();
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).flush_tlb_range(MM, 0, 16, true);
+                tx.send(Note::Done(0, "flush")).unwrap();
+            });
+            expect_waiting(&rx, 0, Access::Flush);
+            drop(g);
+            expect_done(&rx, 0, "flush");
+        });
+    }
+
+    #[test]
+    fn broadcast_does_not_wait_for_irq_off_and_flushes_every_cpu() {
+        let mut m = seq_machine(3, 16);
+        m.set_tlb_flush(TlbFlushMode::Broadcast);
+        let (c0, c1, c2) = (m.cpu(0), m.cpu(1), m.cpu(2));
+        let p = page(&m);
+        c1.switch_mm(MM);
+        c1.tlb_fill(leaf(MM, 5, p));
+        c2.tlb_fill(leaf(MM, 6, p));
+        // CPU1 is IRQ-off (GUP-fast): the sequential backend would panic on a wait.
+        let g = c1.local_irq_disable();
+        c0.flush_tlb_range(MM, 0, 16, false);
+        assert!(c1.tlb_lookup(MM, 5).is_none() && c2.tlb_lookup(MM, 6).is_none());
+        drop(g);
+        // No IPI: flushing with IRQs disabled is allowed.
+        let g = c0.local_irq_disable();
+        c0.flush_tlb_range(MM, 0, 16, false);
+        drop(g);
+        assert!(kinds(&m).is_empty());
+    }
+
+    #[test]
+    fn broadcast_waits_for_a_hardware_walk_in_flight() {
+        let (mut m, tx, rx) = probe_machine(2, 16);
+        m.set_tlb_flush(TlbFlushMode::Broadcast);
+        let p = page(&m);
+        let walk = m.cpu(1).hw_walk_begin();
+        // The walk fills its translation after reading the old tables.
+        m.cpu(1).tlb_fill(leaf(MM, 5, p));
+        std::thread::scope(|s| {
+            let m = &m;
+            s.spawn(move || {
+                m.cpu(0).flush_tlb_range(MM, 0, 16, false);
+                tx.send(Note::Done(0, "flush")).unwrap();
+            });
+            expect_waiting(&rx, 0, Access::Flush);
+            drop(walk);
+            expect_done(&rx, 0, "flush");
+        });
+        assert!(
+            m.cpu(1).tlb_lookup(MM, 5).is_none(),
+            "the walk's fill is flushed too"
+        );
+    }
+
+    #[test]
+    fn walk_caches_at_every_level() {
+        let m = seq_machine(2, 16);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let pte_t = m.frames.alloc(&c0, 0, FrameKind::Table(1)).unwrap();
+        let pmd_t = m.frames.alloc(&c0, 0, FrameKind::Table(2)).unwrap();
+        // 9 bits per level: a PMD table spans 1 << 18 pages.
+        let vpn = (3 << 18) + (5 << 9) + 7;
+        c1.walk_cache_fill_all(&[
+            WalkCacheEntry {
+                mm: MM,
+                key: vpn >> 18,
+                table_shift: 18,
+                table: pmd_t,
+            },
+            WalkCacheEntry {
+                mm: MM,
+                key: vpn >> 9,
+                table_shift: 9,
+                table: pte_t,
+            },
+        ]);
+        assert_eq!(c1.walk_cache_lowest(MM, vpn, 9, 4), Some((pte_t, 1)));
+        // Another PMD range under the same PMD table: only the PMD-table pointer applies.
+        assert_eq!(c1.walk_cache_lowest(MM, vpn + 512, 9, 4), Some((pmd_t, 2)));
+        // A table flush of one page drops every level whose span holds it, and only those.
+        c0.flush_tlb_range(MM, vpn, vpn + 1, true);
+        assert_eq!(c1.walk_cache_lowest(MM, vpn + 512, 9, 4), None);
+        let other = vpn + (1 << 18);
+        c1.walk_cache_fill(WalkCacheEntry {
+            mm: MM,
+            key: other >> 18,
+            table_shift: 18,
+            table: pmd_t,
+        });
+        c0.flush_tlb_range(MM, vpn, vpn + 1, true);
+        assert_eq!(c1.walk_cache_lowest(MM, other, 9, 4), Some((pmd_t, 2)));
     }
 }

@@ -18,6 +18,9 @@ pub enum ViolationKind {
     CounterMismatch,
     BadPopulate,
     WalkerResult,
+    /// A system call that reduces access returned while some CPU's TLB still grants more than
+    /// the page tables do in its range.
+    TlbPermission,
     /// Strict mode: the model touched shared state its step did not announce (a model bug that
     /// would make the explorer's partial-order reduction unsound), or peeked inside a step.
     Unannounced,
@@ -40,12 +43,13 @@ impl ViolationKind {
             ViolationKind::CounterMismatch => "counter-mismatch",
             ViolationKind::BadPopulate => "bad-populate",
             ViolationKind::WalkerResult => "walker-result",
+            ViolationKind::TlbPermission => "tlb-permission",
             ViolationKind::Unannounced => "unannounced-access",
         }
     }
 
     /// Every kind, for parsing and listing.
-    pub const ALL: [ViolationKind; 14] = [
+    pub const ALL: [ViolationKind; 15] = [
         ViolationKind::UseAfterFree,
         ViolationKind::DoubleFree,
         ViolationKind::RmapMissed,
@@ -59,6 +63,7 @@ impl ViolationKind {
         ViolationKind::CounterMismatch,
         ViolationKind::BadPopulate,
         ViolationKind::WalkerResult,
+        ViolationKind::TlbPermission,
         ViolationKind::Unannounced,
     ];
 

@@ -465,6 +465,11 @@ impl Model for KernelModel {
         }
         // Setup ran on CPU 0: its translations are not the thread's to keep.
         cx.cpu.local_flush_mm(mm.id);
+        // Every thread runs in the mm from the start (`current->mm` is loaded, the CPU is in
+        // `mm_cpumask`), whether or not it has touched user memory yet.
+        for t in 0..s.threads.len() {
+            kernel.machine.cpu(t).switch_mm(mm.id);
+        }
         cx.cpu.rcu_barrier();
         let seen = s.threads.iter().map(|_| Ghost::default()).collect();
         let mut initial = std::collections::BTreeMap::new();

@@ -48,58 +48,63 @@ fn set_ad(cx: Ctx<'_>, p: EntryPtr, v: Entry, write: bool) -> bool {
 }
 
 /// The hardware page walk. Returns the translation it filled, or `None` for a fault.
+///
+/// It starts from the lowest table the paging-structure cache holds for the address (a cached
+/// PTE-table pointer skips the upper levels, a cached PMD-table pointer the PGD and PUD, ...), and
+/// caches every table it went through below the top.
 fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntry> {
     let g = cx.geo();
     let vpn = addr >> g.page_shift;
-    let mut pte_table = cx.cpu.walk_cache_lookup(mm.id, vpn, g.bits);
-    if pte_table.is_none() {
-        let mut p = pgtable::pgd_offset(cx, mm, addr);
-        while p.level > 1 {
-            let e = p.get(cx);
-            if !e.present() {
-                return None;
+    let mut p = match cx.cpu.walk_cache_lowest(mm.id, vpn, g.bits, g.levels) {
+        Some((table, level)) => EntryPtr {
+            table,
+            idx: g.index(addr, level),
+            level,
+        },
+        None => pgtable::pgd_offset(cx, mm, addr),
+    };
+    let mut filled = Vec::new();
+    let leaf = loop {
+        let e = p.get(cx);
+        if p.level == 1 {
+            if !e.present() || (write && !e.write()) || !set_ad(cx, p, e, write) {
+                break None;
             }
-            if p.level == 2 && e.huge_leaf() {
-                if write && !e.write() || !set_ad(cx, p, e, write) {
-                    return None;
-                }
-                let te = TlbEntry {
-                    mm: mm.id,
-                    vpn,
-                    shift: g.bits,
-                    page: cx.cpu.frame_ref(e.pfn()),
-                    writable: e.write(),
-                };
-                cx.cpu.tlb_fill(te);
-                return Some(te);
-            }
-            p = pgtable::entry_below(cx, e, p.level, addr);
+            break Some(TlbEntry {
+                mm: mm.id,
+                vpn,
+                shift: 0,
+                page: cx.cpu.frame_ref(e.pfn()),
+                writable: e.write(),
+            });
         }
-        cx.cpu.walk_cache_fill(WalkCacheEntry {
+        if !e.present() {
+            break None;
+        }
+        if p.level == 2 && e.huge_leaf() {
+            if write && !e.write() || !set_ad(cx, p, e, write) {
+                break None;
+            }
+            break Some(TlbEntry {
+                mm: mm.id,
+                vpn,
+                shift: g.bits,
+                page: cx.cpu.frame_ref(e.pfn()),
+                writable: e.write(),
+            });
+        }
+        p = pgtable::entry_below(cx, e, p.level, addr);
+        let table_shift = (g.bits * p.level).min(63);
+        filled.push(WalkCacheEntry {
             mm: mm.id,
-            key: vpn >> g.bits,
-            table_shift: g.bits,
+            key: vpn >> table_shift,
+            table_shift,
             table: p.table,
         });
-        pte_table = Some(p.table);
-    }
-    let table = pte_table?;
-    let p = EntryPtr {
-        table,
-        idx: g.index(addr, 1),
-        level: 1,
     };
-    let e = p.get(cx);
-    if !e.present() || (write && !e.write()) || !set_ad(cx, p, e, write) {
-        return None;
-    }
-    let te = TlbEntry {
-        mm: mm.id,
-        vpn,
-        shift: 0,
-        page: cx.cpu.frame_ref(e.pfn()),
-        writable: e.write(),
-    };
+    // Paging-structure entries are cached whether or not the walk ends in a translation.
+    cx.cpu.walk_cache_fill_all(&filled);
+    let te = leaf?;
     cx.cpu.tlb_fill(te);
     Some(te)
 }

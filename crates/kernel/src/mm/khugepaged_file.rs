@@ -13,6 +13,7 @@ use crate::mm::folio;
 use crate::mm::khugepaged::CollapseFail;
 use crate::mm::pgtable;
 use crate::mm::shmem::unmap_mapping_range;
+use crate::mm::tlb_batch::{set_tlb_ubc_flush_pending, try_to_unmap_flush, TlbUbc};
 use crate::mm::types::{File, MmStruct};
 use crate::protocol::{RetractLocks, TableFree};
 use crate::Ctx;
@@ -376,9 +377,10 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     removed
 }
 
-/// `try_to_unmap` of the page-cache folio mapped at `addr` (reclaim of a clean shmem page, or
-/// `unmap_mapping_folio`): lock it, walk `i_mmap`, clear each mapping under its PTL with a TLB
-/// flush. Anonymous folios need swap, which is not modelled: returns false for them.
+/// `try_to_unmap` of the page-cache folio mapped at `addr` (reclaim of a clean shmem page, as
+/// `shrink_folio_list` does it): lock it, walk `i_mmap`, clear each mapping under its PTL, with
+/// the TLB flush batched (`TTU_BATCH_FLUSH`, `reclaim.batch_flush`) or at once. Anonymous folios
+/// need swap, which is not modelled: returns false for them.
 pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("try_to_unmap");
     let Some(pfn) = pgtable::folio_at(cx, mm, addr) else {
@@ -394,6 +396,8 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     folio::folio_lock(cx, f);
     let ps = cx.geo().page_shift;
     let nr = folio::folio_nr_pages(cx, f);
+    // shrink_folio_list passes TTU_BATCH_FLUSH and flushes the batch before freeing anything.
+    let mut ubc = TlbUbc::default();
     crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
         let _f = cx.cpu.enter("try_to_unmap_one");
         let Some(m) = mm_of(cx, vma.mm_id) else {
@@ -406,8 +410,12 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
             }
             if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, addr, false, false) {
                 let old = pv.pte.xchg(cx, Entry::NONE);
-                cx.cpu
-                    .flush_tlb_range(m.id, addr >> ps, (addr >> ps) + 1, false);
+                if cx.proto().reclaim_batch_flush {
+                    set_tlb_ubc_flush_pending(cx, &mut ubc, &m, old.dirty());
+                } else {
+                    cx.cpu
+                        .flush_tlb_range(m.id, addr >> ps, (addr >> ps) + 1, false);
+                }
                 if old.dirty() {
                     folio::folio_set(cx, f, folio::PG_DIRTY);
                 }
@@ -421,6 +429,9 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     });
     let unmapped = !folio::folio_mapped(cx, f);
     folio::folio_unlock(cx, f);
+    // The end of shrink_folio_list: the batch is flushed after the folios are unlocked, before
+    // they are freed.
+    try_to_unmap_flush(cx, &mut ubc);
     folio::folio_put(cx, f);
     unmapped
 }

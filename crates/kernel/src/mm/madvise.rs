@@ -2,6 +2,7 @@
 //! lies in one VMA (6.16+ `try_vma_read_lock`), else under the mmap read lock; each VMA is zapped
 //! with `reclaim_pt` so emptied PTE tables are freed (PT reclaim, 6.14+).
 
+use crate::check::{check_tlb_permission, tlb_permission_begin};
 use crate::mm::memory::lock_vma_under_rcu;
 use crate::mm::types::{MmStruct, Vma};
 use crate::mm::zap::{zap_page_range_single, ZapDetails};
@@ -41,12 +42,14 @@ pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
     if end > cx.geo().task_size() {
         return Err(Errno::Einval);
     }
+    let tlb_before = tlb_permission_begin(cx, mm, addr, end);
     if cx.proto().madv_vma_lock {
         if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
             if end <= l.vma.end() {
                 madvise_dontneed_single_vma(cx, mm, &l.vma, addr, end);
                 drop(l);
                 cx.rcu_quiescent();
+                check_tlb_permission(cx, mm, addr, end, tlb_before, "MADV_DONTNEED");
                 return Ok(());
             }
         }
@@ -66,6 +69,7 @@ pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
     }
     drop(r);
     cx.rcu_quiescent();
+    check_tlb_permission(cx, mm, addr, end, tlb_before, "MADV_DONTNEED");
     if hole || covered < end {
         return Err(Errno::Enomem);
     }

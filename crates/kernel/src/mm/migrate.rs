@@ -11,6 +11,7 @@
 use crate::arch::pgtable::Entry;
 use crate::mm::folio;
 use crate::mm::rmap::{page_vma_mapped_walk, rmap_walk, RmapLock};
+use crate::mm::tlb_batch::{set_tlb_ubc_flush_pending, try_to_unmap_flush, TlbUbc};
 use crate::mm::types::MmStruct;
 use crate::Ctx;
 use mmcheck_platform::{Access, FrameRef, PageField, ViolationKind};
@@ -20,8 +21,10 @@ fn mm_of(cx: Ctx<'_>, id: u64) -> Option<std::sync::Arc<MmStruct>> {
 }
 
 /// `try_to_migrate`: replace every mapping of `src` (locked) with a migration entry. Stops at
-/// the first mapping of a maybe-pinned exclusive anon page, which it leaves mapped.
-pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef) {
+/// the first mapping of a maybe-pinned exclusive anon page, which it leaves mapped. With a batch
+/// (`TTU_BATCH_FLUSH`), each PTE is cleared without a flush and the flush is left to the caller's
+/// `try_to_unmap_flush`.
+pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef, mut batch: Option<&mut TlbUbc>) {
     let _f = cx.cpu.enter("try_to_migrate");
     let ps = cx.geo().page_shift;
     let anon = folio::folio_test_anon(cx, src);
@@ -33,10 +36,15 @@ pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef) {
         if let Some(pv) = page_vma_mapped_walk(cx, &mm, src, addr, false, false) {
             let subpage = pv.entry.pfn();
             let anon_exclusive = anon && folio::page_anon_exclusive(cx, subpage);
-            // ptep_clear_flush, then the migration entry, under the PTL.
+            // ptep_clear_flush (or ptep_get_and_clear and a batched flush), then the migration
+            // entry, under the PTL.
             let old = pv.pte.xchg(cx, Entry::NONE);
-            cx.cpu
-                .flush_tlb_range(mm.id, addr >> ps, (addr >> ps) + 1, false);
+            match batch.as_deref_mut() {
+                Some(ubc) => set_tlb_ubc_flush_pending(cx, ubc, &mm, old.dirty()),
+                None => cx
+                    .cpu
+                    .flush_tlb_range(mm.id, addr >> ps, (addr >> ps) + 1, false),
+            }
             if old.dirty() {
                 folio::folio_set(cx, src, folio::PG_DIRTY);
             }
@@ -153,7 +161,12 @@ pub fn migrate_page_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     folio::folio_lock(cx, dst);
     let mut page_was_mapped = false;
     if folio::folio_mapped(cx, src) {
-        try_to_migrate(cx, src);
+        // migrate_folio_unmap: async migration (compaction) batches the flush (6.4+);
+        // migrate_pages_batch flushes once every folio of the batch is unmapped, before any copy.
+        let mut ubc = TlbUbc::default();
+        let batch = cx.proto().migrate_batch_flush.then_some(&mut ubc);
+        try_to_migrate(cx, src, batch);
+        try_to_unmap_flush(cx, &mut ubc);
         page_was_mapped = true;
     }
     if folio::folio_mapped(cx, src) {

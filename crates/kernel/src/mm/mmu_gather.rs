@@ -57,10 +57,15 @@ impl<'a> MmuGather<'a> {
     }
 
     /// `pte_free_tlb` / `pmd_free_tlb` / `pud_free_tlb`: queue a detached table covering `addr`.
+    /// As `include/asm-generic/tlb.h` does, only the page at `addr` joins the flush range
+    /// (`tlb_flush_pmd_range(tlb, address, PAGE_SIZE)` and its PUD/P4D twins) and `freed_tables`
+    /// is set: the flush then drops every paging-structure entry whose span holds that page,
+    /// which includes the freed table's. Leaves elsewhere in the table's span are flushed only if
+    /// the zap added them (`tlb_remove_tlb_entry`).
     pub fn free_table(&mut self, cx: Ctx<'_>, table: FrameRef, level: u32, addr: u64) {
         self.freed_tables = true;
-        let span = 1u64 << cx.geo().shift(level + 1).min(63);
-        self.add_range(cx, addr & !(span - 1), span);
+        let ps = cx.geo().page_size();
+        self.add_range(cx, addr & !(ps - 1), ps);
         self.tables.push((table, level));
     }
 
@@ -401,5 +406,42 @@ mod tests {
         tlb.add_range(c0, BASE, PG);
         tlb.finish(c0);
         assert!(c1.cpu.tlb_lookup(mm.id, far).is_none());
+    }
+
+    #[test]
+    fn a_freed_table_adds_one_page_to_the_flush() {
+        // Review B12: pte_free_tlb adds the page at the table's address, not the table's span, so
+        // a leaf the zap forgot to add elsewhere in the span is not flushed by the table free
+        // (the widened flush used to hide that), while every paging-structure entry whose span
+        // holds that page goes.
+        let k = seq_kernel(Protocol::default());
+        let (c0, c1) = (k.ctx(0), k.ctx(1));
+        let mm = mm_alloc(c0).unwrap();
+        let t = alloc_table(c0, 1).unwrap();
+        let f = folio_alloc(c0, 0).unwrap();
+        let far = vpn(BASE) + 5;
+        c1.cpu.tlb_fill(TlbEntry {
+            mm: mm.id,
+            vpn: far,
+            shift: 0,
+            page: f,
+            writable: true,
+        });
+        c1.cpu.walk_cache_fill(WalkCacheEntry {
+            mm: mm.id,
+            key: vpn(BASE) >> 9,
+            table_shift: 9,
+            table: t,
+        });
+        let mut tlb = MmuGather::new(c0, &mm, false);
+        tlb.free_table(c0, t, 1, BASE);
+        tlb.finish(c0);
+        assert_eq!(c1.cpu.walk_cache_lookup(mm.id, far, 9), None);
+        assert!(
+            c1.cpu.tlb_lookup(mm.id, far).is_some(),
+            "only the page at the table's address is flushed"
+        );
+        folio_put(c0, f);
+        c0.cpu.rcu_barrier();
     }
 }

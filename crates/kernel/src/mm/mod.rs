@@ -16,6 +16,7 @@ pub mod pagewalk;
 pub mod pgtable;
 pub mod rmap;
 pub mod shmem;
+pub mod tlb_batch;
 pub mod types;
 pub mod vma;
 pub mod zap;

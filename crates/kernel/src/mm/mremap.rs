@@ -183,6 +183,9 @@ fn move_ptes(
     };
     let same = std::ptr::eq(new_ptl, pgtable::pte_lockptr(cx, mm, old.pmdval));
     let new_guard = (!same).then(|| new_ptl.lock(cx.cpu));
+    if cx.proto().mremap_flush_batched_pending {
+        crate::mm::tlb_batch::flush_tlb_batched_pending(cx, mm);
+    }
     let mut force_flush = false;
     let n = extent >> ps;
     for i in 0..n {
@@ -404,6 +407,7 @@ pub fn do_mremap(
     {
         return Err(Errno::Einval);
     }
+    let tlb_before = crate::check::tlb_permission_begin(cx, mm, old_addr, old_end);
     let w = mm.mmap_lock.write_lock(cx.cpu);
     let vma = mm.vma_lookup(cx, old_addr).ok_or(Errno::Einval)?;
     if vma.end() < old_end {
@@ -433,5 +437,6 @@ pub fn do_mremap(
     // Unmap the old range with the write lock held throughout.
     do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
     cx.rcu_quiescent();
+    crate::check::check_tlb_permission(cx, mm, old_addr, old_end, tlb_before, "mremap");
     Ok(new_addr)
 }

@@ -57,6 +57,9 @@ pub struct MmStruct {
     /// `mm->tlb_flush_pending`: gathers in progress (`inc_tlb_flush_pending`); read by
     /// `mm_tlb_flush_nested` in another CPU's `tlb_finish_mmu`.
     pub tlb_flush_pending: SharedWord,
+    /// `mm->tlb_flush_batched`: deferred rmap flushes pending (low half) and flushes done by
+    /// `flush_tlb_batched_pending` (high half); see [`crate::mm::tlb_batch`].
+    pub tlb_flush_batched: SharedWord,
     /// Set by `exit_mmap` (`MMF_OOM_SKIP`-like: khugepaged's `hpage_collapse_test_exit`).
     pub exiting: SharedWord,
 }
@@ -83,6 +86,7 @@ impl MmStruct {
             nr_puds: Counter::default(),
             rss: Default::default(),
             tlb_flush_pending: SharedWord::new(field(None, "tlb_flush_pending"), 0),
+            tlb_flush_batched: SharedWord::new(field(None, "tlb_flush_batched"), 0),
             exiting: SharedWord::new(field(None, "flags(MMF_OOM_SKIP)"), 0),
         }
     }

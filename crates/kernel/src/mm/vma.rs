@@ -243,9 +243,11 @@ fn remove_vma(cx: Ctx<'_>, vma: &Vma) {
 pub fn do_munmap(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
     let _f = cx.cpu.enter("do_vmi_munmap");
     let end = check_range(cx, addr, len)?;
+    let tlb_before = crate::check::tlb_permission_begin(cx, mm, addr, end);
     let w = mm.mmap_lock.write_lock(cx.cpu);
     do_vmi_munmap(cx, mm, w, addr, end, true);
     cx.rcu_quiescent();
+    crate::check::check_tlb_permission(cx, mm, addr, end, tlb_before, "munmap");
     Ok(())
 }
 

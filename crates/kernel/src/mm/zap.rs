@@ -142,6 +142,9 @@ pub fn zap_pte_range(
         let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) else {
             return addr;
         };
+        if cx.proto().zap_flush_batched_pending {
+            crate::mm::tlb_batch::flush_tlb_batched_pending(cx, mm);
+        }
         let mut force_flush = false;
         let mut batches = 0;
         let mut resched_now = false;
