@@ -110,7 +110,10 @@ pub struct ParseError(Box<ErrorInner>);
 struct ErrorInner {
     file: String,
     src: Src,
+    /// The span in the file's text.
     span: Range<usize>,
+    /// The same span in the snippet shown (control bytes escaped).
+    shown_span: Range<usize>,
     message: String,
     label: Option<String>,
     help: Option<String>,
@@ -124,11 +127,12 @@ impl ParseError {
         let (line, col) = line_col_of(text, span.start);
         // The snippet shows control bytes escaped (never sent raw to a terminal), with the span
         // moved along.
-        let (shown, span) = escape_with_span(text, span);
+        let (shown, shown_span) = escape_with_span(text, span.clone());
         ParseError(Box::new(ErrorInner {
             file: escape_controls(file),
             src: Src::new(&escape_controls(file), &shown),
             span,
+            shown_span,
             message: escape_controls(&message),
             label: None,
             help: None,
@@ -220,7 +224,7 @@ impl ParseError {
             return None;
         }
         Some(Box::new(std::iter::once(
-            LabeledSpan::new_primary_with_span(self.0.label.clone(), self.0.span.clone()),
+            LabeledSpan::new_primary_with_span(self.0.label.clone(), self.0.shown_span.clone()),
         )))
     }
 

@@ -995,3 +995,17 @@ expect clean
         "operation 'migrate' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
     );
 }
+
+/// The span is in the file's own text: control bytes escaped in the snippet do not shift it.
+#[test]
+fn span_is_in_the_file_text_even_after_a_control_byte() {
+    let text = "scenario x\n# a\u{4}b\nthread T0 {\n  load @0\n}\nvariant v: a.b";
+    let e = mmcheck_scenario::parse::parse_scenario("t.mmt", text).unwrap_err();
+    let span = e.span();
+    assert!(
+        span.end <= text.len(),
+        "{span:?} beyond {} bytes",
+        text.len()
+    );
+    assert_eq!(span, text.len()..text.len());
+}
