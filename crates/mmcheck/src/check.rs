@@ -335,39 +335,23 @@ pub fn failed_row(
     opts: &CheckOpts,
 ) -> Row {
     Row {
-        scenario: scenario.to_string(),
-        file: file.to_string(),
-        variant: variant.unwrap_or("base").to_string(),
-        overrides: opts.overrides.labels(),
-        expected: expected.to_string(),
         verdict: status.name().to_string(),
         status,
-        met: false,
-        complete: false,
-        strategy: strategy(opts),
-        executions: 0,
-        elapsed_ms: 0,
-        schedule: None,
         message: Some(message),
-        limit: None,
-        trace: None,
-        text_trace: None,
-        html: None,
+        ..blank_row(file, scenario, variant, expected, opts)
     }
 }
 
-/// Run one expectation. `progress`, if given, follows the executions run so far.
-pub fn run_row(
+/// A row before it runs: no verdict yet.
+fn blank_row(
     file: &str,
-    s: &Scenario,
+    scenario: &str,
     variant: Option<&str>,
-    expected: &Verdict,
+    expected: &str,
     opts: &CheckOpts,
-    progress: Option<Arc<AtomicU64>>,
 ) -> Row {
-    let start = Instant::now();
-    let mut row = Row {
-        scenario: s.name.clone(),
+    Row {
+        scenario: scenario.to_string(),
         file: file.to_string(),
         variant: variant.unwrap_or("base").to_string(),
         overrides: opts.overrides.labels(),
@@ -385,7 +369,20 @@ pub fn run_row(
         trace: None,
         text_trace: None,
         html: None,
-    };
+    }
+}
+
+/// Run one expectation. `progress`, if given, follows the executions run so far.
+pub fn run_row(
+    file: &str,
+    s: &Scenario,
+    variant: Option<&str>,
+    expected: &Verdict,
+    opts: &CheckOpts,
+    progress: Option<Arc<AtomicU64>>,
+) -> Row {
+    let start = Instant::now();
+    let mut row = blank_row(file, &s.name, variant, &expected.to_string(), opts);
     let sv = match s.with_variant(variant) {
         Ok(sv) => sv,
         Err(e) => {
