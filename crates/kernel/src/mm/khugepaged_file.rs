@@ -123,6 +123,36 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
     }
 }
 
+/// `collapse_file`'s rollback: the old folios go back into their slots (holes become holes
+/// again), unlocked, and the new folio loses every slot's reference. Pages already unmapped stay
+/// unmapped: the next fault maps the old folio again.
+fn rollback(
+    cx: Ctx<'_>,
+    file: &File,
+    replaced: &[(u64, Option<FrameRef>)],
+    old: &[(u64, FrameRef)],
+    new: FrameRef,
+    n: u64,
+) {
+    for &(i, prev) in replaced {
+        match prev {
+            Some(f) => {
+                file.cache_replace(cx, i, f);
+            }
+            None => {
+                file.cache_remove(cx, i);
+            }
+        }
+    }
+    for &(_, f) in old {
+        folio::folio_unlock(cx, f);
+        folio::folio_put(cx, f); // ours: the cache's stays with the restored slot
+    }
+    folio::folio_unlock(cx, new);
+    folio::folio_put_refs(cx, new, n as i64);
+    cx.rcu_quiescent();
+}
+
 /// `collapse_file` for the PMD-aligned range of `file` holding `index`.
 pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), CollapseFail> {
     let _f = cx.cpu.enter("collapse_file");
@@ -170,29 +200,21 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
         }
     }
     if let Some(why) = fail {
-        // Roll back: the old folios go back into their slots (holes become holes again), and the
-        // new folio loses every slot's reference.
-        for &(i, prev) in &replaced {
-            match prev {
-                Some(f) => {
-                    file.cache_replace(cx, i, f);
-                }
-                None => {
-                    file.cache_remove(cx, i);
-                }
-            }
-        }
-        for &(_, f) in &old {
-            folio::folio_unlock(cx, f);
-            folio::folio_put(cx, f); // ours: the cache's stays with the restored slot
-        }
-        folio::folio_unlock(cx, new);
-        folio::folio_put_refs(cx, new, n as i64);
-        cx.rcu_quiescent();
+        rollback(cx, file, &replaced, &old, new, n);
         return Err(why);
     }
     // Unmap the old pages from every mapping (try_to_unmap through i_mmap).
     unmap_mapping_range(cx, file, start, start + n - 1, false);
+    // SCAN_PAGE_COUNT: unmapped, an old folio may hold only our reference and the cache's. Any
+    // other (a GUP reference taken before the unmap) could still write to it after the copy.
+    let extra = old.iter().any(|&(_, f)| {
+        let ours = old.iter().filter(|&&(_, g)| g == f).count() as i64;
+        folio::folio_ref_count(cx, f) != 2 * ours
+    });
+    if extra {
+        rollback(cx, file, &replaced, &old, new, n);
+        return Err(CollapseFail::PageCount);
+    }
     let fr = &cx.k.machine.frames;
     for &(i, f) in &old {
         let v = cx.cpu.data_read(fr.current(f.pfn));
