@@ -9,7 +9,7 @@
 //! With a preemption bound, choices beyond the bound are pruned and the result is not `complete`.
 
 use crate::deps::{dependent, Key};
-use crate::exec::{Exec, Halt, StackPool, MAX_THREADS};
+use crate::exec::{Exec, StackPool, MAX_THREADS};
 use crate::{Config, Counterexample, Inconclusive, Model, Outcome};
 use mmcheck_platform::{Event, Obj, Violation};
 use std::sync::Arc;
@@ -104,12 +104,8 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         while violation.is_none() && limit.is_none() && !ex.finished() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
                 Ok(e) => e,
-                Err(Halt::Violation(v)) => {
-                    violation = Some(v);
-                    break;
-                }
-                Err(Halt::Limit(l)) => {
-                    limit = Some(l);
+                Err(h) => {
+                    h.record(&mut violation, &mut limit);
                     break;
                 }
             };

@@ -293,6 +293,16 @@ pub enum Halt {
     Limit(Limit),
 }
 
+impl Halt {
+    /// Store the reason in the strategy's own slot for it.
+    pub fn record(self, violation: &mut Option<Violation>, limit: &mut Option<Limit>) {
+        match self {
+            Halt::Violation(v) => *violation = Some(v),
+            Halt::Limit(l) => *limit = Some(l),
+        }
+    }
+}
+
 /// One step of an execution.
 #[derive(Clone, Debug)]
 pub struct Step {

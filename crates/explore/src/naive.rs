@@ -10,7 +10,7 @@
 //! search goes on: it collects the kind of every violation (with a witness schedule per kind) and
 //! every final outcome.
 
-use crate::exec::{choice_of, decision, thread_of, Exec, Halt, StackPool};
+use crate::exec::{choice_of, decision, thread_of, Exec, StackPool};
 use crate::{Config, Counterexample, Model, Schedule};
 use mmcheck_platform::{Violation, ViolationKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +46,66 @@ impl NaiveOutcome {
     }
 }
 
+/// Depth-first enumeration of decision sequences: at each step every enabled thread, and for a
+/// choice step every outcome. It holds the current prefix: the decision, the enabled mask and
+/// the chosen step's outcome count (0 until that step runs) at each depth.
+#[derive(Default)]
+pub struct DecisionDfs {
+    prefix: Vec<(usize, u32, u8)>,
+}
+
+impl DecisionDfs {
+    /// The decision at `depth` of the running execution: the prefix's, or the lowest enabled
+    /// thread past its end. Panics if the model is not deterministic (another enabled mask).
+    pub fn decide<M: Model>(&mut self, ex: &Exec<M>, depth: usize, enabled: u32) -> usize {
+        match self.prefix.get_mut(depth) {
+            Some((d, en, alts)) => {
+                assert_eq!(*en, enabled, "the model is not deterministic");
+                if *alts == 0 {
+                    *alts = ex.alternatives(thread_of(*d));
+                }
+                *d
+            }
+            None => {
+                let t = enabled.trailing_zeros() as usize;
+                self.prefix.push((t, enabled, ex.alternatives(t)));
+                t
+            }
+        }
+    }
+
+    /// The decision taken at `depth`, if any.
+    pub fn get(&self, depth: usize) -> Option<usize> {
+        self.prefix.get(depth).map(|p| p.0)
+    }
+
+    /// The decisions of the current execution, as a schedule.
+    pub fn schedule(&self) -> Schedule {
+        Schedule(self.prefix.iter().map(|p| p.0 as u8).collect())
+    }
+
+    /// Cut the prefix to the `depth` steps the execution ran, then move to the next sequence:
+    /// the deepest step with an untried choice outcome or a higher enabled thread. False when
+    /// every sequence was run.
+    pub fn advance(&mut self, depth: usize) -> bool {
+        self.prefix.truncate(depth);
+        while let Some((d, en, alts)) = self.prefix.pop() {
+            let (t, o) = (thread_of(d), choice_of(d));
+            if o + 1 < alts {
+                self.prefix.push((decision(t, o + 1) as usize, en, alts));
+                return true;
+            }
+            let higher = en & !((2u32 << t) - 1);
+            if higher != 0 {
+                // The step's outcome count is learnt when it runs.
+                self.prefix.push((higher.trailing_zeros() as usize, en, 0));
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// Run every schedule of `model`, up to `cfg.max_executions` executions and `cfg.budget`.
 /// `cfg.mode`, `preemption_bound`, `stop_on_violation` and `collect_outcomes` are ignored.
 pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
@@ -53,9 +113,7 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
     let mut pool = StackPool::default();
     let mut out = NaiveOutcome::default();
     let mut edges = BTreeMap::new();
-    // The decision (thread and choice outcome), the enabled mask and the number of outcomes of
-    // the chosen step, at each step of the current prefix.
-    let mut prefix: Vec<(usize, u32, u8)> = Vec::new();
+    let mut dfs = DecisionDfs::default();
     loop {
         if cfg.max_executions.is_some_and(|m| out.executions >= m)
             || cfg.budget.is_some_and(|b| start.elapsed() >= b)
@@ -70,28 +128,14 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         while violation.is_none() && limit.is_none() && !ex.finished() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
                 Ok(e) => e,
-                Err(Halt::Violation(v)) => {
-                    violation = Some(v);
-                    break;
-                }
-                Err(Halt::Limit(l)) => {
-                    limit = Some(l);
+                Err(h) => {
+                    h.record(&mut violation, &mut limit);
                     break;
                 }
             };
-            let d = if depth < prefix.len() {
-                assert_eq!(prefix[depth].1, enabled, "the model is not deterministic");
-                if prefix[depth].2 == 0 {
-                    prefix[depth].2 = ex.alternatives(thread_of(prefix[depth].0));
-                }
-                prefix[depth].0
-            } else {
-                let t = enabled.trailing_zeros() as usize;
-                prefix.push((t, enabled, ex.alternatives(t)));
-                t
-            };
+            let d = dfs.decide(&ex, depth, enabled);
             let t = thread_of(d);
-            if let Some(&(p, _, _)) = depth.checked_sub(1).and_then(|d| prefix.get(d)) {
+            if let Some(p) = depth.checked_sub(1).and_then(|d| dfs.get(d)) {
                 if thread_of(p) != t && enabled & (1 << thread_of(p)) != 0 {
                     preemptions += 1;
                 }
@@ -108,7 +152,6 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
             ex.finish(&mut pool, false);
             break;
         }
-        prefix.truncate(depth);
         out.executions += 1;
         out.steps += depth as u64;
         crate::lockdep::merge(&mut edges, &ex.locks.edges);
@@ -119,36 +162,22 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
             out.outcomes.insert(f.outcome);
         }
         for v in found {
-            out.witnesses.entry(v.kind).or_insert_with(|| {
-                let sched: Vec<u8> = prefix.iter().map(|&(d, _, _)| d as u8).collect();
-                Counterexample {
+            out.witnesses
+                .entry(v.kind)
+                .or_insert_with(|| Counterexample {
                     violation: v,
-                    steps: sched.len(),
+                    steps: depth,
                     preemptions,
-                    schedule: Schedule(sched),
-                }
-            });
+                    schedule: {
+                        let mut s = dfs.schedule();
+                        s.0.truncate(depth);
+                        s
+                    },
+                });
         }
-        // Next schedule: the deepest step with a choice outcome or a higher enabled thread not
-        // yet tried.
-        loop {
-            let Some((d, en, alts)) = prefix.pop() else {
-                out.complete = true;
-                out.lock_inversions = crate::lockdep::inversions(&edges, &**model);
-                out.elapsed = start.elapsed();
-                return out;
-            };
-            let (t, o) = (thread_of(d), choice_of(d));
-            if o + 1 < alts {
-                prefix.push((decision(t, o + 1) as usize, en, alts));
-                break;
-            }
-            let higher = en & !((2u32 << t) - 1);
-            if higher != 0 {
-                // The step's outcome count is learnt when it runs (set to 1 until then).
-                prefix.push((higher.trailing_zeros() as usize, en, 0));
-                break;
-            }
+        if !dfs.advance(depth) {
+            out.complete = true;
+            break;
         }
     }
     out.lock_inversions = crate::lockdep::inversions(&edges, &**model);

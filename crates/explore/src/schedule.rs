@@ -8,7 +8,7 @@
 //! Both continue a token that ends early with the lowest enabled thread, so a prefix of a
 //! schedule is a valid token.
 
-use crate::exec::{choice_of, decision, thread_of, Exec, Halt, StackPool, Step};
+use crate::exec::{choice_of, decision, thread_of, Exec, StackPool, Step};
 use crate::{Finish, Model};
 use mmcheck_platform::Violation;
 use std::fmt;
@@ -153,12 +153,8 @@ pub fn run_one<M: Model>(
         }
         let enabled = match ex.next_enabled(ex.sched.len(), max_steps) {
             Ok(e) => e,
-            Err(Halt::Violation(v)) => {
-                violation = Some(v);
-                break;
-            }
-            Err(Halt::Limit(l)) => {
-                limit = Some(l);
+            Err(h) => {
+                h.record(&mut violation, &mut limit);
                 break;
             }
         };

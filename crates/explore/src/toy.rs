@@ -2,7 +2,7 @@
 //! explorer itself: a naive exhaustive enumerator to compare DPOR against, and a random program
 //! generator.
 
-use crate::exec::{choice_of, decision, thread_of, StackPool};
+use crate::exec::StackPool;
 use crate::schedule::run_one;
 use crate::{Finish, Model};
 use mmcheck_platform::{Backend, Machine, MachineConfig, SpinLock};
@@ -145,24 +145,12 @@ pub fn naive_outcomes<M: Model>(model: &Arc<M>) -> (BTreeSet<String>, bool, u64)
     let mut outcomes = BTreeSet::new();
     let mut deadlock = false;
     let mut execs = 0;
-    // DFS over decision sequences: (decision, enabled mask, outcomes of the chosen step).
-    let mut prefix: Vec<(usize, u32, u8)> = Vec::new();
+    let mut dfs = crate::naive::DecisionDfs::default();
     loop {
         let mut depth = 0;
-        let mut p2 = prefix.clone();
         let run = run_one(model, &mut pool, false, 10_000, &mut |ex, enabled, step| {
-            let d = if step < p2.len() {
-                if p2[step].2 == 0 {
-                    p2[step].2 = ex.alternatives(thread_of(p2[step].0));
-                }
-                p2[step].0
-            } else {
-                let t = enabled.trailing_zeros() as usize;
-                p2.push((t, enabled, ex.alternatives(t)));
-                t
-            };
             depth = step + 1;
-            Some(d)
+            Some(dfs.decide(ex, step, enabled))
         });
         execs += 1;
         match (&run.violation, &run.finish) {
@@ -172,23 +160,8 @@ pub fn naive_outcomes<M: Model>(model: &Arc<M>) -> (BTreeSet<String>, bool, u64)
             }
             _ => {}
         }
-        prefix = p2;
-        prefix.truncate(depth);
-        // next: the deepest position with an untried outcome or a larger enabled thread
-        loop {
-            let Some((d, en, alts)) = prefix.pop() else {
-                return (outcomes, deadlock, execs);
-            };
-            let (t, o) = (thread_of(d), choice_of(d));
-            if o + 1 < alts {
-                prefix.push((decision(t, o + 1) as usize, en, alts));
-                break;
-            }
-            let higher = en & !((2u32 << t) - 1);
-            if higher != 0 {
-                prefix.push((higher.trailing_zeros() as usize, en, 0));
-                break;
-            }
+        if !dfs.advance(depth) {
+            return (outcomes, deadlock, execs);
         }
     }
 }
