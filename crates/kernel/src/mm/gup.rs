@@ -97,18 +97,10 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         // The PMD recheck; without it, the oracle still reads the PMD here.
         let now = pmdp.get(cx);
         let mapped = now == pmd;
-        if cx.proto().gup_fast_recheck_pmd && now != pmd {
-            gup_put(
-                cx,
-                GupPage {
-                    page: f,
-                    folio: f,
-                    pinned: pin,
-                },
-            );
-            return None;
-        }
-        if !pmd.write() && gup_must_unshare(cx, write, pin, f, f.pfn) {
+        // Back off on a changed PMD, or a read-only pin that must unshare first.
+        if (cx.proto().gup_fast_recheck_pmd && now != pmd)
+            || (!pmd.write() && gup_must_unshare(cx, write, pin, f, f.pfn))
+        {
             gup_put(
                 cx,
                 GupPage {
