@@ -95,6 +95,9 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             break;
         }
         let mut ex: Exec<M> = Exec::new(&model, &mut pool, false);
+        if cfg.fingerprint {
+            ex.track_fingerprint();
+        }
         let mut thread_clock = [[0u32; MAX_THREADS]; MAX_THREADS];
         let mut depth = 0usize;
         let mut sleep_next = 0u32;
@@ -202,16 +205,29 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             complete = false;
             break;
         }
+        let (reached, fp) = (ex.reached(), ex.fingerprint());
         let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
+        out.account(
+            cfg,
+            model.reach().patterns.len(),
+            reached,
+            fp,
+            finish.as_ref(),
+            || {
+                crate::Schedule(
+                    stack
+                        .iter()
+                        .map(|n| crate::exec::decision(n.thread, n.choice))
+                        .collect(),
+                )
+            },
+        );
         out.violation_kinds.extend(violation.iter().map(|v| v.kind));
         if let Some(f) = &finish {
             out.violation_kinds
                 .extend(f.violations.iter().map(|v| v.kind));
             if violation.is_none() {
                 violation = f.violations.first().cloned();
-            }
-            if cfg.collect_outcomes {
-                out.outcomes.insert(f.outcome.clone());
             }
         }
         if let Some(v) = violation {

@@ -329,6 +329,10 @@ pub struct Exec<M: Model> {
     pub sched: Vec<u8>,
     /// Per-step detail (recording mode only).
     pub detail: Vec<StepDetail>,
+    /// Reach evaluation (only when the model has reach patterns).
+    reach: Option<crate::reach::Tracker>,
+    /// A hash of the decisions and events so far (only once [`Exec::fingerprint`] is called).
+    fp: Option<std::hash::DefaultHasher>,
 }
 
 /// Coroutine stacks, reused across executions.
@@ -354,6 +358,8 @@ impl<M: Model> Exec<M> {
             steps: 0,
             sched: Vec::new(),
             detail: Vec::new(),
+            reach: (!model.reach().is_empty()).then(crate::reach::Tracker::default),
+            fp: None,
         };
         for t in 0..n {
             let stack = pool
@@ -480,6 +486,14 @@ impl<M: Model> Exec<M> {
         let v = v.min(self.alternatives(t).saturating_sub(1));
         self.core.choice[t].set(v);
         self.sched.push(decision(t, v));
+        if let Some(r) = &mut self.reach {
+            let m = self.model.machine(&self.inst);
+            r.step(t, ev, self.model.reach().mask(m, t, &self.locks.held[t]));
+        }
+        if let Some(h) = &mut self.fp {
+            use std::hash::Hash;
+            (decision(t, v), ev).hash(h);
+        }
         self.locks
             .note(t, &ev, &self.sched, self.model.machine(&self.inst));
         self.steps += 1;
@@ -531,6 +545,36 @@ impl<M: Model> Exec<M> {
             held: self.locks.held[t].clone(),
             value,
         });
+    }
+
+    /// Start hashing the execution's decisions and events (see [`Exec::fingerprint`]).
+    pub fn track_fingerprint(&mut self) {
+        self.fp = Some(std::hash::DefaultHasher::new());
+    }
+
+    /// The hash of the decisions and events so far (0 unless tracked). `DefaultHasher::new` has
+    /// fixed keys: the same execution hashes the same in every run.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::Hasher;
+        self.fp.as_ref().map_or(0, |h| h.finish())
+    }
+
+    /// The model's reach patterns this execution reached so far, as a bit mask (see
+    /// [`crate::reach`]); a thread's pending operation counts as its current state.
+    pub fn reached(&self) -> u64 {
+        let Some(r) = &self.reach else { return 0 };
+        let spec = self.model.reach();
+        let m = self.model.machine(&self.inst);
+        let pending: Vec<u64> = (0..self.threads())
+            .map(|t| {
+                if self.pending[t].is_some() {
+                    spec.mask(m, t, &self.locks.held[t])
+                } else {
+                    0
+                }
+            })
+            .collect();
+        r.reached(spec, &pending)
     }
 
     /// The violation the last step raised, if any.

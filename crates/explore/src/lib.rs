@@ -19,6 +19,7 @@ pub mod html;
 pub mod lockdep;
 pub mod naive;
 pub mod random;
+pub mod reach;
 pub mod report;
 pub mod schedule;
 pub mod shrink;
@@ -64,6 +65,11 @@ pub trait Model: 'static {
         false
     }
 
+    /// Reach patterns to evaluate on every execution (see [`reach`]); none by default.
+    fn reach(&self) -> &reach::Spec {
+        &reach::NONE
+    }
+
     /// The body of thread `t`.
     fn run(&self, inst: &Self::Instance, t: usize);
 
@@ -105,6 +111,10 @@ pub struct Config {
     pub max_steps: usize,
     /// Collect the outcome of every execution (the explorer's own differential test).
     pub collect_outcomes: bool,
+    /// Count executions per final outcome ([`Outcome::outcome_counts`]).
+    pub count_outcomes: bool,
+    /// Hash every execution into [`Outcome::fingerprint`].
+    pub fingerprint: bool,
     /// Set from outside (Ctrl-C) to stop between executions; the outcome is then `interrupted`.
     pub stop: Option<Arc<AtomicBool>>,
     /// Executions so far, published after each one (a progress display reads it).
@@ -137,6 +147,8 @@ impl Default for Config {
             stop_on_violation: true,
             max_steps: 20_000,
             collect_outcomes: false,
+            count_outcomes: false,
+            fingerprint: false,
             stop: None,
             progress: None,
         }
@@ -163,6 +175,13 @@ pub struct Outcome {
     pub counterexample: Option<Counterexample>,
     /// Every distinct final outcome seen (only with `collect_outcomes`).
     pub outcomes: std::collections::BTreeSet<String>,
+    /// Executions per final outcome, herd7's state counts (only with `count_outcomes`).
+    pub outcome_counts: std::collections::BTreeMap<String, u64>,
+    /// Per reach pattern of the model: the executions that reached it.
+    pub reach: Vec<reach::Hit>,
+    /// The executions explored, hashed in order (only with `Config::fingerprint`): two
+    /// explorations with the same fingerprint ran the same decisions and events.
+    pub fingerprint: u64,
     /// The kind of every violation of every execution run (all of `Finish::violations`), for
     /// comparing strategies; lock-order inversions are in `lock_inversions`.
     pub violation_kinds: std::collections::BTreeSet<mmcheck_platform::ViolationKind>,
@@ -175,6 +194,50 @@ pub struct Outcome {
     /// The search stopped at the time budget or the execution limit.
     pub budget_exhausted: bool,
     pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Account one finished execution: its reach bits, fingerprint and final outcome.
+    pub(crate) fn account(
+        &mut self,
+        cfg: &Config,
+        patterns: usize,
+        reached: u64,
+        fingerprint: u64,
+        finish: Option<&Finish>,
+        schedule: impl FnOnce() -> Schedule,
+    ) {
+        if self.reach.len() < patterns {
+            self.reach.resize(patterns, reach::Hit::default());
+        }
+        let mut schedule = Some(schedule);
+        let mut first: Option<Schedule> = None;
+        for (p, hit) in self.reach.iter_mut().enumerate() {
+            if reached & (1 << p) != 0 {
+                hit.executions += 1;
+                if hit.first.is_none() {
+                    if first.is_none() {
+                        first = schedule.take().map(|f| f());
+                    }
+                    hit.first = first.clone();
+                }
+            }
+        }
+        if cfg.fingerprint {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            (fingerprint, finish.map(|f| &f.outcome)).hash(&mut h);
+            self.fingerprint = self.fingerprint.rotate_left(7) ^ h.finish();
+        }
+        if let Some(f) = finish {
+            if cfg.collect_outcomes && !self.outcomes.contains(&f.outcome) {
+                self.outcomes.insert(f.outcome.clone());
+            }
+            if cfg.count_outcomes {
+                *self.outcome_counts.entry(f.outcome.clone()).or_default() += 1;
+            }
+        }
+    }
 }
 
 /// An execution that ran into a tool limit.

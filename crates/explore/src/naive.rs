@@ -28,6 +28,8 @@ pub struct NaiveOutcome {
     pub witnesses: BTreeMap<ViolationKind, Counterexample>,
     /// Every distinct final outcome of an execution that finished (as DPOR collects them).
     pub outcomes: BTreeSet<String>,
+    /// The model's reach patterns some execution reached (bit mask, see [`crate::reach`]).
+    pub reached: u64,
     /// Lock-order inversions across every execution (as [`crate::dpor::inversions`]).
     pub lock_inversions: Vec<crate::lockdep::LockInversion>,
     /// A tool limit an execution ran into (the enumeration stopped there, not complete).
@@ -155,6 +157,7 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         out.executions += 1;
         out.steps += depth as u64;
         crate::lockdep::merge(&mut edges, &ex.locks.edges);
+        out.reached |= ex.reached();
         let finish = ex.finish(&mut pool, violation.is_none());
         let mut found: Vec<Violation> = violation.into_iter().collect();
         if let Some(f) = finish {

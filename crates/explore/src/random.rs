@@ -105,11 +105,24 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             out.violation_kinds
                 .extend(f.violations.iter().map(|v| v.kind));
         }
-        if cfg.collect_outcomes {
-            if let Some(f) = &run.finish {
-                out.outcomes.insert(f.outcome.clone());
+        let fp = if cfg.fingerprint {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            for st in &run.trace {
+                (st.thread, st.choice, st.event).hash(&mut h);
             }
-        }
+            h.finish()
+        } else {
+            0
+        };
+        out.account(
+            cfg,
+            model.reach().patterns.len(),
+            run.reached,
+            fp,
+            run.finish.as_ref(),
+            || run.schedule.clone(),
+        );
         if let Some(v) = run.violation {
             if out.counterexample.is_none() {
                 out.counterexample = Some(Counterexample {

@@ -122,6 +122,8 @@ pub struct Run {
     /// The chooser gave up (schedule did not fit, or a sleep-set block in DPOR).
     pub abandoned: bool,
     pub lock_edges: crate::lockdep::Edges,
+    /// The model's reach patterns the execution reached (bit mask, see [`crate::reach`]).
+    pub reached: u64,
     /// Per-step detail and the naming log (recording mode only; empty otherwise).
     pub detail: Vec<crate::exec::StepDetail>,
     pub names: mmcheck_platform::Names,
@@ -191,6 +193,7 @@ pub fn run_one<M: Model>(
     let sched = std::mem::take(&mut ex.sched);
     let detail = std::mem::take(&mut ex.detail);
     let inst = recording.then(|| ex.inst.clone());
+    let reached = ex.reached();
     let finish = ex.finish(pool, clean_end);
     // After the final checks, which may blame objects.
     let names = inst.map_or_else(Default::default, |i| model.machine(&i).names());
@@ -208,6 +211,7 @@ pub fn run_one<M: Model>(
         limit,
         abandoned,
         lock_edges,
+        reached,
         detail,
         names,
     }

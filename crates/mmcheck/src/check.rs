@@ -204,6 +204,58 @@ pub struct Row {
     /// The counterexample's section of the HTML timeline (with `--html`).
     #[serde(skip)]
     pub html: Option<String>,
+    /// The row's reach expectations and what the search found for each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<ReachRow>,
+    /// Executions per final outcome (what each thread's operations returned), most frequent
+    /// first, as herd7 lists final states.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<OutcomeCount>,
+    /// A variant row whose exploration ran exactly the executions of its scenario's base row:
+    /// its settings change nothing this scenario reaches.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub same_as_base: bool,
+    /// The hash of the executions explored (see `mmcheck_explore::Outcome::fingerprint`).
+    #[serde(skip)]
+    pub fingerprint: u64,
+}
+
+/// One `expect reach` line of a row, and its evidence.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReachRow {
+    /// The pattern as written.
+    pub pattern: String,
+    /// Executions that reached it.
+    pub executions: u64,
+    pub met: bool,
+    /// The first execution that reached it, as a replay token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+/// A final outcome and how many executions ended in it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutcomeCount {
+    pub outcome: String,
+    pub executions: u64,
+}
+
+/// Mark the variant rows that explored exactly their base row's executions (both complete, same
+/// count, same fingerprint).
+pub fn mark_same_as_base(rows: &mut [Row]) {
+    let bases: Vec<(String, u64, u64)> = rows
+        .iter()
+        .filter(|r| r.variant == "base" && r.complete && r.fingerprint != 0)
+        .map(|r| (r.file.clone(), r.executions, r.fingerprint))
+        .collect();
+    for r in rows
+        .iter_mut()
+        .filter(|r| r.variant != "base" && r.complete)
+    {
+        r.same_as_base = bases
+            .iter()
+            .any(|(f, n, fp)| *f == r.file && *n == r.executions && *fp == r.fingerprint);
+    }
 }
 
 /// Load the scenarios of `paths` (files or directories of `.mmt`), or the catalogue if none.
@@ -369,6 +421,10 @@ fn blank_row(
         trace: None,
         text_trace: None,
         html: None,
+        reach: Vec::new(),
+        outcomes: Vec::new(),
+        same_as_base: false,
+        fingerprint: 0,
     }
 }
 
@@ -402,11 +458,44 @@ pub fn run_row(
         max_steps: opts.max_steps,
         stop: opts.stop.clone(),
         progress,
+        count_outcomes: true,
+        fingerprint: !s.variants.is_empty(),
         ..Config::default()
     };
     let out = explore(model.clone(), &cfg);
     row.executions = out.executions;
     row.complete = out.complete;
+    row.fingerprint = out.fingerprint;
+    let mut outcomes: Vec<OutcomeCount> = out
+        .outcome_counts
+        .iter()
+        .map(|(o, &n)| OutcomeCount {
+            outcome: o.trim_end_matches([' ', ';']).to_string(),
+            executions: n,
+        })
+        .collect();
+    outcomes.sort_by(|a, b| {
+        b.executions
+            .cmp(&a.executions)
+            .then(a.outcome.cmp(&b.outcome))
+    });
+    row.outcomes = outcomes;
+    let index = s.reach_spec().1;
+    row.reach = s
+        .reach
+        .iter()
+        .zip(index)
+        .filter(|(r, _)| r.variant.as_deref() == variant)
+        .map(|(r, i)| {
+            let hit = out.reach.get(i).cloned().unwrap_or_default();
+            ReachRow {
+                pattern: r.text.clone(),
+                executions: hit.executions,
+                met: hit.executions > 0,
+                schedule: hit.first.map(|s| s.to_string()),
+            }
+        })
+        .collect();
     let found = match (&out.counterexample, out.lock_inversions.first()) {
         (Some(cx), _) => Some(cx.violation.kind),
         (None, Some(_)) => Some(mmcheck_platform::ViolationKind::LockOrder),
@@ -488,6 +577,30 @@ pub fn run_row(
             row.limit = limit;
             row.elapsed_ms = start.elapsed().as_millis();
             return row;
+        }
+    }
+    // A clean verdict is only evidence if its window was reached.
+    if found.is_none() && row.met {
+        if let Some(miss) = row.reach.iter().find(|r| !r.met) {
+            let n = out.executions;
+            row.met = false;
+            if out.complete {
+                row.status = Status::Unexpected;
+                row.verdict = "unreached".into();
+                row.message = Some(format!(
+                    "clean, but no execution of the complete search ({n}) reaches: {}",
+                    miss.pattern
+                ));
+            } else {
+                row.status = Status::Inconclusive;
+                row.verdict = Status::Inconclusive.name().to_string();
+                let msg = format!("clean, but {n} executions did not reach: {}", miss.pattern);
+                row.limit = Some(format!(
+                    "{msg}; raise --budget (now {} s) or use --mode dpor",
+                    opts.budget.as_secs_f64()
+                ));
+                row.message = Some(msg);
+            }
         }
     }
     if let Some(cx) = &out.counterexample {

@@ -107,6 +107,9 @@ enum Cmd {
     /// List the protocol presets (for `--protocol` and a scenario's `protocol` line) with the
     /// switch values each sets.
     Presets,
+    /// List what `expect reach` patterns may name: the kernel functions the model enters and the
+    /// locks a thread may hold.
+    Funcs,
     /// The native self-check: the sequential self-tests and a short multi-threaded stress run.
     Selftest,
     /// Run random operations from real threads on one shared mm and check every value and
@@ -178,6 +181,17 @@ fn main() -> ExitCode {
         Cmd::Selftest => selftest(),
         Cmd::Switches => switches(),
         Cmd::Presets => presets(),
+        Cmd::Funcs => {
+            println!("kernel functions ('T0 in NAME'):");
+            for f in mmcheck_scenario::KERNEL_FUNCS {
+                println!("  {f}");
+            }
+            println!("locks ('T0 holds NAME'):");
+            for (n, class) in mmcheck_scenario::HOLD_NAMES {
+                println!("  {n:<16} {class}");
+            }
+            ExitCode::SUCCESS
+        }
         Cmd::Check {
             paths,
             mode,
@@ -554,11 +568,12 @@ fn run_check(
     }
     let interrupted = stop.load(Ordering::SeqCst);
     let total = results.len();
-    let rows: Vec<Row> = results
+    let mut rows: Vec<Row> = results
         .into_iter()
         .filter_map(|r| r.into_inner())
         .filter(|r| r.status != Status::Interrupted)
         .collect();
+    mmcheck::check::mark_same_as_base(&mut rows);
     let not_run = total - rows.len();
     if let Some(path) = html {
         let sections: Vec<String> = rows.iter().filter_map(|r| r.html.clone()).collect();

@@ -248,9 +248,86 @@ pub fn report(rows: &[Row], o: &Overrides, verbose: bool, not_run: usize) -> Str
             }
         }
     }
+    evidence(&mut out, rows, o, verbose);
     out.push('\n');
     out.push_str(&summary(rows, not_run));
     out
+}
+
+/// Below the table: variants that changed nothing, the reach evidence of each row, and (with
+/// `-v`) the outcomes each row's executions ended in.
+fn evidence(out: &mut String, rows: &[Row], o: &Overrides, verbose: bool) {
+    let head = |r: &Row| format!("{} / {}", r.scenario, marked(r));
+    for r in rows.iter().filter(|r| r.same_as_base) {
+        let _ = writeln!(
+            out,
+            "\nwarning: {} explores exactly the executions of its base ({}): its settings change nothing this scenario reaches",
+            head(r),
+            r.executions
+        );
+    }
+    let reached: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.reach.iter().any(|x| x.met))
+        .collect();
+    if !reached.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nreach evidence (executions that reached each window{}):",
+            if verbose {
+                ""
+            } else {
+                "; -v prints a replay command for each"
+            }
+        );
+        for r in reached {
+            for x in r.reach.iter().filter(|x| x.met) {
+                let _ = writeln!(
+                    out,
+                    "  {}: {} of {}: {}",
+                    head(r),
+                    x.executions,
+                    r.executions,
+                    x.pattern
+                );
+                if let (true, Some(t)) = (verbose, &x.schedule) {
+                    let _ = writeln!(
+                        out,
+                        "    replay: mmcheck replay {} --variant {}{} --schedule {}",
+                        crate::check::shell_word(&r.file),
+                        crate::check::shell_word(&r.variant),
+                        o.flags(),
+                        crate::check::shell_word(t)
+                    );
+                }
+            }
+        }
+    }
+    if verbose {
+        for r in rows.iter().filter(|r| !r.outcomes.is_empty()) {
+            let ended: u64 = r.outcomes.iter().map(|c| c.executions).sum();
+            let _ = writeln!(
+                out,
+                "\noutcomes of {} ({ended} of {} executions ran to the end):",
+                head(r),
+                r.executions
+            );
+            let w = r
+                .outcomes
+                .iter()
+                .map(|c| c.executions.to_string().len())
+                .max();
+            for c in &r.outcomes {
+                let _ = writeln!(
+                    out,
+                    "  {:>w$}  {}",
+                    c.executions,
+                    c.outcome,
+                    w = w.unwrap_or(1)
+                );
+            }
+        }
+    }
 }
 
 /// One line: how many expectations were met, and how the others ended.

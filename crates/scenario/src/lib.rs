@@ -214,6 +214,80 @@ pub struct Expectation {
     pub verdict: Verdict,
 }
 
+/// A reach pattern over thread states (see [`mmcheck_explore::reach`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReachPattern {
+    Once(Atom),
+    While(Atom, Atom),
+    Before(Atom, Atom),
+}
+
+pub use mmcheck_explore::reach::Atom;
+
+/// `expect [VARIANTS:] reach PATTERN`: under `variant` some explored execution reaches
+/// `pattern`. `text` is the pattern as written (for reports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReachExpectation {
+    pub variant: Option<String>,
+    pub pattern: ReachPattern,
+    pub text: String,
+}
+
+/// The lock names a reach atom's `holds` takes, with the class each stands for
+/// ([`mmcheck_platform::Machine::lock_class`], or the explorer's RCU and IRQ pseudo-classes).
+pub const HOLD_NAMES: &[(&str, &str)] = &[
+    ("mmap_lock", "&mm->mmap_lock"),
+    ("page_table_lock", "&mm->page_table_lock"),
+    ("anon_vma_lock", "&anon_vma->rwsem"),
+    ("i_mmap_rwsem", "&mapping->i_mmap_rwsem"),
+    ("pmd_lock", "pmd_lock"),
+    ("ptl", "ptl"),
+    ("folio_lock", "folio_lock"),
+    ("rcu_read_lock", mmcheck_explore::reach::RCU),
+    ("irqs_off", mmcheck_explore::reach::IRQS_OFF),
+];
+
+include!(concat!(env!("OUT_DIR"), "/funcs.rs"));
+
+impl Scenario {
+    /// The reach patterns of every `expect reach` line, deduplicated, as the explorer takes them;
+    /// `reach_index[i]` is the pattern of `self.reach[i]`.
+    pub fn reach_spec(&self) -> (mmcheck_explore::reach::Spec, Vec<usize>) {
+        use mmcheck_explore::reach::Pattern;
+        let mut spec = mmcheck_explore::reach::Spec::default();
+        let atom = |spec: &mut mmcheck_explore::reach::Spec, a: &Atom| {
+            spec.atoms.iter().position(|x| x == a).unwrap_or_else(|| {
+                spec.atoms.push(a.clone());
+                spec.atoms.len() - 1
+            })
+        };
+        let mut index = Vec::new();
+        for r in &self.reach {
+            let p = match &r.pattern {
+                ReachPattern::Once(a) => Pattern::Once(atom(&mut spec, a)),
+                ReachPattern::While(a, b) => {
+                    let a = atom(&mut spec, a);
+                    Pattern::While(a, atom(&mut spec, b))
+                }
+                ReachPattern::Before(a, b) => {
+                    let a = atom(&mut spec, a);
+                    Pattern::Before(a, atom(&mut spec, b))
+                }
+            };
+            let i = spec
+                .patterns
+                .iter()
+                .position(|x| *x == p)
+                .unwrap_or_else(|| {
+                    spec.patterns.push(p);
+                    spec.patterns.len() - 1
+                });
+            index.push(i);
+        }
+        (spec, index)
+    }
+}
+
 /// A scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -227,6 +301,8 @@ pub struct Scenario {
     pub threads: Vec<Vec<Op>>,
     pub variants: Vec<Variant>,
     pub expect: Vec<Expectation>,
+    /// `expect reach` lines (none needed; at most 64 distinct atoms and patterns).
+    pub reach: Vec<ReachExpectation>,
 }
 
 impl Scenario {
@@ -246,6 +322,7 @@ impl Scenario {
             threads: Vec::new(),
             variants: Vec::new(),
             expect: Vec::new(),
+            reach: Vec::new(),
             doc: String::new(),
         }
     }

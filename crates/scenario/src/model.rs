@@ -34,6 +34,8 @@ pub struct KernelModel {
     untracked: std::collections::BTreeSet<u64>,
     /// Strict mode (see `mmcheck_explore::Model::strict`).
     strict: bool,
+    /// The scenario's reach patterns (see [`Scenario::reach_spec`]).
+    reach: mmcheck_explore::reach::Spec,
 }
 
 /// One instance: the kernel, its mm, and what each thread observed.
@@ -120,11 +122,13 @@ impl KernelModel {
         }
         untracked.extend(anon.intersection(&shmem).copied());
         let anon_pages = anon.difference(&untracked).copied().collect();
+        let reach = scenario.reach_spec().0;
         KernelModel {
             scenario,
             anon_pages,
             untracked,
             strict: false,
+            reach,
         }
     }
 
@@ -499,6 +503,10 @@ impl Model for KernelModel {
 
     fn is_daemon(&self, t: usize) -> bool {
         t == self.rcu_cpu()
+    }
+
+    fn reach(&self) -> &mmcheck_explore::reach::Spec {
+        &self.reach
     }
 
     fn thread_name(&self, t: usize) -> String {

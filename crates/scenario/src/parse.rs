@@ -48,6 +48,8 @@ use winnow::stream::{LocatingSlice, Location};
 use winnow::token::{any, take_till, take_while};
 use winnow::Parser;
 
+mod reach;
+
 /// The most threads a scenario may have: the explorer gives each its own CPU, plus one for the
 /// RCU callback thread.
 pub const MAX_THREADS: usize = 4;
@@ -1217,6 +1219,7 @@ fn op_line(i: &mut In<'_>) -> PResult<OpLine> {
 enum VerdictAst<'a> {
     Clean,
     Violation(Sp<&'a str>),
+    Reach(reach::ReachAst<'a>),
 }
 
 /// One top-level statement.
@@ -1373,7 +1376,10 @@ fn geometry<'a>(i: &mut In<'a>, kw: Range<usize>) -> PResult<Item<'a>> {
 }
 
 fn expect<'a>(i: &mut In<'a>) -> PResult<Item<'a>> {
-    let first = word(i, "'clean', 'violation KIND' or 'VARIANT:'")?;
+    let first = word(
+        i,
+        "'clean', 'violation KIND', 'reach PATTERN' or 'VARIANT:'",
+    )?;
     ws(i)?;
     let mut variants = Vec::new();
     let verdict_word = if i.starts_with(',') || i.starts_with(':') {
@@ -1385,7 +1391,7 @@ fn expect<'a>(i: &mut In<'a>) -> PResult<Item<'a>> {
         .parse_next(i)?;
         variants.extend(more);
         punct(i, ':', "',' or ':'")?;
-        word(i, "'clean' or 'violation KIND'")?
+        word(i, "'clean', 'violation KIND' or 'reach PATTERN'")?
     } else {
         first
     };
@@ -1401,11 +1407,18 @@ fn expect<'a>(i: &mut In<'a>) -> PResult<Item<'a>> {
                 v: VerdictAst::Violation(kind),
             }
         }
+        "reach" => {
+            let r = reach::pattern(i)?;
+            Sp {
+                span: verdict_word.span.start..pos(i),
+                v: VerdictAst::Reach(r),
+            }
+        }
         w => {
             return cut_help(
                 verdict_word.span,
-                format!("expected 'clean' or 'violation KIND', found '{w}'"),
-                did_you_mean(w, &["clean", "violation"]),
+                format!("expected 'clean', 'violation KIND' or 'reach PATTERN', found '{w}'"),
+                did_you_mean(w, &["clean", "violation", "reach"]),
             )
         }
     };
@@ -1702,6 +1715,7 @@ impl<'t> Builder<'t> {
 
         // Threads and variants, in file order.
         let mut thread_names: HashMap<&str, Range<usize>> = HashMap::new();
+        let mut thread_index: HashMap<&str, usize> = HashMap::new();
         let mut variant_names: HashMap<&str, Range<usize>> = HashMap::new();
         let mut expected_for: HashMap<Option<&str>, Range<usize>> = HashMap::new();
         for item in &items {
@@ -1722,6 +1736,7 @@ impl<'t> Builder<'t> {
                             ),
                         ));
                     }
+                    thread_index.insert(name.v, thread_names.len());
                     thread_names.insert(name.v, name.span.clone());
                     let mut prog = Vec::new();
                     for op in ops {
@@ -1751,9 +1766,15 @@ impl<'t> Builder<'t> {
             }
         }
         // Expectations may name variants declared anywhere in the file.
+        let mut reach_spans: Vec<(Option<&str>, Range<usize>)> = Vec::new();
         for item in &items {
             if let Item::Expect { variants, verdict } = item {
+                let mut reach_pattern = None;
                 let verdict_v = match &verdict.v {
+                    VerdictAst::Reach(r) => {
+                        reach_pattern = Some((self.reach_pattern(r, &thread_index)?, &r.text));
+                        Verdict::Clean
+                    }
                     VerdictAst::Clean => Verdict::Clean,
                     VerdictAst::Violation(k) => {
                         let kind = ViolationKind::from_name(k.v).ok_or_else(|| {
@@ -1800,6 +1821,15 @@ impl<'t> Builder<'t> {
                                 })));
                         }
                     }
+                    if let Some((pattern, text)) = &reach_pattern {
+                        reach_spans.push((v, span.clone()));
+                        s.reach.push(crate::ReachExpectation {
+                            variant: v.map(str::to_string),
+                            pattern: pattern.clone(),
+                            text: text.to_string(),
+                        });
+                        continue;
+                    }
                     if let Some(first) = expected_for.get(&v) {
                         let what = match v {
                             Some(v) => format!("expectation for variant '{v}'"),
@@ -1830,6 +1860,29 @@ impl<'t> Builder<'t> {
                     "no 'expect' line: a scenario needs at least one expectation (e.g. 'expect clean')",
                 )
                 .with_label("in this scenario"));
+        }
+        // A reach line rides on its variant's verdict row.
+        for (v, span) in &reach_spans {
+            if !expected_for.contains_key(v) {
+                let what = v.map_or("the base protocol".to_string(), |v| {
+                    format!("variant '{v}'")
+                });
+                let line = v.map_or("expect clean".to_string(), |v| format!("expect {v}: clean"));
+                return Err(self
+                    .err(
+                        span.clone(),
+                        format!("a reach expectation for {what}, which has no verdict expectation"),
+                    )
+                    .with_help(Some(format!("add its verdict, e.g. '{line}'"))));
+            }
+        }
+        let (spec, _) = s.reach_spec();
+        if spec.atoms.len() > 64 || spec.patterns.len() > 64 {
+            let span = reach_spans.last().map_or(0..0, |(_, sp)| sp.clone());
+            return Err(self.err(
+                span,
+                "too many reach expectations: at most 64 distinct patterns and 64 distinct thread states",
+            ));
         }
         Ok(s)
     }

@@ -17,7 +17,7 @@
 
 use mmcheck_explore::naive::NaiveOutcome;
 use mmcheck_explore::schedule::replay;
-use mmcheck_explore::{explore, naive, Config, Mode, Outcome, Schedule};
+use mmcheck_explore::{explore, naive, Config, Mode, Model, Outcome, Schedule};
 use mmcheck_platform::ViolationKind;
 use mmcheck_scenario::gen::generate;
 use mmcheck_scenario::KernelModel;
@@ -131,6 +131,72 @@ fn report(
     s
 }
 
+/// Give a generated scenario reach patterns over its threads: 60 drawn (by `seed`) from every
+/// `while` and `before` between lock-holding and kernel-function states of two threads.
+fn with_reach(mut s: mmcheck_scenario::Scenario, seed: u64) -> mmcheck_scenario::Scenario {
+    use mmcheck_scenario::{Atom, ReachExpectation, ReachPattern};
+    const STATES: &[(&str, bool)] = &[
+        ("ptl", true),
+        ("pmd_lock", true),
+        ("mmap_lock", true),
+        ("rcu_read_lock", true),
+        ("handle_mm_fault", false),
+        ("zap_pte_range", false),
+        ("free_pgtables", false),
+    ];
+    let n = s.threads.len();
+    let mut atoms = Vec::new();
+    for t in 0..n {
+        for &(name, holds) in STATES {
+            let class = mmcheck_scenario::HOLD_NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, c)| *c);
+            let func = mmcheck_scenario::KERNEL_FUNCS.iter().find(|f| **f == name);
+            atoms.push(Atom {
+                thread: t,
+                funcs: if holds {
+                    vec![]
+                } else {
+                    vec![*func.expect("function")]
+                },
+                holds: if holds {
+                    vec![class.expect("class")]
+                } else {
+                    vec![]
+                },
+            });
+        }
+    }
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = |m: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % m as u64) as usize
+    };
+    for _ in 0..60 {
+        let (a, b) = (
+            atoms[next(atoms.len())].clone(),
+            atoms[next(atoms.len())].clone(),
+        );
+        if a.thread == b.thread {
+            continue;
+        }
+        let pattern = if next(2) == 0 {
+            ReachPattern::While(a, b)
+        } else {
+            ReachPattern::Before(a, b)
+        };
+        s.reach.push(ReachExpectation {
+            variant: None,
+            pattern,
+            text: String::new(),
+        });
+    }
+    s
+}
+
 /// Compare on generated scenarios until `MMCHECK_GEN_CASES` cases completed under naive
 /// enumeration; `with_check`: also the cases with a `check` operation.
 fn compare(with_check: bool) {
@@ -149,6 +215,7 @@ fn compare(with_check: bool) {
     };
     let (mut done, mut over_estimate, mut over_cap) = (0u64, 0u64, 0u64);
     let (mut naive_execs, mut dpor_execs) = (0u64, 0u64);
+    let (mut reach_compared, mut reach_hits) = (0u64, 0u64);
     let mut failures = Vec::new();
     let mut seed = first;
     while done < want && seed < first + seeds {
@@ -157,7 +224,7 @@ fn compare(with_check: bool) {
         if !with_check && g.text.contains("  check ") {
             continue;
         }
-        let model = Arc::new(KernelModel::new(g.scenario.clone()));
+        let model = Arc::new(KernelModel::new(with_reach(g.scenario.clone(), g.seed)));
         // One run, lowest thread first, to estimate the naive cost.
         let r = replay(&model, &Schedule::default(), false);
         let mut per = vec![0usize; 3];
@@ -179,7 +246,20 @@ fn compare(with_check: bool) {
         done += 1;
         naive_execs += nv.executions;
         dpor_execs += dp.executions;
-        let ok = dp.complete && kinds(&dp) == nv.kinds() && dp.outcomes == nv.outcomes;
+        // Reach patterns are judged on happens-before, so DPOR's representatives reach what
+        // every interleaving reaches (compared where no violation cuts executions short).
+        let dp_reached = dp
+            .reach
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.executions > 0)
+            .fold(0u64, |m, (i, _)| m | 1 << i);
+        let reach_ok = !nv.kinds().is_empty() || dp_reached == nv.reached;
+        if nv.kinds().is_empty() {
+            reach_compared += 1;
+            reach_hits += u64::from(nv.reached.count_ones());
+        }
+        let ok = dp.complete && kinds(&dp) == nv.kinds() && dp.outcomes == nv.outcomes && reach_ok;
         if verbose {
             eprintln!(
                 "seed {}: steps {per:?} naive {} dpor {} kinds {} {} outcomes {} {:.2}s",
@@ -193,12 +273,22 @@ fn compare(with_check: bool) {
             );
         }
         if !ok {
-            failures.push(report(&model, &g.text, g.seed, &nv, &dp));
+            let mut r = report(&model, &g.text, g.seed, &nv, &dp);
+            if !reach_ok {
+                let _ = writeln!(
+                    r,
+                    "reach patterns: naive {:#x}, dpor {dp_reached:#x} ({:?})",
+                    nv.reached,
+                    model.reach()
+                );
+            }
+            failures.push(r);
         }
     }
     eprintln!(
         "seeds {first}..{seed}: {done} compared ({naive_execs} naive executions, {dpor_execs} DPOR), \
-         {over_estimate} skipped by estimate, {over_cap} at the cap of {cap}, {} disagree, {:.1}s",
+         {over_estimate} skipped by estimate, {over_cap} at the cap of {cap}, {} disagree, {:.1}s; \
+         reach compared on {reach_compared} cases, {reach_hits} patterns reached",
         failures.len(),
         start.elapsed().as_secs_f64()
     );

@@ -1009,3 +1009,52 @@ fn span_is_in_the_file_text_even_after_a_control_byte() {
     );
     assert_eq!(span, text.len()..text.len());
 }
+
+#[test]
+fn reach_expectations() {
+    let head = "scenario r\n";
+    let s = ok(&format!(
+        "{head}{BODY}expect reach T0 in do_anonymous_page holds ptl\nexpect reach T0 in handle_mm_fault before T0 holds ptl\n"
+    ));
+    assert_eq!(s.reach.len(), 2);
+    assert_eq!(s.reach[0].text, "T0 in do_anonymous_page holds ptl");
+    assert_eq!(s.reach[1].variant, None);
+    // Line 9 is the reach line: 'expect reach ' is 13 columns.
+    check(
+        &format!("{head}{BODY}expect reach T1 in handle_mm_fault\n"),
+        9,
+        14,
+        "unknown thread 'T1' (threads: T0)",
+    );
+    let e = check(
+        &format!("{head}{BODY}expect reach T0 in handle_mm_falt\n"),
+        9,
+        20,
+        "'handle_mm_falt' is not a kernel function the model enters ('mmcheck funcs' lists them)",
+    );
+    assert!(e.render().contains("handle_mm_fault"), "{}", e.render());
+    check(
+        &format!("{head}{BODY}expect reach T0 holds spinlock\n"),
+        9,
+        23,
+        "unknown lock 'spinlock' (known: mmap_lock, page_table_lock, anon_vma_lock, i_mmap_rwsem, pmd_lock, ptl, folio_lock, rcu_read_lock, irqs_off)",
+    );
+    check(
+        &format!("{head}{BODY}expect reach T0 in handle_mm_fault whle T0 holds ptl\n"),
+        9,
+        36,
+        "expected 'while', 'before', 'in', 'holds' or end of line, found 'whle'",
+    );
+    check(
+        &format!("{head}{BODY}expect reach T0\n"),
+        9,
+        16,
+        "expected 'in FUNCTION' or 'holds LOCK' after the thread name, found end of line",
+    );
+    check(
+        &format!("{head}{BODY}variant v: zap.need_resched = off\nexpect v: reach T0 holds ptl\n"),
+        10,
+        8,
+        "a reach expectation for variant 'v', which has no verdict expectation",
+    );
+}
