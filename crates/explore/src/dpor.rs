@@ -169,6 +169,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             stack[depth].ev = ev;
             stack[depth].key = key;
             stack[depth].clock = c;
+            ex.set_reach_clock(c);
             if depth >= fresh_from {
                 add_backtracks(&mut stack, depth, &prev_clock);
             }

@@ -561,8 +561,10 @@ impl<M: Model> Exec<M> {
 
     /// The model's reach patterns this execution reached so far, as a bit mask (see
     /// [`crate::reach`]); a thread's pending operation counts as its current state.
-    pub fn reached(&self) -> u64 {
-        let Some(r) = &self.reach else { return 0 };
+    pub fn reached(&mut self) -> u64 {
+        if self.reach.is_none() {
+            return 0;
+        }
         let spec = self.model.reach();
         let m = self.model.machine(&self.inst);
         let pending: Vec<u64> = (0..self.threads())
@@ -574,7 +576,15 @@ impl<M: Model> Exec<M> {
                 }
             })
             .collect();
-        r.reached(spec, &pending)
+        self.reach.as_mut().map_or(0, |r| r.reached(spec, &pending))
+    }
+
+    /// Hand the explorer's happens-before clock of the last step to reach evaluation (DPOR
+    /// computes it anyway; without it, reach computes its own).
+    pub fn set_reach_clock(&mut self, clock: [u32; MAX_THREADS]) {
+        if let Some(r) = &mut self.reach {
+            r.set_clock(clock);
+        }
     }
 
     /// The violation the last step raised, if any.

@@ -101,8 +101,9 @@ type Vc = [u32; MAX_THREADS];
 struct RStep {
     thread: usize,
     ev: Event,
-    key: Key,
-    clock: Vc,
+    /// Its happens-before clock: given by DPOR, which computes it anyway, or computed when the
+    /// patterns are judged (only if some pattern needs it).
+    clock: Option<Vc>,
     mask: u64,
 }
 
@@ -110,36 +111,60 @@ struct RStep {
 #[derive(Default)]
 pub struct Tracker {
     steps: Vec<RStep>,
-    thread_clock: [Vc; MAX_THREADS],
+    /// Union of the steps' masks: a pattern whose atoms never occur needs no clocks.
+    seen: u64,
 }
 
 impl Tracker {
     /// Record a step of thread `t` with event `ev`, taken in atom state `mask`.
     pub fn step(&mut self, t: usize, ev: Event, mask: u64) {
-        let key = Key::of(&ev);
-        let mut c = self.thread_clock[t];
-        for s in &self.steps {
-            if s.thread != t && s.key.may_depend(&key) && dependent(&s.ev, &ev) {
-                for (x, y) in c.iter_mut().zip(s.clock.iter()) {
-                    *x = (*x).max(*y);
-                }
-            }
-        }
-        c[t] = self.thread_clock[t][t] + 1;
-        self.thread_clock[t] = c;
+        self.seen |= mask;
         self.steps.push(RStep {
             thread: t,
             ev,
-            key,
-            clock: c,
+            clock: None,
             mask,
         });
     }
 
-    /// Does step `i` happen before step `j`?
+    /// The clock of the last step, as DPOR computed it over the same dependency relation.
+    pub fn set_clock(&mut self, clock: Vc) {
+        if let Some(s) = self.steps.last_mut() {
+            s.clock = Some(clock);
+        }
+    }
+
+    /// Fill in the clocks DPOR did not give (the dependency scan of [`crate::dpor`]).
+    fn clocks(&mut self) {
+        if self.steps.iter().all(|s| s.clock.is_some()) {
+            return;
+        }
+        let mut thread_clock = [[0u32; MAX_THREADS]; MAX_THREADS];
+        for n in 0..self.steps.len() {
+            let (done, rest) = self.steps.split_at_mut(n);
+            let s = &mut rest[0];
+            let t = s.thread;
+            let key = Key::of(&s.ev);
+            let mut c = thread_clock[t];
+            for d in done.iter() {
+                if d.thread != t && Key::of(&d.ev).may_depend(&key) && dependent(&d.ev, &s.ev) {
+                    let dc = d.clock.expect("computed in order");
+                    for (x, y) in c.iter_mut().zip(dc.iter()) {
+                        *x = (*x).max(*y);
+                    }
+                }
+            }
+            c[t] = thread_clock[t][t] + 1;
+            thread_clock[t] = c;
+            s.clock = Some(c);
+        }
+    }
+
+    /// Does step `i` happen before step `j`? (Clocks filled in.)
     fn hb(&self, i: usize, j: usize) -> bool {
         let (a, b) = (&self.steps[i], &self.steps[j]);
-        i != j && b.clock[a.thread] >= a.clock[a.thread]
+        let (ca, cb) = (a.clock.unwrap_or_default(), b.clock.unwrap_or_default());
+        i != j && cb[a.thread] >= ca[a.thread]
     }
 
     /// The maximal runs of thread `t`'s steps in atom `x`: `(pre, last)` step indices, `last`
@@ -173,8 +198,18 @@ impl Tracker {
 
     /// The patterns of `spec` this execution reaches, as a bit mask. `pending[t]`: thread `t`'s
     /// atom mask at its pending operation (0 if finished).
-    pub fn reached(&self, spec: &Spec, pending: &[u64]) -> u64 {
+    pub fn reached(&mut self, spec: &Spec, pending: &[u64]) -> u64 {
         let pend = |t: usize| pending.get(t).copied().unwrap_or(0);
+        let all = self.seen | pending.iter().fold(0, |m, p| m | p);
+        let needs_clocks = spec.patterns.iter().any(|p| match *p {
+            Pattern::Once(_) => false,
+            Pattern::While(x, y) | Pattern::Before(x, y) => {
+                all & (1 << x) != 0 && all & (1 << y) != 0
+            }
+        });
+        if needs_clocks {
+            self.clocks();
+        }
         let mut hit = 0u64;
         for (p, pat) in spec.patterns.iter().enumerate() {
             let ok = match *pat {
