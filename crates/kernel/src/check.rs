@@ -41,6 +41,51 @@ fn is_anon(k: &Kernel, head: u32) -> bool {
         == 1
 }
 
+/// I4 for anon memory: the VMA mapping an anon folio at `addr` is linked to the folio's
+/// anon_vma (its `anon_vma_chain` holds it), so an rmap walk of the folio finds this mapping.
+/// Broken by fork copying PTEs of a VMA whose anon_vma appeared after `anon_vma_fork`
+/// (fb49c455323f).
+fn anon_rmap_reaches(
+    k: &Kernel,
+    mm: &MmStruct,
+    vmas: &[std::sync::Arc<crate::mm::types::Vma>],
+    addr: u64,
+    head: u32,
+    errs: &mut Vec<(ViolationKind, String)>,
+) {
+    if !is_anon(k, head) {
+        return;
+    }
+    let id = k
+        .machine
+        .page_peek(head)
+        .get(mmcheck_platform::PageField::Mapping)
+        >> 1;
+    let Some(vma) = vmas.iter().find(|v| v.contains(addr)) else {
+        errs.push((
+            ViolationKind::RmapMissed,
+            format!(
+                "mm {}: anon folio {head} mapped at {addr:#x}, outside every VMA",
+                mm.id
+            ),
+        ));
+        return;
+    };
+    // LOCKING: quiescent, no operation in flight.
+    let linked = vma.anon_vma_chain.read(|c| c.iter().any(|a| a.id == id));
+    if !linked {
+        errs.push((
+            ViolationKind::RmapMissed,
+            format!(
+                "mm {}: anon folio {head} mapped at {addr:#x} in VMA {:#x}-{:#x}, which is not linked to its anon_vma {id}: rmap walks of the folio miss this mapping",
+                mm.id,
+                vma.start(),
+                vma.end()
+            ),
+        ));
+    }
+}
+
 /// A writable mapping of an anon page implies `PageAnonExclusive` (`include/linux/page-flags.h`;
 /// the kernel's `VM_BUG_ON`s in `wp_page_reuse` and `try_to_migrate_one`). For a PMD, `page` is
 /// the head, which carries the bit.
@@ -76,8 +121,9 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
     let mut rss = [0i64; NR_MM_COUNTERS];
     let hz = k.huge_zero_peek();
     t.tables.insert(mm.pgd.pfn, g.levels);
-    let mut stack = vec![(mm.pgd, g.levels)];
-    while let Some((table, level)) = stack.pop() {
+    let vmas = mm.all_vmas(&k.machine);
+    let mut stack = vec![(mm.pgd, g.levels, 0u64)];
+    while let Some((table, level, base)) = stack.pop() {
         if !frames.is_live(table) {
             errs.push((
                 ViolationKind::UseAfterFree,
@@ -114,6 +160,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
                 }
                 let h = head_of(k, e.pfn());
                 anon_write_exclusive(k, mm, e, e.pfn(), h, errs);
+                anon_rmap_reaches(k, mm, &vmas, base + ((i as u64) << g.shift(1)), h, errs);
                 *t.mapcount.entry(e.pfn()).or_default() += 1;
                 *t.refs.entry(h).or_default() += 1;
                 rss[if is_anon(k, h) {
@@ -126,6 +173,14 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
                     continue;
                 }
                 anon_write_exclusive(k, mm, e, e.pfn(), e.pfn(), errs);
+                anon_rmap_reaches(
+                    k,
+                    mm,
+                    &vmas,
+                    base + ((i as u64) << g.shift(2)),
+                    e.pfn(),
+                    errs,
+                );
                 *t.entire.entry(e.pfn()).or_default() += 1;
                 *t.refs.entry(e.pfn()).or_default() += 1;
                 rss[MM_ANONPAGES] += 1 << g.pmd_order();
@@ -133,7 +188,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
                 let child = frames.current(e.pfn());
                 nr[(level - 1) as usize] += 1;
                 t.tables.insert(e.pfn(), level - 1);
-                stack.push((child, level - 1));
+                stack.push((child, level - 1, base + ((i as u64) << g.shift(level))));
             }
         }
     }

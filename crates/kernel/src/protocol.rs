@@ -76,6 +76,9 @@ pub struct Protocol {
     /// `collapse_pte_mapped_thp` rechecks the PMD in step 4 even when the PMD lock and the PTL
     /// are one lock (the 6.13 code rechecks only when they differ).
     pub collapse_pte_mapped_recheck_always: bool,
+    /// `dup_mmap` write-locks each parent VMA (`vma_start_write`) before copying it (6.5,
+    /// fb49c455323f), or not (6.4: per-VMA-locked faults race the copy).
+    pub fork_lock_vmas: bool,
     /// Where `zap_pte_range` explores `need_resched()` (a choice step).
     pub zap_need_resched: ZapResched,
     /// When `move_ptes` flushes the old range: before releasing the PTLs, or after.
@@ -216,6 +219,7 @@ impl Default for Protocol {
             mremap_normal_pmd: true,
             mremap_normal_pmd_rmap_locks: true,
             mremap_realign: true,
+            fork_lock_vmas: true,
             zap_need_resched: ZapResched::Every,
             collapse_pte_mapped_recheck_always: false,
             mremap_flush: MremapFlush::BeforeUnlock,
@@ -504,6 +508,12 @@ pub const SWITCHES: &[Switch] = &[
         mremap_normal_pmd_rmap_locks,
         "move_normal_pmd takes the rmap locks whatever copy_vma decided (on), or only when copy_vma asks for them (off: 6.11 and older)",
         "Jann Horn, 'mm/mremap: fix move_normal_pmd/retract_page_tables race' (6.12-rc, CVE-2024-50066)"
+    ),
+    bool_switch!(
+        "fork.lock_vmas",
+        fork_lock_vmas,
+        "dup_mmap write-locks every parent VMA (vma_start_write) before anon_vma_fork and copy_page_range (on), or not (off: 6.4, where a per-VMA-locked fault can COW in the parent while its VMA is copied)",
+        "Suren Baghdasaryan, 'fork: lock VMAs of the parent process when forking' (fb49c455323f, 6.5-rc1, 6.4.y)"
     ),
     bool_switch!(
         "mremap.realign",

@@ -133,6 +133,9 @@ pub enum Op {
         addr: u64,
         pages: u64,
     },
+    /// `fork()`: `dup_mmap` of the scenario's mm into a child that lives to the end of the
+    /// execution (its tables are checked with the parent's, then it exits).
+    Fork,
     /// `try_to_unmap` of the page-cache folio mapped at `addr`.
     TryToUnmap {
         addr: u64,

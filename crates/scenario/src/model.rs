@@ -43,6 +43,8 @@ pub struct Instance {
     pub kernel: Kernel,
     pub mm: Arc<MmStruct>,
     seen: Vec<Ghost<Vec<String>>>,
+    /// Children of `fork` operations, alive to the end of the execution.
+    children: Ghost<Vec<Arc<MmStruct>>>,
     setup_error: Option<String>,
     /// Logical clock for operation boundaries (one coroutine runs at a time, so its order is the
     /// real-time order).
@@ -262,6 +264,16 @@ impl KernelModel {
                         seen.push(format!("punch_hole {addr:#x}+{pages}: ok"));
                     }
                     None => seen.push(format!("punch_hole {addr:#x}+{pages}: ENODEV")),
+                }
+                Ok(())
+            }
+            Op::Fork => {
+                match mmcheck_kernel::mm::fork::dup_mmap(cx, mm) {
+                    Ok(child) => {
+                        inst.children.record(|c| c.push(child));
+                        seen.push("fork: ok".into());
+                    }
+                    Err(e) => seen.push(format!("fork: {e:?}")),
                 }
                 Ok(())
             }
@@ -489,6 +501,7 @@ impl Model for KernelModel {
             setup_error,
             clock: Ghost::new(0),
             history: Ghost::default(),
+            children: Ghost::default(),
             initial,
         }
     }
@@ -582,6 +595,10 @@ impl Model for KernelModel {
         }
         if violations.is_empty() {
             let cx = k.ctx(0);
+            for child in inst.children.peek(&k.machine, |c| c.clone()) {
+                exit_mmap(cx, &child);
+                mmdrop(cx, &child);
+            }
             exit_mmap(cx, &inst.mm);
             mmdrop(cx, &inst.mm);
             cx.cpu.rcu_barrier();

@@ -772,6 +772,7 @@ enum OpArgs {
         addr: Sp<Addr>,
         pages: Sp<u64>,
     },
+    Fork,
     Check {
         addr: Sp<Addr>,
         what: CheckWhat,
@@ -983,6 +984,10 @@ fn args_punch_hole(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::PunchHole { addr, pages })
 }
 
+fn args_fork(_: &mut In<'_>) -> PResult<OpArgs> {
+    Ok(OpArgs::Fork)
+}
+
 fn args_rmap_walk(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::RmapWalk { addr: addr(i)? })
 }
@@ -1137,6 +1142,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "fallocate(FALLOC_FL_PUNCH_HOLE) of the shmem pages mapped at ADDR: unmap_mapping_range under i_mmap_rwsem read, no folio lock (mm/memory.c), then shmem_undo_range (mm/shmem.c)",
         init: false,
         args: Some(args_punch_hole),
+    },
+    OpSpec {
+        name: "fork",
+        syntax: "fork",
+        kernel: "fork(): dup_mmap of the mm (mmap_lock write, vma_start_write of each parent VMA, anon_vma_fork, copy_page_range write-protecting anon pages for COW; kernel/fork.c, mm/memory.c); the child lives to the end of the execution",
+        init: false,
+        args: Some(args_fork),
     },
     OpSpec {
         name: "retract",
@@ -2201,6 +2213,7 @@ impl<'t> Builder<'t> {
             OpArgs::Retract { addr } => Op::Retract {
                 addr: inside(addr)?,
             },
+            OpArgs::Fork => Op::Fork,
             OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
             },

@@ -1,5 +1,7 @@
 //! Every scenario file under `scenarios/` meets every expectation it states, under DPOR: clean
-//! verdicts complete, violations of the expected kind.
+//! verdicts complete, violations of the expected kind, reach expectations reached. In `seeds/`
+//! and `races/` every clean expectation also states its window (`expect reach`): a clean verdict
+//! there must carry its evidence.
 
 use mmcheck_explore::{explore, Config};
 use mmcheck_scenario::{load_scenario_file, KernelModel, Verdict};
@@ -7,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn check_dir(sub: &str) {
+fn check_dir(sub: &str, need_reach: bool) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../scenarios")
         .join(sub);
@@ -25,7 +27,22 @@ fn check_dir(sub: &str) {
             continue;
         }
         let s = load_scenario_file(&f).unwrap_or_else(|e| panic!("{}", e.render()));
+        let (_, index) = s.reach_spec();
         for e in &s.expect {
+            let reach: Vec<(usize, &str)> = s
+                .reach
+                .iter()
+                .zip(&index)
+                .filter(|(r, _)| r.variant == e.variant)
+                .map(|(r, &i)| (i, r.text.as_str()))
+                .collect();
+            if need_reach && e.verdict == Verdict::Clean && reach.is_empty() {
+                failures.push(format!(
+                    "{} / {}: a clean expectation without an 'expect reach' line stating its window",
+                    f.display(),
+                    e.variant.as_deref().unwrap_or("base"),
+                ));
+            }
             let sv = s.with_variant(e.variant.as_deref()).unwrap();
             let out = explore(
                 Arc::new(KernelModel::new(sv).with_strict(true)),
@@ -35,6 +52,17 @@ fn check_dir(sub: &str) {
                 },
             );
             let got = out.counterexample.as_ref().map(|c| c.violation.kind);
+            if e.verdict == Verdict::Clean {
+                for (i, text) in &reach {
+                    if out.reach.get(*i).is_none_or(|h| h.executions == 0) {
+                        failures.push(format!(
+                            "{} / {}: no execution reaches: {text}",
+                            f.display(),
+                            e.variant.as_deref().unwrap_or("base"),
+                        ));
+                    }
+                }
+            }
             let ok = match (&e.verdict, got) {
                 (Verdict::Clean, None) => out.complete && out.lock_inversions.is_empty(),
                 (Verdict::Violation(k), Some(g)) => *k == g,
@@ -61,25 +89,25 @@ fn check_dir(sub: &str) {
 
 #[test]
 fn seeds() {
-    check_dir("seeds");
+    check_dir("seeds", true);
 }
 
 #[test]
 fn planted() {
-    check_dir("planted");
+    check_dir("planted", false);
 }
 
 #[test]
 fn races() {
-    check_dir("races");
+    check_dir("races", true);
 }
 
 #[test]
 fn selftests() {
-    check_dir("selftests");
+    check_dir("selftests", false);
 }
 
 #[test]
 fn fidelity() {
-    check_dir("fidelity");
+    check_dir("fidelity", false);
 }

@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, retract";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, retract";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -566,13 +566,13 @@ fn expectation_errors() {
         &format!("scenario s\n{BODY}expect violated\n"),
         9,
         8,
-        "expected 'clean' or 'violation KIND', found 'violated'",
+        "expected 'clean', 'violation KIND' or 'reach PATTERN', found 'violated'",
     );
     check(
         &format!("scenario s\n{BODY}expect x clean\n"),
         9,
         8,
-        "expected 'clean' or 'violation KIND', found 'x'",
+        "expected 'clean', 'violation KIND' or 'reach PATTERN', found 'x'",
     );
 }
 

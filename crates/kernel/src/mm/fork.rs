@@ -25,7 +25,9 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
     let nw = new.mmap_lock.write_lock(cx.cpu);
     let mut res = Ok(());
     for vma in old.all_vmas_locked(cx) {
-        ow.vma_start_write(&vma.lock);
+        if cx.proto().fork_lock_vmas {
+            ow.vma_start_write(&vma.lock);
+        }
         if let Some(f) = &vma.file {
             get_file(cx, f);
         }
@@ -42,12 +44,9 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
         link_file_vma(cx, &tmp);
         nw.vma_mark_attached(&tmp.lock);
         new.tree_insert(cx, tmp.clone());
-        // vma_needs_copy: shared mappings without anon pages refault instead.
-        if vma.anon_vma(cx).is_some() || !vma.is_shared(cx) {
-            if let Err(e) = copy_page_range(cx, &new, &tmp, old, &vma) {
-                res = Err(e);
-                break;
-            }
+        if let Err(e) = copy_page_range(cx, &new, &tmp, old, &vma) {
+            res = Err(e);
+            break;
         }
     }
     drop(nw);
@@ -65,6 +64,13 @@ fn copy_page_range(
     src: &Arc<Vma>,
 ) -> Result<(), Errno> {
     let _f = cx.cpu.enter("copy_page_range");
+    // vma_needs_copy: without an anon_vma, every page refaults correctly in the child (file
+    // pages from the page cache, the zero page); read now, after anon_vma_fork, so an anon_vma
+    // a racing fault attached in between (no vma_start_write, 6.4) makes the copy happen for a
+    // child VMA linked to nothing.
+    if src.anon_vma(cx).is_none() {
+        return Ok(());
+    }
     let g = cx.geo();
     let mut addr = src.start();
     while addr < src.end() {
