@@ -60,6 +60,9 @@ pub struct Protocol {
     pub gather_tlb_flush: bool,
     /// GUP-fast rechecks the PMD after grabbing the folio (Yang Shi, 6.1).
     pub gup_fast_recheck_pmd: bool,
+    /// FOLL_PIN GUP-fast samples `mm->write_protect_seq` and backs off if fork's
+    /// `copy_page_range` ran meanwhile (5.11, 57efa1fe5957).
+    pub gup_fast_write_protect_seq: bool,
     /// GUP-fast rechecks the PTE after grabbing the folio.
     pub gup_fast_recheck_pte: bool,
     /// What a `folio_walk_start` caller holds: the mmap read lock, the per-VMA read lock
@@ -213,6 +216,7 @@ impl Default for Protocol {
             pt_reclaim_pmd_trylock: true,
             gather_tlb_flush: true,
             gup_fast_recheck_pmd: true,
+            gup_fast_write_protect_seq: true,
             gup_fast_recheck_pte: true,
             folio_walk_lock: FolioWalkLock::Mmap,
             mremap_rmap_locks: MremapRmapLocks::Need,
@@ -410,6 +414,12 @@ pub const SWITCHES: &[Switch] = &[
             _ => false,
         },
     },
+    bool_switch!(
+        "gup_fast.write_protect_seq",
+        gup_fast_write_protect_seq,
+        "a FOLL_PIN GUP-fast samples mm->write_protect_seq (raw_seqcount_try_begin) and drops its pins if fork's copy_page_range of a COW mapping began or ran meanwhile (read_seqcount_retry), falling back to the slow path",
+        "Jason Gunthorpe / Peter Xu, 'mm/gup: prevent gup_fast from racing with COW during fork' (57efa1fe5957, 5.11)"
+    ),
     bool_switch!(
         "gup_fast.recheck_pmd",
         gup_fast_recheck_pmd,

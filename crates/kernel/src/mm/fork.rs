@@ -71,6 +71,26 @@ fn copy_page_range(
     if src.anon_vma(cx).is_none() {
         return Ok(());
     }
+    // A COW mapping: raw_write_seqcount_begin(&src_mm->write_protect_seq) around the copy, so a
+    // FOLL_PIN GUP-fast that overlaps it backs off (the read side goes to the mmap lock).
+    let is_cow = !src.is_shared(cx);
+    if is_cow {
+        src_mm.write_protect_seq.add(&cx.cpu, 1);
+    }
+    let r = copy_page_range_inner(cx, dst_mm, dst, src_mm, src);
+    if is_cow {
+        src_mm.write_protect_seq.add(&cx.cpu, 1);
+    }
+    r
+}
+
+fn copy_page_range_inner(
+    cx: Ctx<'_>,
+    dst_mm: &MmStruct,
+    dst: &Arc<Vma>,
+    src_mm: &MmStruct,
+    src: &Arc<Vma>,
+) -> Result<(), Errno> {
     let g = cx.geo();
     let mut addr = src.start();
     while addr < src.end() {
@@ -221,6 +241,21 @@ fn copy_pte_range_locked(
         let i = g.index(a, 1);
         let spte = smap.pte(i);
         let v = spte.get(cx);
+        if v.is_migration() {
+            // copy_nonpresent_pte: the child gets the migration entry too (no reference: the
+            // migration holds it; remove_migration_ptes restores both through the anon_vma or
+            // i_mmap). A writable or exclusive entry of a COW mapping becomes readable in both.
+            let f = page_folio(cx, v.pfn());
+            dst_mm.add_rss(mm_counter(cx, f), 1);
+            let mut nv = v;
+            if cow && v.swp_type() != Entry::SWP_MIGRATION_READ {
+                nv = Entry::swp(Entry::SWP_MIGRATION_READ, v.pfn());
+                spte.set(cx, nv);
+            }
+            dl.pte(i).set(cx, nv);
+            a += g.page_size();
+            continue;
+        }
         if v.is_none() || !v.present() {
             a += g.page_size();
             continue;

@@ -49,6 +49,21 @@ fn gup_must_unshare(cx: Ctx<'_>, write: bool, pin: bool, folio: FrameRef, page: 
     !folio::page_anon_exclusive(cx, page)
 }
 
+/// `sanity_check_pinned_pages` (CONFIG_DEBUG_VM): a pinned anon page is `PageAnonExclusive`,
+/// else a later COW in the process replaces it under the pin (the pin follows the other
+/// mapper: fork's child, or a page about to be reused).
+fn sanity_check_pinned_page(cx: Ctx<'_>, p: &GupPage) {
+    if folio::folio_test_anon(cx, p.folio) && !folio::page_anon_exclusive(cx, p.page.pfn) {
+        cx.cpu.report(
+            ViolationKind::Assertion,
+            format!(
+                "sanity_check_pinned_pages: pinned anon page {} is not PageAnonExclusive",
+                p.page.pfn
+            ),
+        );
+    }
+}
+
 /// `unpin_user_page` / `put_page`.
 pub fn gup_put(cx: Ctx<'_>, p: GupPage) {
     if p.pinned {
@@ -274,8 +289,25 @@ pub fn get_user_page_fast(
     write: bool,
     pin: bool,
 ) -> Result<GupPage, Errno> {
+    // gup_fast_fallback: a pin samples write_protect_seq (raw_seqcount_try_begin: odd means
+    // fork is write-protecting, go slow) and rechecks it once the fast walk is done.
+    let seq =
+        (pin && cx.proto().gup_fast_write_protect_seq).then(|| mm.write_protect_seq.read(&cx.cpu));
+    if seq.is_some_and(|s| s & 1 == 1) {
+        return gup_slow(cx, mm, addr, write, pin);
+    }
     match gup_fast(cx, mm, addr, write, pin) {
-        Some(p) => Ok(p),
+        Some(p) => {
+            if seq.is_some_and(|s| mm.write_protect_seq.read(&cx.cpu) != s) {
+                // read_seqcount_retry: fork may have shared the page after the walk.
+                gup_put(cx, p);
+                return gup_slow(cx, mm, addr, write, pin);
+            }
+            if pin {
+                sanity_check_pinned_page(cx, &p);
+            }
+            Ok(p)
+        }
         None => gup_slow(cx, mm, addr, write, pin),
     }
 }

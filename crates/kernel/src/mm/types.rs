@@ -60,6 +60,9 @@ pub struct MmStruct {
     /// `mm->tlb_flush_batched`: deferred rmap flushes pending (low half) and flushes done by
     /// `flush_tlb_batched_pending` (high half); see [`crate::mm::tlb_batch`].
     pub tlb_flush_batched: SharedWord,
+    /// `mm->write_protect_seq`: odd while fork's `copy_page_range` write-protects a COW mapping;
+    /// FOLL_PIN GUP-fast samples it.
+    pub write_protect_seq: SharedWord,
     /// Set by `exit_mmap` (`MMF_OOM_SKIP`-like: khugepaged's `hpage_collapse_test_exit`).
     pub exiting: SharedWord,
 }
@@ -87,6 +90,7 @@ impl MmStruct {
             rss: Default::default(),
             tlb_flush_pending: SharedWord::new(field(None, "tlb_flush_pending"), 0),
             tlb_flush_batched: SharedWord::new(field(None, "tlb_flush_batched"), 0),
+            write_protect_seq: SharedWord::new(field(None, "write_protect_seq"), 0),
             exiting: SharedWord::new(field(None, "flags(MMF_OOM_SKIP)"), 0),
         }
     }
