@@ -136,6 +136,9 @@ pub enum Op {
     /// `fork()`: `dup_mmap` of the scenario's mm into a child that lives to the end of the
     /// execution (its tables are checked with the parent's, then it exits).
     Fork,
+    /// The last forked child that is still alive exits: `mmput` → `exit_mmap` (unmap, free the
+    /// tables, unlink the anon_vmas and i_mmap links) → `mmdrop`.
+    ChildExit,
     /// `try_to_unmap` of the page-cache folio mapped at `addr`.
     TryToUnmap {
         addr: u64,

@@ -277,6 +277,17 @@ impl KernelModel {
                 }
                 Ok(())
             }
+            Op::ChildExit => {
+                match inst.children.record(|c| c.pop()) {
+                    Some(child) => {
+                        exit_mmap(cx, &child);
+                        mmdrop(cx, &child);
+                        seen.push("child_exit: ok".into());
+                    }
+                    None => seen.push("child_exit: no child".into()),
+                }
+                Ok(())
+            }
             Op::RmapWalk { addr } => {
                 let n = mmcheck_kernel::mm::khugepaged_file::folio_referenced_at(cx, mm, addr);
                 seen.push(format!("referenced {addr:#x}: {n}"));

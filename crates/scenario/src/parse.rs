@@ -773,6 +773,7 @@ enum OpArgs {
         pages: Sp<u64>,
     },
     Fork,
+    ChildExit,
     Check {
         addr: Sp<Addr>,
         what: CheckWhat,
@@ -988,6 +989,10 @@ fn args_fork(_: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Fork)
 }
 
+fn args_child_exit(_: &mut In<'_>) -> PResult<OpArgs> {
+    Ok(OpArgs::ChildExit)
+}
+
 fn args_rmap_walk(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::RmapWalk { addr: addr(i)? })
 }
@@ -1149,6 +1154,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "fork(): dup_mmap of the mm (mmap_lock write, vma_start_write of each parent VMA, anon_vma_fork, copy_page_range write-protecting anon pages for COW; kernel/fork.c, mm/memory.c); the child lives to the end of the execution",
         init: false,
         args: Some(args_fork),
+    },
+    OpSpec {
+        name: "child_exit",
+        syntax: "child_exit",
+        kernel: "the last forked child still alive exits: mmput -> exit_mmap (mmap_lock read: unmap_vmas; mmap_lock write: free_pgtables, unlink_anon_vmas, unlink_file_vma; mm/mmap.c) -> mmdrop",
+        init: false,
+        args: Some(args_child_exit),
     },
     OpSpec {
         name: "retract",
@@ -2214,6 +2226,7 @@ impl<'t> Builder<'t> {
                 addr: inside(addr)?,
             },
             OpArgs::Fork => Op::Fork,
+            OpArgs::ChildExit => Op::ChildExit,
             OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
             },
