@@ -63,6 +63,8 @@ pub struct Protocol {
     /// FOLL_PIN GUP-fast samples `mm->write_protect_seq` and backs off if fork's
     /// `copy_page_range` ran meanwhile (5.11, 57efa1fe5957).
     pub gup_fast_write_protect_seq: bool,
+    /// How `change_huge_pmd` rewrites a huge PMD for NUMA hinting.
+    pub numa_huge_pmd_update: HugePmdUpdate,
     /// GUP-fast rechecks the PTE after grabbing the folio.
     pub gup_fast_recheck_pte: bool,
     /// What a `folio_walk_start` caller holds: the mmap read lock, the per-VMA read lock
@@ -121,6 +123,15 @@ pub struct Protocol {
     pub zap_flush_batched_pending: bool,
     /// `move_ptes` calls `flush_tlb_batched_pending` after taking the PTLs.
     pub mremap_flush_batched_pending: bool,
+}
+
+/// `numa.huge_pmd_update`: how `change_huge_pmd` replaces a huge PMD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugePmdUpdate {
+    /// `pmdp_invalidate_ad`, then `set_pmd_at`: never none (ced108037c2a, 4.11).
+    Invalidate,
+    /// `pmdp_huge_get_and_clear_notify`, then `set_pmd_at`: none in between (before 4.11).
+    GetAndClear,
 }
 
 /// `pt_reclaim.empty_check`.
@@ -217,6 +228,7 @@ impl Default for Protocol {
             gather_tlb_flush: true,
             gup_fast_recheck_pmd: true,
             gup_fast_write_protect_seq: true,
+            numa_huge_pmd_update: HugePmdUpdate::Invalidate,
             gup_fast_recheck_pte: true,
             folio_walk_lock: FolioWalkLock::Mmap,
             mremap_rmap_locks: MremapRmapLocks::Need,
@@ -412,6 +424,24 @@ pub const SWITCHES: &[Switch] = &[
                 true
             }
             _ => false,
+        },
+    },
+    Switch {
+        name: "numa.huge_pmd_update",
+        values: &["invalidate", "get_and_clear"],
+        doc: "how change_huge_pmd (NUMA hinting, mprotect) rewrites a huge PMD: pmdp_invalidate_ad then set_pmd_at, never none; or get-and-clear then set_pmd_at, none in between, which a lockless zap_pmd_range (MADV_DONTNEED) skips",
+        cite: "Kirill Shutemov, 'thp: fix MADV_DONTNEED vs. numa balancing race' (ced108037c2a, 4.11)",
+        get: |p| match p.numa_huge_pmd_update {
+            HugePmdUpdate::Invalidate => "invalidate",
+            HugePmdUpdate::GetAndClear => "get_and_clear",
+        },
+        set: |p, v| {
+            p.numa_huge_pmd_update = match v {
+                "invalidate" => HugePmdUpdate::Invalidate,
+                "get_and_clear" => HugePmdUpdate::GetAndClear,
+                _ => return false,
+            };
+            true
         },
     },
     bool_switch!(

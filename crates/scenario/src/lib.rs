@@ -135,6 +135,12 @@ pub enum Op {
     },
     /// `fork()`: `dup_mmap` of the scenario's mm into a child that lives to the end of the
     /// execution (its tables are checked with the parent's, then it exits).
+    /// NUMA hinting of `pages` pages at `addr`: `task_numa_work` → `change_prot_numa` under
+    /// the mmap read lock makes them PROTNONE (the next access faults and restores them).
+    NumaHint {
+        addr: u64,
+        pages: u64,
+    },
     Fork,
     /// The last forked child that is still alive exits: `mmput` → `exit_mmap` (unmap, free the
     /// tables, unlink the anon_vmas and i_mmap links) → `mmdrop`.

@@ -277,6 +277,12 @@ impl KernelModel {
                 }
                 Ok(())
             }
+            Op::NumaHint { addr, pages } => {
+                let end = addr + pages * cx.geo().page_size();
+                let n = mmcheck_kernel::mm::mprotect::task_numa_work(cx, mm, addr, end);
+                seen.push(format!("numa_hint {addr:#x}+{pages}: {n}"));
+                Ok(())
+            }
             Op::ChildExit => {
                 match inst.children.record(|c| c.pop()) {
                     Some(child) => {

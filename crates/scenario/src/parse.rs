@@ -774,6 +774,10 @@ enum OpArgs {
     },
     Fork,
     ChildExit,
+    NumaHint {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
     Check {
         addr: Sp<Addr>,
         what: CheckWhat,
@@ -989,6 +993,12 @@ fn args_fork(_: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Fork)
 }
 
+fn args_numa_hint(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::NumaHint { addr, pages })
+}
+
 fn args_child_exit(_: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::ChildExit)
 }
@@ -1154,6 +1164,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "fork(): dup_mmap of the mm (mmap_lock write, vma_start_write of each parent VMA, anon_vma_fork, copy_page_range write-protecting anon pages for COW; kernel/fork.c, mm/memory.c); the child lives to the end of the execution",
         init: false,
         args: Some(args_fork),
+    },
+    OpSpec {
+        name: "numa_hint",
+        syntax: "numa_hint ADDR pages=N",
+        kernel: "NUMA balancing's scan of the range: task_numa_work -> change_prot_numa (mmap_lock read; change_pmd_range, change_huge_pmd under the PMD lock, change_pte_range under the PTL; mm/mprotect.c, mm/huge_memory.c) makes the pages PROTNONE; the next access faults into do_numa_page / do_huge_pmd_numa_page",
+        init: false,
+        args: Some(args_numa_hint),
     },
     OpSpec {
         name: "child_exit",
@@ -2227,6 +2244,14 @@ impl<'t> Builder<'t> {
             },
             OpArgs::Fork => Op::Fork,
             OpArgs::ChildExit => Op::ChildExit,
+            OpArgs::NumaHint { addr, pages } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::NumaHint {
+                    addr: start,
+                    pages: pages.v,
+                }
+            }
             OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
             },

@@ -67,7 +67,7 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
     let leaf = loop {
         let e = p.get(cx);
         if p.level == 1 {
-            if !e.present() || (write && !e.write()) || !set_ad(cx, p, e, write) {
+            if !e.hw_present() || (write && !e.write()) || !set_ad(cx, p, e, write) {
                 break None;
             }
             break Some(TlbEntry {
@@ -78,7 +78,7 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
                 writable: e.write(),
             });
         }
-        if !e.present() {
+        if !e.hw_present() {
             break None;
         }
         if p.level == 2 && e.huge_leaf() {

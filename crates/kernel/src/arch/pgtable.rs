@@ -115,6 +115,9 @@ impl Entry {
     pub const PSE: u64 = 1 << 7;
     /// `_PAGE_SPECIAL`: no `struct page` refcounting (the zero page).
     pub const SPECIAL: u64 = 1 << 9;
+    /// `_PAGE_PROTNONE` (x86 reuses `_PAGE_GLOBAL`): a NUMA-hinting entry, `PRESENT` clear so
+    /// the hardware faults on it, while software still sees it present (`pte_present`).
+    pub const PROTNONE: u64 = 1 << 8;
     const PFN_SHIFT: u32 = 12;
     const PFN_MASK: u64 = ((1 << 40) - 1) << 12;
     /// Non-present software entries: the type lives in bits 1..=5.
@@ -164,8 +167,30 @@ impl Entry {
         self.0 == 0
     }
 
+    /// `pte_present` / `pmd_present` as software sees it: a PROTNONE entry is present.
     pub fn present(self) -> bool {
+        self.0 & (Self::PRESENT | Self::PROTNONE) != 0
+    }
+
+    /// What the hardware walker sees: `_PAGE_PRESENT` alone.
+    pub fn hw_present(self) -> bool {
         self.0 & Self::PRESENT != 0
+    }
+
+    /// `pte_protnone` / `pmd_protnone`.
+    pub fn protnone(self) -> bool {
+        self.0 & (Self::PRESENT | Self::PROTNONE) == Self::PROTNONE
+    }
+
+    /// `pte_modify(pte, PAGE_NONE)`: keep the page, dirty and accessed bits; not accessible.
+    pub fn mk_protnone(self) -> Entry {
+        Entry((self.0 & !(Self::PRESENT | Self::RW)) | Self::PROTNONE)
+    }
+
+    /// `pte_modify(pte, vma->vm_page_prot)` back from PROTNONE, read-only (the caller adds
+    /// write if `can_change_pte_writable`).
+    pub fn mk_accessible(self) -> Entry {
+        Entry((self.0 & !Self::PROTNONE) | Self::PRESENT)
     }
 
     pub fn write(self) -> bool {
@@ -189,6 +214,13 @@ impl Entry {
         self.present() && self.0 & Self::PSE != 0
     }
 
+    /// `pmd_trans_huge` (x86: `_PAGE_PSE` set): a huge leaf, PROTNONE or not, or one being
+    /// rewritten (`pmdp_invalidate`: not present, still huge to software, which then waits on the
+    /// PMD lock).
+    pub fn pmd_trans_huge(self) -> bool {
+        self.0 & Self::PSE != 0
+    }
+
     /// A present entry pointing to a lower table (at a non-leaf level).
     pub fn is_table(self) -> bool {
         self.present() && self.0 & Self::PSE == 0
@@ -205,6 +237,7 @@ impl Entry {
     pub fn is_migration(self) -> bool {
         !self.present()
             && !self.is_none()
+            && self.0 & Self::PSE == 0 // not an invalidated huge PMD (pmdp_invalidate)
             && matches!(
                 self.swp_type(),
                 Self::SWP_MIGRATION_READ
@@ -234,6 +267,9 @@ pub fn entry_text(level: u32, v: u64) -> String {
     if e.is_none() {
         return "none".into();
     }
+    if !e.present() && e.0 & Entry::PSE != 0 {
+        return format!("huge pfn {} invalidated", e.pfn());
+    }
     if !e.present() {
         return match e.swp_type() {
             Entry::SWP_MIGRATION_READ => format!("migration(pfn {})", e.pfn()),
@@ -247,7 +283,12 @@ pub fn entry_text(level: u32, v: u64) -> String {
     }
     let mut s = format!(
         "{} pfn {} {}",
-        if e.huge_leaf() { "huge" } else { "present" },
+        match (e.huge_leaf(), e.protnone()) {
+            (true, false) => "huge",
+            (true, true) => "huge protnone",
+            (false, false) => "present",
+            (false, true) => "protnone",
+        },
         e.pfn(),
         if e.write() { "rw" } else { "ro" }
     );

@@ -96,7 +96,8 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
     }
     let pmdp = p;
     let pmd = pmdp.get(cx); // pmdp_get_lockless
-    if !pmd.present() {
+    if !pmd.present() || pmd.protnone() {
+        // A NUMA-hinting PMD must fault (gup_fast_pmd_range: pmd_protnone).
         return None;
     }
     let (res, mapped) = if pmd.huge_leaf() {
@@ -143,7 +144,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
             level: 1,
         };
         let pte = ptep.get(cx);
-        if !pte.present() || (write && !pte.write()) {
+        if !pte.present() || pte.protnone() || (write && !pte.write()) {
             return None;
         }
         let page = vm_normal_page(cx, pte)?;
@@ -225,8 +226,10 @@ pub fn gup_slow(
         };
         let v = pmd.get(cx);
         let mut unshare = false;
+        // follow_page: a PROTNONE entry is "no page" (gup_can_follow_protnone): fault it in.
         if v.huge_leaf()
             && v.present()
+            && !v.protnone()
             && (!write || v.write())
             && !crate::mm::huge_memory::is_huge_zero_pmd(cx, v)
         {
@@ -249,7 +252,7 @@ pub fn gup_slow(
             }
         } else if let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) {
             let pte = l.pte(cx.geo().index(addr, 1)).get(cx);
-            if pte.present() && (!write || pte.write()) {
+            if pte.present() && !pte.protnone() && (!write || pte.write()) {
                 if let Some(page) = vm_normal_page(cx, pte) {
                     let f = page_folio(cx, page);
                     if !pte.write() && gup_must_unshare(cx, write, pin, f, page) {

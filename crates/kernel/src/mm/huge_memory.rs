@@ -257,6 +257,27 @@ pub fn huge_pmd_set_accessed(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) {
     }
 }
 
+/// `do_huge_pmd_numa_page`: under the PMD lock, if the PMD is unchanged (`pmd_same`), restore it
+/// in place (the model never migrates): accessible, young, writable if an exclusive anon THP in
+/// a writable VMA (`can_change_pmd_writable`).
+pub fn do_huge_pmd_numa_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
+    let _f = cx.cpu.enter("do_huge_pmd_numa_page");
+    let _ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
+    if vmf.pmd.get(cx) != orig {
+        return VmFault::Done;
+    }
+    let mut e = orig.mk_accessible().with(Entry::ACCESSED);
+    let f = cx.cpu.frame_ref(orig.pfn());
+    if vmf.vma.flags(cx).has(crate::mm::types::VmFlags::WRITE)
+        && folio::folio_test_anon(cx, f)
+        && folio::page_anon_exclusive(cx, orig.pfn())
+    {
+        e = e.with(Entry::RW);
+    }
+    vmf.pmd.set(cx, e);
+    VmFault::Done
+}
+
 /// `zap_deposited_table`.
 fn zap_deposited_table(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr) {
     if let Some(t) = withdraw(cx, pmd) {

@@ -111,9 +111,15 @@ pub fn handle_mm_fault_flags(
         if r != VmFault::Fallback {
             return r;
         }
-    } else if pmdval.huge_leaf() {
+    } else if pmdval.pmd_trans_huge() {
         if !pmdval.present() {
-            return VmFault::Done; // being split or invalidated: refault
+            // Being rewritten under the PMD lock (pmdp_invalidate): huge_pmd_set_accessed waits
+            // for the lock, finds the PMD changed, and the access is retried.
+            drop(pgtable::pmd_lock(cx, mm, pmd));
+            return VmFault::Done;
+        }
+        if pmdval.protnone() {
+            return huge_memory::do_huge_pmd_numa_page(cx, &vmf, pmdval);
         }
         if (vmf.write || vmf.unshare) && !pmdval.write() {
             // wp_huge_pmd (anonymous VMAs only have huge PMDs here).
@@ -164,6 +170,11 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     if pte.get(cx) != orig {
         return VmFault::Done; // R2: someone else changed it (or the table was detached)
     }
+    if orig.protnone() {
+        do_numa_page(cx, vmf, pte, orig);
+        drop(g);
+        return VmFault::Done;
+    }
     let updated = if vmf.write || vmf.unshare {
         if !orig.write() {
             return do_wp_page(cx, vmf, g, map, orig);
@@ -185,6 +196,34 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         cx.cpu.local_flush_tlb_range(vmf.mm.id, vpn, vpn + 1);
     }
     VmFault::Done
+}
+
+/// `do_numa_page`, PTL held and the PTE rechecked (`pte_same`): the model never migrates
+/// (`numa_migrate_check` finds no better node), so the mapping is rebuilt in place
+/// (`numa_rebuild_single_mapping`: `ptep_modify_prot_start` / `_commit`, young, writable if
+/// `can_change_pte_writable`).
+fn do_numa_page(cx: Ctx<'_>, vmf: &Vmf<'_>, pte: EntryPtr, orig: Entry) {
+    let _f = cx.cpu.enter("do_numa_page");
+    let mut e = orig.mk_accessible().with(Entry::ACCESSED);
+    if vmf.vma.flags(cx).has(VmFlags::WRITE) && can_change_pte_writable(cx, vmf, orig) {
+        e = e.with(Entry::RW);
+    }
+    pte.xchg(cx, Entry::NONE);
+    pte.set(cx, e);
+}
+
+/// `can_change_pte_writable`: a private anon page only if `PageAnonExclusive`, a shared page
+/// only if already dirty (no write-notify needed).
+pub(crate) fn can_change_pte_writable(cx: Ctx<'_>, vmf: &Vmf<'_>, pte: Entry) -> bool {
+    if vmf.vma.is_shared(cx) {
+        return pte.dirty();
+    }
+    match vm_normal_page(cx, pte) {
+        Some(p) => {
+            folio::folio_test_anon(cx, page_folio(cx, p)) && folio::page_anon_exclusive(cx, p)
+        }
+        None => false,
+    }
 }
 
 fn do_pte_missing(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {

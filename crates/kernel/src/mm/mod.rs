@@ -11,6 +11,7 @@ pub mod madvise_collapse;
 pub mod memory;
 pub mod migrate;
 pub mod mmu_gather;
+pub mod mprotect;
 pub mod mremap;
 pub mod pagewalk;
 pub mod pgtable;

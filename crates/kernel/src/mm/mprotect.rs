@@ -1,0 +1,168 @@
+//! NUMA hinting (`mm/mprotect.c` `change_protection` with `MM_CP_PROT_NUMA`, `mm/huge_memory.c`
+//! `change_huge_pmd`, `kernel/sched/fair.c` `task_numa_work` → `change_prot_numa`; read at
+//! ≈6.18): under the mmap read lock, make a range's mapped pages PROTNONE so the next access
+//! faults (`do_numa_page` / `do_huge_pmd_numa_page` in `memory.rs` and `huge_memory.rs`).
+//!
+//! PTEs change under the PTL with `ptep_modify_prot_start` (x86: get-and-clear, a transient
+//! none) and `ptep_modify_prot_commit`; a huge PMD under the PMD lock with `pmdp_invalidate_ad`
+//! (the entry stays huge to software, not present to the hardware, flushed) and `set_pmd_at`, or,
+//! before ced108037c2a (switch `numa.huge_pmd_update = get_and_clear`), with
+//! `pmdp_huge_get_and_clear`, whose transient none lets a lockless `zap_pmd_range` skip the THP.
+//! The flushes go through the mmu_gather (`tlb_flush_pte_range` / `tlb_flush_pmd_range`).
+//! The model does not migrate: the fault restores the mapping in place (a one-node machine).
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio::{self, page_folio};
+use crate::mm::huge_memory::is_huge_zero_pmd;
+use crate::mm::memory::vm_normal_page;
+use crate::mm::mmu_gather::MmuGather;
+use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::types::{MmStruct, Vma};
+use crate::protocol::HugePmdUpdate;
+use crate::Ctx;
+use std::sync::Arc;
+
+/// `task_numa_work` for `[start, end)`: `mmap_read_lock`, then `change_prot_numa` of each VMA
+/// in the range (anonymous and shmem alike here). Returns the entries made PROTNONE.
+pub fn task_numa_work(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> u64 {
+    let _f = cx.cpu.enter("task_numa_work");
+    let r = mm.mmap_lock.read_lock(cx.cpu);
+    let mut pages = 0;
+    for vma in mm.vmas_in(cx, start, end) {
+        let (s, e) = (start.max(vma.start()), end.min(vma.end()));
+        pages += change_prot_numa(cx, mm, &vma, s, e);
+    }
+    drop(r);
+    pages
+}
+
+/// `change_prot_numa`: `change_protection(MM_CP_PROT_NUMA)` inside one mmu_gather.
+pub fn change_prot_numa(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, start: u64, end: u64) -> u64 {
+    let _f = cx.cpu.enter("change_prot_numa");
+    let mut tlb = MmuGather::new(cx, mm, false);
+    let g = cx.geo();
+    let mut pages = 0;
+    let mut addr = start;
+    while addr < end {
+        let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(end);
+        if let Some(pmd) = pgtable::pmd_off(cx, mm, addr) {
+            pages += change_pmd_range(cx, &mut tlb, mm, vma, pmd, addr, next);
+        }
+        addr = next;
+    }
+    tlb.finish(cx);
+    pages
+}
+
+/// `change_pmd_range` for one PMD entry.
+fn change_pmd_range(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    pmd: EntryPtr,
+    addr: u64,
+    next: u64,
+) -> u64 {
+    let g = cx.geo();
+    loop {
+        let v = pmd.get(cx); // pmdp_get_lockless
+        if v.is_none() {
+            return 0;
+        }
+        if v.huge_leaf() {
+            if next - addr != g.pmd_size() {
+                crate::mm::huge_memory::__split_huge_pmd(cx, mm, vma, pmd, addr);
+            } else {
+                // None: not huge any more (split meanwhile): fall through to the PTEs.
+                if let Some(n) = change_huge_pmd(cx, tlb, mm, pmd, addr) {
+                    return n;
+                }
+            }
+        }
+        match change_pte_range(cx, tlb, mm, vma, pmd, addr, next) {
+            Some(n) => return n,
+            None if pmd.get(cx).is_none() => return 0,
+            None => continue, // -EAGAIN: the table changed under us, read the PMD again
+        }
+    }
+}
+
+/// `change_huge_pmd(prot_numa)`: `None` when the PMD is not huge under its lock
+/// (`__pmd_trans_huge_lock` failed).
+fn change_huge_pmd(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    mm: &MmStruct,
+    pmd: EntryPtr,
+    addr: u64,
+) -> Option<u64> {
+    let _f = cx.cpu.enter("change_huge_pmd");
+    let g = cx.geo();
+    let ptl = pgtable::pmd_lock(cx, mm, pmd);
+    let orig = pmd.get(cx);
+    if !orig.huge_leaf() {
+        drop(ptl);
+        return None;
+    }
+    if is_huge_zero_pmd(cx, orig) || orig.protnone() {
+        return Some(0);
+    }
+    let haddr = addr & g.pmd_mask();
+    let old = match cx.proto().numa_huge_pmd_update {
+        // pmdp_invalidate_ad: not present (still huge to software). x86 does not flush here (an
+        // invalid entry's A/D bits cannot change); the gather flushes the range below.
+        HugePmdUpdate::Invalidate => pmd.xchg(cx, orig.without(Entry::PRESENT | Entry::PROTNONE)),
+        // pmdp_huge_get_and_clear_notify: none until set_pmd_at.
+        HugePmdUpdate::GetAndClear => pmd.xchg(cx, Entry::NONE),
+    };
+    pmd.set(cx, old.mk_protnone());
+    tlb.add_range(cx, haddr, g.pmd_size());
+    drop(ptl);
+    Some(1 << g.pmd_order())
+}
+
+/// `change_pte_range(prot_numa)`: `None` for `-EAGAIN` (the table could not be mapped).
+fn change_pte_range(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    pmd: EntryPtr,
+    addr: u64,
+    end: u64,
+) -> Option<u64> {
+    let _f = cx.cpu.enter("change_pte_range");
+    let g = cx.geo();
+    let l = pgtable::pte_offset_map_lock(cx, mm, pmd)?;
+    crate::mm::tlb_batch::flush_tlb_batched_pending(cx, mm);
+    let mut pages = 0;
+    let mut a = addr;
+    while a < end {
+        let pte = l.pte(g.index(a, 1));
+        let v = pte.get(cx);
+        a += g.page_size();
+        // Only present, accessible entries of normal pages: not the zero page, not already
+        // PROTNONE, not a page pinned for DMA (it cannot move anyway).
+        if !v.present() || v.protnone() {
+            continue;
+        }
+        let Some(page) = vm_normal_page(cx, v) else {
+            continue;
+        };
+        let f = page_folio(cx, page);
+        // prot_numa_skip: shared copy-on-write pages (pinned, or mapped by a fork child too).
+        if !vma.is_shared(cx)
+            && (folio::folio_maybe_dma_pinned(cx, f) || folio::folio_mapcount(cx, f) > 1)
+        {
+            continue;
+        }
+        // ptep_modify_prot_start (x86: ptep_get_and_clear) / ptep_modify_prot_commit.
+        let old = pte.xchg(cx, Entry::NONE);
+        pte.set(cx, old.mk_protnone());
+        tlb.add_range(cx, a - g.page_size(), g.page_size());
+        pages += 1;
+    }
+    drop(l);
+    Some(pages)
+}
