@@ -70,6 +70,12 @@ pub struct Protocol {
     /// What a `folio_walk_start` caller holds: the mmap read lock, the per-VMA read lock
     /// (FW_VMA_LOCKED v1), or the VMA lock with IRQs off across the walk (v2).
     pub folio_walk_lock: FolioWalkLock,
+    /// How `folio_walk_start` walks to the PTE: taking the PTL (today), or locklessly in the
+    /// GUP-fast manner under RCU alone (FW_VMA_LOCKED v1) or with IRQs off (v2).
+    pub folio_walk_design: FolioWalkDesign,
+    /// A lockless `folio_walk_start` rechecks the PMD and the PTE after taking the folio
+    /// reference, as `gup_fast_pte_range` does; off keeps the first reference it gets.
+    pub folio_walk_recheck: bool,
     /// Whether `move_ptes` takes the rmap locks: as `copy_vma` decides, always, or never.
     pub mremap_rmap_locks: MremapRmapLocks,
     /// mremap moves whole PTE tables with `move_normal_pmd`.
@@ -207,6 +213,18 @@ pub enum FolioWalkLock {
     VmaIrqoff,
 }
 
+/// How `folio_walk_start` walks to the PTE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FolioWalkDesign {
+    /// `pte_offset_map_lock` with its `pmd_same` loop; returns with the PTL held.
+    Ptl,
+    /// GUP-fast-like, relying on the RCU read lock alone: no PTL, no `pmd_same` loop, a folio
+    /// reference with `folio_try_get` (v1).
+    LocklessRcu,
+    /// The same with IRQs off across the walk, so a TLB-flush IPI waits for it (v2).
+    LocklessIrqoff,
+}
+
 impl Default for Protocol {
     fn default() -> Self {
         Protocol {
@@ -231,6 +249,8 @@ impl Default for Protocol {
             numa_huge_pmd_update: HugePmdUpdate::Invalidate,
             gup_fast_recheck_pte: true,
             folio_walk_lock: FolioWalkLock::Mmap,
+            folio_walk_design: FolioWalkDesign::Ptl,
+            folio_walk_recheck: true,
             mremap_rmap_locks: MremapRmapLocks::Need,
             mremap_normal_pmd: true,
             mremap_normal_pmd_rmap_locks: true,
@@ -482,6 +502,32 @@ pub const SWITCHES: &[Switch] = &[
             true
         },
     },
+    Switch {
+        name: "folio_walk.design",
+        values: &["ptl", "lockless_rcu", "lockless_irqoff"],
+        doc: "how folio_walk_start reaches the PTE: pte_offset_map_lock with its pmd_same loop, returning with the PTL held (ptl); or the GUP-fast-imitating lockless walk, no PTL and no pmd_same loop, a folio_try_get reference, relying on rcu_read_lock alone (lockless_rcu, FW_VMA_LOCKED v1) or with IRQs off across the walk so that a TLB-flush IPI waits for it (lockless_irqoff, v2)",
+        cite: "Rik van Riel, '[PATCH 2/3] mm/pagewalk: let folio_walk_start() run under the per-VMA lock' v1 (16 Jun 2026), v2 (24 Jun 2026), and his reply to Lorenzo Stoakes (25 Jun 2026): 'Relying only on the RCU read lock to read the page table could result in us seeing old page table contents'; mm/gup.c gup_fast_pte_range",
+        get: |p| match p.folio_walk_design {
+            FolioWalkDesign::Ptl => "ptl",
+            FolioWalkDesign::LocklessRcu => "lockless_rcu",
+            FolioWalkDesign::LocklessIrqoff => "lockless_irqoff",
+        },
+        set: |p, v| {
+            p.folio_walk_design = match v {
+                "ptl" => FolioWalkDesign::Ptl,
+                "lockless_rcu" => FolioWalkDesign::LocklessRcu,
+                "lockless_irqoff" => FolioWalkDesign::LocklessIrqoff,
+                _ => return false,
+            };
+            true
+        },
+    },
+    bool_switch!(
+        "folio_walk.recheck",
+        folio_walk_recheck,
+        "a lockless folio_walk_start rechecks the PMD and then the PTE after folio_try_get and drops the reference if either changed (as gup_fast_pte_range does); off returns the first folio it gets a reference on",
+        "mm/gup.c gup_fast_pte_range; the FW_VMA_LOCKED thread does not show whether the patch rechecks"
+    ),
     Switch {
         name: "mremap.rmap_locks",
         values: &["need", "always", "never"],

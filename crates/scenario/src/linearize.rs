@@ -1,4 +1,6 @@
-//! The user-data oracle: loads and stores (and what MADV_DONTNEED does to anonymous memory) must be
+//! The user-data oracle: loads and stores (user accesses, and the words GUP and `folio_walk`
+//! callers read or write through the page they got; and what MADV_DONTNEED does to anonymous
+//! memory) must be
 //! linearizable against an abstract address space, one word per page (Herlihy and Wing's
 //! linearizability, checked per address by a memoized search over the operations' real-time
 //! order; Wing and Gong's algorithm). A store that is never observed when it must be is a

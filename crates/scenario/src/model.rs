@@ -210,7 +210,10 @@ impl KernelModel {
                 Ok(())
             }
             Op::FolioWalk { addr, use_ } => {
-                self.folio_walk(cx, mm, addr, use_, seen);
+                // The data a walker's caller reads is a load for the data oracle.
+                if let Some(v) = self.folio_walk(cx, mm, addr, use_, seen) {
+                    record(addr, HKind::Load(v));
+                }
                 Ok(())
             }
             Op::Mremap {
@@ -372,7 +375,8 @@ impl KernelModel {
         }
     }
 
-    /// A `folio_walk_start` caller: take the lock the protocol says, walk, use, end.
+    /// A `folio_walk_start` caller: take the lock the protocol says, walk, use, end. Returns the
+    /// data word the caller read from the page, if the walk found one.
     fn folio_walk(
         &self,
         cx: Ctx<'_>,
@@ -380,7 +384,7 @@ impl KernelModel {
         addr: u64,
         use_: WalkUse,
         seen: &mut Vec<String>,
-    ) {
+    ) -> Option<u64> {
         let _f = cx.cpu.enter("folio_walk_caller");
         let how = cx.proto().folio_walk_lock;
         let vma_lock = if how == FolioWalkLock::Mmap {
@@ -395,20 +399,24 @@ impl KernelModel {
         };
         if mm.vma_lookup(cx, addr).is_none() {
             seen.push(format!("walk {addr:#x}: no vma"));
-            return;
+            return None;
         }
         let irq = (how == FolioWalkLock::VmaIrqoff && vma_lock.is_some())
             .then(|| cx.cpu.local_irq_disable());
         let Some(fw) = folio_walk_start(cx, mm, addr) else {
             seen.push(format!("walk {addr:#x}: none"));
-            return;
+            return None;
         };
-        match use_ {
+        let v = match use_ {
             WalkUse::Ptl => {
-                fw.check_still_mapped(cx, mm);
+                // A lockless walk holds a reference, not a lock: the page may be unmapped now.
+                if fw.locked() {
+                    fw.check_still_mapped(cx, mm);
+                }
                 let v = cx.cpu.data_read(fw.page);
                 seen.push(format!("walk {addr:#x}={v}"));
                 folio_walk_end(cx, fw);
+                v
             }
             WalkUse::Ref => {
                 folio::folio_ref_add(cx, fw.folio, 1);
@@ -418,10 +426,12 @@ impl KernelModel {
                 let v = cx.cpu.data_read(page);
                 seen.push(format!("walk {addr:#x}={v}"));
                 folio::folio_put(cx, f);
+                v
             }
-        }
+        };
         drop(mmap);
         drop(vma_lock);
+        Some(v)
     }
 }
 

@@ -1084,7 +1084,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "folio_walk",
         syntax: "folio_walk ADDR ptl|ref",
-        kernel: "folio_walk_start / folio_walk_end (mm/pagewalk.c) under the lock the folio_walk.lock switch names; ptl: use the page under the PTL, ref: take a reference, end the walk, then use it",
+        kernel: "folio_walk_start / folio_walk_end (mm/pagewalk.c) under the lock the folio_walk.lock switch names, walking as folio_walk.design says; ptl: use the page under the PTL (a lockless walk: with its reference), ref: take a reference, end the walk, then use it",
         init: false,
         args: Some(args_folio_walk),
     },

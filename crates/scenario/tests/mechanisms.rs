@@ -48,6 +48,32 @@ fn folio_walk_under_vma_lock_vs_pt_reclaim_is_clean() {
     }
 }
 
+/// The lockless walks (FW_VMA_LOCKED v1, v2), with and without rechecks, against PT reclaim of
+/// their table when nothing reallocates the freed page: a page unmapped (but not freed) before
+/// `folio_try_get` was still the address's memory during the walk, and the word read is
+/// linearizable with the MADV_DONTNEED.
+#[test]
+fn lockless_folio_walk_vs_pt_reclaim_without_reuse_is_clean() {
+    for design in ["lockless_rcu", "lockless_irqoff"] {
+        for recheck in ["on", "off"] {
+            for use_ in [WalkUse::Ptl, WalkUse::Ref] {
+                let s = base("lockless-fw-vs-reclaim", "vma").protocol(|p| {
+                    p.set("folio_walk.design", design).unwrap();
+                    p.set("folio_walk.recheck", recheck).unwrap();
+                });
+                let a0 = s.page(0);
+                let s = s
+                    .thread(vec![Op::FolioWalk { addr: a0, use_ }])
+                    .thread(vec![Op::DontNeed { addr: a0, pages: 8 }]);
+                let n = clean(s);
+                eprintln!(
+                    "{design} recheck={recheck} {use_:?} vs PT reclaim: clean in {n} executions"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn gup_fast_pin_vs_dontneed_and_munmap_is_clean() {
     let s = base("gup-vs-zap", "mmap");

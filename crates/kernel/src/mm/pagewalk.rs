@@ -5,13 +5,21 @@
 //! and otherwise `pte_offset_map_lock`s the PTE table. It returns with the PTL (or PMD lock) held,
 //! so the caller may use the page under the lock, or take a reference and use it after
 //! `folio_walk_end`.
+//!
+//! `folio_walk.design` selects the proposal's lockless walks instead (GUP-fast's pattern,
+//! `mm/gup.c` `gup_fast_pte_range`): read the PMD locklessly, map the table through that value,
+//! read the PTE, `folio_try_get` the folio, optionally recheck the PMD and the PTE; no PTL and no
+//! `pmd_same` loop. v1 holds `rcu_read_lock` across it, v2 disables IRQs. The result then holds a
+//! folio reference instead of a lock, and `folio_walk_end` drops it.
 
+use crate::mm::folio;
 use crate::mm::folio::page_folio;
 use crate::mm::memory::vm_normal_page;
-use crate::mm::pgtable::{self, PteLocked};
+use crate::mm::pgtable::{self, EntryPtr, PteLocked};
 use crate::mm::types::MmStruct;
+use crate::protocol::FolioWalkDesign;
 use crate::Ctx;
-use mmcheck_platform::{FrameRef, SpinGuard, ViolationKind};
+use mmcheck_platform::{FrameRef, IrqGuard, RcuGuard, SpinGuard, ViolationKind};
 
 /// A successful walk: the page and folio, with the lock that keeps them mapped.
 pub struct FolioWalk<'a> {
@@ -22,6 +30,22 @@ pub struct FolioWalk<'a> {
     _pte: Option<PteLocked<'a>>,
     /// PMD-level result: PMD lock held.
     _pmd: Option<SpinGuard<'a>>,
+    /// Lockless result: a folio reference, and the RCU read side (v1) or IRQs off (v2) the
+    /// walk ran under, kept until `folio_walk_end`.
+    lockless: Option<Lockless<'a>>,
+}
+
+/// What a lockless walk holds until `folio_walk_end`.
+struct Lockless<'a> {
+    _rcu: Option<RcuGuard<'a>>,
+    _irq: Option<IrqGuard<'a>>,
+}
+
+impl FolioWalk<'_> {
+    /// True if the walk holds a lock (PTL or PMD lock) that keeps the entry in place.
+    pub fn locked(&self) -> bool {
+        self.lockless.is_none()
+    }
 }
 
 impl FolioWalk<'_> {
@@ -45,6 +69,9 @@ impl FolioWalk<'_> {
 /// `folio_walk_start`. The caller holds the mmap lock or (FW_VMA_LOCKED) the VMA read lock.
 pub fn folio_walk_start<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<FolioWalk<'a>> {
     let _f = cx.cpu.enter("folio_walk_start");
+    if cx.proto().folio_walk_design != FolioWalkDesign::Ptl {
+        return folio_walk_lockless(cx, mm, addr);
+    }
     let g = cx.geo();
     let mut p = pgtable::pgd_offset(cx, mm, addr);
     while p.level > 2 {
@@ -74,6 +101,7 @@ pub fn folio_walk_start<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<
                 addr,
                 _pte: None,
                 _pmd: Some(ptl),
+                lockless: None,
             });
         }
         if !pmd.is_table() {
@@ -94,11 +122,127 @@ pub fn folio_walk_start<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<
         addr,
         _pte: Some(l),
         _pmd: None,
+        lockless: None,
     })
+}
+
+/// The FW_VMA_LOCKED lockless walk (v1: RCU alone; v2: IRQs off), GUP-fast's pattern: every
+/// level read once without a lock, the table mapped through the PMD value read, a speculative
+/// `folio_try_get`, then (with `folio_walk.recheck`) the PMD and PTE rechecks.
+///
+/// The walker-result oracle: the page returned must be the page the PTE named when the walk read
+/// it. A page named by a PTE, in an attached table or in a detached one not yet emptied, is not
+/// freed until that entry is cleared, so the generation of the frame when the PTE was read is
+/// fixed by that read; the oracle notes it there without announcing it (a ghost read). If the
+/// frame was freed and reallocated before `folio_try_get` took its reference, the walk returns
+/// another owner's page: it was never this address's memory during the call.
+fn folio_walk_lockless<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<FolioWalk<'a>> {
+    let g = cx.geo();
+    let design = cx.proto().folio_walk_design;
+    let recheck = cx.proto().folio_walk_recheck;
+    let (rcu, irq) = match design {
+        FolioWalkDesign::LocklessIrqoff => (None, Some(cx.cpu.local_irq_disable())),
+        _ => (Some(cx.cpu.rcu_read_lock()), None),
+    };
+    let lockless = Lockless {
+        _rcu: rcu,
+        _irq: irq,
+    };
+    let mut p = pgtable::pgd_offset(cx, mm, addr);
+    while p.level > 2 {
+        let e = p.get(cx);
+        if !e.is_table() {
+            return None;
+        }
+        p = pgtable::entry_below(cx, e, p.level, addr);
+    }
+    let pmdp = p;
+    let pmd = pmdp.get(cx); // pmdp_get_lockless
+    if !pmd.present() {
+        return None;
+    }
+    if pmd.huge_leaf() {
+        // Ghost, as for a PTE below: the THP this PMD names, fixed by the read above.
+        let named = cx.k.machine.frames.current(pmd.pfn());
+        if crate::mm::huge_memory::is_huge_zero_pmd(cx, pmd) {
+            return None;
+        }
+        let f = cx.cpu.frame_ref(pmd.pfn());
+        if !folio::folio_try_get(cx, f) {
+            return None;
+        }
+        if recheck && pmdp.get(cx) != pmd {
+            folio::folio_put(cx, f);
+            return None;
+        }
+        if f != named {
+            stale_result(cx, f.pfn, addr);
+        }
+        let page = cx.cpu.frame_ref(pmd.pfn() + g.index(addr, 1) as u32);
+        return Some(FolioWalk {
+            page,
+            folio: f,
+            addr,
+            _pte: None,
+            _pmd: None,
+            lockless: Some(lockless),
+        });
+    }
+    // Map the table through the value read (no pmd_same loop).
+    let ptep = EntryPtr {
+        table: cx.cpu.frame_ref(pmd.pfn()),
+        idx: g.index(addr, 1),
+        level: 1,
+    };
+    let pte = ptep.get(cx); // ptep_get_lockless
+    if !pte.present() {
+        return None;
+    }
+    // Ghost: the generation of the frame this PTE names, fixed by the read above.
+    let named = cx.k.machine.frames.current(pte.pfn());
+    let page = vm_normal_page(cx, pte)?;
+    let f = page_folio(cx, page);
+    if !folio::folio_try_get(cx, f) {
+        return None;
+    }
+    if recheck && (pmdp.get(cx) != pmd || ptep.get(cx) != pte) {
+        folio::folio_put(cx, f);
+        return None;
+    }
+    let page = cx.cpu.frame_ref(page);
+    if page != named {
+        stale_result(cx, page.pfn, addr);
+    }
+    Some(FolioWalk {
+        page,
+        folio: f,
+        addr,
+        _pte: None,
+        _pmd: None,
+        lockless: Some(lockless),
+    })
+}
+
+/// The walker-result oracle of a lockless walk: the frame it returns is not the one its entry
+/// named when read.
+fn stale_result(cx: Ctx<'_>, pfn: u32, addr: u64) {
+    cx.cpu.report(
+        ViolationKind::WalkerResult,
+        format!(
+            "folio_walk_start: returned pfn {pfn} for {addr:#x}, but the page its entry named was \
+             freed before folio_try_get and the frame reallocated: never this address's memory \
+             during the walk"
+        ),
+    );
 }
 
 /// `folio_walk_end`: drop the lock (and the mapping of the table).
 pub fn folio_walk_end(cx: Ctx<'_>, fw: FolioWalk<'_>) {
     let _f = cx.cpu.enter("folio_walk_end");
+    let folio = fw.folio;
+    let lockless = fw.lockless.is_some();
     drop(fw);
+    if lockless {
+        folio::folio_put(cx, folio);
+    }
 }
