@@ -58,9 +58,7 @@ fn backing(cx: Ctx<'_>, mm: &MmStruct, b: Backing) -> Result<MapBacking, mmcheck
         Backing::ShmemShared => MapBacking::ShmemShared,
         Backing::ShmemPrivate => MapBacking::ShmemPrivate,
         Backing::SameFile { of, private } => {
-            let vma = mm
-                .vma_lookup(cx, of)
-                .ok_or(mmcheck_kernel::Errno::Einval)?;
+            let vma = mm.vma_lookup(cx, of).ok_or(mmcheck_kernel::Errno::Einval)?;
             let file = vma.file.clone().ok_or(mmcheck_kernel::Errno::Einval)?;
             MapBacking::File {
                 file,
@@ -498,12 +496,12 @@ impl Model for KernelModel {
                 } => backing(cx, &mm, b)
                     .and_then(|b| do_mmap(cx, &mm, addr, pages * ps, b, true, false))
                     .and_then(|_| {
-                    if huge {
-                        madvise_hugepage(cx, &mm, addr, pages * ps)
-                    } else {
-                        Ok(())
-                    }
-                }),
+                        if huge {
+                            madvise_hugepage(cx, &mm, addr, pages * ps)
+                        } else {
+                            Ok(())
+                        }
+                    }),
                 SetupOp::Store { addr, value } => user_store(cx, &mm, addr, value),
                 SetupOp::Load { addr } => user_load(cx, &mm, addr).map(|_| ()),
                 SetupOp::Mremap {
