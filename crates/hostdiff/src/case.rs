@@ -16,6 +16,10 @@ pub enum Backing {
     AnonPrivate,
     /// `MAP_SHARED | MAP_ANONYMOUS` (shmem-backed).
     ShmemShared,
+    /// `MAP_PRIVATE` of a new memfd (shmem) of the mapping's size, which the runner keeps open:
+    /// reads map page-cache pages, writes COW them. Files are numbered in the order of their
+    /// `Mmap` ops, from 0, for [`Op::PunchHole`] and [`Op::Truncate`].
+    ShmemPrivate,
 }
 
 /// One step of a case. Pages are indices into the window (address = REGION_BASE + page * 4096).
@@ -47,6 +51,13 @@ pub enum Op {
     /// `madvise(addr, pages * 4096, MADV_COLLAPSE)` on anonymous private mappings. May fail; the
     /// errno is part of the observation.
     Collapse { start: u64, pages: u64 },
+    /// `fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset * 4096, pages * 4096)` on
+    /// file `file` (see [`Backing::ShmemPrivate`]): page-cache pages go, private COW copies stay.
+    PunchHole { file: u32, offset: u64, pages: u64 },
+    /// `ftruncate(fd, pages * 4096)` of file `file`, shrinking it: every mapping of the tail goes,
+    /// private COW copies included; accesses beyond the new size would raise SIGBUS (cases make
+    /// none).
+    Truncate { file: u32, pages: u64 },
 }
 
 /// A whole case.

@@ -24,6 +24,9 @@ pub fn in_window(start: u64, pages: u64) -> bool {
 pub(crate) struct MapInfo {
     pub backing: Backing,
     pub hugepage: bool,
+    /// For `ShmemPrivate`: the file's number, and the window page that file page 0 would have
+    /// (file page of window page `p` = `p - file_base`).
+    pub file: Option<(u32, i64)>,
 }
 
 /// Which pages of the window are mapped, and by which mapping. A maximal run of pages with the
@@ -35,6 +38,8 @@ pub(crate) struct Shadow {
     owner: Vec<u32>,
     /// Mapping `id` at index `id - 1`.
     maps: Vec<MapInfo>,
+    /// Size in pages of each `ShmemPrivate` file, by number.
+    files: Vec<u64>,
 }
 
 /// A maximal run of pages owned by one mapping.
@@ -57,7 +62,27 @@ impl Shadow {
         Shadow {
             owner: vec![0; REGION_PAGES as usize],
             maps: Vec::new(),
+            files: Vec::new(),
         }
+    }
+
+    /// Mapped, and not beyond the end of a truncated file (no SIGBUS).
+    pub(crate) fn accessible(&self, page: u64) -> bool {
+        self.info(page).is_some_and(|m| match m.file {
+            Some((f, base)) => (page as i64 - base) < self.files[f as usize] as i64,
+            None => true,
+        })
+    }
+
+    /// The file and file page mapped at `page`, for a `ShmemPrivate` mapping.
+    pub(crate) fn file_page(&self, page: u64) -> Option<(u32, u64)> {
+        let (f, base) = self.info(page)?.file?;
+        Some((f, (page as i64 - base) as u64))
+    }
+
+    /// Size in pages of file `f`.
+    pub(crate) fn file_size(&self, f: u32) -> Option<u64> {
+        self.files.get(f as usize).copied()
     }
 
     pub(crate) fn is_mapped(&self, page: u64) -> bool {
@@ -117,7 +142,15 @@ impl Shadow {
             Op::Mmap { start, pages, .. } => self.is_free(start, pages),
             Op::Munmap { start, pages } => in_window(start, pages),
             Op::DontNeed { start, pages } => self.all_mapped(start, pages),
-            Op::Store { page, .. } | Op::Load { page } => self.is_mapped(page),
+            Op::Store { page, .. } | Op::Load { page } => self.accessible(page),
+            Op::PunchHole {
+                file,
+                offset,
+                pages,
+            } => self
+                .file_size(file)
+                .is_some_and(|n| pages > 0 && offset < n && pages <= n - offset),
+            Op::Truncate { file, pages } => self.file_size(file).is_some_and(|n| pages < n),
             Op::Mremap {
                 start,
                 pages,
@@ -137,9 +170,14 @@ impl Shadow {
                 pages,
                 backing,
             } => {
+                let file = (backing == Backing::ShmemPrivate).then(|| {
+                    self.files.push(pages);
+                    (self.files.len() as u32 - 1, start as i64)
+                });
                 let id = self.new_id(MapInfo {
                     backing,
                     hugepage: false,
+                    file,
                 });
                 self.owner[Self::range(start, pages)].fill(id);
             }
@@ -149,7 +187,10 @@ impl Shadow {
                 pages,
                 new_start,
             } => {
-                let info = self.maps[self.owner[start as usize] as usize - 1];
+                let mut info = self.maps[self.owner[start as usize] as usize - 1];
+                if let Some((_, base)) = &mut info.file {
+                    *base += new_start as i64 - start as i64;
+                }
                 let id = self.new_id(info);
                 self.owner[Self::range(start, pages)].fill(0);
                 self.owner[Self::range(new_start, pages)].fill(id);
@@ -174,7 +215,12 @@ impl Shadow {
                     p = q;
                 }
             }
-            Op::DontNeed { .. } | Op::Store { .. } | Op::Load { .. } | Op::Collapse { .. } => {}
+            Op::Truncate { file, pages } => self.files[file as usize] = pages,
+            Op::DontNeed { .. }
+            | Op::Store { .. }
+            | Op::Load { .. }
+            | Op::Collapse { .. }
+            | Op::PunchHole { .. } => {}
         }
     }
 
@@ -280,6 +326,8 @@ pub enum OpMix {
     Basic,
     /// Basic plus mremap (the mremap_test alignment matrix), MADV_HUGEPAGE and MADV_COLLAPSE.
     Extended,
+    /// Extended plus `MAP_PRIVATE` shmem (memfd) mappings, hole punching and ftruncate.
+    File,
 }
 
 /// Generate case `case_index` of the run with `seed` from the basic mix. Same arguments, same
@@ -331,7 +379,11 @@ impl Gen {
             }
             return self.mmap(&segs);
         }
-        let top = if self.mix == OpMix::Basic { 80 } else { 100 };
+        let top = match self.mix {
+            OpMix::Basic => 80,
+            OpMix::Extended => 100,
+            OpMix::File => 120,
+        };
         match self.rng.gen_range(0..top) {
             0..=15 => self.mmap(&segs),
             16..=39 => Some(self.store(&segs)),
@@ -340,7 +392,9 @@ impl Gen {
             67..=79 => Some(self.dontneed(&segs)),
             80..=88 => self.mremap(&segs),
             89..=93 => self.hugepage(&segs),
-            _ => self.collapse(&segs),
+            94..=99 => self.collapse(&segs),
+            100..=111 => self.punch_hole(&segs),
+            _ => self.truncate(&segs),
         }
     }
 
@@ -349,7 +403,13 @@ impl Gen {
     }
 
     fn mmap(&mut self, segs: &[Segment]) -> Option<Op> {
-        let backing = if self.rng.gen_bool(0.5) {
+        let backing = if self.mix == OpMix::File {
+            [
+                Backing::AnonPrivate,
+                Backing::ShmemShared,
+                Backing::ShmemPrivate,
+            ][self.rng.gen_range(0..3)]
+        } else if self.rng.gen_bool(0.5) {
             Backing::AnonPrivate
         } else {
             Backing::ShmemShared
@@ -406,6 +466,43 @@ impl Gen {
             }
         }
         None
+    }
+
+    /// A page of a `ShmemPrivate` mapping, and its file and file page.
+    fn file_page(&mut self, segs: &[Segment]) -> Option<(u64, u32, u64)> {
+        let files: Vec<&Segment> = segs
+            .iter()
+            .filter(|s| s.backing == Backing::ShmemPrivate)
+            .collect();
+        if files.is_empty() {
+            return None;
+        }
+        let s = *files[self.rng.gen_range(0..files.len())];
+        let page = self.page_in(&s);
+        let (f, off) = self.sh.file_page(page)?;
+        Some((page, f, off))
+    }
+
+    fn punch_hole(&mut self, segs: &[Segment]) -> Option<Op> {
+        let (_, file, offset) = self.file_page(segs)?;
+        let n = self.sh.file_size(file)?;
+        if offset >= n {
+            return None;
+        }
+        let pages = self.rng.gen_range(1..=(n - offset).min(16));
+        Some(Op::PunchHole {
+            file,
+            offset,
+            pages,
+        })
+    }
+
+    fn truncate(&mut self, segs: &[Segment]) -> Option<Op> {
+        let (_, file, offset) = self.file_page(segs)?;
+        Some(Op::Truncate {
+            file,
+            pages: offset,
+        })
     }
 
     fn value(&mut self) -> u64 {
@@ -680,6 +777,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_mix_maps_private_shmem_punches_and_truncates_it() {
+        let (mut private, mut punch, mut trunc, mut access_after_trunc) = (0, 0, 0, 0);
+        for i in 0..200 {
+            let c = generate_mix(1, i, OpMix::File);
+            assert_eq!(normalize(&c), c, "generated cases are normal");
+            let mut truncated = false;
+            for op in &c.ops {
+                match op {
+                    Op::Mmap {
+                        backing: Backing::ShmemPrivate,
+                        ..
+                    } => private += 1,
+                    Op::PunchHole { .. } => punch += 1,
+                    Op::Truncate { .. } => {
+                        trunc += 1;
+                        truncated = true;
+                    }
+                    Op::Store { .. } | Op::Load { .. } if truncated => access_after_trunc += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            private > 50 && punch > 20 && trunc > 20 && access_after_trunc > 20,
+            "{private} {punch} {trunc} {access_after_trunc}"
+        );
+        // The basic and extended mixes draw no file op.
+        for i in 0..50 {
+            for mix in [OpMix::Basic, OpMix::Extended] {
+                assert!(generate_mix(1, i, mix).ops.iter().all(|op| !matches!(
+                    op,
+                    Op::PunchHole { .. }
+                        | Op::Truncate { .. }
+                        | Op::Mmap {
+                            backing: Backing::ShmemPrivate,
+                            ..
+                        }
+                )));
+            }
+        }
+    }
+
+    #[test]
     fn deterministic() {
         for i in 0..50 {
             assert_eq!(generate(7, i), generate(7, i));
@@ -741,6 +881,9 @@ mod tests {
                         kinds[7] += 1;
                         aligned_collapse +=
                             usize::from(start % PMD_PAGES == 0 && pages % PMD_PAGES == 0);
+                    }
+                    Op::PunchHole { .. } | Op::Truncate { .. } => {
+                        panic!("a file op in the extended mix: {op:?}")
                     }
                 }
             }

@@ -79,10 +79,13 @@ enum Stage {
     Mremap,
     MremapMisplaced,
     MadviseHugepage,
+    Memfd,
+    Fallocate,
+    Ftruncate,
 }
 
 impl Stage {
-    const ALL: [Stage; 16] = [
+    const ALL: [Stage; 19] = [
         Stage::OpenStatus,
         Stage::OpenRollup,
         Stage::OpenPagemap,
@@ -99,6 +102,9 @@ impl Stage {
         Stage::Mremap,
         Stage::MremapMisplaced,
         Stage::MadviseHugepage,
+        Stage::Memfd,
+        Stage::Fallocate,
+        Stage::Ftruncate,
     ];
 
     fn from_code(c: u64) -> Option<Stage> {
@@ -123,6 +129,9 @@ impl Stage {
             Stage::Mremap => "mremap(MREMAP_MAYMOVE | MREMAP_FIXED)",
             Stage::MremapMisplaced => "mremap (moved to another address)",
             Stage::MadviseHugepage => "madvise(MADV_HUGEPAGE)",
+            Stage::Memfd => "memfd_create + ftruncate (more files than the child keeps?)",
+            Stage::Fallocate => "fallocate(FALLOC_FL_PUNCH_HOLE)",
+            Stage::Ftruncate => "ftruncate",
         }
     }
 }
@@ -383,6 +392,8 @@ impl HostRunner {
                     rollup_buf: &mut rollup_buf,
                     pagemap_buf: &mut pagemap_buf,
                     fds: [-1; 3],
+                    files: [-1; MAX_FILES],
+                    nr_files: 0,
                 };
                 child.main(&populate, wfd)
             }))
@@ -540,7 +551,8 @@ fn validate(case: &Case) -> Result<(), HostError> {
     let mut sh = crate::gen::Shadow::new();
     for (index, op) in case.ops.iter().enumerate() {
         let ok = match *op {
-            Op::Store { page, .. } | Op::Load { page } => sh.is_mapped(page),
+            Op::Store { page, .. } | Op::Load { page } => sh.accessible(page),
+            Op::PunchHole { file, .. } | Op::Truncate { file, .. } => sh.file_size(file).is_some(),
             Op::Mmap { start, pages, .. }
             | Op::Munmap { start, pages }
             | Op::DontNeed { start, pages }
@@ -642,7 +654,13 @@ struct Child<'a> {
     pagemap_buf: &'a mut [u64],
     /// status, smaps_rollup, pagemap (or -1).
     fds: [c_int; 3],
+    /// The memfds of `ShmemPrivate` mappings, by number (kept open for punch and truncate).
+    files: [c_int; MAX_FILES],
+    nr_files: usize,
 }
+
+/// Files a case may create (a case has at most 40 ops).
+const MAX_FILES: usize = 64;
 
 /// Write every page of a buffer so it is faulted in before the baseline.
 fn pretouch<T: Copy + Default>(buf: &mut [T]) {
@@ -846,17 +864,32 @@ impl Child<'_> {
                     pages,
                     backing,
                 } => {
-                    let share = match backing {
-                        Backing::AnonPrivate => libc::MAP_PRIVATE,
-                        Backing::ShmemShared => libc::MAP_SHARED,
+                    let (share, fd) = match backing {
+                        Backing::AnonPrivate => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
+                        Backing::ShmemShared => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+                        Backing::ShmemPrivate => {
+                            if self.nr_files == MAX_FILES {
+                                return Err((Stage::Memfd, 0));
+                            }
+                            let fd = libc::memfd_create(c"mmcheck-diff".as_ptr(), 0);
+                            if fd < 0 {
+                                return Err((Stage::Memfd, errno()));
+                            }
+                            if libc::ftruncate(fd, len(pages) as libc::off_t) != 0 {
+                                return Err((Stage::Memfd, errno()));
+                            }
+                            self.files[self.nr_files] = fd;
+                            self.nr_files += 1;
+                            (libc::MAP_PRIVATE, fd)
+                        }
                     };
                     let a = addr(start) as *mut c_void;
                     let r = libc::mmap(
                         a,
                         len(pages),
                         libc::PROT_READ | libc::PROT_WRITE,
-                        share | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                        -1,
+                        share | libc::MAP_FIXED_NOREPLACE,
+                        fd,
                         0,
                     );
                     if r == libc::MAP_FAILED {
@@ -909,6 +942,28 @@ impl Child<'_> {
                     let a = addr(start) as *mut c_void;
                     if libc::madvise(a, len(pages), libc::MADV_HUGEPAGE) != 0 {
                         return Err((Stage::MadviseHugepage, errno()));
+                    }
+                }
+                Op::PunchHole {
+                    file,
+                    offset,
+                    pages,
+                } => {
+                    let Some(&fd) = self.files[..self.nr_files].get(file as usize) else {
+                        return Err((Stage::Fallocate, libc::EBADF));
+                    };
+                    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+                    let off = (offset * PAGE_SIZE) as libc::off_t;
+                    if libc::fallocate(fd, mode, off, len(pages) as libc::off_t) != 0 {
+                        return Err((Stage::Fallocate, errno()));
+                    }
+                }
+                Op::Truncate { file, pages } => {
+                    let Some(&fd) = self.files[..self.nr_files].get(file as usize) else {
+                        return Err((Stage::Ftruncate, libc::EBADF));
+                    };
+                    if libc::ftruncate(fd, len(pages) as libc::off_t) != 0 {
+                        return Err((Stage::Ftruncate, errno()));
                     }
                 }
                 Op::Collapse { start, pages } => {

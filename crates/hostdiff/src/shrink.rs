@@ -26,7 +26,7 @@ fn size(case: &Case) -> (usize, usize, u128, u128, u128, usize) {
             } => {
                 pages += u128::from(p);
                 starts += u128::from(start);
-                shmem += usize::from(backing == Backing::ShmemShared);
+                shmem += usize::from(backing != Backing::AnonPrivate);
             }
             Op::Munmap { start, pages: p }
             | Op::DontNeed { start, pages: p }
@@ -48,6 +48,13 @@ fn size(case: &Case) -> (usize, usize, u128, u128, u128, usize) {
                 starts += u128::from(page);
             }
             Op::Load { page } => starts += u128::from(page),
+            Op::PunchHole {
+                offset, pages: p, ..
+            } => {
+                pages += u128::from(p);
+                starts += u128::from(offset);
+            }
+            Op::Truncate { pages: p, .. } => starts += u128::from(p),
         }
     }
     (case.ops.len(), mremaps, pages, values, starts, shmem)
@@ -284,6 +291,8 @@ fn relocate(ops: &[Op], i: usize, from: u64, pages: u64, to: u64) -> Vec<Op> {
                 mv(new_start, *pages);
             }
             Op::Store { page, .. } | Op::Load { page } => mv(page, 1),
+            // File offsets, not window pages: a move leaves them alone.
+            Op::PunchHole { .. } | Op::Truncate { .. } => {}
         }
     }
     out
@@ -303,6 +312,7 @@ fn op_ranges(op: &Op) -> Vec<(u64, u64)> {
             new_start,
         } => vec![(start, pages.max(1)), (new_start, pages.max(1))],
         Op::Store { page, .. } | Op::Load { page } => vec![(page, 1)],
+        Op::PunchHole { .. } | Op::Truncate { .. } => vec![],
     }
 }
 
@@ -344,6 +354,8 @@ fn collapse(op: &Op, x: u64) -> Option<Op> {
             }
             down(page);
         }
+        // File offsets: left as they are (normalize drops them if they no longer fit).
+        Op::PunchHole { .. } | Op::Truncate { .. } => {}
     }
     Some(op)
 }
@@ -368,6 +380,7 @@ fn shift(op: &Op, by: u64) -> Op {
             *new_start -= by;
         }
         Op::Store { page, .. } | Op::Load { page } => *page -= by,
+        Op::PunchHole { .. } | Op::Truncate { .. } => {}
     }
     op
 }
@@ -493,6 +506,25 @@ fn variants(op: &Op) -> Vec<Op> {
             );
         }
         Op::Load { page } => out.extend(smaller(page, 0).into_iter().map(|page| Op::Load { page })),
+        Op::PunchHole {
+            file,
+            offset,
+            pages,
+        } => {
+            for p in smaller(pages, 1) {
+                out.push(Op::PunchHole {
+                    file,
+                    offset,
+                    pages: p,
+                });
+            }
+            out.extend(smaller(offset, 0).into_iter().map(|offset| Op::PunchHole {
+                file,
+                offset,
+                pages,
+            }));
+        }
+        Op::Truncate { .. } => {}
     }
     out
 }

@@ -110,6 +110,9 @@ pub struct Protocol {
     pub pte_map_rcu: bool,
     /// `retract_page_tables` rechecks the PMD under the PMD lock (`check_pmd_state`, 6.14).
     pub retract_recheck_pmd: bool,
+    /// `retract_page_tables` checks `vma->anon_vma` again once it holds the locks that exclude
+    /// `anon_vma_prepare` (≤6.5: the mmap write lock, 023f47a8250c; 6.6+: the PMD lock and PTL).
+    pub retract_anon_vma_recheck: bool,
     /// `retract_page_tables` holds `i_mmap_rwsem` for read (6.6+), or every walk-start lock
     /// exclusively (`i_mmap` write and the mmap write lock, ≤6.5 after Jann Horn's fix).
     pub retract_locks: RetractLocks,
@@ -266,6 +269,7 @@ impl Default for Protocol {
             collapse_max_ptes_none: 511,
             pte_map_rcu: true,
             retract_recheck_pmd: true,
+            retract_anon_vma_recheck: true,
             retract_locks: RetractLocks::IMmapRead,
             retract_free: TableFree::Rcu,
             pt_reclaim_empty_check: EmptyCheck::ContinuousPtl,
@@ -696,6 +700,12 @@ pub const SWITCHES: &[Switch] = &[
         retract_recheck_pmd,
         "retract_page_tables rechecks the PMD under the PMD lock (check_pmd_state) before taking the PTL from its value",
         "Qi Zheng, 'mm: khugepaged: recheck pmd state in retract_page_tables()' (v4 01/11, Dec 2024, 6.14)"
+    ),
+    bool_switch!(
+        "retract.anon_vma_recheck",
+        retract_anon_vma_recheck,
+        "retract_page_tables checks vma->anon_vma again under the locks that exclude anon_vma_prepare (the mmap write lock before 6.6, the PMD lock and PTL after); off trusts the unlocked first check, so a VMA that merged a neighbour's anon_vma meanwhile loses its table under that anon_vma's rmap walkers",
+        "023f47a8250c Jann Horn, 'mm/khugepaged: fix ->anon_vma race' (6.2-rc, 6.1.11, CVE-2023-52935)"
     ),
     Switch {
         name: "retract.locks",

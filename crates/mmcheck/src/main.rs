@@ -134,7 +134,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Operation mix: `extended` (mmap, store, load, munmap, MADV_DONTNEED, mremap,
-        /// MADV_HUGEPAGE, MADV_COLLAPSE) or `basic` (without the last three).
+        /// MADV_HUGEPAGE, MADV_COLLAPSE), `basic` (without the last three) or `file` (extended
+        /// plus MAP_PRIVATE memfd mappings, FALLOC_FL_PUNCH_HOLE and ftruncate).
         #[arg(long, value_enum, default_value_t = MixArg::Extended)]
         ops: MixArg,
     },
@@ -144,6 +145,7 @@ enum Cmd {
 enum MixArg {
     Basic,
     Extended,
+    File,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -266,6 +268,7 @@ fn main() -> ExitCode {
             match ops {
                 MixArg::Basic => mmcheck_hostdiff::gen::OpMix::Basic,
                 MixArg::Extended => mmcheck_hostdiff::gen::OpMix::Extended,
+                MixArg::File => mmcheck_hostdiff::gen::OpMix::File,
             },
         ),
         Cmd::Bench {

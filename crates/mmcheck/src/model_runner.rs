@@ -1,7 +1,9 @@
 //! The model side of `diff-kernel`: run a differential-test case on the modeled kernel with
 //! x86-64 geometry and observe what the host observes (loads, `VmPTE`, Rss, `AnonHugePages`,
 //! pagemap present bits, and the errno of MADV_COLLAPSE). Mremap, MADV_HUGEPAGE and MADV_COLLAPSE
-//! go to `do_mremap`, `madvise_hugepage` and `madvise_collapse`. Every case also ends with the
+//! go to `do_mremap`, `madvise_hugepage` and `madvise_collapse`; a `MAP_PRIVATE` memfd mapping is a
+//! shmem file the runner holds a reference to (the host's fd), punched with `shmem_punch_hole`
+//! and truncated with `shmem_setattr_truncate`. Every case also ends with the
 //! quiescent invariant check; a model violation is an error, not a divergence.
 
 use mmcheck_hostdiff::case::{
@@ -14,6 +16,7 @@ use mmcheck_kernel::mm::madvise::madvise_dontneed;
 use mmcheck_kernel::mm::madvise_collapse::madvise_collapse;
 use mmcheck_kernel::mm::mremap::do_mremap;
 use mmcheck_kernel::mm::pgtable::pmd_off;
+use mmcheck_kernel::mm::shmem::{fput, shmem_file_setup, shmem_punch_hole, shmem_setattr_truncate};
 use mmcheck_kernel::mm::types::MmStruct;
 use mmcheck_kernel::mm::vma::{
     do_mmap, do_munmap, exit_mmap, madvise_hugepage, mm_alloc, mmdrop, MapBacking,
@@ -75,6 +78,14 @@ impl CaseRunner for ModelRunner {
         let mm = mm_alloc(cx).map_err(|e| format!("mm_alloc: {e}"))?;
         let addr = |p: u64| REGION_BASE + p * PAGE_SIZE;
         let mut out = Vec::with_capacity(case.ops.len());
+        // The `ShmemPrivate` files, by number, each with the runner's reference (the host's fd).
+        let mut files: Vec<std::sync::Arc<mmcheck_kernel::mm::types::File>> = Vec::new();
+        let file = |files: &[std::sync::Arc<mmcheck_kernel::mm::types::File>], f: u32| {
+            files
+                .get(f as usize)
+                .cloned()
+                .ok_or(mmcheck_kernel::Errno::Einval)
+        };
         for (i, op) in case.ops.iter().enumerate() {
             let mut load = None;
             let mut errno = 0;
@@ -87,6 +98,15 @@ impl CaseRunner for ModelRunner {
                     let b = match backing {
                         Backing::AnonPrivate => MapBacking::AnonPrivate,
                         Backing::ShmemShared => MapBacking::ShmemShared,
+                        Backing::ShmemPrivate => {
+                            let f = shmem_file_setup(cx, pages);
+                            files.push(f.clone());
+                            MapBacking::File {
+                                file: f,
+                                pgoff: 0,
+                                shared: false,
+                            }
+                        }
                     };
                     do_mmap(cx, &mm, addr(start), pages * PAGE_SIZE, b, true, false).map(|_| ())
                 }
@@ -105,6 +125,14 @@ impl CaseRunner for ModelRunner {
                 }
                 Op::Hugepage { start, pages } => {
                     madvise_hugepage(cx, &mm, addr(start), pages * PAGE_SIZE)
+                }
+                Op::PunchHole {
+                    file: f,
+                    offset,
+                    pages,
+                } => file(&files, f).map(|f| shmem_punch_hole(cx, &f, offset, offset + pages - 1)),
+                Op::Truncate { file: f, pages } => {
+                    file(&files, f).map(|f| shmem_setattr_truncate(cx, &f, pages))
                 }
                 Op::Collapse { start, pages } => {
                     if let Err(e) = madvise_collapse(cx, &mm, addr(start), pages * PAGE_SIZE) {
@@ -137,6 +165,9 @@ impl CaseRunner for ModelRunner {
         }
         exit_mmap(cx, &mm);
         mmdrop(cx, &mm);
+        for f in files {
+            fput(cx, &f); // the host's close at exit
+        }
         drop(mm);
         let errs = check_quiescent(&k);
         if let Some((kind, msg)) = errs.first() {

@@ -141,6 +141,13 @@ impl<T> Locked<T> {
         f(&self.v.lock())
     }
 
+    /// An announced read by a CPU that holds none of the protecting locks for write (the
+    /// kernel's racy reads of such state, e.g. `list_is_singular` on a neighbour's chain).
+    pub fn read_racy<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&T) -> R) -> R {
+        cpu.visible(Obj::Var(self.id), Access::Read);
+        cpu.in_cell(|| f(&self.v.lock()))
+    }
+
     /// A write with every protecting lock held exclusively.
     pub fn write<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&mut T) -> R) -> R {
         cpu.visible(Obj::Var(self.id), Access::Write);

@@ -17,8 +17,15 @@ use mmcheck_platform::ViolationKind;
 /// What backs a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {
+    /// `MAP_PRIVATE | MAP_ANONYMOUS`.
     AnonPrivate,
+    /// `MAP_SHARED` of a new shmem file.
     ShmemShared,
+    /// `MAP_PRIVATE` of a new shmem file: page-cache pages mapped read-only, COW on write.
+    ShmemPrivate,
+    /// A mapping of the shmem file mapped at `of` (set-up only), from the file page mapped there:
+    /// `MAP_PRIVATE` if `private`, else `MAP_SHARED`.
+    SameFile { of: u64, private: bool },
 }
 
 /// Initial state, built before any thread runs.
@@ -124,6 +131,11 @@ pub enum Op {
     /// `folio_referenced` of the folio mapped at `addr`: an rmap walk that takes each PTL through
     /// `page_vma_mapped_walk` and clears the young bits.
     RmapWalk {
+        addr: u64,
+    },
+    /// `ftruncate` of the shmem file mapped at `addr` to the file page mapped there
+    /// (`shmem_setattr`): `unmap_mapping_range` of the tail with `even_cows`, then the page cache.
+    Truncate {
         addr: u64,
     },
     /// `fallocate(FALLOC_FL_PUNCH_HOLE)` of the `pages` shmem pages mapped at `addr`:

@@ -54,11 +54,23 @@ pub struct Instance {
     initial: std::collections::BTreeMap<u64, u64>,
 }
 
-fn backing(b: Backing) -> MapBacking {
-    match b {
+/// The kernel's backing for a scenario's; `SameFile` looks up the file mapped at `of` (set-up
+/// only, on CPU 0 before the threads start: the user's file descriptor).
+fn backing(cx: Ctx<'_>, mm: &MmStruct, b: Backing) -> Result<MapBacking, mmcheck_kernel::Errno> {
+    Ok(match b {
         Backing::AnonPrivate => MapBacking::AnonPrivate,
         Backing::ShmemShared => MapBacking::ShmemShared,
-    }
+        Backing::ShmemPrivate => MapBacking::ShmemPrivate,
+        Backing::SameFile { of, private } => {
+            let vma = mm.vma_lookup(cx, of).ok_or(mmcheck_kernel::Errno::Einval)?;
+            let file = vma.file.clone().ok_or(mmcheck_kernel::Errno::Einval)?;
+            MapBacking::File {
+                file,
+                pgoff: vma.linear_page_index(of, cx.geo().page_shift),
+                shared: !private,
+            }
+        }
+    })
 }
 
 impl KernelModel {
@@ -93,6 +105,20 @@ impl KernelModel {
         }
         for op in scenario.threads.iter().flatten() {
             match *op {
+                Op::Truncate { addr } => {
+                    // The file's tail, from this page to the end of the mapping holding it.
+                    let end = effects
+                        .iter()
+                        .filter_map(|e| match *e {
+                            Effect::Map(a, p, _) if a <= addr && addr < a + p * ps => {
+                                Some(a + p * ps)
+                            }
+                            _ => None,
+                        })
+                        .max()
+                        .unwrap_or(addr + ps);
+                    effects.push(Effect::Untrack(addr, (end - addr) / ps))
+                }
                 Op::Mmap {
                     addr,
                     pages,
@@ -112,13 +138,36 @@ impl KernelModel {
                 _ => {}
             }
         }
+        // A file mapped twice (`of`) is not one register per address: both mappings go
+        // untracked. A private mapping of a file no one else maps reads zeroes until written,
+        // and again after MADV_DONTNEED drops its COW copies: the anonymous rule.
+        let ofs: Vec<u64> = effects
+            .iter()
+            .filter_map(|e| match *e {
+                Effect::Map(_, _, Backing::SameFile { of, .. }) => Some(of),
+                _ => None,
+            })
+            .collect();
+        let mut shared_files = Vec::new();
+        for e in &effects {
+            if let Effect::Map(a, p, _) = *e {
+                if ofs.iter().any(|&o| a <= o && o < a + p * ps) {
+                    shared_files.push(Effect::Untrack(a, p));
+                }
+            }
+        }
+        effects.extend(shared_files);
         let (mut anon, mut shmem, mut untracked) =
             (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for e in effects {
             let (addr, pages, set) = match e {
-                Effect::Map(a, p, Backing::AnonPrivate) => (a, p, &mut anon),
+                Effect::Map(a, p, Backing::AnonPrivate | Backing::ShmemPrivate) => {
+                    (a, p, &mut anon)
+                }
                 Effect::Map(a, p, Backing::ShmemShared) => (a, p, &mut shmem),
-                Effect::Untrack(a, p) => (a, p, &mut untracked),
+                Effect::Map(a, p, Backing::SameFile { .. }) | Effect::Untrack(a, p) => {
+                    (a, p, &mut untracked)
+                }
             };
             set.extend((0..pages.min(1 << 16)).map(|p| addr + p * ps));
         }
@@ -173,7 +222,9 @@ impl KernelModel {
                 addr,
                 pages,
                 backing: b,
-            } => do_mmap(cx, mm, addr, pages * ps, backing(b), true, false).map(|_| ()),
+            } => backing(cx, mm, b)
+                .and_then(|b| do_mmap(cx, mm, addr, pages * ps, b, true, false))
+                .map(|_| ()),
             Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
             Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps).map(|_| {
                 // Anonymous pages read back as zero afterwards; shmem keeps its data.
@@ -294,6 +345,20 @@ impl KernelModel {
                         seen.push("child_exit: ok".into());
                     }
                     None => seen.push("child_exit: no child".into()),
+                }
+                Ok(())
+            }
+            Op::Truncate { addr } => {
+                let ps = cx.geo().page_shift;
+                let target = mm
+                    .vma_lookup(cx, addr)
+                    .and_then(|v| v.file.clone().map(|f| (f, v.linear_page_index(addr, ps))));
+                match target {
+                    Some((file, size)) => {
+                        mmcheck_kernel::mm::shmem::shmem_setattr_truncate(cx, &file, size);
+                        seen.push(format!("truncate {addr:#x}: ok"));
+                    }
+                    None => seen.push(format!("truncate {addr:#x}: EINVAL")),
                 }
                 Ok(())
             }
@@ -471,13 +536,15 @@ impl Model for KernelModel {
                     pages,
                     backing: b,
                     huge,
-                } => do_mmap(cx, &mm, addr, pages * ps, backing(b), true, false).and_then(|_| {
-                    if huge {
-                        madvise_hugepage(cx, &mm, addr, pages * ps)
-                    } else {
-                        Ok(())
-                    }
-                }),
+                } => backing(cx, &mm, b)
+                    .and_then(|b| do_mmap(cx, &mm, addr, pages * ps, b, true, false))
+                    .and_then(|_| {
+                        if huge {
+                            madvise_hugepage(cx, &mm, addr, pages * ps)
+                        } else {
+                            Ok(())
+                        }
+                    }),
                 SetupOp::Store { addr, value } => user_store(cx, &mm, addr, value),
                 SetupOp::Load { addr } => user_load(cx, &mm, addr).map(|_| ()),
                 SetupOp::Mremap {

@@ -725,7 +725,10 @@ enum OpArgs {
     Mmap {
         addr: Sp<Addr>,
         pages: Sp<u64>,
+        /// `anon`, `shmem` or `shmem-private` (a `SameFile` backing is made from `of`).
         backing: Backing,
+        /// `of ADDR`: map the shmem file mapped at ADDR, from the page mapped there.
+        of: Option<Sp<Addr>>,
         huge: Option<Range<usize>>,
     },
     Munmap {
@@ -777,6 +780,9 @@ enum OpArgs {
     NumaHint {
         addr: Sp<Addr>,
         pages: Sp<u64>,
+    },
+    Truncate {
+        addr: Sp<Addr>,
     },
     Check {
         addr: Sp<Addr>,
@@ -838,24 +844,53 @@ fn args_fault(i: &mut In<'_>) -> PResult<OpArgs> {
 }
 
 fn args_mmap(i: &mut In<'_>) -> PResult<OpArgs> {
-    let b = word(i, "'anon' or 'shmem'")?;
+    let b = word(i, "'anon', 'shmem' or 'shmem-private'")?;
     let backing = match b.v {
         "anon" => Backing::AnonPrivate,
         "shmem" => Backing::ShmemShared,
+        "shmem-private" => Backing::ShmemPrivate,
         w => {
             return cut(
                 b.span,
-                format!("expected 'anon' or 'shmem', found '{w}' (file mappings are not modelled in scenarios yet)"),
+                format!("expected 'anon', 'shmem' or 'shmem-private', found '{w}' (other file systems are not modelled)"),
             )
         }
     };
     let addr = addr(i)?;
     let pages = key_number(i, "pages", "'pages=N'")?;
-    let huge = flags(i, &["huge"])?.first().map(|f| f.span.clone());
+    let (mut of, mut huge) = (None, None);
+    loop {
+        ws(i)?;
+        if at_eol(i) {
+            break;
+        }
+        if !i.starts_with(is_word_char) {
+            return expected(i, "'of ADDR', 'huge' or end of line");
+        }
+        let w = word(i, "'of ADDR', 'huge' or end of line")?;
+        match w.v {
+            "huge" if huge.is_none() => huge = Some(w.span),
+            "of" if of.is_none() => of = Some(self::addr(i)?),
+            "huge" | "of" => return cut(w.span, format!("'{}' given twice", w.v)),
+            other => {
+                return cut(
+                    w.span,
+                    format!("expected 'of ADDR', 'huge' or end of line, found '{other}'"),
+                )
+            }
+        }
+    }
+    if let (Some(o), Backing::AnonPrivate) = (&of, backing) {
+        return cut(
+            o.span.clone(),
+            "'of' maps a shmem file again: it needs 'shmem' or 'shmem-private', not 'anon'",
+        );
+    }
     Ok(OpArgs::Mmap {
         addr,
         pages,
         backing,
+        of,
         huge,
     })
 }
@@ -1003,6 +1038,10 @@ fn args_child_exit(_: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::ChildExit)
 }
 
+fn args_truncate(i: &mut In<'_>) -> PResult<OpArgs> {
+    Ok(OpArgs::Truncate { addr: addr(i)? })
+}
+
 fn args_rmap_walk(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::RmapWalk { addr: addr(i)? })
 }
@@ -1055,8 +1094,8 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "mmap",
-        syntax: "mmap anon|shmem ADDR pages=N [huge]",
-        kernel: "do_mmap (mm/vma.c), PROT_READ|PROT_WRITE, MAP_FIXED_NOREPLACE; huge: madvise(MADV_HUGEPAGE)",
+        syntax: "mmap anon|shmem|shmem-private ADDR pages=N [of ADDR] [huge]",
+        kernel: "do_mmap (mm/vma.c), PROT_READ|PROT_WRITE, MAP_FIXED_NOREPLACE, MAP_PRIVATE anonymous, MAP_SHARED or MAP_PRIVATE shmem (a new file, or with 'of' the file mapped at ADDR); huge: madvise(MADV_HUGEPAGE)",
         init: true,
         args: Some(args_mmap),
     },
@@ -1178,6 +1217,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "the last forked child still alive exits: mmput -> exit_mmap (mmap_lock read: unmap_vmas; mmap_lock write: free_pgtables, unlink_anon_vmas, unlink_file_vma; mm/mmap.c) -> mmdrop",
         init: false,
         args: Some(args_child_exit),
+    },
+    OpSpec {
+        name: "truncate",
+        syntax: "truncate ADDR",
+        kernel: "ftruncate of the shmem file mapped at ADDR to the file page mapped there (shmem_setattr, mm/shmem.c): i_size, unmap_mapping_range of the tail with even_cows (private COW copies too) under i_mmap_rwsem read, no folio lock, shmem_undo_range, unmap again",
+        init: false,
+        args: Some(args_truncate),
     },
     OpSpec {
         name: "retract",
@@ -1569,6 +1615,8 @@ struct Mapping {
     start: u64,
     end: u64,
     line: usize,
+    /// A shmem mapping (`of` may name it).
+    file: bool,
 }
 
 impl<'t> Builder<'t> {
@@ -1724,9 +1772,14 @@ impl<'t> Builder<'t> {
         for item in &items {
             if let Item::Thread { ops, .. } = item {
                 for op in ops {
-                    let (addr, pages) = match &op.args {
-                        OpArgs::Mmap { addr, pages, .. } => (addr, pages),
-                        OpArgs::Mremap { to, pages, .. } => (to, pages),
+                    let (addr, pages, file) = match &op.args {
+                        OpArgs::Mmap {
+                            addr,
+                            pages,
+                            backing,
+                            ..
+                        } => (addr, pages, *backing != Backing::AnonPrivate),
+                        OpArgs::Mremap { to, pages, .. } => (to, pages, false),
                         _ => continue,
                     };
                     if let (Ok(a), Some(len)) = (
@@ -1737,6 +1790,7 @@ impl<'t> Builder<'t> {
                             start: a,
                             end: a.saturating_add(len),
                             line: self.line(&addr.span),
+                            file,
                         });
                     }
                 }
@@ -2072,10 +2126,30 @@ impl<'t> Builder<'t> {
                 addr,
                 pages,
                 backing,
+                of,
                 huge,
             } => {
                 let start = self.addr(geo, addr)?;
                 let end = self.range(geo, addr, start, pages)?;
+                let backing = match of {
+                    None => *backing,
+                    Some(o) => {
+                        let v = inside(o, maps)?;
+                        if !maps.iter().any(|m| m.file && m.start <= v && v < m.end) {
+                            return Err(self.err(
+                                o.span.clone(),
+                                format!(
+                                    "'of {}' names an anonymous mapping: 'of' maps the shmem file mapped there",
+                                    show_addr(geo, v)
+                                ),
+                            ));
+                        }
+                        Backing::SameFile {
+                            of: v,
+                            private: *backing == Backing::ShmemPrivate,
+                        }
+                    }
+                };
                 if let Some(m) = maps.iter().find(|m| m.start < end && start < m.end) {
                     return Err(self.err(
                         addr.span.clone(),
@@ -2091,11 +2165,12 @@ impl<'t> Builder<'t> {
                     start,
                     end,
                     line: self.line(&addr.span),
+                    file: backing != Backing::AnonPrivate,
                 });
                 Ok(SetupOp::Mmap {
                     addr: start,
                     pages: pages.v,
-                    backing: *backing,
+                    backing,
                     huge: huge.is_some(),
                 })
             }
@@ -2123,6 +2198,9 @@ impl<'t> Builder<'t> {
                 let end = self.range(geo, addr, start, pages)?;
                 let new = self.mremap_dest(geo, to, pages, start, end)?;
                 let new_end = new + (end - start);
+                let file = maps
+                    .iter()
+                    .any(|m| m.file && m.start < end && start < m.end);
                 unmap_range(maps, start, end);
                 if let Some(m) = maps.iter().find(|m| m.start < new_end && new < m.end) {
                     return Err(self.err(
@@ -2139,6 +2217,7 @@ impl<'t> Builder<'t> {
                     start: new,
                     end: new_end,
                     line: self.line(&to.span),
+                    file,
                 });
                 Ok(SetupOp::Mremap {
                     addr: start,
@@ -2255,6 +2334,9 @@ impl<'t> Builder<'t> {
             OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
             },
+            OpArgs::Truncate { addr } => Op::Truncate {
+                addr: inside(addr)?,
+            },
             OpArgs::PunchHole { addr, pages } => {
                 let start = inside(addr)?;
                 self.range(geo, addr, start, pages)?;
@@ -2300,8 +2382,15 @@ impl<'t> Builder<'t> {
                 addr,
                 pages,
                 backing,
+                of,
                 huge,
             } => {
+                if let Some(o) = of {
+                    return Err(self.err(
+                        o.span.clone(),
+                        "'of' is only supported in 'init' (the file a thread's mmap would map may not exist yet)",
+                    ));
+                }
                 if let Some(h) = huge {
                     return Err(self.err(
                         h.clone(),

@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, child_exit, retract";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, child_exit, truncate, retract";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -480,7 +480,37 @@ fn operation_arguments() {
         &t("mmap file @0 pages=1"),
         10,
         8,
-        "expected 'anon' or 'shmem', found 'file' (file mappings are not modelled in scenarios yet)",
+        "expected 'anon', 'shmem' or 'shmem-private', found 'file' (other file systems are not modelled)",
+    );
+    check(
+        &t("mmap shmem-private @9 pages=1 of @0"),
+        10,
+        36,
+        "'of' is only supported in 'init' (the file a thread's mmap would map may not exist yet)",
+    );
+    check(
+        &t("mmap anon @9 pages=1 of @0"),
+        10,
+        27,
+        "'of' maps a shmem file again: it needs 'shmem' or 'shmem-private', not 'anon'",
+    );
+    check(
+        &t("mmap shmem @9 pages=1 of @0 of @0"),
+        10,
+        31,
+        "'of' given twice",
+    );
+    check(
+        "scenario s\ninit {\n  mmap anon @0 pages=8\n  mmap shmem-private @8 pages=8 of @1\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
+        4,
+        36,
+        "'of 0x9000 (@1)' names an anonymous mapping: 'of' maps the shmem file mapped there",
+    );
+    check(
+        "scenario s\ninit {\n  mmap shmem @0 pages=8\n  mmap shmem-private @8 pages=8 of @16\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
+        4,
+        36,
+        "address 0x18000 (@16) is outside every VMA mapped by 'init' before this line (VMAs: 0x8000 (@0)..0x10000 (@8) (line 3))",
     );
     check(
         &t("mmap anon @9 pages=1 huge"),
@@ -1057,4 +1087,33 @@ fn reach_expectations() {
         8,
         "a reach expectation for variant 'v', which has no verdict expectation",
     );
+}
+
+#[test]
+fn private_shmem_of_and_truncate() {
+    use mmcheck_scenario::{Backing, Op, SetupOp};
+    let s = ok("scenario s\ninit {\n  mmap shmem-private @0 pages=8\n  mremap @4 pages=4 to @16\n  mmap shmem @4 pages=4 of @17 huge\n}\nthread T0 {\n  truncate @5\n}\nexpect clean\n");
+    let p = |n: u64| s.page(n);
+    assert_eq!(
+        s.setup[0],
+        SetupOp::Mmap {
+            addr: p(0),
+            pages: 8,
+            backing: Backing::ShmemPrivate,
+            huge: false
+        }
+    );
+    assert_eq!(
+        s.setup[2],
+        SetupOp::Mmap {
+            addr: p(4),
+            pages: 4,
+            backing: Backing::SameFile {
+                of: p(17),
+                private: false
+            },
+            huge: true
+        }
+    );
+    assert_eq!(s.threads[0], vec![Op::Truncate { addr: p(5) }]);
 }

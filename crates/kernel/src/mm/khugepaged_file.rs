@@ -108,7 +108,11 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
             let ptl = pgtable::pte_lockptr(cx, &mm, v);
             (!std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu))
         };
-        if vma.anon_vma(cx).is_some() {
+        // The recheck (023f47a8250c before 6.6; 6.6+ under the PTL): the first check ran without
+        // the mmap lock, so a fault may have given the VMA an anon_vma since, possibly a
+        // neighbour's (find_mergeable_anon_vma), whose rmap walkers reach this table holding only
+        // that anon_vma's lock.
+        if cx.proto().retract_anon_vma_recheck && vma.anon_vma(cx).is_some() {
             drop(tg);
             drop(pg);
             continue;

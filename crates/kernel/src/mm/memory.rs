@@ -433,7 +433,10 @@ fn finish_fault(cx: Ctx<'_>, vmf: &Vmf<'_>, folio: FrameRef, page: u32, anon: bo
     VmFault::Done
 }
 
-/// `do_cow_fault`: write fault on a private file mapping: copy into a new anon page.
+/// `do_cow_fault` (6.18): write fault on a missing PTE of a private file mapping: the VMA gets
+/// an anon_vma (`vmf_anon_prepare`: under the VMA lock alone it retries with the mmap lock), a new
+/// anon folio is allocated, `__do_fault` returns the page-cache folio locked, the page is copied,
+/// and `finish_fault` maps the copy writable under the PTL if the PTE is still none.
 fn do_cow_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     let _f = cx.cpu.enter("do_cow_fault");
     if let Err(r) = vmf_anon_prepare(cx, vmf) {
@@ -458,9 +461,12 @@ fn do_cow_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
             .frames
             .current(src.pfn + (vmf.pgoff(cx) - src_index) as u32);
     folio::copy_pages(cx, new, src_page, 1);
+    // LOCKING: the page-cache folio stays locked until the copy is mapped (finish_fault under the
+    // PTL with the none recheck): truncation, which locks it to drop it, then finds the copy
+    // mapped and its second unmap_mapping_range (even_cows) zaps it.
+    let r = finish_fault(cx, vmf, new, new.pfn, true);
     folio::folio_unlock(cx, src);
     folio::folio_put(cx, src);
-    let r = finish_fault(cx, vmf, new, new.pfn, true);
     if r != VmFault::Done {
         folio::folio_put(cx, new);
         return if r == VmFault::Fallback {

@@ -20,14 +20,60 @@ fn new_anon_vma(cx: Ctx<'_>, root: Option<Arc<AnonVma>>) -> Arc<AnonVma> {
     av
 }
 
-/// `anon_vma_prepare` (mmap lock held, read or write): give `vma` an anon_vma.
-/// LOCKING: anon_vma lock, then `page_table_lock`, recheck, set (1.8: set under mmap R + ptl).
+/// `anon_vma_compatible(a, b)` (`mm/vma.c`): `a` ends where `b` starts, they map the same file
+/// (or none) at contiguous offsets, and their flags differ at most in the access bits. (No
+/// mempolicies in the model: `mpol_equal` holds.)
+fn anon_vma_compatible(cx: Ctx<'_>, a: &Vma, b: &Vma) -> bool {
+    use crate::mm::types::VmFlags;
+    let ps = cx.geo().page_shift;
+    let access = VmFlags::READ | VmFlags::WRITE;
+    a.end() == b.start()
+        && a.file.as_ref().map(|f| f.id) == b.file.as_ref().map(|f| f.id)
+        && (a.flags(cx).0 ^ b.flags(cx).0) & !access == 0
+        && b.pgoff() == a.pgoff() + ((b.start() - a.start()) >> ps)
+}
+
+/// `reusable_anon_vma(old, a, b)`: `old`'s anon_vma, if `a` and `b` are compatible and `old` is
+/// linked to that one anon_vma alone (`list_is_singular(&old->anon_vma_chain)`: no fork history).
+/// LOCKING: mmap lock held (read); `old->anon_vma` is read with `READ_ONCE` and `old`'s chain
+/// racily, as the kernel does: a concurrent `anon_vma_prepare` on `old` may be linking it.
+fn reusable_anon_vma(cx: Ctx<'_>, old: &Vma, a: &Vma, b: &Vma) -> Option<Arc<AnonVma>> {
+    if !anon_vma_compatible(cx, a, b) {
+        return None;
+    }
+    let av = old.anon_vma(cx)?;
+    let singular = old.anon_vma_chain.read_racy(&cx.cpu, |c| c.len() == 1);
+    singular.then_some(av)
+}
+
+/// `find_mergeable_anon_vma` (`mm/vma.c`): reuse the anon_vma of a neighbour this VMA could
+/// merge with, trying the next VMA first, then the previous one, so that a later merge of the
+/// two needs no anon_vma change.
+pub fn find_mergeable_anon_vma(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma) -> Option<Arc<AnonVma>> {
+    let _f = cx.cpu.enter("find_mergeable_anon_vma");
+    let (prev, next) = mm.neighbours(cx, vma.start(), vma.end());
+    if let Some(n) = next {
+        if let Some(av) = reusable_anon_vma(cx, &n, vma, &n) {
+            return Some(av);
+        }
+    }
+    prev.and_then(|p| reusable_anon_vma(cx, &p, &p, vma))
+}
+
+/// `__anon_vma_prepare` (mmap lock held, read or write): give `vma` an anon_vma, a mergeable
+/// neighbour's (`find_mergeable_anon_vma`) or a new one.
+/// LOCKING: the anon_vma's (root) lock for write, then `page_table_lock`; recheck
+/// `vma->anon_vma` (another thread may have prepared it), then set it and link the VMA into the
+/// anon_vma's tree.
 pub fn anon_vma_prepare(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>) -> Result<Arc<AnonVma>, Errno> {
     if let Some(av) = vma.anon_vma(cx) {
         return Ok(av);
     }
     let _f = cx.cpu.enter("__anon_vma_prepare");
-    let av = new_anon_vma(cx, None);
+    let av = match find_mergeable_anon_vma(cx, mm, vma) {
+        Some(av) => av,
+        None => new_anon_vma(cx, None),
+    };
     let w = av.lock().write(cx.cpu);
     let ptl = mm.page_table_lock.lock(cx.cpu);
     let res = match vma.anon_vma(cx) {
@@ -35,7 +81,7 @@ pub fn anon_vma_prepare(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>) -> Result<Ar
         None => {
             vma.set_anon_vma(cx, Some(av.clone()));
             // LOCKING: the chain is changed under mmap R + page_table_lock here, the tree under
-            // the new anon_vma's lock.
+            // the anon_vma's lock.
             vma.anon_vma_chain.write(&cx.cpu, |c| c.push(av.clone()));
             av.tree_insert(cx, vma.clone());
             av.clone()

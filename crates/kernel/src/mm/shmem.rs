@@ -1,7 +1,8 @@
 //! shmem-like files (`mm/shmem.c`, `mm/truncate.c`, ≈6.18): `shmem_zero_setup` for
 //! `MAP_SHARED|MAP_ANONYMOUS`, `shmem_get_folio` (SGP_CACHE) behind `shmem_fault`, and truncation
 //! and hole punching: `unmap_mapping_range` under `i_mmap_rwsem` read, then removal from the page
-//! cache under the folio lock.
+//! cache under the folio lock; `ftruncate` (`shmem_setattr`), whose unmap also zaps private COW
+//! copies.
 
 use crate::mm::folio;
 use crate::mm::memory::{VmFault, Vmf};
@@ -100,6 +101,26 @@ pub fn shmem_truncate_range(cx: Ctx<'_>, file: &File, first: u64, last: u64) {
     let _f = cx.cpu.enter("shmem_truncate_range");
     unmap_mapping_range(cx, file, first, last, true);
     shmem_undo_range(cx, file, first, last);
+}
+
+/// `ftruncate` shrinking a shmem file to `new_pages` pages (`shmem_setattr`, 6.18): write
+/// `i_size` (faults at or beyond it now fail with SIGBUS), `unmap_mapping_range` of the tail with
+/// `even_cows` (private COW copies go too, unlike a hole punch), `shmem_truncate_range` drops the
+/// cached folios under their locks, then the tail is unmapped again to catch a COW copy a racing
+/// `do_cow_fault` mapped after the first unmap.
+pub fn shmem_setattr_truncate(cx: Ctx<'_>, file: &File, new_pages: u64) {
+    let _f = cx.cpu.enter("shmem_setattr");
+    let old = file.size_pages.read(&cx.cpu);
+    if new_pages >= old {
+        return;
+    }
+    file.size_pages.write(&cx.cpu, new_pages);
+    unmap_mapping_range(cx, file, new_pages, u64::MAX - 1, true);
+    {
+        let _t = cx.cpu.enter("shmem_truncate_range");
+        shmem_undo_range(cx, file, new_pages, u64::MAX - 1);
+    }
+    unmap_mapping_range(cx, file, new_pages, u64::MAX - 1, true);
 }
 
 /// `shmem_fallocate(FALLOC_FL_PUNCH_HOLE)` of pages `[first, last]`: `unmap_mapping_range`

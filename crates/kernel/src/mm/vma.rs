@@ -30,6 +30,9 @@ pub enum MapBacking {
     AnonPrivate,
     /// `MAP_SHARED | MAP_ANONYMOUS`: a new shmem object.
     ShmemShared,
+    /// `MAP_PRIVATE` of a new shmem file (a memfd mapped private, then closed: the VMA holds the
+    /// only reference). Reads map the page-cache pages read-only; writes copy them (COW).
+    ShmemPrivate,
     /// A mapping of an existing file at `pgoff`; `shared` is `MAP_SHARED`.
     File {
         file: Arc<File>,
@@ -87,6 +90,7 @@ pub fn do_mmap(
             flags |= VmFlags::SHARED;
             (Some(shmem_file_setup(cx, (end - addr) >> ps)), 0)
         }
+        MapBacking::ShmemPrivate => (Some(shmem_file_setup(cx, (end - addr) >> ps)), 0),
         MapBacking::File {
             file,
             pgoff,
