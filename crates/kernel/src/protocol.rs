@@ -154,6 +154,10 @@ pub enum PmdNoneCheck {
 pub enum VmaWriteOrder {
     BeforeCheck,
     AfterCheck,
+    /// No `vma_start_write` at all: the per-VMA lock series before Suren Baghdasaryan's
+    /// "mm/khugepaged: write-lock VMA while collapsing a huge page" (6.4), where the mmap write
+    /// lock alone did not exclude per-VMA-locked faults.
+    None,
 }
 
 /// `zap.need_resched`.
@@ -573,17 +577,19 @@ pub const SWITCHES: &[Switch] = &[
     },
     Switch {
         name: "collapse.vma_write_order",
-        values: &["before_check", "after_check"],
-        doc: "collapse_huge_page write-locks the VMA before check_pmd_still_valid (2026 base) or after (6.4-6.12)",
+        values: &["before_check", "after_check", "none"],
+        doc: "collapse_huge_page write-locks the VMA before check_pmd_still_valid (2026 base), after (6.4-6.12), or not at all (the per-VMA lock series before that patch: mmap_lock write alone does not exclude a lock_vma_under_rcu fault)",
         cite: "Suren Baghdasaryan, 'mm/khugepaged: write-lock VMA while collapsing a huge page' (6.4); May-2026 mm-unstable base",
         get: |p| match p.collapse_vma_write_order {
             VmaWriteOrder::BeforeCheck => "before_check",
             VmaWriteOrder::AfterCheck => "after_check",
+            VmaWriteOrder::None => "none",
         },
         set: |p, v| {
             p.collapse_vma_write_order = match v {
                 "before_check" => VmaWriteOrder::BeforeCheck,
                 "after_check" => VmaWriteOrder::AfterCheck,
+                "none" => VmaWriteOrder::None,
                 _ => return false,
             };
             true
