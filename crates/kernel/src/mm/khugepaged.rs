@@ -5,11 +5,14 @@
 //!
 //! The sequence: allocate; revalidate under the mmap read lock (the VMA must span the whole PMD
 //! range even for mTHP); mmap write lock; `vma_start_write` and `check_pmd_still_valid` (in an order
-//! that is a switch: the 2026 base locks first); anon_vma write lock; `pmdp_collapse_flush`;
+//! that is a switch: the 2026 base locks first; `none` leaves the VMA unlocked, as the per-VMA lock
+//! series did before its khugepaged patch); anon_vma write lock; `pmdp_collapse_flush`;
 //! `tlb_remove_table_sync_one`; map the detached table through the stack copy of the PMD and isolate
 //! the pages under its PTL; for PMD order drop the anon_vma lock; copy; then under the PMD lock either
 //! install the huge PMD (depositing the old table) or write the new PTEs into the detached table
 //! and repopulate the PMD with it.
+//! Both re-install points check `pmd_none` first: v18's `WARN_ON_ONCE` (then the store goes ahead
+//! over whatever is there) or the earlier `BUG_ON` (switch `collapse.pmd_none_check`).
 
 use crate::arch::pgtable::Entry;
 use crate::mm::folio::{self, page_folio};
