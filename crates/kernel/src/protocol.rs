@@ -23,7 +23,10 @@ pub struct Protocol {
     pub pt_reclaim: bool,
     /// How the mmu_gather frees tables (munmap, exit).
     pub table_free: TableFree,
-    /// How a PTE table emptied by PT reclaim is freed.
+    /// How `tlb_remove_table_one` (`__tlb_remove_table_one`) frees a single table when
+    /// `tlb_remove_table` cannot allocate its batch page (an explored choice): `call_rcu` with
+    /// `CONFIG_PT_RECLAIM` (6.14+), `tlb_remove_table_sync_one` then free before. PT reclaim's
+    /// tables are its reason (an RCU `pte_offset_map` reader), munmap's take the same path.
     pub pt_reclaim_free: TableFree,
     /// MADV_DONTNEED may run under the per-VMA read lock (6.16+).
     pub madv_vma_lock: bool,
@@ -180,6 +183,10 @@ pub enum PmdNoneCheck {
 pub enum VmaWriteOrder {
     BeforeCheck,
     AfterCheck,
+    /// No `vma_start_write` at all: the per-VMA lock series before Suren Baghdasaryan's
+    /// "mm/khugepaged: write-lock VMA while collapsing a huge page" (6.4), where the mmap write
+    /// lock alone did not exclude per-VMA-locked faults.
+    None,
 }
 
 /// `zap.need_resched`.
@@ -362,8 +369,8 @@ pub const SWITCHES: &[Switch] = &[
     Switch {
         name: "pt_reclaim.free",
         values: &["rcu", "ipi", "immediate"],
-        doc: "how a table emptied by PT reclaim is freed: RCU grace period, tlb_remove_table_sync_one IPI then free (the single-table fallback before 6.14), or right after the TLB flush",
-        cite: "Qi Zheng, 'mm: pgtable: make ptlock be freed by RCU' / __tlb_remove_table_one call_rcu (6.14); Kirill Shutemov, 14 Jul 2026",
+        doc: "how tlb_remove_table_one frees a single table when tlb_remove_table's GFP_NOWAIT batch page allocation fails (an explored choice under tlb.table_free = rcu, for PT reclaim's and munmap's tables alike): call_rcu (__tlb_remove_table_one with CONFIG_PT_RECLAIM, 6.14+), tlb_remove_table_sync_one IPI then free (the fallback before 6.14 and without PT_RECLAIM), or free at once",
+        cite: "mm/mmu_gather.c tlb_remove_table / tlb_remove_table_one; Qi Zheng, 718b13861d22 'x86: mm: free page table pages by RCU instead of semi-RCU' (6.14); Kirill Shutemov, 14 Jul 2026",
         get: |p| tf_name(p.pt_reclaim_free),
         set: |p, v| parse_tf(v).map(|t| p.pt_reclaim_free = t).is_some(),
     },
@@ -673,17 +680,19 @@ pub const SWITCHES: &[Switch] = &[
     },
     Switch {
         name: "collapse.vma_write_order",
-        values: &["before_check", "after_check"],
-        doc: "collapse_huge_page write-locks the VMA before check_pmd_still_valid (2026 base) or after (6.4-6.12)",
+        values: &["before_check", "after_check", "none"],
+        doc: "collapse_huge_page write-locks the VMA before check_pmd_still_valid (2026 base), after (6.4-6.12), or not at all (the per-VMA lock series before that patch: mmap_lock write alone does not exclude a lock_vma_under_rcu fault)",
         cite: "Suren Baghdasaryan, 'mm/khugepaged: write-lock VMA while collapsing a huge page' (6.4); May-2026 mm-unstable base",
         get: |p| match p.collapse_vma_write_order {
             VmaWriteOrder::BeforeCheck => "before_check",
             VmaWriteOrder::AfterCheck => "after_check",
+            VmaWriteOrder::None => "none",
         },
         set: |p, v| {
             p.collapse_vma_write_order = match v {
                 "before_check" => VmaWriteOrder::BeforeCheck,
                 "after_check" => VmaWriteOrder::AfterCheck,
+                "none" => VmaWriteOrder::None,
                 _ => return false,
             };
             true

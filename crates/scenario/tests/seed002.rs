@@ -5,7 +5,8 @@
 
 use mmcheck_explore::{explore, Config};
 use mmcheck_platform::ViolationKind;
-use mmcheck_scenario::{Backing, KernelModel, Op, Scenario, SetupOp};
+use mmcheck_scenario::{load_scenario_file, Backing, KernelModel, Op, Scenario, SetupOp};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,4 +67,27 @@ fn hold_is_clean() {
         "collapse.mthp_anon_vma=hold: clean in {} executions, {:.2?}",
         out.executions, out.elapsed
     );
+}
+
+/// v18's `WARN_ON_ONCE(!pmd_none(*pmd))` goes on to `pmd_populate`: with a fault's table at the
+/// PMD (reachable once collapse skips `vma_start_write`), the overwrite leaks that table and the
+/// fault's folio, and the checks at quiescence say so; `BUG_ON` stops at the assertion instead.
+#[test]
+fn warn_overwrite_leaks_what_it_overwrote() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/seeds/seed-002-warn-overwrite.mmt");
+    let s = load_scenario_file(&path).unwrap_or_else(|e| panic!("{}", e.render()));
+    let warn = run(s.with_variant(Some("no-vma-lock")).unwrap());
+    let cx = warn.counterexample.expect("the overwrite must be reported");
+    assert_eq!(cx.violation.kind, ViolationKind::CounterMismatch);
+    assert!(cx.violation.msg.contains("nr_ptes"), "{}", cx.violation);
+    assert!(
+        warn.violation_kinds.contains(&ViolationKind::Leak),
+        "the overwritten table and folio are leaked: {:?}",
+        warn.violation_kinds
+    );
+    let bug = run(s.with_variant(Some("no-vma-lock-bug")).unwrap());
+    let cx = bug.counterexample.expect("BUG_ON must fire");
+    assert_eq!(cx.violation.kind, ViolationKind::Assertion);
+    assert!(cx.violation.msg.contains("BUG_ON"), "{}", cx.violation);
 }

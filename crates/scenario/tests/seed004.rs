@@ -2,6 +2,8 @@
 //! merges into a neighbour with a smaller vm_pgoff, the walk visits the destination first and can
 //! miss an entry moved behind it: rmap-missed. With the rmap locks (as copy_vma decides, or always)
 //! it is clean, and so is a fresh destination VMA (visited after the source) even without them.
+//! The fresh destination is @19, not mutually PMD-aligned with @36, so the move takes `move_ptes`
+//! as in the thread (@20 would be realigned and moved whole: seed-004-mremap-realigned-whole-table).
 
 use mmcheck_explore::{explore, Config};
 use mmcheck_platform::ViolationKind;
@@ -12,8 +14,8 @@ use std::time::Duration;
 fn scenario(locks: &str, merge: bool) -> Scenario {
     let s = Scenario::new("seed-004").protocol(|p| p.set("mremap.rmap_locks", locks).unwrap());
     let p = |n: u64| s.page(n);
-    let (a0, a8, a20, a36) = (p(0), p(8), p(20), p(36));
-    let back = if merge { a8 } else { a20 };
+    let (a0, a8, a19, a36) = (p(0), p(8), p(19), p(36));
+    let back = if merge { a8 } else { a19 };
     s.clone()
         .setup(SetupOp::Mmap {
             addr: a0,

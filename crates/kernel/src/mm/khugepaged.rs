@@ -5,11 +5,14 @@
 //!
 //! The sequence: allocate; revalidate under the mmap read lock (the VMA must span the whole PMD
 //! range even for mTHP); mmap write lock; `vma_start_write` and `check_pmd_still_valid` (in an order
-//! that is a switch: the 2026 base locks first); anon_vma write lock; `pmdp_collapse_flush`;
+//! that is a switch: the 2026 base locks first; `none` leaves the VMA unlocked, as the per-VMA lock
+//! series did before its khugepaged patch); anon_vma write lock; `pmdp_collapse_flush`;
 //! `tlb_remove_table_sync_one`; map the detached table through the stack copy of the PMD and isolate
 //! the pages under its PTL; for PMD order drop the anon_vma lock; copy; then under the PMD lock either
 //! install the huge PMD (depositing the old table) or write the new PTEs into the detached table
 //! and repopulate the PMD with it.
+//! Both re-install points check `pmd_none` first: v18's `WARN_ON_ONCE` (then the store goes ahead
+//! over whatever is there) or the earlier `BUG_ON` (switch `collapse.pmd_none_check`).
 
 use crate::arch::pgtable::Entry;
 use crate::mm::folio::{self, page_folio};
@@ -59,11 +62,17 @@ fn pmd_is_table(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<EntryPtr> {
 }
 
 /// The re-install check under the PMD lock: BUG_ON (≤ v17) or WARN_ON_ONCE (v18) on a PMD that is
-/// not none. With `bug` the path stops, with `warn` it goes on.
-fn pmd_none_check(cx: Ctx<'_>, pmd: EntryPtr) -> bool {
+/// not none. With `bug` the path stops (an assertion, the kernel's oops). With `warn` the kernel
+/// prints a splat and goes on: the caller then overwrites the PMD with a plain store
+/// ([`pgtable::pmd_populate_over`] or `set_pmd_at`), and what was there (a table a fault installed,
+/// a huge PMD and its folio) is leaked with its mappings; the quiescent checks report that
+/// (`nr_ptes`, rss and mapcount mismatches, the unreachable table). The `WARN_ON_ONCE` frame marks
+/// the step in traces. `reinstall` is what follows the check in the kernel.
+fn pmd_none_check(cx: Ctx<'_>, pmd: EntryPtr, reinstall: impl FnOnce(Ctx<'_>)) {
     let v = pmd.get(cx);
     if v.is_none() {
-        return true;
+        reinstall(cx);
+        return;
     }
     match cx.proto().collapse_pmd_none_check {
         PmdNoneCheck::Bug => {
@@ -74,9 +83,11 @@ fn pmd_none_check(cx: Ctx<'_>, pmd: EntryPtr) -> bool {
                     crate::arch::pgtable::entry_text(2, v.0)
                 ),
             );
-            false
         }
-        PmdNoneCheck::Warn => true,
+        PmdNoneCheck::Warn => {
+            let _w = cx.cpu.enter("WARN_ON_ONCE(!pmd_none(*pmd))");
+            reinstall(cx);
+        }
     }
 }
 
@@ -150,6 +161,7 @@ pub fn collapse_huge_page_by(
             w.vma_start_write(&vma.lock);
             p
         }
+        VmaWriteOrder::None => pmd_is_table(cx, mm, pmd_addr),
     };
     let Some(pmd) = pmd else {
         drop(w);
@@ -170,9 +182,9 @@ pub fn collapse_huge_page_by(
     }
     let restore = |cx: Ctx<'_>| {
         let _pml = pgtable::pmd_lock(cx, mm, pmd);
-        if pmd_none_check(cx, pmd) {
-            pgtable::pmd_populate(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
-        }
+        pmd_none_check(cx, pmd, |cx| {
+            pgtable::pmd_populate_over(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
+        });
     };
     // Map the detached table through the stack copy of the PMD.
     let rcu = cx.cpu.rcu_read_lock();
@@ -293,28 +305,28 @@ pub fn collapse_huge_page_by(
     let index = vma.linear_page_index(start, ps);
     {
         let _pml = pgtable::pmd_lock(cx, mm, pmd);
-        if pmd_none_check(cx, pmd) {
+        pmd_none_check(cx, pmd, |cx| {
             mm.add_rss(MM_ANONPAGES, none as i64);
+            let w = vma.flags(cx).has(crate::mm::types::VmFlags::WRITE);
             if order == pmd_order {
                 folio::folio_add_new_anon_rmap(cx, new, av.id, index, true);
                 folio::folio_set(cx, new, folio::PG_LRU);
                 crate::mm::huge_memory::deposit(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
-                let w = vma.flags(cx).has(crate::mm::types::VmFlags::WRITE);
+                // set_pmd_at: a plain store over whatever the WARN saw.
                 pmd.set(cx, Entry::huge(new.pfn, w, w));
             } else {
                 // map_anon_folio_pte_nopf into the still-detached table, then publish it.
                 folio::folio_add_new_anon_rmap(cx, new, av.id, index, false);
                 folio::folio_ref_add(cx, new, nr as i64 - 1);
                 folio::folio_set(cx, new, folio::PG_LRU);
-                let w = vma.flags(cx).has(crate::mm::types::VmFlags::WRITE);
                 for i in 0..nr as usize {
                     map.pte(first + i)
                         .set(cx, Entry::leaf(new.pfn + i as u32, w, w));
                 }
                 cx.cpu.smp_wmb();
-                pgtable::pmd_populate(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
+                pgtable::pmd_populate_over(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
             }
-        }
+        });
     }
     drop(map);
     drop(av_guard);

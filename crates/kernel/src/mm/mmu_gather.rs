@@ -2,6 +2,14 @@
 //! freed only after the TLB flush that covers them; freed tables are flushed from the
 //! paging-structure caches and then handed to RCU (`tlb_remove_table` with
 //! `MMU_GATHER_RCU_TABLE_FREE`), or freed after an IPI or immediately under the older protocols.
+//!
+//! `tlb_remove_table` keeps tables in a batch page it allocates with `GFP_NOWAIT` when the first
+//! table arrives. That allocation may fail under memory pressure (a choice point here); the kernel
+//! then invalidates the TLB (`tlb_table_invalidate`) and frees the one table at once
+//! (`tlb_remove_table_one` → `__tlb_remove_table_one`): with `CONFIG_PT_RECLAIM` (Qi Zheng, 6.14,
+//! 718b13861d22 and its move to `mm/mmu_gather.c`) by `call_rcu`, without it after
+//! `tlb_remove_table_sync_one` only (switch `pt_reclaim.free`). PT reclaim's tables take the same
+//! path as munmap's (`free_pte` → `pte_free_tlb`).
 
 use crate::mm::folio::folio_put;
 use crate::mm::types::MmStruct;
@@ -20,10 +28,11 @@ pub struct MmuGather<'a> {
     pub freed_tables: bool,
     /// Folios whose mapping reference is dropped after the flush.
     pages: Vec<FrameRef>,
-    /// Tables to free after the flush: `(table, level)`.
+    /// Tables to free after the flush (`tlb->batch`'s entries): `(table, level)`.
     tables: Vec<(FrameRef, u32)>,
-    /// PTE tables PT reclaim emptied (freed by `Protocol::pt_reclaim_free`).
-    reclaimed: Vec<FrameRef>,
+    /// `tlb->batch != NULL`: `tlb_remove_table` holds a batch page (allocated on the first table
+    /// after each `tlb_table_flush`).
+    batch: bool,
 }
 
 impl<'a> MmuGather<'a> {
@@ -38,7 +47,7 @@ impl<'a> MmuGather<'a> {
             freed_tables: false,
             pages: Vec::new(),
             tables: Vec::new(),
-            reclaimed: Vec::new(),
+            batch: false,
         }
     }
 
@@ -66,14 +75,34 @@ impl<'a> MmuGather<'a> {
         self.freed_tables = true;
         let ps = cx.geo().page_size();
         self.add_range(cx, addr & !(ps - 1), ps);
-        self.tables.push((table, level));
+        self.tlb_remove_table(cx, table, level);
     }
 
-    /// PT reclaim's `pte_free_tlb` of an emptied PTE table.
+    /// PT reclaim's `free_pte` → `pte_free_tlb` of an emptied PTE table: the same path.
     pub fn free_reclaimed_table(&mut self, cx: Ctx<'_>, table: FrameRef, addr: u64) {
         self.free_table(cx, table, 1, addr);
-        let t = self.tables.pop().expect("just queued");
-        self.reclaimed.push(t.0);
+    }
+
+    /// `tlb_remove_table` (`MMU_GATHER_RCU_TABLE_FREE`): add the table to the batch, allocating
+    /// the batch page first if there is none; if that `GFP_NOWAIT` allocation fails, invalidate
+    /// the TLB and free this one table now (`tlb_remove_table_one`). Under `tlb.table_free = ipi`
+    /// or `immediate` (no RCU table freeing) the table just waits for the flush.
+    fn tlb_remove_table(&mut self, cx: Ctx<'_>, table: FrameRef, level: u32) {
+        if cx.proto().table_free == TableFree::Rcu {
+            let _f = cx.cpu.enter("tlb_remove_table");
+            if !self.batch {
+                // __get_free_page(GFP_NOWAIT | __GFP_NOWARN): 1 = the allocation failed.
+                if cx.cpu.choose(2) == 1 {
+                    // tlb_table_invalidate: tlb_needs_table_invalidate() is true on x86/arm64.
+                    self.flush_tlbonly(cx);
+                    tlb_remove_table_one(cx, table);
+                    return;
+                }
+                self.batch = true;
+            }
+        }
+        // MAX_TABLE_BATCH (hundreds) is never reached by the model's scenarios.
+        self.tables.push((table, level));
     }
 
     /// `tlb_flush_mmu_tlbonly`: flush the pending range.
@@ -95,12 +124,12 @@ impl<'a> MmuGather<'a> {
         self.end = 0;
     }
 
-    /// `tlb_table_flush`: hand the queued tables to the allocator by the configured route.
+    /// `tlb_table_flush`: hand the batch to the allocator by the configured route
+    /// (`tlb_remove_table_free`: `call_rcu(tlb_remove_table_rcu)`) and drop it (`*batch = NULL`).
     fn table_flush(&mut self, cx: Ctx<'_>) {
         let tables: Vec<(FrameRef, u32)> = self.tables.drain(..).map(|(t, _)| (t, 0)).collect();
+        self.batch = false;
         free_tables(cx, tables, cx.proto().table_free);
-        let reclaimed: Vec<(FrameRef, u32)> = self.reclaimed.drain(..).map(|t| (t, 0)).collect();
-        free_tables(cx, reclaimed, cx.proto().pt_reclaim_free);
     }
 
     /// `tlb_flush_mmu`: flush, then free tables, then drop the pages' references.
@@ -126,14 +155,38 @@ impl<'a> MmuGather<'a> {
     }
 }
 
-/// Free detached, flushed tables by `how`.
+/// `tlb_remove_table_one` → `__tlb_remove_table_one`: free one detached, flushed table when no
+/// batch page could be had. With `CONFIG_PT_RECLAIM` (6.14+) by `call_rcu`
+/// (`__tlb_remove_table_one_rcu`); before, or without it, after `tlb_remove_table_sync_one`
+/// alone, which waits for IRQ-off walkers (GUP-fast) but not for `rcu_read_lock` ones
+/// (`pte_offset_map`): Qi Zheng's reason for the change (seed 003).
+fn tlb_remove_table_one(cx: Ctx<'_>, table: FrameRef) {
+    let _f = cx.cpu.enter("tlb_remove_table_one");
+    match cx.proto().pt_reclaim_free {
+        TableFree::Rcu => {
+            cx.cpu.call_rcu(RcuWork::FreeFrames {
+                frames: vec![(table, 0)],
+                reason: "__tlb_remove_table_one_rcu",
+            });
+        }
+        TableFree::Ipi => {
+            cx.cpu.tlb_remove_table_sync_one();
+            cx.k.machine.frames.free(&cx.cpu, table, 0);
+        }
+        TableFree::Immediate => {
+            cx.k.machine.frames.free(&cx.cpu, table, 0);
+        }
+    }
+}
+
+/// Free detached, flushed tables by `how` (the batch route of `tlb.table_free`).
 fn free_tables(cx: Ctx<'_>, tables: Vec<(FrameRef, u32)>, how: TableFree) {
     if tables.is_empty() {
         return;
     }
     match how {
         TableFree::Rcu => {
-            let _f = cx.cpu.enter("tlb_remove_table");
+            let _f = cx.cpu.enter("tlb_remove_table_free");
             cx.cpu.call_rcu(RcuWork::FreeFrames {
                 frames: tables,
                 reason: "tlb_remove_table_rcu",

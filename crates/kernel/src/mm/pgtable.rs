@@ -171,18 +171,7 @@ pub fn populate(cx: Ctx<'_>, mm: &MmStruct, p: EntryPtr, new: FrameRef) -> bool 
 /// `pmd_populate` / `pud_populate`: point a none entry at a table. The structural oracle (I4):
 /// a populate never overwrites a non-none entry.
 pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
-    // R5: never populate with something that is not a live table of the level below.
-    let kind = cx.k.machine.frames.kind(table.pfn);
-    if !cx.k.machine.frames.is_live(table)
-        || kind != mmcheck_platform::FrameKind::Table((p.level - 1) as u8)
-    {
-        cx.cpu.report(
-            mmcheck_platform::ViolationKind::BadPopulate,
-            format!("populate of entry {} of table pfn {} with pfn {}, which is {kind}, not a live level-{} table (R5: pmd_pgtable of a none or stale value)", p.idx, p.table.pfn, table.pfn, p.level - 1),
-        );
-    }
-    // A plain store in the kernel; an exchange here so the oracle sees what it overwrote.
-    let cur = p.xchg(cx, Entry::table(table.pfn));
+    let cur = pmd_populate_over(cx, p, table);
     if !cur.is_none() {
         cx.cpu.report(
             mmcheck_platform::ViolationKind::BadPopulate,
@@ -196,7 +185,24 @@ pub fn pmd_populate(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) {
     }
 }
 
-/// `pmd_install`.
+/// `pmd_populate` where the kernel has already checked the entry and warned (`WARN_ON_ONCE`)
+/// but stores anyway: no overwrite report here, what it overwrote (returned) is leaked and the
+/// quiescent checks find it. R5 still applies to the table stored.
+pub fn pmd_populate_over(cx: Ctx<'_>, p: EntryPtr, table: FrameRef) -> Entry {
+    // R5: never populate with something that is not a live table of the level below.
+    let kind = cx.k.machine.frames.kind(table.pfn);
+    if !cx.k.machine.frames.is_live(table)
+        || kind != mmcheck_platform::FrameKind::Table((p.level - 1) as u8)
+    {
+        cx.cpu.report(
+            mmcheck_platform::ViolationKind::BadPopulate,
+            format!("populate of entry {} of table pfn {} with pfn {}, which is {kind}, not a live level-{} table (R5: pmd_pgtable of a none or stale value)", p.idx, p.table.pfn, table.pfn, p.level - 1),
+        );
+    }
+    // A plain store in the kernel; an exchange here so the caller sees what it overwrote.
+    p.xchg(cx, Entry::table(table.pfn))
+}
+
 pub fn pmd_install(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr, new: FrameRef) -> bool {
     let _f = cx.cpu.enter("pmd_install");
     populate(cx, mm, pmd, new)
