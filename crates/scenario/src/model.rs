@@ -36,6 +36,8 @@ pub struct KernelModel {
     strict: bool,
     /// The scenario's reach patterns (see [`Scenario::reach_spec`]).
     reach: mmcheck_explore::reach::Spec,
+    /// Every address the scenario stores to, in order: the final state lists them.
+    locations: std::collections::BTreeSet<u64>,
 }
 
 /// One instance: the kernel, its mm, and what each thread observed.
@@ -174,12 +176,26 @@ impl KernelModel {
         untracked.extend(anon.intersection(&shmem).copied());
         let anon_pages = anon.difference(&untracked).copied().collect();
         let reach = scenario.reach_spec().0;
+        let setup_stores = scenario.setup.iter().filter_map(|op| match *op {
+            SetupOp::Store { addr, .. } => Some(addr),
+            _ => None,
+        });
+        let thread_stores = scenario
+            .threads
+            .iter()
+            .flatten()
+            .filter_map(|op| match *op {
+                Op::Store { addr, .. } => Some(addr),
+                _ => None,
+            });
+        let locations = setup_stores.chain(thread_stores).collect();
         KernelModel {
             scenario,
             anon_pages,
             untracked,
             strict: false,
             reach,
+            locations,
         }
     }
 
@@ -689,6 +705,19 @@ impl Model for KernelModel {
         }
         if violations.is_empty() {
             let cx = k.ctx(0);
+            // herd7's final state: each location the scenario stores to, as mapped now.
+            let _ = write!(outcome, "final:");
+            for &addr in &self.locations {
+                match mmcheck_kernel::mm::pgtable::read_translation(cx, &inst.mm, addr).0 {
+                    Some(pfn) => {
+                        let v = cx.cpu.data_read(cx.cpu.frame_ref(pfn));
+                        let _ = write!(outcome, " {addr:#x}={v}");
+                    }
+                    None => {
+                        let _ = write!(outcome, " {addr:#x} unmapped");
+                    }
+                }
+            }
             for child in inst.children.peek(&k.machine, |c| c.clone()) {
                 exit_mmap(cx, &child);
                 mmdrop(cx, &child);
