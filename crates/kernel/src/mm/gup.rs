@@ -86,15 +86,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
     let _f = cx.cpu.enter("gup_fast");
     let g = cx.geo();
     let irq = cx.cpu.local_irq_disable();
-    let mut p = pgtable::pgd_offset(cx, mm, addr);
-    while p.level > 2 {
-        let e = p.get(cx);
-        if !e.is_table() {
-            return None;
-        }
-        p = pgtable::entry_below(cx, e, p.level, addr);
-    }
-    let pmdp = p;
+    let pmdp = pgtable::pmd_off(cx, mm, addr)?;
     let pmd = pmdp.get(cx); // pmdp_get_lockless
     if !pmd.present() || pmd.protnone() {
         // A NUMA-hinting PMD must fault (gup_fast_pmd_range: pmd_protnone).

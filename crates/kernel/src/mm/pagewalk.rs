@@ -73,15 +73,7 @@ pub fn folio_walk_start<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<
         return folio_walk_lockless(cx, mm, addr);
     }
     let g = cx.geo();
-    let mut p = pgtable::pgd_offset(cx, mm, addr);
-    while p.level > 2 {
-        let e = p.get(cx);
-        if !e.is_table() {
-            return None;
-        }
-        p = pgtable::entry_below(cx, e, p.level, addr);
-    }
-    let pmdp = p;
+    let pmdp = pgtable::pmd_off(cx, mm, addr)?;
     let pmd = pmdp.get(cx); // pmdp_get_lockless
     if pmd.is_none() {
         return None;
@@ -148,15 +140,7 @@ fn folio_walk_lockless<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<F
         _rcu: rcu,
         _irq: irq,
     };
-    let mut p = pgtable::pgd_offset(cx, mm, addr);
-    while p.level > 2 {
-        let e = p.get(cx);
-        if !e.is_table() {
-            return None;
-        }
-        p = pgtable::entry_below(cx, e, p.level, addr);
-    }
-    let pmdp = p;
+    let pmdp = pgtable::pmd_off(cx, mm, addr)?;
     let pmd = pmdp.get(cx); // pmdp_get_lockless
     if !pmd.present() {
         return None;
