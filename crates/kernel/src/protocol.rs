@@ -68,6 +68,8 @@ pub struct Protocol {
     pub gup_fast_write_protect_seq: bool,
     /// How `change_huge_pmd` rewrites a huge PMD for NUMA hinting.
     pub numa_huge_pmd_update: HugePmdUpdate,
+    /// `change_pte_range` calls `flush_tlb_batched_pending` after taking the PTL (3ea277194daa).
+    pub mprotect_flush_batched_pending: bool,
     /// GUP-fast rechecks the PTE after grabbing the folio.
     pub gup_fast_recheck_pte: bool,
     /// What a `folio_walk_start` caller holds: the mmap read lock, the per-VMA read lock
@@ -257,6 +259,7 @@ impl Default for Protocol {
             gup_fast_recheck_pmd: true,
             gup_fast_write_protect_seq: true,
             numa_huge_pmd_update: HugePmdUpdate::Invalidate,
+            mprotect_flush_batched_pending: true,
             gup_fast_recheck_pte: true,
             folio_walk_lock: FolioWalkLock::Mmap,
             folio_walk_design: FolioWalkDesign::Ptl,
@@ -475,6 +478,12 @@ pub const SWITCHES: &[Switch] = &[
             true
         },
     },
+    bool_switch!(
+        "mprotect.flush_batched_pending",
+        mprotect_flush_batched_pending,
+        "change_pte_range (mprotect, NUMA hinting) flushes a pending deferred reclaim flush (flush_tlb_batched_pending) after taking the PTL (on), or not (off: before 4.13)",
+        "Mel Gorman, 'mm, mprotect: flush TLB if potentially racing with a parallel reclaim leaving stale TLB entries' (3ea277194daa, 4.13)"
+    ),
     bool_switch!(
         "gup_fast.write_protect_seq",
         gup_fast_write_protect_seq,

@@ -147,6 +147,12 @@ pub enum Op {
     },
     /// `fork()`: `dup_mmap` of the scenario's mm into a child that lives to the end of the
     /// execution (its tables are checked with the parent's, then it exits).
+    /// `mprotect(addr, pages, PROT_READ [| PROT_WRITE])`.
+    Mprotect {
+        addr: u64,
+        pages: u64,
+        write: bool,
+    },
     /// NUMA hinting of `pages` pages at `addr`: `task_numa_work` → `change_prot_numa` under
     /// the mmap read lock makes them PROTNONE (the next access faults and restores them).
     NumaHint {

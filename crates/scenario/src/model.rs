@@ -347,6 +347,13 @@ impl KernelModel {
                 }
                 Ok(())
             }
+            Op::Mprotect { addr, pages, write } => {
+                let end = addr + pages * cx.geo().page_size();
+                let r = mmcheck_kernel::mm::mprotect::do_mprotect(cx, mm, addr, end, write);
+                let prot = if write { "rw" } else { "r" };
+                seen.push(format!("mprotect {addr:#x}+{pages} {prot}: {r:?}"));
+                Ok(())
+            }
             Op::NumaHint { addr, pages } => {
                 let end = addr + pages * cx.geo().page_size();
                 let n = mmcheck_kernel::mm::mprotect::task_numa_work(cx, mm, addr, end);

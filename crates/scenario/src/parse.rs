@@ -781,6 +781,11 @@ enum OpArgs {
         addr: Sp<Addr>,
         pages: Sp<u64>,
     },
+    Mprotect {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+        write: bool,
+    },
     Truncate {
         addr: Sp<Addr>,
     },
@@ -1034,6 +1039,24 @@ fn args_numa_hint(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::NumaHint { addr, pages })
 }
 
+fn args_mprotect(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    let prot = word(i, "'read' or 'write'")?;
+    let write = match prot.v {
+        "read" => false,
+        "write" => true,
+        w => {
+            return cut_help(
+                prot.span,
+                format!("expected 'read' or 'write', found '{w}'"),
+                did_you_mean(w, &["read", "write"]),
+            )
+        }
+    };
+    Ok(OpArgs::Mprotect { addr, pages, write })
+}
+
 fn args_child_exit(_: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::ChildExit)
 }
@@ -1210,6 +1233,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "NUMA balancing's scan of the range: task_numa_work -> change_prot_numa (mmap_lock read; change_pmd_range, change_huge_pmd under the PMD lock, change_pte_range under the PTL; mm/mprotect.c, mm/huge_memory.c) makes the pages PROTNONE; the next access faults into do_numa_page / do_huge_pmd_numa_page",
         init: false,
         args: Some(args_numa_hint),
+    },
+    OpSpec {
+        name: "mprotect",
+        syntax: "mprotect ADDR pages=N (read | write)",
+        kernel: "mprotect to PROT_READ or PROT_READ|PROT_WRITE: do_mprotect_pkey -> mprotect_fixup (mmap_lock write, VMA split at the edges, vma_start_write, vm_flags) -> change_protection (change_pmd_range, change_huge_pmd under the PMD lock, change_pte_range under the PTL with flush_tlb_batched_pending; mm/mprotect.c) inside one mmu_gather; write-protects mapped entries when write goes away",
+        init: false,
+        args: Some(args_mprotect),
     },
     OpSpec {
         name: "child_exit",
@@ -2323,6 +2353,15 @@ impl<'t> Builder<'t> {
             },
             OpArgs::Fork => Op::Fork,
             OpArgs::ChildExit => Op::ChildExit,
+            OpArgs::Mprotect { addr, pages, write } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::Mprotect {
+                    addr: start,
+                    pages: pages.v,
+                    write: *write,
+                }
+            }
             OpArgs::NumaHint { addr, pages } => {
                 let start = inside(addr)?;
                 self.range(geo, addr, start, pages)?;

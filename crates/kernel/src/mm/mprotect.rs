@@ -1,7 +1,11 @@
-//! NUMA hinting (`mm/mprotect.c` `change_protection` with `MM_CP_PROT_NUMA`, `mm/huge_memory.c`
-//! `change_huge_pmd`, `kernel/sched/fair.c` `task_numa_work` → `change_prot_numa`; read at
-//! ≈6.18): under the mmap read lock, make a range's mapped pages PROTNONE so the next access
-//! faults (`do_numa_page` / `do_huge_pmd_numa_page` in `memory.rs` and `huge_memory.rs`).
+//! `change_protection` (`mm/mprotect.c`, `mm/huge_memory.c` `change_huge_pmd`; read at ≈6.18)
+//! for its two callers here:
+//! - `mprotect` (`do_mprotect_pkey` → `mprotect_fixup`): under the mmap write lock, split the
+//!   VMAs at the range's edges, write-lock them, change `vm_flags`, and write-protect the mapped
+//!   entries when write permission goes away, all inside one mmu_gather;
+//! - NUMA hinting (`kernel/sched/fair.c` `task_numa_work` → `change_prot_numa`): under the mmap
+//!   read lock, make a range's mapped pages PROTNONE so the next access faults (`do_numa_page` /
+//!   `do_huge_pmd_numa_page` in `memory.rs` and `huge_memory.rs`).
 //!
 //! PTEs change under the PTL with `ptep_modify_prot_start` (x86: get-and-clear, a transient
 //! none) and `ptep_modify_prot_commit`; a huge PMD under the PMD lock with `pmdp_invalidate_ad`
@@ -17,10 +21,77 @@ use crate::mm::huge_memory::is_huge_zero_pmd;
 use crate::mm::memory::vm_normal_page;
 use crate::mm::mmu_gather::MmuGather;
 use crate::mm::pgtable::{self, EntryPtr};
+use crate::mm::types::VmFlags;
 use crate::mm::types::{MmStruct, Vma};
 use crate::protocol::HugePmdUpdate;
-use crate::Ctx;
+use crate::{Ctx, Errno};
 use std::sync::Arc;
+
+/// What `change_protection` does to each mapped entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewProt {
+    /// `MM_CP_PROT_NUMA`: PROTNONE.
+    Numa,
+    /// `mprotect` dropping `PROT_WRITE`: read-only.
+    ReadOnly,
+}
+
+/// The VMA being changed and how (`change_protection`'s `vma`, `newprot` and `cp_flags`).
+#[derive(Clone, Copy)]
+struct Cp<'a> {
+    vma: &'a Arc<Vma>,
+    prot: NewProt,
+}
+
+/// `mprotect(addr, len, PROT_READ [| PROT_WRITE])`. Granting write changes no entry (the next
+/// write faults and `do_wp_page` reuses or copies; the kernel may upgrade eagerly with
+/// `MM_CP_TRY_CHANGE_WRITABLE`, an optimisation only).
+pub fn do_mprotect(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    end: u64,
+    write: bool,
+) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("do_mprotect_pkey");
+    let tlb_before = crate::check::tlb_permission_begin(cx, mm, start, end);
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    let vmas = mm.vmas_in(cx, start, end);
+    if vmas.is_empty() {
+        return Err(Errno::Enomem);
+    }
+    let mut tlb = MmuGather::new(cx, mm, false);
+    for v in vmas {
+        let old = v.flags(cx);
+        let new = if write {
+            VmFlags(old.0 | VmFlags::WRITE)
+        } else {
+            VmFlags(old.0 & !VmFlags::WRITE)
+        };
+        if new.0 == old.0 {
+            continue;
+        }
+        // mprotect_fixup → vma_modify_flags: split at the range's edges.
+        let mut v = v;
+        if v.start() < start {
+            v = crate::mm::vma::__split_vma(cx, mm, &w, &v, start);
+        }
+        if v.end() > end {
+            crate::mm::vma::__split_vma(cx, mm, &w, &v, end);
+        }
+        w.vma_start_write(&v.lock);
+        v.set_flags(cx, new);
+        if !write {
+            change_protection(cx, &mut tlb, mm, &v, v.start(), v.end(), NewProt::ReadOnly);
+        }
+    }
+    tlb.finish(cx);
+    drop(w);
+    if !write {
+        crate::check::check_tlb_permission(cx, mm, start, end, tlb_before, "mprotect");
+    }
+    Ok(())
+}
 
 /// `task_numa_work` for `[start, end)`: `mmap_read_lock`, then `change_prot_numa` of each VMA
 /// in the range (anonymous and shmem alike here). Returns the entries made PROTNONE.
@@ -40,17 +111,32 @@ pub fn task_numa_work(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> u64 {
 pub fn change_prot_numa(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, start: u64, end: u64) -> u64 {
     let _f = cx.cpu.enter("change_prot_numa");
     let mut tlb = MmuGather::new(cx, mm, false);
+    let pages = change_protection(cx, &mut tlb, mm, vma, start, end, NewProt::Numa);
+    tlb.finish(cx);
+    pages
+}
+
+/// `change_protection` → `change_protection_range`: each PMD of `[start, end)`.
+fn change_protection(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    start: u64,
+    end: u64,
+    prot: NewProt,
+) -> u64 {
+    let _f = cx.cpu.enter("change_protection");
     let g = cx.geo();
     let mut pages = 0;
     let mut addr = start;
     while addr < end {
         let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(end);
         if let Some(pmd) = pgtable::pmd_off(cx, mm, addr) {
-            pages += change_pmd_range(cx, &mut tlb, mm, vma, pmd, addr, next);
+            pages += change_pmd_range(cx, tlb, mm, Cp { vma, prot }, pmd, addr, next);
         }
         addr = next;
     }
-    tlb.finish(cx);
     pages
 }
 
@@ -59,7 +145,7 @@ fn change_pmd_range(
     cx: Ctx<'_>,
     tlb: &mut MmuGather<'_>,
     mm: &MmStruct,
-    vma: &Arc<Vma>,
+    cp: Cp<'_>,
     pmd: EntryPtr,
     addr: u64,
     next: u64,
@@ -72,15 +158,15 @@ fn change_pmd_range(
         }
         if v.huge_leaf() {
             if next - addr != g.pmd_size() {
-                crate::mm::huge_memory::__split_huge_pmd(cx, mm, vma, pmd, addr);
+                crate::mm::huge_memory::__split_huge_pmd(cx, mm, cp.vma, pmd, addr);
             } else {
                 // None: not huge any more (split meanwhile): fall through to the PTEs.
-                if let Some(n) = change_huge_pmd(cx, tlb, mm, pmd, addr) {
+                if let Some(n) = change_huge_pmd(cx, tlb, mm, pmd, addr, cp.prot) {
                     return n;
                 }
             }
         }
-        match change_pte_range(cx, tlb, mm, vma, pmd, addr, next) {
+        match change_pte_range(cx, tlb, mm, cp, pmd, addr, next) {
             Some(n) => return n,
             None if pmd.get(cx).is_none() => return 0,
             None => continue, // -EAGAIN: the table changed under us, read the PMD again
@@ -96,6 +182,7 @@ fn change_huge_pmd(
     mm: &MmStruct,
     pmd: EntryPtr,
     addr: u64,
+    prot: NewProt,
 ) -> Option<u64> {
     let _f = cx.cpu.enter("change_huge_pmd");
     let g = cx.geo();
@@ -105,7 +192,11 @@ fn change_huge_pmd(
         drop(ptl);
         return None;
     }
-    if is_huge_zero_pmd(cx, orig) || orig.protnone() {
+    let skip = match prot {
+        NewProt::Numa => is_huge_zero_pmd(cx, orig) || orig.protnone(),
+        NewProt::ReadOnly => !orig.write(),
+    };
+    if skip {
         return Some(0);
     }
     let haddr = addr & g.pmd_mask();
@@ -116,7 +207,13 @@ fn change_huge_pmd(
         // pmdp_huge_get_and_clear_notify: none until set_pmd_at.
         HugePmdUpdate::GetAndClear => pmd.xchg(cx, Entry::NONE),
     };
-    pmd.set(cx, old.mk_protnone());
+    pmd.set(
+        cx,
+        match prot {
+            NewProt::Numa => old.mk_protnone(),
+            NewProt::ReadOnly => old.with(Entry::PRESENT).wrprotect(),
+        },
+    );
     tlb.add_range(cx, haddr, g.pmd_size());
     drop(ptl);
     Some(1 << g.pmd_order())
@@ -127,21 +224,42 @@ fn change_pte_range(
     cx: Ctx<'_>,
     tlb: &mut MmuGather<'_>,
     mm: &MmStruct,
-    vma: &Arc<Vma>,
+    cp: Cp<'_>,
     pmd: EntryPtr,
     addr: u64,
     end: u64,
 ) -> Option<u64> {
+    let (vma, prot) = (cp.vma, cp.prot);
     let _f = cx.cpu.enter("change_pte_range");
     let g = cx.geo();
     let l = pgtable::pte_offset_map_lock(cx, mm, pmd)?;
-    crate::mm::tlb_batch::flush_tlb_batched_pending(cx, mm);
+    // A reclaim that unmapped entries here with a deferred flush (TTU_BATCH_FLUSH) may leave
+    // other CPUs writable translations that this call, finding the entries none, would not
+    // flush (3ea277194daa).
+    if cx.proto().mprotect_flush_batched_pending {
+        crate::mm::tlb_batch::flush_tlb_batched_pending(cx, mm);
+    }
     let mut pages = 0;
     let mut a = addr;
     while a < end {
         let pte = l.pte(g.index(a, 1));
         let v = pte.get(cx);
         a += g.page_size();
+        if prot == NewProt::ReadOnly {
+            if v.is_migration() && v.swp_type() == Entry::SWP_MIGRATION_WRITE {
+                // A writable migration entry becomes a read one.
+                pte.set(cx, Entry::swp(Entry::SWP_MIGRATION_READ, v.pfn()));
+                continue;
+            }
+            if !v.present() || !v.write() {
+                continue;
+            }
+            let old = pte.xchg(cx, Entry::NONE);
+            pte.set(cx, old.wrprotect());
+            tlb.add_range(cx, a - g.page_size(), g.page_size());
+            pages += 1;
+            continue;
+        }
         // Only present, accessible entries of normal pages: not the zero page, not already
         // PROTNONE, not a page pinned for DMA (it cannot move anyway).
         if !v.present() || v.protnone() {
