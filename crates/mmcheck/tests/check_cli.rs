@@ -270,3 +270,51 @@ fn documented_commands_exist() {
         }
     }
 }
+
+/// A clean verdict carries its evidence: a reached window is printed with its count and a replay
+/// command; a window no execution of a complete search reaches makes the row `unreached` (exit
+/// 1); a variant that changes nothing is flagged; outcomes are counted in JSON.
+#[test]
+fn reach_evidence_unreached_windows_and_same_as_base() {
+    let d = dir("reach");
+    let body = "scenario r\ninit {\n  mmap anon @0 pages=8\n  store @0 = 1\n}\n\
+                thread T0 {\n  store @1 = 2\n}\nthread T1 {\n  madvise dontneed @0 pages=1\n}\n\
+                variant same: mremap.realign = off\n\
+                expect clean\nexpect same: clean\n";
+    let met = write(
+        &d,
+        "met.mmt",
+        &format!("{body}expect reach T0 in handle_mm_fault while T1 in zap_pte_range holds ptl\n"),
+    );
+    let out = mmcheck(&["check", &met, "-v"]);
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{so}");
+    assert!(so.contains("reach evidence"), "{so}");
+    assert!(
+        so.contains("T0 in handle_mm_fault while T1 in zap_pte_range holds ptl"),
+        "{so}"
+    );
+    assert!(so.contains("replay: mmcheck replay"), "{so}");
+    assert!(
+        so.contains("warning: r / same explores exactly the executions of its base"),
+        "{so}"
+    );
+    assert!(so.contains("final: 0x8000 unmapped 0x9000=2"), "{so}");
+    let out = mmcheck(&["check", &met, "--json"]);
+    let rows = json_rows(&out);
+    assert_eq!(rows[0]["reach"][0]["met"], true);
+    assert!(rows[0]["outcomes"]
+        .as_array()
+        .is_some_and(|o| !o.is_empty()));
+    assert_eq!(rows[1]["same_as_base"], true);
+    let unmet = write(
+        &d,
+        "unmet.mmt",
+        &format!("{body}expect reach T0 in collapse_huge_page\n"),
+    );
+    let out = mmcheck(&["check", &unmet]);
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{so}");
+    assert!(so.contains("unreached"), "{so}");
+    assert!(so.contains("no execution of the complete search"), "{so}");
+}
