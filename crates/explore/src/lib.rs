@@ -234,7 +234,13 @@ impl Outcome {
                 self.outcomes.insert(f.outcome.clone());
             }
             if cfg.count_outcomes {
-                *self.outcome_counts.entry(f.outcome.clone()).or_default() += 1;
+                // Most executions end in an outcome already seen: no allocation for those.
+                match self.outcome_counts.get_mut(&f.outcome) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.outcome_counts.insert(f.outcome.clone(), 1);
+                    }
+                }
             }
         }
     }

@@ -74,12 +74,13 @@ impl Spec {
     pub fn mask(&self, m: &Machine, t: usize, held: &[u64]) -> u64 {
         let cpu = m.cpu(t);
         let mut mask = 0;
+        let mut stack: Option<Vec<&'static str>> = None;
         for (i, a) in self.atoms.iter().enumerate() {
             if a.thread != t {
                 continue;
             }
             let funcs_ok = a.funcs.is_empty() || {
-                let stack = cpu.stack();
+                let stack = stack.get_or_insert_with(|| cpu.stack());
                 a.funcs.iter().all(|f| stack.contains(f))
             };
             let holds_ok = a.holds.iter().all(|&c| match c {
@@ -139,15 +140,15 @@ impl Tracker {
         if self.steps.iter().all(|s| s.clock.is_some()) {
             return;
         }
+        let keys: Vec<Key> = self.steps.iter().map(|s| Key::of(&s.ev)).collect();
         let mut thread_clock = [[0u32; MAX_THREADS]; MAX_THREADS];
         for n in 0..self.steps.len() {
             let (done, rest) = self.steps.split_at_mut(n);
             let s = &mut rest[0];
             let t = s.thread;
-            let key = Key::of(&s.ev);
             let mut c = thread_clock[t];
-            for d in done.iter() {
-                if d.thread != t && Key::of(&d.ev).may_depend(&key) && dependent(&d.ev, &s.ev) {
+            for (d, dk) in done.iter().zip(&keys) {
+                if d.thread != t && dk.may_depend(&keys[n]) && dependent(&d.ev, &s.ev) {
                     let dc = d.clock.expect("computed in order");
                     for (x, y) in c.iter_mut().zip(dc.iter()) {
                         *x = (*x).max(*y);

@@ -152,18 +152,9 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         let pte_now = (!pmd_changed).then(|| ptep.get(cx));
         let pte_changed = cx.proto().gup_fast_recheck_pte && pte_now.is_some_and(|v| v != pte);
         let mapped = pmd_now == pmd && pte_now == Some(pte);
-        if pmd_changed || pte_changed {
-            gup_put(
-                cx,
-                GupPage {
-                    page: cx.cpu.frame_ref(page),
-                    folio: f,
-                    pinned: pin,
-                },
-            );
-            return None;
-        }
-        if !pte.write() && gup_must_unshare(cx, write, pin, f, page) {
+        // Back off on a changed entry, or a read-only pin that must unshare first.
+        if pmd_changed || pte_changed || (!pte.write() && gup_must_unshare(cx, write, pin, f, page))
+        {
             gup_put(
                 cx,
                 GupPage {

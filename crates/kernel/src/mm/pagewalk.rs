@@ -41,7 +41,19 @@ struct Lockless<'a> {
     _irq: Option<IrqGuard<'a>>,
 }
 
-impl FolioWalk<'_> {
+impl<'a> FolioWalk<'a> {
+    /// A lockless walk's result: it holds a folio reference and its RCU or IRQ-off section.
+    fn lockless(page: FrameRef, folio: FrameRef, addr: u64, l: Lockless<'a>) -> Self {
+        FolioWalk {
+            page,
+            folio,
+            addr,
+            _pte: None,
+            _pmd: None,
+            lockless: Some(l),
+        }
+    }
+
     /// True if the walk holds a lock (PTL or PMD lock) that keeps the entry in place.
     pub fn locked(&self) -> bool {
         self.lockless.is_none()
@@ -163,14 +175,7 @@ fn folio_walk_lockless<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<F
             stale_result(cx, f.pfn, addr);
         }
         let page = cx.cpu.frame_ref(pmd.pfn() + g.index(addr, 1) as u32);
-        return Some(FolioWalk {
-            page,
-            folio: f,
-            addr,
-            _pte: None,
-            _pmd: None,
-            lockless: Some(lockless),
-        });
+        return Some(FolioWalk::lockless(page, f, addr, lockless));
     }
     // Map the table through the value read (no pmd_same loop).
     let ptep = EntryPtr {
@@ -197,14 +202,7 @@ fn folio_walk_lockless<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<F
     if page != named {
         stale_result(cx, page.pfn, addr);
     }
-    Some(FolioWalk {
-        page,
-        folio: f,
-        addr,
-        _pte: None,
-        _pmd: None,
-        lockless: Some(lockless),
-    })
+    Some(FolioWalk::lockless(page, f, addr, lockless))
 }
 
 /// The walker-result oracle of a lockless walk: the frame it returns is not the one its entry
