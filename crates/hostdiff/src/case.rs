@@ -58,6 +58,19 @@ pub enum Op {
     /// private COW copies included; accesses beyond the new size would raise SIGBUS (cases make
     /// none).
     Truncate { file: u32, pages: u64 },
+    /// `mprotect(addr, pages * 4096, PROT_READ [| PROT_WRITE])`: the range must be mapped (no
+    /// ENOMEM half-way); stores to a read-only page are never generated (no SIGSEGV).
+    Mprotect { start: u64, pages: u64, write: bool },
+    /// `fork()`: a child process that stays blocked until told to load, store or exit. The
+    /// observations stay the parent's; the child's view shows through [`Op::ChildLoad`]. At most
+    /// one child is alive at a time.
+    Fork,
+    /// The child loads the first 8 bytes of `page` (its own mappings, as of the fork).
+    ChildLoad { page: u64 },
+    /// The child stores `value` to the first 8 bytes of `page`.
+    ChildStore { page: u64, value: u64 },
+    /// The child exits and the parent reaps it (`exit_mmap` of the child's mm).
+    ChildExit,
 }
 
 /// A whole case.
@@ -70,7 +83,7 @@ pub struct Case {
 /// the first op, so the rest of the process does not matter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
-    /// For a `Load`, the value read; `None` for every other op.
+    /// For a `Load` or `ChildLoad`, the value read; `None` for every other op.
     pub load: Option<u64>,
     /// For a `Collapse`, the errno of `madvise(MADV_COLLAPSE)` (0 on success); 0 for every other
     /// op (their failures are infrastructure errors, not observations).

@@ -24,6 +24,8 @@ pub fn in_window(start: u64, pages: u64) -> bool {
 pub(crate) struct MapInfo {
     pub backing: Backing,
     pub hugepage: bool,
+    /// `PROT_WRITE` (mappings start read-write; `Mprotect` changes it).
+    pub writable: bool,
     /// For `ShmemPrivate`: the file's number, and the window page that file page 0 would have
     /// (file page of window page `p` = `p - file_base`).
     pub file: Option<(u32, i64)>,
@@ -40,6 +42,8 @@ pub(crate) struct Shadow {
     maps: Vec<MapInfo>,
     /// Size in pages of each `ShmemPrivate` file, by number.
     files: Vec<u64>,
+    /// The live child's view (`owner` as of the fork; mapping ids are never reused), if any.
+    child: Option<Vec<u32>>,
 }
 
 /// A maximal run of pages owned by one mapping.
@@ -63,15 +67,31 @@ impl Shadow {
             owner: vec![0; REGION_PAGES as usize],
             maps: Vec::new(),
             files: Vec::new(),
+            child: None,
         }
     }
 
     /// Mapped, and not beyond the end of a truncated file (no SIGBUS).
     pub(crate) fn accessible(&self, page: u64) -> bool {
-        self.info(page).is_some_and(|m| match m.file {
+        self.accessible_in(&self.owner, page)
+    }
+
+    /// `accessible` in the address space `owner` (the parent's or the child's).
+    fn accessible_in(&self, owner: &[u32], page: u64) -> bool {
+        self.info_in(owner, page).is_some_and(|m| match m.file {
             Some((f, base)) => (page as i64 - base) < self.files[f as usize] as i64,
             None => true,
         })
+    }
+
+    /// Accessible and `PROT_WRITE` in `owner`.
+    fn writable_in(&self, owner: &[u32], page: u64) -> bool {
+        self.accessible_in(owner, page) && self.info_in(owner, page).is_some_and(|m| m.writable)
+    }
+
+    /// Whether a child process is alive.
+    pub(crate) fn has_child(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The file and file page mapped at `page`, for a `ShmemPrivate` mapping.
@@ -90,7 +110,11 @@ impl Shadow {
     }
 
     fn info(&self, page: u64) -> Option<MapInfo> {
-        match self.owner.get(page as usize) {
+        self.info_in(&self.owner, page)
+    }
+
+    fn info_in(&self, owner: &[u32], page: u64) -> Option<MapInfo> {
+        match owner.get(page as usize) {
             Some(&id) if id != 0 => Some(self.maps[id as usize - 1]),
             _ => None,
         }
@@ -142,7 +166,19 @@ impl Shadow {
             Op::Mmap { start, pages, .. } => self.is_free(start, pages),
             Op::Munmap { start, pages } => in_window(start, pages),
             Op::DontNeed { start, pages } => self.all_mapped(start, pages),
-            Op::Store { page, .. } | Op::Load { page } => self.accessible(page),
+            Op::Load { page } => self.accessible(page),
+            Op::Store { page, .. } => self.writable_in(&self.owner, page),
+            Op::Mprotect { start, pages, .. } => self.all_mapped(start, pages),
+            Op::Fork => self.child.is_none(),
+            Op::ChildLoad { page } => self
+                .child
+                .as_ref()
+                .is_some_and(|c| self.accessible_in(c, page)),
+            Op::ChildStore { page, .. } => self
+                .child
+                .as_ref()
+                .is_some_and(|c| self.writable_in(c, page)),
+            Op::ChildExit => self.child.is_some(),
             Op::PunchHole {
                 file,
                 offset,
@@ -177,6 +213,7 @@ impl Shadow {
                 let id = self.new_id(MapInfo {
                     backing,
                     hugepage: false,
+                    writable: true,
                     file,
                 });
                 self.owner[Self::range(start, pages)].fill(id);
@@ -195,32 +232,43 @@ impl Shadow {
                 self.owner[Self::range(start, pages)].fill(0);
                 self.owner[Self::range(new_start, pages)].fill(id);
             }
-            Op::Hugepage { start, pages } => {
-                // Every run of a mapping without VM_HUGEPAGE becomes its own VMA (split off).
-                let mut p = start;
-                while p < start + pages {
-                    let id = self.owner[p as usize];
-                    let mut q = p;
-                    while q < start + pages && self.owner[q as usize] == id {
-                        q += 1;
-                    }
-                    let info = self.maps[id as usize - 1];
-                    if !info.hugepage {
-                        let new = self.new_id(MapInfo {
-                            hugepage: true,
-                            ..info
-                        });
-                        self.owner[p as usize..q as usize].fill(new);
-                    }
-                    p = q;
-                }
-            }
+            // Every run of a mapping whose flags change becomes its own VMA (split off).
+            Op::Hugepage { start, pages } => self.modify(start, pages, |m| m.hugepage = true),
+            Op::Mprotect {
+                start,
+                pages,
+                write,
+            } => self.modify(start, pages, |m| m.writable = write),
+            Op::Fork => self.child = Some(self.owner.clone()),
+            Op::ChildExit => self.child = None,
             Op::Truncate { file, pages } => self.files[file as usize] = pages,
             Op::DontNeed { .. }
             | Op::Store { .. }
             | Op::Load { .. }
+            | Op::ChildLoad { .. }
+            | Op::ChildStore { .. }
             | Op::Collapse { .. }
             | Op::PunchHole { .. } => {}
+        }
+    }
+
+    /// Give every run of a mapping in `[start, start + pages)` whose info `f` changes a new id.
+    fn modify(&mut self, start: u64, pages: u64, f: impl Fn(&mut MapInfo)) {
+        let mut p = start;
+        while p < start + pages {
+            let id = self.owner[p as usize];
+            let mut q = p;
+            while q < start + pages && self.owner[q as usize] == id {
+                q += 1;
+            }
+            let info = self.maps[id as usize - 1];
+            let mut new = info;
+            f(&mut new);
+            if new != info {
+                let new = self.new_id(new);
+                self.owner[p as usize..q as usize].fill(new);
+            }
+            p = q;
         }
     }
 
@@ -328,6 +376,8 @@ pub enum OpMix {
     Extended,
     /// Extended plus `MAP_PRIVATE` shmem (memfd) mappings, hole punching and ftruncate.
     File,
+    /// File plus mprotect (read-only and back), and fork with the child's loads, stores and exit.
+    Process,
 }
 
 /// Generate case `case_index` of the run with `seed` from the basic mix. Same arguments, same
@@ -383,6 +433,7 @@ impl Gen {
             OpMix::Basic => 80,
             OpMix::Extended => 100,
             OpMix::File => 120,
+            OpMix::Process => 150,
         };
         match self.rng.gen_range(0..top) {
             0..=15 => self.mmap(&segs),
@@ -394,7 +445,52 @@ impl Gen {
             89..=93 => self.hugepage(&segs),
             94..=99 => self.collapse(&segs),
             100..=111 => self.punch_hole(&segs),
-            _ => self.truncate(&segs),
+            112..=119 => self.truncate(&segs),
+            120..=131 => Some(self.mprotect(&segs)),
+            _ => Some(self.process(&segs)),
+        }
+    }
+
+    /// mprotect of a mapping, a run of mappings or a part, mostly read-only; PMD-sized at times.
+    fn mprotect(&mut self, segs: &[Segment]) -> Op {
+        let s = *self.seg(segs);
+        let (start, pages) = match self.rng.gen_range(0..100) {
+            0..=39 => (s.start, s.pages),
+            40..=54 => {
+                let (a, b) = self.sh.mapped_run(s.start);
+                (a, b - a)
+            }
+            r => match (r < 70)
+                .then(|| self.pmd_blocks(s.start, s.end(), 1))
+                .flatten()
+            {
+                Some(x) => x,
+                None => self.subrange(s.start, s.end()),
+            },
+        };
+        let write = self.rng.gen_bool(0.35);
+        Op::Mprotect {
+            start,
+            pages,
+            write,
+        }
+    }
+
+    /// fork, or, with a child alive, one of its loads, stores or its exit.
+    fn process(&mut self, segs: &[Segment]) -> Op {
+        if !self.sh.has_child() {
+            return Op::Fork;
+        }
+        match self.rng.gen_range(0..100) {
+            0..=54 => match self.load(segs) {
+                Op::Load { page } => Op::ChildLoad { page },
+                op => op,
+            },
+            55..=84 => match self.store(segs) {
+                Op::Store { page, value } => Op::ChildStore { page, value },
+                op => op,
+            },
+            _ => Op::ChildExit,
         }
     }
 
@@ -403,7 +499,7 @@ impl Gen {
     }
 
     fn mmap(&mut self, segs: &[Segment]) -> Option<Op> {
-        let backing = if self.mix == OpMix::File {
+        let backing = if matches!(self.mix, OpMix::File | OpMix::Process) {
             [
                 Backing::AnonPrivate,
                 Backing::ShmemShared,
@@ -820,6 +916,56 @@ mod tests {
     }
 
     #[test]
+    fn process_mix_mprotects_forks_and_uses_the_child() {
+        let (mut ro, mut rw, mut forks, mut child_loads, mut child_stores, mut exits) =
+            (0, 0, 0, 0, 0, 0);
+        // A child load of a page the parent stored to after the fork: the COW case.
+        let mut cow_loads = 0;
+        for i in 0..300 {
+            let c = generate_mix(1, i, OpMix::Process);
+            assert_eq!(normalize(&c), c, "generated cases are normal");
+            let mut parent_stores_since_fork: Vec<u64> = Vec::new();
+            for op in &c.ops {
+                match *op {
+                    Op::Mprotect { write: false, .. } => ro += 1,
+                    Op::Mprotect { write: true, .. } => rw += 1,
+                    Op::Fork => {
+                        forks += 1;
+                        parent_stores_since_fork.clear();
+                    }
+                    Op::Store { page, .. } => parent_stores_since_fork.push(page),
+                    Op::ChildLoad { page } => {
+                        child_loads += 1;
+                        cow_loads += usize::from(parent_stores_since_fork.contains(&page));
+                    }
+                    Op::ChildStore { .. } => child_stores += 1,
+                    Op::ChildExit => exits += 1,
+                    _ => {}
+                }
+            }
+        }
+        let counts = (ro, rw, forks, child_loads, child_stores, exits, cow_loads);
+        assert!(
+            ro > 100 && rw > 50 && forks > 100 && child_loads > 100 && child_stores > 50,
+            "{counts:?}"
+        );
+        assert!(exits > 30 && cow_loads > 10, "{counts:?}");
+        // The other mixes draw none of these.
+        for i in 0..50 {
+            for mix in [OpMix::Basic, OpMix::Extended, OpMix::File] {
+                assert!(generate_mix(1, i, mix).ops.iter().all(|op| !matches!(
+                    op,
+                    Op::Mprotect { .. }
+                        | Op::Fork
+                        | Op::ChildLoad { .. }
+                        | Op::ChildStore { .. }
+                        | Op::ChildExit
+                )));
+            }
+        }
+    }
+
+    #[test]
     fn deterministic() {
         for i in 0..50 {
             assert_eq!(generate(7, i), generate(7, i));
@@ -882,8 +1028,14 @@ mod tests {
                         aligned_collapse +=
                             usize::from(start % PMD_PAGES == 0 && pages % PMD_PAGES == 0);
                     }
-                    Op::PunchHole { .. } | Op::Truncate { .. } => {
-                        panic!("a file op in the extended mix: {op:?}")
+                    Op::PunchHole { .. }
+                    | Op::Truncate { .. }
+                    | Op::Mprotect { .. }
+                    | Op::Fork
+                    | Op::ChildLoad { .. }
+                    | Op::ChildStore { .. }
+                    | Op::ChildExit => {
+                        panic!("a file or process op in the extended mix: {op:?}")
                     }
                 }
             }

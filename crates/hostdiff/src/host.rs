@@ -82,10 +82,14 @@ enum Stage {
     Memfd,
     Fallocate,
     Ftruncate,
+    Mprotect,
+    Fork,
+    ChildIo,
+    ChildWait,
 }
 
 impl Stage {
-    const ALL: [Stage; 19] = [
+    const ALL: [Stage; 23] = [
         Stage::OpenStatus,
         Stage::OpenRollup,
         Stage::OpenPagemap,
@@ -105,6 +109,10 @@ impl Stage {
         Stage::Memfd,
         Stage::Fallocate,
         Stage::Ftruncate,
+        Stage::Mprotect,
+        Stage::Fork,
+        Stage::ChildIo,
+        Stage::ChildWait,
     ];
 
     fn from_code(c: u64) -> Option<Stage> {
@@ -132,6 +140,10 @@ impl Stage {
             Stage::Memfd => "memfd_create + ftruncate (more files than the child keeps?)",
             Stage::Fallocate => "fallocate(FALLOC_FL_PUNCH_HOLE)",
             Stage::Ftruncate => "ftruncate",
+            Stage::Mprotect => "mprotect",
+            Stage::Fork => "pipe2 + fork (the case's child process)",
+            Stage::ChildIo => "talking to the case's child process",
+            Stage::ChildWait => "waitpid (the case's child process)",
         }
     }
 }
@@ -394,6 +406,7 @@ impl HostRunner {
                     fds: [-1; 3],
                     files: [-1; MAX_FILES],
                     nr_files: 0,
+                    forked: None,
                 };
                 child.main(&populate, wfd)
             }))
@@ -551,12 +564,19 @@ fn validate(case: &Case) -> Result<(), HostError> {
     let mut sh = crate::gen::Shadow::new();
     for (index, op) in case.ops.iter().enumerate() {
         let ok = match *op {
-            Op::Store { page, .. } | Op::Load { page } => sh.accessible(page),
+            // Accesses that would fault (SIGSEGV, SIGBUS) and child ops without a child.
+            Op::Store { .. }
+            | Op::Load { .. }
+            | Op::Fork
+            | Op::ChildLoad { .. }
+            | Op::ChildStore { .. }
+            | Op::ChildExit => sh.valid(op),
             Op::PunchHole { file, .. } | Op::Truncate { file, .. } => sh.file_size(file).is_some(),
             Op::Mmap { start, pages, .. }
             | Op::Munmap { start, pages }
             | Op::DontNeed { start, pages }
             | Op::Hugepage { start, pages }
+            | Op::Mprotect { start, pages, .. }
             | Op::Collapse { start, pages } => crate::gen::in_window(start, pages),
             Op::Mremap {
                 start,
@@ -657,6 +677,81 @@ struct Child<'a> {
     /// The memfds of `ShmemPrivate` mappings, by number (kept open for punch and truncate).
     files: [c_int; MAX_FILES],
     nr_files: usize,
+    /// The case's own child process (`Op::Fork`), if alive.
+    forked: Option<Forked>,
+}
+
+/// The case's child process: its pid, the request pipe's write end and the reply pipe's read end.
+#[derive(Clone, Copy, Debug)]
+struct Forked {
+    pid: libc::pid_t,
+    req: c_int,
+    reply: c_int,
+}
+
+/// Requests to the case's child, as `[command, page, value]` words.
+const CHILD_LOAD: u64 = 1;
+const CHILD_STORE: u64 = 2;
+const CHILD_EXIT: u64 = 3;
+
+/// Write all of `words` to `fd`; false on failure.
+fn write_words(fd: c_int, words: &[u64]) -> bool {
+    let bytes = std::mem::size_of_val(words);
+    let p = words.as_ptr().cast::<u8>();
+    let mut sent = 0;
+    while sent < bytes {
+        // SAFETY: writing from within `words`.
+        let r = unsafe { libc::write(fd, p.add(sent).cast(), bytes - sent) };
+        if r > 0 {
+            sent += r as usize;
+        } else if r == 0 || errno() != libc::EINTR {
+            return false;
+        }
+    }
+    true
+}
+
+/// Fill `words` from `fd`; false on EOF or failure.
+fn read_words(fd: c_int, words: &mut [u64]) -> bool {
+    let bytes = std::mem::size_of_val(words);
+    let p = words.as_mut_ptr().cast::<u8>();
+    let mut got = 0;
+    while got < bytes {
+        // SAFETY: reading into `words`.
+        let r = unsafe { libc::read(fd, p.add(got).cast(), bytes - got) };
+        if r > 0 {
+            got += r as usize;
+        } else if r == 0 || errno() != libc::EINTR {
+            return false;
+        }
+    }
+    true
+}
+
+/// The case's child: serve loads and stores in the window until told to exit (or the case's
+/// process is gone). No allocation: it runs on the stack and the window only.
+fn serve_child(req: c_int, reply: c_int) -> ! {
+    let mut cmd = [0u64; 3];
+    while read_words(req, &mut cmd) {
+        let [what, page, value] = cmd;
+        // SAFETY: the parent validated the page against the child's view (mapped, writable
+        // for a store, not beyond a truncated file).
+        let answer = unsafe {
+            match what {
+                CHILD_LOAD => ptr::read_volatile(addr(page) as *const u64),
+                CHILD_STORE => {
+                    ptr::write_volatile(addr(page) as *mut u64, value);
+                    0
+                }
+                _ => break,
+            }
+        };
+        if !write_words(reply, &[answer]) {
+            break;
+        }
+    }
+    // SAFETY: leave without running destructors.
+    unsafe { libc::_exit(0) }
 }
 
 /// Files a case may create (a case has at most 40 ops).
@@ -750,7 +845,14 @@ impl Child<'_> {
             // SAFETY: prefaulting readable file mappings; errors are harmless.
             unsafe { libc::madvise(a as *mut c_void, len, libc::MADV_POPULATE_READ) };
         }
-        let res = self.body();
+        let mut res = self.body();
+        if self.forked.is_some() {
+            // The case's own child must not outlive the observations' process.
+            let failed = self.child_exit().err();
+            if let (Ok(()), Some((stage, e))) = (&res, failed) {
+                res = Err(Fail(SETUP, stage, e));
+            }
+        }
         let header = match res {
             Ok(()) => [0, 0, 0, 0],
             Err(Fail(i, stage, e)) => [1, i, e as u64, stage as u64],
@@ -831,6 +933,35 @@ impl Child<'_> {
                 self.exec(&op).map_err(|(s, e)| Fail(SETUP, s, e))?;
                 self.observe(0, SETUP)?;
             }
+        }
+        // fork, the child's accesses and exit, and mprotect both ways.
+        let ops = [
+            Op::Mmap {
+                start: 0,
+                pages: 1,
+                backing: Backing::AnonPrivate,
+            },
+            Op::Store { page: 0, value: 1 },
+            Op::Fork,
+            Op::ChildLoad { page: 0 },
+            Op::ChildStore { page: 0, value: 2 },
+            Op::ChildExit,
+            Op::Mprotect {
+                start: 0,
+                pages: 1,
+                write: false,
+            },
+            Op::Mprotect {
+                start: 0,
+                pages: 1,
+                write: true,
+            },
+            Op::Store { page: 0, value: 3 },
+            Op::Munmap { start: 0, pages: 1 },
+        ];
+        for op in ops {
+            self.exec(&op).map_err(|(s, e)| Fail(SETUP, s, e))?;
+            self.observe(0, SETUP)?;
         }
         // A one-page mapping cannot hold a THP: MADV_HUGEPAGE does not register the mm with
         // khugepaged and MADV_COLLAPSE fails (EINVAL) without touching anything.
@@ -966,6 +1097,28 @@ impl Child<'_> {
                         return Err((Stage::Ftruncate, errno()));
                     }
                 }
+                Op::Mprotect {
+                    start,
+                    pages,
+                    write,
+                } => {
+                    let a = addr(start) as *mut c_void;
+                    let prot = libc::PROT_READ | if write { libc::PROT_WRITE } else { 0 };
+                    if libc::mprotect(a, len(pages), prot) != 0 {
+                        return Err((Stage::Mprotect, errno()));
+                    }
+                }
+                Op::Fork => self.fork()?,
+                Op::ChildLoad { page } => {
+                    return Ok(Done {
+                        load: Some(self.ask_child([CHILD_LOAD, page, 0])?),
+                        errno: 0,
+                    })
+                }
+                Op::ChildStore { page, value } => {
+                    self.ask_child([CHILD_STORE, page, value])?;
+                }
+                Op::ChildExit => self.child_exit()?,
                 Op::Collapse { start, pages } => {
                     let a = addr(start) as *mut c_void;
                     let e = if libc::madvise(a, len(pages), libc::MADV_COLLAPSE) != 0 {
@@ -981,6 +1134,71 @@ impl Child<'_> {
             }
         }
         Ok(Done::default())
+    }
+
+    /// `Op::Fork`: a child serving requests over two pipes.
+    fn fork(&mut self) -> Result<(), (Stage, i32)> {
+        let (mut req, mut reply) = ([0 as c_int; 2], [0 as c_int; 2]);
+        // SAFETY: plain syscalls on local arrays; the child only makes async-signal-safe calls
+        // and never returns.
+        unsafe {
+            if libc::pipe2(req.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                return Err((Stage::Fork, errno()));
+            }
+            if libc::pipe2(reply.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                let e = errno();
+                libc::close(req[0]);
+                libc::close(req[1]);
+                return Err((Stage::Fork, e));
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                let e = errno();
+                for fd in [req[0], req[1], reply[0], reply[1]] {
+                    libc::close(fd);
+                }
+                return Err((Stage::Fork, e));
+            }
+            if pid == 0 {
+                libc::close(req[1]);
+                libc::close(reply[0]);
+                serve_child(req[0], reply[1]);
+            }
+            libc::close(req[0]);
+            libc::close(reply[1]);
+            self.forked = Some(Forked {
+                pid,
+                req: req[1],
+                reply: reply[0],
+            });
+        }
+        Ok(())
+    }
+
+    /// Send one request to the case's child and wait for its answer.
+    fn ask_child(&mut self, cmd: [u64; 3]) -> Result<u64, (Stage, i32)> {
+        let f = self.forked.ok_or((Stage::ChildIo, libc::ECHILD))?;
+        let mut answer = [0u64];
+        if !write_words(f.req, &cmd) || !read_words(f.reply, &mut answer) {
+            return Err((Stage::ChildIo, errno()));
+        }
+        Ok(answer[0])
+    }
+
+    /// `Op::ChildExit`: tell the child to exit and reap it, so its mm is gone.
+    fn child_exit(&mut self) -> Result<(), (Stage, i32)> {
+        let f = self.forked.take().ok_or((Stage::ChildIo, libc::ECHILD))?;
+        let sent = write_words(f.req, &[CHILD_EXIT, 0, 0]);
+        // SAFETY: closing our pipe ends; closing the request pipe also ends the child's loop.
+        unsafe {
+            libc::close(f.req);
+            libc::close(f.reply);
+        }
+        if !sent {
+            return Err((Stage::ChildIo, errno()));
+        }
+        wait_child(f.pid).map_err(|_| (Stage::ChildWait, errno()))?;
+        Ok(())
     }
 
     /// Record raw counters and present bits into observation slot `slot`.

@@ -31,6 +31,9 @@ fn size(case: &Case) -> (usize, usize, u128, u128, u128, usize) {
             Op::Munmap { start, pages: p }
             | Op::DontNeed { start, pages: p }
             | Op::Hugepage { start, pages: p }
+            | Op::Mprotect {
+                start, pages: p, ..
+            }
             | Op::Collapse { start, pages: p } => {
                 pages += u128::from(p);
                 starts += u128::from(start);
@@ -43,11 +46,12 @@ fn size(case: &Case) -> (usize, usize, u128, u128, u128, usize) {
                 pages += u128::from(p);
                 starts += u128::from(start) + u128::from(new_start);
             }
-            Op::Store { page, value } => {
+            Op::Store { page, value } | Op::ChildStore { page, value } => {
                 values += u128::from(value);
                 starts += u128::from(page);
             }
-            Op::Load { page } => starts += u128::from(page),
+            Op::Load { page } | Op::ChildLoad { page } => starts += u128::from(page),
+            Op::Fork | Op::ChildExit => {}
             Op::PunchHole {
                 offset, pages: p, ..
             } => {
@@ -281,6 +285,7 @@ fn relocate(ops: &[Op], i: usize, from: u64, pages: u64, to: u64) -> Vec<Op> {
             | Op::Munmap { start, pages }
             | Op::DontNeed { start, pages }
             | Op::Hugepage { start, pages }
+            | Op::Mprotect { start, pages, .. }
             | Op::Collapse { start, pages } => mv(start, *pages),
             Op::Mremap {
                 start,
@@ -290,9 +295,15 @@ fn relocate(ops: &[Op], i: usize, from: u64, pages: u64, to: u64) -> Vec<Op> {
                 mv(start, *pages);
                 mv(new_start, *pages);
             }
+            // The child's address space did not move.
             Op::Store { page, .. } | Op::Load { page } => mv(page, 1),
             // File offsets, not window pages: a move leaves them alone.
-            Op::PunchHole { .. } | Op::Truncate { .. } => {}
+            Op::PunchHole { .. }
+            | Op::Truncate { .. }
+            | Op::Fork
+            | Op::ChildLoad { .. }
+            | Op::ChildStore { .. }
+            | Op::ChildExit => {}
         }
     }
     out
@@ -305,14 +316,18 @@ fn op_ranges(op: &Op) -> Vec<(u64, u64)> {
         | Op::Munmap { start, pages }
         | Op::DontNeed { start, pages }
         | Op::Hugepage { start, pages }
+        | Op::Mprotect { start, pages, .. }
         | Op::Collapse { start, pages } => vec![(start, pages.max(1))],
         Op::Mremap {
             start,
             pages,
             new_start,
         } => vec![(start, pages.max(1)), (new_start, pages.max(1))],
-        Op::Store { page, .. } | Op::Load { page } => vec![(page, 1)],
-        Op::PunchHole { .. } | Op::Truncate { .. } => vec![],
+        Op::Store { page, .. }
+        | Op::Load { page }
+        | Op::ChildStore { page, .. }
+        | Op::ChildLoad { page } => vec![(page, 1)],
+        Op::PunchHole { .. } | Op::Truncate { .. } | Op::Fork | Op::ChildExit => vec![],
     }
 }
 
@@ -328,6 +343,7 @@ fn collapse(op: &Op, x: u64) -> Option<Op> {
         | Op::Munmap { start, pages }
         | Op::DontNeed { start, pages }
         | Op::Hugepage { start, pages }
+        | Op::Mprotect { start, pages, .. }
         | Op::Collapse { start, pages } => {
             down(start);
             *pages -= u64::from(covers && *pages > 0);
@@ -348,14 +364,17 @@ fn collapse(op: &Op, x: u64) -> Option<Op> {
                 return None;
             }
         }
-        Op::Store { page, .. } | Op::Load { page } => {
+        Op::Store { page, .. }
+        | Op::Load { page }
+        | Op::ChildStore { page, .. }
+        | Op::ChildLoad { page } => {
             if covers {
                 return None;
             }
             down(page);
         }
         // File offsets: left as they are (normalize drops them if they no longer fit).
-        Op::PunchHole { .. } | Op::Truncate { .. } => {}
+        Op::PunchHole { .. } | Op::Truncate { .. } | Op::Fork | Op::ChildExit => {}
     }
     Some(op)
 }
@@ -372,6 +391,7 @@ fn shift(op: &Op, by: u64) -> Op {
         | Op::Munmap { start, .. }
         | Op::DontNeed { start, .. }
         | Op::Hugepage { start, .. }
+        | Op::Mprotect { start, .. }
         | Op::Collapse { start, .. } => *start -= by,
         Op::Mremap {
             start, new_start, ..
@@ -379,8 +399,11 @@ fn shift(op: &Op, by: u64) -> Op {
             *start -= by;
             *new_start -= by;
         }
-        Op::Store { page, .. } | Op::Load { page } => *page -= by,
-        Op::PunchHole { .. } | Op::Truncate { .. } => {}
+        Op::Store { page, .. }
+        | Op::Load { page }
+        | Op::ChildStore { page, .. }
+        | Op::ChildLoad { page } => *page -= by,
+        Op::PunchHole { .. } | Op::Truncate { .. } | Op::Fork | Op::ChildExit => {}
     }
     op
 }
@@ -524,7 +547,25 @@ fn variants(op: &Op) -> Vec<Op> {
                 pages,
             }));
         }
-        Op::Truncate { .. } => {}
+        Op::Mprotect {
+            start,
+            pages,
+            write,
+        } => {
+            for p in smaller(pages, 1) {
+                out.push(Op::Mprotect {
+                    start,
+                    pages: p,
+                    write,
+                });
+            }
+        }
+        Op::ChildStore { page, value } => out.extend(
+            smaller(value, 0)
+                .into_iter()
+                .map(|value| Op::ChildStore { page, value }),
+        ),
+        Op::Truncate { .. } | Op::Fork | Op::ChildLoad { .. } | Op::ChildExit => {}
     }
     out
 }

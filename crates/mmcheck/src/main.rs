@@ -134,8 +134,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Operation mix: `extended` (mmap, store, load, munmap, MADV_DONTNEED, mremap,
-        /// MADV_HUGEPAGE, MADV_COLLAPSE), `basic` (without the last three) or `file` (extended
-        /// plus MAP_PRIVATE memfd mappings, FALLOC_FL_PUNCH_HOLE and ftruncate).
+        /// MADV_HUGEPAGE, MADV_COLLAPSE), `basic` (without the last three), `file` (extended
+        /// plus MAP_PRIVATE memfd mappings, FALLOC_FL_PUNCH_HOLE and ftruncate) or `process`
+        /// (file plus mprotect, and fork with the child's loads, stores and exit).
         #[arg(long, value_enum, default_value_t = MixArg::Extended)]
         ops: MixArg,
     },
@@ -146,6 +147,7 @@ enum MixArg {
     Basic,
     Extended,
     File,
+    Process,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -269,6 +271,7 @@ fn main() -> ExitCode {
                 MixArg::Basic => mmcheck_hostdiff::gen::OpMix::Basic,
                 MixArg::Extended => mmcheck_hostdiff::gen::OpMix::Extended,
                 MixArg::File => mmcheck_hostdiff::gen::OpMix::File,
+                MixArg::Process => mmcheck_hostdiff::gen::OpMix::Process,
             },
         ),
         Cmd::Bench {

@@ -3,7 +3,8 @@
 //! pagemap present bits, and the errno of MADV_COLLAPSE). Mremap, MADV_HUGEPAGE and MADV_COLLAPSE
 //! go to `do_mremap`, `madvise_hugepage` and `madvise_collapse`; a `MAP_PRIVATE` memfd mapping is a
 //! shmem file the runner holds a reference to (the host's fd), punched with `shmem_punch_hole`
-//! and truncated with `shmem_setattr_truncate`. Every case also ends with the
+//! and truncated with `shmem_setattr_truncate`. `mprotect` is `do_mprotect`; `fork` is `dup_mmap`,
+//! whose child mm the child's loads and stores use and whose exit is `exit_mmap`. Every case also ends with the
 //! quiescent invariant check; a model violation is an error, not a divergence.
 
 use mmcheck_hostdiff::case::{
@@ -12,8 +13,10 @@ use mmcheck_hostdiff::case::{
 use mmcheck_kernel::arch::fault::{user_load, user_store};
 use mmcheck_kernel::arch::pgtable::Entry;
 use mmcheck_kernel::check::check_quiescent;
+use mmcheck_kernel::mm::fork::dup_mmap;
 use mmcheck_kernel::mm::madvise::madvise_dontneed;
 use mmcheck_kernel::mm::madvise_collapse::madvise_collapse;
+use mmcheck_kernel::mm::mprotect::do_mprotect;
 use mmcheck_kernel::mm::mremap::do_mremap;
 use mmcheck_kernel::mm::pgtable::pmd_off;
 use mmcheck_kernel::mm::shmem::{fput, shmem_file_setup, shmem_punch_hole, shmem_setattr_truncate};
@@ -78,6 +81,9 @@ impl CaseRunner for ModelRunner {
         let mm = mm_alloc(cx).map_err(|e| format!("mm_alloc: {e}"))?;
         let addr = |p: u64| REGION_BASE + p * PAGE_SIZE;
         let mut out = Vec::with_capacity(case.ops.len());
+        // The case's child process (`Op::Fork`): its mm, observed only through its loads.
+        let mut child: Option<std::sync::Arc<MmStruct>> = None;
+        let no_child = || mmcheck_kernel::Errno::Einval;
         // The `ShmemPrivate` files, by number, each with the runner's reference (the host's fd).
         let mut files: Vec<std::sync::Arc<mmcheck_kernel::mm::types::File>> = Vec::new();
         let file = |files: &[std::sync::Arc<mmcheck_kernel::mm::types::File>], f: u32| {
@@ -134,6 +140,25 @@ impl CaseRunner for ModelRunner {
                 Op::Truncate { file: f, pages } => {
                     file(&files, f).map(|f| shmem_setattr_truncate(cx, &f, pages))
                 }
+                Op::Mprotect {
+                    start,
+                    pages,
+                    write,
+                } => do_mprotect(cx, &mm, addr(start), addr(start + pages), write),
+                Op::Fork => dup_mmap(cx, &mm).map(|c| child = Some(c)),
+                Op::ChildLoad { page } => child
+                    .as_ref()
+                    .ok_or_else(no_child)
+                    .and_then(|c| user_load(cx, c, addr(page)))
+                    .map(|v| load = Some(v)),
+                Op::ChildStore { page, value } => child
+                    .as_ref()
+                    .ok_or_else(no_child)
+                    .and_then(|c| user_store(cx, c, addr(page), value)),
+                Op::ChildExit => child.take().ok_or_else(no_child).map(|c| {
+                    exit_mmap(cx, &c);
+                    mmdrop(cx, &c);
+                }),
                 Op::Collapse { start, pages } => {
                     if let Err(e) = madvise_collapse(cx, &mm, addr(start), pages * PAGE_SIZE) {
                         errno = e.errno();
@@ -162,6 +187,10 @@ impl CaseRunner for ModelRunner {
         let errs = check_quiescent(&k);
         if let Some((kind, msg)) = errs.first() {
             return Err(format!("model invariant after the case: {kind}: {msg}"));
+        }
+        if let Some(c) = child.take() {
+            exit_mmap(cx, &c);
+            mmdrop(cx, &c);
         }
         exit_mmap(cx, &mm);
         mmdrop(cx, &mm);

@@ -564,3 +564,113 @@ fn known_divergences_model_agrees() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// fork and mprotect as the host does them: the child sees the parent's data as of the fork and
+/// COW keeps the two views apart (no page is added to the parent's Rss: it keeps one copy); a
+/// write to a THP shared with the child splits the huge PMD in the parent (AnonHugePages drops,
+/// the deposited table takes over, Rss stays); and mprotect read-only then back merges the VMAs
+/// again, so MADV_DONTNEED of the whole PMD range frees its PTE table (VmPTE -4 kB).
+#[test]
+fn fork_and_mprotect_pin_the_host() {
+    let Some((host, mask)) = thp_host(false) else {
+        return;
+    };
+    let [cow, thp, merge] = <[Case; 3]>::try_from(process_cases()).expect("three cases");
+    let cow_want = [
+        expect(4, 12, 8, 0, &[(0, 2)]),
+        expect(5, 12, 8, 0, &[(0, 2)]).load(1),
+        expect(7, 12, 8, 0, &[(0, 2)]).load(2),
+        expect(8, 12, 8, 0, &[(0, 2)]).load(20),
+        expect(10, 12, 8, 0, &[(0, 2)]).load(10),
+        expect(11, 12, 8, 0, &[(0, 2)]),
+    ];
+    check(&host, &mask, &cow, &cow_want);
+    let thp_want = [
+        expect(3, 12, 2048, 2048, &[(0, 512)]),
+        expect(4, 12, 2048, 0, &[(0, 512)]),
+        expect(6, 12, 2048, 0, &[(0, 512)]).load(0),
+        expect(8, 12, 2048, 2048, &[(0, 512)]),
+    ];
+    if host.features().madv_collapse {
+        check(&host, &mask, &thp, &thp_want);
+    }
+    let merge_want = [expect(3, 12, 4, 0, &[(512, 513)]), expect(4, 8, 0, 0, &[])];
+    if host.features().pt_reclaim {
+        check(&host, &mask, &merge, &merge_want);
+    }
+}
+
+#[test]
+fn process_mix_agrees_with_host() {
+    let Some((host, mask)) = setup() else { return };
+    let proto = Protocol {
+        pt_reclaim: host.features().pt_reclaim,
+        ..Protocol::default()
+    };
+    let r = mmcheck_hostdiff::compare::run_diff_mix(
+        60,
+        4,
+        mmcheck_hostdiff::gen::OpMix::Process,
+        &host,
+        &ModelRunner { proto },
+        &mask,
+        &mut |_| {},
+    );
+    assert!(r.ok(), "{r}");
+    assert_eq!(r.agreed + r.skipped.len() as u64, 60, "{r}");
+}
+
+/// The cases of `fork_and_mprotect_pin_the_host`.
+fn process_cases() -> Vec<Case> {
+    let fork = Op::Fork;
+    let cload = |page| Op::ChildLoad { page };
+    let cstore = |page, value| Op::ChildStore { page, value };
+    let mprotect = |start, pages, write| Op::Mprotect {
+        start,
+        pages,
+        write,
+    };
+    vec![
+        Case {
+            ops: vec![
+                mmap(0, 4),
+                store(0, 1),
+                store(1, 2),
+                fork,
+                store(0, 10),
+                cload(0),
+                cstore(1, 20),
+                load(1),
+                cload(1),
+                Op::ChildExit,
+                load(0),
+                store(1, 3),
+            ],
+        },
+        Case {
+            ops: vec![
+                mmap(0, 512),
+                hugepage(0, 512),
+                store(0, 7),
+                fork,
+                store(1, 8),
+                load(0),
+                cload(1),
+                Op::ChildExit,
+                collapse(0, 512),
+            ],
+        },
+        Case {
+            ops: vec![
+                mmap(365, 659),
+                mprotect(617, 1, false),
+                mprotect(365, 253, true),
+                store(512, 5),
+                Op::DontNeed {
+                    start: 512,
+                    pages: 512,
+                },
+            ],
+        },
+    ]
+}

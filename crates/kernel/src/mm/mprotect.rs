@@ -2,7 +2,8 @@
 //! for its two callers here:
 //! - `mprotect` (`do_mprotect_pkey` → `mprotect_fixup`): under the mmap write lock, split the
 //!   VMAs at the range's edges, write-lock them, change `vm_flags`, and write-protect the mapped
-//!   entries when write permission goes away, all inside one mmu_gather;
+//!   entries when write permission goes away, all inside one mmu_gather; then merge the changed
+//!   VMAs with compatible neighbours;
 //! - NUMA hinting (`kernel/sched/fair.c` `task_numa_work` → `change_prot_numa`): under the mmap
 //!   read lock, make a range's mapped pages PROTNONE so the next access faults (`do_numa_page` /
 //!   `do_huge_pmd_numa_page` in `memory.rs` and `huge_memory.rs`).
@@ -86,6 +87,7 @@ pub fn do_mprotect(
         }
     }
     tlb.finish(cx);
+    crate::mm::vma::vma_merge_modified(cx, mm, &w, start, end);
     drop(w);
     if !write {
         crate::check::check_tlb_permission(cx, mm, start, end, tlb_before, "mprotect");

@@ -182,6 +182,58 @@ fn vma_merge_new_anon(
     }
 }
 
+/// The merge at the end of `vma_modify_flags` (`vma_merge_existing_range`, `mm/vma.c`): after a
+/// flags change on `[addr, end)`, each VMA there merges with a neighbour when both are anonymous
+/// or map the same file at contiguous offsets, have the same flags and compatible anon_vmas. The
+/// surviving VMA grows under `i_mmap_rwsem` and the anon_vma lock (both written, as
+/// `vma_prepare` takes them); the other is detached and removed. mmap W held.
+pub fn vma_merge_modified(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, addr: u64, end: u64) {
+    let ps = cx.geo().page_shift;
+    loop {
+        let all = mm.vmas_in(cx, addr.saturating_sub(1 << ps), end + (1 << ps));
+        let mergeable = |p: &Arc<Vma>, n: &Arc<Vma>| {
+            let same_backing = match (&p.file, &n.file) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            let compat = match (p.anon_vma(cx), n.anon_vma(cx)) {
+                (Some(x), Some(y)) => x.id == y.id,
+                _ => true,
+            };
+            p.end() == n.start()
+                && same_backing
+                && p.flags(cx).0 == n.flags(cx).0
+                && compat
+                && p.pgoff() + ((p.end() - p.start()) >> ps) == n.pgoff()
+        };
+        let Some(pair) = all.windows(2).find(|pair| mergeable(&pair[0], &pair[1])) else {
+            break;
+        };
+        let (p, n) = (&pair[0], &pair[1]);
+        w.vma_start_write(&p.lock);
+        w.vma_start_write(&n.lock);
+        if p.anon_vma(cx).is_none() && n.anon_vma(cx).is_some() {
+            anon_vma_clone(cx, p, n);
+        }
+        let im = p.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
+        let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
+        let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
+        mm.tree_remove(cx, n.start());
+        w.vma_mark_detached(&n.lock);
+        for av in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
+            av.tree_remove(cx, n);
+        }
+        if let Some(f) = &n.file {
+            f.i_mmap_remove(cx, n);
+        }
+        p.set_range(cx, p.start(), n.end(), p.pgoff());
+        drop(guards);
+        drop(im);
+        remove_vma(cx, n);
+    }
+}
+
 /// `__split_vma`: split `vma` at `addr`; the upper part becomes a new VMA. mmap W held.
 pub fn __split_vma(
     cx: Ctx<'_>,
@@ -342,7 +394,6 @@ pub fn mmdrop(cx: Ctx<'_>, mm: &MmStruct) {
 pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
     let _f = cx.cpu.enter("madvise_hugepage");
     let end = check_range(cx, addr, len)?;
-    let ps = cx.geo().page_shift;
     let w = mm.mmap_lock.write_lock(cx.cpu);
     let vmas = mm.vmas_in(cx, addr, end);
     if vmas.is_empty() {
@@ -363,45 +414,6 @@ pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
         let f = v.flags(cx);
         v.set_flags(cx, VmFlags(f.0 | VmFlags::HUGEPAGE));
     }
-    // vma_modify_flags: merge the changed VMAs with compatible neighbours (same flags, anon_vma
-    // compatible, contiguous pgoff), as the kernel's merge on a flags change does.
-    loop {
-        let all = mm.vmas_in(cx, addr.saturating_sub(1 << ps), end + (1 << ps));
-        let mut merged = false;
-        for pair in all.windows(2) {
-            let (p, n) = (&pair[0], &pair[1]);
-            let compat = match (p.anon_vma(cx), n.anon_vma(cx)) {
-                (Some(x), Some(y)) => x.id == y.id,
-                _ => true,
-            };
-            if p.end() == n.start()
-                && p.is_anonymous()
-                && n.is_anonymous()
-                && p.flags(cx).0 == n.flags(cx).0
-                && compat
-                && p.pgoff() + ((p.end() - p.start()) >> ps) == n.pgoff()
-            {
-                w.vma_start_write(&p.lock);
-                w.vma_start_write(&n.lock);
-                if p.anon_vma(cx).is_none() && n.anon_vma(cx).is_some() {
-                    anon_vma_clone(cx, p, n);
-                }
-                let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
-                let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
-                mm.tree_remove(cx, n.start());
-                w.vma_mark_detached(&n.lock);
-                for av in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
-                    av.tree_remove(cx, n);
-                }
-                p.set_range(cx, p.start(), n.end(), p.pgoff());
-                drop(guards);
-                merged = true;
-                break;
-            }
-        }
-        if !merged {
-            break;
-        }
-    }
+    vma_merge_modified(cx, mm, &w, addr, end);
     Ok(())
 }
