@@ -575,7 +575,8 @@ fn fork_and_mprotect_pin_the_host() {
     let Some((host, mask)) = thp_host(false) else {
         return;
     };
-    let [cow, thp, merge] = <[Case; 3]>::try_from(process_cases()).expect("three cases");
+    let [cow, thp, merge, collapse_after] =
+        <[Case; 4]>::try_from(process_cases()).expect("four cases");
     let cow_want = [
         expect(4, 12, 8, 0, &[(0, 2)]),
         expect(5, 12, 8, 0, &[(0, 2)]).load(1),
@@ -597,6 +598,14 @@ fn fork_and_mprotect_pin_the_host() {
     let merge_want = [expect(3, 12, 4, 0, &[(512, 513)]), expect(4, 8, 0, 0, &[])];
     if host.features().pt_reclaim {
         check(&host, &mask, &merge, &merge_want);
+    }
+    // scenarios/selftests/mprotect-merge-back.mmt: one VMA again, so MADV_COLLAPSE succeeds.
+    let collapse_want = [
+        expect(5, 12, 2048, 2048, &[(0, 512)]),
+        expect(6, 12, 2048, 2048, &[(0, 512)]).load(2),
+    ];
+    if host.features().madv_collapse {
+        check(&host, &mask, &collapse_after, &collapse_want);
     }
 }
 
@@ -670,6 +679,17 @@ fn process_cases() -> Vec<Case> {
                     start: 512,
                     pages: 512,
                 },
+            ],
+        },
+        Case {
+            ops: vec![
+                mmap(0, 512),
+                store(0, 1),
+                store(3, 2),
+                mprotect(2, 2, false),
+                mprotect(2, 2, true),
+                collapse(0, 512),
+                load(3),
             ],
         },
     ]
