@@ -111,6 +111,9 @@ pub struct Protocol {
     /// khugepaged's `max_ptes_none` (`/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none`,
     /// capped at `HPAGE_PMD_NR - 1`; for mTHP orders only 0 or the maximum are meaningful).
     pub collapse_max_ptes_none: u64,
+    /// khugepaged's `max_ptes_shared`: PTEs mapping an anon page that may be mapped by another
+    /// mm (after fork) that a PMD-order collapse accepts.
+    pub collapse_max_ptes_shared: MaxPtesShared,
     /// `pte_offset_map*` enter RCU (6.5+, Hugh Dickins); before, they relied on the caller's locks.
     pub pte_map_rcu: bool,
     /// `retract_page_tables` rechecks the PMD under the PMD lock (`check_pmd_state`, 6.14).
@@ -164,6 +167,29 @@ pub enum EmptyCheck {
 pub enum RetractLocks {
     IMmapRead,
     AllExclusive,
+}
+
+/// `khugepaged.max_ptes_shared`, as a fraction of the PTEs of a table (the geometry decides
+/// HPAGE_PMD_NR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxPtesShared {
+    /// `HPAGE_PMD_NR / 2`, the kernel's default.
+    Half,
+    /// 0: any shared page fails the collapse.
+    Zero,
+    /// `HPAGE_PMD_NR - 1`, as khugepaged.c's `collapse_fork_compound` sets it.
+    Max,
+}
+
+impl MaxPtesShared {
+    /// The limit for a table of `entries` PTEs.
+    pub fn limit(self, entries: u64) -> u64 {
+        match self {
+            MaxPtesShared::Half => entries / 2,
+            MaxPtesShared::Zero => 0,
+            MaxPtesShared::Max => entries - 1,
+        }
+    }
 }
 
 /// `collapse.mthp_anon_vma`.
@@ -277,6 +303,7 @@ impl Default for Protocol {
             collapse_pmd_none_check: PmdNoneCheck::Warn,
             collapse_vma_write_order: VmaWriteOrder::BeforeCheck,
             collapse_max_ptes_none: 511,
+            collapse_max_ptes_shared: MaxPtesShared::Half,
             pte_map_rcu: true,
             retract_recheck_pmd: true,
             retract_anon_vma_recheck: true,
@@ -787,6 +814,26 @@ pub const SWITCHES: &[Switch] = &[
                 true
             }
             _ => false,
+        },
+    },
+    Switch {
+        name: "khugepaged.max_ptes_shared",
+        values: &["half", "0", "max"],
+        doc: "how many PTEs mapping a page that may be shared with another mm (after fork) a khugepaged PMD-order collapse accepts: HPAGE_PMD_NR / 2 (the default), none, or HPAGE_PMD_NR - 1; an mTHP-order collapse fails on any shared page, and MADV_COLLAPSE has no limit",
+        cite: "/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_shared (71a2c112a0f6, 5.8); mTHP series v16/v17 04/14 (mTHP collapse fails on a shared or swapped entry)",
+        get: |p| match p.collapse_max_ptes_shared {
+            MaxPtesShared::Half => "half",
+            MaxPtesShared::Zero => "0",
+            MaxPtesShared::Max => "max",
+        },
+        set: |p, v| {
+            p.collapse_max_ptes_shared = match v {
+                "half" => MaxPtesShared::Half,
+                "0" => MaxPtesShared::Zero,
+                "max" => MaxPtesShared::Max,
+                _ => return false,
+            };
+            true
         },
     },
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),

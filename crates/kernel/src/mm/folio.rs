@@ -158,6 +158,19 @@ pub fn folio_mapcount(cx: Ctx<'_>, f: FrameRef) -> i64 {
     first + tails + entire
 }
 
+/// `folio_maybe_mapped_shared`: a small folio mapped more than once; a large one mapped whole by
+/// a PMD, or more often than it has pages. The kernel also knows when two mms map distinct pages
+/// of a large folio (the `_mm_ids` shared bit); the model does not and says exclusive there.
+pub fn folio_maybe_mapped_shared(cx: Ctx<'_>, f: FrameRef) -> bool {
+    let mapcount = folio_mapcount(cx, f);
+    let order = folio_order(cx, f);
+    if order == 0 {
+        return mapcount > 1;
+    }
+    let entire = cx.cpu.page(f.pfn, Access::Read).count(F::EntireMapcount);
+    mapcount > 1 && (entire > 0 || mapcount > 1i64 << order)
+}
+
 /// `folio_mapped`.
 pub fn folio_mapped(cx: Ctx<'_>, f: FrameRef) -> bool {
     folio_mapcount(cx, f) > 0

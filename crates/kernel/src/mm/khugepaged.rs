@@ -38,6 +38,8 @@ pub enum CollapseFail {
     PageRo,
     /// `SCAN_TRUNCATED`: a folio left the page cache while the collapse held it.
     Truncated,
+    /// `SCAN_EXCEED_SHARED_PTE`: more than `max_ptes_shared` PTEs map pages another mm may map.
+    ExceedShared,
 }
 
 /// `hugepage_vma_revalidate`: an anonymous VMA with an anon_vma spanning the whole PMD range.
@@ -213,8 +215,18 @@ pub fn collapse_huge_page_by(
             }
         }
     };
+    // max_ptes_shared: khugepaged only; an mTHP order accepts no shared page.
+    let max_shared = match caller {
+        CollapseCaller::Madvise => nr,
+        CollapseCaller::Khugepaged if order == pmd_order => cx
+            .proto()
+            .collapse_max_ptes_shared
+            .limit(g.entries() as u64),
+        CollapseCaller::Khugepaged => 0,
+    };
     let mut isolated: Vec<Isolated> = Vec::new();
     let mut none = 0u64;
+    let mut shared = 0u64;
     let mut result = Ok(());
     {
         let _l = ptl.lock(cx.cpu);
@@ -240,6 +252,14 @@ pub fn collapse_huge_page_by(
             if !folio::folio_test_anon(cx, f) {
                 result = Err(CollapseFail::PageNotPresent);
                 break;
+            }
+            // (MADV_COLLAPSE's limit cannot be exceeded: skip the mapcount reads.)
+            if max_shared < nr && folio::folio_maybe_mapped_shared(cx, f) {
+                shared += 1;
+                if shared > max_shared {
+                    result = Err(CollapseFail::ExceedShared);
+                    break;
+                }
             }
             if let Some(i) = isolated.iter_mut().find(|i| i.folio.pfn == f.pfn) {
                 i.maps += 1;
