@@ -44,6 +44,12 @@ pub struct Protocol {
     pub huge_zero_wp_alloc: bool,
     /// `fault_around_bytes` in pages (16 = 64 KiB).
     pub fault_around_pages: u64,
+    /// The mTHP order enabled for anonymous faults (`hugepages-<size>kB/enabled = always`), 0 for
+    /// none (this host's default).
+    pub anon_fault_order: u32,
+    /// `do_anonymous_page` rechecks the whole range of an mTHP under the PTL (`pte_range_none`),
+    /// not only the faulting PTE.
+    pub anon_fault_range_recheck: bool,
     /// Pages an mmu_gather batches before a forced flush.
     pub gather_batch: usize,
     /// Run RCU callbacks at system-call boundaries (native); the explorer runs them on their own
@@ -276,6 +282,8 @@ impl Default for Protocol {
             huge_zero_page: true,
             huge_zero_wp_alloc: true,
             fault_around_pages: 16,
+            anon_fault_order: 0,
+            anon_fault_range_recheck: true,
             gather_batch: 512,
             inline_rcu_callbacks: true,
             pmd_same_recheck: true,
@@ -836,6 +844,26 @@ pub const SWITCHES: &[Switch] = &[
             true
         },
     },
+    Switch {
+        name: "thp.anon_fault_order",
+        values: &["0", "1", "2", "3", "4"],
+        doc: "the mTHP order anonymous faults try first (hugepages-<size>kB/enabled = always; the range must be aligned, inside the VMA and all pte_none, else order 0); 0 for none, the default",
+        cite: "19eaf44954df (mm: thp: support allocation of anonymous multi-size THP, 6.8)",
+        get: |p| ["0", "1", "2", "3", "4"][p.anon_fault_order.min(4) as usize],
+        set: |p, v| match v.parse::<u32>() {
+            Ok(o) if o <= 4 => {
+                p.anon_fault_order = o;
+                true
+            }
+            _ => false,
+        },
+    },
+    bool_switch!(
+        "fault.mthp_range_recheck",
+        anon_fault_range_recheck,
+        "do_anonymous_page rechecks that every PTE of an mTHP's range is still none under the PTL (pte_range_none), not only the faulting one (vmf_pte_changed)",
+        "19eaf44954df (mm: thp: support allocation of anonymous multi-size THP, 6.8)"
+    ),
     bool_switch!("thp.zero_page", huge_zero_page, "read faults on THP-eligible VMAs map the huge zero folio", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
     bool_switch!(
         "thp.zero_wp_alloc",

@@ -21,6 +21,7 @@ use mmcheck_kernel::protocol::FolioWalkLock;
 use mmcheck_kernel::{Ctx, Kernel};
 use mmcheck_platform::Ghost;
 use mmcheck_platform::{Access, Backend, Machine, MachineConfig, Obj, Violation, ViolationKind};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct KernelModel {
     pub scenario: Scenario,
     /// Pages only ever mapped anonymous-private (MADV_DONTNEED zeroes them).
     anon_pages: std::collections::BTreeSet<u64>,
+    /// Addresses whose user-data history two or more threads write (see [`KernelModel::hist_point`]).
+    hist_addrs: std::collections::BTreeSet<u64>,
     /// Pages whose data the oracle does not follow: mapped with both backings, or unmapped or
     /// moved by some operation.
     untracked: std::collections::BTreeSet<u64>,
@@ -52,6 +55,8 @@ pub struct Instance {
     /// real-time order).
     clock: Ghost<u64>,
     history: Ghost<Vec<crate::linearize::HOp>>,
+    /// The visible history word of each address in `hist_addrs`.
+    hist_ids: std::collections::BTreeMap<u64, u64>,
     /// Word values after the setup, by page address.
     initial: std::collections::BTreeMap<u64, u64>,
 }
@@ -189,9 +194,27 @@ impl KernelModel {
                 _ => None,
             });
         let locations = setup_stores.chain(thread_stores).collect();
+        // Addresses in the history of two or more threads.
+        let mut seen_by: std::collections::BTreeMap<u64, usize> = Default::default();
+        for ops in &scenario.threads {
+            let mine: BTreeSet<u64> = ops
+                .iter()
+                .flat_map(|op| hist_addrs_of(op, ps, &anon_pages))
+                .filter(|a| !untracked.contains(a))
+                .collect();
+            for a in mine {
+                *seen_by.entry(a).or_default() += 1;
+            }
+        }
+        let hist_addrs = seen_by
+            .into_iter()
+            .filter(|&(_, n)| n >= 2)
+            .map(|(a, _)| a)
+            .collect();
         KernelModel {
             scenario,
             anon_pages,
+            hist_addrs,
             untracked,
             strict: false,
             reach,
@@ -206,11 +229,13 @@ impl KernelModel {
     fn run_op(&self, inst: &Instance, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
         use crate::linearize::{HKind, HOp};
         let ps = self.scenario.geometry.page_size();
+        self.hist_point(inst, cx, op);
         let inv = inst.clock.record(|c| {
             *c += 1;
             *c - 1
         });
         let record = |addr: u64, kind: HKind| {
+            self.hist_point(inst, cx, op);
             let resp = inst.clock.record(|c| {
                 *c += 1;
                 *c - 1
@@ -244,6 +269,7 @@ impl KernelModel {
             Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
             Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps).map(|_| {
                 // Anonymous pages read back as zero afterwards; shmem keeps its data.
+                self.hist_point(inst, cx, op);
                 let resp = inst.clock.record(|c| {
                     *c += 1;
                     *c - 1
@@ -436,7 +462,42 @@ impl KernelModel {
     }
 }
 
+/// The addresses whose user-data history `op` may extend: the word a load, store, GUP or
+/// folio_walk accesses; the anonymous pages MADV_DONTNEED zeroes.
+fn hist_addrs_of(op: &Op, ps: u64, anon_pages: &BTreeSet<u64>) -> Vec<u64> {
+    match *op {
+        Op::Load { addr }
+        | Op::Store { addr, .. }
+        | Op::FolioWalk { addr, .. }
+        | Op::GupFast { addr, .. } => vec![addr],
+        Op::DontNeed { addr, pages } => (0..pages.min(1 << 16))
+            .map(|p| addr + p * ps)
+            .filter(|a| anon_pages.contains(a))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl KernelModel {
+    /// An operation's invocation or response on an address other threads' operations use too:
+    /// a visible write of that address's history word. The linearizability oracle judges the
+    /// real-time order of invocations and responses; as ghost bookkeeping alone that order is
+    /// whatever interleaving DPOR happened to run in an equivalence class, and a class can hold
+    /// one interleaving where a load starts after a store returned and another where they
+    /// overlap. Making the boundaries of conflicting operations dependent makes DPOR explore
+    /// both (found by `races/mthp-fault-vs-zero-page-fault`, December 2026).
+    fn hist_point(&self, inst: &Instance, cx: Ctx<'_>, op: &Op) {
+        if inst.hist_ids.is_empty() {
+            return;
+        }
+        let ps = self.scenario.geometry.page_size();
+        for a in hist_addrs_of(op, ps, &self.anon_pages) {
+            if let Some(&id) = inst.hist_ids.get(&a) {
+                cx.cpu.visible(Obj::Var(id), Access::Write);
+            }
+        }
+    }
+
     /// `check`: peek at the live tables and the data.
     fn check(&self, cx: Ctx<'_>, mm: &MmStruct, addr: u64, what: crate::CheckWhat) {
         use crate::CheckWhat;
@@ -611,6 +672,14 @@ impl Model for KernelModel {
                 initial.insert(addr, value);
             }
         }
+        let hist_ids = self
+            .hist_addrs
+            .iter()
+            .map(|&a| {
+                let id = kernel.machine.new_id();
+                (a, kernel.machine.name_global(id, "user-data history"))
+            })
+            .collect();
         Instance {
             kernel,
             mm,
@@ -618,6 +687,7 @@ impl Model for KernelModel {
             setup_error,
             clock: Ghost::new(0),
             history: Ghost::default(),
+            hist_ids,
             children: Ghost::default(),
             initial,
         }

@@ -166,3 +166,36 @@ fn randomized_strategies_agree_with_clean_dpor_verdicts() {
         failures.join("\n")
     );
 }
+
+/// The soundness bug this test would have caught (December 2026): the linearizability oracle
+/// judged the real-time order of operations that DPOR treated as independent, so DPOR reported
+/// `planted/missing-mthp-range-recheck`'s `single-pte-recheck` clean and complete (24,360
+/// executions) while PCT(3) found its lost write. With operation boundaries on shared addresses
+/// dependent, DPOR must find it too, and PCT still must.
+#[test]
+fn dpor_finds_a_violation_only_the_real_time_order_shows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let s = load_scenario_file(&root.join("planted/missing-mthp-range-recheck.mmt"))
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+    let mut sv = s.with_variant(Some("single-pte-recheck")).unwrap();
+    sv.reach.clear();
+    let model = Arc::new(KernelModel::new(sv));
+    for mode in [Mode::Dpor, Mode::Pct { depth: 3 }] {
+        let o = explore(
+            model.clone(),
+            &Config {
+                mode,
+                max_executions: Some(DPOR_CAP),
+                seed: SEED,
+                ..Config::default()
+            },
+        );
+        let kind = o.counterexample.as_ref().map(|c| c.violation.kind);
+        assert_eq!(
+            kind,
+            Some(mmcheck_platform::ViolationKind::LostWrite),
+            "{mode:?}: {:?}",
+            finding(&o)
+        );
+    }
+}

@@ -272,27 +272,74 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         Ok(av) => av,
         Err(r) => return r,
     };
-    let Some(folio) = folio::folio_alloc(cx, 0) else {
-        return VmFault::Oom;
+    let folio = match alloc_anon_folio(cx, vmf) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
+    let order = folio::folio_order(cx, folio);
+    let nr = 1usize << order;
+    let first = idx & !(nr - 1);
+    let addr = vmf.addr & !((nr as u64) << cx.geo().page_shift).wrapping_sub(1);
     let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
-    let entry = Entry::leaf(folio.pfn, writable, writable);
     let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
         folio::folio_put(cx, folio);
         return VmFault::Done;
     };
-    let pte = l.pte(idx);
-    if !pte.get(cx).is_none() {
+    // nr == 1: vmf_pte_changed; an mTHP: pte_range_none over its whole range, or (switch off)
+    // only the faulting PTE.
+    let changed = if nr == 1 || !cx.proto().anon_fault_range_recheck {
+        !l.pte(idx).get(cx).is_none()
+    } else {
+        (first..first + nr).any(|i| !l.pte(i).get(cx).is_none())
+    };
+    if changed {
         drop(l);
         folio::folio_put(cx, folio);
         return VmFault::Done;
     }
-    // LOCKING: rmap and counters are updated before the PTE becomes visible, both under the PTL.
-    vmf.mm.add_rss(MM_ANONPAGES, 1);
-    folio::folio_add_new_anon_rmap(cx, folio, av, vmf.pgoff(cx), false);
+    // LOCKING: rmap and counters are updated before the PTEs become visible, all under the PTL.
+    folio::folio_ref_add(cx, folio, nr as i64 - 1);
+    vmf.mm.add_rss(MM_ANONPAGES, nr as i64);
+    let index = vmf.vma.linear_page_index(addr, cx.geo().page_shift);
+    folio::folio_add_new_anon_rmap(cx, folio, av, index, false);
     folio::folio_set(cx, folio, folio::PG_LRU);
-    pte.set(cx, entry);
+    // set_ptes: one PTE per page, in order.
+    for i in 0..nr {
+        l.pte(first + i)
+            .set(cx, Entry::leaf(folio.pfn + i as u32, writable, writable));
+    }
     VmFault::Done
+}
+
+/// `alloc_anon_folio`: with an mTHP order enabled (`thp.anon_fault_order`) and its aligned range
+/// inside the VMA, scan that range locklessly (`pte_offset_map` under RCU, `pte_range_none`) and
+/// allocate a folio of that order if every PTE is none; otherwise an order-0 page. `Done` for
+/// -EAGAIN (the table went away under the scan: the access retries), `Oom` if no page is left.
+fn alloc_anon_folio(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<FrameRef, VmFault> {
+    let _f = cx.cpu.enter("alloc_anon_folio");
+    let g = cx.geo();
+    let order = cx.proto().anon_fault_order;
+    // thp_vma_suitable_order: below the PMD order, aligned range inside the VMA (anon: pgoff
+    // follows the address). No uffd-armed VMAs in the model.
+    if order > 0 && order < g.pmd_order() {
+        let size = 1u64 << (order + g.page_shift);
+        let haddr = vmf.addr & !(size - 1);
+        if haddr >= vmf.vma.start() && haddr + size <= vmf.vma.end() {
+            let Some(map) = pgtable::pte_offset_map(cx, vmf.pmd) else {
+                return Err(VmFault::Done); // -EAGAIN
+            };
+            let nr = 1usize << order;
+            let first = vmf.pte_idx(cx) & !(nr - 1);
+            let none = (first..first + nr).all(|i| map.pte(i).get(cx).is_none());
+            drop(map);
+            if none {
+                if let Some(f) = folio::folio_alloc(cx, order) {
+                    return Ok(f);
+                }
+            }
+        }
+    }
+    folio::folio_alloc(cx, 0).ok_or(VmFault::Oom)
 }
 
 /// `do_fault`.
