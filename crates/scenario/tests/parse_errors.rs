@@ -888,13 +888,15 @@ fn folio_walk_and_gup_fast() {
                 addr: p(2),
                 write: false,
                 pin: false,
-                value: 0
+                value: 0,
+                fast_only: false
             },
             Op::GupFast {
                 addr: p(3),
                 write: true,
                 pin: true,
-                value: 7
+                value: 7,
+                fast_only: false
             },
         ]
     );
@@ -975,7 +977,10 @@ expect clean
     assert_eq!(
         s.threads[0],
         vec![
-            Op::Migrate { addr: p(16) },
+            Op::Migrate {
+                addr: p(16),
+                unmap_only: false
+            },
             Op::Mremap {
                 addr: p(16),
                 pages: 4,

@@ -587,6 +587,10 @@ impl<'t> Builder<'t> {
             OpArgs::Retract { addr } => Ok(SetupOp::Retract {
                 addr: inside(addr, maps)?,
             }),
+            OpArgs::Migrate { addr, unmap_only } => Ok(SetupOp::Migrate {
+                addr: inside(addr, maps)?,
+                unmap_only: *unmap_only,
+            }),
             OpArgs::Munmap { addr, pages } => {
                 let start = inside(addr, maps)?;
                 let end = self.range(geo, addr, start, pages)?;
@@ -686,11 +690,13 @@ impl<'t> Builder<'t> {
                 write,
                 pin,
                 value,
+                fast_only,
             } => Op::GupFast {
                 addr: inside(addr)?,
                 write: *write,
                 pin: *pin,
                 value: *value,
+                fast_only: *fast_only,
             },
             OpArgs::Munmap { addr, pages } => {
                 let start = inside(addr)?;
@@ -712,8 +718,9 @@ impl<'t> Builder<'t> {
                 addr: inside(addr)?,
                 what: *what,
             },
-            OpArgs::Migrate { addr } => Op::Migrate {
+            OpArgs::Migrate { addr, unmap_only } => Op::Migrate {
                 addr: inside(addr)?,
+                unmap_only: *unmap_only,
             },
             OpArgs::TryToUnmap { addr } => Op::TryToUnmap {
                 addr: inside(addr)?,
