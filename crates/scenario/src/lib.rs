@@ -184,6 +184,12 @@ pub enum Op {
         addr: u64,
         what: CheckWhat,
     },
+    /// The debugfs `split_huge_pages` write for `addr`: `split_huge_page_to_list_to_order` of
+    /// the anon THP there, to `new_order`.
+    SplitHugePage {
+        addr: u64,
+        new_order: u32,
+    },
 }
 
 /// What a `check` asserts about an address.

@@ -303,6 +303,16 @@ impl KernelModel {
                 self.check(cx, mm, addr, what);
                 Ok(())
             }
+            Op::SplitHugePage { addr, new_order } => {
+                let ok = mmcheck_kernel::mm::split_huge_page::split_huge_pages_pid(
+                    cx, mm, addr, new_order,
+                );
+                seen.push(format!(
+                    "split_huge_page {addr:#x}/{new_order}: {}",
+                    if ok { "split" } else { "not split" }
+                ));
+                Ok(())
+            }
             Op::Retract { addr } => {
                 let target = mm.vma_lookup(cx, addr).and_then(|v| {
                     v.file

@@ -27,16 +27,38 @@ fn mm_of(cx: Ctx<'_>, id: u64) -> Option<std::sync::Arc<MmStruct>> {
 /// (`TTU_BATCH_FLUSH`), each PTE is cleared without a flush and the flush is left to the caller's
 /// `try_to_unmap_flush`. A PMD-mapped THP gets a PMD migration entry (`set_pmd_migration_entry`,
 /// flushed under the PMD lock whatever the batch); a PTE-mapped large folio one entry per page.
-pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef, mut batch: Option<&mut TlbUbc>) {
+pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef, batch: Option<&mut TlbUbc>) {
+    try_to_migrate_flags(cx, src, batch, RmapLock::Read, false)
+}
+
+/// `try_to_migrate` with its flags: `TTU_RMAP_LOCKED` (`lock = Held`) and `TTU_SPLIT_HUGE_PMD`
+/// (`split_pmd`: `split_huge_pmd_address(..., freeze = true, folio)` first, so a PMD mapping
+/// becomes PTE migration entries at once).
+pub fn try_to_migrate_flags(
+    cx: Ctx<'_>,
+    src: FrameRef,
+    mut batch: Option<&mut TlbUbc>,
+    lock: RmapLock,
+    split_pmd: bool,
+) {
     let _f = cx.cpu.enter("try_to_migrate");
     let ps = cx.geo().page_shift;
     let anon = folio::folio_test_anon(cx, src);
     let nr = folio::folio_nr_pages(cx, src);
-    rmap_walk(cx, src, RmapLock::Read, &mut |vma, addr| {
+    rmap_walk(cx, src, lock, &mut |vma, addr| {
         let _f = cx.cpu.enter("try_to_migrate_one");
         let Some(mm) = mm_of(cx, vma.mm_id) else {
             return true;
         };
+        if split_pmd {
+            // split_huge_pmd_address: only the PMD that maps this folio.
+            if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, &mm, addr) {
+                let v = pmd.get(cx);
+                if v.huge_leaf() && v.pfn() == src.pfn {
+                    crate::mm::huge_memory::__split_huge_pmd_freeze(cx, &mm, vma, pmd, addr, true);
+                }
+            }
+        }
         if nr > 1 {
             match page_vma_mapped_walk_pmd(cx, &mm, src, addr, false) {
                 PmdWalk::Pmd { ptl, pmd, .. } => {
@@ -90,10 +112,15 @@ pub fn try_to_migrate(cx: Ctx<'_>, src: FrameRef, mut batch: Option<&mut TlbUbc>
 /// migration entry through `remove_migration_pmd`; a PTE one maps the page of `dst` at the same
 /// index); a writable or exclusive entry maps an anon page `RMAP_EXCLUSIVE`.
 pub fn remove_migration_ptes(cx: Ctx<'_>, src: FrameRef, dst: FrameRef) {
+    remove_migration_ptes_locked(cx, src, dst, RmapLock::Read)
+}
+
+/// `remove_migration_ptes` with `RMP_LOCKED` (`lock = Held`: the caller holds the rmap lock).
+pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, lock: RmapLock) {
     let _f = cx.cpu.enter("remove_migration_ptes");
     let ps = cx.geo().page_shift;
     let nr = folio::folio_nr_pages(cx, src);
-    rmap_walk(cx, src, RmapLock::Read, &mut |vma, addr| {
+    rmap_walk(cx, src, lock, &mut |vma, addr| {
         let _f = cx.cpu.enter("remove_migration_pte");
         let Some(mm) = mm_of(cx, vma.mm_id) else {
             return true;
@@ -316,5 +343,7 @@ fn migrate_folio_move(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, page_was_mapped
 /// A fault on a migration entry: wait until the folio is unlocked (`migration_entry_wait`).
 pub fn migration_entry_wait(cx: Ctx<'_>, entry: Entry) {
     let _f = cx.cpu.enter("migration_entry_wait");
-    cx.cpu.folio_wait_unlocked_raw(entry.pfn());
+    // The folio of the page (a THP's head) holds the lock.
+    let f = folio::page_folio(cx, entry.pfn());
+    cx.cpu.folio_wait_unlocked_raw(f.pfn);
 }

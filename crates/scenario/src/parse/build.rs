@@ -732,6 +732,25 @@ impl<'t> Builder<'t> {
                 addr: inside(addr)?,
             },
             OpArgs::Fork => Op::Fork,
+            OpArgs::SplitHugePage { addr, new_order } => {
+                let new_order = match new_order {
+                    Some(o) if o.v >= geo.pmd_order() as u64 || o.v == 1 => {
+                        return Err(self.err(
+                            o.span.clone(),
+                            format!(
+                                "new_order must be 0 or 2 to {} (below the PMD order of this geometry; an anon folio cannot be order 1)",
+                                geo.pmd_order() - 1
+                            ),
+                        ))
+                    }
+                    Some(o) => o.v as u32,
+                    None => 0,
+                };
+                Op::SplitHugePage {
+                    addr: inside(addr)?,
+                    new_order,
+                }
+            }
             OpArgs::ChildExit => Op::ChildExit,
             OpArgs::Mprotect { addr, pages, write } => {
                 let start = inside(addr)?;

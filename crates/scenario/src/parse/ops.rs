@@ -98,6 +98,10 @@ pub(super) enum OpArgs {
     CollapsePteMapped {
         addr: Sp<Addr>,
     },
+    SplitHugePage {
+        addr: Sp<Addr>,
+        new_order: Option<Sp<u64>>,
+    },
 }
 
 pub(super) type ArgsParser = for<'a> fn(&mut In<'a>) -> PResult<OpArgs>;
@@ -386,6 +390,17 @@ pub(super) fn collapse_args(i: &mut In<'_>, khugepaged: bool) -> PResult<OpArgs>
     })
 }
 
+pub(super) fn args_split_huge_page(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    ws(i)?;
+    let new_order = if i.starts_with("new_order") {
+        Some(key_number(i, "new_order", "'new_order=N'")?)
+    } else {
+        None
+    };
+    Ok(OpArgs::SplitHugePage { addr, new_order })
+}
+
 pub(super) fn args_collapse(i: &mut In<'_>) -> PResult<OpArgs> {
     collapse_args(i, false)
 }
@@ -563,6 +578,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "collapse_file of the shmem range mapped at ADDR, ending in retract_page_tables (mm/khugepaged.c)",
         init: true,
         args: Some(args_retract),
+    },
+    OpSpec {
+        name: "split_huge_page",
+        syntax: "split_huge_page ADDR [new_order=N]",
+        kernel: "a write of 'pid,ADDR,ADDR+1[,N]' to /sys/kernel/debug/split_huge_pages (split_huge_pages_pid, mm/huge_memory.c): under the mmap read lock, folio_walk_start finds the anon THP at ADDR; skipped unless every reference is a mapping's (can_split_folio) and folio_trylock succeeds; then split_huge_page_to_list_to_order to order N (default 0): anon_vma write lock, can_split_folio, unmap_folio (try_to_migrate with TTU_SPLIT_HUGE_PMD: a PMD is split frozen into PTE migration entries), folio_ref_freeze (-EAGAIN and remap_page if it fails), __split_huge_page, remap_page (remove_migration_ptes)",
+        init: false,
+        args: Some(args_split_huge_page),
     },
 ];
 
