@@ -522,7 +522,7 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract)",
     );
 }
 
@@ -1024,10 +1024,10 @@ expect clean
         "expected 'to' and the destination address, found 'into'",
     );
     check(
-        &init("  migrate @0\n"),
+        &init("  fork\n"),
         4,
         3,
-        "operation 'migrate' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract)",
     );
 }
 
