@@ -425,4 +425,18 @@ mod tests {
         assert!(Entry::NONE.is_none() && !Entry::NONE.present());
         assert!(!l.wrprotect().write());
     }
+
+    #[test]
+    fn pmd_mkinvalid_of_a_migration_entry() {
+        let m = Entry::swp(Entry::SWP_MIGRATION_WRITE, 512);
+        // arm64: reads as a present leaf, the hardware would fault on it.
+        let a = m.mkinvalid_nonpresent(true);
+        assert!(a.present() && a.huge_leaf() && !a.hw_present() && !a.is_migration());
+        assert!(a.nonpresent_made_present() && !a.protnone());
+        // x86: still a non-present migration entry of the same type, another offset.
+        let x = m.mkinvalid_nonpresent(false);
+        assert!(!x.present() && x.is_migration());
+        assert_eq!(x.swp_type(), Entry::SWP_MIGRATION_WRITE);
+        assert_ne!(x.pfn(), 512);
+    }
 }
