@@ -142,13 +142,14 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
         }
         for i in 0..g.entries() {
             let e = Entry(cpu.entry_peek(table, i));
-            if level == 1 && e.is_migration() {
+            if level <= 2 && e.is_migration() {
+                // A PMD migration entry counts the whole THP (zap_huge_pmd takes HPAGE_PMD_NR).
                 let h = head_of(k, e.pfn());
                 rss[if is_anon(k, h) {
                     MM_ANONPAGES
                 } else {
                     MM_SHMEMPAGES
-                }] += 1;
+                }] += if level == 1 { 1 } else { 1 << g.bits };
                 continue;
             }
             if e.is_none() || !e.present() && !e.huge_leaf() {
@@ -280,7 +281,11 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
                     ));
                 }
                 let rc = pm.count(mmcheck_platform::PageField::Refcount);
-                let want = t.refs.get(&pfn).copied().unwrap_or(0);
+                // A folio still under migration at the end (its task between
+                // migrate_folio_unmap and migrate_folio_move) holds the isolation reference.
+                let isolated =
+                    pm.get(mmcheck_platform::PageField::Flags) & crate::mm::folio::PG_ISOLATED != 0;
+                let want = t.refs.get(&pfn).copied().unwrap_or(0) + i64::from(isolated);
                 if want == 0 {
                     errs.push((ViolationKind::Leak, format!("folio {pfn} (refcount {rc}) is allocated but neither mapped nor cached")));
                 } else if rc != want {
@@ -300,18 +305,27 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
     // equivalent executions, so this half is exact under partial-order reduction (the scan at the
     // end of each migration is the early, best-effort half).
     for pfn in 1..frames.len() as u32 {
-        if frames.kind(pfn) != FrameKind::Table(1) {
+        if !matches!(frames.kind(pfn), FrameKind::Table(1 | 2)) {
             continue;
         }
         let t = frames.current(pfn);
         for i in 0..k.geo.entries() {
             let e = crate::arch::pgtable::Entry(cpu.entry_peek(t, i));
-            if e.is_migration() {
+            // A migration still in flight at the end (its folio isolated) is not missed.
+            let in_flight = || {
+                let h = head_of(k, e.pfn());
+                k.machine
+                    .page_peek(h)
+                    .get(mmcheck_platform::PageField::Flags)
+                    & crate::mm::folio::PG_ISOLATED
+                    != 0
+            };
+            if e.is_migration() && !in_flight() {
                 cpu.blame(mmcheck_platform::Obj::Entry { pfn, idx: i as u32 });
                 errs.push((
                     ViolationKind::RmapMissed,
                     format!(
-                        "migration entry to pfn {} (PTE table pfn {pfn}, entry {i}) outlived its \
+                        "migration entry to pfn {} (table pfn {pfn}, entry {i}) outlived its \
                          migration: rmap never found it",
                         e.pfn()
                     ),

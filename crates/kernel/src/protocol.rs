@@ -146,6 +146,21 @@ pub struct Protocol {
     pub zap_flush_batched_pending: bool,
     /// `move_ptes` calls `flush_tlb_batched_pending` after taking the PTLs.
     pub mremap_flush_batched_pending: bool,
+    /// `__split_huge_pmd_locked` runs `pmdp_invalidate` on the PMD whatever it holds, a migration
+    /// entry included (4.14–6.9); off: only on a present PMD (6.10+, 3a5a8d343e1c).
+    pub split_invalidate_nonpresent: bool,
+    /// What the architecture's `pmd_mkinvalid` makes of a non-present (swap) PMD.
+    pub pmd_mkinvalid_nonpresent: MkinvalidNonpresent,
+}
+
+/// `arch.pmd_mkinvalid_nonpresent`: `pmd_mkinvalid` is only defined for present PMDs; what it
+/// does to a swap PMD is an accident of each architecture's encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MkinvalidNonpresent {
+    /// x86: the entry stays a non-present migration entry, with offset bits 3-11 corrupted.
+    CorruptsOffset,
+    /// arm64: `PMD_PRESENT_INVALID` makes it read as present (`pmd_present`), a leaf.
+    ReadsPresent,
 }
 
 /// `numa.huge_pmd_update`: how `change_huge_pmd` replaces a huge PMD.
@@ -323,6 +338,8 @@ impl Default for Protocol {
             migrate_batch_flush: true,
             zap_flush_batched_pending: true,
             mremap_flush_batched_pending: true,
+            split_invalidate_nonpresent: false,
+            pmd_mkinvalid_nonpresent: MkinvalidNonpresent::CorruptsOffset,
         }
     }
 }
@@ -913,6 +930,32 @@ pub const SWITCHES: &[Switch] = &[
         "move_ptes calls flush_tlb_batched_pending after taking both PTLs",
         "3ea277194daa Mel Gorman (4.13); mm/mremap.c move_ptes"
     ),
+    Switch {
+        name: "split.invalidate_nonpresent",
+        values: &["off", "on"],
+        doc: "__split_huge_pmd_locked calls pmdp_invalidate only on a present PMD and rewrites a PMD migration entry into PTE migration entries as it is (off, 6.10+); on: it invalidates whatever the PMD holds, a migration entry included, and only then looks at the old value (4.14-6.9), which lockless readers see as whatever the architecture's pmd_mkinvalid makes of a swap entry (arch.pmd_mkinvalid_nonpresent)",
+        cite: "3a5a8d343e1c Ryan Roberts, 'mm: fix race between __split_huge_pmd_locked() and GUP-fast' (6.10; stable to 5.15); fixes 84c3fc4e9c56 'mm: thp: check pmd migration entry in common path' (4.14)",
+        get: |p| onoff(p.split_invalidate_nonpresent),
+        set: |p, v| parse_onoff(v).map(|b| p.split_invalidate_nonpresent = b).is_some(),
+    },
+    Switch {
+        name: "arch.pmd_mkinvalid_nonpresent",
+        values: &["corrupts_offset", "reads_present"],
+        doc: "what pmd_mkinvalid makes of a non-present (swap, migration) PMD: x86 keeps it a non-present migration entry of the same type but sets the swap offset's bits 3-11 (corrupts_offset: PHYSICAL_PMD_PAGE_MASK); arm64 sets PMD_PRESENT_INVALID and clears the valid bit, so pmd_present and pmd_leaf read true and the swap bits read as a pfn, while pmd_access_permitted (PTE_VALID) is false (reads_present: use it for arm64)",
+        cite: "arch/x86/include/asm/pgtable.h pmd_mkinvalid; arch/arm64/include/asm/pgtable.h pmd_mkinvalid (PMD_PRESENT_INVALID, 6.9) and pte_access_permitted_no_overlay; the 3a5a8d343e1c message",
+        get: |p| match p.pmd_mkinvalid_nonpresent {
+            MkinvalidNonpresent::CorruptsOffset => "corrupts_offset",
+            MkinvalidNonpresent::ReadsPresent => "reads_present",
+        },
+        set: |p, v| {
+            p.pmd_mkinvalid_nonpresent = match v {
+                "corrupts_offset" => MkinvalidNonpresent::CorruptsOffset,
+                "reads_present" => MkinvalidNonpresent::ReadsPresent,
+                _ => return false,
+            };
+            true
+        },
+    },
 ];
 
 /// A preset: a kernel version and the switch values that differ from the 2026 defaults.

@@ -52,6 +52,8 @@ pub enum SetupOp {
     Munmap { addr: u64, pages: u64 },
     /// `collapse_file` + `retract_page_tables` of the shmem range mapped at `addr`.
     Retract { addr: u64 },
+    /// Migrate the folio mapped at `addr`; `unmap_only`: `migrate_folio_unmap` alone.
+    Migrate { addr: u64, unmap_only: bool },
 }
 
 /// One operation of a thread.
@@ -97,16 +99,20 @@ pub enum Op {
         use_: WalkUse,
     },
     /// `get_user_pages_fast` (FOLL_PIN if `pin`) of `addr`, then a write of `value` through the
-    /// returned page (a DMA) or a read, then unpin.
+    /// returned page (a DMA) or a read, then unpin. With `fast_only`
+    /// (`get_user_pages_fast_only`, FOLL_FAST_ONLY) a failed fast walk is the answer: no slow path.
     GupFast {
         addr: u64,
         write: bool,
         pin: bool,
         value: u64,
+        fast_only: bool,
     },
-    /// Migrate the folio mapped at `addr` (`try_to_migrate`, copy, `remove_migration_ptes`).
+    /// Migrate the folio mapped at `addr` (`try_to_migrate`, copy, `remove_migration_ptes`);
+    /// `unmap_only`: `migrate_folio_unmap` alone, the migration left in flight.
     Migrate {
         addr: u64,
+        unmap_only: bool,
     },
     /// `mremap(addr, pages, pages, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr)` to an unmapped
     /// destination.
@@ -177,6 +183,12 @@ pub enum Op {
     Check {
         addr: u64,
         what: CheckWhat,
+    },
+    /// The debugfs `split_huge_pages` write for `addr`: `split_huge_page_to_list_to_order` of
+    /// the anon THP there, to `new_order`.
+    SplitHugePage {
+        addr: u64,
+        new_order: u32,
     },
 }
 

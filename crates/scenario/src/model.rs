@@ -7,7 +7,7 @@ use mmcheck_explore::{Finish, Model};
 use mmcheck_kernel::arch::fault::{user_load, user_store};
 use mmcheck_kernel::check::check_quiescent;
 use mmcheck_kernel::mm::folio;
-use mmcheck_kernel::mm::gup::{get_user_page_fast, gup_put};
+use mmcheck_kernel::mm::gup::{get_user_page_fast, get_user_page_fast_only, gup_put};
 use mmcheck_kernel::mm::madvise::madvise_dontneed;
 use mmcheck_kernel::mm::memory::do_user_addr_fault;
 use mmcheck_kernel::mm::memory::lock_vma_under_rcu;
@@ -329,6 +329,16 @@ impl KernelModel {
                 self.check(cx, mm, addr, what);
                 Ok(())
             }
+            Op::SplitHugePage { addr, new_order } => {
+                let ok = mmcheck_kernel::mm::split_huge_page::split_huge_pages_pid(
+                    cx, mm, addr, new_order,
+                );
+                seen.push(format!(
+                    "split_huge_page {addr:#x}/{new_order}: {}",
+                    if ok { "split" } else { "not split" }
+                ));
+                Ok(())
+            }
             Op::Retract { addr } => {
                 let target = mm.vma_lookup(cx, addr).and_then(|v| {
                     v.file
@@ -430,8 +440,12 @@ impl KernelModel {
                 seen.push(format!("collapse {addr:#x}/{order}: {r:?}"));
                 Ok(())
             }
-            Op::Migrate { addr } => {
-                let moved = mmcheck_kernel::mm::migrate::migrate_page_at(cx, mm, addr);
+            Op::Migrate { addr, unmap_only } => {
+                let moved = if unmap_only {
+                    mmcheck_kernel::mm::migrate::migrate_folio_unmap_at(cx, mm, addr)
+                } else {
+                    mmcheck_kernel::mm::migrate::migrate_page_at(cx, mm, addr)
+                };
                 seen.push(format!(
                     "migrate {addr:#x}: {}",
                     if moved { "moved" } else { "kept" }
@@ -443,7 +457,13 @@ impl KernelModel {
                 write,
                 pin,
                 value,
-            } => get_user_page_fast(cx, mm, addr, write, pin).map(|p| {
+                fast_only,
+            } => if fast_only {
+                get_user_page_fast_only(cx, mm, addr, write, pin)
+            } else {
+                get_user_page_fast(cx, mm, addr, write, pin)
+            }
+            .map(|p| {
                 let kind = if write {
                     cx.cpu.data_write(p.page, value);
                     HKind::Store(value)
@@ -638,6 +658,18 @@ impl Model for KernelModel {
                 } => mmcheck_kernel::mm::mremap::do_mremap(cx, &mm, addr, pages * ps, new_addr)
                     .map(|_| ()),
                 SetupOp::Munmap { addr, pages } => do_munmap(cx, &mm, addr, pages * ps),
+                SetupOp::Migrate { addr, unmap_only } => {
+                    let moved = if unmap_only {
+                        mmcheck_kernel::mm::migrate::migrate_folio_unmap_at(cx, &mm, addr)
+                    } else {
+                        mmcheck_kernel::mm::migrate::migrate_page_at(cx, &mm, addr)
+                    };
+                    if moved {
+                        Ok(())
+                    } else {
+                        Err(mmcheck_kernel::Errno::Eagain)
+                    }
+                }
                 SetupOp::Retract { addr } => {
                     let target = mm.vma_lookup(cx, addr).and_then(|v| {
                         v.file
@@ -793,6 +825,24 @@ impl Model for KernelModel {
                     None => {
                         let _ = write!(outcome, " {addr:#x} unmapped");
                     }
+                }
+            }
+            // A migration left in flight (`migrate ADDR unmap`) finishes first: its move pass.
+            let frames = &k.machine.frames;
+            for pfn in 1..frames.len() as u32 {
+                if frames.kind(pfn) == mmcheck_platform::FrameKind::Data
+                    && k.machine
+                        .page_peek(pfn)
+                        .get(mmcheck_platform::PageField::Head)
+                        == pfn as u64
+                    && k.machine
+                        .page_peek(pfn)
+                        .get(mmcheck_platform::PageField::Flags)
+                        & mmcheck_kernel::mm::folio::PG_ISOLATED
+                        != 0
+                {
+                    let src = frames.current(pfn);
+                    mmcheck_kernel::mm::migrate::migrate_folio_move_pending(cx, src);
                 }
             }
             for child in inst.children.peek(&k.machine, |c| c.clone()) {

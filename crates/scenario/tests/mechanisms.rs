@@ -84,6 +84,7 @@ fn gup_fast_pin_vs_dontneed_and_munmap_is_clean() {
             write: true,
             pin: true,
             value: 7,
+            fast_only: false,
         }])
         .thread(vec![Op::DontNeed { addr: a0, pages: 8 }]);
     clean(s);
@@ -95,6 +96,7 @@ fn gup_fast_pin_vs_dontneed_and_munmap_is_clean() {
             write: false,
             pin: false,
             value: 0,
+            fast_only: false,
         }])
         .thread(vec![Op::Munmap { addr: a0, pages: 8 }]);
     clean(s);
@@ -104,15 +106,23 @@ fn gup_fast_pin_vs_dontneed_and_munmap_is_clean() {
 fn migration_vs_store_load_and_dontneed_is_clean() {
     let s = base("migrate-vs-access", "mmap");
     let a0 = s.page(0);
-    let s = s.thread(vec![Op::Migrate { addr: a0 }]).thread(vec![
-        Op::Store { addr: a0, value: 9 },
-        Op::Load { addr: a0 },
-    ]);
+    let s = s
+        .thread(vec![Op::Migrate {
+            addr: a0,
+            unmap_only: false,
+        }])
+        .thread(vec![
+            Op::Store { addr: a0, value: 9 },
+            Op::Load { addr: a0 },
+        ]);
     clean(s);
     let s = base("migrate-vs-dontneed", "mmap");
     let a0 = s.page(0);
     let s = s
-        .thread(vec![Op::Migrate { addr: a0 }])
+        .thread(vec![Op::Migrate {
+            addr: a0,
+            unmap_only: false,
+        }])
         .thread(vec![Op::DontNeed { addr: a0, pages: 8 }]);
     clean(s);
 }

@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -522,7 +522,7 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract)",
     );
 }
 
@@ -888,13 +888,15 @@ fn folio_walk_and_gup_fast() {
                 addr: p(2),
                 write: false,
                 pin: false,
-                value: 0
+                value: 0,
+                fast_only: false
             },
             Op::GupFast {
                 addr: p(3),
                 write: true,
                 pin: true,
-                value: 7
+                value: 7,
+                fast_only: false
             },
         ]
     );
@@ -975,7 +977,10 @@ expect clean
     assert_eq!(
         s.threads[0],
         vec![
-            Op::Migrate { addr: p(16) },
+            Op::Migrate {
+                addr: p(16),
+                unmap_only: false
+            },
             Op::Mremap {
                 addr: p(16),
                 pages: 4,
@@ -1019,10 +1024,10 @@ expect clean
         "expected 'to' and the destination address, found 'into'",
     );
     check(
-        &init("  migrate @0\n"),
+        &init("  fork\n"),
         4,
         3,
-        "operation 'migrate' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract)",
     );
 }
 

@@ -31,7 +31,13 @@ fn scenario(anon_vma: &str) -> Scenario {
         order: 2,
         khugepaged: false,
     }])
-    .thread(vec![Op::Migrate { addr: p(5) }, Op::Load { addr: p(5) }])
+    .thread(vec![
+        Op::Migrate {
+            addr: p(5),
+            unmap_only: false,
+        },
+        Op::Load { addr: p(5) },
+    ])
 }
 
 fn run(s: Scenario) -> mmcheck_explore::Outcome {

@@ -34,7 +34,10 @@ fn scenario(locks: &str, merge: bool) -> Scenario {
             pages: 4,
             new_addr: back,
         }])
-        .thread(vec![Op::Migrate { addr: a36 }])
+        .thread(vec![Op::Migrate {
+            addr: a36,
+            unmap_only: false,
+        }])
 }
 
 fn run(s: Scenario) -> mmcheck_explore::Outcome {

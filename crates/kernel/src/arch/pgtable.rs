@@ -118,6 +118,13 @@ impl Entry {
     /// `_PAGE_PROTNONE` (x86 reuses `_PAGE_GLOBAL`): a NUMA-hinting entry, `PRESENT` clear so
     /// the hardware faults on it, while software still sees it present (`pte_present`).
     pub const PROTNONE: u64 = 1 << 8;
+    /// arm64's `PTE_PRESENT_INVALID` (`PMD_PRESENT_INVALID` before 6.10): set by `pmd_mkinvalid`
+    /// with the valid bit cleared, so that software still reads the entry as present
+    /// (`pmd_present`) while the hardware faults on it. The model's x86 encoding of an
+    /// invalidated huge PMD keeps `PSE` instead; this bit appears only where the model follows
+    /// arm64's `pmd_mkinvalid` of a *non-present* PMD (`arch.pmd_mkinvalid_nonpresent =
+    /// reads_present`, the bug 3a5a8d343e1c fixed).
+    pub const PRESENT_INVALID: u64 = 1 << 10;
     const PFN_SHIFT: u32 = 12;
     const PFN_MASK: u64 = ((1 << 40) - 1) << 12;
     /// Non-present software entries: the type lives in bits 1..=5.
@@ -169,7 +176,28 @@ impl Entry {
 
     /// `pte_present` / `pmd_present` as software sees it: a PROTNONE entry is present.
     pub fn present(self) -> bool {
-        self.0 & (Self::PRESENT | Self::PROTNONE) != 0
+        self.0 & (Self::PRESENT | Self::PROTNONE | Self::PRESENT_INVALID) != 0
+    }
+
+    /// A non-present PMD (a migration entry) passed through arm64's `pmd_mkinvalid`: software
+    /// reads it as a present leaf whose pfn field holds the swap bits (I7's "type confusion").
+    pub fn nonpresent_made_present(self) -> bool {
+        self.0 & Self::PRESENT_INVALID != 0
+    }
+
+    /// `pmd_mkinvalid` of a non-present PMD (before 6.10 `__split_huge_pmd_locked` invalidated
+    /// whatever it found). arm64 (`reads_present`): set `PRESENT_INVALID`, clear the valid bit;
+    /// with the table bit clear it reads as a present block (here: `PSE`), the swap bits as its
+    /// pfn. x86 (`!reads_present`): `pfn_pmd(pmd_pfn(pmd), flags & ~(PRESENT|PROTNONE))`: still
+    /// not present and still a migration entry of the same type (the type bits 59-63 are flags),
+    /// but `PHYSICAL_PMD_PAGE_MASK` clears the inverted offset's bits 12-20, so the offset's bits
+    /// 3-11 read as ones: a migration entry that names another pfn.
+    pub fn mkinvalid_nonpresent(self, reads_present: bool) -> Entry {
+        if reads_present {
+            Entry((self.0 & !Self::PRESENT) | Self::PRESENT_INVALID | Self::PSE)
+        } else {
+            Entry::swp(self.swp_type(), self.pfn() | 0xff8)
+        }
     }
 
     /// What the hardware walker sees: `_PAGE_PRESENT` alone.
@@ -269,6 +297,13 @@ pub fn entry_text(level: u32, v: u64) -> String {
     }
     if !e.present() && e.0 & Entry::PSE != 0 {
         return format!("huge pfn {} invalidated", e.pfn());
+    }
+    if e.nonpresent_made_present() {
+        return format!(
+            "migration(pfn {}) made present by pmd_mkinvalid (reads as huge pfn {})",
+            e.pfn(),
+            e.pfn()
+        );
     }
     if !e.present() {
         return match e.swp_type() {
@@ -389,5 +424,19 @@ mod tests {
         assert!(m.is_migration() && !m.present() && m.pfn() == 9);
         assert!(Entry::NONE.is_none() && !Entry::NONE.present());
         assert!(!l.wrprotect().write());
+    }
+
+    #[test]
+    fn pmd_mkinvalid_of_a_migration_entry() {
+        let m = Entry::swp(Entry::SWP_MIGRATION_WRITE, 512);
+        // arm64: reads as a present leaf, the hardware would fault on it.
+        let a = m.mkinvalid_nonpresent(true);
+        assert!(a.present() && a.huge_leaf() && !a.hw_present() && !a.is_migration());
+        assert!(a.nonpresent_made_present() && !a.protnone());
+        // x86: still a non-present migration entry of the same type, another offset.
+        let x = m.mkinvalid_nonpresent(false);
+        assert!(!x.present() && x.is_migration());
+        assert_eq!(x.swp_type(), Entry::SWP_MIGRATION_WRITE);
+        assert_ne!(x.pfn(), 512);
     }
 }

@@ -99,7 +99,7 @@ fn copy_page_range_inner(
             // copy_pmd_range: a huge PMD that cannot be shared (-EAGAIN) was split; fall
             // through to the PTE copy.
             let mut v = spmd.get(cx);
-            if v.huge_leaf() {
+            if v.huge_leaf() || v.is_migration() {
                 match copy_huge_pmd(cx, dst_mm, dst, src_mm, src, spmd, addr) {
                     Err(Errno::Eagain) => v = spmd.get(cx),
                     r => {
@@ -135,6 +135,23 @@ fn copy_huge_pmd(
     let sl = pgtable::pmd_lockptr(cx, src_mm, spmd);
     let sg = sl.lock(cx.cpu);
     let v = spmd.get(cx);
+    if v.is_migration() {
+        // is_swap_pmd: both get a read-only migration entry (the parent's is downgraded unless
+        // already readable), the child its rss and a deposited table.
+        let e = if v.swp_type() == Entry::SWP_MIGRATION_READ {
+            v
+        } else {
+            Entry::swp(Entry::SWP_MIGRATION_READ, v.pfn())
+        };
+        spmd.set(cx, e);
+        dst_mm.add_rss(crate::mm::types::MM_ANONPAGES, 1 << g_order(cx));
+        crate::mm::huge_memory::deposit(cx, dpmd, table);
+        pgtable::mm_inc_nr_tables(dst_mm, 1, 1);
+        dpmd.set(cx, e);
+        drop(sg);
+        drop(dl);
+        return Ok(());
+    }
     if !v.huge_leaf() {
         pgtable::free_table(cx, table);
         return Ok(());

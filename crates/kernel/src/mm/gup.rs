@@ -94,7 +94,24 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
     }
     let (res, mapped) = if pmd.huge_leaf() {
         // gup_fast_pmd_leaf
-        if write && !pmd.write() || crate::mm::huge_memory::is_huge_zero_pmd(cx, pmd) {
+        if pmd.nonpresent_made_present() {
+            // I7: the writer left a non-present PMD (a migration entry run through arm64's
+            // pmd_mkinvalid), and this lockless read decodes it as a present huge leaf whose pfn
+            // is the swap entry's bits.
+            cx.cpu.report(
+                ViolationKind::WalkerResult,
+                format!(
+                    "gup_fast: pmd_present and pmd_leaf true for {addr:#x} on a PMD migration                      entry that pmdp_invalidate made present-invalid: the lockless walker                      decodes swap bits as huge pfn {} (I7: an update changed the entry's type                      as lockless readers see it)",
+                    pmd.pfn()
+                ),
+            );
+        }
+        // pmd_access_permitted: an entry the hardware would fault on (arm64: PTE_VALID clear)
+        // is refused; so is a write to a read-only one.
+        if !pmd.hw_present()
+            || write && !pmd.write()
+            || crate::mm::huge_memory::is_huge_zero_pmd(cx, pmd)
+        {
             return None;
         }
         let f = cx.cpu.frame_ref(pmd.pfn());
@@ -267,6 +284,18 @@ pub fn gup_slow(
     Err(Errno::Eagain)
 }
 
+/// `get_user_pages_fast_only` (FOLL_FAST_ONLY) for one page: the fast walk or nothing
+/// (`Eagain` stands for "0 pages").
+pub fn get_user_page_fast_only(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    addr: u64,
+    write: bool,
+    pin: bool,
+) -> Result<GupPage, Errno> {
+    get_user_page(cx, mm, addr, write, pin, true)
+}
+
 /// `pin_user_pages_fast` / `get_user_pages_fast` for one page.
 pub fn get_user_page_fast(
     cx: Ctx<'_>,
@@ -275,6 +304,25 @@ pub fn get_user_page_fast(
     write: bool,
     pin: bool,
 ) -> Result<GupPage, Errno> {
+    get_user_page(cx, mm, addr, write, pin, false)
+}
+
+/// `gup_fast_fallback` for one page.
+fn get_user_page(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    addr: u64,
+    write: bool,
+    pin: bool,
+    fast_only: bool,
+) -> Result<GupPage, Errno> {
+    let gup_slow = |cx, mm, addr, write, pin| {
+        if fast_only {
+            Err(Errno::Eagain)
+        } else {
+            gup_slow(cx, mm, addr, write, pin)
+        }
+    };
     // gup_fast_fallback: a pin samples write_protect_seq (raw_seqcount_try_begin: odd means
     // fork is write-protecting, go slow) and rechecks it once the fast walk is done.
     let seq =

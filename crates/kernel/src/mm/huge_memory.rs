@@ -286,14 +286,23 @@ fn zap_deposited_table(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr) {
     }
 }
 
-/// `zap_huge_pmd`: clear a huge PMD under its lock and queue the folio.
+/// `zap_huge_pmd`: clear a huge PMD, or a PMD migration entry, under its lock and queue the
+/// folio. A migration entry holds neither a mapping nor a reference of the folio: the zap only
+/// frees the deposited table and the rss (no TLB flush, no page to free).
 pub fn zap_huge_pmd(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, pmd: EntryPtr, addr: u64) -> bool {
     let _f = cx.cpu.enter("zap_huge_pmd");
     let mm = tlb.mm;
     let ptl = pgtable::pmd_lock(cx, mm, pmd);
     let orig = pmd.get(cx);
+    // __pmd_trans_huge_lock: a huge leaf or a migration entry, else raced with a split.
+    if orig.is_migration() {
+        pmd.xchg(cx, Entry::NONE);
+        zap_deposited_table(cx, mm, pmd);
+        mm.add_rss(MM_ANONPAGES, -(1 << cx.geo().pmd_order()));
+        return true;
+    }
     if !orig.huge_leaf() {
-        return false; // pmd_trans_huge_lock failed: raced with a split
+        return false;
     }
     pmd.xchg(cx, Entry::NONE);
     tlb.add_range(cx, addr & cx.geo().pmd_mask(), cx.geo().pmd_size());
@@ -310,22 +319,131 @@ pub fn zap_huge_pmd(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, pmd: EntryPtr, addr: u
     true
 }
 
-/// `__split_huge_pmd` → `__split_huge_pmd_locked` (read at 6.8): under the PMD lock, if the
-/// entry is still a huge PMD, replace it by the deposited table filled with PTEs for each page.
-/// The huge zero PMD goes through `__split_huge_zero_page_pmd`: cleared and flushed
-/// (`pmdp_huge_clear_flush`), then the table of read-only zero-page PTEs is populated. An anon
-/// THP is invalidated (`pmdp_invalidate`), and each page inherits the head's
-/// `PageAnonExclusive` (`RMAP_EXCLUSIVE`).
-pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, _vma: &Arc<Vma>, pmd: EntryPtr, addr: u64) {
+/// `pmdp_invalidate` (PMD lock held): replace the PMD by `pmd_mkinvalid` of its value, flush
+/// the range, return the old value. On a present huge PMD the result is "not present, still
+/// huge to software" (x86: `_PAGE_PSE` kept), which lockless readers skip and locked ones wait
+/// out. It is only defined for present PMDs (VM_WARN_ON_ONCE since 3a5a8d343e1c); what it makes
+/// of a swap PMD is the `arch.pmd_mkinvalid_nonpresent` switch.
+pub fn pmdp_invalidate(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr, addr: u64) -> Entry {
+    let _f = cx.cpu.enter("pmdp_invalidate");
+    let g = cx.geo();
+    let old = pmd.get(cx);
+    let new = if old.present() {
+        old.without(Entry::PRESENT)
+    } else {
+        let reads_present = cx.proto().pmd_mkinvalid_nonpresent
+            == crate::protocol::MkinvalidNonpresent::ReadsPresent;
+        old.mkinvalid_nonpresent(reads_present)
+    };
+    let old = pmd.xchg(cx, new);
+    let hvpn = (addr & g.pmd_mask()) >> g.page_shift;
+    cx.cpu
+        .flush_tlb_range(mm.id, hvpn, hvpn + g.entries() as u64, false);
+    old
+}
+
+/// The type of the migration entry replacing a mapping: writable, read-only of an exclusive anon
+/// page, or read-only (`make_{writable,readable_exclusive,readable}_migration_entry`).
+pub fn migration_type(write: bool, anon_exclusive: bool) -> u64 {
+    if write {
+        Entry::SWP_MIGRATION_WRITE
+    } else if anon_exclusive {
+        Entry::SWP_MIGRATION_READ_EXCLUSIVE
+    } else {
+        Entry::SWP_MIGRATION_READ
+    }
+}
+
+/// `set_pmd_migration_entry` (PMD lock held, from `try_to_migrate_one`): invalidate and flush the
+/// PMD, then, unless a maybe-pinned exclusive anon folio must stay mapped
+/// (`folio_try_share_anon_rmap_pmd`: the PMD is invalidated first so GUP-fast sees the change or
+/// the folio no longer exclusive), install the migration entry and drop the PMD mapping and its
+/// reference. Returns false (`-EBUSY`) when it restored the PMD.
+pub fn set_pmd_migration_entry(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    pmd: EntryPtr,
+    addr: u64,
+    f: FrameRef,
+) -> bool {
+    let _f = cx.cpu.enter("set_pmd_migration_entry");
+    let pmdval = pmdp_invalidate(cx, mm, pmd, addr);
+    let anon_exclusive = folio::folio_test_anon(cx, f) && folio::page_anon_exclusive(cx, f.pfn);
+    if anon_exclusive && !folio::folio_try_share_anon_rmap_pte(cx, f, f.pfn) {
+        pmd.set(cx, pmdval);
+        return false;
+    }
+    if pmdval.dirty() {
+        folio::folio_set(cx, f, folio::PG_DIRTY);
+    }
+    let ty = migration_type(pmdval.write(), anon_exclusive);
+    pmd.set(cx, Entry::swp(ty, pmdval.pfn()));
+    folio::folio_remove_rmap_pmd(cx, f);
+    folio::folio_put(cx, f);
+    true
+}
+
+/// `remove_migration_pmd` (PMD lock held, from `remove_migration_pte`): map `new` where the PMD
+/// migration entry is, writable if the entry was, `RMAP_EXCLUSIVE` unless it was a plain
+/// read-only entry. No flush: the entry was not present.
+pub fn remove_migration_pmd(cx: Ctx<'_>, pmd: EntryPtr, entry: Entry, new: FrameRef) {
+    let _f = cx.cpu.enter("remove_migration_pmd");
+    let ty = entry.swp_type();
+    let write = ty == Entry::SWP_MIGRATION_WRITE;
+    folio::folio_ref_add(cx, new, 1);
+    folio::folio_add_rmap_pmd(cx, new);
+    if ty != Entry::SWP_MIGRATION_READ && folio::folio_test_anon(cx, new) {
+        folio::set_page_anon_exclusive(cx, new.pfn);
+    }
+    pmd.set(cx, Entry::huge(new.pfn, write, write));
+}
+
+/// `pmd_migration_entry_wait`: under the PMD lock, if the PMD still holds a migration entry,
+/// wait for its folio to be unlocked (`migration_entry_wait_on_locked`, which drops the lock).
+pub fn pmd_migration_entry_wait(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr) {
+    let _f = cx.cpu.enter("pmd_migration_entry_wait");
+    let ptl = pgtable::pmd_lock(cx, mm, pmd);
+    let e = pmd.get(cx);
+    drop(ptl);
+    if e.is_migration() {
+        crate::mm::migrate::migration_entry_wait(cx, e);
+    }
+}
+
+/// `__split_huge_pmd` → `__split_huge_pmd_locked` (read at 6.8 and 6.10): under the PMD lock,
+/// if the entry is still a huge PMD or a PMD migration entry, replace it by the deposited table
+/// filled with one entry per page. The huge zero PMD goes through `__split_huge_zero_page_pmd`:
+/// cleared and flushed (`pmdp_huge_clear_flush`), then the table of read-only zero-page PTEs is
+/// populated. An anon THP is invalidated (`pmdp_invalidate`), and each page inherits the head's
+/// `PageAnonExclusive` (`RMAP_EXCLUSIVE`). With `freeze` (`unmap_folio` of `split_huge_page`,
+/// `TTU_SPLIT_HUGE_PMD`) each page gets a migration entry instead, and the PMD's mapping and
+/// reference go. A migration entry becomes one PTE migration entry per page, of the same type;
+/// 6.10+ leaves it in the PMD until the table is populated, 4.14–6.9
+/// (`split.invalidate_nonpresent`) ran `pmdp_invalidate` on it first.
+pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, pmd: EntryPtr, addr: u64) {
+    __split_huge_pmd_freeze(cx, mm, vma, pmd, addr, false);
+}
+
+/// `__split_huge_pmd` with its `freeze` argument (`split_huge_pmd_address` from `unmap_folio`).
+pub fn __split_huge_pmd_freeze(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    _vma: &Arc<Vma>,
+    pmd: EntryPtr,
+    addr: u64,
+    freeze: bool,
+) {
     let _f = cx.cpu.enter("__split_huge_pmd");
     let g = cx.geo();
     let _ptl = pgtable::pmd_lock(cx, mm, pmd);
     let orig = pmd.get(cx);
-    if !orig.huge_leaf() || !orig.present() {
+    let migration = orig.is_migration();
+    if !migration && (!orig.huge_leaf() || !orig.present()) {
         return;
     }
+    let _l = cx.cpu.enter("__split_huge_pmd_locked");
     let hvpn = (addr & g.pmd_mask()) >> g.page_shift;
-    if is_huge_zero_pmd(cx, orig) {
+    if !migration && is_huge_zero_pmd(cx, orig) {
         // __split_huge_zero_page_pmd: the PMD stays empty until the PTEs are filled.
         pmd.xchg(cx, Entry::NONE);
         cx.cpu
@@ -343,33 +461,88 @@ pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, _vma: &Arc<Vma>, pmd: EntryP
         pmd.set(cx, Entry::table(table.pfn));
         return;
     }
+    let orig = if migration {
+        if cx.proto().split_invalidate_nonpresent {
+            // Before 6.10: pmdp_invalidate first, whatever the PMD holds; the old value it
+            // returns is still the migration entry, which is what the split reads.
+            pmdp_invalidate(cx, mm, pmd, addr)
+        } else {
+            orig
+        }
+    } else {
+        // pmdp_invalidate: not present (but still "huge" to software), TLB flushed.
+        pmdp_invalidate(cx, mm, pmd, addr)
+    };
     let Some(table) = withdraw(cx, pmd) else {
         cx.cpu
             .warn_on(true, "split of a huge PMD without a deposited table");
         return;
     };
-    // pmdp_invalidate: not present (but still "huge" to software), TLB flushed.
-    pmd.set(cx, orig.without(Entry::PRESENT));
-    cx.cpu
-        .flush_tlb_range(mm.id, hvpn, hvpn + g.entries() as u64, false);
     let head = orig.pfn();
+    if migration {
+        // Each page gets a migration entry of the PMD entry's type; no rmap or reference
+        // changes (the migration entry holds neither).
+        let ty = orig.swp_type();
+        for i in 0..g.entries() {
+            cx.cpu
+                .entry_write(table, i, Entry::swp(ty, head + i as u32).0);
+        }
+        cx.cpu.smp_wmb();
+        pmd.set(cx, Entry::table(table.pfn));
+        return;
+    }
     let f = cx.cpu.frame_ref(head);
-    let anon_exclusive = folio::folio_test_anon(cx, f) && folio::page_anon_exclusive(cx, head);
+    let anon = folio::folio_test_anon(cx, f);
+    let anon_exclusive = anon && folio::page_anon_exclusive(cx, head);
+    if freeze && anon_exclusive && !folio::folio_try_share_anon_rmap_pte(cx, f, head) {
+        // __split_huge_pmd_locked: a pinned exclusive folio cannot be frozen; map it with
+        // present PTEs (freeze = false), as the kernel does when the share fails.
+        return split_to_ptes(cx, pmd, table, orig, f, anon_exclusive, false);
+    }
+    split_to_ptes(cx, pmd, table, orig, f, anon_exclusive, freeze)
+}
+
+/// The tail of `__split_huge_pmd_locked` for an invalidated present PMD: fill `table` with
+/// present PTEs (or, frozen, with migration entries), then populate the PMD.
+fn split_to_ptes(
+    cx: Ctx<'_>,
+    pmd: EntryPtr,
+    table: FrameRef,
+    orig: Entry,
+    f: FrameRef,
+    anon_exclusive: bool,
+    freeze: bool,
+) {
+    let g = cx.geo();
+    let head = orig.pfn();
     for i in 0..g.entries() {
         let page = head + i as u32;
-        folio::folio_add_rmap_pte(cx, page);
-        if anon_exclusive {
-            folio::set_page_anon_exclusive(cx, page);
-        }
-        let mut e = Entry::leaf(page, orig.write(), orig.dirty());
-        if !orig.young() {
-            e = e.without(Entry::ACCESSED);
-        }
+        let e = if freeze {
+            Entry::swp(migration_type(orig.write(), anon_exclusive), page)
+        } else {
+            folio::folio_add_rmap_pte(cx, page);
+            if anon_exclusive {
+                folio::set_page_anon_exclusive(cx, page);
+            }
+            let mut e = Entry::leaf(page, orig.write(), orig.dirty());
+            if !orig.young() {
+                e = e.without(Entry::ACCESSED);
+            }
+            e
+        };
         cx.cpu.entry_write(table, i, e.0);
     }
+    if freeze && orig.dirty() {
+        folio::folio_set(cx, f, folio::PG_DIRTY);
+    }
     folio::folio_remove_rmap_pmd(cx, f);
-    // Each PTE mapping holds its own reference from now on.
-    folio::folio_ref_add(cx, f, g.entries() as i64 - 1);
+    if freeze {
+        // put_page: the PMD's reference goes with its mapping.
+        folio::folio_put(cx, f);
+    } else {
+        // Each PTE mapping holds its own reference from now on.
+        folio::folio_ref_add(cx, f, g.entries() as i64 - 1);
+    }
     cx.cpu.smp_wmb();
     pmd.set(cx, Entry::table(table.pfn));
 }

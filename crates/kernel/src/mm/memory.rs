@@ -131,7 +131,19 @@ pub fn handle_mm_fault_flags(
             huge_memory::huge_pmd_set_accessed(cx, &vmf, pmdval);
             return VmFault::Done;
         }
-    } else if pmdval.is_migration() {
+    } else if !pmdval.is_none() && !pmdval.present() {
+        // is_swap_pmd: a PMD migration entry waits for the migration (pmd_migration_entry_wait),
+        // then the access is retried.
+        // VM_BUG_ON(!is_pmd_migration_entry): x86's pmd_mkinvalid of a migration entry (before
+        // 6.10, split.invalidate_nonpresent) leaves a swap PMD of another type for this
+        // lockless read to see.
+        cx.cpu.warn_on(
+            !pmdval.is_migration(),
+            "__handle_mm_fault: VM_BUG_ON: a swap PMD that is not a migration entry",
+        );
+        if pmdval.is_migration() {
+            huge_memory::pmd_migration_entry_wait(cx, mm, pmd);
+        }
         return VmFault::Done;
     }
     handle_pte_fault(cx, &vmf)

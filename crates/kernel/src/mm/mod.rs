@@ -17,6 +17,7 @@ pub mod pagewalk;
 pub mod pgtable;
 pub mod rmap;
 pub mod shmem;
+pub mod split_huge_page;
 pub mod tlb_batch;
 pub mod types;
 pub mod vma;

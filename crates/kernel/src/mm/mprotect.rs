@@ -158,7 +158,7 @@ fn change_pmd_range(
         if v.is_none() {
             return 0;
         }
-        if v.huge_leaf() {
+        if v.huge_leaf() || v.is_migration() {
             if next - addr != g.pmd_size() {
                 crate::mm::huge_memory::__split_huge_pmd(cx, mm, cp.vma, pmd, addr);
             } else {
@@ -190,6 +190,20 @@ fn change_huge_pmd(
     let g = cx.geo();
     let ptl = pgtable::pmd_lock(cx, mm, pmd);
     let orig = pmd.get(cx);
+    if orig.is_migration() {
+        // is_swap_pmd: "a protection check is difficult so just be safe and disable write": a
+        // writable migration entry becomes a read-only one (exclusive for anon), NUMA or not.
+        if orig.swp_type() == Entry::SWP_MIGRATION_WRITE {
+            let f = cx.cpu.frame_ref(orig.pfn());
+            let ty = if crate::mm::folio::folio_test_anon(cx, f) {
+                Entry::SWP_MIGRATION_READ_EXCLUSIVE
+            } else {
+                Entry::SWP_MIGRATION_READ
+            };
+            pmd.set(cx, Entry::swp(ty, orig.pfn()));
+        }
+        return Some(0);
+    }
     if !orig.huge_leaf() {
         drop(ptl);
         return None;

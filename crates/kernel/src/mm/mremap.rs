@@ -332,7 +332,8 @@ fn move_page_tables(
             .min(len - done);
         if let Some(old_pmd) = pgtable::pmd_off(cx, mm, o) {
             let ov = old_pmd.get(cx);
-            if ov.huge_leaf() {
+            // is_swap_pmd || pmd_trans_huge: a PMD migration entry moves as a huge PMD does.
+            if ov.huge_leaf() || ov.is_migration() {
                 let new_pmd = pgtable::pmd_alloc(cx, mm, n)?;
                 if extent == pmd_size && new_pmd.get(cx).is_none() {
                     // move_huge_pmd: both PMD locks (new nested), the deposited table follows

@@ -274,3 +274,69 @@ pub fn page_vma_mapped_walk<'a>(
     };
     hit.then(|| Pvmw { locked, pte, entry })
 }
+
+/// What `page_vma_mapped_walk` finds at the PMD level of `addr`.
+pub enum PmdWalk<'a> {
+    /// The PMD maps `folio` (or, with `migration`, holds a migration entry to it): PMD lock held.
+    Pmd {
+        ptl: mmcheck_platform::SpinGuard<'a>,
+        pmd: crate::mm::pgtable::EntryPtr,
+        entry: crate::arch::pgtable::Entry,
+    },
+    /// A PTE table (or a THP split under us): go on at the PTE level.
+    Pte,
+    /// Nothing of the folio here.
+    NotFound,
+}
+
+/// The PMD step of `page_vma_mapped_walk`: read the PMD locklessly (`pmdp_get_lockless`); on a
+/// huge PMD or a PMD migration entry take the PMD lock and read it again: a migration entry
+/// matches only with `PVMW_MIGRATION`, a huge PMD only without; anything else under the lock
+/// was split under us (PTE level).
+pub fn page_vma_mapped_walk_pmd<'a>(
+    cx: Ctx<'a>,
+    mm: &'a MmStruct,
+    folio: FrameRef,
+    addr: u64,
+    migration: bool,
+) -> PmdWalk<'a> {
+    use crate::mm::pgtable;
+    let _f = cx.cpu.enter("page_vma_mapped_walk");
+    let Some(pmd) = pgtable::pmd_off(cx, mm, addr) else {
+        return PmdWalk::NotFound;
+    };
+    let pmde = pmd.get(cx);
+    let nr = crate::mm::folio::folio_nr_pages(cx, folio) as u32;
+    let in_folio =
+        |e: crate::arch::pgtable::Entry| e.pfn() >= folio.pfn && e.pfn() < folio.pfn + nr;
+    if pmde.pmd_trans_huge() || pmde.is_migration() {
+        let ptl = pgtable::pmd_lock(cx, mm, pmd);
+        let pmde = pmd.get(cx);
+        if !pmde.present() {
+            if migration && pmde.is_migration() && in_folio(pmde) {
+                return PmdWalk::Pmd {
+                    ptl,
+                    pmd,
+                    entry: pmde,
+                };
+            }
+            return PmdWalk::NotFound;
+        }
+        if pmde.huge_leaf() {
+            if !migration && in_folio(pmde) {
+                return PmdWalk::Pmd {
+                    ptl,
+                    pmd,
+                    entry: pmde,
+                };
+            }
+            return PmdWalk::NotFound;
+        }
+        drop(ptl);
+        return PmdWalk::Pte;
+    }
+    if !pmde.present() {
+        return PmdWalk::NotFound;
+    }
+    PmdWalk::Pte
+}

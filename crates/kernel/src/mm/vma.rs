@@ -250,7 +250,8 @@ pub fn __split_vma(
         let lo = addr & g.pmd_mask();
         if addr != lo && lo >= vma.start() && lo + g.pmd_size() <= vma.end() {
             if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, mm, addr) {
-                if pmd.get(cx).huge_leaf() {
+                let v = pmd.get(cx);
+                if v.huge_leaf() || v.is_migration() {
                     crate::mm::huge_memory::__split_huge_pmd(cx, mm, vma, pmd, addr);
                 }
             }

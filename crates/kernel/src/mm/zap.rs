@@ -84,9 +84,10 @@ fn zap_pmd(
     let mut addr = addr;
     loop {
         let v = pmd.get(cx);
-        // pmd_trans_huge: also a PMD another CPU is rewriting under its lock (pmdp_invalidate):
-        // zap_huge_pmd waits for that lock, then looks again.
-        if v.pmd_trans_huge() {
+        // is_swap_pmd || pmd_trans_huge: a PMD migration entry, or also a PMD another CPU is
+        // rewriting under its lock (pmdp_invalidate): zap_huge_pmd waits for that lock, then
+        // looks again.
+        if v.pmd_trans_huge() || v.is_migration() {
             if next - addr == g.pmd_size() {
                 if huge_memory::zap_huge_pmd(cx, tlb, pmd, addr) {
                     return;

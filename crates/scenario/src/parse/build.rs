@@ -587,6 +587,10 @@ impl<'t> Builder<'t> {
             OpArgs::Retract { addr } => Ok(SetupOp::Retract {
                 addr: inside(addr, maps)?,
             }),
+            OpArgs::Migrate { addr, unmap_only } => Ok(SetupOp::Migrate {
+                addr: inside(addr, maps)?,
+                unmap_only: *unmap_only,
+            }),
             OpArgs::Munmap { addr, pages } => {
                 let start = inside(addr, maps)?;
                 let end = self.range(geo, addr, start, pages)?;
@@ -686,11 +690,13 @@ impl<'t> Builder<'t> {
                 write,
                 pin,
                 value,
+                fast_only,
             } => Op::GupFast {
                 addr: inside(addr)?,
                 write: *write,
                 pin: *pin,
                 value: *value,
+                fast_only: *fast_only,
             },
             OpArgs::Munmap { addr, pages } => {
                 let start = inside(addr)?;
@@ -712,8 +718,9 @@ impl<'t> Builder<'t> {
                 addr: inside(addr)?,
                 what: *what,
             },
-            OpArgs::Migrate { addr } => Op::Migrate {
+            OpArgs::Migrate { addr, unmap_only } => Op::Migrate {
                 addr: inside(addr)?,
+                unmap_only: *unmap_only,
             },
             OpArgs::TryToUnmap { addr } => Op::TryToUnmap {
                 addr: inside(addr)?,
@@ -725,6 +732,25 @@ impl<'t> Builder<'t> {
                 addr: inside(addr)?,
             },
             OpArgs::Fork => Op::Fork,
+            OpArgs::SplitHugePage { addr, new_order } => {
+                let new_order = match new_order {
+                    Some(o) if o.v >= geo.pmd_order() as u64 || o.v == 1 => {
+                        return Err(self.err(
+                            o.span.clone(),
+                            format!(
+                                "new_order must be 0 or 2 to {} (below the PMD order of this geometry; an anon folio cannot be order 1)",
+                                geo.pmd_order() - 1
+                            ),
+                        ))
+                    }
+                    Some(o) => o.v as u32,
+                    None => 0,
+                };
+                Op::SplitHugePage {
+                    addr: inside(addr)?,
+                    new_order,
+                }
+            }
             OpArgs::ChildExit => Op::ChildExit,
             OpArgs::Mprotect { addr, pages, write } => {
                 let start = inside(addr)?;

@@ -48,6 +48,7 @@ pub(super) enum OpArgs {
         write: bool,
         pin: bool,
         value: u64,
+        fast_only: bool,
     },
     Mremap {
         addr: Sp<Addr>,
@@ -56,6 +57,7 @@ pub(super) enum OpArgs {
     },
     Migrate {
         addr: Sp<Addr>,
+        unmap_only: bool,
     },
     Collapse {
         addr: Sp<Addr>,
@@ -95,6 +97,10 @@ pub(super) enum OpArgs {
     },
     CollapsePteMapped {
         addr: Sp<Addr>,
+    },
+    SplitHugePage {
+        addr: Sp<Addr>,
+        new_order: Option<Sp<u64>>,
     },
 }
 
@@ -253,12 +259,13 @@ pub(super) fn args_gup_fast(i: &mut In<'_>) -> PResult<OpArgs> {
             )
         }
     };
-    let pin = !flags(i, &["pin"])?.is_empty();
+    let fl = flags(i, &["pin", "fast_only"])?;
     Ok(OpArgs::GupFast {
         addr,
         write,
-        pin,
+        pin: fl.iter().any(|f| f.v == "pin"),
         value,
+        fast_only: fl.iter().any(|f| f.v == "fast_only"),
     })
 }
 
@@ -313,7 +320,9 @@ pub(super) fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
 }
 
 pub(super) fn args_migrate(i: &mut In<'_>) -> PResult<OpArgs> {
-    Ok(OpArgs::Migrate { addr: addr(i)? })
+    let addr = addr(i)?;
+    let unmap_only = !flags(i, &["unmap"])?.is_empty();
+    Ok(OpArgs::Migrate { addr, unmap_only })
 }
 
 pub(super) fn args_retract(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -379,6 +388,17 @@ pub(super) fn collapse_args(i: &mut In<'_>, khugepaged: bool) -> PResult<OpArgs>
         order,
         khugepaged,
     })
+}
+
+pub(super) fn args_split_huge_page(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    ws(i)?;
+    let new_order = if i.starts_with("new_order") {
+        Some(key_number(i, "new_order", "'new_order=N'")?)
+    } else {
+        None
+    };
+    Ok(OpArgs::SplitHugePage { addr, new_order })
 }
 
 pub(super) fn args_collapse(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -449,8 +469,8 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "gup_fast",
-        syntax: "gup_fast ADDR read|write = VALUE [pin]",
-        kernel: "get_user_pages_fast (mm/gup.c, IRQs off, no locks; FOLL_PIN with 'pin'), then a read or a DMA write through the page, then unpin/put",
+        syntax: "gup_fast ADDR read|write = VALUE [pin] [fast_only]",
+        kernel: "get_user_pages_fast (mm/gup.c, IRQs off, no locks; FOLL_PIN with 'pin'; get_user_pages_fast_only, FOLL_FAST_ONLY: no slow-path fallback, with 'fast_only'), then a read or a DMA write through the page, then unpin/put",
         init: false,
         args: Some(args_gup_fast),
     },
@@ -470,9 +490,9 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "migrate",
-        syntax: "migrate ADDR",
-        kernel: "migrate the folio mapped at ADDR (mm/migrate.c): try_to_migrate, copy, remove_migration_ptes",
-        init: false,
+        syntax: "migrate ADDR [unmap]",
+        kernel: "migrate the folio mapped at ADDR, small or a PMD- or PTE-mapped THP (mm/migrate.c): try_to_migrate (set_pmd_migration_entry for a PMD), copy, remove_migration_ptes (remove_migration_pmd); unmap: migrate_pages_batch's first pass alone, migrate_folio_unmap, leaving the folio locked, isolated and replaced by migration entries (a migration in flight to the end; in init too)",
+        init: true,
         args: Some(args_migrate),
     },
     OpSpec {
@@ -558,6 +578,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "collapse_file of the shmem range mapped at ADDR, ending in retract_page_tables (mm/khugepaged.c)",
         init: true,
         args: Some(args_retract),
+    },
+    OpSpec {
+        name: "split_huge_page",
+        syntax: "split_huge_page ADDR [new_order=N]",
+        kernel: "a write of 'pid,ADDR,ADDR+1[,N]' to /sys/kernel/debug/split_huge_pages (split_huge_pages_pid, mm/huge_memory.c): under the mmap read lock, folio_walk_start finds the anon THP at ADDR; skipped unless every reference is a mapping's (can_split_folio) and folio_trylock succeeds; then split_huge_page_to_list_to_order to order N (default 0): anon_vma write lock, can_split_folio, unmap_folio (try_to_migrate with TTU_SPLIT_HUGE_PMD: a PMD is split frozen into PTE migration entries), folio_ref_freeze (-EAGAIN and remap_page if it fails), __split_huge_page, remap_page (remove_migration_ptes)",
+        init: false,
+        args: Some(args_split_huge_page),
     },
 ];
 
