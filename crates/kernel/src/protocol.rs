@@ -137,6 +137,12 @@ pub struct Protocol {
     pub zap_flush_batched_pending: bool,
     /// `move_ptes` calls `flush_tlb_batched_pending` after taking the PTLs.
     pub mremap_flush_batched_pending: bool,
+    /// `try_to_unmap_one` discards a lazyfree (MADV_FREE) anon folio only if neither the PTE it
+    /// just cleared nor the folio is dirty; off discards it whenever the references match.
+    pub lazyfree_dirty_check: bool,
+    /// How `madvise_free_huge_pmd` cleans a huge PMD: `pmdp_invalidate` then `set_pmd_at`
+    /// (58ceeb6bec86, 4.11), or `pmdp_huge_get_and_clear` then `set_pmd_at` before it.
+    pub lazyfree_huge_pmd_update: HugePmdUpdate,
 }
 
 /// `numa.huge_pmd_update`: how `change_huge_pmd` replaces a huge PMD.
@@ -288,6 +294,8 @@ impl Default for Protocol {
             migrate_batch_flush: true,
             zap_flush_batched_pending: true,
             mremap_flush_batched_pending: true,
+            lazyfree_dirty_check: true,
+            lazyfree_huge_pmd_update: HugePmdUpdate::Invalidate,
         }
     }
 }
@@ -838,6 +846,30 @@ pub const SWITCHES: &[Switch] = &[
         "move_ptes calls flush_tlb_batched_pending after taking both PTLs",
         "3ea277194daa Mel Gorman (4.13); mm/mremap.c move_ptes"
     ),
+    bool_switch!(
+        "lazyfree.dirty_check",
+        lazyfree_dirty_check,
+        "try_to_unmap_one discards a lazyfree (MADV_FREE) anon folio only if it is clean: the dirty bit of the PTE it just cleared under the PTL is moved to the folio (folio_mark_dirty) and a dirty folio is remapped and made swap-backed again; off discards a lazyfree folio whenever only the isolation and mapping references remain, dirty or not (the store after MADV_FREE is lost)",
+        "854e9ed09ded Minchan Kim, 'mm: support madvise(MADV_FREE)' (4.5, the pte_dirty -> PageDirty check before discarding); 802a3a92ad7a Shaohua Li, 'mm: reclaim MADV_FREE pages' (4.12, remap and SetPageSwapBacked when redirtied); 6c8e2a256915 (5.18, the reference-count check)"
+    ),
+    Switch {
+        name: "lazyfree.huge_pmd_update",
+        values: &["invalidate", "get_and_clear"],
+        doc: "how madvise_free_huge_pmd cleans (mkold, mkclean) a huge PMD: pmdp_invalidate keeps it huge to software, so a lockless zap_pmd_range (MADV_DONTNEED) waits for the PMD lock; get_and_clear leaves it none until set_pmd_at, and MADV_DONTNEED skips the THP",
+        cite: "58ceeb6bec86 Kirill A. Shutemov, 'thp: fix MADV_DONTNEED vs. MADV_FREE race' (4.11)",
+        get: |p| match p.lazyfree_huge_pmd_update {
+            HugePmdUpdate::Invalidate => "invalidate",
+            HugePmdUpdate::GetAndClear => "get_and_clear",
+        },
+        set: |p, v| {
+            p.lazyfree_huge_pmd_update = match v {
+                "invalidate" => HugePmdUpdate::Invalidate,
+                "get_and_clear" => HugePmdUpdate::GetAndClear,
+                _ => return false,
+            };
+            true
+        },
+    },
 ];
 
 /// A preset: a kernel version and the switch values that differ from the 2026 defaults.

@@ -85,6 +85,16 @@ pub enum Op {
         addr: u64,
         pages: u64,
     },
+    /// `madvise(MADV_FREE)`.
+    MadvFree {
+        addr: u64,
+        pages: u64,
+    },
+    /// `madvise(MADV_PAGEOUT)`.
+    MadvPageout {
+        addr: u64,
+        pages: u64,
+    },
     /// An RCU-only software walker: `pte_offset_map`, read the PTE of `addr`, `pte_unmap`
     /// (`filemap_fault_recheck_pte_none`, `pte_range_none`).
     RcuWalk {

@@ -263,6 +263,32 @@ impl KernelModel {
                     }
                 });
             }),
+            Op::MadvFree { addr, pages } => {
+                mmcheck_kernel::mm::madvise::madvise_free(cx, mm, addr, pages * ps).map(|_| {
+                    // Until the next store, an anonymous page reads back its old data or zero.
+                    let resp = inst.clock.record(|c| {
+                        *c += 1;
+                        *c - 1
+                    });
+                    inst.history.record(|h| {
+                        for p in 0..pages {
+                            let a = addr + p * ps;
+                            if self.anon_pages.contains(&a) {
+                                h.push(HOp {
+                                    thread: cx.cpu.id,
+                                    addr: a,
+                                    kind: HKind::Free,
+                                    inv,
+                                    resp,
+                                });
+                            }
+                        }
+                    });
+                })
+            }
+            Op::MadvPageout { addr, pages } => {
+                mmcheck_kernel::mm::madvise::madvise_pageout(cx, mm, addr, pages * ps)
+            }
             Op::RcuWalk { addr } => {
                 let _f = cx.cpu.enter("rcu_pte_walker");
                 if let Some(pmd) = pmd_off(cx, mm, addr) {

@@ -114,7 +114,9 @@ pub fn folio_put_refs(cx: Ctx<'_>, f: FrameRef, n: i64) {
     }
 }
 
-fn free_folio(cx: Ctx<'_>, f: FrameRef) {
+/// Free a folio whose last reference is gone (`__folio_put`, or `free_unref_folios` of a folio
+/// reclaim froze at zero).
+pub(crate) fn free_folio(cx: Ctx<'_>, f: FrameRef) {
     let _g = cx.cpu.enter("__folio_put");
     let order = folio_order(cx, f);
     let n = 1u32 << order;

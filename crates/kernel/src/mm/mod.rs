@@ -20,4 +20,5 @@ pub mod shmem;
 pub mod tlb_batch;
 pub mod types;
 pub mod vma;
+pub mod vmscan;
 pub mod zap;

@@ -708,6 +708,22 @@ impl<'t> Builder<'t> {
                     pages: pages.v,
                 }
             }
+            OpArgs::MadvFree { addr, pages } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::MadvFree {
+                    addr: start,
+                    pages: pages.v,
+                }
+            }
+            OpArgs::MadvPageout { addr, pages } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::MadvPageout {
+                    addr: start,
+                    pages: pages.v,
+                }
+            }
             OpArgs::Check { addr, what } => Op::Check {
                 addr: inside(addr)?,
                 what: *what,

@@ -36,6 +36,14 @@ pub(super) enum OpArgs {
         addr: Sp<Addr>,
         pages: Sp<u64>,
     },
+    MadvFree {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
+    MadvPageout {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
     RcuWalk {
         addr: Sp<Addr>,
     },
@@ -207,6 +215,18 @@ pub(super) fn args_dontneed(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
     let pages = key_number(i, "pages", "'pages=N'")?;
     Ok(OpArgs::DontNeed { addr, pages })
+}
+
+pub(super) fn args_madv_free(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::MadvFree { addr, pages })
+}
+
+pub(super) fn args_madv_pageout(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::MadvPageout { addr, pages })
 }
 
 pub(super) fn args_rcu_walk(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -558,6 +578,20 @@ pub const OPS: &[OpSpec] = &[
         kernel: "collapse_file of the shmem range mapped at ADDR, ending in retract_page_tables (mm/khugepaged.c)",
         init: true,
         args: Some(args_retract),
+    },
+    OpSpec {
+        name: "madvise free",
+        syntax: "madvise free ADDR pages=N",
+        kernel: "madvise_free_single_vma (mm/madvise.c): madvise_free_pte_range / madvise_free_huge_pmd make mapped pages clean and old, folio_mark_lazyfree",
+        init: false,
+        args: Some(args_madv_free),
+    },
+    OpSpec {
+        name: "madvise pageout",
+        syntax: "madvise pageout ADDR pages=N",
+        kernel: "madvise_cold_or_pageout_pte_range (mm/madvise.c) -> reclaim_pages -> shrink_folio_list (mm/vmscan.c) -> try_to_unmap (mm/rmap.c, TTU_BATCH_FLUSH); no swap device: only lazyfree folios go",
+        init: false,
+        args: Some(args_madv_pageout),
     },
 ];
 
