@@ -58,6 +58,12 @@ pub enum Op {
     /// private COW copies included; accesses beyond the new size would raise SIGBUS (cases make
     /// none).
     Truncate { file: u32, pages: u64 },
+    /// `madvise(addr, pages * 4096, MADV_FREE)` on anonymous private memory: the pages become
+    /// lazyfree, discarded by the next reclaim unless stored to first.
+    Free { start: u64, pages: u64 },
+    /// `madvise(addr, pages * 4096, MADV_PAGEOUT)`: reclaim the range now. Without swap (the
+    /// host and the model) only clean lazyfree pages go; they read back as zero.
+    Pageout { start: u64, pages: u64 },
 }
 
 /// A whole case.

@@ -40,6 +40,10 @@ pub(crate) struct Shadow {
     maps: Vec<MapInfo>,
     /// Size in pages of each `ShmemPrivate` file, by number.
     files: Vec<u64>,
+    /// Per page: it may be backed by a THP (MADV_HUGEPAGE or MADV_COLLAPSE covered it, here or
+    /// before an mremap brought it here). MADV_FREE and MADV_PAGEOUT split such folios, which the
+    /// model does not do: cases keep them to small folios.
+    thp: Vec<bool>,
 }
 
 /// A maximal run of pages owned by one mapping.
@@ -63,6 +67,7 @@ impl Shadow {
             owner: vec![0; REGION_PAGES as usize],
             maps: Vec::new(),
             files: Vec::new(),
+            thp: vec![false; REGION_PAGES as usize],
         }
     }
 
@@ -119,6 +124,11 @@ impl Shadow {
                 .all(|&o| o != 0)
     }
 
+    /// Mapped, and no page of the range may be backed by a THP.
+    fn small_only(&self, start: u64, pages: u64) -> bool {
+        self.all_mapped(start, pages) && !self.thp[Self::range(start, pages)].iter().any(|&t| t)
+    }
+
     fn all_anon(&self, start: u64, pages: u64) -> bool {
         in_window(start, pages) && (start..start + pages).all(|p| self.is_anon(p))
     }
@@ -159,6 +169,10 @@ impl Shadow {
             Op::Hugepage { start, pages } | Op::Collapse { start, pages } => {
                 self.all_anon(start, pages)
             }
+            Op::Free { start, pages } => {
+                self.all_anon(start, pages) && self.small_only(start, pages)
+            }
+            Op::Pageout { start, pages } => self.small_only(start, pages),
         }
     }
 
@@ -180,6 +194,7 @@ impl Shadow {
                     file,
                 });
                 self.owner[Self::range(start, pages)].fill(id);
+                self.thp[Self::range(start, pages)].fill(false);
             }
             Op::Munmap { start, pages } => self.owner[Self::range(start, pages)].fill(0),
             Op::Mremap {
@@ -194,8 +209,12 @@ impl Shadow {
                 let id = self.new_id(info);
                 self.owner[Self::range(start, pages)].fill(0);
                 self.owner[Self::range(new_start, pages)].fill(id);
+                let moved = self.thp[Self::range(start, pages)].to_vec();
+                self.thp[Self::range(new_start, pages)].copy_from_slice(&moved);
             }
+            Op::Collapse { start, pages } => self.thp[Self::range(start, pages)].fill(true),
             Op::Hugepage { start, pages } => {
+                self.thp[Self::range(start, pages)].fill(true);
                 // Every run of a mapping without VM_HUGEPAGE becomes its own VMA (split off).
                 let mut p = start;
                 while p < start + pages {
@@ -219,7 +238,8 @@ impl Shadow {
             Op::DontNeed { .. }
             | Op::Store { .. }
             | Op::Load { .. }
-            | Op::Collapse { .. }
+            | Op::Free { .. }
+            | Op::Pageout { .. }
             | Op::PunchHole { .. } => {}
         }
     }
@@ -384,7 +404,17 @@ impl Gen {
             OpMix::Extended => 100,
             OpMix::File => 120,
         };
-        match self.rng.gen_range(0..top) {
+        // The extended and file mixes add MADV_FREE and MADV_PAGEOUT (12 in every top + 12).
+        let extra = if self.mix == OpMix::Basic { 0 } else { 12 };
+        let r = self.rng.gen_range(0..top + extra);
+        if r >= top {
+            return if r < top + 5 {
+                self.free(&segs)
+            } else {
+                self.pageout(&segs)
+            };
+        }
+        match r {
             0..=15 => self.mmap(&segs),
             16..=39 => Some(self.store(&segs)),
             40..=56 => Some(self.load(&segs)),
@@ -396,6 +426,48 @@ impl Gen {
             100..=111 => self.punch_hole(&segs),
             _ => self.truncate(&segs),
         }
+    }
+
+    /// A run of pages that may not be THP-backed, inside `s`, containing a page stored to when
+    /// there is one (MADV_FREE and MADV_PAGEOUT matter for written pages).
+    fn small_run(&mut self, segs: &[Segment], anon: bool) -> Option<(u64, u64)> {
+        let ok = |sh: &Shadow, p: u64| {
+            sh.is_mapped(p) && !sh.thp[p as usize] && (!anon || sh.is_anon(p))
+        };
+        let written: Vec<u64> = self
+            .written
+            .iter()
+            .copied()
+            .filter(|&p| ok(&self.sh, p))
+            .collect();
+        let page = if !written.is_empty() && self.rng.gen_bool(0.8) {
+            written[self.rng.gen_range(0..written.len())]
+        } else {
+            let s = *self.seg(segs);
+            let p = self.page_in(&s);
+            if !ok(&self.sh, p) {
+                return None;
+            }
+            p
+        };
+        let (a, b) = self.sh.run_where(page, |p| ok(&self.sh, p));
+        Some(match self.rng.gen_range(0..100) {
+            0..=39 => (page, 1),
+            40..=69 => (a, b - a),
+            _ => self.subrange(a, b),
+        })
+    }
+
+    /// MADV_FREE of anonymous private memory, mostly around pages stored to.
+    fn free(&mut self, segs: &[Segment]) -> Option<Op> {
+        let (start, pages) = self.small_run(segs, true)?;
+        Some(Op::Free { start, pages })
+    }
+
+    /// MADV_PAGEOUT of mapped memory of any backing.
+    fn pageout(&mut self, segs: &[Segment]) -> Option<Op> {
+        let (start, pages) = self.small_run(segs, false)?;
+        Some(Op::Pageout { start, pages })
     }
 
     fn seg<'a>(&mut self, segs: &'a [Segment]) -> &'a Segment {

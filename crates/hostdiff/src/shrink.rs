@@ -30,6 +30,8 @@ fn size(case: &Case) -> (usize, usize, u128, u128, u128, usize) {
             }
             Op::Munmap { start, pages: p }
             | Op::DontNeed { start, pages: p }
+            | Op::Free { start, pages: p }
+            | Op::Pageout { start, pages: p }
             | Op::Hugepage { start, pages: p }
             | Op::Collapse { start, pages: p } => {
                 pages += u128::from(p);
@@ -280,6 +282,8 @@ fn relocate(ops: &[Op], i: usize, from: u64, pages: u64, to: u64) -> Vec<Op> {
             Op::Mmap { start, pages, .. }
             | Op::Munmap { start, pages }
             | Op::DontNeed { start, pages }
+            | Op::Free { start, pages }
+            | Op::Pageout { start, pages }
             | Op::Hugepage { start, pages }
             | Op::Collapse { start, pages } => mv(start, *pages),
             Op::Mremap {
@@ -304,6 +308,8 @@ fn op_ranges(op: &Op) -> Vec<(u64, u64)> {
         Op::Mmap { start, pages, .. }
         | Op::Munmap { start, pages }
         | Op::DontNeed { start, pages }
+        | Op::Free { start, pages }
+        | Op::Pageout { start, pages }
         | Op::Hugepage { start, pages }
         | Op::Collapse { start, pages } => vec![(start, pages.max(1))],
         Op::Mremap {
@@ -327,6 +333,8 @@ fn collapse(op: &Op, x: u64) -> Option<Op> {
         Op::Mmap { start, pages, .. }
         | Op::Munmap { start, pages }
         | Op::DontNeed { start, pages }
+        | Op::Free { start, pages }
+        | Op::Pageout { start, pages }
         | Op::Hugepage { start, pages }
         | Op::Collapse { start, pages } => {
             down(start);
@@ -371,6 +379,8 @@ fn shift(op: &Op, by: u64) -> Op {
         Op::Mmap { start, .. }
         | Op::Munmap { start, .. }
         | Op::DontNeed { start, .. }
+        | Op::Free { start, .. }
+        | Op::Pageout { start, .. }
         | Op::Hugepage { start, .. }
         | Op::Collapse { start, .. } => *start -= by,
         Op::Mremap {
@@ -443,10 +453,16 @@ fn variants(op: &Op) -> Vec<Op> {
                     .map(|start| Op::Munmap { start, pages }),
             );
         }
-        Op::DontNeed { .. } | Op::Hugepage { .. } | Op::Collapse { .. } => {
+        Op::DontNeed { .. }
+        | Op::Free { .. }
+        | Op::Pageout { .. }
+        | Op::Hugepage { .. }
+        | Op::Collapse { .. } => {
             let (start, pages) = op_ranges(op)[0];
             let make = |start, pages| match *op {
                 Op::DontNeed { .. } => Op::DontNeed { start, pages },
+                Op::Free { .. } => Op::Free { start, pages },
+                Op::Pageout { .. } => Op::Pageout { start, pages },
                 Op::Hugepage { .. } => Op::Hugepage { start, pages },
                 _ => Op::Collapse { start, pages },
             };

@@ -4,8 +4,9 @@
 //! `folio_isolate_lru`, references are ignored (`ignore_references`), unmapping is allowed.
 //!
 //! The machine has no swap device (like the host the model is compared with): a swap-backed
-//! folio, anonymous or shmem, cannot be written out and is kept mapped (`folio_alloc_swap` fails
-//! for anon: `activate_locked_split`). A lazyfree anonymous folio (MADV_FREE, swap-backed flag
+//! anonymous folio cannot be written out and is kept mapped (`folio_alloc_swap` fails:
+//! `activate_locked_split`); a shmem folio is unmapped, then kept in the page cache
+//! (`shmem_writeout` redirties it without swap). A lazyfree anonymous folio (MADV_FREE, swap-backed flag
 //! clear) needs no backing store: `try_to_unmap_one` clears each PTE under the PTL with
 //! `TTU_BATCH_FLUSH` (the flush deferred to `try_to_unmap_flush`), moves the PTE's dirty bit to the
 //! folio, and discards the mapping if the folio is clean and holds only the isolation and mapping
@@ -92,14 +93,16 @@ pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<Fram
             kept.push(f);
             continue;
         }
-        // Anonymous process memory needs backing store, and so does shmem: no swap device, so
-        // neither can be reclaimed (`folio_alloc_swap` fails; shmem stays mapped on the host).
-        if folio::folio_test(cx, f, PG_SWAPBACKED) || !folio::folio_test_anon(cx, f) {
+        // Anonymous process memory needs backing store: no swap device (`folio_alloc_swap`
+        // fails), so a swap-backed anon folio stays as it is, mapped.
+        let anon = folio::folio_test_anon(cx, f);
+        if anon && folio::folio_test(cx, f, PG_SWAPBACKED) {
             folio::folio_unlock(cx, f);
             kept.push(f);
             continue;
         }
-        // A lazyfree anonymous folio: unmap it everywhere, TTU_BATCH_FLUSH.
+        // A lazyfree anon folio, or a page-cache (shmem) one: unmap it everywhere,
+        // TTU_BATCH_FLUSH.
         if folio::folio_mapped(cx, f) {
             try_to_unmap(cx, f, &mut ubc);
             if folio::folio_mapped(cx, f) {
@@ -107,6 +110,14 @@ pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<Fram
                 kept.push(f);
                 continue;
             }
+        }
+        // shmem: a dirty folio goes to shmem_writeout, which cannot write it without swap and
+        // redirties it (activate); a clean one the kernel drops from the page cache
+        // (__remove_mapping), the model keeps. Either way it stays unmapped until the next fault.
+        if !anon {
+            folio::folio_unlock(cx, f);
+            kept.push(f);
+            continue;
         }
         // A dirty folio would need writeback (activate_locked): a lazyfree folio that reached
         // here clean is dropped; the unchecked variant drops it dirty too.
