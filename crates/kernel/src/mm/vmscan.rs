@@ -5,8 +5,8 @@
 //!
 //! The machine has no swap device (like the host the model is compared with): a swap-backed
 //! anonymous folio cannot be written out and is kept mapped (`folio_alloc_swap` fails:
-//! `activate_locked_split`); a shmem folio is unmapped, then kept in the page cache
-//! (`shmem_writeout` redirties it without swap). A lazyfree anonymous folio (MADV_FREE, swap-backed flag
+//! `activate_locked_split`); a shmem folio is unmapped, then kept in the page cache if dirty
+//! (`shmem_writeout` redirties it without swap) or dropped from it if clean. A lazyfree anonymous folio (MADV_FREE, swap-backed flag
 //! clear) needs no backing store: `try_to_unmap_one` clears each PTE under the PTL with
 //! `TTU_BATCH_FLUSH` (the flush deferred to `try_to_unmap_flush`), moves the PTE's dirty bit to the
 //! folio, and discards the mapping if the folio is clean and holds only the isolation and mapping
@@ -67,6 +67,27 @@ fn folio_ref_freeze(cx: Ctx<'_>, f: FrameRef, count: i64) -> bool {
         .is_ok()
 }
 
+/// `__remove_mapping` of a clean, unmapped page-cache folio (locked): freeze its references at
+/// the isolation one plus the page cache's, then take it out of the page cache
+/// (`__filemap_remove_folio`). False if someone else holds a reference (kept).
+fn remove_mapping(cx: Ctx<'_>, f: FrameRef) -> bool {
+    let _f = cx.cpu.enter("__remove_mapping");
+    let (mapping, index) = {
+        let pm = cx.cpu.page(f.pfn, Access::Read);
+        (pm.get(PageField::Mapping), pm.get(PageField::Index))
+    };
+    let Some(file) = cx.k.file_by_id(mapping >> 1) else {
+        return false;
+    };
+    let nr = folio::folio_nr_pages(cx, f) as i64;
+    if !folio_ref_freeze(cx, f, 1 + nr) {
+        return false;
+    }
+    file.cache_remove(cx, index);
+    cx.cpu.page(f.pfn, Access::Write).set(PageField::Mapping, 0);
+    true
+}
+
 /// `reclaim_pages` → `reclaim_folio_list`: shrink the isolated folios, then put back the ones
 /// kept. Returns the number of folios freed.
 pub fn reclaim_pages(cx: Ctx<'_>, folios: Vec<FrameRef>) -> usize {
@@ -112,11 +133,16 @@ pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<Fram
             }
         }
         // shmem: a dirty folio goes to shmem_writeout, which cannot write it without swap and
-        // redirties it (activate); a clean one the kernel drops from the page cache
-        // (__remove_mapping), the model keeps. Either way it stays unmapped until the next fault.
+        // redirties it (activate_locked); a clean one (never written: zeroes) leaves the page
+        // cache (__remove_mapping) and is freed.
         if !anon {
+            if folio::folio_test(cx, f, PG_DIRTY) || !remove_mapping(cx, f) {
+                folio::folio_unlock(cx, f);
+                kept.push(f);
+                continue;
+            }
             folio::folio_unlock(cx, f);
-            kept.push(f);
+            free.push(f);
             continue;
         }
         // A dirty folio would need writeback (activate_locked): a lazyfree folio that reached
