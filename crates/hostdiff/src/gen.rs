@@ -3,7 +3,8 @@
 //! uses the same shadow to drop ops that are invalid in context, which is what the shrinker relies
 //! on. Besides mmap/munmap/MADV_DONTNEED/loads/stores the mix has mremap moves to a free
 //! destination (the alignment matrix of the kernel's `mremap_test.c`), MADV_HUGEPAGE and
-//! MADV_COLLAPSE on anonymous memory, with cases often built on whole aligned PMD ranges.
+//! MADV_COLLAPSE on anonymous memory, with cases often built on whole aligned PMD ranges, and
+//! MADV_FREE / MADV_PAGEOUT on pages no THP may back (the shadow tracks which could be).
 
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -892,6 +893,50 @@ mod tests {
     }
 
     #[test]
+    fn extended_and_file_mixes_free_and_page_out_small_folios_only() {
+        for mix in [OpMix::Extended, OpMix::File] {
+            let (mut cases, mut free, mut pageout, mut pageout_after_free) = (0, 0, 0, 0);
+            for i in 0..2000 {
+                let c = generate_mix(3, i, mix);
+                let mut sh = Shadow::new();
+                let mut freed = false;
+                let mut hit = false;
+                for op in &c.ops {
+                    match *op {
+                        Op::Free { start, pages } => {
+                            assert!(sh.small_only(start, pages) && sh.all_anon(start, pages));
+                            free += 1;
+                            freed = true;
+                            hit = true;
+                        }
+                        Op::Pageout { start, pages } => {
+                            assert!(sh.small_only(start, pages));
+                            pageout += 1;
+                            pageout_after_free += usize::from(freed);
+                            hit = true;
+                        }
+                        _ => {}
+                    }
+                    sh.apply(op);
+                }
+                cases += usize::from(hit);
+            }
+            eprintln!(
+                "{mix:?}, seed 3, 2000 cases: {cases} with MADV_FREE or MADV_PAGEOUT; {free} MADV_FREE, {pageout} MADV_PAGEOUT ({pageout_after_free} after a MADV_FREE in the case)"
+            );
+            assert!(cases > 200 && free > 100 && pageout > 100 && pageout_after_free > 50);
+        }
+        // The basic mix is unchanged: neither op.
+        for i in 0..200 {
+            let c = generate_mix(3, i, OpMix::Basic);
+            assert!(!c
+                .ops
+                .iter()
+                .any(|o| matches!(o, Op::Free { .. } | Op::Pageout { .. })));
+        }
+    }
+
+    #[test]
     fn deterministic() {
         for i in 0..50 {
             assert_eq!(generate(7, i), generate(7, i));
@@ -954,6 +999,8 @@ mod tests {
                         aligned_collapse +=
                             usize::from(start % PMD_PAGES == 0 && pages % PMD_PAGES == 0);
                     }
+                    // Counted by extended_and_file_mixes_free_and_page_out_small_folios_only.
+                    Op::Free { .. } | Op::Pageout { .. } => {}
                     Op::PunchHole { .. } | Op::Truncate { .. } => {
                         panic!("a file op in the extended mix: {op:?}")
                     }
