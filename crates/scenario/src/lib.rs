@@ -50,6 +50,8 @@ pub enum SetupOp {
     },
     /// `munmap`.
     Munmap { addr: u64, pages: u64 },
+    /// `madvise(MADV_FREE)`: the anonymous pages start the threads lazyfree.
+    MadvFree { addr: u64, pages: u64 },
     /// `collapse_file` + `retract_page_tables` of the shmem range mapped at `addr`.
     Retract { addr: u64 },
 }

@@ -47,6 +47,15 @@ pub struct HOp {
 /// Check every address; `Err((is_stale_read, explanation))` for the first that is not
 /// linearizable.
 pub fn check(ops: &[HOp], initial: &BTreeMap<u64, u64>) -> Result<(), (bool, String)> {
+    check_lazy(ops, initial, &std::collections::BTreeSet::new())
+}
+
+/// [`check`], with the addresses in `lazy` starting lazyfree (MADV_FREE in the set-up).
+pub fn check_lazy(
+    ops: &[HOp],
+    initial: &BTreeMap<u64, u64>,
+    lazy: &std::collections::BTreeSet<u64>,
+) -> Result<(), (bool, String)> {
     let mut by_addr: BTreeMap<u64, Vec<HOp>> = BTreeMap::new();
     for op in ops {
         by_addr.entry(op.addr).or_default().push(*op);
@@ -57,7 +66,8 @@ pub fn check(ops: &[HOp], initial: &BTreeMap<u64, u64>) -> Result<(), (bool, Str
         }
         let init = initial.get(&addr).copied().unwrap_or(0);
         let mut memo = HashSet::new();
-        if !search(&ops, 0, init, false, &mut memo) {
+        let lz = init != 0 && lazy.contains(&addr);
+        if !search(&ops, 0, init, lz, &mut memo) {
             let stale = ops.iter().any(|o| match o.kind {
                 HKind::Load(v) => v != 0 && ops.iter().any(|s| s.kind == HKind::Store(v)),
                 _ => false,

@@ -54,6 +54,8 @@ pub struct Instance {
     history: Ghost<Vec<crate::linearize::HOp>>,
     /// Word values after the setup, by page address.
     initial: std::collections::BTreeMap<u64, u64>,
+    /// Anonymous pages `init` left lazyfree (MADV_FREE with no store since).
+    initial_lazy: std::collections::BTreeSet<u64>,
 }
 
 /// The kernel's backing for a scenario's; `SameFile` looks up the file mapped at `of` (set-up
@@ -446,13 +448,14 @@ impl KernelModel {
             } => get_user_page_fast(cx, mm, addr, write, pin).map(|p| {
                 let kind = if write {
                     cx.cpu.data_write(p.page, value);
+                    mmcheck_kernel::mm::gup::gup_put_dirty(cx, p);
                     HKind::Store(value)
                 } else {
                     let v = cx.cpu.data_read(p.page);
                     seen.push(format!("gup {addr:#x}={v}"));
+                    gup_put(cx, p);
                     HKind::Load(v)
                 };
-                gup_put(cx, p);
                 record(addr, kind);
             }),
         };
@@ -603,6 +606,9 @@ impl Model for KernelModel {
                 } => mmcheck_kernel::mm::mremap::do_mremap(cx, &mm, addr, pages * ps, new_addr)
                     .map(|_| ()),
                 SetupOp::Munmap { addr, pages } => do_munmap(cx, &mm, addr, pages * ps),
+                SetupOp::MadvFree { addr, pages } => {
+                    mmcheck_kernel::mm::madvise::madvise_free(cx, &mm, addr, pages * ps)
+                }
                 SetupOp::Retract { addr } => {
                     let target = mm.vma_lookup(cx, addr).and_then(|v| {
                         v.file
@@ -632,9 +638,22 @@ impl Model for KernelModel {
         cx.cpu.rcu_barrier();
         let seen = s.threads.iter().map(|_| Ghost::default()).collect();
         let mut initial = std::collections::BTreeMap::new();
+        let mut initial_lazy = std::collections::BTreeSet::new();
         for op in &s.setup {
-            if let SetupOp::Store { addr, value } = *op {
-                initial.insert(addr, value);
+            match *op {
+                SetupOp::Store { addr, value } => {
+                    initial.insert(addr, value);
+                    initial_lazy.remove(&addr);
+                }
+                SetupOp::MadvFree { addr, pages } => {
+                    let ps = s.geometry.page_size();
+                    initial_lazy.extend(
+                        (0..pages)
+                            .map(|p| addr + p * ps)
+                            .filter(|a| self.anon_pages.contains(a)),
+                    );
+                }
+                _ => {}
             }
         }
         Instance {
@@ -646,6 +665,7 @@ impl Model for KernelModel {
             history: Ghost::default(),
             children: Ghost::default(),
             initial,
+            initial_lazy,
         }
     }
 
@@ -715,7 +735,7 @@ impl Model for KernelModel {
                 .copied()
                 .collect()
         });
-        if let Err((stale, msg)) = crate::linearize::check(&hist, &inst.initial) {
+        if let Err((stale, msg)) = crate::linearize::check_lazy(&hist, &inst.initial, &inst.initial_lazy) {
             let kind = if stale {
                 ViolationKind::StaleRead
             } else {

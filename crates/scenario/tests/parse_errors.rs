@@ -522,7 +522,7 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract, madvise free)",
     );
 }
 
@@ -1022,7 +1022,7 @@ expect clean
         &init("  migrate @0\n"),
         4,
         3,
-        "operation 'migrate' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'migrate' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract, madvise free)",
     );
 }
 

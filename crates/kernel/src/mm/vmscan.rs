@@ -223,7 +223,8 @@ fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &m
             // Order the reference count before the dirty flag (see __remove_mapping).
             cx.cpu.smp_rmb();
             let clean = !cx.proto().lazyfree_dirty_check || !folio::folio_test(cx, f, PG_DIRTY);
-            if ref_count == 1 + map_count && clean {
+            let refs = !cx.proto().lazyfree_ref_check || ref_count == 1 + map_count;
+            if refs && clean {
                 mm.add_rss(MM_ANONPAGES, -1);
             } else {
                 // Redirtied (or referenced): it cannot be discarded. Remap the page.

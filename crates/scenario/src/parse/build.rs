@@ -587,6 +587,14 @@ impl<'t> Builder<'t> {
             OpArgs::Retract { addr } => Ok(SetupOp::Retract {
                 addr: inside(addr, maps)?,
             }),
+            OpArgs::MadvFree { addr, pages } => {
+                let start = inside(addr, maps)?;
+                self.range(geo, addr, start, pages)?;
+                Ok(SetupOp::MadvFree {
+                    addr: start,
+                    pages: pages.v,
+                })
+            }
             OpArgs::Munmap { addr, pages } => {
                 let start = inside(addr, maps)?;
                 let end = self.range(geo, addr, start, pages)?;

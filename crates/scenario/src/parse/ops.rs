@@ -583,7 +583,7 @@ pub const OPS: &[OpSpec] = &[
         name: "madvise free",
         syntax: "madvise free ADDR pages=N",
         kernel: "madvise_free_single_vma (mm/madvise.c): madvise_free_pte_range / madvise_free_huge_pmd make mapped pages clean and old, folio_mark_lazyfree",
-        init: false,
+        init: true,
         args: Some(args_madv_free),
     },
     OpSpec {
