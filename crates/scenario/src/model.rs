@@ -735,7 +735,9 @@ impl Model for KernelModel {
                 .copied()
                 .collect()
         });
-        if let Err((stale, msg)) = crate::linearize::check_lazy(&hist, &inst.initial, &inst.initial_lazy) {
+        if let Err((stale, msg)) =
+            crate::linearize::check_lazy(&hist, &inst.initial, &inst.initial_lazy)
+        {
             let kind = if stale {
                 ViolationKind::StaleRead
             } else {

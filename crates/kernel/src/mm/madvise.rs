@@ -20,10 +20,10 @@ use crate::mm::mmu_gather::MmuGather;
 use crate::mm::pgtable::{self, EntryPtr};
 use crate::mm::types::{MmStruct, Vma};
 use crate::mm::vmscan;
-use crate::protocol::HugePmdUpdate;
-use mmcheck_platform::FrameRef;
 use crate::mm::zap::{zap_page_range_single, ZapDetails};
+use crate::protocol::HugePmdUpdate;
 use crate::{Ctx, Errno};
+use mmcheck_platform::FrameRef;
 use std::sync::Arc;
 
 /// `madvise_dontneed_single_vma`.
@@ -111,6 +111,9 @@ fn madvise_range(cx: Ctx<'_>, addr: u64, len: u64) -> Result<Option<u64>, Errno>
     Ok(Some(end))
 }
 
+/// What `madvise_walk_vmas` does to one VMA's part of the range.
+type VmaRangeFn<'f> = dyn FnMut(&Arc<Vma>, u64, u64) -> Result<(), Errno> + 'f;
+
 /// `madvise_walk_vmas` under the mmap read lock (or first the per-VMA read lock when
 /// `vma_lock`): `f` on each VMA's part of `[addr, end)`, stopping at its first error; `ENOMEM`
 /// at the end if part of the range is unmapped.
@@ -120,7 +123,7 @@ fn madvise_walk_vmas(
     addr: u64,
     end: u64,
     vma_lock: bool,
-    f: &mut dyn FnMut(&Arc<Vma>, u64, u64) -> Result<(), Errno>,
+    f: &mut VmaRangeFn<'_>,
 ) -> Result<(), Errno> {
     if vma_lock && cx.proto().madv_vma_lock {
         if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
@@ -321,21 +324,21 @@ pub fn madvise_pageout(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resul
     let Some(end) = madvise_range(cx, addr, len)? else {
         return Ok(());
     };
-    madvise_walk_vmas(cx, mm, addr, end, false, &mut |vma, s, e| {
-        madvise_pageout_vma(cx, mm, vma, s, e);
+    madvise_walk_vmas(cx, mm, addr, end, false, &mut |_vma, s, e| {
+        madvise_pageout_vma(cx, mm, s, e);
         Ok(())
     })
 }
 
 /// `madvise_pageout` of one VMA: `madvise_pageout_page_range` inside one mmu_gather.
-fn madvise_pageout_vma(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, start: u64, end: u64) {
+fn madvise_pageout_vma(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) {
     let g = cx.geo();
     let mut tlb = MmuGather::new(cx, mm, false);
     let mut addr = start;
     while addr < end {
         let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(end);
         if let Some(pmd) = pgtable::pmd_off(cx, mm, addr) {
-            madvise_cold_or_pageout_pte_range(cx, &mut tlb, mm, vma, pmd, addr, next);
+            madvise_cold_or_pageout_pte_range(cx, &mut tlb, mm, pmd, addr, next);
         }
         addr = next;
     }
@@ -349,14 +352,12 @@ fn madvise_cold_or_pageout_pte_range(
     cx: Ctx<'_>,
     tlb: &mut MmuGather<'_>,
     mm: &MmStruct,
-    vma: &Arc<Vma>,
     pmd: EntryPtr,
     addr: u64,
     end: u64,
 ) {
     let _f = cx.cpu.enter("madvise_cold_or_pageout_pte_range");
     let g = cx.geo();
-    let _ = vma;
     let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) else {
         return;
     };
