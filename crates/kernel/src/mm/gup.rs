@@ -69,8 +69,12 @@ fn sanity_check_pinned_page(cx: Ctx<'_>, p: &GupPage) {
 /// wrote through the page (a direct-I/O read into user memory), so the folio is marked dirty
 /// before the reference goes (reclaim must not discard it as a clean lazyfree page).
 pub fn gup_put_dirty(cx: Ctx<'_>, p: GupPage) {
-    folio::folio_set(cx, p.folio, folio::PG_DIRTY);
-    gup_put(cx, p);
+    if p.pinned {
+        cx.cpu
+            .page(p.folio.pfn, Access::Rmw)
+            .add(mmcheck_platform::PageField::Pincount, -(1));
+    }
+    folio::folio_mark_dirty_put(cx, p.folio);
 }
 
 pub fn gup_put(cx: Ctx<'_>, p: GupPage) {
