@@ -71,6 +71,12 @@ pub enum Op {
     ChildStore { page: u64, value: u64 },
     /// The child exits and the parent reaps it (`exit_mmap` of the child's mm).
     ChildExit,
+    /// `madvise(addr, pages * 4096, MADV_FREE)` on anonymous private memory: the pages become
+    /// lazyfree, discarded by the next reclaim unless stored to first.
+    Free { start: u64, pages: u64 },
+    /// `madvise(addr, pages * 4096, MADV_PAGEOUT)`: reclaim the range now. Without swap (the
+    /// host and the model) only clean lazyfree pages go; they read back as zero.
+    Pageout { start: u64, pages: u64 },
 }
 
 /// A whole case.

@@ -3,7 +3,8 @@
 //! uses the same shadow to drop ops that are invalid in context, which is what the shrinker relies
 //! on. Besides mmap/munmap/MADV_DONTNEED/loads/stores the mix has mremap moves to a free
 //! destination (the alignment matrix of the kernel's `mremap_test.c`), MADV_HUGEPAGE and
-//! MADV_COLLAPSE on anonymous memory, with cases often built on whole aligned PMD ranges.
+//! MADV_COLLAPSE on anonymous memory, with cases often built on whole aligned PMD ranges, and
+//! MADV_FREE / MADV_PAGEOUT on pages no THP may back (the shadow tracks which could be).
 
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -44,6 +45,10 @@ pub(crate) struct Shadow {
     files: Vec<u64>,
     /// The live child's view (`owner` as of the fork; mapping ids are never reused), if any.
     child: Option<Vec<u32>>,
+    /// Per page: it may be backed by a THP (MADV_HUGEPAGE or MADV_COLLAPSE covered it, here or
+    /// before an mremap brought it here). MADV_FREE and MADV_PAGEOUT split such folios, which the
+    /// model does not do: cases keep them to small folios.
+    thp: Vec<bool>,
 }
 
 /// A maximal run of pages owned by one mapping.
@@ -68,6 +73,7 @@ impl Shadow {
             maps: Vec::new(),
             files: Vec::new(),
             child: None,
+            thp: vec![false; REGION_PAGES as usize],
         }
     }
 
@@ -143,6 +149,11 @@ impl Shadow {
                 .all(|&o| o != 0)
     }
 
+    /// Mapped, and no page of the range may be backed by a THP.
+    fn small_only(&self, start: u64, pages: u64) -> bool {
+        self.all_mapped(start, pages) && !self.thp[Self::range(start, pages)].iter().any(|&t| t)
+    }
+
     fn all_anon(&self, start: u64, pages: u64) -> bool {
         in_window(start, pages) && (start..start + pages).all(|p| self.is_anon(p))
     }
@@ -195,6 +206,10 @@ impl Shadow {
             Op::Hugepage { start, pages } | Op::Collapse { start, pages } => {
                 self.all_anon(start, pages)
             }
+            Op::Free { start, pages } => {
+                self.all_anon(start, pages) && self.small_only(start, pages)
+            }
+            Op::Pageout { start, pages } => self.small_only(start, pages),
         }
     }
 
@@ -217,6 +232,7 @@ impl Shadow {
                     file,
                 });
                 self.owner[Self::range(start, pages)].fill(id);
+                self.thp[Self::range(start, pages)].fill(false);
             }
             Op::Munmap { start, pages } => self.owner[Self::range(start, pages)].fill(0),
             Op::Mremap {
@@ -231,9 +247,15 @@ impl Shadow {
                 let id = self.new_id(info);
                 self.owner[Self::range(start, pages)].fill(0);
                 self.owner[Self::range(new_start, pages)].fill(id);
+                let moved = self.thp[Self::range(start, pages)].to_vec();
+                self.thp[Self::range(new_start, pages)].copy_from_slice(&moved);
             }
             // Every run of a mapping whose flags change becomes its own VMA (split off).
-            Op::Hugepage { start, pages } => self.modify(start, pages, |m| m.hugepage = true),
+            Op::Collapse { start, pages } => self.thp[Self::range(start, pages)].fill(true),
+            Op::Hugepage { start, pages } => {
+                self.thp[Self::range(start, pages)].fill(true);
+                self.modify(start, pages, |m| m.hugepage = true)
+            }
             Op::Mprotect {
                 start,
                 pages,
@@ -247,7 +269,8 @@ impl Shadow {
             | Op::Load { .. }
             | Op::ChildLoad { .. }
             | Op::ChildStore { .. }
-            | Op::Collapse { .. }
+            | Op::Free { .. }
+            | Op::Pageout { .. }
             | Op::PunchHole { .. } => {}
         }
     }
@@ -435,7 +458,17 @@ impl Gen {
             OpMix::File => 120,
             OpMix::Process => 150,
         };
-        match self.rng.gen_range(0..top) {
+        // The extended and file mixes add MADV_FREE and MADV_PAGEOUT (12 in every top + 12).
+        let extra = if self.mix == OpMix::Basic { 0 } else { 12 };
+        let r = self.rng.gen_range(0..top + extra);
+        if r >= top {
+            return if r < top + 5 {
+                self.free(&segs)
+            } else {
+                self.pageout(&segs)
+            };
+        }
+        match r {
             0..=15 => self.mmap(&segs),
             16..=39 => Some(self.store(&segs)),
             40..=56 => Some(self.load(&segs)),
@@ -492,6 +525,48 @@ impl Gen {
             },
             _ => Op::ChildExit,
         }
+    }
+
+    /// A run of pages that may not be THP-backed, inside `s`, containing a page stored to when
+    /// there is one (MADV_FREE and MADV_PAGEOUT matter for written pages).
+    fn small_run(&mut self, segs: &[Segment], anon: bool) -> Option<(u64, u64)> {
+        let ok = |sh: &Shadow, p: u64| {
+            sh.is_mapped(p) && !sh.thp[p as usize] && (!anon || sh.is_anon(p))
+        };
+        let written: Vec<u64> = self
+            .written
+            .iter()
+            .copied()
+            .filter(|&p| ok(&self.sh, p))
+            .collect();
+        let page = if !written.is_empty() && self.rng.gen_bool(0.8) {
+            written[self.rng.gen_range(0..written.len())]
+        } else {
+            let s = *self.seg(segs);
+            let p = self.page_in(&s);
+            if !ok(&self.sh, p) {
+                return None;
+            }
+            p
+        };
+        let (a, b) = self.sh.run_where(page, |p| ok(&self.sh, p));
+        Some(match self.rng.gen_range(0..100) {
+            0..=39 => (page, 1),
+            40..=69 => (a, b - a),
+            _ => self.subrange(a, b),
+        })
+    }
+
+    /// MADV_FREE of anonymous private memory, mostly around pages stored to.
+    fn free(&mut self, segs: &[Segment]) -> Option<Op> {
+        let (start, pages) = self.small_run(segs, true)?;
+        Some(Op::Free { start, pages })
+    }
+
+    /// MADV_PAGEOUT of mapped memory of any backing.
+    fn pageout(&mut self, segs: &[Segment]) -> Option<Op> {
+        let (start, pages) = self.small_run(segs, false)?;
+        Some(Op::Pageout { start, pages })
     }
 
     fn seg<'a>(&mut self, segs: &'a [Segment]) -> &'a Segment {
@@ -966,6 +1041,50 @@ mod tests {
     }
 
     #[test]
+    fn extended_and_file_mixes_free_and_page_out_small_folios_only() {
+        for mix in [OpMix::Extended, OpMix::File] {
+            let (mut cases, mut free, mut pageout, mut pageout_after_free) = (0, 0, 0, 0);
+            for i in 0..2000 {
+                let c = generate_mix(3, i, mix);
+                let mut sh = Shadow::new();
+                let mut freed = false;
+                let mut hit = false;
+                for op in &c.ops {
+                    match *op {
+                        Op::Free { start, pages } => {
+                            assert!(sh.small_only(start, pages) && sh.all_anon(start, pages));
+                            free += 1;
+                            freed = true;
+                            hit = true;
+                        }
+                        Op::Pageout { start, pages } => {
+                            assert!(sh.small_only(start, pages));
+                            pageout += 1;
+                            pageout_after_free += usize::from(freed);
+                            hit = true;
+                        }
+                        _ => {}
+                    }
+                    sh.apply(op);
+                }
+                cases += usize::from(hit);
+            }
+            eprintln!(
+                "{mix:?}, seed 3, 2000 cases: {cases} with MADV_FREE or MADV_PAGEOUT; {free} MADV_FREE, {pageout} MADV_PAGEOUT ({pageout_after_free} after a MADV_FREE in the case)"
+            );
+            assert!(cases > 200 && free > 100 && pageout > 100 && pageout_after_free > 50);
+        }
+        // The basic mix is unchanged: neither op.
+        for i in 0..200 {
+            let c = generate_mix(3, i, OpMix::Basic);
+            assert!(!c
+                .ops
+                .iter()
+                .any(|o| matches!(o, Op::Free { .. } | Op::Pageout { .. })));
+        }
+    }
+
+    #[test]
     fn deterministic() {
         for i in 0..50 {
             assert_eq!(generate(7, i), generate(7, i));
@@ -1028,6 +1147,8 @@ mod tests {
                         aligned_collapse +=
                             usize::from(start % PMD_PAGES == 0 && pages % PMD_PAGES == 0);
                     }
+                    // Counted by extended_and_file_mixes_free_and_page_out_small_folios_only.
+                    Op::Free { .. } | Op::Pageout { .. } => {}
                     Op::PunchHole { .. }
                     | Op::Truncate { .. }
                     | Op::Mprotect { .. }

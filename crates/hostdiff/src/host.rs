@@ -86,10 +86,12 @@ enum Stage {
     Fork,
     ChildIo,
     ChildWait,
+    MadviseFree,
+    MadvisePageout,
 }
 
 impl Stage {
-    const ALL: [Stage; 23] = [
+    const ALL: [Stage; 25] = [
         Stage::OpenStatus,
         Stage::OpenRollup,
         Stage::OpenPagemap,
@@ -113,6 +115,8 @@ impl Stage {
         Stage::Fork,
         Stage::ChildIo,
         Stage::ChildWait,
+        Stage::MadviseFree,
+        Stage::MadvisePageout,
     ];
 
     fn from_code(c: u64) -> Option<Stage> {
@@ -144,6 +148,8 @@ impl Stage {
             Stage::Fork => "pipe2 + fork (the case's child process)",
             Stage::ChildIo => "talking to the case's child process",
             Stage::ChildWait => "waitpid (the case's child process)",
+            Stage::MadviseFree => "madvise(MADV_FREE)",
+            Stage::MadvisePageout => "madvise(MADV_PAGEOUT)",
         }
     }
 }
@@ -577,6 +583,8 @@ fn validate(case: &Case) -> Result<(), HostError> {
             | Op::DontNeed { start, pages }
             | Op::Hugepage { start, pages }
             | Op::Mprotect { start, pages, .. }
+            | Op::Free { start, pages }
+            | Op::Pageout { start, pages }
             | Op::Collapse { start, pages } => crate::gen::in_window(start, pages),
             Op::Mremap {
                 start,
@@ -874,6 +882,18 @@ impl Child<'_> {
     }
 
     fn body(&mut self) -> Result<(), Fail> {
+        // Stay on one CPU: new folios wait in per-CPU LRU batches, and MADV_FREE / MADV_PAGEOUT
+        // drain only the current CPU's (lru_add_drain); a folio left in another CPU's batch is
+        // not on the LRU, so it would be neither marked lazyfree nor reclaimed.
+        // SAFETY: plain syscalls on this thread's own affinity.
+        unsafe {
+            let cpu = libc::sched_getcpu();
+            if cpu >= 0 {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu as usize, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+        }
         let f = self.features;
         let files = [
             (f.vm_pte, STATUS_PATH, Stage::OpenStatus),
@@ -1040,6 +1060,18 @@ impl Child<'_> {
                     let a = addr(start) as *mut c_void;
                     if libc::madvise(a, len(pages), libc::MADV_DONTNEED) != 0 {
                         return Err((Stage::Madvise, errno()));
+                    }
+                }
+                Op::Free { start, pages } => {
+                    let a = addr(start) as *mut c_void;
+                    if libc::madvise(a, len(pages), libc::MADV_FREE) != 0 {
+                        return Err((Stage::MadviseFree, errno()));
+                    }
+                }
+                Op::Pageout { start, pages } => {
+                    let a = addr(start) as *mut c_void;
+                    if libc::madvise(a, len(pages), libc::MADV_PAGEOUT) != 0 {
+                        return Err((Stage::MadvisePageout, errno()));
                     }
                 }
                 Op::Store { page, value } => ptr::write_volatile(addr(page) as *mut u64, value),

@@ -30,6 +30,8 @@ fn size(case: &Case) -> (usize, usize, u128, u128, u128, usize) {
             }
             Op::Munmap { start, pages: p }
             | Op::DontNeed { start, pages: p }
+            | Op::Free { start, pages: p }
+            | Op::Pageout { start, pages: p }
             | Op::Hugepage { start, pages: p }
             | Op::Mprotect {
                 start, pages: p, ..
@@ -284,6 +286,8 @@ fn relocate(ops: &[Op], i: usize, from: u64, pages: u64, to: u64) -> Vec<Op> {
             Op::Mmap { start, pages, .. }
             | Op::Munmap { start, pages }
             | Op::DontNeed { start, pages }
+            | Op::Free { start, pages }
+            | Op::Pageout { start, pages }
             | Op::Hugepage { start, pages }
             | Op::Mprotect { start, pages, .. }
             | Op::Collapse { start, pages } => mv(start, *pages),
@@ -315,6 +319,8 @@ fn op_ranges(op: &Op) -> Vec<(u64, u64)> {
         Op::Mmap { start, pages, .. }
         | Op::Munmap { start, pages }
         | Op::DontNeed { start, pages }
+        | Op::Free { start, pages }
+        | Op::Pageout { start, pages }
         | Op::Hugepage { start, pages }
         | Op::Mprotect { start, pages, .. }
         | Op::Collapse { start, pages } => vec![(start, pages.max(1))],
@@ -342,6 +348,8 @@ fn collapse(op: &Op, x: u64) -> Option<Op> {
         Op::Mmap { start, pages, .. }
         | Op::Munmap { start, pages }
         | Op::DontNeed { start, pages }
+        | Op::Free { start, pages }
+        | Op::Pageout { start, pages }
         | Op::Hugepage { start, pages }
         | Op::Mprotect { start, pages, .. }
         | Op::Collapse { start, pages } => {
@@ -390,6 +398,8 @@ fn shift(op: &Op, by: u64) -> Op {
         Op::Mmap { start, .. }
         | Op::Munmap { start, .. }
         | Op::DontNeed { start, .. }
+        | Op::Free { start, .. }
+        | Op::Pageout { start, .. }
         | Op::Hugepage { start, .. }
         | Op::Mprotect { start, .. }
         | Op::Collapse { start, .. } => *start -= by,
@@ -466,10 +476,16 @@ fn variants(op: &Op) -> Vec<Op> {
                     .map(|start| Op::Munmap { start, pages }),
             );
         }
-        Op::DontNeed { .. } | Op::Hugepage { .. } | Op::Collapse { .. } => {
+        Op::DontNeed { .. }
+        | Op::Free { .. }
+        | Op::Pageout { .. }
+        | Op::Hugepage { .. }
+        | Op::Collapse { .. } => {
             let (start, pages) = op_ranges(op)[0];
             let make = |start, pages| match *op {
                 Op::DontNeed { .. } => Op::DontNeed { start, pages },
+                Op::Free { .. } => Op::Free { start, pages },
+                Op::Pageout { .. } => Op::Pageout { start, pages },
                 Op::Hugepage { .. } => Op::Hugepage { start, pages },
                 _ => Op::Collapse { start, pages },
             };

@@ -146,6 +146,15 @@ pub struct Protocol {
     pub zap_flush_batched_pending: bool,
     /// `move_ptes` calls `flush_tlb_batched_pending` after taking the PTLs.
     pub mremap_flush_batched_pending: bool,
+    /// `try_to_unmap_one` discards a lazyfree (MADV_FREE) anon folio only if neither the PTE it
+    /// just cleared nor the folio is dirty; off discards it whenever the references match.
+    pub lazyfree_dirty_check: bool,
+    /// `try_to_unmap_one` discards a lazyfree folio only if no reference beyond the isolation
+    /// and the mappings is held (`ref_count == 1 + map_count`, 6c8e2a256915, 5.18).
+    pub lazyfree_ref_check: bool,
+    /// How `madvise_free_huge_pmd` cleans a huge PMD: `pmdp_invalidate` then `set_pmd_at`
+    /// (58ceeb6bec86, 4.11), or `pmdp_huge_get_and_clear` then `set_pmd_at` before it.
+    pub lazyfree_huge_pmd_update: HugePmdUpdate,
     /// `__split_huge_pmd_locked` runs `pmdp_invalidate` on the PMD whatever it holds, a migration
     /// entry included (4.14–6.9); off: only on a present PMD (6.10+, 3a5a8d343e1c).
     pub split_invalidate_nonpresent: bool,
@@ -340,6 +349,9 @@ impl Default for Protocol {
             mremap_flush_batched_pending: true,
             split_invalidate_nonpresent: false,
             pmd_mkinvalid_nonpresent: MkinvalidNonpresent::CorruptsOffset,
+            lazyfree_dirty_check: true,
+            lazyfree_ref_check: true,
+            lazyfree_huge_pmd_update: HugePmdUpdate::Invalidate,
         }
     }
 }
@@ -951,6 +963,36 @@ pub const SWITCHES: &[Switch] = &[
             p.pmd_mkinvalid_nonpresent = match v {
                 "corrupts_offset" => MkinvalidNonpresent::CorruptsOffset,
                 "reads_present" => MkinvalidNonpresent::ReadsPresent,
+                _ => return false,
+            };
+            true
+        },
+    },
+    bool_switch!(
+        "lazyfree.dirty_check",
+        lazyfree_dirty_check,
+        "try_to_unmap_one discards a lazyfree (MADV_FREE) anon folio only if it is clean: the dirty bit of the PTE it just cleared under the PTL is moved to the folio (folio_mark_dirty) and a dirty folio is remapped and made swap-backed again; off discards a lazyfree folio whenever only the isolation and mapping references remain, dirty or not (the store after MADV_FREE is lost)",
+        "854e9ed09ded Minchan Kim, 'mm: support madvise(MADV_FREE)' (4.5, the pte_dirty -> PageDirty check before discarding); 802a3a92ad7a Shaohua Li, 'mm: reclaim MADV_FREE pages' (4.12, remap and SetPageSwapBacked when redirtied); 6c8e2a256915 (5.18, the reference-count check)"
+    ),
+    bool_switch!(
+        "lazyfree.ref_check",
+        lazyfree_ref_check,
+        "try_to_unmap_one discards a lazyfree (MADV_FREE) folio only if its references are the isolation one plus one per mapping (smp_mb after clearing the PTE, pairing with GUP-fast's reference then PTE recheck); off discards a clean lazyfree mapping even while a GUP reference is held (a direct-I/O read into the page then lands in a folio no PTE maps)",
+        "6c8e2a256915 Mauricio Faria de Oliveira, 'mm: fix race between MADV_FREE reclaim and blkdev direct IO read' (5.18)"
+    ),
+    Switch {
+        name: "lazyfree.huge_pmd_update",
+        values: &["invalidate", "get_and_clear"],
+        doc: "how madvise_free_huge_pmd cleans (mkold, mkclean) a huge PMD: pmdp_invalidate keeps it huge to software, so a lockless zap_pmd_range (MADV_DONTNEED) waits for the PMD lock; get_and_clear leaves it none until set_pmd_at, and MADV_DONTNEED skips the THP",
+        cite: "58ceeb6bec86 Kirill A. Shutemov, 'thp: fix MADV_DONTNEED vs. MADV_FREE race' (4.11)",
+        get: |p| match p.lazyfree_huge_pmd_update {
+            HugePmdUpdate::Invalidate => "invalidate",
+            HugePmdUpdate::GetAndClear => "get_and_clear",
+        },
+        set: |p, v| {
+            p.lazyfree_huge_pmd_update = match v {
+                "invalidate" => HugePmdUpdate::Invalidate,
+                "get_and_clear" => HugePmdUpdate::GetAndClear,
                 _ => return false,
             };
             true

@@ -134,9 +134,10 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Operation mix: `extended` (mmap, store, load, munmap, MADV_DONTNEED, mremap,
-        /// MADV_HUGEPAGE, MADV_COLLAPSE), `basic` (without the last three), `file` (extended
-        /// plus MAP_PRIVATE memfd mappings, FALLOC_FL_PUNCH_HOLE and ftruncate) or `process`
-        /// (file plus mprotect, and fork with the child's loads, stores and exit).
+        /// MADV_HUGEPAGE, MADV_COLLAPSE, MADV_FREE, MADV_PAGEOUT), `basic` (mmap, store, load,
+        /// munmap, MADV_DONTNEED), `file` (extended plus MAP_PRIVATE memfd mappings,
+        /// FALLOC_FL_PUNCH_HOLE and ftruncate) or `process` (file plus mprotect, and fork with the
+        /// child's loads, stores and exit).
         #[arg(long, value_enum, default_value_t = MixArg::Extended)]
         ops: MixArg,
     },

@@ -120,6 +120,18 @@ impl CaseRunner for ModelRunner {
                 Op::DontNeed { start, pages } => {
                     madvise_dontneed(cx, &mm, addr(start), pages * PAGE_SIZE)
                 }
+                Op::Free { start, pages } => mmcheck_kernel::mm::madvise::madvise_free(
+                    cx,
+                    &mm,
+                    addr(start),
+                    pages * PAGE_SIZE,
+                ),
+                Op::Pageout { start, pages } => mmcheck_kernel::mm::madvise::madvise_pageout(
+                    cx,
+                    &mm,
+                    addr(start),
+                    pages * PAGE_SIZE,
+                ),
                 Op::Store { page, value } => user_store(cx, &mm, addr(page), value),
                 Op::Load { page } => user_load(cx, &mm, addr(page)).map(|v| load = Some(v)),
                 Op::Mremap {

@@ -694,3 +694,68 @@ fn process_cases() -> Vec<Case> {
         },
     ]
 }
+
+/// MADV_FREE and MADV_PAGEOUT without swap (the host has none, the model neither): MADV_PAGEOUT
+/// keeps a dirty anonymous page; after MADV_FREE it discards a page left clean (the next load maps
+/// the zero page and reads 0) and keeps one stored to since (the store re-dirtied the PTE, and
+/// `try_to_unmap_one` saw it).
+#[test]
+fn madv_free_then_pageout_discards_only_clean_pages() {
+    let Some((host, mask)) = setup() else { return };
+    let case = Case {
+        ops: vec![
+            mmap(0, 4),
+            store(0, 1),
+            store(1, 2),
+            store(2, 3),
+            Op::Pageout { start: 2, pages: 1 },
+            Op::Free { start: 0, pages: 2 },
+            store(1, 5),
+            Op::Pageout { start: 0, pages: 2 },
+            load(0),
+            load(1),
+            load(2),
+        ],
+    };
+    let want = [
+        expect(4, 12, 12, 0, &[(0, 3)]),
+        expect(5, 12, 12, 0, &[(0, 3)]),
+        expect(7, 12, 8, 0, &[(1, 3)]),
+        expect(8, 12, 8, 0, &[(0, 3)]).load(0),
+        expect(9, 12, 8, 0, &[(0, 3)]).load(5),
+        expect(10, 12, 8, 0, &[(0, 3)]).load(3),
+    ];
+    check(&host, &mask, &case, &want);
+}
+
+/// Without the lazyfree dirty check (`lazyfree.dirty_check = off`) the model discards the page
+/// stored to after MADV_FREE, and the differential test finds it.
+#[test]
+fn missing_lazyfree_dirty_check_diverges() {
+    let Some((host, mask)) = setup() else { return };
+    let case = Case {
+        ops: vec![
+            mmap(0, 2),
+            store(0, 1),
+            Op::Free { start: 0, pages: 1 },
+            store(0, 7),
+            Op::Pageout { start: 0, pages: 1 },
+            load(0),
+        ],
+    };
+    let Some(h) = host_obs(&host, &case, &[expect(5, 12, 4, 0, &[(0, 1)]).load(7)]) else {
+        return;
+    };
+    let m = ModelRunner {
+        proto: Protocol {
+            lazyfree_dirty_check: false,
+            pt_reclaim: host.features().pt_reclaim,
+            ..Protocol::default()
+        },
+    }
+    .run(&case)
+    .expect("model run");
+    let d = first_divergence(&case, &h, &m, &mask).expect("the unchecked model must diverge");
+    assert_eq!(d.op_index, 4, "{d}");
+    check(&host, &mask, &case, &[]);
+}

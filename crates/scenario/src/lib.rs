@@ -50,6 +50,8 @@ pub enum SetupOp {
     },
     /// `munmap`.
     Munmap { addr: u64, pages: u64 },
+    /// `madvise(MADV_FREE)`: the anonymous pages start the threads lazyfree.
+    MadvFree { addr: u64, pages: u64 },
     /// `collapse_file` + `retract_page_tables` of the shmem range mapped at `addr`.
     Retract { addr: u64 },
     /// Migrate the folio mapped at `addr`; `unmap_only`: `migrate_folio_unmap` alone.
@@ -84,6 +86,16 @@ pub enum Op {
     },
     /// `madvise(MADV_DONTNEED)`.
     DontNeed {
+        addr: u64,
+        pages: u64,
+    },
+    /// `madvise(MADV_FREE)`.
+    MadvFree {
+        addr: u64,
+        pages: u64,
+    },
+    /// `madvise(MADV_PAGEOUT)`.
+    MadvPageout {
         addr: u64,
         pages: u64,
     },

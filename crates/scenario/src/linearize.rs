@@ -5,6 +5,9 @@
 //! linearizability, checked per address by a memoized search over the operations' real-time
 //! order; Wing and Gong's algorithm). A store that is never observed when it must be is a
 //! `lost-write`; a load that returns a value already overwritten is a `stale-read`.
+//!
+//! MADV_FREE makes an anonymous page lazyfree: until the next store to it, reclaim may discard
+//! it, so a load returns its old value or zero; once a load saw zero, the page is a fresh one.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -15,6 +18,8 @@ pub enum HKind {
     Load(u64),
     /// MADV_DONTNEED of anonymous memory: the next access sees a fresh zero page.
     Zero,
+    /// MADV_FREE of anonymous memory: the old value or zero, until the next store.
+    Free,
 }
 
 impl std::fmt::Display for HKind {
@@ -24,6 +29,7 @@ impl std::fmt::Display for HKind {
             HKind::Store(v) => write!(f, "store {v}"),
             HKind::Load(v) => write!(f, "load {v}"),
             HKind::Zero => f.write_str("MADV_DONTNEED"),
+            HKind::Free => f.write_str("MADV_FREE"),
         }
     }
 }
@@ -41,6 +47,15 @@ pub struct HOp {
 /// Check every address; `Err((is_stale_read, explanation))` for the first that is not
 /// linearizable.
 pub fn check(ops: &[HOp], initial: &BTreeMap<u64, u64>) -> Result<(), (bool, String)> {
+    check_lazy(ops, initial, &std::collections::BTreeSet::new())
+}
+
+/// [`check`], with the addresses in `lazy` starting lazyfree (MADV_FREE in the set-up).
+pub fn check_lazy(
+    ops: &[HOp],
+    initial: &BTreeMap<u64, u64>,
+    lazy: &std::collections::BTreeSet<u64>,
+) -> Result<(), (bool, String)> {
     let mut by_addr: BTreeMap<u64, Vec<HOp>> = BTreeMap::new();
     for op in ops {
         by_addr.entry(op.addr).or_default().push(*op);
@@ -51,7 +66,8 @@ pub fn check(ops: &[HOp], initial: &BTreeMap<u64, u64>) -> Result<(), (bool, Str
         }
         let init = initial.get(&addr).copied().unwrap_or(0);
         let mut memo = HashSet::new();
-        if !search(&ops, 0, init, &mut memo) {
+        let lz = init != 0 && lazy.contains(&addr);
+        if !search(&ops, 0, init, lz, &mut memo) {
             let stale = ops.iter().any(|o| match o.kind {
                 HKind::Load(v) => v != 0 && ops.iter().any(|s| s.kind == HKind::Store(v)),
                 _ => false,
@@ -72,12 +88,19 @@ pub fn check(ops: &[HOp], initial: &BTreeMap<u64, u64>) -> Result<(), (bool, Str
     Ok(())
 }
 
-/// Can the operations not in `done` be linearized from `value`?
-fn search(ops: &[HOp], done: u32, value: u64, memo: &mut HashSet<(u32, u64)>) -> bool {
+/// Can the operations not in `done` be linearized from `value` (`lazy`: MADV_FREE since the last
+/// store, so zero may be read instead)?
+fn search(
+    ops: &[HOp],
+    done: u32,
+    value: u64,
+    lazy: bool,
+    memo: &mut HashSet<(u32, u64, bool)>,
+) -> bool {
     if done.count_ones() as usize == ops.len() {
         return true;
     }
-    if !memo.insert((done, value)) {
+    if !memo.insert((done, value, lazy)) {
         return false;
     }
     for (i, op) in ops.iter().enumerate() {
@@ -93,16 +116,15 @@ fn search(ops: &[HOp], done: u32, value: u64, memo: &mut HashSet<(u32, u64)>) ->
             continue;
         }
         let next = match op.kind {
-            HKind::Store(v) => v,
-            HKind::Zero => 0,
-            HKind::Load(v) => {
-                if v != value {
-                    continue;
-                }
-                value
-            }
+            HKind::Store(v) => (v, false),
+            HKind::Zero => (0, false),
+            HKind::Free => (value, value != 0),
+            HKind::Load(v) if v == value => (value, lazy),
+            // Reclaim discarded the lazyfree page: a fresh zero page from now on.
+            HKind::Load(0) if lazy => (0, false),
+            HKind::Load(_) => continue,
         };
-        if search(ops, done | 1 << i, next, memo) {
+        if search(ops, done | 1 << i, next.0, next.1, memo) {
             return true;
         }
     }
@@ -166,5 +188,33 @@ mod tests {
         // Initial value from the setup.
         let init = BTreeMap::from([(0x1000, 7)]);
         assert!(check(&[op(0, HKind::Load(7), 0, 1)], &init).is_ok());
+    }
+
+    #[test]
+    fn madv_free_reads_old_or_zero_until_the_next_store() {
+        let init = BTreeMap::from([(0x1000, 7)]);
+        // MADV_FREE, then loads: 7, then 0 (discarded), then 0 again; never 7 after a 0.
+        let ok = [
+            op(0, HKind::Free, 0, 1),
+            op(0, HKind::Load(7), 2, 3),
+            op(0, HKind::Load(0), 4, 5),
+            op(0, HKind::Load(0), 6, 7),
+        ];
+        assert!(check(&ok, &init).is_ok());
+        let back = [
+            op(0, HKind::Free, 0, 1),
+            op(0, HKind::Load(0), 2, 3),
+            op(0, HKind::Load(7), 4, 5),
+        ];
+        assert!(check(&back, &init).is_err());
+        // A store after MADV_FREE must survive: the lazyfree oracle.
+        let lost = [
+            op(0, HKind::Free, 0, 1),
+            op(0, HKind::Store(9), 2, 3),
+            op(0, HKind::Load(0), 4, 5),
+        ];
+        assert!(!check(&lost, &init).unwrap_err().0);
+        // Without MADV_FREE a zero is a lost write.
+        assert!(check(&[op(0, HKind::Load(0), 0, 1)], &init).is_err());
     }
 }

@@ -59,6 +59,8 @@ pub struct Instance {
     hist_ids: std::collections::BTreeMap<u64, u64>,
     /// Word values after the setup, by page address.
     initial: std::collections::BTreeMap<u64, u64>,
+    /// Anonymous pages `init` left lazyfree (MADV_FREE with no store since).
+    initial_lazy: std::collections::BTreeSet<u64>,
 }
 
 /// The kernel's backing for a scenario's; `SameFile` looks up the file mapped at `of` (set-up
@@ -289,6 +291,32 @@ impl KernelModel {
                     }
                 });
             }),
+            Op::MadvFree { addr, pages } => {
+                mmcheck_kernel::mm::madvise::madvise_free(cx, mm, addr, pages * ps).map(|_| {
+                    // Until the next store, an anonymous page reads back its old data or zero.
+                    let resp = inst.clock.record(|c| {
+                        *c += 1;
+                        *c - 1
+                    });
+                    inst.history.record(|h| {
+                        for p in 0..pages {
+                            let a = addr + p * ps;
+                            if self.anon_pages.contains(&a) {
+                                h.push(HOp {
+                                    thread: cx.cpu.id,
+                                    addr: a,
+                                    kind: HKind::Free,
+                                    inv,
+                                    resp,
+                                });
+                            }
+                        }
+                    });
+                })
+            }
+            Op::MadvPageout { addr, pages } => {
+                mmcheck_kernel::mm::madvise::madvise_pageout(cx, mm, addr, pages * ps)
+            }
             Op::RcuWalk { addr } => {
                 let _f = cx.cpu.enter("rcu_pte_walker");
                 if let Some(pmd) = pmd_off(cx, mm, addr) {
@@ -466,13 +494,14 @@ impl KernelModel {
             .map(|p| {
                 let kind = if write {
                     cx.cpu.data_write(p.page, value);
+                    mmcheck_kernel::mm::gup::gup_put_dirty(cx, p);
                     HKind::Store(value)
                 } else {
                     let v = cx.cpu.data_read(p.page);
                     seen.push(format!("gup {addr:#x}={v}"));
+                    gup_put(cx, p);
                     HKind::Load(v)
                 };
-                gup_put(cx, p);
                 record(addr, kind);
             }),
         };
@@ -670,6 +699,9 @@ impl Model for KernelModel {
                         Err(mmcheck_kernel::Errno::Eagain)
                     }
                 }
+                SetupOp::MadvFree { addr, pages } => {
+                    mmcheck_kernel::mm::madvise::madvise_free(cx, &mm, addr, pages * ps)
+                }
                 SetupOp::Retract { addr } => {
                     let target = mm.vma_lookup(cx, addr).and_then(|v| {
                         v.file
@@ -699,9 +731,22 @@ impl Model for KernelModel {
         cx.cpu.rcu_barrier();
         let seen = s.threads.iter().map(|_| Ghost::default()).collect();
         let mut initial = std::collections::BTreeMap::new();
+        let mut initial_lazy = std::collections::BTreeSet::new();
         for op in &s.setup {
-            if let SetupOp::Store { addr, value } = *op {
-                initial.insert(addr, value);
+            match *op {
+                SetupOp::Store { addr, value } => {
+                    initial.insert(addr, value);
+                    initial_lazy.remove(&addr);
+                }
+                SetupOp::MadvFree { addr, pages } => {
+                    let ps = s.geometry.page_size();
+                    initial_lazy.extend(
+                        (0..pages)
+                            .map(|p| addr + p * ps)
+                            .filter(|a| self.anon_pages.contains(a)),
+                    );
+                }
+                _ => {}
             }
         }
         let hist_ids = self
@@ -722,6 +767,7 @@ impl Model for KernelModel {
             hist_ids,
             children: Ghost::default(),
             initial,
+            initial_lazy,
         }
     }
 
@@ -791,7 +837,9 @@ impl Model for KernelModel {
                 .copied()
                 .collect()
         });
-        if let Err((stale, msg)) = crate::linearize::check(&hist, &inst.initial) {
+        if let Err((stale, msg)) =
+            crate::linearize::check_lazy(&hist, &inst.initial, &inst.initial_lazy)
+        {
             let kind = if stale {
                 ViolationKind::StaleRead
             } else {

@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page, madvise free, madvise pageout";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -409,7 +409,7 @@ fn unknown_operation() {
         &format!("scenario s\n{BODY}thread T1 {{\n  madvise\n}}\n"),
         10,
         10,
-        "expected the kind of 'madvise' (dontneed, collapse), found end of line",
+        "expected the kind of 'madvise' (dontneed, collapse, free, pageout), found end of line",
     );
 }
 
@@ -522,7 +522,7 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free)",
     );
 }
 
@@ -1027,7 +1027,7 @@ expect clean
         &init("  fork\n"),
         4,
         3,
-        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract)",
+        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free)",
     );
 }
 

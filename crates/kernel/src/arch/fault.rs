@@ -47,6 +47,15 @@ fn set_ad(cx: Ctx<'_>, p: EntryPtr, v: Entry, write: bool) -> bool {
     want == v || p.cmpxchg(cx, v, want).is_ok()
 }
 
+/// Whether the translation a walk caches lets a later store through without another walk. x86
+/// caches the dirty bit with the translation: a store through an entry cached clean walks the
+/// tables again to set D, and faults if the PTE is no longer present (SDM 4.8). `try_to_unmap_one`
+/// relies on it to discard a clean lazyfree page whose flush it deferred. The model caches a
+/// clean writable leaf as read-only, which makes the next store walk.
+fn tlb_writable(e: Entry, write: bool) -> bool {
+    e.write() && (write || e.dirty())
+}
+
 /// The hardware page walk. Returns the translation it filled, or `None` for a fault.
 ///
 /// It starts from the lowest table the paging-structure cache holds for the address (a cached
@@ -75,7 +84,7 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
                 vpn,
                 shift: 0,
                 page: cx.cpu.frame_ref(e.pfn()),
-                writable: e.write(),
+                writable: tlb_writable(e, write),
             });
         }
         if !e.hw_present() {
@@ -90,7 +99,7 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
                 vpn,
                 shift: g.bits,
                 page: cx.cpu.frame_ref(e.pfn()),
-                writable: e.write(),
+                writable: tlb_writable(e, write),
             });
         }
         p = pgtable::entry_below(cx, e, p.level, addr);

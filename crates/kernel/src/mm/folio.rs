@@ -101,10 +101,24 @@ pub fn folio_put(cx: Ctx<'_>, f: FrameRef) {
 
 /// `folio_put_refs`.
 pub fn folio_put_refs(cx: Ctx<'_>, f: FrameRef, n: i64) {
+    put_refs(cx, f, n, 0)
+}
+
+/// `folio_mark_dirty` then `folio_put` (`set_page_dirty_lock` + `put_page` after a GUP write),
+/// in one step: the state in between (dirty, reference still held) keeps the folio from every
+/// reader that looks at either, so merging them hides nothing.
+pub fn folio_mark_dirty_put(cx: Ctx<'_>, f: FrameRef) {
+    put_refs(cx, f, 1, PG_DIRTY)
+}
+
+fn put_refs(cx: Ctx<'_>, f: FrameRef, n: i64, set_flags: u64) {
     if f.pfn == cx.k.zero_page.pfn {
         return;
     }
     let pr = cx.cpu.page(f.pfn, Access::Rmw);
+    if set_flags != 0 {
+        pr.or(F::Flags, set_flags);
+    }
     cx.k.machine.frames.check(&cx.cpu, f, "folio_put");
     let old = pr.add(F::Refcount, -n);
     if old == n {
@@ -114,7 +128,9 @@ pub fn folio_put_refs(cx: Ctx<'_>, f: FrameRef, n: i64) {
     }
 }
 
-fn free_folio(cx: Ctx<'_>, f: FrameRef) {
+/// Free a folio whose last reference is gone (`__folio_put`, or `free_unref_folios` of a folio
+/// reclaim froze at zero).
+pub(crate) fn free_folio(cx: Ctx<'_>, f: FrameRef) {
     let _g = cx.cpu.enter("__folio_put");
     let order = folio_order(cx, f);
     let n = 1u32 << order;

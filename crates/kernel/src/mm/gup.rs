@@ -65,6 +65,18 @@ fn sanity_check_pinned_page(cx: Ctx<'_>, p: &GupPage) {
 }
 
 /// `unpin_user_page` / `put_page`.
+/// `unpin_user_pages_dirty_lock(make_dirty)` / `set_page_dirty_lock` + `put_page`: the caller
+/// wrote through the page (a direct-I/O read into user memory), so the folio is marked dirty
+/// before the reference goes (reclaim must not discard it as a clean lazyfree page).
+pub fn gup_put_dirty(cx: Ctx<'_>, p: GupPage) {
+    if p.pinned {
+        cx.cpu
+            .page(p.folio.pfn, Access::Rmw)
+            .add(mmcheck_platform::PageField::Pincount, -(1));
+    }
+    folio::folio_mark_dirty_put(cx, p.folio);
+}
+
 pub fn gup_put(cx: Ctx<'_>, p: GupPage) {
     if p.pinned {
         cx.cpu

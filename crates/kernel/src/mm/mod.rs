@@ -21,4 +21,5 @@ pub mod split_huge_page;
 pub mod tlb_batch;
 pub mod types;
 pub mod vma;
+pub mod vmscan;
 pub mod zap;

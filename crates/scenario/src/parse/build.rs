@@ -591,6 +591,14 @@ impl<'t> Builder<'t> {
                 addr: inside(addr, maps)?,
                 unmap_only: *unmap_only,
             }),
+            OpArgs::MadvFree { addr, pages } => {
+                let start = inside(addr, maps)?;
+                self.range(geo, addr, start, pages)?;
+                Ok(SetupOp::MadvFree {
+                    addr: start,
+                    pages: pages.v,
+                })
+            }
             OpArgs::Munmap { addr, pages } => {
                 let start = inside(addr, maps)?;
                 let end = self.range(geo, addr, start, pages)?;
@@ -710,6 +718,22 @@ impl<'t> Builder<'t> {
                 let start = inside(addr)?;
                 self.range(geo, addr, start, pages)?;
                 Op::DontNeed {
+                    addr: start,
+                    pages: pages.v,
+                }
+            }
+            OpArgs::MadvFree { addr, pages } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::MadvFree {
+                    addr: start,
+                    pages: pages.v,
+                }
+            }
+            OpArgs::MadvPageout { addr, pages } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::MadvPageout {
                     addr: start,
                     pages: pages.v,
                 }

@@ -36,6 +36,14 @@ pub(super) enum OpArgs {
         addr: Sp<Addr>,
         pages: Sp<u64>,
     },
+    MadvFree {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
+    MadvPageout {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
     RcuWalk {
         addr: Sp<Addr>,
     },
@@ -213,6 +221,18 @@ pub(super) fn args_dontneed(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
     let pages = key_number(i, "pages", "'pages=N'")?;
     Ok(OpArgs::DontNeed { addr, pages })
+}
+
+pub(super) fn args_madv_free(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::MadvFree { addr, pages })
+}
+
+pub(super) fn args_madv_pageout(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::MadvPageout { addr, pages })
 }
 
 pub(super) fn args_rcu_walk(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -585,6 +605,20 @@ pub const OPS: &[OpSpec] = &[
         kernel: "a write of 'pid,ADDR,ADDR+1[,N]' to /sys/kernel/debug/split_huge_pages (split_huge_pages_pid, mm/huge_memory.c): under the mmap read lock, folio_walk_start finds the anon THP at ADDR; skipped unless every reference is a mapping's (can_split_folio) and folio_trylock succeeds; then split_huge_page_to_list_to_order to order N (default 0): anon_vma write lock, can_split_folio, unmap_folio (try_to_migrate with TTU_SPLIT_HUGE_PMD: a PMD is split frozen into PTE migration entries), folio_ref_freeze (-EAGAIN and remap_page if it fails), __split_huge_page, remap_page (remove_migration_ptes)",
         init: false,
         args: Some(args_split_huge_page),
+    },
+    OpSpec {
+        name: "madvise free",
+        syntax: "madvise free ADDR pages=N",
+        kernel: "madvise_free_single_vma (mm/madvise.c): madvise_free_pte_range / madvise_free_huge_pmd make mapped pages clean and old, folio_mark_lazyfree",
+        init: true,
+        args: Some(args_madv_free),
+    },
+    OpSpec {
+        name: "madvise pageout",
+        syntax: "madvise pageout ADDR pages=N",
+        kernel: "madvise_cold_or_pageout_pte_range (mm/madvise.c) -> reclaim_pages -> shrink_folio_list (mm/vmscan.c) -> try_to_unmap (mm/rmap.c, TTU_BATCH_FLUSH); no swap device: only lazyfree folios go",
+        init: false,
+        args: Some(args_madv_pageout),
     },
 ];
 

@@ -1,0 +1,244 @@
+//! Reclaim of an isolated folio list (`mm/vmscan.c` `reclaim_pages` → `reclaim_folio_list` →
+//! `shrink_folio_list`, and `mm/rmap.c` `try_to_unmap` / `try_to_unmap_one`, read at ≈6.18), as
+//! MADV_PAGEOUT drives it: every folio comes with the isolation reference taken by
+//! `folio_isolate_lru`, references are ignored (`ignore_references`), unmapping is allowed.
+//!
+//! The machine has no swap device (like the host the model is compared with): a swap-backed
+//! anonymous folio cannot be written out and is kept mapped (`folio_alloc_swap` fails:
+//! `activate_locked_split`); a shmem folio is unmapped, then kept in the page cache if dirty
+//! (`shmem_writeout` redirties it without swap) or dropped from it if clean. A lazyfree anonymous folio (MADV_FREE, swap-backed flag
+//! clear) needs no backing store: `try_to_unmap_one` clears each PTE under the PTL with
+//! `TTU_BATCH_FLUSH` (the flush deferred to `try_to_unmap_flush`), moves the PTE's dirty bit to the
+//! folio, and discards the mapping if the folio is clean and holds only the isolation and mapping
+//! references (`ref_count == 1 + map_count`); otherwise it restores the PTE, makes the folio
+//! swap-backed again and stops the walk. A fully unmapped lazyfree folio is frozen at one
+//! reference (`folio_ref_freeze`) and freed after the batched flush.
+//!
+//! The deferred flush is safe because x86 re-walks the tables to set the dirty bit on the first
+//! store through a translation cached clean (see `arch/fault.rs`): a CPU that could still write
+//! the page after the PTE was cleared either had it dirty already (the folio is kept) or faults.
+
+use crate::arch::pgtable::Entry;
+use crate::mm::folio::{self, PG_DIRTY, PG_LRU, PG_SWAPBACKED};
+use crate::mm::rmap::{page_vma_mapped_walk, rmap_walk, RmapLock};
+use crate::mm::tlb_batch::{set_tlb_ubc_flush_pending, try_to_unmap_flush, TlbUbc};
+use crate::mm::types::{Vma, MM_ANONPAGES, MM_SHMEMPAGES};
+use crate::Ctx;
+use mmcheck_platform::{Access, FrameRef, PageField};
+use std::sync::Arc;
+
+/// `folio_isolate_lru`: take the folio off the LRU (`folio_test_clear_lru`) with a reference of
+/// its own. False if it was not on the LRU (isolated by someone else, or never added).
+pub fn folio_isolate_lru(cx: Ctx<'_>, f: FrameRef) -> bool {
+    let _f = cx.cpu.enter("folio_isolate_lru");
+    let pm = cx.cpu.page(f.pfn, Access::Rmw);
+    if pm.get(PageField::Flags) & PG_LRU == 0 {
+        return false;
+    }
+    pm.and_not(PageField::Flags, PG_LRU);
+    folio::folio_ref_add(cx, f, 1);
+    true
+}
+
+/// `folio_putback_lru`: back on the LRU, and the isolation reference dropped.
+pub fn folio_putback_lru(cx: Ctx<'_>, f: FrameRef) {
+    folio::folio_set(cx, f, PG_LRU);
+    folio::folio_put(cx, f);
+}
+
+/// `folio_mark_lazyfree` (`mm/swap.c`, through `lru_lazyfree`): an anonymous swap-backed folio on
+/// the LRU, not in the swap cache, loses `PG_swapbacked` (and moves to the inactive file LRU).
+/// The kernel does it from a per-CPU folio batch that `lru_add_drain` empties; the model does it
+/// at once.
+pub fn folio_mark_lazyfree(cx: Ctx<'_>, f: FrameRef) {
+    let pm = cx.cpu.page(f.pfn, Access::Rmw);
+    let flags = pm.get(PageField::Flags);
+    let anon = pm.get(PageField::Mapping) & 1 == 1;
+    if anon && flags & PG_SWAPBACKED != 0 && flags & PG_LRU != 0 {
+        pm.and_not(PageField::Flags, PG_SWAPBACKED);
+    }
+}
+
+/// `folio_ref_freeze(folio, count)`: the count drops to zero only if it is exactly `count`.
+fn folio_ref_freeze(cx: Ctx<'_>, f: FrameRef, count: i64) -> bool {
+    cx.cpu
+        .page(f.pfn, Access::Rmw)
+        .cmpxchg(PageField::Refcount, count, 0)
+        .is_ok()
+}
+
+/// `__remove_mapping` of a clean, unmapped page-cache folio (locked): freeze its references at
+/// the isolation one plus the page cache's, then take it out of the page cache
+/// (`__filemap_remove_folio`). False if someone else holds a reference (kept).
+fn remove_mapping(cx: Ctx<'_>, f: FrameRef) -> bool {
+    let _f = cx.cpu.enter("__remove_mapping");
+    let (mapping, index) = {
+        let pm = cx.cpu.page(f.pfn, Access::Read);
+        (pm.get(PageField::Mapping), pm.get(PageField::Index))
+    };
+    let Some(file) = cx.k.file_by_id(mapping >> 1) else {
+        return false;
+    };
+    let nr = folio::folio_nr_pages(cx, f) as i64;
+    if !folio_ref_freeze(cx, f, 1 + nr) {
+        return false;
+    }
+    file.cache_remove(cx, index);
+    cx.cpu.page(f.pfn, Access::Write).set(PageField::Mapping, 0);
+    true
+}
+
+/// `reclaim_pages` → `reclaim_folio_list`: shrink the isolated folios, then put back the ones
+/// kept. Returns the number of folios freed.
+pub fn reclaim_pages(cx: Ctx<'_>, folios: Vec<FrameRef>) -> usize {
+    if folios.is_empty() {
+        return 0;
+    }
+    let _f = cx.cpu.enter("reclaim_pages");
+    let (freed, kept) = shrink_folio_list(cx, folios);
+    for f in kept {
+        folio_putback_lru(cx, f);
+    }
+    freed
+}
+
+/// `shrink_folio_list(ignore_references = true)`: returns how many folios were freed and the
+/// folios kept (still holding their isolation reference).
+pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<FrameRef>) {
+    let _f = cx.cpu.enter("shrink_folio_list");
+    let mut ubc = TlbUbc::default();
+    let mut free = Vec::new();
+    let mut kept = Vec::new();
+    for f in folios {
+        if !folio::folio_trylock(cx, f) {
+            kept.push(f);
+            continue;
+        }
+        // Anonymous process memory needs backing store: no swap device (`folio_alloc_swap`
+        // fails), so a swap-backed anon folio stays as it is, mapped.
+        let anon = folio::folio_test_anon(cx, f);
+        if anon && folio::folio_test(cx, f, PG_SWAPBACKED) {
+            folio::folio_unlock(cx, f);
+            kept.push(f);
+            continue;
+        }
+        // A lazyfree anon folio, or a page-cache (shmem) one: unmap it everywhere,
+        // TTU_BATCH_FLUSH.
+        if folio::folio_mapped(cx, f) {
+            try_to_unmap(cx, f, &mut ubc);
+            if folio::folio_mapped(cx, f) {
+                folio::folio_unlock(cx, f);
+                kept.push(f);
+                continue;
+            }
+        }
+        // shmem: a dirty folio goes to shmem_writeout, which cannot write it without swap and
+        // redirties it (activate_locked); a clean one (never written: zeroes) leaves the page
+        // cache (__remove_mapping) and is freed.
+        if !anon {
+            if folio::folio_test(cx, f, PG_DIRTY) || !remove_mapping(cx, f) {
+                folio::folio_unlock(cx, f);
+                kept.push(f);
+                continue;
+            }
+            folio::folio_unlock(cx, f);
+            free.push(f);
+            continue;
+        }
+        // A dirty folio would need writeback (activate_locked): a lazyfree folio that reached
+        // here clean is dropped; the unchecked variant drops it dirty too.
+        if cx.proto().lazyfree_dirty_check && folio::folio_test(cx, f, PG_DIRTY) {
+            folio::folio_unlock(cx, f);
+            kept.push(f);
+            continue;
+        }
+        // Follow __remove_mapping: only the isolation reference may remain (a GUP reference
+        // taken meanwhile keeps the folio).
+        if !folio_ref_freeze(cx, f, 1) {
+            folio::folio_unlock(cx, f);
+            kept.push(f);
+            continue;
+        }
+        folio::folio_unlock(cx, f);
+        free.push(f);
+    }
+    // The batch is flushed before any folio is freed (free_unref_folios).
+    try_to_unmap_flush(cx, &mut ubc);
+    let freed = free.len();
+    for f in free {
+        folio::free_folio(cx, f);
+    }
+    (freed, kept)
+}
+
+/// `try_to_unmap(folio, TTU_BATCH_FLUSH)` of a locked folio: an rmap walk calling
+/// `try_to_unmap_one` for every VMA that may map it, until one aborts.
+pub fn try_to_unmap(cx: Ctx<'_>, f: FrameRef, ubc: &mut TlbUbc) {
+    let _f = cx.cpu.enter("try_to_unmap");
+    rmap_walk(cx, f, RmapLock::Read, &mut |vma, a| {
+        try_to_unmap_one(cx, f, vma, a, ubc)
+    });
+}
+
+/// `try_to_unmap_one` for the small folio `f` in `vma` at `addr`: false stops the walk
+/// (`walk_abort`).
+fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &mut TlbUbc) -> bool {
+    let _f = cx.cpu.enter("try_to_unmap_one");
+    let ps = cx.geo().page_shift;
+    let Some(mm) = cx.k.mm_by_id(vma.mm_id) else {
+        return true;
+    };
+    let nr = folio::folio_nr_pages(cx, f);
+    let anon = folio::folio_test_anon(cx, f);
+    for i in 0..nr {
+        let a = addr + (i << ps);
+        if a >= vma.end() {
+            break;
+        }
+        let Some(pv) = page_vma_mapped_walk(cx, &mm, f, a, false, false) else {
+            continue;
+        };
+        // Nuke the page table entry: flush now, or clear and defer the flush to the batch.
+        let pteval = pv.pte.xchg(cx, Entry::NONE);
+        if cx.proto().reclaim_batch_flush {
+            set_tlb_ubc_flush_pending(cx, ubc, &mm, pteval.dirty());
+        } else {
+            cx.cpu.flush_tlb_range(mm.id, a >> ps, (a >> ps) + 1, false);
+        }
+        // Set the dirty flag on the folio now the PTE is gone.
+        if pteval.dirty() {
+            folio::folio_set(cx, f, PG_DIRTY);
+        }
+        if anon {
+            if folio::folio_test(cx, f, PG_SWAPBACKED) {
+                // Would need a swap entry (`folio_dup_swap`): no swap device, restore.
+                pv.pte.set(cx, pteval);
+                return false;
+            }
+            // MADV_FREE page check. Synchronize with GUP-fast: clear PTE; barrier; read
+            // refcount (against: take a reference; barrier; read PTE).
+            cx.cpu.smp_mb();
+            let ref_count = folio::folio_ref_count(cx, f);
+            let map_count = folio::folio_mapcount(cx, f);
+            // Order the reference count before the dirty flag (see __remove_mapping).
+            cx.cpu.smp_rmb();
+            let clean = !cx.proto().lazyfree_dirty_check || !folio::folio_test(cx, f, PG_DIRTY);
+            let refs = !cx.proto().lazyfree_ref_check || ref_count == 1 + map_count;
+            if refs && clean {
+                mm.add_rss(MM_ANONPAGES, -1);
+            } else {
+                // Redirtied (or referenced): it cannot be discarded. Remap the page.
+                pv.pte.set(cx, pteval);
+                folio::folio_set(cx, f, PG_SWAPBACKED);
+                return false;
+            }
+        } else {
+            mm.add_rss(MM_SHMEMPAGES, -1);
+        }
+        // discard:
+        folio::folio_remove_rmap_pte(cx, pteval.pfn());
+        drop(pv);
+        folio::folio_put(cx, f);
+    }
+    true
+}
