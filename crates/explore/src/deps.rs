@@ -28,6 +28,10 @@ fn is_global(e: &Event) -> bool {
     matches!(e.access, Access::IpiSync | Access::Flush | Access::TlbScan)
 }
 
+fn is_hist(e: &Event) -> bool {
+    matches!(e.access, Access::HistInv | Access::HistResp)
+}
+
 fn is_cpu_state(e: &Event) -> bool {
     matches!(e.obj, Obj::Irq(_) | Obj::Tlb(_))
 }
@@ -137,6 +141,12 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
             _ => false,
         };
     }
+    if is_hist(a) || is_hist(b) {
+        // Only the order of one operation's response against another's invocation decides
+        // whether they overlap: three classes for two operations (before, after, overlapping)
+        // rather than every interleaving of their four boundaries.
+        return a.obj == b.obj && is_hist(a) && is_hist(b) && a.access != b.access;
+    }
     if is_global(a) || is_global(b) {
         return is_cpu_state(a) && is_cpu_state(b);
     }
@@ -201,6 +211,8 @@ mod tests {
             Access::TlbScan,
             Access::FrameAlloc,
             Access::FrameFree,
+            Access::HistInv,
+            Access::HistResp,
         ];
         let evs: Vec<Event> = objs
             .iter()
@@ -213,6 +225,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn history_boundaries_conflict_only_invocation_against_response() {
+        let h = Obj::Var(9);
+        let (inv, resp) = (ev(h, Access::HistInv), ev(h, Access::HistResp));
+        assert!(dependent(&inv, &resp) && dependent(&resp, &inv));
+        assert!(!dependent(&inv, &inv) && !dependent(&resp, &resp));
+        assert!(!dependent(&inv, &ev(Obj::Var(10), Access::HistResp)));
+        assert!(!dependent(&resp, &ev(h, Access::Write)));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub fn access_text(a: Access) -> &'static str {
         Access::TlbScan => "TLB scan",
         Access::FrameAlloc => "alloc",
         Access::FrameFree => "free",
+        Access::HistInv => "invoke",
+        Access::HistResp => "return",
     }
 }
 

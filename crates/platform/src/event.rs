@@ -196,6 +196,13 @@ pub enum Access {
     TlbScan,
     FrameAlloc,
     FrameFree,
+    /// An operation's invocation on a user address, on that address's history word (the
+    /// linearizability oracle's real-time order): it conflicts with another thread's response
+    /// on the same word, and commutes with invocations.
+    HistInv,
+    /// An operation's response on a user address's history word: conflicts with invocations,
+    /// commutes with responses.
+    HistResp,
 }
 
 impl Access {

@@ -231,13 +231,13 @@ impl KernelModel {
     fn run_op(&self, inst: &Instance, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
         use crate::linearize::{HKind, HOp};
         let ps = self.scenario.geometry.page_size();
-        self.hist_point(inst, cx, op);
+        self.hist_point(inst, cx, op, Access::HistInv);
         let inv = inst.clock.record(|c| {
             *c += 1;
             *c - 1
         });
         let record = |addr: u64, kind: HKind| {
-            self.hist_point(inst, cx, op);
+            self.hist_point(inst, cx, op, Access::HistResp);
             let resp = inst.clock.record(|c| {
                 *c += 1;
                 *c - 1
@@ -271,7 +271,7 @@ impl KernelModel {
             Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
             Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps).map(|_| {
                 // Anonymous pages read back as zero afterwards; shmem keeps its data.
-                self.hist_point(inst, cx, op);
+                self.hist_point(inst, cx, op, Access::HistResp);
                 let resp = inst.clock.record(|c| {
                     *c += 1;
                     *c - 1
@@ -529,20 +529,21 @@ fn hist_addrs_of(op: &Op, ps: u64, anon_pages: &BTreeSet<u64>) -> Vec<u64> {
 
 impl KernelModel {
     /// An operation's invocation or response on an address other threads' operations use too:
-    /// a visible write of that address's history word. The linearizability oracle judges the
+    /// a visible access of that address's history word (`HistInv` / `HistResp`: an invocation
+    /// conflicts with another thread's response there, nothing else does). The linearizability oracle judges the
     /// real-time order of invocations and responses; as ghost bookkeeping alone that order is
     /// whatever interleaving DPOR happened to run in an equivalence class, and a class can hold
     /// one interleaving where a load starts after a store returned and another where they
     /// overlap. Making the boundaries of conflicting operations dependent makes DPOR explore
     /// both (found by `races/mthp-fault-vs-zero-page-fault`, December 2026).
-    fn hist_point(&self, inst: &Instance, cx: Ctx<'_>, op: &Op) {
+    fn hist_point(&self, inst: &Instance, cx: Ctx<'_>, op: &Op, access: Access) {
         if inst.hist_ids.is_empty() {
             return;
         }
         let ps = self.scenario.geometry.page_size();
         for a in hist_addrs_of(op, ps, &self.anon_pages) {
             if let Some(&id) = inst.hist_ids.get(&a) {
-                cx.cpu.visible(Obj::Var(id), Access::Write);
+                cx.cpu.visible(Obj::Var(id), access);
             }
         }
     }
