@@ -354,6 +354,37 @@ impl KernelModel {
                 seen.push(format!("mprotect {addr:#x}+{pages} {prot}: {r:?}"));
                 Ok(())
             }
+            Op::UffdRegister {
+                addr,
+                pages,
+                missing,
+                wp,
+            } => {
+                let end = addr + pages * ps;
+                let r = mmcheck_kernel::mm::userfaultfd::userfaultfd_register(
+                    cx,
+                    mm,
+                    addr,
+                    end,
+                    uffd_mode(missing, wp),
+                );
+                seen.push(format!("uffd_register {addr:#x}+{pages}: {r:?}"));
+                Ok(())
+            }
+            Op::UffdCopy { addr, value } => {
+                let r = mmcheck_kernel::mm::userfaultfd::mfill_atomic_copy(cx, mm, addr, value);
+                seen.push(format!("uffd_copy {addr:#x}: {r:?}"));
+                if r.is_ok() {
+                    record(addr, HKind::Store(value));
+                }
+                Ok(())
+            }
+            Op::UffdWp { addr, pages } => {
+                let end = addr + pages * ps;
+                let r = mmcheck_kernel::mm::userfaultfd::mwriteprotect_range(cx, mm, addr, end);
+                seen.push(format!("uffd_wp {addr:#x}+{pages}: {r:?}"));
+                Ok(())
+            }
             Op::NumaHint { addr, pages } => {
                 let end = addr + pages * cx.geo().page_size();
                 let n = mmcheck_kernel::mm::mprotect::task_numa_work(cx, mm, addr, end);
@@ -434,6 +465,12 @@ impl KernelModel {
             seen.push(format!("{op:?}: {e}"));
         }
     }
+}
+
+/// The `vm_flags` a `UFFDIO_REGISTER` mode sets.
+fn uffd_mode(missing: bool, wp: bool) -> u64 {
+    use mmcheck_kernel::mm::types::VmFlags;
+    (if missing { VmFlags::UFFD_MISSING } else { 0 }) | (if wp { VmFlags::UFFD_WP } else { 0 })
 }
 
 impl KernelModel {
@@ -577,6 +614,18 @@ impl Model for KernelModel {
                 } => mmcheck_kernel::mm::mremap::do_mremap(cx, &mm, addr, pages * ps, new_addr)
                     .map(|_| ()),
                 SetupOp::Munmap { addr, pages } => do_munmap(cx, &mm, addr, pages * ps),
+                SetupOp::UffdRegister {
+                    addr,
+                    pages,
+                    missing,
+                    wp,
+                } => mmcheck_kernel::mm::userfaultfd::userfaultfd_register(
+                    cx,
+                    &mm,
+                    addr,
+                    addr + pages * ps,
+                    uffd_mode(missing, wp),
+                ),
                 SetupOp::Retract { addr } => {
                     let target = mm.vma_lookup(cx, addr).and_then(|v| {
                         v.file

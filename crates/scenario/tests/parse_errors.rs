@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, uffd_register, uffd_copy, uffd_wp";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -583,7 +583,7 @@ fn expectation_errors() {
         &format!("scenario s\n{BODY}expect violation use-after-fre\n"),
         9,
         18,
-        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, unannounced-access)",
+        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, uffd-wp-lost, unannounced-access)",
     );
     assert_eq!(e.help(), Some("did you mean 'use-after-free'?"));
     check(

@@ -19,5 +19,6 @@ pub mod rmap;
 pub mod shmem;
 pub mod tlb_batch;
 pub mod types;
+pub mod userfaultfd;
 pub mod vma;
 pub mod zap;
