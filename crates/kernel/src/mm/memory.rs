@@ -311,7 +311,7 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         }
         if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {
             drop(l);
-            return crate::mm::userfaultfd::handle_userfault(cx, VmFlags::UFFD_MISSING);
+            return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_MISSING);
         }
         l.pte(idx).set(cx, entry);
         return VmFault::Done;
@@ -338,7 +338,7 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {
         drop(l);
         folio::folio_put(cx, folio);
-        return crate::mm::userfaultfd::handle_userfault(cx, VmFlags::UFFD_MISSING);
+        return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_MISSING);
     }
     // LOCKING: rmap and counters are updated before the PTE becomes visible, both under the PTL.
     vmf.mm.add_rss(MM_ANONPAGES, 1);
@@ -583,7 +583,7 @@ fn do_wp_page<'a>(
     if !vmf.unshare && orig.uffd_wp() && crate::mm::userfaultfd::userfaultfd_wp(cx, vmf.vma) {
         drop(ptl);
         drop(map);
-        return crate::mm::userfaultfd::handle_userfault(cx, VmFlags::UFFD_WP);
+        return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_WP);
     }
     if vmf.vma.is_shared(cx) {
         // wp_page_shared → wp_page_reuse (shmem has no page_mkwrite). Unshare faults never

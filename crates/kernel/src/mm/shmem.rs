@@ -64,6 +64,7 @@ pub fn shmem_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<FrameRef, VmFault> {
     {
         return Err(crate::mm::userfaultfd::handle_userfault(
             cx,
+            vmf.vma,
             crate::mm::types::VmFlags::UFFD_MISSING,
         ));
     }

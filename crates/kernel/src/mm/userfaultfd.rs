@@ -51,12 +51,11 @@ pub fn userfaultfd_wp_use_markers(cx: Ctx<'_>, vma: &Vma) -> bool {
 
 /// `handle_userfault(vmf, reason)` for a context opened with `UFFD_FEATURE_SIGBUS`: the fault
 /// is not queued for a handler thread, the access gets SIGBUS.
-pub fn handle_userfault(cx: Ctx<'_>, reason: u64) -> VmFault {
-    let _f = cx.cpu.enter(if reason == VmFlags::UFFD_WP {
-        "handle_userfault(VM_UFFD_WP)"
-    } else {
-        "handle_userfault(VM_UFFD_MISSING)"
-    });
+pub fn handle_userfault(cx: Ctx<'_>, vma: &Vma, reason: u64) -> VmFault {
+    let _f = cx.cpu.enter("handle_userfault");
+    // vma->vm_userfaultfd_ctx.ctx and its features (the registration, here vm_flags).
+    let registered = vma.flags(cx).has(reason);
+    cx.cpu.warn_on(!registered, "handle_userfault: the VMA is not registered for this reason");
     VmFault::Sigbus
 }
 
