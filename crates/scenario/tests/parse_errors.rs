@@ -522,8 +522,26 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract, uffd_register)",
     );
+}
+
+#[test]
+fn userfaultfd_arguments() {
+    let t = |op: &str| format!("scenario s\n{BODY}thread T1 {{\n  {op}\n}}\n");
+    let e = err(&t("uffd_register @0 pages=8"));
+    assert!(
+        e.to_string().contains("a mode: 'missing', 'wp' or both"),
+        "{e}"
+    );
+    let e = err(&t("uffd_register @0 pages=8 wp wp"));
+    assert!(e.to_string().contains("'wp' given twice"), "{e}");
+    let e = err(&t("uffd_copy @0 = x"));
+    assert!(e.to_string().contains("the value to copy"), "{e}");
+    let e = err(&t("uffd_wp @0"));
+    assert!(e.to_string().contains("pages=N"), "{e}");
+    let s = ok(&t("uffd_copy @0"));
+    assert!(format!("{:?}", s.threads).contains("UffdCopy { addr: 32768, value: 0 }"));
 }
 
 // ----- statements and blocks ---------------------------------------------------------------
@@ -1022,7 +1040,7 @@ expect clean
         &init("  migrate @0\n"),
         4,
         3,
-        "operation 'migrate' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract)",
+        "operation 'migrate' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, retract, uffd_register)",
     );
 }
 
