@@ -181,7 +181,10 @@ impl Entry {
 
     /// `is_pte_marker`.
     pub fn is_pte_marker(self) -> bool {
-        !self.present() && !self.is_none() && self.0 & Self::PSE == 0 && self.swp_type() == Self::SWP_MARKER
+        !self.present()
+            && !self.is_none()
+            && self.0 & Self::PSE == 0
+            && self.swp_type() == Self::SWP_MARKER
     }
 
     /// `pte_marker_entry_uffd_wp`.

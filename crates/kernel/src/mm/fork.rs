@@ -40,7 +40,8 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
             // dup_userfaultfd without UFFD_FEATURE_EVENT_FORK: the child is not registered.
             crate::mm::types::VmFlags(
                 vma.flags(cx).0
-                    & !(crate::mm::types::VmFlags::UFFD_MISSING | crate::mm::types::VmFlags::UFFD_WP),
+                    & !(crate::mm::types::VmFlags::UFFD_MISSING
+                        | crate::mm::types::VmFlags::UFFD_WP),
             ),
             vma.file.clone(),
         ));

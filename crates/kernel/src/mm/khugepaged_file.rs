@@ -475,6 +475,10 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
             }
             if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, addr, false, false) {
                 let old = pv.pte.xchg(cx, Entry::NONE);
+                // pte_install_uffd_wp_if_needed: a shmem page keeps its uffd-wp state.
+                if old.uffd_wp() && !vma.is_anonymous() {
+                    pv.pte.set(cx, Entry::uffd_wp_marker());
+                }
                 if cx.proto().reclaim_batch_flush {
                     set_tlb_ubc_flush_pending(cx, &mut ubc, &m, old.dirty());
                 } else {

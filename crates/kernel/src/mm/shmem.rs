@@ -60,7 +60,8 @@ pub fn shmem_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<FrameRef, VmFault> {
         .expect("shmem_fault on an anonymous VMA");
     let index = vmf.vma.linear_page_index(vmf.addr, cx.geo().page_shift);
     // shmem_get_folio_gfp: no folio cached and the VMA registered for missing faults.
-    if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) && file.find_get_folio(cx, index).is_none()
+    if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma)
+        && file.find_get_folio(cx, index).is_none()
     {
         return Err(crate::mm::userfaultfd::handle_userfault(
             cx,

@@ -9,8 +9,8 @@
 
 use crate::Ctx;
 use mmcheck_platform::{
-    Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord, SpinLock,
-    VmaLock,
+    Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord,
+    SpinLock, VmaLock,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;

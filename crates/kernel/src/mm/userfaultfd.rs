@@ -55,7 +55,10 @@ pub fn handle_userfault(cx: Ctx<'_>, vma: &Vma, reason: u64) -> VmFault {
     let _f = cx.cpu.enter("handle_userfault");
     // vma->vm_userfaultfd_ctx.ctx and its features (the registration, here vm_flags).
     let registered = vma.flags(cx).has(reason);
-    cx.cpu.warn_on(!registered, "handle_userfault: the VMA is not registered for this reason");
+    cx.cpu.warn_on(
+        !registered,
+        "handle_userfault: the VMA is not registered for this reason",
+    );
     VmFault::Sigbus
 }
 
