@@ -113,6 +113,46 @@ fn anon_write_exclusive(
     }
 }
 
+/// The uffd-wp contract (`Documentation/admin-guide/mm/userfaultfd.rst`): once
+/// `UFFDIO_WRITEPROTECT` returned, until the page is unprotected (or filled by `UFFDIO_COPY`, or
+/// unregistered, or unmapped), a write to it raises a uffd-wp fault. For that the page's PTE must
+/// carry `_PAGE_UFFD_WP` while present, or a `PTE_MARKER_UFFD_WP` marker while unmapped (a
+/// file or shmem VMA; an anonymous page's none PTE is not write-protected, so only its present
+/// PTE counts). A none PTE there means the next store maps the page writable: the
+/// write-protection was silently lost.
+fn uffd_wp_kept(
+    k: &Kernel,
+    mm: &MmStruct,
+    vmas: &[std::sync::Arc<crate::mm::types::Vma>],
+    ptes: &BTreeMap<u64, Entry>,
+    errs: &mut Vec<(ViolationKind, String)>,
+) {
+    let pages = mm.uffd_wp_protected.peek(&k.machine, |s| s.clone());
+    for addr in pages {
+        let Some(vma) = vmas.iter().find(|v| v.contains(addr)) else {
+            continue;
+        };
+        if !vma
+            .flags_peek(&k.machine)
+            .has(crate::mm::types::VmFlags::UFFD_WP)
+        {
+            continue;
+        }
+        let e = ptes.get(&addr).copied().unwrap_or(Entry::NONE);
+        let kept = e.uffd_wp() || e.is_uffd_wp_marker() || (vma.is_anonymous() && e.is_none());
+        if !kept {
+            errs.push((
+                ViolationKind::UffdWpLost,
+                format!(
+                    "mm {}: {addr:#x} was write-protected by UFFDIO_WRITEPROTECT and its VMA is still registered for uffd-wp, but its PTE is {}: a store there would succeed without a uffd-wp fault",
+                    mm.id,
+                    crate::arch::pgtable::entry_text(1, e.0)
+                ),
+            ));
+        }
+    }
+}
+
 fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKind, String)>) {
     let g = k.geo;
     let frames = &k.machine.frames;
@@ -122,6 +162,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
     let hz = k.huge_zero_peek();
     t.tables.insert(mm.pgd.pfn, g.levels);
     let vmas = mm.all_vmas(&k.machine);
+    let mut ptes: BTreeMap<u64, Entry> = BTreeMap::new();
     let mut stack = vec![(mm.pgd, g.levels, 0u64)];
     while let Some((table, level, base)) = stack.pop() {
         if !frames.is_live(table) {
@@ -142,6 +183,9 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
         }
         for i in 0..g.entries() {
             let e = Entry(cpu.entry_peek(table, i));
+            if level == 1 && !e.is_none() {
+                ptes.insert(base + ((i as u64) << g.shift(1)), e);
+            }
             if level <= 2 && e.is_migration() {
                 // A PMD migration entry counts the whole THP (zap_huge_pmd takes HPAGE_PMD_NR).
                 let h = head_of(k, e.pfn());
@@ -193,6 +237,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
             }
         }
     }
+    uffd_wp_kept(k, mm, &vmas, &ptes, errs);
     let want = [
         ("nr_ptes", mm.nr_ptes.peek(&k.machine), nr[1]),
         (

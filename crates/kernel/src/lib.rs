@@ -36,6 +36,10 @@ pub enum Errno {
     Sigbus,
     #[error("EAGAIN")]
     Eagain,
+    #[error("ENOENT")]
+    Enoent,
+    #[error("EFAULT")]
+    Efault,
 }
 
 /// The modeled kernel: one machine, one protocol, and the objects that live across system calls.

@@ -98,6 +98,14 @@ pub struct Protocol {
     /// `collapse_pte_mapped_thp` rechecks the PMD in step 4 even when the PMD lock and the PTL
     /// are one lock (the 6.13 code rechecks only when they differ).
     pub collapse_pte_mapped_recheck_always: bool,
+    /// `collapse_pte_mapped_thp` takes the PMD lock before the PTL and clears the PTEs with both
+    /// held when the VMA is uffd-armed and private (a98460494b16, 6.6), or always drops the PTL
+    /// after clearing and takes the PMD lock in step 4 (1043173eb5eb, the 6.6-rc bug).
+    pub collapse_pte_mapped_uffd_pml_early: bool,
+    /// `retract_page_tables` checks `userfaultfd_wp(vma)` again under the locks that exclude
+    /// `UFFDIO_WRITEPROTECT` installing markers (the PTL, 6.6+; the mmap write lock before), or
+    /// only before taking them.
+    pub retract_uffd_wp_recheck: bool,
     /// `dup_mmap` write-locks each parent VMA (`vma_start_write`) before copying it (6.5,
     /// fb49c455323f), or not (6.4: per-VMA-locked faults race the copy).
     pub fork_lock_vmas: bool,
@@ -329,6 +337,8 @@ impl Default for Protocol {
             fork_lock_vmas: true,
             zap_need_resched: ZapResched::Every,
             collapse_pte_mapped_recheck_always: false,
+            collapse_pte_mapped_uffd_pml_early: true,
+            retract_uffd_wp_recheck: true,
             mremap_flush: MremapFlush::BeforeUnlock,
             collapse_mthp_anon_vma: MthpAnonVma::Hold,
             collapse_ipi_sync: true,
@@ -654,6 +664,21 @@ pub const SWITCHES: &[Switch] = &[
         },
     },
     Switch {
+        name: "collapse_pte_mapped.uffd_pml",
+        values: &["early", "late"],
+        doc: "collapse_pte_mapped_thp on a uffd-armed private VMA takes the PMD lock before the PTL and keeps the PTL from clearing the PTEs to pmdp_collapse_flush (early), or drops the PTL after clearing and takes the PMD lock in step 4 (late): UFFDIO_COPY can then install an anon PTE in the table being freed",
+        cite: "a98460494b16 Hugh Dickins, 'mm/khugepaged: fix collapse_pte_mapped_thp() versus uffd' (6.6-rc; fixes 1043173eb5eb)",
+        get: |p| if p.collapse_pte_mapped_uffd_pml_early { "early" } else { "late" },
+        set: |p, v| {
+            p.collapse_pte_mapped_uffd_pml_early = match v {
+                "early" => true,
+                "late" => false,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Switch {
         name: "zap.need_resched",
         values: &["every", "first", "off"],
         doc: "where zap_pte_range may find need_resched() true (a choice the explorer tries both ways): before every batch of entries as the kernel checks it, only before the first batch of a call, or never (fewer executions). When true it drops the PTL without a TLB flush, retries the table from where it stopped, and PT reclaim takes its slow path",
@@ -788,6 +813,12 @@ pub const SWITCHES: &[Switch] = &[
         retract_anon_vma_recheck,
         "retract_page_tables checks vma->anon_vma again under the locks that exclude anon_vma_prepare (the mmap write lock before 6.6, the PMD lock and PTL after); off trusts the unlocked first check, so a VMA that merged a neighbour's anon_vma meanwhile loses its table under that anon_vma's rmap walkers",
         "023f47a8250c Jann Horn, 'mm/khugepaged: fix ->anon_vma race' (6.2-rc, 6.1.11, CVE-2023-52935)"
+    ),
+    bool_switch!(
+        "retract.uffd_wp_recheck",
+        retract_uffd_wp_recheck,
+        "retract_page_tables checks userfaultfd_wp(vma) again once it holds the locks that exclude UFFDIO_WRITEPROTECT installing PTE markers (the PTL, 6.6+; the mmap write lock in deb4c93a9871); off trusts the check made before them, so a table that gained uffd-wp markers meanwhile is freed and the write-protection is lost",
+        "deb4c93a9871 Peter Xu, 'mm/khugepaged: don't recycle vma pgtable if uffd-wp registered' (5.19); 1d65b771bc08 Hugh Dickins (6.6) rechecks under the PTL"
     ),
     Switch {
         name: "retract.locks",

@@ -21,6 +21,10 @@ pub enum ViolationKind {
     /// A system call that reduces access returned while some CPU's TLB still grants more than
     /// the page tables do in its range.
     TlbPermission,
+    /// A page that `UFFDIO_WRITEPROTECT` protected, in a VMA still registered for uffd-wp, is
+    /// neither a uffd-wp PTE nor a uffd-wp marker: a store would succeed without the uffd-wp
+    /// fault user space relies on (live snapshot, postcopy).
+    UffdWpLost,
     /// Strict mode: the model touched shared state its step did not announce (a model bug that
     /// would make the explorer's partial-order reduction unsound), or peeked inside a step.
     Unannounced,
@@ -44,12 +48,13 @@ impl ViolationKind {
             ViolationKind::BadPopulate => "bad-populate",
             ViolationKind::WalkerResult => "walker-result",
             ViolationKind::TlbPermission => "tlb-permission",
+            ViolationKind::UffdWpLost => "uffd-wp-lost",
             ViolationKind::Unannounced => "unannounced-access",
         }
     }
 
     /// Every kind, for parsing and listing.
-    pub const ALL: [ViolationKind; 15] = [
+    pub const ALL: [ViolationKind; 16] = [
         ViolationKind::UseAfterFree,
         ViolationKind::DoubleFree,
         ViolationKind::RmapMissed,
@@ -64,6 +69,7 @@ impl ViolationKind {
         ViolationKind::BadPopulate,
         ViolationKind::WalkerResult,
         ViolationKind::TlbPermission,
+        ViolationKind::UffdWpLost,
         ViolationKind::Unannounced,
     ];
 

@@ -56,6 +56,13 @@ pub enum SetupOp {
     Retract { addr: u64 },
     /// Migrate the folio mapped at `addr`; `unmap_only`: `migrate_folio_unmap` alone.
     Migrate { addr: u64, unmap_only: bool },
+    /// `UFFDIO_REGISTER` of `pages` pages at `addr`.
+    UffdRegister {
+        addr: u64,
+        pages: u64,
+        missing: bool,
+        wp: bool,
+    },
 }
 
 /// One operation of a thread.
@@ -189,6 +196,24 @@ pub enum Op {
     /// mapped by PTEs loses its PTE table).
     CollapsePteMappedThp {
         addr: u64,
+    },
+    /// `UFFDIO_REGISTER` of `pages` pages at `addr` (`missing`: `VM_UFFD_MISSING`, `wp`:
+    /// `VM_UFFD_WP`).
+    UffdRegister {
+        addr: u64,
+        pages: u64,
+        missing: bool,
+        wp: bool,
+    },
+    /// `UFFDIO_COPY` of one page holding `value` to `addr`.
+    UffdCopy {
+        addr: u64,
+        value: u64,
+    },
+    /// `UFFDIO_WRITEPROTECT` (protect) of `pages` pages at `addr`.
+    UffdWp {
+        addr: u64,
+        pages: u64,
     },
     /// An assertion on the state reached so far (peeked: not a visible step); a failed check is
     /// an `assertion` violation. For sequential analogs of the kernel's selftests.

@@ -294,6 +294,7 @@ impl KernelModel {
             Op::MadvFree { addr, pages } => {
                 mmcheck_kernel::mm::madvise::madvise_free(cx, mm, addr, pages * ps).map(|_| {
                     // Until the next store, an anonymous page reads back its old data or zero.
+                    self.hist_point(inst, cx, op, Access::HistResp);
                     let resp = inst.clock.record(|c| {
                         *c += 1;
                         *c - 1
@@ -418,6 +419,37 @@ impl KernelModel {
                 seen.push(format!("mprotect {addr:#x}+{pages} {prot}: {r:?}"));
                 Ok(())
             }
+            Op::UffdRegister {
+                addr,
+                pages,
+                missing,
+                wp,
+            } => {
+                let end = addr + pages * ps;
+                let r = mmcheck_kernel::mm::userfaultfd::userfaultfd_register(
+                    cx,
+                    mm,
+                    addr,
+                    end,
+                    uffd_mode(missing, wp),
+                );
+                seen.push(format!("uffd_register {addr:#x}+{pages}: {r:?}"));
+                Ok(())
+            }
+            Op::UffdCopy { addr, value } => {
+                let r = mmcheck_kernel::mm::userfaultfd::mfill_atomic_copy(cx, mm, addr, value);
+                seen.push(format!("uffd_copy {addr:#x}: {r:?}"));
+                if r.is_ok() {
+                    record(addr, HKind::Store(value));
+                }
+                Ok(())
+            }
+            Op::UffdWp { addr, pages } => {
+                let end = addr + pages * ps;
+                let r = mmcheck_kernel::mm::userfaultfd::mwriteprotect_range(cx, mm, addr, end);
+                seen.push(format!("uffd_wp {addr:#x}+{pages}: {r:?}"));
+                Ok(())
+            }
             Op::NumaHint { addr, pages } => {
                 let end = addr + pages * cx.geo().page_size();
                 let n = mmcheck_kernel::mm::mprotect::task_numa_work(cx, mm, addr, end);
@@ -511,15 +543,17 @@ impl KernelModel {
     }
 }
 
-/// The addresses whose user-data history `op` may extend: the word a load, store, GUP or
-/// folio_walk accesses; the anonymous pages MADV_DONTNEED zeroes.
+/// The addresses whose user-data history `op` may extend: the word a load, store, GUP,
+/// folio_walk or UFFDIO_COPY accesses; the anonymous pages MADV_DONTNEED zeroes and MADV_FREE
+/// makes lazyfree.
 fn hist_addrs_of(op: &Op, ps: u64, anon_pages: &BTreeSet<u64>) -> Vec<u64> {
     match *op {
         Op::Load { addr }
         | Op::Store { addr, .. }
         | Op::FolioWalk { addr, .. }
-        | Op::GupFast { addr, .. } => vec![addr],
-        Op::DontNeed { addr, pages } => (0..pages.min(1 << 16))
+        | Op::GupFast { addr, .. }
+        | Op::UffdCopy { addr, .. } => vec![addr],
+        Op::DontNeed { addr, pages } | Op::MadvFree { addr, pages } => (0..pages.min(1 << 16))
             .map(|p| addr + p * ps)
             .filter(|a| anon_pages.contains(a))
             .collect(),
@@ -527,15 +561,22 @@ fn hist_addrs_of(op: &Op, ps: u64, anon_pages: &BTreeSet<u64>) -> Vec<u64> {
     }
 }
 
+/// The `vm_flags` a `UFFDIO_REGISTER` mode sets.
+fn uffd_mode(missing: bool, wp: bool) -> u64 {
+    use mmcheck_kernel::mm::types::VmFlags;
+    (if missing { VmFlags::UFFD_MISSING } else { 0 }) | (if wp { VmFlags::UFFD_WP } else { 0 })
+}
+
 impl KernelModel {
     /// An operation's invocation or response on an address other threads' operations use too:
     /// a visible access of that address's history word (`HistInv` / `HistResp`: an invocation
-    /// conflicts with another thread's response there, nothing else does). The linearizability oracle judges the
-    /// real-time order of invocations and responses; as ghost bookkeeping alone that order is
+    /// conflicts with another thread's response there, nothing else does). The linearizability
+    /// oracle judges the real-time order of invocations and responses; as ghost bookkeeping
+    /// alone that order is
     /// whatever interleaving DPOR happened to run in an equivalence class, and a class can hold
     /// one interleaving where a load starts after a store returned and another where they
     /// overlap. Making the boundaries of conflicting operations dependent makes DPOR explore
-    /// both (found by `races/mthp-fault-vs-zero-page-fault`, December 2026).
+    /// both (found by `planted/missing-mthp-range-recheck`, December 2026).
     fn hist_point(&self, inst: &Instance, cx: Ctx<'_>, op: &Op, access: Access) {
         if inst.hist_ids.is_empty() {
             return;
@@ -703,6 +744,18 @@ impl Model for KernelModel {
                 SetupOp::MadvFree { addr, pages } => {
                     mmcheck_kernel::mm::madvise::madvise_free(cx, &mm, addr, pages * ps)
                 }
+                SetupOp::UffdRegister {
+                    addr,
+                    pages,
+                    missing,
+                    wp,
+                } => mmcheck_kernel::mm::userfaultfd::userfaultfd_register(
+                    cx,
+                    &mm,
+                    addr,
+                    addr + pages * ps,
+                    uffd_mode(missing, wp),
+                ),
                 SetupOp::Retract { addr } => {
                     let target = mm.vma_lookup(cx, addr).and_then(|v| {
                         v.file

@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page, madvise free, madvise pageout";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page, madvise free, madvise pageout, uffd_register, uffd_copy, uffd_wp";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -522,8 +522,26 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, uffd_register)",
     );
+}
+
+#[test]
+fn userfaultfd_arguments() {
+    let t = |op: &str| format!("scenario s\n{BODY}thread T1 {{\n  {op}\n}}\n");
+    let e = err(&t("uffd_register @0 pages=8"));
+    assert!(
+        e.to_string().contains("a mode: 'missing', 'wp' or both"),
+        "{e}"
+    );
+    let e = err(&t("uffd_register @0 pages=8 wp wp"));
+    assert!(e.to_string().contains("'wp' given twice"), "{e}");
+    let e = err(&t("uffd_copy @0 = x"));
+    assert!(e.to_string().contains("the value to copy"), "{e}");
+    let e = err(&t("uffd_wp @0"));
+    assert!(e.to_string().contains("pages=N"), "{e}");
+    let s = ok(&t("uffd_copy @0"));
+    assert!(format!("{:?}", s.threads).contains("UffdCopy { addr: 32768, value: 0 }"));
 }
 
 // ----- statements and blocks ---------------------------------------------------------------
@@ -583,7 +601,7 @@ fn expectation_errors() {
         &format!("scenario s\n{BODY}expect violation use-after-fre\n"),
         9,
         18,
-        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, unannounced-access)",
+        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, uffd-wp-lost, unannounced-access)",
     );
     assert_eq!(e.help(), Some("did you mean 'use-after-free'?"));
     check(
@@ -1027,7 +1045,7 @@ expect clean
         &init("  fork\n"),
         4,
         3,
-        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free)",
+        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, uffd_register)",
     );
 }
 

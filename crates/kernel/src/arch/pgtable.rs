@@ -124,7 +124,10 @@ impl Entry {
     /// invalidated huge PMD keeps `PSE` instead; this bit appears only where the model follows
     /// arm64's `pmd_mkinvalid` of a *non-present* PMD (`arch.pmd_mkinvalid_nonpresent =
     /// reads_present`, the bug 3a5a8d343e1c fixed).
-    pub const PRESENT_INVALID: u64 = 1 << 10;
+    pub const PRESENT_INVALID: u64 = 1 << 11;
+    /// `_PAGE_UFFD_WP` (x86 `_PAGE_BIT_SOFTW2`): a present PTE write-protected by userfaultfd;
+    /// a write faults into `handle_userfault(VM_UFFD_WP)` even where the VMA allows it.
+    pub const UFFD_WP: u64 = 1 << 10;
     const PFN_SHIFT: u32 = 12;
     const PFN_MASK: u64 = ((1 << 40) - 1) << 12;
     /// Non-present software entries: the type lives in bits 1..=5.
@@ -134,6 +137,8 @@ impl Entry {
     pub const SWP_MARKER: u64 = 3;
     /// `SWP_MIGRATION_READ_EXCLUSIVE`: a read-only migration entry of a `PageAnonExclusive` page.
     pub const SWP_MIGRATION_READ_EXCLUSIVE: u64 = 4;
+    /// `PTE_MARKER_UFFD_WP`: the marker bit of a uffd-wp marker (the offset of a marker entry).
+    pub const PTE_MARKER_UFFD_WP: u32 = 1;
 
     pub const NONE: Entry = Entry(0);
 
@@ -172,6 +177,41 @@ impl Entry {
 
     pub fn is_none(self) -> bool {
         self.0 == 0
+    }
+
+    /// `make_pte_marker(PTE_MARKER_UFFD_WP)`: a none-like PTE that remembers the uffd-wp state
+    /// of an unmapped page of a file or shmem VMA. Not `pte_none`: every emptiness check sees
+    /// it as an entry.
+    pub fn uffd_wp_marker() -> Entry {
+        Entry::swp(Self::SWP_MARKER, Self::PTE_MARKER_UFFD_WP)
+    }
+
+    /// `is_pte_marker`.
+    pub fn is_pte_marker(self) -> bool {
+        !self.present()
+            && !self.is_none()
+            && self.0 & Self::PSE == 0
+            && self.swp_type() == Self::SWP_MARKER
+    }
+
+    /// `pte_marker_entry_uffd_wp`.
+    pub fn is_uffd_wp_marker(self) -> bool {
+        self.is_pte_marker() && self.pfn() & Self::PTE_MARKER_UFFD_WP != 0
+    }
+
+    /// `pte_none_mostly`: none, or a marker (which a fill may replace).
+    pub fn none_mostly(self) -> bool {
+        self.is_none() || self.is_pte_marker()
+    }
+
+    /// `pte_uffd_wp` of a present PTE.
+    pub fn uffd_wp(self) -> bool {
+        self.present() && self.0 & Self::UFFD_WP != 0
+    }
+
+    /// `pte_mkuffd_wp` (x86: the bit, and write-protected).
+    pub fn mkuffd_wp(self) -> Entry {
+        self.with(Self::UFFD_WP).wrprotect()
     }
 
     /// `pte_present` / `pmd_present` as software sees it: a PROTNONE entry is present.
@@ -309,6 +349,7 @@ pub fn entry_text(level: u32, v: u64) -> String {
         return match e.swp_type() {
             Entry::SWP_MIGRATION_READ => format!("migration(pfn {})", e.pfn()),
             Entry::SWP_MIGRATION_WRITE => format!("migration(pfn {}, writable)", e.pfn()),
+            Entry::SWP_MARKER if e.is_uffd_wp_marker() => "pte marker(uffd-wp)".into(),
             Entry::SWP_MARKER => "pte marker".into(),
             t => format!("swap(type {t}, offset {})", e.pfn()),
         };
@@ -332,6 +373,9 @@ pub fn entry_text(level: u32, v: u64) -> String {
     }
     if e.special() {
         s.push_str(" special");
+    }
+    if e.uffd_wp() {
+        s.push_str(" uffd-wp");
     }
     s
 }
@@ -361,6 +405,7 @@ impl fmt::Debug for Entry {
             (Self::ACCESSED, 'a'),
             (Self::DIRTY, 'd'),
             (Self::SPECIAL, 's'),
+            (Self::UFFD_WP, 'u'),
         ] {
             if self.0 & b != 0 {
                 write!(f, "{c}")?;

@@ -37,7 +37,12 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
             vma.start(),
             vma.end(),
             vma.pgoff(),
-            vma.flags(cx),
+            // dup_userfaultfd without UFFD_FEATURE_EVENT_FORK: the child is not registered.
+            crate::mm::types::VmFlags(
+                vma.flags(cx).0
+                    & !(crate::mm::types::VmFlags::UFFD_MISSING
+                        | crate::mm::types::VmFlags::UFFD_WP),
+            ),
             vma.file.clone(),
         ));
         anon_vma_fork(cx, &tmp, &vma);
@@ -327,7 +332,9 @@ fn copy_pte_range_locked(
         if !cow {
             nv = nv.without(Entry::DIRTY); // pte_mkclean for shared mappings
         }
-        dl.pte(i).set(cx, nv.without(Entry::ACCESSED));
+        // The child is not registered for uffd-wp: pte_clear_uffd_wp.
+        dl.pte(i)
+            .set(cx, nv.without(Entry::ACCESSED | Entry::UFFD_WP));
         a += g.page_size();
     }
     Ok(None)

@@ -15,6 +15,7 @@ use crate::mm::pgtable;
 use crate::mm::shmem::unmap_mapping_range;
 use crate::mm::tlb_batch::{set_tlb_ubc_flush_pending, try_to_unmap_flush, TlbUbc};
 use crate::mm::types::{File, MmStruct};
+use crate::mm::userfaultfd::{userfaultfd_armed, userfaultfd_wp};
 use crate::protocol::{RetractLocks, TableFree};
 use crate::Ctx;
 use mmcheck_platform::{FrameRef, RcuWork};
@@ -60,7 +61,9 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         (Some(file.i_mmap_rwsem.read(cx.cpu)), None)
     };
     for vma in file.i_mmap_overlapping(pgoff, pgoff + n - 1, ps) {
-        if vma.anon_vma(cx).is_some() {
+        // file_backed_vma_is_retractable, first without the locks: no anon_vma, and not
+        // registered for uffd-wp (the table may hold PTE markers).
+        if vma.anon_vma(cx).is_some() || userfaultfd_wp(cx, &vma) {
             continue;
         }
         let Some(addr) = vma.address_of(pgoff, ps) else {
@@ -113,6 +116,14 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         // neighbour's (find_mergeable_anon_vma), whose rmap walkers reach this table holding only
         // that anon_vma's lock.
         if cx.proto().retract_anon_vma_recheck && vma.anon_vma(cx).is_some() {
+            drop(tg);
+            drop(pg);
+            continue;
+        }
+        // The uffd-wp recheck (deb4c93a9871 under the mmap write lock; 6.6+ under the PTL):
+        // UFFDIO_REGISTER may have set VM_UFFD_WP since the first check, and UFFDIO_WRITEPROTECT
+        // installs its markers under this PTL.
+        if cx.proto().retract_uffd_wp_recheck && userfaultfd_wp(cx, &vma) {
             drop(tg);
             drop(pg);
             continue;
@@ -302,7 +313,11 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let Some(file) = vma.file.clone() else {
         return false;
     };
-    if vma.start() > haddr || haddr + g.pmd_size() > vma.end() || vma.anon_vma(cx).is_some() {
+    if vma.start() > haddr || haddr + g.pmd_size() > vma.end() {
+        return false;
+    }
+    // Keep the table while uffd-wp is in use: it may hold markers (SCAN_PTE_UFFD_WP).
+    if userfaultfd_wp(cx, &vma) {
         return false;
     }
     // 2. The folio at the range's index, locked; it must be PMD order.
@@ -329,14 +344,27 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
         release(cx, true);
         return false;
     };
-    // 7. Map without the lock, lock the PTL, recheck the PMD (R1, 6.13).
+    // LOCKING: UFFDIO_COPY into a private VMA installs an anon PTE without looking at the page
+    // cache, so the folio lock does not keep it out: on a uffd-armed private VMA the PMD lock is
+    // taken now, before the PTL, and both are held from clearing the PTEs to pmdp_collapse_flush
+    // (a98460494b16). Otherwise the PTL is dropped between the two (switch
+    // collapse_pte_mapped.uffd_pml = late: always).
+    let pml = pgtable::pmd_lockptr(cx, mm, pmd);
+    let early = cx.proto().collapse_pte_mapped_uffd_pml_early
+        && userfaultfd_armed(cx, &vma)
+        && !vma.is_shared(cx);
+    let pg_early = early.then(|| pml.lock(cx.cpu));
+    // 7. Map without the lock, lock the PTL (nested in the PMD lock if taken), recheck the PMD
+    // (R1, 6.13).
     let Some((map, pgt_pmd, ptl)) = pgtable::pte_offset_map_rw_nolock(cx, mm, pmd) else {
+        drop(pg_early);
         release(cx, true);
         return false;
     };
-    let tg = ptl.lock(cx.cpu);
+    let tg = (!early || !std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu));
     if pmd.get(cx) != pgt_pmd {
         drop(tg);
+        drop(pg_early);
         drop(map);
         release(cx, true);
         return false;
@@ -349,6 +377,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     });
     if !ok {
         drop(tg);
+        drop(pg_early);
         drop(map);
         release(cx, true);
         return false;
@@ -361,19 +390,29 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
             cleared += 1;
         }
     }
-    // LOCKING: only the PTL is dropped; the table stays mapped (RCU) until after step 4, so the
-    // PTL taken again below cannot be in a freed table.
-    drop(tg);
     // Step 4: PMD lock, then the PTL nested, recheck, and take the table out. The 6.13 code
     // rechecks the PMD only when the two locks differ (inside `if (ptl != pml)`); with one lock
     // for both (no split PTE locks) it goes straight to pmdp_collapse_flush and frees whatever
-    // that returns.
-    let pml = pgtable::pmd_lockptr(cx, mm, pmd);
-    let pg = pml.lock(cx.cpu);
-    let ptl = pgtable::pte_lockptr(cx, mm, pgt_pmd);
-    let split = !std::ptr::eq(ptl, pml);
-    let tg = split.then(|| ptl.lock(cx.cpu));
-    let recheck = split || cx.proto().collapse_pte_mapped_recheck_always;
+    // that returns. With the PMD lock taken early both are still held: no recheck needed.
+    let (pg, tg, recheck) = match pg_early {
+        Some(pg) => (pg, tg, false),
+        None => {
+            // LOCKING: only the PTL is dropped; the table stays mapped (RCU) until after step
+            // 4, so the PTL taken again below cannot be in a freed table. Nothing but the PTL
+            // kept others out of the table meanwhile: a fill that does not take the folio lock
+            // (UFFDIO_COPY into a private VMA) can install a PTE here now.
+            drop(tg);
+            let pg = pml.lock(cx.cpu);
+            let ptl = pgtable::pte_lockptr(cx, mm, pgt_pmd);
+            let split = !std::ptr::eq(ptl, pml);
+            let tg = split.then(|| ptl.lock(cx.cpu));
+            (
+                pg,
+                tg,
+                split || cx.proto().collapse_pte_mapped_recheck_always,
+            )
+        }
+    };
     let mut pgt_pmd = pgt_pmd;
     let removed = if !recheck || pmd.get(cx) == pgt_pmd {
         pgt_pmd = pmd.xchg(cx, Entry::NONE);
@@ -436,6 +475,10 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
             }
             if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, addr, false, false) {
                 let old = pv.pte.xchg(cx, Entry::NONE);
+                // pte_install_uffd_wp_if_needed: a shmem page keeps its uffd-wp state.
+                if old.uffd_wp() && !vma.is_anonymous() {
+                    pv.pte.set(cx, Entry::uffd_wp_marker());
+                }
                 if cx.proto().reclaim_batch_flush {
                     set_tlb_ubc_flush_pending(cx, &mut ubc, &m, old.dirty());
                 } else {

@@ -38,6 +38,7 @@ fn madvise_dontneed_single_vma(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, start
         ZapDetails {
             reclaim_pt: true,
             even_cows: true,
+            drop_markers: false,
         },
     );
 }

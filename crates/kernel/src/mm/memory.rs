@@ -39,6 +39,9 @@ pub struct Vmf<'a> {
     /// `FAULT_FLAG_VMA_LOCK`: only the per-VMA read lock is held.
     pub vma_locked: bool,
     pub pmd: EntryPtr,
+    /// `vmf_orig_pte_uffd_wp`: the fault found a uffd-wp marker (`FAULT_FLAG_ORIG_PTE_VALID`
+    /// with a marker in `orig_pte`): the page is mapped write-protected with `_PAGE_UFFD_WP`.
+    pub orig_uffd_wp_marker: bool,
 }
 
 impl Vmf<'_> {
@@ -104,6 +107,7 @@ pub fn handle_mm_fault_flags(
         unshare: unshare && !write,
         vma_locked,
         pmd,
+        orig_uffd_wp_marker: false,
     };
     let pmdval = pmd.get(cx);
     if pmdval.is_none() && huge_memory::thp_vma_allowable(cx, vma, addr) {
@@ -168,6 +172,10 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     let Some((map, orig, ptl)) = present else {
         return do_pte_missing(cx, vmf);
     };
+    if orig.is_pte_marker() {
+        drop(map);
+        return handle_pte_marker(cx, vmf, orig);
+    }
     if !orig.present() {
         // Swap or migration entry: do_swap_page / migration_entry_wait. Nothing is swapped in this
         // model; a migration entry means "wait for the folio lock, then refault".
@@ -210,6 +218,38 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     VmFault::Done
 }
 
+/// `handle_pte_marker` → `pte_marker_handle_uffd_wp`: a marker left in a VMA no longer
+/// registered for wp is cleared (`pte_marker_clear`); otherwise the fault is a missing-page fault
+/// that maps the page write-protected with `_PAGE_UFFD_WP` (a write then faults again into
+/// `do_wp_page` and `handle_userfault`).
+fn handle_pte_marker(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
+    let _f = cx.cpu.enter("handle_pte_marker");
+    if !orig.is_uffd_wp_marker() {
+        return VmFault::Sigbus;
+    }
+    if !crate::mm::userfaultfd::userfaultfd_wp(cx, vmf.vma) {
+        let _c = cx.cpu.enter("pte_marker_clear");
+        if let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) {
+            let pte = l.pte(vmf.pte_idx(cx));
+            if pte.get(cx) == orig {
+                pte.set(cx, Entry::NONE);
+            }
+        }
+        return VmFault::Done;
+    }
+    let marked = Vmf {
+        mm: vmf.mm,
+        vma: vmf.vma,
+        addr: vmf.addr,
+        write: vmf.write,
+        unshare: vmf.unshare,
+        vma_locked: vmf.vma_locked,
+        pmd: vmf.pmd,
+        orig_uffd_wp_marker: true,
+    };
+    do_pte_missing(cx, &marked)
+}
+
 /// `do_numa_page`, PTL held and the PTE rechecked (`pte_same`): the model never migrates
 /// (`numa_migrate_check` finds no better node), so the mapping is rebuilt in place
 /// (`numa_rebuild_single_mapping`: `ptep_modify_prot_start` / `_commit`, young, writable if
@@ -227,6 +267,10 @@ fn do_numa_page(cx: Ctx<'_>, vmf: &Vmf<'_>, pte: EntryPtr, orig: Entry) {
 /// `can_change_pte_writable`: a private anon page only if `PageAnonExclusive`, a shared page
 /// only if already dirty (no write-notify needed).
 pub(crate) fn can_change_pte_writable(cx: Ctx<'_>, vmf: &Vmf<'_>, pte: Entry) -> bool {
+    // Do not upgrade a uffd-wp PTE: the next write must fault.
+    if pte.uffd_wp() {
+        return false;
+    }
     if vmf.vma.is_shared(cx) {
         return pte.dirty();
     }
@@ -277,6 +321,10 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         if !l.pte(idx).get(cx).is_none() {
             return VmFault::Done; // vmf_pte_changed
         }
+        if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {
+            drop(l);
+            return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_MISSING);
+        }
         l.pte(idx).set(cx, entry);
         return VmFault::Done;
     }
@@ -308,6 +356,11 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         drop(l);
         folio::folio_put(cx, folio);
         return VmFault::Done;
+    }
+    if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {
+        drop(l);
+        folio::folio_put(cx, folio);
+        return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_MISSING);
     }
     // LOCKING: rmap and counters are updated before the PTEs become visible, all under the PTL.
     folio::folio_ref_add(cx, folio, nr as i64 - 1);
@@ -475,7 +528,13 @@ fn finish_fault(cx: Ctx<'_>, vmf: &Vmf<'_>, folio: FrameRef, page: u32, anon: bo
         return VmFault::Fallback;
     };
     let pte = l.pte(vmf.pte_idx(cx));
-    if !pte.get(cx).is_none() {
+    // vmf_pte_changed: pte_same with the marker the fault found, or still none.
+    let expect = if vmf.orig_uffd_wp_marker {
+        Entry::uffd_wp_marker()
+    } else {
+        Entry::NONE
+    };
+    if pte.get(cx) != expect {
         return VmFault::Fallback;
     }
     let write = vmf.write && (anon || vmf.vma.is_shared(cx));
@@ -488,7 +547,11 @@ fn finish_fault(cx: Ctx<'_>, vmf: &Vmf<'_>, folio: FrameRef, page: u32, anon: bo
         vmf.mm.add_rss(MM_SHMEMPAGES, 1);
         folio::folio_add_rmap_pte(cx, page);
     }
-    pte.set(cx, Entry::leaf(page, write, vmf.write));
+    let mut e = Entry::leaf(page, write, vmf.write);
+    if vmf.orig_uffd_wp_marker {
+        e = e.mkuffd_wp();
+    }
+    pte.set(cx, e);
     VmFault::Done
 }
 
@@ -575,6 +638,12 @@ fn do_wp_page<'a>(
 ) -> VmFault {
     let _f = cx.cpu.enter("do_wp_page");
     let pte = map.pte(vmf.pte_idx(cx));
+    // userfaultfd_pte_wp: the write is the uffd-wp fault user space asked for.
+    if !vmf.unshare && orig.uffd_wp() && crate::mm::userfaultfd::userfaultfd_wp(cx, vmf.vma) {
+        drop(ptl);
+        drop(map);
+        return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_WP);
+    }
     if vmf.vma.is_shared(cx) {
         // wp_page_shared → wp_page_reuse (shmem has no page_mkwrite). Unshare faults never
         // reach a shared mapping (gup_must_unshare is false for page-cache pages).
@@ -709,6 +778,14 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
 pub struct VmaReadLocked<'a> {
     pub vma: Arc<Vma>,
     cx: Ctx<'a>,
+}
+
+impl<'a> VmaReadLocked<'a> {
+    /// A VMA whose read lock the caller took itself (`vma_start_read_locked` under the mmap
+    /// read lock).
+    pub(crate) fn read_locked(cx: Ctx<'a>, vma: Arc<Vma>) -> Self {
+        VmaReadLocked { vma, cx }
+    }
 }
 
 impl Drop for VmaReadLocked<'_> {

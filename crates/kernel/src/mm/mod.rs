@@ -20,6 +20,7 @@ pub mod shmem;
 pub mod split_huge_page;
 pub mod tlb_batch;
 pub mod types;
+pub mod userfaultfd;
 pub mod vma;
 pub mod vmscan;
 pub mod zap;

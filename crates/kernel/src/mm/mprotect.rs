@@ -35,6 +35,9 @@ pub enum NewProt {
     Numa,
     /// `mprotect` dropping `PROT_WRITE`: read-only.
     ReadOnly,
+    /// `MM_CP_UFFD_WP` (`UFFDIO_WRITEPROTECT`): read-only with `_PAGE_UFFD_WP`, and uffd-wp
+    /// markers in the none PTEs of file and shmem VMAs.
+    UffdWp,
 }
 
 /// The VMA being changed and how (`change_protection`'s `vma`, `newprot` and `cp_flags`).
@@ -118,6 +121,19 @@ pub fn change_prot_numa(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, start: u64, 
     pages
 }
 
+/// `change_protection(MM_CP_UFFD_WP)` of `[start, end)` inside the caller's gather
+/// (`uffd_wp_range`).
+pub(crate) fn change_protection_uffd_wp(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    start: u64,
+    end: u64,
+) -> u64 {
+    change_protection(cx, tlb, mm, vma, start, end, NewProt::UffdWp)
+}
+
 /// `change_protection` → `change_protection_range`: each PMD of `[start, end)`.
 fn change_protection(
     cx: Ctx<'_>,
@@ -134,7 +150,15 @@ fn change_protection(
     let mut addr = start;
     while addr < end {
         let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(end);
-        if let Some(pmd) = pgtable::pmd_off(cx, mm, addr) {
+        // change_prepare: uffd-wp markers need the upper tables (pmd_alloc).
+        let pmd = if prot == NewProt::UffdWp
+            && crate::mm::userfaultfd::userfaultfd_wp_use_markers(cx, vma)
+        {
+            pgtable::pmd_alloc(cx, mm, addr).ok()
+        } else {
+            pgtable::pmd_off(cx, mm, addr)
+        };
+        if let Some(pmd) = pmd {
             pages += change_pmd_range(cx, tlb, mm, Cp { vma, prot }, pmd, addr, next);
         }
         addr = next;
@@ -156,10 +180,21 @@ fn change_pmd_range(
     loop {
         let v = pmd.get(cx); // pmdp_get_lockless
         if v.is_none() {
+            // change_pmd_prepare: markers need a table to live in.
+            if cp.prot == NewProt::UffdWp
+                && crate::mm::userfaultfd::userfaultfd_wp_use_markers(cx, cp.vma)
+            {
+                if pgtable::pte_alloc(cx, mm, pmd).is_err() {
+                    return 0;
+                }
+                continue;
+            }
             return 0;
         }
         if v.huge_leaf() || v.is_migration() {
-            if next - addr != g.pmd_size() {
+            // uffd-wp of a huge PMD is done on its PTEs here (the kernel sets pmd_mkuffd_wp on
+            // an anon THP; see docs/fidelity.md).
+            if next - addr != g.pmd_size() || cp.prot == NewProt::UffdWp {
                 crate::mm::huge_memory::__split_huge_pmd(cx, mm, cp.vma, pmd, addr);
             } else {
                 // None: not huge any more (split meanwhile): fall through to the PTEs.
@@ -170,8 +205,8 @@ fn change_pmd_range(
         }
         match change_pte_range(cx, tlb, mm, cp, pmd, addr, next) {
             Some(n) => return n,
-            None if pmd.get(cx).is_none() => return 0,
-            None => continue, // -EAGAIN: the table changed under us, read the PMD again
+            // -EAGAIN: the table changed under us (or went away), read the PMD again.
+            None => continue,
         }
     }
 }
@@ -211,6 +246,7 @@ fn change_huge_pmd(
     let skip = match prot {
         NewProt::Numa => is_huge_zero_pmd(cx, orig) || orig.protnone(),
         NewProt::ReadOnly => !orig.write(),
+        NewProt::UffdWp => unreachable!("uffd-wp splits huge PMDs"),
     };
     if skip {
         return Some(0);
@@ -227,7 +263,7 @@ fn change_huge_pmd(
         cx,
         match prot {
             NewProt::Numa => old.mk_protnone(),
-            NewProt::ReadOnly => old.with(Entry::PRESENT).wrprotect(),
+            NewProt::ReadOnly | NewProt::UffdWp => old.with(Entry::PRESENT).wrprotect(),
         },
     );
     tlb.add_range(cx, haddr, g.pmd_size());
@@ -261,6 +297,24 @@ fn change_pte_range(
         let pte = l.pte(g.index(a, 1));
         let v = pte.get(cx);
         a += g.page_size();
+        if prot == NewProt::UffdWp {
+            if v.is_none() {
+                // Nobody plays with none PTEs but userfaultfd: a marker keeps the wp state.
+                if crate::mm::userfaultfd::userfaultfd_wp_use_markers(cx, vma) {
+                    pte.set(cx, Entry::uffd_wp_marker());
+                    pages += 1;
+                }
+                continue;
+            }
+            if !v.present() {
+                continue; // a marker already, or a migration entry (see docs/fidelity.md)
+            }
+            let old = pte.xchg(cx, Entry::NONE);
+            pte.set(cx, old.mkuffd_wp());
+            tlb.add_range(cx, a - g.page_size(), g.page_size());
+            pages += 1;
+            continue;
+        }
         if prot == NewProt::ReadOnly {
             if v.is_migration() && v.swp_type() == Entry::SWP_MIGRATION_WRITE {
                 // A writable migration entry becomes a read one.

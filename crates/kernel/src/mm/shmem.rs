@@ -58,11 +58,18 @@ pub fn shmem_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<FrameRef, VmFault> {
         .file
         .as_ref()
         .expect("shmem_fault on an anonymous VMA");
-    shmem_get_folio(
-        cx,
-        file,
-        vmf.vma.linear_page_index(vmf.addr, cx.geo().page_shift),
-    )
+    let index = vmf.vma.linear_page_index(vmf.addr, cx.geo().page_shift);
+    // shmem_get_folio_gfp: no folio cached and the VMA registered for missing faults.
+    if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma)
+        && file.find_get_folio(cx, index).is_none()
+    {
+        return Err(crate::mm::userfaultfd::handle_userfault(
+            cx,
+            vmf.vma,
+            crate::mm::types::VmFlags::UFFD_MISSING,
+        ));
+    }
+    shmem_get_folio(cx, file, index)
 }
 
 /// `unmap_mapping_range`: zap every mapping of pages `[first, last]` of `file`, under
@@ -89,6 +96,7 @@ pub fn unmap_mapping_range(cx: Ctx<'_>, file: &File, first: u64, last: u64, even
             ZapDetails {
                 reclaim_pt: false,
                 even_cows,
+                drop_markers: false,
             },
         );
     }

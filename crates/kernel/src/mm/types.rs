@@ -9,8 +9,8 @@
 
 use crate::Ctx;
 use mmcheck_platform::{
-    Counter, FrameRef, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord, SpinLock,
-    VmaLock,
+    Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord,
+    SpinLock, VmaLock,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +24,10 @@ impl VmFlags {
     pub const WRITE: u64 = 1 << 1;
     pub const SHARED: u64 = 1 << 3;
     pub const MAYWRITE: u64 = 1 << 5;
+    /// `VM_UFFD_MISSING` (0x200): registered with `UFFDIO_REGISTER_MODE_MISSING`.
+    pub const UFFD_MISSING: u64 = 1 << 9;
+    /// `VM_UFFD_WP` (0x1000): registered with `UFFDIO_REGISTER_MODE_WP`.
+    pub const UFFD_WP: u64 = 1 << 12;
     pub const HUGEPAGE: u64 = 1 << 29;
     pub const NOHUGEPAGE: u64 = 1 << 30;
 
@@ -65,6 +69,9 @@ pub struct MmStruct {
     pub write_protect_seq: SharedWord,
     /// Set by `exit_mmap` (`MMF_OOM_SKIP`-like: khugepaged's `hpage_collapse_test_exit`).
     pub exiting: SharedWord,
+    /// The checker's record of the pages `UFFDIO_WRITEPROTECT` protected (and no `UFFDIO_COPY`
+    /// filled since): the uffd-wp oracle's contract (`check.rs`).
+    pub uffd_wp_protected: Ghost<std::collections::BTreeSet<u64>>,
 }
 
 impl MmStruct {
@@ -92,6 +99,7 @@ impl MmStruct {
             tlb_flush_batched: SharedWord::new(field(None, "tlb_flush_batched"), 0),
             write_protect_seq: SharedWord::new(field(None, "write_protect_seq"), 0),
             exiting: SharedWord::new(field(None, "flags(MMF_OOM_SKIP)"), 0),
+            uffd_wp_protected: Ghost::default(),
         }
     }
 

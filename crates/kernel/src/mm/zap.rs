@@ -23,6 +23,10 @@ pub struct ZapDetails {
     pub reclaim_pt: bool,
     /// Also zap private anonymous copies in file VMAs (`should_zap_cows`).
     pub even_cows: bool,
+    /// `ZAP_FLAG_DROP_MARKER` (munmap and exit, `unmap_vmas`): uffd-wp markers go too.
+    /// Without it a file VMA keeps its markers, and a zapped uffd-wp PTE leaves one
+    /// (`zap_install_uffd_wp_if_needed`).
+    pub drop_markers: bool,
 }
 
 /// `unmap_page_range`: zap `[start, end)` of `vma`.
@@ -185,6 +189,11 @@ pub fn zap_pte_range(
                 }
                 let old = pte.xchg(cx, Entry::NONE);
                 tlb.add_range(cx, addr, 1 << ps);
+                // zap_install_uffd_wp_if_needed: a file VMA keeps the page's wp state.
+                if old.uffd_wp() && !vma.is_anonymous() && !d.drop_markers {
+                    pte.set(cx, Entry::uffd_wp_marker());
+                    can_reclaim_pt = false;
+                }
                 if let Some(p) = page {
                     let f = page_folio(cx, p);
                     if old.dirty() && !folio::folio_test_anon(cx, f) {
@@ -198,6 +207,10 @@ pub fn zap_pte_range(
                         break;
                     }
                 }
+            } else if v.is_pte_marker() && !vma.is_anonymous() && !d.drop_markers {
+                // zap_nonpresent_ptes: a file VMA's uffd-wp marker stays unless the zap says
+                // ZAP_FLAG_DROP_MARKER; the table is then not empty.
+                can_reclaim_pt = false;
             } else {
                 // zap_nonpresent_ptes: a migration entry still counts in rss (the folio's
                 // mapcount and reference were dropped when it was installed).
@@ -319,6 +332,7 @@ pub fn unmap_vmas(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, vmas: &[Arc<Vma>], start
                 ZapDetails {
                     reclaim_pt: false,
                     even_cows: true,
+                    drop_markers: true,
                 },
             );
         }

@@ -599,6 +599,21 @@ impl<'t> Builder<'t> {
                     pages: pages.v,
                 })
             }
+            OpArgs::UffdRegister {
+                addr,
+                pages,
+                missing,
+                wp,
+            } => {
+                let start = inside(addr, maps)?;
+                self.range(geo, addr, start, pages)?;
+                Ok(SetupOp::UffdRegister {
+                    addr: start,
+                    pages: pages.v,
+                    missing: *missing,
+                    wp: *wp,
+                })
+            }
             OpArgs::Munmap { addr, pages } => {
                 let start = inside(addr, maps)?;
                 let end = self.range(geo, addr, start, pages)?;
@@ -783,6 +798,33 @@ impl<'t> Builder<'t> {
                     addr: start,
                     pages: pages.v,
                     write: *write,
+                }
+            }
+            OpArgs::UffdRegister {
+                addr,
+                pages,
+                missing,
+                wp,
+            } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::UffdRegister {
+                    addr: start,
+                    pages: pages.v,
+                    missing: *missing,
+                    wp: *wp,
+                }
+            }
+            OpArgs::UffdCopy { addr, value } => Op::UffdCopy {
+                addr: inside(addr)?,
+                value: *value,
+            },
+            OpArgs::UffdWp { addr, pages } => {
+                let start = inside(addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::UffdWp {
+                    addr: start,
+                    pages: pages.v,
                 }
             }
             OpArgs::NumaHint { addr, pages } => {

@@ -110,6 +110,20 @@ pub(super) enum OpArgs {
         addr: Sp<Addr>,
         new_order: Option<Sp<u64>>,
     },
+    UffdRegister {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+        missing: bool,
+        wp: bool,
+    },
+    UffdCopy {
+        addr: Sp<Addr>,
+        value: u64,
+    },
+    UffdWp {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
 }
 
 pub(super) type ArgsParser = for<'a> fn(&mut In<'a>) -> PResult<OpArgs>;
@@ -312,6 +326,42 @@ pub(super) fn args_try_to_unmap(i: &mut In<'_>) -> PResult<OpArgs> {
 
 pub(super) fn args_collapse_pte_mapped(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::CollapsePteMapped { addr: addr(i)? })
+}
+
+pub(super) fn args_uffd_register(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    let f = flags(i, &["missing", "wp"])?;
+    if f.is_empty() {
+        return expected(
+            i,
+            "a mode: 'missing', 'wp' or both (UFFDIO_REGISTER without a mode is EINVAL)",
+        );
+    }
+    Ok(OpArgs::UffdRegister {
+        addr,
+        pages,
+        missing: f.iter().any(|w| w.v == "missing"),
+        wp: f.iter().any(|w| w.v == "wp"),
+    })
+}
+
+pub(super) fn args_uffd_copy(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    ws(i)?;
+    let value = if i.starts_with('=') {
+        punct(i, '=', "'=' and the value to copy")?;
+        number(i, "the value to copy")?.v
+    } else {
+        0
+    };
+    Ok(OpArgs::UffdCopy { addr, value })
+}
+
+pub(super) fn args_uffd_wp(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::UffdWp { addr, pages })
 }
 
 pub(super) fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -619,6 +669,27 @@ pub const OPS: &[OpSpec] = &[
         kernel: "madvise_cold_or_pageout_pte_range (mm/madvise.c) -> reclaim_pages -> shrink_folio_list (mm/vmscan.c) -> try_to_unmap (mm/rmap.c, TTU_BATCH_FLUSH); no swap device: only lazyfree folios go",
         init: false,
         args: Some(args_madv_pageout),
+    },
+    OpSpec {
+        name: "uffd_register",
+        syntax: "uffd_register ADDR pages=N [missing] [wp]",
+        kernel: "UFFDIO_REGISTER (fs/userfaultfd.c userfaultfd_register, UFFD_FEATURE_SIGBUS): mmap_lock write, the VMAs split at the range's edges, vma_start_write, VM_UFFD_MISSING / VM_UFFD_WP set",
+        init: true,
+        args: Some(args_uffd_register),
+    },
+    OpSpec {
+        name: "uffd_copy",
+        syntax: "uffd_copy ADDR [= VALUE]",
+        kernel: "UFFDIO_COPY of one page (mm/userfaultfd.c mfill_atomic -> mfill_atomic_pte_copy -> mfill_atomic_install_pte): per-VMA read lock (mmap read lock while anon_vma_prepare runs), table allocated, a new anon page installed under the PTL if the PTE is none or a marker (EEXIST otherwise; EAGAIN if the table went away); into a private shmem mapping without a page-cache lookup",
+        init: false,
+        args: Some(args_uffd_copy),
+    },
+    OpSpec {
+        name: "uffd_wp",
+        syntax: "uffd_wp ADDR pages=N",
+        kernel: "UFFDIO_WRITEPROTECT (mode WP) of the range (mm/userfaultfd.c mwriteprotect_range -> change_protection(MM_CP_UFFD_WP)): mmap_lock read, present PTEs get _PAGE_UFFD_WP and lose write, none PTEs of shmem VMAs get PTE_MARKER_UFFD_WP markers (tables allocated for them), under the PTL",
+        init: false,
+        args: Some(args_uffd_wp),
     },
 ];
 
