@@ -253,6 +253,9 @@ fn remove_vma(cx: Ctx<'_>, vma: &Vma) {
 pub fn vm_area_free(cx: Ctx<'_>, vma: &Vma) {
     let _f = cx.cpu.enter("vm_area_free");
     vma.slab.free(&cx.cpu);
+    // vma_assert_detached: read in the free's step, which covers every field of the VMA.
+    cx.cpu
+        .warn_on(vma.lock.is_attached(), "vm_area_free: VMA still attached");
 }
 
 /// munmap: `do_vmi_munmap` → `vms_gather_munmap_vmas` (split, write-lock, detach) →
