@@ -2,6 +2,7 @@
 //! object and at least one of them modifies it, plus the families the platform's objects form:
 //! - freeing a frame conflicts with every access to that frame (entries, data, `struct page`, its
 //!   PTL or folio lock) and with allocations;
+//! - freeing a slab object (a VMA) conflicts with every access to one of its fields;
 //! - IPI broadcasts and TLB shootdowns conflict with the IRQ state and TLB of every CPU;
 //! - grace periods and RCU callbacks conflict with every RCU reader boundary (including IRQ-off).
 
@@ -73,7 +74,10 @@ pub struct Key {
 
 impl Key {
     pub fn of(e: &Event) -> Key {
-        let family = if matches!(e.access, Access::FrameFree | Access::FrameAlloc) {
+        let family = if matches!(
+            e.access,
+            Access::FrameFree | Access::FrameAlloc | Access::ObjFree
+        ) {
             Family::FreeAlloc
         } else if is_global(e) {
             Family::Global
@@ -118,6 +122,10 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         };
         return matches!(o.access, Access::FrameAlloc | Access::FrameFree)
             || o.obj.in_block(pfn, order);
+    }
+    if a.access == Access::ObjFree || b.access == Access::ObjFree {
+        // Freeing a slab object conflicts with every access to one of its fields.
+        return a.obj.slab_base().is_some() && a.obj.slab_base() == b.obj.slab_base();
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
         return a.access == b.access;
@@ -186,6 +194,9 @@ mod tests {
             Obj::Tlb(0),
             Obj::Tlb(1),
             Obj::Var(3),
+            Obj::Var(Obj::SLAB_BASE),
+            Obj::Var(Obj::SLAB_BASE + 2),
+            Obj::Var(Obj::SLAB_BASE + Obj::SLAB_STRIDE),
         ];
         let accs = [
             Access::Read,
@@ -213,6 +224,7 @@ mod tests {
             Access::FrameFree,
             Access::HistInv,
             Access::HistResp,
+            Access::ObjFree,
         ];
         let evs: Vec<Event> = objs
             .iter()
@@ -235,6 +247,29 @@ mod tests {
         assert!(!dependent(&inv, &inv) && !dependent(&resp, &resp));
         assert!(!dependent(&inv, &ev(Obj::Var(10), Access::HistResp)));
         assert!(!dependent(&resp, &ev(h, Access::Write)));
+    }
+
+    #[test]
+    fn slab_free_conflicts_with_the_objects_fields_only() {
+        let base = Obj::Var(Obj::SLAB_BASE + 2 * Obj::SLAB_STRIDE);
+        let field = Obj::Var(Obj::SLAB_BASE + 2 * Obj::SLAB_STRIDE + 3);
+        let other = Obj::Var(Obj::SLAB_BASE + 3 * Obj::SLAB_STRIDE + 3);
+        assert!(dependent(
+            &ev(base, Access::ObjFree),
+            &ev(field, Access::Read)
+        ));
+        assert!(dependent(
+            &ev(field, Access::Rmw),
+            &ev(base, Access::ObjFree)
+        ));
+        assert!(!dependent(
+            &ev(base, Access::ObjFree),
+            &ev(other, Access::Read)
+        ));
+        assert!(!dependent(
+            &ev(base, Access::ObjFree),
+            &ev(Obj::Var(3), Access::Write)
+        ));
     }
 
     #[test]

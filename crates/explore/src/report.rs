@@ -45,6 +45,7 @@ pub fn access_text(a: Access) -> &'static str {
         Access::FrameFree => "free",
         Access::HistInv => "invoke",
         Access::HistResp => "return",
+        Access::ObjFree => "kmem_cache_free",
     }
 }
 
@@ -335,13 +336,17 @@ fn writes(a: Access) -> bool {
     !matches!(a, Access::Read)
 }
 
-/// True if step event `e` touches `o`: the same object, or a free of its frame.
+/// True if step event `e` touches `o`: the same object, or a free of its frame or of the slab
+/// object it is a field of.
 fn touches(e: &mmcheck_platform::Event, o: Obj) -> bool {
     if e.obj == o {
         return true;
     }
     if let (Access::FrameFree, Obj::Frame { pfn, order }) = (e.access, e.obj) {
         return o.in_block(pfn, order);
+    }
+    if e.access == Access::ObjFree {
+        return e.obj.slab_base().is_some() && e.obj.slab_base() == o.slab_base();
     }
     false
 }
@@ -506,7 +511,7 @@ pub fn header(threads: &[String], run: &Run, sl: &Slice) -> String {
         let trace = &run.trace;
         if let Some(i) = (0..trace.len()).rev().find(|&i| {
             let e = trace[i].event;
-            e.access == Access::FrameFree && touches(&e, o)
+            matches!(e.access, Access::FrameFree | Access::ObjFree) && touches(&e, o)
         }) {
             out.push_str(&format!(
                 "  freed by {} at step {i} in {}\n",

@@ -32,6 +32,10 @@ pub struct Protocol {
     pub madv_vma_lock: bool,
     /// Faults try `lock_vma_under_rcu` first (6.4+).
     pub per_vma_lock: bool,
+    /// Where `lock_vma_under_rcu` refuses an anonymous VMA without an anon_vma (6.4–6.6, which
+    /// also refused file VMAs), or not at all (6.7+: `vmf_anon_prepare` retries under the mmap
+    /// lock).
+    pub lvur_anon_vma_check: AnonVmaCheck,
     /// `CONFIG_SPLIT_PTE_PTLOCKS` / `CONFIG_SPLIT_PMD_PTLOCKS`: locks live in table pages; off means
     /// every table lock is `mm->page_table_lock`.
     pub split_ptlocks: bool,
@@ -189,6 +193,20 @@ pub enum HugePmdUpdate {
     GetAndClear,
 }
 
+/// `lock_vma_under_rcu.anon_vma_check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnonVmaCheck {
+    /// No check: `vmf_anon_prepare` returns `VM_FAULT_RETRY` under the VMA lock (6.7+).
+    None,
+    /// Checked after `vma_start_read` (657b5146955e, 6.5-rc, 6.4.9): the fault then runs
+    /// `anon_vma_prepare` under the VMA lock, which finds the anon_vma set.
+    AfterStartRead,
+    /// Checked before `vma_start_read` (5e31275cc997, 6.4): `MREMAP_DONTUNMAP` can clear it in
+    /// between, and `anon_vma_prepare` then runs `find_mergeable_anon_vma` under the VMA lock
+    /// alone.
+    BeforeStartRead,
+}
+
 /// `pt_reclaim.empty_check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmptyCheck {
@@ -309,6 +327,7 @@ impl Default for Protocol {
             pt_reclaim_free: TableFree::Rcu,
             madv_vma_lock: true,
             per_vma_lock: true,
+            lvur_anon_vma_check: AnonVmaCheck::None,
             split_ptlocks: true,
             zero_page: true,
             huge_zero_page: true,
@@ -471,6 +490,26 @@ pub const SWITCHES: &[Switch] = &[
         "page faults try lock_vma_under_rcu before the mmap lock",
         "Suren Baghdasaryan, per-VMA locks (6.4)"
     ),
+    Switch {
+        name: "lock_vma_under_rcu.anon_vma_check",
+        values: &["none", "after_start_read", "before_start_read"],
+        doc: "where lock_vma_under_rcu refuses an anonymous VMA with no anon_vma (falling back to the mmap lock), since find_mergeable_anon_vma reads neighbour VMAs that the VMA lock does not hold: nowhere (none: 6.7+, vmf_anon_prepare returns VM_FAULT_RETRY under the VMA lock instead), after vma_start_read (the 6.5 fix), or before it (6.4, where MREMAP_DONTUNMAP can clear vma->anon_vma in between). With either check, lock_vma_under_rcu also refuses file VMAs and the fault runs anon_vma_prepare under the VMA lock, as 6.4-6.6 did",
+        cite: "657b5146955e Jann Horn, 'mm: lock_vma_under_rcu() must check vma->anon_vma under vma lock' (6.5-rc, 6.4.9); 5e31275cc997 (6.4); Matthew Wilcox's VMA-locked fault series (vmf_anon_prepare, 6.7)",
+        get: |p| match p.lvur_anon_vma_check {
+            AnonVmaCheck::None => "none",
+            AnonVmaCheck::AfterStartRead => "after_start_read",
+            AnonVmaCheck::BeforeStartRead => "before_start_read",
+        },
+        set: |p, v| {
+            p.lvur_anon_vma_check = match v {
+                "none" => AnonVmaCheck::None,
+                "after_start_read" => AnonVmaCheck::AfterStartRead,
+                "before_start_read" => AnonVmaCheck::BeforeStartRead,
+                _ => return false,
+            };
+            true
+        },
+    },
     bool_switch!(
         "ptlock.split",
         split_ptlocks,

@@ -25,7 +25,8 @@ pub enum Obj {
     Irq(u16),
     /// A CPU's TLB.
     Tlb(u16),
-    /// Any other shared word of the model (a VMA refcount, `mm_lock_seq`, a counter), by id.
+    /// Any other shared word of the model (a VMA refcount, `mm_lock_seq`, a counter), by id. Ids
+    /// from [`Obj::SLAB_BASE`] on are fields of slab objects (see [`Obj::slab_base`]).
     Var(u64),
     /// A nondeterministic choice of CPU `cpu` among `n` outcomes: something outside the model
     /// decides (`need_resched()`, a failed `GFP_NOWAIT` allocation). Private to its CPU, so
@@ -40,6 +41,22 @@ impl Obj {
     /// Lock ids at or above this value name the folio lock of the folio headed at
     /// `id - PAGE_LOCK_BASE`.
     pub const PAGE_LOCK_BASE: u64 = 1 << 41;
+
+    /// Var ids at or above this value are fields of slab objects (`vm_area_struct`): the object at
+    /// `id & !(SLAB_STRIDE - 1)`, field `id % SLAB_STRIDE`. Freeing the object
+    /// ([`Access::ObjFree`] on its base) conflicts with every access to its fields.
+    pub const SLAB_BASE: u64 = 1 << 44;
+
+    /// Field ids per slab object.
+    pub const SLAB_STRIDE: u64 = 8;
+
+    /// The base id of the slab object a `Var` belongs to, if it is a slab field.
+    pub fn slab_base(self) -> Option<u64> {
+        match self {
+            Obj::Var(id) if id >= Self::SLAB_BASE => Some(id & !(Self::SLAB_STRIDE - 1)),
+            _ => None,
+        }
+    }
 
     /// The lock id of the PTL embedded in the table frame `pfn`.
     pub fn ptl_id(pfn: u32) -> u64 {
@@ -95,6 +112,11 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
             }
         }
         Access::FrameAlloc if obj == Obj::Alloc => return true,
+        Access::ObjFree
+            if ev.obj.slab_base().is_some() && obj.slab_base() == ev.obj.slab_base() =>
+        {
+            return true
+        }
         // The IPI handler runs when IRQs come back on: it flushes this CPU's own TLB. Every other
         // CPU's access to this TLB is a global event, dependent with this one.
         Access::IrqEnable => {
@@ -203,6 +225,9 @@ pub enum Access {
     /// An operation's response on a user address's history word: conflicts with invocations,
     /// commutes with responses.
     HistResp,
+    /// Freeing a slab object (`kmem_cache_free`), announced on its base `Var`: conflicts with
+    /// every access to a field of the object.
+    ObjFree,
 }
 
 impl Access {

@@ -78,6 +78,8 @@ pub struct Machine {
     /// [`Machine::set_tlb_flush`]).
     pub(crate) tlb_flush: TlbFlushMode,
     next_id: AtomicU64,
+    /// The next slab object's base id (see [`Obj::SLAB_BASE`]).
+    next_slab: AtomicU64,
     /// Lock id → lockdep class (`&mm->mmap_lock`, ...), for lock-order tracking by class.
     lock_classes: Mutex<std::collections::BTreeMap<u64, &'static str>>,
     violations: Mutex<Vec<Violation>>,
@@ -112,6 +114,7 @@ impl Machine {
             config,
             tlb_flush: TlbFlushMode::Ipi,
             next_id: AtomicU64::new(1),
+            next_slab: AtomicU64::new(Obj::SLAB_BASE),
             lock_classes: Mutex::new(std::collections::BTreeMap::new()),
             violations: Mutex::new(Vec::new()),
             violated: AtomicBool::new(false),
@@ -150,6 +153,13 @@ impl Machine {
     /// deterministic program gets the same ids every run.
     pub fn new_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The base of a fresh block of [`Obj::SLAB_STRIDE`] ids for the fields of a slab object
+    /// (see [`crate::SlabObj`]); ids are handed out in creation order, as [`Machine::new_id`].
+    pub fn new_slab_ids(&self) -> u64 {
+        self.next_slab
+            .fetch_add(Obj::SLAB_STRIDE, Ordering::Relaxed)
     }
 
     /// A fresh id for a lock of lockdep class `class` (the kernel's static key: one per

@@ -136,6 +136,10 @@ impl<T> Locked<T> {
         }
     }
 
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// A read under one of the protecting locks.
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         f(&self.v.lock())

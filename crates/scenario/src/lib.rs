@@ -134,11 +134,12 @@ pub enum Op {
         unmap_only: bool,
     },
     /// `mremap(addr, pages, pages, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr)` to an unmapped
-    /// destination.
+    /// destination, with `MREMAP_DONTUNMAP` when `dontunmap` (the old VMA stays, empty).
     Mremap {
         addr: u64,
         pages: u64,
         new_addr: u64,
+        dontunmap: bool,
     },
     /// Anonymous THP collapse of the `2^order`-page range holding `addr` (`collapse_huge_page`,
     /// as MADV_COLLAPSE or a khugepaged scan drives it; `order` = the PMD order for a THP).

@@ -140,6 +140,7 @@ impl KernelModel {
                     addr,
                     pages,
                     new_addr,
+                    ..
                 } => {
                     effects.push(Effect::Untrack(addr, pages));
                     effects.push(Effect::Untrack(new_addr, pages));
@@ -342,8 +343,16 @@ impl KernelModel {
                 addr,
                 pages,
                 new_addr,
-            } => mmcheck_kernel::mm::mremap::do_mremap(cx, mm, addr, pages * ps, new_addr)
-                .map(|_| ()),
+                dontunmap,
+            } => mmcheck_kernel::mm::mremap::do_mremap_flags(
+                cx,
+                mm,
+                addr,
+                pages * ps,
+                new_addr,
+                dontunmap,
+            )
+            .map(|_| ()),
             Op::TryToUnmap { addr } => {
                 let r = mmcheck_kernel::mm::khugepaged_file::try_to_unmap_at(cx, mm, addr);
                 seen.push(format!("try_to_unmap {addr:#x}: {r}"));

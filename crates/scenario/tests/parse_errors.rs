@@ -1002,7 +1002,8 @@ expect clean
             Op::Mremap {
                 addr: p(16),
                 pages: 4,
-                new_addr: p(24)
+                new_addr: p(24),
+                dontunmap: false
             },
             Op::Load { addr: p(26) },
         ]
@@ -1139,4 +1140,38 @@ fn private_shmem_of_and_truncate() {
         }
     );
     assert_eq!(s.threads[0], vec![Op::Truncate { addr: p(5) }]);
+}
+
+#[test]
+fn mremap_dontunmap_in_threads_only() {
+    let s = ok("scenario s
+init {
+  mmap anon @0 pages=8
+}
+thread T0 {
+  mremap @0 pages=4 to @16 dontunmap
+}
+expect clean
+");
+    assert_eq!(
+        s.threads[0],
+        vec![Op::Mremap {
+            addr: s.page(0),
+            pages: 4,
+            new_addr: s.page(16),
+            dontunmap: true
+        }]
+    );
+    check(
+        "scenario s\ninit {\n  mmap anon @0 pages=8\n  mremap @0 pages=4 to @16 dontunmap\n}\nthread T0 {\n  load @4\n}\nexpect clean\n",
+        4,
+        28,
+        "'dontunmap' is taken in threads only, not in init { }",
+    );
+    check(
+        "scenario s\ninit {\n  mmap anon @0 pages=8\n}\nthread T0 {\n  mremap @0 pages=4 to @16 dontmap\n}\nexpect clean\n",
+        6,
+        28,
+        "expected 'dontunmap' or end of line, found 'dontmap'",
+    );
 }

@@ -33,6 +33,7 @@ fn scenario(locks: &str, merge: bool) -> Scenario {
             addr: a36,
             pages: 4,
             new_addr: back,
+            dontunmap: false,
         }])
         .thread(vec![Op::Migrate {
             addr: a36,

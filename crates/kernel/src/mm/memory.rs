@@ -9,6 +9,7 @@ use crate::mm::pgtable::{self, EntryPtr};
 use crate::mm::rmap::anon_vma_prepare;
 use crate::mm::shmem;
 use crate::mm::types::{MmStruct, VmFlags, Vma, MM_ANONPAGES, MM_SHMEMPAGES};
+use crate::protocol::AnonVmaCheck;
 use crate::{Ctx, Errno};
 use mmcheck_platform::FrameRef;
 use std::sync::Arc;
@@ -290,12 +291,14 @@ fn do_pte_missing(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     }
 }
 
-/// `vmf_anon_prepare`: under the VMA lock an anon_vma cannot be set up; retry with mmap.
+/// `vmf_anon_prepare` (6.7+): under the VMA lock an anon_vma cannot be set up; retry with mmap.
+/// Before 6.7 (`lock_vma_under_rcu.anon_vma_check` set), the fault called `anon_vma_prepare`
+/// under the VMA lock alone, trusting `lock_vma_under_rcu` to have refused a VMA without one.
 fn vmf_anon_prepare(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<u64, VmFault> {
     if let Some(av) = vmf.vma.anon_vma(cx) {
         return Ok(av.id);
     }
-    if vmf.vma_locked {
+    if vmf.vma_locked && cx.proto().lvur_anon_vma_check == AnonVmaCheck::None {
         return Err(VmFault::Retry);
     }
     anon_vma_prepare(cx, vmf.mm, vmf.vma)
@@ -794,25 +797,50 @@ impl Drop for VmaReadLocked<'_> {
     }
 }
 
-/// `lock_vma_under_rcu` (6.15+ refcount era): RCU lookup, try `vma_start_read`, retry the lookup
-/// if the VMA was detached, then check the range.
+/// `lock_vma_under_rcu` (`mm/mmap_lock.c`, 6.15+ refcount era): RCU lookup, try
+/// `vma_start_read` (retry the lookup if the VMA was detached), check `vma->vm_mm` (a
+/// `SLAB_TYPESAFE_BY_RCU` VMA may have been reused by another mm), leave RCU, then check the
+/// range. `lock_vma_under_rcu.anon_vma_check` adds the 6.4–6.6 refusal of file VMAs and of
+/// anonymous VMAs without an anon_vma, before or after `vma_start_read`.
 pub fn lock_vma_under_rcu<'a>(
     cx: Ctx<'a>,
     mm: &'a MmStruct,
     addr: u64,
 ) -> Option<VmaReadLocked<'a>> {
     let _f = cx.cpu.enter("lock_vma_under_rcu");
+    let check = cx.proto().lvur_anon_vma_check;
     let rcu = cx.cpu.rcu_read_lock();
     let vma = loop {
         let vma = mm.vma_lookup(cx, addr)?;
+        if check != AnonVmaCheck::None {
+            // 6.4–6.6: only anonymous VMAs (vma_is_anonymous reads vm_ops, fixed per VMA).
+            if !vma.is_anonymous() {
+                return None;
+            }
+            // 6.4: "find_mergeable_anon_vma uses adjacent vmas which are not locked", checked
+            // before the VMA is locked (a type-safe read under RCU).
+            if check == AnonVmaCheck::BeforeStartRead && vma.anon_vma(cx).is_none() {
+                return None;
+            }
+        }
         match vma.lock.start_read_raw(cx.cpu, &mm.mmap_lock) {
             Ok(()) => break vma,
             Err(mmcheck_platform::VmaStartRead::Detached) => continue,
             Err(mmcheck_platform::VmaStartRead::Locked) => return None,
         }
     };
-    drop(rcu);
     let locked = VmaReadLocked { vma, cx };
+    // vma_start_read: a VMA reused by another mm is not ours. The model never hands a freed
+    // VMA out again (docs/fidelity.md), so this never fails here.
+    if locked.vma.mm_id != mm.id {
+        return None;
+    }
+    if check == AnonVmaCheck::AfterStartRead && locked.vma.anon_vma(cx).is_none() {
+        // 657b5146955e: checked under the VMA lock, which MREMAP_DONTUNMAP's
+        // unlink_anon_vmas (under vma_start_write) cannot race.
+        return None;
+    }
+    drop(rcu);
     if !locked.vma.contains(addr) {
         return None;
     }

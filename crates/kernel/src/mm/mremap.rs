@@ -88,6 +88,11 @@ fn copy_vma(
         }
         p.set_range(cx, p.start(), end, p.pgoff());
         drop(g);
+        // vma_complete frees the VMA merged away. The model's merge leaves a file VMA in i_mmap
+        // (see docs/fidelity.md), so only an anonymous one is freed.
+        if let Some(n) = next.as_ref().filter(|n| n.is_anonymous()) {
+            crate::mm::vma::vm_area_free(cx, n);
+        }
         let need = p.pgoff() <= vma.pgoff();
         return (p, need);
     }
@@ -388,6 +393,20 @@ pub fn do_mremap(
     len: u64,
     new_addr: u64,
 ) -> Result<u64, Errno> {
+    do_mremap_flags(cx, mm, old_addr, len, new_addr, false)
+}
+
+/// `mremap` as [`do_mremap`], with `MREMAP_DONTUNMAP` when `dontunmap` (5.7+): `move_vma` keeps
+/// the old VMA, empty, and unlinks it from its anon_vmas (`unlink_anon_vmas`, which clears
+/// `vma->anon_vma`), still under the VMA write lock `move_vma` took before the move.
+pub fn do_mremap_flags(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    old_addr: u64,
+    len: u64,
+    new_addr: u64,
+    dontunmap: bool,
+) -> Result<u64, Errno> {
     let _f = cx.cpu.enter("do_mremap");
     let g = cx.geo();
     let ps = g.page_size();
@@ -435,8 +454,18 @@ pub fn do_mremap(
         MremapRmapLocks::Never => false,
     };
     move_page_tables(cx, mm, &vma, &new_vma, old_addr, new_addr, len, need)?;
-    // Unmap the old range with the write lock held throughout.
-    do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
+    if dontunmap {
+        // move_vma: the old VMA stays mapped, without its pages; the anon_vma links of the old
+        // VMA are no longer needed once its page tables moved (it is exactly the old range).
+        let _m = cx.cpu.enter("move_vma");
+        if !Arc::ptr_eq(&new_vma, &vma) && vma.start() == old_addr && vma.end() == old_end {
+            crate::mm::rmap::unlink_anon_vmas(cx, &vma);
+        }
+        drop(w);
+    } else {
+        // Unmap the old range with the write lock held throughout.
+        do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
+    }
     cx.rcu_quiescent();
     crate::check::check_tlb_permission(cx, mm, old_addr, old_end, tlb_before, "mremap");
     Ok(new_addr)

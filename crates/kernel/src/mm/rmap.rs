@@ -42,8 +42,7 @@ fn reusable_anon_vma(cx: Ctx<'_>, old: &Vma, a: &Vma, b: &Vma) -> Option<Arc<Ano
         return None;
     }
     let av = old.anon_vma(cx)?;
-    let singular = old.anon_vma_chain.read_racy(&cx.cpu, |c| c.len() == 1);
-    singular.then_some(av)
+    old.anon_vma_chain_is_singular_racy(cx).then_some(av)
 }
 
 /// `find_mergeable_anon_vma` (`mm/vma.c`): reuse the anon_vma of a neighbour this VMA could
@@ -121,16 +120,22 @@ pub fn anon_vma_fork(cx: Ctx<'_>, dst: &Arc<Vma>, src: &Vma) {
     drop(w);
 }
 
-/// `unlink_anon_vmas`: hide `vma` from every anon rmap walk.
+/// `unlink_anon_vmas`: hide `vma` from every anon rmap walk, and (since 2555283eb40d, 6.0)
+/// clear `vma->anon_vma` under the anon_vma lock: a VMA that lives on (`MREMAP_DONTUNMAP`'s old
+/// VMA) gets a new anon_vma at its next anonymous fault.
 pub fn unlink_anon_vmas(cx: Ctx<'_>, vma: &Vma) {
     let chain = vma.anon_vma_chain.write(&cx.cpu, std::mem::take);
     if chain.is_empty() {
         return;
     }
     let _f = cx.cpu.enter("unlink_anon_vmas");
-    for av in chain {
+    let last = chain.len() - 1;
+    for (i, av) in chain.into_iter().enumerate() {
         let w = av.lock().write(cx.cpu);
         av.tree_remove(cx, vma);
+        if i == last {
+            vma.set_anon_vma(cx, None);
+        }
         drop(w);
     }
 }

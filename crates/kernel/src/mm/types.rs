@@ -10,6 +10,7 @@
 use crate::Ctx;
 use mmcheck_platform::{
     Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord,
+    SlabObj,
     SpinLock, VmaLock,
 };
 use std::collections::BTreeMap;
@@ -208,9 +209,13 @@ impl MmStruct {
     }
 }
 
-/// `struct vm_area_struct`.
+/// `struct vm_area_struct`, an object of `vm_area_cachep` (`SLAB_TYPESAFE_BY_RCU`, 6.15+):
+/// freed by [`crate::mm::vma::vm_area_free`] once unreachable from the tree and the rmap trees;
+/// every announced access to `vm_flags` and `anon_vma` checks it was not freed (outside RCU).
 pub struct Vma {
     pub id: u64,
+    /// The object's lifetime: its fields are slab fields of this object.
+    pub slab: SlabObj,
     pub mm_id: u64,
     /// `vm_start`, `vm_end`, `vm_pgoff`. LOCKING: written with mmap W + VMA W + the rmap locks
     /// (`vma_prepare`), read with any one of them, or under RCU in a maple-tree lookup: a write
@@ -253,19 +258,21 @@ impl Vma {
         file: Option<Arc<File>>,
     ) -> Self {
         let m = &cx.k.machine;
-        let id = m.name_owner(m.new_id(), Owner::Vma { start, end });
-        let field = |name| m.name_field(m.new_id(), id, name);
+        let slab = SlabObj::new(m, true);
+        let id = m.name_owner(slab.id(), Owner::Vma { start, end });
+        let field = |k, name| m.name_field(slab.field(k), id, name);
         Vma {
             id,
             mm_id: mm.id,
             // The maple tree holds each VMA's range: a range change is a store to the tree, and a
             // lookup reads the ranges in the tree's step.
             range: Locked::new(mm.tree.id(), (start, end, pgoff)),
-            vm_flags: SharedWord::new(field("vm_flags"), flags.0),
+            vm_flags: SharedWord::new(field(1, "vm_flags"), flags.0),
             file,
-            anon_vma: Shared::new(field("anon_vma"), None),
-            anon_vma_chain: Locked::new(field("anon_vma_chain"), Vec::new()),
-            lock: VmaLock::new(field("vm_refcnt"), field("vm_lock_seq")),
+            anon_vma: Shared::new(field(2, "anon_vma"), None),
+            anon_vma_chain: Locked::new(field(3, "anon_vma_chain"), Vec::new()),
+            lock: VmaLock::new(field(4, "vm_refcnt"), field(5, "vm_lock_seq")),
+            slab,
         }
     }
 
@@ -283,8 +290,12 @@ impl Vma {
     }
 
     /// `vm_flags` (an announced read).
+    #[track_caller]
     pub fn flags(&self, cx: Ctx<'_>) -> VmFlags {
-        VmFlags(self.vm_flags.read(&cx.cpu))
+        let v = self.vm_flags.read(&cx.cpu);
+        self.slab
+            .check(&cx.cpu, self.vm_flags.id(), "vma->vm_flags read");
+        VmFlags(v)
     }
 
     /// `vm_flags` at quiescence (set-up, checks, reports).
@@ -296,6 +307,8 @@ impl Vma {
     /// `vm_flags_set`/`vm_flags_reset` (mmap W + VMA W held).
     pub(crate) fn set_flags(&self, cx: Ctx<'_>, f: VmFlags) {
         self.vm_flags.write(&cx.cpu, f.0);
+        self.slab
+            .check(&cx.cpu, self.vm_flags.id(), "vma->vm_flags write");
     }
 
     /// Change `vm_start`/`vm_end`/`vm_pgoff`: mmap W + VMA W + rmap W held by the caller.
@@ -332,8 +345,24 @@ impl Vma {
     }
 
     /// `READ_ONCE(vma->anon_vma)` (announced).
+    #[track_caller]
     pub fn anon_vma(&self, cx: Ctx<'_>) -> Option<Arc<AnonVma>> {
-        self.anon_vma.read(&cx.cpu, |a| a.clone())
+        let a = self.anon_vma.read(&cx.cpu, |a| a.clone());
+        self.slab
+            .check(&cx.cpu, self.anon_vma.id(), "vma->anon_vma read");
+        a
+    }
+
+    /// `list_is_singular(&vma->anon_vma_chain)` by a CPU that holds no lock excluding its
+    /// writers (`reusable_anon_vma` on a neighbour): an announced read.
+    pub fn anon_vma_chain_is_singular_racy(&self, cx: Ctx<'_>) -> bool {
+        let r = self.anon_vma_chain.read_racy(&cx.cpu, |c| c.len() == 1);
+        self.slab.check(
+            &cx.cpu,
+            self.anon_vma_chain.id(),
+            "vma->anon_vma_chain read",
+        );
+        r
     }
 
     /// `vma->anon_vma` at quiescence.
@@ -345,6 +374,8 @@ impl Vma {
     /// Set `vma->anon_vma` (under `page_table_lock` + the anon_vma lock, or mmap W).
     pub(crate) fn set_anon_vma(&self, cx: Ctx<'_>, a: Option<Arc<AnonVma>>) {
         self.anon_vma.write(&cx.cpu, |x| *x = a);
+        self.slab
+            .check(&cx.cpu, self.anon_vma.id(), "vma->anon_vma write");
     }
 
     /// Set `vma->anon_vma` before the VMA is published.

@@ -152,6 +152,8 @@ fn vma_merge_new_anon(
             }
             p.set_range(cx, p.start(), n.end(), p.pgoff());
             drop(guards);
+            // vma_complete: the VMA merged away is freed (remove_vma) under the write lock.
+            vm_area_free(cx, &n);
             true
         }
         (Some(p), _) => {
@@ -288,11 +290,25 @@ pub fn __split_vma(
     new
 }
 
-/// `remove_vma`: drop the VMA's file reference (the VMA itself goes with its last `Arc`).
+/// `remove_vma`: drop the VMA's file reference and free it.
 fn remove_vma(cx: Ctx<'_>, vma: &Vma) {
     if let Some(f) = &vma.file {
         fput(cx, f);
     }
+    vm_area_free(cx, vma);
+}
+
+/// `vm_area_free`: return a detached VMA, unreachable from the maple tree and every rmap tree, to
+/// `vm_area_cachep` (`SLAB_TYPESAFE_BY_RCU`, 6.15+; earlier kernels freed it after a grace period
+/// with `call_rcu`). A reader that still holds a pointer may read it only inside an RCU read-side
+/// section (and must validate it, as `vma_start_read` does); any other access is a use-after-free.
+/// The Rust object stays allocated (it is never handed out again: see docs/fidelity.md).
+pub fn vm_area_free(cx: Ctx<'_>, vma: &Vma) {
+    let _f = cx.cpu.enter("vm_area_free");
+    vma.slab.free(&cx.cpu);
+    // vma_assert_detached: read in the free's step, which covers every field of the VMA.
+    cx.cpu
+        .warn_on(vma.lock.is_attached(), "vm_area_free: VMA still attached");
 }
 
 /// munmap: `do_vmi_munmap` → `vms_gather_munmap_vmas` (split, write-lock, detach) →

@@ -623,7 +623,18 @@ impl<'t> Builder<'t> {
                     pages: pages.v,
                 })
             }
-            OpArgs::Mremap { addr, pages, to } => {
+            OpArgs::Mremap {
+                addr,
+                pages,
+                to,
+                dontunmap,
+            } => {
+                if let Some(d) = dontunmap {
+                    return Err(self.err(
+                        d.clone(),
+                        "'dontunmap' is taken in threads only, not in init { }",
+                    ));
+                }
                 let start = inside(addr, maps)?;
                 let end = self.range(geo, addr, start, pages)?;
                 let new = self.mremap_dest(geo, to, pages, start, end)?;
@@ -873,13 +884,19 @@ impl<'t> Builder<'t> {
                     khugepaged: *khugepaged,
                 }
             }
-            OpArgs::Mremap { addr, pages, to } => {
+            OpArgs::Mremap {
+                addr,
+                pages,
+                to,
+                dontunmap,
+            } => {
                 let start = inside(addr)?;
                 let end = self.range(geo, addr, start, pages)?;
                 Op::Mremap {
                     addr: start,
                     pages: pages.v,
                     new_addr: self.mremap_dest(geo, to, pages, start, end)?,
+                    dontunmap: dontunmap.is_some(),
                 }
             }
             OpArgs::Mmap {

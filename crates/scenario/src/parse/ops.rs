@@ -62,6 +62,8 @@ pub(super) enum OpArgs {
         addr: Sp<Addr>,
         pages: Sp<u64>,
         to: Sp<Addr>,
+        /// `MREMAP_DONTUNMAP`.
+        dontunmap: Option<Range<usize>>,
     },
     Migrate {
         addr: Sp<Addr>,
@@ -317,7 +319,13 @@ pub(super) fn args_mremap(i: &mut In<'_>) -> PResult<OpArgs> {
         );
     }
     let to = self::addr(i)?;
-    Ok(OpArgs::Mremap { addr, pages, to })
+    let dontunmap = flags(i, &["dontunmap"])?.first().map(|f| f.span.clone());
+    Ok(OpArgs::Mremap {
+        addr,
+        pages,
+        to,
+        dontunmap,
+    })
 }
 
 pub(super) fn args_try_to_unmap(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -546,8 +554,8 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "mremap",
-        syntax: "mremap ADDR pages=N to ADDR",
-        kernel: "do_mremap (mm/mremap.c), MREMAP_MAYMOVE|MREMAP_FIXED to an unmapped destination: copy_vma, move_page_tables under the rmap locks the mremap.rmap_locks switch names",
+        syntax: "mremap ADDR pages=N to ADDR [dontunmap]",
+        kernel: "do_mremap (mm/mremap.c), MREMAP_MAYMOVE|MREMAP_FIXED to an unmapped destination: copy_vma, move_page_tables under the rmap locks the mremap.rmap_locks switch names; dontunmap (threads only): MREMAP_DONTUNMAP, move_vma keeps the old VMA and unlink_anon_vmas it under its VMA write lock",
         init: true,
         args: Some(args_mremap),
     },
