@@ -9,8 +9,7 @@
 
 use crate::Ctx;
 use mmcheck_platform::{
-    Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord,
-    SlabObj,
+    Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord, SlabObj,
     SpinLock, VmaLock,
 };
 use std::collections::BTreeMap;
