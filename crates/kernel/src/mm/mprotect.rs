@@ -67,11 +67,22 @@ pub fn do_mprotect(
     let mut tlb = MmuGather::new(cx, mm, false);
     for v in vmas {
         let old = v.flags(cx);
-        let new = if write {
+        let mut new = if write {
             VmFlags(old.0 | VmFlags::WRITE)
         } else {
             VmFlags(old.0 & !VmFlags::WRITE)
         };
+        // mprotect_fixup's commit accounting: a private mapping turning writable is charged;
+        // one turning read-only is uncharged only while anonymous without an anon_vma. The flag
+        // decides later merges (a read-only piece that kept VM_ACCOUNT does not merge with one
+        // that lost it), as on the host.
+        if write {
+            if old.0 & (VmFlags::ACCOUNT | VmFlags::WRITE | VmFlags::SHARED) == 0 {
+                new.0 |= VmFlags::ACCOUNT;
+            }
+        } else if old.has(VmFlags::ACCOUNT) && v.is_anonymous() && v.anon_vma(cx).is_none() {
+            new.0 &= !VmFlags::ACCOUNT;
+        }
         if new.0 == old.0 {
             continue;
         }

@@ -28,6 +28,10 @@ impl VmFlags {
     pub const UFFD_MISSING: u64 = 1 << 9;
     /// `VM_UFFD_WP` (0x1000): registered with `UFFDIO_REGISTER_MODE_WP`.
     pub const UFFD_WP: u64 = 1 << 12;
+    /// `VM_ACCOUNT` (0x100000): the mapping is charged to the overcommit accounting; private
+    /// writable mappings at mmap (`accountable_mapping`), changed by mprotect, and compared by
+    /// every VMA merge like any other flag.
+    pub const ACCOUNT: u64 = 1 << 20;
     pub const HUGEPAGE: u64 = 1 << 29;
     pub const NOHUGEPAGE: u64 = 1 << 30;
 

@@ -79,6 +79,14 @@ pub fn do_mmap(
     if hugepage {
         flags |= VmFlags::HUGEPAGE;
     }
+    // accountable_mapping: a private writable mapping is charged (VM_ACCOUNT).
+    let shared = matches!(
+        backing,
+        MapBacking::ShmemShared | MapBacking::File { shared: true, .. }
+    );
+    if write && !shared {
+        flags |= VmFlags::ACCOUNT;
+    }
     let (file, pgoff) = match backing {
         MapBacking::AnonPrivate => {
             if vma_merge_new_anon(cx, mm, &w, addr, end, flags) {
