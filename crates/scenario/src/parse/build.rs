@@ -700,6 +700,12 @@ impl<'t> Builder<'t> {
                 Err(self.outside(geo, a, v, &all, true))
             }
         };
+        // ADDR pages=N: inside a mapping, and the range inside the geometry.
+        let span = |a: &Sp<Addr>, pages: &Sp<u64>| -> Result<(u64, u64), ParseError> {
+            let start = inside(a)?;
+            self.range(geo, a, start, pages)?;
+            Ok((start, pages.v))
+        };
         Ok(match &op.args {
             OpArgs::Load { addr } => Op::Load {
                 addr: inside(addr)?,
@@ -733,36 +739,20 @@ impl<'t> Builder<'t> {
                 fast_only: *fast_only,
             },
             OpArgs::Munmap { addr, pages } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
-                Op::Munmap {
-                    addr: start,
-                    pages: pages.v,
-                }
+                let (addr, pages) = span(addr, pages)?;
+                Op::Munmap { addr, pages }
             }
             OpArgs::DontNeed { addr, pages } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
-                Op::DontNeed {
-                    addr: start,
-                    pages: pages.v,
-                }
+                let (addr, pages) = span(addr, pages)?;
+                Op::DontNeed { addr, pages }
             }
             OpArgs::MadvFree { addr, pages } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
-                Op::MadvFree {
-                    addr: start,
-                    pages: pages.v,
-                }
+                let (addr, pages) = span(addr, pages)?;
+                Op::MadvFree { addr, pages }
             }
             OpArgs::MadvPageout { addr, pages } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
-                Op::MadvPageout {
-                    addr: start,
-                    pages: pages.v,
-                }
+                let (addr, pages) = span(addr, pages)?;
+                Op::MadvPageout { addr, pages }
             }
             OpArgs::Check { addr, what } => Op::Check {
                 addr: inside(addr)?,
@@ -803,11 +793,10 @@ impl<'t> Builder<'t> {
             }
             OpArgs::ChildExit => Op::ChildExit,
             OpArgs::Mprotect { addr, pages, write } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
+                let (addr, pages) = span(addr, pages)?;
                 Op::Mprotect {
-                    addr: start,
-                    pages: pages.v,
+                    addr,
+                    pages,
                     write: *write,
                 }
             }
@@ -817,11 +806,10 @@ impl<'t> Builder<'t> {
                 missing,
                 wp,
             } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
+                let (addr, pages) = span(addr, pages)?;
                 Op::UffdRegister {
-                    addr: start,
-                    pages: pages.v,
+                    addr,
+                    pages,
                     missing: *missing,
                     wp: *wp,
                 }
@@ -831,20 +819,12 @@ impl<'t> Builder<'t> {
                 value: *value,
             },
             OpArgs::UffdWp { addr, pages } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
-                Op::UffdWp {
-                    addr: start,
-                    pages: pages.v,
-                }
+                let (addr, pages) = span(addr, pages)?;
+                Op::UffdWp { addr, pages }
             }
             OpArgs::NumaHint { addr, pages } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
-                Op::NumaHint {
-                    addr: start,
-                    pages: pages.v,
-                }
+                let (addr, pages) = span(addr, pages)?;
+                Op::NumaHint { addr, pages }
             }
             OpArgs::RmapWalk { addr } => Op::RmapWalk {
                 addr: inside(addr)?,
@@ -853,12 +833,8 @@ impl<'t> Builder<'t> {
                 addr: inside(addr)?,
             },
             OpArgs::PunchHole { addr, pages } => {
-                let start = inside(addr)?;
-                self.range(geo, addr, start, pages)?;
-                Op::PunchHole {
-                    addr: start,
-                    pages: pages.v,
-                }
+                let (addr, pages) = span(addr, pages)?;
+                Op::PunchHole { addr, pages }
             }
             OpArgs::Collapse {
                 addr,
