@@ -29,8 +29,8 @@ fn default_model_agrees_with_host() {
     assert_eq!(r.agreed + r.skipped.len() as u64, 60, "{r}");
 }
 
-#[test]
-fn extended_mix_agrees_with_host() {
+/// 60 cases of `mix` from `seed` agree with the host (or are skipped as disturbed).
+fn mix_agrees(seed: u64, mix: mmcheck_hostdiff::gen::OpMix) {
     let Some((host, mask)) = setup() else { return };
     let proto = Protocol {
         pt_reclaim: host.features().pt_reclaim,
@@ -38,8 +38,8 @@ fn extended_mix_agrees_with_host() {
     };
     let r = mmcheck_hostdiff::compare::run_diff_mix(
         60,
-        2,
-        mmcheck_hostdiff::gen::OpMix::Extended,
+        seed,
+        mix,
         &host,
         &ModelRunner { proto },
         &mask,
@@ -47,6 +47,11 @@ fn extended_mix_agrees_with_host() {
     );
     assert!(r.ok(), "{r}");
     assert_eq!(r.agreed + r.skipped.len() as u64, 60, "{r}");
+}
+
+#[test]
+fn extended_mix_agrees_with_host() {
+    mix_agrees(2, mmcheck_hostdiff::gen::OpMix::Extended);
 }
 
 #[test]
@@ -617,22 +622,7 @@ fn fork_and_mprotect_pin_the_host() {
 
 #[test]
 fn process_mix_agrees_with_host() {
-    let Some((host, mask)) = setup() else { return };
-    let proto = Protocol {
-        pt_reclaim: host.features().pt_reclaim,
-        ..Protocol::default()
-    };
-    let r = mmcheck_hostdiff::compare::run_diff_mix(
-        60,
-        4,
-        mmcheck_hostdiff::gen::OpMix::Process,
-        &host,
-        &ModelRunner { proto },
-        &mask,
-        &mut |_| {},
-    );
-    assert!(r.ok(), "{r}");
-    assert_eq!(r.agreed + r.skipped.len() as u64, 60, "{r}");
+    mix_agrees(4, mmcheck_hostdiff::gen::OpMix::Process);
 }
 
 /// The cases of `fork_and_mprotect_pin_the_host`.

@@ -253,6 +253,28 @@ impl KernelModel {
                 })
             });
         };
+        // MADV_DONTNEED and MADV_FREE: one history entry per anonymous page of the range.
+        let record_anon_range = |addr: u64, pages: u64, kind: HKind| {
+            self.hist_point(inst, cx, op, Access::HistResp);
+            let resp = inst.clock.record(|c| {
+                *c += 1;
+                *c - 1
+            });
+            inst.history.record(|h| {
+                for p in 0..pages {
+                    let a = addr + p * ps;
+                    if self.anon_pages.contains(&a) {
+                        h.push(HOp {
+                            thread: cx.cpu.id,
+                            addr: a,
+                            kind,
+                            inv,
+                            resp,
+                        });
+                    }
+                }
+            });
+        };
         let r = match *op {
             Op::Load { addr } => user_load(cx, mm, addr).map(|v| {
                 record(addr, HKind::Load(v));
@@ -272,48 +294,12 @@ impl KernelModel {
             Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
             Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps).map(|_| {
                 // Anonymous pages read back as zero afterwards; shmem keeps its data.
-                self.hist_point(inst, cx, op, Access::HistResp);
-                let resp = inst.clock.record(|c| {
-                    *c += 1;
-                    *c - 1
-                });
-                inst.history.record(|h| {
-                    for p in 0..pages {
-                        let a = addr + p * ps;
-                        if self.anon_pages.contains(&a) {
-                            h.push(HOp {
-                                thread: cx.cpu.id,
-                                addr: a,
-                                kind: HKind::Zero,
-                                inv,
-                                resp,
-                            });
-                        }
-                    }
-                });
+                record_anon_range(addr, pages, HKind::Zero);
             }),
             Op::MadvFree { addr, pages } => {
                 mmcheck_kernel::mm::madvise::madvise_free(cx, mm, addr, pages * ps).map(|_| {
                     // Until the next store, an anonymous page reads back its old data or zero.
-                    self.hist_point(inst, cx, op, Access::HistResp);
-                    let resp = inst.clock.record(|c| {
-                        *c += 1;
-                        *c - 1
-                    });
-                    inst.history.record(|h| {
-                        for p in 0..pages {
-                            let a = addr + p * ps;
-                            if self.anon_pages.contains(&a) {
-                                h.push(HOp {
-                                    thread: cx.cpu.id,
-                                    addr: a,
-                                    kind: HKind::Free,
-                                    inv,
-                                    resp,
-                                });
-                            }
-                        }
-                    });
+                    record_anon_range(addr, pages, HKind::Free);
                 })
             }
             Op::MadvPageout { addr, pages } => {
