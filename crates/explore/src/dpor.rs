@@ -98,6 +98,9 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         if cfg.fingerprint {
             ex.track_fingerprint();
         }
+        if cfg.coverage {
+            ex.track_coverage();
+        }
         let mut thread_clock = [[0u32; MAX_THREADS]; MAX_THREADS];
         let mut depth = 0usize;
         let mut sleep_next = 0u32;
@@ -207,6 +210,9 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             break;
         }
         let (reached, fp) = (ex.reached(), ex.fingerprint());
+        if let Some(c) = ex.coverage.take() {
+            out.coverage.extend(c);
+        }
         let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
         out.account(
             cfg,

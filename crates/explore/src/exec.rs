@@ -333,6 +333,23 @@ pub struct Exec<M: Model> {
     reach: Option<crate::reach::Tracker>,
     /// A hash of the decisions and events so far (only once [`Exec::fingerprint`] is called).
     fp: Option<std::hash::DefaultHasher>,
+    /// The sites of the steps so far (only once [`Exec::track_coverage`] is called).
+    pub coverage: Option<std::collections::BTreeSet<Site>>,
+}
+
+/// Where a step was made, for coverage: the innermost kernel function of its thread, how it
+/// accessed its object and the object's class ([`Obj::class`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Site {
+    pub func: &'static str,
+    pub access: Access,
+    pub class: &'static str,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?} {}", self.func, self.access, self.class)
+    }
 }
 
 /// Coroutine stacks, reused across executions.
@@ -360,6 +377,7 @@ impl<M: Model> Exec<M> {
             detail: Vec::new(),
             reach: (!model.reach().is_empty()).then(crate::reach::Tracker::default),
             fp: None,
+            coverage: None,
         };
         for t in 0..n {
             let stack = pool
@@ -494,6 +512,14 @@ impl<M: Model> Exec<M> {
             use std::hash::Hash;
             (decision(t, v), ev).hash(h);
         }
+        if let Some(c) = &mut self.coverage {
+            let func = self.model.machine(&self.inst).cpu(t).current_func();
+            c.insert(Site {
+                func: func.unwrap_or("(user)"),
+                access: ev.access,
+                class: ev.obj.class(),
+            });
+        }
         self.locks
             .note(t, &ev, &self.sched, self.model.machine(&self.inst));
         self.steps += 1;
@@ -545,6 +571,11 @@ impl<M: Model> Exec<M> {
             held: self.locks.held[t].clone(),
             value,
         });
+    }
+
+    /// Start recording the sites of the steps (see [`Site`]).
+    pub fn track_coverage(&mut self) {
+        self.coverage = Some(Default::default());
     }
 
     /// Start hashing the execution's decisions and events (see [`Exec::fingerprint`]).

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use exec::{Halt, Step, MAX_THREADS};
+pub use exec::{Halt, Site, Step, MAX_THREADS};
 pub use schedule::Schedule;
 
 /// What the explorer runs: a factory of fresh instances and the bodies of their threads.
@@ -115,6 +115,8 @@ pub struct Config {
     pub count_outcomes: bool,
     /// Hash every execution into [`Outcome::fingerprint`].
     pub fingerprint: bool,
+    /// Collect the sites of every step into [`Outcome::coverage`] (`mmcheck fuzz`'s feedback).
+    pub coverage: bool,
     /// Set from outside (Ctrl-C) to stop between executions; the outcome is then `interrupted`.
     pub stop: Option<Arc<AtomicBool>>,
     /// Executions so far, published after each one (a progress display reads it).
@@ -149,6 +151,7 @@ impl Default for Config {
             collect_outcomes: false,
             count_outcomes: false,
             fingerprint: false,
+            coverage: false,
             stop: None,
             progress: None,
         }
@@ -194,6 +197,8 @@ pub struct Outcome {
     /// The search stopped at the time budget or the execution limit.
     pub budget_exhausted: bool,
     pub elapsed: Duration,
+    /// The sites of every step of every execution (only with [`Config::coverage`]).
+    pub coverage: std::collections::BTreeSet<exec::Site>,
 }
 
 impl Outcome {

@@ -4,7 +4,7 @@
 //! seed gives the same executions.
 
 use crate::exec::StackPool;
-use crate::schedule::run_one;
+use crate::schedule::run_one_with;
 use crate::{Config, Counterexample, Inconclusive, Mode, Model, Outcome};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -46,10 +46,11 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 let changes: Vec<usize> = (1..depth.max(1))
                     .map(|_| rng.gen_range(0..est_steps.max(1)))
                     .collect();
-                run_one(
+                run_one_with(
                     &model,
                     &mut pool,
                     false,
+                    cfg.coverage,
                     cfg.max_steps,
                     &mut |ex, enabled, step| {
                         for (i, &c) in changes.iter().enumerate() {
@@ -70,10 +71,11 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                     },
                 )
             }
-            _ => run_one(
+            _ => run_one_with(
                 &model,
                 &mut pool,
                 false,
+                cfg.coverage,
                 cfg.max_steps,
                 &mut |ex, enabled, _| {
                     let k = enabled.count_ones();
@@ -98,6 +100,9 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             break;
         }
         est_steps = est_steps.max(run.schedule.len());
+        if let Some(c) = &run.coverage {
+            out.coverage.extend(c.iter().copied());
+        }
         crate::lockdep::merge(&mut edges, &run.lock_edges);
         out.violation_kinds
             .extend(run.violation.iter().map(|v| v.kind));

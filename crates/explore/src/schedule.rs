@@ -127,6 +127,8 @@ pub struct Run {
     /// Per-step detail and the naming log (recording mode only; empty otherwise).
     pub detail: Vec<crate::exec::StepDetail>,
     pub names: mmcheck_platform::Names,
+    /// The sites of the steps (only from [`run_one_with`] with `coverage`).
+    pub coverage: Option<std::collections::BTreeSet<crate::exec::Site>>,
 }
 
 /// Picks the decision for a step (a thread, with the outcome if its step is a choice; see
@@ -142,7 +144,22 @@ pub fn run_one<M: Model>(
     max_steps: usize,
     choose: &mut Chooser<'_, M>,
 ) -> Run {
+    run_one_with(model, pool, recording, false, max_steps, choose)
+}
+
+/// [`run_one`], recording the sites of the steps in [`Run::coverage`] if `coverage`.
+pub fn run_one_with<M: Model>(
+    model: &Arc<M>,
+    pool: &mut StackPool,
+    recording: bool,
+    coverage: bool,
+    max_steps: usize,
+    choose: &mut Chooser<'_, M>,
+) -> Run {
     let mut ex = Exec::new(model, pool, recording);
+    if coverage {
+        ex.track_coverage();
+    }
     let mut trace = Vec::new();
     let mut violation = ex.violation();
     let mut limit = ex.limit();
@@ -194,6 +211,7 @@ pub fn run_one<M: Model>(
     let detail = std::mem::take(&mut ex.detail);
     let inst = recording.then(|| ex.inst.clone());
     let reached = ex.reached();
+    let coverage = ex.coverage.take();
     let finish = ex.finish(pool, clean_end);
     // After the final checks, which may blame objects.
     let names = inst.map_or_else(Default::default, |i| model.machine(&i).names());
@@ -214,6 +232,7 @@ pub fn run_one<M: Model>(
         reached,
         detail,
         names,
+        coverage,
     }
 }
 

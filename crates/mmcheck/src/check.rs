@@ -449,6 +449,13 @@ pub fn run_row(
         }
     };
     let model = Arc::new(KernelModel::new(sv).with_strict(opts.strict));
+    // An `init` that fails leaves nothing to explore: bad input, not a violation.
+    if let Some(e) = model.setup_error() {
+        row.verdict = "error".into();
+        row.status = Status::Error;
+        row.message = Some(format!("init fails: {e}"));
+        return row;
+    }
     let cfg = Config {
         mode: opts.mode,
         budget: Some(opts.budget),

@@ -127,6 +127,38 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Generate scenarios over the whole operation vocabulary and run them under the explorer
+    /// against one protocol, with coverage feedback; save each violation found, shrunk, as a
+    /// `.mmt` file with its replay token. Stops at --budget, --scenarios or Ctrl-C with a
+    /// summary. Exits 0 if nothing was found, 1 if a violation was, 2 on bad input, 130 on
+    /// Ctrl-C.
+    Fuzz {
+        /// Seed of the scenario sequence: the same seed gives the same scenarios and verdicts.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds in all.
+        #[arg(long, default_value_t = 60.0)]
+        budget: f64,
+        /// Stop after this many scenarios (a run of a fixed length on any machine).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        scenarios: Option<u64>,
+        /// Protocol preset of every scenario.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// A switch setting, `name=value` (repeatable).
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// Executions per strategy per scenario (random, PCT 2, PCT 3; DPOR gets four times as
+        /// many).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        executions: u64,
+        /// Directory for the violating scenarios.
+        #[arg(long, default_value = "fuzz-out")]
+        out: std::path::PathBuf,
+        /// Print the scenario the generator draws from SEED and exit.
+        #[arg(long, value_name = "SEED")]
+        show: Option<u64>,
+    },
     /// Run random cases on the host kernel and on the model, and compare what each observes.
     DiffKernel {
         #[arg(long, default_value_t = 100)]
@@ -275,6 +307,35 @@ fn main() -> ExitCode {
                 MixArg::Process => mmcheck_hostdiff::gen::OpMix::Process,
             },
         ),
+        Cmd::Fuzz {
+            seed,
+            budget,
+            scenarios,
+            protocol,
+            sets,
+            executions,
+            out,
+            show,
+        } => {
+            if let Some(s) = show {
+                print!("{}", mmcheck::fuzz::show(s));
+                return ExitCode::SUCCESS;
+            }
+            if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
+                eprintln!("error: --budget must be a positive number of seconds up to 86400");
+                return ExitCode::from(2);
+            }
+            run_fuzz(mmcheck::fuzz::FuzzOpts {
+                seed,
+                budget: std::time::Duration::from_secs_f64(budget),
+                scenarios,
+                overrides: mmcheck::check::Overrides { protocol, sets },
+                executions,
+                max_steps: 20_000,
+                out,
+                stop: Default::default(),
+            })
+        }
         Cmd::Bench {
             what: BenchWhat::Explore { seconds },
         } => {
@@ -284,6 +345,65 @@ fn main() -> ExitCode {
             }
             bench_explore(seconds)
         }
+    }
+}
+
+fn run_fuzz(opts: mmcheck::fuzz::FuzzOpts) -> ExitCode {
+    use std::sync::atomic::Ordering;
+    {
+        let stop = opts.stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let sum = match mmcheck::fuzz::run(&opts, &mut |l| println!("{l}")) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(if e.starts_with("internal error") {
+                4
+            } else {
+                2
+            });
+        }
+    };
+    println!(
+        "{} scenarios run ({} more skipped: their init fails), {} executions in {:.1} s; {} sites reached, corpus {}, {} inconclusive{}",
+        sum.scenarios,
+        sum.unstartable,
+        sum.executions,
+        sum.elapsed.as_secs_f64(),
+        sum.sites,
+        sum.corpus,
+        sum.inconclusive,
+        if sum.interrupted { " (interrupted)" } else { "" }
+    );
+    if sum.found.is_empty() {
+        println!("no violation");
+    }
+    for f in &sum.found {
+        println!(
+            "{} in {} (scenario {}, {:.1} s; {}x{} -> {}x{} threads x ops; {} repeats): {}",
+            f.kind,
+            f.func,
+            f.scenario,
+            f.after.as_secs_f64(),
+            f.size.0 .0,
+            f.size.0 .1,
+            f.size.1 .0,
+            f.size.1 .1,
+            f.repeats,
+            f.file.display()
+        );
+    }
+    if sum.interrupted {
+        ExitCode::from(130)
+    } else if sum.found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

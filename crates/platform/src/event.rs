@@ -157,6 +157,27 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
 
 impl Obj {
     /// A short name for traces and reports.
+    /// The kind of object, for coverage (`ptl`, `folio_lock`, `entry`, ...): the same across
+    /// executions and scenarios, unlike ids.
+    pub fn class(self) -> &'static str {
+        match self {
+            Obj::Lock(id) if id >= Obj::PAGE_LOCK_BASE => "folio_lock",
+            Obj::Lock(id) if id >= Obj::PTL_BASE => "ptl",
+            Obj::Lock(_) => "lock",
+            Obj::Entry { .. } => "entry",
+            Obj::Page(_) => "page",
+            Obj::Data(_) => "data",
+            Obj::Alloc => "allocator",
+            Obj::Frame { .. } => "frame",
+            Obj::Rcu => "rcu",
+            Obj::Irq(_) => "irq",
+            Obj::Tlb(_) => "tlb",
+            Obj::Var(id) if id >= Obj::SLAB_BASE => "vma",
+            Obj::Var(_) => "var",
+            Obj::Choice { .. } => "choice",
+        }
+    }
+
     pub fn describe(self) -> String {
         match self {
             Obj::Lock(id) if id >= Obj::PAGE_LOCK_BASE => {
@@ -180,7 +201,7 @@ impl Obj {
 }
 
 /// How a visible operation accesses its object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Access {
     Read,
     Write,

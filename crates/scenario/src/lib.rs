@@ -54,7 +54,8 @@ pub enum SetupOp {
     MadvFree { addr: u64, pages: u64 },
     /// `collapse_file` + `retract_page_tables` of the shmem range mapped at `addr`.
     Retract { addr: u64 },
-    /// Migrate the folio mapped at `addr`; `unmap_only`: `migrate_folio_unmap` alone.
+    /// Migrate the folio mapped at `addr`; `unmap_only`: `migrate_folio_unmap` alone, and the
+    /// move pass runs on a CPU of its own (`migration`) while the threads run.
     Migrate { addr: u64, unmap_only: bool },
     /// `UFFDIO_REGISTER` of `pages` pages at `addr`.
     UffdRegister {
@@ -128,7 +129,9 @@ pub enum Op {
         fast_only: bool,
     },
     /// Migrate the folio mapped at `addr` (`try_to_migrate`, copy, `remove_migration_ptes`);
-    /// `unmap_only`: `migrate_folio_unmap` alone, the migration left in flight.
+    /// `unmap_only`: `migrate_folio_unmap` alone, the migration left in flight until every
+    /// thread is done (the `.mmt` form takes `unmap` only in `init`, see [`SetupOp::Migrate`]:
+    /// a later operation of the same thread on that folio would wait for itself).
     Migrate {
         addr: u64,
         unmap_only: bool,

@@ -41,6 +41,9 @@ pub struct KernelModel {
     reach: mmcheck_explore::reach::Spec,
     /// Every address the scenario stores to, in order: the final state lists them.
     locations: std::collections::BTreeSet<u64>,
+    /// `init` leaves a migration in flight (`migrate ADDR unmap`): its move pass runs on a
+    /// thread of its own, after the RCU thread (see [`KernelModel::migration_cpu`]).
+    migration: bool,
 }
 
 /// One instance: the kernel, its mm, and what each thread observed.
@@ -61,6 +64,24 @@ pub struct Instance {
     initial: std::collections::BTreeMap<u64, u64>,
     /// Anonymous pages `init` left lazyfree (MADV_FREE with no store since).
     initial_lazy: std::collections::BTreeSet<u64>,
+    /// Folios `init` left under migration (locked, isolated, replaced by migration entries).
+    inflight: Vec<mmcheck_platform::FrameRef>,
+}
+
+/// The folios under migration (isolated heads), peeked after the setup.
+fn isolated_folios(k: &Kernel) -> Vec<mmcheck_platform::FrameRef> {
+    let frames = &k.machine.frames;
+    (1..frames.len() as u32)
+        .filter(|&pfn| {
+            let page = k.machine.page_peek(pfn);
+            frames.kind(pfn) == mmcheck_platform::FrameKind::Data
+                && page.get(mmcheck_platform::PageField::Head) == pfn as u64
+                && page.get(mmcheck_platform::PageField::Flags)
+                    & mmcheck_kernel::mm::folio::PG_ISOLATED
+                    != 0
+        })
+        .map(|pfn| frames.current(pfn))
+        .collect()
 }
 
 /// The kernel's backing for a scenario's; `SameFile` looks up the file mapped at `of` (set-up
@@ -214,12 +235,22 @@ impl KernelModel {
             .filter(|&(_, n)| n >= 2)
             .map(|(a, _)| a)
             .collect();
+        let migration = scenario.setup.iter().any(|op| {
+            matches!(
+                op,
+                SetupOp::Migrate {
+                    unmap_only: true,
+                    ..
+                }
+            )
+        });
         KernelModel {
             scenario,
             anon_pages,
             hist_addrs,
             untracked,
             strict: false,
+            migration,
             reach,
             locations,
         }
@@ -227,6 +258,13 @@ impl KernelModel {
 
     fn rcu_cpu(&self) -> usize {
         self.scenario.threads.len()
+    }
+
+    /// The CPU finishing the migrations `init` left in flight, if it did: the migration runs on
+    /// concurrently with the threads, as another CPU's `migrate_pages` would (a thread that
+    /// faults on its entries waits for it, in `migration_entry_wait`).
+    fn migration_cpu(&self) -> Option<usize> {
+        self.migration.then(|| self.scenario.threads.len() + 1)
     }
 
     fn run_op(&self, inst: &Instance, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
@@ -673,6 +711,14 @@ impl KernelModel {
 impl KernelModel {
     /// Turn strict mode on or off: every touch of shared state must be covered by its step's
     /// announced event.
+    /// The error `init` ends in, if any: then the scenario cannot start. One sequential run of
+    /// the set-up (it is deterministic: no thread runs yet).
+    pub fn setup_error(&self) -> Option<String> {
+        self.build(Box::new(mmcheck_platform::backend::NativeBackend))
+            .setup_error
+            .clone()
+    }
+
     pub fn with_strict(mut self, strict: bool) -> Self {
         self.strict = strict;
         self
@@ -689,7 +735,7 @@ impl Model for KernelModel {
     fn build(&self, backend: Box<dyn Backend>) -> Instance {
         let s = &self.scenario;
         let cfg = MachineConfig {
-            nr_cpus: s.threads.len() + 1,
+            nr_cpus: s.threads.len() + 1 + usize::from(self.migration),
             nr_frames: s.nr_frames,
             entries_per_table: s.geometry.entries(),
             tlb_entries: 8,
@@ -806,10 +852,12 @@ impl Model for KernelModel {
                 (a, kernel.machine.name_global(id, "user-data history"))
             })
             .collect();
+        let inflight = isolated_folios(&kernel);
         Instance {
             kernel,
             mm,
             seen,
+            inflight,
             setup_error,
             clock: Ghost::new(0),
             history: Ghost::default(),
@@ -825,7 +873,7 @@ impl Model for KernelModel {
     }
 
     fn threads(&self) -> usize {
-        self.scenario.threads.len() + 1
+        self.scenario.threads.len() + 1 + usize::from(self.migration)
     }
 
     fn is_daemon(&self, t: usize) -> bool {
@@ -839,6 +887,8 @@ impl Model for KernelModel {
     fn thread_name(&self, t: usize) -> String {
         if t == self.rcu_cpu() {
             "rcu".to_string()
+        } else if Some(t) == self.migration_cpu() {
+            "migration".to_string()
         } else {
             format!("T{t}")
         }
@@ -856,6 +906,12 @@ impl Model for KernelModel {
                 }
                 cpu.rcu_run_one();
             }
+        }
+        if Some(t) == self.migration_cpu() {
+            for &src in &inst.inflight {
+                mmcheck_kernel::mm::migrate::migrate_folio_move_pending(cx, src);
+            }
+            return;
         }
         let mut seen = Vec::new();
         for op in &self.scenario.threads[t] {
@@ -924,23 +980,10 @@ impl Model for KernelModel {
                     }
                 }
             }
-            // A migration left in flight (`migrate ADDR unmap`) finishes first: its move pass.
-            let frames = &k.machine.frames;
-            for pfn in 1..frames.len() as u32 {
-                if frames.kind(pfn) == mmcheck_platform::FrameKind::Data
-                    && k.machine
-                        .page_peek(pfn)
-                        .get(mmcheck_platform::PageField::Head)
-                        == pfn as u64
-                    && k.machine
-                        .page_peek(pfn)
-                        .get(mmcheck_platform::PageField::Flags)
-                        & mmcheck_kernel::mm::folio::PG_ISOLATED
-                        != 0
-                {
-                    let src = frames.current(pfn);
-                    mmcheck_kernel::mm::migrate::migrate_folio_move_pending(cx, src);
-                }
+            // A migration a thread left in flight (`Op::Migrate` with `unmap_only`, from the
+            // Rust builder only) finishes first: its move pass.
+            for src in isolated_folios(k) {
+                mmcheck_kernel::mm::migrate::migrate_folio_move_pending(cx, src);
             }
             for child in inst.children.peek(&k.machine, |c| c.clone()) {
                 exit_mmap(cx, &child);

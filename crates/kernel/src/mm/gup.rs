@@ -51,9 +51,16 @@ fn gup_must_unshare(cx: Ctx<'_>, write: bool, pin: bool, folio: FrameRef, page: 
 
 /// `sanity_check_pinned_pages` (CONFIG_DEBUG_VM): a pinned anon page is `PageAnonExclusive`,
 /// else a later COW in the process replaces it under the pin (the pin follows the other
-/// mapper: fork's child, or a page about to be reused).
+/// mapper: fork's child, or a page about to be reused). Of a large folio, either the head
+/// (which carries the bit while the folio is PMD-mapped) or the page itself (PTE-mapped) must
+/// have it: the pin does not know how the folio was mapped.
 fn sanity_check_pinned_page(cx: Ctx<'_>, p: &GupPage) {
-    if folio::folio_test_anon(cx, p.folio) && !folio::page_anon_exclusive(cx, p.page.pfn) {
+    if !folio::folio_test_anon(cx, p.folio) {
+        return;
+    }
+    let exclusive = folio::page_anon_exclusive(cx, p.folio.pfn)
+        || (folio::folio_order(cx, p.folio) > 0 && folio::page_anon_exclusive(cx, p.page.pfn));
+    if !exclusive {
         cx.cpu.report(
             ViolationKind::Assertion,
             format!(

@@ -587,9 +587,9 @@ impl<'t> Builder<'t> {
             OpArgs::Retract { addr } => Ok(SetupOp::Retract {
                 addr: inside(addr, maps)?,
             }),
-            OpArgs::Migrate { addr, unmap_only } => Ok(SetupOp::Migrate {
+            OpArgs::Migrate { addr, unmap } => Ok(SetupOp::Migrate {
                 addr: inside(addr, maps)?,
-                unmap_only: *unmap_only,
+                unmap_only: unmap.is_some(),
             }),
             OpArgs::MadvFree { addr, pages } => {
                 let start = inside(addr, maps)?;
@@ -758,10 +758,21 @@ impl<'t> Builder<'t> {
                 addr: inside(addr)?,
                 what: *what,
             },
-            OpArgs::Migrate { addr, unmap_only } => Op::Migrate {
-                addr: inside(addr)?,
-                unmap_only: *unmap_only,
-            },
+            OpArgs::Migrate { addr, unmap } => {
+                if let Some(span) = unmap {
+                    return Err(self
+                        .err(span.clone(), "'unmap' is for 'init' only")
+                        .with_help(Some(
+                            "a migration left in flight is another CPU's: start it in 'init' and \
+                             its move pass runs on a CPU of its own while the threads run"
+                                .to_string(),
+                        )));
+                }
+                Op::Migrate {
+                    addr: inside(addr)?,
+                    unmap_only: false,
+                }
+            }
             OpArgs::TryToUnmap { addr } => Op::TryToUnmap {
                 addr: inside(addr)?,
             },

@@ -67,7 +67,8 @@ pub(super) enum OpArgs {
     },
     Migrate {
         addr: Sp<Addr>,
-        unmap_only: bool,
+        /// Where `unmap` was written, if it was.
+        unmap: Option<std::ops::Range<usize>>,
     },
     Collapse {
         addr: Sp<Addr>,
@@ -399,8 +400,8 @@ pub(super) fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
 
 pub(super) fn args_migrate(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
-    let unmap_only = !flags(i, &["unmap"])?.is_empty();
-    Ok(OpArgs::Migrate { addr, unmap_only })
+    let unmap = flags(i, &["unmap"])?.first().map(|f| f.span.clone());
+    Ok(OpArgs::Migrate { addr, unmap })
 }
 
 pub(super) fn args_retract(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -547,7 +548,7 @@ pub const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "gup_fast",
-        syntax: "gup_fast ADDR read|write = VALUE [pin] [fast_only]",
+        syntax: "gup_fast ADDR (read | write = VALUE) [pin] [fast_only]",
         kernel: "get_user_pages_fast (mm/gup.c, IRQs off, no locks; FOLL_PIN with 'pin'; get_user_pages_fast_only, FOLL_FAST_ONLY: no slow-path fallback, with 'fast_only'), then a read or a DMA write through the page, then unpin/put",
         init: false,
         args: Some(args_gup_fast),

@@ -1,0 +1,331 @@
+//! `mmcheck fuzz`: generated scenarios ([`mmcheck_scenario::gen::wide`]) run under the explorer
+//! against one protocol, with coverage feedback, until a budget, a scenario count or Ctrl-C.
+//!
+//! Each scenario is probed with random and PCT (depths 2 and 3) for breadth and a bounded DPOR
+//! search, each a fixed number of executions with fixed seeds, so a probe is deterministic. The
+//! coverage of a probe is the set of [`Site`]s its steps were made at (kernel function, access,
+//! object class); a scenario that reaches a site no earlier one did joins the corpus, and later
+//! scenarios are either fresh draws or mutations of a corpus member. A violating scenario is
+//! shrunk twice: to the fewest threads, operations and `init` lines that still give the same
+//! violation (each candidate probed again), then to the fewest preemptions
+//! ([`mmcheck_explore::shrink`]); it is written as a `.mmt` file that states the protocol,
+//! expects the violation and carries its replay token. A probe that hits a tool limit is
+//! counted as inconclusive, never as a violation.
+//!
+//! Determinism: the scenario sequence, every probe and every shrink depend on `--seed` alone;
+//! the time budget only decides where the sequence stops (`--scenarios` fixes that too).
+
+use crate::check::{apply_overrides, Overrides};
+use mmcheck_explore::shrink::shrink;
+use mmcheck_explore::{explore, schedule, Config, Counterexample, Mode, Site};
+use mmcheck_platform::ViolationKind;
+use mmcheck_scenario::gen::wide::{self, Draft};
+use mmcheck_scenario::gen::Prng;
+use mmcheck_scenario::{KernelModel, Scenario};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How many executions shrinking the schedule may take (a count, so the token is the same on any
+/// machine).
+const SHRINK_EXECUTIONS: u64 = 20_000;
+/// How many candidate scenarios shrinking may probe.
+const SHRINK_PROBES: usize = 60;
+
+/// What to fuzz and for how long.
+#[derive(Clone, Debug)]
+pub struct FuzzOpts {
+    pub seed: u64,
+    /// Wall-clock budget, checked between scenarios and between executions.
+    pub budget: Duration,
+    /// Stop after this many scenarios (a run of a fixed length, whatever the machine).
+    pub scenarios: Option<u64>,
+    pub overrides: Overrides,
+    /// Executions per strategy per scenario.
+    pub executions: u64,
+    pub max_steps: usize,
+    /// Where violating scenarios are written (created if missing).
+    pub out: PathBuf,
+    /// Set by Ctrl-C.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A violation found and saved.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub kind: ViolationKind,
+    /// The kernel function that detected it (the innermost of its stack).
+    pub func: String,
+    pub message: String,
+    pub file: PathBuf,
+    /// The index of the scenario that first showed it, and when.
+    pub scenario: u64,
+    pub after: Duration,
+    pub token: String,
+    /// Threads and operations before and after shrinking.
+    pub size: ((usize, usize), (usize, usize)),
+    /// Later scenarios that gave the same violation (same kind and function).
+    pub repeats: u64,
+}
+
+/// The run's figures.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub scenarios: u64,
+    pub executions: u64,
+    pub sites: usize,
+    pub corpus: usize,
+    pub inconclusive: u64,
+    /// Generated scenarios skipped because their `init` fails.
+    pub unstartable: u64,
+    pub found: Vec<Found>,
+    pub interrupted: bool,
+    pub elapsed: Duration,
+}
+
+/// What one probe saw.
+struct Probe {
+    violation: Option<(Counterexample, Mode)>,
+    coverage: BTreeSet<Site>,
+    executions: u64,
+    inconclusive: bool,
+}
+
+/// The strategies of a probe, in order: cheap breadth first.
+fn strategies(seed: u64, executions: u64) -> [(Mode, u64, u64); 4] {
+    [
+        (Mode::Random, seed, executions),
+        (Mode::Pct { depth: 2 }, seed ^ 2, executions),
+        (Mode::Pct { depth: 3 }, seed ^ 3, executions),
+        (Mode::Dpor, 0, 4 * executions),
+    ]
+}
+
+fn probe(model: &Arc<KernelModel>, seed: u64, opts: &FuzzOpts, started: Instant) -> Probe {
+    let mut p = Probe {
+        violation: None,
+        coverage: BTreeSet::new(),
+        executions: 0,
+        inconclusive: false,
+    };
+    for (mode, seed, n) in strategies(seed, opts.executions) {
+        let cfg = Config {
+            mode,
+            seed,
+            max_executions: Some(n),
+            budget: Some(opts.budget.saturating_sub(started.elapsed())),
+            max_steps: opts.max_steps,
+            coverage: true,
+            stop: Some(opts.stop.clone()),
+            ..Config::default()
+        };
+        let out = explore(model.clone(), &cfg);
+        p.executions += out.executions;
+        p.coverage.extend(out.coverage);
+        if out.inconclusive.is_some() {
+            p.inconclusive = true;
+            break;
+        }
+        if let Some(cx) = out.counterexample {
+            p.violation = Some((cx, mode));
+            break;
+        }
+        if out.interrupted || out.budget_exhausted && out.executions < n {
+            break;
+        }
+    }
+    p
+}
+
+/// The model of `s` under the run's protocol.
+fn model_of(s: &Scenario, o: &Overrides) -> Result<Arc<KernelModel>, String> {
+    let s = apply_overrides(s, o).map_err(|e| e.to_string())?;
+    Ok(Arc::new(KernelModel::new(s)))
+}
+
+/// The model of `s`, unless its `init` fails (a draft the generator could not know would: a
+/// migration of a page no store faulted in, say); such drafts are skipped.
+fn startable(s: &Scenario, o: &Overrides) -> Result<Option<Arc<KernelModel>>, String> {
+    let m = model_of(s, o)?;
+    Ok(m.setup_error().is_none().then_some(m))
+}
+
+/// The protocol lines a saved scenario starts with, so that it replays without options.
+fn header(o: &Overrides) -> Vec<String> {
+    let mut h = Vec::new();
+    if let Some(p) = &o.protocol {
+        h.push(format!("protocol {p}"));
+    }
+    for (k, v) in &o.sets {
+        h.push(format!("set {k} = {v}"));
+    }
+    h
+}
+
+fn size(d: &Draft) -> (usize, usize) {
+    (d.threads.len(), d.ops())
+}
+
+/// Shrink `d` to the fewest threads, operations and `init` lines that still give `kind`.
+fn shrink_draft(
+    d: &Draft,
+    kind: ViolationKind,
+    seed: u64,
+    opts: &FuzzOpts,
+    started: Instant,
+) -> Draft {
+    let mut best = d.clone();
+    let mut probes = 0;
+    'outer: while probes < SHRINK_PROBES && !opts.stop.load(Ordering::Relaxed) {
+        for cand in best.smaller() {
+            let Ok(s) = cand.parse("shrink") else {
+                continue;
+            };
+            let Ok(Some(m)) = startable(&s, &opts.overrides) else {
+                continue;
+            };
+            probes += 1;
+            let p = probe(&m, seed, opts, started);
+            if p.violation.as_ref().map(|(cx, _)| cx.violation.kind) == Some(kind) {
+                best = cand;
+                continue 'outer;
+            }
+            if probes >= SHRINK_PROBES {
+                break;
+            }
+        }
+        break;
+    }
+    best
+}
+
+/// Run the fuzzer; `log` gets one line per event worth telling (a new violation, progress).
+pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String> {
+    let started = Instant::now();
+    // Bad overrides are bad input: refuse them before the first scenario.
+    model_of(&wide::generate(opts.seed).1.scenario, &opts.overrides)?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
+    let mut sum = Summary::default();
+    let mut seen: BTreeSet<Site> = BTreeSet::new();
+    let mut corpus: Vec<Draft> = Vec::new();
+    let mut by_sig: BTreeMap<(ViolationKind, String), usize> = BTreeMap::new();
+    let mut r = Prng::new(opts.seed);
+    let mut i = 0u64;
+    loop {
+        if opts.scenarios.is_some_and(|n| i >= n) || started.elapsed() >= opts.budget {
+            break;
+        }
+        if opts.stop.load(Ordering::Relaxed) {
+            sum.interrupted = true;
+            break;
+        }
+        let seed = r.next_u64();
+        let (draft, scenario) = if corpus.is_empty() || r.chance(50) {
+            let (d, g) = wide::generate(seed);
+            (d, g.scenario)
+        } else {
+            let k = r.below(corpus.len() as u64) as usize;
+            wide::mutate(&corpus[k], seed)
+        };
+        i += 1;
+        let Some(model) = startable(&scenario, &opts.overrides)? else {
+            sum.unstartable += 1;
+            continue;
+        };
+        let p = probe(&model, seed, opts, started);
+        sum.scenarios += 1;
+        sum.executions += p.executions;
+        if p.inconclusive {
+            sum.inconclusive += 1;
+        }
+        let fresh = p.coverage.iter().filter(|s| !seen.contains(s)).count();
+        if fresh > 0 {
+            seen.extend(p.coverage);
+            corpus.push(draft.clone());
+        }
+        let Some((cx, _)) = p.violation else {
+            continue;
+        };
+        let kind = cx.violation.kind;
+        let func = cx.violation.stack.last().copied().unwrap_or("").to_string();
+        let sig = (kind, func.clone());
+        if let Some(&k) = by_sig.get(&sig) {
+            sum.found[k].repeats += 1;
+            continue;
+        }
+        let after = started.elapsed();
+        let small = shrink_draft(&draft, kind, seed, opts, started);
+        let name = format!("fuzz-{}-{i}", opts.seed);
+        let text = small.render(
+            &name,
+            &header(&opts.overrides),
+            &format!("violation {kind}"),
+        );
+        let saved = mmcheck_scenario::parse_scenario(&format!("{name}.mmt"), &text)
+            .map_err(|e| format!("internal error: a shrunk scenario does not parse: {e}"))?;
+        let m = Arc::new(KernelModel::new(saved));
+        let p2 = probe(&m, seed, opts, started);
+        let Some((cx2, _)) = p2.violation.filter(|(c, _)| c.violation.kind == kind) else {
+            // Shrinking kept only candidates that showed `kind`; an interrupted probe may not.
+            continue;
+        };
+        let cx2 = shrink(&m, &cx2, SHRINK_EXECUTIONS);
+        let token = cx2.schedule.to_string();
+        let ok = schedule::replay(&m, &cx2.schedule, false)
+            .violation
+            .is_some_and(|v| v.kind == kind);
+        if !ok {
+            return Err(format!(
+                "internal error: {name}'s schedule {token} does not replay to {kind}"
+            ));
+        }
+        let file = opts.out.join(format!("{name}.mmt"));
+        let mut body = format!(
+            "# Found by `mmcheck fuzz --seed {}` (scenario {i}, after {:.1} s), shrunk from {} threads\n\
+             # and {} operations. Replay: mmcheck replay {} --schedule {token}\n",
+            opts.seed,
+            after.as_secs_f64(),
+            draft.threads.len(),
+            draft.ops(),
+            file.display(),
+        );
+        body.push_str(&format!(
+            "# {}\n",
+            cx2.violation.to_string().replace('\n', "\n# ")
+        ));
+        body.push_str(&text);
+        std::fs::write(&file, body).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        log(&format!(
+            "scenario {i}: {kind} in {func} after {:.1} s -> {}",
+            after.as_secs_f64(),
+            file.display()
+        ));
+        by_sig.insert(sig, sum.found.len());
+        sum.found.push(Found {
+            kind,
+            func,
+            message: cx2.violation.to_string(),
+            file,
+            scenario: i,
+            after,
+            token,
+            size: (size(&draft), size(&small)),
+            repeats: 0,
+        });
+    }
+    if opts.stop.load(Ordering::Relaxed) {
+        sum.interrupted = true;
+    }
+    sum.sites = seen.len();
+    sum.corpus = corpus.len();
+    sum.elapsed = started.elapsed();
+    Ok(sum)
+}
+
+/// The `--show N` text: the `N`-th fresh draw of `seed`'s sequence as a file.
+pub fn show(seed: u64) -> String {
+    wide::generate(seed).1.text
+}
