@@ -446,8 +446,10 @@ pub fn tlb_permission_begin(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) ->
 pub struct TlbSnapshot(Vec<(usize, TlbEntry)>);
 
 /// The TLB-permission oracle (I3's second half): when `syscall`, which reduced access to
-/// `[start, end)` of `mm`, returns, no CPU's TLB may still hold an entry it held when the call
-/// began that grants more than the page tables now do (a translation where they map nothing or
+/// `ranges` of `mm` (the parts of its range where it found VMAs: a part another thread unmapped
+/// first is that thread's to flush, and the kernel returns at once there), returns, no CPU's
+/// TLB may still hold an entry it held when the call began that grants more than the page
+/// tables now do (a translation where they map nothing or
 /// another page, or a writable one where they are read-only). Entries filled during the call come
 /// from a concurrent fault after the zap and are another thread's business. The TLB half is an
 /// announced scan of every CPU's TLB; the page tables are read at the same instant, unannounced
@@ -455,22 +457,32 @@ pub struct TlbSnapshot(Vec<(usize, TlbEntry)>);
 pub fn check_tlb_permission(
     cx: Ctx<'_>,
     mm: &MmStruct,
-    start: u64,
-    end: u64,
+    ranges: &[(u64, u64)],
     before: TlbSnapshot,
     syscall: &str,
 ) {
-    if before.0.is_empty() {
+    if before.0.is_empty() || ranges.is_empty() {
         return;
     }
     let ps = cx.geo().page_shift;
-    let (s, e) = (start >> ps, end.div_ceil(1 << ps));
-    for (cpu, te) in cx.cpu.tlb_entries_in(mm.id, s, e) {
+    let (lo, hi) = (
+        ranges[0].0 >> ps,
+        ranges[ranges.len() - 1].1.div_ceil(1 << ps),
+    );
+    let acted = |vpn: u64| {
+        ranges
+            .iter()
+            .any(|&(a, b)| (a >> ps..b.div_ceil(1 << ps)).contains(&vpn))
+    };
+    for (cpu, te) in cx.cpu.tlb_entries_in(mm.id, lo, hi) {
         if !before.0.contains(&(cpu, te)) {
             continue;
         }
         let span = te.vpn >> te.shift << te.shift;
-        let vpn = span.max(s);
+        // The first page of the entry (a huge one spans several) in a range the call acted on.
+        let Some(vpn) = (span.max(lo)..(span + (1 << te.shift)).min(hi)).find(|&v| acted(v)) else {
+            continue;
+        };
         if let Some(why) = tlb_grants_more(cx.k, mm, &te, vpn) {
             cx.cpu.report(
                 ViolationKind::TlbPermission,

@@ -1175,3 +1175,15 @@ expect clean
         "expected 'dontunmap' or end of line, found 'dontmap'",
     );
 }
+
+#[test]
+fn a_migration_left_in_flight_is_for_init_only() {
+    let e = check(
+        "scenario s\ninit {\n  mmap anon @0 pages=8\n  store @1 = 1\n}\nthread T0 {\n  migrate @1 unmap\n}\nexpect clean\n",
+        7,
+        14,
+        "'unmap' is for 'init' only",
+    );
+    assert!(e.help().is_some_and(|h| h.contains("CPU of its own")));
+    ok("scenario s\ninit {\n  mmap anon @0 pages=8\n  store @1 = 1\n  migrate @1 unmap\n}\nthread T0 {\n  load @1\n}\nexpect clean\n");
+}

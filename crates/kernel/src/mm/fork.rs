@@ -104,7 +104,7 @@ fn copy_page_range_inner(
             // copy_pmd_range: a huge PMD that cannot be shared (-EAGAIN) was split; fall
             // through to the PTE copy.
             let mut v = spmd.get(cx);
-            if v.huge_leaf() || v.is_migration() {
+            if v.pmd_trans_huge() || v.is_migration() {
                 match copy_huge_pmd(cx, dst_mm, dst, src_mm, src, spmd, addr) {
                     Err(Errno::Eagain) => v = spmd.get(cx),
                     r => {
@@ -157,9 +157,13 @@ fn copy_huge_pmd(
         drop(dl);
         return Ok(());
     }
-    if !v.huge_leaf() {
+    if !v.pmd_trans_huge() {
+        // Split under us (the lockless read saw it huge): -EAGAIN, so that copy_pmd_range
+        // falls through to the PTEs. The model used to return 0 here, skipping them.
         pgtable::free_table(cx, table);
-        return Ok(());
+        drop(sg);
+        drop(dl);
+        return Err(Errno::Eagain);
     }
     let f = cx.cpu.frame_ref(v.pfn());
     if !crate::mm::huge_memory::is_huge_zero_pmd(cx, v) {

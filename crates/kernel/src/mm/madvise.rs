@@ -67,7 +67,7 @@ pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
                 madvise_dontneed_single_vma(cx, mm, &l.vma, addr, end);
                 drop(l);
                 cx.rcu_quiescent();
-                check_tlb_permission(cx, mm, addr, end, tlb_before, "MADV_DONTNEED");
+                check_tlb_permission(cx, mm, &[(addr, end)], tlb_before, "MADV_DONTNEED");
                 return Ok(());
             }
         }
@@ -76,6 +76,7 @@ pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
     let vmas = mm.vmas_in(cx, addr, end);
     let mut covered = addr;
     let mut hole = false;
+    let mut acted = Vec::new();
     for v in &vmas {
         if v.start() > covered {
             hole = true;
@@ -83,11 +84,12 @@ pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
         let s = addr.max(v.start());
         let e = end.min(v.end());
         madvise_dontneed_single_vma(cx, mm, v, s, e);
+        acted.push((s, e));
         covered = e;
     }
     drop(r);
     cx.rcu_quiescent();
-    check_tlb_permission(cx, mm, addr, end, tlb_before, "MADV_DONTNEED");
+    check_tlb_permission(cx, mm, &acted, tlb_before, "MADV_DONTNEED");
     if hole || covered < end {
         return Err(Errno::Enomem);
     }

@@ -104,7 +104,7 @@ pub fn do_mprotect(
     crate::mm::vma::vma_merge_modified(cx, mm, &w, start, end);
     drop(w);
     if !write {
-        crate::check::check_tlb_permission(cx, mm, start, end, tlb_before, "mprotect");
+        crate::check::check_tlb_permission(cx, mm, &[(start, end)], tlb_before, "mprotect");
     }
     Ok(())
 }
@@ -202,7 +202,9 @@ fn change_pmd_range(
             }
             return 0;
         }
-        if v.huge_leaf() || v.is_migration() {
+        // is_swap_pmd || pmd_trans_huge: a PMD being split (pmdp_invalidate) is still huge to
+        // software, which then waits for the splitter on the PMD lock.
+        if v.pmd_trans_huge() || v.is_migration() {
             // uffd-wp of a huge PMD is done on its PTEs here (the kernel sets pmd_mkuffd_wp on
             // an anon THP; see docs/fidelity.md).
             if next - addr != g.pmd_size() || cp.prot == NewProt::UffdWp {

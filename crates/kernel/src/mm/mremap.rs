@@ -338,7 +338,7 @@ fn move_page_tables(
         if let Some(old_pmd) = pgtable::pmd_off(cx, mm, o) {
             let ov = old_pmd.get(cx);
             // is_swap_pmd || pmd_trans_huge: a PMD migration entry moves as a huge PMD does.
-            if ov.huge_leaf() || ov.is_migration() {
+            if ov.pmd_trans_huge() || ov.is_migration() {
                 let new_pmd = pgtable::pmd_alloc(cx, mm, n)?;
                 if extent == pmd_size && new_pmd.get(cx).is_none() {
                     // move_huge_pmd: both PMD locks (new nested), the deposited table follows
@@ -350,21 +350,26 @@ fn move_page_tables(
                     let og = old_ptl.lock(cx.cpu);
                     let new_ptl = pgtable::pmd_lockptr(cx, mm, new_pmd);
                     let ng = (!std::ptr::eq(old_ptl, new_ptl)).then(|| new_ptl.lock(cx.cpu));
-                    let v = old_pmd.xchg(cx, Entry::NONE);
-                    if let Some(t) = crate::mm::huge_memory::withdraw(cx, old_pmd) {
-                        crate::mm::huge_memory::deposit(cx, new_pmd, t);
+                    // __pmd_trans_huge_lock: still huge (or a migration entry) under the lock,
+                    // else a split won the lock first: PTE level below.
+                    let cur = old_pmd.get(cx);
+                    if cur.pmd_trans_huge() || cur.is_migration() {
+                        let v = old_pmd.xchg(cx, Entry::NONE);
+                        if let Some(t) = crate::mm::huge_memory::withdraw(cx, old_pmd) {
+                            crate::mm::huge_memory::deposit(cx, new_pmd, t);
+                        }
+                        new_pmd.set(cx, v);
+                        cx.cpu.flush_tlb_range(
+                            mm.id,
+                            o >> g.page_shift,
+                            (o + pmd_size) >> g.page_shift,
+                            false,
+                        );
+                        drop(ng);
+                        drop(og);
+                        done += extent;
+                        continue;
                     }
-                    new_pmd.set(cx, v);
-                    cx.cpu.flush_tlb_range(
-                        mm.id,
-                        o >> g.page_shift,
-                        (o + pmd_size) >> g.page_shift,
-                        false,
-                    );
-                    drop(ng);
-                    drop(og);
-                    done += extent;
-                    continue;
                 }
                 crate::mm::huge_memory::__split_huge_pmd(cx, mm, vma, old_pmd, o);
             }
@@ -467,6 +472,6 @@ pub fn do_mremap_flags(
         do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
     }
     cx.rcu_quiescent();
-    crate::check::check_tlb_permission(cx, mm, old_addr, old_end, tlb_before, "mremap");
+    crate::check::check_tlb_permission(cx, mm, &[(old_addr, old_end)], tlb_before, "mremap");
     Ok(new_addr)
 }

@@ -40,8 +40,15 @@ fn unmap_folio(cx: Ctx<'_>, f: FrameRef) {
 
 /// `__split_huge_page` with the count frozen: every `1 << new_order` pages become a folio of
 /// their own (head, order, `mapping`, `index`, flags) with one reference; the original head keeps
-/// the caller's. Then `remap_page`, and the new folios other than the first lose that reference.
-fn __split_huge_page(cx: Ctx<'_>, f: FrameRef, order: u32, new_order: u32) {
+/// the caller's. Then IRQs back on (`irq`, taken before the freeze) and `remap_page`, and the new
+/// folios other than the first lose that reference.
+fn __split_huge_page(
+    cx: Ctx<'_>,
+    f: FrameRef,
+    order: u32,
+    new_order: u32,
+    irq: mmcheck_platform::IrqGuard<'_>,
+) {
     let _f = cx.cpu.enter("__split_huge_page");
     let nr = 1u32 << order;
     let new_nr = 1u32 << new_order;
@@ -57,6 +64,17 @@ fn __split_huge_page(cx: Ctx<'_>, f: FrameRef, order: u32, new_order: u32) {
     let mut new_folios = Vec::new();
     for i in (0..nr).step_by(new_nr as usize) {
         let head = f.pfn + i;
+        if i > 0 {
+            // __split_huge_page_tail: the flags and the anon mapping are copied and the index
+            // advances while the page is still a tail; smp_wmb() ("page flags must be visible
+            // before we make the page non-compound"), so whoever finds it a folio of its own
+            // finds them.
+            let pm = cx.cpu.page(head, Access::Write);
+            pm.set(PageField::Mapping, mapping);
+            pm.set(PageField::Index, index + i as u64);
+            pm.set(PageField::Flags, flags);
+            cx.cpu.smp_wmb();
+        }
         for p in head..head + new_nr {
             // compound_head / folio_order: constant from allocation to free except here.
             cx.cpu
@@ -69,15 +87,10 @@ fn __split_huge_page(cx: Ctx<'_>, f: FrameRef, order: u32, new_order: u32) {
             );
         }
         if i > 0 {
-            // __split_huge_page_tail: page_ref_unfreeze(page_tail, 1); the flags and the anon
-            // mapping are copied, the index advances.
-            let pm = cx.cpu.page(head, Access::Write);
-            pm.set(PageField::Mapping, mapping);
-            pm.set(PageField::Index, index + i as u64);
-            pm.set(PageField::Flags, flags);
-            pm.set(PageField::Refcount, 1);
-            // The kernel copies PG_locked to each tail folio; the model leaves them unlocked
-            // (docs/fidelity.md): a fault on a tail's migration entry retries until remap_page.
+            // page_ref_unfreeze(page_tail, 1), after clear_compound_head. The kernel copies
+            // PG_locked to each tail folio; the model leaves them unlocked (docs/fidelity.md):
+            // a fault on a tail's migration entry retries until remap_page.
+            cx.cpu.page(head, Access::Write).set(PageField::Refcount, 1);
         }
         new_folios.push(frames.current(head));
     }
@@ -85,6 +98,9 @@ fn __split_huge_page(cx: Ctx<'_>, f: FrameRef, order: u32, new_order: u32) {
     cx.cpu
         .page(f.pfn, Access::Write)
         .set(PageField::Refcount, 1);
+    // local_irq_enable() before remap_page: the rmap walk takes PTLs, whose holders may be
+    // waiting for this CPU to take a TLB-flush IPI.
+    drop(irq);
     remap_page(cx, &new_folios);
     for nf in new_folios.into_iter().skip(1) {
         folio::folio_put(cx, nf);
@@ -133,8 +149,7 @@ pub fn split_huge_page_to_order(cx: Ctx<'_>, f: FrameRef, new_order: u32) -> Res
         drop(w);
         return Err(Errno::Eagain);
     }
-    __split_huge_page(cx, f, order, new_order);
-    drop(irq);
+    __split_huge_page(cx, f, order, new_order, irq);
     drop(w);
     Ok(())
 }

@@ -261,7 +261,7 @@ pub fn __split_vma(
         if addr != lo && lo >= vma.start() && lo + g.pmd_size() <= vma.end() {
             if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, mm, addr) {
                 let v = pmd.get(cx);
-                if v.huge_leaf() || v.is_migration() {
+                if v.pmd_trans_huge() || v.is_migration() {
                     crate::mm::huge_memory::__split_huge_pmd(cx, mm, vma, pmd, addr);
                 }
             }
@@ -326,14 +326,15 @@ pub fn do_munmap(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<(), 
     let end = check_range(cx, addr, len)?;
     let tlb_before = crate::check::tlb_permission_begin(cx, mm, addr, end);
     let w = mm.mmap_lock.write_lock(cx.cpu);
-    do_vmi_munmap(cx, mm, w, addr, end, true);
+    let acted = do_vmi_munmap(cx, mm, w, addr, end, true);
     cx.rcu_quiescent();
-    crate::check::check_tlb_permission(cx, mm, addr, end, tlb_before, "munmap");
+    crate::check::check_tlb_permission(cx, mm, &acted, tlb_before, "munmap");
     Ok(())
 }
 
 /// The body of munmap with the write lock held; `unlock` downgrades for the zap (munmap), else
 /// the write lock is kept throughout (mremap's unmap of the old range). Releases the lock.
+/// Returns the ranges it unmapped (those of the VMAs it found).
 pub fn do_vmi_munmap<'a>(
     cx: Ctx<'a>,
     mm: &'a MmStruct,
@@ -341,10 +342,10 @@ pub fn do_vmi_munmap<'a>(
     addr: u64,
     end: u64,
     unlock: bool,
-) {
+) -> Vec<(u64, u64)> {
     let vmas = mm.vmas_in(cx, addr, end);
     if vmas.is_empty() {
-        return;
+        return Vec::new();
     }
     if vmas[0].start() < addr {
         __split_vma(cx, mm, &w, &vmas[0], addr);
@@ -355,6 +356,10 @@ pub fn do_vmi_munmap<'a>(
         }
     }
     let detached = mm.vmas_in(cx, addr, end);
+    let ranges = detached
+        .iter()
+        .map(|v| (v.start().max(addr), v.end().min(end)))
+        .collect();
     for v in &detached {
         w.vma_start_write(&v.lock);
         mm.tree_remove(cx, v.start());
@@ -381,6 +386,7 @@ pub fn do_vmi_munmap<'a>(
     for v in &detached {
         remove_vma(cx, v);
     }
+    ranges
 }
 
 /// `exit_mmap`: zap everything under the read lock, then free the tables under the write lock,
