@@ -279,6 +279,8 @@ pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
         let Some(m) = mm_of(cx, vma.mm_id) else {
             return true;
         };
+        // The folio's first page may lie before the VMA (split inside the folio): vma_address.
+        let a = a.max(vma.start());
         if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, a, false, false) {
             if pv.entry.young() {
                 referenced += 1;
@@ -470,6 +472,9 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
         };
         for i in 0..nr {
             let addr = a + (i << ps);
+            if addr < vma.start() {
+                continue;
+            }
             if addr >= vma.end() {
                 break;
             }

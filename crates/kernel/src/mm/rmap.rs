@@ -192,7 +192,7 @@ pub fn rmap_walk(
         // The tree is read under the lock, one VMA at a time (interval-tree order).
         let vmas = av.tree_overlapping(index, index + nr - 1, ps);
         for vma in vmas {
-            let Some(addr) = vma.address_of(index, ps) else {
+            let Some(addr) = vma.folio_address(index, nr, ps) else {
                 continue;
             };
             if !rmap_one(&vma, addr) {
@@ -214,7 +214,7 @@ pub fn rmap_walk(
         );
         let g = (lock == RmapLock::Read).then(|| file.i_mmap_rwsem.read(cx.cpu));
         for vma in file.i_mmap_overlapping(index, index + nr - 1, ps) {
-            let Some(addr) = vma.address_of(index, ps) else {
+            let Some(addr) = vma.folio_address(index, nr, ps) else {
                 continue;
             };
             if !rmap_one(&vma, addr) {

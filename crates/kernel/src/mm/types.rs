@@ -340,6 +340,21 @@ impl Vma {
     }
 
     /// `vma_address`: where page index `pgoff` is mapped, if inside the VMA.
+    /// For an rmap walk of a folio of `nr` pages at `pgoff`: the address its first page has in
+    /// this VMA's linear map if any of its pages falls inside the VMA (that first page may be
+    /// outside, before `vm_start`: the VMA was split inside the folio), else `None`. The kernel's
+    /// `vma_address` returns `vm_start` then; the model's callers walk the folio's pages from
+    /// its first and skip those outside the VMA.
+    pub fn folio_address(&self, pgoff: u64, nr: u64, page_shift: u32) -> Option<u64> {
+        let first = self.pgoff();
+        let pages = (self.end() - self.start()) >> page_shift;
+        if pgoff + nr <= first || pgoff >= first + pages {
+            return None;
+        }
+        let a = self.start() as i128 + ((pgoff as i128 - first as i128) << page_shift);
+        u64::try_from(a).ok()
+    }
+
     pub fn address_of(&self, pgoff: u64, page_shift: u32) -> Option<u64> {
         let first = self.pgoff();
         let pages = (self.end() - self.start()) >> page_shift;

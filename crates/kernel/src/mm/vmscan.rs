@@ -192,6 +192,9 @@ fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &m
     let anon = folio::folio_test_anon(cx, f);
     for i in 0..nr {
         let a = addr + (i << ps);
+        if a < vma.start() {
+            continue;
+        }
         if a >= vma.end() {
             break;
         }

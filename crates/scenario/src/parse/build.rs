@@ -259,6 +259,19 @@ impl<'t> Builder<'t> {
                 _ => {}
             }
         }
+        // A migration `init` leaves in flight runs on a CPU of its own after the RCU thread's:
+        // reach patterns may name it `migration`.
+        if s.setup.iter().any(|o| {
+            matches!(
+                o,
+                SetupOp::Migrate {
+                    unmap_only: true,
+                    ..
+                }
+            )
+        }) {
+            thread_index.insert("migration", thread_names.len() + 1);
+        }
         // Expectations may name variants declared anywhere in the file.
         let mut reach_spans: Vec<(Option<&str>, Range<usize>)> = Vec::new();
         for item in &items {
