@@ -56,6 +56,8 @@ pub enum SetupOp {
     Retract { addr: u64 },
     /// Migrate the folio mapped at `addr`; `unmap_only`: `migrate_folio_unmap` alone.
     Migrate { addr: u64, unmap_only: bool },
+    /// `madvise(MADV_PAGEOUT)`: with `swap = on`, anonymous pages start the threads swapped out.
+    MadvPageout { addr: u64, pages: u64 },
     /// `UFFDIO_REGISTER` of `pages` pages at `addr`.
     UffdRegister {
         addr: u64,

@@ -739,6 +739,9 @@ impl Model for KernelModel {
                 SetupOp::MadvFree { addr, pages } => {
                     mmcheck_kernel::mm::madvise::madvise_free(cx, &mm, addr, pages * ps)
                 }
+                SetupOp::MadvPageout { addr, pages } => {
+                    mmcheck_kernel::mm::madvise::madvise_pageout(cx, &mm, addr, pages * ps)
+                }
                 SetupOp::UffdRegister {
                     addr,
                     pages,
