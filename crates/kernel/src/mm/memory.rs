@@ -779,6 +779,7 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
     }
     drop(l);
     if let Some(f) = old_folio {
+        crate::mm::swapfile::free_swap_cache(cx, f);
         folio::folio_put(cx, f); // the old mapping's reference
     }
     put_old(cx); // do_wp_page's temporary reference

@@ -6,6 +6,7 @@
 //! No readahead: `swapin_readahead` reads the faulting entry only (see docs/fidelity.md).
 
 use crate::mm::folio::{self, PG_DIRTY, PG_LRU, PG_SWAPBACKED, PG_SWAPCACHE};
+use mmcheck_platform::{Access, PageField};
 use crate::mm::swapfile::{self, si, SwapErr};
 use crate::Ctx;
 use mmcheck_platform::FrameRef;
@@ -34,12 +35,18 @@ pub fn swap_cache_get_folio(cx: Ctx<'_>, off: u32) -> Option<FrameRef> {
 }
 
 /// `add_to_swap_cache` of a locked folio whose slot holds `SWAP_HAS_CACHE`: the cache takes a
-/// reference per page.
-pub fn add_to_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32) {
+/// reference per page, `PG_swapcache` and `folio->swap` are set (with `extra` flags, in the same
+/// step: the folio lock excludes every other writer of them).
+pub fn add_to_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32, extra: u64) {
     let _f = cx.cpu.enter("add_to_swap_cache");
-    let nr = folio::folio_nr_pages(cx, f) as i64;
-    folio::folio_ref_add(cx, f, nr);
-    folio::folio_set(cx, f, PG_SWAPCACHE);
+    {
+        let pm = cx.cpu.page(f.pfn, Access::Rmw);
+        cx.k.machine.frames.check(&cx.cpu, f, "add_to_swap_cache");
+        let nr = 1i64 << pm.get(PageField::Order);
+        pm.add(PageField::Refcount, nr);
+        pm.or(PageField::Flags, PG_SWAPCACHE | extra);
+        pm.set(PageField::Private, u64::from(off));
+    }
     si(cx).state.write(&cx.cpu, |s| {
         let old = s.cache.insert(off, f);
         cx.cpu
@@ -47,21 +54,31 @@ pub fn add_to_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32) {
     });
 }
 
-/// `__delete_from_swap_cache` (folio locked): out of the cache, `PG_swapcache` cleared. The
-/// caller drops `SWAP_HAS_CACHE` and the cache's references.
-pub fn __delete_from_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32) {
+/// `__delete_from_swap_cache` then `put_swap_folio` (folio locked): out of the cache and
+/// `SWAP_HAS_CACHE` dropped in one step (the model folds the xarray lock into the cluster
+/// lock), then `PG_swapcache` cleared with `extra` flags set. The caller drops the cache's
+/// references.
+pub fn __delete_from_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32, extra: u64) {
     let _f = cx.cpu.enter("__delete_from_swap_cache");
     si(cx).state.write(&cx.cpu, |s| {
         s.cache.remove(&off);
+        let m = &mut s.map[off as usize];
+        cx.cpu.warn_on(
+            *m & swapfile::SWAP_HAS_CACHE == 0,
+            "put_swap_folio: no SWAP_HAS_CACHE",
+        );
+        *m &= !swapfile::SWAP_HAS_CACHE;
     });
-    folio::folio_clear(cx, f, PG_SWAPCACHE);
+    let pm = cx.cpu.page(f.pfn, Access::Rmw);
+    pm.and_not(PageField::Flags, PG_SWAPCACHE);
+    pm.or(PageField::Flags, extra);
+    pm.set(PageField::Private, 0);
 }
 
 /// `delete_from_swap_cache`: `__delete_from_swap_cache`, `put_swap_folio`, and the cache's
 /// references dropped.
-pub fn delete_from_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32) {
-    __delete_from_swap_cache(cx, f, off);
-    swapfile::swapcache_clear(cx, off);
+pub fn delete_from_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32, extra: u64) {
+    __delete_from_swap_cache(cx, f, off, extra);
     let nr = folio::folio_nr_pages(cx, f) as i64;
     folio::folio_put_refs(cx, f, nr);
 }
@@ -73,10 +90,9 @@ pub fn add_to_swap(cx: Ctx<'_>, f: FrameRef) -> bool {
     let Some(off) = swapfile::folio_alloc_swap_slot(cx) else {
         return false;
     };
-    add_to_swap_cache(cx, f, off);
     // Normally the PTE's dirty bit dirties the folio at unmap; a clean anon folio (its data is
-    // nowhere else) must be written too.
-    folio::folio_set(cx, f, PG_DIRTY);
+    // nowhere else) must be written too: folio_mark_dirty.
+    add_to_swap_cache(cx, f, off, PG_DIRTY);
     true
 }
 
@@ -97,8 +113,7 @@ pub fn read_swap_cache_async(cx: Ctx<'_>, off: u32) -> Option<FrameRef> {
         match swapfile::swapcache_prepare(cx, off) {
             Ok(()) => {
                 folio::folio_set_locked_new(cx, new);
-                init_swapin_folio(cx, new);
-                add_to_swap_cache(cx, new, off);
+                add_to_swap_cache(cx, new, off, PG_SWAPBACKED | PG_LRU);
                 swapfile::swap_read_folio(cx, new, off);
                 folio::folio_unlock(cx, new);
                 return Some(new);

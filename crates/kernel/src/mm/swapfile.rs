@@ -15,7 +15,7 @@
 
 use crate::mm::folio::{self, PG_DIRTY, PG_SWAPCACHE};
 use crate::Ctx;
-use mmcheck_platform::{FrameRef, Machine, Shared};
+use mmcheck_platform::{Access, FrameRef, Machine, PageField, Shared};
 use std::collections::BTreeMap;
 
 /// Slots of the model's swap area, the header included.
@@ -170,33 +170,40 @@ pub fn folio_swapped(cx: Ctx<'_>, off: u32) -> bool {
     __swap_count(cx, off) > 0
 }
 
-/// The slot of a swap-cache folio (`folio->swap`). The model keeps it only in the cache.
+/// The slot of a swap-cache folio (`folio->swap`, read with its flags in one step).
 pub fn folio_swap_entry(cx: Ctx<'_>, f: FrameRef) -> Option<u32> {
-    let si = cx.k.swap.as_ref()?;
-    si.state.read(&cx.cpu, |s| {
-        s.cache
-            .iter()
-            .find(|(_, &g)| g.pfn == f.pfn)
-            .map(|(&o, _)| o)
-    })
+    let pm = cx.cpu.page(f.pfn, Access::Read);
+    (pm.get(PageField::Flags) & PG_SWAPCACHE != 0).then(|| pm.get(PageField::Private) as u32)
 }
 
 /// `folio_free_swap` (folio locked): a swap-cache folio no swap PTE refers to any more leaves
 /// the cache and is dirtied (its only copy is now in memory).
 pub fn folio_free_swap(cx: Ctx<'_>, f: FrameRef) -> bool {
     let _f = cx.cpu.enter("folio_free_swap");
-    if !folio::folio_test(cx, f, PG_SWAPCACHE) {
-        return false;
-    }
     let Some(off) = folio_swap_entry(cx, f) else {
         return false;
     };
     if folio_swapped(cx, off) {
         return false;
     }
-    crate::mm::swap_state::delete_from_swap_cache(cx, f, off);
-    folio::folio_set(cx, f, PG_DIRTY);
+    crate::mm::swap_state::delete_from_swap_cache(cx, f, off, PG_DIRTY);
     true
+}
+
+/// `free_swap_cache` (`mm/swap_state.c`, from `free_pages_and_swap_cache` after a zap and from
+/// `wp_page_copy`): a swap-cache folio no one maps any more leaves the cache if its slot has no
+/// other user (`folio_free_swap` under a trylock). Nothing without swap.
+pub fn free_swap_cache(cx: Ctx<'_>, f: FrameRef) {
+    if cx.k.swap.is_none() || f.pfn == cx.k.zero_page.pfn {
+        return;
+    }
+    if folio::folio_test(cx, f, PG_SWAPCACHE)
+        && !folio::folio_mapped(cx, f)
+        && folio::folio_trylock(cx, f)
+    {
+        folio_free_swap(cx, f);
+        folio::folio_unlock(cx, f);
+    }
 }
 
 /// `free_swap_and_cache` (zap): drop one swap PTE's count; if only the cache holds the slot

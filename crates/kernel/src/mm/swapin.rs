@@ -21,10 +21,12 @@ use mmcheck_platform::FrameRef;
 /// frees the swap copy (the page is about to diverge from it). `mem_cgroup_swap_full` /
 /// `vm_swap_full` and mlock are not modelled (false).
 fn should_try_to_free_swap(cx: Ctx<'_>, f: FrameRef, write: bool) -> bool {
-    if !folio::folio_test(cx, f, PG_SWAPCACHE) {
+    let pm = cx.cpu.page(f.pfn, mmcheck_platform::Access::Read);
+    use mmcheck_platform::PageField;
+    if pm.get(PageField::Flags) & PG_SWAPCACHE == 0 {
         return false;
     }
-    write && folio::folio_ref_count(cx, f) == 1 + folio::folio_nr_pages(cx, f) as i64
+    write && pm.count(PageField::Refcount) == 1 + (1i64 << pm.get(PageField::Order))
 }
 
 /// `do_swap_page` for the swap PTE `orig` at `vmf->address`.
@@ -82,8 +84,14 @@ pub fn do_swap_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         }
     }
     let Some(f) = folio else {
-        // The entry was freed meanwhile: somebody else faulted this PTE in, or zapped it.
-        return VmFault::Done;
+        // The entry was freed meanwhile. Back out if somebody else faulted in this PTE while
+        // we released the PTE lock (taking the PTL waits for a fault still installing it).
+        let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
+            return VmFault::Done;
+        };
+        let same = l.pte(cx.geo().index(vmf.addr, 1)).get(cx) == orig;
+        drop(l);
+        return if same { VmFault::Oom } else { VmFault::Done };
     };
     let swapcache = !direct;
     let out_page = |cx: Ctx<'_>, locked: bool| {
@@ -100,8 +108,7 @@ pub fn do_swap_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         // folio_lock_or_retry, then make sure the folio is still the entry's cache folio:
         // it may have been freed from the cache (folio_free_swap, reclaim) and reused.
         folio::folio_lock(cx, f);
-        if !folio::folio_test(cx, f, PG_SWAPCACHE) || swapfile::folio_swap_entry(cx, f) != Some(off)
-        {
+        if swapfile::folio_swap_entry(cx, f) != Some(off) {
             return out_page(cx, true);
         }
     }

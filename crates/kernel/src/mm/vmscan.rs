@@ -201,46 +201,62 @@ pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<Fram
 /// dirty, then `__remove_mapping`. True if the folio is to be freed (unlocked, references
 /// frozen); false if kept (unlocked).
 fn swap_pageout(cx: Ctx<'_>, f: FrameRef, ubc: &mut TlbUbc) -> bool {
-    let Some(off) = swapfile::folio_swap_entry(cx, f) else {
-        folio::folio_unlock(cx, f);
-        return false;
+    // One read of the folio: its slot, size and dirty bit (the folio lock is held).
+    let (off, nr, dirty) = {
+        let pm = cx.cpu.page(f.pfn, Access::Read);
+        (
+            pm.get(PageField::Private) as u32,
+            1i64 << pm.get(PageField::Order),
+            pm.get(PageField::Flags) & PG_DIRTY != 0,
+        )
     };
-    let nr = folio::folio_nr_pages(cx, f) as i64;
-    if folio::folio_test(cx, f, PG_DIRTY) {
+    if dirty {
         // Folio is dirty: flush the TLB if a writable entry potentially exists, so that no CPU
         // writes the page after it went to swap.
         try_to_unmap_flush_dirty(cx, ubc);
         let _p = cx.cpu.enter("pageout");
-        // is_page_cache_freeable: only the isolation and the cache's references.
-        if folio::folio_ref_count(cx, f) != 1 + nr {
+        // is_page_cache_freeable (only the isolation and the cache's references), then
+        // folio_clear_dirty_for_io.
+        let freeable = {
+            let pm = cx.cpu.page(f.pfn, Access::Rmw);
+            let ok = pm.count(PageField::Refcount) == 1 + nr;
+            if ok {
+                pm.and_not(PageField::Flags, PG_DIRTY);
+            }
+            ok
+        };
+        if !freeable {
             folio::folio_unlock(cx, f);
             return false;
         }
-        // folio_clear_dirty_for_io, then swap_writepage; the write completes at once and
-        // unlocks the folio (folio_end_writeback).
-        folio::folio_clear(cx, f, PG_DIRTY);
+        // swap_writepage; the write completes at once and unlocks the folio
+        // (folio_end_writeback).
         swapfile::swap_writepage(cx, f, off);
         folio::folio_unlock(cx, f);
         // A synchronous write: go ahead and try to reclaim the folio.
         if !folio::folio_trylock(cx, f) {
             return false;
         }
-        if folio::folio_test(cx, f, PG_DIRTY) {
-            folio::folio_unlock(cx, f);
-            return false;
-        }
     }
-    // __remove_mapping: freeze the references at the isolation one plus the cache's; a
-    // reference taken meanwhile (GUP, a swap-in that found it in the cache) keeps the folio.
+    // __remove_mapping: freeze the references at the isolation one plus the cache's (a
+    // reference taken meanwhile, by GUP or a swap-in that found the folio in the cache, keeps
+    // it), then check it was not redirtied.
     let _r = cx.cpu.enter("__remove_mapping");
-    if !folio_ref_freeze(cx, f, 1 + nr) {
+    let frozen = {
+        let pm = cx.cpu.page(f.pfn, Access::Rmw);
+        let ok = pm.cmpxchg(PageField::Refcount, 1 + nr, 0).is_ok();
+        if ok && pm.get(PageField::Flags) & PG_DIRTY != 0 {
+            pm.set(PageField::Refcount, (1 + nr) as u64); // folio_ref_unfreeze
+            false
+        } else {
+            ok
+        }
+    };
+    if !frozen {
         folio::folio_unlock(cx, f);
         return false;
     }
-    // A swap-in or fork may have mapped it again between the unmap and the freeze: the
-    // freeze then fails (the mapping's reference), so the folio is unmapped here.
-    swap_state::__delete_from_swap_cache(cx, f, off);
-    swapfile::swapcache_clear(cx, off);
+    swap_state::__delete_from_swap_cache(cx, f, off, 0);
     folio::folio_unlock(cx, f);
     true
 }
@@ -336,17 +352,11 @@ fn unmap_to_swap(
     pteval: Entry,
 ) -> bool {
     let subpage = pteval.pfn();
+    // The page's PageAnonExclusive and the folio's slot (folio->swap).
     let anon_exclusive = folio::page_anon_exclusive(cx, subpage);
-    let Some(off) = swapfile::folio_swap_entry(cx, f) else {
-        pte.set(cx, pteval);
-        return false;
-    };
+    let off = cx.cpu.page(f.pfn, Access::Read).get(PageField::Private) as u32;
     // The model's swap PTE has no uffd-wp bit: keep such a page mapped (docs/fidelity.md).
-    if pteval.uffd_wp() {
-        pte.set(cx, pteval);
-        return false;
-    }
-    if !swapfile::swap_duplicate(cx, off) {
+    if pteval.uffd_wp() || !swapfile::swap_duplicate(cx, off) {
         pte.set(cx, pteval);
         return false;
     }
