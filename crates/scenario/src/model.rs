@@ -951,6 +951,7 @@ impl Model for KernelModel {
             }
             exit_mmap(cx, &inst.mm);
             mmdrop(cx, &inst.mm);
+            mmcheck_kernel::mm::swapfile::swap_reclaim_unused(cx);
             cx.cpu.rcu_barrier();
             for (kind, msg) in check_quiescent(k) {
                 violations.push(Violation {

@@ -243,3 +243,25 @@ pub fn swap_writepage(cx: Ctx<'_>, f: FrameRef, off: u32) {
     let v = cx.cpu.data_read(f);
     si(cx).data.write(&cx.cpu, |d| d[off as usize] = v);
 }
+
+/// `swap_reclaim_full_clusters` / `__try_to_reclaim_swap(TTRS_ANYWAY)` over the whole area: every
+/// cached folio whose slot has no swap count left (a swap-in that backed out, a read fault that
+/// kept the cache) leaves the cache, as the allocator or memory pressure would free it. Run at
+/// the end, after every mm exited, so that such folios are not counted as leaks.
+pub fn swap_reclaim_unused(cx: Ctx<'_>) {
+    let Some(si) = cx.k.swap.as_ref() else {
+        return;
+    };
+    let _f = cx.cpu.enter("swap_reclaim_full_clusters");
+    let cached: Vec<u32> = si.state.read(&cx.cpu, |s| s.cache.keys().copied().collect());
+    for off in cached {
+        let Some(f) = crate::mm::swap_state::swap_cache_get_folio(cx, off) else {
+            continue;
+        };
+        if folio::folio_trylock(cx, f) {
+            folio_free_swap(cx, f);
+            folio::folio_unlock(cx, f);
+        }
+        folio::folio_put(cx, f);
+    }
+}
