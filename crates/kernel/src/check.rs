@@ -405,7 +405,9 @@ fn check_swap(
     errs: &mut Vec<(ViolationKind, String)>,
 ) {
     use crate::mm::swapfile::SWAP_HAS_CACHE;
-    let (map, cache) = si.state.peek(&k.machine, |s| (s.map.clone(), s.cache.clone()));
+    let (map, cache) = si
+        .state
+        .peek(&k.machine, |s| (s.map.clone(), s.cache.clone()));
     for (off, &m) in map.iter().enumerate().skip(1) {
         let off = off as u32;
         let count = i64::from(m & !SWAP_HAS_CACHE);
@@ -436,7 +438,10 @@ fn check_swap(
         if !k.machine.frames.is_live(f) {
             errs.push((
                 ViolationKind::UseAfterFree,
-                format!("swap slot {off}: the swap cache holds freed folio {}", f.pfn),
+                format!(
+                    "swap slot {off}: the swap cache holds freed folio {}",
+                    f.pfn
+                ),
             ));
             continue;
         }
@@ -444,7 +449,10 @@ fn check_swap(
         if pm.get(mmcheck_platform::PageField::Flags) & crate::mm::folio::PG_SWAPCACHE == 0 {
             errs.push((
                 ViolationKind::CounterMismatch,
-                format!("swap slot {off}: cached folio {} is not PG_swapcache", f.pfn),
+                format!(
+                    "swap slot {off}: cached folio {} is not PG_swapcache",
+                    f.pfn
+                ),
             ));
         }
         let nr = 1i64 << pm.get(mmcheck_platform::PageField::Order);

@@ -35,7 +35,12 @@ fn skipping_the_swap_cache_without_swapcache_prepare_loses_a_write() {
     let cx = out
         .counterexample
         .unwrap_or_else(|| panic!("not found in {} executions", out.executions));
-    assert_eq!(cx.violation.kind, ViolationKind::LostWrite, "{}", cx.violation);
+    assert_eq!(
+        cx.violation.kind,
+        ViolationKind::LostWrite,
+        "{}",
+        cx.violation
+    );
 }
 
 #[test]

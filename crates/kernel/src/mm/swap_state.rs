@@ -6,10 +6,10 @@
 //! No readahead: `swapin_readahead` reads the faulting entry only (see docs/fidelity.md).
 
 use crate::mm::folio::{self, PG_DIRTY, PG_LRU, PG_SWAPBACKED, PG_SWAPCACHE};
-use mmcheck_platform::{Access, PageField};
 use crate::mm::swapfile::{self, si, SwapErr};
 use crate::Ctx;
 use mmcheck_platform::FrameRef;
+use mmcheck_platform::{Access, PageField};
 
 /// `swap_cache_get_folio` (`filemap_get_folio` on the swap address space): the cached folio
 /// of the slot with a reference (`folio_try_get`: it may be on its way out), or `None`.
@@ -49,8 +49,10 @@ pub fn add_to_swap_cache(cx: Ctx<'_>, f: FrameRef, off: u32, extra: u64) {
     }
     si(cx).state.write(&cx.cpu, |s| {
         let old = s.cache.insert(off, f);
-        cx.cpu
-            .warn_on(old.is_some(), "add_to_swap_cache: the slot is already cached");
+        cx.cpu.warn_on(
+            old.is_some(),
+            "add_to_swap_cache: the slot is already cached",
+        );
     });
 }
 

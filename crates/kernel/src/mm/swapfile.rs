@@ -60,7 +60,10 @@ impl SwapInfo {
                 cache: BTreeMap::new(),
             },
         );
-        let data = Shared::new(m.name_global(m.new_id(), "swap_data"), vec![0; NR_SWAP_SLOTS]);
+        let data = Shared::new(
+            m.name_global(m.new_id(), "swap_data"),
+            vec![0; NR_SWAP_SLOTS],
+        );
         SwapInfo { state, data }
     }
 }
@@ -86,7 +89,9 @@ pub fn folio_alloc_swap_slot(cx: Ctx<'_>) -> Option<u32> {
 
 /// `__swap_count`: the references beside the cache.
 pub fn __swap_count(cx: Ctx<'_>, off: u32) -> u8 {
-    si(cx).state.read(&cx.cpu, |s| s.map[off as usize] & COUNT_MASK)
+    si(cx)
+        .state
+        .read(&cx.cpu, |s| s.map[off as usize] & COUNT_MASK)
 }
 
 /// `swap_duplicate` (fork, `try_to_unmap_one`): one more swap PTE. False if the slot is free
@@ -125,8 +130,10 @@ pub fn swapcache_clear(cx: Ctx<'_>, off: u32) {
     let _f = cx.cpu.enter("swapcache_clear");
     si(cx).state.write(&cx.cpu, |s| {
         let m = &mut s.map[off as usize];
-        cx.cpu
-            .warn_on(*m & SWAP_HAS_CACHE == 0, "swapcache_clear: no SWAP_HAS_CACHE");
+        cx.cpu.warn_on(
+            *m & SWAP_HAS_CACHE == 0,
+            "swapcache_clear: no SWAP_HAS_CACHE",
+        );
         *m &= !SWAP_HAS_CACHE;
     });
 }
@@ -157,7 +164,10 @@ pub fn swap_free(cx: Ctx<'_>, off: u32) -> u8 {
     si(cx).state.write(&cx.cpu, |s| {
         let m = &mut s.map[off as usize];
         if *m & COUNT_MASK == 0 {
-            cx.cpu.warn_on(true, "swap_free: swap count underflow (Unused swap offset entry)");
+            cx.cpu.warn_on(
+                true,
+                "swap_free: swap count underflow (Unused swap offset entry)",
+            );
             return *m;
         }
         *m -= 1;
@@ -253,7 +263,9 @@ pub fn swap_reclaim_unused(cx: Ctx<'_>) {
         return;
     };
     let _f = cx.cpu.enter("swap_reclaim_full_clusters");
-    let cached: Vec<u32> = si.state.read(&cx.cpu, |s| s.cache.keys().copied().collect());
+    let cached: Vec<u32> = si
+        .state
+        .read(&cx.cpu, |s| s.cache.keys().copied().collect());
     for off in cached {
         let Some(f) = crate::mm::swap_state::swap_cache_get_folio(cx, off) else {
             continue;

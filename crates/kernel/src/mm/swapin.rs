@@ -41,8 +41,10 @@ pub fn do_swap_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     let ps = cx.geo().page_shift;
     let index = vmf.vma.linear_page_index(vmf.addr, ps);
     let Some(av) = vmf.vma.anon_vma(cx) else {
-        cx.cpu
-            .warn_on(true, "do_swap_page: a swap entry in a VMA without an anon_vma");
+        cx.cpu.warn_on(
+            true,
+            "do_swap_page: a swap entry in a VMA without an anon_vma",
+        );
         return VmFault::Sigbus;
     };
     // The swap cache first.

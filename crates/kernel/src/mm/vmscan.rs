@@ -25,9 +25,9 @@
 
 use crate::arch::pgtable::Entry;
 use crate::mm::folio::{self, PG_DIRTY, PG_LRU, PG_SWAPBACKED, PG_SWAPCACHE};
-use crate::mm::swapfile;
 use crate::mm::rmap::{page_vma_mapped_walk, rmap_walk, RmapLock};
 use crate::mm::swap_state;
+use crate::mm::swapfile;
 use crate::mm::tlb_batch::{
     set_tlb_ubc_flush_pending, try_to_unmap_flush, try_to_unmap_flush_dirty, TlbUbc,
 };

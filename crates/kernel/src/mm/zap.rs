@@ -211,8 +211,7 @@ pub fn zap_pte_range(
                 // zap_nonpresent_ptes: a file VMA's uffd-wp marker stays unless the zap says
                 // ZAP_FLAG_DROP_MARKER; the table is then not empty.
                 can_reclaim_pt = false;
-            } else if v.is_swap_entry() && !d.even_cows && !vma.is_anonymous() && !d.reclaim_pt
-            {
+            } else if v.is_swap_entry() && !d.even_cows && !vma.is_anonymous() && !d.reclaim_pt {
                 // zap_nonpresent_ptes: a swapped-out private COW copy that this zap must keep
                 // (should_zap_cows).
                 can_reclaim_pt = false;
