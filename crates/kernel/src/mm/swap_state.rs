@@ -19,10 +19,11 @@ pub fn swap_cache_get_folio(cx: Ctx<'_>, off: u32) -> Option<FrameRef> {
     loop {
         let f = si(cx).state.read(&cx.cpu, |s| s.cache.get(&off).copied())?;
         if !folio::folio_try_get(cx, f) {
-            // Freed (or frozen by __remove_mapping) meanwhile: look again.
-            if si(cx).state.read(&cx.cpu, |s| s.cache.get(&off).copied()) == Some(f) {
-                return None;
-            }
+            // Frozen by __remove_mapping (or freed) meanwhile: the kernel retries the lookup
+            // until the entry changes; the model sleeps until it does.
+            si(cx)
+                .state
+                .wait_until(&cx.cpu, |s| s.cache.get(&off) != Some(&f));
             continue;
         }
         // xas_reload: still the slot's folio?

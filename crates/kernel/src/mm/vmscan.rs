@@ -240,17 +240,14 @@ fn swap_pageout(cx: Ctx<'_>, f: FrameRef, ubc: &mut TlbUbc) -> bool {
     }
     // __remove_mapping: freeze the references at the isolation one plus the cache's (a
     // reference taken meanwhile, by GUP or a swap-in that found the folio in the cache, keeps
-    // it), then check it was not redirtied.
+    // it), then check it was not redirtied (else folio_ref_unfreeze). One step: the frozen
+    // folio of a redirtied page is never seen by lookups (it cannot be redirtied without a
+    // reference, which the freeze excludes).
     let _r = cx.cpu.enter("__remove_mapping");
     let frozen = {
         let pm = cx.cpu.page(f.pfn, Access::Rmw);
-        let ok = pm.cmpxchg(PageField::Refcount, 1 + nr, 0).is_ok();
-        if ok && pm.get(PageField::Flags) & PG_DIRTY != 0 {
-            pm.set(PageField::Refcount, (1 + nr) as u64); // folio_ref_unfreeze
-            false
-        } else {
-            ok
-        }
+        pm.get(PageField::Flags) & PG_DIRTY == 0
+            && pm.cmpxchg(PageField::Refcount, 1 + nr, 0).is_ok()
     };
     if !frozen {
         folio::folio_unlock(cx, f);
