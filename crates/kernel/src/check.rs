@@ -10,7 +10,7 @@
 //!   anything else is a leak.
 
 use crate::arch::pgtable::Entry;
-use crate::mm::types::{MmStruct, MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS};
+use crate::mm::types::{MmStruct, MM_ANONPAGES, MM_SHMEMPAGES, MM_SWAPENTS, NR_MM_COUNTERS};
 use crate::{Ctx, Kernel};
 use mmcheck_platform::{FrameKind, TlbEntry, ViolationKind};
 use std::collections::BTreeMap;
@@ -25,6 +25,8 @@ struct Tally {
     refs: BTreeMap<u32, i64>,
     /// Tables reachable (pfn).
     tables: BTreeMap<u32, u32>,
+    /// Swap PTEs per swap slot.
+    swap: BTreeMap<u32, i64>,
 }
 
 fn head_of(k: &Kernel, pfn: u32) -> u32 {
@@ -196,6 +198,11 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
                 }] += if level == 1 { 1 } else { 1 << g.bits };
                 continue;
             }
+            if level == 1 && e.is_swap_entry() {
+                rss[MM_SWAPENTS] += 1;
+                *t.swap.entry(e.swp_offset()).or_default() += 1;
+                continue;
+            }
             if e.is_none() || !e.present() && !e.huge_leaf() {
                 continue;
             }
@@ -262,6 +269,7 @@ fn walk_mm(k: &Kernel, mm: &MmStruct, t: &mut Tally, errs: &mut Vec<(ViolationKi
     for (i, name) in [
         (MM_ANONPAGES, "MM_ANONPAGES"),
         (MM_SHMEMPAGES, "MM_SHMEMPAGES"),
+        (MM_SWAPENTS, "MM_SWAPENTS"),
     ] {
         let have = mm.get_rss(i);
         if have != rss[i] {
@@ -286,6 +294,9 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
         for (_, fr) in f.cached_peek(&k.machine) {
             *t.refs.entry(fr.pfn).or_default() += 1;
         }
+    }
+    if let Some(si) = &k.swap {
+        check_swap(k, si, &mut t, &mut errs);
     }
     let frames = &k.machine.frames;
     let hz = k.huge_zero_peek();
@@ -382,6 +393,71 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
         k.machine.report_global(*kind, msg.clone());
     }
     errs
+}
+
+/// The swap area at quiescence: each slot's swap count equals the swap PTEs naming it,
+/// `SWAP_HAS_CACHE` is set exactly for the slots the swap cache holds (no direct swap-in is in
+/// flight), and each cached folio is live, `PG_swapcache`, and holds a reference per page.
+fn check_swap(
+    k: &Kernel,
+    si: &crate::mm::swapfile::SwapInfo,
+    t: &mut Tally,
+    errs: &mut Vec<(ViolationKind, String)>,
+) {
+    use crate::mm::swapfile::SWAP_HAS_CACHE;
+    let (map, cache) = si
+        .state
+        .peek(&k.machine, |s| (s.map.clone(), s.cache.clone()));
+    for (off, &m) in map.iter().enumerate().skip(1) {
+        let off = off as u32;
+        let count = i64::from(m & !SWAP_HAS_CACHE);
+        let ptes = t.swap.get(&off).copied().unwrap_or(0);
+        if count != ptes {
+            errs.push((
+                if count > ptes {
+                    ViolationKind::Leak
+                } else {
+                    ViolationKind::CounterMismatch
+                },
+                format!("swap slot {off}: swap count {count}, page tables hold {ptes} swap entries for it"),
+            ));
+        }
+        let has_cache = m & SWAP_HAS_CACHE != 0;
+        if has_cache != cache.contains_key(&off) {
+            errs.push((
+                ViolationKind::CounterMismatch,
+                format!(
+                    "swap slot {off}: SWAP_HAS_CACHE {}, but the swap cache {} it",
+                    if has_cache { "set" } else { "clear" },
+                    if has_cache { "does not hold" } else { "holds" }
+                ),
+            ));
+        }
+    }
+    for (off, f) in cache {
+        if !k.machine.frames.is_live(f) {
+            errs.push((
+                ViolationKind::UseAfterFree,
+                format!(
+                    "swap slot {off}: the swap cache holds freed folio {}",
+                    f.pfn
+                ),
+            ));
+            continue;
+        }
+        let pm = k.machine.page_peek(f.pfn);
+        if pm.get(mmcheck_platform::PageField::Flags) & crate::mm::folio::PG_SWAPCACHE == 0 {
+            errs.push((
+                ViolationKind::CounterMismatch,
+                format!(
+                    "swap slot {off}: cached folio {} is not PG_swapcache",
+                    f.pfn
+                ),
+            ));
+        }
+        let nr = 1i64 << pm.get(mmcheck_platform::PageField::Order);
+        *t.refs.entry(f.pfn).or_default() += nr;
+    }
 }
 
 /// What the page tables of `mm` map at `vpn` right now, read at one instant by the oracle:

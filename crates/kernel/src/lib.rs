@@ -51,6 +51,8 @@ pub struct Kernel {
     pub zero_page: FrameRef,
     /// The huge zero folio (`huge_zero_folio`), allocated on first use.
     pub huge_zero: Shared<Option<FrameRef>>,
+    /// The swap area and swap cache (`swapon`), with `swap = on`.
+    pub swap: Option<mm::swapfile::SwapInfo>,
     /// Registries of live objects, for the quiescent checks (the checker's, not the kernel's).
     pub(crate) mms: Ghost<Vec<Weak<MmStruct>>>,
     pub(crate) anon_vmas: Ghost<Vec<Weak<AnonVma>>>,
@@ -76,7 +78,9 @@ impl Kernel {
             None,
         );
         machine.set_entry_text(arch::pgtable::entry_text);
+        let swap = proto.swap.then(|| mm::swapfile::SwapInfo::new(&machine));
         Kernel {
+            swap,
             zero_page,
             machine,
             geo,

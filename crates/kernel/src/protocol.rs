@@ -167,6 +167,18 @@ pub struct Protocol {
     /// How `madvise_free_huge_pmd` cleans a huge PMD: `pmdp_invalidate` then `set_pmd_at`
     /// (58ceeb6bec86, 4.11), or `pmdp_huge_get_and_clear` then `set_pmd_at` before it.
     pub lazyfree_huge_pmd_update: HugePmdUpdate,
+    /// A swap device is configured (`swapon`): reclaim writes swap-backed anonymous folios to
+    /// swap slots and leaves swap PTEs. Off (the default, like the host) keeps them mapped.
+    pub swap: bool,
+    /// The swap device has `SWP_SYNCHRONOUS_IO` (zram, pmem): `do_swap_page` reads an entry
+    /// mapped once straight into a new folio, skipping the swap cache.
+    pub swap_synchronous_io: bool,
+    /// `do_swap_page`'s skip-swapcache path pins the entry with `swapcache_prepare` (sets
+    /// `SWAP_HAS_CACHE`) before reading it, and clears it after the PTL is dropped (13ddaf26be32,
+    /// 6.8); off: two faults may read the same entry into two folios.
+    pub swapin_skip_swapcache_prepare: bool,
+    /// khugepaged's `max_ptes_swap`: swap PTEs a PMD-order scan swaps in before collapsing.
+    pub collapse_max_ptes_swap: MaxPtesSwap,
     /// `__split_huge_pmd_locked` runs `pmdp_invalidate` on the PMD whatever it holds, a migration
     /// entry included (4.14–6.9); off: only on a present PMD (6.10+, 3a5a8d343e1c).
     pub split_invalidate_nonpresent: bool,
@@ -244,6 +256,28 @@ impl MaxPtesShared {
             MaxPtesShared::Half => entries / 2,
             MaxPtesShared::Zero => 0,
             MaxPtesShared::Max => entries - 1,
+        }
+    }
+}
+
+/// `khugepaged.max_ptes_swap`, as a fraction of the PTEs of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxPtesSwap {
+    /// `HPAGE_PMD_NR / 8` (64 of 512), the kernel's default.
+    Eighth,
+    /// 0: any swap entry fails the scan (`SCAN_EXCEED_SWAP_PTE`).
+    Zero,
+    /// `HPAGE_PMD_NR - 1`.
+    Max,
+}
+
+impl MaxPtesSwap {
+    /// The limit for a table of `entries` PTEs.
+    pub fn limit(self, entries: u64) -> u64 {
+        match self {
+            MaxPtesSwap::Eighth => entries / 8,
+            MaxPtesSwap::Zero => 0,
+            MaxPtesSwap::Max => entries - 1,
         }
     }
 }
@@ -381,6 +415,10 @@ impl Default for Protocol {
             lazyfree_dirty_check: true,
             lazyfree_ref_check: true,
             lazyfree_huge_pmd_update: HugePmdUpdate::Invalidate,
+            swap: false,
+            swap_synchronous_io: true,
+            swapin_skip_swapcache_prepare: true,
+            collapse_max_ptes_swap: MaxPtesSwap::Eighth,
         }
     }
 }
@@ -1068,6 +1106,46 @@ pub const SWITCHES: &[Switch] = &[
             true
         },
     },
+    Switch {
+        name: "swap",
+        values: &["off", "on"],
+        doc: "a swap device with a few slots is configured: reclaim (MADV_PAGEOUT) moves a swap-backed anonymous folio to the swap cache (add_to_swap), replaces its PTEs by swap entries (try_to_unmap), writes it to its slot and frees it (__remove_mapping); faults read it back (do_swap_page). Off, like the host: a swap-backed anonymous folio stays mapped",
+        cite: "mm/vmscan.c shrink_folio_list, mm/swap_state.c, mm/swapfile.c, mm/memory.c do_swap_page",
+        get: |p| onoff(p.swap),
+        set: |p, v| parse_onoff(v).map(|b| p.swap = b).is_some(),
+    },
+    bool_switch!(
+        "swap.synchronous_io",
+        swap_synchronous_io,
+        "the swap device is SWP_SYNCHRONOUS_IO (zram, pmem): do_swap_page reads an entry whose swap count is 1 straight into a new folio without adding it to the swap cache (skip swapcache); off: every swap-in goes through the swap cache (swapin_readahead -> __read_swap_cache_async)",
+        "0bcac06f27d7 Minchan Kim, 'mm, swap: skip swapcache for swapin of synchronous device' (4.15)"
+    ),
+    bool_switch!(
+        "swapin.skip_swapcache_prepare",
+        swapin_skip_swapcache_prepare,
+        "do_swap_page's skip-swapcache path claims the entry with swapcache_prepare (SWAP_HAS_CACHE) before reading it and releases it (swapcache_clear) after dropping the PTL; a second fault of the entry waits and refaults. Off: two threads may swap the same entry into two folios; one finishes, frees the entry, and a pageout reuses the slot for the modified page, so the other's pte_same recheck passes on the same swap PTE (ABA) and it maps its stale folio",
+        "13ddaf26be32 Kairui Song, 'mm/swap: fix race when skipping swapcache' (6.8-rc5, Cc: stable; after 6.1)"
+    ),
+    Switch {
+        name: "khugepaged.max_ptes_swap",
+        values: &["eighth", "0", "max"],
+        doc: "how many swap PTEs a khugepaged PMD-order scan (hpage_collapse_scan_pmd) accepts and swaps in (__collapse_huge_page_swapin, under the mmap read lock) before collapsing: HPAGE_PMD_NR / 8 (64 of 512, the default), none (SCAN_EXCEED_SWAP_PTE), or HPAGE_PMD_NR - 1; an mTHP-order collapse fails on any swap entry, and MADV_COLLAPSE has no limit",
+        cite: "/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_swap (mm/khugepaged.c khugepaged_max_ptes_swap = HPAGE_PMD_NR / 8); tools/testing/selftests/mm/khugepaged.c collapse_max_ptes_swap",
+        get: |p| match p.collapse_max_ptes_swap {
+            MaxPtesSwap::Eighth => "eighth",
+            MaxPtesSwap::Zero => "0",
+            MaxPtesSwap::Max => "max",
+        },
+        set: |p, v| {
+            p.collapse_max_ptes_swap = match v {
+                "eighth" => MaxPtesSwap::Eighth,
+                "0" => MaxPtesSwap::Zero,
+                "max" => MaxPtesSwap::Max,
+                _ => return false,
+            };
+            true
+        },
+    },
 ];
 
 /// A preset: a kernel version and the switch values that differ from the 2026 defaults.
@@ -1098,6 +1176,7 @@ pub const PRESETS: &[Preset] = &[
             ("thp.zero_wp_alloc", "off"),
             ("pte_map.recheck_pmd", "off"),
             ("migrate.batch_flush", "off"),
+            ("swapin.skip_swapcache_prepare", "off"),
         ],
     },
     Preset {

@@ -91,9 +91,11 @@ pub enum PageField {
     /// `PageAnonExclusive` (`PG_anon_exclusive`): a per-page bit, meaningful on every page of an
     /// anon folio (on the head only while the folio is PMD-mapped). 0 or 1.
     AnonExclusive,
+    /// `folio->private` / `folio->swap`: the swap slot of a swap-cache folio (head only).
+    Private,
 }
 
-const NR_PAGE_FIELDS: usize = 10;
+const NR_PAGE_FIELDS: usize = 11;
 
 /// The fields of one `struct page`. Reached only through [`PageRef`] (announced accesses of the
 /// running CPU) or [`PagePeek`] (quiescent reads).

@@ -117,6 +117,12 @@ impl<T> Shared<T> {
         m.peek_check();
         f(&self.v.lock())
     }
+
+    /// Sleep until `ready` holds of the value (a wait queue its writers wake): a blocking
+    /// announced read.
+    pub fn wait_until(&self, cpu: &Cpu<'_>, ready: impl Fn(&T) -> bool) {
+        cpu.block(Obj::Var(self.id), Access::Read, &|| ready(&self.v.lock()));
+    }
 }
 
 /// State protected by a set of locks: writers hold all of them exclusively (and announce the

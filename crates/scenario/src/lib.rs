@@ -57,6 +57,8 @@ pub enum SetupOp {
     /// Migrate the folio mapped at `addr`; `unmap_only`: `migrate_folio_unmap` alone, and the
     /// move pass runs on a CPU of its own (`migration`) while the threads run.
     Migrate { addr: u64, unmap_only: bool },
+    /// `madvise(MADV_PAGEOUT)`: with `swap = on`, anonymous pages start the threads swapped out.
+    MadvPageout { addr: u64, pages: u64 },
     /// `UFFDIO_REGISTER` of `pages` pages at `addr`.
     UffdRegister {
         addr: u64,

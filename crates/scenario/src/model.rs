@@ -785,6 +785,9 @@ impl Model for KernelModel {
                 SetupOp::MadvFree { addr, pages } => {
                     mmcheck_kernel::mm::madvise::madvise_free(cx, &mm, addr, pages * ps)
                 }
+                SetupOp::MadvPageout { addr, pages } => {
+                    mmcheck_kernel::mm::madvise::madvise_pageout(cx, &mm, addr, pages * ps)
+                }
                 SetupOp::UffdRegister {
                     addr,
                     pages,
@@ -991,6 +994,7 @@ impl Model for KernelModel {
             }
             exit_mmap(cx, &inst.mm);
             mmdrop(cx, &inst.mm);
+            mmcheck_kernel::mm::swapfile::swap_reclaim_unused(cx);
             cx.cpu.rcu_barrier();
             for (kind, msg) in check_quiescent(k) {
                 violations.push(Violation {

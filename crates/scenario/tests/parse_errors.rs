@@ -522,7 +522,7 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, uffd_register)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, madvise pageout, uffd_register)",
     );
 }
 
@@ -1046,7 +1046,7 @@ expect clean
         &init("  fork\n"),
         4,
         3,
-        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, uffd_register)",
+        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, madvise pageout, uffd_register)",
     );
 }
 

@@ -139,6 +139,13 @@ impl Entry {
     pub const SWP_MIGRATION_READ_EXCLUSIVE: u64 = 4;
     /// `PTE_MARKER_UFFD_WP`: the marker bit of a uffd-wp marker (the offset of a marker entry).
     pub const PTE_MARKER_UFFD_WP: u32 = 1;
+    /// A swap entry of the model's one swap device (`swp_entry(0, offset)`): the offset is the
+    /// slot. x86 keeps the type in the entry's high bits; the model gives the device its own type
+    /// number so that it never reads as a migration entry or a marker.
+    pub const SWP_SWAPFILE: u64 = 8;
+    /// The same with `_PAGE_SWP_EXCLUSIVE` set (`pte_swp_mkexclusive`): the page was
+    /// `PageAnonExclusive` when it was unmapped.
+    pub const SWP_SWAPFILE_EXCLUSIVE: u64 = 9;
 
     pub const NONE: Entry = Entry(0);
 
@@ -314,6 +321,49 @@ impl Entry {
             )
     }
 
+    /// A swap PTE for slot `offset` (`swp_entry_to_pte`, then `pte_swp_mkexclusive` if
+    /// `exclusive`).
+    pub fn swap(offset: u32, exclusive: bool) -> Entry {
+        Entry::swp(
+            if exclusive {
+                Self::SWP_SWAPFILE_EXCLUSIVE
+            } else {
+                Self::SWP_SWAPFILE
+            },
+            offset,
+        )
+    }
+
+    /// `is_swap_pte` and then a real swap entry (`!non_swap_entry`): a page of the swap device.
+    pub fn is_swap_entry(self) -> bool {
+        !self.present()
+            && !self.is_none()
+            && self.0 & Self::PSE == 0
+            && matches!(
+                self.swp_type(),
+                Self::SWP_SWAPFILE | Self::SWP_SWAPFILE_EXCLUSIVE
+            )
+    }
+
+    /// `pte_swp_exclusive`.
+    pub fn swp_exclusive(self) -> bool {
+        self.is_swap_entry() && self.swp_type() == Self::SWP_SWAPFILE_EXCLUSIVE
+    }
+
+    /// `pte_swp_clear_exclusive`.
+    pub fn swp_clear_exclusive(self) -> Entry {
+        if self.swp_exclusive() {
+            Entry::swap(self.pfn(), false)
+        } else {
+            self
+        }
+    }
+
+    /// `swp_offset` of a swap entry.
+    pub fn swp_offset(self) -> u32 {
+        self.pfn()
+    }
+
     pub fn with(self, bits: u64) -> Entry {
         Entry(self.0 | bits)
     }
@@ -351,6 +401,8 @@ pub fn entry_text(level: u32, v: u64) -> String {
             Entry::SWP_MIGRATION_WRITE => format!("migration(pfn {}, writable)", e.pfn()),
             Entry::SWP_MARKER if e.is_uffd_wp_marker() => "pte marker(uffd-wp)".into(),
             Entry::SWP_MARKER => "pte marker".into(),
+            Entry::SWP_SWAPFILE => format!("swap(slot {})", e.pfn()),
+            Entry::SWP_SWAPFILE_EXCLUSIVE => format!("swap(slot {}, exclusive)", e.pfn()),
             t => format!("swap(type {t}, offset {})", e.pfn()),
         };
     }
@@ -391,6 +443,8 @@ impl fmt::Debug for Entry {
                 Self::SWP_MIGRATION_WRITE => write!(f, "migration-w({})", self.pfn()),
                 Self::SWP_MIGRATION_READ_EXCLUSIVE => write!(f, "migration-rx({})", self.pfn()),
                 Self::SWP_MARKER => f.write_str("marker"),
+                Self::SWP_SWAPFILE => write!(f, "swap({})", self.pfn()),
+                Self::SWP_SWAPFILE_EXCLUSIVE => write!(f, "swap-x({})", self.pfn()),
                 t => write!(f, "swp({t},{})", self.pfn()),
             };
         }

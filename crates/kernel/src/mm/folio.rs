@@ -10,6 +10,8 @@ pub const PG_DIRTY: u64 = 1 << 2;
 pub const PG_UPTODATE: u64 = 1 << 3;
 pub const PG_SWAPBACKED: u64 = 1 << 4;
 pub const PG_ISOLATED: u64 = 1 << 5;
+/// `PG_swapcache`: the folio is in the swap cache (its slot in `SwapInfo`'s cache).
+pub const PG_SWAPCACHE: u64 = 1 << 6;
 
 /// `folio->mapping` tagging: anon mappings set bit 0 (`PAGE_MAPPING_ANON`).
 pub fn mapping_anon(anon_vma_id: u64) -> u64 {

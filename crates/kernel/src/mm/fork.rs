@@ -282,6 +282,26 @@ fn copy_pte_range_locked(
             a += g.page_size();
             continue;
         }
+        if v.is_swap_entry() {
+            // copy_nonpresent_pte: one more reference on the slot (swap_duplicate), and the
+            // entry is shared now: the parent's loses its exclusive bit, the child's never has
+            // it.
+            let _c = cx.cpu.enter("copy_nonpresent_pte");
+            if !crate::mm::swapfile::swap_duplicate(cx, v.swp_offset()) {
+                cx.cpu
+                    .warn_on(true, "copy_nonpresent_pte: swap_duplicate of a free slot");
+                a += g.page_size();
+                continue;
+            }
+            let nv = v.swp_clear_exclusive();
+            if v.swp_exclusive() {
+                spte.set(cx, nv);
+            }
+            dst_mm.add_rss(crate::mm::types::MM_SWAPENTS, 1);
+            dl.pte(i).set(cx, nv);
+            a += g.page_size();
+            continue;
+        }
         if v.is_none() || !v.present() {
             a += g.page_size();
             continue;

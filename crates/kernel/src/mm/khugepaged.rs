@@ -40,6 +40,10 @@ pub enum CollapseFail {
     Truncated,
     /// `SCAN_EXCEED_SHARED_PTE`: more than `max_ptes_shared` PTEs map pages another mm may map.
     ExceedShared,
+    /// `SCAN_EXCEED_SWAP_PTE`: more than `max_ptes_swap` swap PTEs.
+    ExceedSwap,
+    /// `SCAN_FAIL` / `SCAN_PMD_NULL` from `__collapse_huge_page_swapin`.
+    SwapinFailed,
 }
 
 /// `hugepage_vma_revalidate`: an anonymous VMA with an anon_vma spanning the whole PMD range.
@@ -143,9 +147,18 @@ pub fn collapse_huge_page_by(
             drop(r);
             return fail_put(cx, CollapseFail::VmaCheck);
         }
-        if pmd_is_table(cx, mm, pmd_addr).is_none() {
+        let Some(pmd) = pmd_is_table(cx, mm, pmd_addr) else {
             drop(r);
             return fail_put(cx, CollapseFail::PmdNull);
+        };
+        // Only with a swap device can a swap PTE exist: the scan and swap-in are skipped
+        // otherwise (no step of theirs could change anything).
+        if cx.k.swap.is_some() {
+            let vma = revalidate(cx, mm, pmd_addr).expect("revalidated under the same lock");
+            if let Err(e) = scan_and_swapin(cx, mm, &vma, pmd, start, order, caller) {
+                drop(r);
+                return fail_put(cx, e);
+            }
         }
     }
     let w = mm.mmap_lock.write_lock(cx.cpu);
@@ -372,4 +385,76 @@ pub fn collapse_scan(
     let nr = 1u64 << order;
     let start = addr & !((nr << g.page_shift) - 1);
     collapse_huge_page_by(cx, mm, start, order, caller)
+}
+
+/// The swap half of `hpage_collapse_scan_pmd` (count the swap PTEs of the range under the PTL,
+/// at most `max_ptes_swap` for khugepaged at PMD order, none at an mTHP order, any number for
+/// MADV_COLLAPSE), then `__collapse_huge_page_swapin`: each swap PTE read locklessly
+/// (`pte_offset_map_ro_nolock`, `ptep_get_lockless`) is faulted in by `do_swap_page`, under the
+/// mmap read lock the caller holds. A PTE changed meanwhile is left to the isolation step, which
+/// fails on anything not present; the caller revalidates the VMA and PMD after taking the mmap
+/// write lock.
+fn scan_and_swapin(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    pmd: EntryPtr,
+    start: u64,
+    order: u32,
+    caller: CollapseCaller,
+) -> Result<(), CollapseFail> {
+    let g = cx.geo();
+    let nr = 1u64 << order;
+    let first = g.index(start, 1);
+    let max_swap = match caller {
+        CollapseCaller::Madvise => nr,
+        CollapseCaller::Khugepaged if order == g.pmd_order() => {
+            cx.proto().collapse_max_ptes_swap.limit(g.entries() as u64)
+        }
+        CollapseCaller::Khugepaged => 0,
+    };
+    let unmapped = {
+        let _s = cx.cpu.enter("hpage_collapse_scan_pmd");
+        let Some(l) = pgtable::pte_offset_map_lock(cx, mm, pmd) else {
+            return Err(CollapseFail::PmdNull);
+        };
+        let n = (0..nr as usize)
+            .filter(|&i| l.pte(first + i).get(cx).is_swap_entry())
+            .count() as u64;
+        drop(l);
+        n
+    };
+    if unmapped > max_swap {
+        return Err(CollapseFail::ExceedSwap);
+    }
+    if unmapped == 0 {
+        return Ok(());
+    }
+    let _f = cx.cpu.enter("__collapse_huge_page_swapin");
+    for i in 0..nr {
+        let addr = start + (i << g.page_shift);
+        let Some(map) = pgtable::pte_offset_map(cx, pmd) else {
+            return Err(CollapseFail::PmdNull);
+        };
+        let orig = map.pte(first + i as usize).get(cx);
+        drop(map);
+        if !orig.is_swap_entry() {
+            continue;
+        }
+        let vmf = crate::mm::memory::Vmf {
+            mm,
+            vma,
+            addr,
+            write: false,
+            unshare: false,
+            vma_locked: false,
+            pmd,
+            orig_uffd_wp_marker: false,
+        };
+        match crate::mm::swapin::do_swap_page(cx, &vmf, orig) {
+            crate::mm::memory::VmFault::Done => {}
+            _ => return Err(CollapseFail::SwapinFailed),
+        }
+    }
+    Ok(())
 }

@@ -286,7 +286,14 @@ fn madvise_free_pte_range(
         let cur = a;
         a += g.page_size();
         let ptent = pte.get(cx);
-        // None, or not present: no swap entries in the model, and migration entries stay.
+        // A swap entry is dropped: its data need not survive (free_swap_and_cache,
+        // clear_not_present_full_ptes). Migration entries stay.
+        if ptent.is_swap_entry() {
+            pte.set(cx, Entry::NONE);
+            mm.add_rss(crate::mm::types::MM_SWAPENTS, -1);
+            crate::mm::swapfile::free_swap_and_cache(cx, ptent.swp_offset());
+            continue;
+        }
         if ptent.is_none() || !ptent.present() {
             continue;
         }

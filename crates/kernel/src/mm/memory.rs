@@ -178,9 +178,12 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         return handle_pte_marker(cx, vmf, orig);
     }
     if !orig.present() {
-        // Swap or migration entry: do_swap_page / migration_entry_wait. Nothing is swapped in this
-        // model; a migration entry means "wait for the folio lock, then refault".
+        // Swap or migration entry: do_swap_page / migration_entry_wait (a migration entry means
+        // "wait for the folio lock, then refault").
         drop(map);
+        if orig.is_swap_entry() {
+            return crate::mm::swapin::do_swap_page(cx, vmf, orig);
+        }
         if orig.is_migration() {
             crate::mm::migrate::migration_entry_wait(cx, orig);
         }
@@ -687,12 +690,17 @@ fn wp_can_reuse_anon_folio(cx: Ctx<'_>, vma: &Vma, f: FrameRef) -> bool {
     if folio::folio_order(cx, f) != 0 {
         return false;
     }
-    // No KSM, swap cache or LRU caches in the model: the early checks reduce to this one.
-    if folio::folio_ref_count(cx, f) > 1 {
+    // No KSM or LRU caches in the model: the early checks reduce to this one (the swap cache
+    // holds a reference of its own; only read with swap on).
+    let swapcache = cx.k.swap.is_some() && folio::folio_test(cx, f, folio::PG_SWAPCACHE);
+    if folio::folio_ref_count(cx, f) > 1 + i64::from(swapcache) {
         return false;
     }
     if !folio::folio_trylock(cx, f) {
         return false;
+    }
+    if swapcache {
+        crate::mm::swapfile::folio_free_swap(cx, f);
     }
     if folio::folio_ref_count(cx, f) != 1 {
         folio::folio_unlock(cx, f);
@@ -771,6 +779,7 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
     }
     drop(l);
     if let Some(f) = old_folio {
+        crate::mm::swapfile::free_swap_cache(cx, f);
         folio::folio_put(cx, f); // the old mapping's reference
     }
     put_old(cx); // do_wp_page's temporary reference

@@ -137,7 +137,9 @@ impl<'a> MmuGather<'a> {
         let _f = cx.cpu.enter("tlb_flush_mmu");
         self.flush_tlbonly(cx);
         self.table_flush(cx);
+        // free_pages_and_swap_cache: an unmapped swap-cache folio leaves the cache first.
         for f in std::mem::take(&mut self.pages) {
+            crate::mm::swapfile::free_swap_cache(cx, f);
             folio_put(cx, f);
         }
     }

@@ -74,6 +74,15 @@ pub fn try_to_unmap_flush(cx: Ctx<'_>, ubc: &mut TlbUbc) {
     ubc.writable = false;
 }
 
+/// `try_to_unmap_flush_dirty`: flush the batch if some PTE cleared in it was dirty, before
+/// reclaim writes a folio out (a CPU writing through a stale writable translation would change
+/// the page after its data went to swap).
+pub fn try_to_unmap_flush_dirty(cx: Ctx<'_>, ubc: &mut TlbUbc) {
+    if ubc.writable {
+        try_to_unmap_flush(cx, ubc);
+    }
+}
+
 /// `flush_tlb_batched_pending`: called with the PTL held by whoever is about to change PTEs that
 /// reclaim or migration may have cleared with a deferred flush; flushes `mm` if any batched flush
 /// is pending.

@@ -40,11 +40,14 @@ impl VmFlags {
     }
 }
 
-/// rss counter indices (`MM_FILEPAGES`, `MM_ANONPAGES`, `MM_SHMEMPAGES`).
+/// rss counter indices (`MM_FILEPAGES`, `MM_ANONPAGES`, `MM_SWAPENTS`, `MM_SHMEMPAGES`; the
+/// model's order differs from the kernel's enum).
 pub const MM_FILEPAGES: usize = 0;
 pub const MM_ANONPAGES: usize = 1;
 pub const MM_SHMEMPAGES: usize = 2;
-pub const NR_MM_COUNTERS: usize = 3;
+/// Swap entries in the page tables.
+pub const MM_SWAPENTS: usize = 3;
+pub const NR_MM_COUNTERS: usize = 4;
 
 /// `struct mm_struct`.
 pub struct MmStruct {

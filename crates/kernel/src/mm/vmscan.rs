@@ -3,9 +3,14 @@
 //! MADV_PAGEOUT drives it: every folio comes with the isolation reference taken by
 //! `folio_isolate_lru`, references are ignored (`ignore_references`), unmapping is allowed.
 //!
-//! The machine has no swap device (like the host the model is compared with): a swap-backed
+//! Without a swap device (`swap = off`, like the host the model is compared with) a swap-backed
 //! anonymous folio cannot be written out and is kept mapped (`folio_alloc_swap` fails:
-//! `activate_locked_split`); a shmem folio is unmapped, then kept in the page cache if dirty
+//! `activate_locked_split`). With one (`swap = on`) it enters the swap cache (`add_to_swap`),
+//! `try_to_unmap_one` replaces each PTE by a swap entry (`swap_duplicate`, the exclusive bit
+//! carried over, a pinned exclusive page aborts the walk), the batch is flushed if a PTE was dirty
+//! (`try_to_unmap_flush_dirty`), the folio is written to its slot (`pageout` →
+//! `swap_writepage`, synchronous), relocked, and `__remove_mapping` frees it if the references
+//! are only the isolation one and the cache's (a GUP reference keeps it in the cache). A shmem folio is unmapped, then kept in the page cache if dirty
 //! (`shmem_writeout` redirties it without swap) or dropped from it if clean. A lazyfree anonymous folio (MADV_FREE, swap-backed flag
 //! clear) needs no backing store: `try_to_unmap_one` clears each PTE under the PTL with
 //! `TTU_BATCH_FLUSH` (the flush deferred to `try_to_unmap_flush`), moves the PTE's dirty bit to the
@@ -19,10 +24,14 @@
 //! the page after the PTE was cleared either had it dirty already (the folio is kept) or faults.
 
 use crate::arch::pgtable::Entry;
-use crate::mm::folio::{self, PG_DIRTY, PG_LRU, PG_SWAPBACKED};
+use crate::mm::folio::{self, PG_DIRTY, PG_LRU, PG_SWAPBACKED, PG_SWAPCACHE};
 use crate::mm::rmap::{page_vma_mapped_walk, rmap_walk, RmapLock};
-use crate::mm::tlb_batch::{set_tlb_ubc_flush_pending, try_to_unmap_flush, TlbUbc};
-use crate::mm::types::{Vma, MM_ANONPAGES, MM_SHMEMPAGES};
+use crate::mm::swap_state;
+use crate::mm::swapfile;
+use crate::mm::tlb_batch::{
+    set_tlb_ubc_flush_pending, try_to_unmap_flush, try_to_unmap_flush_dirty, TlbUbc,
+};
+use crate::mm::types::{Vma, MM_ANONPAGES, MM_SHMEMPAGES, MM_SWAPENTS};
 use crate::Ctx;
 use mmcheck_platform::{Access, FrameRef, PageField};
 use std::sync::Arc;
@@ -114,13 +123,22 @@ pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<Fram
             kept.push(f);
             continue;
         }
-        // Anonymous process memory needs backing store: no swap device (`folio_alloc_swap`
-        // fails), so a swap-backed anon folio stays as it is, mapped.
+        // Anonymous process memory needs backing store: without a swap device
+        // (`folio_alloc_swap` fails) a swap-backed anon folio stays as it is, mapped.
         let anon = folio::folio_test_anon(cx, f);
-        if anon && folio::folio_test(cx, f, PG_SWAPBACKED) {
-            folio::folio_unlock(cx, f);
-            kept.push(f);
-            continue;
+        let swapbacked = anon && folio::folio_test(cx, f, PG_SWAPBACKED);
+        if swapbacked {
+            if !cx.proto().swap {
+                folio::folio_unlock(cx, f);
+                kept.push(f);
+                continue;
+            }
+            if !folio::folio_test(cx, f, PG_SWAPCACHE) && !swap_state::add_to_swap(cx, f) {
+                // activate_locked_split: the area is full.
+                folio::folio_unlock(cx, f);
+                kept.push(f);
+                continue;
+            }
         }
         // A lazyfree anon folio, or a page-cache (shmem) one: unmap it everywhere,
         // TTU_BATCH_FLUSH.
@@ -131,6 +149,14 @@ pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<Fram
                 kept.push(f);
                 continue;
             }
+        }
+        if swapbacked {
+            if swap_pageout(cx, f, &mut ubc) {
+                free.push(f);
+            } else {
+                kept.push(f);
+            }
+            continue;
         }
         // shmem: a dirty folio goes to shmem_writeout, which cannot write it without swap and
         // redirties it (activate_locked); a clean one (never written: zeroes) leaves the page
@@ -169,6 +195,67 @@ pub fn shrink_folio_list(cx: Ctx<'_>, folios: Vec<FrameRef>) -> (usize, Vec<Fram
         folio::free_folio(cx, f);
     }
     (freed, kept)
+}
+
+/// The rest of `shrink_folio_list` for an unmapped swap-cache folio (locked): `pageout` if
+/// dirty, then `__remove_mapping`. True if the folio is to be freed (unlocked, references
+/// frozen); false if kept (unlocked).
+fn swap_pageout(cx: Ctx<'_>, f: FrameRef, ubc: &mut TlbUbc) -> bool {
+    // One read of the folio: its slot, size and dirty bit (the folio lock is held).
+    let (off, nr, dirty) = {
+        let pm = cx.cpu.page(f.pfn, Access::Read);
+        (
+            pm.get(PageField::Private) as u32,
+            1i64 << pm.get(PageField::Order),
+            pm.get(PageField::Flags) & PG_DIRTY != 0,
+        )
+    };
+    if dirty {
+        // Folio is dirty: flush the TLB if a writable entry potentially exists, so that no CPU
+        // writes the page after it went to swap.
+        try_to_unmap_flush_dirty(cx, ubc);
+        let _p = cx.cpu.enter("pageout");
+        // is_page_cache_freeable (only the isolation and the cache's references), then
+        // folio_clear_dirty_for_io.
+        let freeable = {
+            let pm = cx.cpu.page(f.pfn, Access::Rmw);
+            let ok = pm.count(PageField::Refcount) == 1 + nr;
+            if ok {
+                pm.and_not(PageField::Flags, PG_DIRTY);
+            }
+            ok
+        };
+        if !freeable {
+            folio::folio_unlock(cx, f);
+            return false;
+        }
+        // swap_writepage; the write completes at once and unlocks the folio
+        // (folio_end_writeback).
+        swapfile::swap_writepage(cx, f, off);
+        folio::folio_unlock(cx, f);
+        // A synchronous write: go ahead and try to reclaim the folio.
+        if !folio::folio_trylock(cx, f) {
+            return false;
+        }
+    }
+    // __remove_mapping: freeze the references at the isolation one plus the cache's (a
+    // reference taken meanwhile, by GUP or a swap-in that found the folio in the cache, keeps
+    // it), then check it was not redirtied (else folio_ref_unfreeze). One step: the frozen
+    // folio of a redirtied page is never seen by lookups (it cannot be redirtied without a
+    // reference, which the freeze excludes).
+    let _r = cx.cpu.enter("__remove_mapping");
+    let frozen = {
+        let pm = cx.cpu.page(f.pfn, Access::Rmw);
+        pm.get(PageField::Flags) & PG_DIRTY == 0
+            && pm.cmpxchg(PageField::Refcount, 1 + nr, 0).is_ok()
+    };
+    if !frozen {
+        folio::folio_unlock(cx, f);
+        return false;
+    }
+    swap_state::__delete_from_swap_cache(cx, f, off, 0);
+    folio::folio_unlock(cx, f);
+    true
 }
 
 /// `try_to_unmap(folio, TTU_BATCH_FLUSH)` of a locked folio: an rmap walk calling
@@ -214,9 +301,17 @@ fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &m
         }
         if anon {
             if folio::folio_test(cx, f, PG_SWAPBACKED) {
-                // Would need a swap entry (`folio_dup_swap`): no swap device, restore.
-                pv.pte.set(cx, pteval);
-                return false;
+                if !cx.proto().swap || !folio::folio_test(cx, f, PG_SWAPCACHE) {
+                    // Would need a swap entry (`folio_dup_swap`): no swap device, restore.
+                    pv.pte.set(cx, pteval);
+                    return false;
+                }
+                if !unmap_to_swap(cx, f, &mm, &pv.pte, pteval) {
+                    return false;
+                }
+                drop(pv);
+                folio::folio_put(cx, f);
+                continue;
             }
             // MADV_FREE page check. Synchronize with GUP-fast: clear PTE; barrier; read
             // refcount (against: take a reference; barrier; read PTE).
@@ -243,5 +338,37 @@ fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &m
         drop(pv);
         folio::folio_put(cx, f);
     }
+    true
+}
+
+/// `try_to_unmap_one`'s swap-backed anon branch, PTE already cleared (and the flush batched):
+/// a swap PTE for the folio's slot. False (PTE restored, walk aborted) if the slot is gone or
+/// the page may be pinned.
+fn unmap_to_swap(
+    cx: Ctx<'_>,
+    f: FrameRef,
+    mm: &crate::mm::types::MmStruct,
+    pte: &crate::mm::pgtable::EntryPtr,
+    pteval: Entry,
+) -> bool {
+    let subpage = pteval.pfn();
+    // The page's PageAnonExclusive and the folio's slot (folio->swap).
+    let anon_exclusive = folio::page_anon_exclusive(cx, subpage);
+    let off = cx.cpu.page(f.pfn, Access::Read).get(PageField::Private) as u32;
+    // The model's swap PTE has no uffd-wp bit: keep such a page mapped (docs/fidelity.md).
+    if pteval.uffd_wp() || !swapfile::swap_duplicate(cx, off) {
+        pte.set(cx, pteval);
+        return false;
+    }
+    // See folio_try_share_anon_rmap(): clear the PTE first. A pinned exclusive page stays.
+    if anon_exclusive && !folio::folio_try_share_anon_rmap_pte(cx, f, subpage) {
+        swapfile::swap_free(cx, off);
+        pte.set(cx, pteval);
+        return false;
+    }
+    mm.add_rss(MM_ANONPAGES, -1);
+    mm.add_rss(MM_SWAPENTS, 1);
+    pte.set(cx, Entry::swap(off, anon_exclusive));
+    folio::folio_remove_rmap_pte(cx, subpage);
     true
 }

@@ -211,11 +211,19 @@ pub fn zap_pte_range(
                 // zap_nonpresent_ptes: a file VMA's uffd-wp marker stays unless the zap says
                 // ZAP_FLAG_DROP_MARKER; the table is then not empty.
                 can_reclaim_pt = false;
+            } else if v.is_swap_entry() && !d.even_cows && !vma.is_anonymous() && !d.reclaim_pt {
+                // zap_nonpresent_ptes: a swapped-out private COW copy that this zap must keep
+                // (should_zap_cows).
+                can_reclaim_pt = false;
             } else {
                 // zap_nonpresent_ptes: a migration entry still counts in rss (the folio's
-                // mapcount and reference were dropped when it was installed).
+                // mapcount and reference were dropped when it was installed); a swap entry
+                // drops its swap count (free_swap_and_cache).
                 let old = pte.xchg(cx, Entry::NONE);
-                if old.is_migration() {
+                if old.is_swap_entry() {
+                    mm.add_rss(crate::mm::types::MM_SWAPENTS, -1);
+                    crate::mm::swapfile::free_swap_and_cache(cx, old.swp_offset());
+                } else if old.is_migration() {
                     let f = page_folio(cx, old.pfn());
                     mm.add_rss(mm_counter(cx, f), -1);
                 }

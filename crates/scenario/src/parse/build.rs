@@ -612,6 +612,14 @@ impl<'t> Builder<'t> {
                     pages: pages.v,
                 })
             }
+            OpArgs::MadvPageout { addr, pages } => {
+                let start = inside(addr, maps)?;
+                self.range(geo, addr, start, pages)?;
+                Ok(SetupOp::MadvPageout {
+                    addr: start,
+                    pages: pages.v,
+                })
+            }
             OpArgs::UffdRegister {
                 addr,
                 pages,

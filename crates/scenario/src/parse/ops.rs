@@ -675,8 +675,8 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "madvise pageout",
         syntax: "madvise pageout ADDR pages=N",
-        kernel: "madvise_cold_or_pageout_pte_range (mm/madvise.c) -> reclaim_pages -> shrink_folio_list (mm/vmscan.c) -> try_to_unmap (mm/rmap.c, TTU_BATCH_FLUSH); no swap device: only lazyfree folios go",
-        init: false,
+        kernel: "madvise_cold_or_pageout_pte_range (mm/madvise.c) -> reclaim_pages -> shrink_folio_list (mm/vmscan.c) -> try_to_unmap (mm/rmap.c, TTU_BATCH_FLUSH); without a swap device (swap = off) only lazyfree and shmem folios go; with one, swap-backed anon folios go to swap (add_to_swap, swap PTEs, swap_writepage, __remove_mapping)",
+        init: true,
         args: Some(args_madv_pageout),
     },
     OpSpec {
