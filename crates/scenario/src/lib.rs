@@ -63,6 +63,8 @@ pub enum SetupOp {
         missing: bool,
         wp: bool,
     },
+    /// `mmap(MAP_GROWSDOWN)` of `pages` anonymous pages at `addr`: a stack VMA.
+    MmapStack { addr: u64, pages: u64 },
 }
 
 /// One operation of a thread.
@@ -213,6 +215,11 @@ pub enum Op {
     },
     /// `UFFDIO_WRITEPROTECT` (protect) of `pages` pages at `addr`.
     UffdWp {
+        addr: u64,
+        pages: u64,
+    },
+    /// `mmap(MAP_GROWSDOWN)` of `pages` anonymous pages at `addr`: a stack VMA.
+    MmapStack {
         addr: u64,
         pages: u64,
     },

@@ -439,6 +439,9 @@ impl KernelModel {
                 }
                 Ok(())
             }
+            Op::MmapStack { addr, pages } => {
+                mmcheck_kernel::mm::stack::do_mmap_stack(cx, mm, addr, pages * ps).map(|_| ())
+            }
             Op::UffdWp { addr, pages } => {
                 let end = addr + pages * ps;
                 let r = mmcheck_kernel::mm::userfaultfd::mwriteprotect_range(cx, mm, addr, end);
@@ -738,6 +741,10 @@ impl Model for KernelModel {
                 }
                 SetupOp::MadvFree { addr, pages } => {
                     mmcheck_kernel::mm::madvise::madvise_free(cx, &mm, addr, pages * ps)
+                }
+                SetupOp::MmapStack { addr, pages } => {
+                    mmcheck_kernel::mm::stack::do_mmap_stack(cx, &mm, addr, pages * ps)
+                        .map(|_| ())
                 }
                 SetupOp::UffdRegister {
                     addr,
