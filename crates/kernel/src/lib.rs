@@ -18,7 +18,9 @@ pub use arch::pgtable::{Entry, Geometry};
 pub use mm::types::{AnonVma, File, MmStruct, VmFlags, Vma};
 pub use protocol::Protocol;
 
-use mmcheck_platform::{Cpu, FrameKind, FrameRef, Ghost, Machine, MachineConfig, Shared, SlabCache};
+use mmcheck_platform::{
+    Cpu, FrameKind, FrameRef, Ghost, Machine, MachineConfig, Shared, SlabCache,
+};
 use std::sync::{Arc, Weak};
 
 /// Errors returned by the modeled system calls (the errno a user would see).

@@ -178,6 +178,9 @@ pub struct Protocol {
     /// Stack expansion (`expand_downwards` from the fault path) takes the mmap write lock (6.5+,
     /// 8d7071af8907); off: under the mmap read lock, as before.
     pub stack_expand_write_lock: bool,
+    /// `lock_mm_and_find_vma` looks the VMA up again after trading the read lock for the write
+    /// lock (the VMA found under the read lock may have been unmapped and freed meanwhile).
+    pub stack_relookup: bool,
     /// `__split_huge_pmd_locked` runs `pmdp_invalidate` on the PMD whatever it holds, a migration
     /// entry included (4.14–6.9); off: only on a present PMD (6.10+, 3a5a8d343e1c).
     pub split_invalidate_nonpresent: bool,
@@ -396,6 +399,7 @@ impl Default for Protocol {
             vma_start_read_mm_check: true,
             lvur_range_check: true,
             stack_expand_write_lock: true,
+            stack_relookup: true,
         }
     }
 }
@@ -1106,6 +1110,12 @@ pub const SWITCHES: &[Switch] = &[
         stack_expand_write_lock,
         "a fault below a VM_GROWSDOWN VMA expands it with the mmap write lock held (on: lock_mm_and_find_vma drops the read lock, takes the write lock, looks the VMA up again and runs expand_stack_locked -> expand_downwards, then downgrades); off: expand_stack under the mmap read lock, serialised against other expansions by the anon_vma lock and mm->page_table_lock only (before 6.5)",
         "Linus Torvalds, 8d7071af8907 'mm: always expand the stack with the mmap write lock held' and a050ba1e7422 'mm/fault: convert remaining simple cases to lock_mm_and_find_vma()' (6.5-rc1, 6.4.1, 6.1.37); StackRot, CVE-2023-3269"
+    ),
+    bool_switch!(
+        "lock_mm_and_find_vma.relookup",
+        stack_relookup,
+        "lock_mm_and_find_vma, having dropped the mmap read lock to take the write lock for a stack expansion, looks the VMA up again and rechecks it (on: 'we'll have to drop the mmap lock and re-take it, and also look up the vma again, re-checking it'); off expands the VMA found under the read lock, which munmap may have freed in between",
+        "Linus Torvalds, c2508ec5a58d 'mm: introduce new lock_mm_and_find_vma() page fault helper' (6.5-rc1, 6.4.1, 6.1.37)"
     ),
 ];
 

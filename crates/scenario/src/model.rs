@@ -743,8 +743,7 @@ impl Model for KernelModel {
                     mmcheck_kernel::mm::madvise::madvise_free(cx, &mm, addr, pages * ps)
                 }
                 SetupOp::MmapStack { addr, pages } => {
-                    mmcheck_kernel::mm::stack::do_mmap_stack(cx, &mm, addr, pages * ps)
-                        .map(|_| ())
+                    mmcheck_kernel::mm::stack::do_mmap_stack(cx, &mm, addr, pages * ps).map(|_| ())
                 }
                 SetupOp::UffdRegister {
                     addr,

@@ -39,11 +39,8 @@ pub fn do_mmap_stack(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Result<
     if !mm.vmas_in(cx, addr, end).is_empty() {
         return Err(Errno::Eexist);
     }
-    let flags = VmFlags::READ
-        | VmFlags::WRITE
-        | VmFlags::MAYWRITE
-        | VmFlags::ACCOUNT
-        | VmFlags::GROWSDOWN;
+    let flags =
+        VmFlags::READ | VmFlags::WRITE | VmFlags::MAYWRITE | VmFlags::ACCOUNT | VmFlags::GROWSDOWN;
     let vma = vm_area_alloc(
         cx,
         mm,
@@ -93,7 +90,11 @@ pub fn lock_mm_and_find_vma<'a>(
     // VMA up again (it may have been unmapped, or expanded by another fault, meanwhile).
     drop(r);
     let w = mm.mmap_lock.write_lock(cx.cpu);
-    let vma = mm.find_vma(cx, addr)?;
+    let vma = if cx.proto().stack_relookup {
+        mm.find_vma(cx, addr)?
+    } else {
+        vma // trust the VMA found under the dropped read lock
+    };
     if vma.start() > addr {
         if !vma.flags(cx).has(VmFlags::GROWSDOWN) {
             return None;

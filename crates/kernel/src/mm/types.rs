@@ -366,8 +366,10 @@ impl Vma {
         // announce the current one too, which lookups read.
         let tree = self.tree_id.read(|t| *t);
         if tree != self.range.id() {
-            cx.cpu
-                .visible(mmcheck_platform::Obj::Var(tree), mmcheck_platform::Access::Write);
+            cx.cpu.visible(
+                mmcheck_platform::Obj::Var(tree),
+                mmcheck_platform::Access::Write,
+            );
         }
         self.range.write(&cx.cpu, |r| *r = (start, end, pgoff));
     }
