@@ -584,9 +584,13 @@ impl VmaIntervalTree {
     }
 
     pub fn insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
+        // vma_interval_tree_insert: ordered by vm_pgoff, a node with an equal key goes to the
+        // right of the ones already there (insertion order, which mremap's copy_vma relies on:
+        // a new VMA is walked after the one it is copied from). Not the object's id: a reused
+        // (SLAB_TYPESAFE_BY_RCU) object keeps its old id.
         self.vmas.write(&cx.cpu, |t| {
-            let key = (vma.pgoff(), vma.id);
-            let at = t.partition_point(|v| (v.pgoff(), v.id) < key);
+            let key = vma.pgoff();
+            let at = t.partition_point(|v| v.pgoff() <= key);
             t.insert(at, vma);
         })
     }
