@@ -76,7 +76,7 @@ impl Key {
     pub fn of(e: &Event) -> Key {
         let family = if matches!(
             e.access,
-            Access::FrameFree | Access::FrameAlloc | Access::ObjFree
+            Access::FrameFree | Access::FrameAlloc | Access::ObjFree | Access::ObjAlloc
         ) {
             Family::FreeAlloc
         } else if is_global(e) {
@@ -123,8 +123,9 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         return matches!(o.access, Access::FrameAlloc | Access::FrameFree)
             || o.obj.in_block(pfn, order);
     }
-    if a.access == Access::ObjFree || b.access == Access::ObjFree {
-        // Freeing a slab object conflicts with every access to one of its fields.
+    let obj_life = |e: &Event| matches!(e.access, Access::ObjFree | Access::ObjAlloc);
+    if obj_life(a) || obj_life(b) {
+        // Freeing or reusing a slab object conflicts with every access to one of its fields.
         return a.obj.slab_base().is_some() && a.obj.slab_base() == b.obj.slab_base();
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
@@ -225,6 +226,7 @@ mod tests {
             Access::HistInv,
             Access::HistResp,
             Access::ObjFree,
+            Access::ObjAlloc,
         ];
         let evs: Vec<Event> = objs
             .iter()

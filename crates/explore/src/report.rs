@@ -46,6 +46,7 @@ pub fn access_text(a: Access) -> &'static str {
         Access::HistInv => "invoke",
         Access::HistResp => "return",
         Access::ObjFree => "kmem_cache_free",
+        Access::ObjAlloc => "kmem_cache_alloc (reuse)",
     }
 }
 
@@ -345,7 +346,7 @@ fn touches(e: &mmcheck_platform::Event, o: Obj) -> bool {
     if let (Access::FrameFree, Obj::Frame { pfn, order }) = (e.access, e.obj) {
         return o.in_block(pfn, order);
     }
-    if e.access == Access::ObjFree {
+    if matches!(e.access, Access::ObjFree | Access::ObjAlloc) {
         return e.obj.slab_base().is_some() && e.obj.slab_base() == o.slab_base();
     }
     false

@@ -18,7 +18,9 @@ pub use arch::pgtable::{Entry, Geometry};
 pub use mm::types::{AnonVma, File, MmStruct, VmFlags, Vma};
 pub use protocol::Protocol;
 
-use mmcheck_platform::{Cpu, FrameKind, FrameRef, Ghost, Machine, MachineConfig, Shared};
+use mmcheck_platform::{
+    Cpu, FrameKind, FrameRef, Ghost, Machine, MachineConfig, Shared, SlabCache,
+};
 use std::sync::{Arc, Weak};
 
 /// Errors returned by the modeled system calls (the errno a user would see).
@@ -57,6 +59,8 @@ pub struct Kernel {
     pub(crate) mms: Ghost<Vec<Weak<MmStruct>>>,
     pub(crate) anon_vmas: Ghost<Vec<Weak<AnonVma>>>,
     pub(crate) files: Ghost<Vec<Weak<File>>>,
+    /// `vm_area_cachep`'s per-CPU freelists of freed anonymous VMAs (reused by `vm_area_alloc`).
+    pub(crate) vma_cache: SlabCache<Arc<mm::types::Vma>>,
 }
 
 impl Kernel {
@@ -89,6 +93,7 @@ impl Kernel {
             mms: Ghost::default(),
             anon_vmas: Ghost::default(),
             files: Ghost::default(),
+            vma_cache: SlabCache::default(),
         }
     }
 

@@ -179,6 +179,20 @@ pub struct Protocol {
     pub swapin_skip_swapcache_prepare: bool,
     /// khugepaged's `max_ptes_swap`: swap PTEs a PMD-order scan swaps in before collapsing.
     pub collapse_max_ptes_swap: MaxPtesSwap,
+    /// `vm_area_cachep` is `SLAB_TYPESAFE_BY_RCU` (6.15+): a freed VMA object may be handed out
+    /// again while an RCU reader still holds it. Off: freed after a grace period (`call_rcu`,
+    /// 6.4-6.14), never reused under a reader.
+    pub vma_reuse: bool,
+    /// `vma_start_read` fails on a VMA whose `vm_mm` is not the faulting mm (a reused object).
+    pub vma_start_read_mm_check: bool,
+    /// `lock_vma_under_rcu` checks that the address lies in the locked VMA's range.
+    pub lvur_range_check: bool,
+    /// Stack expansion (`expand_downwards` from the fault path) takes the mmap write lock (6.5+,
+    /// 8d7071af8907); off: under the mmap read lock, as before.
+    pub stack_expand_write_lock: bool,
+    /// `lock_mm_and_find_vma` looks the VMA up again after trading the read lock for the write
+    /// lock (the VMA found under the read lock may have been unmapped and freed meanwhile).
+    pub stack_relookup: bool,
     /// `__split_huge_pmd_locked` runs `pmdp_invalidate` on the PMD whatever it holds, a migration
     /// entry included (4.14–6.9); off: only on a present PMD (6.10+, 3a5a8d343e1c).
     pub split_invalidate_nonpresent: bool,
@@ -419,6 +433,11 @@ impl Default for Protocol {
             swap_synchronous_io: true,
             swapin_skip_swapcache_prepare: true,
             collapse_max_ptes_swap: MaxPtesSwap::Eighth,
+            vma_reuse: true,
+            vma_start_read_mm_check: true,
+            lvur_range_check: true,
+            stack_expand_write_lock: true,
+            stack_relookup: true,
         }
     }
 }
@@ -1146,6 +1165,36 @@ pub const SWITCHES: &[Switch] = &[
             true
         },
     },
+    bool_switch!(
+        "vma.typesafe_by_rcu",
+        vma_reuse,
+        "vm_area_cachep is SLAB_TYPESAFE_BY_RCU (on, 6.15+): vm_area_free returns an anonymous VMA to the freeing CPU's freelist and the next vm_area_alloc there (mmap, split, mremap, fork's dup) reuses it while a lock_vma_under_rcu reader may still hold the pointer; off: VMAs are freed after a grace period (call_rcu, 6.4-6.14) and never reused under a reader",
+        "Suren Baghdasaryan, 3104138517fc 'mm: make vma cache SLAB_TYPESAFE_BY_RCU' (6.15), with 'mm: prepare lock_vma_under_rcu() for vma reuse possibility' in the same series"
+    ),
+    bool_switch!(
+        "vma_start_read.vm_mm_check",
+        vma_start_read_mm_check,
+        "vma_start_read fails (dropping the reference it took) when the VMA's vm_mm is not the faulting mm, as a VMA reused for another mm is (on); off trusts a VMA found under RCU to belong to the mm it was looked up in",
+        "Suren Baghdasaryan, 'mm: prepare lock_vma_under_rcu() for vma reuse possibility' (6.15, with 3104138517fc); moved into vma_start_read by 'mm: fix a UAF when vma->mm is freed after vma->vm_refcnt got dropped' (6.15-rc, reported by Jann Horn)"
+    ),
+    bool_switch!(
+        "lock_vma_under_rcu.range_check",
+        lvur_range_check,
+        "lock_vma_under_rcu, once it holds the VMA read lock, checks that the address lies in [vm_start, vm_end) and fails otherwise (on): the VMA found in the maple-tree walk may have been shrunk, or (SLAB_TYPESAFE_BY_RCU) freed and reused for another range, before vma_start_read; off trusts the walk",
+        "Suren Baghdasaryan, 50ee32537206 'mm: introduce lock_vma_under_rcu to be used from arch-specific code' (6.4); the reuse case since 3104138517fc (6.15)"
+    ),
+    bool_switch!(
+        "stack.expand_write_lock",
+        stack_expand_write_lock,
+        "a fault below a VM_GROWSDOWN VMA expands it with the mmap write lock held (on: lock_mm_and_find_vma drops the read lock, takes the write lock, looks the VMA up again and runs expand_stack_locked -> expand_downwards, then downgrades); off: expand_stack under the mmap read lock, serialised against other expansions by the anon_vma lock and mm->page_table_lock only (before 6.5)",
+        "Linus Torvalds, 8d7071af8907 'mm: always expand the stack with the mmap write lock held' and a050ba1e7422 'mm/fault: convert remaining simple cases to lock_mm_and_find_vma()' (6.5-rc1, 6.4.1, 6.1.37); StackRot, CVE-2023-3269"
+    ),
+    bool_switch!(
+        "lock_mm_and_find_vma.relookup",
+        stack_relookup,
+        "lock_mm_and_find_vma, having dropped the mmap read lock to take the write lock for a stack expansion, looks the VMA up again and rechecks it (on: 'we'll have to drop the mmap lock and re-take it, and also look up the vma again, re-checking it'); off expands the VMA found under the read lock, which munmap may have freed in between",
+        "Linus Torvalds, c2508ec5a58d 'mm: introduce new lock_mm_and_find_vma() page fault helper' (6.5-rc1, 6.4.1, 6.1.37)"
+    ),
 ];
 
 /// A preset: a kernel version and the switch values that differ from the 2026 defaults.
@@ -1177,6 +1226,8 @@ pub const PRESETS: &[Preset] = &[
             ("pte_map.recheck_pmd", "off"),
             ("migrate.batch_flush", "off"),
             ("swapin.skip_swapcache_prepare", "off"),
+            ("vma.typesafe_by_rcu", "off"),
+            ("stack.expand_write_lock", "off"),
         ],
     },
     Preset {
@@ -1191,12 +1242,13 @@ pub const PRESETS: &[Preset] = &[
             ("collapse.vma_write_order", "after_check"),
             ("mremap.normal_pmd_rmap_locks", "off"),
             ("thp.zero_wp_alloc", "off"),
+            ("vma.typesafe_by_rcu", "off"),
         ],
     },
     Preset {
         name: "linux-6.14",
         doc: "PT reclaim under the mmap read lock; tables freed through tlb_remove_table",
-        settings: &[("madvise.vma_lock", "off")],
+        settings: &[("madvise.vma_lock", "off"), ("vma.typesafe_by_rcu", "off")],
     },
     Preset {
         name: "linux-2026",

@@ -112,7 +112,7 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
             }
         }
         Access::FrameAlloc if obj == Obj::Alloc => return true,
-        Access::ObjFree
+        Access::ObjFree | Access::ObjAlloc
             if ev.obj.slab_base().is_some() && obj.slab_base() == ev.obj.slab_base() =>
         {
             return true
@@ -249,6 +249,10 @@ pub enum Access {
     /// Freeing a slab object (`kmem_cache_free`), announced on its base `Var`: conflicts with
     /// every access to a field of the object.
     ObjFree,
+    /// Handing a freed slab object out again (`kmem_cache_alloc` reusing it: SLUB's per-CPU
+    /// freelist), announced on its base `Var`: conflicts with every access to a field of the
+    /// object, as [`Access::ObjFree`] does.
+    ObjAlloc,
 }
 
 impl Access {

@@ -37,7 +37,7 @@ pub use naming::{NameRec, Names, Owner};
 pub use rcu::{RcuGuard, RcuWork};
 pub use rwsem::{RwSem, RwSemReadGuard, RwSemWriteGuard};
 pub use shared::{Counter, Ghost, Locked, Shared, SharedWord};
-pub use slab::SlabObj;
+pub use slab::{SlabCache, SlabObj};
 pub use spinlock::{SpinGuard, SpinLock};
 pub use tlb::{TlbEntry, TlbFlushMode, WalkCacheEntry};
 pub use violation::{Limit, Violation, ViolationKind};

@@ -252,6 +252,16 @@ impl VmaLock {
         }
     }
 
+    /// `vma_lock_init` on an object `vm_area_alloc` reused (`SLAB_TYPESAFE_BY_RCU`): the
+    /// refcount stays 0 (a detached VMA cannot gain readers), `vm_lock_seq` is reset.
+    pub fn reinit(&self, cpu: &Cpu<'_>) {
+        cpu.warn_on(
+            self.is_attached(),
+            "vm_area_alloc: reused VMA still attached",
+        );
+        cpu.write_var(self.seq_id, &self.vm_lock_seq, u64::MAX);
+    }
+
     pub fn refcnt(&self) -> u32 {
         self.vm_refcnt.load(Ordering::SeqCst)
     }

@@ -14,11 +14,18 @@
 //! until a grace period has passed, so a reader inside an RCU read-side section may still read
 //! it (and must then validate what it read: `vma_start_read`'s refcount, `vm_mm` and range
 //! checks). A read of a freed object outside any RCU read-side section is a use-after-free.
+//!
+//! Reuse: [`SlabCache`] is SLUB's per-CPU freelist as far as reuse goes: an object freed on a CPU
+//! is the first one a later allocation on that CPU gets back (LIFO). [`SlabObj::reuse`] is that
+//! allocation, one step announced as [`Access::ObjAlloc`] and ordered like the free against every
+//! access to a field. A reader that still holds the pointer reads the new contents: not a
+//! use-after-free (the memory is an object of the same type), but not the object it looked up.
 
 use crate::event::{Access, Obj};
 use crate::machine::{Cpu, Machine};
 use crate::violation::ViolationKind;
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The lifetime of one slab object.
@@ -109,6 +116,47 @@ impl SlabObj {
         }
         *self.freed_by.lock() = Some((cpu.id, cpu.stack()));
     }
+
+    /// `kmem_cache_alloc` handing this freed object out again: one step, ordered against every
+    /// access to a field of the object. The fields keep their old values until the caller
+    /// initialises them (in steps of their own).
+    pub fn reuse(&self, cpu: &Cpu<'_>) {
+        cpu.visible(Obj::Var(self.base), Access::ObjAlloc);
+        let was = self.freed.swap(false, Ordering::SeqCst);
+        cpu.warn_on(!was, "kmem_cache_alloc: reused object was not free");
+        *self.freed_by.lock() = None;
+    }
+}
+
+/// The freed objects of one cache, per CPU, most recent last (SLUB's per-CPU freelist, LIFO).
+/// Each list is touched only by its own CPU (the free and the allocation run on it), so it is not
+/// shared between simulated CPUs and needs no announcement; the reuse itself is announced by
+/// [`SlabObj::reuse`].
+pub struct SlabCache<T> {
+    free: Mutex<BTreeMap<usize, Vec<T>>>,
+}
+
+impl<T> Default for SlabCache<T> {
+    fn default() -> Self {
+        SlabCache {
+            free: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<T> SlabCache<T> {
+    /// Put an object `cpu` just freed on its freelist.
+    pub fn push(&self, cpu: &Cpu<'_>, obj: T) {
+        self.free.lock().entry(cpu.id).or_default().push(obj);
+    }
+
+    /// The most recently freed object on `cpu`'s freelist for which `fits` holds, taken off it.
+    pub fn pop_if(&self, cpu: &Cpu<'_>, fits: impl Fn(&T) -> bool) -> Option<T> {
+        let mut g = self.free.lock();
+        let list = g.get_mut(&cpu.id)?;
+        let i = list.iter().rposition(fits)?;
+        Some(list.remove(i))
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +196,24 @@ mod tests {
             kinds(&m),
             vec![ViolationKind::UseAfterFree, ViolationKind::DoubleFree]
         );
+    }
+
+    #[test]
+    fn reuse_makes_the_object_live_again_and_the_cache_is_lifo_per_cpu() {
+        let m = seq_machine(2, 4);
+        let (c0, c1) = (m.cpu(0), m.cpu(1));
+        let cache: SlabCache<u32> = SlabCache::default();
+        cache.push(&c0, 1);
+        cache.push(&c0, 2);
+        cache.push(&c1, 3);
+        assert_eq!(cache.pop_if(&c0, |_| true), Some(2));
+        assert_eq!(cache.pop_if(&c0, |&x| x != 1), None);
+        assert_eq!(cache.pop_if(&c1, |_| true), Some(3));
+        let o = SlabObj::new(&m, true);
+        o.free(&c1);
+        o.reuse(&c1);
+        assert!(!o.is_freed());
+        assert!(o.check(&c0, o.field(1), "read of the new object"));
+        assert!(kinds(&m).is_empty());
     }
 }

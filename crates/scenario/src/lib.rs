@@ -66,6 +66,8 @@ pub enum SetupOp {
         missing: bool,
         wp: bool,
     },
+    /// `mmap(MAP_GROWSDOWN)` of `pages` anonymous pages at `addr`: a stack VMA.
+    MmapStack { addr: u64, pages: u64 },
 }
 
 /// One operation of a thread.
@@ -218,6 +220,11 @@ pub enum Op {
     },
     /// `UFFDIO_WRITEPROTECT` (protect) of `pages` pages at `addr`.
     UffdWp {
+        addr: u64,
+        pages: u64,
+    },
+    /// `mmap(MAP_GROWSDOWN)` of `pages` anonymous pages at `addr`: a stack VMA.
+    MmapStack {
         addr: u64,
         pages: u64,
     },

@@ -477,6 +477,9 @@ impl KernelModel {
                 }
                 Ok(())
             }
+            Op::MmapStack { addr, pages } => {
+                mmcheck_kernel::mm::stack::do_mmap_stack(cx, mm, addr, pages * ps).map(|_| ())
+            }
             Op::UffdWp { addr, pages } => {
                 let end = addr + pages * ps;
                 let r = mmcheck_kernel::mm::userfaultfd::mwriteprotect_range(cx, mm, addr, end);
@@ -787,6 +790,9 @@ impl Model for KernelModel {
                 }
                 SetupOp::MadvPageout { addr, pages } => {
                     mmcheck_kernel::mm::madvise::madvise_pageout(cx, &mm, addr, pages * ps)
+                }
+                SetupOp::MmapStack { addr, pages } => {
+                    mmcheck_kernel::mm::stack::do_mmap_stack(cx, &mm, addr, pages * ps).map(|_| ())
                 }
                 SetupOp::UffdRegister {
                     addr,

@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page, madvise free, madvise pageout, uffd_register, uffd_copy, uffd_wp";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page, madvise free, madvise pageout, uffd_register, uffd_copy, uffd_wp, mmap_stack";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -522,7 +522,7 @@ fn operation_arguments() {
         "scenario s\ninit {\n  mmap anon @0 pages=8\n  fault @0\n}\nthread T0 {\n  load @0\n}\nexpect clean\n",
         4,
         3,
-        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, madvise pageout, uffd_register)",
+        "operation 'fault' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, madvise pageout, uffd_register, mmap_stack)",
     );
 }
 
@@ -1046,7 +1046,7 @@ expect clean
         &init("  fork\n"),
         4,
         3,
-        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, madvise pageout, uffd_register)",
+        "operation 'fork' is not allowed in 'init' (init takes load, store, mmap, munmap, mremap, migrate, retract, madvise free, madvise pageout, uffd_register, mmap_stack)",
     );
 }
 
@@ -1186,4 +1186,33 @@ fn a_migration_left_in_flight_is_for_init_only() {
     );
     assert!(e.help().is_some_and(|h| h.contains("CPU of its own")));
     ok("scenario s\ninit {\n  mmap anon @0 pages=8\n  store @1 = 1\n  migrate @1 unmap\n}\nthread T0 {\n  load @1\n}\nexpect clean\n");
+}
+
+#[test]
+fn mmap_stack_and_addresses_below_it() {
+    // Below a stack mapping, down to the mapping below it, addresses count as mapped.
+    let s = parse_scenario(
+        "t.mmt",
+        "scenario s\ninit {\n  mmap anon @0 pages=1\n  mmap_stack @4 pages=2\n  store @3 = 1\n}\nthread T0 {\n  store @1 = 2\n}\nexpect clean\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        s.setup[1],
+        SetupOp::MmapStack {
+            addr: s.page(4),
+            pages: 2
+        }
+    );
+    check(
+        "scenario s\ninit {\n  mmap anon @0 pages=1\n  mmap_stack @4 pages=2\n}\nthread T0 {\n  store @0 = 2\n  store @8 = 2\n}\nexpect clean\n",
+        8,
+        9,
+        "address 0x10000 (@8) is outside every VMA mapped by 'init' or by any thread (VMAs: 0x8000 (@0)..0x9000 (@1) (line 3), 0xc000 (@4)..0xe000 (@6) (line 4))",
+    );
+    check(
+        "scenario s\ninit {\n  mmap_stack @9 pages=2\n  mmap_stack @10 pages=1\n}\nthread T0 {\n  load @9\n}\nexpect clean\n",
+        4,
+        14,
+        "mapping 0x12000 (@10)..0x13000 (@11) overlaps the mapping from line 3 (mmap fails with EEXIST)",
+    );
 }

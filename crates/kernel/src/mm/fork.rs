@@ -31,7 +31,7 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
         if let Some(f) = &vma.file {
             get_file(cx, f);
         }
-        let tmp = Arc::new(Vma::new(
+        let tmp = crate::mm::vma::vm_area_alloc(
             cx,
             &new,
             vma.start(),
@@ -44,7 +44,7 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
                         | crate::mm::types::VmFlags::UFFD_WP),
             ),
             vma.file.clone(),
-        ));
+        );
         anon_vma_fork(cx, &tmp, &vma);
         link_file_vma(cx, &tmp);
         nw.vma_mark_attached(&tmp.lock);

@@ -72,7 +72,7 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         if addr & !g.pmd_mask() != 0 || addr + g.pmd_size() > vma.end() {
             continue;
         }
-        let Some(mm) = mm_of(cx, vma.mm_id) else {
+        let Some(mm) = mm_of(cx, vma.mm_id()) else {
             continue;
         };
         if mm.exiting.read(&cx.cpu) != 0 {
@@ -276,7 +276,7 @@ pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
     let mut referenced = 0;
     crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
         let _f = cx.cpu.enter("folio_referenced_one");
-        let Some(m) = mm_of(cx, vma.mm_id) else {
+        let Some(m) = mm_of(cx, vma.mm_id()) else {
             return true;
         };
         // The folio's first page may lie before the VMA (split inside the folio): vma_address.
@@ -467,7 +467,7 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let mut ubc = TlbUbc::default();
     crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
         let _f = cx.cpu.enter("try_to_unmap_one");
-        let Some(m) = mm_of(cx, vma.mm_id) else {
+        let Some(m) = mm_of(cx, vma.mm_id()) else {
             return true;
         };
         for i in 0..nr {

@@ -808,8 +808,10 @@ impl Drop for VmaReadLocked<'_> {
 
 /// `lock_vma_under_rcu` (`mm/mmap_lock.c`, 6.15+ refcount era): RCU lookup, try
 /// `vma_start_read` (retry the lookup if the VMA was detached), check `vma->vm_mm` (a
-/// `SLAB_TYPESAFE_BY_RCU` VMA may have been reused by another mm), leave RCU, then check the
-/// range. `lock_vma_under_rcu.anon_vma_check` adds the 6.4–6.6 refusal of file VMAs and of
+/// `SLAB_TYPESAFE_BY_RCU` VMA may have been reused by another mm: `vma_start_read.vm_mm_check`),
+/// leave RCU, then check the range (`lock_vma_under_rcu.range_check`). A fault below a
+/// `VM_GROWSDOWN` VMA finds no VMA here (the walk is `vma_lookup`), so it falls back to
+/// `lock_mm_and_find_vma`, which may expand the stack. `lock_vma_under_rcu.anon_vma_check` adds the 6.4–6.6 refusal of file VMAs and of
 /// anonymous VMAs without an anon_vma, before or after `vma_start_read`.
 pub fn lock_vma_under_rcu<'a>(
     cx: Ctx<'a>,
@@ -839,9 +841,9 @@ pub fn lock_vma_under_rcu<'a>(
         }
     };
     let locked = VmaReadLocked { vma, cx };
-    // vma_start_read: a VMA reused by another mm is not ours. The model never hands a freed
-    // VMA out again (docs/fidelity.md), so this never fails here.
-    if locked.vma.mm_id != mm.id {
+    // vma_start_read: a VMA reused (SLAB_TYPESAFE_BY_RCU) for another mm is not ours; drop the
+    // reference just taken (err_unstable: vma_refcount_put, with the foreign mm grabbed).
+    if cx.proto().vma_start_read_mm_check && locked.vma.vm_mm_racy(cx) != mm.id {
         return None;
     }
     if check == AnonVmaCheck::AfterStartRead && locked.vma.anon_vma(cx).is_none() {
@@ -850,7 +852,9 @@ pub fn lock_vma_under_rcu<'a>(
         return None;
     }
     drop(rcu);
-    if !locked.vma.contains(addr) {
+    // "Check if the vma we locked is the right one": it may have shrunk, or been freed and
+    // reused for another range, between the walk and vma_start_read.
+    if cx.proto().lvur_range_check && !locked.vma.contains(addr) {
         return None;
     }
     Some(locked)
@@ -871,9 +875,7 @@ pub fn do_user_addr_fault(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) ->
     }
     let mut tries = 0;
     loop {
-        let g = mm.mmap_lock.read_lock(cx.cpu);
-        let Some(vma) = mm.vma_lookup(cx, addr) else {
-            drop(g);
+        let Some((g, vma)) = crate::mm::stack::lock_mm_and_find_vma(cx, mm, addr) else {
             return Err(Errno::Sigsegv);
         };
         let r = handle_mm_fault(cx, mm, &vma, addr, write, false);

@@ -47,7 +47,7 @@ pub fn try_to_migrate_flags(
     let nr = folio::folio_nr_pages(cx, src);
     rmap_walk(cx, src, lock, &mut |vma, addr| {
         let _f = cx.cpu.enter("try_to_migrate_one");
-        let Some(mm) = mm_of(cx, vma.mm_id) else {
+        let Some(mm) = mm_of(cx, vma.mm_id()) else {
             return true;
         };
         if split_pmd {
@@ -122,7 +122,7 @@ pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, l
     let nr = folio::folio_nr_pages(cx, src);
     rmap_walk(cx, src, lock, &mut |vma, addr| {
         let _f = cx.cpu.enter("remove_migration_pte");
-        let Some(mm) = mm_of(cx, vma.mm_id) else {
+        let Some(mm) = mm_of(cx, vma.mm_id()) else {
             return true;
         };
         if nr > 1 {

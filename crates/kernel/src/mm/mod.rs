@@ -18,6 +18,7 @@ pub mod pgtable;
 pub mod rmap;
 pub mod shmem;
 pub mod split_huge_page;
+pub mod stack;
 pub mod swap_state;
 pub mod swapfile;
 pub mod swapin;

@@ -119,7 +119,7 @@ fn copy_vma(
     if let Some(f) = &vma.file {
         get_file(cx, f);
     }
-    let new = Arc::new(Vma::new(
+    let new = crate::mm::vma::vm_area_alloc(
         cx,
         mm,
         new_addr,
@@ -127,7 +127,7 @@ fn copy_vma(
         pgoff,
         vma.flags(cx),
         vma.file.clone(),
-    ));
+    );
     anon_vma_clone(cx, &new, vma);
     // vma_link: write-lock the new VMA before it enters the tree, so a per-VMA-locked fault
     // cannot populate the destination before move_page_tables fills it (it stays locked until

@@ -79,7 +79,7 @@ pub fn unmap_mapping_range(cx: Ctx<'_>, file: &File, first: u64, last: u64, even
     let ps = cx.geo().page_shift;
     let r = file.i_mmap_rwsem.read(cx.cpu);
     for vma in file.i_mmap_overlapping(first, last, ps) {
-        let Some(mm) = cx.k.mm_by_id(vma.mm_id) else {
+        let Some(mm) = cx.k.mm_by_id(vma.mm_id()) else {
             continue;
         };
         let vpg = vma.pgoff();

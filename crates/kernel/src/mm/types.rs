@@ -24,6 +24,8 @@ impl VmFlags {
     pub const WRITE: u64 = 1 << 1;
     pub const SHARED: u64 = 1 << 3;
     pub const MAYWRITE: u64 = 1 << 5;
+    /// `VM_GROWSDOWN` (0x100): a stack mapping, expanded down by faults below it.
+    pub const GROWSDOWN: u64 = 1 << 8;
     /// `VM_UFFD_MISSING` (0x200): registered with `UFFDIO_REGISTER_MODE_MISSING`.
     pub const UFFD_MISSING: u64 = 1 << 9;
     /// `VM_UFFD_WP` (0x1000): registered with `UFFDIO_REGISTER_MODE_WP`.
@@ -222,7 +224,13 @@ pub struct Vma {
     pub id: u64,
     /// The object's lifetime: its fields are slab fields of this object.
     pub slab: SlabObj,
-    pub mm_id: u64,
+    /// `vma->vm_mm` (the mm's id). LOCKING: set by `vm_area_alloc` before the VMA is published;
+    /// a VMA reused under `SLAB_TYPESAFE_BY_RCU` may belong to another mm when a stale RCU
+    /// reader looks, which `vma_start_read` checks with an announced read ([`Vma::vm_mm_racy`]).
+    vm_mm: Locked<u64>,
+    /// The maple tree that holds the VMA now (its mm's `mm_mt` id): a range change is announced
+    /// on it as well when the object was first built for another mm (see [`Vma::set_range`]).
+    tree_id: Locked<u64>,
     /// `vm_start`, `vm_end`, `vm_pgoff`. LOCKING: written with mmap W + VMA W + the rmap locks
     /// (`vma_prepare`), read with any one of them, or under RCU in a maple-tree lookup: a write
     /// announces the mm's tree object, which every lookup reads.
@@ -269,7 +277,8 @@ impl Vma {
         let field = |k, name| m.name_field(slab.field(k), id, name);
         Vma {
             id,
-            mm_id: mm.id,
+            vm_mm: Locked::new(field(6, "vm_mm"), mm.id),
+            tree_id: Locked::new(field(7, "vm_mm.mm_mt"), mm.tree.id()),
             // The maple tree holds each VMA's range: a range change is a store to the tree, and a
             // lookup reads the ranges in the tree's step.
             range: Locked::new(mm.tree.id(), (start, end, pgoff)),
@@ -280,6 +289,42 @@ impl Vma {
             lock: VmaLock::new(field(4, "vm_refcnt"), field(5, "vm_lock_seq")),
             slab,
         }
+    }
+
+    /// `vm_area_alloc` handing this freed object out again for `mm` (`SLAB_TYPESAFE_BY_RCU`):
+    /// the reuse step, then the initialisation of every field, each an announced write, before
+    /// the caller publishes it. Anonymous VMAs only (`file` is fixed per object in the model).
+    pub(crate) fn reinit(
+        &self,
+        cx: Ctx<'_>,
+        mm: &MmStruct,
+        start: u64,
+        end: u64,
+        pgoff: u64,
+        flags: VmFlags,
+    ) {
+        debug_assert!(self.file.is_none());
+        self.slab.reuse(&cx.cpu);
+        self.vm_mm.write(&cx.cpu, |v| *v = mm.id);
+        self.tree_id.write(&cx.cpu, |v| *v = mm.tree.id());
+        self.vm_flags.write(&cx.cpu, flags.0);
+        self.anon_vma.write(&cx.cpu, |a| *a = None);
+        self.anon_vma_chain.write(&cx.cpu, |c| c.clear());
+        self.lock.reinit(&cx.cpu);
+        self.set_range(cx, start, end, pgoff);
+    }
+
+    /// `vma->vm_mm` (its id) by a holder of the VMA or of a lock that keeps it alive.
+    pub fn mm_id(&self) -> u64 {
+        self.vm_mm.read(|v| *v)
+    }
+
+    /// `vma->vm_mm` read by a CPU that may hold a stale pointer (`vma_start_read` under RCU): an
+    /// announced read, ordered against a reuse's initialisation.
+    pub fn vm_mm_racy(&self, cx: Ctx<'_>) -> u64 {
+        let v = self.vm_mm.read_racy(&cx.cpu, |v| *v);
+        self.slab.check(&cx.cpu, self.vm_mm.id(), "vma->vm_mm read");
+        v
     }
 
     /// `vm_start` (see `range` for the locking rule).
@@ -320,6 +365,15 @@ impl Vma {
     /// Change `vm_start`/`vm_end`/`vm_pgoff`: mmap W + VMA W + rmap W held by the caller.
     pub(crate) fn set_range(&self, cx: Ctx<'_>, start: u64, end: u64, pgoff: u64) {
         cx.k.machine.name_owner(self.id, Owner::Vma { start, end });
+        // A reused object's range is announced on the tree of the mm it was first built for;
+        // announce the current one too, which lookups read.
+        let tree = self.tree_id.read(|t| *t);
+        if tree != self.range.id() {
+            cx.cpu.visible(
+                mmcheck_platform::Obj::Var(tree),
+                mmcheck_platform::Access::Write,
+            );
+        }
         self.range.write(&cx.cpu, |r| *r = (start, end, pgoff));
     }
 
@@ -339,7 +393,7 @@ impl Vma {
 
     /// The linear page index of `addr` (`linear_page_index`).
     pub fn linear_page_index(&self, addr: u64, page_shift: u32) -> u64 {
-        ((addr - self.start()) >> page_shift) + self.pgoff()
+        (addr.wrapping_sub(self.start()) >> page_shift).wrapping_add(self.pgoff())
     }
 
     /// `vma_address`: where page index `pgoff` is mapped, if inside the VMA.
@@ -548,9 +602,13 @@ impl VmaIntervalTree {
     }
 
     pub fn insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
+        // vma_interval_tree_insert: ordered by vm_pgoff, a node with an equal key goes to the
+        // right of the ones already there (insertion order, which mremap's copy_vma relies on:
+        // a new VMA is walked after the one it is copied from). Not the object's id: a reused
+        // (SLAB_TYPESAFE_BY_RCU) object keeps its old id.
         self.vmas.write(&cx.cpu, |t| {
-            let key = (vma.pgoff(), vma.id);
-            let at = t.partition_point(|v| (v.pgoff(), v.id) < key);
+            let key = vma.pgoff();
+            let at = t.partition_point(|v| v.pgoff() <= key);
             t.insert(at, vma);
         })
     }

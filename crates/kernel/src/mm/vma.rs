@@ -111,7 +111,7 @@ pub fn do_mmap(
             (Some(file), pgoff)
         }
     };
-    let vma = Arc::new(Vma::new(cx, mm, addr, end, pgoff, VmFlags(flags), file));
+    let vma = vm_area_alloc(cx, mm, addr, end, pgoff, VmFlags(flags), file);
     link_file_vma(cx, &vma);
     // vma_iter_store_new: attach, then publish in the tree.
     w.vma_mark_attached(&vma.lock);
@@ -271,7 +271,7 @@ pub fn __split_vma(
     if let Some(f) = &vma.file {
         get_file(cx, f);
     }
-    let new = Arc::new(Vma::new(
+    let new = vm_area_alloc(
         cx,
         mm,
         addr,
@@ -279,7 +279,7 @@ pub fn __split_vma(
         pgoff,
         vma.flags(cx),
         vma.file.clone(),
-    ));
+    );
     anon_vma_clone(cx, &new, vma);
     // vma_prepare: i_mmap then anon_vma, both for write, around the key change.
     let im = vma.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
@@ -299,7 +299,7 @@ pub fn __split_vma(
 }
 
 /// `remove_vma`: drop the VMA's file reference and free it.
-fn remove_vma(cx: Ctx<'_>, vma: &Vma) {
+fn remove_vma(cx: Ctx<'_>, vma: &Arc<Vma>) {
     if let Some(f) = &vma.file {
         fput(cx, f);
     }
@@ -310,13 +310,41 @@ fn remove_vma(cx: Ctx<'_>, vma: &Vma) {
 /// `vm_area_cachep` (`SLAB_TYPESAFE_BY_RCU`, 6.15+; earlier kernels freed it after a grace period
 /// with `call_rcu`). A reader that still holds a pointer may read it only inside an RCU read-side
 /// section (and must validate it, as `vma_start_read` does); any other access is a use-after-free.
-/// The Rust object stays allocated (it is never handed out again: see docs/fidelity.md).
-pub fn vm_area_free(cx: Ctx<'_>, vma: &Vma) {
+/// An anonymous VMA goes on this CPU's freelist, and [`vm_area_alloc`] on this CPU hands it out
+/// again (a file VMA's object is never reused: see docs/fidelity.md).
+pub fn vm_area_free(cx: Ctx<'_>, vma: &Arc<Vma>) {
     let _f = cx.cpu.enter("vm_area_free");
     vma.slab.free(&cx.cpu);
     // vma_assert_detached: read in the free's step, which covers every field of the VMA.
     cx.cpu
         .warn_on(vma.lock.is_attached(), "vm_area_free: VMA still attached");
+    if vma.is_anonymous() && cx.proto().vma_reuse {
+        cx.k.vma_cache.push(&cx.cpu, vma.clone());
+    }
+}
+
+/// `vm_area_alloc` (+ the initialisation its callers do before publishing): the most recently
+/// freed anonymous VMA object on this CPU's freelist if the new VMA is anonymous, as SLUB's
+/// per-CPU freelist hands it out, else a new object. A reader that looked the old VMA up under
+/// RCU may still hold the pointer: `vma_start_read` and `lock_vma_under_rcu` recheck `vm_mm`,
+/// attachment and the range.
+pub fn vm_area_alloc(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    end: u64,
+    pgoff: u64,
+    flags: VmFlags,
+    file: Option<Arc<File>>,
+) -> Arc<Vma> {
+    if file.is_none() {
+        if let Some(v) = cx.k.vma_cache.pop_if(&cx.cpu, |_| true) {
+            let _f = cx.cpu.enter("vm_area_alloc");
+            v.reinit(cx, mm, start, end, pgoff, flags);
+            return v;
+        }
+    }
+    Arc::new(Vma::new(cx, mm, start, end, pgoff, flags, file))
 }
 
 /// munmap: `do_vmi_munmap` → `vms_gather_munmap_vmas` (split, write-lock, detach) →

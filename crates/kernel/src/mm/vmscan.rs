@@ -272,7 +272,7 @@ pub fn try_to_unmap(cx: Ctx<'_>, f: FrameRef, ubc: &mut TlbUbc) {
 fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &mut TlbUbc) -> bool {
     let _f = cx.cpu.enter("try_to_unmap_one");
     let ps = cx.geo().page_shift;
-    let Some(mm) = cx.k.mm_by_id(vma.mm_id) else {
+    let Some(mm) = cx.k.mm_by_id(vma.mm_id()) else {
         return true;
     };
     let nr = folio::folio_nr_pages(cx, f);

@@ -16,6 +16,17 @@ pub(super) struct Mapping {
     pub(super) line: usize,
     /// A shmem mapping (`of` may name it).
     pub(super) file: bool,
+    /// A `VM_GROWSDOWN` stack mapping: addresses below it, down to the mapping below, are
+    /// accepted (an access there expands the stack, or fails with SIGSEGV at the guard gap).
+    pub(super) growsdown: bool,
+}
+
+/// True if `v` lies in one of `maps`, or below a stack mapping with no other mapping between.
+pub(super) fn covered<'m>(maps: impl Iterator<Item = &'m Mapping> + Clone, v: u64) -> bool {
+    maps.clone().any(|m| m.start <= v && v < m.end)
+        || maps.clone().any(|m| {
+            m.growsdown && v < m.start && !maps.clone().any(|o| o.end > v && o.start < m.start)
+        })
 }
 
 impl<'t> Builder<'t> {
@@ -171,14 +182,15 @@ impl<'t> Builder<'t> {
         for item in &items {
             if let Item::Thread { ops, .. } = item {
                 for op in ops {
-                    let (addr, pages, file) = match &op.args {
+                    let (addr, pages, file, growsdown) = match &op.args {
                         OpArgs::Mmap {
                             addr,
                             pages,
                             backing,
                             ..
-                        } => (addr, pages, *backing != Backing::AnonPrivate),
-                        OpArgs::Mremap { to, pages, .. } => (to, pages, false),
+                        } => (addr, pages, *backing != Backing::AnonPrivate, false),
+                        OpArgs::Mremap { to, pages, .. } => (to, pages, false, false),
+                        OpArgs::MmapStack { addr, pages } => (addr, pages, false, true),
                         _ => continue,
                     };
                     if let (Ok(a), Some(len)) = (
@@ -190,6 +202,7 @@ impl<'t> Builder<'t> {
                             end: a.saturating_add(len),
                             line: self.line(&addr.span),
                             file,
+                            growsdown,
                         });
                     }
                 }
@@ -531,7 +544,7 @@ impl<'t> Builder<'t> {
     ) -> Result<SetupOp, ParseError> {
         let inside = |a: &Sp<Addr>, maps: &[Mapping]| -> Result<u64, ParseError> {
             let v = self.addr(geo, a)?;
-            if maps.iter().any(|m| m.start <= v && v < m.end) {
+            if covered(maps.iter(), v) {
                 Ok(v)
             } else {
                 Err(self.outside(geo, a, v, maps, false))
@@ -582,6 +595,7 @@ impl<'t> Builder<'t> {
                     end,
                     line: self.line(&addr.span),
                     file: backing != Backing::AnonPrivate,
+                    growsdown: false,
                 });
                 Ok(SetupOp::Mmap {
                     addr: start,
@@ -590,13 +604,19 @@ impl<'t> Builder<'t> {
                     huge: huge.is_some(),
                 })
             }
-            OpArgs::Store { addr, value } => Ok(SetupOp::Store {
-                addr: inside(addr, maps)?,
-                value: *value,
-            }),
-            OpArgs::Load { addr } => Ok(SetupOp::Load {
-                addr: inside(addr, maps)?,
-            }),
+            OpArgs::Store { addr, value } => {
+                let v = inside(addr, maps)?;
+                grow_stack(maps, v, geo.page_size());
+                Ok(SetupOp::Store {
+                    addr: v,
+                    value: *value,
+                })
+            }
+            OpArgs::Load { addr } => {
+                let v = inside(addr, maps)?;
+                grow_stack(maps, v, geo.page_size());
+                Ok(SetupOp::Load { addr: v })
+            }
             OpArgs::Retract { addr } => Ok(SetupOp::Retract {
                 addr: inside(addr, maps)?,
             }),
@@ -680,11 +700,40 @@ impl<'t> Builder<'t> {
                     end: new_end,
                     line: self.line(&to.span),
                     file,
+                    growsdown: maps
+                        .iter()
+                        .any(|m| m.growsdown && m.start < end && start < m.end),
                 });
                 Ok(SetupOp::Mremap {
                     addr: start,
                     pages: pages.v,
                     new_addr: new,
+                })
+            }
+            OpArgs::MmapStack { addr, pages } => {
+                let start = self.addr(geo, addr)?;
+                let end = self.range(geo, addr, start, pages)?;
+                if let Some(m) = maps.iter().find(|m| m.start < end && start < m.end) {
+                    return Err(self.err(
+                        addr.span.clone(),
+                        format!(
+                            "mapping {}..{} overlaps the mapping from line {} (mmap fails with EEXIST)",
+                            show_addr(geo, start),
+                            show_addr(geo, end),
+                            m.line
+                        ),
+                    ));
+                }
+                maps.push(Mapping {
+                    start,
+                    end,
+                    line: self.line(&addr.span),
+                    file: false,
+                    growsdown: true,
+                });
+                Ok(SetupOp::MmapStack {
+                    addr: start,
+                    pages: pages.v,
                 })
             }
             _ => {
@@ -710,11 +759,7 @@ impl<'t> Builder<'t> {
     ) -> Result<Op, ParseError> {
         let inside = |a: &Sp<Addr>| -> Result<u64, ParseError> {
             let v = self.addr(geo, a)?;
-            if init_maps
-                .iter()
-                .chain(thread_maps)
-                .any(|m| m.start <= v && v < m.end)
-            {
+            if covered(init_maps.iter().chain(thread_maps), v) {
                 Ok(v)
             } else {
                 let all: Vec<Mapping> = init_maps.iter().chain(thread_maps).copied().collect();
@@ -854,6 +899,14 @@ impl<'t> Builder<'t> {
                 let (addr, pages) = span(addr, pages)?;
                 Op::UffdWp { addr, pages }
             }
+            OpArgs::MmapStack { addr, pages } => {
+                let start = self.addr(geo, addr)?;
+                self.range(geo, addr, start, pages)?;
+                Op::MmapStack {
+                    addr: start,
+                    pages: pages.v,
+                }
+            }
             OpArgs::NumaHint { addr, pages } => {
                 let (addr, pages) = span(addr, pages)?;
                 Op::NumaHint { addr, pages }
@@ -935,6 +988,20 @@ impl<'t> Builder<'t> {
                 }
             }
         })
+    }
+}
+
+/// An access at `v` below a stack mapping (and in no mapping) expands it down to `v`'s page.
+fn grow_stack(maps: &mut [Mapping], v: u64, page_size: u64) {
+    if maps.iter().any(|m| m.start <= v && v < m.end) {
+        return;
+    }
+    if let Some(m) = maps
+        .iter_mut()
+        .filter(|m| m.growsdown && v < m.start)
+        .min_by_key(|m| m.start)
+    {
+        m.start = v & !(page_size - 1);
     }
 }
 

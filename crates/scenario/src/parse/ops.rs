@@ -127,6 +127,10 @@ pub(super) enum OpArgs {
         addr: Sp<Addr>,
         pages: Sp<u64>,
     },
+    MmapStack {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
 }
 
 pub(super) type ArgsParser = for<'a> fn(&mut In<'a>) -> PResult<OpArgs>;
@@ -371,6 +375,12 @@ pub(super) fn args_uffd_wp(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
     let pages = key_number(i, "pages", "'pages=N'")?;
     Ok(OpArgs::UffdWp { addr, pages })
+}
+
+pub(super) fn args_mmap_stack(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::MmapStack { addr, pages })
 }
 
 pub(super) fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -699,6 +709,13 @@ pub const OPS: &[OpSpec] = &[
         kernel: "UFFDIO_WRITEPROTECT (mode WP) of the range (mm/userfaultfd.c mwriteprotect_range -> change_protection(MM_CP_UFFD_WP)): mmap_lock read, present PTEs get _PAGE_UFFD_WP and lose write, none PTEs of shmem VMAs get PTE_MARKER_UFFD_WP markers (tables allocated for them), under the PTL",
         init: false,
         args: Some(args_uffd_wp),
+    },
+    OpSpec {
+        name: "mmap_stack",
+        syntax: "mmap_stack ADDR pages=N",
+        kernel: "do_mmap with MAP_PRIVATE|MAP_ANONYMOUS|MAP_GROWSDOWN, PROT_READ|PROT_WRITE, MAP_FIXED_NOREPLACE: a VM_GROWSDOWN stack VMA; a load, store or fault below it (down to the mapping below) expands it: lock_mm_and_find_vma drops the mmap read lock, takes the write lock, finds the VMA again and runs expand_stack_locked -> expand_downwards (stack guard gap of one page, anon_vma_prepare, vma_start_write, anon_vma_lock_write, mm->page_table_lock), then downgrades (mm/mmap_lock.c, mm/vma.c); the per-VMA-locked fault refuses and falls back",
+        init: true,
+        args: Some(args_mmap_stack),
     },
 ];
 
