@@ -21,6 +21,7 @@ pub mod split_huge_page;
 pub mod tlb_batch;
 pub mod types;
 pub mod userfaultfd;
+pub mod userfaultfd_move;
 pub mod vma;
 pub mod vmscan;
 pub mod zap;

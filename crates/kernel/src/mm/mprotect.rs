@@ -38,6 +38,9 @@ pub enum NewProt {
     /// `MM_CP_UFFD_WP` (`UFFDIO_WRITEPROTECT`): read-only with `_PAGE_UFFD_WP`, and uffd-wp
     /// markers in the none PTEs of file and shmem VMAs.
     UffdWp,
+    /// `MM_CP_UFFD_WP_RESOLVE` (`UFFDIO_WRITEPROTECT` mode 0, `UFFDIO_UNREGISTER`):
+    /// `_PAGE_UFFD_WP` cleared, uffd-wp markers dropped.
+    UffdWpResolve,
 }
 
 /// The VMA being changed and how (`change_protection`'s `vma`, `newprot` and `cp_flags`).
@@ -143,6 +146,18 @@ pub(crate) fn change_protection_uffd_wp(
     end: u64,
 ) -> u64 {
     change_protection(cx, tlb, mm, vma, start, end, NewProt::UffdWp)
+}
+
+/// `change_protection(MM_CP_UFFD_WP_RESOLVE)` of `[start, end)` inside the caller's gather.
+pub(crate) fn change_protection_uffd_wp_resolve(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    start: u64,
+    end: u64,
+) -> u64 {
+    change_protection(cx, tlb, mm, vma, start, end, NewProt::UffdWpResolve)
 }
 
 /// `change_protection` → `change_protection_range`: each PMD of `[start, end)`.
@@ -258,6 +273,8 @@ fn change_huge_pmd(
         NewProt::Numa => is_huge_zero_pmd(cx, orig) || orig.protnone(),
         NewProt::ReadOnly => !orig.write(),
         NewProt::UffdWp => unreachable!("uffd-wp splits huge PMDs"),
+        // No huge PMD carries _PAGE_UFFD_WP in the model (protection splits them).
+        NewProt::UffdWpResolve => true,
     };
     if skip {
         return Some(0);
@@ -274,7 +291,9 @@ fn change_huge_pmd(
         cx,
         match prot {
             NewProt::Numa => old.mk_protnone(),
-            NewProt::ReadOnly | NewProt::UffdWp => old.with(Entry::PRESENT).wrprotect(),
+            NewProt::ReadOnly | NewProt::UffdWp | NewProt::UffdWpResolve => {
+                old.with(Entry::PRESENT).wrprotect()
+            }
         },
     );
     tlb.add_range(cx, haddr, g.pmd_size());
@@ -322,6 +341,22 @@ fn change_pte_range(
             }
             let old = pte.xchg(cx, Entry::NONE);
             pte.set(cx, old.mkuffd_wp());
+            tlb.add_range(cx, a - g.page_size(), g.page_size());
+            pages += 1;
+            continue;
+        }
+        if prot == NewProt::UffdWpResolve {
+            if v.is_uffd_wp_marker() {
+                // An uffd-wp marker we'd like to unprotect: drop it.
+                pte.set(cx, Entry::NONE);
+                pages += 1;
+                continue;
+            }
+            if !v.present() || !v.uffd_wp() {
+                continue;
+            }
+            let old = pte.xchg(cx, Entry::NONE);
+            pte.set(cx, old.without(Entry::UFFD_WP));
             tlb.add_range(cx, a - g.page_size(), g.page_size());
             pages += 1;
             continue;
