@@ -165,7 +165,11 @@ pub fn move_pages(
     let _f = cx.cpu.enter("move_pages");
     let g = cx.geo();
     let ps = g.page_size();
-    if src_start % ps != 0 || dst_start % ps != 0 || len % ps != 0 || len == 0 {
+    if !src_start.is_multiple_of(ps)
+        || !dst_start.is_multiple_of(ps)
+        || !len.is_multiple_of(ps)
+        || len == 0
+    {
         return Err(Errno::Einval);
     }
     if src_start.checked_add(len).is_none() || dst_start.checked_add(len).is_none() {
@@ -301,10 +305,10 @@ fn is_pte_pages_stable(cx: Ctx<'_>, st: &Stable<'_>) -> bool {
         && (!cx.proto().uffd_move_dst_pmd_recheck || st.dst_pmd.get(cx) == st.dst_pmdval)
 }
 
-/// `folio_get_anon_vma`: the folio's anon_vma, if it is still mapped anonymously.
+/// `folio_get_anon_vma`: the folio's anon_vma, if it is anonymous and still mapped.
 fn folio_get_anon_vma(cx: Ctx<'_>, f: FrameRef) -> Option<Arc<AnonVma>> {
     let mapping = cx.cpu.page(f.pfn, Access::Read).get(PageField::Mapping);
-    if mapping & 1 == 0 {
+    if mapping & 1 == 0 || !folio::folio_mapped(cx, f) {
         return None;
     }
     cx.k.anon_vmas.deref(|v| {
@@ -565,7 +569,7 @@ struct Stable<'a> {
 }
 
 /// `move_present_pte`: under both PTLs, recheck, then clear and flush the source PTE and set
-/// the destination (writable and dirty, as mremap treats a moved entry).
+/// the destination (writable, dirty if the source was).
 fn move_present_pte(
     cx: Ctx<'_>,
     mm: &MmStruct,
@@ -597,8 +601,10 @@ fn move_present_pte(
         return Err(Errno::Ebusy);
     }
     folio_move_anon_rmap(cx, f, dst_vma, dst_addr);
+    // Dirty as the source was when cleared (75cb1cca2c88, 6.15; before it always dirty, as
+    // mremap), writable if the VMA is.
     let write = dst_vma.flags(cx).has(VmFlags::WRITE);
-    st.dst_pte.set(cx, Entry::leaf(f.pfn, write, true));
+    st.dst_pte.set(cx, Entry::leaf(f.pfn, write, old.dirty()));
     Ok(())
 }
 
