@@ -162,17 +162,43 @@ pub fn mfill_atomic_copy(cx: Ctx<'_>, mm: &MmStruct, dst: u64, value: u64) -> Re
         // shmem_mfill_atomic_pte (the page goes into the page cache): not modelled.
         return Err(Errno::Einval);
     }
-    let pmd = pgtable::pmd_alloc(cx, mm, dst)?;
-    if pmd.get(cx).is_none() {
-        pgtable::__pte_alloc(cx, mm, pmd)?;
-    }
-    let v = pmd.get(cx);
-    // A THP there: do not override it, be strict.
-    if v.pmd_trans_huge() {
-        return Err(Errno::Eexist);
-    }
-    if !v.is_table() {
-        return Err(Errno::Efault);
+    let pmd = pgtable::pmd_alloc(cx, mm, dst)?; // mm_alloc_pmd
+    if cx.proto().uffd_copy_dst_pmd_recheck {
+        // 71c186efc1b2 (6.11): allocate if none, then judge a fresh read: a PMD that is a THP,
+        // or none again (a THP zapped after __pte_alloc saw it), is -EEXIST.
+        if pmd.get(cx).is_none() {
+            pgtable::__pte_alloc(cx, mm, pmd)?;
+        }
+        let v = pmd.get(cx);
+        if !v.present() || v.pmd_trans_huge() || v.is_none() {
+            return Err(Errno::Eexist);
+        }
+        if !v.is_table() {
+            return Err(Errno::Efault); // pmd_bad
+        }
+    } else {
+        // 6.5-6.10: the THP check before __pte_alloc, then BUG_ONs on a second read.
+        let v = pmd.get(cx);
+        if v.pmd_trans_huge() {
+            return Err(Errno::Eexist);
+        }
+        if v.is_none() {
+            pgtable::__pte_alloc(cx, mm, pmd)?;
+        }
+        // "If an huge pmd materialized from under us fail".
+        if pmd.get(cx).pmd_trans_huge() {
+            return Err(Errno::Efault);
+        }
+        let v = pmd.get(cx);
+        cx.cpu
+            .warn_on(v.is_none(), "mfill_atomic: BUG_ON(pmd_none(*dst_pmd))");
+        cx.cpu.warn_on(
+            v.pmd_trans_huge(),
+            "mfill_atomic: BUG_ON(pmd_trans_huge(*dst_pmd))",
+        );
+        if !v.is_table() {
+            return Err(Errno::Eagain);
+        }
     }
     let r = mfill_atomic_pte_copy(cx, mm, vma, pmd, dst, value);
     drop(l);
