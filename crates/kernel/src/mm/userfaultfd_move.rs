@@ -263,7 +263,16 @@ pub fn move_pages(
             )
         };
         match r {
-            Ok(()) => {}
+            Ok(()) => {
+                // The moved pages are filled, not write-protected (as after UFFDIO_COPY): the
+                // uffd-wp oracle's record lets them go.
+                let (d, n) = (dst_addr, step >> g.page_shift);
+                mm.uffd_wp_protected.record(|s| {
+                    for p in 0..n {
+                        s.remove(&(d + (p << g.page_shift)));
+                    }
+                });
+            }
             Err(Errno::Eagain) => continue,
             Err(e) => {
                 err = Some(e);
