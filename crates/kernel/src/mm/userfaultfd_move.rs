@@ -210,9 +210,9 @@ pub fn move_pages(
                 break;
             }
         };
-        let dst_pmdval = dst_pmd.get(cx); // pmdp_get_lockless
-                                          // A THP at the destination: be strict. If one appears later, move_pages_huge_pmd
-                                          // sees it and retries, move_pages_pte fails.
+        // pmdp_get_lockless. A THP at the destination: be strict. If one appears later,
+        // move_pages_huge_pmd sees it and retries, move_pages_pte fails.
+        let dst_pmdval = dst_pmd.get(cx);
         if dst_pmdval.pmd_trans_huge() {
             err = Some(Errno::Eexist);
             break;
@@ -223,7 +223,7 @@ pub fn move_pages(
             if move_splits_huge_pmd(cx, dst_addr, src_addr, src_start + len)
                 || !dst_pmdval.is_none()
             {
-                // A migration entry has no folio to check; the split leaves it as it is.
+                // A migration entry has no folio to check (pmd_present).
                 if sv.present() && !huge_memory::is_huge_zero_pmd(cx, sv) {
                     let f = folio::page_folio(cx, sv.pfn());
                     if !folio::page_anon_exclusive(cx, f.pfn) {
