@@ -42,6 +42,8 @@ pub enum Errno {
     Enoent,
     #[error("EFAULT")]
     Efault,
+    #[error("EBUSY")]
+    Ebusy,
 }
 
 /// The modeled kernel: one machine, one protocol, and the objects that live across system calls.

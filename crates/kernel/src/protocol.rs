@@ -110,6 +110,13 @@ pub struct Protocol {
     /// `UFFDIO_WRITEPROTECT` installing markers (the PTL, 6.6+; the mmap write lock before), or
     /// only before taking them.
     pub retract_uffd_wp_recheck: bool,
+    /// `move_pages_pte` rechecks under both PTLs that the destination PMD still names the table
+    /// it mapped (`pmd_same`, 6.14), or only that both PTEs are unchanged.
+    pub uffd_move_dst_pmd_recheck: bool,
+    /// `mfill_atomic` (`UFFDIO_COPY`) judges the destination PMD on a read after `__pte_alloc`
+    /// (`-EEXIST` for a THP or a none PMD, 71c186efc1b2, 6.11), or checks for a THP before it
+    /// and `BUG_ON`s a none or THP PMD after it (6.5-6.10).
+    pub uffd_copy_dst_pmd_recheck: bool,
     /// `dup_mmap` write-locks each parent VMA (`vma_start_write`) before copying it (6.5,
     /// fb49c455323f), or not (6.4: per-VMA-locked faults race the copy).
     pub fork_lock_vmas: bool,
@@ -406,6 +413,8 @@ impl Default for Protocol {
             collapse_pte_mapped_recheck_always: false,
             collapse_pte_mapped_uffd_pml_early: true,
             retract_uffd_wp_recheck: true,
+            uffd_move_dst_pmd_recheck: true,
+            uffd_copy_dst_pmd_recheck: true,
             mremap_flush: MremapFlush::BeforeUnlock,
             collapse_mthp_anon_vma: MthpAnonVma::Hold,
             collapse_ipi_sync: true,
@@ -915,6 +924,18 @@ pub const SWITCHES: &[Switch] = &[
         retract_uffd_wp_recheck,
         "retract_page_tables checks userfaultfd_wp(vma) again once it holds the locks that exclude UFFDIO_WRITEPROTECT installing PTE markers (the PTL, 6.6+; the mmap write lock in deb4c93a9871); off trusts the check made before them, so a table that gained uffd-wp markers meanwhile is freed and the write-protection is lost",
         "deb4c93a9871 Peter Xu, 'mm/khugepaged: don't recycle vma pgtable if uffd-wp registered' (5.19); 1d65b771bc08 Hugh Dickins (6.6) rechecks under the PTL"
+    ),
+    bool_switch!(
+        "uffd_move.dst_pmd_recheck",
+        uffd_move_dst_pmd_recheck,
+        "UFFDIO_MOVE's move_pages_pte rechecks, with both PTLs held, that the destination PMD still names the PTE table it mapped (pmd_same, is_pte_pages_stable); off trusts pte_same alone, which a none destination PTE passes even when PT reclaim has freed its table meanwhile, so the moved page is installed in a detached table",
+        "Qi Zheng, 'mm: userfaultfd: recheck dst_pmd entry in move_pages_pte()' (6.14, in 'synchronously scan and reclaim empty user PTE pages', pointed out by Jann Horn; v3 Nov 2024)"
+    ),
+    bool_switch!(
+        "uffd_copy.dst_pmd_recheck",
+        uffd_copy_dst_pmd_recheck,
+        "UFFDIO_COPY's mfill_atomic judges the destination PMD on a fresh read after __pte_alloc and fails with EEXIST if it is not a present table (a THP, or none again); off is the 6.5-6.10 code, which checks for a THP before __pte_alloc and then BUG_ONs pmd_none / pmd_trans_huge on a second read: a THP installed and zapped around __pte_alloc leaves the PMD none there",
+        "71c186efc1b2 Jann Horn, 'userfaultfd: fix checks for huge PMDs' (6.11, Cc stable)"
     ),
     Switch {
         name: "retract.locks",

@@ -228,6 +228,24 @@ pub enum Op {
         addr: u64,
         pages: u64,
     },
+    /// `UFFDIO_MOVE` of `pages` pages from `addr` to `to` (`allow_src_holes`:
+    /// `UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES`).
+    UffdMove {
+        addr: u64,
+        pages: u64,
+        to: u64,
+        allow_src_holes: bool,
+    },
+    /// `UFFDIO_WRITEPROTECT` with mode 0 (unprotect) of `pages` pages at `addr`.
+    UffdUnprotect {
+        addr: u64,
+        pages: u64,
+    },
+    /// `UFFDIO_UNREGISTER` of `pages` pages at `addr`.
+    UffdUnregister {
+        addr: u64,
+        pages: u64,
+    },
     /// An assertion on the state reached so far (peeked: not a visible step); a failed check is
     /// an `assertion` violation. For sequential analogs of the kernel's selftests.
     Check {

@@ -166,6 +166,13 @@ impl KernelModel {
                     effects.push(Effect::Untrack(addr, pages));
                     effects.push(Effect::Untrack(new_addr, pages));
                 }
+                // The data oracle does not follow pages UFFDIO_MOVE remaps (docs/fidelity.md).
+                Op::UffdMove {
+                    addr, pages, to, ..
+                } => {
+                    effects.push(Effect::Untrack(addr, pages));
+                    effects.push(Effect::Untrack(to, pages));
+                }
                 _ => {}
             }
         }
@@ -482,8 +489,38 @@ impl KernelModel {
             }
             Op::UffdWp { addr, pages } => {
                 let end = addr + pages * ps;
-                let r = mmcheck_kernel::mm::userfaultfd::mwriteprotect_range(cx, mm, addr, end);
+                let r =
+                    mmcheck_kernel::mm::userfaultfd::mwriteprotect_range(cx, mm, addr, end, true);
                 seen.push(format!("uffd_wp {addr:#x}+{pages}: {r:?}"));
+                Ok(())
+            }
+            Op::UffdMove {
+                addr,
+                pages,
+                to,
+                allow_src_holes,
+            } => {
+                use mmcheck_kernel::mm::userfaultfd_move as mv;
+                let mode = if allow_src_holes {
+                    mv::UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+                } else {
+                    0
+                };
+                let r = mv::move_pages(cx, mm, to, addr, pages * ps, mode);
+                seen.push(format!("uffd_move {addr:#x}+{pages} -> {to:#x}: {r:?}"));
+                Ok(())
+            }
+            Op::UffdUnprotect { addr, pages } => {
+                let end = addr + pages * ps;
+                let r =
+                    mmcheck_kernel::mm::userfaultfd::mwriteprotect_range(cx, mm, addr, end, false);
+                seen.push(format!("uffd_unprotect {addr:#x}+{pages}: {r:?}"));
+                Ok(())
+            }
+            Op::UffdUnregister { addr, pages } => {
+                let end = addr + pages * ps;
+                let r = mmcheck_kernel::mm::userfaultfd::userfaultfd_unregister(cx, mm, addr, end);
+                seen.push(format!("uffd_unregister {addr:#x}+{pages}: {r:?}"));
                 Ok(())
             }
             Op::NumaHint { addr, pages } => {

@@ -10,7 +10,7 @@ use mmcheck_scenario::{
 
 /// The modelled operations, as errors list them.
 const KNOWN: &str =
-    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page, madvise free, madvise pageout, uffd_register, uffd_copy, uffd_wp, mmap_stack";
+    "load, store, fault, mmap, munmap, madvise dontneed, rcu_walk, folio_walk, gup_fast, mremap, check, migrate, madvise collapse, khugepaged, try_to_unmap, collapse_pte_mapped_thp, rmap_walk, punch_hole, fork, numa_hint, mprotect, child_exit, truncate, retract, split_huge_page, madvise free, madvise pageout, uffd_register, uffd_copy, uffd_wp, mmap_stack, uffd_move, uffd_unprotect, uffd_unregister";
 
 /// A valid body: one mapping, one thread, one expectation (7 lines).
 const BODY: &str = "init {
@@ -542,6 +542,23 @@ fn userfaultfd_arguments() {
     assert!(e.to_string().contains("pages=N"), "{e}");
     let s = ok(&t("uffd_copy @0"));
     assert!(format!("{:?}", s.threads).contains("UffdCopy { addr: 32768, value: 0 }"));
+    let e = err(&t("uffd_move @0 pages=1 @4"));
+    assert!(
+        e.to_string().contains("'to' and the destination address"),
+        "{e}"
+    );
+    let e = err(&t("uffd_move @0 pages=1 to @40"));
+    assert!(e.to_string().contains("outside every VMA"), "{e}");
+    let s = ok(&t("uffd_move @0 pages=1 to @4 allow_src_holes"));
+    assert!(
+        format!("{:?}", s.threads).contains("allow_src_holes: true"),
+        "{:?}",
+        s.threads
+    );
+    let e = err(&t("uffd_unprotect @0"));
+    assert!(e.to_string().contains("pages=N"), "{e}");
+    let e = err(&t("uffd_unregister @0"));
+    assert!(e.to_string().contains("pages=N"), "{e}");
 }
 
 // ----- statements and blocks ---------------------------------------------------------------

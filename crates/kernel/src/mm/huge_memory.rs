@@ -95,6 +95,15 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         };
         let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
         if vmf.pmd.get(cx).is_none() {
+            if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {
+                drop(ptl);
+                pgtable::free_table(cx, pgtable);
+                return crate::mm::userfaultfd::handle_userfault(
+                    cx,
+                    vmf.vma,
+                    VmFlags::UFFD_MISSING,
+                );
+            }
             deposit(cx, vmf.pmd, pgtable);
             pgtable::mm_inc_nr_tables(vmf.mm, 1, 1);
             vmf.pmd
@@ -115,6 +124,13 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         folio::folio_put(cx, f);
         pgtable::free_table(cx, pgtable);
         return VmFault::Done;
+    }
+    // __do_huge_pmd_anonymous_page: deliver a missing fault of a registered VMA to userspace.
+    if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {
+        drop(ptl);
+        folio::folio_put(cx, f);
+        pgtable::free_table(cx, pgtable);
+        return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_MISSING);
     }
     let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
     folio::folio_add_new_anon_rmap(

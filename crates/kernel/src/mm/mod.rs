@@ -25,6 +25,7 @@ pub mod swapin;
 pub mod tlb_batch;
 pub mod types;
 pub mod userfaultfd;
+pub mod userfaultfd_move;
 pub mod vma;
 pub mod vmscan;
 pub mod zap;

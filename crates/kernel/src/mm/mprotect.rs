@@ -38,6 +38,9 @@ pub enum NewProt {
     /// `MM_CP_UFFD_WP` (`UFFDIO_WRITEPROTECT`): read-only with `_PAGE_UFFD_WP`, and uffd-wp
     /// markers in the none PTEs of file and shmem VMAs.
     UffdWp,
+    /// `MM_CP_UFFD_WP_RESOLVE` (`UFFDIO_WRITEPROTECT` mode 0, `UFFDIO_UNREGISTER`):
+    /// `_PAGE_UFFD_WP` cleared, uffd-wp markers dropped.
+    UffdWpResolve,
 }
 
 /// The VMA being changed and how (`change_protection`'s `vma`, `newprot` and `cp_flags`).
@@ -132,6 +135,13 @@ pub fn change_prot_numa(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, start: u64, 
     pages
 }
 
+/// Oracle bookkeeping: `UFFDIO_WRITEPROTECT` on this CPU protected the page at `addr` (see
+/// `MmStruct::uffd_wp_done`).
+fn uffd_wp_done(cx: Ctx<'_>, mm: &MmStruct, addr: u64) {
+    let cpu = cx.cpu.id;
+    mm.uffd_wp_done.record(|s| s.insert((cpu, addr)));
+}
+
 /// `change_protection(MM_CP_UFFD_WP)` of `[start, end)` inside the caller's gather
 /// (`uffd_wp_range`).
 pub(crate) fn change_protection_uffd_wp(
@@ -143,6 +153,18 @@ pub(crate) fn change_protection_uffd_wp(
     end: u64,
 ) -> u64 {
     change_protection(cx, tlb, mm, vma, start, end, NewProt::UffdWp)
+}
+
+/// `change_protection(MM_CP_UFFD_WP_RESOLVE)` of `[start, end)` inside the caller's gather.
+pub(crate) fn change_protection_uffd_wp_resolve(
+    cx: Ctx<'_>,
+    tlb: &mut MmuGather<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    start: u64,
+    end: u64,
+) -> u64 {
+    change_protection(cx, tlb, mm, vma, start, end, NewProt::UffdWpResolve)
 }
 
 /// `change_protection` → `change_protection_range`: each PMD of `[start, end)`.
@@ -260,6 +282,8 @@ fn change_huge_pmd(
         NewProt::Numa => is_huge_zero_pmd(cx, orig) || orig.protnone(),
         NewProt::ReadOnly => !orig.write(),
         NewProt::UffdWp => unreachable!("uffd-wp splits huge PMDs"),
+        // No huge PMD carries _PAGE_UFFD_WP in the model (protection splits them).
+        NewProt::UffdWpResolve => true,
     };
     if skip {
         return Some(0);
@@ -276,7 +300,9 @@ fn change_huge_pmd(
         cx,
         match prot {
             NewProt::Numa => old.mk_protnone(),
-            NewProt::ReadOnly | NewProt::UffdWp => old.with(Entry::PRESENT).wrprotect(),
+            NewProt::ReadOnly | NewProt::UffdWp | NewProt::UffdWpResolve => {
+                old.with(Entry::PRESENT).wrprotect()
+            }
         },
     );
     tlb.add_range(cx, haddr, g.pmd_size());
@@ -316,14 +342,32 @@ fn change_pte_range(
                 if crate::mm::userfaultfd::userfaultfd_wp_use_markers(cx, vma) {
                     pte.set(cx, Entry::uffd_wp_marker());
                     pages += 1;
+                    uffd_wp_done(cx, mm, a - g.page_size());
                 }
                 continue;
             }
+            uffd_wp_done(cx, mm, a - g.page_size());
             if !v.present() {
                 continue; // a marker already, or a migration entry (see docs/fidelity.md)
             }
             let old = pte.xchg(cx, Entry::NONE);
             pte.set(cx, old.mkuffd_wp());
+            tlb.add_range(cx, a - g.page_size(), g.page_size());
+            pages += 1;
+            continue;
+        }
+        if prot == NewProt::UffdWpResolve {
+            if v.is_uffd_wp_marker() {
+                // An uffd-wp marker we'd like to unprotect: drop it.
+                pte.set(cx, Entry::NONE);
+                pages += 1;
+                continue;
+            }
+            if !v.present() || !v.uffd_wp() {
+                continue;
+            }
+            let old = pte.xchg(cx, Entry::NONE);
+            pte.set(cx, old.without(Entry::UFFD_WP));
             tlb.add_range(cx, a - g.page_size(), g.page_size());
             pages += 1;
             continue;

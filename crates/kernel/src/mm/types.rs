@@ -81,6 +81,11 @@ pub struct MmStruct {
     /// The checker's record of the pages `UFFDIO_WRITEPROTECT` protected (and no `UFFDIO_COPY`
     /// filled since): the uffd-wp oracle's contract (`check.rs`).
     pub uffd_wp_protected: Ghost<std::collections::BTreeSet<u64>>,
+    /// Oracle bookkeeping: the pages an `UFFDIO_WRITEPROTECT` in progress on CPU `.0` has
+    /// protected (wp bit or marker set, or found so). A page it found none and left so (an
+    /// anonymous VMA without markers, or no table at all) is not protected: a later fault maps
+    /// it writable, as the kernel does without `UFFD_FEATURE_WP_UNPOPULATED`.
+    pub uffd_wp_done: Ghost<std::collections::BTreeSet<(usize, u64)>>,
 }
 
 impl MmStruct {
@@ -109,6 +114,7 @@ impl MmStruct {
             write_protect_seq: SharedWord::new(field(None, "write_protect_seq"), 0),
             exiting: SharedWord::new(field(None, "flags(MMF_OOM_SKIP)"), 0),
             uffd_wp_protected: Ghost::default(),
+            uffd_wp_done: Ghost::default(),
         }
     }
 

@@ -107,15 +107,25 @@ pub fn userfaultfd_register(
     Ok(())
 }
 
-/// `uffd_mfill_lock` → `uffd_lock_vma`: the per-VMA read lock from `lock_vma_under_rcu`, unless
-/// the VMA is private with no anon_vma yet; then the mmap read lock, `anon_vma_prepare`, and
-/// the VMA read lock taken under it (`vma_start_read_locked`) before the mmap lock is dropped.
+/// `uffd_mfill_lock` → `uffd_lock_vma`.
 fn uffd_mfill_lock<'a>(
     cx: Ctx<'a>,
     mm: &'a MmStruct,
     addr: u64,
 ) -> Result<VmaReadLocked<'a>, Errno> {
     let _f = cx.cpu.enter("uffd_mfill_lock");
+    uffd_lock_vma(cx, mm, addr)
+}
+
+/// `uffd_lock_vma`: the per-VMA read lock from `lock_vma_under_rcu`, unless the VMA is private
+/// with no anon_vma yet; then the mmap read lock, `anon_vma_prepare`, and the VMA read lock
+/// taken under it (`vma_start_read_locked`) before the mmap lock is dropped.
+pub(crate) fn uffd_lock_vma<'a>(
+    cx: Ctx<'a>,
+    mm: &'a MmStruct,
+    addr: u64,
+) -> Result<VmaReadLocked<'a>, Errno> {
+    let _f = cx.cpu.enter("uffd_lock_vma");
     if cx.proto().per_vma_lock {
         if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
             if l.vma.is_shared(cx) || l.vma.anon_vma(cx).is_some() {
@@ -152,17 +162,43 @@ pub fn mfill_atomic_copy(cx: Ctx<'_>, mm: &MmStruct, dst: u64, value: u64) -> Re
         // shmem_mfill_atomic_pte (the page goes into the page cache): not modelled.
         return Err(Errno::Einval);
     }
-    let pmd = pgtable::pmd_alloc(cx, mm, dst)?;
-    if pmd.get(cx).is_none() {
-        pgtable::__pte_alloc(cx, mm, pmd)?;
-    }
-    let v = pmd.get(cx);
-    // A THP there: do not override it, be strict.
-    if v.pmd_trans_huge() {
-        return Err(Errno::Eexist);
-    }
-    if !v.is_table() {
-        return Err(Errno::Efault);
+    let pmd = pgtable::pmd_alloc(cx, mm, dst)?; // mm_alloc_pmd
+    if cx.proto().uffd_copy_dst_pmd_recheck {
+        // 71c186efc1b2 (6.11): allocate if none, then judge a fresh read: a PMD that is a THP,
+        // or none again (a THP zapped after __pte_alloc saw it), is -EEXIST.
+        if pmd.get(cx).is_none() {
+            pgtable::__pte_alloc(cx, mm, pmd)?;
+        }
+        let v = pmd.get(cx);
+        if !v.present() || v.pmd_trans_huge() || v.is_none() {
+            return Err(Errno::Eexist);
+        }
+        if !v.is_table() {
+            return Err(Errno::Efault); // pmd_bad
+        }
+    } else {
+        // 6.5-6.10: the THP check before __pte_alloc, then BUG_ONs on a second read.
+        let v = pmd.get(cx);
+        if v.pmd_trans_huge() {
+            return Err(Errno::Eexist);
+        }
+        if v.is_none() {
+            pgtable::__pte_alloc(cx, mm, pmd)?;
+        }
+        // "If an huge pmd materialized from under us fail".
+        if pmd.get(cx).pmd_trans_huge() {
+            return Err(Errno::Efault);
+        }
+        let v = pmd.get(cx);
+        cx.cpu
+            .warn_on(v.is_none(), "mfill_atomic: BUG_ON(pmd_none(*dst_pmd))");
+        cx.cpu.warn_on(
+            v.pmd_trans_huge(),
+            "mfill_atomic: BUG_ON(pmd_trans_huge(*dst_pmd))",
+        );
+        if !v.is_table() {
+            return Err(Errno::Eagain);
+        }
     }
     let r = mfill_atomic_pte_copy(cx, mm, vma, pmd, dst, value);
     drop(l);
@@ -222,10 +258,18 @@ fn mfill_atomic_pte_copy(
     Ok(())
 }
 
-/// `UFFDIO_WRITEPROTECT` with `UFFDIO_WRITEPROTECT_MODE_WP` of `[start, end)`
-/// (`mwriteprotect_range` → `uffd_wp_range`): mmap read lock, every VMA of the range must be
-/// registered for wp (`-ENOENT`), then `change_protection(MM_CP_UFFD_WP)` in one mmu_gather.
-pub fn mwriteprotect_range(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> Result<(), Errno> {
+/// `UFFDIO_WRITEPROTECT` of `[start, end)` (`mwriteprotect_range` → `uffd_wp_range`): mmap
+/// read lock, every VMA of the range must be registered for wp (`-ENOENT`), then
+/// `change_protection` in one mmu_gather per VMA: `MM_CP_UFFD_WP` with
+/// `UFFDIO_WRITEPROTECT_MODE_WP` (`enable_wp`), else `MM_CP_UFFD_WP_RESOLVE` (unprotect:
+/// `_PAGE_UFFD_WP` cleared, uffd-wp markers removed).
+pub fn mwriteprotect_range(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    end: u64,
+    enable_wp: bool,
+) -> Result<(), Errno> {
     let _f = cx.cpu.enter("mwriteprotect_range");
     let r = mm.mmap_lock.read_lock(cx.cpu);
     let vmas = mm.vmas_in(cx, start, end);
@@ -239,19 +283,102 @@ pub fn mwriteprotect_range(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> 
     if vmas.is_empty() || at < end {
         return Err(Errno::Enoent);
     }
-    let mut tlb = MmuGather::new(cx, mm, false);
     for v in &vmas {
         let (s, e) = (start.max(v.start()), end.min(v.end()));
-        crate::mm::mprotect::change_protection_uffd_wp(cx, &mut tlb, mm, v, s, e);
+        uffd_wp_range(cx, mm, v, s, e, enable_wp);
     }
-    tlb.finish(cx);
     drop(r);
     // The syscall returns: from here until unprotected, a store to these pages must fault.
+    record_wp_contract(cx, mm, start, end, enable_wp);
+    Ok(())
+}
+
+/// The uffd-wp oracle's contract (`check.rs`): pages write-protected by a returned
+/// `UFFDIO_WRITEPROTECT`, until unprotected or unregistered.
+/// A protect adds only the pages it protected (see `MmStruct::uffd_wp_done`).
+fn record_wp_contract(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64, protected: bool) {
     let ps = cx.geo().page_shift;
+    let cpu = cx.cpu.id;
+    let done = mm.uffd_wp_done.record(|s| {
+        let mine: std::collections::BTreeSet<u64> =
+            s.iter().filter(|e| e.0 == cpu).map(|e| e.1).collect();
+        s.retain(|e| e.0 != cpu);
+        mine
+    });
     mm.uffd_wp_protected.record(|s| {
         for p in (start >> ps)..(end >> ps) {
-            s.insert(p << ps);
+            if !protected {
+                s.remove(&(p << ps));
+            } else if done.contains(&(p << ps)) {
+                s.insert(p << ps);
+            }
         }
     });
+}
+
+/// `uffd_wp_range`: `change_protection` of `[start, end)` of `vma` in its own mmu_gather.
+/// (Write permission is not upgraded eagerly on unprotect, `MM_CP_TRY_CHANGE_WRITABLE`: the
+/// next write faults and reuses the page; see docs/fidelity.md.)
+fn uffd_wp_range(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    vma: &Arc<Vma>,
+    start: u64,
+    end: u64,
+    enable_wp: bool,
+) {
+    let mut tlb = MmuGather::new(cx, mm, false);
+    if enable_wp {
+        crate::mm::mprotect::change_protection_uffd_wp(cx, &mut tlb, mm, vma, start, end);
+    } else {
+        crate::mm::mprotect::change_protection_uffd_wp_resolve(cx, &mut tlb, mm, vma, start, end);
+    }
+    tlb.finish(cx);
+}
+
+/// `UFFDIO_UNREGISTER` of `[start, end)` (`userfaultfd_unregister`): under the mmap write lock,
+/// `-EINVAL` if no VMA meets the range; each registered VMA there is unprotected if it was
+/// registered for wp (`uffd_wp_range(.., false)`: markers dropped, `_PAGE_UFFD_WP` cleared),
+/// split at the range's edges, write-locked and loses `VM_UFFD_*` (`userfaultfd_clear_vma`),
+/// and merges back with its neighbours (`vma_modify_flags_uffd`).
+pub fn userfaultfd_unregister(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    start: u64,
+    end: u64,
+) -> Result<(), Errno> {
+    let _f = cx.cpu.enter("userfaultfd_unregister");
+    let w = mm.mmap_lock.write_lock(cx.cpu);
+    let vmas = mm.vmas_in(cx, start, end);
+    if vmas.is_empty() {
+        return Err(Errno::Einval);
+    }
+    for v in vmas {
+        let old = v.flags(cx);
+        if !old.has(VmFlags::UFFD_MISSING | VmFlags::UFFD_WP) {
+            continue;
+        }
+        let (s, e) = (start.max(v.start()), end.min(v.end()));
+        let _c = cx.cpu.enter("userfaultfd_clear_vma");
+        // Reset the PTEs of the range if it was write-protected.
+        if userfaultfd_wp(cx, &v) {
+            uffd_wp_range(cx, mm, &v, s, e, false);
+        }
+        let mut v = v;
+        if v.start() < s {
+            v = crate::mm::vma::__split_vma(cx, mm, &w, &v, s);
+        }
+        if v.end() > e {
+            crate::mm::vma::__split_vma(cx, mm, &w, &v, e);
+        }
+        w.vma_start_write(&v.lock);
+        v.set_flags(
+            cx,
+            VmFlags(old.0 & !(VmFlags::UFFD_MISSING | VmFlags::UFFD_WP)),
+        );
+    }
+    crate::mm::vma::vma_merge_modified(cx, mm, &w, start, end);
+    drop(w);
+    record_wp_contract(cx, mm, start, end, false);
     Ok(())
 }

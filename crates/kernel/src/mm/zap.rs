@@ -189,10 +189,14 @@ pub fn zap_pte_range(
                 }
                 let old = pte.xchg(cx, Entry::NONE);
                 tlb.add_range(cx, addr, 1 << ps);
-                // zap_install_uffd_wp_if_needed: a file VMA keeps the page's wp state.
+                // zap_install_uffd_wp_if_needed: a file VMA keeps the page's wp state; "zap on
+                // anonymous always means dropping everything", so the uffd-wp oracle's contract
+                // for the page ends here (a later fault maps it writable, as in the kernel).
                 if old.uffd_wp() && !vma.is_anonymous() && !d.drop_markers {
                     pte.set(cx, Entry::uffd_wp_marker());
                     can_reclaim_pt = false;
+                } else if old.uffd_wp() {
+                    mm.uffd_wp_protected.record(|s| s.remove(&addr));
                 }
                 if let Some(p) = page {
                     let f = page_folio(cx, p);

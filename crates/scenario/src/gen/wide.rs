@@ -164,9 +164,13 @@ fn fill(cx: &mut Ctx<'_>, name: &str, items: &[Item], out: &mut Vec<String>, pag
             }
             Item::Hole { kind, key, after } => {
                 let v = match (kind, key.as_deref(), after.as_deref()) {
+                    // UFFDIO_MOVE moves into a mapped (registered) range; mremap to a free one.
+                    (Hole::Addr, _, Some("to")) if name == "uffd_move" => {
+                        format!("@{}", cx.page())
+                    }
                     (Hole::Addr, _, Some("to")) => format!("@{}", FREE + cx.r.below(2) * REGION),
                     (Hole::Addr, _, Some("of")) => "@0".to_string(),
-                    (Hole::Addr, _, _) if name == "mmap" => {
+                    (Hole::Addr, _, _) if name.starts_with("mmap") => {
                         *page = FREE;
                         format!("@{FREE}")
                     }

@@ -907,6 +907,33 @@ impl<'t> Builder<'t> {
                     pages: pages.v,
                 }
             }
+            OpArgs::UffdMove {
+                addr,
+                pages,
+                to,
+                allow_src_holes,
+            } => {
+                let (addr, pages) = span(addr, pages)?;
+                let len = Sp {
+                    v: pages,
+                    span: to.span.clone(),
+                };
+                let (to, _) = span(to, &len)?;
+                Op::UffdMove {
+                    addr,
+                    pages,
+                    to,
+                    allow_src_holes: *allow_src_holes,
+                }
+            }
+            OpArgs::UffdUnprotect { addr, pages } => {
+                let (addr, pages) = span(addr, pages)?;
+                Op::UffdUnprotect { addr, pages }
+            }
+            OpArgs::UffdUnregister { addr, pages } => {
+                let (addr, pages) = span(addr, pages)?;
+                Op::UffdUnregister { addr, pages }
+            }
             OpArgs::NumaHint { addr, pages } => {
                 let (addr, pages) = span(addr, pages)?;
                 Op::NumaHint { addr, pages }

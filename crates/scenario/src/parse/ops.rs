@@ -131,6 +131,20 @@ pub(super) enum OpArgs {
         addr: Sp<Addr>,
         pages: Sp<u64>,
     },
+    UffdMove {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+        to: Sp<Addr>,
+        allow_src_holes: bool,
+    },
+    UffdUnprotect {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
+    UffdUnregister {
+        addr: Sp<Addr>,
+        pages: Sp<u64>,
+    },
 }
 
 pub(super) type ArgsParser = for<'a> fn(&mut In<'a>) -> PResult<OpArgs>;
@@ -381,6 +395,41 @@ pub(super) fn args_mmap_stack(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
     let pages = key_number(i, "pages", "'pages=N'")?;
     Ok(OpArgs::MmapStack { addr, pages })
+}
+
+pub(super) fn args_uffd_move(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    let kw = word(i, "'to' and the destination address")?;
+    if kw.v != "to" {
+        return cut(
+            kw.span,
+            format!(
+                "expected 'to' and the destination address, found '{}'",
+                kw.v
+            ),
+        );
+    }
+    let to = self::addr(i)?;
+    let allow_src_holes = !flags(i, &["allow_src_holes"])?.is_empty();
+    Ok(OpArgs::UffdMove {
+        addr,
+        pages,
+        to,
+        allow_src_holes,
+    })
+}
+
+pub(super) fn args_uffd_unprotect(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::UffdUnprotect { addr, pages })
+}
+
+pub(super) fn args_uffd_unregister(i: &mut In<'_>) -> PResult<OpArgs> {
+    let addr = addr(i)?;
+    let pages = key_number(i, "pages", "'pages=N'")?;
+    Ok(OpArgs::UffdUnregister { addr, pages })
 }
 
 pub(super) fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -716,6 +765,27 @@ pub const OPS: &[OpSpec] = &[
         kernel: "do_mmap with MAP_PRIVATE|MAP_ANONYMOUS|MAP_GROWSDOWN, PROT_READ|PROT_WRITE, MAP_FIXED_NOREPLACE: a VM_GROWSDOWN stack VMA; a load, store or fault below it (down to the mapping below) expands it: lock_mm_and_find_vma drops the mmap read lock, takes the write lock, finds the VMA again and runs expand_stack_locked -> expand_downwards (stack guard gap of one page, anon_vma_prepare, vma_start_write, anon_vma_lock_write, mm->page_table_lock), then downgrades (mm/mmap_lock.c, mm/vma.c); the per-VMA-locked fault refuses and falls back",
         init: true,
         args: Some(args_mmap_stack),
+    },
+    OpSpec {
+        name: "uffd_move",
+        syntax: "uffd_move ADDR pages=N to ADDR [allow_src_holes]",
+        kernel: "UFFDIO_MOVE of the range to the second address (mm/userfaultfd.c move_pages -> move_pages_pte -> move_present_pte; move_pages_huge_pmd in mm/huge_memory.c): both VMAs read-locked (uffd_move_lock, mmap read lock fallback), src PTE and none dst PTE read under their PTLs, folio_trylock and anon_vma_trylock_write (else unmap, sleep, retry), PageAnonExclusive and unpinned (EBUSY), then under double_pt_lock the pte_same / pmd_same rechecks (EAGAIN), ptep_clear_flush of the source, folio_move_anon_rmap, folio->index, the destination PTE set",
+        init: false,
+        args: Some(args_uffd_move),
+    },
+    OpSpec {
+        name: "uffd_unprotect",
+        syntax: "uffd_unprotect ADDR pages=N",
+        kernel: "UFFDIO_WRITEPROTECT with mode 0 (mm/userfaultfd.c mwriteprotect_range -> uffd_wp_range -> change_protection(MM_CP_UFFD_WP_RESOLVE)): mmap_lock read, every VMA registered for wp (ENOENT), under the PTL _PAGE_UFFD_WP cleared and uffd-wp markers dropped",
+        init: false,
+        args: Some(args_uffd_unprotect),
+    },
+    OpSpec {
+        name: "uffd_unregister",
+        syntax: "uffd_unregister ADDR pages=N",
+        kernel: "UFFDIO_UNREGISTER (fs/userfaultfd.c userfaultfd_unregister -> userfaultfd_clear_vma): mmap_lock write, EINVAL if no VMA meets the range; each registered VMA unprotected if it was registered for wp (uffd_wp_range: markers dropped), split at the range's edges, vma_start_write, VM_UFFD_* cleared, merged back with its neighbours",
+        init: false,
+        args: Some(args_uffd_unregister),
     },
 ];
 
