@@ -88,6 +88,14 @@ fn first_findings_stay_fixed() {
         "scenario f290\ninit {\n  mmap anon @0 pages=8 huge\n  store @7 = 17\n}\n\
          thread T0 {\n  split_huge_page @3\n}\nthread T1 {\n  numa_hint @1 pages=1\n}\n\
          thread T2 {\n  madvise dontneed @7 pages=1\n}\nexpect clean\n",
+        // rmap_walk's PMD step looked outside a VMA that starts inside the folio (seed 3).
+        "scenario f421\ninit {\n  mmap anon @0 pages=8\n  store @7 = 17\n}\n\
+         thread T0 {\n  madvise collapse @6\n}\nthread T1 {\n  migrate @4\n}\n\
+         thread T2 {\n  mremap @4 pages=4 to @24\n}\nexpect clean\n",
+        // the uffd-wp contract stayed behind a page mremap moved (seed 3).
+        "scenario f2862\ninit {\n  mmap shmem-private @0 pages=8 huge\n  uffd_register @0 pages=8 wp\n}\n\
+         thread T0 {\n  uffd_wp @2 pages=1\n}\nthread T1 {\n  mremap @2 pages=1 to @24 dontunmap\n}\n\
+         expect clean\n",
         // the TLB-permission oracle blamed a madvise that found no VMA.
         "scenario f276\ninit {\n  mmap shmem @0 pages=8\n  mmap shmem @8 pages=8 of @0\n}\n\
          thread T0 {\n  madvise dontneed @9 pages=7\n}\nthread T1 {\n  load @9\n}\n\

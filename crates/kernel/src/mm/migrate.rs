@@ -52,15 +52,17 @@ pub fn try_to_migrate_flags(
         };
         if split_pmd {
             // split_huge_pmd_address: only the PMD that maps this folio.
-            if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, &mm, addr) {
+            // vma_address: the folio's first page may lie before the VMA (split inside it).
+            let at = addr.max(vma.start());
+            if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, &mm, at) {
                 let v = pmd.get(cx);
                 if v.huge_leaf() && v.pfn() == src.pfn {
-                    crate::mm::huge_memory::__split_huge_pmd_freeze(cx, &mm, vma, pmd, addr, true);
+                    crate::mm::huge_memory::__split_huge_pmd_freeze(cx, &mm, vma, pmd, at, true);
                 }
             }
         }
         if nr > 1 {
-            match page_vma_mapped_walk_pmd(cx, &mm, src, addr, false) {
+            match page_vma_mapped_walk_pmd(cx, &mm, src, addr.max(vma.start()), false) {
                 PmdWalk::Pmd { ptl, pmd, .. } => {
                     let ok =
                         crate::mm::huge_memory::set_pmd_migration_entry(cx, &mm, pmd, addr, src);
@@ -126,7 +128,8 @@ pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, l
             return true;
         };
         if nr > 1 {
-            match page_vma_mapped_walk_pmd(cx, &mm, src, addr, true) {
+            // vma_address: the folio's first page may lie before the VMA (split inside it).
+            match page_vma_mapped_walk_pmd(cx, &mm, src, addr.max(vma.start()), true) {
                 PmdWalk::Pmd { ptl, pmd, entry } => {
                     crate::mm::huge_memory::remove_migration_pmd(cx, pmd, entry, dst);
                     drop(ptl);

@@ -459,6 +459,10 @@ pub fn do_mremap_flags(
         MremapRmapLocks::Never => false,
     };
     move_page_tables(cx, mm, &vma, &new_vma, old_addr, new_addr, len, need)?;
+    // The uffd-wp oracle's contract does not follow the pages: the kernel clears their wp state
+    // on the move unless the context asked for remap events (see docs/fidelity.md).
+    mm.uffd_wp_protected
+        .record(|s| s.retain(|&a| a < old_addr || a >= old_end));
     if dontunmap {
         // move_vma: the old VMA stays mapped, without its pages; the anon_vma links of the old
         // VMA are no longer needed once its page tables moved (it is exactly the old range).
