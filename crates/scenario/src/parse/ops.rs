@@ -246,29 +246,29 @@ pub(super) fn args_mmap(i: &mut In<'_>) -> PResult<OpArgs> {
     })
 }
 
-pub(super) fn args_munmap(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::Munmap { addr, pages })
+/// The parsers of the operations whose arguments are `ADDR pages=N`.
+macro_rules! addr_pages_args {
+    ($($f:ident => $v:ident),* $(,)?) => {$(
+        pub(super) fn $f(i: &mut In<'_>) -> PResult<OpArgs> {
+            let addr = addr(i)?;
+            let pages = key_number(i, "pages", "'pages=N'")?;
+            Ok(OpArgs::$v { addr, pages })
+        }
+    )*};
 }
 
-pub(super) fn args_dontneed(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::DontNeed { addr, pages })
-}
-
-pub(super) fn args_madv_free(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::MadvFree { addr, pages })
-}
-
-pub(super) fn args_madv_pageout(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::MadvPageout { addr, pages })
-}
+addr_pages_args!(
+    args_munmap => Munmap,
+    args_dontneed => DontNeed,
+    args_madv_free => MadvFree,
+    args_madv_pageout => MadvPageout,
+    args_uffd_wp => UffdWp,
+    args_mmap_stack => MmapStack,
+    args_uffd_unprotect => UffdUnprotect,
+    args_uffd_unregister => UffdUnregister,
+    args_punch_hole => PunchHole,
+    args_numa_hint => NumaHint,
+);
 
 pub(super) fn args_rcu_walk(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::RcuWalk { addr: addr(i)? })
@@ -385,18 +385,6 @@ pub(super) fn args_uffd_copy(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::UffdCopy { addr, value })
 }
 
-pub(super) fn args_uffd_wp(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::UffdWp { addr, pages })
-}
-
-pub(super) fn args_mmap_stack(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::MmapStack { addr, pages })
-}
-
 pub(super) fn args_uffd_move(i: &mut In<'_>) -> PResult<OpArgs> {
     let addr = addr(i)?;
     let pages = key_number(i, "pages", "'pages=N'")?;
@@ -418,18 +406,6 @@ pub(super) fn args_uffd_move(i: &mut In<'_>) -> PResult<OpArgs> {
         to,
         allow_src_holes,
     })
-}
-
-pub(super) fn args_uffd_unprotect(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::UffdUnprotect { addr, pages })
-}
-
-pub(super) fn args_uffd_unregister(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::UffdUnregister { addr, pages })
 }
 
 pub(super) fn args_check(i: &mut In<'_>) -> PResult<OpArgs> {
@@ -467,20 +443,8 @@ pub(super) fn args_retract(i: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Retract { addr: addr(i)? })
 }
 
-pub(super) fn args_punch_hole(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::PunchHole { addr, pages })
-}
-
 pub(super) fn args_fork(_: &mut In<'_>) -> PResult<OpArgs> {
     Ok(OpArgs::Fork)
-}
-
-pub(super) fn args_numa_hint(i: &mut In<'_>) -> PResult<OpArgs> {
-    let addr = addr(i)?;
-    let pages = key_number(i, "pages", "'pages=N'")?;
-    Ok(OpArgs::NumaHint { addr, pages })
 }
 
 pub(super) fn args_mprotect(i: &mut In<'_>) -> PResult<OpArgs> {
