@@ -63,21 +63,8 @@ pub fn lock_mm_and_find_vma<'a>(
     mm: &'a MmStruct,
     addr: u64,
 ) -> Option<(MmapReadGuard<'a>, Arc<Vma>)> {
-    if !cx.proto().stack_expand_write_lock {
-        // Before 6.5: do_user_addr_fault's find_vma + expand_stack under the read lock.
-        let r = mm.mmap_lock.read_lock(cx.cpu);
-        let vma = mm.find_vma(cx, addr)?;
-        if vma.start() <= addr {
-            return Some((r, vma));
-        }
-        if !vma.flags(cx).has(VmFlags::GROWSDOWN) {
-            return None;
-        }
-        let _f = cx.cpu.enter("expand_stack");
-        expand_downwards(cx, mm, None, &vma, addr).ok()?;
-        return Some((r, vma));
-    }
-    let _f = cx.cpu.enter("lock_mm_and_find_vma");
+    let write_lock = cx.proto().stack_expand_write_lock;
+    let _f = write_lock.then(|| cx.cpu.enter("lock_mm_and_find_vma"));
     let r = mm.mmap_lock.read_lock(cx.cpu);
     let vma = mm.find_vma(cx, addr)?;
     if vma.start() <= addr {
@@ -85,6 +72,12 @@ pub fn lock_mm_and_find_vma<'a>(
     }
     if !vma.flags(cx).has(VmFlags::GROWSDOWN) {
         return None;
+    }
+    if !write_lock {
+        // Before 6.5: do_user_addr_fault's find_vma + expand_stack under the read lock.
+        let _f = cx.cpu.enter("expand_stack");
+        expand_downwards(cx, mm, None, &vma, addr).ok()?;
+        return Some((r, vma));
     }
     // mmap_upgrade_trylock always fails: drop the read lock, take the write lock, and look the
     // VMA up again (it may have been unmapped, or expanded by another fault, meanwhile).
