@@ -46,6 +46,16 @@ pub enum Errno {
     Ebusy,
 }
 
+/// The model's locking helpers: a lock they take is a mutation site of their caller (see
+/// [`mmcheck_platform::mutate`]), as each caller takes it for its own reason.
+pub const LOCK_HELPERS: &[&str] = &[
+    "pte_offset_map_lock",
+    "take_rmap_locks",
+    "uffd_mfill_lock",
+    "uffd_lock_vma",
+    "uffd_move_lock",
+];
+
 /// The modeled kernel: one machine, one protocol, and the objects that live across system calls.
 pub struct Kernel {
     pub machine: Machine,

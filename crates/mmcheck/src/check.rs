@@ -134,11 +134,13 @@ pub fn exit_code(rows: &[Row], interrupted: bool) -> u8 {
 pub struct Overrides {
     pub protocol: Option<String>,
     pub sets: Vec<(String, String)>,
+    /// `--mutate SITE`: run every scenario as that mutant (see [`mmcheck_platform::mutate`]).
+    pub mutate: Option<mmcheck_platform::SiteKey>,
 }
 
 impl Overrides {
     pub fn is_empty(&self) -> bool {
-        self.protocol.is_none() && self.sets.is_empty()
+        self.protocol.is_none() && self.sets.is_empty() && self.mutate.is_none()
     }
 
     /// `protocol=PRESET` and `switch=value`, in the order applied (the JSON `overrides` field).
@@ -302,6 +304,9 @@ pub fn apply_overrides(s: &Scenario, o: &Overrides) -> Result<Scenario, SwitchEr
     }
     for (k, v) in &o.sets {
         s.protocol.set(k, v)?;
+    }
+    if o.mutate.is_some() {
+        s.mutate.clone_from(&o.mutate);
     }
     Ok(s)
 }

@@ -161,6 +161,9 @@ fn header(o: &Overrides) -> Vec<String> {
     for (k, v) in &o.sets {
         h.push(format!("set {k} = {v}"));
     }
+    if let Some(m) = &o.mutate {
+        h.push(format!("mutate {m}"));
+    }
     h
 }
 

@@ -48,6 +48,10 @@ enum Cmd {
         /// A switch setting, `name=value` (repeatable).
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// Run as the mutant that skips one lock acquisition or recheck, FUNCTION:CLASS (see
+        /// `mmcheck sites`).
+        #[arg(long, value_name = "SITE", value_parser = parse_site)]
+        mutate: Option<mmcheck_platform::SiteKey>,
         /// Print one JSON array instead of the table.
         #[arg(long)]
         json: bool,
@@ -92,6 +96,10 @@ enum Cmd {
         /// A switch setting, `name=value` (repeatable), as with `check --set`.
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// Run as the mutant that skips one lock acquisition or recheck, FUNCTION:CLASS (see
+        /// `mmcheck sites`).
+        #[arg(long, value_name = "SITE", value_parser = parse_site)]
+        mutate: Option<mmcheck_platform::SiteKey>,
         /// Print one JSON object instead of the trace.
         #[arg(long)]
         json: bool,
@@ -148,6 +156,10 @@ enum Cmd {
         /// A switch setting, `name=value` (repeatable).
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// Run as the mutant that skips one lock acquisition or recheck, FUNCTION:CLASS (see
+        /// `mmcheck sites`).
+        #[arg(long, value_name = "SITE", value_parser = parse_site)]
+        mutate: Option<mmcheck_platform::SiteKey>,
         /// Executions per strategy per scenario (random, PCT 2, PCT 3; DPOR gets four times as
         /// many).
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -158,6 +170,22 @@ enum Cmd {
         /// Print the scenario the generator draws from SEED and exit.
         #[arg(long, value_name = "SEED")]
         show: Option<u64>,
+    },
+    /// List the mutation sites: every lock acquisition (kernel function and lock class) and every
+    /// named recheck the scenarios reach, with its kernel file, the model lines that make it and
+    /// how many scenario rows reach it. `--mutate SITE` (check, replay, fuzz) runs without one.
+    Sites {
+        /// Scenario files or directories (default: the catalogue).
+        paths: Vec<String>,
+        /// Random and PCT executions per row.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        executions: u64,
+        /// Rows run in parallel.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Run random cases on the host kernel and on the model, and compare what each observes.
     DiffKernel {
@@ -188,6 +216,10 @@ enum ModeArg {
     Dpor,
     Random,
     Pct,
+}
+
+fn parse_site(s: &str) -> Result<mmcheck_platform::SiteKey, String> {
+    s.parse()
 }
 
 fn parse_set(s: &str) -> Result<(String, String), String> {
@@ -237,6 +269,7 @@ fn main() -> ExitCode {
             preemptions,
             protocol,
             sets,
+            mutate,
             json,
             jobs,
             seed,
@@ -257,7 +290,11 @@ fn main() -> ExitCode {
             };
             let opts = mmcheck::check::CheckOpts {
                 preemptions,
-                overrides: mmcheck::check::Overrides { protocol, sets },
+                overrides: mmcheck::check::Overrides {
+                    protocol,
+                    sets,
+                    mutate,
+                },
                 seed,
                 strict,
                 max_steps: max_steps as usize,
@@ -274,6 +311,7 @@ fn main() -> ExitCode {
             variant,
             protocol,
             sets,
+            mutate,
             json,
             verbose,
             html,
@@ -281,7 +319,11 @@ fn main() -> ExitCode {
             &scenario,
             &schedule,
             variant.as_deref(),
-            &mmcheck::check::Overrides { protocol, sets },
+            &mmcheck::check::Overrides {
+                    protocol,
+                    sets,
+                    mutate,
+                },
             json,
             verbose,
             html.as_deref(),
@@ -296,6 +338,29 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             stress(threads as usize, seconds, seed)
+        }
+        Cmd::Sites {
+            paths,
+            executions,
+            jobs,
+            json,
+        } => {
+            let inputs = mmcheck::check::load(&paths);
+            let rows = match mmcheck::sites::rows(&inputs, &Default::default()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let sites = mmcheck::sites::collect(&rows, executions, jobs as usize);
+            if json {
+                let v: Vec<_> = sites.values().collect();
+                println!("{}", serde_json::to_string_pretty(&v).expect("serializable"));
+            } else {
+                print!("{}", mmcheck::sites::render(&sites));
+            }
+            ExitCode::SUCCESS
         }
         Cmd::DiffKernel { cases, seed, ops } => diff_kernel(
             cases,
@@ -313,6 +378,7 @@ fn main() -> ExitCode {
             scenarios,
             protocol,
             sets,
+            mutate,
             executions,
             out,
             show,
@@ -329,7 +395,11 @@ fn main() -> ExitCode {
                 seed,
                 budget: std::time::Duration::from_secs_f64(budget),
                 scenarios,
-                overrides: mmcheck::check::Overrides { protocol, sets },
+                overrides: mmcheck::check::Overrides {
+                    protocol,
+                    sets,
+                    mutate,
+                },
                 executions,
                 max_steps: 20_000,
                 out,

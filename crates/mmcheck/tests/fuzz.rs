@@ -19,6 +19,7 @@ fn opts(seed: u64, scenarios: u64, sets: &[(&str, &str)], out: &std::path::Path)
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Overrides::default()
         },
         executions: 50,
         max_steps: 20_000,

@@ -687,8 +687,12 @@ impl<'m> Cpu<'m> {
     }
 
     /// `folio_trylock` of the folio headed at `pfn` (announced as a trylock of its lock).
+    #[track_caller]
     pub fn folio_trylock_raw(&self, pfn: u32) -> bool {
         let id = Obj::page_lock_id(pfn);
+        if self.lock_site("folio_lock", id) {
+            return true;
+        }
         self.visible(Obj::Lock(id), Access::TryAcquire);
         let ok = !self
             .m
@@ -702,7 +706,11 @@ impl<'m> Cpu<'m> {
     }
 
     /// `folio_lock`: sleep until the folio lock is free, then take it.
+    #[track_caller]
     pub fn folio_lock_raw(&self, pfn: u32) {
+        if self.lock_site("folio_lock", Obj::page_lock_id(pfn)) {
+            return;
+        }
         let l = &self.m.frames.frame(pfn).page.locked;
         self.wait_for(
             Obj::Lock(Obj::page_lock_id(pfn)),
@@ -713,7 +721,11 @@ impl<'m> Cpu<'m> {
     }
 
     /// `__folio_set_locked` on a folio nobody else can see yet (announced as an acquire).
+    #[track_caller]
     pub fn folio_set_locked_new(&self, pfn: u32) {
+        if self.lock_site("folio_lock", Obj::page_lock_id(pfn)) {
+            return;
+        }
         self.visible(Obj::Lock(Obj::page_lock_id(pfn)), Access::Acquire);
         let old = self
             .m
@@ -735,6 +747,9 @@ impl<'m> Cpu<'m> {
 
     /// `folio_unlock`; returns false if it was not locked.
     pub fn folio_unlock_raw(&self, pfn: u32) -> bool {
+        if self.skip_release(Obj::page_lock_id(pfn)) {
+            return true;
+        }
         self.visible(Obj::Lock(Obj::page_lock_id(pfn)), Access::Release);
         self.m
             .frames
@@ -749,6 +764,7 @@ impl<'m> Cpu<'m> {
     pub fn folio_test_locked_in_step(&self, pfn: u32) -> bool {
         self.touch(Obj::Lock(Obj::page_lock_id(pfn)));
         self.m.frames.frame(pfn).page.locked.load(Ordering::SeqCst)
+            || self.holds_skipped(Obj::page_lock_id(pfn))
     }
 }
 

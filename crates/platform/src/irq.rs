@@ -5,6 +5,7 @@
 
 use crate::event::{Access, Obj};
 use crate::machine::Cpu;
+use crate::mutate::IRQ_KEY;
 use std::sync::atomic::Ordering;
 
 /// An IRQ-off region; dropping it is `local_irq_restore`.
@@ -14,11 +15,17 @@ pub struct IrqGuard<'m> {
     rcu: bool,
     /// A hardware page walk (broadcast invalidations wait for it too).
     hw: bool,
+    /// A mutant skipped the `local_irq_disable` (see [`crate::mutate`]).
+    skipped: bool,
 }
 
 impl Drop for IrqGuard<'_> {
     fn drop(&mut self) {
         let cpu = self.cpu;
+        if self.skipped {
+            cpu.skip_release(IRQ_KEY);
+            return;
+        }
         cpu.visible(Obj::Irq(cpu.id as u16), Access::IrqEnable);
         let st = cpu.state();
         // LOCKING: `ipi_flush` orders this transition against a shootdown sender deciding
@@ -71,11 +78,21 @@ impl<'m> Cpu<'m> {
             cpu: *self,
             rcu,
             hw,
+            skipped: false,
         }
     }
 
     /// `local_irq_save`: IPIs to this CPU wait, and RCU grace periods wait.
+    #[track_caller]
     pub fn local_irq_disable(&self) -> IrqGuard<'m> {
+        if self.lock_site("local_irq_disable", IRQ_KEY) {
+            return IrqGuard {
+                cpu: *self,
+                rcu: false,
+                hw: false,
+                skipped: true,
+            };
+        }
         self.irq_off(true, false)
     }
 

@@ -18,6 +18,7 @@ pub mod frames;
 pub mod irq;
 pub mod machine;
 pub mod mmap_lock;
+pub mod mutate;
 pub mod naming;
 pub mod rcu;
 pub mod rwsem;
@@ -33,6 +34,7 @@ pub use frames::{FrameKind, FrameRef, Frames, PageField, PageMeta, PagePeek, Pag
 pub use irq::IrqGuard;
 pub use machine::{Cpu, FuncGuard, Machine, MachineConfig};
 pub use mmap_lock::{MmapLock, MmapReadGuard, MmapWriteGuard, VmaLock, VmaReadGuard, VmaStartRead};
+pub use mutate::{Mutation, SiteInfo, SiteKey, SiteKind};
 pub use naming::{NameRec, Names, Owner};
 pub use rcu::{RcuGuard, RcuWork};
 pub use rwsem::{RwSem, RwSemReadGuard, RwSemWriteGuard};

@@ -5,6 +5,7 @@
 use crate::backend::Backend;
 use crate::event::{Access, Event, Obj};
 use crate::frames::Frames;
+use crate::mutate::Mutation;
 use crate::naming::{EntryText, NameRec, Names, Owner};
 use crate::rcu::RcuState;
 use crate::tlb::{Tlb, TlbFlushMode};
@@ -65,6 +66,9 @@ pub struct CpuState {
     pub(crate) in_cell: AtomicBool,
     /// Kernel functions active on this CPU, for traces and reports.
     pub(crate) stack: Mutex<Vec<&'static str>>,
+    /// Holds whose acquisition a mutant skipped and whose release is still to come (see
+    /// [`crate::mutate`]); keyed by lock id, or by a VMA's refcount id for the VMA lock.
+    pub(crate) skipped: Mutex<Vec<u64>>,
 }
 
 /// The whole simulated machine. Nothing in the model is global: it all hangs off this.
@@ -88,6 +92,8 @@ pub struct Machine {
     naming: bool,
     names: Mutex<Vec<NameRec>>,
     entry_text: std::sync::OnceLock<EntryText>,
+    /// The mutant this machine runs, or the site recording it feeds (see [`crate::mutate`]).
+    pub(crate) mutation: Option<std::sync::Arc<Mutation>>,
 }
 
 impl Machine {
@@ -105,6 +111,7 @@ impl Machine {
                 hw_walk: AtomicU32::new(0),
                 in_cell: AtomicBool::new(false),
                 stack: Mutex::new(Vec::with_capacity(16)),
+                skipped: Mutex::new(Vec::new()),
             })
             .collect();
         Machine {
@@ -121,6 +128,7 @@ impl Machine {
             naming: backend.naming(),
             names: Mutex::new(Vec::new()),
             entry_text: std::sync::OnceLock::new(),
+            mutation: None,
             backend,
         }
     }
@@ -139,6 +147,11 @@ impl Machine {
     /// Choose how TLB shootdowns reach other CPUs (before any CPU runs).
     pub fn set_tlb_flush(&mut self, mode: TlbFlushMode) {
         self.tlb_flush = mode;
+    }
+
+    /// Run as the mutant `m` describes, or record its sites (see [`crate::mutate`]).
+    pub fn set_mutation(&mut self, m: Option<std::sync::Arc<Mutation>>) {
+        self.mutation = m;
     }
 
     pub fn tlb_flush_mode(&self) -> TlbFlushMode {

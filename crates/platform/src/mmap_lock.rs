@@ -12,6 +12,7 @@
 
 use crate::event::{Access, Obj};
 use crate::machine::Cpu;
+use crate::mutate::{VMA_READ_KEY, VMA_WRITE_KEY};
 use crate::rwsem::RwSem;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -47,6 +48,7 @@ impl MmapLock {
     }
 
     /// `mmap_read_lock`.
+    #[track_caller]
     pub fn read_lock<'a>(&'a self, cpu: Cpu<'a>) -> MmapReadGuard<'a> {
         let _f = cpu.enter("mmap_read_lock");
         self.sem.read_raw(cpu);
@@ -54,6 +56,7 @@ impl MmapLock {
     }
 
     /// `mmap_read_trylock`.
+    #[track_caller]
     pub fn read_trylock<'a>(&'a self, cpu: Cpu<'a>) -> Option<MmapReadGuard<'a>> {
         let g = self.sem.try_read(cpu)?;
         std::mem::forget(g);
@@ -61,6 +64,7 @@ impl MmapLock {
     }
 
     /// `mmap_write_lock`: take the rwsem, then begin the seqcount.
+    #[track_caller]
     pub fn write_lock<'a>(&'a self, cpu: Cpu<'a>) -> MmapWriteGuard<'a> {
         let _f = cpu.enter("mmap_write_lock");
         self.sem.write_raw(cpu);
@@ -69,6 +73,7 @@ impl MmapLock {
     }
 
     /// `mmap_write_trylock`.
+    #[track_caller]
     pub fn write_trylock<'a>(&'a self, cpu: Cpu<'a>) -> Option<MmapWriteGuard<'a>> {
         if !self.sem.try_write_raw(cpu) {
             return None;
@@ -84,6 +89,7 @@ impl MmapLock {
 
     /// Ends every VMA write lock of this section.
     fn seq_end(&self, cpu: &Cpu<'_>) {
+        cpu.end_skipped(|k| k & VMA_WRITE_KEY != 0);
         cpu.visible(Obj::Var(self.seq_id), Access::Rmw);
         self.seq.fetch_add(1, Ordering::SeqCst);
     }
@@ -141,9 +147,13 @@ impl<'a> MmapWriteGuard<'a> {
     }
 
     /// `vma_start_write`.
+    #[track_caller]
     pub fn vma_start_write(&self, vma: &VmaLock) {
         let cpu = self.cpu;
         let _f = cpu.enter("vma_start_write");
+        if cpu.lock_site("vma_lock", vma.refcnt_id | VMA_WRITE_KEY) {
+            return;
+        }
         let mm_seq = self.lock.read_seq(&cpu);
         if cpu.read_var(vma.seq_id, &vma.vm_lock_seq) == mm_seq {
             return;
@@ -169,6 +179,7 @@ impl<'a> MmapWriteGuard<'a> {
     /// True if `vma` is write-locked in this section (`vma_assert_write_locked`).
     pub fn is_vma_write_locked(&self, vma: &VmaLock) -> bool {
         vma.vm_lock_seq.load(Ordering::SeqCst) == self.lock.seq.load(Ordering::SeqCst)
+            || self.cpu.holds_skipped(vma.refcnt_id | VMA_WRITE_KEY)
     }
 
     /// `vma_mark_detached`: the VMA must be write-locked; drop the attach reference, waiting out
@@ -271,6 +282,7 @@ impl VmaLock {
     }
 
     /// `vma_start_read`: try-only.
+    #[track_caller]
     pub fn start_read<'a>(
         &'a self,
         cpu: Cpu<'a>,
@@ -282,8 +294,12 @@ impl VmaLock {
 
     /// `vma_start_read` without a guard; pair with [`VmaLock::end_read`]. For owners that keep
     /// the VMA alive themselves (an `Arc` next to the held lock).
+    #[track_caller]
     pub fn start_read_raw(&self, cpu: Cpu<'_>, mm: &MmapLock) -> Result<(), VmaStartRead> {
         let _f = cpu.enter("vma_start_read");
+        if cpu.lock_site("vma_lock", self.refcnt_id | VMA_READ_KEY) {
+            return Ok(());
+        }
         if cpu.read_var(self.seq_id, &self.vm_lock_seq) == mm.read_seq(&cpu) {
             return Err(VmaStartRead::Locked);
         }
@@ -314,6 +330,9 @@ impl VmaLock {
     /// `vma_end_read` for a lock taken with [`VmaLock::start_read_raw`].
     pub fn end_read(&self, cpu: Cpu<'_>) {
         let _f = cpu.enter("vma_end_read");
+        if cpu.skip_release(self.refcnt_id | VMA_READ_KEY) {
+            return;
+        }
         self.end_read_raw(cpu);
     }
 
@@ -332,8 +351,7 @@ pub struct VmaReadGuard<'a> {
 
 impl Drop for VmaReadGuard<'_> {
     fn drop(&mut self) {
-        let _f = self.cpu.enter("vma_end_read");
-        self.vma.end_read_raw(self.cpu);
+        self.vma.end_read(self.cpu);
     }
 }
 

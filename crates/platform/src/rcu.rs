@@ -12,6 +12,7 @@
 use crate::event::{Access, Obj};
 use crate::frames::FrameRef;
 use crate::machine::Cpu;
+use crate::mutate::RCU_KEY;
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 
@@ -46,6 +47,9 @@ pub struct RcuGuard<'m> {
 
 impl Drop for RcuGuard<'_> {
     fn drop(&mut self) {
+        if self.cpu.skip_release(RCU_KEY) {
+            return;
+        }
         self.cpu.visible(Obj::Rcu, Access::RcuUnlock);
         self.cpu.rcu_exit();
     }
@@ -75,7 +79,11 @@ impl<'m> Cpu<'m> {
     }
 
     /// `rcu_read_lock`.
+    #[track_caller]
     pub fn rcu_read_lock(&self) -> RcuGuard<'m> {
+        if self.lock_site("rcu_read_lock", RCU_KEY) {
+            return RcuGuard { cpu: *self };
+        }
         self.visible(Obj::Rcu, Access::RcuLock);
         self.rcu_enter();
         RcuGuard { cpu: *self }

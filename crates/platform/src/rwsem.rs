@@ -70,12 +70,17 @@ impl RwSem {
     }
 
     /// `down_read`.
+    #[track_caller]
     pub fn read<'a>(&'a self, cpu: Cpu<'a>) -> RwSemReadGuard<'a> {
         self.read_raw(cpu);
         RwSemReadGuard { sem: self, cpu }
     }
 
+    #[track_caller]
     pub(crate) fn read_raw(&self, cpu: Cpu<'_>) {
+        if cpu.lock_site_id(self.id) {
+            return;
+        }
         cpu.wait_for(
             Obj::Lock(self.id),
             Access::AcquireShared,
@@ -85,7 +90,11 @@ impl RwSem {
     }
 
     /// `down_read_trylock`.
+    #[track_caller]
     pub fn try_read<'a>(&'a self, cpu: Cpu<'a>) -> Option<RwSemReadGuard<'a>> {
+        if cpu.lock_site_id(self.id) {
+            return Some(RwSemReadGuard { sem: self, cpu });
+        }
         cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
         let ok = self.try_read_raw();
         cpu.trylock_result(self.id, ok);
@@ -93,18 +102,26 @@ impl RwSem {
     }
 
     pub(crate) fn read_unlock_raw(&self, cpu: Cpu<'_>) {
+        if cpu.skip_release(self.id) {
+            return;
+        }
         cpu.visible(Obj::Lock(self.id), Access::ReleaseShared);
         self.state.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// `down_write`: announce the waiting writer (new readers now block), then wait for the owners
     /// to leave.
+    #[track_caller]
     pub fn write<'a>(&'a self, cpu: Cpu<'a>) -> RwSemWriteGuard<'a> {
         self.write_raw(cpu);
         RwSemWriteGuard { sem: self, cpu }
     }
 
+    #[track_caller]
     pub(crate) fn write_raw(&self, cpu: Cpu<'_>) {
+        if cpu.lock_site_id(self.id) {
+            return;
+        }
         cpu.visible(Obj::Lock(self.id), Access::WriterWait);
         self.state.fetch_add(WAITER, Ordering::SeqCst);
         cpu.wait_for(
@@ -128,7 +145,11 @@ impl RwSem {
         self.writer.store(cpu.id as u64 + 1, Ordering::SeqCst);
     }
 
+    #[track_caller]
     pub(crate) fn try_write_raw(&self, cpu: Cpu<'_>) -> bool {
+        if cpu.lock_site_id(self.id) {
+            return true;
+        }
         cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
         let ok = self
             .state
@@ -142,12 +163,16 @@ impl RwSem {
     }
 
     /// `down_write_trylock`.
+    #[track_caller]
     pub fn try_write<'a>(&'a self, cpu: Cpu<'a>) -> Option<RwSemWriteGuard<'a>> {
         self.try_write_raw(cpu)
             .then(|| RwSemWriteGuard { sem: self, cpu })
     }
 
     pub(crate) fn write_unlock_raw(&self, cpu: Cpu<'_>) {
+        if cpu.skip_release(self.id) {
+            return;
+        }
         cpu.visible(Obj::Lock(self.id), Access::Release);
         self.writer.store(0, Ordering::SeqCst);
         self.state.fetch_sub(WRITER, Ordering::SeqCst);
@@ -155,6 +180,9 @@ impl RwSem {
 
     /// `downgrade_write`: writer becomes a reader atomically.
     pub(crate) fn downgrade_raw(&self, cpu: Cpu<'_>) {
+        if cpu.holds_skipped(self.id) {
+            return; // a skipped write hold becomes a skipped read hold
+        }
         cpu.visible(Obj::Lock(self.id), Access::Downgrade);
         self.writer.store(0, Ordering::SeqCst);
         self.state.fetch_sub(WRITER - 1, Ordering::SeqCst);

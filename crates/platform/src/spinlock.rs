@@ -43,7 +43,15 @@ impl SpinLock {
     }
 
     /// `spin_lock`.
+    #[track_caller]
     pub fn lock<'a>(&'a self, cpu: Cpu<'a>) -> SpinGuard<'a> {
+        if cpu.lock_site_id(self.id) {
+            return SpinGuard {
+                lock: self,
+                cpu,
+                owned: false,
+            };
+        }
         if cpu.warn_on(
             self.owner() == Some(cpu.id),
             "spin_lock: recursive acquire (AA deadlock)",
@@ -69,7 +77,15 @@ impl SpinLock {
     }
 
     /// `spin_trylock`.
+    #[track_caller]
     pub fn try_lock<'a>(&'a self, cpu: Cpu<'a>) -> Option<SpinGuard<'a>> {
+        if cpu.lock_site_id(self.id) {
+            return Some(SpinGuard {
+                lock: self,
+                cpu,
+                owned: false,
+            });
+        }
         cpu.visible(Obj::Lock(self.id), Access::TryAcquire);
         let ok = self.try_acquire(&cpu);
         cpu.trylock_result(self.id, ok);
@@ -117,6 +133,9 @@ impl Drop for SpinGuard<'_> {
         if self.owned {
             self.cpu.visible(Obj::Lock(self.lock.id), Access::Release);
             self.lock.owner.store(0, Ordering::SeqCst);
+        } else {
+            // A mutant's skipped acquisition (or a reported AA deadlock): nothing to release.
+            self.cpu.skip_release(self.lock.id);
         }
     }
 }

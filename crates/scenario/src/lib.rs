@@ -406,6 +406,8 @@ pub struct Scenario {
     pub doc: String,
     pub geometry: Geometry,
     pub protocol: Protocol,
+    /// `mutate SITE`: the mutant this scenario runs (see [`mmcheck_platform::mutate`]).
+    pub mutate: Option<mmcheck_platform::SiteKey>,
     pub nr_frames: usize,
     pub setup: Vec<SetupOp>,
     pub threads: Vec<Vec<Op>>,
@@ -427,6 +429,7 @@ impl Scenario {
             name: name.to_string(),
             geometry: Geometry::new(3, 8).expect("valid geometry"),
             protocol,
+            mutate: None,
             nr_frames: 64,
             setup: Vec::new(),
             threads: Vec::new(),

@@ -44,6 +44,9 @@ pub struct KernelModel {
     /// `init` leaves a migration in flight (`migrate ADDR unmap`): its move pass runs on a
     /// thread of its own, after the RCU thread (see [`KernelModel::migration_cpu`]).
     migration: bool,
+    /// The mutant this model runs or the site recording it feeds, set on each machine once the
+    /// set-up is done (the set-up runs on one CPU, unmutated).
+    mutation: Option<Arc<mmcheck_platform::Mutation>>,
 }
 
 /// One instance: the kernel, its mm, and what each thread observed.
@@ -251,6 +254,13 @@ impl KernelModel {
                 }
             )
         });
+        let mutation = scenario.mutate.clone().map(|site| {
+            Arc::new(mmcheck_platform::Mutation::new(
+                Some(site),
+                false,
+                mmcheck_kernel::LOCK_HELPERS,
+            ))
+        });
         KernelModel {
             scenario,
             anon_pages,
@@ -260,7 +270,24 @@ impl KernelModel {
             migration,
             reach,
             locations,
+            mutation,
         }
+    }
+
+    /// Record the mutation sites every execution reaches (see [`KernelModel::mutation`]).
+    pub fn record_sites(mut self) -> Self {
+        self.mutation = Some(Arc::new(mmcheck_platform::Mutation::new(
+            self.scenario.mutate.clone(),
+            true,
+            mmcheck_kernel::LOCK_HELPERS,
+        )));
+        self
+    }
+
+    /// The mutant this model runs, and the sites recorded so far with
+    /// [`KernelModel::record_sites`].
+    pub fn mutation(&self) -> Option<&Arc<mmcheck_platform::Mutation>> {
+        self.mutation.as_ref()
     }
 
     fn rcu_cpu(&self) -> usize {
@@ -899,6 +926,8 @@ impl Model for KernelModel {
             })
             .collect();
         let inflight = isolated_folios(&kernel);
+        let mut kernel = kernel;
+        kernel.machine.set_mutation(self.mutation.clone());
         Instance {
             kernel,
             mm,

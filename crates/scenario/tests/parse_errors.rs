@@ -647,7 +647,7 @@ fn statement_and_block_errors() {
         &format!("scenari s\n{BODY}"),
         1,
         1,
-        "unknown statement 'scenari' (known: scenario, doc, geometry, protocol, set, frames, init, thread, variant, expect)",
+        "unknown statement 'scenari' (known: scenario, doc, geometry, protocol, set, mutate, frames, init, thread, variant, expect)",
     );
     assert_eq!(e.help(), Some("did you mean 'scenario'?"));
     check(
@@ -678,7 +678,7 @@ fn statement_and_block_errors() {
         &format!("scenario s\n{BODY}}}\n"),
         9,
         1,
-        "expected a statement (scenario, doc, geometry, protocol, set, frames, init, thread, variant, expect), found '}'",
+        "expected a statement (scenario, doc, geometry, protocol, set, mutate, frames, init, thread, variant, expect), found '}'",
     );
     check(
         &format!("scenario s\ninit {{\n}}\n{BODY}"),
@@ -1231,5 +1231,34 @@ fn mmap_stack_and_addresses_below_it() {
         4,
         14,
         "mapping 0x12000 (@10)..0x13000 (@11) overlaps the mapping from line 3 (mmap fails with EEXIST)",
+    );
+}
+
+#[test]
+fn mutate_line_errors() {
+    let with = |lines: &str| format!("scenario s\n{lines}\n{BODY}");
+    check(
+        &with("mutate move_ptes"),
+        2,
+        8,
+        "`move_ptes` is not a site: expected FUNCTION:CLASS",
+    );
+    check(
+        &with("mutate"),
+        2,
+        7,
+        "expected a site after 'mutate' (FUNCTION:CLASS), found end of line",
+    );
+    check(
+        &with("mutate move_ptes:ptl\nmutate zap_pte_range:ptl"),
+        3,
+        1,
+        "duplicate 'mutate' line (first at line 2)",
+    );
+    let s = parse_scenario("t.mmt", &with("mutate move_ptes:&anon_vma->rwsem # rmap lock"))
+        .expect("a site parses");
+    assert_eq!(
+        s.mutate.map(|m| m.to_string()).as_deref(),
+        Some("move_ptes:&anon_vma->rwsem")
     );
 }

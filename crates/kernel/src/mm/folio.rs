@@ -308,12 +308,14 @@ pub fn folio_remove_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
 }
 
 /// `folio_lock` (sleeps while another task holds it).
+#[track_caller]
 pub fn folio_lock(cx: Ctx<'_>, f: FrameRef) {
     let _g = cx.cpu.enter("folio_lock");
     cx.cpu.folio_lock_raw(f.pfn);
 }
 
 /// `folio_trylock`.
+#[track_caller]
 pub fn folio_trylock(cx: Ctx<'_>, f: FrameRef) -> bool {
     cx.cpu.folio_trylock_raw(f.pfn)
 }
@@ -325,6 +327,7 @@ pub fn folio_unlock(cx: Ctx<'_>, f: FrameRef) {
 }
 
 /// `__folio_set_locked` on a new folio nobody else can see yet.
+#[track_caller]
 pub fn folio_set_locked_new(cx: Ctx<'_>, f: FrameRef) {
     cx.cpu.folio_set_locked_new(f.pfn);
 }

@@ -142,7 +142,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         let now = pmdp.get(cx);
         let mapped = now == pmd;
         // Back off on a changed PMD, or a read-only pin that must unshare first.
-        if (cx.proto().gup_fast_recheck_pmd && now != pmd)
+        if (cx.proto().gup_fast_recheck_pmd && !cx.cpu.recheck("pmd_same", now == pmd))
             || (!pmd.write() && gup_must_unshare(cx, write, pin, f, f.pfn))
         {
             gup_put(
@@ -184,9 +184,11 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
         // here: the result is valid if the PMD still pointed to this table at the PMD recheck
         // and the PTE still held this page at the PTE recheck.
         let pmd_now = pmdp.get(cx);
-        let pmd_changed = cx.proto().gup_fast_recheck_pmd && pmd_now != pmd;
+        let pmd_changed =
+            cx.proto().gup_fast_recheck_pmd && !cx.cpu.recheck("pmd_same", pmd_now == pmd);
         let pte_now = (!pmd_changed).then(|| ptep.get(cx));
-        let pte_changed = cx.proto().gup_fast_recheck_pte && pte_now.is_some_and(|v| v != pte);
+        let pte_changed = cx.proto().gup_fast_recheck_pte
+            && pte_now.is_some_and(|v| !cx.cpu.recheck("pte_same", v == pte));
         let mapped = pmd_now == pmd && pte_now == Some(pte);
         // Back off on a changed entry, or a read-only pin that must unshare first.
         if pmd_changed || pte_changed || (!pte.write() && gup_must_unshare(cx, write, pin, f, page))
@@ -253,7 +255,7 @@ pub fn gup_slow(
             && !crate::mm::huge_memory::is_huge_zero_pmd(cx, v)
         {
             let _ptl = pgtable::pmd_lock(cx, mm, pmd);
-            if pmd.get(cx) == v {
+            if cx.cpu.recheck("pmd_same", pmd.get(cx) == v) {
                 let f = cx.cpu.frame_ref(v.pfn());
                 if !v.write() && gup_must_unshare(cx, write, pin, f, f.pfn) {
                     unshare = true;

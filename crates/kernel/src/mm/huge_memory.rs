@@ -167,7 +167,7 @@ pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     }
     let ptl = pgtable::pmd_lockptr(cx, vmf.mm, vmf.pmd);
     let mut g = ptl.lock(cx.cpu);
-    if vmf.pmd.get(cx) != orig {
+    if !cx.cpu.recheck("pmd_same", vmf.pmd.get(cx) == orig) {
         return VmFault::Done;
     }
     let f = cx.cpu.frame_ref(orig.pfn());
@@ -180,7 +180,7 @@ pub fn do_huge_pmd_wp_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
             drop(g);
             folio::folio_lock(cx, f);
             g = ptl.lock(cx.cpu);
-            if vmf.pmd.get(cx) != orig {
+            if !cx.cpu.recheck("pmd_same", vmf.pmd.get(cx) == orig) {
                 drop(g);
                 folio::folio_unlock(cx, f);
                 folio::folio_put(cx, f);
@@ -231,7 +231,7 @@ fn do_huge_zero_wp_pmd(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         return VmFault::Fallback;
     };
     let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
-    if vmf.pmd.get(cx) != orig {
+    if !cx.cpu.recheck("pmd_same", vmf.pmd.get(cx) == orig) {
         drop(ptl);
         folio::folio_put(cx, f);
         return VmFault::Done;
@@ -279,7 +279,7 @@ pub fn huge_pmd_set_accessed(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) {
 pub fn do_huge_pmd_numa_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     let _f = cx.cpu.enter("do_huge_pmd_numa_page");
     let _ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
-    if vmf.pmd.get(cx) != orig {
+    if !cx.cpu.recheck("pmd_same", vmf.pmd.get(cx) == orig) {
         return VmFault::Done;
     }
     let mut e = orig.mk_accessible().with(Entry::ACCESSED);

@@ -162,27 +162,48 @@ pub fn collapse_huge_page_by(
         }
     }
     let w = mm.mmap_lock.write_lock(cx.cpu);
-    let Some(vma) = revalidate(cx, mm, pmd_addr) else {
+    // The revalidation after the lock was dropped (a mutant without it goes on with whatever VMA
+    // is there now).
+    let vma = revalidate(cx, mm, pmd_addr).or_else(|| {
+        cx.cpu
+            .recheck("hugepage_vma_revalidate", false)
+            .then(|| mm.vma_lookup(cx, pmd_addr))
+            .flatten()
+    });
+    let Some(vma) = vma else {
         drop(w);
         return fail_put(cx, CollapseFail::VmaCheck);
+    };
+    // check_pmd_still_valid (a mutant without it goes on with the PMD as it is).
+    let still_valid = |cx: Ctx<'_>| {
+        pmd_is_table(cx, mm, pmd_addr).or_else(|| {
+            cx.cpu
+                .recheck("check_pmd_still_valid", false)
+                .then(|| pgtable::pmd_off(cx, mm, pmd_addr))
+                .flatten()
+        })
     };
     let pmd = match cx.proto().collapse_vma_write_order {
         VmaWriteOrder::BeforeCheck => {
             w.vma_start_write(&vma.lock);
-            pmd_is_table(cx, mm, pmd_addr)
+            still_valid(cx)
         }
         VmaWriteOrder::AfterCheck => {
-            let p = pmd_is_table(cx, mm, pmd_addr);
+            let p = still_valid(cx);
             w.vma_start_write(&vma.lock);
             p
         }
-        VmaWriteOrder::None => pmd_is_table(cx, mm, pmd_addr),
+        VmaWriteOrder::None => still_valid(cx),
     };
     let Some(pmd) = pmd else {
         drop(w);
         return fail_put(cx, CollapseFail::PmdNull);
     };
-    let av = vma.anon_vma(cx).expect("revalidated");
+    let Some(av) = vma.anon_vma(cx) else {
+        // Only a mutant without the revalidation gets here.
+        drop(w);
+        return fail_put(cx, CollapseFail::VmaCheck);
+    };
     let mut av_guard = Some(av.lock().write(cx.cpu));
     // pmdp_collapse_flush, under the PMD lock.
     let old_pmd = {

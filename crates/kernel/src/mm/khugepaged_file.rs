@@ -99,7 +99,7 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         let pml = pgtable::pmd_lockptr(cx, &mm, pmd);
         let pg = (!exclusive).then(|| pml.lock(cx.cpu));
         let v = pmd.get(cx);
-        if cx.proto().retract_recheck_pmd && !v.is_table() {
+        if cx.proto().retract_recheck_pmd && !cx.cpu.recheck("check_pmd_state", v.is_table()) {
             drop(pg);
             continue; // check_pmd_state: none or huge now
         }
@@ -115,7 +115,9 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         // the mmap lock, so a fault may have given the VMA an anon_vma since, possibly a
         // neighbour's (find_mergeable_anon_vma), whose rmap walkers reach this table holding only
         // that anon_vma's lock.
-        if cx.proto().retract_anon_vma_recheck && vma.anon_vma(cx).is_some() {
+        if cx.proto().retract_anon_vma_recheck
+            && !cx.cpu.recheck("anon_vma", vma.anon_vma(cx).is_none())
+        {
             drop(tg);
             drop(pg);
             continue;
@@ -123,7 +125,9 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
         // The uffd-wp recheck (deb4c93a9871 under the mmap write lock; 6.6+ under the PTL):
         // UFFDIO_REGISTER may have set VM_UFFD_WP since the first check, and UFFDIO_WRITEPROTECT
         // installs its markers under this PTL.
-        if cx.proto().retract_uffd_wp_recheck && userfaultfd_wp(cx, &vma) {
+        if cx.proto().retract_uffd_wp_recheck
+            && !cx.cpu.recheck("userfaultfd_wp", !userfaultfd_wp(cx, &vma))
+        {
             drop(tg);
             drop(pg);
             continue;
@@ -364,7 +368,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
         return false;
     };
     let tg = (!early || !std::ptr::eq(ptl, pml)).then(|| ptl.lock(cx.cpu));
-    if pmd.get(cx) != pgt_pmd {
+    if !cx.cpu.recheck("pmd_same", pmd.get(cx) == pgt_pmd) {
         drop(tg);
         drop(pg_early);
         drop(map);
@@ -416,7 +420,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
         }
     };
     let mut pgt_pmd = pgt_pmd;
-    let removed = if !recheck || pmd.get(cx) == pgt_pmd {
+    let removed = if !recheck || cx.cpu.recheck("pmd_same", pmd.get(cx) == pgt_pmd) {
         pgt_pmd = pmd.xchg(cx, Entry::NONE);
         cx.cpu
             .flush_tlb_range(mm.id, haddr >> ps, (haddr + g.pmd_size()) >> ps, true);

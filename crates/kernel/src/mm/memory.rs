@@ -191,7 +191,7 @@ pub fn handle_pte_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     }
     let g = ptl.lock(cx.cpu);
     let pte = map.pte(idx);
-    if pte.get(cx) != orig {
+    if !cx.cpu.recheck("pte_same", pte.get(cx) == orig) {
         return VmFault::Done; // R2: someone else changed it (or the table was detached)
     }
     if orig.protnone() {
@@ -235,7 +235,7 @@ fn handle_pte_marker(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         let _c = cx.cpu.enter("pte_marker_clear");
         if let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) {
             let pte = l.pte(vmf.pte_idx(cx));
-            if pte.get(cx) == orig {
+            if cx.cpu.recheck("pte_same", pte.get(cx) == orig) {
                 pte.set(cx, Entry::NONE);
             }
         }
@@ -354,9 +354,12 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     // nr == 1: vmf_pte_changed; an mTHP: pte_range_none over its whole range, or (switch off)
     // only the faulting PTE.
     let changed = if nr == 1 || !cx.proto().anon_fault_range_recheck {
-        !l.pte(idx).get(cx).is_none()
+        !cx.cpu.recheck("vmf_pte_changed", l.pte(idx).get(cx).is_none())
     } else {
-        (first..first + nr).any(|i| !l.pte(i).get(cx).is_none())
+        !cx.cpu.recheck(
+            "pte_range_none",
+            (first..first + nr).all(|i| l.pte(i).get(cx).is_none()),
+        )
     };
     if changed {
         drop(l);
@@ -540,7 +543,7 @@ fn finish_fault(cx: Ctx<'_>, vmf: &Vmf<'_>, folio: FrameRef, page: u32, anon: bo
     } else {
         Entry::NONE
     };
-    if pte.get(cx) != expect {
+    if !cx.cpu.recheck("vmf_pte_changed", pte.get(cx) == expect) {
         return VmFault::Fallback;
     }
     let write = vmf.write && (anon || vmf.vma.is_shared(cx));
@@ -747,7 +750,7 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
         return VmFault::Done;
     };
     let pte = l.pte(vmf.pte_idx(cx));
-    if pte.get(cx) != orig {
+    if !cx.cpu.recheck("pte_same", pte.get(cx) == orig) {
         drop(l);
         folio::folio_put(cx, new);
         put_old(cx);
@@ -843,10 +846,14 @@ pub fn lock_vma_under_rcu<'a>(
     let locked = VmaReadLocked { vma, cx };
     // vma_start_read: a VMA reused (SLAB_TYPESAFE_BY_RCU) for another mm is not ours; drop the
     // reference just taken (err_unstable: vma_refcount_put, with the foreign mm grabbed).
-    if cx.proto().vma_start_read_mm_check && locked.vma.vm_mm_racy(cx) != mm.id {
+    if cx.proto().vma_start_read_mm_check
+        && !cx.cpu.recheck("vm_mm", locked.vma.vm_mm_racy(cx) == mm.id)
+    {
         return None;
     }
-    if check == AnonVmaCheck::AfterStartRead && locked.vma.anon_vma(cx).is_none() {
+    if check == AnonVmaCheck::AfterStartRead
+        && !cx.cpu.recheck("anon_vma", locked.vma.anon_vma(cx).is_some())
+    {
         // 657b5146955e: checked under the VMA lock, which MREMAP_DONTUNMAP's
         // unlink_anon_vmas (under vma_start_write) cannot race.
         return None;
@@ -854,7 +861,7 @@ pub fn lock_vma_under_rcu<'a>(
     drop(rcu);
     // "Check if the vma we locked is the right one": it may have shrunk, or been freed and
     // reused for another range, between the walk and vma_start_read.
-    if cx.proto().lvur_range_check && !locked.vma.contains(addr) {
+    if cx.proto().lvur_range_check && !cx.cpu.recheck("vma_range", locked.vma.contains(addr)) {
         return None;
     }
     Some(locked)

@@ -146,6 +146,7 @@ struct RmapLocks<'a> {
     _file: Option<RwSemWriteGuard<'a>>,
 }
 
+#[track_caller]
 fn take_rmap_locks<'a>(
     cx: Ctx<'a>,
     vma: &'a Vma,
@@ -249,7 +250,8 @@ fn move_normal_pmd(
     let new_ptl = pgtable::pmd_lockptr(cx, mm, new_pmd);
     let ng = (!std::ptr::eq(old_ptl, new_ptl)).then(|| new_ptl.lock(cx.cpu));
     let pmd = old_pmd.get(cx);
-    if cx.warn_on_new_pmd(new_pmd) || !pmd.is_table() {
+    // "Racing with collapse?": the old PMD is still a table under both PMD locks.
+    if cx.warn_on_new_pmd(new_pmd) || !cx.cpu.recheck("pmd_present", pmd.is_table()) {
         drop(ng);
         drop(og);
         return false;
@@ -353,7 +355,10 @@ fn move_page_tables(
                     // __pmd_trans_huge_lock: still huge (or a migration entry) under the lock,
                     // else a split won the lock first: PTE level below.
                     let cur = old_pmd.get(cx);
-                    if cur.pmd_trans_huge() || cur.is_migration() {
+                    if cx.cpu.recheck(
+                        "pmd_trans_huge",
+                        cur.pmd_trans_huge() || cur.is_migration(),
+                    ) {
                         let v = old_pmd.xchg(cx, Entry::NONE);
                         if let Some(t) = crate::mm::huge_memory::withdraw(cx, old_pmd) {
                             crate::mm::huge_memory::deposit(cx, new_pmd, t);

@@ -167,7 +167,7 @@ fn folio_walk_lockless<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<F
         if !folio::folio_try_get(cx, f) {
             return None;
         }
-        if recheck && pmdp.get(cx) != pmd {
+        if recheck && !cx.cpu.recheck("pmd_same", pmdp.get(cx) == pmd) {
             folio::folio_put(cx, f);
             return None;
         }
@@ -194,7 +194,11 @@ fn folio_walk_lockless<'a>(cx: Ctx<'a>, mm: &'a MmStruct, addr: u64) -> Option<F
     if !folio::folio_try_get(cx, f) {
         return None;
     }
-    if recheck && (pmdp.get(cx) != pmd || ptep.get(cx) != pte) {
+    if recheck
+        && !cx
+            .cpu
+            .recheck("pte_same", pmdp.get(cx) == pmd && ptep.get(cx) == pte)
+    {
         folio::folio_put(cx, f);
         return None;
     }

@@ -104,6 +104,7 @@ pub fn pmd_lockptr<'a>(cx: Ctx<'a>, mm: &'a MmStruct, pmd: EntryPtr) -> &'a Spin
 }
 
 /// `pmd_lock`.
+#[track_caller]
 pub fn pmd_lock<'a>(cx: Ctx<'a>, mm: &'a MmStruct, pmd: EntryPtr) -> SpinGuard<'a> {
     pmd_lockptr(cx, mm, pmd).lock(cx.cpu)
 }
@@ -153,7 +154,7 @@ pub fn mm_inc_nr_tables(mm: &MmStruct, level: u32, n: i64) {
 pub fn populate(cx: Ctx<'_>, mm: &MmStruct, p: EntryPtr, new: FrameRef) -> bool {
     let lock = table_lock(cx, mm, p.table, p.level);
     let g = cx.proto().populate_locked.then(|| lock.lock(cx.cpu));
-    let installed = if p.get(cx).is_none() {
+    let installed = if cx.cpu.recheck("pmd_none", p.get(cx).is_none()) {
         mm_inc_nr_tables(mm, p.level - 1, 1);
         cx.cpu.smp_wmb();
         pmd_populate(cx, p, new);
@@ -286,6 +287,7 @@ impl PteLocked<'_> {
 ///
 /// Before 6.5 (`pte_map.rcu = off`) the map took no RCU read lock: callers relied on their locks
 /// keeping the table attached.
+#[track_caller]
 pub fn __pte_offset_map<'a>(cx: Ctx<'a>, pmd: EntryPtr) -> (Option<PteMap<'a>>, Entry) {
     let rcu = cx.proto().pte_map_rcu.then(|| cx.cpu.rcu_read_lock());
     let pmdval = pmd.get(cx);
@@ -310,12 +312,14 @@ pub fn pte_offset_map_val<'a>(cx: Ctx<'a>, pmdval: Entry, rcu: RcuGuard<'a>) -> 
 }
 
 /// `pte_offset_map`.
+#[track_caller]
 pub fn pte_offset_map<'a>(cx: Ctx<'a>, pmd: EntryPtr) -> Option<PteMap<'a>> {
     __pte_offset_map(cx, pmd).0
 }
 
 /// `pte_offset_map_rw_nolock` (6.13+): map, and return the PMD value and its PTL, unlocked. The
 /// caller must recheck attachment after locking (`pmd_same`, or `pte_same` on a non-none pte).
+#[track_caller]
 pub fn pte_offset_map_rw_nolock<'a>(
     cx: Ctx<'a>,
     mm: &'a MmStruct,
@@ -329,6 +333,7 @@ pub fn pte_offset_map_rw_nolock<'a>(
 
 /// `pte_offset_map_lock`: map, lock the PTL named by the value, and retry until the PMD still
 /// holds that value (R1). `None` only when the PMD is none, huge, migration or bad.
+#[track_caller]
 pub fn pte_offset_map_lock<'a>(
     cx: Ctx<'a>,
     mm: &'a MmStruct,
@@ -339,7 +344,7 @@ pub fn pte_offset_map_lock<'a>(
         let (map, pmdval) = __pte_offset_map(cx, pmd);
         let map = map?;
         let ptl = pte_lockptr(cx, mm, pmdval).lock(cx.cpu);
-        if !cx.proto().pmd_same_recheck || pmd.get(cx) == pmdval {
+        if !cx.proto().pmd_same_recheck || cx.cpu.recheck("pmd_same", pmd.get(cx) == pmdval) {
             return Some(PteLocked { ptl, map, pmdval });
         }
         drop(ptl);

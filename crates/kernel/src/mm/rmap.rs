@@ -259,7 +259,7 @@ pub fn page_vma_mapped_walk<'a>(
                 return None;
             }
             let guard = ptl.lock(cx.cpu);
-            if pmd.get(cx) == pmdval {
+            if cx.cpu.recheck("pmd_same", pmd.get(cx) == pmdval) {
                 break pgtable::PteLocked {
                     ptl: guard,
                     map,

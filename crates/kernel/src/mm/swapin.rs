@@ -119,7 +119,7 @@ pub fn do_swap_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         return out_page(cx, true);
     };
     let pte = l.pte(cx.geo().index(vmf.addr, 1));
-    if pte.get(cx) != orig {
+    if !cx.cpu.recheck("pte_same", pte.get(cx) == orig) {
         drop(l);
         return out_page(cx, true);
     }

@@ -309,9 +309,12 @@ fn double_pt_lock<'a>(
 /// table the destination PTE lives in. Without that last recheck (switch
 /// `uffd_move.dst_pmd_recheck = off`) a none destination PTE proves nothing about its table.
 fn is_pte_pages_stable(cx: Ctx<'_>, st: &Stable<'_>) -> bool {
-    st.src_pte.get(cx) == st.orig_src
-        && st.dst_pte.get(cx) == st.orig_dst
-        && (!cx.proto().uffd_move_dst_pmd_recheck || st.dst_pmd.get(cx) == st.dst_pmdval)
+    let ptes = st.src_pte.get(cx) == st.orig_src && st.dst_pte.get(cx) == st.orig_dst;
+    cx.cpu.recheck("pte_same", ptes)
+        && (!cx.proto().uffd_move_dst_pmd_recheck
+            || cx
+                .cpu
+                .recheck("pmd_same", st.dst_pmd.get(cx) == st.dst_pmdval))
 }
 
 /// `folio_get_anon_vma`: the folio's anon_vma, if it is anonymous and still mapped.
@@ -470,7 +473,7 @@ fn move_pages_pte_pass(
     }
     // The PTE changed after the folio was locked: start over.
     if let Some((_, pte)) = *held {
-        if pte != orig_src {
+        if !cx.cpu.recheck("pte_same", pte == orig_src) {
             return Done(Err(Errno::Eagain));
         }
     }
@@ -501,7 +504,7 @@ fn move_pages_pte_pass(
     // tables we cannot sleep: on contention unmap, take the lock, retry.
     if held.is_none() {
         let l = src_ptl.lock(cx.cpu);
-        if src_pte.get(cx) != orig_src {
+        if !cx.cpu.recheck("pte_same", src_pte.get(cx) == orig_src) {
             return Done(Err(Errno::Eagain));
         }
         let Some(page) = crate::mm::memory::vm_normal_page(cx, orig_src) else {
@@ -730,7 +733,10 @@ fn move_huge_pmd_locked(
     let src_ptl = pgtable::pmd_lockptr(cx, mm, src_pmd);
     let dst_ptl = pgtable::pmd_lockptr(cx, mm, dst_pmd);
     let _l = double_pt_lock(cx, src_ptl, dst_ptl);
-    if src_pmd.get(cx) != src_pmdval || dst_pmd.get(cx) != dst_pmdval {
+    if !cx.cpu.recheck(
+        "pmd_same",
+        src_pmd.get(cx) == src_pmdval && dst_pmd.get(cx) == dst_pmdval,
+    ) {
         return Err(Errno::Eagain);
     }
     let flush = |cx: Ctx<'_>| {

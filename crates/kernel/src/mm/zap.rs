@@ -313,8 +313,9 @@ fn try_to_free_pte(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr, out: &mut Entry) -
     } else {
         Some(ptl.lock(cx.cpu))
     };
+    // The rescan under both locks: a fault may have filled the table since the zap.
     let empty = (0..cx.geo().entries()).all(|i| map.pte(i).get(cx).is_none());
-    if !empty {
+    if !cx.cpu.recheck("pte_none", empty) {
         drop(tg);
         drop(map);
         drop(pg);

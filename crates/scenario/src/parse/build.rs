@@ -65,6 +65,7 @@ impl<'t> Builder<'t> {
         let mut geometry: Option<Range<usize>> = None;
         let mut preset: Option<(Range<usize>, Sp<&str>)> = None;
         let mut frames: Option<Range<usize>> = None;
+        let mut mutate: Option<Range<usize>> = None;
         let mut init: Option<Range<usize>> = None;
         for item in &items {
             match item {
@@ -85,6 +86,12 @@ impl<'t> Builder<'t> {
                         return Err(self.dup("'geometry' line", first, kw));
                     }
                     geometry = Some(kw.clone());
+                }
+                Item::Mutate { kw, .. } => {
+                    if let Some(first) = &mutate {
+                        return Err(self.dup("'mutate' line", first, kw));
+                    }
+                    mutate = Some(kw.clone());
                 }
                 Item::Frames { kw, .. } => {
                     if let Some(first) = &frames {
@@ -156,6 +163,13 @@ impl<'t> Builder<'t> {
                     s.protocol
                         .set(setting.key.v, setting.value.v)
                         .map_err(|e| self.switch_err(setting, e))?;
+                }
+                Item::Mutate { site, .. } => {
+                    s.mutate = Some(site.v.parse().map_err(|e: String| {
+                        self.err(site.span.clone(), e).with_help(Some(
+                            "`mmcheck sites` lists the sites".to_string(),
+                        ))
+                    })?);
                 }
                 Item::Frames { n, .. } => {
                     if n.v < MIN_FRAMES || n.v > MAX_FRAMES {

@@ -1,4 +1,4 @@
-//! Statements: `scenario`, `doc`, `protocol`, `set`, `geometry`, `frames`, `init`, `thread`,
+//! Statements: `scenario`, `doc`, `protocol`, `set`, `mutate`, `geometry`, `frames`, `init`, `thread`,
 //! `variant` and `expect` lines, parsed into located [`Item`]s.
 
 use super::*;
@@ -35,6 +35,11 @@ pub(super) enum Item<'a> {
     Set {
         setting: Setting<'a>,
     },
+    /// `mutate FUNCTION:CLASS`: run as the mutant that skips that site.
+    Mutate {
+        kw: Range<usize>,
+        site: Sp<&'a str>,
+    },
     Frames {
         kw: Range<usize>,
         n: Sp<u64>,
@@ -58,8 +63,8 @@ pub(super) enum Item<'a> {
 }
 
 pub(super) const STATEMENTS: &[&str] = &[
-    "scenario", "doc", "geometry", "protocol", "set", "frames", "init", "thread", "variant",
-    "expect",
+    "scenario", "doc", "geometry", "protocol", "set", "mutate", "frames", "init", "thread",
+    "variant", "expect",
 ];
 
 pub(super) fn statement<'a>(i: &mut In<'a>) -> PResult<Item<'a>> {
@@ -82,6 +87,22 @@ pub(super) fn statement<'a>(i: &mut In<'a>) -> PResult<Item<'a>> {
         "set" => Item::Set {
             setting: setting(i)?,
         },
+        "mutate" => {
+            ws(i)?;
+            let start = pos(i);
+            let text: &str = take_till(0.., ['#', '\n', '\r']).parse_next(i)?;
+            let text = text.trim_end();
+            if text.is_empty() {
+                return expected(i, "a site after 'mutate' (FUNCTION:CLASS)");
+            }
+            Item::Mutate {
+                site: Sp {
+                    v: text,
+                    span: start..start + text.len(),
+                },
+                kw: kw.span,
+            }
+        }
         "frames" => Item::Frames {
             n: number(i, "the number of frames")?,
             kw: kw.span,
