@@ -50,6 +50,8 @@ pub struct FuzzOpts {
     pub out: PathBuf,
     /// Set by Ctrl-C.
     pub stop: Arc<AtomicBool>,
+    /// Stop at the first violation saved.
+    pub first: bool,
 }
 
 /// A violation found and saved.
@@ -318,6 +320,9 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
             size: (size(&draft), size(&small)),
             repeats: 0,
         });
+        if opts.first {
+            break;
+        }
     }
     if opts.stop.load(Ordering::Relaxed) {
         sum.interrupted = true;

@@ -187,6 +187,43 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// For every mutation site (or those matching --filter), search for a scenario that breaks
+    /// without it: the catalogue rows that reach it first, then generated scenarios. Prints the
+    /// table and the mutation score; writes markdown (--markdown) and JSON (--json). Exits 0, 2
+    /// on bad input, 130 on Ctrl-C.
+    Atlas {
+        /// Scenario files or directories (default: the catalogue).
+        paths: Vec<String>,
+        /// Only sites whose name contains this (repeatable).
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Executions per catalogue row run as a mutant (PCT, random, then DPOR).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
+        row_executions: u64,
+        /// Catalogue rows tried per site at most (the most focused first).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        rows_per_site: u64,
+        /// Generated scenarios per site the catalogue does not break (0: no fuzzing).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        fuzz_scenarios: u64,
+        /// Seconds of fuzzing per site at most.
+        #[arg(long, default_value_t = 20.0)]
+        fuzz_budget: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Sites searched in parallel.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Directory for the scenarios fuzz saves.
+        #[arg(long, default_value = "atlas-out")]
+        out: std::path::PathBuf,
+        /// Write the atlas as markdown to FILE.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<std::path::PathBuf>,
+        /// Write the atlas as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+    },
     /// Run random cases on the host kernel and on the model, and compare what each observes.
     DiffKernel {
         #[arg(long, default_value_t = 100)]
@@ -320,10 +357,10 @@ fn main() -> ExitCode {
             &schedule,
             variant.as_deref(),
             &mmcheck::check::Overrides {
-                    protocol,
-                    sets,
-                    mutate,
-                },
+                protocol,
+                sets,
+                mutate,
+            },
             json,
             verbose,
             html.as_deref(),
@@ -356,11 +393,49 @@ fn main() -> ExitCode {
             let sites = mmcheck::sites::collect(&rows, executions, jobs as usize);
             if json {
                 let v: Vec<_> = sites.values().collect();
-                println!("{}", serde_json::to_string_pretty(&v).expect("serializable"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("serializable")
+                );
             } else {
                 print!("{}", mmcheck::sites::render(&sites));
             }
             ExitCode::SUCCESS
+        }
+        Cmd::Atlas {
+            paths,
+            filter,
+            row_executions,
+            rows_per_site,
+            fuzz_scenarios,
+            fuzz_budget,
+            seed,
+            jobs,
+            out,
+            markdown,
+            json,
+        } => {
+            if !(fuzz_budget.is_finite() && (0.0..=86_400.0).contains(&fuzz_budget)) {
+                eprintln!("error: --fuzz-budget must be a number of seconds from 0 to 86400");
+                return ExitCode::from(2);
+            }
+            let opts = mmcheck::atlas::AtlasOpts {
+                filter,
+                row_executions,
+                rows_per_site: rows_per_site as usize,
+                fuzz_scenarios,
+                fuzz_budget: std::time::Duration::from_secs_f64(fuzz_budget),
+                seed,
+                jobs: jobs as usize,
+                out,
+                stop: Default::default(),
+            };
+            let settings = format!(
+                "Settings: `mmcheck atlas --row-executions {row_executions} --rows-per-site \
+                 {rows_per_site} --fuzz-scenarios {fuzz_scenarios} --fuzz-budget {fuzz_budget} \
+                 --seed {seed} --jobs {jobs}`"
+            );
+            run_atlas(&paths, opts, settings, markdown, json)
         }
         Cmd::DiffKernel { cases, seed, ops } => diff_kernel(
             cases,
@@ -404,6 +479,7 @@ fn main() -> ExitCode {
                 max_steps: 20_000,
                 out,
                 stop: Default::default(),
+                first: false,
             })
         }
         Cmd::Bench {
@@ -416,6 +492,81 @@ fn main() -> ExitCode {
             bench_explore(seconds)
         }
     }
+}
+
+fn run_atlas(
+    paths: &[String],
+    opts: mmcheck::atlas::AtlasOpts,
+    settings: String,
+    markdown: Option<std::path::PathBuf>,
+    json: Option<std::path::PathBuf>,
+) -> ExitCode {
+    use std::sync::atomic::Ordering;
+    {
+        let stop = opts.stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let inputs = mmcheck::check::load(paths);
+    for i in &inputs {
+        if let mmcheck::input::Input::Refused { error, .. } = i {
+            eprint!("{error}");
+            return ExitCode::from(2);
+        }
+    }
+    let rows = match mmcheck::sites::rows(&inputs, &Default::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let sites = mmcheck::sites::collect(&rows, 50, opts.jobs);
+    eprintln!(
+        "{} sites over {} rows ({:.1} s)",
+        sites.len(),
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let log = |l: &str| eprintln!("  {l}");
+    let mut atlas = mmcheck::atlas::run(&rows, &sites, &opts, &log);
+    atlas.settings = settings;
+    atlas.elapsed = started.elapsed().as_secs_f64();
+    let md = mmcheck::atlas::markdown(&atlas);
+    if let Some(f) = &markdown {
+        if let Err(e) = std::fs::write(f, &md) {
+            eprintln!("error: cannot write {}: {e}", f.display());
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(f) = &json {
+        let text = serde_json::to_string_pretty(&atlas).expect("serializable");
+        if let Err(e) = std::fs::write(f, text) {
+            eprintln!("error: cannot write {}: {e}", f.display());
+            return ExitCode::from(2);
+        }
+    }
+    let table_end = md.find("\n## Witnesses").unwrap_or(md.len());
+    print!("{}", &md[..table_end]);
+    println!(
+        "\n{}\n{} sites in {:.0} s{}",
+        mmcheck::atlas::score(&atlas),
+        atlas.sites,
+        atlas.elapsed,
+        if atlas.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
+    );
+    if atlas.interrupted {
+        return ExitCode::from(130);
+    }
+    ExitCode::SUCCESS
 }
 
 fn run_fuzz(opts: mmcheck::fuzz::FuzzOpts) -> ExitCode {

@@ -77,10 +77,7 @@ pub fn rows(inputs: &[Input], o: &Overrides) -> Result<Vec<Row>, String> {
 }
 
 /// The sites one row reaches in `executions` random and as many PCT executions.
-pub fn row_sites(
-    row: &Row,
-    executions: u64,
-) -> BTreeMap<SiteKey, mmcheck_platform::SiteInfo> {
+pub fn row_sites(row: &Row, executions: u64) -> BTreeMap<SiteKey, mmcheck_platform::SiteInfo> {
     let model = Arc::new(KernelModel::new((*row.scenario).clone()).record_sites());
     if model.setup_error().is_some() {
         return BTreeMap::new();
@@ -241,7 +238,10 @@ pub fn render(sites: &BTreeMap<SiteKey, SiteRow>) -> String {
         &[false, false, false, false, true],
         &rows,
     );
-    let locks = sites.values().filter(|r| r.kind == SiteKind::Lock.to_string()).count();
+    let locks = sites
+        .values()
+        .filter(|r| r.kind == SiteKind::Lock.to_string())
+        .count();
     out.push_str(&format!(
         "\n{} sites: {locks} lock acquisitions, {} rechecks\n",
         sites.len(),

@@ -151,11 +151,21 @@ impl Mutation {
 
     /// The sites recorded so far.
     pub fn sites(&self) -> BTreeMap<SiteKey, SiteInfo> {
-        self.log.as_ref().map(|l| l.lock().clone()).unwrap_or_default()
+        self.log
+            .as_ref()
+            .map(|l| l.lock().clone())
+            .unwrap_or_default()
     }
 
     /// Record the site and say whether to skip it.
-    fn hit(&self, kind: SiteKind, func: &str, class: &str, stack: &[&'static str], loc: &'static Location<'static>) -> bool {
+    fn hit(
+        &self,
+        kind: SiteKind,
+        func: &str,
+        class: &str,
+        stack: &[&'static str],
+        loc: &'static Location<'static>,
+    ) -> bool {
         if let Some(log) = &self.log {
             let mut log = log.lock();
             let key = SiteKey::new(func, class);
@@ -269,5 +279,83 @@ mod tests {
         assert!(":ptl".parse::<SiteKey>().is_err());
         assert!("move ptes:ptl".parse::<SiteKey>().is_err());
         assert!("move_ptes: ".parse::<SiteKey>().is_err());
+    }
+
+    fn mutant(target: &str) -> std::sync::Arc<Mutation> {
+        std::sync::Arc::new(Mutation::new(
+            Some(target.parse().unwrap()),
+            true,
+            &["helper"],
+        ))
+    }
+
+    #[test]
+    fn a_skipped_spinlock_is_neither_taken_nor_released() {
+        let mut m = crate::spinlock::tests::seq_machine(2, 8);
+        let mu = mutant("move_ptes:&mm->page_table_lock");
+        m.set_mutation(Some(mu.clone()));
+        let l = crate::SpinLock::new(m.new_lock_id("&mm->page_table_lock"));
+        let c0 = m.cpu(0);
+        {
+            let _f = c0.enter("move_ptes");
+            let _h = c0.enter("helper"); // a locking helper: the site is its caller's
+            let g = l.lock(c0);
+            assert!(!l.is_locked(), "the mutant does not take it");
+            // Another CPU can take it meanwhile: the exclusion is gone.
+            drop(l.lock(m.cpu(1)));
+            drop(g);
+            assert!(!l.is_locked());
+            assert!(
+                m.cpus[0].skipped.lock().is_empty(),
+                "the release was matched"
+            );
+        }
+        {
+            let _f = c0.enter("zap_pte_range"); // another caller: taken as usual
+            let _g = l.lock(c0);
+            assert_eq!(l.owner(), Some(0));
+        }
+        assert_eq!(mu.skipped(), 1);
+        let sites = mu.sites();
+        let names: Vec<String> = sites.keys().map(|k| k.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "(user):&mm->page_table_lock", // CPU1, outside any kernel function
+                "move_ptes:&mm->page_table_lock",
+                "zap_pte_range:&mm->page_table_lock"
+            ]
+        );
+        let k: SiteKey = "move_ptes:&mm->page_table_lock".parse().unwrap();
+        assert_eq!(sites[&k].stack, ["move_ptes", "helper"]);
+    }
+
+    #[test]
+    fn a_skipped_folio_lock_is_held_as_far_as_its_cpu_knows() {
+        let mut m = crate::spinlock::tests::seq_machine(2, 8);
+        m.set_mutation(Some(mutant("migrate_pages:folio_lock")));
+        let c0 = m.cpu(0);
+        let _f = c0.enter("migrate_pages");
+        c0.folio_lock_raw(3);
+        assert!(c0.folio_test_locked_in_step(3), "its own holds pass");
+        assert!(
+            !m.cpu(1).folio_test_locked_in_step(3),
+            "others see it unlocked"
+        );
+        assert!(
+            c0.folio_unlock_raw(3),
+            "the unlock matches the skipped lock"
+        );
+        assert!(!c0.folio_test_locked_in_step(3));
+    }
+
+    #[test]
+    fn a_skipped_recheck_passes() {
+        let mut m = crate::spinlock::tests::seq_machine(1, 8);
+        m.set_mutation(Some(mutant("handle_pte_fault:pte_same")));
+        let c0 = m.cpu(0);
+        let _f = c0.enter("handle_pte_fault");
+        assert!(c0.recheck("pte_same", false), "the mutant's recheck passes");
+        assert!(!c0.recheck("pmd_same", false), "other rechecks still check");
     }
 }

@@ -1255,8 +1255,11 @@ fn mutate_line_errors() {
         1,
         "duplicate 'mutate' line (first at line 2)",
     );
-    let s = parse_scenario("t.mmt", &with("mutate move_ptes:&anon_vma->rwsem # rmap lock"))
-        .expect("a site parses");
+    let s = parse_scenario(
+        "t.mmt",
+        &with("mutate move_ptes:&anon_vma->rwsem # rmap lock"),
+    )
+    .expect("a site parses");
     assert_eq!(
         s.mutate.map(|m| m.to_string()).as_deref(),
         Some("move_ptes:&anon_vma->rwsem")

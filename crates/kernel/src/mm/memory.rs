@@ -354,7 +354,8 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     // nr == 1: vmf_pte_changed; an mTHP: pte_range_none over its whole range, or (switch off)
     // only the faulting PTE.
     let changed = if nr == 1 || !cx.proto().anon_fault_range_recheck {
-        !cx.cpu.recheck("vmf_pte_changed", l.pte(idx).get(cx).is_none())
+        !cx.cpu
+            .recheck("vmf_pte_changed", l.pte(idx).get(cx).is_none())
     } else {
         !cx.cpu.recheck(
             "pte_range_none",
@@ -852,7 +853,9 @@ pub fn lock_vma_under_rcu<'a>(
         return None;
     }
     if check == AnonVmaCheck::AfterStartRead
-        && !cx.cpu.recheck("anon_vma", locked.vma.anon_vma(cx).is_some())
+        && !cx
+            .cpu
+            .recheck("anon_vma", locked.vma.anon_vma(cx).is_some())
     {
         // 657b5146955e: checked under the VMA lock, which MREMAP_DONTUNMAP's
         // unlink_anon_vmas (under vma_start_write) cannot race.

@@ -355,10 +355,10 @@ fn move_page_tables(
                     // __pmd_trans_huge_lock: still huge (or a migration entry) under the lock,
                     // else a split won the lock first: PTE level below.
                     let cur = old_pmd.get(cx);
-                    if cx.cpu.recheck(
-                        "pmd_trans_huge",
-                        cur.pmd_trans_huge() || cur.is_migration(),
-                    ) {
+                    if cx
+                        .cpu
+                        .recheck("pmd_trans_huge", cur.pmd_trans_huge() || cur.is_migration())
+                    {
                         let v = old_pmd.xchg(cx, Entry::NONE);
                         if let Some(t) = crate::mm::huge_memory::withdraw(cx, old_pmd) {
                             crate::mm::huge_memory::deposit(cx, new_pmd, t);

@@ -166,9 +166,8 @@ impl<'t> Builder<'t> {
                 }
                 Item::Mutate { site, .. } => {
                     s.mutate = Some(site.v.parse().map_err(|e: String| {
-                        self.err(site.span.clone(), e).with_help(Some(
-                            "`mmcheck sites` lists the sites".to_string(),
-                        ))
+                        self.err(site.span.clone(), e)
+                            .with_help(Some("`mmcheck sites` lists the sites".to_string()))
                     })?);
                 }
                 Item::Frames { n, .. } => {
