@@ -64,6 +64,9 @@ pub enum Finding {
         /// The race window of the shrunk counterexample.
         slice: String,
         preemptions: usize,
+        /// The counterexample's HTML timeline section (`--html`).
+        #[serde(skip)]
+        html: String,
     },
     /// A generated scenario, clean without the mutant, violates with it.
     Fuzz {
@@ -149,6 +152,12 @@ fn run_row(
             let r = replay(&model, &small.schedule, true);
             let names: Vec<String> = (0..model.threads()).map(|t| model.thread_name(t)).collect();
             let v = r.violation.clone().unwrap_or(small.violation.clone());
+            let html = mmcheck_explore::html::section(
+                &format!("{site} — {}", row.name()),
+                &names,
+                &r,
+                "",
+            );
             let variant = row
                 .variant
                 .as_ref()
@@ -165,6 +174,7 @@ fn run_row(
                     ),
                     slice: render_slice(&names, &r, &slice(&r)),
                     preemptions: small.preemptions,
+                    html,
                 }),
                 execs,
                 inconclusive,
@@ -480,6 +490,7 @@ pub fn markdown(a: &Atlas) -> String {
                 replay,
                 slice,
                 preemptions,
+                ..
             } => {
                 out.push_str(&format!(
                     "\n### `{}`\n\nWithout it, `{row}` (clean as written) gives **{violation}** \
@@ -525,4 +536,62 @@ pub fn unbroken(a: &Atlas) -> BTreeSet<String> {
         .filter(|e| matches!(e.finding, Finding::None))
         .map(|e| e.site.site.clone())
         .collect()
+}
+
+/// The atlas as a self-contained HTML page: the table, then each catalogue witness's timeline
+/// and each fuzz witness's scenario.
+pub fn html(a: &Atlas) -> String {
+    use mmcheck_explore::html::esc;
+    let mut table = format!(
+        "<section><p>{}</p><p>{}</p><table class=\"atlas\"><tr><th>site</th><th>kind</th>\
+         <th>kernel file</th><th>broken by</th><th>violation</th></tr>\n",
+        esc(&a.settings),
+        esc(&score(a))
+    );
+    let mut sections = Vec::new();
+    for e in &a.entries {
+        let (by, v) = match &e.finding {
+            Finding::Catalogue {
+                row,
+                violation,
+                replay,
+                html,
+                ..
+            } => {
+                sections.push(format!(
+                    "<div id=\"{}\"><pre>{}</pre>{html}</div>",
+                    anchor(&e.site.site),
+                    esc(replay)
+                ));
+                (row.clone(), violation.clone())
+            }
+            Finding::Fuzz {
+                violation,
+                scenario,
+                file,
+                ..
+            } => {
+                sections.push(format!(
+                    "<section id=\"{}\"><h2>{}</h2><pre>{}</pre></section>",
+                    anchor(&e.site.site),
+                    esc(&e.site.site),
+                    esc(scenario)
+                ));
+                (format!("fuzz: {file}"), violation.clone())
+            }
+            Finding::None => ("none found".to_string(), "-".to_string()),
+        };
+        table.push_str(&format!(
+            "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            anchor(&e.site.site),
+            esc(&e.site.site),
+            esc(&e.site.kind),
+            esc(&e.site.kernel_file),
+            esc(&by),
+            esc(&v)
+        ));
+    }
+    table.push_str("</table></section>\n");
+    sections.insert(0, table);
+    mmcheck_explore::html::page("mmcheck atlas", &sections)
 }

@@ -223,6 +223,9 @@ enum Cmd {
         /// Write the atlas as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
+        /// Write the atlas as a self-contained HTML page (with each witness's timeline) to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// Run random cases on the host kernel and on the model, and compare what each observes.
     DiffKernel {
@@ -414,6 +417,7 @@ fn main() -> ExitCode {
             out,
             markdown,
             json,
+            html,
         } => {
             if !(fuzz_budget.is_finite() && (0.0..=86_400.0).contains(&fuzz_budget)) {
                 eprintln!("error: --fuzz-budget must be a number of seconds from 0 to 86400");
@@ -435,7 +439,7 @@ fn main() -> ExitCode {
                  {rows_per_site} --fuzz-scenarios {fuzz_scenarios} --fuzz-budget {fuzz_budget} \
                  --seed {seed} --jobs {jobs}`"
             );
-            run_atlas(&paths, opts, settings, markdown, json)
+            run_atlas(&paths, opts, settings, [markdown, json, html])
         }
         Cmd::DiffKernel { cases, seed, ops } => diff_kernel(
             cases,
@@ -498,8 +502,7 @@ fn run_atlas(
     paths: &[String],
     opts: mmcheck::atlas::AtlasOpts,
     settings: String,
-    markdown: Option<std::path::PathBuf>,
-    json: Option<std::path::PathBuf>,
+    [markdown, json, html]: [Option<std::path::PathBuf>; 3],
 ) -> ExitCode {
     use std::sync::atomic::Ordering;
     {
@@ -539,6 +542,12 @@ fn run_atlas(
     let md = mmcheck::atlas::markdown(&atlas);
     if let Some(f) = &markdown {
         if let Err(e) = std::fs::write(f, &md) {
+            eprintln!("error: cannot write {}: {e}", f.display());
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(f) = &html {
+        if let Err(e) = std::fs::write(f, mmcheck::atlas::html(&atlas)) {
             eprintln!("error: cannot write {}: {e}", f.display());
             return ExitCode::from(2);
         }
