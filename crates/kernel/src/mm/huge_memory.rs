@@ -119,7 +119,7 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         return VmFault::Fallback;
     };
     let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
-    if !vmf.pmd.get(cx).is_none() {
+    if !cx.cpu.recheck("pmd_none", vmf.pmd.get(cx).is_none()) {
         drop(ptl);
         folio::folio_put(cx, f);
         pgtable::free_table(cx, pgtable);
@@ -317,7 +317,7 @@ pub fn zap_huge_pmd(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, pmd: EntryPtr, addr: u
         mm.add_rss(MM_ANONPAGES, -(1 << cx.geo().pmd_order()));
         return true;
     }
-    if !orig.huge_leaf() {
+    if !cx.cpu.recheck("pmd_trans_huge", orig.huge_leaf()) {
         return false;
     }
     pmd.xchg(cx, Entry::NONE);
@@ -454,7 +454,11 @@ pub fn __split_huge_pmd_freeze(
     let _ptl = pgtable::pmd_lock(cx, mm, pmd);
     let orig = pmd.get(cx);
     let migration = orig.is_migration();
-    if !migration && (!orig.huge_leaf() || !orig.present()) {
+    if !migration
+        && !cx
+            .cpu
+            .recheck("pmd_trans_huge", orig.huge_leaf() && orig.present())
+    {
         return;
     }
     let _l = cx.cpu.enter("__split_huge_pmd_locked");

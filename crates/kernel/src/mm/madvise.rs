@@ -217,7 +217,7 @@ fn madvise_free_huge_pmd(
     // pmd_trans_huge_lock.
     let ptl = pgtable::pmd_lock(cx, mm, pmd);
     let orig = pmd.get(cx);
-    if !orig.huge_leaf() {
+    if !cx.cpu.recheck("pmd_trans_huge", orig.huge_leaf()) {
         drop(ptl);
         return false;
     }

@@ -324,8 +324,8 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
             return VmFault::Done;
         };
-        if !l.pte(idx).get(cx).is_none() {
-            return VmFault::Done; // vmf_pte_changed
+        if !cx.cpu.recheck("vmf_pte_changed", l.pte(idx).get(cx).is_none()) {
+            return VmFault::Done;
         }
         if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {
             drop(l);

@@ -236,7 +236,7 @@ fn mfill_atomic_pte_copy(
         }
     }
     let pte = pl.pte(g.index(dst, 1));
-    if !pte.get(cx).none_mostly() {
+    if !cx.cpu.recheck("pte_none", pte.get(cx).none_mostly()) {
         drop(pl);
         folio::folio_put(cx, folio);
         return Err(Errno::Eexist);
