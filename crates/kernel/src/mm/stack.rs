@@ -147,8 +147,9 @@ pub fn expand_downwards(
     let mut res = Ok(());
     // "Somebody else might have raced and expanded it already."
     let (start, end, pgoff) = (vma.start(), vma.end(), vma.pgoff());
-    if address < start {
-        let grow = (start - address) >> cx.geo().page_shift;
+    if cx.cpu.recheck("vm_start", address < start) {
+        // Unsigned, as in the kernel: only a mutant without the recheck wraps (and gets ENOMEM).
+        let grow = start.wrapping_sub(address) >> cx.geo().page_shift;
         if grow <= pgoff {
             // LOCKING: page_table_lock guards against concurrent expansions of VMAs that do not
             // share this anon_vma (under the mmap read lock, before 6.5).
