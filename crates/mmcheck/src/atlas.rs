@@ -340,14 +340,14 @@ pub fn run(
                     .filter_map(|n| by_name.get(n).copied())
                     .filter(|r| expects_clean(r))
                     .collect();
-                // Rows whose race window names the site's function first, then the race and
-                // seed scenarios, each the most focused first.
+                // Rows whose race window names the site's function (or a caller) first, then the
+                // race scenarios, each the most focused first.
                 cands.sort_by_key(|r| {
-                    let names_it = r
-                        .scenario
-                        .reach
-                        .iter()
-                        .any(|x| x.text.contains(key.func.as_str()));
+                    // The site's function, or a caller on the stack that reached it.
+                    let names_it = r.scenario.reach.iter().any(|x| {
+                        x.text.contains(key.func.as_str())
+                            || info.stack.iter().any(|f| x.text.contains(f.as_str()))
+                    });
                     let race = r.file.contains("/races/") || r.file.contains("/seeds/");
                     let buggy_variant = r
                         .scenario

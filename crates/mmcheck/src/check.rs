@@ -147,6 +147,7 @@ impl Overrides {
     pub fn labels(&self) -> Vec<String> {
         let p = self.protocol.iter().map(|p| format!("protocol={p}"));
         p.chain(self.sets.iter().map(|(k, v)| format!("{k}={v}")))
+            .chain(self.mutate.iter().map(|m| format!("mutate={m}")))
             .collect()
     }
 
@@ -158,6 +159,9 @@ impl Overrides {
         }
         for (k, v) in &self.sets {
             out.push_str(&format!(" --set {}", shell_word(&format!("{k}={v}"))));
+        }
+        if let Some(m) = &self.mutate {
+            out.push_str(&format!(" --mutate {}", shell_word(&m.to_string())));
         }
         out
     }
