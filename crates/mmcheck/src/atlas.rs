@@ -156,12 +156,8 @@ fn run_row(
             let r = replay(&model, &small.schedule, true);
             let names: Vec<String> = (0..model.threads()).map(|t| model.thread_name(t)).collect();
             let v = r.violation.clone().unwrap_or(small.violation.clone());
-            let html = mmcheck_explore::html::section(
-                &format!("{site} — {}", row.name()),
-                &names,
-                &r,
-                "",
-            );
+            let html =
+                mmcheck_explore::html::section(&format!("{site} — {}", row.name()), &names, &r, "");
             let variant = row
                 .variant
                 .as_ref()
@@ -346,7 +342,7 @@ pub fn run(
                     // The site's function, or a caller on the stack that reached it.
                     let names_it = r.scenario.reach.iter().any(|x| {
                         x.text.contains(key.func.as_str())
-                            || info.stack.iter().any(|f| x.text.contains(f.as_str()))
+                            || info.callers.iter().any(|f| x.text.contains(f.as_str()))
                     });
                     let race = r.file.contains("/races/") || r.file.contains("/seeds/");
                     let buggy_variant = r

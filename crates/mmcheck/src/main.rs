@@ -198,10 +198,10 @@ enum Cmd {
         #[arg(long)]
         filter: Vec<String>,
         /// Executions per catalogue row run as a mutant (half DPOR, then PCT and random).
-        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
+        #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
         row_executions: u64,
         /// Catalogue rows tried per site at most (the most focused first).
-        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(0..=10_000))]
         rows_per_site: u64,
         /// Generated scenarios per site the catalogue does not break (0: no fuzzing).
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]

@@ -30,6 +30,9 @@ pub struct SiteRow {
     pub places: Vec<String>,
     /// A call stack that reached it, outermost first.
     pub stack: Vec<String>,
+    /// Every function on a stack that reached it.
+    #[serde(skip)]
+    pub callers: BTreeSet<String>,
     /// The rows (`file` or `file#variant`) that reach it.
     pub rows: BTreeSet<String>,
 }
@@ -121,8 +124,10 @@ pub fn collect(rows: &[Row], executions: u64, jobs: usize) -> BTreeMap<SiteKey, 
                 kernel_file: String::new(),
                 places: Vec::new(),
                 stack: info.stack.iter().map(|s| s.to_string()).collect(),
+                callers: BTreeSet::new(),
                 rows: BTreeSet::new(),
             });
+            e.callers.extend(info.callers.iter().map(|s| s.to_string()));
             let mut places: BTreeSet<String> = e.places.iter().cloned().collect();
             places.extend(info.places.iter().map(|(f, l)| format!("{f}:{l}")));
             e.places = places.into_iter().collect();

@@ -116,6 +116,8 @@ pub struct SiteInfo {
     pub places: BTreeSet<(&'static str, u32)>,
     /// The call stack the first time it was reached, outermost first.
     pub stack: Vec<&'static str>,
+    /// Every function on any stack that reached it.
+    pub callers: BTreeSet<&'static str>,
 }
 
 /// The mutation attached to a machine (see the module doc). Shared by every machine of a run,
@@ -173,8 +175,10 @@ impl Mutation {
                 kind,
                 places: BTreeSet::new(),
                 stack: stack.to_vec(),
+                callers: BTreeSet::new(),
             });
             e.places.insert((loc.file(), loc.line()));
+            e.callers.extend(stack.iter().copied());
         }
         let skip = self.target.as_ref().is_some_and(|t| t.is(func, class));
         if skip {

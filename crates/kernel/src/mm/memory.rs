@@ -324,7 +324,10 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
             return VmFault::Done;
         };
-        if !cx.cpu.recheck("vmf_pte_changed", l.pte(idx).get(cx).is_none()) {
+        if !cx
+            .cpu
+            .recheck("vmf_pte_changed", l.pte(idx).get(cx).is_none())
+        {
             return VmFault::Done;
         }
         if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma) {

@@ -110,10 +110,10 @@ pub fn do_swap_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         // folio_lock_or_retry, then make sure the folio is still the entry's cache folio:
         // it may have been freed from the cache (folio_free_swap, reclaim) and reused.
         folio::folio_lock(cx, f);
-        if !cx
-            .cpu
-            .recheck("folio_swap_entry", swapfile::folio_swap_entry(cx, f) == Some(off))
-        {
+        if !cx.cpu.recheck(
+            "folio_swap_entry",
+            swapfile::folio_swap_entry(cx, f) == Some(off),
+        ) {
             return out_page(cx, true);
         }
     }
