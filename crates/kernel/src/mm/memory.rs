@@ -709,7 +709,11 @@ fn wp_can_reuse_anon_folio(cx: Ctx<'_>, vma: &Vma, f: FrameRef) -> bool {
     if swapcache {
         crate::mm::swapfile::folio_free_swap(cx, f);
     }
-    if folio::folio_ref_count(cx, f) != 1 {
+    // The reference count again, now under the folio lock.
+    if !cx
+        .cpu
+        .recheck("folio_ref_count", folio::folio_ref_count(cx, f) == 1)
+    {
         folio::folio_unlock(cx, f);
         return false;
     }

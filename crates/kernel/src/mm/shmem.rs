@@ -32,7 +32,10 @@ pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef,
                 continue;
             }
             folio::folio_lock(cx, f);
-            if file.find_get_folio(cx, index) != Some(f) {
+            if !cx
+                .cpu
+                .recheck("folio_mapping", file.find_get_folio(cx, index) == Some(f))
+            {
                 folio::folio_unlock(cx, f);
                 folio::folio_put(cx, f);
                 continue; // truncated meanwhile
