@@ -75,6 +75,8 @@ pub enum Finding {
         /// The shrunk scenario as saved (it states the mutant and the replay token).
         scenario: String,
         file: String,
+        /// The race window of its replay.
+        slice: String,
         /// Seconds of this site's fuzzing before it was found.
         after: f64,
     },
@@ -231,12 +233,14 @@ fn fuzz_site(site: &SiteKey, opts: &AtlasOpts, e: &mut Entry) {
             return;
         };
         let text = std::fs::read_to_string(&found.file).unwrap_or_default();
-        if clean_without_mutant(&found.file.display().to_string(), &text) {
+        let file = found.file.display().to_string();
+        if clean_without_mutant(&file, &text) {
             e.finding = Finding::Fuzz {
                 violation: found.kind.to_string(),
                 message: found.message.lines().next().unwrap_or("").to_string(),
+                slice: fuzz_slice(&file, &text, &found.token),
                 scenario: text,
-                file: found.file.display().to_string(),
+                file,
                 after: started.elapsed().as_secs_f64(),
             };
             return;
@@ -245,6 +249,20 @@ fn fuzz_site(site: &SiteKey, opts: &AtlasOpts, e: &mut Entry) {
             .push(format!("{} ({})", found.kind, found.file.display()));
         seed = seed.wrapping_add(0x9e37_79b9);
     }
+}
+
+/// The race window of a saved scenario's replay token.
+fn fuzz_slice(file: &str, text: &str, token: &str) -> String {
+    let (Ok(s), Ok(sched)) = (
+        mmcheck_scenario::parse_scenario(file, text),
+        mmcheck_explore::Schedule::parse(token),
+    ) else {
+        return String::new();
+    };
+    let model = Arc::new(KernelModel::new(s));
+    let r = replay(&model, &sched, true);
+    let names: Vec<String> = (0..model.threads()).map(|t| model.thread_name(t)).collect();
+    render_slice(&names, &r, &slice(&r))
 }
 
 /// The saved scenario without its `mutate` line: no violation in a bounded probe.
@@ -508,12 +526,13 @@ pub fn markdown(a: &Atlas) -> String {
                 violation,
                 message,
                 scenario,
+                slice,
                 after,
                 ..
             } => {
                 out.push_str(&format!(
                     "\n### `{}`\n\nWithout it, a generated scenario (found after {after:.1} s, \
-                     clean without the mutant) gives **{violation}**: {message}\n\n```\n{}```\n",
+                     clean without the mutant) gives **{violation}**: {message}\n\n```\n{}\n{slice}```\n",
                     e.site.site, scenario
                 ));
             }
