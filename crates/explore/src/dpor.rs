@@ -10,7 +10,7 @@
 
 use crate::deps::{dependent, Key};
 use crate::exec::{Exec, StackPool, MAX_THREADS};
-use crate::{Config, Counterexample, Inconclusive, Model, Outcome};
+use crate::{Config, Counterexample, Inconclusive, Model, Outcome, Shard};
 use mmcheck_platform::{Event, Obj, Violation};
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +79,15 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let mut fresh_from = 0usize;
     let mut pruned = false;
     let bound = cfg.preemption_bound;
+    let shard = cfg.shard.filter(|s| s.count > 1);
+    // Sharded: the top `split` levels are fully expanded, and their prefixes dealt out.
+    let split = shard.map_or(0, Shard::split_depth);
+    let decisions = |stack: &[Node]| -> Vec<u8> {
+        stack
+            .iter()
+            .map(|n| crate::exec::decision(n.thread, n.choice))
+            .collect()
+    };
     let over = |n: u32| bound.is_some_and(|b| n > b);
     let mut complete = true;
     loop {
@@ -107,6 +116,8 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         let mut violation: Option<Violation> = ex.violation();
         let mut limit = ex.limit();
         let mut ended_early = false;
+        // Another shard's prefix: the execution stops there and is not this shard's.
+        let mut foreign = false;
         while violation.is_none() && limit.is_none() && !ex.finished() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
                 Ok(e) => e,
@@ -146,7 +157,11 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                     clock: [0; MAX_THREADS],
                     pending,
                     enabled,
-                    backtrack: 1 << t,
+                    backtrack: if depth < split {
+                        enabled & !sleep_next
+                    } else {
+                        1 << t
+                    },
                     done: 0,
                     sleep: sleep_next,
                     preemptions: pre,
@@ -189,70 +204,83 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 }
             }
             depth += 1;
+            if depth == split
+                && !shard.is_some_and(|s| s.owns(decisions(&stack[..depth]).into_iter()))
+            {
+                foreign = true;
+                break;
+            }
             limit = ex.limit();
             if limit.is_none() && ex.violated() {
                 violation = ex.violation();
             }
         }
         stack.truncate(depth);
-        out.executions += 1;
-        out.steps += depth as u64;
-        cfg.note_progress(out.executions);
-        crate::lockdep::merge(&mut edges, &ex.locks.edges);
-        if let Some(limit) = limit {
-            // A tool limit: this execution proves nothing, and the search stops here.
+        if depth < split && !shard.is_some_and(|s| s.owns(decisions(&stack).into_iter())) {
+            foreign = true; // a whole execution shorter than the split depth
+        }
+        if foreign {
             ex.finish(&mut pool, false);
-            out.inconclusive = Some(Inconclusive {
-                limit,
-                schedule: crate::Schedule(stack.iter().map(|n| n.thread as u8).collect()),
-            });
-            complete = false;
-            break;
-        }
-        let (reached, fp) = (ex.reached(), ex.fingerprint());
-        if let Some(c) = ex.coverage.take() {
-            out.coverage.extend(c);
-        }
-        let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
-        out.account(
-            cfg,
-            model.reach().patterns.len(),
-            reached,
-            fp,
-            finish.as_ref(),
-            || {
-                crate::Schedule(
-                    stack
-                        .iter()
-                        .map(|n| crate::exec::decision(n.thread, n.choice))
-                        .collect(),
-                )
-            },
-        );
-        out.violation_kinds.extend(violation.iter().map(|v| v.kind));
-        if let Some(f) = &finish {
-            out.violation_kinds
-                .extend(f.violations.iter().map(|v| v.kind));
-            if violation.is_none() {
-                violation = f.violations.first().cloned();
-            }
-        }
-        if let Some(v) = violation {
-            if out.counterexample.is_none() {
-                let sched: Vec<u8> = stack
-                    .iter()
-                    .map(|n| crate::exec::decision(n.thread, n.choice))
-                    .collect();
-                out.counterexample = Some(Counterexample {
-                    violation: v,
-                    steps: sched.len(),
-                    preemptions: stack.last().map_or(0, |n| n.preemptions as usize),
-                    schedule: crate::Schedule(sched),
+        } else {
+            out.executions += 1;
+            out.steps += depth as u64;
+            cfg.note_progress(out.executions);
+            crate::lockdep::merge(&mut edges, &ex.locks.edges);
+            if let Some(limit) = limit {
+                // A tool limit: this execution proves nothing, and the search stops here.
+                ex.finish(&mut pool, false);
+                out.inconclusive = Some(Inconclusive {
+                    limit,
+                    schedule: crate::Schedule(stack.iter().map(|n| n.thread as u8).collect()),
                 });
-            }
-            if cfg.stop_on_violation {
                 complete = false;
                 break;
+            }
+            let (reached, fp) = (ex.reached(), ex.fingerprint());
+            if let Some(c) = ex.coverage.take() {
+                out.coverage.extend(c);
+            }
+            let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
+            out.account(
+                cfg,
+                model.reach().patterns.len(),
+                reached,
+                fp,
+                finish.as_ref(),
+                || {
+                    crate::Schedule(
+                        stack
+                            .iter()
+                            .map(|n| crate::exec::decision(n.thread, n.choice))
+                            .collect(),
+                    )
+                },
+            );
+            out.violation_kinds.extend(violation.iter().map(|v| v.kind));
+            if let Some(f) = &finish {
+                out.violation_kinds
+                    .extend(f.violations.iter().map(|v| v.kind));
+                if violation.is_none() {
+                    violation = f.violations.first().cloned();
+                }
+            }
+            if let Some(v) = violation {
+                if out.counterexample.is_none() {
+                    let sched: Vec<u8> = stack
+                        .iter()
+                        .map(|n| crate::exec::decision(n.thread, n.choice))
+                        .collect();
+                    out.counterexample = Some(Counterexample {
+                        violation: v,
+                        steps: sched.len(),
+                        preemptions: stack.last().map_or(0, |n| n.preemptions as usize),
+                        schedule: crate::Schedule(sched),
+                    });
+                }
+                if cfg.stop_on_violation {
+                    complete = false;
+                    break;
+                }
             }
         }
         // Backtrack to the deepest node with an unexplored, non-sleeping choice.

@@ -121,6 +121,82 @@ pub struct Config {
     pub stop: Option<Arc<AtomicBool>>,
     /// Executions so far, published after each one (a progress display reads it).
     pub progress: Option<Arc<AtomicU64>>,
+    /// Explore only this shard's part of the search ([`Shard`]).
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` deterministic parts of a search (`--shard INDEX/COUNT`, 1-based on the command
+/// line). DPOR: the first [`Shard::split_depth`] steps are explored with every enabled thread
+/// (a trivially sufficient backtrack set), and each resulting prefix belongs to one shard by a
+/// hash of its decisions; a shard explores, with ordinary DPOR, only the subtrees below its own
+/// prefixes. The union of the shards is a sound and complete search, and a shard is `complete`
+/// when its own subtrees are. Random and PCT: each shard draws from its own seed and runs its
+/// share of the executions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// How deep the fully expanded top of a DPOR search goes: enough prefixes to spread over
+    /// `count` shards.
+    pub fn split_depth(self) -> usize {
+        2 + (u32::BITS - self.count.saturating_sub(1).leading_zeros()) as usize
+    }
+
+    /// Whether the execution prefix `decisions` (threads and choice outcomes) is this shard's.
+    pub fn owns(self, decisions: impl Iterator<Item = u8>) -> bool {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for d in decisions {
+            h ^= u64::from(d);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// The seed of this shard's random or PCT executions.
+    pub fn seed(self, seed: u64) -> u64 {
+        if self.count <= 1 {
+            seed
+        } else {
+            seed ^ (u64::from(self.index) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        }
+    }
+
+    /// This shard's part of `n` executions.
+    pub fn executions(self, n: u64) -> u64 {
+        let c = u64::from(self.count);
+        n / c + u64::from(u64::from(self.index) < n % c)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with `1 <= I <= N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a shard: expected I/N with 1 <= I <= N, e.g. 1/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (i, n): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if i == 0 || n == 0 || i > n || n > 4096 {
+            return Err(bad());
+        }
+        Ok(Shard {
+            index: i - 1,
+            count: n,
+        })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
 }
 
 impl Config {
@@ -154,6 +230,7 @@ impl Default for Config {
             coverage: false,
             stop: None,
             progress: None,
+            shard: None,
         }
     }
 }

@@ -22,14 +22,20 @@ fn with_outcome(k: u8, t: usize, rng: &mut ChaCha8Rng) -> usize {
 /// Run executions until the budget, the execution limit, or (if asked) a violation.
 pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let start = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    // A shard draws from its own seed and runs its share of the executions.
+    let shard = cfg.shard.filter(|s| s.count > 1);
+    let max_executions = match shard {
+        Some(s) => cfg.max_executions.map(|m| s.executions(m)),
+        None => cfg.max_executions,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(shard.map_or(cfg.seed, |s| s.seed(cfg.seed)));
     let mut pool = StackPool::default();
     let mut out = Outcome::default();
     let mut edges = BTreeMap::new();
     let n = model.threads();
     let mut est_steps = 64usize;
     loop {
-        if cfg.max_executions.is_some_and(|m| out.executions >= m)
+        if max_executions.is_some_and(|m| out.executions >= m)
             || cfg.budget.is_some_and(|b| start.elapsed() >= b)
         {
             out.budget_exhausted = true;

@@ -128,3 +128,45 @@ fn lock_inversion_is_reported_without_deadlock_needed() {
         .expect("unbounded DPOR finds the deadlock");
     assert_eq!(cx.violation.kind, mmcheck_platform::ViolationKind::Deadlock);
 }
+
+/// Sharded DPOR (`Config::shard`): for 2, 3 and 5 shards, every shard complete and the union of
+/// the shards' outcomes the naive set, on random programs; each execution belongs to one shard.
+#[test]
+fn shards_together_match_naive() {
+    use mmcheck_explore::Shard;
+    for seed in 0..300 {
+        let m = Arc::new(random_program(seed));
+        let (naive, _deadlock, _) = naive_outcomes(&m);
+        for count in [2u32, 3, 5] {
+            let mut union = std::collections::BTreeSet::new();
+            for index in 0..count {
+                let cfg = Config {
+                    collect_outcomes: true,
+                    stop_on_violation: false,
+                    shard: Some(Shard { index, count }),
+                    ..Config::default()
+                };
+                let out = explore(m.clone(), &cfg);
+                assert!(out.complete, "shard {index}/{count} incomplete on {m:?}");
+                union.extend(out.outcomes);
+            }
+            assert_eq!(union, naive, "{count} shards miss outcomes on {m:?}");
+        }
+    }
+}
+
+#[test]
+fn shard_strings() {
+    use mmcheck_explore::Shard;
+    let s: Shard = "2/4".parse().unwrap();
+    assert_eq!((s.index, s.count), (1, 4));
+    assert_eq!(s.to_string(), "2/4");
+    for bad in ["0/4", "5/4", "1/0", "x/2", "2", "1/5000"] {
+        assert!(bad.parse::<Shard>().is_err(), "{bad}");
+    }
+    // The executions of a random search are dealt out whole.
+    let total: u64 = (0..3)
+        .map(|index| Shard { index, count: 3 }.executions(100))
+        .sum();
+    assert_eq!(total, 100);
+}

@@ -42,6 +42,8 @@ pub struct CheckOpts {
     pub verbose: bool,
     /// Build each counterexample's HTML timeline section (`--html`).
     pub html: bool,
+    /// Explore only this part of each row's search (`--shard I/N`; `mmcheck merge` combines).
+    pub shard: Option<mmcheck_explore::Shard>,
 }
 
 impl CheckOpts {
@@ -59,6 +61,7 @@ impl CheckOpts {
             stop: None,
             verbose: false,
             html: false,
+            shard: None,
         }
     }
 }
@@ -224,6 +227,9 @@ pub struct Row {
     /// The hash of the executions explored (see `mmcheck_explore::Outcome::fingerprint`).
     #[serde(skip)]
     pub fingerprint: u64,
+    /// The part of the search this row explored (`--shard I/N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// One `expect reach` line of a row, and its evidence.
@@ -434,6 +440,7 @@ fn blank_row(
         outcomes: Vec::new(),
         same_as_base: false,
         fingerprint: 0,
+        shard: opts.shard.map(|s| s.to_string()),
     }
 }
 
@@ -476,6 +483,7 @@ pub fn run_row(
         progress,
         count_outcomes: true,
         fingerprint: !s.variants.is_empty(),
+        shard: opts.shard,
         ..Config::default()
     };
     let out = explore(model.clone(), &cfg);

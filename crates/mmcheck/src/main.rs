@@ -78,6 +78,21 @@ enum Cmd {
         /// Write the counterexamples as a self-contained HTML timeline to FILE.
         #[arg(long, value_name = "FILE")]
         html: Option<std::path::PathBuf>,
+        /// Explore only part I of N of each row's search (with --json; `mmcheck merge` combines
+        /// the N parts into the verdicts of one run; docs/shards.md).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<mmcheck_explore::Shard>,
+    },
+    /// Combine the JSON of `check --shard I/N --json` runs (every shard of every row) into one
+    /// verdict per row, printed as `check` prints them. Exits as `check` does; 2 if a shard is
+    /// missing or a file is not such JSON.
+    Merge {
+        /// The shards' JSON files.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Print one JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Replay a schedule token on a scenario and print its trace. Exits 1 on a violation, 2 if
     /// the token does not fit the scenario.
@@ -258,6 +273,10 @@ enum ModeArg {
     Pct,
 }
 
+fn parse_shard(s: &str) -> Result<mmcheck_explore::Shard, String> {
+    s.parse()
+}
+
 fn parse_site(s: &str) -> Result<mmcheck_platform::SiteKey, String> {
     s.parse()
 }
@@ -318,6 +337,7 @@ fn main() -> ExitCode {
             max_executions,
             verbose,
             html,
+            shard,
         } => {
             if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
                 eprintln!("error: --budget must be a positive number of seconds up to 86400");
@@ -341,6 +361,7 @@ fn main() -> ExitCode {
                 max_executions,
                 verbose,
                 html: html.is_some(),
+                shard,
                 ..mmcheck::check::CheckOpts::new(mode, std::time::Duration::from_secs_f64(budget))
             };
             run_check(&paths, opts, json, jobs as usize, verbose, html.as_deref())
@@ -379,6 +400,26 @@ fn main() -> ExitCode {
             }
             stress(threads as usize, seconds, seed)
         }
+        Cmd::Merge { files, json } => match mmcheck::merge::merge(&files) {
+            Ok(rows) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&rows).expect("serializable")
+                    );
+                } else {
+                    print!(
+                        "{}",
+                        mmcheck::table::report(&rows, &Default::default(), false, 0)
+                    );
+                }
+                ExitCode::from(mmcheck::check::exit_code(&rows, false))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::Sites {
             paths,
             executions,
