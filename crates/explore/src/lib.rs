@@ -18,6 +18,7 @@ pub mod exec;
 pub mod html;
 pub mod lockdep;
 pub mod naive;
+pub mod parallel;
 pub mod random;
 pub mod reach;
 pub mod report;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use exec::{Halt, Site, Step, MAX_THREADS};
+pub use parallel::explore_parallel;
 pub use schedule::Schedule;
 
 /// What the explorer runs: a factory of fresh instances and the bodies of their threads.

@@ -170,3 +170,32 @@ fn shard_strings() {
         .sum();
     assert_eq!(total, 100);
 }
+
+/// `explore_parallel`: on 2 and 3 worker threads, complete with the naive outcome set, and the
+/// same counterexample token on every run (the lowest part's, whatever the timing).
+#[test]
+fn parallel_workers_match_naive_and_are_deterministic() {
+    use mmcheck_explore::explore_parallel;
+    for seed in 0..60 {
+        let m = Arc::new(random_program(seed));
+        let (naive, _deadlock, _) = naive_outcomes(&m);
+        for jobs in [2, 3] {
+            let cfg = Config {
+                collect_outcomes: true,
+                stop_on_violation: false,
+                ..Config::default()
+            };
+            let out = explore_parallel(m.clone(), &cfg, jobs);
+            assert!(out.complete, "incomplete with {jobs} workers on {m:?}");
+            assert_eq!(out.outcomes, naive, "{jobs} workers on {m:?}");
+            let stop = Config::default(); // stop at the first violation
+            let a = explore_parallel(m.clone(), &stop, jobs);
+            let b = explore_parallel(m.clone(), &stop, jobs);
+            let token = |o: &mmcheck_explore::Outcome| {
+                o.counterexample.as_ref().map(|c| c.schedule.to_string())
+            };
+            assert_eq!(token(&a), token(&b), "{jobs} workers on {m:?}");
+            assert_eq!(a.executions, b.executions);
+        }
+    }
+}

@@ -12,7 +12,7 @@ use mmcheck_explore::shrink::shrink;
 /// How many executions shrinking a counterexample may take (a count, not a time, so the printed
 /// token does not depend on the machine's load).
 const SHRINK_EXECUTIONS: u64 = 50_000;
-use mmcheck_explore::{explore, Config, Mode, Model};
+use mmcheck_explore::{Config, Mode, Model};
 use mmcheck_kernel::protocol::{SwitchError, SWITCHES};
 use mmcheck_scenario::{KernelModel, Scenario, Verdict};
 use serde::Serialize;
@@ -44,6 +44,8 @@ pub struct CheckOpts {
     pub html: bool,
     /// Explore only this part of each row's search (`--shard I/N`; `mmcheck merge` combines).
     pub shard: Option<mmcheck_explore::Shard>,
+    /// Worker threads within one row ([`mmcheck_explore::explore_parallel`]).
+    pub row_jobs: usize,
 }
 
 impl CheckOpts {
@@ -62,6 +64,7 @@ impl CheckOpts {
             verbose: false,
             html: false,
             shard: None,
+            row_jobs: 1,
         }
     }
 }
@@ -486,7 +489,7 @@ pub fn run_row(
         shard: opts.shard,
         ..Config::default()
     };
-    let out = explore(model.clone(), &cfg);
+    let out = mmcheck_explore::explore_parallel(model.clone(), &cfg, opts.row_jobs);
     row.executions = out.executions;
     row.complete = out.complete;
     row.fingerprint = out.fingerprint;

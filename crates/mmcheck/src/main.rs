@@ -55,7 +55,8 @@ enum Cmd {
         /// Print one JSON array instead of the table.
         #[arg(long)]
         json: bool,
-        /// Rows run in parallel.
+        /// Worker threads: rows run in parallel, and with fewer rows than workers the spare ones
+        /// share each row's search (the same verdicts and tokens; docs/shards.md).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: u16,
         /// Seed for random and PCT.
@@ -823,7 +824,6 @@ fn run_check(
         });
     }
     opts.stop = Some(stop.clone());
-    let opts = &opts;
     // Rows of refused files come first, in input order with the others.
     let mut work = Vec::new();
     for input in load(paths) {
@@ -839,7 +839,7 @@ fn run_check(
                     "-",
                     Status::Error,
                     first,
-                    opts,
+                    &opts,
                 )));
             }
             Input::Loaded { file, scenario } => {
@@ -864,6 +864,9 @@ fn run_check(
             }
         }
     }
+    // Fewer rows than workers: the spare workers go into the rows (the same verdicts).
+    opts.row_jobs = (jobs / work.len().max(1)).max(1);
+    let opts = &opts;
     let bar = if std::io::stderr().is_terminal() && !json {
         let b = indicatif::ProgressBar::new(work.len() as u64);
         b.set_style(

@@ -1,0 +1,147 @@
+//! One search on several worker threads: the search is cut into [`PARTS_PER_JOB`] times `jobs`
+//! deterministic parts ([`crate::Shard`]: DPOR prefixes below a fully expanded top, random and
+//! PCT seeds), which the workers take from a shared queue, the next part to whoever is free
+//! first (a fine cut, so a worker that drew cheap parts takes more of them). The parts' outcomes
+//! are combined in part order, so the verdict, the counterexample and its replay token do not
+//! depend on timing: the counterexample is the lowest part's, and once a part has found one,
+//! only lower parts keep running. Hand-written rather than rayon: the stop rule ("lower parts
+//! only") and the ordered combination are the whole of it.
+
+use crate::{explore, Config, Model, Outcome, Shard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Parts per worker thread.
+pub const PARTS_PER_JOB: u32 = 4;
+
+/// Explore with `jobs` worker threads (see the module doc).
+pub fn explore_parallel<M: Model + Send + Sync>(
+    model: Arc<M>,
+    cfg: &Config,
+    jobs: usize,
+) -> Outcome {
+    if jobs <= 1 || cfg.shard.is_some() {
+        return explore(model, cfg);
+    }
+    let start = Instant::now();
+    let parts = jobs as u32 * PARTS_PER_JOB;
+    let next = AtomicUsize::new(0);
+    // The lowest part that found a violation (with `stop_on_violation`): higher ones stop.
+    let found = AtomicUsize::new(usize::MAX);
+    let stops: Vec<Arc<AtomicBool>> = (0..parts)
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
+    let results: Vec<std::sync::Mutex<Option<Outcome>>> =
+        (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|sc| {
+        for _ in 0..jobs {
+            sc.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k >= parts as usize {
+                    break;
+                }
+                if k > found.load(Ordering::SeqCst) || cfg.interrupted() {
+                    continue; // its outcome would not be used
+                }
+                let mut c = cfg.clone();
+                c.shard = Some(Shard {
+                    index: k as u32,
+                    count: parts,
+                });
+                c.budget = cfg.budget.map(|b| b.saturating_sub(start.elapsed()));
+                c.progress = None;
+                // Ctrl-C, or a lower part's violation.
+                let mine = stops[k].clone();
+                c.stop = Some(mine.clone());
+                let outer = cfg.stop.clone();
+                let watcher_done = Arc::new(AtomicBool::new(false));
+                let out = std::thread::scope(|inner| {
+                    let wd = watcher_done.clone();
+                    let (mine2, outer2) = (mine.clone(), outer.clone());
+                    inner.spawn(move || {
+                        while !wd.load(Ordering::Relaxed) {
+                            if outer2.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                                mine2.store(true, Ordering::Relaxed);
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                    });
+                    let out = explore(model.clone(), &c);
+                    watcher_done.store(true, Ordering::Relaxed);
+                    out
+                });
+                if out.counterexample.is_some() && cfg.stop_on_violation {
+                    let prev = found.fetch_min(k, Ordering::SeqCst);
+                    if k < prev {
+                        for s in &stops[k + 1..] {
+                            s.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+                *results[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+            });
+        }
+    });
+    let cut = found.load(Ordering::SeqCst);
+    let mut all = Outcome {
+        complete: true,
+        ..Outcome::default()
+    };
+    for (k, r) in results.into_iter().enumerate() {
+        if k > cut {
+            break; // stopped early for a lower part's violation: not part of the verdict
+        }
+        let Some(o) = r.into_inner().unwrap_or_else(|e| e.into_inner()) else {
+            all.complete = false; // never ran (interrupted)
+            all.interrupted = true;
+            continue;
+        };
+        combine(&mut all, o);
+    }
+    if cut != usize::MAX {
+        all.complete = false;
+    }
+    all.elapsed = start.elapsed();
+    all
+}
+
+/// Add part `o`'s outcome to `all` (parts in order).
+fn combine(all: &mut Outcome, o: Outcome) {
+    all.executions += o.executions;
+    all.steps += o.steps;
+    all.complete &= o.complete;
+    if all.counterexample.is_none() {
+        all.counterexample = o.counterexample;
+    }
+    all.outcomes.extend(o.outcomes);
+    for (k, n) in o.outcome_counts {
+        *all.outcome_counts.entry(k).or_default() += n;
+    }
+    if all.reach.len() < o.reach.len() {
+        all.reach.resize(o.reach.len(), Default::default());
+    }
+    for (a, h) in all.reach.iter_mut().zip(o.reach) {
+        a.executions += h.executions;
+        if a.first.is_none() {
+            a.first = h.first;
+        }
+    }
+    all.fingerprint = all.fingerprint.rotate_left(13) ^ o.fingerprint;
+    all.violation_kinds.extend(o.violation_kinds);
+    for inv in o.lock_inversions {
+        if !all
+            .lock_inversions
+            .iter()
+            .any(|x| (x.a, x.b) == (inv.a, inv.b))
+        {
+            all.lock_inversions.push(inv);
+        }
+    }
+    if all.inconclusive.is_none() {
+        all.inconclusive = o.inconclusive;
+    }
+    all.interrupted |= o.interrupted;
+    all.budget_exhausted |= o.budget_exhausted;
+    all.coverage.extend(o.coverage);
+}
