@@ -20,7 +20,7 @@ use mmcheck_explore::shrink::shrink;
 use mmcheck_explore::{explore, Config, Mode, Model};
 use mmcheck_platform::SiteKey;
 use mmcheck_scenario::{KernelModel, Verdict};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,13 +45,15 @@ pub struct AtlasOpts {
     pub fuzz_budget: Duration,
     pub seed: u64,
     pub jobs: usize,
+    /// Only this part of the sites (`--shard I/N`: every N-th site, from the I-th).
+    pub shard: Option<mmcheck_explore::Shard>,
     /// Where fuzz writes the scenarios it finds (one directory per site).
     pub out: PathBuf,
     pub stop: Arc<AtomicBool>,
 }
 
 /// How a site was broken, or not.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum Finding {
     /// A catalogue row, clean without the mutant, violates with it.
@@ -65,7 +67,7 @@ pub enum Finding {
         slice: String,
         preemptions: usize,
         /// The counterexample's HTML timeline section (`--html`).
-        #[serde(skip)]
+        #[serde(skip, default)]
         html: String,
     },
     /// A generated scenario, clean without the mutant, violates with it.
@@ -85,7 +87,7 @@ pub enum Finding {
 }
 
 /// One site's entry.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Entry {
     #[serde(flatten)]
     pub site: SiteRow,
@@ -103,7 +105,7 @@ pub struct Entry {
 }
 
 /// The atlas and its mutation score.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Atlas {
     pub entries: Vec<Entry>,
     pub sites: usize,
@@ -335,6 +337,12 @@ pub fn run(
                     .iter()
                     .any(|f| k.to_string().contains(f.as_str()))
         })
+        .enumerate()
+        .filter(|(i, _)| {
+            opts.shard
+                .is_none_or(|s| *i as u64 % u64::from(s.count) == u64::from(s.index))
+        })
+        .map(|(_, x)| x)
         .collect();
     let next = AtomicUsize::new(0);
     let done = parking_lot::Mutex::new(Vec::new());
@@ -619,4 +627,31 @@ pub fn html(a: &Atlas) -> String {
     table.push_str("</table></section>\n");
     sections.insert(0, table);
     mmcheck_explore::html::page("mmcheck atlas", &sections)
+}
+
+/// Combine the JSON of `atlas --shard I/N --json` runs (entries in site order, the score
+/// recomputed).
+pub fn merge(parts: Vec<Atlas>) -> Atlas {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut out = Atlas::default();
+    for p in parts {
+        out.sites += p.sites;
+        out.interrupted |= p.interrupted;
+        out.elapsed = out.elapsed.max(p.elapsed);
+        if out.settings.is_empty() {
+            out.settings = p.settings;
+        }
+        entries.extend(p.entries);
+    }
+    entries.sort_by(|a, b| a.site.site.cmp(&b.site.site));
+    out.by_catalogue = entries
+        .iter()
+        .filter(|e| matches!(e.finding, Finding::Catalogue { .. }))
+        .count();
+    out.by_fuzz = entries
+        .iter()
+        .filter(|e| matches!(e.finding, Finding::Fuzz { .. }))
+        .count();
+    out.entries = entries;
+    out
 }

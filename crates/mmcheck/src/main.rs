@@ -242,6 +242,12 @@ enum Cmd {
         /// Write the atlas as a self-contained HTML page (with each witness's timeline) to FILE.
         #[arg(long, value_name = "FILE")]
         html: Option<std::path::PathBuf>,
+        /// Search only part I of N of the sites (with --json; --merge combines the parts).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<mmcheck_explore::Shard>,
+        /// Combine the JSON files of `atlas --shard I/N --json` runs instead of searching.
+        #[arg(long = "merge", value_name = "FILE", num_args = 1..)]
+        merge_files: Vec<String>,
     },
     /// Run random cases on the host kernel and on the model, and compare what each observes.
     DiffKernel {
@@ -460,7 +466,12 @@ fn main() -> ExitCode {
             markdown,
             json,
             html,
+            shard,
+            merge_files,
         } => {
+            if !merge_files.is_empty() {
+                return merge_atlas(&merge_files, [markdown, json, html]);
+            }
             if !(fuzz_budget.is_finite() && (0.0..=86_400.0).contains(&fuzz_budget)) {
                 eprintln!("error: --fuzz-budget must be a number of seconds from 0 to 86400");
                 return ExitCode::from(2);
@@ -473,6 +484,7 @@ fn main() -> ExitCode {
                 fuzz_budget: std::time::Duration::from_secs_f64(fuzz_budget),
                 seed,
                 jobs: jobs as usize,
+                shard,
                 out,
                 stop: Default::default(),
             };
@@ -544,7 +556,7 @@ fn run_atlas(
     paths: &[String],
     opts: mmcheck::atlas::AtlasOpts,
     settings: String,
-    [markdown, json, html]: [Option<std::path::PathBuf>; 3],
+    files: [Option<std::path::PathBuf>; 3],
 ) -> ExitCode {
     use std::sync::atomic::Ordering;
     {
@@ -581,6 +593,34 @@ fn run_atlas(
     let mut atlas = mmcheck::atlas::run(&rows, &sites, &opts, &log);
     atlas.settings = settings;
     atlas.elapsed = started.elapsed().as_secs_f64();
+    write_atlas(&atlas, files)
+}
+
+fn merge_atlas(parts: &[String], files: [Option<std::path::PathBuf>; 3]) -> ExitCode {
+    let mut all = Vec::new();
+    for p in parts {
+        let text = match std::fs::read_to_string(p) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {p}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match serde_json::from_str::<mmcheck::atlas::Atlas>(&text) {
+            Ok(a) => all.push(a),
+            Err(e) => {
+                eprintln!("error: {p}: not the JSON of `mmcheck atlas --json`: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    write_atlas(&mmcheck::atlas::merge(all), files)
+}
+
+/// Write the atlas where asked, print its table and score.
+fn write_atlas(atlas: &mmcheck::atlas::Atlas, files: [Option<std::path::PathBuf>; 3]) -> ExitCode {
+    let [markdown, json, html] = files;
+    let atlas = atlas.clone();
     let md = mmcheck::atlas::markdown(&atlas);
     if let Some(f) = &markdown {
         if let Err(e) = std::fs::write(f, &md) {

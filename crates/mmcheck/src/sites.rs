@@ -12,12 +12,12 @@ use crate::input::Input;
 use mmcheck_explore::{explore, Config, Mode};
 use mmcheck_platform::{SiteKey, SiteKind};
 use mmcheck_scenario::{KernelModel, Scenario};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// One site, as the rows found it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SiteRow {
     pub site: String,
     pub kind: String,
@@ -31,7 +31,7 @@ pub struct SiteRow {
     /// A call stack that reached it, outermost first.
     pub stack: Vec<String>,
     /// Every function on a stack that reached it.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub callers: BTreeSet<String>,
     /// The rows (`file` or `file#variant`) that reach it.
     pub rows: BTreeSet<String>,

@@ -97,6 +97,7 @@ fn the_atlas_of_a_site_is_deterministic() {
         fuzz_budget: std::time::Duration::from_secs(1),
         seed: 1,
         jobs: 1,
+        shard: None,
         out: std::env::temp_dir().join("mmcheck-atlas-test"),
         stop: Default::default(),
     };
@@ -114,4 +115,40 @@ fn the_atlas_of_a_site_is_deterministic() {
     assert_eq!(replay(&a).1, "rmap-missed");
     assert!(atlas::markdown(&a).contains("| [`move_ptes:&anon_vma->rwsem`]"));
     assert!(atlas::score(&a).contains("1 of 1 sites (100%) broken by the catalogue alone"));
+}
+
+#[test]
+fn atlas_shards_merge_to_one_run() {
+    let rows = catalogue_rows();
+    let mut found = sites::collect(&rows, 8, 1);
+    found.retain(|k, _| k.func == "move_ptes");
+    let opts = |shard: Option<mmcheck_explore::Shard>| AtlasOpts {
+        filter: Vec::new(),
+        row_executions: 200,
+        rows_per_site: 2,
+        fuzz_scenarios: 0,
+        fuzz_budget: std::time::Duration::from_secs(1),
+        seed: 1,
+        jobs: 1,
+        shard,
+        out: std::env::temp_dir().join("mmcheck-atlas-test"),
+        stop: Default::default(),
+    };
+    let whole = atlas::run(&rows, &found, &opts(None), &|_| {});
+    let parts = (0..2)
+        .map(|index| {
+            let s = mmcheck_explore::Shard { index, count: 2 };
+            atlas::run(&rows, &found, &opts(Some(s)), &|_| {})
+        })
+        .collect();
+    let merged = atlas::merge(parts);
+    let table = |a: &atlas::Atlas| {
+        let md = atlas::markdown(a);
+        md.lines()
+            .filter(|l| l.starts_with('|'))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(merged.sites, whole.sites);
+    assert_eq!(table(&merged), table(&whole));
 }
