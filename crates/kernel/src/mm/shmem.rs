@@ -42,8 +42,8 @@ pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef,
         let f = folio::folio_alloc(cx, 0).ok_or(VmFault::Oom)?;
         folio::folio_init_shmem(cx, f, file.id, index);
         folio::folio_ref_add(cx, f, 1); // the page cache's reference
-        // shmem_add_to_page_cache: the store under the xarray lock (-EEXIST if a racing fault
-        // filled the slot first).
+                                        // shmem_add_to_page_cache: the store under the xarray lock (-EEXIST if a racing fault
+                                        // filled the slot first).
         let xa = file.xa_lock(cx);
         let added = file.cache_insert(cx, &xa, index, f);
         drop(xa);

@@ -563,7 +563,11 @@ impl File {
     }
 
     fn assert_xa_locked(&self, xa: &SpinGuard<'_>) {
-        debug_assert_eq!(xa.lock_id(), self.i_pages_lock.id(), "another file's i_pages lock");
+        debug_assert_eq!(
+            xa.lock_id(),
+            self.i_pages_lock.id(),
+            "another file's i_pages lock"
+        );
     }
 
     /// Store `f` at an empty `index` (`shmem_add_to_page_cache`), under the xarray lock.
