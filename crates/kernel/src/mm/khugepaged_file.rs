@@ -188,26 +188,32 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
     let mut old: Vec<(u64, FrameRef)> = Vec::new();
     let mut replaced: Vec<(u64, Option<FrameRef>)> = Vec::new();
     let mut fail = None;
+    // LOCKING: each slot is loaded, its folio trylocked and referenced, and the slot replaced
+    // under the xarray lock, taken before the scan and kept across holes; the kernel drops it
+    // after taking each folio (to isolate and unmap it) and takes it again for the next slot.
+    // A folio found in the cache under it has a nonzero count (`__remove_mapping` freezes and
+    // deletes under it), so a plain `folio_get` does; once locked, nothing (truncation,
+    // reclaim) takes it out of its slot.
+    let mut xa = Some(file.xa_lock(cx));
     for i in start..start + n {
-        // LOCKING: each slot is loaded, its folio trylocked and referenced, and the slot
-        // replaced under the xarray lock. A folio found in the cache under it has a nonzero
-        // count (`__remove_mapping` freezes and deletes under it), so a plain `folio_get` does;
-        // once it is locked, nothing (truncation, reclaim) takes it out of its slot.
-        let xa = file.xa_lock(cx);
-        if let Some(f) = file.find_get_folio(cx, i) {
+        let g = xa.get_or_insert_with(|| file.xa_lock(cx));
+        let cur = file.find_get_folio(cx, i);
+        if let Some(f) = cur {
             // SCAN_PAGE_LOCK if someone holds it (truncation, reclaim, a fault).
             if !folio::folio_trylock(cx, f) {
-                drop(xa);
                 fail = Some(CollapseFail::PageLocked);
                 break;
             }
             folio::folio_ref_add(cx, f, 1); // folio_get
             old.push((i, f));
         }
-        let prev = file.cache_replace(cx, &xa, i, new);
-        drop(xa);
+        let prev = file.cache_replace(cx, g, i, new);
         replaced.push((i, prev));
+        if cur.is_some() {
+            xa = None;
+        }
     }
+    drop(xa);
     if let Some(why) = fail {
         rollback(cx, file, &replaced, &old, new, n);
         return Err(why);
