@@ -379,15 +379,22 @@ impl KernelModel {
             }
             Op::RcuWalk { addr } => {
                 let _f = cx.cpu.enter("rcu_pte_walker");
-                if let Some(pmd) = pmd_off(cx, mm, addr) {
-                    if let Some(map) = pte_offset_map(cx, pmd) {
-                        let v = map.pte(cx.geo().index(addr, 1)).get(cx);
-                        seen.push(format!(
-                            "walk {addr:#x}={}",
-                            if v.present() { "present" } else { "none" }
-                        ));
+                // The walkers this stands for (filemap_fault_recheck_pte_none, pte_range_none)
+                // run in a fault, with a VMA covering the address held by the mmap read lock (or
+                // its VMA lock): the upper tables stay. Without a VMA there is nothing to walk.
+                let r = mm.mmap_lock.read_lock(cx.cpu);
+                if mm.vma_lookup(cx, addr).is_some() {
+                    if let Some(pmd) = pmd_off(cx, mm, addr) {
+                        if let Some(map) = pte_offset_map(cx, pmd) {
+                            let v = map.pte(cx.geo().index(addr, 1)).get(cx);
+                            seen.push(format!(
+                                "walk {addr:#x}={}",
+                                if v.present() { "present" } else { "none" }
+                            ));
+                        }
                     }
                 }
+                drop(r);
                 Ok(())
             }
             Op::FolioWalk { addr, use_ } => {

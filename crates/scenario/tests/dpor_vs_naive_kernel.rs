@@ -12,7 +12,7 @@
 //!
 //! Environment, for longer searches: `MMCHECK_GEN_CASES` (naive-complete cases wanted, default
 //! 60), `MMCHECK_GEN_FIRST` (first seed, default 0), `MMCHECK_GEN_SEEDS` (seeds tried at most,
-//! default 1000), `MMCHECK_GEN_CAP` (naive executions per case, default 50,000),
+//! default 3000), `MMCHECK_GEN_CAP` (naive executions per case, default 50,000),
 //! `MMCHECK_GEN_VERBOSE` (a line per case).
 
 use mmcheck_explore::naive::NaiveOutcome;
@@ -28,8 +28,9 @@ use std::time::Instant;
 
 /// Naive executions per case before it is skipped.
 const CAP: u64 = 50_000;
-/// Seeds tried at most.
-const MAX_SEEDS: u64 = 1000;
+/// Seeds tried at most (about one in forty completes under naive enumeration since `rcu_walk`
+/// takes the mmap read lock and looks its VMA up, as its kernel callers hold it).
+const MAX_SEEDS: u64 = 3000;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -232,14 +233,30 @@ fn compare(with_check: bool) {
             per[t as usize] += 1;
         }
         let est = interleavings(&per);
-        if est > 4 * cap {
+        // The estimate counts every interleaving: exact for two short threads that never block
+        // each other, a few times too high when one thread is a 3-step load against a heavy
+        // operation that holds locks for most of its steps. A thread with no step in this run
+        // (the first thread ended it) leaves the cost unknown.
+        let short = per[..2].iter().copied().min().unwrap_or(0);
+        let limit = if short <= 3 { 4 * cap } else { cap };
+        if short == 0 || est > limit {
             over_estimate += 1;
+            if verbose {
+                eprintln!("seed {}: steps {per:?} skipped by estimate {est}", g.seed);
+            }
             continue;
         }
         let t0 = Instant::now();
         let nv = naive::explore(&model, &cfg);
         if !nv.complete {
             over_cap += 1;
+            if verbose {
+                eprintln!(
+                    "seed {}: steps {per:?} estimate {est} at the cap {:.2}s",
+                    g.seed,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
             continue;
         }
         let dp = explore(model.clone(), &cfg);

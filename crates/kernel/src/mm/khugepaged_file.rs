@@ -153,16 +153,18 @@ fn rollback(
     new: FrameRef,
     n: u64,
 ) {
+    let xa = file.xa_lock(cx);
     for &(i, prev) in replaced {
         match prev {
             Some(f) => {
-                file.cache_replace(cx, i, f);
+                file.cache_replace(cx, &xa, i, f);
             }
             None => {
-                file.cache_remove(cx, i);
+                file.cache_remove(cx, &xa, i);
             }
         }
     }
+    drop(xa);
     for &(_, f) in old {
         folio::folio_unlock(cx, f);
         folio::folio_put(cx, f); // ours: the cache's stays with the restored slot
@@ -190,34 +192,32 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
     let mut old: Vec<(u64, FrameRef)> = Vec::new();
     let mut replaced: Vec<(u64, Option<FrameRef>)> = Vec::new();
     let mut fail = None;
+    // LOCKING: each slot is loaded, its folio trylocked and referenced, and the slot replaced
+    // under the xarray lock, taken before the scan and kept across holes; the kernel drops it
+    // after taking each folio (to isolate and unmap it) and takes it again for the next slot.
+    // A folio found in the cache under it has a nonzero count (`__remove_mapping` freezes and
+    // deletes under it), so a plain `folio_get` does; once locked, nothing (truncation,
+    // reclaim) takes it out of its slot.
+    let mut xa = Some(file.xa_lock(cx));
     for i in start..start + n {
-        // Lock the old folio (trylock: SCAN_PAGE_LOCK if someone holds it), then check it is
-        // still cached here: truncation may have removed it meanwhile (SCAN_TRUNCATED).
-        if let Some(f) = file.find_get_folio(cx, i) {
-            if folio::folio_try_get(cx, f) {
-                if !folio::folio_trylock(cx, f) {
-                    folio::folio_put(cx, f);
-                    fail = Some(CollapseFail::PageLocked);
-                    break;
-                }
-                old.push((i, f));
-                if file.find_get_folio(cx, i) != Some(f) {
-                    fail = Some(CollapseFail::Truncated);
-                    break;
-                }
+        let g = xa.get_or_insert_with(|| file.xa_lock(cx));
+        let cur = file.find_get_folio(cx, i);
+        if let Some(f) = cur {
+            // SCAN_PAGE_LOCK if someone holds it (truncation, reclaim, a fault).
+            if !folio::folio_trylock(cx, f) {
+                fail = Some(CollapseFail::PageLocked);
+                break;
             }
+            folio::folio_ref_add(cx, f, 1); // folio_get
+            old.push((i, f));
         }
-        let prev = file.cache_replace(cx, i, new);
+        let prev = file.cache_replace(cx, g, i, new);
         replaced.push((i, prev));
-        if let Some(prev) = prev {
-            if !old.iter().any(|&(j, f)| j == i && f == prev) {
-                // Replaced meanwhile by a racing fault's new page: take it over the same way.
-                folio::folio_ref_add(cx, prev, 1);
-                folio::folio_lock(cx, prev);
-                old.push((i, prev));
-            }
+        if cur.is_some() {
+            xa = None;
         }
     }
+    drop(xa);
     if let Some(why) = fail {
         rollback(cx, file, &replaced, &old, new, n);
         return Err(why);

@@ -45,7 +45,12 @@ pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef,
         let f = folio::folio_alloc(cx, 0).ok_or(VmFault::Oom)?;
         folio::folio_init_shmem(cx, f, file.id, index);
         folio::folio_ref_add(cx, f, 1); // the page cache's reference
-        if file.cache_insert(cx, index, f) {
+                                        // shmem_add_to_page_cache: the store under the xarray lock (-EEXIST if a racing fault
+                                        // filled the slot first).
+        let xa = file.xa_lock(cx);
+        let added = file.cache_insert(cx, &xa, index, f);
+        drop(xa);
+        if added {
             return Ok(f);
         }
         folio::folio_unlock(cx, f);
@@ -169,7 +174,10 @@ fn shmem_undo_range(cx: Ctx<'_>, file: &File, first: u64, last: u64) {
                 // Faulted back in since the unmap: truncate_inode_folio unmaps it again.
                 unmap_mapping_range(cx, file, index, index, false);
             }
-            file.cache_remove(cx, index);
+            // filemap_remove_folio: out of the cache under the xarray lock.
+            let xa = file.xa_lock(cx);
+            file.cache_remove(cx, &xa, index);
+            drop(xa);
             folio::folio_put(cx, f); // the cache's reference
         }
         folio::folio_unlock(cx, f);

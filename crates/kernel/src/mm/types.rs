@@ -10,7 +10,7 @@
 use crate::Ctx;
 use mmcheck_platform::{
     Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord, SlabObj,
-    SpinLock, VmaLock,
+    SpinGuard, SpinLock, VmaLock,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -507,7 +507,13 @@ pub struct File {
     /// `mapping->i_mmap`.
     pub i_mmap: VmaIntervalTree,
     /// `mapping->i_pages`: page index → folio (head), with the cache's reference.
+    /// LOCKING: changed only under `i_pages_lock`; looked up without it (the kernel's RCU
+    /// xarray walk, `folio_try_get` and a reload).
     pub(crate) pages: Shared<BTreeMap<u64, FrameRef>>,
+    /// The xarray's spinlock (`xa_lock_irq(&mapping->i_pages)`): every insertion, removal and
+    /// replacement of a cached folio, and `__remove_mapping`'s freeze with the removal, so that
+    /// a folio found in the cache under it has a nonzero count.
+    pub i_pages_lock: SpinLock,
     /// File size in pages (`i_size`).
     pub size_pages: SharedWord,
     /// `f_count`: references from VMAs and from the user (memfd).
@@ -528,6 +534,11 @@ impl File {
             )),
             i_mmap: VmaIntervalTree::new(field("i_mmap")),
             pages: Shared::new(field("i_pages"), BTreeMap::new()),
+            i_pages_lock: SpinLock::new(m.name_field(
+                m.new_lock_id("&mapping->i_pages"),
+                id,
+                "i_pages.xa_lock",
+            )),
             size_pages: SharedWord::new(field("i_size"), size_pages),
             f_count: SharedWord::new(field("f_count"), 1),
         }
@@ -545,7 +556,29 @@ impl File {
         })
     }
 
-    pub(crate) fn cache_insert(&self, cx: Ctx<'_>, index: u64, f: FrameRef) -> bool {
+    /// `xa_lock_irq(&mapping->i_pages)`. IRQs stay on: nothing under it sends or waits for an
+    /// IPI.
+    pub(crate) fn xa_lock<'a>(&'a self, cx: Ctx<'a>) -> SpinGuard<'a> {
+        self.i_pages_lock.lock(cx.cpu)
+    }
+
+    fn assert_xa_locked(&self, xa: &SpinGuard<'_>) {
+        debug_assert_eq!(
+            xa.lock_id(),
+            self.i_pages_lock.id(),
+            "another file's i_pages lock"
+        );
+    }
+
+    /// Store `f` at an empty `index` (`shmem_add_to_page_cache`), under the xarray lock.
+    pub(crate) fn cache_insert(
+        &self,
+        cx: Ctx<'_>,
+        xa: &SpinGuard<'_>,
+        index: u64,
+        f: FrameRef,
+    ) -> bool {
+        self.assert_xa_locked(xa);
         self.pages.write(&cx.cpu, |p| {
             if p.contains_key(&index) {
                 return false;
@@ -556,11 +589,25 @@ impl File {
     }
 
     /// `xas_store` of `f` at `index` under the xarray lock: returns what was there.
-    pub(crate) fn cache_replace(&self, cx: Ctx<'_>, index: u64, f: FrameRef) -> Option<FrameRef> {
+    pub(crate) fn cache_replace(
+        &self,
+        cx: Ctx<'_>,
+        xa: &SpinGuard<'_>,
+        index: u64,
+        f: FrameRef,
+    ) -> Option<FrameRef> {
+        self.assert_xa_locked(xa);
         self.pages.write(&cx.cpu, |p| p.insert(index, f))
     }
 
-    pub(crate) fn cache_remove(&self, cx: Ctx<'_>, index: u64) -> Option<FrameRef> {
+    /// `page_cache_delete` / `xas_store(NULL)`, under the xarray lock.
+    pub(crate) fn cache_remove(
+        &self,
+        cx: Ctx<'_>,
+        xa: &SpinGuard<'_>,
+        index: u64,
+    ) -> Option<FrameRef> {
+        self.assert_xa_locked(xa);
         self.pages.write(&cx.cpu, |p| p.remove(&index))
     }
 

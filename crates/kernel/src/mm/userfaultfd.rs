@@ -295,7 +295,10 @@ pub fn mwriteprotect_range(
 
 /// The uffd-wp oracle's contract (`check.rs`): pages write-protected by a returned
 /// `UFFDIO_WRITEPROTECT`, until unprotected or unregistered.
-/// A protect adds only the pages it protected (see `MmStruct::uffd_wp_done`).
+/// A protect adds only the pages it protected (see `MmStruct::uffd_wp_done`). An unprotect
+/// that returns while a protect of the same page is in progress overlaps it: either order is a
+/// valid outcome (two `UFFDIO_WRITEPROTECT` calls are not serialized, each takes the PTL per
+/// table), so the page the protect already did leaves its contract.
 fn record_wp_contract(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64, protected: bool) {
     let ps = cx.geo().page_shift;
     let cpu = cx.cpu.id;
@@ -303,6 +306,9 @@ fn record_wp_contract(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64, protecte
         let mine: std::collections::BTreeSet<u64> =
             s.iter().filter(|e| e.0 == cpu).map(|e| e.1).collect();
         s.retain(|e| e.0 != cpu);
+        if !protected {
+            s.retain(|e| e.1 < start || e.1 >= end);
+        }
         mine
     });
     mm.uffd_wp_protected.record(|s| {

@@ -89,11 +89,16 @@ fn remove_mapping(cx: Ctx<'_>, f: FrameRef) -> bool {
         return false;
     };
     let nr = folio::folio_nr_pages(cx, f) as i64;
+    // LOCKING: the freeze and the removal under the xarray lock, so that no one who finds the
+    // folio in the cache under that lock (collapse_file's folio_get) sees it frozen.
+    let xa = file.xa_lock(cx);
     if !folio_ref_freeze(cx, f, 1 + nr) {
         return false;
     }
-    file.cache_remove(cx, index);
+    // __filemap_remove_folio
+    file.cache_remove(cx, &xa, index);
     cx.cpu.page(f.pfn, Access::Write).set(PageField::Mapping, 0);
+    drop(xa);
     true
 }
 

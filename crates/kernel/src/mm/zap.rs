@@ -219,6 +219,15 @@ pub fn zap_pte_range(
                 // zap_nonpresent_ptes: a swapped-out private COW copy that this zap must keep
                 // (should_zap_cows).
                 can_reclaim_pt = false;
+            } else if v.is_migration()
+                && !d.even_cows
+                && !vma.is_anonymous()
+                && !d.reclaim_pt
+                && folio::folio_test_anon(cx, page_folio(cx, v.pfn()))
+            {
+                // zap_nonpresent_ptes: a private COW copy under migration that this zap must
+                // keep (should_zap_folio: only non-anonymous folios without even_cows).
+                can_reclaim_pt = false;
             } else {
                 // zap_nonpresent_ptes: a migration entry still counts in rss (the folio's
                 // mapcount and reference were dropped when it was installed); a swap entry

@@ -558,7 +558,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "rcu_walk",
         syntax: "rcu_walk ADDR",
-        kernel: "pte_offset_map / pte_unmap under RCU only (mm/pgtable-generic.c), as filemap_fault_recheck_pte_none",
+        kernel: "pte_offset_map / pte_unmap under RCU (mm/pgtable-generic.c) with the mmap read lock and a VMA, as filemap_fault_recheck_pte_none in a fault",
         init: false,
         args: Some(args_rcu_walk),
     },
