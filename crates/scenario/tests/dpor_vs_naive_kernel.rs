@@ -10,6 +10,12 @@
 //! report only one of them. No generated case has shown it; a failure report names each kind
 //! only one side found, with naive's witness schedule, to tell.
 //!
+//! Since `rcu_walk` holds the mmap read lock and looks its VMA up (6 steps, as its kernel callers
+//! hold their VMA), a zap or fault against it is beyond naive's cap: the cases compared are
+//! mostly two tiny operations, or a heavy one against a load. More seeds are tried to keep the
+//! count, and a case the estimate puts beyond the cap is skipped without running naive (the
+//! estimate is exact for two short threads that do not block each other).
+//!
 //! Environment, for longer searches: `MMCHECK_GEN_CASES` (naive-complete cases wanted, default
 //! 60), `MMCHECK_GEN_FIRST` (first seed, default 0), `MMCHECK_GEN_SEEDS` (seeds tried at most,
 //! default 3000), `MMCHECK_GEN_CAP` (naive executions per case, default 50,000),
