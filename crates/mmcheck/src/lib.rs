@@ -5,5 +5,6 @@ pub mod check;
 pub mod fuzz;
 pub mod input;
 pub mod model_runner;
+pub mod planted;
 pub mod stress;
 pub mod table;

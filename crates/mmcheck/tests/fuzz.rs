@@ -24,6 +24,8 @@ fn opts(seed: u64, scenarios: u64, sets: &[(&str, &str)], out: &std::path::Path)
         max_steps: 20_000,
         out: out.to_path_buf(),
         stop: Default::default(),
+        first: false,
+        base: None,
     }
 }
 
