@@ -39,6 +39,18 @@ pub struct Layout {
     pub faulted: Vec<u64>,
     /// The page most operations aim at.
     pub focus: u64,
+    /// A range `init` moved with `mremap` (first page, pages), its old place left free.
+    pub moved: Option<(u64, u64)>,
+    /// Whether a growsdown stack maps the top of region B (`@12`, 4 pages), the rest of region B
+    /// free below it to grow into.
+    pub stack: bool,
+}
+
+impl Layout {
+    /// Whether region B (`@8`) holds a mapping.
+    fn b_used(&self) -> bool {
+        self.b || self.stack
+    }
 }
 
 /// A scenario being built: `init` lines and thread programs, one operation per line.
@@ -117,6 +129,9 @@ struct Ctx<'a> {
     r: &'a mut Prng,
     layout: &'a Layout,
     next_value: u64,
+    /// The operation being drawn covers a whole range: its address is a region's (or the moved
+    /// range's) first page and `pages=N` runs to its end.
+    whole: bool,
 }
 
 impl Ctx<'_> {
@@ -128,24 +143,80 @@ impl Ctx<'_> {
     /// A page to act on: the focus page mostly, else any mapped page.
     fn page(&mut self) -> u64 {
         let l = self.layout;
+        if let Some((m, n)) = l.moved {
+            if self.r.chance(30) {
+                return m + self.r.below(n);
+            }
+        }
         match self.r.below(100) {
-            0..=59 => l.focus,
-            60..=84 => self.r.below(REGION),
-            _ if l.b => REGION + self.r.below(REGION),
+            0..=54 => l.focus,
+            55..=64 => self.start(),
+            65..=84 => self.r.below(REGION),
+            _ if l.b_used() => REGION + self.r.below(REGION),
             _ => self.r.below(REGION),
         }
     }
 
-    /// A page count from `page` to at most the end of its region.
+    /// The first page of a range: a region's (a PMD entry's, a PTE table's) or the moved
+    /// range's.
+    fn start(&mut self) -> u64 {
+        let l = self.layout;
+        match (l.moved, self.r.below(100)) {
+            (Some((m, n)), x) if x < 30 || (m..m + n).contains(&l.focus) && x < 75 => m,
+            (_, 0..=74) => l.focus - l.focus % REGION,
+            _ if l.b_used() => REGION,
+            _ => 0,
+        }
+    }
+
+    /// The end of the range `page` is in (its region, or the moved range).
+    fn end(&self, page: u64) -> u64 {
+        match self.layout.moved {
+            Some((m, n)) if (m..m + n).contains(&page) => m + n,
+            _ => page - page % REGION + REGION,
+        }
+    }
+
+    /// A page count from `page` to at most the end of its range.
     fn pages(&mut self, page: u64) -> u64 {
-        let left = REGION - page % REGION;
+        let left = self.end(page).saturating_sub(page).max(1);
+        if self.whole {
+            return left;
+        }
         match self.r.below(100) {
             0..=49 => 1,
             50..=84 => left,
             _ => 2.min(left),
         }
     }
+
+    /// A destination for `mremap`: the free area, PMD-aligned or not, or the moved range's old
+    /// place (moving it back).
+    fn destination(&mut self) -> u64 {
+        if self.layout.moved.is_some() && self.r.chance(30) {
+            return MOVED_FROM;
+        }
+        match self.r.below(100) {
+            0..=39 => FREE,
+            40..=59 => FREE + REGION,
+            60..=79 => FREE + REGION / 2,
+            _ => FREE + 1 + self.r.below(REGION - 1),
+        }
+    }
 }
+
+/// Where `init` moves a range from (the second half of region A) and to (past the free area).
+const MOVED_FROM: u64 = REGION / 2;
+const MOVED_TO: u64 = FREE + 2 * REGION + REGION / 2;
+
+/// Operations whose range the kernel aligns to a PMD (or an mTHP order): mostly drawn at a
+/// region's first page.
+const ALIGNED: &[&str] = &[
+    "madvise collapse",
+    "khugepaged",
+    "retract",
+    "collapse_pte_mapped_thp",
+];
 
 /// Fill `items` of operation `name` into `out`.
 fn fill(cx: &mut Ctx<'_>, name: &str, items: &[Item], out: &mut Vec<String>, page: &mut u64) {
@@ -168,14 +239,18 @@ fn fill(cx: &mut Ctx<'_>, name: &str, items: &[Item], out: &mut Vec<String>, pag
                     (Hole::Addr, _, Some("to")) if name == "uffd_move" => {
                         format!("@{}", cx.page())
                     }
-                    (Hole::Addr, _, Some("to")) => format!("@{}", FREE + cx.r.below(2) * REGION),
+                    (Hole::Addr, _, Some("to")) => format!("@{}", cx.destination()),
                     (Hole::Addr, _, Some("of")) => "@0".to_string(),
                     (Hole::Addr, _, _) if name.starts_with("mmap") => {
                         *page = FREE;
                         format!("@{FREE}")
                     }
                     (Hole::Addr, _, _) => {
-                        *page = cx.page();
+                        *page = if cx.whole || ALIGNED.contains(&name) && cx.r.chance(60) {
+                            cx.start()
+                        } else {
+                            cx.page()
+                        };
                         format!("@{page}")
                     }
                     (Hole::Value, _, _) => cx.value().to_string(),
@@ -227,7 +302,11 @@ fn op(cx: &mut Ctx<'_>) -> String {
     let items = template::parse(spec.name, spec.syntax).expect("every syntax line is a template");
     let mut out = vec![spec.name.to_string()];
     let mut page = cx.layout.focus;
+    // A range operation over a whole PTE table or PMD range: what PT reclaim, a PMD-level
+    // zap, a whole-table mremap and a THP need.
+    cx.whole = spec.syntax.contains("pages=N") && !spec.name.starts_with("mmap") && cx.r.chance(35);
     fill(cx, spec.name, &items, &mut out, &mut page);
+    cx.whole = false;
     out.join(" ")
 }
 
@@ -261,33 +340,74 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             _ => format!("mmap shmem-private @{REGION} pages={REGION} of @0"),
         });
     }
-    let all = r.chance(25);
+    // A growsdown stack at the top of region B, to grow into the rest.
+    let stack = !b && r.chance(8);
+    if stack {
+        lines.push(format!("mmap_stack @{} pages={}", REGION + 4, 4));
+    }
+    // All of region A, its first half (an mTHP of order 2: what a small collapse needs), or
+    // pages at random.
+    let dense = match r.below(100) {
+        0..=29 => REGION,
+        30..=44 => REGION / 2,
+        _ => 0,
+    };
     let mut faulted = Vec::new();
-    for p in 0..if b { 2 * REGION } else { REGION } {
-        if all && p < REGION || r.chance(45) {
+    for p in 0..if b || stack { 2 * REGION } else { REGION } {
+        if stack && (REGION..REGION + 4).contains(&p) {
+            continue;
+        }
+        if p < dense || r.chance(45) {
             lines.push(format!("store @{p} = {}", 10 + p));
             faulted.push(p);
         }
     }
-    let focus = if !faulted.is_empty() && r.chance(75) {
+    let mut focus = if !faulted.is_empty() && r.chance(75) {
         *r.pick(&faulted)
     } else {
         r.below(REGION)
     };
-    if r.chance(20) {
-        let extra = match r.below(4) {
+    let mut moved = None;
+    if r.chance(40) {
+        let extra = match r.below(7) {
             0 if a == "anon" => format!("madvise free @{focus} pages=1"),
             1 if faulted.contains(&focus) => format!("migrate @{focus} unmap"),
             2 => format!(
                 "uffd_register @0 pages={REGION}{}",
                 if r.chance(50) { " missing" } else { " wp" }
             ),
-            3 if a == "shmem" => "retract @0".to_string(),
+            // A retracted table, its folio mapped again by PTEs (a PTE-mapped THP) or not.
+            3 if a == "shmem" => {
+                if r.chance(50) {
+                    format!("retract @0
+  load @{focus}")
+                } else {
+                    "retract @0".to_string()
+                }
+            }
+            // A THP collapsed in place (PMD-mapped anonymous, or of order 2).
+            4 if a == "anon" && dense > 0 => {
+                if dense == REGION && r.chance(60) {
+                    "madvise collapse @0".to_string()
+                } else {
+                    "madvise collapse @0 order=2".to_string()
+                }
+            }
+            // The second half of region A moved away: its VMA's page offset no longer matches
+            // its address (the rmap-order case of mremap).
+            5 if a == "anon" => {
+                let n = REGION - MOVED_FROM;
+                let off = focus.saturating_sub(MOVED_FROM).min(n - 1);
+                if faulted.contains(&focus) && focus >= MOVED_FROM {
+                    focus = MOVED_TO + off;
+                }
+                moved = Some((MOVED_TO, n));
+                format!("mremap @{MOVED_FROM} pages={n} to @{MOVED_TO}")
+            }
+            6 if a != "anon" => format!("punch_hole @{focus} pages=1"),
             _ => String::new(),
         };
-        if !extra.is_empty() {
-            lines.push(extra);
-        }
+        lines.extend(extra.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()));
     }
     (
         Layout {
@@ -295,6 +415,8 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             b,
             faulted,
             focus,
+            moved,
+            stack,
         },
         lines,
     )
@@ -312,6 +434,7 @@ fn draw(r: &mut Prng) -> Draft {
         r,
         layout: &layout,
         next_value: 100,
+        whole: false,
     };
     let mut progs = Vec::new();
     let mut left = MAX_OPS;
@@ -376,6 +499,7 @@ pub fn mutate(d: &Draft, seed: u64) -> (Draft, Scenario) {
             r,
             layout: &d.layout,
             next_value: 200,
+            whole: false,
         };
         let t = cx.r.below(n.threads.len() as u64) as usize;
         match cx.r.below(6) {
