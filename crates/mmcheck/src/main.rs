@@ -149,9 +149,9 @@ enum Cmd {
         #[arg(long = "set", value_parser = parse_set)]
         sets: Vec<(String, String)>,
         /// Executions per strategy per scenario (random, PCT 2, PCT 3; DPOR gets four times as
-        /// many).
-        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        executions: u64,
+        /// many); 200 by default, 50 with --planted (more scenarios in a short budget).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        executions: Option<u64>,
         /// Directory for the violating scenarios.
         #[arg(long, default_value = "fuzz-out")]
         out: std::path::PathBuf,
@@ -367,7 +367,7 @@ fn main() -> ExitCode {
                         seed,
                         budget_each: std::time::Duration::from_secs_f64(budget_each),
                         scenarios_each: scenarios,
-                        executions,
+                        executions: executions.unwrap_or(50),
                         filter,
                         out,
                         stop: Default::default(),
@@ -387,7 +387,7 @@ fn main() -> ExitCode {
                 out,
             );
             o.scenarios = scenarios;
-            o.executions = executions;
+            o.executions = executions.unwrap_or(200);
             o.first = first;
             run_fuzz(o)
         }

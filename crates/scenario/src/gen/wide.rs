@@ -18,7 +18,7 @@
 
 use super::template::{self, Hole, Item};
 use super::{Generated, Prng};
-use crate::parse::OPS;
+use crate::parse::{OpSpec, OPS};
 use crate::Scenario;
 
 /// Pages per region (one PTE table, one PMD entry's range, in the default geometry).
@@ -299,22 +299,52 @@ fn op(cx: &mut Ctx<'_>) -> String {
             }
         })
         .expect("weights sum to total");
+    op_of(cx, spec)
+}
+
+/// A line of operation `spec`, its arguments drawn.
+fn op_of(cx: &mut Ctx<'_>, spec: &OpSpec) -> String {
     let items = template::parse(spec.name, spec.syntax).expect("every syntax line is a template");
     let mut out = vec![spec.name.to_string()];
     let mut page = cx.layout.focus;
     // A range operation over a whole PTE table or PMD range: what PT reclaim, a PMD-level
     // zap, a whole-table mremap and a THP need.
-    cx.whole = spec.syntax.contains("pages=N") && !spec.name.starts_with("mmap") && cx.r.chance(35);
+    cx.whole =
+        spec.syntax.contains("pages=N") && !spec.name.starts_with("mmap") && cx.r.chance(35);
     fill(cx, spec.name, &items, &mut out, &mut page);
     cx.whole = false;
     out.join(" ")
 }
 
-/// One thread's program: one or two operations; `fork` may be followed by `child_exit`.
-fn thread_ops(cx: &mut Ctx<'_>, n: usize) -> Vec<String> {
+/// The operation of a line (the longest name it starts with).
+fn spec_of(line: &str) -> Option<&'static OpSpec> {
+    OPS.iter()
+        .filter(|o| line == o.name || line.starts_with(&format!("{} ", o.name)))
+        .max_by_key(|o| o.name.len())
+}
+
+/// One thread's program: one or two operations; `fork` may be followed by `child_exit`. An
+/// operation is sometimes one of `others` (another thread's) again, as it is or with its
+/// arguments drawn again: two faults, two zaps or two stores on one table race each other.
+fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String> {
     let mut ops = Vec::new();
+    let theirs: Vec<&String> = others
+        .iter()
+        .flatten()
+        .filter(|l| l.as_str() != "child_exit")
+        .collect();
     while ops.len() < n {
-        let o = op(cx);
+        let again = if !theirs.is_empty() && cx.r.chance(25) {
+            let l = theirs[cx.r.below(theirs.len() as u64) as usize];
+            spec_of(l).map(|spec| (l, spec))
+        } else {
+            None
+        };
+        let o = match again {
+            Some((l, _)) if cx.r.chance(50) => l.clone(),
+            Some((_, spec)) => op_of(cx, spec),
+            None => op(cx),
+        };
         let fork = o == "fork";
         ops.push(o);
         if fork && ops.len() < n && cx.r.chance(40) {
@@ -347,17 +377,19 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
     }
     // All of region A, its first half (an mTHP of order 2: what a small collapse needs), or
     // pages at random.
-    let dense = match r.below(100) {
-        0..=29 => REGION,
-        30..=44 => REGION / 2,
-        _ => 0,
+    // pages at random, or none (no PTE table yet: what racing first faults need).
+    let (dense, sparse) = match r.below(100) {
+        0..=24 => (REGION, 45),
+        25..=39 => (REGION / 2, 45),
+        40..=51 => (0, 0),
+        _ => (0, 45),
     };
     let mut faulted = Vec::new();
     for p in 0..if b || stack { 2 * REGION } else { REGION } {
         if stack && (REGION..REGION + 4).contains(&p) {
             continue;
         }
-        if p < dense || r.chance(45) {
+        if p < dense || r.chance(sparse) {
             lines.push(format!("store @{p} = {}", 10 + p));
             faulted.push(p);
         }
@@ -442,7 +474,8 @@ fn draw(r: &mut Prng) -> Draft {
         let room = left - (threads - t - 1);
         let n = if room >= 2 && cx.r.chance(30) { 2 } else { 1 };
         left -= n;
-        progs.push(thread_ops(&mut cx, n));
+        let prog = thread_ops(&mut cx, n, &progs);
+        progs.push(prog);
     }
     Draft {
         layout: layout.clone(),
@@ -509,7 +542,7 @@ pub fn mutate(d: &Draft, seed: u64) -> (Draft, Scenario) {
             }
             2 if n.ops() < MAX_OPS => n.threads[t].push(op(&mut cx)),
             3 if n.threads.len() < 4 && n.ops() < MAX_OPS => {
-                let prog = thread_ops(&mut cx, 1);
+                let prog = thread_ops(&mut cx, 1, &n.threads);
                 n.threads.push(prog);
             }
             4 if n.threads.len() > 2 => {
