@@ -109,8 +109,9 @@ pub struct Summary {
     pub unstartable: u64,
     pub found: Vec<Found>,
     /// With [`FuzzOpts::base`]: violating scenarios that gave the same kind under the base
-    /// protocol before shrinking (not saved).
-    pub on_base: u64,
+    /// protocol before shrinking (not saved), by kind and detecting function, with the index of
+    /// the first.
+    pub on_base: BTreeMap<(ViolationKind, String), (u64, u64)>,
     pub interrupted: bool,
     pub elapsed: Duration,
 }
@@ -242,6 +243,33 @@ fn shrink_draft(
     best
 }
 
+/// A corpus member to mutate, drawn with a weight that grows with the rarity of the sites it
+/// reached (the sum of `1/hits` over its sites, in fixed point): members that reached what few
+/// scenarios reach (a race window's inner steps) are mutated more often.
+fn pick_rare(
+    corpus: &[(Draft, BTreeSet<Site>)],
+    hits: &BTreeMap<Site, u64>,
+    r: &mut Prng,
+) -> usize {
+    let w: Vec<u64> = corpus
+        .iter()
+        .map(|(_, cov)| {
+            1 + cov
+                .iter()
+                .map(|s| 1_000_000 / hits.get(s).copied().unwrap_or(1).max(1))
+                .sum::<u64>()
+        })
+        .collect();
+    let mut x = r.below(w.iter().sum());
+    for (k, wk) in w.iter().enumerate() {
+        if x < *wk {
+            return k;
+        }
+        x -= wk;
+    }
+    corpus.len() - 1
+}
+
 /// How many times a signature saved as also on the base is shrunk again when it recurs.
 const BASE_RETRIES: u64 = 3;
 /// The executions of the base protocol's probe of a saved scenario, in multiples of
@@ -284,7 +312,10 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
         .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
     let mut sum = Summary::default();
     let mut seen: BTreeSet<Site> = BTreeSet::new();
-    let mut corpus: Vec<Draft> = Vec::new();
+    let mut corpus: Vec<(Draft, BTreeSet<Site>)> = Vec::new();
+    // How many scenarios reached each site: a corpus member is mutated in proportion to the
+    // rarity of the sites it reached.
+    let mut hits: BTreeMap<Site, u64> = BTreeMap::new();
     let mut by_sig: BTreeMap<(ViolationKind, String), usize> = BTreeMap::new();
     let mut r = Prng::new(opts.seed);
     let mut i = 0u64;
@@ -301,8 +332,8 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
             let (d, g) = wide::generate(seed);
             (d, g.scenario)
         } else {
-            let k = r.below(corpus.len() as u64) as usize;
-            wide::mutate(&corpus[k], seed)
+            let k = pick_rare(&corpus, &hits, &mut r);
+            wide::mutate(&corpus[k].0, seed)
         };
         i += 1;
         let Some(model) = startable(&scenario, &opts.overrides)? else {
@@ -315,10 +346,13 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
         if p.inconclusive {
             sum.inconclusive += 1;
         }
+        for site in &p.coverage {
+            *hits.entry(*site).or_default() += 1;
+        }
         let fresh = p.coverage.iter().filter(|s| !seen.contains(s)).count();
         if fresh > 0 {
-            seen.extend(p.coverage);
-            corpus.push(draft.clone());
+            seen.extend(p.coverage.iter().copied());
+            corpus.push((draft.clone(), p.coverage));
         }
         let Some((cx, _)) = p.violation else {
             continue;
@@ -335,7 +369,7 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
             }
         }
         if on_base(&scenario, kind, seed, 1, opts)? {
-            sum.on_base += 1;
+            sum.on_base.entry(sig).or_insert((0, i)).0 += 1;
             continue;
         }
         let after = started.elapsed();

@@ -161,6 +161,8 @@ pub struct Row {
     pub token: Option<String>,
     /// Violations also on the base protocol (not counted), before and after shrinking.
     pub also_on_base: u64,
+    /// Their kinds and detecting functions, with the scenario index of the first.
+    pub on_base_kinds: Vec<(String, u64)>,
     /// The run's figures.
     pub scenarios_run: u64,
     pub executions: u64,
@@ -219,7 +221,18 @@ pub fn sweep(
             scenario: hit.map(|x| x.scenario),
             file: hit.map(|x| x.file.display().to_string()),
             token: hit.map(|x| x.token.clone()),
-            also_on_base: sum.on_base
+            on_base_kinds: sum
+                .on_base
+                .iter()
+                .map(|((k, f), (_, i))| (format!("{k} in {f}"), *i))
+                .chain(
+                    sum.found
+                        .iter()
+                        .filter(|x| x.on_base == Some(true))
+                        .map(|x| (format!("{} in {}", x.kind, x.func), x.scenario)),
+                )
+                .collect(),
+            also_on_base: sum.on_base.values().map(|(n, _)| n).sum::<u64>()
                 + sum
                     .found
                     .iter()
@@ -280,7 +293,12 @@ pub fn line(r: &Row) -> String {
             r.scenarios_run,
             r.elapsed,
             if r.also_on_base > 0 {
-                format!("; {} also on the base", r.also_on_base)
+                let k: Vec<String> = r
+                    .on_base_kinds
+                    .iter()
+                    .map(|(k, i)| format!("{k} (scenario {i})"))
+                    .collect();
+                format!("; {} also on the base: {}", r.also_on_base, k.join(", "))
             } else {
                 String::new()
             }

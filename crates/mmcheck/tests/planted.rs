@@ -96,7 +96,7 @@ fn a_violation_the_base_gives_too_is_not_counted() {
     o.base = Some(sets);
     let sum = run(&o, &mut |_| {}).unwrap();
     assert!(sum.found.iter().all(|f| f.on_base == Some(true)));
-    assert!(sum.on_base + sum.found.len() as u64 > 0, "{sum:?}");
+    assert!(!sum.on_base.is_empty() || !sum.found.is_empty(), "{sum:?}");
     assert_eq!(sum.scenarios + sum.unstartable, 30);
     let _ = std::fs::remove_dir_all(tmp("base"));
 }

@@ -275,8 +275,8 @@ fn weight(name: &str) -> u64 {
         "check" => 0,
         // Only after `fork` in the same thread (see `thread_ops`).
         "child_exit" => 0,
-        "load" | "store" => 12,
-        "fault" | "gup_fast" | "madvise dontneed" | "rcu_walk" => 8,
+        "load" | "store" | "madvise dontneed" => 12,
+        "fault" | "gup_fast" | "rcu_walk" => 8,
         "mmap" | "mremap" | "munmap" | "fork" | "mprotect" => 5,
         _ => 4,
     }
@@ -333,6 +333,17 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
         .flatten()
         .filter(|l| l.as_str() != "child_exit")
         .collect();
+    // A thread of two operations often touches the focus page first: its TLB then caches the
+    // translation a racing zap, unmap or protection change must flush.
+    if n >= 2 && cx.r.chance(35) {
+        let f = cx.layout.focus;
+        ops.push(if cx.r.chance(50) {
+            format!("load @{f}")
+        } else {
+            let v = cx.value();
+            format!("store @{f} = {v}")
+        });
+    }
     while ops.len() < n {
         let again = if !theirs.is_empty() && cx.r.chance(25) {
             let l = theirs[cx.r.below(theirs.len() as u64) as usize];
@@ -472,7 +483,7 @@ fn draw(r: &mut Prng) -> Draft {
     let mut left = MAX_OPS;
     for t in 0..threads {
         let room = left - (threads - t - 1);
-        let n = if room >= 2 && cx.r.chance(30) { 2 } else { 1 };
+        let n = if room >= 2 && cx.r.chance(40) { 2 } else { 1 };
         left -= n;
         let prog = thread_ops(&mut cx, n, &progs);
         progs.push(prog);
