@@ -369,7 +369,17 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
             }
         }
         if on_base(&scenario, kind, seed, 1, opts)? {
-            sum.on_base.entry(sig).or_insert((0, i)).0 += 1;
+            let e = sum.on_base.entry(sig).or_insert((0, i));
+            e.0 += 1;
+            if e.0 == 1 {
+                // Kept unshrunk, under the base protocol, for whoever looks into the model.
+                let name = format!("fuzz-{}-{i}-base", opts.seed);
+                let header = opts.base.as_ref().map(header).unwrap_or_default();
+                let text = draft.render(&name, &header, &format!("violation {kind}"));
+                let file = opts.out.join(format!("{name}.mmt"));
+                std::fs::write(&file, text)
+                    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            }
             continue;
         }
         let after = started.elapsed();

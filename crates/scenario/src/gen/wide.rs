@@ -225,7 +225,7 @@ fn fill(cx: &mut Ctx<'_>, name: &str, items: &[Item], out: &mut Vec<String>, pag
             Item::Word(w) => out.push(w.clone()),
             Item::OneOf(ws) => out.push(cx.r.pick(ws).clone()),
             Item::Optional(inner) => {
-                if cx.r.chance(35) {
+                if cx.r.chance(45) {
                     fill(cx, name, inner, out, page);
                 }
             }
@@ -275,9 +275,15 @@ fn weight(name: &str) -> u64 {
         "check" => 0,
         // Only after `fork` in the same thread (see `thread_ops`).
         "child_exit" => 0,
-        "load" | "store" | "madvise dontneed" => 12,
-        "fault" | "gup_fast" | "rcu_walk" => 8,
-        "mmap" | "mremap" | "munmap" | "fork" | "mprotect" => 5,
+        "madvise dontneed" => 12,
+        "load" | "store" => 16,
+        "fault" => 10,
+        "gup_fast" | "rcu_walk" => 8,
+        // What reclaim, migration and address-space changes do to a table others use.
+        "try_to_unmap" | "migrate" | "madvise pageout" | "madvise free" | "munmap" | "mremap" => {
+            7
+        }
+        "mmap" | "fork" | "mprotect" => 5,
         _ => 4,
     }
 }
@@ -335,7 +341,7 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
         .collect();
     // A thread of two operations often touches the focus page first: its TLB then caches the
     // translation a racing zap, unmap or protection change must flush.
-    if n >= 2 && cx.r.chance(35) {
+    if n >= 2 && cx.r.chance(50) {
         let f = cx.layout.focus;
         ops.push(if cx.r.chance(50) {
             format!("load @{f}")
@@ -345,14 +351,14 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
         });
     }
     while ops.len() < n {
-        let again = if !theirs.is_empty() && cx.r.chance(25) {
+        let again = if !theirs.is_empty() && cx.r.chance(30) {
             let l = theirs[cx.r.below(theirs.len() as u64) as usize];
             spec_of(l).map(|spec| (l, spec))
         } else {
             None
         };
         let o = match again {
-            Some((l, _)) if cx.r.chance(50) => l.clone(),
+            Some((l, _)) if cx.r.chance(60) => l.clone(),
             Some((_, spec)) => op_of(cx, spec),
             None => op(cx),
         };
