@@ -5,12 +5,19 @@
 //! search, each a fixed number of executions with fixed seeds, so a probe is deterministic. The
 //! coverage of a probe is the set of [`Site`]s its steps were made at (kernel function, access,
 //! object class); a scenario that reaches a site no earlier one did joins the corpus, and later
-//! scenarios are either fresh draws or mutations of a corpus member. A violating scenario is
+//! scenarios are either fresh draws or mutations of a corpus member, drawn with a weight that
+//! grows with the rarity of the sites it reached (how few scenarios reached them). A violating
+//! scenario is
 //! shrunk twice: to the fewest threads, operations and `init` lines that still give the same
 //! violation (each candidate probed again), then to the fewest preemptions
 //! ([`mmcheck_explore::shrink`]); it is written as a `.mmt` file that states the protocol,
 //! expects the violation and carries its replay token. A probe that hits a tool limit is
 //! counted as inconclusive, never as a violation.
+//!
+//! With a base protocol ([`FuzzOpts::base`], the protocol without a planted change: see
+//! [`crate::planted`]) a violation counts only when the base does not give the same kind on the
+//! same scenario, before shrinking (else the unshrunk scenario is kept as `fuzz-S-I-base.mmt`)
+//! and after; `--first` ([`FuzzOpts::first`]) stops at the first that counts.
 //!
 //! Determinism: the scenario sequence, every probe and every shrink depend on `--seed` alone;
 //! the time budget only decides where the sequence stops (`--scenarios` fixes that too).

@@ -5,11 +5,24 @@
 //!
 //! The initial state is drawn from the same vocabulary: region A (`@0`, one PTE table, PMD-sized)
 //! is anonymous, shmem or a private shmem mapping, perhaps `huge`; region B (`@8`, the next
-//! table under the same PMD table) is sometimes a second mapping, perhaps of the same file;
-//! pages are faulted in with stores; sometimes an `init` operation starts pages lazyfree, under
-//! migration, registered with userfaultfd, or with the table retracted. `@16` and above are left
-//! free for `mmap` and `mremap` destinations. Operations aim mostly at one focus page, so that
-//! the threads share a page table, a VMA and a folio.
+//! table under the same PMD table) is sometimes a second mapping, perhaps of the same file, or a
+//! growsdown stack at its top with room to grow below; pages are faulted in with stores (all of
+//! region A, its first half — an order-2 mTHP's range —, pages at random, or none, so that no
+//! PTE table exists yet); sometimes an `init` operation starts pages lazyfree or under
+//! migration, registers the range with userfaultfd, retracts the table (and maps the huge folio
+//! again by PTEs), collapses a THP in place, punches a hole, or moves the second half of region
+//! A away with `mremap` (its page offset then no longer matches its address, the rmap-order case
+//! of mremap). `@16` and above are left free for `mmap` and `mremap` destinations.
+//!
+//! The draw is biased towards threads that share a page table, a VMA and a folio, where the
+//! catalogue's race windows are: operations aim mostly at one focus page or at a region's first
+//! page; most range operations of some drafts, few of others, cover a whole table (what PT reclaim, a PMD-level zap and a
+//! whole-table mremap need); collapse and retraction mostly start at a region's first page;
+//! `mremap` destinations are PMD-aligned or not, or the moved range's old place; a thread of two
+//! operations often touches the focus page first (its TLB then caches what a racing zap must
+//! flush); a thread often repeats another's operation, as is or with new arguments (two faults,
+//! two zaps on one table); and the weights favour loads, stores, faults, zaps, reclaim and
+//! migration.
 //!
 //! Every draft is rendered as `.mmt` text and parsed like a file; a draft the parser refuses (an
 //! argument combination its checks reject) is drawn again, so what leaves [`generate`] is a
@@ -132,6 +145,9 @@ struct Ctx<'a> {
     /// The operation being drawn covers a whole range: its address is a region's (or the moved
     /// range's) first page and `pages=N` runs to its end.
     whole: bool,
+    /// Percent of range operations that cover a whole range in this draft (drawn once: the
+    /// threads of a draft mostly agree on whole tables or single pages).
+    whole_pct: u64,
 }
 
 impl Ctx<'_> {
@@ -315,8 +331,9 @@ fn op_of(cx: &mut Ctx<'_>, spec: &OpSpec) -> String {
     let mut page = cx.layout.focus;
     // A range operation over a whole PTE table or PMD range: what PT reclaim, a PMD-level
     // zap, a whole-table mremap and a THP need.
-    cx.whole =
-        spec.syntax.contains("pages=N") && !spec.name.starts_with("mmap") && cx.r.chance(35);
+    cx.whole = spec.syntax.contains("pages=N")
+        && !spec.name.starts_with("mmap")
+        && cx.r.chance(cx.whole_pct);
     fill(cx, spec.name, &items, &mut out, &mut page);
     cx.whole = false;
     out.join(" ")
@@ -363,7 +380,13 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
             None => op(cx),
         };
         let fork = o == "fork";
+        let access = o.starts_with("load ") || o.starts_with("store ");
         ops.push(o);
+        // After an operation that changes the mapping, a load of the focus page sees what it
+        // left (a zap lost, a stale translation).
+        if !access && !fork && ops.len() < n && cx.r.chance(30) {
+            ops.push(format!("load @{}", cx.layout.focus));
+        }
         if fork && ops.len() < n && cx.r.chance(40) {
             ops.push("child_exit".to_string());
         }
@@ -484,7 +507,9 @@ fn draw(r: &mut Prng) -> Draft {
         layout: &layout,
         next_value: 100,
         whole: false,
+        whole_pct: 0,
     };
+    cx.whole_pct = if cx.r.chance(40) { 70 } else { 15 };
     let mut progs = Vec::new();
     let mut left = MAX_OPS;
     for t in 0..threads {
@@ -550,6 +575,7 @@ pub fn mutate(d: &Draft, seed: u64) -> (Draft, Scenario) {
             layout: &d.layout,
             next_value: 200,
             whole: false,
+            whole_pct: 35,
         };
         let t = cx.r.below(n.threads.len() as u64) as usize;
         match cx.r.below(6) {
