@@ -417,9 +417,9 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
         }
         let base_too = match &opts.base {
             Some(_) => {
-                let s = small
-                    .parse(&name)
-                    .map_err(|e| format!("internal error: a shrunk scenario does not parse: {e}"))?;
+                let s = small.parse(&name).map_err(|e| {
+                    format!("internal error: a shrunk scenario does not parse: {e}")
+                })?;
                 Some(on_base(&s, kind, seed, BASE_EXECUTIONS, opts)?)
             }
             None => None,

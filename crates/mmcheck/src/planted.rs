@@ -17,6 +17,7 @@ use crate::fuzz::{self, FuzzOpts};
 use crate::input::{gather, Input};
 use mmcheck_kernel::protocol::{PRESETS, SWITCHES};
 use mmcheck_kernel::Protocol;
+use mmcheck_platform::ViolationKind;
 use mmcheck_scenario::Verdict;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -170,6 +171,15 @@ pub struct Row {
     pub seed: u64,
 }
 
+/// A violation's kind and the kernel function that detected it (none for a deadlock).
+fn signature(kind: ViolationKind, func: &str) -> String {
+    if func.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} in {func}")
+    }
+}
+
 fn matches(m: &Mutant, filter: &[String]) -> bool {
     filter.is_empty()
         || filter.iter().any(|f| {
@@ -215,7 +225,7 @@ pub fn sweep(
         let row = Row {
             mutant: m.clone(),
             found: hit.is_some(),
-            violation: hit.map(|x| format!("{} in {}", x.kind, x.func)),
+            violation: hit.map(|x| signature(x.kind, &x.func)),
             expected: m.sources[0].1.clone(),
             seconds: hit.map(|x| x.after.as_secs_f64()),
             scenario: hit.map(|x| x.scenario),
@@ -224,20 +234,16 @@ pub fn sweep(
             on_base_kinds: sum
                 .on_base
                 .iter()
-                .map(|((k, f), (_, i))| (format!("{k} in {f}"), *i))
+                .map(|((k, f), (_, i))| (signature(*k, f), *i))
                 .chain(
                     sum.found
                         .iter()
                         .filter(|x| x.on_base == Some(true))
-                        .map(|x| (format!("{} in {}", x.kind, x.func), x.scenario)),
+                        .map(|x| (signature(x.kind, &x.func), x.scenario)),
                 )
                 .collect(),
             also_on_base: sum.on_base.values().map(|(n, _)| n).sum::<u64>()
-                + sum
-                    .found
-                    .iter()
-                    .filter(|x| x.on_base == Some(true))
-                    .count() as u64,
+                + sum.found.iter().filter(|x| x.on_base == Some(true)).count() as u64,
             scenarios_run: sum.scenarios,
             executions: sum.executions,
             elapsed: sum.elapsed.as_secs_f64(),

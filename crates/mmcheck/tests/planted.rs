@@ -37,7 +37,10 @@ fn mutants_are_the_violating_variants_once_each() {
         .iter()
         .find(|m| m.change == ["retract.locks=i_mmap_read"])
         .expect("retract.locks=i_mmap_read planted");
-    assert!(pre65.base.iter().any(|(k, v)| k == "fault.vma_lock" && v == "off"));
+    assert!(pre65
+        .base
+        .iter()
+        .any(|(k, v)| k == "fault.vma_lock" && v == "off"));
     // A variant expected clean plants nothing.
     assert!(!all.iter().any(|m| m.change == ["thp.zero_wp_alloc=off"]));
 }

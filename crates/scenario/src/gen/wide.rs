@@ -296,9 +296,7 @@ fn weight(name: &str) -> u64 {
         "fault" => 10,
         "gup_fast" | "rcu_walk" => 8,
         // What reclaim, migration and address-space changes do to a table others use.
-        "try_to_unmap" | "migrate" | "madvise pageout" | "madvise free" | "munmap" | "mremap" => {
-            7
-        }
+        "try_to_unmap" | "migrate" | "madvise pageout" | "madvise free" | "munmap" | "mremap" => 7,
         "mmap" | "fork" | "mprotect" => 5,
         _ => 4,
     }
@@ -451,8 +449,10 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             // A retracted table, its folio mapped again by PTEs (a PTE-mapped THP) or not.
             3 if a == "shmem" => {
                 if r.chance(50) {
-                    format!("retract @0
-  load @{focus}")
+                    format!(
+                        "retract @0
+  load @{focus}"
+                    )
                 } else {
                     "retract @0".to_string()
                 }
@@ -479,7 +479,12 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             6 if a != "anon" => format!("punch_hole @{focus} pages=1"),
             _ => String::new(),
         };
-        lines.extend(extra.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()));
+        lines.extend(
+            extra
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty()),
+        );
     }
     (
         Layout {
