@@ -174,6 +174,9 @@ enum Cmd {
         /// (repeatable).
         #[arg(long, value_name = "STR")]
         filter: Vec<String>,
+        /// With --planted: leave out mutants whose change or source contains STR (repeatable).
+        #[arg(long, value_name = "STR")]
+        exclude: Vec<String>,
         /// With --planted: the scenario files or directories whose variants plant the mutants
         /// (repeatable; by default the catalogue but its self-tests, whose variants change
         /// khugepaged tunables a `check` line asserts on, no protocol bug).
@@ -344,6 +347,7 @@ fn main() -> ExitCode {
             planted,
             budget_each,
             filter,
+            exclude,
             catalogue,
             json,
         } => {
@@ -369,6 +373,7 @@ fn main() -> ExitCode {
                         scenarios_each: scenarios,
                         executions: executions.unwrap_or(50),
                         filter,
+                        exclude,
                         out,
                         stop: Default::default(),
                     },

@@ -138,8 +138,10 @@ pub struct SweepOpts {
     /// Scenarios of each mutant's run (a sweep of a fixed length on any machine).
     pub scenarios_each: Option<u64>,
     pub executions: u64,
-    /// Mutants whose change, protocol or sources contain one of these.
+    /// Mutants whose change or sources contain one of these (all when empty).
     pub filter: Vec<String>,
+    /// Mutants whose change or sources contain one of these are left out.
+    pub exclude: Vec<String>,
     /// Where each run writes its scenarios (a directory per mutant, numbered).
     pub out: PathBuf,
     pub stop: Arc<AtomicBool>,
@@ -180,12 +182,12 @@ fn signature(kind: ViolationKind, func: &str) -> String {
     }
 }
 
-fn matches(m: &Mutant, filter: &[String]) -> bool {
-    filter.is_empty()
-        || filter.iter().any(|f| {
-            m.change.iter().any(|c| c.contains(f.as_str()))
-                || m.sources.iter().any(|(s, _)| s.contains(f.as_str()))
-        })
+/// Whether a mutant's change or one of its sources contains one of `strs`.
+fn mentions(m: &Mutant, strs: &[String]) -> bool {
+    strs.iter().any(|f| {
+        m.change.iter().any(|c| c.contains(f.as_str()))
+            || m.sources.iter().any(|(s, _)| s.contains(f.as_str()))
+    })
 }
 
 fn sets(p: &[(String, String)]) -> Overrides {
@@ -203,7 +205,7 @@ pub fn sweep(
 ) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for (n, m) in mutants.iter().enumerate() {
-        if !matches(m, &opts.filter) {
+        if !opts.filter.is_empty() && !mentions(m, &opts.filter) || mentions(m, &opts.exclude) {
             continue;
         }
         if opts.stop.load(Ordering::Relaxed) {

@@ -55,6 +55,7 @@ fn a_sweep_finds_a_planted_mutant_and_is_deterministic() {
         scenarios_each: Some(60),
         executions: 50,
         filter: vec![],
+        exclude: vec![],
         out,
         stop: Default::default(),
     };
@@ -79,6 +80,16 @@ fn a_sweep_finds_a_planted_mutant_and_is_deterministic() {
     )
     .unwrap();
     assert!(none.is_empty());
+    let left_out = sweep(
+        &ms,
+        &SweepOpts {
+            exclude: vec!["missing-tlb-flush".into()],
+            ..opts(tmp("c"))
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(left_out.is_empty());
     for d in ["a", "b", "c"] {
         let _ = std::fs::remove_dir_all(tmp(d));
     }
