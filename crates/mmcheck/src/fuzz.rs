@@ -283,9 +283,13 @@ const BASE_RETRIES: u64 = 3;
 /// [`FuzzOpts::executions`].
 const BASE_EXECUTIONS: u64 = 4;
 
+/// The executions of the DPOR search of a saved scenario under the base protocol.
+const BASE_DPOR_EXECUTIONS: u64 = 20_000;
+
 /// Whether `s` (a scenario without protocol lines) gives `kind` under [`FuzzOpts::base`] too, in
-/// a probe of `mult` times the run's executions per strategy (not bounded by the run's budget:
-/// a probe cut short would make a false alarm look like the planted change's).
+/// a probe of `mult` times the run's executions per strategy, then (`mult > 1`, a saved
+/// scenario) a DPOR search of [`BASE_DPOR_EXECUTIONS`] (not bounded by the run's budget: a
+/// search cut short would make a false alarm look like the planted change's).
 fn on_base(
     s: &Scenario,
     kind: ViolationKind,
@@ -304,7 +308,27 @@ fn on_base(
         ..opts.clone()
     };
     let p = probe_n(&m, seed, opts.executions * mult, &o, Instant::now());
-    Ok(p.violation.is_some_and(|(cx, _)| cx.violation.kind == kind))
+    if p.violation.is_some_and(|(cx, _)| cx.violation.kind == kind) {
+        return Ok(true);
+    }
+    if mult == 1 {
+        return Ok(false);
+    }
+    // The saved scenario is small: a longer DPOR search (complete for most) before the change
+    // is credited with the violation.
+    let out = explore(
+        m,
+        &Config {
+            mode: Mode::Dpor,
+            max_executions: Some(BASE_DPOR_EXECUTIONS),
+            max_steps: opts.max_steps,
+            stop: Some(opts.stop.clone()),
+            ..Config::default()
+        },
+    );
+    Ok(out
+        .counterexample
+        .is_some_and(|cx| cx.violation.kind == kind))
 }
 
 /// Run the fuzzer; `log` gets one line per event worth telling (a new violation, progress).

@@ -57,6 +57,10 @@ pub struct Layout {
     /// Whether a growsdown stack maps the top of region B (`@12`, 4 pages), the rest of region B
     /// free below it to grow into.
     pub stack: bool,
+    /// Operations drawn three times as often: those that act on what `init` made (PMD-level
+    /// operations on a THP, reclaim on a lazyfree page, userfaultfd operations on a registered
+    /// range, ...).
+    pub boost: Vec<&'static str>,
 }
 
 impl Layout {
@@ -305,12 +309,14 @@ fn weight(name: &str) -> u64 {
 /// One operation line, drawn by weight among the modelled operations.
 fn op(cx: &mut Ctx<'_>) -> String {
     let ops: Vec<_> = OPS.iter().filter(|o| o.modelled()).collect();
-    let total: u64 = ops.iter().map(|o| weight(o.name)).sum();
+    let boost = &cx.layout.boost;
+    let w = |name: &str| weight(name) * if boost.contains(&name) { 3 } else { 1 };
+    let total: u64 = ops.iter().map(|o| w(o.name)).sum();
     let mut x = cx.r.below(total);
     let spec = ops
         .iter()
         .find(|o| {
-            let w = weight(o.name);
+            let w = w(o.name);
             if x < w {
                 true
             } else {
@@ -438,8 +444,31 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
         r.below(REGION)
     };
     let mut moved = None;
+    let mut boost: Vec<&'static str> = Vec::new();
+    if huge {
+        boost.extend(["numa_hint", "madvise free", "split_huge_page", "migrate"]);
+    }
+    if a == "shmem" {
+        boost.extend(["try_to_unmap", "retract", "punch_hole"]);
+    }
+    if faulted.is_empty() {
+        boost.extend(["fault"]);
+    }
+    if stack {
+        boost.extend(["munmap"]);
+    }
     if r.chance(40) {
-        let extra = match r.below(7) {
+        let k = r.below(7);
+        boost.extend(match k {
+            0 => &["madvise pageout", "gup_fast"][..],
+            1 => &["fault", "gup_fast", "split_huge_page"][..],
+            2 => &["uffd_copy", "uffd_wp", "uffd_move", "retract"][..],
+            3 => &["collapse_pte_mapped_thp", "uffd_copy"][..],
+            4 => &["gup_fast", "folio_walk", "migrate"][..],
+            5 => &["mremap", "migrate", "rmap_walk"][..],
+            _ => &["try_to_unmap", "truncate"][..],
+        });
+        let extra = match k {
             0 if a == "anon" => format!("madvise free @{focus} pages=1"),
             1 if faulted.contains(&focus) => format!("migrate @{focus} unmap"),
             2 => format!(
@@ -494,6 +523,7 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             focus,
             moved,
             stack,
+            boost,
         },
         lines,
     )
