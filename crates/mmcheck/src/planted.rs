@@ -3,10 +3,10 @@
 //! Every `variant` of a catalogue scenario that expects a violation plants a bug: its protocol
 //! (the file's preset and `set` lines, then the variant's settings) is a *mutant*. Mutants with
 //! the same protocol are one. Each is fuzzed from scratch ([`crate::fuzz::run`], no catalogue
-//! scenario used) with a budget of its own, stopping at the first violation that the protocol
-//! without the variant's settings (the *base*, the file's own protocol) does not also give on the
-//! same shrunk scenario: a violation the base gives too is a model false alarm or a bug of the
-//! base, no evidence of the planted one. The result is a row per mutant: found or not, the
+//! scenario used) with a budget of its own, stopping at the first violation that the *base* (the
+//! protocol closest to the mutant among those its file expects clean: the file's own, or a clean
+//! variant) does not also give on the same shrunk scenario: a violation the base gives too is a
+//! model false alarm or a bug of the base, no evidence of the planted one. The result is a row per mutant: found or not, the
 //! violation, the time and the scenario index it took.
 //!
 //! Deterministic for a seed when the runs are bounded by `--scenarios` (the time budget decides
@@ -32,8 +32,8 @@ pub struct Mutant {
     pub change: Vec<String>,
     /// The whole protocol, as the switches away from the 2026 defaults.
     pub protocol: Vec<(String, String)>,
-    /// The base: the file's own protocol (of the variant closest to the mutant when several
-    /// files plant it).
+    /// The base: the protocol closest to the mutant that its file expects clean (of the file
+    /// closest to it when several plant it).
     pub base: Vec<(String, String)>,
     /// `FILE:VARIANT` of every variant planting it, and the violation each expects.
     pub sources: Vec<(String, String)>,
