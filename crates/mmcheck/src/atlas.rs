@@ -206,20 +206,21 @@ fn fuzz_site(site: &SiteKey, opts: &AtlasOpts, e: &mut Entry) {
     let mut seed = opts.seed;
     let mut left = opts.fuzz_scenarios;
     while left > 0 && started.elapsed() < opts.fuzz_budget && !opts.stop.load(Ordering::Relaxed) {
-        let f = FuzzOpts {
+        let mut f = FuzzOpts::new(
             seed,
-            budget: opts.fuzz_budget.saturating_sub(started.elapsed()),
-            scenarios: Some(left),
-            overrides: Overrides {
+            opts.fuzz_budget.saturating_sub(started.elapsed()),
+            Overrides {
                 mutate: Some(site.clone()),
                 ..Overrides::default()
             },
-            executions: 50,
-            max_steps: 20_000,
-            out: dir.clone(),
-            stop: opts.stop.clone(),
-            first: true,
-        };
+            dir.clone(),
+        );
+        f.scenarios = Some(left);
+        f.executions = 50;
+        f.stop = opts.stop.clone();
+        f.first = true;
+        // A violation counts only if the scenario does not give it without the mutant.
+        f.base = Some(Overrides::default());
         let sum: Summary = match crate::fuzz::run(&f, &mut |_| {}) {
             Ok(s) => s,
             Err(err) => {
@@ -231,7 +232,7 @@ fn fuzz_site(site: &SiteKey, opts: &AtlasOpts, e: &mut Entry) {
         e.fuzz_executions += sum.executions;
         e.inconclusive += sum.inconclusive as usize;
         left = left.saturating_sub(sum.scenarios.max(1));
-        let Some(found) = sum.found.first() else {
+        let Some(found) = sum.found.iter().find(|f| f.on_base != Some(true)) else {
             return;
         };
         let text = std::fs::read_to_string(&found.file).unwrap_or_default();

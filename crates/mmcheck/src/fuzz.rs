@@ -5,12 +5,19 @@
 //! search, each a fixed number of executions with fixed seeds, so a probe is deterministic. The
 //! coverage of a probe is the set of [`Site`]s its steps were made at (kernel function, access,
 //! object class); a scenario that reaches a site no earlier one did joins the corpus, and later
-//! scenarios are either fresh draws or mutations of a corpus member. A violating scenario is
+//! scenarios are either fresh draws or mutations of a corpus member, drawn with a weight that
+//! grows with the rarity of the sites it reached (how few scenarios reached them). A violating
+//! scenario is
 //! shrunk twice: to the fewest threads, operations and `init` lines that still give the same
 //! violation (each candidate probed again), then to the fewest preemptions
 //! ([`mmcheck_explore::shrink`]); it is written as a `.mmt` file that states the protocol,
 //! expects the violation and carries its replay token. A probe that hits a tool limit is
 //! counted as inconclusive, never as a violation.
+//!
+//! With a base protocol ([`FuzzOpts::base`], the protocol without a planted change: see
+//! [`crate::planted`]) a violation counts only when the base does not give the same kind on the
+//! same scenario, before shrinking (else the unshrunk scenario is kept as `fuzz-S-I-base.mmt`)
+//! and after; `--first` ([`FuzzOpts::first`]) stops at the first that counts.
 //!
 //! Determinism: the scenario sequence, every probe and every shrink depend on `--seed` alone;
 //! the time budget only decides where the sequence stops (`--scenarios` fixes that too).
@@ -50,8 +57,29 @@ pub struct FuzzOpts {
     pub out: PathBuf,
     /// Set by Ctrl-C.
     pub stop: Arc<AtomicBool>,
-    /// Stop at the first violation saved.
+    /// Stop at the first violation saved (with `base`, the first not also on the base).
     pub first: bool,
+    /// The protocol without the planted change: a violation counts as the change's only when the
+    /// scenario does not give the same kind under it (see [`Found::on_base`]).
+    pub base: Option<Overrides>,
+}
+
+impl FuzzOpts {
+    /// A run of `seed` for `budget` against `overrides`, with the defaults of the command line.
+    pub fn new(seed: u64, budget: Duration, overrides: Overrides, out: PathBuf) -> Self {
+        FuzzOpts {
+            seed,
+            budget,
+            scenarios: None,
+            overrides,
+            executions: 200,
+            max_steps: 20_000,
+            out,
+            stop: Default::default(),
+            first: false,
+            base: None,
+        }
+    }
 }
 
 /// A violation found and saved.
@@ -70,6 +98,10 @@ pub struct Found {
     pub size: ((usize, usize), (usize, usize)),
     /// Later scenarios that gave the same violation (same kind and function).
     pub repeats: u64,
+    /// With [`FuzzOpts::base`]: whether the saved scenario gives the same kind under the base
+    /// protocol too (then it is no evidence of the planted change: a model false alarm, or a
+    /// bug the base has too).
+    pub on_base: Option<bool>,
 }
 
 /// The run's figures.
@@ -83,6 +115,10 @@ pub struct Summary {
     /// Generated scenarios skipped because their `init` fails.
     pub unstartable: u64,
     pub found: Vec<Found>,
+    /// With [`FuzzOpts::base`]: violating scenarios that gave the same kind under the base
+    /// protocol before shrinking (not saved), by kind and detecting function, with the index of
+    /// the first.
+    pub on_base: BTreeMap<(ViolationKind, String), (u64, u64)>,
     pub interrupted: bool,
     pub elapsed: Duration,
 }
@@ -106,13 +142,24 @@ fn strategies(seed: u64, executions: u64) -> [(Mode, u64, u64); 4] {
 }
 
 fn probe(model: &Arc<KernelModel>, seed: u64, opts: &FuzzOpts, started: Instant) -> Probe {
+    probe_n(model, seed, opts.executions, opts, started)
+}
+
+/// [`probe`] with `executions` per strategy.
+fn probe_n(
+    model: &Arc<KernelModel>,
+    seed: u64,
+    executions: u64,
+    opts: &FuzzOpts,
+    started: Instant,
+) -> Probe {
     let mut p = Probe {
         violation: None,
         coverage: BTreeSet::new(),
         executions: 0,
         inconclusive: false,
     };
-    for (mode, seed, n) in strategies(seed, opts.executions) {
+    for (mode, seed, n) in strategies(seed, executions) {
         let cfg = Config {
             mode,
             seed,
@@ -206,16 +253,103 @@ fn shrink_draft(
     best
 }
 
+/// A corpus member to mutate, drawn with a weight that grows with the rarity of the sites it
+/// reached (the sum of `1/hits` over its sites, in fixed point): members that reached what few
+/// scenarios reach (a race window's inner steps) are mutated more often.
+fn pick_rare(
+    corpus: &[(Draft, BTreeSet<Site>)],
+    hits: &BTreeMap<Site, u64>,
+    r: &mut Prng,
+) -> usize {
+    let w: Vec<u64> = corpus
+        .iter()
+        .map(|(_, cov)| {
+            1 + cov
+                .iter()
+                .map(|s| 1_000_000 / hits.get(s).copied().unwrap_or(1).max(1))
+                .sum::<u64>()
+        })
+        .collect();
+    let mut x = r.below(w.iter().sum());
+    for (k, wk) in w.iter().enumerate() {
+        if x < *wk {
+            return k;
+        }
+        x -= wk;
+    }
+    corpus.len() - 1
+}
+
+/// How many times a signature saved as also on the base is shrunk again when it recurs.
+const BASE_RETRIES: u64 = 3;
+/// The executions of the base protocol's probe of a saved scenario, in multiples of
+/// [`FuzzOpts::executions`].
+const BASE_EXECUTIONS: u64 = 4;
+
+/// The executions of the DPOR search of a saved scenario under the base protocol.
+const BASE_DPOR_EXECUTIONS: u64 = 20_000;
+
+/// Whether `s` (a scenario without protocol lines) gives `kind` under [`FuzzOpts::base`] too, in
+/// a probe of `mult` times the run's executions per strategy, then (`mult > 1`, a saved
+/// scenario) a DPOR search of [`BASE_DPOR_EXECUTIONS`] (not bounded by the run's budget: a
+/// search cut short would make a false alarm look like the planted change's).
+fn on_base(
+    s: &Scenario,
+    kind: ViolationKind,
+    seed: u64,
+    mult: u64,
+    opts: &FuzzOpts,
+) -> Result<bool, String> {
+    let Some(base) = &opts.base else {
+        return Ok(false);
+    };
+    let Some(m) = startable(s, base)? else {
+        return Ok(false);
+    };
+    let o = FuzzOpts {
+        budget: Duration::from_secs(86_400),
+        ..opts.clone()
+    };
+    let p = probe_n(&m, seed, opts.executions * mult, &o, Instant::now());
+    if p.violation.is_some_and(|(cx, _)| cx.violation.kind == kind) {
+        return Ok(true);
+    }
+    if mult == 1 {
+        return Ok(false);
+    }
+    // The saved scenario is small: a longer DPOR search (complete for most) before the change
+    // is credited with the violation.
+    let out = explore(
+        m,
+        &Config {
+            mode: Mode::Dpor,
+            max_executions: Some(BASE_DPOR_EXECUTIONS),
+            max_steps: opts.max_steps,
+            stop: Some(opts.stop.clone()),
+            ..Config::default()
+        },
+    );
+    Ok(out
+        .counterexample
+        .is_some_and(|cx| cx.violation.kind == kind))
+}
+
 /// Run the fuzzer; `log` gets one line per event worth telling (a new violation, progress).
 pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String> {
     let started = Instant::now();
     // Bad overrides are bad input: refuse them before the first scenario.
     model_of(&wide::generate(opts.seed).1.scenario, &opts.overrides)?;
+    if let Some(b) = &opts.base {
+        model_of(&wide::generate(opts.seed).1.scenario, b)?;
+    }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
     let mut sum = Summary::default();
     let mut seen: BTreeSet<Site> = BTreeSet::new();
-    let mut corpus: Vec<Draft> = Vec::new();
+    let mut corpus: Vec<(Draft, BTreeSet<Site>)> = Vec::new();
+    // How many scenarios reached each site: a corpus member is mutated in proportion to the
+    // rarity of the sites it reached.
+    let mut hits: BTreeMap<Site, u64> = BTreeMap::new();
     let mut by_sig: BTreeMap<(ViolationKind, String), usize> = BTreeMap::new();
     let mut r = Prng::new(opts.seed);
     let mut i = 0u64;
@@ -232,24 +366,36 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
             let (d, g) = wide::generate(seed);
             (d, g.scenario)
         } else {
-            let k = r.below(corpus.len() as u64) as usize;
-            wide::mutate(&corpus[k], seed)
+            let k = pick_rare(&corpus, &hits, &mut r);
+            wide::mutate(&corpus[k].0, seed)
         };
         i += 1;
         let Some(model) = startable(&scenario, &opts.overrides)? else {
             sum.unstartable += 1;
             continue;
         };
-        let p = probe(&model, seed, opts, started);
+        let mut p = probe(&model, seed, opts, started);
+        // A mutant's site reached (`--mutate`): a coverage site of its own, so the corpus keeps
+        // and the rarity weighting favours the scenarios that reach what the mutant removed.
+        if model.mutation().is_some_and(|m| m.skipped() > 0) {
+            p.coverage.insert(Site {
+                func: "(the mutant's site)",
+                access: mmcheck_platform::Access::Read,
+                class: "mutant",
+            });
+        }
         sum.scenarios += 1;
         sum.executions += p.executions;
         if p.inconclusive {
             sum.inconclusive += 1;
         }
+        for site in &p.coverage {
+            *hits.entry(*site).or_default() += 1;
+        }
         let fresh = p.coverage.iter().filter(|s| !seen.contains(s)).count();
         if fresh > 0 {
-            seen.extend(p.coverage);
-            corpus.push(draft.clone());
+            seen.extend(p.coverage.iter().copied());
+            corpus.push((draft.clone(), p.coverage));
         }
         let Some((cx, _)) = p.violation else {
             continue;
@@ -259,6 +405,24 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
         let sig = (kind, func.clone());
         if let Some(&k) = by_sig.get(&sig) {
             sum.found[k].repeats += 1;
+            // A signature saved as also on the base is looked at again a few times: the planted
+            // change may give the same kind in the same function on another scenario.
+            if sum.found[k].on_base != Some(true) || sum.found[k].repeats > BASE_RETRIES {
+                continue;
+            }
+        }
+        if on_base(&scenario, kind, seed, 1, opts)? {
+            let e = sum.on_base.entry(sig).or_insert((0, i));
+            e.0 += 1;
+            if e.0 == 1 {
+                // Kept unshrunk, under the base protocol, for whoever looks into the model.
+                let name = format!("fuzz-{}-{i}-base", opts.seed);
+                let header = opts.base.as_ref().map(header).unwrap_or_default();
+                let text = draft.render(&name, &header, &format!("violation {kind}"));
+                let file = opts.out.join(format!("{name}.mmt"));
+                std::fs::write(&file, text)
+                    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            }
             continue;
         }
         let after = started.elapsed();
@@ -287,6 +451,15 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
                 "internal error: {name}'s schedule {token} does not replay to {kind}"
             ));
         }
+        let base_too = match &opts.base {
+            Some(_) => {
+                let s = small.parse(&name).map_err(|e| {
+                    format!("internal error: a shrunk scenario does not parse: {e}")
+                })?;
+                Some(on_base(&s, kind, seed, BASE_EXECUTIONS, opts)?)
+            }
+            None => None,
+        };
         let file = opts.out.join(format!("{name}.mmt"));
         let mut body = format!(
             "# Found by `mmcheck fuzz --seed {}` (scenario {i}, after {:.1} s), shrunk from {} threads\n\
@@ -304,9 +477,14 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
         body.push_str(&text);
         std::fs::write(&file, body).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         log(&format!(
-            "scenario {i}: {kind} in {func} after {:.1} s -> {}",
+            "scenario {i}: {kind} in {func} after {:.1} s -> {}{}",
             after.as_secs_f64(),
-            file.display()
+            file.display(),
+            if base_too == Some(true) {
+                " (also on the base protocol)"
+            } else {
+                ""
+            }
         ));
         by_sig.insert(sig, sum.found.len());
         sum.found.push(Found {
@@ -319,8 +497,9 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
             token,
             size: (size(&draft), size(&small)),
             repeats: 0,
+            on_base: base_too,
         });
-        if opts.first {
+        if opts.first && base_too != Some(true) {
             break;
         }
     }

@@ -7,6 +7,7 @@ pub mod fuzz;
 pub mod input;
 pub mod merge;
 pub mod model_runner;
+pub mod planted;
 pub mod sites;
 pub mod stress;
 pub mod table;

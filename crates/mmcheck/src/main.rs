@@ -177,15 +177,42 @@ enum Cmd {
         #[arg(long, value_name = "SITE", value_parser = parse_site)]
         mutate: Option<mmcheck_platform::SiteKey>,
         /// Executions per strategy per scenario (random, PCT 2, PCT 3; DPOR gets four times as
-        /// many).
-        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        executions: u64,
+        /// many); 200 by default, 50 with --planted (more scenarios in a short budget).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        executions: Option<u64>,
         /// Directory for the violating scenarios.
         #[arg(long, default_value = "fuzz-out")]
         out: std::path::PathBuf,
         /// Print the scenario the generator draws from SEED and exit.
         #[arg(long, value_name = "SEED")]
         show: Option<u64>,
+        /// Stop at the first violation found (with --planted, the first the base does not give).
+        #[arg(long)]
+        first: bool,
+        /// Sweep the planted mutants: every catalogue variant that expects a violation, its
+        /// protocol fuzzed from scratch with --budget-each seconds (and --scenarios each); a
+        /// mutant counts as found when the shrunk scenario does not give the same kind under the
+        /// file's own protocol. Prints a table (exit 0 if every mutant was found, 1 if not).
+        #[arg(long)]
+        planted: bool,
+        /// With --planted: seconds per mutant.
+        #[arg(long, default_value_t = 60.0)]
+        budget_each: f64,
+        /// With --planted: only mutants whose change or source file:variant contains STR
+        /// (repeatable).
+        #[arg(long, value_name = "STR")]
+        filter: Vec<String>,
+        /// With --planted: leave out mutants whose change or source contains STR (repeatable).
+        #[arg(long, value_name = "STR")]
+        exclude: Vec<String>,
+        /// With --planted: the scenario files or directories whose variants plant the mutants
+        /// (repeatable; by default the catalogue but its self-tests, whose variants change
+        /// khugepaged tunables a `check` line asserts on, no protocol bug).
+        #[arg(long, default_values_t = ["scenarios/planted".to_string(), "scenarios/races".to_string(), "scenarios/seeds".to_string(), "scenarios/fidelity".to_string()])]
+        catalogue: Vec<String>,
+        /// With --planted: the table as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List the mutation sites: every lock acquisition (kernel function and lock class) and every
     /// named recheck the scenarios reach, with its kernel file, the model lines that make it and
@@ -515,30 +542,62 @@ fn main() -> ExitCode {
             executions,
             out,
             show,
+            first,
+            planted,
+            budget_each,
+            filter,
+            exclude,
+            catalogue,
+            json,
         } => {
             if let Some(s) = show {
                 print!("{}", mmcheck::fuzz::show(s));
                 return ExitCode::SUCCESS;
             }
+            if planted {
+                if protocol.is_some() || !sets.is_empty() {
+                    eprintln!("error: --planted takes each mutant's protocol from the catalogue: no --protocol or --set");
+                    return ExitCode::from(2);
+                }
+                if !(budget_each.is_finite() && budget_each > 0.0 && budget_each <= 86_400.0) {
+                    eprintln!(
+                        "error: --budget-each must be a positive number of seconds up to 86400"
+                    );
+                    return ExitCode::from(2);
+                }
+                return run_planted(
+                    mmcheck::planted::SweepOpts {
+                        seed,
+                        budget_each: std::time::Duration::from_secs_f64(budget_each),
+                        scenarios_each: scenarios,
+                        executions: executions.unwrap_or(50),
+                        filter,
+                        exclude,
+                        out,
+                        stop: Default::default(),
+                    },
+                    &catalogue,
+                    json,
+                );
+            }
             if !(budget.is_finite() && budget > 0.0 && budget <= 86_400.0) {
                 eprintln!("error: --budget must be a positive number of seconds up to 86400");
                 return ExitCode::from(2);
             }
-            run_fuzz(mmcheck::fuzz::FuzzOpts {
+            let mut o = mmcheck::fuzz::FuzzOpts::new(
                 seed,
-                budget: std::time::Duration::from_secs_f64(budget),
-                scenarios,
-                overrides: mmcheck::check::Overrides {
+                std::time::Duration::from_secs_f64(budget),
+                mmcheck::check::Overrides {
                     protocol,
                     sets,
                     mutate,
                 },
-                executions,
-                max_steps: 20_000,
                 out,
-                stop: Default::default(),
-                first: false,
-            })
+            );
+            o.scenarios = scenarios;
+            o.executions = executions.unwrap_or(200);
+            o.first = first;
+            run_fuzz(o)
         }
         Cmd::Bench {
             what: BenchWhat::Explore { seconds },
@@ -658,6 +717,67 @@ fn write_atlas(atlas: &mmcheck::atlas::Atlas, files: [Option<std::path::PathBuf>
         return ExitCode::from(130);
     }
     ExitCode::SUCCESS
+}
+
+fn run_planted(opts: mmcheck::planted::SweepOpts, catalogue: &[String], json: bool) -> ExitCode {
+    use std::sync::atomic::Ordering;
+    {
+        let stop = opts.stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let mutants = match mmcheck::planted::mutants(catalogue) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rows = match mmcheck::planted::sweep(&mutants, &opts, &mut |l| {
+        if !json {
+            println!("{l}")
+        }
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(if e.starts_with("internal error") {
+                4
+            } else {
+                2
+            });
+        }
+    };
+    let found = rows.iter().filter(|r| r.found).count();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "seed": opts.seed,
+                "budget_each": opts.budget_each.as_secs_f64(),
+                "scenarios_each": opts.scenarios_each,
+                "executions": opts.executions,
+                "found": found,
+                "mutants": rows.len(),
+                "rows": rows,
+            }))
+            .expect("rows serialize")
+        );
+    } else {
+        println!();
+        print!("{}", mmcheck::planted::markdown(&rows));
+        println!("\n{found} of {} planted mutants found", rows.len());
+    }
+    if opts.stop.load(Ordering::Relaxed) {
+        ExitCode::from(130)
+    } else if found == rows.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn run_fuzz(opts: mmcheck::fuzz::FuzzOpts) -> ExitCode {

@@ -26,6 +26,7 @@ fn opts(seed: u64, scenarios: u64, sets: &[(&str, &str)], out: &std::path::Path)
         out: out.to_path_buf(),
         stop: Default::default(),
         first: false,
+        base: None,
     }
 }
 
@@ -53,17 +54,17 @@ fn bad_overrides_are_refused_before_any_scenario() {
 #[test]
 fn finds_a_planted_bug_and_saves_a_replayable_scenario() {
     let dir = std::env::temp_dir().join(format!("mmcheck-fuzz-pt-{}", std::process::id()));
-    // Seed 4 finds it in its 87th scenario today; a change to the generator moves that, so a
-    // few seeds are tried (each run is deterministic).
+    // Seed 4 finds it in its 14th scenario today (its 87th before the generator favoured
+    // whole-table zaps); a change to the generator moves that, so a few seeds are tried (each
+    // run is deterministic), each stopping at its first violation.
     let mut tried = Vec::new();
     let f = [4, 2, 3]
         .iter()
         .find_map(|&seed| {
-            let sum = run(
-                &opts(seed, 600, &[("pt_reclaim.free", "immediate")], &dir),
-                &mut |_| {},
-            )
-            .unwrap();
+            let mut o = opts(seed, 600, &[("pt_reclaim.free", "immediate")], &dir);
+            o.first = true;
+            let sum = run(&o, &mut |_| {}).unwrap();
+            assert!(sum.found.len() <= 1, "--first stops at the first");
             tried.push((seed, sum.scenarios));
             sum.found
                 .into_iter()

@@ -5,11 +5,24 @@
 //!
 //! The initial state is drawn from the same vocabulary: region A (`@0`, one PTE table, PMD-sized)
 //! is anonymous, shmem or a private shmem mapping, perhaps `huge`; region B (`@8`, the next
-//! table under the same PMD table) is sometimes a second mapping, perhaps of the same file;
-//! pages are faulted in with stores; sometimes an `init` operation starts pages lazyfree, under
-//! migration, registered with userfaultfd, or with the table retracted. `@16` and above are left
-//! free for `mmap` and `mremap` destinations. Operations aim mostly at one focus page, so that
-//! the threads share a page table, a VMA and a folio.
+//! table under the same PMD table) is sometimes a second mapping, perhaps of the same file, or a
+//! growsdown stack at its top with room to grow below; pages are faulted in with stores (all of
+//! region A, its first half — an order-2 mTHP's range —, pages at random, or none, so that no
+//! PTE table exists yet); sometimes an `init` operation starts pages lazyfree or under
+//! migration, registers the range with userfaultfd, retracts the table (and maps the huge folio
+//! again by PTEs), collapses a THP in place, punches a hole, or moves the second half of region
+//! A away with `mremap` (its page offset then no longer matches its address, the rmap-order case
+//! of mremap). `@16` and above are left free for `mmap` and `mremap` destinations.
+//!
+//! The draw is biased towards threads that share a page table, a VMA and a folio, where the
+//! catalogue's race windows are: operations aim mostly at one focus page or at a region's first
+//! page; most range operations of some drafts, few of others, cover a whole table (what PT reclaim, a PMD-level zap and a
+//! whole-table mremap need); collapse and retraction mostly start at a region's first page;
+//! `mremap` destinations are PMD-aligned or not, or the moved range's old place; a thread of two
+//! operations often touches the focus page first (its TLB then caches what a racing zap must
+//! flush); a thread often repeats another's operation, as is or with new arguments (two faults,
+//! two zaps on one table); and the weights favour loads, stores, faults, zaps, reclaim and
+//! migration.
 //!
 //! Every draft is rendered as `.mmt` text and parsed like a file; a draft the parser refuses (an
 //! argument combination its checks reject) is drawn again, so what leaves [`generate`] is a
@@ -18,7 +31,7 @@
 
 use super::template::{self, Hole, Item};
 use super::{Generated, Prng};
-use crate::parse::OPS;
+use crate::parse::{OpSpec, OPS};
 use crate::Scenario;
 
 /// Pages per region (one PTE table, one PMD entry's range, in the default geometry).
@@ -39,6 +52,22 @@ pub struct Layout {
     pub faulted: Vec<u64>,
     /// The page most operations aim at.
     pub focus: u64,
+    /// A range `init` moved with `mremap` (first page, pages), its old place left free.
+    pub moved: Option<(u64, u64)>,
+    /// Whether a growsdown stack maps the top of region B (`@12`, 4 pages), the rest of region B
+    /// free below it to grow into.
+    pub stack: bool,
+    /// Operations drawn three times as often: those that act on what `init` made (PMD-level
+    /// operations on a THP, reclaim on a lazyfree page, userfaultfd operations on a registered
+    /// range, ...).
+    pub boost: Vec<&'static str>,
+}
+
+impl Layout {
+    /// Whether region B (`@8`) holds a mapping.
+    fn b_used(&self) -> bool {
+        self.b || self.stack
+    }
 }
 
 /// A scenario being built: `init` lines and thread programs, one operation per line.
@@ -117,6 +146,12 @@ struct Ctx<'a> {
     r: &'a mut Prng,
     layout: &'a Layout,
     next_value: u64,
+    /// The operation being drawn covers a whole range: its address is a region's (or the moved
+    /// range's) first page and `pages=N` runs to its end.
+    whole: bool,
+    /// Percent of range operations that cover a whole range in this draft (drawn once: the
+    /// threads of a draft mostly agree on whole tables or single pages).
+    whole_pct: u64,
 }
 
 impl Ctx<'_> {
@@ -128,24 +163,80 @@ impl Ctx<'_> {
     /// A page to act on: the focus page mostly, else any mapped page.
     fn page(&mut self) -> u64 {
         let l = self.layout;
+        if let Some((m, n)) = l.moved {
+            if self.r.chance(30) {
+                return m + self.r.below(n);
+            }
+        }
         match self.r.below(100) {
-            0..=59 => l.focus,
-            60..=84 => self.r.below(REGION),
-            _ if l.b => REGION + self.r.below(REGION),
+            0..=54 => l.focus,
+            55..=64 => self.start(),
+            65..=84 => self.r.below(REGION),
+            _ if l.b_used() => REGION + self.r.below(REGION),
             _ => self.r.below(REGION),
         }
     }
 
-    /// A page count from `page` to at most the end of its region.
+    /// The first page of a range: a region's (a PMD entry's, a PTE table's) or the moved
+    /// range's.
+    fn start(&mut self) -> u64 {
+        let l = self.layout;
+        match (l.moved, self.r.below(100)) {
+            (Some((m, n)), x) if x < 30 || (m..m + n).contains(&l.focus) && x < 75 => m,
+            (_, 0..=74) => l.focus - l.focus % REGION,
+            _ if l.b_used() => REGION,
+            _ => 0,
+        }
+    }
+
+    /// The end of the range `page` is in (its region, or the moved range).
+    fn end(&self, page: u64) -> u64 {
+        match self.layout.moved {
+            Some((m, n)) if (m..m + n).contains(&page) => m + n,
+            _ => page - page % REGION + REGION,
+        }
+    }
+
+    /// A page count from `page` to at most the end of its range.
     fn pages(&mut self, page: u64) -> u64 {
-        let left = REGION - page % REGION;
+        let left = self.end(page).saturating_sub(page).max(1);
+        if self.whole {
+            return left;
+        }
         match self.r.below(100) {
             0..=49 => 1,
             50..=84 => left,
             _ => 2.min(left),
         }
     }
+
+    /// A destination for `mremap`: the free area, PMD-aligned or not, or the moved range's old
+    /// place (moving it back).
+    fn destination(&mut self) -> u64 {
+        if self.layout.moved.is_some() && self.r.chance(30) {
+            return MOVED_FROM;
+        }
+        match self.r.below(100) {
+            0..=39 => FREE,
+            40..=59 => FREE + REGION,
+            60..=79 => FREE + REGION / 2,
+            _ => FREE + 1 + self.r.below(REGION - 1),
+        }
+    }
 }
+
+/// Where `init` moves a range from (the second half of region A) and to (past the free area).
+const MOVED_FROM: u64 = REGION / 2;
+const MOVED_TO: u64 = FREE + 2 * REGION + REGION / 2;
+
+/// Operations whose range the kernel aligns to a PMD (or an mTHP order): mostly drawn at a
+/// region's first page.
+const ALIGNED: &[&str] = &[
+    "madvise collapse",
+    "khugepaged",
+    "retract",
+    "collapse_pte_mapped_thp",
+];
 
 /// Fill `items` of operation `name` into `out`.
 fn fill(cx: &mut Ctx<'_>, name: &str, items: &[Item], out: &mut Vec<String>, page: &mut u64) {
@@ -154,7 +245,7 @@ fn fill(cx: &mut Ctx<'_>, name: &str, items: &[Item], out: &mut Vec<String>, pag
             Item::Word(w) => out.push(w.clone()),
             Item::OneOf(ws) => out.push(cx.r.pick(ws).clone()),
             Item::Optional(inner) => {
-                if cx.r.chance(35) {
+                if cx.r.chance(45) {
                     fill(cx, name, inner, out, page);
                 }
             }
@@ -168,14 +259,18 @@ fn fill(cx: &mut Ctx<'_>, name: &str, items: &[Item], out: &mut Vec<String>, pag
                     (Hole::Addr, _, Some("to")) if name == "uffd_move" => {
                         format!("@{}", cx.page())
                     }
-                    (Hole::Addr, _, Some("to")) => format!("@{}", FREE + cx.r.below(2) * REGION),
+                    (Hole::Addr, _, Some("to")) => format!("@{}", cx.destination()),
                     (Hole::Addr, _, Some("of")) => "@0".to_string(),
                     (Hole::Addr, _, _) if name.starts_with("mmap") => {
                         *page = FREE;
                         format!("@{FREE}")
                     }
                     (Hole::Addr, _, _) => {
-                        *page = cx.page();
+                        *page = if cx.whole || ALIGNED.contains(&name) && cx.r.chance(60) {
+                            cx.start()
+                        } else {
+                            cx.page()
+                        };
                         format!("@{page}")
                     }
                     (Hole::Value, _, _) => cx.value().to_string(),
@@ -200,9 +295,13 @@ fn weight(name: &str) -> u64 {
         "check" => 0,
         // Only after `fork` in the same thread (see `thread_ops`).
         "child_exit" => 0,
-        "load" | "store" => 12,
-        "fault" | "gup_fast" | "madvise dontneed" | "rcu_walk" => 8,
-        "mmap" | "mremap" | "munmap" | "fork" | "mprotect" => 5,
+        "madvise dontneed" => 12,
+        "load" | "store" => 16,
+        "fault" => 10,
+        "gup_fast" | "rcu_walk" => 8,
+        // What reclaim, migration and address-space changes do to a table others use.
+        "try_to_unmap" | "migrate" | "madvise pageout" | "madvise free" | "munmap" | "mremap" => 7,
+        "mmap" | "fork" | "mprotect" => 5,
         _ => 4,
     }
 }
@@ -210,12 +309,14 @@ fn weight(name: &str) -> u64 {
 /// One operation line, drawn by weight among the modelled operations.
 fn op(cx: &mut Ctx<'_>) -> String {
     let ops: Vec<_> = OPS.iter().filter(|o| o.modelled()).collect();
-    let total: u64 = ops.iter().map(|o| weight(o.name)).sum();
+    let boost = &cx.layout.boost;
+    let w = |name: &str| weight(name) * if boost.contains(&name) { 3 } else { 1 };
+    let total: u64 = ops.iter().map(|o| w(o.name)).sum();
     let mut x = cx.r.below(total);
     let spec = ops
         .iter()
         .find(|o| {
-            let w = weight(o.name);
+            let w = w(o.name);
             if x < w {
                 true
             } else {
@@ -224,20 +325,72 @@ fn op(cx: &mut Ctx<'_>) -> String {
             }
         })
         .expect("weights sum to total");
+    op_of(cx, spec)
+}
+
+/// A line of operation `spec`, its arguments drawn.
+fn op_of(cx: &mut Ctx<'_>, spec: &OpSpec) -> String {
     let items = template::parse(spec.name, spec.syntax).expect("every syntax line is a template");
     let mut out = vec![spec.name.to_string()];
     let mut page = cx.layout.focus;
+    // A range operation over a whole PTE table or PMD range: what PT reclaim, a PMD-level
+    // zap, a whole-table mremap and a THP need.
+    cx.whole = spec.syntax.contains("pages=N")
+        && !spec.name.starts_with("mmap")
+        && cx.r.chance(cx.whole_pct);
     fill(cx, spec.name, &items, &mut out, &mut page);
+    cx.whole = false;
     out.join(" ")
 }
 
-/// One thread's program: one or two operations; `fork` may be followed by `child_exit`.
-fn thread_ops(cx: &mut Ctx<'_>, n: usize) -> Vec<String> {
+/// The operation of a line (the longest name it starts with).
+fn spec_of(line: &str) -> Option<&'static OpSpec> {
+    OPS.iter()
+        .filter(|o| line == o.name || line.starts_with(&format!("{} ", o.name)))
+        .max_by_key(|o| o.name.len())
+}
+
+/// One thread's program: one or two operations; `fork` may be followed by `child_exit`. An
+/// operation is sometimes one of `others` (another thread's) again, as it is or with its
+/// arguments drawn again: two faults, two zaps or two stores on one table race each other.
+fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String> {
     let mut ops = Vec::new();
+    let theirs: Vec<&String> = others
+        .iter()
+        .flatten()
+        .filter(|l| l.as_str() != "child_exit")
+        .collect();
+    // A thread of two operations often touches the focus page first: its TLB then caches the
+    // translation a racing zap, unmap or protection change must flush.
+    if n >= 2 && cx.r.chance(50) {
+        let f = cx.layout.focus;
+        ops.push(if cx.r.chance(50) {
+            format!("load @{f}")
+        } else {
+            let v = cx.value();
+            format!("store @{f} = {v}")
+        });
+    }
     while ops.len() < n {
-        let o = op(cx);
+        let again = if !theirs.is_empty() && cx.r.chance(30) {
+            let l = theirs[cx.r.below(theirs.len() as u64) as usize];
+            spec_of(l).map(|spec| (l, spec))
+        } else {
+            None
+        };
+        let o = match again {
+            Some((l, _)) if cx.r.chance(60) => l.clone(),
+            Some((_, spec)) => op_of(cx, spec),
+            None => op(cx),
+        };
         let fork = o == "fork";
+        let access = o.starts_with("load ") || o.starts_with("store ");
         ops.push(o);
+        // After an operation that changes the mapping, a load of the focus page sees what it
+        // left (a zap lost, a stale translation).
+        if !access && !fork && ops.len() < n && cx.r.chance(30) {
+            ops.push(format!("load @{}", cx.layout.focus));
+        }
         if fork && ops.len() < n && cx.r.chance(40) {
             ops.push("child_exit".to_string());
         }
@@ -261,33 +414,106 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             _ => format!("mmap shmem-private @{REGION} pages={REGION} of @0"),
         });
     }
-    let all = r.chance(25);
+    // A growsdown stack at the top of region B, to grow into the rest.
+    let stack = !b && r.chance(8);
+    if stack {
+        lines.push(format!("mmap_stack @{} pages={}", REGION + 4, 4));
+    }
+    // All of region A, its first half (an mTHP of order 2: what a small collapse needs), or
+    // pages at random.
+    // pages at random, or none (no PTE table yet: what racing first faults need).
+    let (dense, sparse) = match r.below(100) {
+        0..=24 => (REGION, 45),
+        25..=39 => (REGION / 2, 45),
+        40..=51 => (0, 0),
+        _ => (0, 45),
+    };
     let mut faulted = Vec::new();
-    for p in 0..if b { 2 * REGION } else { REGION } {
-        if all && p < REGION || r.chance(45) {
+    for p in 0..if b || stack { 2 * REGION } else { REGION } {
+        if stack && (REGION..REGION + 4).contains(&p) {
+            continue;
+        }
+        if p < dense || r.chance(sparse) {
             lines.push(format!("store @{p} = {}", 10 + p));
             faulted.push(p);
         }
     }
-    let focus = if !faulted.is_empty() && r.chance(75) {
+    let mut focus = if !faulted.is_empty() && r.chance(75) {
         *r.pick(&faulted)
     } else {
         r.below(REGION)
     };
-    if r.chance(20) {
-        let extra = match r.below(4) {
+    let mut moved = None;
+    let mut boost: Vec<&'static str> = Vec::new();
+    if huge {
+        boost.extend(["numa_hint", "madvise free", "split_huge_page", "migrate"]);
+    }
+    if a == "shmem" {
+        boost.extend(["try_to_unmap", "retract", "punch_hole"]);
+    }
+    if faulted.is_empty() {
+        boost.extend(["fault"]);
+    }
+    if stack {
+        boost.extend(["munmap"]);
+    }
+    if r.chance(40) {
+        let k = r.below(7);
+        boost.extend(match k {
+            0 => &["madvise pageout", "gup_fast"][..],
+            1 => &["fault", "gup_fast", "split_huge_page"][..],
+            2 => &["uffd_copy", "uffd_wp", "uffd_move", "retract"][..],
+            3 => &["collapse_pte_mapped_thp", "uffd_copy"][..],
+            4 => &["gup_fast", "folio_walk", "migrate"][..],
+            5 => &["mremap", "migrate", "rmap_walk"][..],
+            _ => &["try_to_unmap", "truncate"][..],
+        });
+        let extra = match k {
             0 if a == "anon" => format!("madvise free @{focus} pages=1"),
             1 if faulted.contains(&focus) => format!("migrate @{focus} unmap"),
             2 => format!(
                 "uffd_register @0 pages={REGION}{}",
                 if r.chance(50) { " missing" } else { " wp" }
             ),
-            3 if a == "shmem" => "retract @0".to_string(),
+            // A retracted table, its folio mapped again by PTEs (a PTE-mapped THP) or not.
+            3 if a == "shmem" => {
+                if r.chance(50) {
+                    format!(
+                        "retract @0
+  load @{focus}"
+                    )
+                } else {
+                    "retract @0".to_string()
+                }
+            }
+            // A THP collapsed in place (PMD-mapped anonymous, or of order 2).
+            4 if a == "anon" && dense > 0 => {
+                if dense == REGION && r.chance(60) {
+                    "madvise collapse @0".to_string()
+                } else {
+                    "madvise collapse @0 order=2".to_string()
+                }
+            }
+            // The second half of region A moved away: its VMA's page offset no longer matches
+            // its address (the rmap-order case of mremap).
+            5 if a == "anon" => {
+                let n = REGION - MOVED_FROM;
+                let off = focus.saturating_sub(MOVED_FROM).min(n - 1);
+                if faulted.contains(&focus) && focus >= MOVED_FROM {
+                    focus = MOVED_TO + off;
+                }
+                moved = Some((MOVED_TO, n));
+                format!("mremap @{MOVED_FROM} pages={n} to @{MOVED_TO}")
+            }
+            6 if a != "anon" => format!("punch_hole @{focus} pages=1"),
             _ => String::new(),
         };
-        if !extra.is_empty() {
-            lines.push(extra);
-        }
+        lines.extend(
+            extra
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty()),
+        );
     }
     (
         Layout {
@@ -295,6 +521,9 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             b,
             faulted,
             focus,
+            moved,
+            stack,
+            boost,
         },
         lines,
     )
@@ -312,14 +541,18 @@ fn draw(r: &mut Prng) -> Draft {
         r,
         layout: &layout,
         next_value: 100,
+        whole: false,
+        whole_pct: 0,
     };
+    cx.whole_pct = if cx.r.chance(40) { 70 } else { 15 };
     let mut progs = Vec::new();
     let mut left = MAX_OPS;
     for t in 0..threads {
         let room = left - (threads - t - 1);
-        let n = if room >= 2 && cx.r.chance(30) { 2 } else { 1 };
+        let n = if room >= 2 && cx.r.chance(40) { 2 } else { 1 };
         left -= n;
-        progs.push(thread_ops(&mut cx, n));
+        let prog = thread_ops(&mut cx, n, &progs);
+        progs.push(prog);
     }
     Draft {
         layout: layout.clone(),
@@ -376,6 +609,8 @@ pub fn mutate(d: &Draft, seed: u64) -> (Draft, Scenario) {
             r,
             layout: &d.layout,
             next_value: 200,
+            whole: false,
+            whole_pct: 35,
         };
         let t = cx.r.below(n.threads.len() as u64) as usize;
         match cx.r.below(6) {
@@ -385,7 +620,7 @@ pub fn mutate(d: &Draft, seed: u64) -> (Draft, Scenario) {
             }
             2 if n.ops() < MAX_OPS => n.threads[t].push(op(&mut cx)),
             3 if n.threads.len() < 4 && n.ops() < MAX_OPS => {
-                let prog = thread_ops(&mut cx, 1);
+                let prog = thread_ops(&mut cx, 1, &n.threads);
                 n.threads.push(prog);
             }
             4 if n.threads.len() > 2 => {
