@@ -102,6 +102,7 @@ fn a_violation_the_base_gives_too_is_not_counted() {
     let sets = Overrides {
         protocol: None,
         sets: vec![("tlb.gather_flush".into(), "off".into())],
+        mutate: None,
     };
     let mut o = FuzzOpts::new(1, Duration::from_secs(3600), sets.clone(), tmp("base"));
     o.scenarios = Some(30);
