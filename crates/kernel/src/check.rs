@@ -537,6 +537,32 @@ pub fn check_tlb_permission(
     before: TlbSnapshot,
     syscall: &str,
 ) {
+    check_tlb_permission_of(cx, mm, ranges, before, syscall, false);
+}
+
+/// [`check_tlb_permission`] for a call that removes write access only (`mprotect` dropping
+/// `PROT_WRITE`): it answers for writable entries alone. A read-only entry that disagrees with
+/// the page tables there was left by another thread's unmap (reclaim with its flush batched, a
+/// zap) and is that thread's to flush: `mprotect(PROT_READ)` promises no write, not a fresh
+/// read.
+pub fn check_tlb_write_permission(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    ranges: &[(u64, u64)],
+    before: TlbSnapshot,
+    syscall: &str,
+) {
+    check_tlb_permission_of(cx, mm, ranges, before, syscall, true);
+}
+
+fn check_tlb_permission_of(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    ranges: &[(u64, u64)],
+    before: TlbSnapshot,
+    syscall: &str,
+    writes_only: bool,
+) {
     if before.0.is_empty() || ranges.is_empty() {
         return;
     }
@@ -551,7 +577,7 @@ pub fn check_tlb_permission(
             .any(|&(a, b)| (a >> ps..b.div_ceil(1 << ps)).contains(&vpn))
     };
     for (cpu, te) in cx.cpu.tlb_entries_in(mm.id, lo, hi) {
-        if !before.0.contains(&(cpu, te)) {
+        if !before.0.contains(&(cpu, te)) || writes_only && !te.writable {
             continue;
         }
         let span = te.vpn >> te.shift << te.shift;

@@ -103,6 +103,11 @@ fn first_findings_stay_fixed() {
         "scenario f276\ninit {\n  mmap shmem @0 pages=8\n  mmap shmem @8 pages=8 of @0\n}\n\
          thread T0 {\n  madvise dontneed @9 pages=7\n}\nthread T1 {\n  load @9\n}\n\
          thread T2 {\n  munmap @9 pages=7\n}\nexpect clean\n",
+        // the TLB-permission oracle blamed mprotect(PROT_READ) for a read-only translation
+        // reclaim's batched flush owed (seed 1, the merged generator).
+        "scenario f2174\ninit {\n  mmap shmem @0 pages=8\n}\n\
+         thread T0 {\n  load @3\n  mprotect @0 pages=8 read\n}\n\
+         thread T1 {\n  store @3 = 201\n  madvise pageout @3 pages=5\n}\nexpect clean\n",
     ];
     for text in cases {
         let s = parse_scenario("f.mmt", text).unwrap();

@@ -107,7 +107,7 @@ pub fn do_mprotect(
     crate::mm::vma::vma_merge_modified(cx, mm, &w, start, end);
     drop(w);
     if !write {
-        crate::check::check_tlb_permission(cx, mm, &[(start, end)], tlb_before, "mprotect");
+        crate::check::check_tlb_write_permission(cx, mm, &[(start, end)], tlb_before, "mprotect");
     }
     Ok(())
 }
