@@ -247,7 +247,7 @@ enum Cmd {
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(0..=10_000))]
         rows_per_site: u64,
         /// Generated scenarios per site the catalogue does not break (0: no fuzzing).
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
         fuzz_scenarios: u64,
         /// Seconds of fuzzing per site at most.
         #[arg(long, default_value_t = 20.0)]
