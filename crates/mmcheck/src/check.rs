@@ -421,29 +421,53 @@ fn blank_row(
     opts: &CheckOpts,
 ) -> Row {
     Row {
-        scenario: scenario.to_string(),
-        file: file.to_string(),
-        variant: variant.unwrap_or("base").to_string(),
-        overrides: opts.overrides.labels(),
-        expected: expected.to_string(),
-        verdict: String::new(),
-        status: Status::Unexpected,
-        met: false,
-        complete: false,
-        strategy: strategy(opts),
-        executions: 0,
-        elapsed_ms: 0,
-        schedule: None,
-        message: None,
-        limit: None,
-        trace: None,
-        text_trace: None,
-        html: None,
-        reach: Vec::new(),
-        outcomes: Vec::new(),
-        same_as_base: false,
-        fingerprint: 0,
         shard: opts.shard.map(|s| s.to_string()),
+        ..Row::new(
+            scenario,
+            file,
+            variant.unwrap_or("base"),
+            opts.overrides.labels(),
+            expected,
+            strategy(opts),
+        )
+    }
+}
+
+impl Row {
+    /// A row with no verdict, no figures and no evidence yet.
+    pub fn new(
+        scenario: &str,
+        file: &str,
+        variant: &str,
+        overrides: Vec<String>,
+        expected: &str,
+        strategy: String,
+    ) -> Row {
+        Row {
+            scenario: scenario.to_string(),
+            file: file.to_string(),
+            variant: variant.to_string(),
+            overrides,
+            expected: expected.to_string(),
+            verdict: String::new(),
+            status: Status::Unexpected,
+            met: false,
+            complete: false,
+            strategy,
+            executions: 0,
+            elapsed_ms: 0,
+            schedule: None,
+            message: None,
+            limit: None,
+            trace: None,
+            text_trace: None,
+            html: None,
+            reach: Vec::new(),
+            outcomes: Vec::new(),
+            same_as_base: false,
+            fingerprint: 0,
+            shard: None,
+        }
     }
 }
 

@@ -124,38 +124,30 @@ fn merge_row(shards: &[ShardRow]) -> Row {
     let complete = shards
         .iter()
         .all(|s| s.v.get("complete").and_then(Value::as_bool) == Some(true));
+    let overrides = first
+        .get("overrides")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut row = Row {
-        scenario: text(first, "scenario"),
-        file: text(first, "file"),
-        variant: text(first, "variant"),
-        overrides: first
-            .get("overrides")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        expected: expected.clone(),
         verdict: "clean".into(),
         status: Status::Met,
-        met: false,
         complete,
-        strategy: strategy.clone(),
         executions,
         elapsed_ms,
-        schedule: None,
-        message: None,
-        limit: None,
-        trace: None,
-        text_trace: None,
-        html: None,
-        reach: Vec::new(),
-        outcomes: Vec::new(),
-        same_as_base: false,
-        fingerprint: 0,
         shard: Some(format!("merged {}", shards.len())),
+        ..Row::new(
+            &text(first, "scenario"),
+            &text(first, "file"),
+            &text(first, "variant"),
+            overrides,
+            &expected,
+            strategy.clone(),
+        )
     };
     // A violation in any shard.
     if let Some(s) = shards
