@@ -34,11 +34,27 @@ pub fn explore_parallel<M: Model + Send + Sync>(
         .collect();
     let results: Vec<std::sync::Mutex<Option<Outcome>>> =
         (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
+    // Workers finished, for the watcher.
+    let done = AtomicUsize::new(0);
     std::thread::scope(|sc| {
+        // One watcher passes Ctrl-C on to every part.
+        if let Some(outer) = &cfg.stop {
+            let (stops, done) = (&stops, &done);
+            sc.spawn(move || {
+                while done.load(Ordering::SeqCst) < jobs {
+                    if outer.load(Ordering::Relaxed) {
+                        stops.iter().for_each(|s| s.store(true, Ordering::SeqCst));
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            });
+        }
         for _ in 0..jobs {
             sc.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 if k >= parts as usize {
+                    done.fetch_add(1, Ordering::SeqCst);
                     break;
                 }
                 if k > found.load(Ordering::SeqCst) || cfg.interrupted() {
@@ -51,26 +67,9 @@ pub fn explore_parallel<M: Model + Send + Sync>(
                 });
                 c.budget = cfg.budget.map(|b| b.saturating_sub(start.elapsed()));
                 c.progress = None;
-                // Ctrl-C, or a lower part's violation.
-                let mine = stops[k].clone();
-                c.stop = Some(mine.clone());
-                let outer = cfg.stop.clone();
-                let watcher_done = Arc::new(AtomicBool::new(false));
-                let out = std::thread::scope(|inner| {
-                    let wd = watcher_done.clone();
-                    let (mine2, outer2) = (mine.clone(), outer.clone());
-                    inner.spawn(move || {
-                        while !wd.load(Ordering::Relaxed) {
-                            if outer2.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
-                                mine2.store(true, Ordering::Relaxed);
-                            }
-                            std::thread::sleep(std::time::Duration::from_millis(20));
-                        }
-                    });
-                    let out = explore(model.clone(), &c);
-                    watcher_done.store(true, Ordering::Relaxed);
-                    out
-                });
+                // Set on Ctrl-C (by the watcher below) or by a lower part's violation.
+                c.stop = Some(stops[k].clone());
+                let out = explore(model.clone(), &c);
                 if out.counterexample.is_some() && cfg.stop_on_violation {
                     let prev = found.fetch_min(k, Ordering::SeqCst);
                     if k < prev {
