@@ -537,7 +537,7 @@ pub fn check_tlb_permission(
     before: TlbSnapshot,
     syscall: &str,
 ) {
-    check_tlb_permission_of(cx, mm, ranges, before, syscall, false);
+    check_tlb_permission_of(cx, mm, ranges, before, syscall, Answers::All);
 }
 
 /// [`check_tlb_permission`] for a call that removes write access only (`mprotect` dropping
@@ -552,7 +552,32 @@ pub fn check_tlb_write_permission(
     before: TlbSnapshot,
     syscall: &str,
 ) {
-    check_tlb_permission_of(cx, mm, ranges, before, syscall, true);
+    check_tlb_permission_of(cx, mm, ranges, before, syscall, Answers::WritesOnly);
+}
+
+/// [`check_tlb_permission`] for `mremap`, which moves entries without an mmu_gather: an entry
+/// that another thread's gather in progress cleared and has not flushed yet (a zap under the
+/// i_mmap lock: `collapse_file`, truncation) is that gather's to flush at its `tlb_finish_mmu`;
+/// `move_ptes` found nothing there to move. munmap and MADV_DONTNEED answer for such entries
+/// too: their own `tlb_finish_mmu` flushes everything when it sees another gather pending
+/// (`mm_tlb_flush_nested`). An entry reclaim cleared with its flush batched stays mremap's
+/// (`flush_tlb_batched_pending` in `move_ptes`).
+pub fn check_tlb_permission_moved(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    ranges: &[(u64, u64)],
+    before: TlbSnapshot,
+    syscall: &str,
+) {
+    check_tlb_permission_of(cx, mm, ranges, before, syscall, Answers::NotGathered);
+}
+
+/// Which stale entries a returning call answers for.
+#[derive(Clone, Copy, PartialEq)]
+enum Answers {
+    All,
+    WritesOnly,
+    NotGathered,
 }
 
 fn check_tlb_permission_of(
@@ -561,7 +586,7 @@ fn check_tlb_permission_of(
     ranges: &[(u64, u64)],
     before: TlbSnapshot,
     syscall: &str,
-    writes_only: bool,
+    answers: Answers,
 ) {
     if before.0.is_empty() || ranges.is_empty() {
         return;
@@ -577,7 +602,7 @@ fn check_tlb_permission_of(
             .any(|&(a, b)| (a >> ps..b.div_ceil(1 << ps)).contains(&vpn))
     };
     for (cpu, te) in cx.cpu.tlb_entries_in(mm.id, lo, hi) {
-        if !before.0.contains(&(cpu, te)) || writes_only && !te.writable {
+        if !before.0.contains(&(cpu, te)) || answers == Answers::WritesOnly && !te.writable {
             continue;
         }
         let span = te.vpn >> te.shift << te.shift;
@@ -585,6 +610,9 @@ fn check_tlb_permission_of(
         let Some(vpn) = (span.max(lo)..(span + (1 << te.shift)).min(hi)).find(|&v| acted(v)) else {
             continue;
         };
+        if answers == Answers::NotGathered && mm.gathers_pending.oracle(|g| g.owes(vpn)) {
+            continue;
+        }
         if let Some(why) = tlb_grants_more(cx.k, mm, &te, vpn) {
             cx.cpu.report(
                 ViolationKind::TlbPermission,

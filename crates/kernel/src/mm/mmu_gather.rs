@@ -33,12 +33,15 @@ pub struct MmuGather<'a> {
     /// `tlb->batch != NULL`: `tlb_remove_table` holds a batch page (allocated on the first table
     /// after each `tlb_table_flush`).
     batch: bool,
+    /// This gather's number in the oracle's [`crate::mm::types::GathersPending`].
+    ghost: u64,
 }
 
 impl<'a> MmuGather<'a> {
     /// `tlb_gather_mmu` / `tlb_gather_mmu_fullmm`: also `inc_tlb_flush_pending`.
     pub fn new(cx: Ctx<'_>, mm: &'a MmStruct, fullmm: bool) -> Self {
         mm.tlb_flush_pending.add(&cx.cpu, 1);
+        let ghost = mm.gathers_pending.record(|g| g.begin());
         MmuGather {
             mm,
             fullmm,
@@ -48,14 +51,19 @@ impl<'a> MmuGather<'a> {
             pages: Vec::new(),
             tables: Vec::new(),
             batch: false,
+            ghost,
         }
     }
 
     /// `tlb_remove_tlb_entry` / `tlb_flush_pte_range`: `[addr, addr + size)` needs a flush.
     pub fn add_range(&mut self, cx: Ctx<'_>, addr: u64, size: u64) {
         let ps = cx.geo().page_shift;
-        self.start = self.start.min(addr >> ps);
-        self.end = self.end.max((addr + size).div_ceil(1 << ps));
+        let (lo, hi) = (addr >> ps, (addr + size).div_ceil(1 << ps));
+        self.start = self.start.min(lo);
+        self.end = self.end.max(hi);
+        self.mm
+            .gathers_pending
+            .record(|g| g.add(self.ghost, lo, hi));
     }
 
     /// `__tlb_remove_page`: queue the mapping's reference; true when the batch is full and the
@@ -120,6 +128,7 @@ impl<'a> MmuGather<'a> {
             cx.cpu
                 .flush_tlb_range(self.mm.id, self.start, self.end, self.freed_tables);
         }
+        self.mm.gathers_pending.record(|g| g.flushed(self.ghost));
         self.start = u64::MAX;
         self.end = 0;
     }
@@ -153,6 +162,7 @@ impl<'a> MmuGather<'a> {
             self.end = 1;
         }
         self.flush_mmu(cx);
+        self.mm.gathers_pending.record(|g| g.end(self.ghost));
         self.mm.tlb_flush_pending.add(&cx.cpu, -1);
     }
 }

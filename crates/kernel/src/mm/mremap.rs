@@ -481,6 +481,6 @@ pub fn do_mremap_flags(
         do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
     }
     cx.rcu_quiescent();
-    crate::check::check_tlb_permission(cx, mm, &[(old_addr, old_end)], tlb_before, "mremap");
+    crate::check::check_tlb_permission_moved(cx, mm, &[(old_addr, old_end)], tlb_before, "mremap");
     Ok(new_addr)
 }

@@ -86,6 +86,55 @@ pub struct MmStruct {
     /// anonymous VMA without markers, or no table at all) is not protected: a later fault maps
     /// it writable, as the kernel does without `UFFD_FEATURE_WP_UNPOPULATED`.
     pub uffd_wp_done: Ghost<std::collections::BTreeSet<(usize, u64)>>,
+    /// Oracle bookkeeping: the pages each mmu_gather in progress has cleared and not yet flushed
+    /// (by gather number; see [`GathersPending`]).
+    pub gathers_pending: Ghost<GathersPending>,
+}
+
+/// The TLB-permission oracle's record of the mmu_gathers in progress on an mm: the page ranges
+/// each has cleared (`tlb_remove_tlb_entry`, `pte_free_tlb`) and owes a flush for. A stale entry
+/// there when another call returns is the gather's to flush (`tlb_finish_mmu` has not run yet),
+/// not the returning call's.
+#[derive(Debug, Default)]
+pub struct GathersPending {
+    next: u64,
+    pending: BTreeMap<u64, Vec<(u64, u64)>>,
+}
+
+impl GathersPending {
+    /// A gather begins: its number.
+    pub fn begin(&mut self) -> u64 {
+        self.next += 1;
+        self.pending.insert(self.next, Vec::new());
+        self.next
+    }
+
+    /// Gather `id` cleared pages `[lo, hi)`.
+    pub fn add(&mut self, id: u64, lo: u64, hi: u64) {
+        if let Some(r) = self.pending.get_mut(&id) {
+            r.push((lo, hi));
+        }
+    }
+
+    /// Gather `id` flushed what it had cleared.
+    pub fn flushed(&mut self, id: u64) {
+        if let Some(r) = self.pending.get_mut(&id) {
+            r.clear();
+        }
+    }
+
+    /// Gather `id` finished.
+    pub fn end(&mut self, id: u64) {
+        self.pending.remove(&id);
+    }
+
+    /// Some gather in progress cleared page `vpn` and has not flushed it.
+    pub fn owes(&self, vpn: u64) -> bool {
+        self.pending
+            .values()
+            .flatten()
+            .any(|&(lo, hi)| (lo..hi).contains(&vpn))
+    }
 }
 
 impl MmStruct {
@@ -115,6 +164,7 @@ impl MmStruct {
             exiting: SharedWord::new(field(None, "flags(MMF_OOM_SKIP)"), 0),
             uffd_wp_protected: Ghost::default(),
             uffd_wp_done: Ghost::default(),
+            gathers_pending: Ghost::default(),
         }
     }
 
