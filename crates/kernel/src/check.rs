@@ -141,7 +141,10 @@ fn uffd_wp_kept(
             continue;
         }
         let e = ptes.get(&addr).copied().unwrap_or(Entry::NONE);
-        let kept = e.uffd_wp() || e.is_uffd_wp_marker() || (vma.is_anonymous() && e.is_none());
+        let kept = e.uffd_wp()
+            || e.swp_uffd_wp()
+            || e.is_uffd_wp_marker()
+            || (vma.is_anonymous() && e.is_none());
         if !kept {
             errs.push((
                 ViolationKind::UffdWpLost,

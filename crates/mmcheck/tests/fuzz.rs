@@ -108,6 +108,17 @@ fn first_findings_stay_fixed() {
         "scenario f2174\ninit {\n  mmap shmem @0 pages=8\n}\n\
          thread T0 {\n  load @3\n  mprotect @0 pages=8 read\n}\n\
          thread T1 {\n  store @3 = 201\n  madvise pageout @3 pages=5\n}\nexpect clean\n",
+        // an rmap walk passed over mremap's moved PMD migration entry: remove_migration_pte's
+        // PVMW_SYNC takes and drops the PMD lock of a none PMD (planted sweep, base protocol).
+        "scenario f1340-base\n\ninit {\n  mmap anon @0 pages=8 huge\n  mmap anon @8 pages=8\n  store @2 = 12\n  store @5 = 15\n  store @8 = 18\n  store @11 = 21\n  store @12 = 22\n  store @14 = 24\n  migrate @5 unmap\n}\n\nthread T0 {\n  fork\n}\n\nthread T1 {\n  munmap @0 pages=8\n}\n\nthread T2 {\n  mremap @0 pages=8 to @16\n}\n\nexpect clean\n",
+        // collapse_file ran without a file reference: munmap of the last mapping evicted the inode
+        // under it (leak; planted sweep, base protocol).
+        "scenario f242-base\n\ninit {\n  mmap shmem-private @0 pages=8 huge\n  mmap anon @8 pages=8\n}\n\nthread T0 {\n  store @0 = 101\n  gup_fast @0 read pin\n}\n\nthread T1 {\n  retract @0\n  load @0\n}\n\nthread T2 {\n  munmap @0 pages=8\n}\n\nexpect clean\n",
+        // UFFDIO_WRITEPROTECT left a migration entry without its swap uffd-wp bit (planted sweep).
+        "scenario f149-base\nset pt_reclaim = off\n\ninit {\n  mmap anon @0 pages=8 huge\n  store @0 = 10\n  store @1 = 11\n  store @2 = 12\n  store @3 = 13\n  store @4 = 14\n  store @5 = 15\n  store @7 = 17\n}\n\nthread T0 {\n  split_huge_page @0\n  mprotect @0 pages=8 read\n}\n\nthread T1 {\n  uffd_register @0 pages=8 wp\n  mprotect @4 pages=4 write\n}\n\nthread T2 {\n  uffd_wp @0 pages=8\n}\n\nexpect clean\n",
+        // a UFFDIO_COPY over a marker an in-progress protect had just installed ends the contract
+        // (planted sweep).
+        "scenario f1048-base\nset split.invalidate_nonpresent = on\n\ninit {\n  mmap shmem-private @0 pages=8\n  mmap anon @8 pages=8\n  uffd_register @0 pages=8 wp\n}\n\nthread T0 {\n  uffd_copy @3\n  mprotect @0 pages=8 read\n}\n\nthread T1 {\n  uffd_unprotect @0 pages=8\n  uffd_wp @0 pages=8\n}\n\nthread T2 {\n  uffd_unprotect @0 pages=8\n}\n\nexpect clean\n",
     ];
     for text in cases {
         let s = parse_scenario("f.mmt", text).unwrap();

@@ -443,17 +443,7 @@ impl KernelModel {
                 Ok(())
             }
             Op::Retract { addr } => {
-                let target = mm.vma_lookup(cx, addr).and_then(|v| {
-                    v.file
-                        .clone()
-                        .map(|f| (f, v.linear_page_index(addr, cx.geo().page_shift)))
-                });
-                let r = match target {
-                    Some((file, index)) => {
-                        mmcheck_kernel::mm::khugepaged_file::collapse_file(cx, &file, index)
-                    }
-                    None => Err(mmcheck_kernel::mm::khugepaged::CollapseFail::VmaCheck),
-                };
+                let r = mmcheck_kernel::mm::khugepaged_file::khugepaged_scan_file(cx, mm, addr);
                 seen.push(format!("retract {addr:#x}: {r:?}"));
                 Ok(())
             }

@@ -353,10 +353,32 @@ impl Entry {
     /// `pte_swp_clear_exclusive`.
     pub fn swp_clear_exclusive(self) -> Entry {
         if self.swp_exclusive() {
-            Entry::swap(self.pfn(), false)
+            Entry::swap(self.pfn(), false).with(self.0 & Self::UFFD_WP)
         } else {
             self
         }
+    }
+
+    /// `pte_swp_uffd_wp`: a swap or migration entry of a page userfaultfd write-protected (x86
+    /// `_PAGE_SWP_UFFD_WP`; the model uses the present bit's position). The fault that maps the
+    /// page again (`do_swap_page`, `remove_migration_pte`) maps it uffd-wp.
+    pub fn swp_uffd_wp(self) -> bool {
+        !self.present() && !self.is_pte_marker() && !self.is_none() && self.0 & Self::UFFD_WP != 0
+    }
+
+    /// `pte_swp_mkuffd_wp`.
+    pub fn swp_mkuffd_wp(self) -> Entry {
+        self.with(Self::UFFD_WP)
+    }
+
+    /// `pte_swp_clear_uffd_wp`.
+    pub fn swp_clear_uffd_wp(self) -> Entry {
+        self.without(Self::UFFD_WP)
+    }
+
+    /// `self` with `from`'s swap uffd-wp bit (a swap or migration entry rebuilt from another).
+    pub fn swp_keep_uffd_wp(self, from: Entry) -> Entry {
+        self.with(from.0 & Self::UFFD_WP)
     }
 
     /// `swp_offset` of a swap entry.

@@ -275,10 +275,11 @@ fn copy_pte_range_locked(
             dst_mm.add_rss(mm_counter(cx, f), 1);
             let mut nv = v;
             if cow && v.swp_type() != Entry::SWP_MIGRATION_READ {
-                nv = Entry::swp(Entry::SWP_MIGRATION_READ, v.pfn());
+                nv = Entry::swp(Entry::SWP_MIGRATION_READ, v.pfn()).swp_keep_uffd_wp(v);
                 spte.set(cx, nv);
             }
-            dl.pte(i).set(cx, nv);
+            // The child is not registered for uffd-wp: pte_swp_clear_uffd_wp.
+            dl.pte(i).set(cx, nv.swp_clear_uffd_wp());
             a += g.page_size();
             continue;
         }
@@ -298,7 +299,7 @@ fn copy_pte_range_locked(
                 spte.set(cx, nv);
             }
             dst_mm.add_rss(crate::mm::types::MM_SWAPENTS, 1);
-            dl.pte(i).set(cx, nv);
+            dl.pte(i).set(cx, nv.swp_clear_uffd_wp());
             a += g.page_size();
             continue;
         }

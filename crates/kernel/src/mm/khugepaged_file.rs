@@ -174,6 +174,26 @@ fn rollback(
     cx.rcu_quiescent();
 }
 
+/// khugepaged's file step (`khugepaged_scan_mm_slot` → `hpage_collapse_scan_file` →
+/// `collapse_file`; `madvise_collapse` takes the same steps): under the mmap read lock, find the
+/// VMA at `addr`, take a reference on its file (`get_file`) and its page index, drop the lock,
+/// collapse, then `fput`. The reference keeps the inode, and so its page cache, alive while
+/// the collapse runs without the mmap lock: a racing munmap of the last mapping does not
+/// evict it under the collapse.
+pub fn khugepaged_scan_file(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Result<(), CollapseFail> {
+    let _f = cx.cpu.enter("khugepaged_scan_mm_slot");
+    let (file, index) = {
+        let _r = mm.mmap_lock.read_lock(cx.cpu);
+        let vma = mm.vma_lookup(cx, addr).ok_or(CollapseFail::VmaCheck)?;
+        let file = vma.file.clone().ok_or(CollapseFail::VmaCheck)?;
+        crate::mm::shmem::get_file(cx, &file);
+        (file, vma.linear_page_index(addr, cx.geo().page_shift))
+    };
+    let r = collapse_file(cx, &file, index);
+    crate::mm::shmem::fput(cx, &file);
+    r
+}
+
 /// `collapse_file` for the PMD-aligned range of `file` holding `index`.
 pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), CollapseFail> {
     let _f = cx.cpu.enter("collapse_file");

@@ -62,7 +62,15 @@ pub fn try_to_migrate_flags(
             }
         }
         if nr > 1 {
-            match page_vma_mapped_walk_pmd(cx, &mm, src, addr.max(vma.start()), false) {
+            match page_vma_mapped_walk_pmd(
+                cx,
+                &mm,
+                vma,
+                src,
+                addr.max(vma.start()),
+                false,
+                split_pmd,
+            ) {
                 PmdWalk::Pmd { ptl, pmd, .. } => {
                     let ok =
                         crate::mm::huge_memory::set_pmd_migration_entry(cx, &mm, pmd, addr, src);
@@ -78,7 +86,7 @@ pub fn try_to_migrate_flags(
             if a < vma.start() || a >= vma.end() {
                 continue;
             }
-            let Some(pv) = page_vma_mapped_walk(cx, &mm, src, a, false, false) else {
+            let Some(pv) = page_vma_mapped_walk(cx, &mm, src, a, split_pmd, false) else {
                 continue;
             };
             let subpage = pv.entry.pfn();
@@ -101,7 +109,11 @@ pub fn try_to_migrate_flags(
                 return false;
             }
             let ty = crate::mm::huge_memory::migration_type(old.write(), anon_exclusive);
-            pv.pte.set(cx, Entry::swp(ty, old.pfn()));
+            let mut swp = Entry::swp(ty, old.pfn());
+            if old.uffd_wp() {
+                swp = swp.swp_mkuffd_wp();
+            }
+            pv.pte.set(cx, swp);
             folio::folio_remove_rmap_pte(cx, old.pfn());
             drop(pv);
             folio::folio_put(cx, src);
@@ -129,7 +141,7 @@ pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, l
         };
         if nr > 1 {
             // vma_address: the folio's first page may lie before the VMA (split inside it).
-            match page_vma_mapped_walk_pmd(cx, &mm, src, addr.max(vma.start()), true) {
+            match page_vma_mapped_walk_pmd(cx, &mm, vma, src, addr.max(vma.start()), true, true) {
                 PmdWalk::Pmd { ptl, pmd, entry } => {
                     crate::mm::huge_memory::remove_migration_pmd(cx, pmd, entry, dst);
                     drop(ptl);
@@ -155,7 +167,11 @@ pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, l
             if ty != Entry::SWP_MIGRATION_READ && folio::folio_test_anon(cx, dst) {
                 folio::set_page_anon_exclusive(cx, new);
             }
-            pv.pte.set(cx, Entry::leaf(new, write, write));
+            let mut pte = Entry::leaf(new, write, write);
+            if !write && pv.entry.swp_uffd_wp() {
+                pte = pte.mkuffd_wp();
+            }
+            pv.pte.set(cx, pte);
         }
         true
     });

@@ -347,8 +347,19 @@ fn change_pte_range(
                 continue;
             }
             uffd_wp_done(cx, mm, a - g.page_size());
+            if v.is_pte_marker() {
+                continue;
+            }
             if !v.present() {
-                continue; // a marker already, or a migration entry (see docs/fidelity.md)
+                // A swap or migration entry keeps the state in its swap uffd-wp bit; a
+                // writable migration entry becomes a readable one first ("a protection check is
+                // difficult so just be safe and disable write").
+                let nv = migration_entry_wrprotect(cx, v).swp_mkuffd_wp();
+                if nv != v {
+                    pte.set(cx, nv);
+                    pages += 1;
+                }
+                continue;
             }
             let old = pte.xchg(cx, Entry::NONE);
             pte.set(cx, old.mkuffd_wp());
@@ -360,6 +371,11 @@ fn change_pte_range(
             if v.is_uffd_wp_marker() {
                 // An uffd-wp marker we'd like to unprotect: drop it.
                 pte.set(cx, Entry::NONE);
+                pages += 1;
+                continue;
+            }
+            if v.swp_uffd_wp() {
+                pte.set(cx, migration_entry_wrprotect(cx, v).swp_clear_uffd_wp());
                 pages += 1;
                 continue;
             }
@@ -375,7 +391,7 @@ fn change_pte_range(
         if prot == NewProt::ReadOnly {
             if v.is_migration() && v.swp_type() == Entry::SWP_MIGRATION_WRITE {
                 // A writable migration entry becomes a read one.
-                pte.set(cx, Entry::swp(Entry::SWP_MIGRATION_READ, v.pfn()));
+                pte.set(cx, migration_entry_wrprotect(cx, v));
                 continue;
             }
             if !v.present() || !v.write() {
@@ -410,4 +426,19 @@ fn change_pte_range(
     }
     drop(l);
     Some(pages)
+}
+
+/// `change_pte_range` on a writable migration entry, whatever the new protection: "a
+/// protection check is difficult so just be safe and disable write": it becomes a readable one
+/// (exclusive for an anonymous folio), keeping its swap uffd-wp bit. Anything else unchanged.
+fn migration_entry_wrprotect(cx: Ctx<'_>, v: Entry) -> Entry {
+    if !v.is_migration() || v.swp_type() != Entry::SWP_MIGRATION_WRITE {
+        return v;
+    }
+    let ty = if folio::folio_test_anon(cx, page_folio(cx, v.pfn())) {
+        Entry::SWP_MIGRATION_READ_EXCLUSIVE
+    } else {
+        Entry::SWP_MIGRATION_READ
+    };
+    Entry::swp(ty, v.pfn()).swp_keep_uffd_wp(v)
 }

@@ -298,12 +298,23 @@ pub enum PmdWalk<'a> {
 /// huge PMD or a PMD migration entry take the PMD lock and read it again: a migration entry
 /// matches only with `PVMW_MIGRATION`, a huge PMD only without; anything else under the lock
 /// was split under us (PTE level).
+///
+/// With `sync` (`PVMW_SYNC`: `remove_migration_pte`, `TTU_SYNC`), a PMD found none for a
+/// PMD-sized folio in a range that can hold one (`thp_vma_suitable_order`) is not passed over
+/// before the PMD lock has been taken and dropped: whoever cleared it under that lock
+/// (`zap_huge_pmd`, `move_huge_pmd`, which sets the new PMD before it unlocks) has finished.
+/// That is what lets an rmap walk that visits mremap's old VMA before its new one see a moved
+/// PMD in one of them (732ed55823fc, Hugh Dickins, "mm/thp: try_to_unmap() use TTU_SYNC for
+/// safe splitting", 5.13; today's condition is `thp_vma_suitable_order(vma, addr, PMD_ORDER)`
+/// and `nr_pages >= HPAGE_PMD_NR`).
 pub fn page_vma_mapped_walk_pmd<'a>(
     cx: Ctx<'a>,
     mm: &'a MmStruct,
+    vma: &Vma,
     folio: FrameRef,
     addr: u64,
     migration: bool,
+    sync: bool,
 ) -> PmdWalk<'a> {
     use crate::mm::pgtable;
     let _f = cx.cpu.enter("page_vma_mapped_walk");
@@ -341,6 +352,14 @@ pub fn page_vma_mapped_walk_pmd<'a>(
         return PmdWalk::Pte;
     }
     if !pmde.present() {
+        let g = cx.geo();
+        let suitable = {
+            let h = addr & g.pmd_mask();
+            h >= vma.start() && h + g.pmd_size() <= vma.end()
+        };
+        if sync && suitable && u64::from(nr) >= g.pmd_size() >> g.page_shift {
+            drop(pgtable::pmd_lock(cx, mm, pmd));
+        }
         return PmdWalk::NotFound;
     }
     PmdWalk::Pte

@@ -136,6 +136,9 @@ pub fn do_swap_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     vmf.mm.add_rss(MM_ANONPAGES, 1);
     vmf.mm.add_rss(MM_SWAPENTS, -1);
     let mut entry = Entry::leaf(f.pfn, false, false);
+    if orig.swp_uffd_wp() {
+        entry = entry.mkuffd_wp();
+    }
     let mut write_done = false;
     // Same logic as do_wp_page, optimised for pages certainly not shared: allocated without
     // exposing them to the swap cache, or named exclusive by the swap PTE.

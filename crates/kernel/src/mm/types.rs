@@ -267,6 +267,15 @@ impl MmStruct {
         }
     }
 
+    /// The uffd-wp oracle: the page at `addr` is no longer write-protected (filled by
+    /// `UFFDIO_COPY`, zapped in an anonymous VMA): its contract ends, including the part an
+    /// `UFFDIO_WRITEPROTECT` in progress has already done (it would otherwise record the page
+    /// when it returns).
+    pub fn uffd_wp_forget(&self, addr: u64) {
+        self.uffd_wp_protected.record(|s| s.remove(&addr));
+        self.uffd_wp_done.record(|s| s.retain(|e| e.1 != addr));
+    }
+
     /// `mm_tlb_flush_nested`.
     pub fn tlb_flush_nested(&self, cx: Ctx<'_>) -> bool {
         self.tlb_flush_pending.read(&cx.cpu) as i64 > 1

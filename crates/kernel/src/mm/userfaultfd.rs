@@ -254,7 +254,7 @@ fn mfill_atomic_pte_copy(
     pte.set(cx, entry);
     drop(pl);
     // The page is filled: it is no longer write-protected (the copy replaced any marker).
-    mm.uffd_wp_protected.record(|s| s.remove(&dst));
+    mm.uffd_wp_forget(dst);
     Ok(())
 }
 

@@ -360,8 +360,7 @@ fn unmap_to_swap(
     // The page's PageAnonExclusive and the folio's slot (folio->swap).
     let anon_exclusive = folio::page_anon_exclusive(cx, subpage);
     let off = cx.cpu.page(f.pfn, Access::Read).get(PageField::Private) as u32;
-    // The model's swap PTE has no uffd-wp bit: keep such a page mapped (docs/fidelity.md).
-    if pteval.uffd_wp() || !swapfile::swap_duplicate(cx, off) {
+    if !swapfile::swap_duplicate(cx, off) {
         pte.set(cx, pteval);
         return false;
     }
@@ -373,7 +372,11 @@ fn unmap_to_swap(
     }
     mm.add_rss(MM_ANONPAGES, -1);
     mm.add_rss(MM_SWAPENTS, 1);
-    pte.set(cx, Entry::swap(off, anon_exclusive));
+    let mut swp = Entry::swap(off, anon_exclusive);
+    if pteval.uffd_wp() {
+        swp = swp.swp_mkuffd_wp();
+    }
+    pte.set(cx, swp);
     folio::folio_remove_rmap_pte(cx, subpage);
     true
 }

@@ -196,7 +196,7 @@ pub fn zap_pte_range(
                     pte.set(cx, Entry::uffd_wp_marker());
                     can_reclaim_pt = false;
                 } else if old.uffd_wp() {
-                    mm.uffd_wp_protected.record(|s| s.remove(&addr));
+                    mm.uffd_wp_forget(addr);
                 }
                 if let Some(p) = page {
                     let f = page_folio(cx, p);
@@ -239,6 +239,14 @@ pub fn zap_pte_range(
                 } else if old.is_migration() {
                     let f = page_folio(cx, old.pfn());
                     mm.add_rss(mm_counter(cx, f), -1);
+                }
+                // zap_install_uffd_wp_if_needed, for a swap or migration entry as for a
+                // present PTE above.
+                if old.swp_uffd_wp() && !vma.is_anonymous() && !d.drop_markers {
+                    pte.set(cx, Entry::uffd_wp_marker());
+                    can_reclaim_pt = false;
+                } else if old.swp_uffd_wp() {
+                    mm.uffd_wp_forget(addr);
                 }
             }
             addr += 1 << ps;

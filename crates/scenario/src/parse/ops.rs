@@ -677,7 +677,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "retract",
         syntax: "retract ADDR",
-        kernel: "collapse_file of the shmem range mapped at ADDR, ending in retract_page_tables (mm/khugepaged.c)",
+        kernel: "collapse_file of the shmem range mapped at ADDR, ending in retract_page_tables (mm/khugepaged.c): as khugepaged_scan_mm_slot, the VMA is looked up and its file referenced (get_file) under the mmap read lock, which is dropped before the collapse; fput after",
         init: true,
         args: Some(args_retract),
     },
