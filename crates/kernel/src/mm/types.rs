@@ -608,9 +608,14 @@ impl File {
         self.pages.read(&cx.cpu, |p| p.get(&index).copied())
     }
 
-    /// Cached folios with index in `[first, last]`.
+    /// Cached folios with index in `[first, last]` (none when `first > last`: an xarray walk
+    /// past its end, which a caller computing the range from a VMA that changed under it
+    /// can ask for).
     pub fn folios_in(&self, cx: Ctx<'_>, first: u64, last: u64) -> Vec<(u64, FrameRef)> {
         self.pages.read(&cx.cpu, |p| {
+            if first > last {
+                return Vec::new();
+            }
             p.range(first..=last).map(|(i, f)| (*i, *f)).collect()
         })
     }
