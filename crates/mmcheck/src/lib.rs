@@ -2,6 +2,7 @@
 //! native stress driver and the model side of the differential test against the host kernel.
 
 pub mod atlas;
+pub mod bench;
 pub mod check;
 pub mod fuzz;
 pub mod input;

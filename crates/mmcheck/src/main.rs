@@ -324,11 +324,19 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// The explorer on the built-in reference scenario: random and DPOR steps/s and executions/s.
+    /// The explorer's figures: the reference scenario under random, PCT and DPOR (steps/s,
+    /// executions/s), its cost per execution against the native backend, the speed-up of
+    /// `--jobs` within one row, and an mremap-heavy scenario's DPOR search.
     Explore {
-        /// Seconds per mode.
+        /// Seconds per strategy on the reference scenario (and of native runs).
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Worker threads for the within-row and mremap-heavy figures.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Cap on the mremap-heavy DPOR search, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        mremap_seconds: f64,
     },
 }
 
@@ -600,13 +608,30 @@ fn main() -> ExitCode {
             run_fuzz(o)
         }
         Cmd::Bench {
-            what: BenchWhat::Explore { seconds },
+            what:
+                BenchWhat::Explore {
+                    seconds,
+                    jobs,
+                    mremap_seconds,
+                },
         } => {
-            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-                eprintln!("error: --seconds must be a positive number of seconds up to 3600");
+            let valid = |s: f64| s.is_finite() && s > 0.0 && s <= 3600.0;
+            if !valid(seconds) || !valid(mremap_seconds) {
+                eprintln!(
+                    "error: --seconds and --mremap-seconds must be positive numbers of seconds \
+                     up to 3600"
+                );
                 return ExitCode::from(2);
             }
-            bench_explore(seconds)
+            if !(1..=64).contains(&jobs) {
+                eprintln!("error: --jobs must be between 1 and 64");
+                return ExitCode::from(2);
+            }
+            mmcheck::bench::bench_explore(&mmcheck::bench::BenchOpts {
+                seconds,
+                jobs,
+                mremap_seconds,
+            })
         }
     }
 }
@@ -833,57 +858,6 @@ fn run_fuzz(opts: mmcheck::fuzz::FuzzOpts) -> ExitCode {
     if sum.interrupted {
         ExitCode::from(130)
     } else if sum.found.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn bench_explore(seconds: f64) -> ExitCode {
-    use mmcheck_explore::{explore, Config, Mode};
-    use mmcheck_scenario::{catalogue, KernelModel};
-    use std::sync::Arc;
-    use std::time::Duration;
-    let m = Arc::new(KernelModel::new(catalogue::reference()));
-    println!(
-        "reference scenario: {} (3 threads, ~40 visible steps each)",
-        m.scenario.doc
-    );
-    let budget = Some(Duration::from_secs_f64(seconds));
-    let mut ok = true;
-    for (name, mode) in [
-        ("random", Mode::Random),
-        ("pct", Mode::Pct { depth: 3 }),
-        ("dpor", Mode::Dpor),
-    ] {
-        let cfg = Config {
-            mode,
-            budget,
-            seed: 1,
-            stop_on_violation: true,
-            ..Config::default()
-        };
-        let out = explore(m.clone(), &cfg);
-        let secs = out.elapsed.as_secs_f64();
-        println!(
-            "{name}: {:.2}M steps/s, {:.1}k executions/s ({} executions, {} steps, {:.2} s{})",
-            out.steps as f64 / secs / 1e6,
-            out.executions as f64 / secs / 1e3,
-            out.executions,
-            out.steps,
-            secs,
-            if mode == Mode::Dpor {
-                format!(", complete: {}", out.complete)
-            } else {
-                String::new()
-            }
-        );
-        if let Some(cx) = out.counterexample {
-            println!("  unexpected violation: {}", cx.violation);
-            ok = false;
-        }
-    }
-    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -1,0 +1,202 @@
+//! `mmcheck bench`: the explorer's throughput figures in one run (issue: exhaustive at realistic
+//! sizes). Speed targets live here, printed, never in timed tests.
+//!
+//! - The reference scenario (`catalogue::reference`: store/load vs fault vs MADV_DONTNEED on one
+//!   PTE table) under random, PCT and DPOR: steps/s and executions/s.
+//! - The cost of one explored execution against the same scenario code on the native backend:
+//!   the same `build`, every thread's body in turn on the calling thread, and `finish`, with no
+//!   scheduler, no coroutines and no events.
+//! - `--jobs N` within one row: the time to complete DPOR on a mid-size catalogue row
+//!   (`seed-001-retract-anon-vma`, about 24,500 executions) with one worker and with N.
+//! - An mremap-heavy scenario (mremap of a range back against migration of its page and a
+//!   store fault in it, 4-entry tables): DPOR until complete or the cap.
+
+use mmcheck_explore::{explore, explore_parallel, Config, Mode, Model, Outcome};
+use mmcheck_platform::NativeBackend;
+use mmcheck_scenario::{catalogue, parse_scenario, KernelModel};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The `--jobs` row: a clean catalogue row whose DPOR search completes in a few seconds.
+const JOBS_ROW: &str = include_str!("../../../scenarios/seeds/seed-001-retract-anon-vma.mmt");
+
+/// The mremap-heavy scenario: seed 004's move back of a range moved in `init`, against the
+/// migration of its page and a store fault on it.
+const MREMAP_HEAVY: &str = "scenario mremap-heavy
+doc \"mremap of a moved range back against migration of its page and a store fault on it\"
+geometry levels=3 entries=4
+
+init {
+  mmap anon @0 pages=12
+  store @8 = 1
+  mremap @8 pages=4 to @36
+}
+
+thread T0 {
+  mremap @36 pages=4 to @8
+}
+thread T1 {
+  migrate @36
+}
+thread T2 {
+  store @37 = 5
+}
+
+expect clean
+";
+
+/// What `mmcheck bench explore` measures.
+pub struct BenchOpts {
+    /// Seconds per strategy on the reference scenario (and for the native runs).
+    pub seconds: f64,
+    /// Workers of the `--jobs` row.
+    pub jobs: usize,
+    /// Cap on the mremap-heavy DPOR search, in seconds.
+    pub mremap_seconds: f64,
+}
+
+fn rate(n: u64, secs: f64) -> f64 {
+    n as f64 / secs.max(1e-9)
+}
+
+fn cfg(mode: Mode, budget: Option<Duration>) -> Config {
+    Config {
+        mode,
+        budget,
+        seed: 1,
+        stop_on_violation: true,
+        ..Config::default()
+    }
+}
+
+/// Run every non-daemon thread of fresh native instances in turn for `secs`: (executions,
+/// elapsed).
+fn native_runs(m: &KernelModel, secs: f64) -> (u64, Duration) {
+    let start = Instant::now();
+    let mut n = 0;
+    while n == 0 || start.elapsed().as_secs_f64() < secs {
+        let inst = m.build(Box::new(NativeBackend));
+        for t in 0..m.threads() {
+            if !m.is_daemon(t) {
+                m.run(&inst, t);
+            }
+        }
+        std::hint::black_box(m.finish(&inst));
+        n += 1;
+    }
+    (n, start.elapsed())
+}
+
+fn report_violation(out: &Outcome, ok: &mut bool) {
+    if let Some(cx) = &out.counterexample {
+        println!("  unexpected violation: {}", cx.violation);
+        *ok = false;
+    }
+    if let Some(i) = &out.inconclusive {
+        println!("  inconclusive: {:?}", i.limit);
+    }
+}
+
+/// `mmcheck bench explore`.
+pub fn bench_explore(o: &BenchOpts) -> ExitCode {
+    let mut ok = true;
+    let m = Arc::new(KernelModel::new(catalogue::reference()));
+    println!(
+        "reference scenario: {} (3 threads, ~40 visible steps each)",
+        m.scenario.doc
+    );
+    let budget = Some(Duration::from_secs_f64(o.seconds));
+    let mut random_exec_us = None;
+    for (name, mode) in [
+        ("random", Mode::Random),
+        ("pct", Mode::Pct { depth: 3 }),
+        ("dpor", Mode::Dpor),
+    ] {
+        let out = explore(m.clone(), &cfg(mode, budget));
+        let secs = out.elapsed.as_secs_f64();
+        println!(
+            "  {name}: {:.2}M steps/s, {:.1}k executions/s ({} executions, {} steps, {:.2} s{})",
+            rate(out.steps, secs) / 1e6,
+            rate(out.executions, secs) / 1e3,
+            out.executions,
+            out.steps,
+            secs,
+            if mode == Mode::Dpor {
+                format!(", complete: {}", out.complete)
+            } else {
+                String::new()
+            }
+        );
+        if mode == Mode::Random && out.executions > 0 {
+            random_exec_us = Some(secs * 1e6 / out.executions as f64);
+        }
+        report_violation(&out, &mut ok);
+    }
+
+    // The same scenario code on the native backend, one thread after the other.
+    let (n, el) = native_runs(&m, o.seconds);
+    let native_us = el.as_secs_f64() * 1e6 / n as f64;
+    print!("  native backend, threads in turn: {native_us:.1} µs per execution ({n} executions)");
+    match random_exec_us {
+        Some(r) => println!(
+            "; explorer (random): {r:.1} µs per execution, {:.1}x native",
+            r / native_us
+        ),
+        None => println!(),
+    }
+
+    // --jobs within one row.
+    let row =
+        parse_scenario("seed-001-retract-anon-vma.mmt", JOBS_ROW).expect("the jobs row parses");
+    let row = Arc::new(KernelModel::new(row));
+    let c = cfg(Mode::Dpor, None);
+    let one = explore(row.clone(), &c);
+    report_violation(&one, &mut ok);
+    let many = explore_parallel(row.clone(), &c, o.jobs);
+    report_violation(&many, &mut ok);
+    println!(
+        "--jobs {} within one row ({}, DPOR to completion): 1 worker {:.2} s ({} executions, \
+         complete: {}), {} workers {:.2} s ({} executions, complete: {}): speed-up {:.2}x",
+        o.jobs,
+        row.scenario.name,
+        one.elapsed.as_secs_f64(),
+        one.executions,
+        one.complete,
+        o.jobs,
+        many.elapsed.as_secs_f64(),
+        many.executions,
+        many.complete,
+        one.elapsed.as_secs_f64() / many.elapsed.as_secs_f64().max(1e-9),
+    );
+
+    // The mremap-heavy scenario.
+    let mh = parse_scenario("mremap-heavy.mmt", MREMAP_HEAVY).expect("the mremap scenario parses");
+    let mh = Arc::new(KernelModel::new(mh));
+    let out = explore_parallel(
+        mh.clone(),
+        &cfg(Mode::Dpor, Some(Duration::from_secs_f64(o.mremap_seconds))),
+        o.jobs,
+    );
+    let secs = out.elapsed.as_secs_f64();
+    println!(
+        "mremap-heavy ({}; --jobs {}): DPOR {} in {secs:.1} s ({} executions, {:.1}k \
+         executions/s, {:.2}M steps/s)",
+        mh.scenario.doc,
+        o.jobs,
+        if out.complete {
+            "complete"
+        } else {
+            "NOT complete"
+        },
+        out.executions,
+        rate(out.executions, secs) / 1e3,
+        rate(out.steps, secs) / 1e6,
+    );
+    report_violation(&out, &mut ok);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
