@@ -116,6 +116,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         let mut violation: Option<Violation> = ex.violation();
         let mut limit = ex.limit();
         let mut ended_early = false;
+        let mut sleep_blocked = false;
         // Another shard's prefix: the execution stops there and is not this shard's.
         let mut foreign = false;
         while violation.is_none() && limit.is_none() && !ex.finished() {
@@ -137,6 +138,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 let cands = enabled & !sleep_next;
                 if cands == 0 {
                     ended_early = true; // sleep-set blocked: equivalent to an explored execution
+                    sleep_blocked = true;
                     break;
                 }
                 let pre = prev.map_or(0, |_| stack[depth - 1].preemptions);
@@ -223,6 +225,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             ex.finish(&mut pool, false);
         } else {
             out.executions += 1;
+            out.sleep_blocked += u64::from(sleep_blocked);
             out.steps += depth as u64;
             cfg.note_progress(out.executions);
             crate::lockdep::merge(&mut edges, &ex.locks.edges);

@@ -251,6 +251,10 @@ pub struct Counterexample {
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
     pub executions: u64,
+    /// DPOR: executions cut short because every enabled thread was in the sleep set (each is
+    /// equivalent to an explored one). `executions - sleep_blocked` complete executions are
+    /// distinct Mazurkiewicz traces; an optimal DPOR would run no blocked ones.
+    pub sleep_blocked: u64,
     pub steps: u64,
     /// True only when the whole space (under the bound, if none was pruned) was explored.
     pub complete: bool,

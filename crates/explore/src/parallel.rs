@@ -108,6 +108,7 @@ pub fn explore_parallel<M: Model + Send + Sync>(
 /// Add part `o`'s outcome to `all` (parts in order).
 fn combine(all: &mut Outcome, o: Outcome) {
     all.executions += o.executions;
+    all.sleep_blocked += o.sleep_blocked;
     all.steps += o.steps;
     all.complete &= o.complete;
     if all.counterexample.is_none() {

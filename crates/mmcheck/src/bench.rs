@@ -88,6 +88,17 @@ fn native_runs(m: &KernelModel, secs: f64) -> (u64, Duration) {
     (n, start.elapsed())
 }
 
+/// DPOR's executions per equivalence class: every execution over the complete ones (the
+/// sleep-set-blocked ones are redundant).
+fn per_class(out: &Outcome) -> String {
+    let classes = out.executions - out.sleep_blocked;
+    format!(
+        "{} sleep-set blocked, {:.3} executions per class",
+        out.sleep_blocked,
+        out.executions as f64 / classes.max(1) as f64
+    )
+}
+
 fn report_violation(out: &Outcome, ok: &mut bool) {
     if let Some(cx) = &out.counterexample {
         println!("  unexpected violation: {}", cx.violation);
@@ -123,7 +134,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
             out.steps,
             secs,
             if mode == Mode::Dpor {
-                format!(", complete: {}", out.complete)
+                format!(", complete: {}, {}", out.complete, per_class(&out))
             } else {
                 String::new()
             }
@@ -157,12 +168,13 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     report_violation(&many, &mut ok);
     println!(
         "--jobs {} within one row ({}, DPOR to completion): 1 worker {:.2} s ({} executions, \
-         complete: {}), {} workers {:.2} s ({} executions, complete: {}): speed-up {:.2}x",
+         complete: {}, {}), {} workers {:.2} s ({} executions, complete: {}): speed-up {:.2}x",
         o.jobs,
         row.scenario.name,
         one.elapsed.as_secs_f64(),
         one.executions,
         one.complete,
+        per_class(&one),
         o.jobs,
         many.elapsed.as_secs_f64(),
         many.executions,
@@ -180,7 +192,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     );
     let secs = out.elapsed.as_secs_f64();
     println!(
-        "mremap-heavy ({}; --jobs {}): DPOR {} in {secs:.1} s ({} executions, {:.1}k \
+        "mremap-heavy ({}; --jobs {}): DPOR {} in {secs:.1} s ({} executions, {}, {:.1}k \
          executions/s, {:.2}M steps/s)",
         mh.scenario.doc,
         o.jobs,
@@ -190,6 +202,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
             "NOT complete"
         },
         out.executions,
+        per_class(&out),
         rate(out.executions, secs) / 1e3,
         rate(out.steps, secs) / 1e6,
     );
