@@ -387,11 +387,18 @@ impl<'m> Cpu<'m> {
 
     /// Run `f` as the body of a shared-cell access (see `CpuState::in_cell`).
     pub(crate) fn in_cell<R>(&self, f: impl FnOnce() -> R) -> R {
+        /// Restores the flag also when `f` panics: the unwinding that follows releases locks
+        /// (visible operations), which must not be refused as if still inside the closure (a
+        /// second panic would abort the process instead of reporting the model's panic).
+        struct Restore<'a>(&'a std::sync::atomic::AtomicBool, bool);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.store(self.1, Ordering::Relaxed);
+            }
+        }
         let st = &self.state().in_cell;
-        let outer = st.swap(true, Ordering::Relaxed);
-        let r = f();
-        st.store(outer, Ordering::Relaxed);
-        r
+        let _restore = Restore(st, st.swap(true, Ordering::Relaxed));
+        f()
     }
 
     /// Strict mode: this CPU touches `obj` in the step running now (see [`Backend::touch`]).

@@ -254,4 +254,18 @@ mod tests {
             "a visible operation inside a closure must be refused"
         );
     }
+
+    #[test]
+    fn a_panic_inside_a_cell_closure_leaves_visible_operations_allowed() {
+        let m = seq_machine(1, 4);
+        let c = m.cpu(0);
+        let a = Shared::new(m.new_id(), 1u64);
+        let b = SharedWord::new(m.new_id(), 2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            a.read(&c, |_| -> u64 { panic!("a model bug inside the closure") })
+        }));
+        assert!(r.is_err());
+        // The unwinding's lock releases, and everything after, announce as usual.
+        assert_eq!(b.read(&c), 2);
+    }
 }
