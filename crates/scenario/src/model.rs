@@ -113,6 +113,9 @@ impl KernelModel {
         enum Effect {
             Map(u64, u64, Backing),
             Untrack(u64, u64),
+            /// A growsdown stack: anonymous, and so is every page below it down to the mapping
+            /// below, which a fault there maps by expanding the stack.
+            Stack(u64, u64),
         }
         let ps = scenario.geometry.page_size();
         let mut effects = Vec::new();
@@ -124,6 +127,7 @@ impl KernelModel {
                     backing,
                     ..
                 } => effects.push(Effect::Map(addr, pages, backing)),
+                SetupOp::MmapStack { addr, pages } => effects.push(Effect::Stack(addr, pages)),
                 SetupOp::Munmap { addr, pages } => effects.push(Effect::Untrack(addr, pages)),
                 SetupOp::Mremap {
                     addr,
@@ -157,6 +161,7 @@ impl KernelModel {
                     pages,
                     backing,
                 } => effects.push(Effect::Map(addr, pages, backing)),
+                Op::MmapStack { addr, pages } => effects.push(Effect::Stack(addr, pages)),
                 Op::Munmap { addr, pages } | Op::PunchHole { addr, pages } => {
                     effects.push(Effect::Untrack(addr, pages))
                 }
@@ -198,6 +203,31 @@ impl KernelModel {
             }
         }
         effects.extend(shared_files);
+        // A stack's expansion window: down to the end of the highest mapping below it.
+        let stacks: Vec<Effect> = effects
+            .iter()
+            .filter_map(|e| match *e {
+                Effect::Stack(addr, pages) => {
+                    let below = effects
+                        .iter()
+                        .filter_map(|m| match *m {
+                            Effect::Map(a, p, _) if a + p * ps <= addr => Some(a + p * ps),
+                            Effect::Stack(a, p) if a + p * ps <= addr => Some(a + p * ps),
+                            _ => None,
+                        })
+                        .max()
+                        .unwrap_or(0)
+                        .max(addr.saturating_sub((1 << 16) * ps));
+                    Some(Effect::Map(
+                        below,
+                        (addr - below) / ps + pages,
+                        Backing::AnonPrivate,
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        effects.extend(stacks);
         let (mut anon, mut shmem, mut untracked) =
             (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for e in effects {
@@ -209,6 +239,7 @@ impl KernelModel {
                 Effect::Map(a, p, Backing::SameFile { .. }) | Effect::Untrack(a, p) => {
                     (a, p, &mut untracked)
                 }
+                Effect::Stack(..) => continue, // as the anonymous mapping added above
             };
             set.extend((0..pages.min(1 << 16)).map(|p| addr + p * ps));
         }
