@@ -514,6 +514,8 @@ fn tlb_grants_more(k: &Kernel, mm: &MmStruct, e: &TlbEntry, vpn: u64) -> Option<
 pub fn tlb_permission_begin(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> TlbSnapshot {
     let ps = cx.geo().page_shift;
     let (s, e) = (start >> ps, end.div_ceil(1 << ps));
+    let cpu = cx.cpu.id;
+    mm.tlb_owed.record(|o| o.begin(cpu));
     TlbSnapshot(if s < e {
         cx.cpu.tlb_entries_in(mm.id, s, e)
     } else {
@@ -558,32 +560,27 @@ pub fn check_tlb_write_permission(
     check_tlb_permission_of(cx, mm, ranges, before, syscall, Answers::WritesOnly);
 }
 
-/// [`check_tlb_permission`] for `mremap`, which moves entries without an mmu_gather: an entry
-/// that another thread's gather in progress cleared and has not flushed yet (a zap under the
-/// i_mmap lock: `collapse_file`, truncation) is that gather's to flush at its `tlb_finish_mmu`;
-/// `move_ptes` found nothing there to move. munmap and MADV_DONTNEED answer for such entries
-/// too: their own `tlb_finish_mmu` flushes everything when it sees another gather pending
-/// (`mm_tlb_flush_nested`). An entry reclaim cleared with its flush batched stays mremap's
-/// (`flush_tlb_batched_pending` in `move_ptes`).
-pub fn check_tlb_permission_moved(
-    cx: Ctx<'_>,
-    mm: &MmStruct,
-    ranges: &[(u64, u64)],
-    before: TlbSnapshot,
-    syscall: &str,
-) {
-    check_tlb_permission_of(cx, mm, ranges, before, syscall, Answers::NotGathered);
-}
-
 /// Which stale entries a returning call answers for.
 #[derive(Clone, Copy, PartialEq)]
 enum Answers {
     All,
     WritesOnly,
-    NotGathered,
 }
 
 fn check_tlb_permission_of(
+    cx: Ctx<'_>,
+    mm: &MmStruct,
+    ranges: &[(u64, u64)],
+    before: TlbSnapshot,
+    syscall: &str,
+    answers: Answers,
+) {
+    check_owed(cx, mm, ranges, before, syscall, answers);
+    let cpu = cx.cpu.id;
+    mm.tlb_owed.record(|o| o.end(cpu));
+}
+
+fn check_owed(
     cx: Ctx<'_>,
     mm: &MmStruct,
     ranges: &[(u64, u64)],
@@ -604,7 +601,8 @@ fn check_tlb_permission_of(
             .iter()
             .any(|&(a, b)| (a >> ps..b.div_ceil(1 << ps)).contains(&vpn))
     };
-    for (cpu, te) in cx.cpu.tlb_entries_in(mm.id, lo, hi) {
+    // An entry a shootdown in flight covers (its target has IRQs off) is its sender's to finish.
+    for (cpu, te) in cx.cpu.tlb_entries_in_unflushed(mm.id, lo, hi) {
         if !before.0.contains(&(cpu, te)) || answers == Answers::WritesOnly && !te.writable {
             continue;
         }
@@ -613,7 +611,8 @@ fn check_tlb_permission_of(
         let Some(vpn) = (span.max(lo)..(span + (1 << te.shift)).min(hi)).find(|&v| acted(v)) else {
             continue;
         };
-        if answers == Answers::NotGathered && mm.gathers_pending.oracle(|g| g.owes(vpn)) {
+        // Only what this call cleared, or what reclaim's batched flush owes (see `TlbOwed`).
+        if !mm.tlb_owed.oracle(|o| o.answers(cx.cpu.id, vpn)) {
             continue;
         }
         if let Some(why) = tlb_grants_more(cx.k, mm, &te, vpn) {

@@ -119,6 +119,11 @@ fn first_findings_stay_fixed() {
         // a UFFDIO_COPY over a marker an in-progress protect had just installed ends the contract
         // (planted sweep).
         "scenario f1048-base\nset split.invalidate_nonpresent = on\n\ninit {\n  mmap shmem-private @0 pages=8\n  mmap anon @8 pages=8\n  uffd_register @0 pages=8 wp\n}\n\nthread T0 {\n  uffd_copy @3\n  mprotect @0 pages=8 read\n}\n\nthread T1 {\n  uffd_unprotect @0 pages=8\n  uffd_wp @0 pages=8\n}\n\nthread T2 {\n  uffd_unprotect @0 pages=8\n}\n\nexpect clean\n",
+        // MADV_DONTNEED found a huge zero PMD a write fault had cleared and not yet flushed (or
+        // whose IPI a CPU with IRQs off had not taken): the fault's flush, not the madvise's
+        // (planted sweep, PCT; the TLB-permission oracle's `TlbOwed`).
+        "scenario f1156-base\nset folio_walk.lock = vma\nset folio_walk.design = lockless_rcu\n\ninit {\n  mmap anon @0 pages=8 huge\n  mmap anon @8 pages=8\n}\n\nthread T0 {\n  load @7\n}\n\nthread T1 {\n  load @7\n  migrate @0\n}\n\nthread T2 {\n  madvise dontneed @5 pages=1\n}\n\nthread T3 {\n  store @0 = 201\n}\n\nexpect clean\n",
+        "scenario f1076-base\n\ninit {\n  mmap anon @0 pages=8 huge\n  mmap anon @8 pages=8\n  uffd_register @0 pages=8 wp\n}\n\nthread T0 {\n  load @0\n  store @0 = 101\n}\n\nthread T1 {\n  fault @0\n  uffd_move @13 pages=3 to @0 allow_src_holes\n}\n\nthread T2 {\n  madvise dontneed @0 pages=2\n}\n\nexpect clean\n",
     ];
     for text in cases {
         let s = parse_scenario("f.mmt", text).unwrap();

@@ -274,6 +274,35 @@ impl<'m> Cpu<'m> {
         out
     }
 
+    /// [`Cpu::tlb_entries_in`] without the entries a shootdown already sent covers: a target
+    /// with IRQs off (or, broadcast, in the middle of a hardware walk) that has not yet taken
+    /// the flush another CPU sent and is waiting for. Those are the sender's to finish (the
+    /// TLB-permission oracle asks this when a system call returns: its own shootdowns have
+    /// completed by then).
+    pub fn tlb_entries_in_unflushed(
+        &self,
+        mm: u64,
+        start: u64,
+        end: u64,
+    ) -> Vec<(usize, TlbEntry)> {
+        self.visible(Obj::Tlb(self.id as u16), Access::TlbScan);
+        let mut out = Vec::new();
+        for (i, c) in self.m.cpus.iter().enumerate() {
+            self.touch(Obj::Tlb(i as u16));
+            self.touch(Obj::Irq(i as u16));
+            let pending = c.ipi_flush.lock().clone();
+            for e in &c.tlb.lock().leaves {
+                let in_flight = pending
+                    .iter()
+                    .any(|&(m, s, en, _)| e.overlaps(m, s, en) && m == mm);
+                if e.overlaps(mm, start, end) && !in_flight {
+                    out.push((i, *e));
+                }
+            }
+        }
+        out
+    }
+
     /// `flush_tlb_fix_spurious_fault` / `invlpg`: drop `[start, end)` of `mm` from this CPU only,
     /// paging-structure caches included.
     pub fn local_flush_tlb_range(&self, mm: u64, start: u64, end: u64) {

@@ -509,7 +509,7 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
                     pv.pte.set(cx, Entry::uffd_wp_marker());
                 }
                 if cx.proto().reclaim_batch_flush {
-                    set_tlb_ubc_flush_pending(cx, &mut ubc, &m, old.dirty());
+                    set_tlb_ubc_flush_pending(cx, &mut ubc, &m, addr, old.dirty());
                 } else {
                     cx.cpu
                         .flush_tlb_range(m.id, addr >> ps, (addr >> ps) + 1, false);

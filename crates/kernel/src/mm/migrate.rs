@@ -95,7 +95,7 @@ pub fn try_to_migrate_flags(
             // entry, under the PTL.
             let old = pv.pte.xchg(cx, Entry::NONE);
             match batch.as_deref_mut() {
-                Some(ubc) => set_tlb_ubc_flush_pending(cx, ubc, &mm, old.dirty()),
+                Some(ubc) => set_tlb_ubc_flush_pending(cx, ubc, &mm, a, old.dirty()),
                 None => cx.cpu.flush_tlb_range(mm.id, a >> ps, (a >> ps) + 1, false),
             }
             if old.dirty() {

@@ -33,15 +33,12 @@ pub struct MmuGather<'a> {
     /// `tlb->batch != NULL`: `tlb_remove_table` holds a batch page (allocated on the first table
     /// after each `tlb_table_flush`).
     batch: bool,
-    /// This gather's number in the oracle's [`crate::mm::types::GathersPending`].
-    ghost: u64,
 }
 
 impl<'a> MmuGather<'a> {
     /// `tlb_gather_mmu` / `tlb_gather_mmu_fullmm`: also `inc_tlb_flush_pending`.
     pub fn new(cx: Ctx<'_>, mm: &'a MmStruct, fullmm: bool) -> Self {
         mm.tlb_flush_pending.add(&cx.cpu, 1);
-        let ghost = mm.gathers_pending.record(|g| g.begin());
         MmuGather {
             mm,
             fullmm,
@@ -51,7 +48,6 @@ impl<'a> MmuGather<'a> {
             pages: Vec::new(),
             tables: Vec::new(),
             batch: false,
-            ghost,
         }
     }
 
@@ -61,9 +57,9 @@ impl<'a> MmuGather<'a> {
         let (lo, hi) = (addr >> ps, (addr + size).div_ceil(1 << ps));
         self.start = self.start.min(lo);
         self.end = self.end.max(hi);
-        self.mm
-            .gathers_pending
-            .record(|g| g.add(self.ghost, lo, hi));
+        // The TLB-permission oracle: pages this call cleared are its to flush.
+        let cpu = cx.cpu.id;
+        self.mm.tlb_owed.record(|o| o.cleared(cpu, lo, hi));
     }
 
     /// `__tlb_remove_page`: queue the mapping's reference; true when the batch is full and the
@@ -128,7 +124,6 @@ impl<'a> MmuGather<'a> {
             cx.cpu
                 .flush_tlb_range(self.mm.id, self.start, self.end, self.freed_tables);
         }
-        self.mm.gathers_pending.record(|g| g.flushed(self.ghost));
         self.start = u64::MAX;
         self.end = 0;
     }
@@ -162,7 +157,6 @@ impl<'a> MmuGather<'a> {
             self.end = 1;
         }
         self.flush_mmu(cx);
-        self.mm.gathers_pending.record(|g| g.end(self.ghost));
         self.mm.tlb_flush_pending.add(&cx.cpu, -1);
     }
 }

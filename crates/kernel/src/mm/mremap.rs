@@ -202,6 +202,9 @@ fn move_ptes(
         }
         if pte.present() {
             force_flush = true;
+            // The TLB-permission oracle: a translation of a moved entry is this call's to flush.
+            let (cpu, vpn) = (cx.cpu.id, (old_addr >> ps) + i);
+            mm.tlb_owed.record(|o| o.cleared(cpu, vpn, vpn + 1));
         }
         let np = new_map.pte(g.index(new_addr + (i << ps), 1));
         // VM_WARN_ON_ONCE(!pte_none(*new_ptep)): the destination is a fresh, write-locked range.
@@ -257,6 +260,9 @@ fn move_normal_pmd(
         return false;
     }
     old_pmd.set(cx, Entry::NONE);
+    let (cpu, vpn) = (cx.cpu.id, old_addr >> g.page_shift);
+    mm.tlb_owed
+        .record(|o| o.cleared(cpu, vpn, vpn + g.entries() as u64));
     pgtable::pmd_populate(cx, new_pmd, cx.cpu.frame_ref(pmd.pfn()));
     cx.cpu.flush_tlb_range(
         mm.id,
@@ -360,6 +366,9 @@ fn move_page_tables(
                         .recheck("pmd_trans_huge", cur.pmd_trans_huge() || cur.is_migration())
                     {
                         let v = old_pmd.xchg(cx, Entry::NONE);
+                        let (cpu, vpn) = (cx.cpu.id, o >> g.page_shift);
+                        mm.tlb_owed
+                            .record(|r| r.cleared(cpu, vpn, vpn + g.entries() as u64));
                         if let Some(t) = crate::mm::huge_memory::withdraw(cx, old_pmd) {
                             crate::mm::huge_memory::deposit(cx, new_pmd, t);
                         }
@@ -481,6 +490,6 @@ pub fn do_mremap_flags(
         do_vmi_munmap(cx, mm, w, old_addr, old_end, false);
     }
     cx.rcu_quiescent();
-    crate::check::check_tlb_permission_moved(cx, mm, &[(old_addr, old_end)], tlb_before, "mremap");
+    crate::check::check_tlb_permission(cx, mm, &[(old_addr, old_end)], tlb_before, "mremap");
     Ok(new_addr)
 }

@@ -33,12 +33,22 @@ pub struct TlbUbc {
 }
 
 /// `set_tlb_ubc_flush_pending`: the PTE of `mm` just cleared will be flushed with the batch.
-pub fn set_tlb_ubc_flush_pending(cx: Ctx<'_>, ubc: &mut TlbUbc, mm: &MmStruct, writable: bool) {
+pub fn set_tlb_ubc_flush_pending(
+    cx: Ctx<'_>,
+    ubc: &mut TlbUbc,
+    mm: &MmStruct,
+    addr: u64,
+    writable: bool,
+) {
     let _f = cx.cpu.enter("set_tlb_ubc_flush_pending");
     if !ubc.mms.contains(&mm.id) {
         ubc.mms.push(mm.id);
     }
     ubc.flush_required = true;
+    // The TLB-permission oracle: this page's flush is batched; a call that finds it cleared
+    // answers for it (`flush_tlb_batched_pending`).
+    let (cpu, vpn) = (cx.cpu.id, addr >> cx.geo().page_shift);
+    mm.tlb_owed.record(|o| o.batched(cpu, vpn, vpn + 1));
     // Ensure compatibility with flush_tlb_batched_pending: one more pending, wrapping the count
     // back to 1 before it reaches the flushed half.
     let mut batch = mm.tlb_flush_batched.read(&cx.cpu);
@@ -69,6 +79,10 @@ pub fn try_to_unmap_flush(cx: Ctx<'_>, ubc: &mut TlbUbc) {
     let _f = cx.cpu.enter("try_to_unmap_flush");
     for mm in std::mem::take(&mut ubc.mms) {
         cx.cpu.flush_tlb_range(mm, 0, u64::MAX, false);
+        if let Some(m) = cx.k.mm_by_id(mm) {
+            let cpu = cx.cpu.id;
+            m.tlb_owed.record(|o| o.batch_flushed(cpu));
+        }
     }
     ubc.flush_required = false;
     ubc.writable = false;
@@ -122,7 +136,7 @@ mod tests {
         };
         c1.cpu.tlb_fill(e);
         let mut ubc = TlbUbc::default();
-        set_tlb_ubc_flush_pending(c0, &mut ubc, &mm, true);
+        set_tlb_ubc_flush_pending(c0, &mut ubc, &mm, 0x100 << 12, true);
         assert!(ubc.flush_required && ubc.writable);
         assert_eq!(mm.tlb_flush_batched.peek(&k.machine), 1);
         // Another zapper sees the pending flush and flushes the mm.
@@ -137,7 +151,7 @@ mod tests {
         flush_tlb_batched_pending(c0, &mm);
         assert!(c1.cpu.tlb_lookup(mm.id, 0x100).is_some());
         // try_to_unmap_flush flushes the batch but leaves the counts alone.
-        set_tlb_ubc_flush_pending(c0, &mut ubc, &mm, false);
+        set_tlb_ubc_flush_pending(c0, &mut ubc, &mm, 0x100 << 12, false);
         try_to_unmap_flush(c0, &mut ubc);
         assert!(!ubc.flush_required);
         assert!(c1.cpu.tlb_lookup(mm.id, 0x100).is_none());

@@ -86,54 +86,67 @@ pub struct MmStruct {
     /// anonymous VMA without markers, or no table at all) is not protected: a later fault maps
     /// it writable, as the kernel does without `UFFD_FEATURE_WP_UNPOPULATED`.
     pub uffd_wp_done: Ghost<std::collections::BTreeSet<(usize, u64)>>,
-    /// Oracle bookkeeping: the pages each mmu_gather in progress has cleared and not yet flushed
-    /// (by gather number; see [`GathersPending`]).
-    pub gathers_pending: Ghost<GathersPending>,
+    /// Oracle bookkeeping: which stale translations a returning call answers for (see
+    /// [`TlbOwed`]).
+    pub tlb_owed: Ghost<TlbOwed>,
 }
 
-/// The TLB-permission oracle's record of the mmu_gathers in progress on an mm: the page ranges
-/// each has cleared (`tlb_remove_tlb_entry`, `pte_free_tlb`) and owes a flush for. A stale entry
-/// there when another call returns is the gather's to flush (`tlb_finish_mmu` has not run yet),
-/// not the returning call's.
+/// The TLB-permission oracle's record of whose flush a translation is: a call that reduces
+/// access (munmap, MADV_DONTNEED, mremap, mprotect) answers, when it returns, for the pages it
+/// cleared or changed itself (its mmu_gather's ranges, the entries mremap moved) and for those
+/// reclaim cleared with its flush batched (`set_tlb_ubc_flush_pending`): the call must flush
+/// them (`flush_tlb_batched_pending`) before it relies on their absence. A page another thread
+/// cleared and is still flushing (its own `flush_tlb_range` or `tlb_finish_mmu` to come, or an
+/// IPI in flight) is that thread's.
 #[derive(Debug, Default)]
-pub struct GathersPending {
-    next: u64,
-    pending: BTreeMap<u64, Vec<(u64, u64)>>,
+pub struct TlbOwed {
+    /// Per CPU: page ranges cleared by the call running there since its
+    /// [`crate::check::tlb_permission_begin`].
+    own: BTreeMap<usize, Vec<(u64, u64)>>,
+    /// Page ranges cleared by reclaim or migration with the flush batched, by the batching CPU,
+    /// until its `try_to_unmap_flush`.
+    batched: Vec<(usize, u64, u64)>,
 }
 
-impl GathersPending {
-    /// A gather begins: its number.
-    pub fn begin(&mut self) -> u64 {
-        self.next += 1;
-        self.pending.insert(self.next, Vec::new());
-        self.next
+impl TlbOwed {
+    /// A call that will be checked begins on `cpu`.
+    pub fn begin(&mut self, cpu: usize) {
+        self.own.insert(cpu, Vec::new());
     }
 
-    /// Gather `id` cleared pages `[lo, hi)`.
-    pub fn add(&mut self, id: u64, lo: u64, hi: u64) {
-        if let Some(r) = self.pending.get_mut(&id) {
+    /// The call on `cpu` cleared or changed pages `[lo, hi)` (recorded only while a call is
+    /// being checked there).
+    pub fn cleared(&mut self, cpu: usize, lo: u64, hi: u64) {
+        if let Some(r) = self.own.get_mut(&cpu) {
             r.push((lo, hi));
         }
     }
 
-    /// Gather `id` flushed what it had cleared.
-    pub fn flushed(&mut self, id: u64) {
-        if let Some(r) = self.pending.get_mut(&id) {
-            r.clear();
-        }
+    /// `cpu` cleared pages `[lo, hi)` with the flush batched.
+    pub fn batched(&mut self, cpu: usize, lo: u64, hi: u64) {
+        self.batched.push((cpu, lo, hi));
     }
 
-    /// Gather `id` finished.
-    pub fn end(&mut self, id: u64) {
-        self.pending.remove(&id);
+    /// `cpu` flushed its batch.
+    pub fn batch_flushed(&mut self, cpu: usize) {
+        self.batched.retain(|e| e.0 != cpu);
     }
 
-    /// Some gather in progress cleared page `vpn` and has not flushed it.
-    pub fn owes(&self, vpn: u64) -> bool {
-        self.pending
-            .values()
-            .flatten()
-            .any(|&(lo, hi)| (lo..hi).contains(&vpn))
+    /// Whether the call returning on `cpu` answers for page `vpn`; ends its record.
+    pub fn answers(&self, cpu: usize, vpn: u64) -> bool {
+        let own = self
+            .own
+            .get(&cpu)
+            .is_some_and(|r| r.iter().any(|&(lo, hi)| (lo..hi).contains(&vpn)));
+        own || self
+            .batched
+            .iter()
+            .any(|&(c, lo, hi)| c != cpu && (lo..hi).contains(&vpn))
+    }
+
+    /// The call on `cpu` returned.
+    pub fn end(&mut self, cpu: usize) {
+        self.own.remove(&cpu);
     }
 }
 
@@ -164,7 +177,7 @@ impl MmStruct {
             exiting: SharedWord::new(field(None, "flags(MMF_OOM_SKIP)"), 0),
             uffd_wp_protected: Ghost::default(),
             uffd_wp_done: Ghost::default(),
-            gathers_pending: Ghost::default(),
+            tlb_owed: Ghost::default(),
         }
     }
 

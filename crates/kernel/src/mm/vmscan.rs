@@ -296,7 +296,7 @@ fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &m
         // Nuke the page table entry: flush now, or clear and defer the flush to the batch.
         let pteval = pv.pte.xchg(cx, Entry::NONE);
         if cx.proto().reclaim_batch_flush {
-            set_tlb_ubc_flush_pending(cx, ubc, &mm, pteval.dirty());
+            set_tlb_ubc_flush_pending(cx, ubc, &mm, a, pteval.dirty());
         } else {
             cx.cpu.flush_tlb_range(mm.id, a >> ps, (a >> ps) + 1, false);
         }
