@@ -102,8 +102,10 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
     }
     match ev.access {
         Access::Flush | Access::IpiSync if matches!(obj, Obj::Irq(_) | Obj::Tlb(_)) => return true,
-        // A TLB scan reads TLBs only (the dependency relation lets it commute with IRQ-off).
-        Access::TlbScan if matches!(obj, Obj::Tlb(_)) => return true,
+        // A TLB scan reads TLBs, and of the IRQ state only the queue of shootdowns not yet
+        // taken, which a sender's flush and the target's IRQ enable change (both dependent with
+        // a scan); it commutes with IRQ-off, which leaves the queue alone.
+        Access::TlbScan if matches!(obj, Obj::Tlb(_) | Obj::Irq(_)) => return true,
         Access::FrameFree => {
             if let Obj::Frame { pfn, order } = ev.obj {
                 if obj.in_block(pfn, order) {
