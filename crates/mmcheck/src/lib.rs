@@ -5,6 +5,7 @@ pub mod atlas;
 pub mod check;
 pub mod fuzz;
 pub mod input;
+pub mod litmus;
 pub mod merge;
 pub mod model_runner;
 pub mod planted;
