@@ -12,6 +12,9 @@ pub enum Observation {
     Always,
     Sometimes,
     Never,
+    /// Only as an expectation (`Result: DEADLOCK`, as the kernel's locking tests write it): no
+    /// execution is allowed at all (herd7 then observes `Never 0 0`).
+    Deadlock,
 }
 
 impl Observation {
@@ -20,6 +23,7 @@ impl Observation {
             Observation::Always => "Always",
             Observation::Sometimes => "Sometimes",
             Observation::Never => "Never",
+            Observation::Deadlock => "DEADLOCK",
         }
     }
 
@@ -28,6 +32,7 @@ impl Observation {
             "Always" => Some(Observation::Always),
             "Sometimes" => Some(Observation::Sometimes),
             "Never" => Some(Observation::Never),
+            "DEADLOCK" => Some(Observation::Deadlock),
             _ => None,
         }
     }

@@ -65,22 +65,17 @@ impl Outcome {
         }
     }
 
+    /// Whether the verdict agrees with `expected` (`Deadlock`: no allowed execution at all).
+    pub fn agrees_with(&self, expected: Observation) -> bool {
+        match expected {
+            Observation::Deadlock => self.positive + self.negative == 0,
+            e => e == self.observation(),
+        }
+    }
+
     /// Whether the verdict agrees with the `Result:` line (true without one).
     pub fn agrees(&self) -> bool {
-        self.expected.is_none_or_eq(self.observation())
-    }
-}
-
-trait ExpectEq {
-    fn is_none_or_eq(&self, o: Observation) -> bool;
-}
-
-impl ExpectEq for Option<Observation> {
-    fn is_none_or_eq(&self, o: Observation) -> bool {
-        match self {
-            None => true,
-            Some(e) => *e == o,
-        }
+        self.expected.map_or(true, |e| self.agrees_with(e))
     }
 }
 

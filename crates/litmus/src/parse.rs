@@ -153,7 +153,7 @@ fn expected_result(file: &str, text: &str, comments: &[Comment]) -> R<Option<Obs
                         file,
                         text,
                         at..at + "Result:".len(),
-                        format!("'Result: {word}': expected Always, Sometimes or Never"),
+                        format!("'Result: {word}': expected Always, Sometimes, Never or DEADLOCK"),
                     ))
                 }
             };

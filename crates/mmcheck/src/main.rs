@@ -644,7 +644,7 @@ fn main() -> ExitCode {
 
 fn parse_observation(s: &str) -> Result<mmcheck_litmus::Observation, String> {
     mmcheck_litmus::Observation::from_word(s)
-        .ok_or_else(|| format!("'{s}': expected Always, Sometimes or Never"))
+        .ok_or_else(|| format!("'{s}': expected Always, Sometimes, Never or DEADLOCK"))
 }
 
 fn run_atlas(
