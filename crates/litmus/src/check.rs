@@ -75,7 +75,7 @@ impl Outcome {
 
     /// Whether the verdict agrees with the `Result:` line (true without one).
     pub fn agrees(&self) -> bool {
-        self.expected.map_or(true, |e| self.agrees_with(e))
+        self.expected.is_none_or(|e| self.agrees_with(e))
     }
 }
 
@@ -88,9 +88,9 @@ pub fn check_source(file: &str, text: &str) -> Result<Outcome, LitmusError> {
 fn domains(file: &str, text: &str, test: &Test, locs: &Locs) -> Result<Vec<Vec<Val>>, LitmusError> {
     let n = locs.names.len();
     let mut dom: Vec<BTreeSet<Val>> = (0..n).map(|l| BTreeSet::from([locs.init[l]])).collect();
-    for l in 0..n {
-        if locs.lock[l] {
-            dom[l] = BTreeSet::from([Val::Int(0), Val::Int(1)]);
+    for (d, &lock) in dom.iter_mut().zip(&locs.lock) {
+        if lock {
+            *d = BTreeSet::from([Val::Int(0), Val::Int(1)]);
         }
     }
     let mut round = 0usize;
@@ -172,8 +172,6 @@ struct Built {
     reads: Vec<(usize, Vec<usize>)>,
     /// Per location: its initial write and its coherence orders of the other writes.
     cos: Vec<(usize, Vec<Vec<usize>>)>,
-    /// Global index of each process's first event.
-    base: Vec<usize>,
 }
 
 fn build(locs: &Locs, runs: &[&Trace]) -> Result<Option<Built>, LitmusError> {
@@ -244,7 +242,11 @@ fn build(locs: &Locs, runs: &[&Trace]) -> Result<Option<Built>, LitmusError> {
             if let Some(p) = e.pair {
                 rmw.add(b + p, b + k);
             }
-            for (set, rel) in [(e.addr, &mut addr), (e.data, &mut data), (e.ctrl, &mut ctrl)] {
+            for (set, rel) in [
+                (e.addr, &mut addr),
+                (e.data, &mut data),
+                (e.ctrl, &mut ctrl),
+            ] {
                 for s in crate::rel::members(set) {
                     rel.add(b + s, b + k);
                 }
@@ -308,7 +310,6 @@ fn build(locs: &Locs, runs: &[&Trace]) -> Result<Option<Built>, LitmusError> {
         },
         reads,
         cos,
-        base,
     }))
 }
 
@@ -324,8 +325,7 @@ fn bump(digits: &mut [usize], sizes: &[usize]) -> bool {
     false
 }
 
-fn show_state(test: &Test, locs: &Locs, shown: &[Target], regs: &[Vec<(String, Val)>], fin: &[Val]) -> String {
-    let _ = test;
+fn show_state(locs: &Locs, shown: &[Target], regs: &[Vec<(String, Val)>], fin: &[Val]) -> String {
     let mut s = String::new();
     for t in shown {
         let v = value_of(locs, t, regs, fin).unwrap_or(Val::Int(0));
@@ -386,10 +386,20 @@ fn validate(file: &str, text: &str, test: &Test, locs: &Locs) -> Result<Vec<Targ
     for (t, span) in &named {
         match t {
             Target::Reg(p, _) if *p >= test.threads.len() => {
-                return Err(ParseError::new(file, text, span.clone(), format!("there is no process P{p}")));
+                return Err(ParseError::new(
+                    file,
+                    text,
+                    span.clone(),
+                    format!("there is no process P{p}"),
+                ));
             }
             Target::Loc(l) if locs.index(l).is_none() => {
-                return Err(ParseError::new(file, text, span.clone(), format!("unknown location '{l}'")));
+                return Err(ParseError::new(
+                    file,
+                    text,
+                    span.clone(),
+                    format!("unknown location '{l}'"),
+                ));
             }
             _ => {}
         }
@@ -412,7 +422,8 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
     let dom = domains(file, text, test, &locs)?;
     let mut all_runs = Vec::new();
     for t in 0..test.threads.len() {
-        let runs = exec::runs(file, text, test, &locs, t, &dom, MAX_RUNS)?.map_err(LitmusError::Limit)?;
+        let runs =
+            exec::runs(file, text, test, &locs, t, &dom, MAX_RUNS)?.map_err(LitmusError::Limit)?;
         all_runs.push(runs);
     }
     // A register the condition names must exist in its process (in some run).
@@ -423,21 +434,30 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
             let known = test.threads[*p].body.iter().any(|s| declares(s, r))
                 || test.init.iter().any(|i| i.target == *t);
             if !known {
-                return Err(ParseError::new(file, text, span.clone(), format!("P{p} has no register '{r}'")).into());
+                return Err(ParseError::new(
+                    file,
+                    text,
+                    span.clone(),
+                    format!("P{p} has no register '{r}'"),
+                )
+                .into());
             }
         }
     }
-    let nl = locs.names.len();
     let mut states: BTreeMap<String, bool> = BTreeMap::new();
     let (mut positive, mut negative, mut candidates) = (0u64, 0u64, 0u64);
     let mut rejected = [0u64; 5];
     let sizes: Vec<usize> = all_runs.iter().map(Vec::len).collect();
-    if sizes.iter().any(|&s| s == 0) {
+    if sizes.contains(&0) {
         return Err(LitmusError::Limit("a process has no run".into()));
     }
     let mut pick = vec![0usize; sizes.len()];
     loop {
-        let runs: Vec<&Trace> = pick.iter().enumerate().map(|(t, &k)| &all_runs[t][k]).collect();
+        let runs: Vec<&Trace> = pick
+            .iter()
+            .enumerate()
+            .map(|(t, &k)| &all_runs[t][k])
+            .collect();
         if let Some(b) = build(&locs, &runs)? {
             let n = b.sk.ev.len();
             let rf_sizes: Vec<usize> = b.reads.iter().map(|(_, c)| c.len()).collect();
@@ -453,7 +473,9 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
                 loop {
                     candidates += 1;
                     if candidates > MAX_CANDIDATES {
-                        return Err(LitmusError::Limit(format!("more than {MAX_CANDIDATES} candidate executions")));
+                        return Err(LitmusError::Limit(format!(
+                            "more than {MAX_CANDIDATES} candidate executions"
+                        )));
                     }
                     let mut co = Rel::empty(n);
                     let mut fin = locs.init.clone();
@@ -472,7 +494,10 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
                     }
                     match b.sk.check(&rf, &co) {
                         Verdict::Allowed => {
-                            let keep = test.filter.as_ref().is_none_or_true(|f| eval_prop(f, &locs, &regs, &fin));
+                            let keep = test
+                                .filter
+                                .as_ref()
+                                .is_none_or(|f| eval_prop(f, &locs, &regs, &fin));
                             if keep {
                                 let holds = eval_prop(&test.cond.prop, &locs, &regs, &fin);
                                 if holds {
@@ -480,7 +505,7 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
                                 } else {
                                     negative += 1;
                                 }
-                                states.insert(show_state(test, &locs, &shown, &regs, &fin), holds);
+                                states.insert(show_state(&locs, &shown, &regs, &fin), holds);
                             }
                         }
                         Verdict::Coherence => rejected[0] += 1,
@@ -497,7 +522,6 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
                     break;
                 }
             }
-            let _ = (nl, &b.base);
         }
         if !bump(&mut pick, &sizes) {
             break;
@@ -515,16 +539,6 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
         expected: test.expected,
         elapsed: started.elapsed(),
     })
-}
-
-trait OptTrue<T> {
-    fn is_none_or_true(&self, f: impl Fn(&T) -> bool) -> bool;
-}
-
-impl<T> OptTrue<T> for Option<&T> {
-    fn is_none_or_true(&self, f: impl Fn(&T) -> bool) -> bool {
-        self.map_or(true, f)
-    }
 }
 
 fn declares(s: &Stmt, r: &str) -> bool {

@@ -117,7 +117,10 @@ impl ParseError {
             src: NamedSource::new(self.file.clone(), escape_controls(&self.text)),
         };
         let mut out = String::new();
-        let ok = self.text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t')
+        let ok = self
+            .text
+            .chars()
+            .all(|c| !c.is_control() || c == '\n' || c == '\t')
             && handler.render_report(&mut out, &shown).is_ok();
         if !ok {
             out = format!("error: {self}\n");
@@ -130,7 +133,11 @@ impl ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 

@@ -109,8 +109,8 @@ struct Run<'a> {
     next: usize,
     events: Vec<Ev>,
     regs: Vec<(String, Val, Set)>,
+    /// The reads every later event has a control dependency on.
     ctrl: Set,
-    /// Read events (local indices) in taints are bits; capped by [`MAX_THREAD_EVENTS`].
     rcu_depth: i64,
 }
 
@@ -129,7 +129,10 @@ impl Run<'_> {
 
     fn push(&mut self, mut e: Ev) -> Result<usize, Stop> {
         if self.events.len() >= MAX_THREAD_EVENTS {
-            return Err(Stop::Bad(0..0, format!("a process has more than {MAX_THREAD_EVENTS} events")));
+            return Err(Stop::Bad(
+                0..0,
+                format!("a process has more than {MAX_THREAD_EVENTS} events"),
+            ));
         }
         e.ctrl |= self.ctrl;
         self.events.push(e);
@@ -222,7 +225,10 @@ impl Run<'_> {
             } else {
                 "an ordinary access to a spinlock"
             };
-            return Err(Stop::Bad(span.clone(), format!("{what} ('{}')", self.locs.names[loc])));
+            return Err(Stop::Bad(
+                span.clone(),
+                format!("{what} ('{}')", self.locs.names[loc]),
+            ));
         }
         Ok(())
     }
@@ -231,7 +237,12 @@ impl Run<'_> {
         self.domain[loc].clone()
     }
 
-    fn read(&mut self, loc: usize, addr: Set, f: impl FnOnce(&mut Ev)) -> Result<(Val, usize), Stop> {
+    fn read(
+        &mut self,
+        loc: usize,
+        addr: Set,
+        f: impl FnOnce(&mut Ev),
+    ) -> Result<(Val, usize), Stop> {
         let v = self.choose(self.cands(loc))?;
         let mut e = Run::ev(Op::Read, loc, v);
         e.addr = addr;
@@ -240,7 +251,13 @@ impl Run<'_> {
         Ok((v, k))
     }
 
-    fn write(&mut self, loc: usize, v: Tv, addr: Set, f: impl FnOnce(&mut Ev)) -> Result<usize, Stop> {
+    fn write(
+        &mut self,
+        loc: usize,
+        v: Tv,
+        addr: Set,
+        f: impl FnOnce(&mut Ev),
+    ) -> Result<usize, Stop> {
         let mut e = Run::ev(Op::Write, loc, v.0);
         e.addr = addr;
         e.data = v.1;
@@ -284,7 +301,10 @@ impl Run<'_> {
 
     fn call(&mut self, name: &str, args: &[Expr], span: &Span) -> Result<Tv, Stop> {
         let Some(p) = prim::lookup(name) else {
-            return Err(Stop::Bad(span.clone(), format!("unknown primitive '{name}'")));
+            return Err(Stop::Bad(
+                span.clone(),
+                format!("unknown primitive '{name}'"),
+            ));
         };
         let bit = |k: usize| -> Set { 1u128 << k };
         match p {
@@ -294,7 +314,11 @@ impl Run<'_> {
                 let (v, k) = self.read(loc, a, |e| e.acquire = ord == Ord::Acquire)?;
                 Ok((v, bit(k)))
             }
-            Prim::Store { ord, deref, mb_after } => {
+            Prim::Store {
+                ord,
+                deref,
+                mb_after,
+            } => {
                 let (loc, a) = self.location(&args[0], deref)?;
                 self.check_kind(loc, false, span)?;
                 let v = self.eval(&args[1])?;
@@ -370,9 +394,7 @@ impl Run<'_> {
                     return Err(Stop::Invalid);
                 };
                 let (v, k) = self.rmw(loc, a, Ord::Mb, false, |v| match v {
-                    Val::Int(x) if v != unless.0 => {
-                        Ok(Some((Val::Int(x.wrapping_add(ad)), add.1)))
-                    }
+                    Val::Int(x) if v != unless.0 => Ok(Some((Val::Int(x.wrapping_add(ad)), add.1))),
                     Val::Int(_) => Ok(None),
                     Val::Addr(_) => Err(Stop::Invalid),
                 })?;
@@ -501,7 +523,11 @@ impl Run<'_> {
                 Stmt::Decl(name, init, _) => {
                     let tv = match init {
                         Some(e) => self.eval(e)?,
-                        None => self.regs.iter().find(|(n, _, _)| n == name).map_or((Val::Int(0), 0), |r| (r.1, r.2)),
+                        None => self
+                            .regs
+                            .iter()
+                            .find(|(n, _, _)| n == name)
+                            .map_or((Val::Int(0), 0), |r| (r.1, r.2)),
                     };
                     self.set_reg(name, tv);
                 }
@@ -514,15 +540,14 @@ impl Run<'_> {
                 }
                 Stmt::If(c, then, els) => {
                     let (v, t) = self.eval(c)?;
-                    let saved = self.ctrl;
+                    // herd7's ctrl reaches every po-later event, after the join too: the
+                    // taint is never dropped.
                     self.ctrl |= t;
                     if Run::truthy(v) {
                         self.stmts(then)?;
                     } else {
                         self.stmts(els)?;
                     }
-                    // herd7's ctrl reaches every po-later event, after the join too.
-                    self.ctrl |= saved;
                 }
             }
         }
@@ -559,6 +584,8 @@ pub fn runs(
     limit: usize,
 ) -> Result<Result<Vec<Trace>, String>, ParseError> {
     let th = &test.threads[t];
+    // The process's name, for errors about the whole body.
+    let head = th.span.start..th.span.start + format!("P{t}").len();
     let mut out = Vec::new();
     let mut stack: Vec<Vec<Val>> = vec![Vec::new()];
     while let Some(choices) = stack.pop() {
@@ -579,7 +606,7 @@ pub fn runs(
                     return Err(ParseError::new(
                         file,
                         text,
-                        th.span.clone(),
+                        head,
                         format!("P{t}: unbalanced rcu_read_lock()/rcu_read_unlock()"),
                     ));
                 }
@@ -600,7 +627,7 @@ pub fn runs(
             }
             Err(Stop::Invalid) => {}
             Err(Stop::Bad(span, msg)) => {
-                let span = if span.is_empty() { th.span.clone() } else { span };
+                let span = if span.is_empty() { head } else { span };
                 return Err(ParseError::new(file, text, span, msg));
             }
         }
@@ -614,28 +641,47 @@ pub fn locations(file: &str, text: &str, test: &Test) -> Result<Locs, ParseError
     let mut locs = Locs {
         names: test.globals.clone(),
         init: vec![Val::Int(0); test.globals.len()],
-        lock: test.globals.iter().map(|g| test.locks.contains(g)).collect(),
+        lock: test
+            .globals
+            .iter()
+            .map(|g| test.locks.contains(g))
+            .collect(),
     };
     let mut seen: HashMap<String, ()> = HashMap::new();
     for i in &test.init {
         if let Target::Loc(n) = &i.target {
             let Some(l) = locs.index(n) else { continue };
             if seen.insert(n.clone(), ()).is_some() {
-                return Err(ParseError::new(file, text, i.span.clone(), format!("'{n}' is initialised twice")));
+                return Err(ParseError::new(
+                    file,
+                    text,
+                    i.span.clone(),
+                    format!("'{n}' is initialised twice"),
+                ));
             }
             locs.init[l] = match &i.value {
                 Const::Int(v) => Val::Int(*v),
                 Const::Addr(a) => match locs.index(a) {
                     Some(k) => Val::Addr(k),
                     None => {
-                        return Err(ParseError::new(file, text, i.span.clone(), format!("unknown location '{a}'")))
+                        return Err(ParseError::new(
+                            file,
+                            text,
+                            i.span.clone(),
+                            format!("unknown location '{a}'"),
+                        ))
                     }
                 },
             };
         }
         if let Target::Reg(t, _) = &i.target {
             if *t >= test.threads.len() {
-                return Err(ParseError::new(file, text, i.span.clone(), format!("there is no process P{t}")));
+                return Err(ParseError::new(
+                    file,
+                    text,
+                    i.span.clone(),
+                    format!("there is no process P{t}"),
+                ));
             }
         }
     }

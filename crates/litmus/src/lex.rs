@@ -81,7 +81,10 @@ pub fn lex(file: &str, full: &str, base: usize) -> Result<(Vec<Token>, Vec<Comme
         }
         // Comments: OCaml-style `(* ... *)` (nested), C-style `/* ... */` and `// ...`.
         let ocaml = rest.starts_with("(*")
-            && rest[2..].chars().next().map_or(true, |c| c.is_whitespace() || c == '*');
+            && rest[2..]
+                .chars()
+                .next()
+                .is_none_or(|c| c.is_whitespace() || c == '*');
         if ocaml || rest.starts_with("/*") {
             let (open, close) = if ocaml { ("(*", "*)") } else { ("/*", "*/") };
             let mut depth = 0usize;

@@ -25,8 +25,8 @@ pub use output::render;
 
 /// Read and check the litmus file at `path`.
 pub fn check_file(path: &std::path::Path) -> Result<Outcome, LitmusError> {
-    let text = std::fs::read(path)
-        .map_err(|e| LitmusError::Io(format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read(path).map_err(|e| LitmusError::Io(format!("{}: {e}", path.display())))?;
     let text = String::from_utf8(text)
         .map_err(|_| LitmusError::Io(format!("{}: not UTF-8 text", path.display())))?;
     check_source(&path.display().to_string(), &text)

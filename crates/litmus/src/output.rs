@@ -7,7 +7,11 @@ use crate::check::Outcome;
 /// The result as herd7 prints it (without its `Time` and `Hash` lines).
 pub fn render(o: &Outcome) -> String {
     let mut s = String::new();
-    let kind = if o.quant == Quant::Forall { "Required" } else { "Allowed" };
+    let kind = if o.quant == Quant::Forall {
+        "Required"
+    } else {
+        "Allowed"
+    };
     s.push_str(&format!("Test {} {kind}\n", o.name));
     s.push_str(&format!("States {}\n", o.states.len()));
     for (st, _) in &o.states {
@@ -16,7 +20,10 @@ pub fn render(o: &Outcome) -> String {
     }
     s.push_str(if o.ok() { "Ok\n" } else { "No\n" });
     s.push_str("Witnesses\n");
-    s.push_str(&format!("Positive: {} Negative: {}\n", o.positive, o.negative));
+    s.push_str(&format!(
+        "Positive: {} Negative: {}\n",
+        o.positive, o.negative
+    ));
     let q = match o.quant {
         Quant::Exists => "exists",
         Quant::NotExists => "~exists",

@@ -9,8 +9,23 @@ use crate::prim;
 
 /// Type words accepted in declarations and parameter lists.
 const TYPES: &[&str] = &[
-    "int", "long", "unsigned", "signed", "char", "short", "atomic_t", "spinlock_t", "intptr_t",
-    "uintptr_t", "u32", "u64", "s32", "s64", "bool", "const", "volatile",
+    "int",
+    "long",
+    "unsigned",
+    "signed",
+    "char",
+    "short",
+    "atomic_t",
+    "spinlock_t",
+    "intptr_t",
+    "uintptr_t",
+    "u32",
+    "u64",
+    "s32",
+    "s64",
+    "bool",
+    "const",
+    "volatile",
 ];
 
 struct P<'a> {
@@ -115,7 +130,10 @@ pub fn parse(file: &str, text: &str) -> R<Test> {
     let from = p.span().start;
     let prop = p.prop()?;
     let to = p.toks[p.pos - 1].span.end;
-    let mut ptext = text[from..to].split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut ptext = text[from..to]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if !(ptext.starts_with('(') && ptext.ends_with(')')) {
         ptext = format!("({ptext})");
     }
@@ -398,7 +416,11 @@ impl P<'_> {
             self.type_prefix()?;
             loop {
                 let (name, sp) = self.ident()?;
-                let init = if self.eat("=") { Some(self.expr()?) } else { None };
+                let init = if self.eat("=") {
+                    Some(self.expr()?)
+                } else {
+                    None
+                };
                 out.push(Stmt::Decl(name, init, sp));
                 if self.eat(";") {
                     return Ok(());
@@ -424,7 +446,13 @@ impl P<'_> {
         }
         if matches!(self.peek(), Some(Tok::Ident(w)) if ["while", "for", "do", "goto", "return", "switch"].contains(&w.as_str()))
         {
-            return Err(self.err_at(start, format!("{} is not supported (straight-line code and 'if' only)", self.found())));
+            return Err(self.err_at(
+                start,
+                format!(
+                    "{} is not supported (straight-line code and 'if' only)",
+                    self.found()
+                ),
+            ));
         }
         if self.peek() == Some(&Tok::Punct("*")) {
             return Err(self.err_at(
@@ -578,7 +606,11 @@ impl P<'_> {
                     if args.len() != pr.arity() {
                         return Err(self.err_at(
                             span,
-                            format!("'{w}' takes {} argument(s), given {}", pr.arity(), args.len()),
+                            format!(
+                                "'{w}' takes {} argument(s), given {}",
+                                pr.arity(),
+                                args.len()
+                            ),
                         ));
                     }
                     return Ok(Expr {

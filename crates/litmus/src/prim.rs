@@ -49,9 +49,16 @@ pub enum Ret {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prim {
     /// `READ_ONCE(*p)` (`deref`: the argument is the location itself), `smp_load_acquire(p)`.
-    Load { ord: Ord, deref: bool },
+    Load {
+        ord: Ord,
+        deref: bool,
+    },
     /// `WRITE_ONCE(*p, v)`, `smp_store_release(p, v)`, `rcu_assign_pointer(*p, v)`.
-    Store { ord: Ord, deref: bool, mb_after: bool },
+    Store {
+        ord: Ord,
+        deref: bool,
+        mb_after: bool,
+    },
     Fence(Fence),
     /// `xchg(p, v)`: returns the old value.
     Xchg(Ord),

@@ -206,7 +206,7 @@ mod tests {
         assert!(a.star().has(3, 3) && a.star().has(0, 2));
         assert!(a.acyclic());
         assert!(!a.union(&rel(4, &[(2, 0)])).acyclic());
-        assert!(rel(4, &[(1, 1)]).acyclic() == false);
+        assert!(!rel(4, &[(1, 1)]).acyclic());
         assert_eq!(a.restrict(0b10, all(4)), rel(4, &[(1, 2)]));
         assert_eq!(a.domain(), 0b011);
         assert_eq!(a.range(), 0b110);

@@ -56,7 +56,7 @@ pub fn run(paths: &[String], opts: &LitmusOpts) -> ExitCode {
         match check_file(f) {
             Ok(o) => {
                 let expected = opts.expect.or(o.expected);
-                let agrees = expected.map_or(true, |e| o.agrees_with(e));
+                let agrees = expected.is_none_or(|e| o.agrees_with(e));
                 if opts.brief {
                     println!(
                         "{:<60} {:<9} expected {:<9} {}",
