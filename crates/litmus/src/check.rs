@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// Limits that make a test inconclusive rather than slow.
 const MAX_DOMAIN: usize = 64;
 const MAX_RUNS: usize = 100_000;
-const MAX_CANDIDATES: u64 = 50_000_000;
+const MAX_CANDIDATES: u64 = 20_000_000;
 
 /// The result of one test, in herd7's terms.
 #[derive(Clone, Debug)]
