@@ -35,7 +35,12 @@ struct P<'a> {
     pos: usize,
     locks: Vec<String>,
     globals: Vec<String>,
+    /// Nesting of expressions, statements and propositions, bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
+
+/// The deepest nesting accepted (deeper input would exhaust the stack).
+const MAX_DEPTH: usize = 200;
 
 type R<T> = Result<T, ParseError>;
 
@@ -75,6 +80,7 @@ pub fn parse(file: &str, text: &str) -> R<Test> {
         pos: 0,
         locks: Vec::new(),
         globals: Vec::new(),
+        depth: 0,
     };
     let init = p.init_block()?;
     let mut threads = Vec::new();
@@ -403,6 +409,13 @@ impl P<'_> {
     }
 
     fn stmt(&mut self, out: &mut Vec<Stmt>) -> R<()> {
+        self.enter()?;
+        let r = self.stmt_inner(out);
+        self.depth -= 1;
+        r
+    }
+
+    fn stmt_inner(&mut self, out: &mut Vec<Stmt>) -> R<()> {
         let start = self.span();
         if self.eat(";") {
             return Ok(());
@@ -520,7 +533,22 @@ impl P<'_> {
         Ok(lhs)
     }
 
+    fn enter(&mut self) -> R<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err_at(self.span(), format!("nested more than {MAX_DEPTH} deep")));
+        }
+        Ok(())
+    }
+
     fn unary(&mut self) -> R<Expr> {
+        self.enter()?;
+        let r = self.unary_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn unary_inner(&mut self) -> R<Expr> {
         let sp = self.span();
         let op = match self.peek() {
             Some(Tok::Punct("!")) => Some(UnOp::Not),
@@ -646,6 +674,13 @@ impl P<'_> {
     }
 
     fn prop_atom(&mut self) -> R<Prop> {
+        self.enter()?;
+        let r = self.prop_atom_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn prop_atom_inner(&mut self) -> R<Prop> {
         if self.eat("~") {
             return Ok(Prop::Not(Box::new(self.prop_atom()?)));
         }

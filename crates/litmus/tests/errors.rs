@@ -152,3 +152,29 @@ fn no_panic_on_any_prefix_or_byte_flip() {
         }
     }
 }
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    let t = GOOD.replacen("WRITE_ONCE(*x, 1);", &format!("WRITE_ONCE(*x, {deep});"), 1);
+    let (l, _, m) = refused(&t);
+    assert_eq!(l, 9);
+    assert!(m.contains("nested"), "{m}");
+    let t = GOOD.replace(
+        "exists (0:r0=0 /\\ 1:r0=0)",
+        &format!("exists {}0:r0=0{}", "~".repeat(100_000), ""),
+    );
+    let (_, _, m) = refused(&t);
+    assert!(m.contains("nested"), "{m}");
+    let t = GOOD.replacen(
+        "WRITE_ONCE(*x, 1);",
+        &format!(
+            "{}WRITE_ONCE(*x, 1);{}",
+            "{".repeat(100_000),
+            "}".repeat(100_000)
+        ),
+        1,
+    );
+    let (_, _, m) = refused(&t);
+    assert!(m.contains("nested"), "{m}");
+}
