@@ -362,18 +362,18 @@ impl Run<'_> {
                 let (loc, a) = self.location(ptr, false)?;
                 self.check_kind(loc, false, span)?;
                 let Val::Int(d0) = d.0 else {
-                    return Err(Stop::Invalid);
+                    return Err(addr_math(span));
                 };
                 let step = if neg { d0.wrapping_neg() } else { d0 };
                 let new = |v: Val| -> Result<Option<Tv>, Stop> {
                     match v {
                         Val::Int(x) => Ok(Some((Val::Int(x.wrapping_add(step)), d.1))),
-                        Val::Addr(_) => Err(Stop::Invalid),
+                        Val::Addr(_) => Err(addr_math(span)),
                     }
                 };
                 let (v, k) = self.rmw(loc, a, ord, ret == Ret::Void, new)?;
                 let Val::Int(old) = v else {
-                    return Err(Stop::Invalid);
+                    return Err(addr_math(span));
                 };
                 let nv = old.wrapping_add(step);
                 let out = match ret {
@@ -391,12 +391,12 @@ impl Run<'_> {
                 let add = self.eval(&args[1])?;
                 let unless = self.eval(&args[2])?;
                 let Val::Int(ad) = add.0 else {
-                    return Err(Stop::Invalid);
+                    return Err(addr_math(span));
                 };
                 let (v, k) = self.rmw(loc, a, Ord::Mb, false, |v| match v {
                     Val::Int(x) if v != unless.0 => Ok(Some((Val::Int(x.wrapping_add(ad)), add.1))),
                     Val::Int(_) => Ok(None),
-                    Val::Addr(_) => Err(Stop::Invalid),
+                    Val::Addr(_) => Err(addr_math(span)),
                 })?;
                 Ok((Val::Int(i64::from(v != unless.0)), bit(k)))
             }
@@ -468,7 +468,7 @@ impl Run<'_> {
                     return if *op == UnOp::Not {
                         Ok((Val::Int(0), t))
                     } else {
-                        Err(Stop::Invalid)
+                        Err(addr_math(&e.span))
                     };
                 };
                 let r = match op {
@@ -485,11 +485,13 @@ impl Run<'_> {
                 let r = match op {
                     BinOp::Eq => i64::from(va == vb),
                     BinOp::Ne => i64::from(va != vb),
+                    BinOp::LAnd => i64::from(Run::truthy(va) && Run::truthy(vb)),
+                    BinOp::LOr => i64::from(Run::truthy(va) || Run::truthy(vb)),
                     _ => {
                         // Arithmetic on numbers only; `p + 0`-style address arithmetic is not
                         // modelled.
                         let (Val::Int(x), Val::Int(y)) = (va, vb) else {
-                            return Err(Stop::Invalid);
+                            return Err(addr_math(&e.span));
                         };
                         match op {
                             BinOp::Add => x.wrapping_add(y),
@@ -502,9 +504,9 @@ impl Run<'_> {
                             BinOp::Le => i64::from(x <= y),
                             BinOp::Gt => i64::from(x > y),
                             BinOp::Ge => i64::from(x >= y),
-                            BinOp::LAnd => i64::from(x != 0 && y != 0),
-                            BinOp::LOr => i64::from(x != 0 || y != 0),
-                            BinOp::Eq | BinOp::Ne => unreachable!("handled above"),
+                            BinOp::Eq | BinOp::Ne | BinOp::LAnd | BinOp::LOr => {
+                                unreachable!("handled above")
+                            }
                         }
                     }
                 };
@@ -553,6 +555,14 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// Arithmetic on an address: refused (a dropped run could hide an execution).
+fn addr_math(span: &Span) -> Stop {
+    Stop::Bad(
+        span.clone(),
+        "arithmetic on an address is not modelled".into(),
+    )
 }
 
 /// The initial registers of process `t` (from the initial state).
