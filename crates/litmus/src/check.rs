@@ -336,7 +336,13 @@ fn show_state(locs: &Locs, shown: &[Target], regs: &[Vec<(String, Val)>], fin: &
 
 fn value_of(locs: &Locs, t: &Target, regs: &[Vec<(String, Val)>], fin: &[Val]) -> Option<Val> {
     match t {
-        Target::Reg(p, r) => regs.get(*p)?.iter().find(|(n, _)| n == r).map(|(_, v)| *v),
+        // A register the run never set holds 0, as in herd7.
+        Target::Reg(p, r) => Some(
+            regs.get(*p)?
+                .iter()
+                .find(|(n, _)| n == r)
+                .map_or(Val::Int(0), |(_, v)| *v),
+        ),
         Target::Loc(l) => locs.index(l).map(|k| fin[k]),
     }
 }
