@@ -237,3 +237,111 @@ impl Skeleton {
         Verdict::Allowed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(thread: Option<usize>, op: Op, loc: usize, val: i64) -> GEv {
+        GEv {
+            thread,
+            op,
+            loc,
+            val: Val::Int(val),
+            acquire: false,
+            release: false,
+            noreturn: false,
+            rmw: false,
+            lk: Lk::None,
+        }
+    }
+
+    /// Message passing by hand: x, y initially 0; P0 `x=1; FENCE0; y=1`, P1 `r=y; FENCE1;
+    /// r=x`; the execution where P1 reads y=1 and x=0.
+    fn mp(f0: Fence, f1: Fence) -> (Skeleton, Rel, Rel) {
+        let n = 8;
+        let f = |t, k| ev(Some(t), Op::Fence(k), usize::MAX, 0);
+        let evs = vec![
+            ev(None, Op::Write, 0, 0),
+            ev(None, Op::Write, 1, 0),
+            ev(Some(0), Op::Write, 0, 1),
+            f(0, f0),
+            ev(Some(0), Op::Write, 1, 1),
+            ev(Some(1), Op::Read, 1, 1),
+            f(1, f1),
+            ev(Some(1), Op::Read, 0, 0),
+        ];
+        let mut po = Rel::empty(n);
+        let mut int = Rel::empty(n);
+        let mut loc = Rel::empty(n);
+        for i in 0..n {
+            for j in 0..n {
+                if evs[i].thread == evs[j].thread {
+                    int.add(i, j);
+                    if evs[i].thread.is_some() && i < j {
+                        po.add(i, j);
+                    }
+                }
+                let mem = |e: &GEv| !matches!(e.op, Op::Fence(_));
+                if mem(&evs[i]) && mem(&evs[j]) && evs[i].loc == evs[j].loc {
+                    loc.add(i, j);
+                }
+            }
+        }
+        let mut rf = Rel::empty(n);
+        rf.add(4, 5);
+        rf.add(0, 7);
+        let mut co = Rel::empty(n);
+        co.add(0, 2);
+        co.add(1, 4);
+        let sk = Skeleton {
+            ev: evs,
+            po,
+            int,
+            loc,
+            rmw: Rel::empty(n),
+            addr: Rel::empty(n),
+            data: Rel::empty(n),
+            ctrl: Rel::empty(n),
+            rscs: Rel::empty(n),
+        };
+        (sk, rf, co)
+    }
+
+    #[test]
+    fn mp_with_wmb_and_rmb_is_an_hb_cycle() {
+        let (sk, rf, co) = mp(Fence::Wmb, Fence::Rmb);
+        assert_eq!(sk.check(&rf, &co), Verdict::HappensBefore);
+    }
+
+    #[test]
+    fn mp_needs_both_fences() {
+        // smp_wmb() does not order reads, smp_rmb() does not order writes.
+        let (sk, rf, co) = mp(Fence::Wmb, Fence::Wmb);
+        assert_eq!(sk.check(&rf, &co), Verdict::Allowed);
+        let (sk, rf, co) = mp(Fence::Rmb, Fence::Rmb);
+        assert_eq!(sk.check(&rf, &co), Verdict::Allowed);
+        let (sk, rf, co) = mp(Fence::Mb, Fence::Mb);
+        assert_eq!(sk.check(&rf, &co), Verdict::HappensBefore);
+    }
+
+    #[test]
+    fn reading_a_value_coherence_order_overwrote_is_a_coherence_cycle() {
+        // CoRR: P1's first read (now of x) sees P0's x=1, its second read the initial x=0.
+        let (mut sk, _, co) = mp(Fence::Wmb, Fence::Rmb);
+        sk.ev[5].loc = 0;
+        sk.loc = Rel::empty(8);
+        for i in 0..8 {
+            for j in 0..8 {
+                let mem = |e: &GEv| !matches!(e.op, Op::Fence(_));
+                if mem(&sk.ev[i]) && mem(&sk.ev[j]) && sk.ev[i].loc == sk.ev[j].loc {
+                    sk.loc.add(i, j);
+                }
+            }
+        }
+        let mut rf = Rel::empty(8);
+        rf.add(2, 5);
+        rf.add(0, 7);
+        assert_eq!(sk.check(&rf, &co), Verdict::Coherence);
+    }
+}
