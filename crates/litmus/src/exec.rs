@@ -21,7 +21,8 @@ pub enum Val {
     Addr(usize),
 }
 
-/// A lock event's class (lock.cat): lock-read, lock-write, unlock, lock-fail.
+/// A lock event's class (lock.cat): lock-read, lock-write, unlock, lock-fail (also a
+/// `spin_is_locked()` that returns true), read-unlocked (one that returns false).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lk {
     None,
@@ -29,6 +30,7 @@ pub enum Lk {
     Lkw,
     Ul,
     Lf,
+    Ru,
 }
 
 /// An event's operation.
@@ -436,6 +438,16 @@ impl Run<'_> {
                     let rk = self.push(r)?;
                     Ok((Val::Int(0), bit(rk)))
                 }
+            }
+            Prim::SpinIsLocked => {
+                let (loc, a) = self.location(&args[0], false)?;
+                self.check_kind(loc, true, span)?;
+                let v = self.choose(vec![Val::Int(0), Val::Int(1)])?;
+                let mut r = Run::ev(Op::Read, loc, v);
+                r.addr = a;
+                r.lk = if v == Val::Int(0) { Lk::Ru } else { Lk::Lf };
+                let rk = self.push(r)?;
+                Ok((v, bit(rk)))
             }
             Prim::SpinUnlock => {
                 let (loc, a) = self.location(&args[0], false)?;

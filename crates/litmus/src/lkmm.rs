@@ -7,7 +7,7 @@
 //! Checked: `coherence` (acyclic `po-loc | com`), `atomic` (no external write between an RMW's
 //! read and write), `happens-before` (acyclic `hb`), `propagation` (acyclic `pb`) and `rcu`
 //! (irreflexive `rb`). Not modelled: plain accesses and the data-race axioms (every access here
-//! is marked), SRCU, `spin_is_locked`.
+//! is marked), SRCU.
 
 use crate::exec::{Lk, Op, Val};
 use crate::prim::Fence;

@@ -78,6 +78,9 @@ pub enum Prim {
     SpinUnlock,
     /// `spin_trylock(p)`: 1 and a lock-read/lock-write pair on success, 0 and a lock-fail read.
     SpinTrylock,
+    /// `spin_is_locked(p)`: a read of the lock with no ordering, 1 (read-locked, which lock.cat
+    /// treats as a lock-fail) or 0 (read-unlocked: it reads an unlock or the initial value).
+    SpinIsLocked,
 }
 
 impl Prim {
@@ -97,7 +100,7 @@ impl Prim {
                 }
             }
             Prim::AddUnless => 3,
-            Prim::SpinLock | Prim::SpinUnlock | Prim::SpinTrylock => 1,
+            Prim::SpinLock | Prim::SpinUnlock | Prim::SpinTrylock | Prim::SpinIsLocked => 1,
         }
     }
 
@@ -105,7 +108,7 @@ impl Prim {
     pub fn returns(self) -> bool {
         match self {
             Prim::Load { .. } | Prim::Xchg(_) | Prim::Cmpxchg(_) | Prim::AddUnless => true,
-            Prim::SpinTrylock => true,
+            Prim::SpinTrylock | Prim::SpinIsLocked => true,
             Prim::Atomic { ret, .. } => ret != Ret::Void,
             _ => false,
         }
@@ -178,6 +181,7 @@ pub fn lookup(name: &str) -> Option<Prim> {
         "spin_lock" => Some(Prim::SpinLock),
         "spin_unlock" => Some(Prim::SpinUnlock),
         "spin_trylock" => Some(Prim::SpinTrylock),
+        "spin_is_locked" => Some(Prim::SpinIsLocked),
         "atomic_add_unless" => Some(Prim::AddUnless),
         "atomic_inc_and_test" => Some(Prim::Atomic {
             ord: Ord::Mb,
