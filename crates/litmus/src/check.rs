@@ -12,6 +12,7 @@
 //! exactly lock.cat's critical-section orders.
 
 use crate::ast::*;
+use crate::cond::{declares, eval_prop, prop_targets, show_state, validate};
 use crate::error::{LitmusError, ParseError};
 use crate::exec::{self, Lk, Locs, Op, Trace, Val};
 use crate::lkmm::{GEv, Skeleton, Verdict};
@@ -325,101 +326,6 @@ fn bump(digits: &mut [usize], sizes: &[usize]) -> bool {
     false
 }
 
-fn show_state(locs: &Locs, shown: &[Target], regs: &[Vec<(String, Val)>], fin: &[Val]) -> String {
-    let mut s = String::new();
-    for t in shown {
-        let v = value_of(locs, t, regs, fin).unwrap_or(Val::Int(0));
-        s.push_str(&format!("{t}={}; ", locs.show(v)));
-    }
-    s.trim_end().to_string()
-}
-
-fn value_of(locs: &Locs, t: &Target, regs: &[Vec<(String, Val)>], fin: &[Val]) -> Option<Val> {
-    match t {
-        // A register the run never set holds 0, as in herd7.
-        Target::Reg(p, r) => Some(
-            regs.get(*p)?
-                .iter()
-                .find(|(n, _)| n == r)
-                .map_or(Val::Int(0), |(_, v)| *v),
-        ),
-        Target::Loc(l) => locs.index(l).map(|k| fin[k]),
-    }
-}
-
-fn eval_prop(p: &Prop, locs: &Locs, regs: &[Vec<(String, Val)>], fin: &[Val]) -> bool {
-    match p {
-        Prop::True => true,
-        Prop::False => false,
-        Prop::Eq(t, c, _) => {
-            let want = match c {
-                Const::Int(v) => Val::Int(*v),
-                Const::Addr(a) => match locs.index(a) {
-                    Some(k) => Val::Addr(k),
-                    None => return false,
-                },
-            };
-            value_of(locs, t, regs, fin) == Some(want)
-        }
-        Prop::Not(a) => !eval_prop(a, locs, regs, fin),
-        Prop::And(a, b) => eval_prop(a, locs, regs, fin) && eval_prop(b, locs, regs, fin),
-        Prop::Or(a, b) => eval_prop(a, locs, regs, fin) || eval_prop(b, locs, regs, fin),
-    }
-}
-
-/// The targets a proposition names, with their spans.
-fn prop_targets(p: &Prop, out: &mut Vec<(Target, Span)>) {
-    match p {
-        Prop::Eq(t, _, s) => out.push((t.clone(), s.clone())),
-        Prop::Not(a) => prop_targets(a, out),
-        Prop::And(a, b) | Prop::Or(a, b) => {
-            prop_targets(a, out);
-            prop_targets(b, out);
-        }
-        Prop::True | Prop::False => {}
-    }
-}
-
-/// Check that every named register and location exists.
-fn validate(file: &str, text: &str, test: &Test, locs: &Locs) -> Result<Vec<Target>, ParseError> {
-    let mut named = test.locations.clone();
-    if let Some(f) = &test.filter {
-        prop_targets(f, &mut named);
-    }
-    let mut cond = Vec::new();
-    prop_targets(&test.cond.prop, &mut cond);
-    named.extend(cond.iter().cloned());
-    for (t, span) in &named {
-        match t {
-            Target::Reg(p, _) if *p >= test.threads.len() => {
-                return Err(ParseError::new(
-                    file,
-                    text,
-                    span.clone(),
-                    format!("there is no process P{p}"),
-                ));
-            }
-            Target::Loc(l) if locs.index(l).is_none() => {
-                return Err(ParseError::new(
-                    file,
-                    text,
-                    span.clone(),
-                    format!("unknown location '{l}'"),
-                ));
-            }
-            _ => {}
-        }
-    }
-    // Shown: `locations` first, then the condition's, each once.
-    let mut shown: Vec<Target> = Vec::new();
-    for (t, _) in test.locations.iter().chain(cond.iter()) {
-        if !shown.contains(t) {
-            shown.push(t.clone());
-        }
-    }
-    Ok(shown)
-}
-
 /// Check a parsed test.
 pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, LitmusError> {
     let started = Instant::now();
@@ -545,12 +451,4 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
         expected: test.expected,
         elapsed: started.elapsed(),
     })
-}
-
-fn declares(s: &Stmt, r: &str) -> bool {
-    match s {
-        Stmt::Decl(n, _, _) | Stmt::Assign(n, _, _) => n == r,
-        Stmt::Eval(_) => false,
-        Stmt::If(_, a, b) => a.iter().chain(b).any(|s| declares(s, r)),
-    }
 }

@@ -4,11 +4,12 @@
 //! [`parse`] reads a test ([`lex`] for tokens, [`error`] for located refusals); [`exec`] runs
 //! each process for every guess of its reads' values ([`prim`] says which events a primitive
 //! stands for); [`check`] enumerates the candidate executions and keeps those [`lkmm`] allows
-//! (the axioms of tools/memory-model/linux-kernel.cat, over the relation algebra of [`rel`]);
-//! [`output`] prints the result. docs/litmus.md has the subset, the model and its limits.
+//! (the axioms of tools/memory-model/linux-kernel.cat, over the relation algebra of [`rel`]),
+//! [`cond`] evaluates the final clause; [`output`] prints the result. docs/litmus.md has the subset, the model and its limits.
 
 pub mod ast;
 pub mod check;
+pub mod cond;
 pub mod error;
 pub mod exec;
 pub mod lex;
