@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 const MAX_DOMAIN: usize = 64;
 const MAX_RUNS: usize = 100_000;
 const MAX_CANDIDATES: u64 = 20_000_000;
+const MAX_COMBINATIONS: u64 = 20_000_000;
 
 /// The result of one test, in herd7's terms.
 #[derive(Clone, Debug)]
@@ -314,6 +315,24 @@ fn build(locs: &Locs, runs: &[&Trace]) -> Result<Option<Built>, LitmusError> {
     }))
 }
 
+/// A quick necessary condition before building an execution: every value a read returns is
+/// some location's initial value or written by one of the runs.
+fn values_available(locs: &Locs, runs: &[&Trace]) -> bool {
+    let written = |loc: usize, val: Val| {
+        locs.init[loc] == val
+            || runs.iter().any(|r| {
+                r.events
+                    .iter()
+                    .any(|e| e.op == Op::Write && e.loc == loc && e.val == val)
+            })
+    };
+    runs.iter().all(|r| {
+        r.events
+            .iter()
+            .all(|e| e.op != Op::Read || written(e.loc, e.val))
+    })
+}
+
 /// Advance an odometer of digits with `sizes`; false when it wraps.
 fn bump(digits: &mut [usize], sizes: &[usize]) -> bool {
     for k in 0..digits.len() {
@@ -364,12 +383,25 @@ pub fn check_test(file: &str, text: &str, test: &Test) -> Result<Outcome, Litmus
         return Err(LitmusError::Limit("a process has no run".into()));
     }
     let mut pick = vec![0usize; sizes.len()];
+    let mut combos = 0u64;
     loop {
+        combos += 1;
+        if combos > MAX_COMBINATIONS {
+            return Err(LitmusError::Limit(format!(
+                "more than {MAX_COMBINATIONS} combinations of the processes' runs"
+            )));
+        }
         let runs: Vec<&Trace> = pick
             .iter()
             .enumerate()
             .map(|(t, &k)| &all_runs[t][k])
             .collect();
+        if !values_available(&locs, &runs) {
+            if !bump(&mut pick, &sizes) {
+                break;
+            }
+            continue;
+        }
         if let Some(b) = build(&locs, &runs)? {
             let n = b.sk.ev.len();
             let rf_sizes: Vec<usize> = b.reads.iter().map(|(_, c)| c.len()).collect();
