@@ -132,8 +132,12 @@ fn domains(file: &str, text: &str, test: &Test, locs: &Locs) -> Result<Vec<Vec<V
     Ok(dom.into_iter().map(|s| s.into_iter().collect()).collect())
 }
 
-/// Every permutation of `items` that keeps `before(a, b)` pairs in order.
-fn orders(items: &[usize], before: &dyn Fn(usize, usize) -> bool) -> Vec<Vec<usize>> {
+/// Most coherence orders of one location kept at once.
+const MAX_ORDERS: usize = 100_000;
+
+/// Every permutation of `items` that keeps `before(a, b)` pairs in order; `None` past
+/// [`MAX_ORDERS`].
+fn orders(items: &[usize], before: &dyn Fn(usize, usize) -> bool) -> Option<Vec<Vec<usize>>> {
     let mut out = Vec::new();
     let mut cur = Vec::new();
     let mut used = vec![false; items.len()];
@@ -149,6 +153,9 @@ fn orders(items: &[usize], before: &dyn Fn(usize, usize) -> bool) -> Vec<Vec<usi
             return;
         }
         for k in 0..items.len() {
+            if out.len() > MAX_ORDERS {
+                return;
+            }
             if used[k] {
                 continue;
             }
@@ -165,7 +172,7 @@ fn orders(items: &[usize], before: &dyn Fn(usize, usize) -> bool) -> Vec<Vec<usi
         }
     }
     go(items, before, &mut cur, &mut used, &mut out);
-    out
+    (out.len() <= MAX_ORDERS).then_some(out)
 }
 
 struct Built {
@@ -296,7 +303,13 @@ fn build(locs: &Locs, runs: &[&Trace]) -> Result<Option<Built>, LitmusError> {
             .collect();
         let po_ref = &po;
         let before = move |a: usize, b: usize| po_ref.has(a, b);
-        cos.push((l, orders(&ws, &before)));
+        let Some(o) = orders(&ws, &before) else {
+            return Err(LitmusError::Limit(format!(
+                "location '{}' has more than {MAX_ORDERS} coherence orders",
+                locs.names[l]
+            )));
+        };
+        cos.push((l, o));
     }
     Ok(Some(Built {
         sk: Skeleton {

@@ -178,3 +178,19 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
     let (_, _, m) = refused(&t);
     assert!(m.contains("nested"), "{m}");
 }
+
+#[test]
+fn too_many_coherence_orders_is_inconclusive_not_a_hang() {
+    let mut t = String::from("C many\n\n{}\n\n");
+    for p in 0..10 {
+        t.push_str(&format!(
+            "P{p}(int *x)\n{{\n\tWRITE_ONCE(*x, {});\n}}\n\n",
+            p + 1
+        ));
+    }
+    t.push_str("exists (x=1)\n");
+    match check_source("t.litmus", &t) {
+        Err(LitmusError::Limit(m)) => assert!(m.contains("coherence orders"), "{m}"),
+        other => panic!("expected a limit, got {other:?}"),
+    }
+}
