@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check;
 pub mod fuzz;
 pub mod input;
+pub mod litmus;
 pub mod merge;
 pub mod model_runner;
 pub mod planted;

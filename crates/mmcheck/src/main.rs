@@ -146,6 +146,24 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Check kernel C litmus tests (the format of tools/memory-model/litmus-tests) against the
+    /// Linux-kernel memory model and print each result in herd7's shape. A test's `Result:` line
+    /// (or --expect) is its expected verdict: exits 0 if every test agrees, 1 on a disagreement,
+    /// 2 on bad input, 3 if a test was beyond the checker's limits.
+    Litmus {
+        /// Litmus files or directories of `.litmus` files.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// The expected observation for every test, overriding their `Result:` lines.
+        #[arg(long, value_parser = parse_observation)]
+        expect: Option<mmcheck_litmus::Observation>,
+        /// Print each test's cost: candidate executions enumerated, allowed ones, time.
+        #[arg(long)]
+        stats: bool,
+        /// One line per test (name, verdict, expected) instead of herd7's block.
+        #[arg(long)]
+        brief: bool,
+    },
     /// Print throughput figures.
     Bench {
         #[command(subcommand)]
@@ -607,6 +625,19 @@ fn main() -> ExitCode {
             o.first = first;
             run_fuzz(o)
         }
+        Cmd::Litmus {
+            paths,
+            expect,
+            stats,
+            brief,
+        } => mmcheck::litmus::run(
+            &paths,
+            &mmcheck::litmus::LitmusOpts {
+                expect,
+                stats,
+                brief,
+            },
+        ),
         Cmd::Bench {
             what:
                 BenchWhat::Explore {
@@ -634,6 +665,11 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+fn parse_observation(s: &str) -> Result<mmcheck_litmus::Observation, String> {
+    mmcheck_litmus::Observation::from_word(s)
+        .ok_or_else(|| format!("'{s}': expected Always, Sometimes, Never or DEADLOCK"))
 }
 
 fn run_atlas(
