@@ -44,6 +44,9 @@ pub enum CollapseFail {
     ExceedSwap,
     /// `SCAN_FAIL` / `SCAN_PMD_NULL` from `__collapse_huge_page_swapin`.
     SwapinFailed,
+    /// `SCAN_PTE_UFFD_WP`: a PTE write-protected by userfaultfd (the collapsed mapping would
+    /// lose the bit).
+    PteUffdWp,
 }
 
 /// `hugepage_vma_revalidate`: an anonymous VMA with an anon_vma spanning the whole PMD range.
@@ -262,13 +265,18 @@ pub fn collapse_huge_page_by(
     let mut none = 0u64;
     let mut shared = 0u64;
     let mut result = Ok(());
+    // __collapse_huge_page_isolate, under the PTL: a userfaultfd-armed VMA takes no none PTE
+    // (the collapse would fill a hole a missing fault should see), and a uffd-wp PTE stops it
+    // (8fd5eda4c726, Peter Xu: "check again on anon uffd-wp during isolation"; the scan's
+    // check ran without the mmap write lock).
+    let armed = crate::mm::userfaultfd::userfaultfd_armed(cx, &vma);
     {
         let _l = ptl.lock(cx.cpu);
         for i in 0..nr as usize {
             let pte = map.pte(first + i).get(cx);
             if pte.is_none() || pte.pfn() == cx.k.zero_page.pfn && pte.present() {
                 none += 1;
-                if none > max_none {
+                if armed || none > max_none {
                     result = Err(CollapseFail::ExceedNone);
                     break;
                 }
@@ -276,6 +284,10 @@ pub fn collapse_huge_page_by(
             }
             if !pte.present() {
                 result = Err(CollapseFail::PageNotPresent);
+                break;
+            }
+            if pte.uffd_wp() {
+                result = Err(CollapseFail::PteUffdWp);
                 break;
             }
             let Some(page) = vm_normal_page(cx, pte) else {
