@@ -8,21 +8,25 @@
 //! table under the same PMD table) is sometimes a second mapping, perhaps of the same file, or a
 //! growsdown stack at its top with room to grow below; pages are faulted in with stores (all of
 //! region A, its first half — an order-2 mTHP's range —, pages at random, or none, so that no
-//! PTE table exists yet); sometimes an `init` operation starts pages lazyfree or under
-//! migration, registers the range with userfaultfd, retracts the table (and maps the huge folio
-//! again by PTEs), collapses a THP in place, punches a hole, or moves the second half of region
-//! A away with `mremap` (its page offset then no longer matches its address, the rmap-order case
-//! of mremap). `@16` and above are left free for `mmap` and `mremap` destinations.
+//! PTE table exists yet); sometimes one or two `init` operations start pages lazyfree or under
+//! migration (a THP's PMD too), register region A or region B with userfaultfd, retract the
+//! table (and map the huge folio again by PTEs), reclaim a shared page, move the second half of
+//! region A away with `mremap` (its page offset then no longer matches its address, the
+//! rmap-order case of mremap), or move a page faulted elsewhere next to region A (a neighbour
+//! VMA with its own anon_vma). `@16` and above are left free for `mmap` and `mremap`
+//! destinations.
 //!
 //! The draw is biased towards threads that share a page table, a VMA and a folio, where the
 //! catalogue's race windows are: operations aim mostly at one focus page or at a region's first
-//! page; most range operations of some drafts, few of others, cover a whole table (what PT reclaim, a PMD-level zap and a
-//! whole-table mremap need); collapse and retraction mostly start at a region's first page;
+//! page; most range operations of some drafts, few of others, cover a whole table (what PT
+//! reclaim, a PMD-level zap and a whole-table mremap need); collapse and retraction mostly start at a region's first page;
 //! `mremap` destinations are PMD-aligned or not, or the moved range's old place; a thread of two
 //! operations often touches the focus page first (its TLB then caches what a racing zap must
-//! flush); a thread often repeats another's operation, as is or with new arguments (two faults,
-//! two zaps on one table); and the weights favour loads, stores, faults, zaps, reclaim and
-//! migration.
+//! flush); an operation is often followed in its thread by one that uses what it left, on the
+//! same address (register, then write-protect or fill; pin, then read; zap, then touch; fault,
+//! then zap the table; read twice); a thread often repeats another's operation, as is or with
+//! new arguments (two faults, two zaps on one table); and the weights favour loads, stores,
+//! faults, zaps, reclaim and migration.
 //!
 //! Every draft is rendered as `.mmt` text and parsed like a file; a draft the parser refuses (an
 //! argument combination its checks reject) is drawn again, so what leaves [`generate`] is a
@@ -537,7 +541,12 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             1 => &["fault", "gup_fast", "split_huge_page"][..],
             2 => &["uffd_copy", "uffd_wp", "uffd_move", "retract"][..],
             3 => &["collapse_pte_mapped_thp", "uffd_copy"][..],
-            4 => &["gup_fast", "folio_walk", "madvise dontneed", "split_huge_page"][..],
+            4 => &[
+                "gup_fast",
+                "folio_walk",
+                "madvise dontneed",
+                "split_huge_page",
+            ][..],
             5 => &["mremap", "migrate", "rmap_walk"][..],
             6 => &["try_to_unmap", "truncate", "fault"][..],
             7 => &["mremap", "munmap", "fault"][..],
