@@ -395,15 +395,23 @@ impl KernelModel {
                 .and_then(|b| do_mmap(cx, mm, addr, pages * ps, b, true, false))
                 .map(|_| ()),
             Op::Munmap { addr, pages } => do_munmap(cx, mm, addr, pages * ps),
-            Op::DontNeed { addr, pages } => madvise_dontneed(cx, mm, addr, pages * ps).map(|_| {
-                // Anonymous pages read back as zero afterwards; shmem keeps its data.
-                record_anon_range(addr, pages, HKind::Zero);
-            }),
+            // `ENOMEM` (part of the range unmapped): the mapped parts were acted on all the same
+            // (madvise_walk_vmas goes on past a hole).
+            Op::DontNeed { addr, pages } => {
+                let r = madvise_dontneed(cx, mm, addr, pages * ps);
+                if matches!(r, Ok(()) | Err(mmcheck_kernel::Errno::Enomem)) {
+                    // Anonymous pages read back as zero afterwards; shmem keeps its data.
+                    record_anon_range(addr, pages, HKind::Zero);
+                }
+                r
+            }
             Op::MadvFree { addr, pages } => {
-                mmcheck_kernel::mm::madvise::madvise_free(cx, mm, addr, pages * ps).map(|_| {
+                let r = mmcheck_kernel::mm::madvise::madvise_free(cx, mm, addr, pages * ps);
+                if matches!(r, Ok(()) | Err(mmcheck_kernel::Errno::Enomem)) {
                     // Until the next store, an anonymous page reads back its old data or zero.
                     record_anon_range(addr, pages, HKind::Free);
-                })
+                }
+                r
             }
             Op::MadvPageout { addr, pages } => {
                 mmcheck_kernel::mm::madvise::madvise_pageout(cx, mm, addr, pages * ps)

@@ -8,21 +8,25 @@
 //! table under the same PMD table) is sometimes a second mapping, perhaps of the same file, or a
 //! growsdown stack at its top with room to grow below; pages are faulted in with stores (all of
 //! region A, its first half — an order-2 mTHP's range —, pages at random, or none, so that no
-//! PTE table exists yet); sometimes an `init` operation starts pages lazyfree or under
-//! migration, registers the range with userfaultfd, retracts the table (and maps the huge folio
-//! again by PTEs), collapses a THP in place, punches a hole, or moves the second half of region
-//! A away with `mremap` (its page offset then no longer matches its address, the rmap-order case
-//! of mremap). `@16` and above are left free for `mmap` and `mremap` destinations.
+//! PTE table exists yet); sometimes one or two `init` operations start pages lazyfree or under
+//! migration (a THP's PMD too), register region A or region B with userfaultfd, retract the
+//! table (and map the huge folio again by PTEs), reclaim a shared page, move the second half of
+//! region A away with `mremap` (its page offset then no longer matches its address, the
+//! rmap-order case of mremap), or move a page faulted elsewhere next to region A (a neighbour
+//! VMA with its own anon_vma). `@16` and above are left free for `mmap` and `mremap`
+//! destinations.
 //!
 //! The draw is biased towards threads that share a page table, a VMA and a folio, where the
 //! catalogue's race windows are: operations aim mostly at one focus page or at a region's first
-//! page; most range operations of some drafts, few of others, cover a whole table (what PT reclaim, a PMD-level zap and a
-//! whole-table mremap need); collapse and retraction mostly start at a region's first page;
+//! page; most range operations of some drafts, few of others, cover a whole table (what PT
+//! reclaim, a PMD-level zap and a whole-table mremap need); collapse and retraction mostly start at a region's first page;
 //! `mremap` destinations are PMD-aligned or not, or the moved range's old place; a thread of two
 //! operations often touches the focus page first (its TLB then caches what a racing zap must
-//! flush); a thread often repeats another's operation, as is or with new arguments (two faults,
-//! two zaps on one table); and the weights favour loads, stores, faults, zaps, reclaim and
-//! migration.
+//! flush); an operation is often followed in its thread by one that uses what it left, on the
+//! same address (register, then write-protect or fill; pin, then read; zap, then touch; fault,
+//! then zap the table; read twice); a thread often repeats another's operation, as is or with
+//! new arguments (two faults, two zaps on one table); and the weights favour loads, stores,
+//! faults, zaps, reclaim and migration.
 //!
 //! Every draft is rendered as `.mmt` text and parsed like a file; a draft the parser refuses (an
 //! argument combination its checks reject) is drawn again, so what leaves [`generate`] is a
@@ -225,6 +229,10 @@ impl Ctx<'_> {
     }
 }
 
+/// Where `init` faults the page it then moves next to region A (a neighbour VMA with its own
+/// anon_vma).
+const NEIGHBOUR_FROM: u64 = FREE + 3 * REGION;
+
 /// Where `init` moves a range from (the second half of region A) and to (past the free area).
 const MOVED_FROM: u64 = REGION / 2;
 const MOVED_TO: u64 = FREE + 2 * REGION + REGION / 2;
@@ -362,7 +370,7 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
         .collect();
     // A thread of two operations often touches the focus page first: its TLB then caches the
     // translation a racing zap, unmap or protection change must flush.
-    if n >= 2 && cx.r.chance(50) {
+    if n >= 2 && cx.r.chance(40) {
         let f = cx.layout.focus;
         ops.push(if cx.r.chance(50) {
             format!("load @{f}")
@@ -385,7 +393,15 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
         };
         let fork = o == "fork";
         let access = o.starts_with("load ") || o.starts_with("store ");
+        let next = if ops.len() + 1 < n {
+            follow_up(cx, &o)
+        } else {
+            None
+        };
         ops.push(o);
+        if let Some(f) = next {
+            ops.push(f);
+        }
         // After an operation that changes the mapping, a load of the focus page sees what it
         // left (a zap lost, a stale translation).
         if !access && !fork && ops.len() < n && cx.r.chance(30) {
@@ -396,6 +412,57 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
         }
     }
     ops
+}
+
+/// The words of `line` after its operation's name, and the value of its `key=` argument.
+fn arg<'l>(line: &'l str, key: &str) -> Option<&'l str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A second operation of the same thread that uses what `line` left, on the same address: the
+/// chains the kernel's windows are made of (register a range, then protect or fill it; pin a
+/// page, then read what the device wrote; zap, then touch again; fault, then zap; read twice).
+/// Drawn for some lines only, by what the operation does, never by a protocol.
+fn follow_up(cx: &mut Ctx<'_>, line: &str) -> Option<String> {
+    let spec = spec_of(line)?;
+    let addr = line.split_whitespace().find(|w| w.starts_with('@'))?;
+    let pages = arg(line, "pages").unwrap_or("1");
+    let f = match spec.name {
+        // UFFDIO_REGISTER, then UFFDIO_WRITEPROTECT or UFFDIO_COPY into the range.
+        "uffd_register" if cx.r.chance(70) => {
+            if line.contains(" wp") && (!line.contains(" missing") || cx.r.chance(50)) {
+                format!("uffd_wp {addr} pages={pages}")
+            } else {
+                let v = cx.value();
+                format!("uffd_copy {addr} = {v}")
+            }
+        }
+        // A pin (direct I/O into the page), then a read of what it wrote.
+        "gup_fast" if cx.r.chance(60) => format!("load {addr}"),
+        // A zap, then a touch of the range again (a refault, a TLB entry that must be gone).
+        "madvise dontneed" | "madvise free" | "madvise pageout" | "munmap" if cx.r.chance(40) => {
+            if cx.r.chance(70) {
+                format!("load {addr}")
+            } else {
+                let v = cx.value();
+                format!("store {addr} = {v}")
+            }
+        }
+        // A fault that populates a table (or a huge zero PMD), then a zap of its whole range.
+        "fault" if cx.r.chance(30) => {
+            let p: u64 = addr[1..].parse().ok()?;
+            let start = match cx.layout.moved {
+                Some((m, n)) if (m..m + n).contains(&p) => m,
+                _ => p - p % REGION,
+            };
+            format!("madvise dontneed @{start} pages={}", cx.end(p) - start)
+        }
+        // A reader that reads twice (the second read sees a lost write).
+        "load" if cx.r.chance(25) => line.to_string(),
+        _ => return None,
+    };
+    Some(f)
 }
 
 /// The `init` block and what it leaves.
@@ -457,16 +524,33 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
     if stack {
         boost.extend(["munmap"]);
     }
-    if r.chance(40) {
-        let k = r.below(7);
+    // One state made by operations, sometimes two (in the order of the table: a folio
+    // retracted into the page cache, then the private view over it registered).
+    let mut ks = Vec::new();
+    if r.chance(55) {
+        ks.push(r.below(9));
+        if r.chance(30) {
+            ks.push(r.below(9));
+            ks.sort_unstable();
+            ks.dedup();
+        }
+    }
+    for k in ks {
         boost.extend(match k {
             0 => &["madvise pageout", "gup_fast"][..],
             1 => &["fault", "gup_fast", "split_huge_page"][..],
             2 => &["uffd_copy", "uffd_wp", "uffd_move", "retract"][..],
             3 => &["collapse_pte_mapped_thp", "uffd_copy"][..],
-            4 => &["gup_fast", "folio_walk", "migrate"][..],
+            4 => &[
+                "gup_fast",
+                "folio_walk",
+                "madvise dontneed",
+                "split_huge_page",
+            ][..],
             5 => &["mremap", "migrate", "rmap_walk"][..],
-            _ => &["try_to_unmap", "truncate"][..],
+            6 => &["try_to_unmap", "truncate", "fault"][..],
+            7 => &["mremap", "munmap", "fault"][..],
+            _ => &["uffd_copy", "collapse_pte_mapped_thp", "uffd_move"][..],
         });
         let extra = match k {
             0 if a == "anon" => format!("madvise free @{focus} pages=1"),
@@ -486,14 +570,9 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
                     "retract @0".to_string()
                 }
             }
-            // A THP collapsed in place (PMD-mapped anonymous, or of order 2).
-            4 if a == "anon" && dense > 0 => {
-                if dense == REGION && r.chance(60) {
-                    "madvise collapse @0".to_string()
-                } else {
-                    "madvise collapse @0 order=2".to_string()
-                }
-            }
+            // A THP under migration: its PMD a migration entry (`init` cannot collapse;
+            // a huge mapping's first store maps a THP).
+            4 if huge && faulted.contains(&0) => "migrate @0 unmap".to_string(),
             // The second half of region A moved away: its VMA's page offset no longer matches
             // its address (the rmap-order case of mremap).
             5 if a == "anon" => {
@@ -505,7 +584,37 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
                 moved = Some((MOVED_TO, n));
                 format!("mremap @{MOVED_FROM} pages={n} to @{MOVED_TO}")
             }
-            6 if a != "anon" => format!("punch_hole @{focus} pages=1"),
+            // A shared page reclaimed: its PTE cleared, the folio in the page cache.
+            6 if a != "anon" => format!("madvise pageout @{focus} pages=1"),
+            // A neighbour of region A with an anon_vma of its own: a page faulted elsewhere
+            // and moved next to region A by `mremap`, so the two VMAs cannot merge.
+            7 if a == "anon" && !b && !stack && moved.is_none() => {
+                if r.chance(50) {
+                    focus = REGION;
+                }
+                format!(
+                    "mmap anon @{NEIGHBOUR_FROM} pages=1
+  store @{NEIGHBOUR_FROM} = 9
+  mremap @{NEIGHBOUR_FROM} pages=1 to @{REGION}"
+                )
+            }
+            // Region B (a second mapping, perhaps a private view of region A's file)
+            // registered with userfaultfd, perhaps with a page of it mapped first.
+            8 if b => {
+                let p = REGION + r.below(REGION);
+                if r.chance(70) {
+                    focus = p;
+                }
+                format!(
+                    "{}uffd_register @{REGION} pages={REGION}{}",
+                    if r.chance(50) {
+                        format!("load @{REGION}\n  ")
+                    } else {
+                        String::new()
+                    },
+                    if r.chance(60) { " missing" } else { " wp" }
+                )
+            }
             _ => String::new(),
         };
         lines.extend(
