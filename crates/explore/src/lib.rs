@@ -18,6 +18,7 @@ pub mod exec;
 pub mod html;
 pub mod lockdep;
 pub mod naive;
+pub mod odpor;
 pub mod parallel;
 pub mod random;
 pub mod reach;
@@ -125,6 +126,8 @@ pub struct Config {
     pub progress: Option<Arc<AtomicU64>>,
     /// Explore only this shard's part of the search ([`Shard`]).
     pub shard: Option<Shard>,
+    /// DPOR with wakeup trees (Optimal-DPOR, [`odpor`]) instead of source-DPOR's backtrack sets.
+    pub optimal: bool,
 }
 
 /// One of `count` deterministic parts of a search (`--shard INDEX/COUNT`, 1-based on the command
@@ -233,6 +236,7 @@ impl Default for Config {
             stop: None,
             progress: None,
             shard: None,
+            optimal: false,
         }
     }
 }
@@ -345,6 +349,7 @@ pub struct Inconclusive {
 /// Explore `model` with `cfg`.
 pub fn explore<M: Model>(model: std::sync::Arc<M>, cfg: &Config) -> Outcome {
     match cfg.mode {
+        Mode::Dpor if cfg.optimal => odpor::explore(model, cfg),
         Mode::Dpor => dpor::explore(model, cfg),
         Mode::Random | Mode::Pct { .. } => random::explore(model, cfg),
     }
