@@ -20,7 +20,9 @@
 //!   race) and the state explored freely;
 //! - a choice (`Cpu::choose`): each outcome is its own branch, and a thread sleeps only once all
 //!   its outcomes were explored at that state;
-//! - with shards, the top levels are fully expanded (every enabled thread a leaf);
+//! - with shards, the top levels are fully expanded (every enabled thread a leaf) and each prefix
+//!   starts a search of its own, with an empty sleep set and no race reversed into the top: a
+//!   sibling's subtree is partly another shard's, so it cannot put a thread to sleep here;
 //! - with a preemption bound, branches beyond it are pruned (the result is then not complete).
 
 use crate::deps::{dependent, Key};
@@ -43,6 +45,9 @@ struct Branch {
     d: u8,
     ev: Event,
     kids: Vec<Branch>,
+    /// Added by a fallback rule, not by reversing a race: as a leaf it covers no sequence, so an
+    /// insertion that reaches it continues below it.
+    fallback: bool,
 }
 
 impl Branch {
@@ -114,6 +119,7 @@ fn add_leaves(wut: &mut Vec<Branch>, pending: &[Option<Event>; MAX_THREADS], t: 
                 d,
                 ev,
                 kids: Vec::new(),
+                fallback: true,
             });
         }
     }
@@ -260,11 +266,16 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             stack[depth].clock = c;
             ex.set_reach_clock(c);
             if depth >= fresh_from {
-                add_races(&mut stack, depth, &prev_clock);
+                add_races(&mut stack, depth, &prev_clock, split);
             }
             let node = &stack[depth];
             sleep_next = 0;
-            let mut s = (node.sleep | node.done) & !(1 << t);
+            // Sharded: each prefix of the fully expanded top starts a search of its own.
+            let mut s = if depth < split {
+                0
+            } else {
+                (node.sleep | node.done) & !(1 << t)
+            };
             while s != 0 {
                 let q = lowest(s);
                 s &= s - 1;
@@ -399,7 +410,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
 
 /// Race analysis for the event at `n`: as in [`crate::dpor`] (which earlier events race with it,
 /// and the blocking-operation rule), each race reversed by a wakeup-tree insertion.
-fn add_races(stack: &mut [Node], n: usize, prev_clock: &Vc) {
+fn add_races(stack: &mut [Node], n: usize, prev_clock: &Vc, split: usize) {
     let p = stack[n].thread;
     let ev = stack[n].ev;
     let key = stack[n].key;
@@ -414,7 +425,9 @@ fn add_races(stack: &mut [Node], n: usize, prev_clock: &Vc) {
             continue;
         }
         let ci = stack[i].clock;
-        race(stack, i, n, blocking);
+        if i >= split {
+            race(stack, i, n, blocking);
+        }
         if !blocking {
             join(&mut covered, &ci);
         }
@@ -470,6 +483,7 @@ fn race(stack: &mut [Node], i: usize, n: usize, blocking: bool) {
                     d: x.d,
                     ev: x.ev,
                     kids: Vec::new(),
+                    fallback: true,
                 });
             }
         }
@@ -505,15 +519,16 @@ fn race(stack: &mut [Node], i: usize, n: usize, blocking: bool) {
     insert(&mut node.wut, v);
 }
 
-/// Insert `v` into a wakeup tree (JACM 2017, Definition 6.4): descend through the leftmost branch
+/// Insert `v` into a wakeup tree (`insert[E](v, wut)` of the papers): descend through the leftmost branch
 /// whose event is an initial of what is left of `v` (and remove that event from `v`) or is
-/// independent of all of it (a weak initial not in `v`); if that reaches a leaf, some explored
-/// or scheduled sequence already covers `v`; else the rest of `v` becomes a new rightmost leaf.
+/// independent of all of it (a weak initial not in `v`); if that reaches a leaf put there by a
+/// race reversal, that sequence already covers `v`; else the rest of `v` is added below the
+/// deepest branch reached, after its other children (below a fallback leaf, as its children).
 fn insert(root: &mut Vec<Branch>, mut v: Vec<SeqEv>) {
     let mut cur = root;
-    let mut top = true;
+    let mut covers = false;
     loop {
-        if v.is_empty() || (!top && cur.is_empty()) {
+        if v.is_empty() || (covers && cur.is_empty()) {
             return;
         }
         let mut next = None;
@@ -532,8 +547,8 @@ fn insert(root: &mut Vec<Branch>, mut v: Vec<SeqEv>) {
         }
         match next {
             Some(k) => {
+                covers = !cur[k].fallback;
                 cur = &mut cur[k].kids;
-                top = false;
             }
             None => {
                 let mut chain: Option<Branch> = None;
@@ -542,6 +557,7 @@ fn insert(root: &mut Vec<Branch>, mut v: Vec<SeqEv>) {
                         d: x.d,
                         ev: x.ev,
                         kids: chain.into_iter().collect(),
+                        fallback: false,
                     });
                 }
                 cur.extend(chain);
