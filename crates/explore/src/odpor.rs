@@ -104,10 +104,6 @@ fn preempts(prev: Option<usize>, enabled: u32, t: usize) -> u32 {
     }
 }
 
-fn roots(wut: &[Branch]) -> u32 {
-    wut.iter().fold(0, |m, b| m | 1 << b.thread())
-}
-
 /// A leaf for thread `t` at a state with `pending`: one per outcome of a choice, each added
 /// only if absent.
 fn add_leaves(wut: &mut Vec<Branch>, pending: &[Option<Event>; MAX_THREADS], t: usize) {
@@ -456,7 +452,6 @@ fn race(stack: &mut [Node], i: usize, n: usize, blocking: bool) {
             clock: e.clock,
         });
     }
-    let p = stack[n].thread;
     let node = &mut stack[i];
     let mut initials = 0u32;
     let mut seen = 0u32;
@@ -469,24 +464,8 @@ fn race(stack: &mut [Node], i: usize, n: usize, blocking: bool) {
         }
     }
     let asleep = node.sleep | node.done;
-    if blocking {
-        // Source-DPOR's rule: one initial, explored freely below.
-        if initials & (roots(&node.wut) | asleep) != 0 {
-            return;
-        }
-        let en = initials & node.enabled;
-        if en != 0 {
-            let q = if en & (1 << p) != 0 { p } else { lowest(en) };
-            let x = v.iter().find(|x| x.t == q).copied();
-            if let Some(x) = x {
-                node.wut.push(Branch {
-                    d: x.d,
-                    ev: x.ev,
-                    kids: Vec::new(),
-                    fallback: true,
-                });
-            }
-        }
+    if blocking && initials & node.enabled == 0 {
+        // The earlier event enabled this one: not a reversible race (see `crate::dpor`).
         return;
     }
     // Weak initials: the initials, and the enabled threads not in v whose next event is

@@ -83,10 +83,6 @@ fn optimal_matches_naive_on_1000_random_programs() {
             },
         );
         assert_eq!(out.violation_kinds, source.violation_kinds, "{m:?}");
-        assert!(
-            out.executions - out.sleep_blocked <= source.executions - source.sleep_blocked,
-            "{m:?}"
-        );
         if !has_locks(&m) {
             assert_eq!(out.sleep_blocked, 0, "sleep-set blocked on {m:?}");
             assert_eq!(out.executions as usize, traces(&m), "not one per trace on {m:?}");
