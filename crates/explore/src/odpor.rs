@@ -282,7 +282,8 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 }
             }
             depth += 1;
-            if depth == split && !shard.is_some_and(|s| s.owns(decisions(&stack[..depth]).into_iter()))
+            if depth == split
+                && !shard.is_some_and(|s| s.owns(decisions(&stack[..depth]).into_iter()))
             {
                 foreign = true;
                 break;

@@ -85,7 +85,11 @@ fn optimal_matches_naive_on_1000_random_programs() {
         assert_eq!(out.violation_kinds, source.violation_kinds, "{m:?}");
         if !has_locks(&m) {
             assert_eq!(out.sleep_blocked, 0, "sleep-set blocked on {m:?}");
-            assert_eq!(out.executions as usize, traces(&m), "not one per trace on {m:?}");
+            assert_eq!(
+                out.executions as usize,
+                traces(&m),
+                "not one per trace on {m:?}"
+            );
         }
         total += out.executions;
         blocked_source += source.sleep_blocked;

@@ -102,7 +102,9 @@ fn randomized_strategies_agree_with_clean_dpor_verdicts() {
                 },
             );
             let stopped = |o: &Outcome| finding(o).is_some() || o.complete;
-            if stopped(&dpor) && stopped(&opt) && finding(&dpor).is_some() != finding(&opt).is_some()
+            if stopped(&dpor)
+                && stopped(&opt)
+                && finding(&dpor).is_some() != finding(&opt).is_some()
             {
                 failures.push(format!(
                     "{file} [{vname}]: source-DPOR found {:?} in {} executions, optimal DPOR \
