@@ -3,7 +3,7 @@
 //! blocking wait as an enabledness condition.
 //!
 //! Strategies: exhaustive source-DPOR with sleep sets (Abdulla, Aronis, Jonsson, Sagonas, POPL
-//! 2014), optionally preemption-bounded; uniform random and PCT (Burckhardt et al., ASPLOS 2010);
+//! 2014), optionally preemption-bounded, or Optimal-DPOR with wakeup trees ([`odpor`]); uniform random and PCT (Burckhardt et al., ASPLOS 2010);
 //! replay of a schedule token; shrinking of a counterexample to the fewest preemptions, then the
 //! fewest steps. Lock order is tracked across every explored execution, lockdep-style.
 //!

@@ -10,19 +10,25 @@
 //! chosen freely sits at a leaf; so no execution is sleep-set blocked when the dependency
 //! relation alone decides what is enabled.
 //!
-//! Where it cannot be optimal, it falls back to source-DPOR's rule (one initial of `v` as a leaf,
-//! explored freely below), which is sound but may leave sleep-set-blocked executions:
-//! - a blocking operation (lock acquire, grace period, IPI, `block` waits): it is enabled by an
-//!   earlier event that need not be a reversible race partner (see [`crate::dpor`]'s race
-//!   analysis), so `notdep(e, E).e'` may not be executable;
-//! - a race none of whose initials is enabled before `e` (all enabled threads, as in source-DPOR);
+//! Where it cannot be optimal, it falls back to coarser rules:
+//! - a blocking operation (lock acquire, grace period, IPI, `block` waits) races with every
+//!   earlier dependent event, as in [`crate::dpor`]; a race none of whose initials is enabled
+//!   before `e` is not reversible there (`e` enabled `e'`) and adds nothing. Blocking is also why
+//!   some executions stay sleep-set blocked: a sleeping thread can hold the lock (or owe the
+//!   release) that every other enabled thread waits for, which the dependency relation between
+//!   the next events cannot see;
+//! - a non-blocking race none of whose initials is enabled before `e` (blocking operations inside
+//!   `v`): every enabled thread there becomes a leaf, as in source-DPOR;
 //! - a wakeup-tree branch whose thread turns out disabled is dropped (it reversed no feasible
-//!   race) and the state explored freely;
-//! - a choice (`Cpu::choose`): each outcome is its own branch, and a thread sleeps only once all
-//!   its outcomes were explored at that state;
+//!   race); the state is explored freely if nothing else is left;
+//! - a choice (`Cpu::choose`): each outcome is a branch of its own, and the thread sleeps only
+//!   once all its outcomes were explored at that state;
+//! - leaves added by these rules (not by a race reversal) do not cover an inserted sequence: an
+//!   insertion that reaches one continues below it;
 //! - with shards, the top levels are fully expanded (every enabled thread a leaf) and each prefix
 //!   starts a search of its own, with an empty sleep set and no race reversed into the top: a
-//!   sibling's subtree is partly another shard's, so it cannot put a thread to sleep here;
+//!   sibling's subtree is partly another shard's, so it cannot put a thread to sleep here. Sound,
+//!   but with more executions than one search, so `explore_parallel` runs this on one worker;
 //! - with a preemption bound, branches beyond it are pruned (the result is then not complete).
 
 use crate::deps::{dependent, Key};
