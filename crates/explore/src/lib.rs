@@ -3,7 +3,7 @@
 //! blocking wait as an enabledness condition.
 //!
 //! Strategies: exhaustive source-DPOR with sleep sets (Abdulla, Aronis, Jonsson, Sagonas, POPL
-//! 2014), optionally preemption-bounded; uniform random and PCT (Burckhardt et al., ASPLOS 2010);
+//! 2014), optionally preemption-bounded, or Optimal-DPOR with wakeup trees ([`odpor`]); uniform random and PCT (Burckhardt et al., ASPLOS 2010);
 //! replay of a schedule token; shrinking of a counterexample to the fewest preemptions, then the
 //! fewest steps. Lock order is tracked across every explored execution, lockdep-style.
 //!
@@ -18,6 +18,7 @@ pub mod exec;
 pub mod html;
 pub mod lockdep;
 pub mod naive;
+pub mod odpor;
 pub mod parallel;
 pub mod random;
 pub mod reach;
@@ -125,6 +126,8 @@ pub struct Config {
     pub progress: Option<Arc<AtomicU64>>,
     /// Explore only this shard's part of the search ([`Shard`]).
     pub shard: Option<Shard>,
+    /// DPOR with wakeup trees (Optimal-DPOR, [`odpor`]) instead of source-DPOR's backtrack sets.
+    pub optimal: bool,
 }
 
 /// One of `count` deterministic parts of a search (`--shard INDEX/COUNT`, 1-based on the command
@@ -233,6 +236,7 @@ impl Default for Config {
             stop: None,
             progress: None,
             shard: None,
+            optimal: false,
         }
     }
 }
@@ -345,6 +349,7 @@ pub struct Inconclusive {
 /// Explore `model` with `cfg`.
 pub fn explore<M: Model>(model: std::sync::Arc<M>, cfg: &Config) -> Outcome {
     match cfg.mode {
+        Mode::Dpor if cfg.optimal => odpor::explore(model, cfg),
         Mode::Dpor => dpor::explore(model, cfg),
         Mode::Random | Mode::Pct { .. } => random::explore(model, cfg),
     }

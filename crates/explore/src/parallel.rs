@@ -4,7 +4,8 @@
 //! first (a fine cut, so a worker that drew cheap parts takes more of them). The parts' outcomes
 //! are combined in part order, so the verdict, the counterexample and its replay token do not
 //! depend on timing: the counterexample is the lowest part's, and once a part has found one,
-//! only lower parts keep running. Hand-written rather than rayon: the stop rule ("lower parts
+//! only lower parts keep running. DPOR with wakeup trees ([`crate::Config::optimal`]) runs on one
+//! worker. Hand-written rather than rayon: the stop rule ("lower parts
 //! only") and the ordered combination are the whole of it.
 
 use crate::{explore, Config, Model, Outcome, Shard};
@@ -21,7 +22,9 @@ pub fn explore_parallel<M: Model + Send + Sync>(
     cfg: &Config,
     jobs: usize,
 ) -> Outcome {
-    if jobs <= 1 || cfg.shard.is_some() {
+    // Optimal-DPOR on parts would restart the search below every prefix of the expanded top
+    // with an empty sleep set (see `crate::odpor`): far more executions than one worker runs.
+    if jobs <= 1 || cfg.shard.is_some() || (cfg.optimal && cfg.mode == crate::Mode::Dpor) {
         return explore(model, cfg);
     }
     let start = Instant::now();

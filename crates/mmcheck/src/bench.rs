@@ -54,16 +54,19 @@ pub struct BenchOpts {
     pub jobs: usize,
     /// Cap on the mremap-heavy DPOR search, in seconds.
     pub mremap_seconds: f64,
+    /// DPOR with wakeup trees (`Config::optimal`) instead of source-DPOR.
+    pub optimal: bool,
 }
 
 fn rate(n: u64, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
 
-fn cfg(mode: Mode, budget: Option<Duration>) -> Config {
+fn cfg(mode: Mode, budget: Option<Duration>, optimal: bool) -> Config {
     Config {
         mode,
         budget,
+        optimal,
         seed: 1,
         stop_on_violation: true,
         ..Config::default()
@@ -112,6 +115,9 @@ fn report_violation(out: &Outcome, ok: &mut bool) {
 /// `mmcheck bench explore`.
 pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     let mut ok = true;
+    if o.optimal {
+        println!("DPOR with wakeup trees (--optimal)");
+    }
     let m = Arc::new(KernelModel::new(catalogue::reference()));
     println!(
         "reference scenario: {} (3 threads, ~40 visible steps each)",
@@ -124,7 +130,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         ("pct", Mode::Pct { depth: 3 }),
         ("dpor", Mode::Dpor),
     ] {
-        let out = explore(m.clone(), &cfg(mode, budget));
+        let out = explore(m.clone(), &cfg(mode, budget, o.optimal));
         let secs = out.elapsed.as_secs_f64();
         println!(
             "  {name}: {:.2}M steps/s, {:.1}k executions/s ({} executions, {} steps, {:.2} s{})",
@@ -161,7 +167,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     let row =
         parse_scenario("seed-001-retract-anon-vma.mmt", JOBS_ROW).expect("the jobs row parses");
     let row = Arc::new(KernelModel::new(row));
-    let c = cfg(Mode::Dpor, None);
+    let c = cfg(Mode::Dpor, None, o.optimal);
     let one = explore(row.clone(), &c);
     report_violation(&one, &mut ok);
     let many = explore_parallel(row.clone(), &c, o.jobs);
@@ -187,7 +193,11 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     let mh = Arc::new(KernelModel::new(mh));
     let out = explore_parallel(
         mh.clone(),
-        &cfg(Mode::Dpor, Some(Duration::from_secs_f64(o.mremap_seconds))),
+        &cfg(
+            Mode::Dpor,
+            Some(Duration::from_secs_f64(o.mremap_seconds)),
+            o.optimal,
+        ),
         o.jobs,
     );
     let secs = out.elapsed.as_secs_f64();

@@ -28,6 +28,8 @@ pub struct CheckOpts {
     pub mode: Mode,
     pub budget: Duration,
     pub preemptions: Option<u32>,
+    /// DPOR with wakeup trees ([`Config::optimal`]).
+    pub optimal: bool,
     pub overrides: Overrides,
     pub seed: u64,
     /// Strict mode: report any access to shared state its step did not announce.
@@ -55,6 +57,7 @@ impl CheckOpts {
             mode,
             budget,
             preemptions: None,
+            optimal: false,
             overrides: Overrides::default(),
             seed: 1,
             strict: false,
@@ -503,6 +506,7 @@ pub fn run_row(
         mode: opts.mode,
         budget: Some(opts.budget),
         preemption_bound: opts.preemptions,
+        optimal: opts.optimal,
         seed: opts.seed,
         max_executions: opts.max_executions,
         max_steps: opts.max_steps,

@@ -42,6 +42,10 @@ enum Cmd {
         /// Preemption bound (DPOR); results are then not complete if anything was pruned.
         #[arg(long)]
         preemptions: Option<u32>,
+        /// DPOR with wakeup trees (Optimal-DPOR): no two executions of one equivalence class
+        /// where only the dependency relation decides what is enabled (docs/design.md).
+        #[arg(long)]
+        optimal: bool,
         /// Protocol preset applied to every scenario before its own variants.
         #[arg(long)]
         protocol: Option<String>,
@@ -355,6 +359,9 @@ enum BenchWhat {
         /// Cap on the mremap-heavy DPOR search, in seconds.
         #[arg(long, default_value_t = 60.0)]
         mremap_seconds: f64,
+        /// DPOR with wakeup trees (Optimal-DPOR) instead of source-DPOR.
+        #[arg(long)]
+        optimal: bool,
     },
 }
 
@@ -386,6 +393,7 @@ fn main() -> ExitCode {
             depth,
             budget,
             preemptions,
+            optimal,
             protocol,
             sets,
             mutate,
@@ -410,6 +418,7 @@ fn main() -> ExitCode {
             };
             let opts = mmcheck::check::CheckOpts {
                 preemptions,
+                optimal,
                 overrides: mmcheck::check::Overrides {
                     protocol,
                     sets,
@@ -644,6 +653,7 @@ fn main() -> ExitCode {
                     seconds,
                     jobs,
                     mremap_seconds,
+                    optimal,
                 },
         } => {
             let valid = |s: f64| s.is_finite() && s > 0.0 && s <= 3600.0;
@@ -662,6 +672,7 @@ fn main() -> ExitCode {
                 seconds,
                 jobs,
                 mremap_seconds,
+                optimal,
             })
         }
     }

@@ -222,6 +222,7 @@ fn compare(with_check: bool) {
     };
     let (mut done, mut over_estimate, mut over_cap) = (0u64, 0u64, 0u64);
     let (mut naive_execs, mut dpor_execs) = (0u64, 0u64);
+    let (mut opt_execs, mut opt_blocked, mut dpor_blocked) = (0u64, 0u64, 0u64);
     let (mut reach_compared, mut reach_hits) = (0u64, 0u64);
     let mut failures = Vec::new();
     let mut seed = first;
@@ -266,6 +267,34 @@ fn compare(with_check: bool) {
             continue;
         }
         let dp = explore(model.clone(), &cfg);
+        // Optimal-DPOR (wakeup trees) must agree too.
+        let op = explore(
+            model.clone(),
+            &Config {
+                optimal: true,
+                ..cfg.clone()
+            },
+        );
+        let op_reached = op
+            .reach
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.executions > 0)
+            .fold(0u64, |m, (i, _)| m | 1 << i);
+        let op_ok = op.complete
+            && kinds(&op) == nv.kinds()
+            && op.outcomes == nv.outcomes
+            && (!nv.kinds().is_empty() || op_reached == nv.reached);
+        opt_execs += op.executions;
+        opt_blocked += op.sleep_blocked;
+        dpor_blocked += dp.sleep_blocked;
+        if !op_ok {
+            failures.push(format!(
+                "optimal DPOR differs on seed {}:\n{}",
+                g.seed,
+                report(&model, &g.text, g.seed, &nv, &op)
+            ));
+        }
         done += 1;
         naive_execs += nv.executions;
         dpor_execs += dp.executions;
@@ -314,6 +343,10 @@ fn compare(with_check: bool) {
          reach compared on {reach_compared} cases, {reach_hits} patterns reached",
         failures.len(),
         start.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "source-DPOR {dpor_execs} executions ({dpor_blocked} sleep-set blocked), optimal \
+         {opt_execs} ({opt_blocked} blocked)"
     );
     assert!(
         failures.is_empty(),

@@ -5,6 +5,9 @@
 //! read outside the step that announces it): the test prints the scenario, the variant, the
 //! violation and the `mmcheck replay` command that reproduces it.
 //!
+//! Optimal-DPOR (`Config::optimal`) must reach the same verdict (clean or not) as source-DPOR
+//! on every row where both stop (complete, or with a violation).
+//!
 //! Environment: `MMCHECK_ONLY` (a substring of the file paths to run), `MMCHECK_AGREE_VERBOSE`
 //! (a line per row).
 
@@ -89,6 +92,36 @@ fn randomized_strategies_agree_with_clean_dpor_verdicts() {
                     ..Config::default()
                 },
             );
+            // Optimal-DPOR (wakeup trees): the same verdict where both complete.
+            let opt = explore(
+                model.clone(),
+                &Config {
+                    max_executions: Some(DPOR_CAP),
+                    optimal: true,
+                    ..Config::default()
+                },
+            );
+            let stopped = |o: &Outcome| finding(o).is_some() || o.complete;
+            if stopped(&dpor)
+                && stopped(&opt)
+                && finding(&dpor).is_some() != finding(&opt).is_some()
+            {
+                failures.push(format!(
+                    "{file} [{vname}]: source-DPOR found {:?} in {} executions, optimal DPOR \
+                     {:?} in {} (complete: {})",
+                    finding(&dpor),
+                    dpor.executions,
+                    finding(&opt),
+                    opt.executions,
+                    opt.complete
+                ));
+            }
+            if verbose {
+                eprintln!(
+                    "{file} [{vname}]: optimal DPOR {} executions ({} blocked), source {} ({} blocked)",
+                    opt.executions, opt.sleep_blocked, dpor.executions, dpor.sleep_blocked
+                );
+            }
             if let Some(f) = finding(&dpor) {
                 if verbose {
                     eprintln!("{file} [{vname}]: dpor {f}");
