@@ -437,7 +437,7 @@ pub fn pmd_migration_entry_wait(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr) {
 /// 6.10+ leaves it in the PMD until the table is populated, 4.14–6.9
 /// (`split.invalidate_nonpresent`) ran `pmdp_invalidate` on it first.
 pub fn __split_huge_pmd(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>, pmd: EntryPtr, addr: u64) {
-    __split_huge_pmd_freeze(cx, mm, vma, pmd, addr, false);
+    __split_huge_pmd_freeze(cx, mm, vma, pmd, addr, false, None);
 }
 
 /// `__split_huge_pmd` with its `freeze` argument (`split_huge_pmd_address` from `unmap_folio`).
@@ -448,6 +448,7 @@ pub fn __split_huge_pmd_freeze(
     pmd: EntryPtr,
     addr: u64,
     freeze: bool,
+    folio: Option<FrameRef>,
 ) {
     let _f = cx.cpu.enter("__split_huge_pmd");
     let g = cx.geo();
@@ -459,6 +460,11 @@ pub fn __split_huge_pmd_freeze(
             .cpu
             .recheck("pmd_trans_huge", orig.huge_leaf() && orig.present())
     {
+        return;
+    }
+    // split_huge_pmd_locked with a folio (`split_huge_pmd_address` for `try_to_migrate`): only
+    // the PMD that maps it, judged under the lock.
+    if folio.is_some_and(|f| orig.pfn() != f.pfn) {
         return;
     }
     let _l = cx.cpu.enter("__split_huge_pmd_locked");

@@ -51,14 +51,20 @@ pub fn try_to_migrate_flags(
             return true;
         };
         if split_pmd {
-            // split_huge_pmd_address: only the PMD that maps this folio.
+            // split_huge_pmd_address: `__split_huge_pmd` takes the PMD lock before it looks at
+            // the PMD (a NUMA-hinting `change_huge_pmd` may have it invalidated for a moment).
             // vma_address: the folio's first page may lie before the VMA (split inside it).
             let at = addr.max(vma.start());
             if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, &mm, at) {
-                let v = pmd.get(cx);
-                if v.huge_leaf() && v.pfn() == src.pfn {
-                    crate::mm::huge_memory::__split_huge_pmd_freeze(cx, &mm, vma, pmd, at, true);
-                }
+                crate::mm::huge_memory::__split_huge_pmd_freeze(
+                    cx,
+                    &mm,
+                    vma,
+                    pmd,
+                    at,
+                    true,
+                    Some(src),
+                );
             }
         }
         if nr > 1 {
