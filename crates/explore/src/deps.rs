@@ -76,7 +76,11 @@ impl Key {
     pub fn of(e: &Event) -> Key {
         let family = if matches!(
             e.access,
-            Access::FrameFree | Access::FrameAlloc | Access::ObjFree | Access::ObjAlloc
+            Access::FrameFree
+                | Access::FrameClear
+                | Access::FrameAlloc
+                | Access::ObjFree
+                | Access::ObjAlloc
         ) {
             Family::FreeAlloc
         } else if is_global(e) {
@@ -111,12 +115,9 @@ impl Key {
 
 /// True if the order of `a` and `b` (by different threads) can matter.
 pub fn dependent(a: &Event, b: &Event) -> bool {
-    if a.access == Access::FrameFree || b.access == Access::FrameFree {
-        let (f, o) = if a.access == Access::FrameFree {
-            (a, b)
-        } else {
-            (b, a)
-        };
+    let frame_wide = |e: &Event| matches!(e.access, Access::FrameFree | Access::FrameClear);
+    if frame_wide(a) || frame_wide(b) {
+        let (f, o) = if frame_wide(a) { (a, b) } else { (b, a) };
         let Obj::Frame { pfn, order } = f.obj else {
             return true;
         };

@@ -43,6 +43,7 @@ pub fn access_text(a: Access) -> &'static str {
         Access::TlbScan => "TLB scan",
         Access::FrameAlloc => "alloc",
         Access::FrameFree => "free",
+        Access::FrameClear => "zeroing (store buffer commit)",
         Access::HistInv => "invoke",
         Access::HistResp => "return",
         Access::ObjFree => "kmem_cache_free",

@@ -65,6 +65,14 @@ pub struct Protocol {
     /// `pmd_install` / `__p*d_alloc` populate under the table's lock (I4). Off plants a missing
     /// lock.
     pub populate_locked: bool,
+    /// `pmd_install` / `__p*d_alloc` issue `smp_wmb` before populating (the table's zeroing
+    /// visible before the pointer). Only a weak `memory` model can tell it is missing.
+    pub populate_wmb: bool,
+    /// mTHP collapse issues `smp_wmb` between the new PTEs and `pmd_populate` of the detached
+    /// table (seed 002's "make PTEs visible before PMD. See pmd_install()").
+    pub collapse_mthp_wmb: bool,
+    /// The memory model the threads run under (`sc`, `tso` for x86, `lkmm` for arm64).
+    pub memory: mmcheck_platform::MemoryModel,
     /// PT reclaim's fast path takes the PMD lock with `spin_trylock` while holding the PTL (1.4).
     /// Off takes it with `spin_lock`, inverting the PMD-lock → PTL order of the slow path.
     pub pt_reclaim_pmd_trylock: bool,
@@ -394,6 +402,9 @@ impl Default for Protocol {
             inline_rcu_callbacks: true,
             pmd_same_recheck: true,
             populate_locked: true,
+            populate_wmb: true,
+            collapse_mthp_wmb: true,
+            memory: mmcheck_platform::MemoryModel::Sc,
             pt_reclaim_pmd_trylock: true,
             gather_tlb_flush: true,
             gup_fast_recheck_pmd: true,
@@ -594,6 +605,30 @@ pub const SWITCHES: &[Switch] = &[
         "pmd_install and __p*d_alloc populate under the table lock after rechecking none (I4)",
         "mm/memory.c pmd_install"
     ),
+    bool_switch!(
+        "populate.wmb",
+        populate_wmb,
+        "pmd_install and __p*d_alloc issue smp_wmb before pmd_populate, so that the new table's zeroing (and PTL set-up) is visible to lockless walkers before the pointer to it; off removes it (harmless under memory = sc and tso, a walker reading garbage under lkmm)",
+        "mm/memory.c pmd_install ('Ensure all pte setup (eg. pte page lock and page clearing) are visible before the pte is made visible to other CPUs by being put into page tables'); 362a61ad6119 Nick Piggin, 'fix SMP data race in pagetable setup vs walking' (2.6.28)"
+    ),
+    bool_switch!(
+        "collapse.mthp_wmb",
+        collapse_mthp_wmb,
+        "mTHP collapse issues smp_wmb between setting the new folio's PTEs in the detached table and pmd_populate re-attaching it ('make PTEs visible before PMD. See pmd_install()'); off removes it",
+        "Nico Pache, 'khugepaged: add mTHP support' (v18 06/14, May 2026), collapse_huge_page"
+    ),
+    Switch {
+        name: "memory",
+        values: &["sc", "tso", "lkmm"],
+        doc: "the memory model the threads run under: sequential consistency; x86-TSO (each CPU's page-table stores buffered and made visible in order; locked operations and smp_mb drain the buffer); or the store side of the Linux-kernel memory model, arm64-level (buffered entry stores may become visible out of order except across smp_wmb, releases and full barriers; loads stay in program order). The set-up always runs SC. arch = x86 sets tso with tlb.flush = ipi, arch = arm64 lkmm with tlb.flush = broadcast",
+        cite: "tools/memory-model (linux-kernel.cat); Documentation/memory-barriers.txt; Sewell et al., 'x86-TSO' (CACM 2010); crates/platform/src/memory.rs, docs/fidelity.md 'weak memory'",
+        get: |p| p.memory.name(),
+        set: |p, v| {
+            mmcheck_platform::MemoryModel::from_name(v)
+                .map(|m| p.memory = m)
+                .is_some()
+        },
+    },
     Switch {
         name: "pt_reclaim.pmd_lock",
         values: &["trylock", "lock"],
@@ -1296,11 +1331,29 @@ pub enum SwitchError {
 impl Protocol {
     /// Set switch `name` to `value`.
     ///
+    /// The pseudo-switch `arch = x86 | arm64` sets `memory` and `tlb.flush` as that architecture
+    /// has them (x86: `tso`, `ipi`; arm64: `lkmm`, `broadcast`).
+    ///
     /// The pseudo-switch `protocol = PRESET` applies every setting of that preset (a variant that
     /// is another kernel version: `variant pre65: protocol = linux-6.1, retract.locks = ...`).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), SwitchError> {
         if name == "protocol" {
             return self.apply_preset(value);
+        }
+        if name == "arch" {
+            let (memory, flush) = match value {
+                "x86" => ("tso", "ipi"),
+                "arm64" => ("lkmm", "broadcast"),
+                _ => {
+                    return Err(SwitchError::Value {
+                        name: name.into(),
+                        value: value.into(),
+                        allowed: "x86 | arm64".into(),
+                    })
+                }
+            };
+            self.set("memory", memory)?;
+            return self.set("tlb.flush", flush);
         }
         let sw = SWITCHES
             .iter()

@@ -106,7 +106,7 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
         // taken, which a sender's flush and the target's IRQ enable change (both dependent with
         // a scan); it commutes with IRQ-off, which leaves the queue alone.
         Access::TlbScan if matches!(obj, Obj::Tlb(_) | Obj::Irq(_)) => return true,
-        Access::FrameFree => {
+        Access::FrameFree | Access::FrameClear => {
             if let Obj::Frame { pfn, order } = ev.obj {
                 if obj.in_block(pfn, order) {
                     return true;
@@ -241,6 +241,10 @@ pub enum Access {
     TlbScan,
     FrameAlloc,
     FrameFree,
+    /// A weak-memory store buffer's commit of a new table's zeroing (`clear_page` of a
+    /// `__GFP_ZERO` allocation), announced on the table's frame: it writes every entry, so it
+    /// conflicts with every access to the frame, as [`Access::FrameFree`] does.
+    FrameClear,
     /// An operation's invocation on a user address, on that address's history word (the
     /// linearizability oracle's real-time order): it conflicts with another thread's response
     /// on the same word, and commutes with invocations.

@@ -401,6 +401,11 @@ impl Frames {
         false
     }
 
+    /// The entry words of frame `pfn` (the store buffers' commits; see [`crate::memory`]).
+    pub(crate) fn words_of(&self, pfn: u32) -> &[AtomicU64] {
+        self.words(pfn)
+    }
+
     fn words(&self, pfn: u32) -> &[AtomicU64] {
         self.frames[pfn as usize]
             .words
@@ -496,7 +501,12 @@ impl Frames {
             kind,
         });
         cpu.m.backend().allocated(cpu.id, head as u32, order);
-        Some(self.current(head as u32))
+        let r = self.current(head as u32);
+        if let FrameKind::Table(_) = kind {
+            // `__GFP_ZERO`: under a weak memory model the zeroing is this CPU's buffered stores.
+            cpu.wb_clear_table(r);
+        }
+        Some(r)
     }
 
     /// Free the block of `1 << order` frames headed by `r`. Freeing a stale reference is a
@@ -568,22 +578,35 @@ impl<'m> Cpu<'m> {
     /// `READ_ONCE(*entry)`: a lockless or locked read of entry `idx` of table `t`.
     #[inline]
     pub fn entry_read(&self, t: FrameRef, idx: usize) -> u64 {
-        self.entry_word(t, idx, Access::Read, "entry read")
-            .load(Ordering::SeqCst)
+        let w = self.entry_word(t, idx, Access::Read, "entry read");
+        if self.m.memory_model() == crate::MemoryModel::Sc {
+            return w.load(Ordering::SeqCst);
+        }
+        match self.wb_forward(t.pfn, idx as u32) {
+            Some(v) => v,
+            None => self.wb_check_loaded(t, idx, w.load(Ordering::SeqCst)),
+        }
     }
 
-    /// `WRITE_ONCE(*entry, v)` (`set_pte`, `pmd_populate`, `pmd_clear`, ...).
+    /// `WRITE_ONCE(*entry, v)` (`set_pte`, `pmd_populate`, `pmd_clear`, ...). Under a weak
+    /// memory model it goes to this CPU's store buffer (see [`crate::memory`]).
     #[inline]
     pub fn entry_write(&self, t: FrameRef, idx: usize, v: u64) {
+        if self.m.memory_model() != crate::MemoryModel::Sc && self.wb_store(t, idx as u32, v) {
+            return;
+        }
         self.entry_word(t, idx, Access::Write, "entry write")
             .store(v, Ordering::SeqCst)
     }
 
-    /// `xchg(entry, v)` (`ptep_get_and_clear`).
+    /// `xchg(entry, v)` (`ptep_get_and_clear`): performed in memory, after this CPU's buffered
+    /// stores to the entry.
     #[inline]
     pub fn entry_xchg(&self, t: FrameRef, idx: usize, v: u64) -> u64 {
-        self.entry_word(t, idx, Access::Rmw, "entry xchg")
-            .swap(v, Ordering::SeqCst)
+        let old = self
+            .entry_word(t, idx, Access::Rmw, "entry xchg")
+            .swap(v, Ordering::SeqCst);
+        self.wb_check_loaded(t, idx, old)
     }
 
     /// `cmpxchg(entry, old, new)`: `Ok(old)` on success, `Err(current)` otherwise.
@@ -591,6 +614,7 @@ impl<'m> Cpu<'m> {
     pub fn entry_cmpxchg(&self, t: FrameRef, idx: usize, old: u64, new: u64) -> Result<u64, u64> {
         self.entry_word(t, idx, Access::Rmw, "entry cmpxchg")
             .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+            .map_err(|v| self.wb_check_loaded(t, idx, v))
     }
 
     /// Read a table's entries without visible events or checks (quiescent invariant checks only;

@@ -5,6 +5,7 @@
 use crate::backend::Backend;
 use crate::event::{Access, Event, Obj};
 use crate::frames::Frames;
+use crate::memory::MemoryModel;
 use crate::mutate::Mutation;
 use crate::naming::{EntryText, NameRec, Names, Owner};
 use crate::rcu::RcuState;
@@ -12,7 +13,7 @@ use crate::tlb::{Tlb, TlbFlushMode};
 use crate::violation::{Violation, ViolationKind};
 use parking_lot::Mutex;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Sizes of a machine.
 #[derive(Clone, Debug)]
@@ -69,6 +70,10 @@ pub struct CpuState {
     /// Holds whose acquisition a mutant skipped and whose release is still to come (see
     /// [`crate::mutate`]); keyed by lock id, or by a VMA's refcount id for the VMA lock.
     pub(crate) skipped: Mutex<Vec<u64>>,
+    /// Under a weak memory model, this CPU's entry stores are buffered (see [`crate::memory`]).
+    pub(crate) buffered: AtomicBool,
+    /// The CPU's store buffer (owned by this CPU and the flusher).
+    pub(crate) wb: Mutex<crate::memory::StoreBuffer>,
 }
 
 /// The whole simulated machine. Nothing in the model is global: it all hangs off this.
@@ -94,6 +99,10 @@ pub struct Machine {
     entry_text: std::sync::OnceLock<EntryText>,
     /// The mutant this machine runs, or the site recording it feeds (see [`crate::mutate`]).
     pub(crate) mutation: Option<std::sync::Arc<Mutation>>,
+    /// The memory model ([`MemoryModel`], encoded): SC until [`Machine::set_memory_model`].
+    memory: AtomicU8,
+    /// The id of the store buffers' object (pushes and the flusher's wait).
+    wb_id: AtomicU64,
 }
 
 impl Machine {
@@ -112,6 +121,8 @@ impl Machine {
                 in_cell: AtomicBool::new(false),
                 stack: Mutex::new(Vec::with_capacity(16)),
                 skipped: Mutex::new(Vec::new()),
+                buffered: AtomicBool::new(false),
+                wb: Mutex::new(Default::default()),
             })
             .collect();
         Machine {
@@ -129,8 +140,36 @@ impl Machine {
             names: Mutex::new(Vec::new()),
             entry_text: std::sync::OnceLock::new(),
             mutation: None,
+            memory: AtomicU8::new(0),
+            wb_id: AtomicU64::new(0),
             backend,
         }
+    }
+
+    /// Run the threads under `model` from now on (after set-up, which stays sequentially
+    /// consistent): the CPUs in `buffered` buffer their entry stores, which a flusher thread
+    /// (running [`Cpu::store_buffer_flusher`]) commits. `Sc` ends it (final checks run SC).
+    pub fn set_memory_model(&self, model: MemoryModel, buffered: &[usize]) {
+        if model != MemoryModel::Sc && self.wb_id.load(Ordering::Relaxed) == 0 {
+            let id = self.new_id();
+            self.name_global(id, "store buffers");
+            self.wb_id.store(id, Ordering::Relaxed);
+        }
+        for (c, st) in self.cpus.iter().enumerate() {
+            st.buffered.store(buffered.contains(&c), Ordering::Relaxed);
+        }
+        self.memory.store(model.encode(), Ordering::Relaxed);
+    }
+
+    /// The memory model in force.
+    #[inline]
+    pub fn memory_model(&self) -> MemoryModel {
+        MemoryModel::decode(self.memory.load(Ordering::Relaxed))
+    }
+
+    /// The store buffers' object id.
+    pub(crate) fn wb_id(&self) -> u64 {
+        self.wb_id.load(Ordering::Relaxed)
     }
 
     /// A machine on the native backend.
@@ -358,6 +397,9 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn visible(&self, obj: Obj, access: Access) {
         self.assert_not_in_cell();
+        if self.m.memory.load(Ordering::Relaxed) != 0 {
+            self.wb_before(Event::new(obj, access));
+        }
         self.m.backend.visible(self.id, Event::new(obj, access));
     }
 
@@ -412,6 +454,9 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn block(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool) {
         self.assert_not_in_cell();
+        if self.m.memory.load(Ordering::Relaxed) != 0 {
+            self.wb_before(Event::new(obj, access));
+        }
         self.m
             .backend
             .block(self.id, Event::new(obj, access), ready);
@@ -499,16 +544,24 @@ impl<'m> Cpu<'m> {
         self.state().loaded_mm.load(Ordering::SeqCst)
     }
 
-    /// `smp_wmb()`. The model is sequentially consistent (explore) or SeqCst (native), so ordering
-    /// barriers have nothing left to order; they are kept at their kernel call sites as markers.
+    /// `smp_wmb()`: under `memory = lkmm` the entry stores before it stay ahead of every store
+    /// after it (see [`crate::memory`]); under SC and TSO stores are already in order.
     #[inline]
-    pub fn smp_wmb(&self) {}
+    pub fn smp_wmb(&self) {
+        if self.m.memory.load(Ordering::Relaxed) != 0 {
+            self.wb_wmb();
+        }
+    }
 
-    /// `smp_mb()`; see [`Cpu::smp_wmb`].
+    /// `smp_mb()`: under a weak model, wait until this CPU's buffered stores are visible.
     #[inline]
-    pub fn smp_mb(&self) {}
+    pub fn smp_mb(&self) {
+        if self.m.memory.load(Ordering::Relaxed) != 0 {
+            self.wb_mb();
+        }
+    }
 
-    /// `smp_rmb()`; see [`Cpu::smp_wmb`].
+    /// `smp_rmb()`: the model performs loads in program order, so there is nothing to order.
     #[inline]
     pub fn smp_rmb(&self) {}
 

@@ -25,6 +25,10 @@ pub enum ViolationKind {
     /// neither a uffd-wp PTE nor a uffd-wp marker: a store would succeed without the uffd-wp
     /// fault user space relies on (live snapshot, postcopy).
     UffdWpLost,
+    /// Under a weak memory model, a CPU read an entry of a page table before the allocating
+    /// CPU's zeroing of it was visible to it: it read what the page held before (what
+    /// `pmd_install`'s `smp_wmb` exists to prevent).
+    UninitTable,
     /// Strict mode: the model touched shared state its step did not announce (a model bug that
     /// would make the explorer's partial-order reduction unsound), or peeked inside a step.
     Unannounced,
@@ -49,12 +53,13 @@ impl ViolationKind {
             ViolationKind::WalkerResult => "walker-result",
             ViolationKind::TlbPermission => "tlb-permission",
             ViolationKind::UffdWpLost => "uffd-wp-lost",
+            ViolationKind::UninitTable => "uninit-table",
             ViolationKind::Unannounced => "unannounced-access",
         }
     }
 
     /// Every kind, for parsing and listing.
-    pub const ALL: [ViolationKind; 16] = [
+    pub const ALL: [ViolationKind; 17] = [
         ViolationKind::UseAfterFree,
         ViolationKind::DoubleFree,
         ViolationKind::RmapMissed,
@@ -70,6 +75,7 @@ impl ViolationKind {
         ViolationKind::WalkerResult,
         ViolationKind::TlbPermission,
         ViolationKind::UffdWpLost,
+        ViolationKind::UninitTable,
         ViolationKind::Unannounced,
     ];
 

@@ -332,6 +332,13 @@ impl KernelModel {
         self.migration.then(|| self.scenario.threads.len() + 1)
     }
 
+    /// The CPU of the store buffers' flusher (`sb`), under a weak memory model only (see
+    /// `mmcheck_platform::memory`).
+    fn flusher_cpu(&self) -> Option<usize> {
+        (self.scenario.protocol.memory != mmcheck_platform::MemoryModel::Sc)
+            .then(|| self.scenario.threads.len() + 1 + usize::from(self.migration))
+    }
+
     fn run_op(&self, inst: &Instance, cx: Ctx<'_>, mm: &MmStruct, op: &Op, seen: &mut Vec<String>) {
         use crate::linearize::{HKind, HOp};
         let ps = self.scenario.geometry.page_size();
@@ -838,7 +845,7 @@ impl Model for KernelModel {
     fn build(&self, backend: Box<dyn Backend>) -> Instance {
         let s = &self.scenario;
         let cfg = MachineConfig {
-            nr_cpus: s.threads.len() + 1 + usize::from(self.migration),
+            nr_cpus: self.threads(),
             nr_frames: s.nr_frames,
             entries_per_table: s.geometry.entries(),
             tlb_entries: 8,
@@ -964,6 +971,13 @@ impl Model for KernelModel {
         let inflight = isolated_folios(&kernel);
         let mut kernel = kernel;
         kernel.machine.set_mutation(self.mutation.clone());
+        if self.flusher_cpu().is_some() {
+            // The threads (and the migration finishing `init`'s) buffer their entry stores.
+            let buffered: Vec<usize> = (0..s.threads.len()).chain(self.migration_cpu()).collect();
+            kernel
+                .machine
+                .set_memory_model(s.protocol.memory, &buffered);
+        }
         Instance {
             kernel,
             mm,
@@ -984,11 +998,14 @@ impl Model for KernelModel {
     }
 
     fn threads(&self) -> usize {
-        self.scenario.threads.len() + 1 + usize::from(self.migration)
+        self.scenario.threads.len()
+            + 1
+            + usize::from(self.migration)
+            + usize::from(self.flusher_cpu().is_some())
     }
 
     fn is_daemon(&self, t: usize) -> bool {
-        t == self.rcu_cpu()
+        t == self.rcu_cpu() || Some(t) == self.flusher_cpu()
     }
 
     fn reach(&self) -> &mmcheck_explore::reach::Spec {
@@ -998,6 +1015,8 @@ impl Model for KernelModel {
     fn thread_name(&self, t: usize) -> String {
         if t == self.rcu_cpu() {
             "rcu".to_string()
+        } else if Some(t) == self.flusher_cpu() {
+            "sb".to_string()
         } else if Some(t) == self.migration_cpu() {
             "migration".to_string()
         } else {
@@ -1018,21 +1037,30 @@ impl Model for KernelModel {
                 cpu.rcu_run_one();
             }
         }
+        if Some(t) == self.flusher_cpu() {
+            cx.cpu.store_buffer_flusher();
+            return;
+        }
         if Some(t) == self.migration_cpu() {
             for &src in &inst.inflight {
                 mmcheck_kernel::mm::migrate::migrate_folio_move_pending(cx, src);
             }
+            cx.cpu.store_buffer_drain();
             return;
         }
         let mut seen = Vec::new();
         for op in &self.scenario.threads[t] {
             self.run_op(inst, cx, &inst.mm, op, &mut seen);
         }
+        cx.cpu.store_buffer_drain();
         inst.seen[t].record(|x| *x = seen);
     }
 
     fn finish(&self, inst: &Instance) -> Finish {
         let k = &inst.kernel;
+        // Every thread drained its store buffer; the final checks run sequentially consistent.
+        k.machine
+            .set_memory_model(mmcheck_platform::MemoryModel::Sc, &[]);
         let mut violations: Vec<Violation> = Vec::new();
         if let Some(e) = &inst.setup_error {
             violations.push(Violation {

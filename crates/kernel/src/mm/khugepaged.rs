@@ -389,7 +389,9 @@ pub fn collapse_huge_page_by(
                     map.pte(first + i)
                         .set(cx, Entry::leaf(new.pfn + i as u32, w, w));
                 }
-                cx.cpu.smp_wmb();
+                if cx.proto().collapse_mthp_wmb {
+                    cx.cpu.smp_wmb(); // "make PTEs visible before PMD. See pmd_install()"
+                }
                 pgtable::pmd_populate_over(cx, pmd, cx.cpu.frame_ref(old_pmd.pfn()));
             }
         });

@@ -156,7 +156,9 @@ pub fn populate(cx: Ctx<'_>, mm: &MmStruct, p: EntryPtr, new: FrameRef) -> bool 
     let g = cx.proto().populate_locked.then(|| lock.lock(cx.cpu));
     let installed = if cx.cpu.recheck("pmd_none", p.get(cx).is_none()) {
         mm_inc_nr_tables(mm, p.level - 1, 1);
-        cx.cpu.smp_wmb();
+        if cx.proto().populate_wmb {
+            cx.cpu.smp_wmb();
+        }
         pmd_populate(cx, p, new);
         true
     } else {

@@ -1,0 +1,463 @@
+//! Weak memory for page-table entries: per-CPU store buffers under `memory = tso | lkmm`.
+//!
+//! Kernel references: Documentation/memory-barriers.txt and tools/memory-model (the LKMM,
+//! linux-kernel.cat v5.16+), `pmd_install` and `__pte_alloc` in mm/memory.c (6.18: "ensure all
+//! pte setup (eg. pte page lock and page clearing) are visible before the pte is made visible to
+//! other CPUs"), `set_pte`/`__ptep_get_and_clear` in arch/arm64/include/asm/pgtable.h.
+//!
+//! The model is sequentially consistent by default. Under a weak memory model the stores a CPU
+//! makes to page-table entries (and the allocator's zeroing of a new table, `clear_page`) go to
+//! that CPU's store buffer; a flusher (the `sb` daemon thread of the scenario) commits them to
+//! memory one at a time, each commit its own step, so the explorer places every commit anywhere
+//! it may fall:
+//! - `tso` (x86): commits in program order (FIFO); every store or RMW to other state, every
+//!   locked operation and `smp_mb` first waits for the buffer to drain; loads bypass it.
+//! - `lkmm` (arm64 level): a store may commit before earlier stores to other entries (W→W) and
+//!   after later loads (W→R); stores to one entry stay in order; `smp_wmb` keeps the stores before
+//!   it ahead of every store after it (a store to other state after an `smp_wmb` waits for the
+//!   stores before it); releases (unlocks), `smp_mb`, grace periods, shootdowns and frees drain
+//!   the buffer.
+//!
+//! A CPU's loads of an entry see its own latest buffered store to it (store forwarding); loads
+//! are performed in program order, so the model explores the store side of the LKMM only (see
+//! docs/fidelity.md, "weak memory"). The allocator fills a new table's memory with garbage
+//! ([`POISON`]) and buffers its zeroing: a CPU that reads an entry before that zeroing is
+//! visible to it reads whatever the page held before, an `uninit-table` violation (the reason
+//! for `pmd_install`'s `smp_wmb`).
+//!
+//! Soundness with the explorer: a buffered store is announced on the buffer object (the
+//! flusher's enabling event); a commit is announced on the entry (or, for a table's zeroing, on
+//! the table's frame, conflicting with every access to it); a CPU waiting for its buffer to
+//! drain blocks on the object of the oldest store it waits for, whose commit enables it.
+
+use crate::event::{Access, Event, Obj};
+use crate::frames::FrameRef;
+use crate::machine::Cpu;
+use crate::violation::ViolationKind;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+/// The memory model the explorer runs the kernel under (`memory = sc | tso | lkmm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MemoryModel {
+    /// Sequential consistency: every store is visible to every CPU at once.
+    #[default]
+    Sc,
+    /// x86-TSO: store buffers committed in order.
+    Tso,
+    /// The store side of the Linux-kernel memory model (arm64): store buffers committed out of
+    /// order except across `smp_wmb`, releases and full barriers.
+    Lkmm,
+}
+
+impl MemoryModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryModel::Sc => "sc",
+            MemoryModel::Tso => "tso",
+            MemoryModel::Lkmm => "lkmm",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "sc" => Some(MemoryModel::Sc),
+            "tso" => Some(MemoryModel::Tso),
+            "lkmm" => Some(MemoryModel::Lkmm),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn encode(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn decode(v: u8) -> Self {
+        match v {
+            1 => MemoryModel::Tso,
+            2 => MemoryModel::Lkmm,
+            _ => MemoryModel::Sc,
+        }
+    }
+}
+
+/// What a freshly allocated table's memory holds until its zeroing is visible: what the page
+/// held before (no valid entry encodes to it).
+pub const POISON: u64 = 0xdead_4ead_dead_4ead;
+
+/// One buffered store.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    seq: u64,
+    table: FrameRef,
+    /// The entry stored to, or `None` for the zeroing of the whole table.
+    idx: Option<u32>,
+    val: u64,
+}
+
+impl Pending {
+    /// The object its commit is announced on.
+    fn obj(&self) -> Obj {
+        match self.idx {
+            Some(idx) => Obj::Entry {
+                pfn: self.table.pfn,
+                idx,
+            },
+            None => Obj::Frame {
+                pfn: self.table.pfn,
+                order: 0,
+            },
+        }
+    }
+
+    fn access(&self) -> Access {
+        match self.idx {
+            Some(_) => Access::Write,
+            None => Access::FrameClear,
+        }
+    }
+
+    /// Whether the two stores touch a common entry (coherence keeps them in order).
+    fn overlaps(&self, o: &Pending) -> bool {
+        self.table.pfn == o.table.pfn
+            && (self.idx.is_none() || o.idx.is_none() || self.idx == o.idx)
+    }
+
+    fn covers(&self, pfn: u32, idx: u32) -> bool {
+        self.table.pfn == pfn && self.idx.is_none_or(|i| i == idx)
+    }
+}
+
+/// A CPU's store buffer.
+#[derive(Debug, Default)]
+pub(crate) struct StoreBuffer {
+    /// Stores not yet committed, in program order.
+    items: VecDeque<Pending>,
+    /// For each `smp_wmb` still ordering something: the sequence number of the last store
+    /// before it (ascending).
+    marks: VecDeque<u64>,
+    next_seq: u64,
+}
+
+impl StoreBuffer {
+    fn push(&mut self, table: FrameRef, idx: Option<u32>, val: u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.items.push_back(Pending {
+            seq,
+            table,
+            idx,
+            val,
+        });
+    }
+
+    fn wmb(&mut self) {
+        if let Some(last) = self.items.back() {
+            if self.marks.back() != Some(&last.seq) {
+                self.marks.push_back(last.seq);
+            }
+        }
+    }
+
+    /// The value this CPU's own load of the entry sees from its buffer, if any.
+    fn forward(&self, pfn: u32, idx: u32) -> Option<u64> {
+        self.items
+            .iter()
+            .rev()
+            .find(|p| p.covers(pfn, idx))
+            .map(|p| if p.idx.is_some() { p.val } else { 0 })
+    }
+
+    /// The stores the model lets commit next.
+    fn eligible(&self, model: MemoryModel, out: &mut Vec<Pending>) {
+        let Some(first) = self.items.front() else {
+            return;
+        };
+        if model == MemoryModel::Tso {
+            out.push(*first);
+            return;
+        }
+        let bound = self.marks.iter().copied().find(|&m| m >= first.seq);
+        for (i, p) in self.items.iter().enumerate() {
+            if bound.is_some_and(|b| p.seq > b) {
+                break;
+            }
+            if !self.items.iter().take(i).any(|q| q.overlaps(p)) {
+                out.push(*p);
+            }
+        }
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        self.items.iter().any(|p| p.seq == seq)
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Pending> {
+        let i = self.items.iter().position(|p| p.seq == seq)?;
+        let p = self.items.remove(i);
+        let first = self.items.front().map_or(u64::MAX, |p| p.seq);
+        while self.marks.front().is_some_and(|&m| m < first) {
+            self.marks.pop_front();
+        }
+        p
+    }
+}
+
+/// How much of its buffer a CPU must drain before an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    Nothing,
+    /// The stores before the last `smp_wmb` (a store after it).
+    Marked,
+    /// The stores to this entry, and those before the last `smp_wmb` (an RMW of the entry).
+    Entry(u32, u32),
+    /// Everything (a full barrier or a release).
+    All,
+}
+
+fn need(model: MemoryModel, wb_obj: Obj, ev: Event) -> Need {
+    use Access::*;
+    if ev.obj == wb_obj {
+        return Need::Nothing;
+    }
+    match ev.access {
+        Read | RcuLock | RcuUnlock | IrqDisable | IrqEnable | Fill | TlbScan | HistInv
+        | HistResp => return Need::Nothing,
+        _ => {}
+    }
+    if matches!(ev.obj, Obj::Choice { .. }) {
+        return Need::Nothing;
+    }
+    if let (Obj::Entry { pfn, idx }, Rmw) = (ev.obj, ev.access) {
+        return match model {
+            MemoryModel::Tso => Need::All,
+            _ => Need::Entry(pfn, idx),
+        };
+    }
+    match model {
+        MemoryModel::Sc => Need::Nothing,
+        // Every other store enters the same FIFO; locked operations drain it.
+        MemoryModel::Tso => Need::All,
+        MemoryModel::Lkmm => match ev.access {
+            Release | ReleaseShared | Downgrade | GracePeriod | CallRcu | Flush | IpiSync
+            | FrameFree | ObjFree => Need::All,
+            _ => Need::Marked,
+        },
+    }
+}
+
+impl<'m> Cpu<'m> {
+    /// True if this CPU's entry stores go through its store buffer.
+    #[inline]
+    pub(crate) fn buffered(&self) -> bool {
+        self.m.memory_model() != MemoryModel::Sc && self.state().buffered.load(Ordering::Relaxed)
+    }
+
+    /// Before announcing `ev`: drain what the memory model orders before it.
+    #[inline]
+    pub(crate) fn wb_before(&self, ev: Event) {
+        if !self.buffered() || self.state().wb.lock().items.is_empty() {
+            return;
+        }
+        let model = self.m.memory_model();
+        match need(model, Obj::Var(self.m.wb_id()), ev) {
+            Need::Nothing => {}
+            Need::All => self.wb_drain(|_, _| true),
+            Need::Marked => self.wb_drain(|b, p| b.marks.back().is_some_and(|&m| p.seq <= m)),
+            Need::Entry(pfn, idx) => self
+                .wb_drain(|b, p| p.covers(pfn, idx) || b.marks.back().is_some_and(|&m| p.seq <= m)),
+        }
+    }
+
+    /// Wait until no buffered store satisfying `must` is left: block on the oldest one's object
+    /// until the flusher has committed it.
+    fn wb_drain(&self, must: impl Fn(&StoreBuffer, &Pending) -> bool) {
+        loop {
+            let next = {
+                let b = self.state().wb.lock();
+                b.items.iter().find(|p| must(&b, p)).copied()
+            };
+            let Some(p) = next else {
+                return;
+            };
+            let st = self.state();
+            self.m
+                .backend
+                .block(self.id, Event::new(p.obj(), Access::Read), &|| {
+                    !st.wb.lock().contains(p.seq)
+                });
+            if self.m.backend.stopping() {
+                return; // the execution is being torn down: nothing will commit any more
+            }
+        }
+    }
+
+    /// A CPU's own store to an entry: buffered under a weak model. False if not buffered (the
+    /// caller stores to memory).
+    pub(crate) fn wb_store(&self, table: FrameRef, idx: u32, val: u64) -> bool {
+        if !self.buffered() {
+            return false;
+        }
+        self.m
+            .backend
+            .visible(self.id, Event::new(Obj::Var(self.m.wb_id()), Access::Write));
+        self.state().wb.lock().push(table, Some(idx), val);
+        true
+    }
+
+    /// The allocator's zeroing of a new table: buffered under a weak model, with the table's
+    /// memory left holding garbage until it commits. False if not buffered.
+    pub(crate) fn wb_clear_table(&self, table: FrameRef) -> bool {
+        if !self.buffered() {
+            return false;
+        }
+        for w in self.m.frames.words_of(table.pfn) {
+            w.store(POISON, Ordering::SeqCst);
+        }
+        self.m
+            .backend
+            .visible(self.id, Event::new(Obj::Var(self.m.wb_id()), Access::Write));
+        self.state().wb.lock().push(table, None, 0);
+        true
+    }
+
+    /// This CPU's own buffered value of an entry, if it has one.
+    #[inline]
+    pub(crate) fn wb_forward(&self, pfn: u32, idx: u32) -> Option<u64> {
+        if !self.buffered() {
+            return None;
+        }
+        self.state().wb.lock().forward(pfn, idx)
+    }
+
+    /// A load of `v` from memory: garbage means the table's zeroing is not yet visible here.
+    #[inline]
+    pub(crate) fn wb_check_loaded(&self, t: FrameRef, idx: usize, v: u64) -> u64 {
+        if v != POISON || self.m.memory_model() == MemoryModel::Sc {
+            return v;
+        }
+        self.report(
+            ViolationKind::UninitTable,
+            format!(
+                "entry {idx} of table pfn {} read before the allocating CPU's zeroing of it \
+                 (clear_page) was visible to this CPU: it reads what the page held before",
+                t.pfn
+            ),
+        );
+        0
+    }
+
+    /// `smp_wmb()` under the memory model.
+    pub(crate) fn wb_wmb(&self) {
+        if self.m.memory_model() == MemoryModel::Lkmm && self.buffered() {
+            self.state().wb.lock().wmb();
+        }
+    }
+
+    /// `smp_mb()` under the memory model: drain the buffer.
+    pub(crate) fn wb_mb(&self) {
+        if self.buffered() {
+            self.wb_drain(|_, _| true);
+        }
+    }
+
+    /// Drain this CPU's buffer: a thread's last step (its stores reach memory before the
+    /// execution's final checks).
+    pub fn store_buffer_drain(&self) {
+        self.wb_mb();
+    }
+
+    /// The body of the flusher thread (`sb`), run on its own CPU: commit buffered stores of every
+    /// CPU, one per step, the scheduler choosing which of those the model allows, until the
+    /// execution stops.
+    pub fn store_buffer_flusher(&self) {
+        let m = self.m;
+        let model = m.memory_model();
+        let wb = Obj::Var(m.wb_id());
+        let any = || m.cpus.iter().any(|c| !c.wb.lock().items.is_empty());
+        let mut cands: Vec<(usize, Pending)> = Vec::new();
+        let mut tmp = Vec::new();
+        loop {
+            m.backend.block(self.id, Event::new(wb, Access::Read), &any);
+            if m.backend.stopping() {
+                return;
+            }
+            cands.clear();
+            for (c, st) in m.cpus.iter().enumerate() {
+                tmp.clear();
+                st.wb.lock().eligible(model, &mut tmp);
+                cands.extend(tmp.iter().map(|p| (c, *p)));
+            }
+            let n = cands.len().min(32);
+            let i = if n > 1 {
+                self.choose(n as u8) as usize
+            } else {
+                0
+            };
+            let (c, p) = cands[i];
+            m.backend.visible(self.id, Event::new(p.obj(), p.access()));
+            m.cpus[c].wb.lock().remove(p.seq);
+            if !m
+                .frames
+                .check(self, p.table, "a buffered store reaching memory")
+            {
+                continue;
+            }
+            match p.idx {
+                Some(idx) => {
+                    m.frames.words_of(p.table.pfn)[idx as usize].store(p.val, Ordering::SeqCst)
+                }
+                None => {
+                    for w in m.frames.words_of(p.table.pfn) {
+                        w.store(0, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(pfn: u32) -> FrameRef {
+        FrameRef { pfn, gen: 1 }
+    }
+
+    fn seqs(b: &StoreBuffer, model: MemoryModel) -> Vec<u64> {
+        let mut v = Vec::new();
+        b.eligible(model, &mut v);
+        v.iter().map(|p| p.seq).collect()
+    }
+
+    #[test]
+    fn tso_commits_in_order_lkmm_out_of_order_but_not_across_wmb_or_one_entry() {
+        let mut b = StoreBuffer::default();
+        b.push(t(5), Some(0), 1); // 0
+        b.push(t(5), Some(1), 2); // 1
+        b.push(t(5), Some(0), 3); // 2: same entry as 0
+        b.wmb();
+        b.push(t(6), Some(0), 4); // 3: after the wmb
+        assert_eq!(seqs(&b, MemoryModel::Tso), vec![0]);
+        assert_eq!(seqs(&b, MemoryModel::Lkmm), vec![0, 1]);
+        b.remove(0);
+        assert_eq!(seqs(&b, MemoryModel::Lkmm), vec![1, 2]);
+        b.remove(1);
+        b.remove(2);
+        assert_eq!(seqs(&b, MemoryModel::Lkmm), vec![3]);
+        assert!(b.marks.is_empty());
+    }
+
+    #[test]
+    fn a_table_zeroing_orders_against_every_entry_of_the_table() {
+        let mut b = StoreBuffer::default();
+        b.push(t(5), None, 0);
+        b.push(t(5), Some(3), 7);
+        b.push(t(6), Some(0), 8);
+        assert_eq!(seqs(&b, MemoryModel::Lkmm), vec![0, 2]);
+        assert_eq!(b.forward(5, 3), Some(7));
+        assert_eq!(b.forward(5, 2), Some(0));
+        assert_eq!(b.forward(7, 0), None);
+    }
+}
