@@ -230,7 +230,7 @@ enum Cmd {
         /// With --planted: the scenario files or directories whose variants plant the mutants
         /// (repeatable; by default the catalogue but its self-tests, whose variants change
         /// khugepaged tunables a `check` line asserts on, no protocol bug).
-        #[arg(long, default_values_t = ["scenarios/planted".to_string(), "scenarios/races".to_string(), "scenarios/seeds".to_string(), "scenarios/fidelity".to_string()])]
+        #[arg(long, default_values_t = ["scenarios/planted".to_string(), "scenarios/races".to_string(), "scenarios/seeds".to_string(), "scenarios/fidelity".to_string(), "scenarios/memory".to_string()])]
         catalogue: Vec<String>,
         /// With --planted: the table as JSON.
         #[arg(long)]

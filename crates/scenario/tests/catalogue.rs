@@ -111,3 +111,8 @@ fn selftests() {
 fn fidelity() {
     check_dir("fidelity", true);
 }
+
+#[test]
+fn memory() {
+    check_dir("memory", true);
+}

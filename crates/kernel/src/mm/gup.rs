@@ -120,7 +120,7 @@ pub fn gup_fast(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool, pin: bool) -
             cx.cpu.report(
                 ViolationKind::WalkerResult,
                 format!(
-                    "gup_fast: pmd_present and pmd_leaf true for {addr:#x} on a PMD migration                      entry that pmdp_invalidate made present-invalid: the lockless walker                      decodes swap bits as huge pfn {} (I7: an update changed the entry's type                      as lockless readers see it)",
+                    "gup_fast: pmd_present and pmd_leaf true for {addr:#x} on a PMD migration entry that pmdp_invalidate made present-invalid: the lockless walker decodes swap bits as huge pfn {} (I7: an update changed the entry's type as lockless readers see it)",
                     pmd.pfn()
                 ),
             );
