@@ -8,6 +8,8 @@
 //!   scheduler, no coroutines and no events.
 //! - `--jobs N` within one row: the time to complete DPOR on a mid-size catalogue row
 //!   (`seed-001-retract-anon-vma`, about 24,500 executions) with one worker and with N.
+//! - The reference scenario under `memory = sc`, `tso` and `lkmm`: DPOR executions and time
+//!   (to completion or the budget) and random steps/s, against SC.
 //! - An mremap-heavy scenario (mremap of a range back against migration of its page and a
 //!   store fault in it, 4-entry tables): DPOR until complete or the cap.
 
@@ -149,6 +151,40 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
             random_exec_us = Some(secs * 1e6 / out.executions as f64);
         }
         report_violation(&out, &mut ok);
+    }
+
+    // The memory models' cost on the same scenario (crates/platform/src/memory.rs).
+    let mut sc_dpor: Option<(u64, f64)> = None;
+    let mut sc_random = None;
+    for memory in ["sc", "tso", "lkmm"] {
+        let mut s = catalogue::reference();
+        s.protocol.set("memory", memory).expect("a memory model");
+        let mm = Arc::new(KernelModel::new(s));
+        let d = explore(mm.clone(), &cfg(Mode::Dpor, budget, o.optimal));
+        report_violation(&d, &mut ok);
+        let r = explore(mm.clone(), &cfg(Mode::Random, budget, o.optimal));
+        report_violation(&r, &mut ok);
+        let (dsecs, rsecs) = (d.elapsed.as_secs_f64(), r.elapsed.as_secs_f64());
+        let steps = rate(r.steps, rsecs);
+        let vs = |x: f64, base: Option<f64>| match base {
+            Some(b) if b > 0.0 => format!(" ({:.2}x sc)", x / b),
+            _ => String::new(),
+        };
+        println!(
+            "  memory = {memory}: DPOR {} executions{} in {dsecs:.2} s{} (complete: {}); random \
+             {:.2}M steps/s{}, {:.1} steps per execution",
+            d.executions,
+            vs(d.executions as f64, sc_dpor.map(|x| x.0 as f64)),
+            vs(dsecs, sc_dpor.map(|x| x.1)),
+            d.complete,
+            steps / 1e6,
+            vs(steps, sc_random),
+            r.steps as f64 / r.executions.max(1) as f64,
+        );
+        if memory == "sc" {
+            sc_dpor = Some((d.executions, dsecs));
+            sc_random = Some(steps);
+        }
     }
 
     // The same scenario code on the native backend, one thread after the other.

@@ -546,17 +546,21 @@ impl<'m> Cpu<'m> {
 
     /// `smp_wmb()`: under `memory = lkmm` the entry stores before it stay ahead of every store
     /// after it (see [`crate::memory`]); under SC and TSO stores are already in order.
+    /// Under a weak model each call is a mutation site (`FUNCTION:smp_wmb`, see [`crate::mutate`]).
     #[inline]
+    #[track_caller]
     pub fn smp_wmb(&self) {
-        if self.m.memory.load(Ordering::Relaxed) != 0 {
+        if self.m.memory.load(Ordering::Relaxed) != 0 && !self.barrier_site("smp_wmb") {
             self.wb_wmb();
         }
     }
 
-    /// `smp_mb()`: under a weak model, wait until this CPU's buffered stores are visible.
+    /// `smp_mb()`: under a weak model, wait until this CPU's buffered stores are visible; a
+    /// mutation site (`FUNCTION:smp_mb`).
     #[inline]
+    #[track_caller]
     pub fn smp_mb(&self) {
-        if self.m.memory.load(Ordering::Relaxed) != 0 {
+        if self.m.memory.load(Ordering::Relaxed) != 0 && !self.barrier_site("smp_mb") {
             self.wb_mb();
         }
     }

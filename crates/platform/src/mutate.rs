@@ -50,6 +50,9 @@ pub enum SiteKind {
     Lock,
     /// A recheck after a lock or a lockless read (`pte_same`, `pmd_same`, ...).
     Recheck,
+    /// A memory barrier (`smp_wmb`, `smp_mb`): a site only under a weak memory model, where it
+    /// orders something (see [`crate::memory`]).
+    Barrier,
 }
 
 impl std::fmt::Display for SiteKind {
@@ -57,6 +60,7 @@ impl std::fmt::Display for SiteKind {
         f.write_str(match self {
             SiteKind::Lock => "lock",
             SiteKind::Recheck => "recheck",
+            SiteKind::Barrier => "barrier",
         })
     }
 }
@@ -252,6 +256,18 @@ impl Cpu<'_> {
         if self.m.mutation.is_some() {
             self.state().skipped.lock().retain(|&k| !keys(k));
         }
+    }
+
+    /// A barrier site (`smp_wmb`, `smp_mb`) of the innermost kernel function: true if this run
+    /// skips it. Called only under a weak memory model.
+    #[track_caller]
+    pub(crate) fn barrier_site(&self, name: &'static str) -> bool {
+        let Some(mu) = self.m.mutation.as_deref() else {
+            return false;
+        };
+        let stack = self.stack();
+        let func = stack.last().copied().unwrap_or("(user)");
+        mu.hit(SiteKind::Barrier, func, name, &stack, Location::caller())
     }
 
     /// A recheck the kernel makes (`pte_same`, `pmd_same`, `check_pmd_state`, ...), named `name`
