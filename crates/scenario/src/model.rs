@@ -818,15 +818,46 @@ impl KernelModel {
     }
 }
 
+/// The backend of [`KernelModel::setup_error`]'s sequential run of `init`: one CPU, no other
+/// thread, so a wait that is not already over would never end (the native backend would spin
+/// forever): it unwinds with [`SetupWaits`] instead, without the panic hook's message.
+struct SetupCheck;
+
+/// What `init` would have waited for.
+struct SetupWaits(mmcheck_platform::Event);
+
+impl Backend for SetupCheck {
+    fn visible(&self, _cpu: usize, _ev: mmcheck_platform::Event) {}
+
+    fn block(&self, _cpu: usize, ev: mmcheck_platform::Event, ready: &dyn Fn() -> bool) {
+        if !ready() {
+            std::panic::resume_unwind(Box::new(SetupWaits(ev)));
+        }
+    }
+
+    fn violation(&self, _cpu: usize, _v: &Violation) {}
+}
+
 impl KernelModel {
     /// Turn strict mode on or off: every touch of shared state must be covered by its step's
     /// announced event.
     /// The error `init` ends in, if any: then the scenario cannot start. One sequential run of
     /// the set-up (it is deterministic: no thread runs yet).
     pub fn setup_error(&self) -> Option<String> {
-        self.build(Box::new(mmcheck_platform::backend::NativeBackend))
-            .setup_error
-            .clone()
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.build(Box::new(SetupCheck)).setup_error.clone()
+        }));
+        match r {
+            Ok(e) => e,
+            Err(p) => match p.downcast::<SetupWaits>() {
+                Ok(w) => Some(format!(
+                    "init waits on {} and nothing runs during init to end the wait (a folio \
+                     `migrate ... unmap` left locked, or its migration entry?)",
+                    w.0.obj.describe()
+                )),
+                Err(p) => std::panic::resume_unwind(p),
+            },
+        }
     }
 
     pub fn with_strict(mut self, strict: bool) -> Self {
