@@ -946,6 +946,9 @@ fn switches() -> ExitCode {
         }
     }
     println!();
+    println!("arch = x86 | arm64 (a pseudo-switch, like protocol = PRESET): x86 sets memory = tso");
+    println!("    and tlb.flush = ipi; arm64 sets memory = lkmm and tlb.flush = broadcast");
+    println!();
     presets_list();
     ExitCode::SUCCESS
 }

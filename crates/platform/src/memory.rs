@@ -271,6 +271,13 @@ impl<'m> Cpu<'m> {
 
     /// Wait until no buffered store satisfying `must` is left: block on the oldest one's object
     /// until the flusher has committed it.
+    ///
+    /// Which stores are still pending is read here, in the tail of the previous step, which did
+    /// not announce the buffer. That read decides only whether a wait step comes first, and the
+    /// thread goes on only once the store is committed either way: a commit before the read and
+    /// one during the wait give the same state when the thread resumes, so no behaviour depends
+    /// on the unannounced order (the DPOR-against-naive test of `explore/tests/weak_memory.rs`
+    /// covers drains).
     fn wb_drain(&self, must: impl Fn(&StoreBuffer, &Pending) -> bool) {
         loop {
             let next = {
