@@ -206,10 +206,8 @@ fn with_reach(mut s: mmcheck_scenario::Scenario, seed: u64) -> mmcheck_scenario:
 
 /// Compare on generated scenarios until `MMCHECK_GEN_CASES` cases completed under naive
 /// enumeration; `with_check`: also the cases with a `check` operation.
-/// `memory`: the memory model the cases run under (`sc`, or a weak one: the store buffers'
-/// flusher is one more thread, and its commits more steps to order).
-fn compare(with_check: bool, memory: &str, want_default: u64, min_done: u64) {
-    let want = env("MMCHECK_GEN_CASES", want_default);
+fn compare(with_check: bool) {
+    let want = env("MMCHECK_GEN_CASES", 60);
     let first = env("MMCHECK_GEN_FIRST", 0);
     let seeds = env("MMCHECK_GEN_SEEDS", MAX_SEEDS);
     let cap = env("MMCHECK_GEN_CAP", CAP);
@@ -234,9 +232,7 @@ fn compare(with_check: bool, memory: &str, want_default: u64, min_done: u64) {
         if !with_check && g.text.contains("  check ") {
             continue;
         }
-        let mut sc = g.scenario.clone();
-        sc.protocol.set("memory", memory).expect("a memory model");
-        let model = Arc::new(KernelModel::new(with_reach(sc, g.seed)));
+        let model = Arc::new(KernelModel::new(with_reach(g.scenario.clone(), g.seed)));
         // One run, lowest thread first, to estimate the naive cost.
         let r = replay(&model, &Schedule::default(), false);
         let mut per = vec![0usize; model.threads()];
@@ -342,7 +338,7 @@ fn compare(with_check: bool, memory: &str, want_default: u64, min_done: u64) {
         }
     }
     eprintln!(
-        "memory = {memory}: seeds {first}..{seed}: {done} compared ({naive_execs} naive executions, {dpor_execs} DPOR), \
+        "seeds {first}..{seed}: {done} compared ({naive_execs} naive executions, {dpor_execs} DPOR), \
          {over_estimate} skipped by estimate, {over_cap} at the cap of {cap}, {} disagree, {:.1}s; \
          reach compared on {reach_compared} cases, {reach_hits} patterns reached",
         failures.len(),
@@ -358,12 +354,12 @@ fn compare(with_check: bool, memory: &str, want_default: u64, min_done: u64) {
         failures.len(),
         failures.join("\n")
     );
-    assert!(done >= min_done, "only {done} cases where naive completes");
+    assert!(done >= 50, "only {done} cases where naive completes");
 }
 
 /// Every generated case, `check` included (it disagreed, gen seed 39 first, while `check`
 /// peeked at the tables in the step of the thread's previous event).
 #[test]
 fn dpor_matches_naive_on_generated_kernel_scenarios() {
-    compare(true, "sc", 60, 50);
+    compare(true);
 }
