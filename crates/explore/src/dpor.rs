@@ -7,13 +7,26 @@
 //! if none is already in the backtrack set of the state before the earlier event, one is added
 //! (all enabled threads when no initial is enabled there, which blocking operations can cause).
 //! With a preemption bound, choices beyond the bound are pruned and the result is not `complete`.
+//!
+//! On several workers ([`explore_stealing`]) the search is split where it branches, as it runs:
+//! when a worker is idle, another hands it the untried branch of its shallowest node with one
+//! (the node's prefix, switched to that branch: a [`Unit`]), marks the branch done and goes on.
+//! Before it leaves that node it waits for the unit (running other units meanwhile) and adds the
+//! backtrack points the unit's races put on the prefix nodes to its own copies, so every branch
+//! the sequential search would add is still explored by someone (the scheme of Simsa, Bryant and
+//! Gibson, "Scalable dynamic partial order reduction", RV 2012). A given branch's sleep set holds
+//! only branches given or explored before it, as in the sequential search, so the reduction stays
+//! sound; which branches are given depends on timing, so the executions counted may differ
+//! between runs, never the verdict.
 
 use crate::deps::{dependent, Key};
 use crate::exec::{Exec, StackPool, MAX_THREADS};
 use crate::{Config, Counterexample, Inconclusive, Model, Outcome, Shard};
 use mmcheck_platform::{Event, Obj, Violation};
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 type Vc = [u32; MAX_THREADS];
 
@@ -23,6 +36,7 @@ fn join(a: &mut Vc, b: &Vc) {
     }
 }
 
+#[derive(Clone)]
 struct Node {
     thread: usize,
     ev: Event,
@@ -42,6 +56,72 @@ struct Node {
     /// outcomes are all tried here, before any other thread's.
     choice: u8,
     alts: u8,
+    /// Branches of this node handed to other workers, not yet joined.
+    given: Vec<Arc<Slot>>,
+}
+
+/// A subtree handed to another worker: the path to it, its last node switched to the branch.
+struct Unit {
+    prefix: Vec<Node>,
+    slot: Arc<Slot>,
+}
+
+/// Where a unit's result is left for the worker that gave it.
+#[derive(Default)]
+struct Slot {
+    result: Mutex<Option<Part>>,
+    done: AtomicBool,
+}
+
+/// What one search (the whole, or a unit's subtree) found.
+#[derive(Default)]
+struct Part {
+    out: Outcome,
+    edges: crate::lockdep::Edges,
+    complete: bool,
+    pruned: bool,
+    /// The backtrack sets of the prefix's nodes at the end (the races found below them).
+    prefix_backtrack: Vec<u32>,
+}
+
+/// The workers' shared queue of units.
+#[derive(Default)]
+struct Pool {
+    queue: Mutex<VecDeque<Unit>>,
+    queued: AtomicUsize,
+    /// Workers waiting for a unit.
+    idle: AtomicUsize,
+    /// A violation or a tool limit was found: every worker stops.
+    stop: AtomicBool,
+    /// The root search returned (every unit joined).
+    finished: AtomicBool,
+    executions: AtomicU64,
+    /// Hand off every untried branch at once (the self-checks' worst case for the hand-off).
+    eager: bool,
+}
+
+impl Pool {
+    fn hungry(&self) -> bool {
+        self.eager || self.idle.load(Ordering::Relaxed) > self.queued.load(Ordering::Relaxed)
+    }
+
+    fn push(&self, u: Unit) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back(u);
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn pop(&self) -> Option<Unit> {
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let u = q.pop_front();
+        if u.is_some() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        u
+    }
 }
 
 /// How many outcomes a pending event has.
@@ -72,11 +152,180 @@ pub fn lock_name(id: u64) -> String {
 /// Explore every interleaving up to partial-order equivalence.
 pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let start = Instant::now();
-    let mut pool = StackPool::default();
+    let part = search(
+        &model,
+        cfg,
+        start,
+        Vec::new(),
+        None,
+        &mut StackPool::default(),
+    );
+    finish(&*model, part, start)
+}
+
+fn finish<M: Model + ?Sized>(model: &M, part: Part, start: Instant) -> Outcome {
+    let mut out = part.out;
+    out.complete = part.complete && !part.pruned;
+    out.lock_inversions = crate::lockdep::inversions(&part.edges, model);
+    out.elapsed = start.elapsed();
+    out
+}
+
+/// DPOR on `jobs` worker threads that hand each other subtrees (see the module doc). A
+/// violation, a tool limit or a lock-order inversion found this way is found again by the
+/// sequential search (within what is left of the budget), so the counterexample and its replay
+/// token are the ones `explore` gives, whatever the timing.
+pub fn explore_stealing<M: Model + Send + Sync>(
+    model: Arc<M>,
+    cfg: &Config,
+    jobs: usize,
+) -> Outcome {
+    explore_stealing_with(model, cfg, jobs, false)
+}
+
+/// [`explore_stealing`], with `eager` handing off every untried branch as soon as it exists
+/// (on one worker too: the units then run when their giver joins them). For the self-checks.
+#[doc(hidden)]
+pub fn explore_stealing_with<M: Model + Send + Sync>(
+    model: Arc<M>,
+    cfg: &Config,
+    jobs: usize,
+    eager: bool,
+) -> Outcome {
+    let start = Instant::now();
+    let pool = Pool {
+        eager,
+        ..Pool::default()
+    };
+    let root = Arc::new(Slot::default());
+    std::thread::scope(|sc| {
+        for w in 0..jobs {
+            let (pool, model, root) = (&pool, &model, root.clone());
+            sc.spawn(move || {
+                let mut stacks = StackPool::default();
+                if w == 0 {
+                    let part = search(model, cfg, start, Vec::new(), Some(pool), &mut stacks);
+                    *root.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
+                    pool.finished.store(true, Ordering::SeqCst);
+                    return;
+                }
+                while !pool.finished.load(Ordering::SeqCst) {
+                    if !run_one(model, cfg, start, pool, &mut stacks) {
+                        pool.idle.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_micros(50));
+                        pool.idle.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    let part = root
+        .result
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
+    let out = finish(&*model, part, start);
+    let found = out.counterexample.is_some()
+        || out.inconclusive.is_some()
+        || !out.lock_inversions.is_empty();
+    if !found || cfg.interrupted() {
+        return out;
+    }
+    // The same finding from the sequential search: a deterministic counterexample.
+    let mut c = cfg.clone();
+    c.budget = cfg.budget.map(|b| b.saturating_sub(start.elapsed()));
+    c.stop_on_violation = true;
+    let again = explore(model, &c);
+    if again.budget_exhausted || again.interrupted {
+        return out;
+    }
+    if cfg.stop_on_violation {
+        return Outcome {
+            elapsed: start.elapsed(),
+            ..again
+        };
+    }
+    // The whole search ran: keep its outcome, with the sequential search's first counterexample.
+    Outcome {
+        counterexample: again.counterexample.or(out.counterexample),
+        elapsed: start.elapsed(),
+        ..out
+    }
+}
+
+/// Take one unit from the queue and run it; false if there was none.
+fn run_one<M: Model>(
+    model: &Arc<M>,
+    cfg: &Config,
+    start: Instant,
+    pool: &Pool,
+    stacks: &mut StackPool,
+) -> bool {
+    let Some(u) = pool.pop() else {
+        return false;
+    };
+    let part = search(model, cfg, start, u.prefix, Some(pool), stacks);
+    *u.slot.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
+    u.slot.done.store(true, Ordering::SeqCst);
+    true
+}
+
+/// Wait for a given unit, running others meanwhile, and take its result.
+fn join_unit<M: Model>(
+    model: &Arc<M>,
+    cfg: &Config,
+    start: Instant,
+    pool: &Pool,
+    stacks: &mut StackPool,
+    slot: &Slot,
+) -> Part {
+    while !slot.done.load(Ordering::SeqCst) {
+        if !run_one(model, cfg, start, pool, stacks) {
+            pool.idle.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_micros(20));
+            pool.idle.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    slot.result
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default()
+}
+
+/// Add a joined unit's findings to the giver's: its outcome, and the backtrack points its
+/// races put on the shared prefix.
+fn absorb(part: &mut Part, stack: &mut [Node], sub: Part) {
+    for (n, b) in stack.iter_mut().zip(&sub.prefix_backtrack) {
+        n.backtrack |= b;
+    }
+    crate::lockdep::merge(&mut part.edges, &sub.edges);
+    part.complete &= sub.complete;
+    part.pruned |= sub.pruned;
+    crate::parallel::combine(&mut part.out, sub.out);
+}
+
+/// DPOR below `prefix` (empty: the whole search). A unit's prefix ends with the node switched to
+/// its branch: nodes before `base` are its giver's, and only their backtrack sets come back.
+fn search<M: Model>(
+    model: &Arc<M>,
+    cfg: &Config,
+    start: Instant,
+    prefix: Vec<Node>,
+    steal: Option<&Pool>,
+    pool: &mut StackPool,
+) -> Part {
+    let mut part = Part {
+        complete: true,
+        ..Part::default()
+    };
+    let base = prefix.len();
+    // The branch at the prefix's last node is new: its event is analysed for races.
+    let mut fresh_from = base.saturating_sub(1);
+    let mut stack: Vec<Node> = prefix;
     let mut out = Outcome::default();
     let mut edges = crate::lockdep::Edges::new();
-    let mut stack: Vec<Node> = Vec::new();
-    let mut fresh_from = 0usize;
     let mut pruned = false;
     let bound = cfg.preemption_bound;
     let shard = cfg.shard.filter(|s| s.count > 1);
@@ -91,7 +340,8 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let over = |n: u32| bound.is_some_and(|b| n > b);
     let mut complete = true;
     loop {
-        if cfg.max_executions.is_some_and(|m| out.executions >= m)
+        let total = steal.map_or(out.executions, |p| p.executions.load(Ordering::Relaxed));
+        if cfg.max_executions.is_some_and(|m| total >= m)
             || cfg.budget.is_some_and(|b| start.elapsed() >= b)
         {
             out.budget_exhausted = true;
@@ -103,7 +353,11 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             complete = false;
             break;
         }
-        let mut ex: Exec<M> = Exec::new(&model, &mut pool, false);
+        if steal.is_some_and(|p| p.stop.load(Ordering::Relaxed)) {
+            complete = false; // another worker's finding ends the search
+            break;
+        }
+        let mut ex: Exec<M> = Exec::new(model, pool, false);
         if cfg.fingerprint {
             ex.track_fingerprint();
         }
@@ -170,6 +424,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                     blocking: false,
                     choice: 0,
                     alts: ex.alternatives(t),
+                    given: Vec::new(),
                 });
                 t
             };
@@ -222,28 +477,34 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             foreign = true; // a whole execution shorter than the split depth
         }
         if foreign {
-            ex.finish(&mut pool, false);
+            ex.finish(pool, false);
         } else {
             out.executions += 1;
             out.sleep_blocked += u64::from(sleep_blocked);
             out.steps += depth as u64;
-            cfg.note_progress(out.executions);
+            match steal {
+                Some(p) => cfg.note_progress(p.executions.fetch_add(1, Ordering::Relaxed) + 1),
+                None => cfg.note_progress(out.executions),
+            }
             crate::lockdep::merge(&mut edges, &ex.locks.edges);
             if let Some(limit) = limit {
                 // A tool limit: this execution proves nothing, and the search stops here.
-                ex.finish(&mut pool, false);
+                ex.finish(pool, false);
                 out.inconclusive = Some(Inconclusive {
                     limit,
                     schedule: crate::Schedule(stack.iter().map(|n| n.thread as u8).collect()),
                 });
                 complete = false;
+                if let Some(p) = steal {
+                    p.stop.store(true, Ordering::SeqCst);
+                }
                 break;
             }
             let (reached, fp) = (ex.reached(), ex.fingerprint());
             if let Some(c) = ex.coverage.take() {
                 out.coverage.extend(c);
             }
-            let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
+            let finish = ex.finish(pool, violation.is_none() && !ended_early);
             out.account(
                 cfg,
                 model.reach().patterns.len(),
@@ -282,13 +543,19 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 }
                 if cfg.stop_on_violation {
                     complete = false;
+                    if let Some(p) = steal {
+                        p.stop.store(true, Ordering::SeqCst);
+                    }
                     break;
                 }
             }
         }
+        if let Some(p) = steal.filter(|p| p.hungry()) {
+            give(p, &mut stack, base, &mut pruned, bound);
+        }
         // Backtrack to the deepest node with an unexplored, non-sleeping choice.
         let mut found = false;
-        while let Some(i) = stack.len().checked_sub(1) {
+        while let Some(i) = stack.len().checked_sub(1).filter(|&i| i + 1 >= base) {
             let n = &stack[i];
             if n.choice + 1 < n.alts {
                 // The same thread at the same place, its choice's next outcome.
@@ -297,8 +564,22 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 found = true;
                 break;
             }
+            if i + 1 == base {
+                break; // a unit's root: its other branches are its giver's
+            }
             let todo = n.backtrack & !n.done & !n.sleep & n.enabled;
             if todo == 0 {
+                if let Some(p) = steal {
+                    // LOCKING: the node's given branches may still add backtrack points here
+                    // and above; it is left only once they are joined.
+                    if !stack[i].given.is_empty() {
+                        for slot in std::mem::take(&mut stack[i].given) {
+                            let sub = join_unit(model, cfg, start, p, pool, &slot);
+                            absorb(&mut part, &mut stack, sub);
+                        }
+                        continue;
+                    }
+                }
                 stack.pop();
                 continue;
             }
@@ -323,10 +604,54 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             break;
         }
     }
-    out.complete = complete && !pruned;
-    out.lock_inversions = crate::lockdep::inversions(&edges, &*model);
-    out.elapsed = start.elapsed();
-    out
+    // Stopped early: the given units stop too; their executions still count.
+    if let Some(p) = steal {
+        for i in (0..stack.len()).rev() {
+            for slot in std::mem::take(&mut stack[i].given) {
+                let sub = join_unit(model, cfg, start, p, pool, &slot);
+                absorb(&mut part, &mut stack, sub);
+            }
+        }
+    }
+    part.prefix_backtrack = stack.iter().take(base).map(|n| n.backtrack).collect();
+    crate::lockdep::merge(&mut part.edges, &edges);
+    part.complete &= complete;
+    part.pruned |= pruned;
+    let mine = std::mem::take(&mut part.out);
+    part.out = out;
+    crate::parallel::combine(&mut part.out, mine);
+    part
+}
+
+/// Hand the untried branch of the shallowest node that has one to an idle worker.
+fn give(pool: &Pool, stack: &mut [Node], base: usize, pruned: &mut bool, bound: Option<u32>) {
+    for i in base..stack.len() {
+        let n = &stack[i];
+        let todo = n.backtrack & !n.done & !n.sleep & n.enabled;
+        if todo == 0 {
+            continue;
+        }
+        let t = lowest(todo);
+        let prev = i.checked_sub(1).map(|d| stack[d].thread);
+        let pre =
+            i.checked_sub(1).map_or(0, |d| stack[d].preemptions) + preempts(prev, n.enabled, t);
+        stack[i].done |= 1 << t;
+        if bound.is_some_and(|b| pre > b) {
+            *pruned = true;
+            continue;
+        }
+        let mut prefix: Vec<Node> = stack[..=i].to_vec();
+        prefix.iter_mut().for_each(|n| n.given.clear());
+        let last = &mut prefix[i];
+        last.thread = t;
+        last.preemptions = pre;
+        last.choice = 0;
+        last.alts = outcomes(last.pending[t]);
+        let slot = Arc::new(Slot::default());
+        stack[i].given.push(slot.clone());
+        pool.push(Unit { prefix, slot });
+        return;
+    }
 }
 
 /// Race analysis for the event at `n` (source-DPOR).

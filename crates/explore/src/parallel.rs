@@ -27,6 +27,9 @@ pub fn explore_parallel<M: Model + Send + Sync>(
     if jobs <= 1 || cfg.shard.is_some() || (cfg.optimal && cfg.mode == crate::Mode::Dpor) {
         return explore(model, cfg);
     }
+    if cfg.mode == crate::Mode::Dpor {
+        return crate::dpor::explore_stealing(model, cfg, jobs);
+    }
     let start = Instant::now();
     let parts = jobs as u32 * PARTS_PER_JOB;
     let next = AtomicUsize::new(0);
@@ -109,7 +112,7 @@ pub fn explore_parallel<M: Model + Send + Sync>(
 }
 
 /// Add part `o`'s outcome to `all` (parts in order).
-fn combine(all: &mut Outcome, o: Outcome) {
+pub(crate) fn combine(all: &mut Outcome, o: Outcome) {
     all.executions += o.executions;
     all.sleep_blocked += o.sleep_blocked;
     all.steps += o.steps;

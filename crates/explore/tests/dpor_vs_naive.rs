@@ -171,8 +171,9 @@ fn shard_strings() {
     assert_eq!(total, 100);
 }
 
-/// `explore_parallel`: on 2 and 3 worker threads, complete with the naive outcome set, and the
-/// same counterexample token on every run (the lowest part's, whatever the timing).
+/// `explore_parallel`: on 2 and 3 worker threads handing each other subtrees, complete with the
+/// naive outcome set, and the same counterexample token on every run: the one a single worker
+/// finds, whatever the timing.
 #[test]
 fn parallel_workers_match_naive_and_are_deterministic() {
     use mmcheck_explore::explore_parallel;
@@ -195,7 +196,42 @@ fn parallel_workers_match_naive_and_are_deterministic() {
                 o.counterexample.as_ref().map(|c| c.schedule.to_string())
             };
             assert_eq!(token(&a), token(&b), "{jobs} workers on {m:?}");
-            assert_eq!(a.executions, b.executions);
+            let one = mmcheck_explore::explore(m.clone(), &stop);
+            assert_eq!(
+                token(&a),
+                token(&one),
+                "{jobs} workers against one on {m:?}"
+            );
+            if a.counterexample.is_some() {
+                assert_eq!(a.executions, one.executions);
+            }
         }
+    }
+}
+
+/// The hand-off of subtrees between workers at its most extreme: every untried branch is given
+/// away as soon as it exists, on one worker (the units run when their giver joins them, in a
+/// fixed order) and on two. The outcome set is the naive one, every search complete: the
+/// backtrack points a given subtree's races put on its prefix reach the giver, and a given
+/// branch's sleep set holds only branches explored or given before it.
+#[test]
+fn eager_hand_off_matches_naive() {
+    use mmcheck_explore::dpor::explore_stealing_with;
+    for seed in 0..300 {
+        let m = Arc::new(random_program(seed));
+        let (naive, _deadlock, _) = naive_outcomes(&m);
+        let cfg = Config {
+            collect_outcomes: true,
+            stop_on_violation: false,
+            ..Config::default()
+        };
+        for jobs in [1, 2] {
+            let out = explore_stealing_with(m.clone(), &cfg, jobs, true);
+            assert!(out.complete, "incomplete, eager on {jobs} on {m:?}");
+            assert_eq!(out.outcomes, naive, "eager on {jobs} on {m:?}");
+        }
+        let one = explore(m.clone(), &cfg);
+        let eager = explore_stealing_with(m.clone(), &cfg, 1, true);
+        assert_eq!(one.outcomes, eager.outcomes);
     }
 }

@@ -285,6 +285,16 @@ fn compare(with_check: bool) {
             && kinds(&op) == nv.kinds()
             && op.outcomes == nv.outcomes
             && (!nv.kinds().is_empty() || op_reached == nv.reached);
+        // The hand-off of subtrees between workers, every branch handed off (one worker: the
+        // units run when joined, deterministically) must agree too.
+        let st = mmcheck_explore::dpor::explore_stealing_with(model.clone(), &cfg, 1, true);
+        if !(st.complete && kinds(&st) == nv.kinds() && st.outcomes == nv.outcomes) {
+            failures.push(format!(
+                "DPOR with every branch handed off differs on seed {}:\n{}",
+                g.seed,
+                report(&model, &g.text, g.seed, &nv, &st)
+            ));
+        }
         opt_execs += op.executions;
         opt_blocked += op.sleep_blocked;
         dpor_blocked += dp.sleep_blocked;

@@ -74,122 +74,35 @@ fn randomized_strategies_agree_with_clean_dpor_verdicts() {
         ));
     }
     let start = Instant::now();
-    let (mut rows, mut clean, mut skipped) = (0, 0, Vec::new());
-    let mut failures = Vec::new();
-    for (file, s) in &all {
-        let variants =
-            std::iter::once(None).chain(s.variants.iter().map(|v| Some(v.name.as_str())));
-        for variant in variants {
-            rows += 1;
-            let vname = variant.unwrap_or("base");
-            let t0 = Instant::now();
-            // Verdicts only: reach patterns would cost each run a happens-before pass.
-            let mut sv = s.with_variant(variant).unwrap();
-            sv.reach.clear();
-            let model = Arc::new(KernelModel::new(sv));
-            let dpor = explore(
-                model.clone(),
-                &Config {
-                    max_executions: Some(DPOR_CAP),
-                    ..Config::default()
-                },
-            );
-            // Optimal-DPOR (wakeup trees): the same verdict where both complete. It doubles the
-            // test's DPOR time, so it runs with `MMCHECK_AGREE_OPTIMAL` set (the option is off
-            // by default; dpor_vs_naive_kernel and odpor_vs_naive check it on every run).
-            if optimal_too {
-                let opt = explore(
-                    model.clone(),
-                    &Config {
-                        max_executions: Some(DPOR_CAP),
-                        optimal: true,
-                        ..Config::default()
-                    },
-                );
-                let stopped = |o: &Outcome| finding(o).is_some() || o.complete;
-                if stopped(&dpor)
-                    && stopped(&opt)
-                    && finding(&dpor).is_some() != finding(&opt).is_some()
-                {
-                    failures.push(format!(
-                        "{file} [{vname}]: source-DPOR found {:?} in {} executions, optimal DPOR \
-                         {:?} in {} (complete: {})",
-                        finding(&dpor),
-                        dpor.executions,
-                        finding(&opt),
-                        opt.executions,
-                        opt.complete
-                    ));
-                }
-                if verbose {
-                    eprintln!(
-                        "{file} [{vname}]: optimal DPOR {} executions ({} blocked), source {} ({} blocked)",
-                        opt.executions, opt.sleep_blocked, dpor.executions, dpor.sleep_blocked
-                    );
-                }
-            }
-            if let Some(f) = finding(&dpor) {
-                if verbose {
-                    eprintln!("{file} [{vname}]: dpor {f}");
-                }
-                continue;
-            }
-            if !dpor.complete {
-                skipped.push(format!("{file} [{vname}]"));
-                continue;
-            }
-            clean += 1;
-            let mut line = format!("{file} [{vname}]: dpor clean in {}", dpor.executions);
-            for (mode, runs) in RUNS {
-                let o = explore(
-                    model.clone(),
-                    &Config {
-                        mode,
-                        max_executions: Some(runs),
-                        seed: SEED,
-                        ..Config::default()
-                    },
-                );
-                let name = match mode {
-                    Mode::Pct { depth } => format!("pct(d={depth})"),
-                    _ => "random".to_string(),
+    // Every row, dealt out to one thread per core (the rows are independent).
+    let work: Vec<(&str, &Scenario, Option<&str>)> = all
+        .iter()
+        .flat_map(|(file, s)| {
+            std::iter::once(None)
+                .chain(s.variants.iter().map(|v| Some(v.name.as_str())))
+                .map(move |v| (file.as_str(), s, v))
+        })
+        .collect();
+    let rows = work.len();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let shared = std::sync::Mutex::new((0usize, Vec::new(), Vec::new()));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|sc| {
+        for _ in 0..cores {
+            sc.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(&(file, s, variant)) = work.get(k) else {
+                    break;
                 };
-                if let Some(f) = finding(&o) {
-                    line.push_str(&format!(", {name} VIOLATION"));
-                    let replay = o
-                        .counterexample
-                        .as_ref()
-                        .map(|c| {
-                            let v = variant
-                                .map(|v| format!(" --variant {v}"))
-                                .unwrap_or_default();
-                            let r = replay(&model, &c.schedule, false);
-                            let again = r.violation.is_some_and(|v| v.kind == c.violation.kind);
-                            format!(
-                                "\n  replay: mmcheck replay {file}{v} --schedule {} ({})",
-                                c.schedule,
-                                if again {
-                                    "reproduces"
-                                } else {
-                                    "DOES NOT reproduce"
-                                }
-                            )
-                        })
-                        .unwrap_or_default();
-                    failures.push(format!(
-                        "{file} [{vname}]: DPOR clean and complete in {} executions, {name} \
-                         (seed {SEED}, {} executions) found {f}{replay}",
-                        dpor.executions, o.executions
-                    ));
-                } else {
-                    line.push_str(&format!(", {name} clean"));
-                }
-            }
-            if verbose {
-                eprintln!("{line} ({:.1}s)", t0.elapsed().as_secs_f64());
-            }
+                let (clean, skipped, failures) = check_row(file, s, variant, verbose, optimal_too);
+                let mut g = shared.lock().unwrap();
+                g.0 += usize::from(clean);
+                g.1.extend(skipped);
+                g.2.extend(failures);
+            });
         }
-    }
+    });
+    let (clean, skipped, failures) = shared.into_inner().unwrap();
     eprintln!(
         "{rows} rows, {clean} DPOR-clean and complete, {} beyond {DPOR_CAP} DPOR executions {:?}, \
          {} disagreements, {:.1}s",
@@ -204,6 +117,123 @@ fn randomized_strategies_agree_with_clean_dpor_verdicts() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// One row: whether DPOR found it clean and complete, the row if DPOR stopped at its cap, and
+/// the disagreements.
+fn check_row(
+    file: &str,
+    s: &Scenario,
+    variant: Option<&str>,
+    verbose: bool,
+    optimal_too: bool,
+) -> (bool, Vec<String>, Vec<String>) {
+    let (mut clean, mut skipped, mut failures) = (false, Vec::new(), Vec::new());
+    let vname = variant.unwrap_or("base");
+    let t0 = Instant::now();
+    // Verdicts only: reach patterns would cost each run a happens-before pass.
+    let mut sv = s.with_variant(variant).unwrap();
+    sv.reach.clear();
+    let model = Arc::new(KernelModel::new(sv));
+    let dpor = explore(
+        model.clone(),
+        &Config {
+            max_executions: Some(DPOR_CAP),
+            ..Config::default()
+        },
+    );
+    // Optimal-DPOR (wakeup trees): the same verdict where both complete. It doubles the
+    // test's DPOR time, so it runs with `MMCHECK_AGREE_OPTIMAL` set (the option is off
+    // by default; dpor_vs_naive_kernel and odpor_vs_naive check it on every run).
+    if optimal_too {
+        let opt = explore(
+            model.clone(),
+            &Config {
+                max_executions: Some(DPOR_CAP),
+                optimal: true,
+                ..Config::default()
+            },
+        );
+        let stopped = |o: &Outcome| finding(o).is_some() || o.complete;
+        if stopped(&dpor) && stopped(&opt) && finding(&dpor).is_some() != finding(&opt).is_some() {
+            failures.push(format!(
+                "{file} [{vname}]: source-DPOR found {:?} in {} executions, optimal DPOR \
+                 {:?} in {} (complete: {})",
+                finding(&dpor),
+                dpor.executions,
+                finding(&opt),
+                opt.executions,
+                opt.complete
+            ));
+        }
+        if verbose {
+            eprintln!(
+                "{file} [{vname}]: optimal DPOR {} executions ({} blocked), source {} ({} blocked)",
+                opt.executions, opt.sleep_blocked, dpor.executions, dpor.sleep_blocked
+            );
+        }
+    }
+    if let Some(f) = finding(&dpor) {
+        if verbose {
+            eprintln!("{file} [{vname}]: dpor {f}");
+        }
+        return (clean, skipped, failures);
+    }
+    if !dpor.complete {
+        skipped.push(format!("{file} [{vname}]"));
+        return (clean, skipped, failures);
+    }
+    clean = true;
+    let mut line = format!("{file} [{vname}]: dpor clean in {}", dpor.executions);
+    for (mode, runs) in RUNS {
+        let o = explore(
+            model.clone(),
+            &Config {
+                mode,
+                max_executions: Some(runs),
+                seed: SEED,
+                ..Config::default()
+            },
+        );
+        let name = match mode {
+            Mode::Pct { depth } => format!("pct(d={depth})"),
+            _ => "random".to_string(),
+        };
+        if let Some(f) = finding(&o) {
+            line.push_str(&format!(", {name} VIOLATION"));
+            let replay = o
+                .counterexample
+                .as_ref()
+                .map(|c| {
+                    let v = variant
+                        .map(|v| format!(" --variant {v}"))
+                        .unwrap_or_default();
+                    let r = replay(&model, &c.schedule, false);
+                    let again = r.violation.is_some_and(|v| v.kind == c.violation.kind);
+                    format!(
+                        "\n  replay: mmcheck replay {file}{v} --schedule {} ({})",
+                        c.schedule,
+                        if again {
+                            "reproduces"
+                        } else {
+                            "DOES NOT reproduce"
+                        }
+                    )
+                })
+                .unwrap_or_default();
+            failures.push(format!(
+                "{file} [{vname}]: DPOR clean and complete in {} executions, {name} \
+                 (seed {SEED}, {} executions) found {f}{replay}",
+                dpor.executions, o.executions
+            ));
+        } else {
+            line.push_str(&format!(", {name} clean"));
+        }
+    }
+    if verbose {
+        eprintln!("{line} ({:.1}s)", t0.elapsed().as_secs_f64());
+    }
+    (clean, skipped, failures)
 }
 
 /// The soundness bug this test would have caught (December 2026): the linearizability oracle
