@@ -1,12 +1,13 @@
-//! One search on several worker threads: the search is cut into [`PARTS_PER_JOB`] times `jobs`
-//! deterministic parts ([`crate::Shard`]: DPOR prefixes below a fully expanded top, random and
-//! PCT seeds), which the workers take from a shared queue, the next part to whoever is free
-//! first (a fine cut, so a worker that drew cheap parts takes more of them). The parts' outcomes
-//! are combined in part order, so the verdict, the counterexample and its replay token do not
-//! depend on timing: the counterexample is the lowest part's, and once a part has found one,
-//! only lower parts keep running. DPOR with wakeup trees ([`crate::Config::optimal`]) runs on one
-//! worker. Hand-written rather than rayon: the stop rule ("lower parts
-//! only") and the ordered combination are the whole of it.
+//! One search on several worker threads. DPOR (source-DPOR, without `--shard`) shares its tree
+//! as it runs ([`crate::dpor::explore_stealing`]: an idle worker is handed an untried branch).
+//! Random and PCT searches, Optimal-DPOR and sharded searches are cut into [`PARTS_PER_JOB`]
+//! times `jobs` deterministic parts ([`crate::Shard`]: random and PCT seeds, DPOR prefixes below
+//! a fully expanded top), which the workers take from a shared queue, the next part to whoever
+//! is free first. The parts' outcomes are combined in part order, so the verdict, the
+//! counterexample and its replay token do not depend on timing: the counterexample is the lowest
+//! part's, and once a part has found one, only lower parts keep running. Optimal-DPOR runs on
+//! one worker. Hand-written rather than rayon: the stop rule ("lower parts only") and the
+//! ordered combination are the whole of it.
 
 use crate::{explore, Config, Model, Outcome, Shard};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

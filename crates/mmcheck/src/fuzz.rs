@@ -17,7 +17,12 @@
 //! With a base protocol ([`FuzzOpts::base`], the protocol without a planted change: see
 //! [`crate::planted`]) a violation counts only when the base does not give the same kind on the
 //! same scenario, before shrinking (else the unshrunk scenario is kept as `fuzz-S-I-base.mmt`)
-//! and after; `--first` ([`FuzzOpts::first`]) stops at the first that counts.
+//! and after; `--first` ([`FuzzOpts::first`]) stops at the first that counts. With a base, a
+//! scenario whose executions differ between the two protocols (the same few random schedules,
+//! compared event by event: [`diverges`]) has reached the planted change's code, and counts as
+//! reaching a coverage site of its own, so the corpus keeps and the rarity weighting favours the
+//! scenarios that run the changed code (the directed-fuzzing idea of AFLGo, with the change as
+//! the target), as `--mutate`'s site does for a mutation.
 //!
 //! Determinism: the scenario sequence, every probe and every shrink depend on `--seed` alone;
 //! the time budget only decides where the sequence stops (`--scenarios` fixes that too).
@@ -62,6 +67,8 @@ pub struct FuzzOpts {
     /// The protocol without the planted change: a violation counts as the change's only when the
     /// scenario does not give the same kind under it (see [`Found::on_base`]).
     pub base: Option<Overrides>,
+    /// With a base: favour the scenarios that run the planted change's code ([`diverges`]).
+    pub directed: bool,
 }
 
 impl FuzzOpts {
@@ -78,6 +85,7 @@ impl FuzzOpts {
             stop: Default::default(),
             first: false,
             base: None,
+            directed: true,
         }
     }
 }
@@ -119,6 +127,9 @@ pub struct Summary {
     /// protocol before shrinking (not saved), by kind and detecting function, with the index of
     /// the first.
     pub on_base: BTreeMap<(ViolationKind, String), (u64, u64)>,
+    /// With [`FuzzOpts::base`]: scenarios whose executions differ from the base's (they ran the
+    /// planted change's code: [`diverges`]).
+    pub reached_change: u64,
     pub interrupted: bool,
     pub elapsed: Duration,
 }
@@ -286,6 +297,26 @@ const BASE_RETRIES: u64 = 3;
 /// [`FuzzOpts::executions`].
 const BASE_EXECUTIONS: u64 = 4;
 
+/// Random executions run under both protocols to tell whether a scenario reaches the planted
+/// change ([`diverges`]).
+const DIVERGE_EXECUTIONS: u64 = 4;
+
+/// Whether `m` (the run's protocol) and `base` (the same scenario under the base protocol) make
+/// different events on the same random schedules: the scenario runs the changed code.
+fn diverges(m: &Arc<KernelModel>, base: &Arc<KernelModel>, seed: u64, opts: &FuzzOpts) -> bool {
+    let cfg = Config {
+        mode: Mode::Random,
+        seed,
+        max_executions: Some(DIVERGE_EXECUTIONS),
+        max_steps: opts.max_steps,
+        fingerprint: true,
+        stop_on_violation: false,
+        stop: Some(opts.stop.clone()),
+        ..Config::default()
+    };
+    explore(m.clone(), &cfg).fingerprint != explore(base.clone(), &cfg).fingerprint
+}
+
 /// The executions of the DPOR search of a saved scenario under the base protocol.
 const BASE_DPOR_EXECUTIONS: u64 = 20_000;
 
@@ -383,6 +414,17 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
                 access: mmcheck_platform::Access::Read,
                 class: "mutant",
             });
+        }
+        // The planted change's code reached (with a base protocol): likewise.
+        if let Some(b) = opts.base.as_ref().filter(|_| opts.directed) {
+            if startable(&scenario, b)?.is_some_and(|bm| diverges(&model, &bm, seed, opts)) {
+                sum.reached_change += 1;
+                p.coverage.insert(Site {
+                    func: "(the planted change)",
+                    access: mmcheck_platform::Access::Read,
+                    class: "planted",
+                });
+            }
         }
         sum.scenarios += 1;
         sum.executions += p.executions;

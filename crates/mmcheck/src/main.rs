@@ -220,6 +220,10 @@ enum Cmd {
         /// With --planted: seconds per mutant.
         #[arg(long, default_value_t = 60.0)]
         budget_each: f64,
+        /// With --planted: do not favour the scenarios whose executions differ from the base
+        /// protocol's (those that run the planted change's code; docs/fuzz.md).
+        #[arg(long)]
+        undirected: bool,
         /// With --planted: only mutants whose change or source file:variant contains STR
         /// (repeatable).
         #[arg(long, value_name = "STR")]
@@ -580,6 +584,7 @@ fn main() -> ExitCode {
             first,
             planted,
             budget_each,
+            undirected,
             filter,
             exclude,
             catalogue,
@@ -610,6 +615,7 @@ fn main() -> ExitCode {
                         exclude,
                         out,
                         stop: Default::default(),
+                        directed: !undirected,
                     },
                     &catalogue,
                     json,

@@ -145,6 +145,8 @@ pub struct SweepOpts {
     /// Where each run writes its scenarios (a directory per mutant, numbered).
     pub out: PathBuf,
     pub stop: Arc<AtomicBool>,
+    /// Favour the scenarios that run the mutant's changed code ([`FuzzOpts::directed`]).
+    pub directed: bool,
 }
 
 /// One mutant's outcome.
@@ -168,6 +170,8 @@ pub struct Row {
     pub on_base_kinds: Vec<(String, u64)>,
     /// The run's figures.
     pub scenarios_run: u64,
+    /// Scenarios that ran the planted change's code (their events differ from the base's).
+    pub reached_change: u64,
     pub executions: u64,
     pub elapsed: f64,
     pub seed: u64,
@@ -223,6 +227,7 @@ pub fn sweep(
         f.stop = opts.stop.clone();
         f.first = true;
         f.base = Some(sets(&m.base));
+        f.directed = opts.directed;
         let sum = fuzz::run(&f, &mut |_| {})?;
         let hit = sum.found.iter().find(|x| x.on_base == Some(false));
         let row = Row {
@@ -248,6 +253,7 @@ pub fn sweep(
             also_on_base: sum.on_base.values().map(|(n, _)| n).sum::<u64>()
                 + sum.found.iter().filter(|x| x.on_base == Some(true)).count() as u64,
             scenarios_run: sum.scenarios,
+            reached_change: sum.reached_change,
             executions: sum.executions,
             elapsed: sum.elapsed.as_secs_f64(),
             seed: opts.seed,
@@ -296,10 +302,11 @@ pub fn line(r: &Row) -> String {
             r.expected
         ),
         _ => format!(
-            "not found  {:<60} (expected {}) in {} scenarios, {:.0} s{}",
+            "not found  {:<60} (expected {}) in {} scenarios ({} ran the change), {:.0} s{}",
             name(&r.mutant),
             r.expected,
             r.scenarios_run,
+            r.reached_change,
             r.elapsed,
             if r.also_on_base > 0 {
                 let k: Vec<String> = r

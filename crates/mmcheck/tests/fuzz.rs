@@ -27,6 +27,7 @@ fn opts(seed: u64, scenarios: u64, sets: &[(&str, &str)], out: &std::path::Path)
         stop: Default::default(),
         first: false,
         base: None,
+        directed: true,
     }
 }
 

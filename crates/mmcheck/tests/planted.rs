@@ -58,6 +58,7 @@ fn a_sweep_finds_a_planted_mutant_and_is_deterministic() {
         exclude: vec![],
         out,
         stop: Default::default(),
+        directed: true,
     };
     let a = sweep(&ms, &opts(tmp("a")), &mut |_| {}).unwrap();
     let b = sweep(&ms, &opts(tmp("b")), &mut |_| {}).unwrap();
@@ -69,6 +70,18 @@ fn a_sweep_finds_a_planted_mutant_and_is_deterministic() {
         (b[0].scenario, &b[0].violation, &b[0].token)
     );
     assert!(markdown(&a).contains("| `tlb.gather_flush=off` |"));
+    // The zap without its flush makes other events than the base's: the scenario ran the change.
+    assert!(a[0].reached_change > 0, "{a:?}");
+    let undirected = sweep(
+        &ms,
+        &SweepOpts {
+            directed: false,
+            ..opts(tmp("d"))
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(undirected[0].reached_change, 0);
     // A filter that matches nothing runs nothing.
     let none = sweep(
         &ms,
@@ -90,7 +103,7 @@ fn a_sweep_finds_a_planted_mutant_and_is_deterministic() {
     )
     .unwrap();
     assert!(left_out.is_empty());
-    for d in ["a", "b", "c"] {
+    for d in ["a", "b", "c", "d"] {
         let _ = std::fs::remove_dir_all(tmp(d));
     }
 }
