@@ -7,7 +7,9 @@
 //!   the same `build`, every thread's body in turn on the calling thread, and `finish`, with no
 //!   scheduler, no coroutines and no events.
 //! - `--jobs N` within one row: the time to complete DPOR on a mid-size catalogue row
-//!   (`seed-001-retract-anon-vma`, about 24,500 executions) with one worker and with N.
+//!   (`seed-001-retract-anon-vma`, about 24,500 executions) with one worker and with N, each
+//!   timed [`JOBS_RUNS`] times: the speed-up is of the medians, with the range of the N-worker
+//!   times (the workers share the tree as timing allows, and one run varies).
 //! - The reference scenario under `memory = sc`, `tso` and `lkmm`: DPOR executions and time
 //!   (to completion or the budget) and random steps/s, against SC.
 //! - An mremap-heavy scenario (mremap of a range back against migration of its page and a
@@ -19,6 +21,9 @@ use mmcheck_scenario::{catalogue, parse_scenario, KernelModel};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Timed runs of each side of the `--jobs` figure.
+const JOBS_RUNS: usize = 3;
 
 /// The `--jobs` row: a clean catalogue row whose DPOR search completes in a few seconds.
 const JOBS_ROW: &str = include_str!("../../../scenarios/seeds/seed-001-retract-anon-vma.mmt");
@@ -204,24 +209,38 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         parse_scenario("seed-001-retract-anon-vma.mmt", JOBS_ROW).expect("the jobs row parses");
     let row = Arc::new(KernelModel::new(row));
     let c = cfg(Mode::Dpor, None, o.optimal);
-    let one = explore(row.clone(), &c);
-    report_violation(&one, &mut ok);
-    let many = explore_parallel(row.clone(), &c, o.jobs);
-    report_violation(&many, &mut ok);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut t1, mut tn) = (Vec::new(), Vec::new());
+    let (mut one, mut many) = (Outcome::default(), Outcome::default());
+    for _ in 0..JOBS_RUNS {
+        one = explore(row.clone(), &c);
+        report_violation(&one, &mut ok);
+        t1.push(one.elapsed.as_secs_f64());
+        many = explore_parallel(row.clone(), &c, o.jobs);
+        report_violation(&many, &mut ok);
+        tn.push(many.elapsed.as_secs_f64());
+    }
+    let (lo, hi) = (
+        tn.iter().copied().fold(f64::INFINITY, f64::min),
+        tn.iter().copied().fold(0.0, f64::max),
+    );
+    let (m1, mn) = (median(t1), median(tn));
     println!(
-        "--jobs {} within one row ({}, DPOR to completion): 1 worker {:.2} s ({} executions, \
-         complete: {}, {}), {} workers {:.2} s ({} executions, complete: {}): speed-up {:.2}x",
+        "--jobs {} within one row ({}, DPOR to completion, median of {JOBS_RUNS} runs): 1 worker \
+         {m1:.2} s ({} executions, complete: {}, {}), {} workers {mn:.2} s (range {lo:.2}-{hi:.2} \
+         s; {} executions, complete: {}): speed-up {:.2}x",
         o.jobs,
         row.scenario.name,
-        one.elapsed.as_secs_f64(),
         one.executions,
         one.complete,
         per_class(&one),
         o.jobs,
-        many.elapsed.as_secs_f64(),
         many.executions,
         many.complete,
-        one.elapsed.as_secs_f64() / many.elapsed.as_secs_f64().max(1e-9),
+        m1 / mn.max(1e-9),
     );
 
     // The mremap-heavy scenario.
