@@ -73,6 +73,21 @@ struct Slot {
     done: AtomicBool,
 }
 
+impl Slot {
+    fn put(&self, part: Part) {
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
+        self.done.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> Part {
+        self.result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
+}
+
 /// What one search (the whole, or a unit's subtree) found.
 #[derive(Default)]
 struct Part {
@@ -204,28 +219,24 @@ pub fn explore_stealing_with<M: Model + Send + Sync>(
             sc.spawn(move || {
                 let mut stacks = StackPool::default();
                 if w == 0 {
-                    let part = search(model, cfg, start, Vec::new(), Some(pool), &mut stacks);
-                    *root.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
+                    root.put(search(
+                        model,
+                        cfg,
+                        start,
+                        Vec::new(),
+                        Some(pool),
+                        &mut stacks,
+                    ));
                     pool.finished.store(true, Ordering::SeqCst);
                     return;
                 }
                 while !pool.finished.load(Ordering::SeqCst) {
-                    if !run_one(model, cfg, start, pool, &mut stacks) {
-                        pool.idle.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_micros(50));
-                        pool.idle.fetch_sub(1, Ordering::SeqCst);
-                    }
+                    help(model, cfg, start, pool, &mut stacks);
                 }
             });
         }
     });
-    let part = root
-        .result
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .unwrap_or_default();
-    let out = finish(&*model, part, start);
+    let out = finish(&*model, root.take(), start);
     let found = out.counterexample.is_some()
         || out.inconclusive.is_some()
         || !out.lock_inversions.is_empty();
@@ -254,21 +265,25 @@ pub fn explore_stealing_with<M: Model + Send + Sync>(
     }
 }
 
-/// Take one unit from the queue and run it; false if there was none.
-fn run_one<M: Model>(
+/// Run one unit from the queue, or, if there is none, wait a moment as an idle worker (whom
+/// busy workers then hand branches to).
+fn help<M: Model>(
     model: &Arc<M>,
     cfg: &Config,
     start: Instant,
     pool: &Pool,
     stacks: &mut StackPool,
-) -> bool {
-    let Some(u) = pool.pop() else {
-        return false;
-    };
-    let part = search(model, cfg, start, u.prefix, Some(pool), stacks);
-    *u.slot.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
-    u.slot.done.store(true, Ordering::SeqCst);
-    true
+) {
+    match pool.pop() {
+        Some(u) => u
+            .slot
+            .put(search(model, cfg, start, u.prefix, Some(pool), stacks)),
+        None => {
+            pool.idle.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_micros(50));
+            pool.idle.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Wait for a given unit, running others meanwhile, and take its result.
@@ -281,17 +296,9 @@ fn join_unit<M: Model>(
     slot: &Slot,
 ) -> Part {
     while !slot.done.load(Ordering::SeqCst) {
-        if !run_one(model, cfg, start, pool, stacks) {
-            pool.idle.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_micros(20));
-            pool.idle.fetch_sub(1, Ordering::SeqCst);
-        }
+        help(model, cfg, start, pool, stacks);
     }
-    slot.result
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .unwrap_or_default()
+    slot.take()
 }
 
 /// Add a joined unit's findings to the giver's: its outcome, and the backtrack points its
