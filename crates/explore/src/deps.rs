@@ -1,10 +1,18 @@
 //! The dependency relation over visible operations. Two events conflict when they touch the same
 //! object and at least one of them modifies it, plus the families the platform's objects form:
 //! - freeing a frame conflicts with every access to that frame (entries, data, `struct page`, its
-//!   PTL or folio lock) and with allocations;
+//!   PTL or folio lock), with frees of overlapping blocks, and with allocations that scan it
+//!   (an allocation's footprint, `Obj::AllocRange`, is its scan of the bitmap; as announced, on
+//!   `Obj::Alloc`, it conflicts with every free);
 //! - freeing a slab object (a VMA) conflicts with every access to one of its fields;
 //! - IPI broadcasts and TLB shootdowns conflict with the IRQ state and TLB of every CPU;
-//! - grace periods and RCU callbacks conflict with every RCU reader boundary (including IRQ-off).
+//! - grace periods and `call_rcu` conflict with every RCU reader boundary (including IRQ-off);
+//!   an RCU callback step with the boundaries of the CPUs a pending callback waits for (its
+//!   footprint, `Obj::RcuReaders`; as announced, every boundary).
+//!
+//! The footprints are computed from the state before the step (`Machine::footprint`) and change
+//! only by events dependent with the step (allocations and frees in the scanned range; `call_rcu`
+//! and other callback steps), so they are stable wherever the search reorders the step.
 
 use mmcheck_platform::{Access, Event, Obj};
 
@@ -113,6 +121,25 @@ impl Key {
     }
 }
 
+/// The CPUs whose reader counter a reader boundary changes.
+fn reader_cpus(e: &Event) -> u16 {
+    match e.obj {
+        Obj::RcuReaders(m) => m,
+        Obj::Irq(c) => 1 << c.min(15),
+        _ => u16::MAX,
+    }
+}
+
+/// True if the blocks `[p1, p1 + (1 << o1))` and `[p2, p2 + (1 << o2))` share a frame.
+fn blocks_overlap(p1: u32, o1: u8, p2: u32, o2: u8) -> bool {
+    (p1 as u64) < block_end(p2, o2) && (p2 as u64) < block_end(p1, o1)
+}
+
+/// One past the last frame of the block `[p, p + (1 << o))`.
+fn block_end(p: u32, o: u8) -> u64 {
+    p as u64 + (1u64 << o)
+}
+
 /// True if the order of `a` and `b` (by different threads) can matter.
 pub fn dependent(a: &Event, b: &Event) -> bool {
     let frame_wide = |e: &Event| matches!(e.access, Access::FrameFree | Access::FrameClear);
@@ -121,6 +148,21 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         let Obj::Frame { pfn, order } = f.obj else {
             return true;
         };
+        if o.access == Access::FrameFree && f.access == Access::FrameFree {
+            // Frees of disjoint blocks commute: each clears its own frames' bits and bumps
+            // their generations, and the allocator picks by the set of free frames (next fit
+            // from a cursor only allocations move), never by the order they were freed in.
+            let Obj::Frame { pfn: p2, order: o2 } = o.obj else {
+                return true;
+            };
+            return blocks_overlap(pfn, order, p2, o2);
+        }
+        if o.access == Access::FrameAlloc && f.access == Access::FrameFree {
+            // An allocation's result depends only on the frames it scans.
+            if let Obj::AllocRange { from, to } = o.obj {
+                return (pfn as u64) < to as u64 && (from as u64) < block_end(pfn, order);
+            }
+        }
         return matches!(o.access, Access::FrameAlloc | Access::FrameFree)
             || o.obj.in_block(pfn, order);
     }
@@ -133,8 +175,9 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         return a.access == b.access;
     }
     if a.access == Access::TlbScan || b.access == Access::TlbScan {
-        // A TLB scan reads every CPU's TLB and nothing else: it commutes with other reads of a
-        // TLB and with IRQ-off entries; an IRQ enable may run a deferred flush (a TLB write).
+        // A TLB scan reads every CPU's leaf translations and nothing else: it commutes with other
+        // reads of a TLB, with fills of the paging-structure caches and with IRQ-off entries; an
+        // IRQ enable may run a deferred flush (a TLB write).
         let (scan, o) = if a.access == Access::TlbScan {
             (a, b)
         } else {
@@ -144,7 +187,7 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
             return false;
         }
         return match (o.obj, o.access) {
-            (Obj::Tlb(_), Access::Read | Access::TlbScan) => false,
+            (Obj::Tlb(_), Access::Read | Access::TlbScan | Access::WalkFill) => false,
             (Obj::Tlb(_), _) => true,
             (Obj::Irq(_), Access::IrqDisable) => false,
             (Obj::Irq(_), _) => true,
@@ -161,7 +204,20 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         return is_cpu_state(a) && is_cpu_state(b);
     }
     if is_gp(a) || is_gp(b) {
-        return (is_gp(a) && is_gp(b)) || is_reader_boundary(a) || is_reader_boundary(b);
+        if is_gp(a) && is_gp(b) {
+            return true;
+        }
+        let (gp, o) = if is_gp(a) { (a, b) } else { (b, a) };
+        if !is_reader_boundary(o) {
+            return false;
+        }
+        // A callback step reads only the counters of the CPUs a pending callback waits for
+        // (`Machine::rcu_waiters`, given by the explorer as `RcuReaders`); a grace period's
+        // start and `call_rcu` snapshot them all.
+        return match (gp.access, gp.obj) {
+            (Access::RcuCallback, Obj::RcuReaders(w)) => w & reader_cpus(o) != 0,
+            _ => true,
+        };
     }
     if a.obj != b.obj {
         return false;
@@ -191,6 +247,9 @@ mod tests {
             Obj::Frame { pfn: 5, order: 0 },
             Obj::Alloc,
             Obj::Rcu,
+            Obj::RcuReaders(0b01),
+            Obj::RcuReaders(0b10),
+            Obj::AllocRange { from: 4, to: 8 },
             Obj::Irq(0),
             Obj::Irq(1),
             Obj::Tlb(0),
@@ -221,6 +280,7 @@ mod tests {
             Access::IpiSync,
             Access::Flush,
             Access::Fill,
+            Access::WalkFill,
             Access::TlbScan,
             Access::FrameAlloc,
             Access::FrameFree,
@@ -325,6 +385,11 @@ mod tests {
         // run a deferred flush), not against lookups or IRQ disables.
         let scan = ev(Obj::Tlb(0), Access::TlbScan);
         assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Fill)));
+        assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::WalkFill)));
+        assert!(dependent(
+            &ev(Obj::Tlb(0), Access::Flush),
+            &ev(Obj::Tlb(1), Access::WalkFill)
+        ));
         assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Flush)));
         assert!(dependent(&scan, &ev(Obj::Irq(1), Access::IrqEnable)));
         assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::Read)));
@@ -339,6 +404,41 @@ mod tests {
             &ev(Obj::Rcu, Access::RcuLock),
             &ev(Obj::Rcu, Access::RcuUnlock)
         ));
+        // A callback step, as the explorer gives it (`Machine::footprint`), orders only against
+        // the reader boundaries of the CPUs a pending callback waits for; `call_rcu` and a
+        // callback step as announced order against every boundary.
+        let cb = ev(Obj::RcuReaders(0b10), Access::RcuCallback);
+        assert!(dependent(
+            &cb,
+            &ev(Obj::RcuReaders(0b10), Access::RcuUnlock)
+        ));
+        assert!(dependent(&cb, &ev(Obj::Irq(1), Access::IrqEnable)));
+        assert!(!dependent(&cb, &ev(Obj::RcuReaders(0b01), Access::RcuLock)));
+        assert!(!dependent(&cb, &ev(Obj::Irq(0), Access::IrqDisable)));
+        assert!(dependent(&cb, &ev(Obj::Rcu, Access::CallRcu)));
+        for gp in [
+            ev(Obj::Rcu, Access::RcuCallback),
+            ev(Obj::Rcu, Access::CallRcu),
+            ev(Obj::Rcu, Access::GracePeriod),
+        ] {
+            assert!(dependent(&gp, &ev(Obj::RcuReaders(0b01), Access::RcuLock)));
+            assert!(dependent(&gp, &ev(Obj::Irq(0), Access::IrqDisable)));
+        }
+        // Frees of disjoint blocks commute; overlapping ones (either way round) do not.
+        let free = |pfn, order| ev(Obj::Frame { pfn, order }, Access::FrameFree);
+        assert!(!dependent(&free(4, 0), &free(5, 0)));
+        assert!(dependent(&free(4, 2), &free(6, 0)));
+        assert!(dependent(&free(6, 0), &free(4, 2)));
+        assert!(dependent(&free(5, 0), &free(5, 0)));
+        // An allocation as the explorer gives it depends only on frees in the range it scans;
+        // as announced, on every free.
+        let alloc = ev(Obj::AllocRange { from: 8, to: 12 }, Access::FrameAlloc);
+        assert!(dependent(&alloc, &free(11, 0)));
+        assert!(dependent(&free(4, 3), &alloc));
+        assert!(!dependent(&alloc, &free(12, 0)));
+        assert!(!dependent(&free(4, 2), &alloc));
+        assert!(dependent(&ev(Obj::Alloc, Access::FrameAlloc), &free(12, 0)));
+        assert!(dependent(&alloc, &ev(Obj::Alloc, Access::FrameAlloc)));
         let l = Obj::Lock(3);
         assert!(!dependent(
             &ev(l, Access::AcquireShared),

@@ -40,6 +40,7 @@ pub fn access_text(a: Access) -> &'static str {
         Access::IpiSync => "IPI sync",
         Access::Flush => "TLB flush",
         Access::Fill => "TLB fill",
+        Access::WalkFill => "walk-cache fill",
         Access::TlbScan => "TLB scan",
         Access::FrameAlloc => "alloc",
         Access::FrameFree => "free",
@@ -63,6 +64,7 @@ fn cell(s: &Step) -> String {
         | Access::IpiSync
         | Access::Flush
         | Access::Fill
+        | Access::WalkFill
         | Access::TlbScan => access_text(s.event.access).to_string(),
         a => match s.event.obj {
             Obj::Choice { n, .. } => format!("choice: outcome {} of {n}", s.choice),
@@ -284,6 +286,7 @@ impl<'a> View<'a> {
                 | Access::IpiSync
                 | Access::Flush
                 | Access::Fill
+                | Access::WalkFill
                 | Access::TlbScan
         ) {
             access_text(s.event.access).to_string()

@@ -393,6 +393,7 @@ mod tests {
         Arc::new(Program {
             vars: 1,
             locks: 1,
+            frames: 0,
             threads: vec![t.clone(), t],
         })
     }
@@ -468,6 +469,7 @@ mod tests {
         let m = Arc::new(Program {
             vars: 0,
             locks: 2,
+            frames: 0,
             threads: vec![
                 vec![Op::Lock(0), Op::Lock(1), Op::Unlock(1), Op::Unlock(0)],
                 vec![Op::Lock(1), Op::Lock(0), Op::Unlock(0), Op::Unlock(1)],
@@ -522,6 +524,7 @@ mod tests {
         let m = Arc::new(Program {
             vars: 1,
             locks: 0,
+            frames: 0,
             threads: vec![vec![Op::WriteEither(0, 1, 2)], vec![Op::Read(0)]],
         });
         let cfg = crate::Config {

@@ -5,7 +5,9 @@
 use crate::exec::StackPool;
 use crate::schedule::run_one;
 use crate::{Finish, Model};
-use mmcheck_platform::{Backend, Machine, MachineConfig, SpinLock};
+use mmcheck_platform::frames::{FrameKind, FrameRef};
+use mmcheck_platform::rcu::RcuWork;
+use mmcheck_platform::{Access, Backend, Machine, MachineConfig, Obj, SpinLock};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -24,6 +26,16 @@ pub enum Op {
     Unlock(usize),
     /// A choice step (`Cpu::choose(2)`), then a write of the first or the second value.
     WriteEither(usize, u64, u64),
+    /// `rcu_read_lock` (balanced by an [`Op::RcuUnlock`] later in the thread).
+    RcuLock,
+    RcuUnlock,
+    /// Read entry 0 of table frame `f` and record whether the frame is still live (a reader
+    /// that sees a freed table records it rather than reporting it).
+    Peek(usize),
+    /// Free table frame `f` after a grace period (`call_rcu`; the RCU thread runs the free).
+    FreeRcu(usize),
+    /// Free table frame `f` now.
+    Free(usize),
 }
 
 /// One lockdep class per toy lock.
@@ -31,12 +43,24 @@ const TOY_LOCK_CLASSES: [&str; 8] = [
     "toy0", "toy1", "toy2", "toy3", "toy4", "toy5", "toy6", "toy7",
 ];
 
-/// A toy program: threads of operations over `vars` words and `locks` spinlocks.
-#[derive(Clone, Debug)]
+/// A toy program: threads of operations over `vars` words, `locks` spinlocks and `frames`
+/// table frames (allocated in set-up). A program that frees through RCU also runs the RCU
+/// callback thread, after its own threads.
+#[derive(Clone, Debug, Default)]
 pub struct Program {
     pub vars: usize,
     pub locks: usize,
+    pub frames: usize,
     pub threads: Vec<Vec<Op>>,
+}
+
+impl Program {
+    fn has_rcu_thread(&self) -> bool {
+        self.threads
+            .iter()
+            .flatten()
+            .any(|o| matches!(o, Op::FreeRcu(_)))
+    }
 }
 
 /// A toy instance.
@@ -44,6 +68,7 @@ pub struct Inst {
     pub machine: Machine,
     vars: Vec<(u64, AtomicU64)>,
     locks: Vec<SpinLock>,
+    frames: Vec<FrameRef>,
     reads: Vec<std::sync::Mutex<Vec<u64>>>,
 }
 
@@ -52,8 +77,8 @@ impl Model for Program {
 
     fn build(&self, backend: Box<dyn Backend>) -> Inst {
         let cfg = MachineConfig {
-            nr_cpus: self.threads.len(),
-            nr_frames: 4,
+            nr_cpus: self.threads(),
+            nr_frames: 4 + self.frames,
             entries_per_table: 4,
             tlb_entries: 1,
         };
@@ -70,10 +95,19 @@ impl Model for Program {
             .iter()
             .map(|_| std::sync::Mutex::new(Vec::new()))
             .collect();
+        let frames = (0..self.frames)
+            .map(|_| {
+                machine
+                    .frames
+                    .alloc(&machine.cpu(0), 0, FrameKind::Table(1))
+                    .expect("a free frame")
+            })
+            .collect();
         Inst {
             machine,
             vars,
             locks,
+            frames,
             reads,
         }
     }
@@ -83,12 +117,22 @@ impl Model for Program {
     }
 
     fn threads(&self) -> usize {
-        self.threads.len()
+        self.threads.len() + usize::from(self.has_rcu_thread())
+    }
+
+    fn is_daemon(&self, t: usize) -> bool {
+        t == self.threads.len()
     }
 
     fn run(&self, inst: &Inst, t: usize) {
         let cpu = inst.machine.cpu(t);
+        if t == self.threads.len() {
+            // The RCU callback thread, as the kernel model runs it.
+            while cpu.rcu_callback_thread_step() {}
+            return;
+        }
         let mut held = Vec::new();
+        let mut rcu = Vec::new();
         for op in &self.threads[t] {
             match *op {
                 Op::Read(v) => {
@@ -119,6 +163,19 @@ impl Model for Program {
                         drop(held.remove(i));
                     }
                 }
+                Op::RcuLock => rcu.push(cpu.rcu_read_lock()),
+                Op::RcuUnlock => drop(rcu.pop()),
+                Op::Peek(f) => {
+                    let r = inst.frames[f];
+                    cpu.visible(Obj::Entry { pfn: r.pfn, idx: 0 }, Access::Read);
+                    let live = inst.machine.frames.is_live(r);
+                    inst.reads[t].lock().unwrap().push(u64::from(live));
+                }
+                Op::FreeRcu(f) => cpu.call_rcu(RcuWork::FreeFrames {
+                    frames: vec![(inst.frames[f], 0)],
+                    reason: "toy_free_rcu",
+                }),
+                Op::Free(f) => inst.machine.frames.free(&cpu, inst.frames[f], 0),
             }
         }
     }
@@ -130,6 +187,9 @@ impl Model for Program {
         }
         for r in &inst.reads {
             let _ = write!(s, "| {:?} ", r.lock().unwrap());
+        }
+        for &f in &inst.frames {
+            let _ = write!(s, "{}", u8::from(inst.machine.frames.is_live(f)));
         }
         Finish {
             violations: vec![],
@@ -197,6 +257,67 @@ pub fn random_program(seed: u64) -> Program {
     Program {
         vars: 2,
         locks: 1,
+        frames: 0,
         threads,
     }
+}
+
+/// A random small program over RCU: 2–3 threads of 1–2 operations, each a read section
+/// (`rcu_read_lock`, a peek at a table frame or a read of a word, `rcu_read_unlock`), a retirement of
+/// a frame (through `call_rcu` or at once, each frame at most once), or a word access; with the
+/// RCU callback thread. It checks the dependency relation's treatment of callbacks (they read
+/// only the reader counters of the CPUs they wait for) and of frees.
+pub fn random_rcu_program(seed: u64) -> Program {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let nt = rng.gen_range(2..=3);
+    let mut freed = [false; 2];
+    let threads = (0..nt)
+        .map(|_| {
+            let mut ops = Vec::new();
+            for _ in 0..rng.gen_range(1..=2) {
+                match rng.gen_range(0..6) {
+                    0 | 1 => {
+                        ops.push(Op::RcuLock);
+                        ops.push(match rng.gen_range(0..3) {
+                            0 => Op::Read(0),
+                            f => Op::Peek(f - 1),
+                        });
+                        ops.push(Op::RcuUnlock);
+                    }
+                    2 | 3 => {
+                        let f = rng.gen_range(0..2);
+                        if !freed[f] {
+                            freed[f] = true;
+                            ops.push(if rng.gen_bool(0.75) {
+                                Op::FreeRcu(f)
+                            } else {
+                                Op::Free(f)
+                            });
+                        } else {
+                            ops.push(Op::Peek(f));
+                        }
+                    }
+                    4 => ops.push(Op::Write(0, rng.gen_range(1..3))),
+                    _ => ops.push(Op::Peek(rng.gen_range(0..2))),
+                }
+            }
+            ops
+        })
+        .collect();
+    Program {
+        vars: 1,
+        locks: 0,
+        frames: 2,
+        threads,
+    }
+}
+
+/// The first `n` programs of [`random_rcu_program`] with at most 7 operations in all (naive
+/// enumeration of the larger ones takes up to millions of executions).
+pub fn small_rcu_programs(n: usize) -> Vec<Program> {
+    (0..)
+        .map(random_rcu_program)
+        .filter(|p| p.threads.iter().map(Vec::len).sum::<usize>() <= 7)
+        .take(n)
+        .collect()
 }

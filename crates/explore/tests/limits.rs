@@ -12,6 +12,7 @@ fn long() -> Arc<Program> {
     Arc::new(Program {
         vars: 1,
         locks: 0,
+        frames: 0,
         threads: vec![vec![Op::Add(0, 1); 50], vec![Op::Read(0)]],
     })
 }

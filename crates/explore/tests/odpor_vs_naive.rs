@@ -7,7 +7,7 @@ use mmcheck_explore::deps::dependent;
 use mmcheck_explore::exec::StackPool;
 use mmcheck_explore::naive::DecisionDfs;
 use mmcheck_explore::schedule::run_one;
-use mmcheck_explore::toy::{naive_outcomes, random_program, Op, Program};
+use mmcheck_explore::toy::{naive_outcomes, random_program, small_rcu_programs, Op, Program};
 use mmcheck_explore::{explore, explore_parallel, Config, Shard};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -103,6 +103,7 @@ fn no_blocked_execution_where_source_dpor_blocks() {
     let p = Program {
         vars: 2,
         locks: 0,
+        frames: 0,
         threads: vec![
             vec![Op::Write(0, 1)],
             vec![Op::Read(1), Op::Read(0)],
@@ -162,5 +163,18 @@ fn optimal_with_a_preemption_bound_is_not_complete_when_it_prunes() {
         );
         assert!(!b.complete || b.outcomes == unbounded.outcomes, "{m:?}");
         assert!(b.outcomes.is_subset(&unbounded.outcomes));
+    }
+}
+
+/// Optimal-DPOR on the RCU programs of `dpor_vs_naive.rs`: naive's outcomes, complete.
+#[test]
+fn optimal_matches_naive_on_rcu_programs() {
+    for m in small_rcu_programs(300) {
+        let m = Arc::new(m);
+        let (naive, _deadlock, naive_execs) = naive_outcomes(&m);
+        let out = explore(m.clone(), &optimal());
+        assert!(out.complete, "incomplete on {m:?}");
+        assert_eq!(out.outcomes, naive, "outcome sets differ on {m:?}");
+        assert!(out.executions <= naive_execs, "{m:?}");
     }
 }

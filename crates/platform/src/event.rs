@@ -15,12 +15,20 @@ pub enum Obj {
     Data(u32),
     /// The frame allocator (allocations).
     Alloc,
+    /// The allocator's bitmap over frames `[from, to)`: the explorer's view of an allocation that
+    /// scans only those (see `Machine::footprint`). Never announced.
+    AllocRange { from: u32, to: u32 },
     /// A block of `1 << order` frames being freed: conflicts with every access to a frame of the
     /// block and with allocations. As a touched object (never announced), `order` 0 names one
     /// frame's allocation state (its generation), which every access through a `FrameRef` reads.
     Frame { pfn: u32, order: u8 },
-    /// RCU: read-side sections and grace periods.
+    /// RCU's global state: the pending callbacks, and every CPU's reader counter as a grace
+    /// period or `call_rcu` snapshots them.
     Rcu,
+    /// The RCU reader counters of the CPUs in the mask: `rcu_read_lock`/`rcu_read_unlock` of CPU
+    /// `c` announce `1 << c`. The explorer gives an RCU callback step the CPUs that a pending
+    /// callback's grace period waits for (see `Machine::rcu_waiters`): it reads only those.
+    RcuReaders(u16),
     /// A CPU's IRQ-enable state.
     Irq(u16),
     /// A CPU's TLB.
@@ -130,21 +138,21 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
         }
         _ => {}
     }
-    // A reader boundary changes this CPU's own reader counter; grace-period events read them all.
-    // Both are dependent with every grace-period event.
-    if obj == Obj::Rcu
-        && matches!(
-            ev.access,
-            Access::IrqDisable
-                | Access::IrqEnable
-                | Access::RcuLock
-                | Access::RcuUnlock
-                | Access::GracePeriod
-                | Access::CallRcu
-                | Access::RcuCallback
-        )
-    {
-        return true;
+    // A reader boundary (`rcu_read_lock`/`unlock`, IRQs off/on) changes its CPU's reader counter;
+    // grace-period and callback events read the counters and the pending callbacks.
+    let gp = matches!(
+        ev.access,
+        Access::GracePeriod | Access::CallRcu | Access::RcuCallback
+    );
+    match (obj, ev.obj) {
+        (Obj::RcuReaders(_) | Obj::Rcu, _) if gp => return true,
+        (Obj::RcuReaders(m), Obj::Irq(c))
+            if m == 1 << c.min(15)
+                && matches!(ev.access, Access::IrqDisable | Access::IrqEnable) =>
+        {
+            return true
+        }
+        _ => {}
     }
     if let Some(p) = obj.frame() {
         if fresh.contains(&p) {
@@ -169,9 +177,9 @@ impl Obj {
             Obj::Entry { .. } => "entry",
             Obj::Page(_) => "page",
             Obj::Data(_) => "data",
-            Obj::Alloc => "allocator",
+            Obj::Alloc | Obj::AllocRange { .. } => "allocator",
             Obj::Frame { .. } => "frame",
-            Obj::Rcu => "rcu",
+            Obj::Rcu | Obj::RcuReaders(_) => "rcu",
             Obj::Irq(_) => "irq",
             Obj::Tlb(_) => "tlb",
             Obj::Var(id) if id >= Obj::SLAB_BASE => "vma",
@@ -191,9 +199,11 @@ impl Obj {
             Obj::Page(p) => format!("page{p}"),
             Obj::Data(p) => format!("data{p}"),
             Obj::Alloc => "allocator".into(),
+            Obj::AllocRange { from, to } => format!("allocator[{from}..{to})"),
             Obj::Frame { pfn, order: 0 } => format!("frame{pfn}"),
             Obj::Frame { pfn, order } => format!("frame{pfn}/order{order}"),
             Obj::Rcu => "rcu".into(),
+            Obj::RcuReaders(m) => format!("rcu readers {m:#x}"),
             Obj::Irq(c) => format!("irq{c}"),
             Obj::Tlb(c) => format!("tlb{c}"),
             Obj::Var(id) => format!("var#{id}"),
@@ -235,8 +245,12 @@ pub enum Access {
     IpiSync,
     /// TLB shootdown.
     Flush,
-    /// TLB fill by the hardware walker.
+    /// TLB fill by the hardware walker (a leaf translation), a local flush, or `switch_mm`.
     Fill,
+    /// The hardware walker caching the table pointers it went through (the paging-structure
+    /// caches): a write to the CPU's TLB that TLB scans, which read only leaf translations, do
+    /// not see.
+    WalkFill,
     /// Reading every CPU's TLB (the TLB oracle when a page is freed).
     TlbScan,
     FrameAlloc,

@@ -252,6 +252,34 @@ struct AllocState {
 }
 
 impl AllocState {
+    /// The first block boundary at or after the cursor, where a scan for `n` frames starts.
+    fn start(&self, n: usize, len: usize) -> usize {
+        let start = self.cursor.div_ceil(n) * n;
+        if start >= len {
+            0
+        } else {
+            start
+        }
+    }
+
+    /// Next fit: the first free block of `n` frames from the cursor on, wrapping once; and
+    /// whether the scan wrapped to reach it.
+    fn find(&self, n: usize, len: usize) -> Option<(usize, bool)> {
+        let mut p = self.start(n, len);
+        let mut wrapped = false;
+        for _ in 0..=len / n + 1 {
+            if p + n <= len && (p..p + n).all(|q| !self.is_used(q)) {
+                return Some((p, wrapped));
+            }
+            p += n;
+            if p + n > len {
+                p = 0;
+                wrapped = true;
+            }
+        }
+        None
+    }
+
     fn is_used(&self, pfn: usize) -> bool {
         self.used[pfn / 64] >> (pfn % 64) & 1 != 0
     }
@@ -311,6 +339,22 @@ impl Frames {
 
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// The frames a pending allocation of `1 << order` will scan, `[from, to)`: from the block
+    /// boundary at the cursor to the end of the block it will take. None if the pool is short or
+    /// the scan would wrap (then it depends on every free). A free of a frame outside the range
+    /// cannot change the allocation's result.
+    pub fn alloc_scan(&self, order: u32) -> Option<(u32, u32)> {
+        let n = 1usize << order;
+        let st = self.alloc.lock();
+        if st.nr_free < n {
+            return None;
+        }
+        match st.find(n, self.frames.len()) {
+            Some((head, false)) => Some((st.start(n, self.frames.len()) as u32, (head + n) as u32)),
+            _ => None,
+        }
     }
 
     pub fn nr_free(&self) -> usize {
@@ -428,6 +472,7 @@ impl Frames {
     /// Allocate a naturally aligned block of `1 << order` frames as `kind`; `None` when out of
     /// memory.
     pub fn alloc(&self, cpu: &Cpu<'_>, order: u32, kind: FrameKind) -> Option<FrameRef> {
+        cpu.state().alloc_order.store(order, Ordering::Relaxed);
         cpu.visible(Obj::Alloc, Access::FrameAlloc);
         let n = 1usize << order;
         let head = {
@@ -439,23 +484,7 @@ impl Frames {
                     .limit(cpu.id, Limit::Frames(self.frames.len()));
                 return None;
             }
-            let len = self.frames.len();
-            let start = st.cursor.div_ceil(n) * n;
-            let mut found = None;
-            let mut tried = 0;
-            let mut p = if start >= len { 0 } else { start };
-            while tried <= len / n + 1 {
-                if p + n <= len && (p..p + n).all(|q| !st.is_used(q)) {
-                    found = Some(p);
-                    break;
-                }
-                p += n;
-                if p + n > len {
-                    p = 0;
-                }
-                tried += 1;
-            }
-            let Some(head) = found else {
+            let Some((head, _)) = st.find(n, self.frames.len()) else {
                 drop(st);
                 cpu.m
                     .backend()

@@ -62,6 +62,9 @@ pub struct CpuState {
     /// Hardware page-walk nesting (owned by this CPU): a broadcast invalidation completes only
     /// once walks in flight on every CPU have finished.
     pub(crate) hw_walk: AtomicU32,
+    /// The order of the allocation this CPU announced last (its pending `FrameAlloc` step), for
+    /// [`Machine::footprint`].
+    pub(crate) alloc_order: AtomicU32,
     /// Inside the closure of a [`crate::Shared`] or [`crate::Locked`] access: announcing there
     /// would suspend while holding the cell's host lock (a model bug, caught at once).
     pub(crate) in_cell: AtomicBool,
@@ -118,6 +121,7 @@ impl Machine {
                 ipi_flush: Mutex::new(Vec::new()),
                 loaded_mm: AtomicU64::new(0),
                 hw_walk: AtomicU32::new(0),
+                alloc_order: AtomicU32::new(0),
                 in_cell: AtomicBool::new(false),
                 stack: Mutex::new(Vec::with_capacity(16)),
                 skipped: Mutex::new(Vec::new()),
@@ -334,6 +338,30 @@ impl Machine {
         };
         self.violated.store(true, Ordering::Relaxed);
         self.violations.lock().push(v);
+    }
+
+    /// CPU `cpu`'s pending event as the explorer's dependency relation sees it, from the state
+    /// before it runs. Two announced events read more than their step will touch, and what the
+    /// step touches changes only by events dependent with it:
+    /// - an RCU callback step (`RcuCallback` on [`Obj::Rcu`]) reads the reader counters of the
+    ///   CPUs a pending callback waits for ([`Machine::rcu_waiters`]): [`Obj::RcuReaders`];
+    /// - an allocation (`FrameAlloc` on [`Obj::Alloc`]) reads the allocator's bitmap from its
+    ///   cursor to the block it will take ([`Frames::alloc_scan`]): [`Obj::AllocRange`], unless
+    ///   the pool is short or the scan wraps.
+    pub fn footprint(&self, cpu: usize, ev: Event) -> Event {
+        match (ev.obj, ev.access) {
+            (Obj::Rcu, Access::RcuCallback) => {
+                Event::new(Obj::RcuReaders(self.rcu_waiters()), ev.access)
+            }
+            (Obj::Alloc, Access::FrameAlloc) => {
+                let order = self.cpus[cpu].alloc_order.load(Ordering::Relaxed);
+                match self.frames.alloc_scan(order) {
+                    Some((from, to)) => Event::new(Obj::AllocRange { from, to }, ev.access),
+                    None => ev,
+                }
+            }
+            _ => ev,
+        }
     }
 
     pub fn backend(&self) -> &dyn Backend {

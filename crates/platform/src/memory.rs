@@ -221,8 +221,8 @@ fn need(model: MemoryModel, wb_obj: Obj, ev: Event) -> Need {
         return Need::Nothing;
     }
     match ev.access {
-        Read | RcuLock | RcuUnlock | IrqDisable | IrqEnable | Fill | TlbScan | HistInv
-        | HistResp => return Need::Nothing,
+        Read | RcuLock | RcuUnlock | IrqDisable | IrqEnable | Fill | WalkFill | TlbScan
+        | HistInv | HistResp => return Need::Nothing,
         _ => {}
     }
     if matches!(ev.obj, Obj::Choice { .. }) {

@@ -39,6 +39,31 @@ pub struct RcuState {
     count: std::sync::atomic::AtomicUsize,
 }
 
+impl crate::Machine {
+    /// The CPUs some pending callback's grace period waits for: those that were inside a read
+    /// section when it was queued (whether or not they have left since). Only the reader
+    /// boundaries of these CPUs can change which callback is ready, and the set changes only
+    /// with `call_rcu` and with a callback's removal, both dependent with every callback step;
+    /// so the explorer takes it as the footprint of a callback step (`RcuCallback`) on the
+    /// reader counters, where the step itself announces all of them.
+    pub fn rcu_waiters(&self) -> u16 {
+        let mut w = 0;
+        for p in self.rcu.pending.lock().iter() {
+            for (c, &s) in p.snap.iter().enumerate() {
+                if s & 1 == 1 {
+                    w |= reader_bit(c);
+                }
+            }
+        }
+        w
+    }
+}
+
+/// CPU `c`'s bit in [`Obj::RcuReaders`] (CPUs from 15 on share the last one).
+fn reader_bit(c: usize) -> u16 {
+    1 << c.min(15)
+}
+
 /// An RCU read-side critical section; dropping it is `rcu_read_unlock`.
 #[must_use = "dropping the guard is rcu_read_unlock"]
 pub struct RcuGuard<'m> {
@@ -50,7 +75,7 @@ impl Drop for RcuGuard<'_> {
         if self.cpu.skip_release(RCU_KEY) {
             return;
         }
-        self.cpu.visible(Obj::Rcu, Access::RcuUnlock);
+        self.cpu.visible(self.cpu.rcu_readers(), Access::RcuUnlock);
         self.cpu.rcu_exit();
     }
 }
@@ -62,8 +87,13 @@ fn gp_done(snap: &[u64], cpu: &Cpu<'_>) -> bool {
 }
 
 impl<'m> Cpu<'m> {
+    /// This CPU's reader counter, as an object.
+    fn rcu_readers(&self) -> Obj {
+        Obj::RcuReaders(reader_bit(self.id))
+    }
+
     pub(crate) fn rcu_enter(&self) {
-        self.touch(Obj::Rcu);
+        self.touch(self.rcu_readers());
         let st = self.state();
         if st.rcu_depth.fetch_add(1, Ordering::SeqCst) == 0 {
             st.rcu_ctr.fetch_add(1, Ordering::SeqCst);
@@ -71,7 +101,7 @@ impl<'m> Cpu<'m> {
     }
 
     pub(crate) fn rcu_exit(&self) {
-        self.touch(Obj::Rcu);
+        self.touch(self.rcu_readers());
         let st = self.state();
         if st.rcu_depth.fetch_sub(1, Ordering::SeqCst) == 1 {
             st.rcu_ctr.fetch_add(1, Ordering::SeqCst);
@@ -84,7 +114,7 @@ impl<'m> Cpu<'m> {
         if self.lock_site("rcu_read_lock", RCU_KEY) {
             return RcuGuard { cpu: *self };
         }
-        self.visible(Obj::Rcu, Access::RcuLock);
+        self.visible(self.rcu_readers(), Access::RcuLock);
         self.rcu_enter();
         RcuGuard { cpu: *self }
     }
@@ -156,6 +186,23 @@ impl<'m> Cpu<'m> {
     /// Run the first callback whose grace period has ended; false if none is ready.
     pub fn rcu_run_one(&self) -> bool {
         self.visible(Obj::Rcu, Access::RcuCallback);
+        self.rcu_run_ready()
+    }
+
+    /// The RCU callback thread (`rcu_do_batch`): wait until a callback's grace period has
+    /// ended, then run the first such callback in that same step (the wait announced it).
+    /// Returns false if the backend is tearing the execution down instead.
+    pub fn rcu_callback_thread_step(&self) -> bool {
+        self.block(Obj::Rcu, Access::RcuCallback, &|| self.rcu_callback_ready());
+        if self.m.backend().stopping() {
+            return false;
+        }
+        self.rcu_run_ready();
+        true
+    }
+
+    /// [`Cpu::rcu_run_one`] in a step that already announced `RcuCallback`.
+    fn rcu_run_ready(&self) -> bool {
         let work = {
             let mut q = self.m.rcu.pending.lock();
             match q.iter().position(|p| gp_done(&p.snap, self)) {

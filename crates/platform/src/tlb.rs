@@ -162,7 +162,7 @@ impl<'m> Cpu<'m> {
         if ws.is_empty() {
             return;
         }
-        self.visible(Obj::Tlb(self.id as u16), Access::Fill);
+        self.visible(Obj::Tlb(self.id as u16), Access::WalkFill);
         let mut t = self.state().tlb.lock();
         for w in ws {
             t.walk

@@ -1058,15 +1058,8 @@ impl Model for KernelModel {
     fn run(&self, inst: &Instance, t: usize) {
         let cx = inst.kernel.ctx(t);
         if t == self.rcu_cpu() {
-            let cpu = cx.cpu;
-            let backend = inst.kernel.machine.backend();
-            loop {
-                cpu.block(Obj::Rcu, Access::RcuCallback, &|| cpu.rcu_callback_ready());
-                if backend.stopping() {
-                    return;
-                }
-                cpu.rcu_run_one();
-            }
+            while cx.cpu.rcu_callback_thread_step() {}
+            return;
         }
         if Some(t) == self.flusher_cpu() {
             cx.cpu.store_buffer_flusher();
