@@ -23,6 +23,7 @@ pub fn access_text(a: Access) -> &'static str {
         Access::Read => "read",
         Access::Write => "write",
         Access::Rmw => "rmw",
+        Access::Add => "atomic add",
         Access::Acquire => "lock",
         Access::TryAcquire => "trylock",
         Access::AcquireShared => "lock(shared)",

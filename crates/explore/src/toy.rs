@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub enum Op {
     Read(usize),
     Write(usize, u64),
-    /// Atomic add (one visible step).
+    /// `atomic_add` (one visible step, result unused: commutes with other adds).
     Add(usize, u64),
     Lock(usize),
     Unlock(usize),
@@ -146,9 +146,10 @@ impl Model for Program {
                 }
                 Op::Add(v, x) => {
                     let (id, w) = &inst.vars[v];
+                    // `atomic_add`: its result is unused, so it commutes with other adds.
                     cpu.visible(
                         mmcheck_platform::Obj::Var(*id),
-                        mmcheck_platform::Access::Rmw,
+                        mmcheck_platform::Access::Add,
                     );
                     w.fetch_add(x, Ordering::SeqCst);
                 }

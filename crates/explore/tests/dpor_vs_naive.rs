@@ -266,3 +266,44 @@ fn dpor_matches_naive_on_rcu_programs() {
     }
     eprintln!("DPOR {d} executions, naive {n}");
 }
+
+/// RCU callbacks against readers that leave and re-enter, and two pending callbacks waiting for
+/// different readers: a callback step is ordered only against the boundaries of CPUs still
+/// inside the section some pending callback waits for (`Machine::rcu_waiters`); a reader that
+/// left has passed its quiescent state for good, and its later sections commute with the
+/// callbacks. Which callback runs first, and whether a peek outside a section sees its frame,
+/// must come out as naive enumeration says.
+#[test]
+fn dpor_matches_naive_on_rcu_callback_waiters() {
+    use Op::*;
+    let programs = [
+        vec![
+            vec![RcuLock, RcuUnlock, RcuLock, Peek(0), RcuUnlock],
+            vec![FreeRcu(0), Peek(0)],
+        ],
+        vec![
+            vec![RcuLock, Peek(0), RcuUnlock],
+            vec![RcuLock, Peek(1), RcuUnlock],
+            vec![FreeRcu(0), FreeRcu(1)],
+            vec![Peek(1), Peek(0)],
+        ],
+        vec![
+            vec![RcuLock, Peek(1), RcuUnlock, RcuLock, Peek(0), RcuUnlock],
+            vec![FreeRcu(0), FreeRcu(1)],
+            vec![Peek(0)],
+        ],
+        vec![
+            vec![RcuLock, RcuUnlock, RcuLock, RcuUnlock],
+            vec![RcuLock, Peek(0), RcuUnlock],
+            vec![FreeRcu(1), FreeRcu(0), Peek(1)],
+        ],
+    ];
+    for threads in programs {
+        check(Program {
+            vars: 1,
+            locks: 0,
+            frames: 2,
+            threads,
+        });
+    }
+}

@@ -36,6 +36,11 @@ pub enum Obj {
     /// Any other shared word of the model (a VMA refcount, `mm_lock_seq`, a counter), by id. Ids
     /// from [`Obj::SLAB_BASE`] on are fields of slab objects (see [`Obj::slab_base`]).
     Var(u64),
+    /// The user-data history words of the addresses in the mask (bit `i`: the scenario's `i`-th
+    /// address, modulo 64) that an operation's invocation or response extends, all at once:
+    /// ghost state of the linearizability oracle, announced so that the explorer orders one
+    /// operation's response against another's invocation on a shared address.
+    Hist(u64),
     /// A nondeterministic choice of CPU `cpu` among `n` outcomes: something outside the model
     /// decides (`need_resched()`, a failed `GFP_NOWAIT` allocation). Private to its CPU, so
     /// independent of every other event; the explorer tries every outcome.
@@ -184,6 +189,7 @@ impl Obj {
             Obj::Tlb(_) => "tlb",
             Obj::Var(id) if id >= Obj::SLAB_BASE => "vma",
             Obj::Var(_) => "var",
+            Obj::Hist(_) => "history",
             Obj::Choice { .. } => "choice",
         }
     }
@@ -207,6 +213,7 @@ impl Obj {
             Obj::Irq(c) => format!("irq{c}"),
             Obj::Tlb(c) => format!("tlb{c}"),
             Obj::Var(id) => format!("var#{id}"),
+            Obj::Hist(m) => format!("history {m:#x}"),
             Obj::Choice { n, .. } => format!("choice of {n}"),
         }
     }
@@ -217,8 +224,12 @@ impl Obj {
 pub enum Access {
     Read,
     Write,
-    /// Read-modify-write (xchg, cmpxchg, atomic add).
+    /// Read-modify-write (xchg, cmpxchg, an atomic add whose result is used).
     Rmw,
+    /// An atomic add that commutes with the object's other `Add`s, conflicting with every other
+    /// access to it: its result is unused (`atomic_inc`, `atomic_dec`), or turns only on
+    /// thresholds the other adds cannot cross (a VMA reader's `vm_refcnt` reference).
+    Add,
     /// Exclusive acquire (spinlock, rwsem write).
     Acquire,
     /// A trylock attempt (exclusive or shared); cannot deadlock, so lockdep records no order.
@@ -259,12 +270,12 @@ pub enum Access {
     /// `__GFP_ZERO` allocation), announced on the table's frame: it writes every entry, so it
     /// conflicts with every access to the frame, as [`Access::FrameFree`] does.
     FrameClear,
-    /// An operation's invocation on a user address, on that address's history word (the
+    /// An operation's invocation on its user addresses' history words ([`Obj::Hist`], the
     /// linearizability oracle's real-time order): it conflicts with another thread's response
-    /// on the same word, and commutes with invocations.
+    /// on a shared word, and commutes with invocations.
     HistInv,
-    /// An operation's response on a user address's history word: conflicts with invocations,
-    /// commutes with responses.
+    /// An operation's response on its addresses' history words: conflicts with invocations on a
+    /// shared word, commutes with responses.
     HistResp,
     /// Freeing a slab object (`kmem_cache_free`), announced on its base `Var`: conflicts with
     /// every access to a field of the object.

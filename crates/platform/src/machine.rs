@@ -344,7 +344,7 @@ impl Machine {
     /// before it runs. Two announced events read more than their step will touch, and what the
     /// step touches changes only by events dependent with it:
     /// - an RCU callback step (`RcuCallback` on [`Obj::Rcu`]) reads the reader counters of the
-    ///   CPUs a pending callback waits for ([`Machine::rcu_waiters`]): [`Obj::RcuReaders`];
+    ///   CPUs a pending callback still waits for ([`Machine::rcu_waiters`]): [`Obj::RcuReaders`];
     /// - an allocation (`FrameAlloc` on [`Obj::Alloc`]) reads the allocator's bitmap from its
     ///   cursor to the block it will take ([`Frames::alloc_scan`]): [`Obj::AllocRange`], unless
     ///   the pool is short or the scan wraps.

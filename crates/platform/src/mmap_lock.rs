@@ -303,7 +303,10 @@ impl VmaLock {
         if cpu.read_var(self.seq_id, &self.vm_lock_seq) == mm.read_seq(&cpu) {
             return Err(VmaStartRead::Locked);
         }
-        cpu.visible(Obj::Var(self.refcnt_id), Access::Rmw);
+        // A reader's reference commutes with other readers' (`Access::Add`): its result turns only
+        // on zero and on the limit, which other readers' adds never cross (a reader's drop never
+        // takes the count to zero: `end_read_raw`); writers' accesses conflict with it.
+        cpu.visible(Obj::Var(self.refcnt_id), Access::Add);
         let mut cur = self.vm_refcnt.load(Ordering::SeqCst);
         loop {
             if cur == 0 {
@@ -337,8 +340,14 @@ impl VmaLock {
     }
 
     fn end_read_raw(&self, cpu: Cpu<'_>) {
-        cpu.visible(Obj::Var(self.refcnt_id), Access::Rmw);
-        self.vm_refcnt.fetch_sub(1, Ordering::SeqCst);
+        cpu.visible(Obj::Var(self.refcnt_id), Access::Add);
+        let old = self.vm_refcnt.fetch_sub(1, Ordering::SeqCst);
+        // The attach reference goes only once no reader holds one (`vma_mark_detached`), so a
+        // reader never drops the last: readers' adds commute only while that holds.
+        cpu.warn_on(
+            old <= 1,
+            "vma_end_read: a reader dropped the last vm_refcnt reference",
+        );
     }
 }
 

@@ -40,17 +40,20 @@ pub struct RcuState {
 }
 
 impl crate::Machine {
-    /// The CPUs some pending callback's grace period waits for: those that were inside a read
-    /// section when it was queued (whether or not they have left since). Only the reader
-    /// boundaries of these CPUs can change which callback is ready, and the set changes only
-    /// with `call_rcu` and with a callback's removal, both dependent with every callback step;
-    /// so the explorer takes it as the footprint of a callback step (`RcuCallback`) on the
-    /// reader counters, where the step itself announces all of them.
+    /// The CPUs some pending callback's grace period still waits for: those inside the read
+    /// section they were in when it was queued (snapshot odd, counter unchanged). Only the
+    /// reader boundaries of these CPUs can change which callback is ready: a CPU that has left
+    /// that section has passed its quiescent state for good (the counter only grows), so its
+    /// later sections commute with every callback step. The set grows only with `call_rcu`
+    /// and shrinks with a callback's removal (both dependent with every callback step) or with
+    /// a boundary of a CPU in it (dependent by this footprint); so the explorer takes it as the
+    /// footprint of a callback step (`RcuCallback`) on the reader counters, where the step
+    /// itself announces all of them.
     pub fn rcu_waiters(&self) -> u16 {
         let mut w = 0;
         for p in self.rcu.pending.lock().iter() {
-            for (c, &s) in p.snap.iter().enumerate() {
-                if s & 1 == 1 {
+            for ((c, &s), cpu) in p.snap.iter().enumerate().zip(self.cpus.iter()) {
+                if s & 1 == 1 && cpu.rcu_ctr.load(Ordering::SeqCst) == s {
                     w |= reader_bit(c);
                 }
             }

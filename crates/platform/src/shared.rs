@@ -61,6 +61,14 @@ impl SharedWord {
         (self.v.fetch_add(n as u64, Ordering::SeqCst) as i64).wrapping_add(n)
     }
 
+    /// `atomic_add`, `atomic_inc`, `atomic_dec`: no result, so it commutes with other such adds
+    /// (fully ordered like [`SharedWord::add`] under the weak memory models, where the kernel's
+    /// void atomics are relaxed: a simplification towards fewer behaviours, docs/fidelity.md).
+    pub fn atomic_add(&self, cpu: &Cpu<'_>, n: i64) {
+        cpu.visible(Obj::Var(self.id), Access::Add);
+        self.v.fetch_add(n as u64, Ordering::SeqCst);
+    }
+
     /// `atomic_cmpxchg`: returns the value found (`old` on success).
     pub fn cmpxchg(&self, cpu: &Cpu<'_>, old: u64, new: u64) -> u64 {
         cpu.visible(Obj::Var(self.id), Access::Rmw);

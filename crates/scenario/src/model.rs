@@ -61,8 +61,9 @@ pub struct Instance {
     /// real-time order).
     clock: Ghost<u64>,
     history: Ghost<Vec<crate::linearize::HOp>>,
-    /// The visible history word of each address in `hist_addrs`.
-    hist_ids: std::collections::BTreeMap<u64, u64>,
+    /// The bit of each address of `hist_addrs` in an [`Obj::Hist`] mask (its index, modulo 64:
+    /// beyond 64 addresses two share a bit, which only adds dependencies).
+    hist_bits: std::collections::BTreeMap<u64, u32>,
     /// Word values after the setup, by page address.
     initial: std::collections::BTreeMap<u64, u64>,
     /// Anonymous pages `init` left lazyfree (MADV_FREE with no store since).
@@ -711,9 +712,11 @@ fn uffd_mode(missing: bool, wp: bool) -> u64 {
 }
 
 impl KernelModel {
-    /// An operation's invocation or response on an address other threads' operations use too:
-    /// a visible access of that address's history word (`HistInv` / `HistResp`: an invocation
-    /// conflicts with another thread's response there, nothing else does). The linearizability
+    /// An operation's invocation or response on addresses other threads' operations use too:
+    /// one visible step on the history words of all of them (`HistInv` / `HistResp` on
+    /// [`Obj::Hist`]: an invocation conflicts with another thread's response on a shared
+    /// address, nothing else does; one step per address made the order of two `MADV_DONTNEED`s
+    /// one decision per page, up to 2^8 classes for two 8-page ranges). The linearizability
     /// oracle judges the real-time order of invocations and responses; as ghost bookkeeping
     /// alone that order is
     /// whatever interleaving DPOR happened to run in an equivalence class, and a class can hold
@@ -721,14 +724,16 @@ impl KernelModel {
     /// overlap. Making the boundaries of conflicting operations dependent makes DPOR explore
     /// both (found by `planted/missing-mthp-range-recheck`, December 2026).
     fn hist_point(&self, inst: &Instance, cx: Ctx<'_>, op: &Op, access: Access) {
-        if inst.hist_ids.is_empty() {
+        if inst.hist_bits.is_empty() {
             return;
         }
         let ps = self.scenario.geometry.page_size();
-        for a in hist_addrs_of(op, ps, &self.anon_pages) {
-            if let Some(&id) = inst.hist_ids.get(&a) {
-                cx.cpu.visible(Obj::Var(id), access);
-            }
+        let mask = hist_addrs_of(op, ps, &self.anon_pages)
+            .into_iter()
+            .filter_map(|a| inst.hist_bits.get(&a))
+            .fold(0u64, |m, &bit| m | 1 << (bit % 64));
+        if mask != 0 {
+            cx.cpu.visible(Obj::Hist(mask), access);
         }
     }
 
@@ -991,13 +996,11 @@ impl Model for KernelModel {
                 _ => {}
             }
         }
-        let hist_ids = self
+        let hist_bits = self
             .hist_addrs
             .iter()
-            .map(|&a| {
-                let id = kernel.machine.new_id();
-                (a, kernel.machine.name_global(id, "user-data history"))
-            })
+            .zip(0..)
+            .map(|(&a, i)| (a, i))
             .collect();
         let inflight = isolated_folios(&kernel);
         let mut kernel = kernel;
@@ -1017,7 +1020,7 @@ impl Model for KernelModel {
             setup_error,
             clock: Ghost::new(0),
             history: Ghost::default(),
-            hist_ids,
+            hist_bits,
             children: Ghost::default(),
             initial,
             initial_lazy,

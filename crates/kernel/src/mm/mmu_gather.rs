@@ -38,7 +38,7 @@ pub struct MmuGather<'a> {
 impl<'a> MmuGather<'a> {
     /// `tlb_gather_mmu` / `tlb_gather_mmu_fullmm`: also `inc_tlb_flush_pending`.
     pub fn new(cx: Ctx<'_>, mm: &'a MmStruct, fullmm: bool) -> Self {
-        mm.tlb_flush_pending.add(&cx.cpu, 1);
+        mm.tlb_flush_pending.atomic_add(&cx.cpu, 1);
         MmuGather {
             mm,
             fullmm,
@@ -157,7 +157,7 @@ impl<'a> MmuGather<'a> {
             self.end = 1;
         }
         self.flush_mmu(cx);
-        self.mm.tlb_flush_pending.add(&cx.cpu, -1);
+        self.mm.tlb_flush_pending.atomic_add(&cx.cpu, -1);
     }
 }
 
