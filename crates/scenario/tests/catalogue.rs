@@ -48,7 +48,7 @@ fn check_dir(sub: &str, need_reach: bool) {
                 Arc::new(KernelModel::new(sv).with_strict(true)),
                 &Config {
                     // A cap, not a target: the largest row, `fidelity/child-exit-vs-rmap-walk`,
-                    // completes in 425,898 executions (about 110 s).
+                    // completes in 396,672 executions (about 100 s release).
                     budget: Some(Duration::from_secs(300)),
                     ..Config::default()
                 },

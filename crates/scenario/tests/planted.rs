@@ -210,8 +210,8 @@ fn planted_lock_inversion() {
     );
     // The fixed protocol's exhaustive clean verdict is the catalogue row
     // `scenarios/planted/lock-inversion.mmt` (this scenario, checked in strict mode by
-    // `catalogue::planted` under its 300 s cap): 378,404 executions, more than this suite's
-    // 60 s budget holds on CI since RCU callbacks interleave with the zaps (December 2026).
+    // `catalogue::planted` under its 300 s cap); 378,404 executions once RCU callbacks
+    // interleaved with the zaps overran this suite's 60 s on CI (December 2026; 32,973 since).
 }
 
 /// Missing TLB flush: MADV_DONTNEED frees a page another CPU still has in its TLB.
