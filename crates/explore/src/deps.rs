@@ -20,7 +20,7 @@ use mmcheck_platform::{Access, Event, Obj};
 enum Class {
     Read,
     Shared,
-    /// Atomic adds whose result is unused: they commute with each other.
+    /// `Access::Add`: atomic adds that commute with each other (see its doc).
     Add,
     Write,
 }
