@@ -7,8 +7,10 @@
 //! - freeing a slab object (a VMA) conflicts with every access to one of its fields;
 //! - IPI broadcasts and TLB shootdowns conflict with the IRQ state and TLB of every CPU;
 //! - grace periods and `call_rcu` conflict with every RCU reader boundary (including IRQ-off);
-//!   an RCU callback step with the boundaries of the CPUs a pending callback still waits for
-//!   (its footprint, `Obj::RcuReaders`; as announced, every boundary).
+//!   an RCU callback step with the boundaries of the CPUs that can change which callback it runs
+//!   (its footprint, `Obj::RcuReaders`, or `Obj::RcuReady` when a callback is ready: then it
+//!   commutes with every `call_rcu` but the one that queued that callback, `Obj::RcuCall`; as
+//!   announced, every boundary and every `call_rcu`).
 //!
 //! The footprints are computed from the state before the step (`Machine::footprint`) and change
 //! only by events dependent with the step (allocations and frees in the scanned range; `call_rcu`
@@ -107,7 +109,12 @@ impl Key {
         } else {
             Family::Plain
         };
-        Key { obj: e.obj, family }
+        // Field groups of one `struct page` compare as the whole page.
+        let obj = match e.obj {
+            Obj::Page { pfn, .. } => Obj::page(pfn),
+            o => o,
+        };
+        Key { obj, family }
     }
 
     /// False only if the two events are certainly independent.
@@ -133,7 +140,7 @@ impl Key {
 /// The CPUs whose reader counter a reader boundary changes.
 fn reader_cpus(e: &Event) -> u16 {
     match e.obj {
-        Obj::RcuReaders(m) => m,
+        Obj::RcuReaders(m) | Obj::RcuReady { readers: m, .. } => m,
         Obj::Irq(c) => 1 << c.min(15),
         _ => u16::MAX,
     }
@@ -221,24 +228,37 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     }
     if is_gp(a) || is_gp(b) {
         if is_gp(a) && is_gp(b) {
-            return true;
+            // A ready callback is already queued: any other `call_rcu` appends behind it.
+            return match (a.obj, b.obj) {
+                (Obj::RcuReady { seq, .. }, Obj::RcuCall(q))
+                | (Obj::RcuCall(q), Obj::RcuReady { seq, .. }) => seq == q,
+                _ => true,
+            };
         }
         let (gp, o) = if is_gp(a) { (a, b) } else { (b, a) };
         if !is_reader_boundary(o) {
             return false;
         }
-        // A callback step reads only the counters of the CPUs a pending callback waits for
-        // (`Machine::rcu_waiters`, given by the explorer as `RcuReaders`); a grace period's
-        // start and `call_rcu` snapshot them all.
+        // A callback step reads only the counters of the CPUs that can change which callback it
+        // runs (`Machine::rcu_callback_footprint`, given by the explorer as `RcuReaders` or
+        // `RcuReady`); a grace period's start and `call_rcu` snapshot them all.
         return match (gp.access, gp.obj) {
-            (Access::RcuCallback, Obj::RcuReaders(w)) => w & reader_cpus(o) != 0,
+            (Access::RcuCallback, Obj::RcuReaders(w) | Obj::RcuReady { readers: w, .. }) => {
+                w & reader_cpus(o) != 0
+            }
             _ => true,
         };
+    }
+    let (ca, cb) = (class(a.access), class(b.access));
+    if let (Obj::Page { pfn: x, parts: p }, Obj::Page { pfn: y, parts: q }) = (a.obj, b.obj) {
+        // Field groups of one `struct page`: separate words, as in the kernel.
+        return x == y
+            && p & q != 0
+            && !(ca == cb && matches!(ca, Class::Read | Class::Shared | Class::Add));
     }
     if a.obj != b.obj {
         return false;
     }
-    let (ca, cb) = (class(a.access), class(b.access));
     !(ca == cb && matches!(ca, Class::Read | Class::Shared | Class::Add))
 }
 
@@ -258,13 +278,32 @@ mod tests {
             Obj::Entry { pfn: 5, idx: 2 },
             Obj::Lock(Obj::ptl_id(5)),
             Obj::Lock(7),
-            Obj::Page(5),
+            Obj::page(5),
+            Obj::Page {
+                pfn: 5,
+                parts: Obj::PAGE_REF,
+            },
+            Obj::Page {
+                pfn: 5,
+                parts: Obj::PAGE_MAP | Obj::PAGE_FLAGS,
+            },
+            Obj::Page {
+                pfn: 6,
+                parts: Obj::PAGE_REF,
+            },
             Obj::Data(5),
             Obj::Frame { pfn: 5, order: 0 },
             Obj::Alloc,
             Obj::Rcu,
             Obj::RcuReaders(0b01),
             Obj::RcuReaders(0b10),
+            Obj::RcuReady { readers: 0, seq: 0 },
+            Obj::RcuReady {
+                readers: 0b10,
+                seq: 1,
+            },
+            Obj::RcuCall(0),
+            Obj::RcuCall(1),
             Obj::AllocRange { from: 4, to: 8 },
             Obj::Irq(0),
             Obj::Irq(1),
@@ -438,6 +477,30 @@ mod tests {
         assert!(!dependent(&cb, &ev(Obj::RcuReaders(0b01), Access::RcuLock)));
         assert!(!dependent(&cb, &ev(Obj::Irq(0), Access::IrqDisable)));
         assert!(dependent(&cb, &ev(Obj::Rcu, Access::CallRcu)));
+        // With a callback ready, a step runs that callback, queued before any `call_rcu` still to
+        // come: it commutes with every `call_rcu` but the one that queued it (as the explorer
+        // gives them, `RcuCall`). It still orders against other callback steps and grace periods,
+        // and against the boundaries of the CPUs that callbacks ahead of it wait for.
+        let ready = ev(
+            Obj::RcuReady {
+                readers: 0b10,
+                seq: 3,
+            },
+            Access::RcuCallback,
+        );
+        assert!(!dependent(&ready, &ev(Obj::RcuCall(4), Access::CallRcu)));
+        assert!(!dependent(&ev(Obj::RcuCall(2), Access::CallRcu), &ready));
+        assert!(dependent(&ready, &ev(Obj::RcuCall(3), Access::CallRcu)));
+        assert!(dependent(&ev(Obj::RcuCall(3), Access::CallRcu), &ready));
+        assert!(dependent(&ready, &ev(Obj::Rcu, Access::CallRcu)));
+        assert!(dependent(&cb, &ev(Obj::RcuCall(3), Access::CallRcu)));
+        assert!(dependent(&ready, &ev(Obj::Rcu, Access::RcuCallback)));
+        assert!(dependent(&ready, &ev(Obj::Rcu, Access::GracePeriod)));
+        assert!(dependent(&ready, &ev(Obj::Irq(1), Access::IrqEnable)));
+        assert!(!dependent(
+            &ready,
+            &ev(Obj::RcuReaders(0b01), Access::RcuUnlock)
+        ));
         for gp in [
             ev(Obj::Rcu, Access::RcuCallback),
             ev(Obj::Rcu, Access::CallRcu),
@@ -446,6 +509,24 @@ mod tests {
             assert!(dependent(&gp, &ev(Obj::RcuReaders(0b01), Access::RcuLock)));
             assert!(dependent(&gp, &ev(Obj::Irq(0), Access::IrqDisable)));
         }
+        // Field groups of one struct page: a reference update commutes with a mapcount update,
+        // not with another reference update or with an access to every field; a free of the
+        // frame conflicts with all of them.
+        let page = |parts, a| ev(Obj::Page { pfn: 5, parts }, a);
+        let refs = page(Obj::PAGE_REF, Access::Rmw);
+        assert!(!dependent(&refs, &page(Obj::PAGE_MAP, Access::Rmw)));
+        assert!(dependent(&refs, &page(Obj::PAGE_REF, Access::Read)));
+        assert!(dependent(&refs, &ev(Obj::page(5), Access::Read)));
+        assert!(dependent(&page(Obj::PAGE_ALL, Access::Write), &refs));
+        assert!(!dependent(&refs, &ev(Obj::page(6), Access::Write)));
+        assert!(!dependent(
+            &page(Obj::PAGE_MAP, Access::Read),
+            &ev(Obj::page(5), Access::Read)
+        ));
+        assert!(dependent(
+            &refs,
+            &ev(Obj::Frame { pfn: 5, order: 0 }, Access::FrameFree)
+        ));
         // Frees of disjoint blocks commute; overlapping ones (either way round) do not.
         let free = |pfn, order| ev(Obj::Frame { pfn, order }, Access::FrameFree);
         assert!(!dependent(&free(4, 0), &free(5, 0)));

@@ -497,7 +497,10 @@ impl<M: Model> Exec<M> {
     /// The event as the dependency relation sees it, from the state before it runs
     /// ([`Machine::footprint`]).
     fn footprint(&self, t: usize, ev: Event) -> Event {
-        if matches!(ev.access, Access::RcuCallback | Access::FrameAlloc) {
+        if matches!(
+            ev.access,
+            Access::RcuCallback | Access::CallRcu | Access::FrameAlloc
+        ) {
             return self.model.machine(&self.inst).footprint(t, ev);
         }
         ev

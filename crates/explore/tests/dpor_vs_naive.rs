@@ -267,12 +267,12 @@ fn dpor_matches_naive_on_rcu_programs() {
     eprintln!("DPOR {d} executions, naive {n}");
 }
 
-/// RCU callbacks against readers that leave and re-enter, and two pending callbacks waiting for
-/// different readers: a callback step is ordered only against the boundaries of CPUs still
-/// inside the section some pending callback waits for (`Machine::rcu_waiters`); a reader that
-/// left has passed its quiescent state for good, and its later sections commute with the
-/// callbacks. Which callback runs first, and whether a peek outside a section sees its frame,
-/// must come out as naive enumeration says.
+/// RCU callbacks against readers that leave and re-enter, pending callbacks waiting for
+/// different readers, and `call_rcu`s while a callback is ready: a callback step is ordered only
+/// against the boundaries of CPUs still inside the section a callback queued ahead of the first
+/// ready one waits for, and with a callback ready it commutes with `call_rcu`
+/// (`Machine::rcu_callback_footprint`). Which callback runs first, and whether a peek outside a
+/// section sees its frame, must come out as naive enumeration says.
 #[test]
 fn dpor_matches_naive_on_rcu_callback_waiters() {
     use Op::*;
@@ -297,12 +297,27 @@ fn dpor_matches_naive_on_rcu_callback_waiters() {
             vec![RcuLock, Peek(0), RcuUnlock],
             vec![FreeRcu(1), FreeRcu(0), Peek(1)],
         ],
+        // call_rcu from two CPUs, each while the other may be reading what it queues.
+        vec![
+            vec![FreeRcu(0), RcuLock, Peek(1), RcuUnlock],
+            vec![RcuLock, Peek(0), RcuUnlock, FreeRcu(1)],
+        ],
+        // A callback ready (frame 0) while later ones are queued behind a reader or not.
+        vec![
+            vec![FreeRcu(0), FreeRcu(1), FreeRcu(2)],
+            vec![RcuLock, Peek(1), RcuUnlock],
+            vec![Peek(2), Peek(0)],
+        ],
+        vec![
+            vec![RcuLock, Peek(0), RcuUnlock, Peek(2)],
+            vec![FreeRcu(0), FreeRcu(1), FreeRcu(2), Peek(1)],
+        ],
     ];
     for threads in programs {
         check(Program {
             vars: 1,
             locks: 0,
-            frames: 2,
+            frames: 3,
             threads,
         });
     }

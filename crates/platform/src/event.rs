@@ -9,8 +9,11 @@ pub enum Obj {
     Lock(u64),
     /// One entry word of a page table: (pfn of the table, index).
     Entry { pfn: u32, idx: u32 },
-    /// The `struct page` fields of a frame (refcount, mapcount, flags).
-    Page(u32),
+    /// Groups of the `struct page` fields of a frame (`parts`, a mask of [`Obj::PAGE_REF`],
+    /// [`Obj::PAGE_MAP`], [`Obj::PAGE_FLAGS`], [`Obj::PAGE_META`]): two accesses to one frame's
+    /// fields conflict only if their groups meet, so a reference count update commutes with a
+    /// mapcount update, as the kernel's separate atomics do.
+    Page { pfn: u32, parts: u8 },
     /// The contents of a data page.
     Data(u32),
     /// The frame allocator (allocations).
@@ -27,8 +30,17 @@ pub enum Obj {
     Rcu,
     /// The RCU reader counters of the CPUs in the mask: `rcu_read_lock`/`rcu_read_unlock` of CPU
     /// `c` announce `1 << c`. The explorer gives an RCU callback step the CPUs that a pending
-    /// callback's grace period waits for (see `Machine::rcu_waiters`): it reads only those.
+    /// callback's grace period waits for (see `Machine::rcu_callback_footprint`): it reads only those.
     RcuReaders(u16),
+    /// An RCU callback step with a callback ready to run, as the explorer sees it (never
+    /// announced): it runs the callback queued by the `call_rcu` numbered `seq`, and reads the
+    /// counters of the CPUs in `readers`, those that the callbacks queued ahead of it still wait
+    /// for (see `Machine::rcu_callback_footprint`). Every other `call_rcu` appends behind that
+    /// callback, so the step commutes with it.
+    RcuReady { readers: u16, seq: u32 },
+    /// `call_rcu` as the explorer sees it (never announced): it queues the callback numbered
+    /// `seq`, which a callback step running that callback is ordered after.
+    RcuCall(u32),
     /// A CPU's IRQ-enable state.
     Irq(u16),
     /// A CPU's TLB.
@@ -71,6 +83,25 @@ impl Obj {
         }
     }
 
+    /// `_refcount` and `_pincount`.
+    pub const PAGE_REF: u8 = 1;
+    /// `_mapcount` and `_entire_mapcount`.
+    pub const PAGE_MAP: u8 = 2;
+    /// `flags`, `PageAnonExclusive` included.
+    pub const PAGE_FLAGS: u8 = 4;
+    /// `mapping`, `index`, `private`, and a PMD table's deposited tables (`pmd_huge_pte`).
+    pub const PAGE_META: u8 = 8;
+    /// Every field group.
+    pub const PAGE_ALL: u8 = 15;
+
+    /// Every `struct page` field of `pfn`.
+    pub fn page(pfn: u32) -> Obj {
+        Obj::Page {
+            pfn,
+            parts: Self::PAGE_ALL,
+        }
+    }
+
     /// The lock id of the PTL embedded in the table frame `pfn`.
     pub fn ptl_id(pfn: u32) -> u64 {
         Self::PTL_BASE + pfn as u64
@@ -84,9 +115,10 @@ impl Obj {
     /// The frame this object lives in, if any (entries, data, `struct page`, PTLs, folio locks).
     pub fn frame(self) -> Option<u32> {
         match self {
-            Obj::Entry { pfn, .. } | Obj::Page(pfn) | Obj::Data(pfn) | Obj::Frame { pfn, .. } => {
-                Some(pfn)
-            }
+            Obj::Entry { pfn, .. }
+            | Obj::Page { pfn, .. }
+            | Obj::Data(pfn)
+            | Obj::Frame { pfn, .. } => Some(pfn),
             Obj::Lock(id) if id >= Self::PAGE_LOCK_BASE => Some((id - Self::PAGE_LOCK_BASE) as u32),
             Obj::Lock(id) if id >= Self::PTL_BASE => Some((id - Self::PTL_BASE) as u32),
             _ => None,
@@ -112,6 +144,11 @@ impl Obj {
 pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
     if ev.obj == obj {
         return true;
+    }
+    if let (Obj::Page { pfn: a, parts: m }, Obj::Page { pfn: b, parts: p }) = (ev.obj, obj) {
+        if a == b && p & !m == 0 {
+            return true;
+        }
     }
     match ev.access {
         Access::Flush | Access::IpiSync if matches!(obj, Obj::Irq(_) | Obj::Tlb(_)) => return true,
@@ -150,7 +187,9 @@ pub fn covers(ev: &Event, obj: Obj, fresh: &[u32]) -> bool {
         Access::GracePeriod | Access::CallRcu | Access::RcuCallback
     );
     match (obj, ev.obj) {
-        (Obj::RcuReaders(_) | Obj::Rcu, _) if gp => return true,
+        (Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) | Obj::Rcu, _) if gp => {
+            return true
+        }
         (Obj::RcuReaders(m), Obj::Irq(c))
             if m == 1 << c.min(15)
                 && matches!(ev.access, Access::IrqDisable | Access::IrqEnable) =>
@@ -180,11 +219,11 @@ impl Obj {
             Obj::Lock(id) if id >= Obj::PTL_BASE => "ptl",
             Obj::Lock(_) => "lock",
             Obj::Entry { .. } => "entry",
-            Obj::Page(_) => "page",
+            Obj::Page { .. } => "page",
             Obj::Data(_) => "data",
             Obj::Alloc | Obj::AllocRange { .. } => "allocator",
             Obj::Frame { .. } => "frame",
-            Obj::Rcu | Obj::RcuReaders(_) => "rcu",
+            Obj::Rcu | Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) => "rcu",
             Obj::Irq(_) => "irq",
             Obj::Tlb(_) => "tlb",
             Obj::Var(id) if id >= Obj::SLAB_BASE => "vma",
@@ -202,7 +241,11 @@ impl Obj {
             Obj::Lock(id) if id >= Obj::PTL_BASE => format!("ptl(pfn {})", id - Obj::PTL_BASE),
             Obj::Lock(id) => format!("lock#{id}"),
             Obj::Entry { pfn, idx } => format!("entry[{pfn}:{idx}]"),
-            Obj::Page(p) => format!("page{p}"),
+            Obj::Page {
+                pfn,
+                parts: Obj::PAGE_ALL,
+            } => format!("page{pfn}"),
+            Obj::Page { pfn, parts } => format!("page{pfn}/{parts:#x}"),
             Obj::Data(p) => format!("data{p}"),
             Obj::Alloc => "allocator".into(),
             Obj::AllocRange { from, to } => format!("allocator[{from}..{to})"),
@@ -210,6 +253,8 @@ impl Obj {
             Obj::Frame { pfn, order } => format!("frame{pfn}/order{order}"),
             Obj::Rcu => "rcu".into(),
             Obj::RcuReaders(m) => format!("rcu readers {m:#x}"),
+            Obj::RcuReady { readers, seq } => format!("rcu callback {seq}, readers {readers:#x}"),
+            Obj::RcuCall(seq) => format!("rcu callback {seq} queued"),
             Obj::Irq(c) => format!("irq{c}"),
             Obj::Tlb(c) => format!("tlb{c}"),
             Obj::Var(id) => format!("var#{id}"),

@@ -97,6 +97,19 @@ pub enum PageField {
 
 const NR_PAGE_FIELDS: usize = 11;
 
+impl PageField {
+    /// The field's group in [`Obj::Page`] (`Head` and `Order` are the frame's state).
+    pub fn part(self) -> u8 {
+        match self {
+            PageField::Refcount | PageField::Pincount => Obj::PAGE_REF,
+            PageField::Mapcount | PageField::EntireMapcount => Obj::PAGE_MAP,
+            PageField::Flags | PageField::AnonExclusive => Obj::PAGE_FLAGS,
+            PageField::Mapping | PageField::Index | PageField::Private => Obj::PAGE_META,
+            PageField::Order | PageField::Head => 0,
+        }
+    }
+}
+
 /// The fields of one `struct page`. Reached only through [`PageRef`] (announced accesses of the
 /// running CPU) or [`PagePeek`] (quiescent reads).
 #[derive(Debug, Default)]
@@ -114,12 +127,15 @@ impl PageMeta {
     }
 }
 
-/// The `struct page` of `pfn` as the running CPU accesses it: every access touches
-/// [`Obj::Page`]`(pfn)`, which the step must have announced (strict mode checks it).
+/// The `struct page` of `pfn` as the running CPU accesses it: every access touches the field's
+/// group of [`Obj::Page`], which the step must have announced (strict mode checks it). A field
+/// outside the groups this reference was announced with is reported as an unannounced access in
+/// every mode: the dependency relation would not order it.
 #[derive(Clone, Copy)]
 pub struct PageRef<'m> {
     cpu: Cpu<'m>,
     pfn: u32,
+    parts: u8,
     meta: &'m PageMeta,
 }
 
@@ -137,7 +153,24 @@ impl PageRef<'_> {
                 pfn: self.pfn,
                 order: 0,
             }),
-            _ => self.cpu.touch(Obj::Page(self.pfn)),
+            _ => {
+                let part = f.part();
+                if part & !self.parts != 0 {
+                    self.cpu.report(
+                        ViolationKind::Unannounced,
+                        format!(
+                            "struct page of pfn {}: {f:?} outside the announced fields {:#x} ({})",
+                            self.pfn,
+                            self.parts,
+                            std::panic::Location::caller()
+                        ),
+                    );
+                }
+                self.cpu.touch(Obj::Page {
+                    pfn: self.pfn,
+                    parts: part,
+                })
+            }
         }
         self.meta.word(f)
     }
@@ -189,14 +222,20 @@ impl PageRef<'_> {
     /// `pgtable_trans_huge_deposit`.
     #[track_caller]
     pub fn deposit_push(&self, table_pfn: u32) {
-        self.cpu.touch(Obj::Page(self.pfn));
+        self.cpu.touch(Obj::Page {
+            pfn: self.pfn,
+            parts: Obj::PAGE_META,
+        });
         self.meta.deposit.lock().push(table_pfn);
     }
 
     /// `pgtable_trans_huge_withdraw`.
     #[track_caller]
     pub fn deposit_pop(&self) -> Option<u32> {
-        self.cpu.touch(Obj::Page(self.pfn));
+        self.cpu.touch(Obj::Page {
+            pfn: self.pfn,
+            parts: Obj::PAGE_META,
+        });
         self.meta.deposit.lock().pop()
     }
 }
@@ -685,11 +724,18 @@ impl<'m> Cpu<'m> {
         self.m.frames.frame(p.pfn).data.store(v, Ordering::SeqCst)
     }
 
-    /// Announce an access to the `struct page` fields of `pfn` and return them.
+    /// Announce an access to every `struct page` field of `pfn` and return them.
     #[inline]
     pub fn page(&self, pfn: u32, access: Access) -> PageRef<'m> {
-        self.visible(Obj::Page(pfn), access);
-        self.page_in_step(pfn)
+        self.page_parts(pfn, Obj::PAGE_ALL, access)
+    }
+
+    /// Announce an access to the field groups `parts` of the `struct page` of `pfn` (a mask of
+    /// [`Obj::PAGE_REF`] ...) and return them: a field outside them is an unannounced access.
+    #[inline]
+    pub fn page_parts(&self, pfn: u32, parts: u8, access: Access) -> PageRef<'m> {
+        self.visible(Obj::Page { pfn, parts }, access);
+        self.page_with(pfn, parts)
     }
 
     /// The fields of `pfn` fixed from allocation to free (`compound_head`, `folio_order`): an
@@ -697,15 +743,20 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn page_const(&self, pfn: u32) -> PageRef<'m> {
         self.visible(Obj::Frame { pfn, order: 0 }, Access::Read);
-        self.page_in_step(pfn)
+        self.page_with(pfn, 0)
     }
 
     /// The `struct page` fields of `pfn`, for a step that already announced them.
     #[inline]
     pub fn page_in_step(&self, pfn: u32) -> PageRef<'m> {
+        self.page_with(pfn, Obj::PAGE_ALL)
+    }
+
+    fn page_with(&self, pfn: u32, parts: u8) -> PageRef<'m> {
         PageRef {
             cpu: *self,
             pfn,
+            parts,
             meta: &self.m.frames.frame(pfn).page,
         }
     }

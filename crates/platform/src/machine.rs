@@ -344,15 +344,20 @@ impl Machine {
     /// before it runs. Two announced events read more than their step will touch, and what the
     /// step touches changes only by events dependent with it:
     /// - an RCU callback step (`RcuCallback` on [`Obj::Rcu`]) reads the reader counters of the
-    ///   CPUs a pending callback still waits for ([`Machine::rcu_waiters`]): [`Obj::RcuReaders`];
+    ///   CPUs that can change which callback it runs ([`Machine::rcu_callback_footprint`]):
+    ///   [`Obj::RcuReady`] when a callback is ready (it commutes with every `call_rcu` but the
+    ///   one that queued that callback), else [`Obj::RcuReaders`];
+    /// - `call_rcu` queues the next callback: [`Obj::RcuCall`] names it;
     /// - an allocation (`FrameAlloc` on [`Obj::Alloc`]) reads the allocator's bitmap from its
     ///   cursor to the block it will take ([`Frames::alloc_scan`]): [`Obj::AllocRange`], unless
     ///   the pool is short or the scan wraps.
     pub fn footprint(&self, cpu: usize, ev: Event) -> Event {
         match (ev.obj, ev.access) {
-            (Obj::Rcu, Access::RcuCallback) => {
-                Event::new(Obj::RcuReaders(self.rcu_waiters()), ev.access)
-            }
+            (Obj::Rcu, Access::RcuCallback) => match self.rcu_callback_footprint() {
+                (readers, Some(seq)) => Event::new(Obj::RcuReady { readers, seq }, ev.access),
+                (readers, None) => Event::new(Obj::RcuReaders(readers), ev.access),
+            },
+            (Obj::Rcu, Access::CallRcu) => Event::new(Obj::RcuCall(self.rcu_next_seq()), ev.access),
             (Obj::Alloc, Access::FrameAlloc) => {
                 let order = self.cpus[cpu].alloc_order.load(Ordering::Relaxed);
                 match self.frames.alloc_scan(order) {

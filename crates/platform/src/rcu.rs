@@ -27,6 +27,8 @@ pub enum RcuWork {
 }
 
 struct Pending {
+    /// Which `call_rcu` queued it (the count of earlier ones): names it in footprints.
+    seq: u32,
     snap: Vec<u64>,
     work: RcuWork,
 }
@@ -37,28 +39,47 @@ pub struct RcuState {
     pending: Mutex<Vec<Pending>>,
     /// `pending.len()`, readable without the lock (the explorer asks every step).
     count: std::sync::atomic::AtomicUsize,
+    /// Callbacks ever queued: the next `call_rcu`'s [`Pending::seq`].
+    queued: std::sync::atomic::AtomicU32,
 }
 
 impl crate::Machine {
-    /// The CPUs some pending callback's grace period still waits for: those inside the read
-    /// section they were in when it was queued (snapshot odd, counter unchanged). Only the
-    /// reader boundaries of these CPUs can change which callback is ready: a CPU that has left
-    /// that section has passed its quiescent state for good (the counter only grows), so its
-    /// later sections commute with every callback step. The set grows only with `call_rcu`
-    /// and shrinks with a callback's removal (both dependent with every callback step) or with
-    /// a boundary of a CPU in it (dependent by this footprint); so the explorer takes it as the
-    /// footprint of a callback step (`RcuCallback`) on the reader counters, where the step
-    /// itself announces all of them.
-    pub fn rcu_waiters(&self) -> u16 {
+    /// What a callback step reads, as the explorer's dependency relation sees it: the CPUs whose
+    /// reader boundaries can change which callback the step runs, and the callback it runs if
+    /// one is ready (by the `call_rcu` that queued it, which it stays ordered after).
+    ///
+    /// The step runs the first callback in queue order whose grace period has ended. Readiness
+    /// only grows (a CPU that left the section a callback waits for has passed its quiescent
+    /// state for good: its counter only grows), so the step's choice can change only when a
+    /// callback queued ahead of the first ready one becomes ready: by a boundary of a CPU still
+    /// inside the section such a callback waits for (snapshot odd, counter unchanged). Those CPUs
+    /// are the mask (every pending callback's when none is ready). Any other `call_rcu` appends
+    /// behind the first ready callback, so it changes the step only when none is ready.
+    ///
+    /// The mask grows only with `call_rcu` while no callback is ready and shrinks with a
+    /// callback's removal or a boundary of a CPU in it, all dependent with the step, so the
+    /// footprint is stable wherever the search reorders the step.
+    pub fn rcu_callback_footprint(&self) -> (u16, Option<u32>) {
         let mut w = 0;
         for p in self.rcu.pending.lock().iter() {
+            let mut waits = 0;
             for ((c, &s), cpu) in p.snap.iter().enumerate().zip(self.cpus.iter()) {
                 if s & 1 == 1 && cpu.rcu_ctr.load(Ordering::SeqCst) == s {
-                    w |= reader_bit(c);
+                    waits |= reader_bit(c);
                 }
             }
+            if waits == 0 {
+                return (w, Some(p.seq));
+            }
+            w |= waits;
         }
-        w
+        (w, None)
+    }
+
+    /// The [`Pending::seq`] the next `call_rcu` gives its callback: names that `call_rcu` in its
+    /// footprint. Only `call_rcu`s change it, and they are dependent with each other.
+    pub fn rcu_next_seq(&self) -> u32 {
+        self.rcu.queued.load(Ordering::SeqCst)
     }
 }
 
@@ -167,7 +188,8 @@ impl<'m> Cpu<'m> {
         self.visible(Obj::Rcu, Access::CallRcu);
         let snap = self.rcu_snapshot();
         let mut q = self.m.rcu.pending.lock();
-        q.push(Pending { snap, work });
+        let seq = self.m.rcu.queued.fetch_add(1, Ordering::SeqCst);
+        q.push(Pending { seq, snap, work });
         self.m.rcu.count.store(q.len(), Ordering::SeqCst);
     }
 

@@ -43,20 +43,32 @@ pub fn folio_nr_pages(cx: Ctx<'_>, f: FrameRef) -> u64 {
 }
 
 pub fn folio_test(cx: Ctx<'_>, f: FrameRef, flag: u64) -> bool {
-    cx.cpu.page(f.pfn, Access::Read).get(F::Flags) & flag != 0
+    cx.cpu
+        .page_parts(f.pfn, Obj::PAGE_FLAGS, Access::Read)
+        .get(F::Flags)
+        & flag
+        != 0
 }
 
 pub fn folio_set(cx: Ctx<'_>, f: FrameRef, flag: u64) {
-    cx.cpu.page(f.pfn, Access::Rmw).or(F::Flags, flag);
+    cx.cpu
+        .page_parts(f.pfn, Obj::PAGE_FLAGS, Access::Rmw)
+        .or(F::Flags, flag);
 }
 
 pub fn folio_clear(cx: Ctx<'_>, f: FrameRef, flag: u64) {
-    cx.cpu.page(f.pfn, Access::Rmw).and_not(F::Flags, flag);
+    cx.cpu
+        .page_parts(f.pfn, Obj::PAGE_FLAGS, Access::Rmw)
+        .and_not(F::Flags, flag);
 }
 
 /// `folio_test_anon`.
 pub fn folio_test_anon(cx: Ctx<'_>, f: FrameRef) -> bool {
-    cx.cpu.page(f.pfn, Access::Read).get(F::Mapping) & 1 == 1
+    cx.cpu
+        .page_parts(f.pfn, Obj::PAGE_META, Access::Read)
+        .get(F::Mapping)
+        & 1
+        == 1
 }
 
 /// `folio_alloc`: a zeroed folio of `order` with one reference.
@@ -66,12 +78,14 @@ pub fn folio_alloc(cx: Ctx<'_>, order: u32) -> Option<FrameRef> {
 }
 
 pub fn folio_ref_count(cx: Ctx<'_>, f: FrameRef) -> i64 {
-    cx.cpu.page(f.pfn, Access::Read).count(F::Refcount)
+    cx.cpu
+        .page_parts(f.pfn, Obj::PAGE_REF, Access::Read)
+        .count(F::Refcount)
 }
 
 /// `folio_get` / `folio_ref_add`.
 pub fn folio_ref_add(cx: Ctx<'_>, f: FrameRef, n: i64) {
-    let pr = cx.cpu.page(f.pfn, Access::Rmw);
+    let pr = cx.cpu.page_parts(f.pfn, Obj::PAGE_REF, Access::Rmw);
     cx.k.machine.frames.check(&cx.cpu, f, "folio_get");
     let old = pr.add(F::Refcount, n);
     cx.cpu
@@ -80,7 +94,7 @@ pub fn folio_ref_add(cx: Ctx<'_>, f: FrameRef, n: i64) {
 
 /// `folio_try_get`: take a reference unless the count already reached zero (GUP-fast, rmap).
 pub fn folio_try_get(cx: Ctx<'_>, f: FrameRef) -> bool {
-    let pr = cx.cpu.page(f.pfn, Access::Rmw);
+    let pr = cx.cpu.page_parts(f.pfn, Obj::PAGE_REF, Access::Rmw);
     if !cx.cpu.frame_is_live(f) {
         return false;
     }
@@ -117,7 +131,12 @@ fn put_refs(cx: Ctx<'_>, f: FrameRef, n: i64, set_flags: u64) {
     if f.pfn == cx.k.zero_page.pfn {
         return;
     }
-    let pr = cx.cpu.page(f.pfn, Access::Rmw);
+    let parts = if set_flags != 0 {
+        Obj::PAGE_REF | Obj::PAGE_FLAGS
+    } else {
+        Obj::PAGE_REF
+    };
+    let pr = cx.cpu.page_parts(f.pfn, parts, Access::Rmw);
     if set_flags != 0 {
         pr.or(F::Flags, set_flags);
     }
@@ -156,7 +175,9 @@ pub(crate) fn free_folio(cx: Ctx<'_>, f: FrameRef) {
 
 /// Mappings of the page `pfn` through PTEs (`page_mapcount` without the entire part).
 pub fn page_mapcount(cx: Ctx<'_>, pfn: u32) -> i64 {
-    cx.cpu.page(pfn, Access::Read).count(F::Mapcount)
+    cx.cpu
+        .page_parts(pfn, Obj::PAGE_MAP, Access::Read)
+        .count(F::Mapcount)
 }
 
 /// `folio_mapcount`: PTE mappings of every page plus PMD mappings of the whole folio. The model
@@ -164,14 +185,18 @@ pub fn page_mapcount(cx: Ctx<'_>, pfn: u32) -> i64 {
 /// own step (the kernel reads `_large_mapcount`, one atomic: the model's sum can see a folio
 /// half-way through a batched rmap update that the kernel's counter would not).
 pub fn folio_mapcount(cx: Ctx<'_>, f: FrameRef) -> i64 {
-    let head = cx.cpu.page(f.pfn, Access::Read);
+    let head = cx.cpu.page_parts(f.pfn, Obj::PAGE_MAP, Access::Read);
     let (order, entire, first) = (
         head.get(F::Order) as u32,
         head.count(F::EntireMapcount),
         head.count(F::Mapcount),
     );
     let tails: i64 = (1..1u32 << order)
-        .map(|i| cx.cpu.page(f.pfn + i, Access::Read).count(F::Mapcount))
+        .map(|i| {
+            cx.cpu
+                .page_parts(f.pfn + i, Obj::PAGE_MAP, Access::Read)
+                .count(F::Mapcount)
+        })
         .sum();
     first + tails + entire
 }
@@ -185,7 +210,10 @@ pub fn folio_maybe_mapped_shared(cx: Ctx<'_>, f: FrameRef) -> bool {
     if order == 0 {
         return mapcount > 1;
     }
-    let entire = cx.cpu.page(f.pfn, Access::Read).count(F::EntireMapcount);
+    let entire = cx
+        .cpu
+        .page_parts(f.pfn, Obj::PAGE_MAP, Access::Read)
+        .count(F::EntireMapcount);
     mapcount > 1 && (entire > 0 || mapcount > 1i64 << order)
 }
 
@@ -220,17 +248,24 @@ pub fn folio_add_new_anon_rmap(cx: Ctx<'_>, f: FrameRef, anon_vma_id: u64, index
 /// `PageAnonExclusive(page)`: the page is mapped by exactly one process, which may write to it
 /// (and pin it) without a COW. Per page, not per folio.
 pub fn page_anon_exclusive(cx: Ctx<'_>, pfn: u32) -> bool {
-    cx.cpu.page(pfn, Access::Read).get(F::AnonExclusive) != 0
+    cx.cpu
+        .page_parts(pfn, Obj::PAGE_FLAGS, Access::Read)
+        .get(F::AnonExclusive)
+        != 0
 }
 
 /// `SetPageAnonExclusive`.
 pub fn set_page_anon_exclusive(cx: Ctx<'_>, pfn: u32) {
-    cx.cpu.page(pfn, Access::Write).set(F::AnonExclusive, 1);
+    cx.cpu
+        .page_parts(pfn, Obj::PAGE_FLAGS, Access::Write)
+        .set(F::AnonExclusive, 1);
 }
 
 /// `ClearPageAnonExclusive`.
 pub fn clear_page_anon_exclusive(cx: Ctx<'_>, pfn: u32) {
-    cx.cpu.page(pfn, Access::Write).set(F::AnonExclusive, 0);
+    cx.cpu
+        .page_parts(pfn, Obj::PAGE_FLAGS, Access::Write)
+        .set(F::AnonExclusive, 0);
 }
 
 /// `folio_maybe_dma_pinned`. The kernel counts a small folio's pins as `GUP_PIN_COUNTING_BIAS`
@@ -238,7 +273,10 @@ pub fn clear_page_anon_exclusive(cx: Ctx<'_>, pfn: u32) {
 /// pincount for every order (`_pincount` of large folios), so it never answers "maybe" for a
 /// folio with many plain references.
 pub fn folio_maybe_dma_pinned(cx: Ctx<'_>, f: FrameRef) -> bool {
-    cx.cpu.page(f.pfn, Access::Read).count(F::Pincount) > 0
+    cx.cpu
+        .page_parts(f.pfn, Obj::PAGE_REF, Access::Read)
+        .count(F::Pincount)
+        > 0
 }
 
 /// `__folio_try_share_anon_rmap` for one PTE-mapped page (`folio_try_share_anon_rmap_pte`):
@@ -285,24 +323,34 @@ pub fn folio_try_dup_anon_rmap_pmd(cx: Ctx<'_>, f: FrameRef, maybe_pinned: bool)
 
 /// `folio_add_{anon,file}_rmap_pte`: one more PTE mapping of page `pfn`.
 pub fn folio_add_rmap_pte(cx: Ctx<'_>, pfn: u32) {
-    cx.cpu.page(pfn, Access::Rmw).add(F::Mapcount, 1);
+    cx.cpu
+        .page_parts(pfn, Obj::PAGE_MAP, Access::Rmw)
+        .add(F::Mapcount, 1);
 }
 
 /// `folio_add_{anon,file}_rmap_pmd`.
 pub fn folio_add_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
-    cx.cpu.page(f.pfn, Access::Rmw).add(F::EntireMapcount, 1);
+    cx.cpu
+        .page_parts(f.pfn, Obj::PAGE_MAP, Access::Rmw)
+        .add(F::EntireMapcount, 1);
 }
 
 /// `folio_remove_rmap_pte`.
 pub fn folio_remove_rmap_pte(cx: Ctx<'_>, pfn: u32) {
-    let old = cx.cpu.page(pfn, Access::Rmw).add(F::Mapcount, -1);
+    let old = cx
+        .cpu
+        .page_parts(pfn, Obj::PAGE_MAP, Access::Rmw)
+        .add(F::Mapcount, -1);
     cx.cpu
         .warn_on(old <= 0, "folio_remove_rmap_pte: mapcount underflow");
 }
 
 /// `folio_remove_rmap_pmd`.
 pub fn folio_remove_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
-    let old = cx.cpu.page(f.pfn, Access::Rmw).add(F::EntireMapcount, -1);
+    let old = cx
+        .cpu
+        .page_parts(f.pfn, Obj::PAGE_MAP, Access::Rmw)
+        .add(F::EntireMapcount, -1);
     cx.cpu
         .warn_on(old <= 0, "folio_remove_rmap_pmd: mapcount underflow");
 }
