@@ -262,6 +262,14 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     !(ca == cb && matches!(ca, Class::Read | Class::Shared | Class::Add))
 }
 
+/// True if `b` can never run before `a`: `a` is the `call_rcu` that queued the callback the step
+/// `b` runs (as the explorer gives them, `Obj::RcuCall` and `Obj::RcuReady`). They are dependent
+/// (the step is ordered after its `call_rcu`), but their race is not reversible, so the search
+/// has nothing to try for it.
+pub fn enables(a: &Event, b: &Event) -> bool {
+    matches!((a.obj, b.obj), (Obj::RcuCall(q), Obj::RcuReady { seq, .. }) if q == seq)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,6 +502,12 @@ mod tests {
         assert!(dependent(&ev(Obj::RcuCall(3), Access::CallRcu), &ready));
         assert!(dependent(&ready, &ev(Obj::Rcu, Access::CallRcu)));
         assert!(dependent(&cb, &ev(Obj::RcuCall(3), Access::CallRcu)));
+        // The step that runs callback 3 cannot come before the call_rcu that queued it: no race
+        // to reverse, though they stay ordered.
+        assert!(enables(&ev(Obj::RcuCall(3), Access::CallRcu), &ready));
+        assert!(!enables(&ev(Obj::RcuCall(4), Access::CallRcu), &ready));
+        assert!(!enables(&ready, &ev(Obj::RcuCall(3), Access::CallRcu)));
+        assert!(!enables(&ev(Obj::Rcu, Access::CallRcu), &cb));
         assert!(dependent(&ready, &ev(Obj::Rcu, Access::RcuCallback)));
         assert!(dependent(&ready, &ev(Obj::Rcu, Access::GracePeriod)));
         assert!(dependent(&ready, &ev(Obj::Irq(1), Access::IrqEnable)));

@@ -19,7 +19,7 @@
 //! sound; which branches are given depends on timing, so the executions counted may differ
 //! between runs, never the verdict.
 
-use crate::deps::{dependent, Key};
+use crate::deps::{dependent, enables, Key};
 use crate::exec::{Exec, StackPool, MAX_THREADS};
 use crate::{Config, Counterexample, Inconclusive, Model, Outcome, Shard};
 use mmcheck_platform::{Event, Obj, Violation};
@@ -684,7 +684,9 @@ fn add_backtracks(stack: &mut [Node], n: usize, prev_clock: &Vc) {
             continue;
         }
         let ci = stack[i].clock;
-        race(stack, i, n, blocking);
+        if !enables(&stack[i].ev, &ev) {
+            race(stack, i, n, blocking);
+        }
         if !blocking {
             join(&mut covered, &ci);
         }

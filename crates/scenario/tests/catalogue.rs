@@ -47,8 +47,8 @@ fn check_dir(sub: &str, need_reach: bool) {
             let out = explore(
                 Arc::new(KernelModel::new(sv).with_strict(true)),
                 &Config {
-                    // A cap, not a target: the largest row, `fidelity/child-exit-vs-rmap-walk`,
-                    // completes in 396,672 executions (about 100 s release).
+                    // A cap, not a target: the largest row, `races/pt-reclaim-refilled-table`,
+                    // completes in 80,262 executions (about 28 s release, strict).
                     budget: Some(Duration::from_secs(300)),
                     ..Config::default()
                 },
