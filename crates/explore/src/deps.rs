@@ -262,12 +262,33 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     !(ca == cb && matches!(ca, Class::Read | Class::Shared | Class::Add))
 }
 
-/// True if `b` can never run before `a`: `a` is the `call_rcu` that queued the callback the step
-/// `b` runs (as the explorer gives them, `Obj::RcuCall` and `Obj::RcuReady`). They are dependent
-/// (the step is ordered after its `call_rcu`), but their race is not reversible, so the search
-/// has nothing to try for it.
-pub fn enables(a: &Event, b: &Event) -> bool {
-    matches!((a.obj, b.obj), (Obj::RcuCall(q), Obj::RcuReady { seq, .. }) if q == seq)
+/// True if the dependent event `b` (of another thread, later) can never run before `a` from the
+/// state before `a`, so their race is not reversible and the search has nothing to try for it
+/// (they stay ordered: the relation is unchanged):
+/// - `a` is the `call_rcu` that queued the callback the step `b` runs (as the explorer gives
+///   them, `Obj::RcuCall` and `Obj::RcuReady`);
+/// - `a` releases or downgrades a lock, and `b` waits for it (`b_blocking`: a sleeping or spinning
+///   acquire, or a wait for a folio lock to be dropped). Before `a`, `a`'s thread holds the
+///   lock, which keeps every such wait of another thread blocked: exclusively for a write hold,
+///   and against a writer for a read hold (two read-side events commute anyway). A trylock is
+///   not a wait: it can fail before `a`, a real alternative.
+pub fn enables(a: &Event, b: &Event, b_blocking: bool) -> bool {
+    match (a.obj, b.obj) {
+        (Obj::RcuCall(q), Obj::RcuReady { seq, .. }) => q == seq,
+        (Obj::Lock(x), Obj::Lock(y)) => {
+            x == y
+                && b_blocking
+                && matches!(
+                    a.access,
+                    Access::Release | Access::ReleaseShared | Access::Downgrade
+                )
+                && matches!(
+                    b.access,
+                    Access::Acquire | Access::AcquireShared | Access::Read
+                )
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -504,10 +525,57 @@ mod tests {
         assert!(dependent(&cb, &ev(Obj::RcuCall(3), Access::CallRcu)));
         // The step that runs callback 3 cannot come before the call_rcu that queued it: no race
         // to reverse, though they stay ordered.
-        assert!(enables(&ev(Obj::RcuCall(3), Access::CallRcu), &ready));
-        assert!(!enables(&ev(Obj::RcuCall(4), Access::CallRcu), &ready));
-        assert!(!enables(&ready, &ev(Obj::RcuCall(3), Access::CallRcu)));
-        assert!(!enables(&ev(Obj::Rcu, Access::CallRcu), &cb));
+        assert!(enables(&ev(Obj::RcuCall(3), Access::CallRcu), &ready, true));
+        assert!(!enables(
+            &ev(Obj::RcuCall(4), Access::CallRcu),
+            &ready,
+            true
+        ));
+        assert!(!enables(
+            &ready,
+            &ev(Obj::RcuCall(3), Access::CallRcu),
+            true
+        ));
+        assert!(!enables(&ev(Obj::Rcu, Access::CallRcu), &cb, true));
+        // A wait for a lock cannot come before the release of the hold that blocks it; a
+        // trylock, a non-blocking acquire (`__folio_set_locked` of a new folio) or another
+        // lock's release can.
+        let l = |id, a| ev(Obj::Lock(id), a);
+        assert!(enables(
+            &l(3, Access::Release),
+            &l(3, Access::AcquireShared),
+            true
+        ));
+        assert!(enables(
+            &l(3, Access::ReleaseShared),
+            &l(3, Access::Acquire),
+            true
+        ));
+        assert!(enables(
+            &l(3, Access::Downgrade),
+            &l(3, Access::AcquireShared),
+            true
+        ));
+        assert!(!enables(
+            &l(3, Access::Release),
+            &l(3, Access::TryAcquire),
+            true
+        ));
+        assert!(!enables(
+            &l(3, Access::Release),
+            &l(3, Access::Acquire),
+            false
+        ));
+        assert!(!enables(
+            &l(3, Access::Release),
+            &l(4, Access::Acquire),
+            true
+        ));
+        assert!(!enables(
+            &l(3, Access::Acquire),
+            &l(3, Access::Acquire),
+            true
+        ));
         assert!(dependent(&ready, &ev(Obj::Rcu, Access::RcuCallback)));
         assert!(dependent(&ready, &ev(Obj::Rcu, Access::GracePeriod)));
         assert!(dependent(&ready, &ev(Obj::Irq(1), Access::IrqEnable)));

@@ -684,7 +684,7 @@ fn add_backtracks(stack: &mut [Node], n: usize, prev_clock: &Vc) {
             continue;
         }
         let ci = stack[i].clock;
-        if !enables(&stack[i].ev, &ev) {
+        if !enables(&stack[i].ev, &ev, blocking) {
             race(stack, i, n, blocking);
         }
         if !blocking {

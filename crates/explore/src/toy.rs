@@ -24,6 +24,9 @@ pub enum Op {
     Add(usize, u64),
     Lock(usize),
     Unlock(usize),
+    /// `spin_trylock(l)`; on success write `x` to word `v` and unlock. Records whether it got
+    /// the lock: a failed trylock is an outcome of its own.
+    TryLockWrite(usize, usize, u64),
     /// A choice step (`Cpu::choose(2)`), then a write of the first or the second value.
     WriteEither(usize, u64, u64),
     /// `rcu_read_lock` (balanced by an [`Op::RcuUnlock`] later in the thread).
@@ -162,6 +165,14 @@ impl Model for Program {
                 Op::Unlock(l) => {
                     if let Some(i) = held.iter().rposition(|(h, _)| *h == l) {
                         drop(held.remove(i));
+                    }
+                }
+                Op::TryLockWrite(l, v, x) => {
+                    let got = inst.locks[l].try_lock(cpu);
+                    inst.reads[t].lock().unwrap().push(u64::from(got.is_some()));
+                    if got.is_some() {
+                        let (id, w) = &inst.vars[v];
+                        cpu.write_var(*id, w, x);
                     }
                 }
                 Op::RcuLock => rcu.push(cpu.rcu_read_lock()),

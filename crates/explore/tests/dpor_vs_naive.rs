@@ -322,3 +322,38 @@ fn dpor_matches_naive_on_rcu_callback_waiters() {
         });
     }
 }
+
+/// Trylocks against holders: a failed `spin_trylock` is an outcome, so a trylock is a real
+/// alternative to the release it races with, unlike a waiting acquire, which cannot come before
+/// the release of the hold that blocks it (`deps::enables`: no backtrack point for that pair).
+#[test]
+fn dpor_matches_naive_on_trylocks() {
+    use Op::*;
+    let programs = [
+        vec![
+            vec![Lock(0), Write(0, 1), Unlock(0)],
+            vec![TryLockWrite(0, 1, 2)],
+        ],
+        vec![
+            vec![Lock(0), Read(1), Unlock(0), Lock(0), Unlock(0)],
+            vec![TryLockWrite(0, 1, 5), Read(0)],
+        ],
+        vec![
+            vec![Lock(0), Write(0, 1), Unlock(0)],
+            vec![Lock(0), Read(0), Unlock(0)],
+            vec![Read(1), TryLockWrite(0, 1, 3)],
+        ],
+        vec![
+            vec![Write(1, 1), Lock(0), Unlock(0)],
+            vec![TryLockWrite(0, 0, 2), Lock(0), Read(1), Unlock(0)],
+        ],
+    ];
+    for threads in programs {
+        check(Program {
+            vars: 2,
+            locks: 1,
+            frames: 0,
+            threads,
+        });
+    }
+}
