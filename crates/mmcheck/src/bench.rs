@@ -28,8 +28,7 @@ const JOBS_RUNS: usize = 3;
 /// The `--jobs` row: a clean catalogue row whose DPOR search completes in a few seconds (the
 /// previous one, `seed-001-retract-anon-vma`, now completes in 3,376 executions, under a second,
 /// too short for a speed-up figure).
-const JOBS_ROW: &str =
-    include_str!("../../../scenarios/fidelity/child-exit-vs-rmap-walk.mmt");
+const JOBS_ROW: &str = include_str!("../../../scenarios/fidelity/child-exit-vs-rmap-walk.mmt");
 
 /// The mremap-heavy scenario: seed 004's move back of a range moved in `init`, against the
 /// migration of its page and a store fault on it.
@@ -208,8 +207,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     }
 
     // --jobs within one row.
-    let row =
-        parse_scenario("child-exit-vs-rmap-walk.mmt", JOBS_ROW).expect("the jobs row parses");
+    let row = parse_scenario("child-exit-vs-rmap-walk.mmt", JOBS_ROW).expect("the jobs row parses");
     let row = Arc::new(KernelModel::new(row));
     let c = cfg(Mode::Dpor, None, o.optimal);
     let median = |mut v: Vec<f64>| {
