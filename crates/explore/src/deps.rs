@@ -47,7 +47,15 @@ fn is_hist(e: &Event) -> bool {
 }
 
 fn is_cpu_state(e: &Event) -> bool {
-    matches!(e.obj, Obj::Irq(_) | Obj::Tlb(_))
+    is_cpu_obj(e.obj)
+}
+
+/// A CPU's IRQ state or TLB, or every CPU's TLBs (a shootdown or a scan, as footprints).
+fn is_cpu_obj(o: Obj) -> bool {
+    matches!(
+        o,
+        Obj::Irq(_) | Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_)
+    )
 }
 
 fn is_gp(e: &Event) -> bool {
@@ -123,10 +131,7 @@ impl Key {
         use Family::*;
         match (self.family, other.family) {
             (FreeAlloc, _) | (_, FreeAlloc) => true,
-            (Global, _) | (_, Global) => {
-                matches!(self.obj, Obj::Irq(_) | Obj::Tlb(_))
-                    && matches!(other.obj, Obj::Irq(_) | Obj::Tlb(_))
-            }
+            (Global, _) | (_, Global) => is_cpu_obj(self.obj) && is_cpu_obj(other.obj),
             (Gp, Gp) | (Gp, Reader) | (Reader, Gp) => true,
             (Gp, _) | (_, Gp) => false,
             (Hist, Hist) => true,
@@ -203,7 +208,13 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
             return false;
         }
         return match (o.obj, o.access) {
-            (Obj::Tlb(_), Access::Read | Access::TlbScan | Access::WalkFill) => false,
+            // A scan for some frames against a shootdown that drops no translation to them.
+            (Obj::Shootdown { frames, .. }, _) => match scan.obj {
+                Obj::TlbScanFrames(asked) => asked & frames != 0,
+                _ => true,
+            },
+            (_, Access::TlbScan) => false,
+            (Obj::Tlb(_), Access::Read | Access::WalkFill) => false,
             (Obj::Tlb(_), _) => true,
             (Obj::Irq(_), Access::IrqDisable) => false,
             (Obj::Irq(_), _) => true,
@@ -224,6 +235,24 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         };
     }
     if is_global(a) || is_global(b) {
+        if let (
+            Obj::Shootdown {
+                vpns: x,
+                blind: true,
+                ..
+            },
+            Obj::Shootdown {
+                vpns: y,
+                blind: true,
+                ..
+            },
+        ) = (a.obj, b.obj)
+        {
+            // Two shootdowns that pick their targets without reading TLB contents, of disjoint
+            // pages: each drops its own entries (set removals commute) and queues its flush
+            // for IRQ-off targets (the handler runs the queue whole).
+            return x & y != 0;
+        }
         return is_cpu_state(a) && is_cpu_state(b);
     }
     if is_gp(a) || is_gp(b) {
@@ -323,6 +352,17 @@ mod tests {
             Obj::Data(5),
             Obj::Frame { pfn: 5, order: 0 },
             Obj::Alloc,
+            Obj::Shootdown {
+                vpns: 1,
+                frames: 2,
+                blind: true,
+            },
+            Obj::Shootdown {
+                vpns: 2,
+                frames: 4,
+                blind: false,
+            },
+            Obj::TlbScanFrames(2),
             Obj::Rcu,
             Obj::RcuReaders(0b01),
             Obj::RcuReaders(0b10),
@@ -632,6 +672,42 @@ mod tests {
         assert!(dependent(
             &ev(l, Access::AcquireShared),
             &ev(l, Access::WriterWait)
+        ));
+    }
+
+    #[test]
+    fn shootdowns_and_tlb_scans() {
+        let sd = |vpns, frames, blind| {
+            ev(
+                Obj::Shootdown {
+                    vpns,
+                    frames,
+                    blind,
+                },
+                Access::Flush,
+            )
+        };
+        // Blind shootdowns of disjoint pages commute; common pages, or a target choice by TLB
+        // contents, order them.
+        assert!(!dependent(&sd(0b01, 1, true), &sd(0b10, 1, true)));
+        assert!(dependent(&sd(0b11, 0, true), &sd(0b10, 0, true)));
+        assert!(dependent(&sd(0b01, 0, false), &sd(0b10, 0, true)));
+        // A scan for frames conflicts with a shootdown only if it drops a translation to one.
+        let scan = ev(Obj::TlbScanFrames(0b100), Access::TlbScan);
+        assert!(!dependent(&scan, &sd(u32::MAX, 0b011, true)));
+        assert!(dependent(&scan, &sd(1, 0b100, true)));
+        // Any other scan, or a shootdown's wait, as before.
+        assert!(dependent(
+            &ev(Obj::Tlb(2), Access::TlbScan),
+            &sd(1, 0, true)
+        ));
+        assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Flush)));
+        assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::TlbScan)));
+        // Shootdowns still conflict with every CPU's TLB and IRQ state.
+        assert!(dependent(&sd(1, 0, true), &ev(Obj::Tlb(3), Access::Read)));
+        assert!(dependent(
+            &sd(1, 0, true),
+            &ev(Obj::Irq(3), Access::IrqDisable)
         ));
     }
 }

@@ -497,10 +497,15 @@ impl<M: Model> Exec<M> {
     /// The event as the dependency relation sees it, from the state before it runs
     /// ([`Machine::footprint`]).
     fn footprint(&self, t: usize, ev: Event) -> Event {
-        if matches!(
-            ev.access,
-            Access::RcuCallback | Access::CallRcu | Access::FrameAlloc
-        ) {
+        // A shootdown's wait for its deferred targets (a blocking step) keeps its announced
+        // event: it conflicts with every CPU's IRQ and TLB state.
+        let send = ev.access == Access::Flush && !self.pending_is_block(t);
+        if send
+            || matches!(
+                ev.access,
+                Access::RcuCallback | Access::CallRcu | Access::FrameAlloc | Access::TlbScan
+            )
+        {
             return self.model.machine(&self.inst).footprint(t, ev);
         }
         ev

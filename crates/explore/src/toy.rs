@@ -7,6 +7,7 @@ use crate::schedule::run_one;
 use crate::{Finish, Model};
 use mmcheck_platform::frames::{FrameKind, FrameRef};
 use mmcheck_platform::rcu::RcuWork;
+use mmcheck_platform::tlb::TlbEntry;
 use mmcheck_platform::{Access, Backend, Machine, MachineConfig, Obj, SpinLock};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,7 +40,25 @@ pub enum Op {
     FreeRcu(usize),
     /// Free table frame `f` now.
     Free(usize),
+    /// `switch_mm` to the toy mm (its CPU joins `mm_cpumask`: shootdowns target it whatever
+    /// its TLB holds).
+    SwitchMm,
+    /// The hardware walker's fill: page `vpn` of the toy mm translates to frame `f`.
+    TlbFill(u64, usize),
+    /// `flush_tlb_range` of pages `[start, end)` of the toy mm (leaves only).
+    TlbFlush(u64, u64),
+    /// A TLB lookup of `vpn`; records the frame it translates to (pfn + 1) or 0.
+    TlbLookup(u64),
+    /// The TLB oracle's scan for translations to frame `f` (`tlb_holders`); records the mask of
+    /// CPUs holding one.
+    TlbHolders(usize),
+    /// `local_irq_disable` (balanced by an [`Op::IrqOn`] later in the thread).
+    IrqOff,
+    IrqOn,
 }
+
+/// The toy programs' mm id.
+const TOY_MM: u64 = 1;
 
 /// One lockdep class per toy lock.
 const TOY_LOCK_CLASSES: [&str; 8] = [
@@ -83,7 +102,7 @@ impl Model for Program {
             nr_cpus: self.threads(),
             nr_frames: 4 + self.frames,
             entries_per_table: 4,
-            tlb_entries: 1,
+            tlb_entries: 2,
         };
         let machine = Machine::new(cfg, backend);
         let vars = (0..self.vars)
@@ -136,6 +155,7 @@ impl Model for Program {
         }
         let mut held = Vec::new();
         let mut rcu = Vec::new();
+        let mut irq = Vec::new();
         for op in &self.threads[t] {
             match *op {
                 Op::Read(v) => {
@@ -188,6 +208,30 @@ impl Model for Program {
                     reason: "toy_free_rcu",
                 }),
                 Op::Free(f) => inst.machine.frames.free(&cpu, inst.frames[f], 0),
+                Op::SwitchMm => cpu.switch_mm(TOY_MM),
+                Op::TlbFill(vpn, f) => cpu.tlb_fill(TlbEntry {
+                    mm: TOY_MM,
+                    vpn,
+                    shift: 0,
+                    page: inst.frames[f],
+                    writable: true,
+                }),
+                Op::TlbFlush(start, end) => cpu.flush_tlb_range(TOY_MM, start, end, false),
+                Op::TlbLookup(vpn) => {
+                    let hit = cpu
+                        .tlb_lookup(TOY_MM, vpn)
+                        .map_or(0, |e| e.page.pfn as u64 + 1);
+                    inst.reads[t].lock().unwrap().push(hit);
+                }
+                Op::TlbHolders(f) => {
+                    let cpus = cpu
+                        .tlb_holders(inst.frames[f].pfn, 1)
+                        .iter()
+                        .fold(0u64, |m, (c, _)| m | 1 << c);
+                    inst.reads[t].lock().unwrap().push(cpus);
+                }
+                Op::IrqOff => irq.push(cpu.local_irq_disable()),
+                Op::IrqOn => drop(irq.pop()),
             }
         }
     }
@@ -322,6 +366,101 @@ pub fn random_rcu_program(seed: u64) -> Program {
         frames: 2,
         threads,
     }
+}
+
+/// A random small program over TLBs: 2–3 threads, each maybe joining the mm first
+/// (`switch_mm`), then 1–2 of: a fill, a shootdown of one or two pages, a lookup (alone or with
+/// IRQs off around it), a TLB-oracle scan for a frame. Two frames, pages 0–3. It checks the
+/// dependency relation's treatment of shootdowns (two that pick their targets blindly and drop
+/// disjoint pages commute) and of scans (one for frames a shootdown drops no translation to
+/// commutes with it).
+pub fn random_tlb_program(seed: u64) -> Program {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let nt = rng.gen_range(2..=3);
+    let threads = (0..nt)
+        .map(|_| {
+            let mut ops = Vec::new();
+            if rng.gen_bool(0.6) {
+                ops.push(Op::SwitchMm);
+            }
+            for _ in 0..rng.gen_range(1..=2) {
+                match rng.gen_range(0..7) {
+                    0 | 1 => ops.push(Op::TlbFill(rng.gen_range(0..4), rng.gen_range(0..2))),
+                    2 | 3 => {
+                        let s = rng.gen_range(0..4);
+                        ops.push(Op::TlbFlush(s, s + rng.gen_range(1..=2)));
+                    }
+                    4 => ops.push(Op::TlbHolders(rng.gen_range(0..2))),
+                    5 => ops.push(Op::TlbLookup(rng.gen_range(0..4))),
+                    _ => {
+                        ops.push(Op::IrqOff);
+                        ops.push(Op::TlbLookup(rng.gen_range(0..4)));
+                        ops.push(Op::IrqOn);
+                    }
+                }
+            }
+            ops
+        })
+        .collect();
+    Program {
+        vars: 0,
+        locks: 0,
+        frames: 2,
+        threads,
+    }
+}
+
+/// Hand-written TLB programs whose outcomes pin the shootdown and scan rules of the dependency
+/// relation (each comment says which order an outcome needs).
+pub fn tlb_witness_programs() -> Vec<Program> {
+    use Op::*;
+    let fixed = [
+        // Two blind shootdowns of disjoint pages, one of a page another CPU caches.
+        vec![
+            vec![SwitchMm, TlbFlush(0, 1)],
+            vec![SwitchMm, TlbFlush(1, 2)],
+            vec![SwitchMm, TlbFill(1, 0), TlbLookup(1)],
+        ],
+        // A CPU outside the mm that caches a page: whether the other shootdown targets it
+        // depends on the first one's drop.
+        vec![
+            vec![SwitchMm, TlbFlush(0, 2)],
+            vec![SwitchMm, TlbFlush(1, 2)],
+            vec![TlbFill(0, 0), TlbFill(1, 1), IrqOff, TlbLookup(1), IrqOn],
+        ],
+        // The scan sees CPU 0 holding frame 0 and CPU 0's lookup then misses only if the scan
+        // runs between the fill and the shootdown: a scan and a shootdown that drops a
+        // translation to the frame it asks about are ordered.
+        vec![
+            vec![SwitchMm, TlbFill(0, 0), TlbLookup(0)],
+            vec![TlbFlush(0, 1)],
+            vec![TlbHolders(0)],
+        ],
+        // Scans for either frame against shootdowns of the pages mapping them.
+        vec![
+            vec![SwitchMm, TlbFill(0, 0), TlbFill(2, 1)],
+            vec![SwitchMm, TlbFlush(0, 1), TlbHolders(1)],
+            vec![TlbHolders(0), TlbFlush(2, 3)],
+        ],
+    ];
+    fixed
+        .into_iter()
+        .map(|threads| Program {
+            vars: 0,
+            locks: 0,
+            frames: 2,
+            threads,
+        })
+        .collect()
+}
+
+/// The first `n` programs of [`random_tlb_program`] with at most 7 operations in all.
+pub fn small_tlb_programs(n: usize) -> Vec<Program> {
+    (0..)
+        .map(random_tlb_program)
+        .filter(|p| p.threads.iter().map(Vec::len).sum::<usize>() <= 7)
+        .take(n)
+        .collect()
 }
 
 /// The first `n` programs of [`random_rcu_program`] with at most 7 operations in all (naive

@@ -1,7 +1,10 @@
 //! DPOR against naive exhaustive enumeration on random small programs: the same set of
 //! reachable final outcomes, DPOR complete, and never more executions than naive.
 
-use mmcheck_explore::toy::{naive_outcomes, random_program, small_rcu_programs, Op, Program};
+use mmcheck_explore::toy::{
+    naive_outcomes, random_program, small_rcu_programs, small_tlb_programs, tlb_witness_programs,
+    Op, Program,
+};
 use mmcheck_explore::{explore, Config, Mode};
 use std::sync::Arc;
 
@@ -356,4 +359,34 @@ fn dpor_matches_naive_on_trylocks() {
             threads,
         });
     }
+}
+
+/// Shootdowns, fills, lookups and TLB-oracle scans: a shootdown's send step is ordered against
+/// another only if one of them picks its targets by TLB contents or they drop common pages, and
+/// against a scan only if it drops a translation to a frame the scan asks about
+/// (`Machine::tlb_footprint`). What each lookup and scan saw must come out as naive enumeration
+/// says, sequentially and with the eager hand-off on two workers.
+#[test]
+fn dpor_matches_naive_on_tlb_programs() {
+    use mmcheck_explore::dpor::explore_stealing_with;
+    let (mut d, mut n) = (0, 0);
+    let programs = tlb_witness_programs()
+        .into_iter()
+        .chain(small_tlb_programs(300));
+    for m in programs {
+        let (a, b) = check(m.clone());
+        d += a;
+        n += b;
+        let m = Arc::new(m);
+        let cfg = Config {
+            collect_outcomes: true,
+            stop_on_violation: false,
+            ..Config::default()
+        };
+        let (naive, _, _) = naive_outcomes(&m);
+        let out = explore_stealing_with(m.clone(), &cfg, 2, true);
+        assert!(out.complete, "incomplete, eager on 2 on {m:?}");
+        assert_eq!(out.outcomes, naive, "eager on 2 on {m:?}");
+    }
+    eprintln!("DPOR {d} executions, naive {n}");
 }

@@ -7,7 +7,10 @@ use mmcheck_explore::deps::dependent;
 use mmcheck_explore::exec::StackPool;
 use mmcheck_explore::naive::DecisionDfs;
 use mmcheck_explore::schedule::run_one;
-use mmcheck_explore::toy::{naive_outcomes, random_program, small_rcu_programs, Op, Program};
+use mmcheck_explore::toy::{
+    naive_outcomes, random_program, small_rcu_programs, small_tlb_programs, tlb_witness_programs,
+    Op, Program,
+};
 use mmcheck_explore::{explore, explore_parallel, Config, Shard};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -170,6 +173,23 @@ fn optimal_with_a_preemption_bound_is_not_complete_when_it_prunes() {
 #[test]
 fn optimal_matches_naive_on_rcu_programs() {
     for m in small_rcu_programs(300) {
+        let m = Arc::new(m);
+        let (naive, _deadlock, naive_execs) = naive_outcomes(&m);
+        let out = explore(m.clone(), &optimal());
+        assert!(out.complete, "incomplete on {m:?}");
+        assert_eq!(out.outcomes, naive, "outcome sets differ on {m:?}");
+        assert!(out.executions <= naive_execs, "{m:?}");
+    }
+}
+
+/// Optimal-DPOR on the TLB programs of `dpor_vs_naive.rs` (shootdowns, fills, lookups, scans):
+/// naive's outcomes, complete.
+#[test]
+fn optimal_matches_naive_on_tlb_programs() {
+    for m in tlb_witness_programs()
+        .into_iter()
+        .chain(small_tlb_programs(300))
+    {
         let m = Arc::new(m);
         let (naive, _deadlock, naive_execs) = naive_outcomes(&m);
         let out = explore(m.clone(), &optimal());

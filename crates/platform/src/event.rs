@@ -45,6 +45,16 @@ pub enum Obj {
     Irq(u16),
     /// A CPU's TLB.
     Tlb(u16),
+    /// A TLB shootdown's send step as the explorer sees it (never announced; see
+    /// `Machine::footprint`): `vpns` hashes the pages it drops (bit `vpn % 32`, its range and
+    /// the span of every entry it drops), `frames` the frames those leaf entries translate to
+    /// (bit `pfn % 32`), and `blind` says that no target choice reads TLB contents (every other
+    /// CPU is a target by `mm_cpumask`, a broadcast, or has never cached anything). Two blind
+    /// shootdowns of disjoint pages commute; a scan for frames outside `frames` commutes with it.
+    Shootdown { vpns: u32, frames: u32, blind: bool },
+    /// The TLB oracle's scan for translations to some frames (`tlb_holders`), as the explorer
+    /// sees it (never announced): bit `pfn % 32` of each frame asked about.
+    TlbScanFrames(u32),
     /// Any other shared word of the model (a VMA refcount, `mm_lock_seq`, a counter), by id. Ids
     /// from [`Obj::SLAB_BASE`] on are fields of slab objects (see [`Obj::slab_base`]).
     Var(u64),
@@ -225,7 +235,7 @@ impl Obj {
             Obj::Frame { .. } => "frame",
             Obj::Rcu | Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) => "rcu",
             Obj::Irq(_) => "irq",
-            Obj::Tlb(_) => "tlb",
+            Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_) => "tlb",
             Obj::Var(id) if id >= Obj::SLAB_BASE => "vma",
             Obj::Var(_) => "var",
             Obj::Hist(_) => "history",
@@ -257,6 +267,19 @@ impl Obj {
             Obj::RcuCall(seq) => format!("rcu callback {seq} queued"),
             Obj::Irq(c) => format!("irq{c}"),
             Obj::Tlb(c) => format!("tlb{c}"),
+            Obj::Shootdown {
+                vpns,
+                frames,
+                blind,
+            } => format!(
+                "shootdown of pages {vpns:#x}, frames {frames:#x}{}",
+                if blind {
+                    ""
+                } else {
+                    ", targets by TLB contents"
+                }
+            ),
+            Obj::TlbScanFrames(m) => format!("TLB scan for frames {m:#x}"),
             Obj::Var(id) => format!("var#{id}"),
             Obj::Hist(m) => format!("history {m:#x}"),
             Obj::Choice { n, .. } => format!("choice of {n}"),

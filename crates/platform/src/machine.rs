@@ -65,6 +65,9 @@ pub struct CpuState {
     /// The order of the allocation this CPU announced last (its pending `FrameAlloc` step), for
     /// [`Machine::footprint`].
     pub(crate) alloc_order: AtomicU32,
+    /// The TLB operation this CPU announced last (a shootdown or a scan), for
+    /// [`Machine::footprint`].
+    pub(crate) tlb_op: Mutex<crate::tlb::TlbOp>,
     /// Inside the closure of a [`crate::Shared`] or [`crate::Locked`] access: announcing there
     /// would suspend while holding the cell's host lock (a model bug, caught at once).
     pub(crate) in_cell: AtomicBool,
@@ -122,6 +125,7 @@ impl Machine {
                 loaded_mm: AtomicU64::new(0),
                 hw_walk: AtomicU32::new(0),
                 alloc_order: AtomicU32::new(0),
+                tlb_op: Mutex::new(Default::default()),
                 in_cell: AtomicBool::new(false),
                 stack: Mutex::new(Vec::with_capacity(16)),
                 skipped: Mutex::new(Vec::new()),
@@ -350,7 +354,8 @@ impl Machine {
     /// - `call_rcu` queues the next callback: [`Obj::RcuCall`] names it;
     /// - an allocation (`FrameAlloc` on [`Obj::Alloc`]) reads the allocator's bitmap from its
     ///   cursor to the block it will take ([`Frames::alloc_scan`]): [`Obj::AllocRange`], unless
-    ///   the pool is short or the scan wraps.
+    ///   the pool is short or the scan wraps;
+    /// - a shootdown's send step and a `tlb_holders` scan: [`Machine::tlb_footprint`].
     pub fn footprint(&self, cpu: usize, ev: Event) -> Event {
         match (ev.obj, ev.access) {
             (Obj::Rcu, Access::RcuCallback) => match self.rcu_callback_footprint() {
@@ -358,6 +363,7 @@ impl Machine {
                 (readers, None) => Event::new(Obj::RcuReaders(readers), ev.access),
             },
             (Obj::Rcu, Access::CallRcu) => Event::new(Obj::RcuCall(self.rcu_next_seq()), ev.access),
+            (Obj::Tlb(_), Access::Flush | Access::TlbScan) => self.tlb_footprint(cpu, ev),
             (Obj::Alloc, Access::FrameAlloc) => {
                 let order = self.cpus[cpu].alloc_order.load(Ordering::Relaxed);
                 match self.frames.alloc_scan(order) {

@@ -284,6 +284,7 @@ impl Names {
             Obj::Rcu | Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) => "rcu".into(),
             Obj::Irq(c) => format!("irq state of CPU{c}"),
             Obj::Tlb(c) => format!("TLB of CPU{c}"),
+            Obj::Shootdown { .. } | Obj::TlbScanFrames(_) => "every CPU's TLB".into(),
             Obj::Hist(_) => "user-data history".into(),
             Obj::Choice { cpu, n } => format!("a choice of CPU{cpu} among {n}"),
         }

@@ -10,10 +10,11 @@
 //! (`tables`) also drops paging-structure entries whose span overlaps the range, as a non-leaf
 //! `TLBI VAE1IS` does for each address; a leaf-only flush keeps them (`TLBI VALE1IS`).
 
+use crate::event::Event;
 use crate::event::{Access, Obj};
 use crate::frames::FrameRef;
 use crate::irq::ipi_done;
-use crate::machine::Cpu;
+use crate::machine::{Cpu, Machine};
 use std::sync::atomic::Ordering;
 
 /// How a TLB shootdown reaches other CPUs (`tlb.flush`).
@@ -69,6 +70,32 @@ pub struct Tlb {
     cap: usize,
     leaves: Vec<TlbEntry>,
     walk: Vec<WalkCacheEntry>,
+    /// Something was ever cached here (a CPU that never ran user code has nothing to flush,
+    /// whatever any other CPU does; see [`Machine::tlb_footprint`]).
+    ever_filled: bool,
+}
+
+/// The TLB operation a CPU announced last, for [`Machine::tlb_footprint`] (written by the CPU
+/// before it announces the step, read by the explorer before running it).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum TlbOp {
+    #[default]
+    Other,
+    /// `flush_tlb_range(mm, start, end, tables)`.
+    Flush { mm: u64, start: u64, end: u64 },
+    /// `tlb_holders(pfn, n)`.
+    Holders { pfn: u32, n: u32 },
+}
+
+/// Bit `x % 32` of every `x` in `[start, end)` (all bits for 32 or more).
+fn hash_range(start: u64, end: u64) -> u32 {
+    if end <= start {
+        return 0;
+    }
+    if end - start >= 32 {
+        return u32::MAX;
+    }
+    (start..end).fold(0, |m, x| m | 1 << (x % 32))
 }
 
 impl Tlb {
@@ -77,6 +104,7 @@ impl Tlb {
             cap: cap.max(1),
             leaves: Vec::new(),
             walk: Vec::new(),
+            ever_filled: false,
         }
     }
 
@@ -87,6 +115,66 @@ impl Tlb {
                 let s = w.key << w.table_shift;
                 !(w.mm == mm && s < end && start < s + (1 << w.table_shift))
             });
+        }
+    }
+}
+
+impl Machine {
+    /// A shootdown's send step or a `tlb_holders` scan as the explorer sees it, from the state
+    /// before the step (see [`Machine::footprint`]); any other TLB event as announced.
+    ///
+    /// A send drops, on every CPU, the leaves and walk-cache entries overlapping its range, and
+    /// picks its targets: every other CPU that has the mm loaded (or, broadcast, every CPU), and
+    /// one that has not only if it caches entries of the mm. Its footprint
+    /// ([`Obj::Shootdown`]) names the pages and frames of what it drops, and whether the target
+    /// choice is blind to TLB contents. Each part changes only by events dependent with the
+    /// send: fills, local flushes and `switch_mm` (TLB writes of one CPU), IRQ enables that run a
+    /// deferred flush, and other shootdowns whose pages meet these (the pages hash includes the
+    /// span of every entry dropped, so two shootdowns that would drop one entry both name it).
+    pub fn tlb_footprint(&self, cpu: usize, ev: Event) -> Event {
+        let op = *self.cpus[cpu].tlb_op.lock();
+        match (op, ev.access) {
+            (TlbOp::Flush { mm, start, end }, Access::Flush) => {
+                let broadcast = self.tlb_flush == TlbFlushMode::Broadcast;
+                let mut vpns = hash_range(start, end);
+                let mut frames = 0u32;
+                let mut blind = true;
+                for (i, c) in self.cpus.iter().enumerate() {
+                    let t = c.tlb.lock();
+                    if i != cpu
+                        && !broadcast
+                        && c.loaded_mm.load(Ordering::SeqCst) != mm
+                        && t.ever_filled
+                    {
+                        blind = false;
+                    }
+                    for e in t.leaves.iter().filter(|e| e.overlaps(mm, start, end)) {
+                        let s = e.vpn >> e.shift << e.shift;
+                        vpns |= hash_range(s, s + (1 << e.shift));
+                        let p = e.page.pfn as u64;
+                        frames |= hash_range(p, p + (1 << e.shift));
+                    }
+                    for w in t.walk.iter().filter(|w| w.mm == mm) {
+                        let s = w.key << w.table_shift;
+                        if s < end && start < s + (1 << w.table_shift) {
+                            vpns |= hash_range(s, s.saturating_add(1 << w.table_shift));
+                        }
+                    }
+                }
+                Event::new(
+                    Obj::Shootdown {
+                        vpns,
+                        frames,
+                        blind,
+                    },
+                    ev.access,
+                )
+            }
+            (TlbOp::Holders { pfn, n }, Access::TlbScan) => Event::new(
+                Obj::TlbScanFrames(hash_range(pfn as u64, pfn as u64 + n as u64)),
+                ev.access,
+            ),
+            _ => ev,
         }
     }
 }
@@ -109,6 +197,7 @@ impl<'m> Cpu<'m> {
     pub fn tlb_fill(&self, e: TlbEntry) {
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         let mut t = self.state().tlb.lock();
+        t.ever_filled = true;
         t.leaves.retain(|x| {
             !(x.mm == e.mm && x.vpn >> x.shift == e.vpn >> x.shift && x.shift == e.shift)
         });
@@ -164,6 +253,7 @@ impl<'m> Cpu<'m> {
         }
         self.visible(Obj::Tlb(self.id as u16), Access::WalkFill);
         let mut t = self.state().tlb.lock();
+        t.ever_filled = true;
         for w in ws {
             t.walk
                 .retain(|x| !(x.mm == w.mm && x.key == w.key && x.table_shift == w.table_shift));
@@ -187,6 +277,7 @@ impl<'m> Cpu<'m> {
     /// waits, in later steps, until every deferred target has.
     pub fn flush_tlb_range(&self, mm: u64, start: u64, end: u64, tables: bool) {
         let _f = self.enter("flush_tlb_range");
+        *self.state().tlb_op.lock() = TlbOp::Flush { mm, start, end };
         self.visible(Obj::Tlb(self.id as u16), Access::Flush);
         self.state().tlb.lock().flush(mm, start, end, tables);
         let broadcast = self.m.tlb_flush == TlbFlushMode::Broadcast;
@@ -243,6 +334,7 @@ impl<'m> Cpu<'m> {
     /// Every CPU holding a leaf translation to a frame in `[pfn, pfn + n)` of generation-live or
     /// stale pages (the TLB oracle asks this when a page's refcount reaches zero).
     pub fn tlb_holders(&self, pfn: u32, n: u32) -> Vec<(usize, TlbEntry)> {
+        *self.state().tlb_op.lock() = TlbOp::Holders { pfn, n };
         self.visible(Obj::Tlb(self.id as u16), Access::TlbScan);
         let mut out = Vec::new();
         for (i, c) in self.m.cpus.iter().enumerate() {
@@ -261,6 +353,7 @@ impl<'m> Cpu<'m> {
     /// Every leaf translation of `mm` overlapping `[start, end)` on any CPU (the TLB-permission
     /// oracle asks this when a system call that reduces access returns).
     pub fn tlb_entries_in(&self, mm: u64, start: u64, end: u64) -> Vec<(usize, TlbEntry)> {
+        *self.state().tlb_op.lock() = TlbOp::Other;
         self.visible(Obj::Tlb(self.id as u16), Access::TlbScan);
         let mut out = Vec::new();
         for (i, c) in self.m.cpus.iter().enumerate() {
@@ -285,6 +378,7 @@ impl<'m> Cpu<'m> {
         start: u64,
         end: u64,
     ) -> Vec<(usize, TlbEntry)> {
+        *self.state().tlb_op.lock() = TlbOp::Other;
         self.visible(Obj::Tlb(self.id as u16), Access::TlbScan);
         let mut out = Vec::new();
         for (i, c) in self.m.cpus.iter().enumerate() {
