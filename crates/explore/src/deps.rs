@@ -275,6 +275,12 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
             (Access::RcuCallback, Obj::RcuReaders(w) | Obj::RcuReady { readers: w, .. }) => {
                 w & reader_cpus(o) != 0
             }
+            // A reader's exit and `call_rcu` commute: if `call_rcu` comes first, its snapshot
+            // records the reader inside and the exit ends that wait for good (the counter only
+            // grows); if the exit comes first, the snapshot does not record it. Either way the
+            // callback never waits for that CPU again. An entry does not commute: the callback
+            // waits for a section entered before `call_rcu` and not for one entered after.
+            (Access::CallRcu, _) => !matches!(o.access, Access::RcuUnlock | Access::IrqEnable),
             _ => true,
         };
     }
