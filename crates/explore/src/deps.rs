@@ -120,7 +120,7 @@ impl Key {
         // Field groups of one `struct page` compare as the whole page.
         let obj = match e.obj {
             Obj::Page { pfn, .. } => Obj::page(pfn),
-            o => o,
+            o => o.unmarked(),
         };
         Key { obj, family }
     }
@@ -189,7 +189,14 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     }
     let obj_life = |e: &Event| matches!(e.access, Access::ObjFree | Access::ObjAlloc);
     if obj_life(a) || obj_life(b) {
-        // Freeing or reusing a slab object conflicts with every access to one of its fields.
+        // Freeing or reusing a slab object conflicts with every access to one of its fields,
+        // but for the free of a `SLAB_TYPESAFE_BY_RCU` object an access inside an RCU
+        // read-side section (`Obj::RCU_READER`: legal after the free, which changes no field).
+        let (l, o) = if obj_life(a) { (a, b) } else { (b, a) };
+        if l.access == Access::ObjFree && matches!(o.obj, Obj::Var(id) if id & Obj::RCU_READER != 0)
+        {
+            return false;
+        }
         return a.obj.slab_base().is_some() && a.obj.slab_base() == b.obj.slab_base();
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
@@ -291,7 +298,7 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
             && p & q != 0
             && !(ca == cb && matches!(ca, Class::Read | Class::Shared | Class::Add));
     }
-    if a.obj != b.obj {
+    if a.obj.unmarked() != b.obj.unmarked() {
         return false;
     }
     !(ca == cb && matches!(ca, Class::Read | Class::Shared | Class::Add))
@@ -369,6 +376,9 @@ mod tests {
                 blind: false,
             },
             Obj::TlbScanFrames(2),
+            Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE),
+            Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE | 1),
+            Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE | 1 | Obj::RCU_READER),
             Obj::Rcu,
             Obj::RcuReaders(0b01),
             Obj::RcuReaders(0b10),
@@ -715,5 +725,23 @@ mod tests {
             &sd(1, 0, true),
             &ev(Obj::Irq(3), Access::IrqDisable)
         ));
+    }
+
+    #[test]
+    fn typesafe_free_commutes_with_rcu_readers_of_its_fields() {
+        let base = Obj::SLAB_BASE | Obj::SLAB_TYPESAFE;
+        let free = ev(Obj::Var(base), Access::ObjFree);
+        let reader = ev(Obj::Var(base | 1 | Obj::RCU_READER), Access::Add);
+        let other = ev(Obj::Var(base | 1), Access::Read);
+        assert!(Obj::Var(base | 1).is_typesafe_field());
+        assert!(!Obj::Var(base).is_typesafe_field());
+        assert!(!Obj::Var(Obj::SLAB_BASE | 1).is_typesafe_field());
+        assert!(!dependent(&free, &reader));
+        assert!(dependent(&free, &other));
+        // Reuse still conflicts with the reader; the mark does not hide the field otherwise.
+        assert!(dependent(&ev(Obj::Var(base), Access::ObjAlloc), &reader));
+        assert!(dependent(&reader, &ev(Obj::Var(base | 1), Access::Write)));
+        assert!(!dependent(&reader, &ev(Obj::Var(base | 2), Access::Write)));
+        assert_eq!(Obj::Var(base | 1 | Obj::RCU_READER).slab_base(), Some(base));
     }
 }

@@ -501,6 +501,7 @@ impl<M: Model> Exec<M> {
         // event: it conflicts with every CPU's IRQ and TLB state.
         let send = ev.access == Access::Flush && !self.pending_is_block(t);
         if send
+            || ev.obj.is_typesafe_field()
             || matches!(
                 ev.access,
                 Access::RcuCallback | Access::CallRcu | Access::FrameAlloc | Access::TlbScan

@@ -8,6 +8,7 @@ use crate::{Finish, Model};
 use mmcheck_platform::frames::{FrameKind, FrameRef};
 use mmcheck_platform::rcu::RcuWork;
 use mmcheck_platform::tlb::TlbEntry;
+use mmcheck_platform::SlabObj;
 use mmcheck_platform::{Access, Backend, Machine, MachineConfig, Obj, SpinLock};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +56,13 @@ pub enum Op {
     /// `local_irq_disable` (balanced by an [`Op::IrqOn`] later in the thread).
     IrqOff,
     IrqOn,
+    /// Read the field of the toy's `SLAB_TYPESAFE_BY_RCU` object; records the value, or 9 if
+    /// the access was a use-after-free (outside an RCU read-side section after the free).
+    SlabRead,
+    /// Write `x` to the object's field (records 9 on a use-after-free, as above).
+    SlabWrite(u64),
+    /// `kmem_cache_free` of the object.
+    SlabFree,
 }
 
 /// The toy programs' mm id.
@@ -92,6 +100,8 @@ pub struct Inst {
     locks: Vec<SpinLock>,
     frames: Vec<FrameRef>,
     reads: Vec<std::sync::Mutex<Vec<u64>>>,
+    /// One `SLAB_TYPESAFE_BY_RCU` object and its field word.
+    slab: (SlabObj, AtomicU64),
 }
 
 impl Model for Program {
@@ -125,12 +135,14 @@ impl Model for Program {
                     .expect("a free frame")
             })
             .collect();
+        let slab = (SlabObj::new(&machine, true), AtomicU64::new(0));
         Inst {
             machine,
             vars,
             locks,
             frames,
             reads,
+            slab,
         }
     }
 
@@ -232,6 +244,22 @@ impl Model for Program {
                 }
                 Op::IrqOff => irq.push(cpu.local_irq_disable()),
                 Op::IrqOn => drop(irq.pop()),
+                Op::SlabRead | Op::SlabWrite(_) => {
+                    let (obj, w) = &inst.slab;
+                    let field = obj.field(1);
+                    let seen = if let Op::SlabWrite(x) = *op {
+                        cpu.visible(Obj::Var(field), Access::Write);
+                        obj.check(&cpu, field, "toy_write")
+                            .then(|| w.store(x, Ordering::SeqCst))
+                            .map(|_| x)
+                    } else {
+                        cpu.visible(Obj::Var(field), Access::Read);
+                        obj.check(&cpu, field, "toy_read")
+                            .then(|| w.load(Ordering::SeqCst))
+                    };
+                    inst.reads[t].lock().unwrap().push(seen.unwrap_or(9));
+                }
+                Op::SlabFree => inst.slab.0.free(&cpu),
             }
         }
     }
@@ -460,6 +488,40 @@ pub fn small_tlb_programs(n: usize) -> Vec<Program> {
         .map(random_tlb_program)
         .filter(|p| p.threads.iter().map(Vec::len).sum::<usize>() <= 7)
         .take(n)
+        .collect()
+}
+
+/// Readers and writers of a `SLAB_TYPESAFE_BY_RCU` object's field, inside RCU read-side
+/// sections or not, against its free: an access inside a section commutes with the free
+/// (`Obj::RCU_READER`), any other does not (a use-after-free, or the value written before).
+pub fn slab_programs() -> Vec<Program> {
+    use Op::*;
+    let fixed = [
+        vec![vec![RcuLock, SlabRead, RcuUnlock], vec![SlabFree]],
+        vec![vec![RcuLock, SlabRead, RcuUnlock, SlabRead], vec![SlabFree]],
+        vec![
+            vec![RcuLock, SlabRead, RcuUnlock],
+            vec![SlabWrite(1), SlabFree],
+            vec![SlabRead],
+        ],
+        vec![
+            vec![RcuLock, SlabRead, SlabRead, RcuUnlock],
+            vec![RcuLock, SlabWrite(2), RcuUnlock],
+            vec![SlabFree],
+        ],
+        vec![
+            vec![SlabWrite(1), RcuLock, SlabRead, RcuUnlock],
+            vec![RcuLock, SlabRead, RcuUnlock, SlabFree],
+        ],
+    ];
+    fixed
+        .into_iter()
+        .map(|threads| Program {
+            vars: 0,
+            locks: 0,
+            frames: 0,
+            threads,
+        })
         .collect()
 }
 

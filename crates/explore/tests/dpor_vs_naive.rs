@@ -2,8 +2,8 @@
 //! reachable final outcomes, DPOR complete, and never more executions than naive.
 
 use mmcheck_explore::toy::{
-    naive_outcomes, random_program, small_rcu_programs, small_tlb_programs, tlb_witness_programs,
-    Op, Program,
+    naive_outcomes, random_program, slab_programs, small_rcu_programs, small_tlb_programs,
+    tlb_witness_programs, Op, Program,
 };
 use mmcheck_explore::{explore, Config, Mode};
 use std::sync::Arc;
@@ -389,4 +389,14 @@ fn dpor_matches_naive_on_tlb_programs() {
         assert_eq!(out.outcomes, naive, "eager on 2 on {m:?}");
     }
     eprintln!("DPOR {d} executions, naive {n}");
+}
+
+/// A `SLAB_TYPESAFE_BY_RCU` object's free against accesses to its field inside RCU read-side
+/// sections (they commute: `Obj::RCU_READER`) and outside (they do not): naive's outcomes,
+/// use-after-frees included.
+#[test]
+fn dpor_matches_naive_on_typesafe_slab_programs() {
+    for m in slab_programs() {
+        check(m);
+    }
 }

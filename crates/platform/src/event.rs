@@ -85,11 +85,35 @@ impl Obj {
     /// Field ids per slab object.
     pub const SLAB_STRIDE: u64 = 8;
 
+    /// Slab ids with this bit (and [`Obj::SLAB_BASE`]) belong to a `SLAB_TYPESAFE_BY_RCU` cache.
+    pub const SLAB_TYPESAFE: u64 = 1 << 45;
+
+    /// Set by the explorer's view of an access (never announced; see `Machine::footprint`) to a
+    /// field of a `SLAB_TYPESAFE_BY_RCU` object made inside an RCU read-side section: the
+    /// object's free changes nothing such an access reads or does, so the two commute.
+    pub const RCU_READER: u64 = 1 << 63;
+
     /// The base id of the slab object a `Var` belongs to, if it is a slab field.
     pub fn slab_base(self) -> Option<u64> {
         match self {
-            Obj::Var(id) if id >= Self::SLAB_BASE => Some(id & !(Self::SLAB_STRIDE - 1)),
+            Obj::Var(id) if id >= Self::SLAB_BASE => {
+                Some(id & !Self::RCU_READER & !(Self::SLAB_STRIDE - 1))
+            }
             _ => None,
+        }
+    }
+
+    /// A field of a `SLAB_TYPESAFE_BY_RCU` object (not the object's own id).
+    pub fn is_typesafe_field(self) -> bool {
+        let both = Self::SLAB_BASE | Self::SLAB_TYPESAFE;
+        matches!(self, Obj::Var(id) if id & both == both && id % Self::SLAB_STRIDE != 0)
+    }
+
+    /// This object without the explorer's [`Obj::RCU_READER`] mark.
+    pub fn unmarked(self) -> Obj {
+        match self {
+            Obj::Var(id) => Obj::Var(id & !Self::RCU_READER),
+            o => o,
         }
     }
 
@@ -280,6 +304,9 @@ impl Obj {
                 }
             ),
             Obj::TlbScanFrames(m) => format!("TLB scan for frames {m:#x}"),
+            Obj::Var(id) if id & Obj::RCU_READER != 0 => {
+                format!("var#{} (RCU reader)", id & !Obj::RCU_READER)
+            }
             Obj::Var(id) => format!("var#{id}"),
             Obj::Hist(m) => format!("history {m:#x}"),
             Obj::Choice { n, .. } => format!("choice of {n}"),

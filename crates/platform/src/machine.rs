@@ -95,6 +95,8 @@ pub struct Machine {
     next_id: AtomicU64,
     /// The next slab object's base id (see [`Obj::SLAB_BASE`]).
     next_slab: AtomicU64,
+    /// The next `SLAB_TYPESAFE_BY_RCU` slab object's base id (see [`Obj::SLAB_TYPESAFE`]).
+    next_slab_typesafe: AtomicU64,
     /// Lock id → lockdep class (`&mm->mmap_lock`, ...), for lock-order tracking by class.
     lock_classes: Mutex<std::collections::BTreeMap<u64, &'static str>>,
     violations: Mutex<Vec<Violation>>,
@@ -141,6 +143,7 @@ impl Machine {
             tlb_flush: TlbFlushMode::Ipi,
             next_id: AtomicU64::new(1),
             next_slab: AtomicU64::new(Obj::SLAB_BASE),
+            next_slab_typesafe: AtomicU64::new(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE),
             lock_classes: Mutex::new(std::collections::BTreeMap::new()),
             violations: Mutex::new(Vec::new()),
             violated: AtomicBool::new(false),
@@ -217,9 +220,13 @@ impl Machine {
 
     /// The base of a fresh block of [`Obj::SLAB_STRIDE`] ids for the fields of a slab object
     /// (see [`crate::SlabObj`]); ids are handed out in creation order, as [`Machine::new_id`].
-    pub fn new_slab_ids(&self) -> u64 {
-        self.next_slab
-            .fetch_add(Obj::SLAB_STRIDE, Ordering::Relaxed)
+    pub fn new_slab_ids(&self, typesafe_by_rcu: bool) -> u64 {
+        let next = if typesafe_by_rcu {
+            &self.next_slab_typesafe
+        } else {
+            &self.next_slab
+        };
+        next.fetch_add(Obj::SLAB_STRIDE, Ordering::Relaxed)
     }
 
     /// A fresh id for a lock of lockdep class `class` (the kernel's static key: one per
@@ -355,7 +362,11 @@ impl Machine {
     /// - an allocation (`FrameAlloc` on [`Obj::Alloc`]) reads the allocator's bitmap from its
     ///   cursor to the block it will take ([`Frames::alloc_scan`]): [`Obj::AllocRange`], unless
     ///   the pool is short or the scan wraps;
-    /// - a shootdown's send step and a `tlb_holders` scan: [`Machine::tlb_footprint`].
+    /// - a shootdown's send step and a `tlb_holders` scan: [`Machine::tlb_footprint`];
+    /// - an access to a field of a `SLAB_TYPESAFE_BY_RCU` object inside an RCU read-side section
+    ///   carries [`Obj::RCU_READER`]: the object's free commutes with it (the free changes no
+    ///   field, and such an access is legal after it; see `SlabObj::check`). The mark depends on
+    ///   the CPU's own reader depth only.
     pub fn footprint(&self, cpu: usize, ev: Event) -> Event {
         match (ev.obj, ev.access) {
             (Obj::Rcu, Access::RcuCallback) => match self.rcu_callback_footprint() {
@@ -364,6 +375,12 @@ impl Machine {
             },
             (Obj::Rcu, Access::CallRcu) => Event::new(Obj::RcuCall(self.rcu_next_seq()), ev.access),
             (Obj::Tlb(_), Access::Flush | Access::TlbScan) => self.tlb_footprint(cpu, ev),
+            (Obj::Var(id), _)
+                if ev.obj.is_typesafe_field()
+                    && self.cpus[cpu].rcu_depth.load(Ordering::Relaxed) != 0 =>
+            {
+                Event::new(Obj::Var(id | Obj::RCU_READER), ev.access)
+            }
             (Obj::Alloc, Access::FrameAlloc) => {
                 let order = self.cpus[cpu].alloc_order.load(Ordering::Relaxed);
                 match self.frames.alloc_scan(order) {
