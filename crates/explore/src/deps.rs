@@ -54,7 +54,7 @@ fn is_cpu_state(e: &Event) -> bool {
 fn is_cpu_obj(o: Obj) -> bool {
     matches!(
         o,
-        Obj::Irq(_) | Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_)
+        Obj::Irq(_) | Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_) | Obj::IpiWait(_)
     )
 }
 
@@ -201,6 +201,15 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
         return a.access == b.access;
+    }
+    if let Some((w, o)) = match (a.obj, b.obj) {
+        (Obj::IpiWait(w), _) => Some((w, b)),
+        (_, Obj::IpiWait(w)) => Some((w, a)),
+        _ => None,
+    } {
+        // A shootdown's wait reads the IRQ-off counters of its deferred targets, which only
+        // their IRQ boundaries change.
+        return matches!(o.obj, Obj::Irq(c) if w & 1 << c.min(15) != 0);
     }
     if a.access == Access::TlbScan || b.access == Access::TlbScan {
         // A TLB scan reads every CPU's leaf translations and nothing else: it commutes with other

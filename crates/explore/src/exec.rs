@@ -497,14 +497,14 @@ impl<M: Model> Exec<M> {
     /// The event as the dependency relation sees it, from the state before it runs
     /// ([`Machine::footprint`]).
     fn footprint(&self, t: usize, ev: Event) -> Event {
-        // A shootdown's wait for its deferred targets (a blocking step) keeps its announced
-        // event: it conflicts with every CPU's IRQ and TLB state.
-        let send = ev.access == Access::Flush && !self.pending_is_block(t);
-        if send
-            || ev.obj.is_typesafe_field()
+        if ev.obj.is_typesafe_field()
             || matches!(
                 ev.access,
-                Access::RcuCallback | Access::CallRcu | Access::FrameAlloc | Access::TlbScan
+                Access::RcuCallback
+                    | Access::CallRcu
+                    | Access::FrameAlloc
+                    | Access::TlbScan
+                    | Access::Flush
             )
         {
             return self.model.machine(&self.inst).footprint(t, ev);

@@ -52,6 +52,9 @@ pub enum Obj {
     /// CPU is a target by `mm_cpumask`, a broadcast, or has never cached anything). Two blind
     /// shootdowns of disjoint pages commute; a scan for frames outside `frames` commutes with it.
     Shootdown { vpns: u32, frames: u32, blind: bool },
+    /// A shootdown's wait for the IRQ-off targets in the mask to take its IPI, as the explorer
+    /// sees it (never announced): it reads their IRQ-off counters only.
+    IpiWait(u16),
     /// The TLB oracle's scan for translations to some frames (`tlb_holders`), as the explorer
     /// sees it (never announced): bit `pfn % 32` of each frame asked about.
     TlbScanFrames(u32),
@@ -259,7 +262,7 @@ impl Obj {
             Obj::Frame { .. } => "frame",
             Obj::Rcu | Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) => "rcu",
             Obj::Irq(_) => "irq",
-            Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_) => "tlb",
+            Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_) | Obj::IpiWait(_) => "tlb",
             Obj::Var(id) if id >= Obj::SLAB_BASE => "vma",
             Obj::Var(_) => "var",
             Obj::Hist(_) => "history",
@@ -304,6 +307,7 @@ impl Obj {
                 }
             ),
             Obj::TlbScanFrames(m) => format!("TLB scan for frames {m:#x}"),
+            Obj::IpiWait(m) => format!("wait for the IPI on CPUs {m:#x}"),
             Obj::Var(id) if id & Obj::RCU_READER != 0 => {
                 format!("var#{} (RCU reader)", id & !Obj::RCU_READER)
             }

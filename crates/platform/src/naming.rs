@@ -285,6 +285,7 @@ impl Names {
             Obj::Irq(c) => format!("irq state of CPU{c}"),
             Obj::Tlb(c) => format!("TLB of CPU{c}"),
             Obj::Shootdown { .. } | Obj::TlbScanFrames(_) => "every CPU's TLB".into(),
+            Obj::IpiWait(_) => "IRQ state of the IPI's targets".into(),
             Obj::Hist(_) => "user-data history".into(),
             Obj::Choice { cpu, n } => format!("a choice of CPU{cpu} among {n}"),
         }

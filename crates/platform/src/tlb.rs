@@ -85,6 +85,8 @@ pub(crate) enum TlbOp {
     Flush { mm: u64, start: u64, end: u64 },
     /// `tlb_holders(pfn, n)`.
     Holders { pfn: u32, n: u32 },
+    /// A shootdown's wait for the deferred targets in the mask.
+    Wait { cpus: u16 },
 }
 
 /// Bit `x % 32` of every `x` in `[start, end)` (all bits for 32 or more).
@@ -120,8 +122,10 @@ impl Tlb {
 }
 
 impl Machine {
-    /// A shootdown's send step or a `tlb_holders` scan as the explorer sees it, from the state
-    /// before the step (see [`Machine::footprint`]); any other TLB event as announced.
+    /// A shootdown's send step, its wait, or a `tlb_holders` scan as the explorer sees it, from
+    /// the state before the step (see [`Machine::footprint`]); any other TLB event as announced.
+    /// The wait reads only the IRQ-off counters of the targets it waits for ([`Obj::IpiWait`]),
+    /// which only their own IRQ boundaries change.
     ///
     /// A send drops, on every CPU, the leaves and walk-cache entries overlapping its range, and
     /// picks its targets: every other CPU that has the mm loaded (or, broadcast, every CPU), and
@@ -170,6 +174,7 @@ impl Machine {
                     ev.access,
                 )
             }
+            (TlbOp::Wait { cpus }, Access::Flush) => Event::new(Obj::IpiWait(cpus), ev.access),
             (TlbOp::Holders { pfn, n }, Access::TlbScan) => Event::new(
                 Obj::TlbScanFrames(hash_range(pfn as u64, pfn as u64 + n as u64)),
                 ev.access,
@@ -317,6 +322,12 @@ impl<'m> Cpu<'m> {
             }
         }
         if waiting {
+            let cpus = snap
+                .iter()
+                .enumerate()
+                .filter(|&(_, &s)| s & 1 != 0)
+                .fold(0u16, |m, (i, _)| m | 1 << i.min(15));
+            *self.state().tlb_op.lock() = TlbOp::Wait { cpus };
             self.wait_for(
                 Obj::Tlb(self.id as u16),
                 Access::Flush,
