@@ -346,6 +346,9 @@ fn search<M: Model>(
     };
     let over = |n: u32| bound.is_some_and(|b| n > b);
     let mut complete = true;
+    // The stack positions of each thread's events in this execution, in order: thread `u`'s
+    // event with own clock component `k` is at `positions[u][k - 1]`.
+    let mut positions: [Vec<u32>; MAX_THREADS] = std::array::from_fn(|_| Vec::new());
     loop {
         let total = steal.map_or(out.executions, |p| p.executions.load(Ordering::Relaxed));
         if cfg.max_executions.is_some_and(|m| total >= m)
@@ -372,6 +375,9 @@ fn search<M: Model>(
             ex.track_coverage();
         }
         let mut thread_clock = [[0u32; MAX_THREADS]; MAX_THREADS];
+        for p in &mut positions {
+            p.clear();
+        }
         let mut depth = 0usize;
         let mut sleep_next = 0u32;
         let mut violation: Option<Violation> = ex.violation();
@@ -441,11 +447,25 @@ fn search<M: Model>(
             let prev_clock = thread_clock[t];
             let mut c = prev_clock;
             let key = Key::of(&ev);
-            for n in &stack[..depth] {
-                if n.thread != t && n.key.may_depend(&key) && dependent(&n.ev, &ev) {
-                    join(&mut c, &n.clock);
+            // The join of the clocks of the earlier dependent events of other threads. Per
+            // thread, only its events not yet in the clock's past can add anything; latest
+            // first, the first dependent one puts all its thread's earlier events in the past.
+            for (u, pos) in positions.iter().enumerate() {
+                if u == t {
+                    continue;
+                }
+                for &i in pos[(c[u] as usize).min(pos.len())..].iter().rev() {
+                    let n = &stack[i as usize];
+                    if n.clock[u] <= c[u] {
+                        break;
+                    }
+                    if n.key.may_depend(&key) && dependent(&n.ev, &ev) {
+                        join(&mut c, &n.clock);
+                        break;
+                    }
                 }
             }
+            positions[t].push(depth as u32);
             c[t] = prev_clock[t] + 1;
             thread_clock[t] = c;
             stack[depth].ev = ev;
@@ -677,10 +697,10 @@ fn add_backtracks(stack: &mut [Node], n: usize, prev_clock: &Vc) {
     let mut covered = *prev_clock;
     for i in (0..n).rev() {
         let ti = stack[i].thread;
-        if ti == p || !stack[i].key.may_depend(&key) || !dependent(&stack[i].ev, &ev) {
+        if ti == p || stack[i].clock[ti] <= covered[ti] {
             continue;
         }
-        if stack[i].clock[ti] <= covered[ti] {
+        if !stack[i].key.may_depend(&key) || !dependent(&stack[i].ev, &ev) {
             continue;
         }
         let ci = stack[i].clock;

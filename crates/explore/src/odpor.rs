@@ -256,8 +256,13 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             let prev_clock = thread_clock[t];
             let mut c = prev_clock;
             let key = Key::of(&ev);
-            for n in &stack[..depth] {
-                if n.thread != t && n.key.may_depend(&key) && dependent(&n.ev, &ev) {
+            // Latest first, skipping events already in the clock's past (as in `dpor.rs`).
+            for n in stack[..depth].iter().rev() {
+                if n.thread != t
+                    && n.clock[n.thread] > c[n.thread]
+                    && n.key.may_depend(&key)
+                    && dependent(&n.ev, &ev)
+                {
                     join(&mut c, &n.clock);
                 }
             }
@@ -421,10 +426,10 @@ fn add_races(stack: &mut [Node], n: usize, prev_clock: &Vc, split: usize) {
     let mut covered = *prev_clock;
     for i in (0..n).rev() {
         let ti = stack[i].thread;
-        if ti == p || !stack[i].key.may_depend(&key) || !dependent(&stack[i].ev, &ev) {
+        if ti == p || stack[i].clock[ti] <= covered[ti] {
             continue;
         }
-        if stack[i].clock[ti] <= covered[ti] {
+        if !stack[i].key.may_depend(&key) || !dependent(&stack[i].ev, &ev) {
             continue;
         }
         let ci = stack[i].clock;
