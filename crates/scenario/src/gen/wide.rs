@@ -28,6 +28,14 @@
 //! new arguments (two faults, two zaps on one table); and the weights favour loads, stores,
 //! faults, zaps, reclaim and migration.
 //!
+//! Some states come with aims, operations on exactly what `init` made, and in two drafts of
+//! three 30 or 60 percent of the operations are drawn from them, a different aim per thread
+//! first: reclaim of the lazyfree page, a store to it, a pin of it; `madvise free`, `numa_hint`
+//! and a zap of the whole PMD-mapped THP; `collapse_pte_mapped_thp` and `uffd_copy` in a
+//! registered private view over a retracted folio; the moved range moved back, a migration of
+//! its page. An `init` state is drawn among those that apply to the mapping (a lazyfree page
+//! three times as often as the others).
+//!
 //! Every draft is rendered as `.mmt` text and parsed like a file; a draft the parser refuses (an
 //! argument combination its checks reject) is drawn again, so what leaves [`generate`] is a
 //! valid scenario. `check` is never generated: it asserts a final state the generator does not
@@ -65,6 +73,10 @@ pub struct Layout {
     /// operations on a THP, reclaim on a lazyfree page, userfaultfd operations on a registered
     /// range, ...).
     pub boost: Vec<&'static str>,
+    /// Operations aimed at what `init` made, with their addresses: reclaim of the lazyfree page
+    /// and a store or pin of it, `madvise free` of the whole THP, ... One thread's chain per
+    /// entry, lines separated by `\n`, `{v}` standing for a value drawn with the line.
+    pub aims: Vec<String>,
 }
 
 impl Layout {
@@ -156,6 +168,10 @@ struct Ctx<'a> {
     /// Percent of range operations that cover a whole range in this draft (drawn once: the
     /// threads of a draft mostly agree on whole tables or single pages).
     whole_pct: u64,
+    /// Percent of a thread's operations drawn from the layout's aims (drawn once per draft).
+    aim_pct: u64,
+    /// The aims this draft has drawn, by index: another thread draws another one first.
+    aimed: Vec<usize>,
 }
 
 impl Ctx<'_> {
@@ -212,6 +228,35 @@ impl Ctx<'_> {
             50..=84 => left,
             _ => 2.min(left),
         }
+    }
+
+    /// One of the layout's aims, as lines, an aim this draft has not drawn yet first.
+    fn aim(&mut self) -> Option<Vec<String>> {
+        let n = self.layout.aims.len();
+        if n == 0 {
+            return None;
+        }
+        let fresh: Vec<usize> = (0..n).filter(|i| !self.aimed.contains(i)).collect();
+        let i = if fresh.is_empty() {
+            self.r.below(n as u64) as usize
+        } else {
+            fresh[self.r.below(fresh.len() as u64) as usize]
+        };
+        self.aimed.push(i);
+        let lines = self.layout.aims[i].clone();
+        Some(
+            lines
+                .lines()
+                .map(|l| {
+                    if l.contains("{v}") {
+                        let v = self.value();
+                        l.replace("{v}", &v.to_string())
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// A destination for `mremap`: the free area, PMD-aligned or not, or the moved range's old
@@ -368,9 +413,16 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
         .flatten()
         .filter(|l| l.as_str() != "child_exit")
         .collect();
+    // An operation chain aimed at what `init` made, drawn first so that a chain of two keeps
+    // its room.
+    let aim = if cx.aim_pct > 0 && cx.r.chance(cx.aim_pct) {
+        cx.aim()
+    } else {
+        None
+    };
     // A thread of two operations often touches the focus page first: its TLB then caches the
     // translation a racing zap, unmap or protection change must flush.
-    if n >= 2 && cx.r.chance(40) {
+    if n >= 2 && !matches!(&aim, Some(c) if c.len() >= n) && cx.r.chance(40) {
         let f = cx.layout.focus;
         ops.push(if cx.r.chance(50) {
             format!("load @{f}")
@@ -379,7 +431,18 @@ fn thread_ops(cx: &mut Ctx<'_>, n: usize, others: &[Vec<String>]) -> Vec<String>
             format!("store @{f} = {v}")
         });
     }
+    if let Some(chain) = aim {
+        ops.extend(chain.into_iter().take(n - ops.len()));
+    }
     while ops.len() < n {
+        // Another aimed chain (cut to the thread's length).
+        if cx.aim_pct > 0 && cx.r.chance(cx.aim_pct) {
+            if let Some(chain) = cx.aim() {
+                let room = n - ops.len();
+                ops.extend(chain.into_iter().take(room));
+                continue;
+            }
+        }
         let again = if !theirs.is_empty() && cx.r.chance(30) {
             let l = theirs[cx.r.below(theirs.len() as u64) as usize];
             spec_of(l).map(|spec| (l, spec))
@@ -473,12 +536,18 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
         "mmap {a} @0 pages={REGION}{}",
         if huge { " huge" } else { "" }
     )];
-    let b = r.chance(40);
+    let b = r.chance(if a == "shmem" { 55 } else { 40 });
+    // Region B a private view of region A's file (what a retracted folio under a registered
+    // private mapping needs).
+    let mut view = false;
     if b {
         lines.push(match (a, r.below(3)) {
             ("anon", _) | (_, 0) => format!("mmap anon @{REGION} pages={REGION}"),
             (_, 1) => format!("mmap shmem @{REGION} pages={REGION} of @0"),
-            _ => format!("mmap shmem-private @{REGION} pages={REGION} of @0"),
+            _ => {
+                view = true;
+                format!("mmap shmem-private @{REGION} pages={REGION} of @0")
+            }
         });
     }
     // A growsdown stack at the top of region B, to grow into the rest.
@@ -526,15 +595,41 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
     }
     // One state made by operations, sometimes two (in the order of the table: a folio
     // retracted into the page cache, then the private view over it registered).
+    // Only states that apply to this mapping are drawn; a lazyfree page three times as often (the
+    // state reclaim's races need, and the rarest to come up otherwise).
+    let mut fits: Vec<u64> = (0..9)
+        .filter(|&k| match k {
+            0 => a == "anon" && faulted.contains(&focus),
+            1 => faulted.contains(&focus),
+            2 => true,
+            3 => a == "shmem",
+            4 => huge && faulted.contains(&0),
+            5 => a == "anon",
+            6 => a != "anon",
+            7 => a == "anon" && !b && !stack,
+            _ => b,
+        })
+        .collect();
+    if fits.contains(&0) {
+        fits.extend([0, 0]);
+    }
     let mut ks = Vec::new();
-    if r.chance(55) {
-        ks.push(r.below(9));
+    if a == "shmem" && view && r.chance(60) {
+        // A folio retracted into the page cache under a registered private view of its file.
+        ks.extend([3, 8]);
+    } else if r.chance(55) {
+        ks.push(*r.pick(&fits));
         if r.chance(30) {
-            ks.push(r.below(9));
+            ks.push(*r.pick(&fits));
             ks.sort_unstable();
             ks.dedup();
         }
     }
+    let retracted = ks.contains(&3);
+    // The lazyfree page, if any.
+    let mut lazy = None;
+    // Whether region B was registered for missing pages.
+    let mut missing_b = false;
     for k in ks {
         boost.extend(match k {
             0 => &["madvise pageout", "gup_fast"][..],
@@ -553,7 +648,10 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             _ => &["uffd_copy", "collapse_pte_mapped_thp", "uffd_move"][..],
         });
         let extra = match k {
-            0 if a == "anon" => format!("madvise free @{focus} pages=1"),
+            0 if a == "anon" => {
+                lazy = Some(focus);
+                format!("madvise free @{focus} pages=1")
+            }
             1 if faulted.contains(&focus) => format!("migrate @{focus} unmap"),
             2 => format!(
                 "uffd_register @0 pages={REGION}{}",
@@ -577,12 +675,19 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             // its address (the rmap-order case of mremap).
             5 if a == "anon" => {
                 let n = REGION - MOVED_FROM;
+                // A page in the moved range, for a migration to race the move back.
+                let mut store = String::new();
+                if !faulted.iter().any(|p| (MOVED_FROM..REGION).contains(p)) {
+                    let p = MOVED_FROM + r.below(n);
+                    faulted.push(p);
+                    store = format!("store @{p} = {}\n  ", 10 + p);
+                }
                 let off = focus.saturating_sub(MOVED_FROM).min(n - 1);
                 if faulted.contains(&focus) && focus >= MOVED_FROM {
                     focus = MOVED_TO + off;
                 }
                 moved = Some((MOVED_TO, n));
-                format!("mremap @{MOVED_FROM} pages={n} to @{MOVED_TO}")
+                format!("{store}mremap @{MOVED_FROM} pages={n} to @{MOVED_TO}")
             }
             // A shared page reclaimed: its PTE cleared, the folio in the page cache.
             6 if a != "anon" => format!("madvise pageout @{focus} pages=1"),
@@ -605,14 +710,17 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
                 if r.chance(70) {
                     focus = p;
                 }
+                // Over a retracted folio, mostly its first page mapped by a PTE (what
+                // collapse_pte_mapped_thp collapses) and registered for missing pages.
+                let load = if r.chance(if retracted { 80 } else { 50 }) {
+                    format!("load @{REGION}\n  ")
+                } else {
+                    String::new()
+                };
+                missing_b = r.chance(if retracted { 90 } else { 60 });
                 format!(
-                    "{}uffd_register @{REGION} pages={REGION}{}",
-                    if r.chance(50) {
-                        format!("load @{REGION}\n  ")
-                    } else {
-                        String::new()
-                    },
-                    if r.chance(60) { " missing" } else { " wp" }
+                    "{load}uffd_register @{REGION} pages={REGION}{}",
+                    if missing_b { " missing" } else { " wp" }
                 )
             }
             _ => String::new(),
@@ -624,18 +732,64 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
                 .filter(|l| !l.is_empty()),
         );
     }
-    (
-        Layout {
-            a,
-            b,
-            faulted,
-            focus,
-            moved,
-            stack,
-            boost,
-        },
-        lines,
-    )
+    let mut layout = Layout {
+        a,
+        b,
+        faulted,
+        focus,
+        moved,
+        stack,
+        boost,
+        aims: Vec::new(),
+    };
+    layout.aims = aims(r, &layout, huge, lazy, retracted && view && missing_b);
+    (layout, lines)
+}
+
+/// Operation chains aimed at what `init` made, each for one thread: reclaim of the lazyfree
+/// page `lazy` against a store to it or a pin of it (the discard must see the dirty bit or the
+/// extra reference); `madvise free` or `numa_hint` of a PMD-mapped THP against a zap of it
+/// (a PMD cleared and set again under the zap); `collapse_pte_mapped_thp` of a retracted folio
+/// in a registered private view against `uffd_copy` into it (`uffd_b`); the moved range moved
+/// back (into the VMA it came from) against a migration of its page.
+fn aims(r: &mut Prng, l: &Layout, huge: bool, lazy: Option<u64>, uffd_b: bool) -> Vec<String> {
+    let (a, focus, moved, faulted) = (l.a, l.focus, l.moved, &l.faulted);
+    // Where a page of region A is after the move in `init`.
+    let at = |p: u64| match moved {
+        Some((m, n)) if (MOVED_FROM..MOVED_FROM + n).contains(&p) => m + p - MOVED_FROM,
+        _ => p,
+    };
+    let mut aims = Vec::new();
+    if let Some(p) = lazy {
+        let p = at(p);
+        aims.push(format!("madvise pageout @{p} pages=1"));
+        aims.push(format!("store @{p} = {{v}}\nload @{p}"));
+        aims.push(format!("gup_fast @{p} write = {{v}}\nload @{p}"));
+    }
+    // A PMD-mapped anonymous THP: a huge mapping whose first store mapped it, not split by a
+    // move.
+    if a == "anon" && huge && moved.is_none() && faulted.iter().any(|&p| p < REGION) {
+        aims.push(format!("madvise free @0 pages={REGION}"));
+        aims.push(format!("numa_hint @0 pages={REGION}"));
+        aims.push(format!("madvise dontneed @0 pages={REGION}\nload @{focus}"));
+    }
+    if uffd_b {
+        aims.push(format!("collapse_pte_mapped_thp @{REGION}"));
+        let q = REGION + 1 + r.below(REGION - 1);
+        aims.push(format!("uffd_copy @{q} = {{v}}"));
+    }
+    if let Some((m, n)) = moved {
+        aims.push(format!("mremap @{m} pages={n} to @{MOVED_FROM}"));
+        let pages: Vec<u64> = faulted
+            .iter()
+            .filter(|&&p| (MOVED_FROM..REGION).contains(&p))
+            .map(|&p| at(p))
+            .collect();
+        if !pages.is_empty() {
+            aims.push(format!("migrate @{}", r.pick(&pages)));
+        }
+    }
+    aims
 }
 
 /// A fresh draft (not yet checked by the parser).
@@ -652,13 +806,22 @@ fn draw(r: &mut Prng) -> Draft {
         next_value: 100,
         whole: false,
         whole_pct: 0,
+        aim_pct: 0,
+        aimed: Vec::new(),
     };
     cx.whole_pct = if cx.r.chance(40) { 70 } else { 15 };
+    cx.aim_pct = *cx.r.pick(&[0, 30, 60]);
     let mut progs = Vec::new();
     let mut left = MAX_OPS;
     for t in 0..threads {
         let room = left - (threads - t - 1);
-        let n = if room >= 2 && cx.r.chance(40) { 2 } else { 1 };
+        // Two operations more often when an aim is a chain of two.
+        let two = if layout.aims.iter().any(|a| a.contains('\n')) {
+            55
+        } else {
+            40
+        };
+        let n = if room >= 2 && cx.r.chance(two) { 2 } else { 1 };
         left -= n;
         let prog = thread_ops(&mut cx, n, &progs);
         progs.push(prog);
@@ -720,12 +883,19 @@ pub fn mutate(d: &Draft, seed: u64) -> (Draft, Scenario) {
             next_value: 200,
             whole: false,
             whole_pct: 35,
+            aim_pct: 20,
+            aimed: Vec::new(),
         };
         let t = cx.r.below(n.threads.len() as u64) as usize;
         match cx.r.below(6) {
             0 | 1 => {
                 let i = cx.r.below(n.threads[t].len() as u64) as usize;
-                n.threads[t][i] = op(&mut cx);
+                let aimed = if cx.r.chance(cx.aim_pct) {
+                    cx.aim().and_then(|c| c.into_iter().next())
+                } else {
+                    None
+                };
+                n.threads[t][i] = aimed.unwrap_or_else(|| op(&mut cx));
             }
             2 if n.ops() < MAX_OPS => n.threads[t].push(op(&mut cx)),
             3 if n.threads.len() < 4 && n.ops() < MAX_OPS => {
@@ -769,6 +939,67 @@ mod tests {
             .map(|seed| valid(&mut Prng::new(seed), "t", draw).2)
             .sum();
         assert!(draws < 600, "{draws} draws for 500 valid scenarios");
+    }
+
+    /// The paths the aims are for come up in a fair share of fresh draws: a thread reclaiming
+    /// the lazyfree page against a store to it, against a pin of it; `madvise free`, `numa_hint`
+    /// of the THP against its zap; `collapse_pte_mapped_thp` against `uffd_copy`; the move back
+    /// against a migration (2026-12-03, seeds 0 to 1499: 24, 19, 61, 70, 16 and 48 threads;
+    /// about 2, 0, 0, 1, 0 and 0 scenarios before the aims).
+    #[test]
+    fn aims_draw_the_paths_of_what_init_made() {
+        // Threads other than `t` with a line starting with `w`.
+        let other = |d: &Draft, t: usize, w: &str| {
+            d.threads
+                .iter()
+                .enumerate()
+                .any(|(u, ops)| u != t && ops.iter().any(|o| o.starts_with(w)))
+        };
+        let mut n = [0; 6];
+        for seed in 0..1500 {
+            let (d, _) = generate(seed);
+            let lazy = d.layout.aims.iter().find_map(|a| {
+                a.strip_prefix("madvise pageout @")
+                    .and_then(|r| r.strip_suffix(" pages=1"))
+            });
+            for (t, ops) in d.threads.iter().enumerate() {
+                let has = |w: &str| ops.iter().any(|o| o.starts_with(w));
+                if let Some(p) = lazy {
+                    if has(&format!("madvise pageout @{p} ")) {
+                        n[0] += other(&d, t, &format!("store @{p} ")) as usize;
+                        n[1] += other(&d, t, &format!("gup_fast @{p} ")) as usize;
+                    }
+                }
+                if d.layout.aims.iter().any(|a| a.starts_with("numa_hint")) {
+                    let zap = "madvise dontneed @0 pages=8";
+                    n[2] += (has("madvise free @0 pages=8") && other(&d, t, zap)) as usize;
+                    n[3] += (has("numa_hint @0 pages=8") && other(&d, t, zap)) as usize;
+                }
+                if d.layout.aims.iter().any(|a| a.starts_with("collapse_pte")) {
+                    n[4] +=
+                        (has("collapse_pte_mapped_thp @8") && other(&d, t, "uffd_copy @")) as usize;
+                }
+                if let Some((m, _)) = d.layout.moved {
+                    let back = format!("mremap @{m} ");
+                    if has(&back)
+                        && ops
+                            .iter()
+                            .any(|o| o.ends_with(&format!("to @{MOVED_FROM}")))
+                    {
+                        n[5] += d
+                            .layout
+                            .aims
+                            .iter()
+                            .any(|a| a.starts_with("migrate") && other(&d, t, a))
+                            as usize;
+                    }
+                }
+            }
+        }
+        assert!(
+            n.iter().all(|&k| k >= 5) && n.iter().sum::<usize>() >= 100,
+            "{n:?}"
+        );
     }
 
     #[test]
