@@ -768,10 +768,17 @@ fn aims(r: &mut Prng, l: &Layout, huge: bool, lazy: Option<u64>, uffd_b: bool) -
     }
     // A PMD-mapped anonymous THP: a huge mapping whose first store mapped it, not split by a
     // move.
-    if a == "anon" && huge && moved.is_none() && faulted.iter().any(|&p| p < REGION) {
+    let stored: Vec<u64> = faulted.iter().copied().filter(|&p| p < REGION).collect();
+    if a == "anon" && huge && moved.is_none() && !stored.is_empty() {
         aims.push(format!("madvise free @0 pages={REGION}"));
         aims.push(format!("numa_hint @0 pages={REGION}"));
-        aims.push(format!("madvise dontneed @0 pages={REGION}\nload @{focus}"));
+        // The load reads a page `init` stored to: a zap the THP survived shows.
+        let p = if stored.contains(&focus) {
+            focus
+        } else {
+            *r.pick(&stored)
+        };
+        aims.push(format!("madvise dontneed @0 pages={REGION}\nload @{p}"));
     }
     if uffd_b {
         aims.push(format!("collapse_pte_mapped_thp @{REGION}"));
