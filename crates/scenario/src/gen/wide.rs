@@ -951,7 +951,7 @@ mod tests {
     /// The paths the aims are for come up in a fair share of fresh draws: a thread reclaiming
     /// the lazyfree page against a store to it, against a pin of it; `madvise free`, `numa_hint`
     /// of the THP against its zap; `collapse_pte_mapped_thp` against `uffd_copy`; the move back
-    /// against a migration (2026-12-03, seeds 0 to 1499: 24, 19, 61, 70, 16 and 48 threads;
+    /// against a migration (2026-12-03, seeds 0 to 1499: 23, 19, 63, 70, 16 and 48 threads;
     /// about 2, 0, 0, 1, 0 and 0 scenarios before the aims).
     #[test]
     fn aims_draw_the_paths_of_what_init_made() {
