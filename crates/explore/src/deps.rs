@@ -54,7 +54,12 @@ fn is_cpu_state(e: &Event) -> bool {
 fn is_cpu_obj(o: Obj) -> bool {
     matches!(
         o,
-        Obj::Irq(_) | Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_) | Obj::IpiWait(_)
+        Obj::Irq(_)
+            | Obj::Tlb(_)
+            | Obj::Shootdown { .. }
+            | Obj::TlbScanFrames(_)
+            | Obj::IpiWait(_)
+            | Obj::TlbFill { .. }
     )
 }
 
@@ -106,7 +111,7 @@ impl Key {
                 | Access::ObjAlloc
         ) {
             Family::FreeAlloc
-        } else if is_global(e) {
+        } else if is_global(e) || matches!(e.obj, Obj::IpiWait(_)) {
             Family::Global
         } else if is_gp(e) {
             Family::Gp
@@ -225,7 +230,7 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         }
         return match (o.obj, o.access) {
             // A scan for some frames against a shootdown that drops no translation to them.
-            (Obj::Shootdown { frames, .. }, _) => match scan.obj {
+            (Obj::Shootdown { frames, .. } | Obj::TlbFill { frames, .. }, _) => match scan.obj {
                 Obj::TlbScanFrames(asked) => asked & frames != 0,
                 _ => true,
             },
@@ -385,6 +390,8 @@ mod tests {
                 blind: false,
             },
             Obj::TlbScanFrames(2),
+            Obj::TlbFill { cpu: 1, frames: 2 },
+            Obj::IpiWait(0b10),
             Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE),
             Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE | 1),
             Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE | 1 | Obj::RCU_READER),
@@ -728,6 +735,11 @@ mod tests {
         ));
         assert!(dependent(&scan, &ev(Obj::Tlb(1), Access::Flush)));
         assert!(!dependent(&scan, &ev(Obj::Tlb(1), Access::TlbScan)));
+        // A fill, likewise by the frames it adds, replaces or evicts.
+        let fill = |frames| ev(Obj::TlbFill { cpu: 1, frames }, Access::Fill);
+        assert!(!dependent(&scan, &fill(0b011)));
+        assert!(dependent(&scan, &fill(0b110)));
+        assert!(dependent(&sd(1, 0, true), &fill(0)));
         // Shootdowns still conflict with every CPU's TLB and IRQ state.
         assert!(dependent(&sd(1, 0, true), &ev(Obj::Tlb(3), Access::Read)));
         assert!(dependent(

@@ -505,6 +505,7 @@ impl<M: Model> Exec<M> {
                     | Access::FrameAlloc
                     | Access::TlbScan
                     | Access::Flush
+                    | Access::Fill
             )
         {
             return self.model.machine(&self.inst).footprint(t, ev);

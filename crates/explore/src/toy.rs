@@ -464,6 +464,12 @@ pub fn tlb_witness_programs() -> Vec<Program> {
             vec![TlbFlush(0, 1)],
             vec![TlbHolders(0)],
         ],
+        // A fill that evicts CPU 0's translation to frame 0 (two entries a TLB): the scan sees
+        // it only before the third fill, and a fill's footprint must name what it evicts.
+        vec![
+            vec![TlbFill(0, 0), TlbFill(1, 1), TlbFill(2, 1)],
+            vec![TlbHolders(0)],
+        ],
         // Scans for either frame against shootdowns of the pages mapping them.
         vec![
             vec![SwitchMm, TlbFill(0, 0), TlbFill(2, 1)],

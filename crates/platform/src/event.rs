@@ -52,6 +52,10 @@ pub enum Obj {
     /// CPU is a target by `mm_cpumask`, a broadcast, or has never cached anything). Two blind
     /// shootdowns of disjoint pages commute; a scan for frames outside `frames` commutes with it.
     Shootdown { vpns: u32, frames: u32, blind: bool },
+    /// A fill of CPU `cpu`'s leaf TLB as the explorer sees it (never announced): bit `pfn % 32`
+    /// of the frames of the new translation and of those it replaces or evicts. It stays a
+    /// write of that CPU's TLB to everything but a scan for other frames.
+    TlbFill { cpu: u16, frames: u32 },
     /// A shootdown's wait for the IRQ-off targets in the mask to take its IPI, as the explorer
     /// sees it (never announced): it reads their IRQ-off counters only.
     IpiWait(u16),
@@ -262,7 +266,11 @@ impl Obj {
             Obj::Frame { .. } => "frame",
             Obj::Rcu | Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) => "rcu",
             Obj::Irq(_) => "irq",
-            Obj::Tlb(_) | Obj::Shootdown { .. } | Obj::TlbScanFrames(_) | Obj::IpiWait(_) => "tlb",
+            Obj::Tlb(_)
+            | Obj::Shootdown { .. }
+            | Obj::TlbScanFrames(_)
+            | Obj::IpiWait(_)
+            | Obj::TlbFill { .. } => "tlb",
             Obj::Var(id) if id >= Obj::SLAB_BASE => "vma",
             Obj::Var(_) => "var",
             Obj::Hist(_) => "history",
@@ -308,6 +316,7 @@ impl Obj {
             ),
             Obj::TlbScanFrames(m) => format!("TLB scan for frames {m:#x}"),
             Obj::IpiWait(m) => format!("wait for the IPI on CPUs {m:#x}"),
+            Obj::TlbFill { cpu, frames } => format!("tlb{cpu} fill of frames {frames:#x}"),
             Obj::Var(id) if id & Obj::RCU_READER != 0 => {
                 format!("var#{} (RCU reader)", id & !Obj::RCU_READER)
             }

@@ -374,7 +374,9 @@ impl Machine {
                 (readers, None) => Event::new(Obj::RcuReaders(readers), ev.access),
             },
             (Obj::Rcu, Access::CallRcu) => Event::new(Obj::RcuCall(self.rcu_next_seq()), ev.access),
-            (Obj::Tlb(_), Access::Flush | Access::TlbScan) => self.tlb_footprint(cpu, ev),
+            (Obj::Tlb(_), Access::Flush | Access::TlbScan | Access::Fill) => {
+                self.tlb_footprint(cpu, ev)
+            }
             (Obj::Var(id), _)
                 if ev.obj.is_typesafe_field()
                     && self.cpus[cpu].rcu_depth.load(Ordering::Relaxed) != 0 =>
@@ -591,6 +593,7 @@ impl<'m> Cpu<'m> {
     /// Set the mm whose translations this CPU uses (`switch_mm`).
     pub fn switch_mm(&self, mm_id: u64) {
         // Shootdown senders read `loaded_mm` to pick their targets.
+        *self.state().tlb_op.lock() = crate::tlb::TlbOp::Other;
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         self.state().loaded_mm.store(mm_id, Ordering::SeqCst);
     }

@@ -286,6 +286,7 @@ impl Names {
             Obj::Tlb(c) => format!("TLB of CPU{c}"),
             Obj::Shootdown { .. } | Obj::TlbScanFrames(_) => "every CPU's TLB".into(),
             Obj::IpiWait(_) => "IRQ state of the IPI's targets".into(),
+            Obj::TlbFill { cpu, .. } => format!("TLB of CPU{cpu}"),
             Obj::Hist(_) => "user-data history".into(),
             Obj::Choice { cpu, n } => format!("a choice of CPU{cpu} among {n}"),
         }

@@ -87,6 +87,13 @@ pub(crate) enum TlbOp {
     Holders { pfn: u32, n: u32 },
     /// A shootdown's wait for the deferred targets in the mask.
     Wait { cpus: u16 },
+    /// `tlb_fill` of a leaf of `mm` at `vpn` (`1 << shift` pages) translating to `pfn` on.
+    Fill {
+        mm: u64,
+        vpn: u64,
+        shift: u32,
+        pfn: u32,
+    },
 }
 
 /// Bit `x % 32` of every `x` in `[start, end)` (all bits for 32 or more).
@@ -175,6 +182,42 @@ impl Machine {
                 )
             }
             (TlbOp::Wait { cpus }, Access::Flush) => Event::new(Obj::IpiWait(cpus), ev.access),
+            (
+                TlbOp::Fill {
+                    mm,
+                    vpn,
+                    shift,
+                    pfn,
+                },
+                Access::Fill,
+            ) => {
+                // The frames of the new leaf, of the one it replaces and of the one it evicts
+                // (the oldest, when the TLB is full): all a scan for frames can see change.
+                let t = self.cpus[cpu].tlb.lock();
+                let span = |p: u32, sh: u32| hash_range(p as u64, p as u64 + (1 << sh));
+                let mut frames = span(pfn, shift);
+                let mut left = t.leaves.len();
+                for x in t.leaves.iter() {
+                    if x.mm == mm && x.vpn >> x.shift == vpn >> x.shift && x.shift == shift {
+                        frames |= span(x.page.pfn, x.shift);
+                        left -= 1;
+                    }
+                }
+                if left >= t.cap {
+                    if let Some(x) = t.leaves.iter().find(|x| {
+                        !(x.mm == mm && x.vpn >> x.shift == vpn >> x.shift && x.shift == shift)
+                    }) {
+                        frames |= span(x.page.pfn, x.shift);
+                    }
+                }
+                Event::new(
+                    Obj::TlbFill {
+                        cpu: cpu as u16,
+                        frames,
+                    },
+                    ev.access,
+                )
+            }
             (TlbOp::Holders { pfn, n }, Access::TlbScan) => Event::new(
                 Obj::TlbScanFrames(hash_range(pfn as u64, pfn as u64 + n as u64)),
                 ev.access,
@@ -200,6 +243,12 @@ impl<'m> Cpu<'m> {
 
     /// Insert a translation (the hardware walker's fill), evicting the oldest when full.
     pub fn tlb_fill(&self, e: TlbEntry) {
+        *self.state().tlb_op.lock() = TlbOp::Fill {
+            mm: e.mm,
+            vpn: e.vpn,
+            shift: e.shift,
+            pfn: e.page.pfn,
+        };
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         let mut t = self.state().tlb.lock();
         t.ever_filled = true;
@@ -411,12 +460,14 @@ impl<'m> Cpu<'m> {
     /// `flush_tlb_fix_spurious_fault` / `invlpg`: drop `[start, end)` of `mm` from this CPU only,
     /// paging-structure caches included.
     pub fn local_flush_tlb_range(&self, mm: u64, start: u64, end: u64) {
+        *self.state().tlb_op.lock() = TlbOp::Other;
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         self.state().tlb.lock().flush(mm, start, end, true);
     }
 
     /// Drop every cached translation of `mm` on this CPU only (context switch with a new ASID).
     pub fn local_flush_mm(&self, mm: u64) {
+        *self.state().tlb_op.lock() = TlbOp::Other;
         self.visible(Obj::Tlb(self.id as u16), Access::Fill);
         self.state().tlb.lock().flush(mm, 0, u64::MAX, true);
     }
