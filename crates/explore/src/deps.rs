@@ -55,6 +55,7 @@ fn is_cpu_obj(o: Obj) -> bool {
     matches!(
         o,
         Obj::Irq(_)
+            | Obj::IrqOn { .. }
             | Obj::Tlb(_)
             | Obj::Shootdown { .. }
             | Obj::TlbScanFrames(_)
@@ -151,7 +152,7 @@ impl Key {
 fn reader_cpus(e: &Event) -> u16 {
     match e.obj {
         Obj::RcuReaders(m) | Obj::RcuReady { readers: m, .. } => m,
-        Obj::Irq(c) => 1 << c.min(15),
+        Obj::Irq(c) | Obj::IrqOn { cpu: c, .. } => 1 << c.min(15),
         _ => u16::MAX,
     }
 }
@@ -214,7 +215,7 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
     } {
         // A shootdown's wait reads the IRQ-off counters of its deferred targets, which only
         // their IRQ boundaries change.
-        return matches!(o.obj, Obj::Irq(c) if w & 1 << c.min(15) != 0);
+        return matches!(o.obj, Obj::Irq(c) | Obj::IrqOn { cpu: c, .. } if w & 1 << c.min(15) != 0);
     }
     if a.access == Access::TlbScan || b.access == Access::TlbScan {
         // A TLB scan reads every CPU's leaf translations and nothing else: it commutes with other
@@ -237,6 +238,8 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
             (_, Access::TlbScan) => false,
             (Obj::Tlb(_), Access::Read | Access::WalkFill) => false,
             (Obj::Tlb(_), _) => true,
+            // An IRQ enable with no shootdown queued leaves the TLB alone.
+            (Obj::IrqOn { flushes, .. }, _) => flushes,
             (Obj::Irq(_), Access::IrqDisable) => false,
             (Obj::Irq(_), _) => true,
             _ => false,
@@ -392,6 +395,15 @@ mod tests {
             Obj::TlbScanFrames(2),
             Obj::TlbFill { cpu: 1, frames: 2 },
             Obj::IpiWait(0b10),
+            Obj::IrqOn {
+                cpu: 1,
+                flushes: false,
+            },
+            Obj::IrqOn {
+                cpu: 1,
+                flushes: true,
+            },
+            Obj::Irq(1),
             Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE),
             Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE | 1),
             Obj::Var(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE | 1 | Obj::RCU_READER),
@@ -740,6 +752,19 @@ mod tests {
         assert!(!dependent(&scan, &fill(0b011)));
         assert!(dependent(&scan, &fill(0b110)));
         assert!(dependent(&sd(1, 0, true), &fill(0)));
+        // An IRQ enable touches the TLB only with shootdowns queued.
+        let on = |flushes| ev(Obj::IrqOn { cpu: 1, flushes }, Access::IrqEnable);
+        assert!(!dependent(&scan, &on(false)));
+        assert!(dependent(&scan, &on(true)));
+        assert!(dependent(&sd(1, 0, true), &on(false)));
+        assert!(dependent(
+            &ev(Obj::IpiWait(0b10), Access::Flush),
+            &on(false)
+        ));
+        assert!(!dependent(
+            &ev(Obj::IpiWait(0b01), Access::Flush),
+            &on(false)
+        ));
         // Shootdowns still conflict with every CPU's TLB and IRQ state.
         assert!(dependent(&sd(1, 0, true), &ev(Obj::Tlb(3), Access::Read)));
         assert!(dependent(

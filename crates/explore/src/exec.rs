@@ -309,7 +309,10 @@ pub struct Step {
     pub thread: usize,
     /// The outcome taken, if the step was a choice (`Obj::Choice`); 0 otherwise.
     pub choice: u8,
+    /// The event as the thread announced it (what reports name).
     pub event: Event,
+    /// The event as the dependency relation sees it (its footprint, see [`Exec::footprint`]).
+    pub dep: Event,
     /// Kernel function at the step (recording mode only).
     pub func: &'static str,
 }
@@ -489,6 +492,11 @@ impl<M: Model> Exec<M> {
         matches!(self.pending[t], Some(Req::Block(..)))
     }
 
+    /// Thread `t`'s pending event as announced.
+    pub fn announced(&self, t: usize) -> Option<Event> {
+        self.pending[t].map(|r| r.event())
+    }
+
     /// Thread `t`'s pending event as the dependency relation sees it (see [`Exec::footprint`]).
     pub fn pending_event(&self, t: usize) -> Option<Event> {
         self.pending[t].map(|r| self.footprint(t, r.event()))
@@ -506,6 +514,7 @@ impl<M: Model> Exec<M> {
                     | Access::TlbScan
                     | Access::Flush
                     | Access::Fill
+                    | Access::IrqEnable
             )
         {
             return self.model.machine(&self.inst).footprint(t, ev);

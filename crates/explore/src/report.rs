@@ -478,7 +478,7 @@ pub fn slice(run: &Run) -> Slice {
             if t == trace[j].thread || seen[t] {
                 continue;
             }
-            if crate::deps::dependent(&trace[i].event, &trace[j].event) {
+            if crate::deps::dependent(&trace[i].dep, &trace[j].dep) {
                 seen[t] = true;
                 edges.push((i, j));
             }

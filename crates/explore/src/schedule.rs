@@ -193,11 +193,13 @@ pub fn run_one_with<M: Model>(
         }
         prev = Some(t);
         let func = ex.func(t);
-        let event = ex.step(d);
+        let event = ex.announced(t).expect("step of a finished thread");
+        let dep = ex.step(d);
         trace.push(Step {
             thread: t,
             choice: ex.sched.last().map_or(0, |&d| choice_of(d as usize)),
             event,
+            dep,
             func,
         });
         limit = ex.limit();

@@ -470,6 +470,21 @@ pub fn tlb_witness_programs() -> Vec<Program> {
             vec![TlbFill(0, 0), TlbFill(1, 1), TlbFill(2, 1)],
             vec![TlbHolders(0)],
         ],
+        // A shootdown deferred by CPU 0's IRQ-off section: CPU 0 hits inside the section and
+        // misses after it, CPU 2 misses (so it scans after the shootdown) and yet sees CPU 0
+        // holding frame 0 only if it scans before CPU 0's IRQ enable runs the queued flush.
+        vec![
+            vec![
+                SwitchMm,
+                TlbFill(0, 0),
+                IrqOff,
+                TlbLookup(0),
+                IrqOn,
+                TlbLookup(0),
+            ],
+            vec![TlbFlush(0, 4)],
+            vec![SwitchMm, TlbFill(3, 1), TlbLookup(3), TlbHolders(0)],
+        ],
         // Scans for either frame against shootdowns of the pages mapping them.
         vec![
             vec![SwitchMm, TlbFill(0, 0), TlbFill(2, 1)],

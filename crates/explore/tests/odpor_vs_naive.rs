@@ -46,7 +46,7 @@ fn traces(m: &Arc<Program>) -> usize {
                         && (0..k).all(|j| {
                             emitted[j]
                                 || (tr[j].thread != tr[k].thread
-                                    && !dependent(&tr[j].event, &tr[k].event))
+                                    && !dependent(&tr[j].dep, &tr[k].dep))
                         })
                 })
                 .min_by_key(|&k| tr[k].thread)

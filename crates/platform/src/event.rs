@@ -52,6 +52,10 @@ pub enum Obj {
     /// CPU is a target by `mm_cpumask`, a broadcast, or has never cached anything). Two blind
     /// shootdowns of disjoint pages commute; a scan for frames outside `frames` commutes with it.
     Shootdown { vpns: u32, frames: u32, blind: bool },
+    /// CPU `cpu` enabling IRQs as the explorer sees it (never announced): `flushes` if shootdowns
+    /// wait in its queue, which its IPI handler then runs (a TLB write); without, the step
+    /// leaves the TLB alone and commutes with TLB scans.
+    IrqOn { cpu: u16, flushes: bool },
     /// A fill of CPU `cpu`'s leaf TLB as the explorer sees it (never announced): bit `pfn % 32`
     /// of the frames of the new translation and of those it replaces or evicts. It stays a
     /// write of that CPU's TLB to everything but a scan for other frames.
@@ -265,7 +269,7 @@ impl Obj {
             Obj::Alloc | Obj::AllocRange { .. } => "allocator",
             Obj::Frame { .. } => "frame",
             Obj::Rcu | Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) => "rcu",
-            Obj::Irq(_) => "irq",
+            Obj::Irq(_) | Obj::IrqOn { .. } => "irq",
             Obj::Tlb(_)
             | Obj::Shootdown { .. }
             | Obj::TlbScanFrames(_)
@@ -301,6 +305,14 @@ impl Obj {
             Obj::RcuReady { readers, seq } => format!("rcu callback {seq}, readers {readers:#x}"),
             Obj::RcuCall(seq) => format!("rcu callback {seq} queued"),
             Obj::Irq(c) => format!("irq{c}"),
+            Obj::IrqOn { cpu, flushes } => format!(
+                "irq{cpu} on{}",
+                if flushes {
+                    ", running queued flushes"
+                } else {
+                    ""
+                }
+            ),
             Obj::Tlb(c) => format!("tlb{c}"),
             Obj::Shootdown {
                 vpns,

@@ -363,6 +363,9 @@ impl Machine {
     ///   cursor to the block it will take ([`Frames::alloc_scan`]): [`Obj::AllocRange`], unless
     ///   the pool is short or the scan wraps;
     /// - a shootdown's send step and a `tlb_holders` scan: [`Machine::tlb_footprint`];
+    /// - an IRQ enable says whether shootdowns wait in the CPU's queue ([`Obj::IrqOn`]): only
+    ///   then does its IPI handler write the TLB (the queue changes only by shootdowns, which
+    ///   are dependent with it, and by the CPU's own IRQ enables);
     /// - an access to a field of a `SLAB_TYPESAFE_BY_RCU` object inside an RCU read-side section
     ///   carries [`Obj::RCU_READER`]: the object's free commutes with it (the free changes no
     ///   field, and such an access is legal after it; see `SlabObj::check`). The mark depends on
@@ -374,6 +377,13 @@ impl Machine {
                 (readers, None) => Event::new(Obj::RcuReaders(readers), ev.access),
             },
             (Obj::Rcu, Access::CallRcu) => Event::new(Obj::RcuCall(self.rcu_next_seq()), ev.access),
+            (Obj::Irq(c), Access::IrqEnable) => Event::new(
+                Obj::IrqOn {
+                    cpu: c,
+                    flushes: !self.cpus[c as usize].ipi_flush.lock().is_empty(),
+                },
+                ev.access,
+            ),
             (Obj::Tlb(_), Access::Flush | Access::TlbScan | Access::Fill) => {
                 self.tlb_footprint(cpu, ev)
             }

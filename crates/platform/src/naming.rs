@@ -282,7 +282,7 @@ impl Names {
             Obj::Frame { pfn, order } => format!("pfn {pfn} (order {order})"),
             Obj::Alloc | Obj::AllocRange { .. } => "page allocator".into(),
             Obj::Rcu | Obj::RcuReaders(_) | Obj::RcuReady { .. } | Obj::RcuCall(_) => "rcu".into(),
-            Obj::Irq(c) => format!("irq state of CPU{c}"),
+            Obj::Irq(c) | Obj::IrqOn { cpu: c, .. } => format!("irq state of CPU{c}"),
             Obj::Tlb(c) => format!("TLB of CPU{c}"),
             Obj::Shootdown { .. } | Obj::TlbScanFrames(_) => "every CPU's TLB".into(),
             Obj::IpiWait(_) => "IRQ state of the IPI's targets".into(),
