@@ -250,9 +250,14 @@ fn eager_hand_off_matches_naive() {
 /// saw its frame live, and which frames are freed at the end).
 #[test]
 fn dpor_matches_naive_on_rcu_programs() {
+    check_sequential_and_eager(small_rcu_programs(300));
+}
+
+/// [`check`] on each program, then the eager hand-off on two workers against naive's outcomes.
+fn check_sequential_and_eager(programs: impl IntoIterator<Item = Program>) {
     use mmcheck_explore::dpor::explore_stealing_with;
     let (mut d, mut n) = (0, 0);
-    for m in small_rcu_programs(300) {
+    for m in programs {
         let (a, b) = check(m.clone());
         d += a;
         n += b;
@@ -368,27 +373,11 @@ fn dpor_matches_naive_on_trylocks() {
 /// says, sequentially and with the eager hand-off on two workers.
 #[test]
 fn dpor_matches_naive_on_tlb_programs() {
-    use mmcheck_explore::dpor::explore_stealing_with;
-    let (mut d, mut n) = (0, 0);
-    let programs = tlb_witness_programs()
-        .into_iter()
-        .chain(small_tlb_programs(300));
-    for m in programs {
-        let (a, b) = check(m.clone());
-        d += a;
-        n += b;
-        let m = Arc::new(m);
-        let cfg = Config {
-            collect_outcomes: true,
-            stop_on_violation: false,
-            ..Config::default()
-        };
-        let (naive, _, _) = naive_outcomes(&m);
-        let out = explore_stealing_with(m.clone(), &cfg, 2, true);
-        assert!(out.complete, "incomplete, eager on 2 on {m:?}");
-        assert_eq!(out.outcomes, naive, "eager on 2 on {m:?}");
-    }
-    eprintln!("DPOR {d} executions, naive {n}");
+    check_sequential_and_eager(
+        tlb_witness_programs()
+            .into_iter()
+            .chain(small_tlb_programs(300)),
+    );
 }
 
 /// A `SLAB_TYPESAFE_BY_RCU` object's free against accesses to its field inside RCU read-side
