@@ -64,6 +64,12 @@ fn is_cpu_obj(o: Obj) -> bool {
     )
 }
 
+/// A store-buffer push or flusher wait, or an entry RMW that may commit another CPU's buffered
+/// RMW of its entry (`Access::RmwWeak`).
+fn touches_buffers(e: &Event) -> bool {
+    e.access == Access::RmwWeak || e.obj == Obj::STORE_BUFFERS
+}
+
 fn is_gp(e: &Event) -> bool {
     matches!(
         e.access,
@@ -92,6 +98,8 @@ enum Family {
     Reader,
     /// Invocations and responses on user-data history words.
     Hist,
+    /// The store buffers, and the weak-memory entry RMWs that touch them.
+    Buffers,
 }
 
 /// A cheap summary for scans: `may_depend` is false only when [`dependent`] certainly is.
@@ -120,6 +128,8 @@ impl Key {
             Family::Reader
         } else if is_hist(e) {
             Family::Hist
+        } else if touches_buffers(e) {
+            Family::Buffers
         } else {
             Family::Plain
         };
@@ -142,6 +152,11 @@ impl Key {
             (Gp, _) | (_, Gp) => false,
             (Hist, Hist) => true,
             (Hist, _) | (_, Hist) => false,
+            (Buffers, _) | (_, Buffers) => {
+                self.obj == other.obj
+                    || self.obj == Obj::STORE_BUFFERS
+                    || other.obj == Obj::STORE_BUFFERS
+            }
             (Reader, Reader) => self.obj == other.obj,
             _ => self.obj == other.obj,
         }
@@ -308,6 +323,13 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
             _ => true,
         };
     }
+    let weak_rmw =
+        |x: &Event, y: &Event| x.access == Access::RmwWeak && y.obj == Obj::STORE_BUFFERS;
+    if weak_rmw(a, b) || weak_rmw(b, a) {
+        // A weak entry RMW pushes its write into its CPU's store buffer, or commits another
+        // CPU's buffered RMW of its entry: both change what the flusher may commit next.
+        return true;
+    }
     let (ca, cb) = (class(a.access), class(b.access));
     if let (Obj::Page { pfn: x, parts: p }, Obj::Page { pfn: y, parts: q }) = (a.obj, b.obj) {
         // Field groups of one `struct page`: separate words, as in the kernel.
@@ -418,6 +440,7 @@ mod tests {
             Obj::RcuCall(0),
             Obj::RcuCall(1),
             Obj::AllocRange { from: 4, to: 8 },
+            Obj::STORE_BUFFERS,
             Obj::Irq(0),
             Obj::Irq(1),
             Obj::Tlb(0),
@@ -460,6 +483,7 @@ mod tests {
             Access::HistResp,
             Access::ObjFree,
             Access::ObjAlloc,
+            Access::RmwWeak,
         ];
         let evs: Vec<Event> = objs
             .iter()
@@ -472,6 +496,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_weak_entry_rmw_conflicts_with_its_entry_and_the_store_buffers() {
+        let e = |idx| Obj::Entry { pfn: 5, idx };
+        let rmw = ev(e(1), Access::RmwWeak);
+        for a in [Access::Read, Access::Write] {
+            assert!(dependent(&rmw, &ev(Obj::STORE_BUFFERS, a)));
+            assert!(dependent(&ev(Obj::STORE_BUFFERS, a), &rmw));
+        }
+        assert!(dependent(&rmw, &ev(e(1), Access::Read)));
+        assert!(dependent(&rmw, &ev(e(1), Access::RmwWeak)));
+        // RMWs of other entries: each pushes into its own buffer and commits only a buffered
+        // RMW of its own entry.
+        assert!(!dependent(&rmw, &ev(e(2), Access::RmwWeak)));
+        assert!(!dependent(&rmw, &ev(e(2), Access::Write)));
+        assert!(!dependent(
+            &ev(e(1), Access::Rmw),
+            &ev(Obj::STORE_BUFFERS, Access::Read)
+        ));
     }
 
     #[test]

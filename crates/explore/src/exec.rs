@@ -582,7 +582,7 @@ impl<M: Model> Exec<M> {
     fn detail_before(&self, ev: &Event) -> (u32, Option<u64>) {
         let m = self.model.machine(&self.inst);
         let old = match (ev.obj, ev.access) {
-            (Obj::Entry { pfn, idx }, Access::Write | Access::Rmw) => {
+            (Obj::Entry { pfn, idx }, Access::Write | Access::Rmw | Access::RmwWeak) => {
                 Some(m.frames.entry_word_raw(pfn, idx as usize))
             }
             _ => None,

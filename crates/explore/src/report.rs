@@ -23,6 +23,7 @@ pub fn access_text(a: Access) -> &'static str {
         Access::Read => "read",
         Access::Write => "write",
         Access::Rmw => "rmw",
+        Access::RmwWeak => "rmw (weak memory)",
         Access::Add => "atomic add",
         Access::Acquire => "lock",
         Access::TryAcquire => "trylock",

@@ -17,8 +17,11 @@ enum Op {
     St(usize, u64),
     /// `READ_ONCE` of an entry.
     Ld(usize),
-    /// `xchg` of an entry (returns the old value).
+    /// `xchg` of an entry (returns the old value; relaxed under LKMM).
     Xchg(usize, u64),
+    /// The hardware walker's `cmpxchg` of an entry (performed in memory; returns the value
+    /// found).
+    CasHw(usize, u64, u64),
     Wmb,
     Mb,
 }
@@ -98,6 +101,10 @@ impl Model for Prog {
                 Op::Xchg(i, v) => {
                     let old = cpu.entry_xchg(inst.table, i, v);
                     inst.reads[t].lock().unwrap().push(old);
+                }
+                Op::CasHw(i, old, new) => {
+                    let v = cpu.entry_cmpxchg_hw(inst.table, i, old, new);
+                    inst.reads[t].lock().unwrap().push(v.unwrap_or_else(|v| v));
                 }
                 Op::Wmb => cpu.smp_wmb(),
                 Op::Mb => cpu.smp_mb(),
@@ -212,6 +219,70 @@ fn an_xchg_waits_for_the_cpus_stores_to_its_entry() {
     assert!(r.iter().all(|o| o.starts_with("[1] | ")), "{r:?}");
 }
 
+/// SB with the stores made by `xchg`: under x86-TSO a locked RMW drains the buffer and is a
+/// full barrier; under the LKMM `xchg_relaxed` is not (arm64's `__ptep_get_and_clear`), so both
+/// loads may miss the other CPU's write without `smp_mb`.
+#[test]
+fn store_buffering_with_relaxed_xchg_needs_smp_mb_under_lkmm_only() {
+    let t = |a, b, mb: bool| {
+        let mut v = vec![Op::Xchg(a, 1)];
+        if mb {
+            v.push(Op::Mb);
+        }
+        v.push(Op::Ld(b));
+        v
+    };
+    let weak = "[0, 0] | [0, 0] | ";
+    let prog = |mb| vec![t(0, 1, mb), t(1, 0, mb)];
+    assert!(!reads(MemoryModel::Sc, prog(false)).contains(weak));
+    assert!(!reads(MemoryModel::Tso, prog(false)).contains(weak));
+    assert!(reads(MemoryModel::Lkmm, prog(false)).contains(weak));
+    assert!(!reads(MemoryModel::Lkmm, prog(true)).contains(weak));
+}
+
+/// A buffered RMW write stays atomic: no write of the entry reaches memory between its read
+/// and its write, whether another RMW, the hardware walker's, or another CPU's plain store.
+#[test]
+fn a_relaxed_rmw_loses_no_update() {
+    let finals = |threads| -> BTreeSet<String> {
+        let m = Arc::new(Prog {
+            memory: MemoryModel::Lkmm,
+            threads,
+        });
+        let d = explore(m.clone(), &cfg());
+        let n = naive::explore(&m, &cfg());
+        assert_eq!(d.outcomes, n.outcomes, "{m:?}");
+        d.outcomes.iter().cloned().collect()
+    };
+    // Two xchgs: exactly one reads the initial 0, and the other's value is the final one.
+    let r = finals(vec![vec![Op::Xchg(0, 1)], vec![Op::Xchg(0, 2)]]);
+    let want: BTreeSet<String> = ["[0] | [1] | 2 0 0 0 ", "[2] | [0] | 1 0 0 0 "]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(r, want);
+    // A plain store against an xchg: if the xchg read 0, the store is after it.
+    let r = finals(vec![vec![Op::Xchg(0, 1)], vec![Op::St(0, 2)]]);
+    assert!(r.iter().all(|o| !o.starts_with("[0] | [] | 1 ")), "{r:?}");
+    // The walker's cmpxchg against an xchg: the cmpxchg that read 0 wrote 4, kept unless the
+    // xchg came after it and read 4.
+    let r = finals(vec![vec![Op::Xchg(0, 1)], vec![Op::CasHw(0, 0, 4)]]);
+    assert!(
+        r.iter()
+            .all(|o| o != "[0] | [0] | 4 0 0 0 " && o != "[0] | [0] | 1 0 0 0 "),
+        "{r:?}"
+    );
+    // The walker's cmpxchg of the value the xchg buffered commits it first, then its own: the
+    // flusher must not commit it again over the walker's write.
+    let r = finals(vec![vec![Op::Xchg(0, 1)], vec![Op::CasHw(0, 1, 4)]]);
+    assert!(
+        r.iter()
+            .all(|o| !o.starts_with("[0] | [1] | ") || o.ends_with("| 4 0 0 0 ")),
+        "{r:?}"
+    );
+    assert!(r.iter().any(|o| o.starts_with("[0] | [1] | ")), "{r:?}");
+}
+
 fn random_prog(seed: u64, memory: MemoryModel) -> Prog {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let threads = (0..2)
@@ -221,13 +292,11 @@ fn random_prog(seed: u64, memory: MemoryModel) -> Prog {
                     0..=2 => Op::St(rng.gen_range(0..2), rng.gen_range(1..3)),
                     3..=5 => Op::Ld(rng.gen_range(0..2)),
                     6 => Op::Wmb,
-                    _ => {
-                        if rng.gen_bool(0.5) {
-                            Op::Mb
-                        } else {
-                            Op::Xchg(rng.gen_range(0..2), 3)
-                        }
-                    }
+                    _ => match rng.gen_range(0..3) {
+                        0 => Op::Mb,
+                        1 => Op::Xchg(rng.gen_range(0..2), 3),
+                        _ => Op::CasHw(rng.gen_range(0..2), rng.gen_range(0..2), 4),
+                    },
                 })
                 .collect()
         })

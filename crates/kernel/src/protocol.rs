@@ -179,6 +179,10 @@ pub struct Protocol {
     /// `try_to_unmap_one` discards a lazyfree folio only if no reference beyond the isolation
     /// and the mappings is held (`ref_count == 1 + map_count`, 6c8e2a256915, 5.18).
     pub lazyfree_ref_check: bool,
+    /// The `smp_mb()` between clearing a lazyfree PTE and reading the folio's reference count
+    /// in `try_to_unmap_one` ("clear PTE; barrier; read refcount" against GUP-fast's "inc
+    /// refcount; barrier; read PTE", 6c8e2a256915, 5.18). Only a weak memory model can tell.
+    pub lazyfree_mb: bool,
     /// How `madvise_free_huge_pmd` cleans a huge PMD: `pmdp_invalidate` then `set_pmd_at`
     /// (58ceeb6bec86, 4.11), or `pmdp_huge_get_and_clear` then `set_pmd_at` before it.
     pub lazyfree_huge_pmd_update: HugePmdUpdate,
@@ -448,6 +452,7 @@ impl Default for Protocol {
             pmd_mkinvalid_nonpresent: MkinvalidNonpresent::CorruptsOffset,
             lazyfree_dirty_check: true,
             lazyfree_ref_check: true,
+            lazyfree_mb: true,
             lazyfree_huge_pmd_update: HugePmdUpdate::Invalidate,
             swap: false,
             swap_synchronous_io: true,
@@ -1161,6 +1166,12 @@ pub const SWITCHES: &[Switch] = &[
         "lazyfree.ref_check",
         lazyfree_ref_check,
         "try_to_unmap_one discards a lazyfree (MADV_FREE) folio only if its references are the isolation one plus one per mapping (smp_mb after clearing the PTE, pairing with GUP-fast's reference then PTE recheck); off discards a clean lazyfree mapping even while a GUP reference is held (a direct-I/O read into the page then lands in a folio no PTE maps)",
+        "6c8e2a256915 Mauricio Faria de Oliveira, 'mm: fix race between MADV_FREE reclaim and blkdev direct IO read' (5.18)"
+    ),
+    bool_switch!(
+        "lazyfree.mb",
+        lazyfree_mb,
+        "the smp_mb in try_to_unmap_one between clearing a lazyfree PTE and reading the folio's reference count, pairing with GUP-fast's reference then PTE recheck (a store-buffering shape); off leaves the PTE clear and the count read unordered where the architecture's ptep_get_and_clear and TLB batching do not order them (memory = lkmm)",
         "6c8e2a256915 Mauricio Faria de Oliveira, 'mm: fix race between MADV_FREE reclaim and blkdev direct IO read' (5.18)"
     ),
     Switch {

@@ -93,6 +93,12 @@ impl Obj {
     /// ([`Access::ObjFree`] on its base) conflicts with every access to its fields.
     pub const SLAB_BASE: u64 = 1 << 44;
 
+    /// The store buffers of a weak memory model (`memory.rs`): pushes, and the flusher's wait
+    /// and choice of what to commit.
+    pub const STORE_BUFFERS: Obj = Obj::Var(Self::STORE_BUFFERS_ID);
+    /// The id of [`Obj::STORE_BUFFERS`].
+    pub const STORE_BUFFERS_ID: u64 = 1 << 43;
+
     /// Field ids per slab object.
     pub const SLAB_STRIDE: u64 = 8;
 
@@ -346,6 +352,13 @@ pub enum Access {
     Write,
     /// Read-modify-write (xchg, cmpxchg, an atomic add whose result is used).
     Rmw,
+    /// A read-modify-write of a page-table entry under `memory = lkmm`, announced on the entry:
+    /// the kernel's `xchg_relaxed`/`cmpxchg_relaxed` (arm64's `__ptep_get_and_clear`,
+    /// `pmdp_establish`, ...), whose write goes to the CPU's store buffer, or the hardware
+    /// walker's atomic A/D update. Either may commit another CPU's buffered RMW of the entry
+    /// first (see `memory.rs`), so it also conflicts with every access to the store buffers
+    /// ([`Obj::STORE_BUFFERS`]).
+    RmwWeak,
     /// An atomic add that commutes with the object's other `Add`s, conflicting with every other
     /// access to it: its result is unused (`atomic_inc`, `atomic_dec`), or turns only on
     /// thresholds the other adds cannot cross (a VMA reader's `vm_refcnt` reference).

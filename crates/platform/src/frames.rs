@@ -663,24 +663,83 @@ impl<'m> Cpu<'m> {
         if self.m.memory_model() != crate::MemoryModel::Sc && self.wb_store(t, idx as u32, v) {
             return;
         }
-        self.entry_word(t, idx, Access::Write, "entry write")
+        self.entry_word_at_once(t, idx, Access::Write, "entry write")
             .store(v, Ordering::SeqCst)
     }
 
+    /// Announce a write of entry `idx` of `t` that reaches memory in this step. Under `lkmm`
+    /// (as [`Access::RmwWeak`]) another CPU's buffered RMW of the entry is committed first.
+    #[inline]
+    fn entry_word_at_once(
+        &self,
+        t: FrameRef,
+        idx: usize,
+        access: Access,
+        what: &str,
+    ) -> &'m AtomicU64 {
+        if self.m.memory_model() != crate::MemoryModel::Lkmm {
+            return self.entry_word(t, idx, access, what);
+        }
+        let w = self.entry_word(t, idx, Access::RmwWeak, what);
+        self.wb_commit_reserved(t.pfn, Some(idx as u32), self.id);
+        w
+    }
+
+    /// A relaxed RMW of an entry under `memory = lkmm` (arm64's `xchg_relaxed` and
+    /// `cmpxchg_relaxed` in `__ptep_get_and_clear`, `pmdp_establish`, `ptep_set_wrprotect`,
+    /// `ptep_test_and_clear_young`): one step reads the entry in memory (after this CPU's own
+    /// buffered stores to it, and another CPU's buffered RMW of it) and buffers the write
+    /// `f(old)` if any; later loads of this CPU may be performed before other CPUs see it.
+    fn entry_rmw_relaxed(
+        &self,
+        t: FrameRef,
+        idx: usize,
+        f: impl FnOnce(u64) -> Option<u64>,
+    ) -> u64 {
+        let w = self.entry_word_at_once(t, idx, Access::RmwWeak, "entry rmw");
+        let old = self.wb_check_loaded(t, idx, w.load(Ordering::SeqCst));
+        if let Some(new) = f(old) {
+            self.wb_push_rmw(t, idx as u32, new);
+        }
+        old
+    }
+
     /// `xchg(entry, v)` (`ptep_get_and_clear`): performed in memory, after this CPU's buffered
-    /// stores to the entry.
+    /// stores to the entry; under `lkmm`, relaxed (its write buffered, see
+    /// [`Cpu::entry_rmw_relaxed`]).
     #[inline]
     pub fn entry_xchg(&self, t: FrameRef, idx: usize, v: u64) -> u64 {
+        if self.wb_rmw_relaxed() {
+            return self.entry_rmw_relaxed(t, idx, |_| Some(v));
+        }
         let old = self
-            .entry_word(t, idx, Access::Rmw, "entry xchg")
+            .entry_word_at_once(t, idx, Access::Rmw, "entry xchg")
             .swap(v, Ordering::SeqCst);
         self.wb_check_loaded(t, idx, old)
     }
 
-    /// `cmpxchg(entry, old, new)`: `Ok(old)` on success, `Err(current)` otherwise.
+    /// `cmpxchg(entry, old, new)`: `Ok(old)` on success, `Err(current)` otherwise; under `lkmm`
+    /// relaxed, as [`Cpu::entry_xchg`].
     #[inline]
     pub fn entry_cmpxchg(&self, t: FrameRef, idx: usize, old: u64, new: u64) -> Result<u64, u64> {
-        self.entry_word(t, idx, Access::Rmw, "entry cmpxchg")
+        if self.wb_rmw_relaxed() {
+            let cur = self.entry_rmw_relaxed(t, idx, |cur| (cur == old).then_some(new));
+            return if cur == old { Ok(cur) } else { Err(cur) };
+        }
+        self.entry_cmpxchg_hw(t, idx, old, new)
+    }
+
+    /// The hardware walker's atomic update of an entry's access and dirty bits: performed in
+    /// memory under every model.
+    #[inline]
+    pub fn entry_cmpxchg_hw(
+        &self,
+        t: FrameRef,
+        idx: usize,
+        old: u64,
+        new: u64,
+    ) -> Result<u64, u64> {
+        self.entry_word_at_once(t, idx, Access::Rmw, "entry cmpxchg")
             .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
             .map_err(|v| self.wb_check_loaded(t, idx, v))
     }

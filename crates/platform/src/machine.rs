@@ -162,7 +162,7 @@ impl Machine {
     /// (running [`Cpu::store_buffer_flusher`]) commits. `Sc` ends it (final checks run SC).
     pub fn set_memory_model(&self, model: MemoryModel, buffered: &[usize]) {
         if model != MemoryModel::Sc && self.wb_id.load(Ordering::Relaxed) == 0 {
-            let id = self.new_id();
+            let id = Obj::STORE_BUFFERS_ID;
             self.name_global(id, "store buffers");
             self.wb_id.store(id, Ordering::Relaxed);
         }
@@ -630,6 +630,18 @@ impl<'m> Cpu<'m> {
     #[track_caller]
     pub fn smp_mb(&self) {
         if self.m.memory.load(Ordering::Relaxed) != 0 && !self.barrier_site("smp_mb") {
+            self.wb_mb();
+        }
+    }
+
+    /// arm64's `dsb(ishst)` ahead of a TLB invalidation issued without waiting for it
+    /// (`__flush_tlb_range_nosync`, as `arch_tlbbatch_add_pending` does): the CPU's earlier
+    /// stores complete before the barrier does, and no later instruction runs before that.
+    /// Under a weak model, wait until this CPU's buffered stores are visible. Part of the TLB
+    /// maintenance, so not a mutation site.
+    #[inline]
+    pub fn dsb_ishst(&self) {
+        if self.m.memory.load(Ordering::Relaxed) != 0 {
             self.wb_mb();
         }
     }

@@ -93,6 +93,9 @@ pub(crate) struct Pending {
     /// The entry stored to, or `None` for the zeroing of the whole table.
     idx: Option<u32>,
     val: u64,
+    /// The write of a relaxed RMW (`xchg_relaxed`): it read the entry's value in memory when it
+    /// was buffered, so no other write to the entry may reach memory before it (atomicity).
+    reserved: bool,
 }
 
 impl Pending {
@@ -140,7 +143,7 @@ pub(crate) struct StoreBuffer {
 }
 
 impl StoreBuffer {
-    fn push(&mut self, table: FrameRef, idx: Option<u32>, val: u64) {
+    fn push(&mut self, table: FrameRef, idx: Option<u32>, val: u64, reserved: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.items.push_back(Pending {
@@ -148,7 +151,20 @@ impl StoreBuffer {
             table,
             idx,
             val,
+            reserved,
         });
+    }
+
+    /// Take out the buffered RMW write to an entry of table `pfn` (entry `idx`, or any entry
+    /// for `None`), if there is one. Always eligible: the RMW drained this CPU's earlier stores
+    /// to the entry and those before its last `smp_wmb`.
+    fn take_reserved(&mut self, pfn: u32, idx: Option<u32>) -> Option<Pending> {
+        let seq = self
+            .items
+            .iter()
+            .find(|p| p.reserved && p.table.pfn == pfn && (idx.is_none() || p.idx == idx))?
+            .seq;
+        self.remove(seq)
     }
 
     fn wmb(&mut self) {
@@ -228,7 +244,7 @@ fn need(model: MemoryModel, wb_obj: Obj, ev: Event) -> Need {
     if matches!(ev.obj, Obj::Choice { .. }) {
         return Need::Nothing;
     }
-    if let (Obj::Entry { pfn, idx }, Rmw) = (ev.obj, ev.access) {
+    if let (Obj::Entry { pfn, idx }, Rmw | RmwWeak) = (ev.obj, ev.access) {
         return match model {
             MemoryModel::Tso => Need::All,
             _ => Need::Entry(pfn, idx),
@@ -308,8 +324,60 @@ impl<'m> Cpu<'m> {
         self.m
             .backend
             .visible(self.id, Event::new(Obj::Var(self.m.wb_id()), Access::Write));
-        self.state().wb.lock().push(table, Some(idx), val);
+        self.state().wb.lock().push(table, Some(idx), val, false);
         true
+    }
+
+    /// True if this CPU's entry RMWs are relaxed (`memory = lkmm`): their writes are buffered
+    /// like stores, after the RMW read the entry in memory ([`Cpu::entry_xchg`]).
+    #[inline]
+    pub(crate) fn wb_rmw_relaxed(&self) -> bool {
+        self.m.memory_model() == MemoryModel::Lkmm && self.buffered()
+    }
+
+    /// Buffer the write of a relaxed RMW of entry `idx` of `table`, which read the entry's
+    /// value in memory in this step.
+    pub(crate) fn wb_push_rmw(&self, table: FrameRef, idx: u32, val: u64) {
+        self.state().wb.lock().push(table, Some(idx), val, true);
+    }
+
+    /// Before a write of entry `idx` of table `pfn` (every entry for `None`) reaches memory in
+    /// this step (an RMW performed in memory, or the flusher's commit of a buffered store):
+    /// commit another CPU's buffered RMW write to it first. That RMW read the value in memory,
+    /// so every write that reaches memory after its read is ordered after its write.
+    pub(crate) fn wb_commit_reserved(&self, pfn: u32, idx: Option<u32>, except: usize) {
+        if self.m.memory_model() != MemoryModel::Lkmm {
+            return;
+        }
+        for (c, st) in self.m.cpus.iter().enumerate() {
+            if c == except {
+                continue;
+            }
+            while let Some(p) = st.wb.lock().take_reserved(pfn, idx) {
+                self.wb_write_memory(&p);
+            }
+        }
+    }
+
+    /// A buffered store reaching memory.
+    fn wb_write_memory(&self, p: &Pending) {
+        let m = self.m;
+        if !m
+            .frames
+            .check(self, p.table, "a buffered store reaching memory")
+        {
+            return;
+        }
+        match p.idx {
+            Some(idx) => {
+                m.frames.words_of(p.table.pfn)[idx as usize].store(p.val, Ordering::SeqCst)
+            }
+            None => {
+                for w in m.frames.words_of(p.table.pfn) {
+                    w.store(0, Ordering::SeqCst);
+                }
+            }
+        }
     }
 
     /// The allocator's zeroing of a new table: buffered under a weak model, with the table's
@@ -324,7 +392,7 @@ impl<'m> Cpu<'m> {
         self.m
             .backend
             .visible(self.id, Event::new(Obj::Var(self.m.wb_id()), Access::Write));
-        self.state().wb.lock().push(table, None, 0);
+        self.state().wb.lock().push(table, None, 0, false);
         true
     }
 
@@ -403,23 +471,15 @@ impl<'m> Cpu<'m> {
             };
             let (c, p) = cands[i];
             m.backend.visible(self.id, Event::new(p.obj(), p.access()));
-            m.cpus[c].wb.lock().remove(p.seq);
-            if !m
-                .frames
-                .check(self, p.table, "a buffered store reaching memory")
-            {
+            if m.cpus[c].wb.lock().remove(p.seq).is_none() {
+                // A buffered RMW write that an RMW of its entry in memory committed first (in a
+                // step after this round's choice): nothing left to do.
                 continue;
             }
-            match p.idx {
-                Some(idx) => {
-                    m.frames.words_of(p.table.pfn)[idx as usize].store(p.val, Ordering::SeqCst)
-                }
-                None => {
-                    for w in m.frames.words_of(p.table.pfn) {
-                        w.store(0, Ordering::SeqCst);
-                    }
-                }
+            if !p.reserved {
+                self.wb_commit_reserved(p.table.pfn, p.idx, c);
             }
+            self.wb_write_memory(&p);
         }
     }
 }
@@ -441,11 +501,11 @@ mod tests {
     #[test]
     fn tso_commits_in_order_lkmm_out_of_order_but_not_across_wmb_or_one_entry() {
         let mut b = StoreBuffer::default();
-        b.push(t(5), Some(0), 1); // 0
-        b.push(t(5), Some(1), 2); // 1
-        b.push(t(5), Some(0), 3); // 2: same entry as 0
+        b.push(t(5), Some(0), 1, false); // 0
+        b.push(t(5), Some(1), 2, false); // 1
+        b.push(t(5), Some(0), 3, false); // 2: same entry as 0
         b.wmb();
-        b.push(t(6), Some(0), 4); // 3: after the wmb
+        b.push(t(6), Some(0), 4, false); // 3: after the wmb
         assert_eq!(seqs(&b, MemoryModel::Tso), vec![0]);
         assert_eq!(seqs(&b, MemoryModel::Lkmm), vec![0, 1]);
         b.remove(0);
@@ -459,9 +519,9 @@ mod tests {
     #[test]
     fn a_table_zeroing_orders_against_every_entry_of_the_table() {
         let mut b = StoreBuffer::default();
-        b.push(t(5), None, 0);
-        b.push(t(5), Some(3), 7);
-        b.push(t(6), Some(0), 8);
+        b.push(t(5), None, 0, false);
+        b.push(t(5), Some(3), 7, false);
+        b.push(t(6), Some(0), 8, false);
         assert_eq!(seqs(&b, MemoryModel::Lkmm), vec![0, 2]);
         assert_eq!(b.forward(5, 3), Some(7));
         assert_eq!(b.forward(5, 2), Some(0));

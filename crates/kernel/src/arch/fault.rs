@@ -44,7 +44,7 @@ fn access(cx: Ctx<'_>, e: &TlbEntry, vpn: u64, store: Option<u64>) -> Option<u64
 /// racing with software that holds the PTL. False if the entry changed under the walk.
 fn set_ad(cx: Ctx<'_>, p: EntryPtr, v: Entry, write: bool) -> bool {
     let want = v.with(Entry::ACCESSED | if write { Entry::DIRTY } else { 0 });
-    want == v || p.cmpxchg(cx, v, want).is_ok()
+    want == v || p.cmpxchg_hw(cx, v, want).is_ok()
 }
 
 /// Whether the translation a walk caches lets a later store through without another walk. x86

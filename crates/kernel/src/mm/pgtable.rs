@@ -31,7 +31,8 @@ impl EntryPtr {
         self.name_link(cx, e);
     }
 
-    /// `xchg` (`ptep_get_and_clear`).
+    /// `xchg` (`ptep_get_and_clear`; relaxed under `memory = lkmm`, as arm64's
+    /// `__ptep_get_and_clear` is).
     #[inline]
     pub fn xchg(&self, cx: Ctx<'_>, e: Entry) -> Entry {
         let old = Entry(cx.cpu.entry_xchg(self.table, self.idx, e.0));
@@ -39,7 +40,16 @@ impl EntryPtr {
         old
     }
 
-    /// `cmpxchg`.
+    /// The hardware walker's atomic A/D update (performed in memory under every model).
+    #[inline]
+    pub fn cmpxchg_hw(&self, cx: Ctx<'_>, old: Entry, new: Entry) -> Result<Entry, Entry> {
+        cx.cpu
+            .entry_cmpxchg_hw(self.table, self.idx, old.0, new.0)
+            .map(Entry)
+            .map_err(Entry)
+    }
+
+    /// `cmpxchg` (relaxed under `memory = lkmm`, as arm64's page-table RMWs are).
     #[inline]
     pub fn cmpxchg(&self, cx: Ctx<'_>, old: Entry, new: Entry) -> Result<Entry, Entry> {
         let r = cx

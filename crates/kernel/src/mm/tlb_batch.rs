@@ -41,6 +41,11 @@ pub fn set_tlb_ubc_flush_pending(
     writable: bool,
 ) {
     let _f = cx.cpu.enter("set_tlb_ubc_flush_pending");
+    if cx.k.machine.tlb_flush_mode() == mmcheck_platform::TlbFlushMode::Broadcast {
+        // arm64's arch_tlbbatch_add_pending issues the TLBI now, without waiting for it:
+        // dsb(ishst) first, so the cleared entry is visible before anything after it runs.
+        cx.cpu.dsb_ishst();
+    }
     if !ubc.mms.contains(&mm.id) {
         ubc.mms.push(mm.id);
     }

@@ -320,7 +320,9 @@ fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &m
             }
             // MADV_FREE page check. Synchronize with GUP-fast: clear PTE; barrier; read
             // refcount (against: take a reference; barrier; read PTE).
-            cx.cpu.smp_mb();
+            if cx.proto().lazyfree_mb {
+                cx.cpu.smp_mb();
+            }
             let ref_count = folio::folio_ref_count(cx, f);
             let map_count = folio::folio_mapcount(cx, f);
             // Order the reference count before the dirty flag (see __remove_mapping).
