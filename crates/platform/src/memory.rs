@@ -18,6 +18,12 @@
 //!   stores before it); releases (unlocks), `smp_mb`, grace periods, shootdowns and frees drain
 //!   the buffer.
 //!
+//! Entry RMWs: under `tso` locked (drain, then performed in memory); under `lkmm` relaxed, as
+//! arm64's page-table helpers (`xchg_relaxed`): the step reads memory and buffers the write,
+//! marked `reserved`; no other write of the entry reaches memory before it (a commit or an RMW
+//! performed in memory commits it first), so the RMW stays atomic while later loads of the CPU
+//! run ahead of it.
+//!
 //! A CPU's loads of an entry see its own latest buffered store to it (store forwarding); loads
 //! are performed in program order, so the model explores the store side of the LKMM only (see
 //! docs/fidelity.md, "weak memory"). The allocator fills a new table's memory with garbage
