@@ -473,7 +473,7 @@ fn search<M: Model>(
             stack[depth].clock = c;
             ex.set_reach_clock(c);
             if depth >= fresh_from {
-                add_backtracks(&mut stack, depth, &prev_clock);
+                add_backtracks(&mut stack, &positions, depth, &prev_clock);
             }
             let node = &stack[depth];
             sleep_next = 0;
@@ -689,17 +689,38 @@ fn give(pool: &Pool, stack: &mut [Node], base: usize, pruned: &mut bool, bound: 
 /// acquire, the grace period with the reader's `rcu_read_lock`. So for a blocking operation no
 /// dependent event covers another, and a race with no enabled initial adds nothing (the reversal
 /// is reached through the earlier race instead).
-fn add_backtracks(stack: &mut [Node], n: usize, prev_clock: &Vc) {
+///
+/// The scan goes latest first over the events of other threads not yet in the covered past, a
+/// merge of the threads' position lists: the covered events of a thread are a prefix of its list,
+/// so they are skipped without being read.
+fn add_backtracks(
+    stack: &mut [Node],
+    positions: &[Vec<u32>; MAX_THREADS],
+    n: usize,
+    prev_clock: &Vc,
+) {
     let p = stack[n].thread;
     let ev = stack[n].ev;
     let key = stack[n].key;
     let blocking = stack[n].blocking;
     let mut covered = *prev_clock;
-    for i in (0..n).rev() {
-        let ti = stack[i].thread;
-        if ti == p || stack[i].clock[ti] <= covered[ti] {
-            continue;
+    // Per thread, how many of its events are not yet examined (from the front of its list).
+    let mut top: [usize; MAX_THREADS] = std::array::from_fn(|u| positions[u].len());
+    top[p] = 0;
+    loop {
+        let mut best: Option<(usize, usize)> = None;
+        for u in 0..MAX_THREADS {
+            if top[u] > covered[u] as usize {
+                let i = positions[u][top[u] - 1] as usize;
+                if best.is_none_or(|(_, b)| i > b) {
+                    best = Some((u, i));
+                }
+            }
         }
+        let Some((u, i)) = best else {
+            break;
+        };
+        top[u] -= 1;
         if !stack[i].key.may_depend(&key) || !dependent(&stack[i].ev, &ev) {
             continue;
         }
