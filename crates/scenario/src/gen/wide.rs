@@ -782,6 +782,20 @@ fn aims(r: &mut Prng, l: &Layout, huge: bool, lazy: Option<u64>, uffd_b: bool) -
         };
         aims.push(format!("madvise dontneed @0 pages={REGION}\nload @{p}"));
     }
+    // A shared page touched then unmapped or write-protected while reclaim's batched
+    // `try_to_unmap` clears its PTE and defers the flush (`flush_tlb_batched_pending`).
+    if a == "shmem" && !huge && !stored.is_empty() {
+        let p = if stored.contains(&focus) {
+            focus
+        } else {
+            *r.pick(&stored)
+        };
+        aims.push(format!("try_to_unmap @{p}"));
+        aims.push(format!("load @{p}\nmunmap @{p} pages=1"));
+        aims.push(format!(
+            "store @{p} = {{v}}\nmprotect @0 pages={REGION} read"
+        ));
+    }
     if uffd_b {
         aims.push(format!("collapse_pte_mapped_thp @{REGION}"));
         let q = REGION + 1 + r.below(REGION - 1);
