@@ -11,7 +11,9 @@ use crate::{Finish, Model};
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use mmcheck_platform::event::covers;
-use mmcheck_platform::{Access, Backend, Event, Limit, Machine, Obj, Violation, ViolationKind};
+use mmcheck_platform::{
+    Access, Backend, BufferedStore, Event, Limit, Machine, Obj, Violation, ViolationKind,
+};
 use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::rc::Rc;
@@ -169,6 +171,11 @@ pub struct StepDetail {
     pub held: Vec<u64>,
     /// An entry write's word before and after the step.
     pub value: Option<(u64, u64)>,
+    /// Stores the step put in a CPU's store buffer (weak memory models).
+    pub buffered: Vec<BufferedStore>,
+    /// Buffered stores the step committed to memory: the flusher's, or another CPU's relaxed
+    /// RMW write committed ahead of this step's own write of the entry.
+    pub committed: Vec<BufferedStore>,
 }
 
 /// The machine holds this; the scheduler holds another `Arc` to the same core.
@@ -559,10 +566,10 @@ impl<M: Model> Exec<M> {
             .note(t, &ev, &self.sched, self.model.machine(&self.inst));
         self.steps += 1;
         let recording = self.core.recording.get();
-        let (mark, before) = if recording {
+        let (mark, before, buffers) = if recording {
             self.detail_before(&ev)
         } else {
-            (0, None)
+            (0, None, Vec::new())
         };
         self.resume(t);
         if ev.access == Access::TryAcquire {
@@ -571,15 +578,16 @@ impl<M: Model> Exec<M> {
             }
         }
         if recording {
-            self.detail_after(t, &ev, mark, before);
+            self.detail_after(t, &ev, mark, before, buffers);
         }
         dep_ev
     }
 
-    /// Recording: the naming mark and an entry write's old word, before the step runs.
+    /// Recording: the naming mark, an entry write's old word and the store buffers, before the
+    /// step runs.
     #[cold]
     #[inline(never)]
-    fn detail_before(&self, ev: &Event) -> (u32, Option<u64>) {
+    fn detail_before(&self, ev: &Event) -> (u32, Option<u64>, Vec<BufferedStore>) {
         let m = self.model.machine(&self.inst);
         let old = match (ev.obj, ev.access) {
             (Obj::Entry { pfn, idx }, Access::Write | Access::Rmw | Access::RmwWeak) => {
@@ -587,13 +595,20 @@ impl<M: Model> Exec<M> {
             }
             _ => None,
         };
-        (m.names_mark(), old)
+        (m.names_mark(), old, m.store_buffers_raw())
     }
 
     /// Recording: what the step did (locks held after it, an entry write's new word).
     #[cold]
     #[inline(never)]
-    fn detail_after(&mut self, t: usize, ev: &Event, mark: u32, before: Option<u64>) {
+    fn detail_after(
+        &mut self,
+        t: usize,
+        ev: &Event,
+        mark: u32,
+        before: Option<u64>,
+        buffers: Vec<BufferedStore>,
+    ) {
         let m = self.model.machine(&self.inst);
         let value = match (ev.obj, before) {
             (Obj::Entry { pfn, idx }, Some(old)) => {
@@ -601,10 +616,24 @@ impl<M: Model> Exec<M> {
             }
             _ => None,
         };
+        let after = m.store_buffers_raw();
+        let key = |b: &BufferedStore| (b.cpu, b.seq);
+        let buffered = after
+            .iter()
+            .filter(|a| !buffers.iter().any(|b| key(b) == key(a)))
+            .copied()
+            .collect();
+        let committed = buffers
+            .iter()
+            .filter(|b| !after.iter().any(|a| key(a) == key(b)))
+            .copied()
+            .collect();
         self.detail.push(StepDetail {
             names: mark,
             held: self.locks.held[t].clone(),
             value,
+            buffered,
+            committed,
         });
     }
 

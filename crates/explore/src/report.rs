@@ -9,7 +9,7 @@
 
 use crate::exec::Step;
 use crate::schedule::Run;
-use mmcheck_platform::{Access, Names, Obj, Violation, ViolationKind};
+use mmcheck_platform::{Access, BufferedStore, Names, Obj, Violation, ViolationKind};
 use serde::Serialize;
 
 /// Short text for an object.
@@ -233,23 +233,74 @@ impl<'a> View<'a> {
         self.names.obj(o, usize::MAX)
     }
 
-    /// Step `i`'s entry write decoded, `old → new`.
+    /// Step `i`'s entry write decoded, `old → new`, with what it did to the store buffers
+    /// under a weak memory model: a store it buffered, another CPU's buffered store it
+    /// committed (the flusher's commit, or a relaxed RMW's write committed ahead of this write).
     pub fn value(&self, i: usize) -> Option<String> {
         let d = self.run.detail.get(i)?;
-        let (old, new) = d.value?;
-        let Obj::Entry { pfn, .. } = self.run.trace[i].event.obj else {
-            return None;
-        };
         let m = self.mark(i);
-        Some(if old == new {
-            format!("{} (unchanged)", self.names.entry_value(pfn, new, m))
+        let Obj::Entry { pfn, idx } = self.run.trace[i].event.obj else {
+            // A store entering a buffer is announced on the buffers, not on its entry.
+            let b = d.buffered.first()?;
+            return Some(format!(
+                "{} := {}, buffered by CPU{}",
+                self.buffered_target(b, m),
+                self.names.entry_value(b.pfn, b.val, m),
+                b.cpu
+            ));
+        };
+        let (old, new) = d.value?;
+        let val = |v| self.names.entry_value(pfn, v, m);
+        let on_entry = |b: &&BufferedStore| b.pfn == pfn && b.idx.is_none_or(|x| x == idx);
+        let mut text = String::new();
+        let mut from = old;
+        if let Some(c) = d.committed.iter().find(on_entry) {
+            let what = if c.rmw { "rmw write" } else { "store" };
+            if c.val == new {
+                return Some(format!(
+                    "{} → {} (CPU{}'s buffered {what} reaches memory)",
+                    val(old),
+                    val(new),
+                    c.cpu
+                ));
+            }
+            text = format!(
+                "CPU{}'s buffered {what} first: {} → {}; then ",
+                c.cpu,
+                val(old),
+                val(c.val)
+            );
+            from = c.val;
+        }
+        if let Some(b) = d.buffered.iter().find(on_entry) {
+            if from == new {
+                text += &format!("{} → {}, buffered by CPU{}", val(from), val(b.val), b.cpu);
+                return Some(text);
+            }
+        }
+        text += &if from == new {
+            format!("{} (unchanged)", val(new))
         } else {
-            format!(
-                "{} → {}",
-                self.names.entry_value(pfn, old, m),
-                self.names.entry_value(pfn, new, m)
-            )
-        })
+            format!("{} → {}", val(from), val(new))
+        };
+        Some(text)
+    }
+
+    /// The entry a buffered store writes, or the table its zeroing clears.
+    fn buffered_target(&self, b: &BufferedStore, m: usize) -> String {
+        match b.idx {
+            Some(idx) => self.names.obj(Obj::Entry { pfn: b.pfn, idx }, m),
+            None => format!(
+                "zeroing of {}",
+                self.names.obj(
+                    Obj::Frame {
+                        pfn: b.pfn,
+                        order: 0
+                    },
+                    m
+                )
+            ),
+        }
     }
 
     /// Locks thread of step `i` holds after it, named.

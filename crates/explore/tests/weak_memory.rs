@@ -4,7 +4,9 @@
 //! random small programs, the flusher thread and its commits included.
 
 use mmcheck_explore::{explore, naive, Config, Finish, Mode, Model};
-use mmcheck_platform::{Backend, FrameKind, FrameRef, Machine, MachineConfig, MemoryModel};
+use mmcheck_platform::{
+    Access, Backend, FrameKind, FrameRef, Machine, MachineConfig, MemoryModel, Obj, PageField,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -24,6 +26,11 @@ enum Op {
     CasHw(usize, u64, u64),
     Wmb,
     Mb,
+    /// A value-returning atomic on the table's `struct page` (`atomic_inc_and_test` of its
+    /// mapcount): fully ordered under the LKMM.
+    PageAtomic,
+    /// A void atomic on it (`atomic_inc`): relaxed.
+    PageAdd,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +115,14 @@ impl Model for Prog {
                 }
                 Op::Wmb => cpu.smp_wmb(),
                 Op::Mb => cpu.smp_mb(),
+                Op::PageAtomic => {
+                    cpu.page_atomic_return(inst.table.pfn, Obj::PAGE_MAP)
+                        .add(PageField::Mapcount, 1);
+                }
+                Op::PageAdd => {
+                    cpu.page_parts(inst.table.pfn, Obj::PAGE_MAP, Access::Rmw)
+                        .add(PageField::Mapcount, 1);
+                }
             }
         }
         cpu.store_buffer_drain();
@@ -240,6 +255,22 @@ fn store_buffering_with_relaxed_xchg_needs_smp_mb_under_lkmm_only() {
     assert!(!reads(MemoryModel::Lkmm, prog(true)).contains(weak));
 }
 
+/// SB with a value-returning atomic of other state between each store and load: the LKMM's
+/// fully ordered RMWs (`folio_put_testzero`, `folio_try_get`, the rmap's mapcount updates) order
+/// like `smp_mb`; a void atomic (`atomic_inc`) orders nothing.
+#[test]
+fn store_buffering_is_ordered_by_a_value_returning_atomic_only() {
+    let prog = |op| {
+        let t = |a, b| vec![Op::St(a, 1), op, Op::Ld(b)];
+        vec![t(0, 1), t(1, 0)]
+    };
+    for m in [MemoryModel::Sc, MemoryModel::Tso, MemoryModel::Lkmm] {
+        assert!(!reads(m, prog(Op::PageAtomic)).contains(SB_WEAK), "{m:?}");
+    }
+    assert!(!reads(MemoryModel::Tso, prog(Op::PageAdd)).contains(SB_WEAK));
+    assert!(reads(MemoryModel::Lkmm, prog(Op::PageAdd)).contains(SB_WEAK));
+}
+
 /// A buffered RMW write stays atomic: no write of the entry reaches memory between its read
 /// and its write, whether another RMW, the hardware walker's, or another CPU's plain store.
 #[test]
@@ -292,10 +323,11 @@ fn random_prog(seed: u64, memory: MemoryModel) -> Prog {
                     0..=2 => Op::St(rng.gen_range(0..2), rng.gen_range(1..3)),
                     3..=5 => Op::Ld(rng.gen_range(0..2)),
                     6 => Op::Wmb,
-                    _ => match rng.gen_range(0..3) {
+                    _ => match rng.gen_range(0..4) {
                         0 => Op::Mb,
                         1 => Op::Xchg(rng.gen_range(0..2), 3),
-                        _ => Op::CasHw(rng.gen_range(0..2), rng.gen_range(0..2), 4),
+                        2 => Op::CasHw(rng.gen_range(0..2), rng.gen_range(0..2), 4),
+                        _ => [Op::PageAtomic, Op::PageAdd][rng.gen_range(0..2)],
                     },
                 })
                 .collect()

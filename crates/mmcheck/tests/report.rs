@@ -30,17 +30,30 @@ fn counterexample() -> (
     mmcheck_explore::schedule::Run,
     mmcheck::check::Row,
 ) {
-    let s = load_scenario_file(&seed004()).expect("seed-004 parses");
+    counterexample_of(&seed004(), "never", "rmap-missed")
+}
+
+/// The counterexample of `variant` of the scenario at `path`, replayed with recording.
+fn counterexample_of(
+    path: &Path,
+    variant: &str,
+    verdict: &str,
+) -> (
+    Arc<KernelModel>,
+    mmcheck_explore::schedule::Run,
+    mmcheck::check::Row,
+) {
+    let s = load_scenario_file(path).expect("the scenario parses");
     let e = s
         .expect
         .iter()
-        .find(|e| e.variant.as_deref() == Some("never"))
-        .expect("seed-004 expects a violation under `never`");
-    let file = seed004().display().to_string();
-    let row = run_row(&file, &s, Some("never"), &e.verdict, &opts(), None);
-    assert_eq!(row.verdict, "rmap-missed", "{row:?}");
+        .find(|e| e.variant.as_deref() == Some(variant))
+        .expect("the scenario expects a violation under the variant");
+    let file = path.display().to_string();
+    let row = run_row(&file, &s, Some(variant), &e.verdict, &opts(), None);
+    assert_eq!(row.verdict, verdict, "{row:?}");
     let token = row.schedule.clone().expect("a schedule token");
-    let sv = s.with_variant(Some("never")).expect("variant");
+    let sv = s.with_variant(Some(variant)).expect("variant");
     let m = Arc::new(KernelModel::new(sv));
     let sched = Schedule::parse(&token).expect("token parses");
     let r = mmcheck_explore::schedule::replay_strict(&m, &sched, true).expect("the token fits");
@@ -122,6 +135,24 @@ fn seed004_race_window_is_short_and_named() {
         .as_deref()
         .unwrap_or("")
         .contains("race window"));
+}
+
+/// Under a weak memory model the trace says what each step did to the store buffers: the
+/// relaxed PTE clear of `try_to_unmap_one` is buffered (memory unchanged), and the write that
+/// reaches memory later is named as that CPU's.
+#[test]
+fn weak_memory_trace_names_buffered_and_committed_stores() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/memory/lazyfree-gup-fast-mb.mmt");
+    let (m, r, _) = counterexample_of(&path, "lkmm-no-mb", "lost-write");
+    let threads: Vec<String> = (0..m.threads()).map(|t| m.thread_name(t)).collect();
+    let text = render_run(&threads, &r, true);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("try_to_unmap_one") && l.contains("→ none, buffered by CPU1")),
+        "{text}"
+    );
+    assert!(text.contains("CPU1's buffered rmw write"), "{text}");
 }
 
 #[test]

@@ -797,6 +797,21 @@ impl<'m> Cpu<'m> {
         self.page_with(pfn, parts)
     }
 
+    /// A value-returning atomic on the field groups `parts` of the `struct page` of `pfn`
+    /// (`atomic_dec_and_test`, `atomic_add_unless`, `atomic_inc_and_test`,
+    /// `atomic_add_negative`, `atomic_cmpxchg`): an RMW the LKMM fully orders
+    /// (Documentation/atomic_t.txt), so under `memory = lkmm` this CPU's buffered stores become
+    /// visible before it, as after `smp_mb()` (under `tso` every RMW drains anyway). Later loads
+    /// and stores already follow it (loads run in program order; this RMW is performed in
+    /// memory, later stores are buffered). A failed conditional one (`atomic_add_unless` on
+    /// zero, a failed `folio_ref_freeze`) orders too: stronger than the LKMM
+    /// (docs/fidelity.md). Not a mutation site: the ordering is part of the atomic.
+    #[inline]
+    pub fn page_atomic_return(&self, pfn: u32, parts: u8) -> PageRef<'m> {
+        self.wb_fully_ordered_rmw();
+        self.page_parts(pfn, parts, Access::Rmw)
+    }
+
     /// The fields of `pfn` fixed from allocation to free (`compound_head`, `folio_order`): an
     /// announced read of the frame's state, independent of refcount and mapcount updates.
     #[inline]

@@ -137,6 +137,44 @@ impl Pending {
     }
 }
 
+/// A store waiting in a CPU's buffer, as a recorded trace shows it
+/// ([`crate::Machine::store_buffers_raw`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferedStore {
+    pub cpu: usize,
+    /// Program order within the CPU's buffer.
+    pub seq: u64,
+    /// The table stored to.
+    pub pfn: u32,
+    /// The entry, or `None` for the allocator's zeroing of the whole table.
+    pub idx: Option<u32>,
+    pub val: u64,
+    /// The write of a relaxed RMW (`xchg_relaxed`).
+    pub rmw: bool,
+}
+
+impl crate::Machine {
+    /// Every CPU's buffered stores, read without an event: for recording a trace's steps only
+    /// (the report names what a step buffered or committed), never from the model's paths.
+    pub fn store_buffers_raw(&self) -> Vec<BufferedStore> {
+        if self.memory_model() == MemoryModel::Sc {
+            return Vec::new();
+        }
+        let mut v = Vec::new();
+        for (cpu, st) in self.cpus.iter().enumerate() {
+            v.extend(st.wb.lock().items.iter().map(|p| BufferedStore {
+                cpu,
+                seq: p.seq,
+                pfn: p.table.pfn,
+                idx: p.idx,
+                val: p.val,
+                rmw: p.reserved,
+            }));
+        }
+        v
+    }
+}
+
 /// A CPU's store buffer.
 #[derive(Debug, Default)]
 pub(crate) struct StoreBuffer {
@@ -439,6 +477,14 @@ impl<'m> Cpu<'m> {
     pub(crate) fn wb_mb(&self) {
         if self.buffered() {
             self.wb_drain(|_, _| true);
+        }
+    }
+
+    /// The `smp_mb()` the LKMM puts before a value-returning atomic (Documentation/atomic_t.txt):
+    /// under `lkmm` drain the buffer; under `tso` the RMW's own announcement drains it.
+    pub(crate) fn wb_fully_ordered_rmw(&self) {
+        if self.m.memory_model() == MemoryModel::Lkmm {
+            self.wb_mb();
         }
     }
 

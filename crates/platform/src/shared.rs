@@ -55,22 +55,26 @@ impl SharedWord {
         self.v.store(v, Ordering::SeqCst)
     }
 
-    /// `atomic_add_return` style: returns the new value.
+    /// An RMW add returning the new value. Relaxed under `lkmm` (ordered like a store): its
+    /// users are the kernel's void `atomic_inc` and seqcount increments, not a fully ordered
+    /// `atomic_add_return`.
     pub fn add(&self, cpu: &Cpu<'_>, n: i64) -> i64 {
         cpu.visible(Obj::Var(self.id), Access::Rmw);
         (self.v.fetch_add(n as u64, Ordering::SeqCst) as i64).wrapping_add(n)
     }
 
-    /// `atomic_add`, `atomic_inc`, `atomic_dec`: no result, so it commutes with other such adds
-    /// (fully ordered like [`SharedWord::add`] under the weak memory models, where the kernel's
-    /// void atomics are relaxed: a simplification towards fewer behaviours, docs/fidelity.md).
+    /// `atomic_add`, `atomic_inc`, `atomic_dec`: no result, so it commutes with other such adds.
+    /// Under the weak memory models it orders like [`SharedWord::add`]: `tso` drains the buffer,
+    /// `lkmm` only the stores before the last `smp_wmb` (relaxed, as the kernel's void atomics).
     pub fn atomic_add(&self, cpu: &Cpu<'_>, n: i64) {
         cpu.visible(Obj::Var(self.id), Access::Add);
         self.v.fetch_add(n as u64, Ordering::SeqCst);
     }
 
-    /// `atomic_cmpxchg`: returns the value found (`old` on success).
+    /// `atomic_cmpxchg`: returns the value found (`old` on success). Fully ordered (under
+    /// `lkmm` the CPU's buffered stores drain first), on failure too (stronger than the LKMM).
     pub fn cmpxchg(&self, cpu: &Cpu<'_>, old: u64, new: u64) -> u64 {
+        cpu.wb_fully_ordered_rmw();
         cpu.visible(Obj::Var(self.id), Access::Rmw);
         match self
             .v

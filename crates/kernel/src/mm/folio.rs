@@ -94,7 +94,8 @@ pub fn folio_ref_add(cx: Ctx<'_>, f: FrameRef, n: i64) {
 
 /// `folio_try_get`: take a reference unless the count already reached zero (GUP-fast, rmap).
 pub fn folio_try_get(cx: Ctx<'_>, f: FrameRef) -> bool {
-    let pr = cx.cpu.page_parts(f.pfn, Obj::PAGE_REF, Access::Rmw);
+    // atomic_add_unless: fully ordered.
+    let pr = cx.cpu.page_atomic_return(f.pfn, Obj::PAGE_REF);
     if !cx.cpu.frame_is_live(f) {
         return false;
     }
@@ -136,7 +137,8 @@ fn put_refs(cx: Ctx<'_>, f: FrameRef, n: i64, set_flags: u64) {
     } else {
         Obj::PAGE_REF
     };
-    let pr = cx.cpu.page_parts(f.pfn, parts, Access::Rmw);
+    // folio_put_testzero (atomic_sub_and_test): fully ordered.
+    let pr = cx.cpu.page_atomic_return(f.pfn, parts);
     if set_flags != 0 {
         pr.or(F::Flags, set_flags);
     }
@@ -321,25 +323,26 @@ pub fn folio_try_dup_anon_rmap_pmd(cx: Ctx<'_>, f: FrameRef, maybe_pinned: bool)
     true
 }
 
-/// `folio_add_{anon,file}_rmap_pte`: one more PTE mapping of page `pfn`.
+/// `folio_add_{anon,file}_rmap_pte`: one more PTE mapping of page `pfn` (`atomic_inc_and_test`
+/// of `page->_mapcount`: fully ordered).
 pub fn folio_add_rmap_pte(cx: Ctx<'_>, pfn: u32) {
     cx.cpu
-        .page_parts(pfn, Obj::PAGE_MAP, Access::Rmw)
+        .page_atomic_return(pfn, Obj::PAGE_MAP)
         .add(F::Mapcount, 1);
 }
 
 /// `folio_add_{anon,file}_rmap_pmd`.
 pub fn folio_add_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
     cx.cpu
-        .page_parts(f.pfn, Obj::PAGE_MAP, Access::Rmw)
+        .page_atomic_return(f.pfn, Obj::PAGE_MAP)
         .add(F::EntireMapcount, 1);
 }
 
-/// `folio_remove_rmap_pte`.
+/// `folio_remove_rmap_pte` (`atomic_add_negative` of `page->_mapcount`: fully ordered).
 pub fn folio_remove_rmap_pte(cx: Ctx<'_>, pfn: u32) {
     let old = cx
         .cpu
-        .page_parts(pfn, Obj::PAGE_MAP, Access::Rmw)
+        .page_atomic_return(pfn, Obj::PAGE_MAP)
         .add(F::Mapcount, -1);
     cx.cpu
         .warn_on(old <= 0, "folio_remove_rmap_pte: mapcount underflow");
@@ -349,7 +352,7 @@ pub fn folio_remove_rmap_pte(cx: Ctx<'_>, pfn: u32) {
 pub fn folio_remove_rmap_pmd(cx: Ctx<'_>, f: FrameRef) {
     let old = cx
         .cpu
-        .page_parts(f.pfn, Obj::PAGE_MAP, Access::Rmw)
+        .page_atomic_return(f.pfn, Obj::PAGE_MAP)
         .add(F::EntireMapcount, -1);
     cx.cpu
         .warn_on(old <= 0, "folio_remove_rmap_pmd: mapcount underflow");

@@ -23,8 +23,9 @@ fn can_split_folio(cx: Ctx<'_>, f: FrameRef, caller_pins: i64) -> bool {
 
 /// `folio_ref_freeze(folio, count)`: the count drops to 0 only if it is exactly `count`.
 fn folio_ref_freeze(cx: Ctx<'_>, f: FrameRef, count: i64) -> bool {
+    // page_ref_freeze (atomic_cmpxchg): fully ordered.
     cx.cpu
-        .page(f.pfn, Access::Rmw)
+        .page_atomic_return(f.pfn, Obj::PAGE_ALL)
         .cmpxchg(PageField::Refcount, count, 0)
         .is_ok()
 }

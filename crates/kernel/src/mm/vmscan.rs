@@ -70,8 +70,9 @@ pub fn folio_mark_lazyfree(cx: Ctx<'_>, f: FrameRef) {
 
 /// `folio_ref_freeze(folio, count)`: the count drops to zero only if it is exactly `count`.
 fn folio_ref_freeze(cx: Ctx<'_>, f: FrameRef, count: i64) -> bool {
+    // page_ref_freeze (atomic_cmpxchg): fully ordered.
     cx.cpu
-        .page(f.pfn, Access::Rmw)
+        .page_atomic_return(f.pfn, mmcheck_platform::Obj::PAGE_ALL)
         .cmpxchg(PageField::Refcount, count, 0)
         .is_ok()
 }
@@ -250,7 +251,9 @@ fn swap_pageout(cx: Ctx<'_>, f: FrameRef, ubc: &mut TlbUbc) -> bool {
     // reference, which the freeze excludes).
     let _r = cx.cpu.enter("__remove_mapping");
     let frozen = {
-        let pm = cx.cpu.page(f.pfn, Access::Rmw);
+        let pm = cx
+            .cpu
+            .page_atomic_return(f.pfn, mmcheck_platform::Obj::PAGE_ALL);
         pm.get(PageField::Flags) & PG_DIRTY == 0
             && pm.cmpxchg(PageField::Refcount, 1 + nr, 0).is_ok()
     };
