@@ -9,7 +9,7 @@
 
 use crate::exec::Step;
 use crate::schedule::Run;
-use mmcheck_platform::{Access, BufferedStore, Names, Obj, Violation, ViolationKind};
+use mmcheck_platform::{Access, BufferedStore, Names, Obj, StoreLoc, Violation, ViolationKind};
 use serde::Serialize;
 
 /// Short text for an object.
@@ -241,17 +241,40 @@ impl<'a> View<'a> {
         let m = self.mark(i);
         let Obj::Entry { pfn, idx } = self.run.trace[i].event.obj else {
             // A store entering a buffer is announced on the buffers, not on its entry.
-            let b = d.buffered.first()?;
-            return Some(format!(
-                "{} := {}, buffered by CPU{}",
-                self.buffered_target(b, m),
-                self.names.entry_value(b.pfn, b.val, m),
-                b.cpu
-            ));
+            let Some(b) = d.buffered.first() else {
+                // A commit of a page's data or of a zeroing.
+                let c = d.committed.first()?;
+                let what = match c.loc {
+                    StoreLoc::Data => format!(" := {}", c.val),
+                    _ => String::new(),
+                };
+                return Some(format!(
+                    "{}{what} (CPU{}'s buffered store reaches memory)",
+                    self.buffered_target(c, m),
+                    c.cpu
+                ));
+            };
+            return Some(match b.loc {
+                StoreLoc::Entry(_) => format!(
+                    "{} := {}, buffered by CPU{}",
+                    self.buffered_target(b, m),
+                    self.names.entry_value(b.pfn, b.val, m),
+                    b.cpu
+                ),
+                StoreLoc::Data => format!(
+                    "{} := {}, buffered by CPU{}",
+                    self.buffered_target(b, m),
+                    b.val,
+                    b.cpu
+                ),
+                _ => format!("{}, buffered by CPU{}", self.buffered_target(b, m), b.cpu),
+            });
         };
         let (old, new) = d.value?;
         let val = |v| self.names.entry_value(pfn, v, m);
-        let on_entry = |b: &&BufferedStore| b.pfn == pfn && b.idx.is_none_or(|x| x == idx);
+        let on_entry = |b: &&BufferedStore| {
+            b.pfn == pfn && (b.loc == StoreLoc::Table || b.loc == StoreLoc::Entry(idx))
+        };
         let mut text = String::new();
         let mut from = old;
         if let Some(c) = d.committed.iter().find(on_entry) {
@@ -286,20 +309,14 @@ impl<'a> View<'a> {
         Some(text)
     }
 
-    /// The entry a buffered store writes, or the table its zeroing clears.
+    /// The entry or page a buffered store writes, or the table or pages its zeroing clears.
     fn buffered_target(&self, b: &BufferedStore, m: usize) -> String {
-        match b.idx {
-            Some(idx) => self.names.obj(Obj::Entry { pfn: b.pfn, idx }, m),
-            None => format!(
-                "zeroing of {}",
-                self.names.obj(
-                    Obj::Frame {
-                        pfn: b.pfn,
-                        order: 0
-                    },
-                    m
-                )
-            ),
+        let frame = |pfn, order| self.names.obj(Obj::Frame { pfn, order }, m);
+        match b.loc {
+            StoreLoc::Entry(idx) => self.names.obj(Obj::Entry { pfn: b.pfn, idx }, m),
+            StoreLoc::Table => format!("zeroing of {}", frame(b.pfn, 0)),
+            StoreLoc::Data => self.names.obj(Obj::Data(b.pfn), m),
+            StoreLoc::DataZero => format!("zeroing of {}", self.names.obj(Obj::Data(b.pfn), m)),
         }
     }
 

@@ -68,6 +68,12 @@ pub struct Protocol {
     /// `pmd_install` / `__p*d_alloc` issue `smp_wmb` before populating (the table's zeroing
     /// visible before the pointer). Only a weak `memory` model can tell it is missing.
     pub populate_wmb: bool,
+    /// `__folio_mark_uptodate` issues `smp_wmb`: a new folio's zeroing or copy visible before
+    /// the entry that maps it. Only a weak `memory` model can tell it is missing.
+    pub uptodate_wmb: bool,
+    /// Under `memory = lkmm`, the kernel's stores into a new folio (its zeroing, a copy) are
+    /// buffered like entry stores (off: they reach memory at once).
+    pub memory_data_buffered: bool,
     /// mTHP collapse issues `smp_wmb` between the new PTEs and `pmd_populate` of the detached
     /// table (seed 002's "make PTEs visible before PMD. See pmd_install()").
     pub collapse_mthp_wmb: bool,
@@ -407,6 +413,8 @@ impl Default for Protocol {
             pmd_same_recheck: true,
             populate_locked: true,
             populate_wmb: true,
+            uptodate_wmb: true,
+            memory_data_buffered: false,
             collapse_mthp_wmb: true,
             memory: mmcheck_platform::MemoryModel::Sc,
             pt_reclaim_pmd_trylock: true,
@@ -615,6 +623,18 @@ pub const SWITCHES: &[Switch] = &[
         populate_wmb,
         "pmd_install and __p*d_alloc issue smp_wmb before pmd_populate, so that the new table's zeroing (and PTL set-up) is visible to lockless walkers before the pointer to it; off removes it (harmless under memory = sc and tso, a walker reading garbage under lkmm)",
         "mm/memory.c pmd_install ('Ensure all pte setup (eg. pte page lock and page clearing) are visible before the pte is made visible to other CPUs by being put into page tables'); 362a61ad6119 Nick Piggin, 'fix SMP data race in pagetable setup vs walking' (2.6.28)"
+    ),
+    bool_switch!(
+        "uptodate.wmb",
+        uptodate_wmb,
+        "__folio_mark_uptodate (and folio_mark_uptodate) issue smp_wmb, so that the stores bringing a new folio uptodate (its zeroing, a copy) are visible before the set_pte_at/set_pmd_at that maps it to lockless walkers; off removes it from every caller (harmless under memory = sc and tso, a walker reading the page's old contents under lkmm)",
+        "mm/memory.c do_anonymous_page ('The memory barrier inside __folio_mark_uptodate makes sure that preceding stores to the page contents become visible before the set_pte_at() write'); include/linux/page-flags.h __folio_mark_uptodate, folio_mark_uptodate ('Memory barrier must be issued before setting the PG_uptodate bit, so that all previous stores issued in order to bring the folio uptodate are actually visible')"
+    ),
+    bool_switch!(
+        "memory.data_buffered",
+        memory_data_buffered,
+        "under memory = lkmm, the kernel's stores into a new folio (the allocator's zeroing, a copy, a read-in) are buffered like entry stores, so a lockless walker may see the entry that maps the page before its contents; off (the default) stores them at once: a question about the barriers that order page contents before a mapping (uptodate.wmb) needs it on, at the cost of a larger search",
+        "crates/platform/src/memory.rs; docs/fidelity.md 'weak memory'"
     ),
     bool_switch!(
         "collapse.mthp_wmb",

@@ -270,7 +270,7 @@ pub struct Frame {
     state: AtomicU64,
     words: OnceLock<Box<[AtomicU64]>>,
     /// Contents of a data page: one word per page is enough to detect lost writes.
-    data: AtomicU64,
+    pub(crate) data: AtomicU64,
     /// The split PTL (PTE tables) or split PMD lock (PMD tables) living in this page.
     pub ptl: SpinLock,
     page: PageMeta,
@@ -570,9 +570,16 @@ impl Frames {
         });
         cpu.m.backend().allocated(cpu.id, head as u32, order);
         let r = self.current(head as u32);
-        if let FrameKind::Table(_) = kind {
+        match kind {
             // `__GFP_ZERO`: under a weak memory model the zeroing is this CPU's buffered stores.
-            cpu.wb_clear_table(r);
+            FrameKind::Table(_) => {
+                cpu.wb_clear_table(r);
+            }
+            // The zeroing (`__GFP_ZERO`, `folio_zero_user`) or whatever a copy overwrites.
+            FrameKind::Data => {
+                cpu.wb_clear_data(r, order);
+            }
+            _ => {}
         }
         Some(r)
     }
@@ -767,15 +774,48 @@ impl<'m> Cpu<'m> {
         &self.m.frames.frame(t.pfn).ptl
     }
 
-    /// Read the data word of page `p`.
+    /// Read the data word of page `p`: this CPU's own buffered store to it first, under a weak
+    /// memory model; garbage in memory (a zeroing or copy not yet visible here) is an
+    /// `uninit-data` violation.
     #[inline]
     pub fn data_read(&self, p: FrameRef) -> u64 {
         self.visible(Obj::Data(p.pfn), Access::Read);
         self.m.frames.check(self, p, "data read");
+        if self.m.memory_model() != crate::MemoryModel::Sc {
+            if let Some(v) = self.wb_forward_data(p.pfn) {
+                return v;
+            }
+            let v = self.m.frames.frame(p.pfn).data.load(Ordering::SeqCst);
+            return self.wb_check_data_loaded(p, v);
+        }
         self.m.frames.frame(p.pfn).data.load(Ordering::SeqCst)
     }
 
-    /// Write the data word of page `p`.
+    /// A kernel store into page `p` while bringing a new folio uptodate (a copy into it before
+    /// it is mapped or cached: `copy_user_highpage`, `copy_mc_user_highpage`, `copy_from_user`
+    /// of `UFFDIO_COPY`, a read-in): buffered under a weak memory model, so that only a
+    /// barrier (`__folio_mark_uptodate`'s `smp_wmb`) or a release makes it visible before a
+    /// later store that publishes the page.
+    /// Under `tso` it is a plain store, performed at once (see [`Cpu::wb_data_buffered`]) and
+    /// draining nothing.
+    #[inline]
+    pub fn data_init(&self, p: FrameRef, v: u64) {
+        match self.m.memory_model() {
+            crate::MemoryModel::Sc => self.data_write(p, v),
+            _ if self.wb_store_data(p, v) => {}
+            _ => {
+                self.assert_not_in_cell();
+                self.m
+                    .backend
+                    .visible(self.id, crate::Event::new(Obj::Data(p.pfn), Access::Write));
+                self.m.frames.check(self, p, "data write");
+                self.m.frames.frame(p.pfn).data.store(v, Ordering::SeqCst)
+            }
+        }
+    }
+
+    /// Write the data word of page `p` at once (a user store through a translation, a GUP
+    /// write): under `lkmm` after this CPU's buffered stores to it.
     #[inline]
     pub fn data_write(&self, p: FrameRef, v: u64) {
         self.visible(Obj::Data(p.pfn), Access::Write);

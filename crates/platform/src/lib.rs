@@ -34,7 +34,7 @@ pub use event::{Access, Event, Obj};
 pub use frames::{FrameKind, FrameRef, Frames, PageField, PageMeta, PagePeek, PageRef};
 pub use irq::IrqGuard;
 pub use machine::{Cpu, FuncGuard, Machine, MachineConfig};
-pub use memory::{BufferedStore, MemoryModel};
+pub use memory::{BufferedStore, MemoryModel, StoreLoc};
 pub use mmap_lock::{MmapLock, MmapReadGuard, MmapWriteGuard, VmaLock, VmaReadGuard, VmaStartRead};
 pub use mutate::{Mutation, SiteInfo, SiteKey, SiteKind};
 pub use naming::{NameRec, Names, Owner};

@@ -111,6 +111,9 @@ pub struct Machine {
     memory: AtomicU8,
     /// The id of the store buffers' object (pushes and the flusher's wait).
     wb_id: AtomicU64,
+    /// Page-data stores of the kernel (a new folio's zeroing and copies) are buffered too
+    /// (`memory.data_buffered`, `lkmm` only).
+    data_buffered: AtomicBool,
 }
 
 impl Machine {
@@ -153,6 +156,7 @@ impl Machine {
             mutation: None,
             memory: AtomicU8::new(0),
             wb_id: AtomicU64::new(0),
+            data_buffered: AtomicBool::new(false),
             backend,
         }
     }
@@ -170,6 +174,18 @@ impl Machine {
             st.buffered.store(buffered.contains(&c), Ordering::Relaxed);
         }
         self.memory.store(model.encode(), Ordering::Relaxed);
+    }
+
+    /// Buffer the kernel's page-data stores as well as entry stores under `lkmm` (see
+    /// [`crate::memory`]).
+    pub fn set_data_buffered(&self, on: bool) {
+        self.data_buffered.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether page-data stores are buffered (under `lkmm`).
+    #[inline]
+    pub(crate) fn data_buffered(&self) -> bool {
+        self.data_buffered.load(Ordering::Relaxed)
     }
 
     /// The memory model in force.
@@ -488,7 +504,7 @@ impl<'m> Cpu<'m> {
     }
 
     #[inline]
-    fn assert_not_in_cell(&self) {
+    pub(crate) fn assert_not_in_cell(&self) {
         assert!(
             !self.state().in_cell.load(Ordering::Relaxed),
             "a visible operation inside a Shared/Locked closure (clone the data out first)"

@@ -29,6 +29,10 @@ pub enum ViolationKind {
     /// CPU's zeroing of it was visible to it: it read what the page held before (what
     /// `pmd_install`'s `smp_wmb` exists to prevent).
     UninitTable,
+    /// Under a weak memory model, a CPU read a page's data before the allocating CPU's zeroing
+    /// or copy of it was visible to it: it read what the page held before (what the `smp_wmb`
+    /// in `__folio_mark_uptodate` before `set_pte_at` exists to prevent).
+    UninitData,
     /// Strict mode: the model touched shared state its step did not announce (a model bug that
     /// would make the explorer's partial-order reduction unsound), or peeked inside a step.
     Unannounced,
@@ -54,12 +58,13 @@ impl ViolationKind {
             ViolationKind::TlbPermission => "tlb-permission",
             ViolationKind::UffdWpLost => "uffd-wp-lost",
             ViolationKind::UninitTable => "uninit-table",
+            ViolationKind::UninitData => "uninit-data",
             ViolationKind::Unannounced => "unannounced-access",
         }
     }
 
     /// Every kind, for parsing and listing.
-    pub const ALL: [ViolationKind; 17] = [
+    pub const ALL: [ViolationKind; 18] = [
         ViolationKind::UseAfterFree,
         ViolationKind::DoubleFree,
         ViolationKind::RmapMissed,
@@ -76,6 +81,7 @@ impl ViolationKind {
         ViolationKind::TlbPermission,
         ViolationKind::UffdWpLost,
         ViolationKind::UninitTable,
+        ViolationKind::UninitData,
         ViolationKind::Unannounced,
     ];
 

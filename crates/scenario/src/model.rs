@@ -1011,6 +1011,9 @@ impl Model for KernelModel {
             kernel
                 .machine
                 .set_memory_model(s.protocol.memory, &buffered);
+            kernel
+                .machine
+                .set_data_buffered(s.protocol.memory_data_buffered);
         }
         Instance {
             kernel,

@@ -618,7 +618,7 @@ fn expectation_errors() {
         &format!("scenario s\n{BODY}expect violation use-after-fre\n"),
         9,
         18,
-        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, uffd-wp-lost, uninit-table, unannounced-access)",
+        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, uffd-wp-lost, uninit-table, uninit-data, unannounced-access)",
     );
     assert_eq!(e.help(), Some("did you mean 'use-after-free'?"));
     check(

@@ -404,12 +404,25 @@ pub fn lock_id(f: FrameRef) -> u64 {
     Obj::page_lock_id(f.pfn)
 }
 
-/// Copy the contents of `src` into `dst` (`folio_copy` / `copy_user_highpage`), page by page.
+/// Copy the contents of `src` into the new folio `dst` (`folio_copy` / `copy_user_highpage`),
+/// page by page: stores bringing `dst` uptodate (buffered under a weak memory model).
 pub fn copy_pages(cx: Ctx<'_>, dst: FrameRef, src: FrameRef, n: u32) {
     let fr = &cx.k.machine.frames;
     for i in 0..n {
         let v = cx.cpu.data_read(fr.current(src.pfn + i));
-        cx.cpu.data_write(fr.current(dst.pfn + i), v);
+        cx.cpu.data_init(fr.current(dst.pfn + i), v);
+    }
+}
+
+/// The `smp_wmb()` of `__folio_mark_uptodate` / `folio_mark_uptodate`: the stores that brought a
+/// new folio uptodate (the allocator's zeroing, a copy) become visible before every later store,
+/// so before the `set_pte_at`/`set_pmd_at` that maps it to lockless walkers. Switch
+/// `uptodate.wmb`; each caller is a mutation site (`FUNCTION:smp_wmb`). The flag itself is set
+/// where the model keeps it (`folio_add_new_anon_rmap`, the read-in paths).
+#[track_caller]
+pub fn folio_mark_uptodate_barrier(cx: Ctx<'_>) {
+    if cx.proto().uptodate_wmb {
+        cx.cpu.smp_wmb();
     }
 }
 

@@ -323,6 +323,7 @@ fn copy_pte_range_locked(
                         return Ok(Some(a));
                     };
                     folio::copy_pages(cx, new, cx.cpu.frame_ref(p), 1);
+                    folio::folio_mark_uptodate_barrier(cx);
                     let av = dst.anon_vma(cx).map(|a| a.id).unwrap_or(0);
                     folio::folio_add_new_anon_rmap(
                         cx,

@@ -118,6 +118,8 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         pgtable::free_table(cx, pgtable);
         return VmFault::Fallback;
     };
+    // vma_alloc_anon_folio_pmd: folio_zero_user, then __folio_mark_uptodate before set_pmd_at.
+    folio::folio_mark_uptodate_barrier(cx);
     let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
     if !cx.cpu.recheck("pmd_none", vmf.pmd.get(cx).is_none()) {
         drop(ptl);
@@ -230,6 +232,7 @@ fn do_huge_zero_wp_pmd(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     let Some(f) = folio::folio_alloc(cx, g.pmd_order()) else {
         return VmFault::Fallback;
     };
+    folio::folio_mark_uptodate_barrier(cx); // vma_alloc_anon_folio_pmd
     let ptl = pgtable::pmd_lock(cx, vmf.mm, vmf.pmd);
     if !cx.cpu.recheck("pmd_same", vmf.pmd.get(cx) == orig) {
         drop(ptl);

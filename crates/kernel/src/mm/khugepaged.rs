@@ -353,7 +353,7 @@ pub fn collapse_huge_page_by(
             Some(p) if pte.present() => cx.cpu.data_read(cx.cpu.frame_ref(p)),
             _ => 0,
         };
-        cx.cpu.data_write(cx.cpu.frame_ref(new.pfn + i as u32), v);
+        cx.cpu.data_init(cx.cpu.frame_ref(new.pfn + i as u32), v);
     }
     for i in 0..nr as usize {
         let _l = ptl.lock(cx.cpu);
@@ -367,7 +367,7 @@ pub fn collapse_huge_page_by(
         folio::folio_unlock(cx, i.folio);
         folio::folio_put_refs(cx, i.folio, 1 + i.maps); // the isolation and the old mappings
     }
-    cx.cpu.smp_wmb(); // __folio_mark_uptodate
+    folio::folio_mark_uptodate_barrier(cx);
     let index = vma.linear_page_index(start, ps);
     {
         let _pml = pgtable::pmd_lock(cx, mm, pmd);

@@ -258,8 +258,9 @@ pub fn collapse_file(cx: Ctx<'_>, file: &Arc<File>, index: u64) -> Result<(), Co
     for &(i, f) in &old {
         let v = cx.cpu.data_read(fr.current(f.pfn));
         cx.cpu
-            .data_write(fr.current(new.pfn + (i - start) as u32), v);
+            .data_init(fr.current(new.pfn + (i - start) as u32), v);
     }
+    folio::folio_mark_uptodate_barrier(cx);
     retract_page_tables(cx, file, start);
     folio::folio_unlock(cx, new);
     for (_, f) in old {

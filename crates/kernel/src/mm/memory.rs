@@ -345,6 +345,8 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         Ok(f) => f,
         Err(r) => return r,
     };
+    // The memory barrier inside __folio_mark_uptodate makes the zeroing visible before set_ptes.
+    folio::folio_mark_uptodate_barrier(cx);
     let order = folio::folio_order(cx, folio);
     let nr = 1usize << order;
     let first = idx & !(nr - 1);
@@ -596,6 +598,7 @@ fn do_cow_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
             .frames
             .current(src.pfn + (vmf.pgoff(cx) - src_index) as u32);
     folio::copy_pages(cx, new, src_page, 1);
+    folio::folio_mark_uptodate_barrier(cx);
     // LOCKING: the page-cache folio stays locked until the copy is mapped (finish_fault under the
     // PTL with the none recheck): truncation, which locks it to drop it, then finds the copy
     // mapped and its second unmap_mapping_range (even_cows) zaps it.
@@ -750,8 +753,9 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
     };
     if let Some(p) = old_page {
         let v = cx.cpu.data_read(cx.cpu.frame_ref(p));
-        cx.cpu.data_write(new, v);
+        cx.cpu.data_init(new, v);
     }
+    folio::folio_mark_uptodate_barrier(cx);
     let Some(l) = pgtable::pte_offset_map_lock(cx, vmf.mm, vmf.pmd) else {
         folio::folio_put(cx, new);
         put_old(cx);

@@ -340,6 +340,7 @@ fn migrate_folio_move(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, page_was_mapped
     // folio_migrate_copy: the contents, then folio_migrate_flags (`PG_anon_exclusive` travels in
     // the migration entries; the head's bit is copied as `PG_mappedtodisk`).
     folio::copy_pages(cx, dst, src, 1 << order);
+    folio::folio_mark_uptodate_barrier(cx); // folio_migrate_flags: folio_mark_uptodate
     {
         let pm = cx.cpu.page(dst.pfn, Access::Write);
         pm.set(PageField::Mapping, mapping);

@@ -243,7 +243,8 @@ pub fn free_swap_and_cache(cx: Ctx<'_>, off: u32) {
 pub fn swap_read_folio(cx: Ctx<'_>, f: FrameRef, off: u32) {
     let _f = cx.cpu.enter("swap_read_folio");
     let v = si(cx).data.read(&cx.cpu, |d| d[off as usize]);
-    cx.cpu.data_write(f, v);
+    cx.cpu.data_init(f, v);
+    folio::folio_mark_uptodate_barrier(cx);
     folio::folio_set(cx, f, folio::PG_UPTODATE);
 }
 

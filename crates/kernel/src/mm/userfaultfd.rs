@@ -219,7 +219,8 @@ fn mfill_atomic_pte_copy(
     let g = cx.geo();
     let folio = folio::folio_alloc(cx, 0).ok_or(Errno::Enomem)?;
     // copy_mc_user_highpage / copy_from_user into the new page, then __folio_mark_uptodate.
-    cx.cpu.data_write(folio, value);
+    cx.cpu.data_init(folio, value);
+    folio::folio_mark_uptodate_barrier(cx);
     let _i = cx.cpu.enter("mfill_atomic_install_pte");
     let writable = vma.flags(cx).has(VmFlags::WRITE);
     let entry = Entry::leaf(folio.pfn, writable, true);
