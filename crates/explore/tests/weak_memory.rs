@@ -378,6 +378,15 @@ fn random_prog(seed: u64, memory: MemoryModel) -> Prog {
     Prog { memory, threads }
 }
 
+/// DPOR complete with naive's outcomes on `m`; their execution counts.
+fn agree(m: &Arc<Prog>, seed: u64) -> (u64, u64) {
+    let dp = explore(m.clone(), &cfg());
+    let nv = naive::explore(m, &cfg());
+    assert!(dp.complete && nv.complete, "{m:?}");
+    assert_eq!(dp.outcomes, nv.outcomes, "seed {seed}: {m:?}");
+    (dp.executions, nv.executions)
+}
+
 /// The explorer's self-check for the store buffers: on 300 random programs per weak model,
 /// DPOR complete with naive's outcomes (reads and final memory).
 #[test]
@@ -385,13 +394,9 @@ fn dpor_matches_naive_on_random_weak_programs() {
     for memory in [MemoryModel::Tso, MemoryModel::Lkmm] {
         let (mut d, mut n) = (0, 0);
         for seed in 0..300 {
-            let m = Arc::new(random_prog(seed, memory));
-            let dp = explore(m.clone(), &cfg());
-            let nv = naive::explore(&m, &cfg());
-            assert!(dp.complete && nv.complete, "{m:?}");
-            assert_eq!(dp.outcomes, nv.outcomes, "seed {seed}: {m:?}");
-            d += dp.executions;
-            n += nv.executions;
+            let (x, y) = agree(&Arc::new(random_prog(seed, memory)), seed);
+            d += x;
+            n += y;
         }
         eprintln!("{memory:?}: DPOR {d} executions, naive {n}");
     }
@@ -421,24 +426,9 @@ fn dpor_matches_naive_on_random_programs_with_page_data() {
             memory: MemoryModel::Lkmm,
             threads,
         });
-        let t = std::time::Instant::now();
-        if std::env::var_os("WM_TRACE").is_some() {
-            eprintln!("start {seed} {m:?}");
-        }
-        let dp = explore(m.clone(), &cfg());
-        let nv = naive::explore(&m, &cfg());
-        assert!(dp.complete && nv.complete, "{m:?}");
-        assert_eq!(dp.outcomes, nv.outcomes, "seed {seed}: {m:?}");
-        d += dp.executions;
-        n += nv.executions;
-        if std::env::var_os("WM_TRACE").is_some() {
-            eprintln!(
-                "{seed} {} {} {:?} {m:?}",
-                dp.executions,
-                nv.executions,
-                t.elapsed()
-            );
-        }
+        let (x, y) = agree(&m, seed);
+        d += x;
+        n += y;
     }
     // Shapes that caught a bug before commit (a page-data store merged into the CPU's pending
     // one while the flusher was committing it: the flusher wrote the old value).
