@@ -630,12 +630,14 @@ pub const SWITCHES: &[Switch] = &[
         "__folio_mark_uptodate (and folio_mark_uptodate) issue smp_wmb, so that the stores bringing a new folio uptodate (its zeroing, a copy) are visible before the set_pte_at/set_pmd_at that maps it to lockless walkers; off removes it from every caller (harmless under memory = sc and tso, a walker reading the page's old contents under lkmm)",
         "mm/memory.c do_anonymous_page ('The memory barrier inside __folio_mark_uptodate makes sure that preceding stores to the page contents become visible before the set_pte_at() write'); include/linux/page-flags.h __folio_mark_uptodate, folio_mark_uptodate ('Memory barrier must be issued before setting the PG_uptodate bit, so that all previous stores issued in order to bring the folio uptodate are actually visible')"
     ),
-    bool_switch!(
-        "memory.data_buffered",
-        memory_data_buffered,
-        "under memory = lkmm, the kernel's stores into a new folio (the allocator's zeroing, a copy, a read-in) are buffered like entry stores, so a lockless walker may see the entry that maps the page before its contents; off (the default) stores them at once: a question about the barriers that order page contents before a mapping (uptodate.wmb) needs it on, at the cost of a larger search",
-        "crates/platform/src/memory.rs; docs/fidelity.md 'weak memory'"
-    ),
+    Switch {
+        name: "memory.data_buffered",
+        values: &["off", "on"],
+        doc: "under memory = lkmm, the kernel's stores into a new folio (the allocator's zeroing, a copy, a read-in) are buffered like entry stores, so a lockless walker may see the entry that maps the page before its contents; off (the default) stores them at once: a question about the barriers that order page contents before a mapping (uptodate.wmb) needs it on, at the cost of a larger search",
+        cite: "crates/platform/src/memory.rs; docs/fidelity.md 'weak memory'",
+        get: |p| onoff(p.memory_data_buffered),
+        set: |p, v| parse_onoff(v).map(|b| p.memory_data_buffered = b).is_some(),
+    },
     bool_switch!(
         "collapse.mthp_wmb",
         collapse_mthp_wmb,
