@@ -120,6 +120,9 @@ pub struct Protocol {
     /// held when the VMA is uffd-armed and private (a98460494b16, 6.6), or always drops the PTL
     /// after clearing and takes the PMD lock in step 4 (1043173eb5eb, the 6.6-rc bug).
     pub collapse_pte_mapped_uffd_pml_early: bool,
+    /// `collapse_pte_mapped_thp` runs under the mmap write lock (before 6.6) instead of the
+    /// read lock.
+    pub collapse_pte_mapped_mmap_write: bool,
     /// `retract_page_tables` checks `userfaultfd_wp(vma)` again under the locks that exclude
     /// `UFFDIO_WRITEPROTECT` installing markers (the PTL, 6.6+; the mmap write lock before), or
     /// only before taking them.
@@ -435,6 +438,7 @@ impl Default for Protocol {
             zap_need_resched: ZapResched::Every,
             collapse_pte_mapped_recheck_always: false,
             collapse_pte_mapped_uffd_pml_early: true,
+            collapse_pte_mapped_mmap_write: false,
             retract_uffd_wp_recheck: true,
             uffd_move_dst_pmd_recheck: true,
             uffd_copy_dst_pmd_recheck: true,
@@ -840,6 +844,21 @@ pub const SWITCHES: &[Switch] = &[
             p.collapse_pte_mapped_uffd_pml_early = match v {
                 "early" => true,
                 "late" => false,
+                _ => return false,
+            };
+            true
+        },
+    },
+    Switch {
+        name: "collapse_pte_mapped.mmap_lock",
+        values: &["read", "write"],
+        doc: "collapse_pte_mapped_thp runs under the mmap read lock (read: 6.6 on) or its callers hold the mmap write lock (write: before 6.6, mmap_assert_write_locked), which keeps every fault out",
+        cite: "1043173eb5eb Hugh Dickins, 'mm/khugepaged: collapse_pte_mapped_thp() with mmap_read_lock()' (6.6-rc1)",
+        get: |p| if p.collapse_pte_mapped_mmap_write { "write" } else { "read" },
+        set: |p, v| {
+            p.collapse_pte_mapped_mmap_write = match v {
+                "read" => false,
+                "write" => true,
                 _ => return false,
             };
             true
@@ -1297,7 +1316,7 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "linux-6.1",
-        doc: "the pre-6.5 kernel: no per-VMA locks, no PT reclaim, no RCU or pmd_same recheck in pte_offset_map, retraction under every walk-start lock exclusively with no spinlock, x86 bare metal frees tables after the IPI flush",
+        doc: "the pre-6.5 kernel: no per-VMA locks, no PT reclaim, no RCU or pmd_same recheck in pte_offset_map, retraction under every walk-start lock exclusively with no spinlock, collapse_pte_mapped_thp under the mmap write lock, x86 bare metal frees tables after the IPI flush",
         settings: &[
             ("fault.vma_lock", "off"),
             ("madvise.vma_lock", "off"),
@@ -1317,6 +1336,7 @@ pub const PRESETS: &[Preset] = &[
             ("swapin.skip_swapcache_prepare", "off"),
             ("vma.typesafe_by_rcu", "off"),
             ("stack.expand_write_lock", "off"),
+            ("collapse_pte_mapped.mmap_lock", "write"),
         ],
     },
     Preset {

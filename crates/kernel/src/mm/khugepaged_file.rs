@@ -324,15 +324,22 @@ pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
 }
 
 /// `try_collapse_pte_mapped_thp(mm, addr, install_pmd = false)` (≈6.12 with the 6.13 `pmd_same`
-/// rechecks; caller holds the mmap read lock): a PMD-order page-cache folio mapped by PTEs loses
-/// its PTE table, so the range can later be mapped by a PMD. Returns true if the table was
-/// removed.
+/// rechecks; caller holds the mmap read lock, or the write lock before 6.6: switch
+/// `collapse_pte_mapped.mmap_lock`): a PMD-order page-cache folio mapped by PTEs loses its PTE
+/// table, so the range can later be mapped by a PMD. Returns true if the table was removed.
 pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let _f = cx.cpu.enter("collapse_pte_mapped_thp");
     let g = cx.geo();
     let ps = g.page_shift;
     let haddr = addr & g.pmd_mask();
-    let r = mm.mmap_lock.read_lock(cx.cpu);
+    // LOCKING: since 1043173eb5eb (6.6) the mmap read lock; before it the callers
+    // (khugepaged's collapse_pte_mapped_thps, MADV_COLLAPSE) held it for write
+    // (`mmap_assert_write_locked`), which kept every fault out of the table being freed.
+    let (r, w) = if cx.proto().collapse_pte_mapped_mmap_write {
+        (None, Some(mm.mmap_lock.write_lock(cx.cpu)))
+    } else {
+        (Some(mm.mmap_lock.read_lock(cx.cpu)), None)
+    };
     // 1. vma_lookup first: the tables may be going away with the VMA.
     let Some(vma) = mm.vma_lookup(cx, haddr) else {
         return false;
@@ -465,6 +472,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     }
     release(cx, true);
     drop(r);
+    drop(w);
     cx.rcu_quiescent();
     removed
 }
