@@ -1,8 +1,8 @@
 //! `mmcheck fuzz`: generated scenarios ([`mmcheck_scenario::gen::wide`]) run under the explorer
 //! against one protocol, with coverage feedback, until a budget, a scenario count or Ctrl-C.
 //!
-//! Each scenario is probed with random and PCT (depths 2 and 3) for breadth and a bounded DPOR
-//! search, each a fixed number of executions with fixed seeds, so a probe is deterministic. The
+//! Each scenario is probed with random and PCT (depths 2 and 3) for breadth, then DPOR within
+//! two preemptions and unbounded DPOR, each a fixed number of executions with fixed seeds, so a probe is deterministic. The
 //! coverage of a probe is the set of [`Site`]s its steps were made at (kernel function, access,
 //! object class); a scenario that reaches a site no earlier one did joins the corpus, and later
 //! scenarios are either fresh draws or mutations of a corpus member, drawn with a weight that
@@ -143,24 +143,27 @@ struct Probe {
 }
 
 /// The strategies of a probe, in order: cheap breadth first.
-fn strategies(seed: u64, executions: u64) -> [(Mode, u64, u64); 4] {
+fn strategies(seed: u64, executions: u64, deep: bool) -> [(Mode, u64, u64, Option<u32>); 5] {
+    // A race candidate drawn whole (every thread an aim) gets five times the bounded search.
+    let bounded = if deep { 20 } else { 4 } * executions;
     [
-        (Mode::Random, seed, executions),
-        (Mode::Pct { depth: 2 }, seed ^ 2, executions),
-        (Mode::Pct { depth: 3 }, seed ^ 3, executions),
-        (Mode::Dpor, 0, 4 * executions),
+        (Mode::Random, seed, executions, None),
+        (Mode::Pct { depth: 2 }, seed ^ 2, executions, None),
+        (Mode::Pct { depth: 3 }, seed ^ 3, executions, None),
+        // Few preemptions first: a window that needs three threads in one order within a few
+        // steps (an anon_vma checked, freed and used) is out of reach of random schedules.
+        (Mode::Dpor, 0, bounded, Some(2)),
+        (Mode::Dpor, 0, 4 * executions, None),
     ]
 }
 
-fn probe(model: &Arc<KernelModel>, seed: u64, opts: &FuzzOpts, started: Instant) -> Probe {
-    probe_n(model, seed, opts.executions, opts, started)
-}
-
-/// [`probe`] with `executions` per strategy.
-fn probe_n(
+/// Probe a scenario with `executions` per strategy (the bounded DPOR search five times longer
+/// if `deep`).
+fn probe(
     model: &Arc<KernelModel>,
     seed: u64,
     executions: u64,
+    deep: bool,
     opts: &FuzzOpts,
     started: Instant,
 ) -> Probe {
@@ -170,10 +173,11 @@ fn probe_n(
         executions: 0,
         inconclusive: false,
     };
-    for (mode, seed, n) in strategies(seed, executions) {
+    for (mode, seed, n, preemption_bound) in strategies(seed, executions, deep) {
         let cfg = Config {
             mode,
             seed,
+            preemption_bound,
             max_executions: Some(n),
             budget: Some(opts.budget.saturating_sub(started.elapsed())),
             max_steps: opts.max_steps,
@@ -239,6 +243,8 @@ fn shrink_draft(
     opts: &FuzzOpts,
     started: Instant,
 ) -> Draft {
+    // A violation the deeper search of a race candidate found is looked for as deep.
+    let deep = d.aimed;
     let mut best = d.clone();
     let mut probes = 0;
     'outer: while probes < SHRINK_PROBES && !opts.stop.load(Ordering::Relaxed) {
@@ -250,7 +256,7 @@ fn shrink_draft(
                 continue;
             };
             probes += 1;
-            let p = probe(&m, seed, opts, started);
+            let p = probe(&m, seed, opts.executions, deep, opts, started);
             if p.violation.as_ref().map(|(cx, _)| cx.violation.kind) == Some(kind) {
                 best = cand;
                 continue 'outer;
@@ -329,6 +335,7 @@ fn on_base(
     kind: ViolationKind,
     seed: u64,
     mult: u64,
+    deep: bool,
     opts: &FuzzOpts,
 ) -> Result<bool, String> {
     let Some(base) = &opts.base else {
@@ -341,7 +348,7 @@ fn on_base(
         budget: Duration::from_secs(86_400),
         ..opts.clone()
     };
-    let p = probe_n(&m, seed, opts.executions * mult, &o, Instant::now());
+    let p = probe(&m, seed, opts.executions * mult, deep, &o, Instant::now());
     if p.violation.is_some_and(|(cx, _)| cx.violation.kind == kind) {
         return Ok(true);
     }
@@ -405,7 +412,7 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
             sum.unstartable += 1;
             continue;
         };
-        let mut p = probe(&model, seed, opts, started);
+        let mut p = probe(&model, seed, opts.executions, draft.aimed, opts, started);
         // A mutant's site reached (`--mutate`): a coverage site of its own, so the corpus keeps
         // and the rarity weighting favours the scenarios that reach what the mutant removed.
         if model.mutation().is_some_and(|m| m.skipped() > 0) {
@@ -453,7 +460,7 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
                 continue;
             }
         }
-        if on_base(&scenario, kind, seed, 1, opts)? {
+        if on_base(&scenario, kind, seed, 1, draft.aimed, opts)? {
             let e = sum.on_base.entry(sig).or_insert((0, i));
             e.0 += 1;
             if e.0 == 1 {
@@ -478,7 +485,7 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
         let saved = mmcheck_scenario::parse_scenario(&format!("{name}.mmt"), &text)
             .map_err(|e| format!("internal error: a shrunk scenario does not parse: {e}"))?;
         let m = Arc::new(KernelModel::new(saved));
-        let p2 = probe(&m, seed, opts, started);
+        let p2 = probe(&m, seed, opts.executions, draft.aimed, opts, started);
         let Some((cx2, _)) = p2.violation.filter(|(c, _)| c.violation.kind == kind) else {
             // Shrinking kept only candidates that showed `kind`; an interrupted probe may not.
             continue;
@@ -498,7 +505,7 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
                 let s = small.parse(&name).map_err(|e| {
                     format!("internal error: a shrunk scenario does not parse: {e}")
                 })?;
-                Some(on_base(&s, kind, seed, BASE_EXECUTIONS, opts)?)
+                Some(on_base(&s, kind, seed, BASE_EXECUTIONS, draft.aimed, opts)?)
             }
             None => None,
         };

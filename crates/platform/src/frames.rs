@@ -288,11 +288,20 @@ struct AllocState {
     used: Vec<u64>,
     cursor: usize,
     nr_free: usize,
+    /// Frames taken out of the pool by [`Frames::keep_lowest_free`]: used, never freed, no
+    /// allocation's.
+    reserved: usize,
+    /// Set by [`Frames::keep_lowest_free`]: every scan starts at pfn 0 (lowest fit), not at the
+    /// cursor (next fit).
+    lowest_first: bool,
 }
 
 impl AllocState {
     /// The first block boundary at or after the cursor, where a scan for `n` frames starts.
     fn start(&self, n: usize, len: usize) -> usize {
+        if self.lowest_first {
+            return 0;
+        }
         let start = self.cursor.div_ceil(n) * n;
         if start >= len {
             0
@@ -360,6 +369,8 @@ impl Frames {
             used: vec![0; nr.div_ceil(64)],
             cursor: 1,
             nr_free: nr - 1,
+            reserved: 0,
+            lowest_first: false,
         };
         st.set(0, true);
         for pfn in nr..st.used.len() * 64 {
@@ -394,6 +405,29 @@ impl Frames {
             Some((head, false)) => Some((st.start(n, self.frames.len()) as u32, (head + n) as u32)),
             _ => None,
         }
+    }
+
+    /// Keep only the `keep` lowest free frames in the pool (the others are taken out for good,
+    /// as if another task held them), and from now on allocate the lowest free block (lowest
+    /// fit instead of next fit): a frame freed meanwhile is taken again before the spare frames
+    /// above it, as the page allocator's per-CPU lists hand out the page freed last. Quiescent
+    /// only (the scenario's set-up, before any thread).
+    pub fn keep_lowest_free(&self, keep: usize) {
+        let mut st = self.alloc.lock();
+        let mut kept = 0;
+        for pfn in 0..self.frames.len() {
+            if st.is_used(pfn) {
+                continue;
+            }
+            if kept < keep {
+                kept += 1;
+            } else {
+                st.set(pfn, true);
+                st.nr_free -= 1;
+                st.reserved += 1;
+            }
+        }
+        st.lowest_first = true;
     }
 
     pub fn nr_free(&self) -> usize {
@@ -628,8 +662,10 @@ impl Frames {
     }
 
     /// Frames currently allocated (everything but free frames and pfn 0).
+    /// Frames allocated (not counting pfn 0 and frames taken out of the pool).
     pub fn nr_used(&self) -> usize {
-        self.frames.len() - 1 - self.nr_free()
+        let st = self.alloc.lock();
+        self.frames.len() - 1 - st.nr_free - st.reserved
     }
 }
 
@@ -1000,6 +1036,33 @@ mod tests {
         assert_eq!(m.frames.nr_used(), 0);
         assert!(!m.frames.is_live(m.frames.current(0)));
         assert_eq!(m.frames.kind(1000), FrameKind::Reserved, "outside memory");
+    }
+
+    #[test]
+    fn a_tight_pool_reuses_the_lowest_freed_frame_first() {
+        let m = seq_machine(1, 16);
+        let c = m.cpu(0);
+        let fr = &m.frames;
+        let a = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        let b = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        fr.keep_lowest_free(2);
+        assert_eq!((fr.nr_free(), fr.nr_used()), (2, 2));
+        let s1 = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        assert!(s1.pfn > b.pfn);
+        // A frame freed now is taken before the spare one above it (next fit would not).
+        fr.free(&c, a, 0);
+        let a2 = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        assert_eq!(a2.pfn, a.pfn);
+        let s2 = fr.alloc(&c, 0, FrameKind::Data).unwrap();
+        assert!(s2.pfn > s1.pfn);
+        assert!(
+            fr.alloc(&c, 0, FrameKind::Data).is_none(),
+            "the pool keeps 2 spare frames"
+        );
+        for r in [b, s1, a2, s2] {
+            fr.free(&c, r, 0);
+        }
+        assert_eq!(fr.nr_used(), 0);
     }
 
     #[test]

@@ -135,7 +135,9 @@ impl Limit {
     pub fn how_to_raise(&self) -> String {
         match self {
             Limit::Steps(n) => format!("raise it with --max-steps (now {n})"),
-            Limit::Frames(n) => format!("raise `frames` in the scenario (now {n})"),
+            Limit::Frames(n) => {
+                format!("raise `frames` in the scenario (now {n}), or its `spare=K` if it has one")
+            }
         }
     }
 }

@@ -409,6 +409,10 @@ pub struct Scenario {
     /// `mutate SITE`: the mutant this scenario runs (see [`mmcheck_platform::mutate`]).
     pub mutate: Option<mmcheck_platform::SiteKey>,
     pub nr_frames: usize,
+    /// `frames spare=K`: after `init`, only the `K` lowest free frames stay in the pool and
+    /// every allocation takes the lowest free block (a frame a thread frees is taken again
+    /// before the spare ones above it, as a hot per-CPU page would be).
+    pub spare_frames: Option<usize>,
     pub setup: Vec<SetupOp>,
     pub threads: Vec<Vec<Op>>,
     pub variants: Vec<Variant>,
@@ -431,6 +435,7 @@ impl Scenario {
             protocol,
             mutate: None,
             nr_frames: 64,
+            spare_frames: None,
             setup: Vec::new(),
             threads: Vec::new(),
             variants: Vec::new(),

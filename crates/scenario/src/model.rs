@@ -976,6 +976,9 @@ impl Model for KernelModel {
             kernel.machine.cpu(t).switch_mm(mm.id);
         }
         cx.cpu.rcu_barrier();
+        if let Some(k) = s.spare_frames {
+            kernel.machine.frames.keep_lowest_free(k);
+        }
         let seen = s.threads.iter().map(|_| Ghost::default()).collect();
         let mut initial = std::collections::BTreeMap::new();
         let mut initial_lazy = std::collections::BTreeSet::new();

@@ -213,6 +213,22 @@ fn frames_out_of_range() {
         8,
         "frames must be 3 to 1048576, not 0",
     );
+    check(
+        &format!("scenario s\nframes 8 spare=8\n{BODY}"),
+        2,
+        16,
+        "spare=8 leaves no frame for init (the pool has 8)",
+    );
+    check(
+        &format!("scenario s\nframes reserve=2\n{BODY}"),
+        2,
+        8,
+        "unknown frames parameter 'reserve' (known: spare)",
+    );
+    let s =
+        mmcheck_scenario::parse_scenario("s.mmt", &format!("scenario s\nframes spare=3\n{BODY}"))
+            .expect("frames spare=K parses");
+    assert_eq!((s.nr_frames, s.spare_frames), (64, Some(3)));
 }
 
 // ----- threads -----------------------------------------------------------------------------

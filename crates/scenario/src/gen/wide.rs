@@ -14,7 +14,10 @@
 //! region A away with `mremap` (its page offset then no longer matches its address, the
 //! rmap-order case of mremap), or move a page faulted elsewhere next to region A (a neighbour
 //! VMA with its own anon_vma). `@16` and above are left free for `mmap` and `mremap`
-//! destinations.
+//! destinations. A private shmem region A is sometimes refiled instead: a 24-page private
+//! mapping whose tail (with a COW copy in it) `mremap` moved away, the same file pages mapped
+//! privately again in its old place. One draft in five without a huge mapping runs in a tight
+//! frame pool (`frames spare=K`: lowest fit), where a frame a thread frees is soon another's.
 //!
 //! The draw is biased towards threads that share a page table, a VMA and a folio, where the
 //! catalogue's race windows are: operations aim mostly at one focus page or at a region's first
@@ -28,13 +31,11 @@
 //! new arguments (two faults, two zaps on one table); and the weights favour loads, stores,
 //! faults, zaps, reclaim and migration.
 //!
-//! Some states come with aims, operations on exactly what `init` made, and in two drafts of
-//! three 30 or 60 percent of the operations are drawn from them, a different aim per thread
-//! first: reclaim of the lazyfree page, a store to it, a pin of it; `madvise free`, `numa_hint`
-//! and a zap of the whole PMD-mapped THP; `collapse_pte_mapped_thp` and `uffd_copy` in a
-//! registered private view over a retracted folio; the moved range moved back, a migration of
-//! its page. An `init` state is drawn among those that apply to the mapping (a lazyfree page
-//! three times as often as the others).
+//! Some states come with aims, operations on exactly what `init` made (listed at [`aims`]), and
+//! in two drafts of three 30 or 60 percent of the operations are drawn from them, a different
+//! aim per thread first; one draft in four of a state with several aims is made of its aims
+//! alone, a thread each. An `init` state is drawn among those that apply to the mapping (a
+//! lazyfree page three times as often as the others).
 //!
 //! Every draft is rendered as `.mmt` text and parsed like a file; a draft the parser refuses (an
 //! argument combination its checks reject) is drawn again, so what leaves [`generate`] is a
@@ -77,6 +78,10 @@ pub struct Layout {
     /// and a store or pin of it, `madvise free` of the whole THP, ... One thread's chain per
     /// entry, lines separated by `\n`, `{v}` standing for a value drawn with the line.
     pub aims: Vec<String>,
+    /// `frames spare=K`: after `init` the pool keeps `K` free frames and every allocation takes
+    /// the lowest free one, so a frame a thread frees is soon allocated again (what a walker
+    /// that outlives a free needs to read someone else's page).
+    pub spare: Option<u64>,
 }
 
 impl Layout {
@@ -92,6 +97,9 @@ pub struct Draft {
     pub layout: Layout,
     pub init: Vec<String>,
     pub threads: Vec<Vec<String>>,
+    /// Every thread is one of the layout's aims (a race candidate drawn whole: `fuzz` searches
+    /// it deeper).
+    pub aimed: bool,
 }
 
 impl Draft {
@@ -101,6 +109,9 @@ impl Draft {
         for h in header {
             t.push_str(h);
             t.push('\n');
+        }
+        if let Some(k) = self.layout.spare {
+            t.push_str(&format!("frames spare={k}\n"));
         }
         t.push_str("\ninit {\n");
         for l in &self.init {
@@ -531,6 +542,9 @@ fn follow_up(cx: &mut Ctx<'_>, line: &str) -> Option<String> {
 /// The `init` block and what it leaves.
 fn init(r: &mut Prng) -> (Layout, Vec<String>) {
     let a = *r.pick(&["anon", "anon", "anon", "shmem", "shmem-private"]);
+    if a == "shmem-private" && r.chance(25) {
+        return init_refiled(r);
+    }
     let huge = r.chance(35);
     let mut lines = vec![format!(
         "mmap {a} @0 pages={REGION}{}",
@@ -626,10 +640,11 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
         }
     }
     let retracted = ks.contains(&3);
-    // The lazyfree page, if any.
-    let mut lazy = None;
-    // Whether region B was registered for missing pages.
-    let mut missing_b = false;
+    // What the `init` operations made, for the aims.
+    let mut made = Made {
+        huge,
+        ..Made::default()
+    };
     for k in ks {
         boost.extend(match k {
             0 => &["madvise pageout", "gup_fast"][..],
@@ -649,17 +664,22 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
         });
         let extra = match k {
             0 if a == "anon" => {
-                lazy = Some(focus);
+                made.lazy = Some(focus);
                 format!("madvise free @{focus} pages=1")
             }
             1 if faulted.contains(&focus) => format!("migrate @{focus} unmap"),
-            2 => format!(
-                "uffd_register @0 pages={REGION}{}",
-                if r.chance(50) { " missing" } else { " wp" }
-            ),
+            2 => {
+                made.missing_a = r.chance(50);
+                format!(
+                    "uffd_register @0 pages={REGION}{}",
+                    if made.missing_a { " missing" } else { " wp" }
+                )
+            }
             // A retracted table, its folio mapped again by PTEs (a PTE-mapped THP) or not.
             3 if a == "shmem" => {
-                if r.chance(50) {
+                made.retracted = true;
+                made.remapped = r.chance(50);
+                if made.remapped {
                     format!(
                         "retract @0
   load @{focus}"
@@ -670,7 +690,10 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             }
             // A THP under migration: its PMD a migration entry (`init` cannot collapse;
             // a huge mapping's first store maps a THP).
-            4 if huge && faulted.contains(&0) => "migrate @0 unmap".to_string(),
+            4 if huge && faulted.contains(&0) => {
+                made.thp_migrating = true;
+                "migrate @0 unmap".to_string()
+            }
             // The second half of region A moved away: its VMA's page offset no longer matches
             // its address (the rmap-order case of mremap).
             5 if a == "anon" => {
@@ -694,11 +717,20 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
             // A neighbour of region A with an anon_vma of its own: a page faulted elsewhere
             // and moved next to region A by `mremap`, so the two VMAs cannot merge.
             7 if a == "anon" && !b && !stack && moved.is_none() => {
+                made.neighbour = true;
                 if r.chance(50) {
                     focus = REGION;
                 }
+                // Region A with an anon_vma of its own (a fault in the neighbour may look
+                // for a mergeable one there).
+                let mut store = String::new();
+                if !faulted.iter().any(|&p| p < REGION) {
+                    let p = r.below(REGION);
+                    faulted.push(p);
+                    store = format!("store @{p} = {}\n  ", 10 + p);
+                }
                 format!(
-                    "mmap anon @{NEIGHBOUR_FROM} pages=1
+                    "{store}mmap anon @{NEIGHBOUR_FROM} pages=1
   store @{NEIGHBOUR_FROM} = 9
   mremap @{NEIGHBOUR_FROM} pages=1 to @{REGION}"
                 )
@@ -717,10 +749,10 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
                 } else {
                     String::new()
                 };
-                missing_b = r.chance(if retracted { 90 } else { 60 });
+                made.missing_b = r.chance(if retracted { 90 } else { 60 });
                 format!(
                     "{load}uffd_register @{REGION} pages={REGION}{}",
-                    if missing_b { " missing" } else { " wp" }
+                    if made.missing_b { " missing" } else { " wp" }
                 )
             }
             _ => String::new(),
@@ -732,6 +764,9 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
                 .filter(|l| !l.is_empty()),
         );
     }
+    // A tight pool (no huge folio to allocate, which would not fit): a frame a thread frees
+    // is soon another's.
+    let spare = (!huge && r.chance(20)).then(|| 2 + r.below(3));
     let mut layout = Layout {
         a,
         b,
@@ -741,18 +776,91 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
         stack,
         boost,
         aims: Vec::new(),
+        spare,
     };
-    layout.aims = aims(r, &layout, huge, lazy, retracted && view && missing_b);
+    made.view = view;
+    layout.aims = aims(r, &layout, &made);
     (layout, lines)
 }
 
+/// A private file mapping whose tail `mremap` moved away (with a COW copy in it, so the moved
+/// VMA and the part left behind share an anon_vma), the file's same pages mapped privately
+/// again in its old place: a VMA (`@8`, two tables) that follows the first in address and file
+/// offset and has no anon_vma, one of its tables populated. Aims: a retraction of that table, a
+/// COW fault in the other table of the new VMA (whose anon_vma_prepare may adopt the first
+/// VMA's), an rmap walk of the COW copy (which visits the new VMA at the copy's offset).
+fn init_refiled(r: &mut Prng) -> (Layout, Vec<String>) {
+    let cow = REGION + r.below(REGION);
+    let far = 4 * REGION;
+    let mut lines = vec![
+        format!("mmap shmem-private @0 pages={}", 3 * REGION),
+        format!("store @{cow} = {}", 10 + cow),
+        format!("mremap @{REGION} pages={} to @{far}", 2 * REGION),
+        format!(
+            "mmap shmem-private @{REGION} pages={} of @{far}",
+            2 * REGION
+        ),
+    ];
+    let focus = REGION + r.below(REGION);
+    if r.chance(80) {
+        lines.push(format!("load @{focus}"));
+    }
+    let fault = 2 * REGION + r.below(REGION);
+    let aims = vec![
+        format!("retract @{REGION}"),
+        format!("fault @{fault} write"),
+        format!("rmap_walk @{}", far + cow - REGION),
+    ];
+    let layout = Layout {
+        a: "shmem-private",
+        b: true,
+        faulted: vec![focus],
+        focus,
+        moved: None,
+        stack: false,
+        boost: vec!["retract", "fault", "rmap_walk"],
+        aims,
+        spare: None,
+    };
+    (layout, lines)
+}
+
+/// What `init`'s operations made, beyond the mapping and its faulted pages.
+#[derive(Default)]
+struct Made {
+    /// Region A is a `huge` mapping.
+    huge: bool,
+    /// A page left lazyfree by `madvise free`.
+    lazy: Option<u64>,
+    /// Region A registered with userfaultfd for missing pages.
+    missing_a: bool,
+    /// Region B registered with userfaultfd for missing pages.
+    missing_b: bool,
+    /// Region B is a private view of region A's file.
+    view: bool,
+    /// Region A's table retracted (a PMD-order folio in the page cache) ...
+    retracted: bool,
+    /// ... and the folio mapped again by a PTE (a PTE-mapped THP to collapse).
+    remapped: bool,
+    /// Region A's THP under migration: its PMD a migration entry.
+    thp_migrating: bool,
+    /// A page moved next to region A (`@8`): a neighbour VMA with an anon_vma of its own.
+    neighbour: bool,
+}
+
 /// Operation chains aimed at what `init` made, each for one thread: reclaim of the lazyfree
-/// page `lazy` against a store to it or a pin of it (the discard must see the dirty bit or the
-/// extra reference); `madvise free` or `numa_hint` of a PMD-mapped THP against a zap of it
-/// (a PMD cleared and set again under the zap); `collapse_pte_mapped_thp` of a retracted folio
-/// in a registered private view against `uffd_copy` into it (`uffd_b`); the moved range moved
-/// back (into the VMA it came from) against a migration of its page.
-fn aims(r: &mut Prng, l: &Layout, huge: bool, lazy: Option<u64>, uffd_b: bool) -> Vec<String> {
+/// page against a store to it or a pin of it (the discard must see the dirty bit or the extra
+/// reference); `madvise free` or `numa_hint` of a PMD-mapped THP against a zap of it (a PMD
+/// cleared and set again under the zap); a partial zap of a THP under migration (a split of its
+/// migration PMD) against a lockless GUP-fast; a shared page reclaimed, unmapped or
+/// write-protected, its table retracted or write-protected by userfaultfd;
+/// `collapse_pte_mapped_thp` of a retracted folio against a whole-table zap, and in a
+/// registered private view against `uffd_copy`; `UFFDIO_MOVE` into a registered empty page
+/// against a whole-table zap; the moved range moved back against a migration of its page; a
+/// neighbour VMA faulted, moved away with `MREMAP_DONTUNMAP` and its neighbour unmapped; two
+/// threads faulting into an empty table (the first fault's folio covers the other's page).
+/// Each follows from what the operation does to what `init` left, never from a protocol.
+fn aims(r: &mut Prng, l: &Layout, m: &Made) -> Vec<String> {
     let (a, focus, moved, faulted) = (l.a, l.focus, l.moved, &l.faulted);
     // Where a page of region A is after the move in `init`.
     let at = |p: u64| match moved {
@@ -762,44 +870,76 @@ fn aims(r: &mut Prng, l: &Layout, huge: bool, lazy: Option<u64>, uffd_b: bool) -
     let mut aims = Vec::new();
     // A lazyfree small page (`madvise free` of one page of a THP leaves no lazyfree page to
     // reclaim).
-    if let Some(p) = lazy.filter(|_| !huge) {
+    if let Some(p) = m.lazy.filter(|_| !m.huge) {
         let p = at(p);
         aims.push(format!("madvise pageout @{p} pages=1"));
         aims.push(format!("store @{p} = {{v}}\nload @{p}"));
         aims.push(format!("gup_fast @{p} write = {{v}}\nload @{p}"));
     }
+    let stored: Vec<u64> = faulted.iter().copied().filter(|&p| p < REGION).collect();
+    // A page of region A `init` stored to, the focus page if it is one.
+    let touched = |r: &mut Prng| {
+        if stored.contains(&focus) {
+            focus
+        } else {
+            *r.pick(&stored)
+        }
+    };
     // A PMD-mapped anonymous THP: a huge mapping whose first store mapped it, not split by a
     // move.
-    let stored: Vec<u64> = faulted.iter().copied().filter(|&p| p < REGION).collect();
-    if a == "anon" && huge && moved.is_none() && !stored.is_empty() {
-        aims.push(format!("madvise free @0 pages={REGION}"));
-        aims.push(format!("numa_hint @0 pages={REGION}"));
-        // The load reads a page `init` stored to: a zap the THP survived shows.
-        let p = if stored.contains(&focus) {
-            focus
+    if a == "anon" && m.huge && moved.is_none() && !stored.is_empty() {
+        if m.thp_migrating {
+            // A zap of part of the range splits the migration PMD.
+            let p = 1 + r.below(REGION - 1);
+            aims.push(format!("madvise dontneed @{p} pages=1"));
+            aims.push(format!("gup_fast @{} read fast_only", touched(r)));
         } else {
-            *r.pick(&stored)
-        };
-        aims.push(format!("madvise dontneed @0 pages={REGION}\nload @{p}"));
+            aims.push(format!("madvise free @0 pages={REGION}"));
+            aims.push(format!("numa_hint @0 pages={REGION}"));
+            // The load reads a page `init` stored to: a zap the THP survived shows.
+            let p = touched(r);
+            aims.push(format!("madvise dontneed @0 pages={REGION}\nload @{p}"));
+        }
     }
     // A shared page touched then unmapped or write-protected while reclaim's batched
-    // `try_to_unmap` clears its PTE and defers the flush (`flush_tlb_batched_pending`).
-    if a == "shmem" && !huge && !stored.is_empty() {
-        let p = if stored.contains(&focus) {
-            focus
-        } else {
-            *r.pick(&stored)
-        };
+    // `try_to_unmap` clears its PTE and defers the flush (`flush_tlb_batched_pending`); its
+    // table retracted while userfaultfd write-protects the range.
+    if a == "shmem" && !m.huge && !stored.is_empty() {
+        let p = touched(r);
         aims.push(format!("try_to_unmap @{p}"));
         aims.push(format!("load @{p}\nmunmap @{p} pages=1"));
         aims.push(format!(
             "store @{p} = {{v}}\nmprotect @0 pages={REGION} read"
         ));
+        if !m.missing_a && !m.retracted {
+            aims.push("retract @0".to_string());
+            aims.push(format!(
+                "uffd_register @0 pages={REGION} wp\nuffd_wp @0 pages={REGION}"
+            ));
+        }
     }
-    if uffd_b {
+    // A retracted folio mapped again by PTEs: its collapse back to a PMD against a zap of the
+    // whole table (which PT reclaim may then free).
+    if m.retracted && m.remapped {
+        aims.push("collapse_pte_mapped_thp @0".to_string());
+        aims.push(format!("madvise dontneed @0 pages={REGION}"));
+    }
+    if m.retracted && m.view && m.missing_b {
         aims.push(format!("collapse_pte_mapped_thp @{REGION}"));
         let q = REGION + 1 + r.below(REGION - 1);
         aims.push(format!("uffd_copy @{q} = {{v}}"));
+    }
+    // A page moved into an empty page of a registered anonymous range, against a zap of the
+    // whole table (the move's destination table freed under it).
+    let src: Vec<u64> = faulted.iter().copied().filter(|&p| p >= REGION).collect();
+    let empty: Vec<u64> = (0..REGION).filter(|p| !faulted.contains(p)).collect();
+    if a == "anon" && m.missing_a && l.b && !src.is_empty() && !empty.is_empty() {
+        aims.push(format!(
+            "uffd_move @{} pages=1 to @{}",
+            r.pick(&src),
+            r.pick(&empty)
+        ));
+        aims.push(format!("madvise dontneed @0 pages={REGION}"));
     }
     if let Some((m, n)) = moved {
         aims.push(format!("mremap @{m} pages={n} to @{MOVED_FROM}"));
@@ -811,6 +951,55 @@ fn aims(r: &mut Prng, l: &Layout, huge: bool, lazy: Option<u64>, uffd_b: bool) -
         if !pages.is_empty() {
             aims.push(format!("migrate @{}", r.pick(&pages)));
         }
+    }
+    // The neighbour VMA at `@8`: a write fault into it (its anon_vma looked up, or a mergeable
+    // one found next to it), its page moved away leaving it empty, and region A unmapped.
+    if m.neighbour {
+        aims.push(format!("fault @{REGION} write"));
+        aims.push(format!("mremap @{REGION} pages=1 to @{FREE} dontunmap"));
+        aims.push(format!("munmap @0 pages={REGION}"));
+    }
+    // An empty anonymous region: a write fault (which may map a large folio over the range)
+    // then a store next to it, against a reader of that page.
+    if a == "anon" && stored.is_empty() && !m.missing_a {
+        let p = 1 + r.below(REGION / 2 - 1);
+        aims.push(format!("fault @0 write\nstore @{p} = {{v}}"));
+        aims.push(format!("load @{p}\nload @{p}"));
+    }
+    // With a tight pool: a lockless walker of a page of region A against a zap of its whole
+    // table followed by a fault in region B, which takes a frame the zap freed.
+    let fresh_b: Vec<u64> = (REGION..2 * REGION)
+        .filter(|p| !faulted.contains(p))
+        .collect();
+    if l.spare.is_some()
+        && a == "anon"
+        && l.b
+        && !stored.is_empty()
+        && !src.is_empty()
+        && !fresh_b.is_empty()
+    {
+        let q = *r.pick(&fresh_b);
+        aims.push(format!(
+            "madvise dontneed @0 pages={REGION}\nstore @{q} = {{v}}"
+        ));
+        let p = touched(r);
+        aims.push(match r.below(3) {
+            0 => format!("folio_walk @{p} ref"),
+            1 => format!("gup_fast @{p} read"),
+            _ => format!("rcu_walk @{p}"),
+        });
+    }
+    // A plain faulted anonymous table: two zaps of all of it (each may find it empty and try
+    // to free it).
+    if aims.is_empty()
+        && a == "anon"
+        && !m.huge
+        && moved.is_none()
+        && !stored.is_empty()
+        && r.chance(30)
+    {
+        let zap = format!("madvise dontneed @0 pages={REGION}");
+        aims.extend([zap.clone(), zap]);
     }
     aims
 }
@@ -836,6 +1025,27 @@ fn draw(r: &mut Prng) -> Draft {
     cx.aim_pct = *cx.r.pick(&[0, 30, 60]);
     let mut progs = Vec::new();
     let mut left = MAX_OPS;
+    // One draft in four of a state with several aims is made of them alone: a thread per aim
+    // (up to four), each a different one.
+    if layout.aims.len() >= 2 && cx.r.chance(25) {
+        let threads = layout.aims.len().min(4);
+        for t in 0..threads {
+            let room = left - (threads - t - 1);
+            let mut chain = cx.aim(room).unwrap_or_default();
+            chain.truncate(room);
+            if chain.is_empty() {
+                chain.push(op(&mut cx));
+            }
+            left -= chain.len();
+            progs.push(chain);
+        }
+        return Draft {
+            layout: layout.clone(),
+            init,
+            threads: progs,
+            aimed: true,
+        };
+    }
     for t in 0..threads {
         let room = left - (threads - t - 1);
         // Two operations more often when an aim is a chain of two.
@@ -853,6 +1063,7 @@ fn draw(r: &mut Prng) -> Draft {
         layout: layout.clone(),
         init,
         threads: progs,
+        aimed: false,
     }
 }
 
@@ -900,6 +1111,7 @@ pub fn mutate(d: &Draft, seed: u64) -> (Draft, Scenario) {
     let name = format!("fuzz-{seed}");
     let (d, s, _) = valid(&mut r, &name, |r| {
         let mut n = d.clone();
+        n.aimed = false;
         let mut cx = Ctx {
             r,
             layout: &d.layout,
@@ -1023,6 +1235,56 @@ mod tests {
             n.iter().all(|&k| k >= 5) && n.iter().sum::<usize>() >= 100,
             "{n:?}"
         );
+    }
+
+    /// The races of the later aims come up too (2026-12-03, seeds 0 to 1499): two zaps of a
+    /// faulted table; a write fault into an empty table and a store next to it against a reader
+    /// reading twice; the neighbour VMA faulted, moved away with `MREMAP_DONTUNMAP` and region A
+    /// unmapped (three threads); a retraction against a userfaultfd write-protection; a partial
+    /// zap of a THP under migration against GUP-fast; `UFFDIO_MOVE` against a zap of its
+    /// destination table; `collapse_pte_mapped_thp` against a zap; the refiled private mapping's
+    /// retraction, COW fault and rmap walk (three threads); a walker against a zap and a fault
+    /// that reuses the freed frame in a tight pool.
+    #[test]
+    fn later_aims_draw_their_races() {
+        let mut n = [0usize; 9];
+        for seed in 0..1500 {
+            let (d, _) = generate(seed);
+            let init = d.init.join("\n");
+            let th = |f: &dyn Fn(&Vec<String>) -> bool| d.threads.iter().filter(|t| f(t)).count();
+            let has = |t: &Vec<String>, w: &str| t.iter().any(|o| o.starts_with(w));
+            let zap = "madvise dontneed @0 pages=8";
+            n[0] +=
+                (init.starts_with("mmap anon @0 pages=8\n") && th(&|t| has(t, zap)) >= 2) as usize;
+            n[1] += (th(&|t| has(t, "fault @0 write") && t.len() == 2) >= 1
+                && th(&|t| t.len() == 2 && t[0] == t[1] && t[0].starts_with("load")) >= 1)
+                as usize;
+            n[2] += (init.contains("to @8")
+                && th(&|t| has(t, "fault @8 write")) >= 1
+                && th(&|t| t.iter().any(|o| o.ends_with("dontunmap"))) >= 1
+                && th(&|t| has(t, "munmap @0")) >= 1) as usize;
+            n[3] +=
+                (th(&|t| has(t, "retract @0")) >= 1 && th(&|t| has(t, "uffd_wp @0")) >= 1) as usize;
+            n[4] += (init.contains("migrate @0 unmap")
+                && th(&|t| t.iter().any(|o| o.ends_with("fast_only"))) >= 1
+                && th(&|t| {
+                    t.iter()
+                        .any(|o| o.starts_with("madvise dontneed") && o.ends_with("pages=1"))
+                }) >= 1) as usize;
+            n[5] += (th(&|t| has(t, "uffd_move")) >= 1 && th(&|t| has(t, zap)) >= 1) as usize;
+            n[6] += (th(&|t| has(t, "collapse_pte_mapped_thp @0")) >= 1
+                && th(&|t| has(t, zap)) >= 1) as usize;
+            n[7] += (init.contains("pages=16 of @32")
+                && th(&|t| has(t, "retract @8")) >= 1
+                && th(&|t| has(t, "fault @") && t.iter().any(|o| o.ends_with("write"))) >= 1
+                && th(&|t| has(t, "rmap_walk @")) >= 1) as usize;
+            n[8] += (d.layout.spare.is_some()
+                && th(&|t| t.len() == 2 && t[0] == zap && t[1].starts_with("store @")) >= 1
+                && th(&|t| has(t, "folio_walk") || has(t, "gup_fast") || has(t, "rcu_walk")) >= 1)
+                as usize;
+        }
+        eprintln!("{n:?}");
+        assert!(n.iter().all(|&k| k >= 5), "{n:?}");
     }
 
     #[test]

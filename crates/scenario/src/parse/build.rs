@@ -170,19 +170,37 @@ impl<'t> Builder<'t> {
                             .with_help(Some("`mmcheck sites` lists the sites".to_string()))
                     })?);
                 }
-                Item::Frames { n, .. } => {
-                    if n.v < MIN_FRAMES || n.v > MAX_FRAMES {
-                        return Err(self
-                            .err(
-                                n.span.clone(),
-                                format!("frames must be {MIN_FRAMES} to {MAX_FRAMES}, not {}", n.v),
-                            )
-                            .with_help(Some(format!(
-                            "pfn 0 is reserved, and the zero page and the mm's top-level table \
-                             take a frame each: fewer than {MIN_FRAMES} cannot hold an mm"
-                        ))));
+                Item::Frames { n, spare, .. } => {
+                    if let Some(n) = n {
+                        if n.v < MIN_FRAMES || n.v > MAX_FRAMES {
+                            return Err(self
+                                .err(
+                                    n.span.clone(),
+                                    format!(
+                                        "frames must be {MIN_FRAMES} to {MAX_FRAMES}, not {}",
+                                        n.v
+                                    ),
+                                )
+                                .with_help(Some(format!(
+                                    "pfn 0 is reserved, and the zero page and the mm's \
+                                     top-level table take a frame each: fewer than \
+                                     {MIN_FRAMES} cannot hold an mm"
+                                ))));
+                        }
+                        s.nr_frames = n.v as usize;
                     }
-                    s.nr_frames = n.v as usize;
+                    if let Some(k) = spare {
+                        if k.v >= s.nr_frames as u64 {
+                            return Err(self.err(
+                                k.span.clone(),
+                                format!(
+                                    "spare={} leaves no frame for init (the pool has {})",
+                                    k.v, s.nr_frames
+                                ),
+                            ));
+                        }
+                        s.spare_frames = Some(k.v as usize);
+                    }
                 }
                 _ => {}
             }

@@ -40,9 +40,11 @@ pub(super) enum Item<'a> {
         kw: Range<usize>,
         site: Sp<&'a str>,
     },
+    /// `frames N`, `frames spare=K` or both.
     Frames {
         kw: Range<usize>,
-        n: Sp<u64>,
+        n: Option<Sp<u64>>,
+        spare: Option<Sp<u64>>,
     },
     Init {
         kw: Range<usize>,
@@ -103,10 +105,7 @@ pub(super) fn statement<'a>(i: &mut In<'a>) -> PResult<Item<'a>> {
                 kw: kw.span,
             }
         }
-        "frames" => Item::Frames {
-            n: number(i, "the number of frames")?,
-            kw: kw.span,
-        },
+        "frames" => frames(i, kw.span)?,
         "init" => {
             let open = punct(i, '{', "'{' after 'init'")?;
             eol(i)?;
@@ -150,6 +149,34 @@ pub(super) fn statement<'a>(i: &mut In<'a>) -> PResult<Item<'a>> {
         eol(i)?;
     }
     Ok(item)
+}
+
+/// `frames N`, `frames spare=K` or `frames N spare=K`.
+pub(super) fn frames<'a>(i: &mut In<'a>, kw: Range<usize>) -> PResult<Item<'a>> {
+    ws(i)?;
+    let n = if i.starts_with(|c: char| c.is_ascii_digit()) {
+        Some(number(i, "the number of frames")?)
+    } else {
+        None
+    };
+    ws(i)?;
+    let spare = if at_eol(i) {
+        None
+    } else {
+        let k = word(i, "the number of frames or 'spare=K'")?;
+        if k.v != "spare" {
+            return cut(
+                k.span,
+                format!("unknown frames parameter '{}' (known: spare)", k.v),
+            );
+        }
+        punct(i, '=', "'='")?;
+        Some(number(i, "a number")?)
+    };
+    if n.is_none() && spare.is_none() {
+        return expected(i, "the number of frames or 'spare=K'");
+    }
+    Ok(Item::Frames { kw, n, spare })
 }
 
 pub(super) fn geometry<'a>(i: &mut In<'a>, kw: Range<usize>) -> PResult<Item<'a>> {
