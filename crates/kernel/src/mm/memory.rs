@@ -805,13 +805,34 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
 pub struct VmaReadLocked<'a> {
     pub vma: Arc<Vma>,
     cx: Ctx<'a>,
+    /// The mmap read lock, kept for the whole operation on a kernel without per-VMA locks
+    /// (`uffd_lock_vma` on linux-6.1: `mfill_atomic` held `mmap_read_lock` throughout);
+    /// released after the VMA lock.
+    _mmap: Option<mmcheck_platform::mmap_lock::MmapReadGuard<'a>>,
 }
 
 impl<'a> VmaReadLocked<'a> {
     /// A VMA whose read lock the caller took itself (`vma_start_read_locked` under the mmap
     /// read lock).
     pub(crate) fn read_locked(cx: Ctx<'a>, vma: Arc<Vma>) -> Self {
-        VmaReadLocked { vma, cx }
+        VmaReadLocked {
+            vma,
+            cx,
+            _mmap: None,
+        }
+    }
+
+    /// [`Self::read_locked`], still holding the mmap read lock `mmap` until it is dropped.
+    pub(crate) fn under_mmap_lock(
+        cx: Ctx<'a>,
+        vma: Arc<Vma>,
+        mmap: mmcheck_platform::mmap_lock::MmapReadGuard<'a>,
+    ) -> Self {
+        VmaReadLocked {
+            vma,
+            cx,
+            _mmap: Some(mmap),
+        }
     }
 }
 
@@ -855,7 +876,11 @@ pub fn lock_vma_under_rcu<'a>(
             Err(mmcheck_platform::VmaStartRead::Locked) => return None,
         }
     };
-    let locked = VmaReadLocked { vma, cx };
+    let locked = VmaReadLocked {
+        vma,
+        cx,
+        _mmap: None,
+    };
     // vma_start_read: a VMA reused (SLAB_TYPESAFE_BY_RCU) for another mm is not ours; drop the
     // reference just taken (err_unstable: vma_refcount_put, with the foreign mm grabbed).
     if cx.proto().vma_start_read_mm_check

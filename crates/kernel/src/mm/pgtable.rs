@@ -366,8 +366,12 @@ pub fn pte_offset_map_lock<'a>(
 
 /// The folio a scenario names by address for reclaim, compaction or migration, which find folios
 /// on the LRU or by pfn, never through the page tables: the page cache for file mappings, and for
-/// anonymous memory an RCU-protected walk (so that the lookup itself never races a table free).
-/// Returns the pfn of the page.
+/// anonymous memory a walk under the mmap read lock and RCU inside a VMA looked up under it, so
+/// that the lookup itself never races a table free: mremap frees tables under the mmap write
+/// lock, munmap after it detached the VMAs under it (then downgraded), and without RCU-freed
+/// tables (`tlb.table_free = immediate`, linux-6.1 and 6.6) RCU alone did not keep them (a
+/// false use-after-free in `migrate_pages`, `try_to_unmap` and `folio_referenced` against munmap
+/// and mremap on those presets, December 2026). Returns the pfn of the page.
 pub fn folio_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
     // The VMA's range is read under its read lock (or the mmap lock if that fails).
     let (file, idx) = match crate::mm::memory::lock_vma_under_rcu(cx, mm, addr) {
@@ -387,6 +391,8 @@ pub fn folio_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
     if let Some(file) = file {
         return file.find_get_folio(cx, idx).map(|f| f.pfn);
     }
+    let _m = mm.mmap_lock.read_lock(cx.cpu);
+    mm.vma_lookup(cx, addr)?;
     let _r = cx.cpu.rcu_read_lock();
     read_translation(cx, mm, addr).0
 }

@@ -143,6 +143,12 @@ pub(crate) fn uffd_lock_vma<'a>(
     if vma.lock.start_read_raw(cx.cpu, &mm.mmap_lock).is_err() {
         return Err(Errno::Eagain);
     }
+    // LOCKING: before per-VMA locks (linux-6.1) the operation runs under the mmap read lock
+    // throughout; an mmap write-lock holder (collapse_pte_mapped_thp there) never takes the
+    // VMA lock, so the VMA lock alone would not keep it out.
+    if !cx.proto().per_vma_lock {
+        return Ok(VmaReadLocked::under_mmap_lock(cx, vma, r));
+    }
     drop(r);
     Ok(VmaReadLocked::read_locked(cx, vma))
 }
