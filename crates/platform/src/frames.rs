@@ -974,13 +974,16 @@ impl<'m> Cpu<'m> {
         );
     }
 
-    /// `__folio_set_locked` on a folio nobody else can see yet (announced as an acquire).
+    /// `__folio_set_locked` on a folio nobody else can lock yet (a new folio, or a tail that a
+    /// split makes a folio of its own). It cannot wait, so it is announced as a trylock that
+    /// succeeds: held from here, with no lock-order edge into it.
     #[track_caller]
     pub fn folio_set_locked_new(&self, pfn: u32) {
-        if self.lock_site("folio_lock", Obj::page_lock_id(pfn)) {
+        let id = Obj::page_lock_id(pfn);
+        if self.lock_site("folio_lock", id) {
             return;
         }
-        self.visible(Obj::Lock(Obj::page_lock_id(pfn)), Access::Acquire);
+        self.visible(Obj::Lock(id), Access::TryAcquire);
         let old = self
             .m
             .frames
@@ -988,6 +991,7 @@ impl<'m> Cpu<'m> {
             .page
             .locked
             .swap(true, Ordering::SeqCst);
+        self.trylock_result(id, true);
         self.warn_on(old, "__folio_set_locked on a locked folio");
     }
 

@@ -74,6 +74,10 @@ fn __split_huge_page(
             pm.set(PageField::Mapping, mapping);
             pm.set(PageField::Index, index + i as u64);
             pm.set(PageField::Flags, flags);
+            // PG_locked is among the flags copied: each new folio stays locked until
+            // remap_page has mapped it back, so a fault on its migration entry sleeps
+            // (migration_entry_wait) instead of retrying.
+            cx.cpu.folio_set_locked_new(head);
             cx.cpu.smp_wmb();
         }
         for p in head..head + new_nr {
@@ -88,9 +92,7 @@ fn __split_huge_page(
             );
         }
         if i > 0 {
-            // page_ref_unfreeze(page_tail, 1), after clear_compound_head. The kernel copies
-            // PG_locked to each tail folio; the model leaves them unlocked (docs/fidelity.md):
-            // a fault on a tail's migration entry retries until remap_page.
+            // page_ref_unfreeze(page_tail, 1), after clear_compound_head.
             cx.cpu.page(head, Access::Write).set(PageField::Refcount, 1);
         }
         new_folios.push(frames.current(head));
@@ -103,7 +105,9 @@ fn __split_huge_page(
     // waiting for this CPU to take a TLB-flush IPI.
     drop(irq);
     remap_page(cx, &new_folios);
+    // Every new folio but the caller's (the head's) is unlocked and its reference dropped.
     for nf in new_folios.into_iter().skip(1) {
+        folio::folio_unlock(cx, nf);
         folio::folio_put(cx, nf);
     }
 }
