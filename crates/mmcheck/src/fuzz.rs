@@ -1,8 +1,9 @@
 //! `mmcheck fuzz`: generated scenarios ([`mmcheck_scenario::gen::wide`]) run under the explorer
 //! against one protocol, with coverage feedback, until a budget, a scenario count or Ctrl-C.
 //!
-//! Each scenario is probed with random and PCT (depths 2 and 3) for breadth, then DPOR within
-//! two preemptions and unbounded DPOR, each a fixed number of executions with fixed seeds, so a probe is deterministic. The
+//! Each scenario is probed with random and PCT (depths 2 and 3) for breadth and a bounded DPOR
+//! search (a race candidate drawn whole first gets DPOR within two preemptions), each a fixed
+//! number of executions with fixed seeds, so a probe is deterministic. The
 //! coverage of a probe is the set of [`Site`]s its steps were made at (kernel function, access,
 //! object class); a scenario that reaches a site no earlier one did joins the corpus, and later
 //! scenarios are either fresh draws or mutations of a corpus member, drawn with a weight that
@@ -142,23 +143,26 @@ struct Probe {
     inconclusive: bool,
 }
 
-/// The strategies of a probe, in order: cheap breadth first.
-fn strategies(seed: u64, executions: u64, deep: bool) -> [(Mode, u64, u64, Option<u32>); 5] {
-    // A race candidate drawn whole (every thread an aim) gets five times the bounded search.
-    let bounded = if deep { 20 } else { 4 } * executions;
-    [
+/// The strategies of a probe, in order: cheap breadth first. A race candidate drawn whole
+/// (`deep`: every thread an aim) also gets DPOR within two preemptions, 20 times the executions,
+/// before the unbounded search: a window three threads must enter in one order within a few steps
+/// (an anon_vma checked, freed and used) is out of reach of random and PCT schedules and of a
+/// short unbounded DPOR search.
+fn strategies(seed: u64, executions: u64, deep: bool) -> Vec<(Mode, u64, u64, Option<u32>)> {
+    let mut s = vec![
         (Mode::Random, seed, executions, None),
         (Mode::Pct { depth: 2 }, seed ^ 2, executions, None),
         (Mode::Pct { depth: 3 }, seed ^ 3, executions, None),
-        // Few preemptions first: a window that needs three threads in one order within a few
-        // steps (an anon_vma checked, freed and used) is out of reach of random schedules.
-        (Mode::Dpor, 0, bounded, Some(2)),
-        (Mode::Dpor, 0, 4 * executions, None),
-    ]
+    ];
+    if deep {
+        s.push((Mode::Dpor, 0, 20 * executions, Some(2)));
+    }
+    s.push((Mode::Dpor, 0, 4 * executions, None));
+    s
 }
 
-/// Probe a scenario with `executions` per strategy (the bounded DPOR search five times longer
-/// if `deep`).
+/// Probe a scenario with `executions` per strategy (and a preemption-bounded DPOR search if
+/// `deep`).
 fn probe(
     model: &Arc<KernelModel>,
     seed: u64,
