@@ -583,7 +583,8 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
         if stack && (REGION..REGION + 4).contains(&p) {
             continue;
         }
-        if p < dense || r.chance(sparse) {
+        // The stack's top page always: a stack with an anon_vma.
+        if p < dense || r.chance(sparse) || stack && p == 2 * REGION - 1 {
             lines.push(format!("store @{p} = {}", 10 + p));
             faulted.push(p);
         }
@@ -959,6 +960,11 @@ fn aims(r: &mut Prng, l: &Layout, m: &Made) -> Vec<String> {
         aims.push(format!("mremap @{REGION} pages=1 to @{FREE} dontunmap"));
         aims.push(format!("munmap @0 pages={REGION}"));
     }
+    // The growsdown stack: a store just below it (the fault expands it) against its munmap.
+    if l.stack {
+        aims.push(format!("store @{} = {{v}}", REGION + 3));
+        aims.push(format!("munmap @{} pages=4", REGION + 4));
+    }
     // An empty anonymous region: a write fault (which may map a large folio over the range)
     // then a store next to it, against a reader of that page.
     if a == "anon" && stored.is_empty() && !m.missing_a {
@@ -1244,10 +1250,11 @@ mod tests {
     /// zap of a THP under migration against GUP-fast; `UFFDIO_MOVE` against a zap of its
     /// destination table; `collapse_pte_mapped_thp` against a zap; the refiled private mapping's
     /// retraction, COW fault and rmap walk (three threads); a walker against a zap and a fault
-    /// that reuses the freed frame in a tight pool.
+    /// that reuses the freed frame in a tight pool; a store below the growsdown stack against
+    /// its munmap.
     #[test]
     fn later_aims_draw_their_races() {
-        let mut n = [0usize; 9];
+        let mut n = [0usize; 10];
         for seed in 0..1500 {
             let (d, _) = generate(seed);
             let init = d.init.join("\n");
@@ -1282,6 +1289,9 @@ mod tests {
                 && th(&|t| t.len() == 2 && t[0] == zap && t[1].starts_with("store @")) >= 1
                 && th(&|t| has(t, "folio_walk") || has(t, "gup_fast") || has(t, "rcu_walk")) >= 1)
                 as usize;
+            n[9] += (d.layout.stack
+                && th(&|t| has(t, "store @11 ")) >= 1
+                && th(&|t| has(t, "munmap @12 pages=4")) >= 1) as usize;
         }
         eprintln!("{n:?}");
         assert!(n.iter().all(|&k| k >= 5), "{n:?}");
