@@ -392,7 +392,8 @@ impl Frames {
     }
 
     /// The frames a pending allocation of `1 << order` will scan, `[from, to)`: from the block
-    /// boundary at the cursor to the end of the block it will take. None if the pool is short or
+    /// boundary at the cursor (pfn 0 in a tight pool's lowest fit) to the end of the block it
+    /// will take. None if the pool is short or
     /// the scan would wrap (then it depends on every free). A free of a frame outside the range
     /// cannot change the allocation's result.
     pub fn alloc_scan(&self, order: u32) -> Option<(u32, u32)> {
