@@ -32,6 +32,9 @@ pub struct Protocol {
     pub madv_vma_lock: bool,
     /// Faults try `lock_vma_under_rcu` first (6.4+).
     pub per_vma_lock: bool,
+    /// The userfaultfd fill and move ioctls run under the per-VMA read lock (`uffd_lock_vma`,
+    /// 6.8+; with `per_vma_lock`), else under the mmap read lock throughout.
+    pub uffd_vma_lock: bool,
     /// Where `lock_vma_under_rcu` refuses an anonymous VMA without an anon_vma (6.4–6.6, which
     /// also refused file VMAs), or not at all (6.7+: `vmf_anon_prepare` retries under the mmap
     /// lock).
@@ -403,6 +406,7 @@ impl Default for Protocol {
             pt_reclaim_free: TableFree::Rcu,
             madv_vma_lock: true,
             per_vma_lock: true,
+            uffd_vma_lock: true,
             lvur_anon_vma_check: AnonVmaCheck::None,
             split_ptlocks: true,
             zero_page: true,
@@ -577,6 +581,12 @@ pub const SWITCHES: &[Switch] = &[
         madv_vma_lock,
         "MADV_DONTNEED runs under the per-VMA read lock when the range is in one VMA",
         "mm/madvise.c try_vma_read_lock (6.16)"
+    ),
+    bool_switch!(
+        "uffd.vma_lock",
+        uffd_vma_lock,
+        "UFFDIO_COPY, ZEROPAGE, CONTINUE, POISON and MOVE take the per-VMA read lock (uffd_lock_vma: lock_vma_under_rcu, or vma_start_read_locked under a brief mmap read lock) and run without the mmap lock (on, with fault.vma_lock); off: mfill_atomic holds mmap_read_lock for the whole operation, as before 6.8",
+        "Lokesh Gidra, 867a43a34ff8 'userfaultfd: use per-vma locks in userfaultfd operations' (6.8)"
     ),
     bool_switch!(
         "fault.vma_lock",
@@ -1320,6 +1330,7 @@ pub const PRESETS: &[Preset] = &[
         settings: &[
             ("fault.vma_lock", "off"),
             ("madvise.vma_lock", "off"),
+            ("uffd.vma_lock", "off"),
             ("pt_reclaim", "off"),
             ("tlb.table_free", "immediate"),
             ("pt_reclaim.free", "ipi"),
@@ -1341,9 +1352,10 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "linux-6.6",
-        doc: "per-VMA locked faults, RCU-freed retracted tables, no PT reclaim",
+        doc: "per-VMA locked faults, userfaultfd under the mmap read lock, RCU-freed retracted tables, no PT reclaim",
         settings: &[
             ("madvise.vma_lock", "off"),
+            ("uffd.vma_lock", "off"),
             ("pt_reclaim", "off"),
             ("tlb.table_free", "immediate"),
             ("pt_reclaim.free", "ipi"),
@@ -1476,6 +1488,9 @@ mod tests {
         assert!(!p.pte_map_rcu && !p.pmd_same_recheck && !p.madv_vma_lock);
         assert_eq!(p.retract_locks, RetractLocks::AllExclusive);
         assert!(!p.mremap_realign && !p.mremap_normal_pmd_rmap_locks);
+        // userfaultfd took per-VMA locks in 6.8, after per-VMA locked faults (6.4).
+        let p66 = Protocol::preset("linux-6.6").unwrap();
+        assert!(p66.per_vma_lock && !p66.uffd_vma_lock && !p.uffd_vma_lock);
         // A variant may name a preset: its settings apply on top.
         let mut q = Protocol::default();
         q.set("protocol", "linux-6.1").unwrap();

@@ -805,8 +805,9 @@ fn wp_page_copy(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry, old_page: Option<u32>) 
 pub struct VmaReadLocked<'a> {
     pub vma: Arc<Vma>,
     cx: Ctx<'a>,
-    /// The mmap read lock, kept for the whole operation on a kernel without per-VMA locks
-    /// (`uffd_lock_vma` on linux-6.1: `mfill_atomic` held `mmap_read_lock` throughout);
+    /// The mmap read lock, kept for the whole operation on a kernel without userfaultfd's
+    /// per-VMA locks (`uffd_lock_vma` with `uffd.vma_lock` off: before 6.8 `mfill_atomic` held
+    /// `mmap_read_lock` throughout);
     /// released after the VMA lock.
     _mmap: Option<mmcheck_platform::mmap_lock::MmapReadGuard<'a>>,
 }

@@ -119,14 +119,17 @@ fn uffd_mfill_lock<'a>(
 
 /// `uffd_lock_vma`: the per-VMA read lock from `lock_vma_under_rcu`, unless the VMA is private
 /// with no anon_vma yet; then the mmap read lock, `anon_vma_prepare`, and the VMA read lock
-/// taken under it (`vma_start_read_locked`) before the mmap lock is dropped.
+/// taken under it (`vma_start_read_locked`) before the mmap lock is dropped. With `uffd.vma_lock`
+/// off (before 6.8) the mmap read lock is kept to the end instead (the VMA lock taken under it
+/// then excludes nothing more: every VMA writer holds the mmap write lock).
 pub(crate) fn uffd_lock_vma<'a>(
     cx: Ctx<'a>,
     mm: &'a MmStruct,
     addr: u64,
 ) -> Result<VmaReadLocked<'a>, Errno> {
     let _f = cx.cpu.enter("uffd_lock_vma");
-    if cx.proto().per_vma_lock {
+    let per_vma = cx.proto().per_vma_lock && cx.proto().uffd_vma_lock;
+    if per_vma {
         if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
             if l.vma.is_shared(cx) || l.vma.anon_vma(cx).is_some() {
                 return Ok(l);
@@ -143,10 +146,10 @@ pub(crate) fn uffd_lock_vma<'a>(
     if vma.lock.start_read_raw(cx.cpu, &mm.mmap_lock).is_err() {
         return Err(Errno::Eagain);
     }
-    // LOCKING: before per-VMA locks (linux-6.1) the operation runs under the mmap read lock
-    // throughout; an mmap write-lock holder (collapse_pte_mapped_thp there) never takes the
-    // VMA lock, so the VMA lock alone would not keep it out.
-    if !cx.proto().per_vma_lock {
+    // LOCKING: before userfaultfd's per-VMA locks (6.8; linux-6.1 and 6.6) the operation runs
+    // under the mmap read lock throughout; an mmap write-lock holder that takes no VMA lock
+    // (collapse_pte_mapped_thp on 6.1) is kept out by it alone.
+    if !per_vma {
         return Ok(VmaReadLocked::under_mmap_lock(cx, vma, r));
     }
     drop(r);
