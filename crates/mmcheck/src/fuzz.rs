@@ -13,7 +13,9 @@
 //! violation (each candidate probed again), then to the fewest preemptions
 //! ([`mmcheck_explore::shrink`]); it is written as a `.mmt` file that states the protocol,
 //! expects the violation and carries its replay token. A probe that hits a tool limit is
-//! counted as inconclusive, never as a violation.
+//! counted as inconclusive, never as a violation; the first [`MAX_SAVED_INCONCLUSIVE`] are kept
+//! unshrunk as `fuzz-S-I-inconclusive.mmt` with the limit and the schedule up to it, since a step
+//! limit can hide a livelock of the model (a retry loop that never makes progress).
 //!
 //! With a base protocol ([`FuzzOpts::base`], the protocol without a planted change: see
 //! [`crate::planted`]) a violation counts only when the base does not give the same kind on the
@@ -140,7 +142,8 @@ struct Probe {
     violation: Option<(Counterexample, Mode)>,
     coverage: BTreeSet<Site>,
     executions: u64,
-    inconclusive: bool,
+    /// The tool limit an execution hit, the strategy and the schedule up to it.
+    inconclusive: Option<(mmcheck_explore::Inconclusive, Mode)>,
 }
 
 /// The strategies of a probe, in order: cheap breadth first. A race candidate drawn whole
@@ -175,7 +178,7 @@ fn probe(
         violation: None,
         coverage: BTreeSet::new(),
         executions: 0,
-        inconclusive: false,
+        inconclusive: None,
     };
     for (mode, seed, n, preemption_bound) in strategies(seed, executions, deep) {
         let cfg = Config {
@@ -192,8 +195,8 @@ fn probe(
         let out = explore(model.clone(), &cfg);
         p.executions += out.executions;
         p.coverage.extend(out.coverage);
-        if out.inconclusive.is_some() {
-            p.inconclusive = true;
+        if let Some(inc) = out.inconclusive {
+            p.inconclusive = Some((inc, mode));
             break;
         }
         if let Some(cx) = out.counterexample {
@@ -303,6 +306,31 @@ fn pick_rare(
 
 /// How many times a signature saved as also on the base is shrunk again when it recurs.
 const BASE_RETRIES: u64 = 3;
+
+/// Inconclusive scenarios kept per run (unshrunk): enough to look for a livelock among them.
+pub const MAX_SAVED_INCONCLUSIVE: u64 = 40;
+
+/// Keep an inconclusive scenario, with its limit and the schedule up to it, in the output folder.
+fn save_inconclusive(
+    draft: &Draft,
+    i: u64,
+    inc: &mmcheck_explore::Inconclusive,
+    mode: Mode,
+    opts: &FuzzOpts,
+) -> Result<(), String> {
+    let name = format!("fuzz-{}-{i}-inconclusive", opts.seed);
+    let file = opts.out.join(format!("{name}.mmt"));
+    let mut body = format!(
+        "# Inconclusive under `mmcheck fuzz --seed {}` (scenario {i}, {mode:?}): {}.\n\
+         # The schedule up to the limit: mmcheck replay {} --schedule {}\n",
+        opts.seed,
+        inc.limit,
+        file.display(),
+        inc.schedule
+    );
+    body.push_str(&draft.render(&name, &header(&opts.overrides), "clean"));
+    std::fs::write(&file, body).map_err(|e| format!("cannot write {}: {e}", file.display()))
+}
 /// The executions of the base protocol's probe of a saved scenario, in multiples of
 /// [`FuzzOpts::executions`].
 const BASE_EXECUTIONS: u64 = 4;
@@ -439,8 +467,11 @@ pub fn run(opts: &FuzzOpts, log: &mut dyn FnMut(&str)) -> Result<Summary, String
         }
         sum.scenarios += 1;
         sum.executions += p.executions;
-        if p.inconclusive {
+        if let Some((inc, mode)) = &p.inconclusive {
             sum.inconclusive += 1;
+            if sum.inconclusive <= MAX_SAVED_INCONCLUSIVE {
+                save_inconclusive(&draft, i, inc, *mode, opts)?;
+            }
         }
         for site in &p.coverage {
             *hits.entry(*site).or_default() += 1;
