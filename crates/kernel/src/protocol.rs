@@ -112,7 +112,7 @@ pub struct Protocol {
     pub mremap_rmap_locks: MremapRmapLocks,
     /// mremap moves whole PTE tables with `move_normal_pmd`.
     pub mremap_normal_pmd: bool,
-    /// `move_normal_pmd` always takes the rmap locks (6.12+), or only when `copy_vma` asks.
+    /// `move_normal_pmd` always takes the rmap locks (5.14+), or only when `copy_vma` asks.
     pub mremap_normal_pmd_rmap_locks: bool,
     /// `try_realign_addr` (6.7+): mutually aligned moves start at the PMD boundary below.
     pub mremap_realign: bool,
@@ -224,6 +224,9 @@ pub struct Protocol {
     /// `lock_mm_and_find_vma` looks the VMA up again after trading the read lock for the write
     /// lock (the VMA found under the read lock may have been unmapped and freed meanwhile).
     pub stack_relookup: bool,
+    /// munmap downgrades the mmap lock for the zap and the table free whatever its neighbours
+    /// (6.5+), or keeps the write lock when the next VMA is `VM_GROWSDOWN` (5.8 to 6.4).
+    pub munmap_downgrade_next_to_stack: bool,
     /// `__split_huge_pmd_locked` runs `pmdp_invalidate` on the PMD whatever it holds, a migration
     /// entry included (4.14–6.9); off: only on a present PMD (6.10+, 3a5a8d343e1c).
     pub split_invalidate_nonpresent: bool,
@@ -479,6 +482,7 @@ impl Default for Protocol {
             lvur_range_check: true,
             stack_expand_write_lock: true,
             stack_relookup: true,
+            munmap_downgrade_next_to_stack: true,
         }
     }
 }
@@ -897,8 +901,8 @@ pub const SWITCHES: &[Switch] = &[
     bool_switch!(
         "mremap.normal_pmd_rmap_locks",
         mremap_normal_pmd_rmap_locks,
-        "move_normal_pmd takes the rmap locks whatever copy_vma decided (on), or only when copy_vma asks for them (off: 6.11 and older)",
-        "Jann Horn, 'mm/mremap: fix move_normal_pmd/retract_page_tables race' (6.12-rc, CVE-2024-50066)"
+        "move_normal_pmd (and move_normal_pud) take the rmap locks whatever copy_vma decided (on: move_pgt_entry is passed true since 5.14, should_take_rmap_locks today), or only when copy_vma asks for them (off: 4.20 to 5.13)",
+        "Aneesh Kumar K.V, 97113eb39fa7 'mm/mremap: hold the rmap lock in write mode when moving page table entries' (5.14; fixes 2c91bd4a4e2e, 4.20)"
     ),
     bool_switch!(
         "fork.lock_vmas",
@@ -1313,6 +1317,12 @@ pub const SWITCHES: &[Switch] = &[
         "lock_mm_and_find_vma, having dropped the mmap read lock to take the write lock for a stack expansion, looks the VMA up again and rechecks it (on: 'we'll have to drop the mmap lock and re-take it, and also look up the vma again, re-checking it'); off expands the VMA found under the read lock, which munmap may have freed in between",
         "Linus Torvalds, c2508ec5a58d 'mm: introduce new lock_mm_and_find_vma() page fault helper' (6.5-rc1, 6.4.1, 6.1.37)"
     ),
+    bool_switch!(
+        "munmap.downgrade_next_to_stack",
+        munmap_downgrade_next_to_stack,
+        "munmap downgrades the mmap write lock to read before zapping and freeing the tables even when the VMA after the range is VM_GROWSDOWN (on: 6.5+, where stacks grow under the write lock); off keeps the write lock then, so a stack expansion under the read lock cannot fault into tables being freed (5.8 to 6.4)",
+        "Kirill A. Shutemov, 246c320a8cfe 'mm/mmap.c: close race between munmap() and expand_upwards()/downwards()' (5.8-rc7, CVE-2020-29369, reported by Jann Horn; fixes dd2283f2605e, 4.20); Matthew Wilcox, e4bd84c069f2 'mm: always downgrade mmap_lock if requested' (6.5)"
+    ),
 ];
 
 /// A preset: a kernel version and the switch values that differ from the 2026 defaults.
@@ -1340,13 +1350,13 @@ pub const PRESETS: &[Preset] = &[
             ("retract.recheck_pmd", "off"),
             ("collapse.vma_write_order", "after_check"),
             ("mremap.realign", "off"),
-            ("mremap.normal_pmd_rmap_locks", "off"),
             ("thp.zero_wp_alloc", "off"),
             ("pte_map.recheck_pmd", "off"),
             ("migrate.batch_flush", "off"),
             ("swapin.skip_swapcache_prepare", "off"),
             ("vma.typesafe_by_rcu", "off"),
             ("stack.expand_write_lock", "off"),
+            ("munmap.downgrade_next_to_stack", "off"),
             ("collapse_pte_mapped.mmap_lock", "write"),
         ],
     },
@@ -1361,7 +1371,6 @@ pub const PRESETS: &[Preset] = &[
             ("pt_reclaim.free", "ipi"),
             ("retract.recheck_pmd", "off"),
             ("collapse.vma_write_order", "after_check"),
-            ("mremap.normal_pmd_rmap_locks", "off"),
             ("thp.zero_wp_alloc", "off"),
             ("vma.typesafe_by_rcu", "off"),
         ],
@@ -1487,7 +1496,7 @@ mod tests {
         // Review B13: the pre-6.5 kernel, not 2026 defaults with two switches flipped.
         assert!(!p.pte_map_rcu && !p.pmd_same_recheck && !p.madv_vma_lock);
         assert_eq!(p.retract_locks, RetractLocks::AllExclusive);
-        assert!(!p.mremap_realign && !p.mremap_normal_pmd_rmap_locks);
+        assert!(!p.mremap_realign && p.mremap_normal_pmd_rmap_locks);
         // userfaultfd took per-VMA locks in 6.8, after per-VMA locked faults (6.4).
         let p66 = Protocol::preset("linux-6.6").unwrap();
         assert!(p66.per_vma_lock && !p66.uffd_vma_lock && !p.uffd_vma_lock);

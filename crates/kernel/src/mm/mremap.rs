@@ -1,7 +1,7 @@
 //! mremap (`mm/mremap.c` ≈6.15-rc with `pagetable_move_control`, `mm/vma.c` `copy_vma`):
 //! `copy_vma` makes the destination VMA (new, or merged into a neighbour) and decides
 //! `need_rmap_locks`; `move_page_tables` moves whole PTE tables with `move_normal_pmd` (rmap
-//! locks, and a recheck under both PMD locks, 6.12) and single entries with `move_ptes` (both PTLs;
+//! locks since 5.14, and a recheck under both PMD locks since 6.12) and single entries with `move_ptes` (both PTLs;
 //! the TLB flush of the old range before either PTL is released); then the old range is unmapped
 //! with the mmap write lock still held.
 //!
@@ -243,8 +243,8 @@ fn move_normal_pmd(
     if !new_pmd.get(cx).is_none() {
         return false;
     }
-    // move_pgt_entry: a whole table always moves under the rmap locks since 6.12 (a walker
-    // holding only an rmap lock must not see the table vanish from under it).
+    // move_pgt_entry: a whole table always moves under the rmap locks since 5.14 (97113eb39fa7;
+    // a walker holding only an rmap lock must not see the table vanish from under it).
     let av = vma.anon_vma(cx);
     let _rmap = (need_rmap_locks || cx.proto().mremap_normal_pmd_rmap_locks)
         .then(|| take_rmap_locks(cx, vma, &av));

@@ -29,6 +29,11 @@ pub fn shmem_get_folio(cx: Ctx<'_>, file: &File, index: u64) -> Result<FrameRef,
     loop {
         if let Some(f) = file.find_get_folio(cx, index) {
             if !folio::folio_try_get(cx, f) {
+                // Frozen by __remove_mapping, which takes it out of the cache under the same
+                // xarray lock: the kernel retries the lookup until the entry changes, the model
+                // sleeps until it does (an unrolled retry ran schedules to the step limit).
+                file.pages
+                    .wait_until(&cx.cpu, |p| p.get(&index) != Some(&f));
                 continue;
             }
             folio::folio_lock(cx, f);

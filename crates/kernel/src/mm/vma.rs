@@ -395,8 +395,15 @@ pub fn do_vmi_munmap<'a>(
     }
     let (prev, next) = mm.neighbours(cx, addr, end);
     let floor = prev.map_or(0, |p| p.end());
-    let ceiling = next.map_or(0, |n| n.start());
+    let ceiling = next.as_ref().map_or(0, |n| n.start());
     let mut tlb = MmuGather::new(cx, mm, false);
+    // LOCKING: while stacks grew under the mmap read lock (before 6.5), munmap kept the write
+    // lock when the next VMA is VM_GROWSDOWN: an expansion into the range would otherwise fault
+    // into the tables being freed (246c320a8cfe, 5.8; dropped by e4bd84c069f2 in 6.5, when
+    // stack growth took the write lock). VM_GROWSUP is not modelled.
+    let unlock = unlock
+        && (cx.proto().munmap_downgrade_next_to_stack
+            || !next.is_some_and(|n| n.flags(cx).has(VmFlags::GROWSDOWN)));
     if unlock {
         // LOCKING: detach and VMA write locks happened under the write lock, so freeing under the
         // downgraded lock is safe: nobody can reach these VMAs to install entries.
