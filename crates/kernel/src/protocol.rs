@@ -1358,6 +1358,7 @@ pub const PRESETS: &[Preset] = &[
             ("stack.expand_write_lock", "off"),
             ("munmap.downgrade_next_to_stack", "off"),
             ("collapse_pte_mapped.mmap_lock", "write"),
+            ("collapse_pte_mapped.uffd_pml", "late"),
         ],
     },
     Preset {

@@ -383,6 +383,11 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     // taken now, before the PTL, and both are held from clearing the PTEs to pmdp_collapse_flush
     // (a98460494b16). Otherwise the PTL is dropped between the two (switch
     // collapse_pte_mapped.uffd_pml = late: always).
+    // LOCKING: under the mmap write lock (6.1) the function also took i_mmap_rwsem for write
+    // from step 1 to step 4 and, around step 4, the anon_vma lock for write (8d3c106e19e8,
+    // ab0c3f1251b4): "only GUP-fast and hardware page walks" reach the table then.
+    let old_w = cx.proto().collapse_pte_mapped_mmap_write;
+    let i_mmap = old_w.then(|| file.i_mmap_rwsem.write(cx.cpu));
     let pml = pgtable::pmd_lockptr(cx, mm, pmd);
     let early = cx.proto().collapse_pte_mapped_uffd_pml_early
         && userfaultfd_armed(cx, &vma)
@@ -428,6 +433,9 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     // rechecks the PMD only when the two locks differ (inside `if (ptl != pml)`); with one lock
     // for both (no split PTE locks) it goes straight to pmdp_collapse_flush and frees whatever
     // that returns. With the PMD lock taken early both are still held: no recheck needed.
+    // (vma->anon_vma cannot change under the mmap write lock: read it once here.)
+    let av = if old_w { vma.anon_vma(cx) } else { None };
+    let mut anon_vma_w = None;
     let (pg, tg, recheck) = match pg_early {
         Some(pg) => (pg, tg, false),
         None => {
@@ -436,6 +444,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
             // kept others out of the table meanwhile: a fill that does not take the folio lock
             // (UFFDIO_COPY into a private VMA) can install a PTE here now.
             drop(tg);
+            anon_vma_w = av.as_ref().map(|av| av.lock().write(cx.cpu));
             let pg = pml.lock(cx.cpu);
             let ptl = pgtable::pte_lockptr(cx, mm, pgt_pmd);
             let split = !std::ptr::eq(ptl, pml);
@@ -470,6 +479,8 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
         pgtable::mm_inc_nr_tables(mm, 1, -1);
         free_retracted(cx, cx.cpu.frame_ref(pgt_pmd.pfn()));
     }
+    drop(anon_vma_w);
+    drop(i_mmap);
     release(cx, true);
     drop(r);
     drop(w);
