@@ -960,10 +960,14 @@ fn aims(r: &mut Prng, l: &Layout, m: &Made) -> Vec<String> {
         aims.push(format!("mremap @{REGION} pages=1 to @{FREE} dontunmap"));
         aims.push(format!("munmap @0 pages={REGION}"));
     }
-    // The growsdown stack: a store just below it (the fault expands it) against its munmap.
+    // The growsdown stack: a store just below it (the fault expands it) against its munmap;
+    // a store far below it, in region A's table, against the munmap of region A (the expansion
+    // into a range whose tables munmap frees once it has downgraded the mmap lock).
     if l.stack {
         aims.push(format!("store @{} = {{v}}", REGION + 3));
         aims.push(format!("munmap @{} pages=4", REGION + 4));
+        aims.push(format!("store @{} = {{v}}", REGION - 1));
+        aims.push(format!("munmap @0 pages={REGION}"));
     }
     // An empty anonymous region: a write fault (which may map a large folio over the range)
     // then a store next to it, against a reader of that page.
@@ -1251,10 +1255,10 @@ mod tests {
     /// destination table; `collapse_pte_mapped_thp` against a zap; the refiled private mapping's
     /// retraction, COW fault and rmap walk (three threads); a walker against a zap and a fault
     /// that reuses the freed frame in a tight pool; a store below the growsdown stack against
-    /// its munmap.
+    /// its munmap, and a store far below it against the munmap of region A.
     #[test]
     fn later_aims_draw_their_races() {
-        let mut n = [0usize; 10];
+        let mut n = [0usize; 11];
         for seed in 0..1500 {
             let (d, _) = generate(seed);
             let init = d.init.join("\n");
@@ -1292,6 +1296,9 @@ mod tests {
             n[9] += (d.layout.stack
                 && th(&|t| has(t, "store @11 ")) >= 1
                 && th(&|t| has(t, "munmap @12 pages=4")) >= 1) as usize;
+            n[10] += (d.layout.stack
+                && th(&|t| has(t, "store @7 ")) >= 1
+                && th(&|t| has(t, "munmap @0 pages=8")) >= 1) as usize;
         }
         eprintln!("{n:?}");
         assert!(n.iter().all(|&k| k >= 5), "{n:?}");
