@@ -33,11 +33,11 @@ pub struct Protocol {
     /// Faults try `lock_vma_under_rcu` first (6.4+).
     pub per_vma_lock: bool,
     /// The userfaultfd fill and move ioctls run under the per-VMA read lock (`uffd_lock_vma`,
-    /// 6.8+; with `per_vma_lock`), else under the mmap read lock throughout.
+    /// 6.9+; with `per_vma_lock`), else under the mmap read lock throughout.
     pub uffd_vma_lock: bool,
-    /// Where `lock_vma_under_rcu` refuses an anonymous VMA without an anon_vma (6.4–6.6, which
-    /// also refused file VMAs), or not at all (6.7+: `vmf_anon_prepare` retries under the mmap
-    /// lock).
+    /// Where `lock_vma_under_rcu` refuses an anonymous VMA without an anon_vma (6.4–6.9; 6.4 and
+    /// 6.5 also refused file VMAs), or not at all (6.10+: `vmf_anon_prepare` retries under the
+    /// mmap lock).
     pub lvur_anon_vma_check: AnonVmaCheck,
     /// `CONFIG_SPLIT_PTE_PTLOCKS` / `CONFIG_SPLIT_PMD_PTLOCKS`: locks live in table pages; off means
     /// every table lock is `mm->page_table_lock`.
@@ -589,8 +589,8 @@ pub const SWITCHES: &[Switch] = &[
     bool_switch!(
         "uffd.vma_lock",
         uffd_vma_lock,
-        "UFFDIO_COPY, ZEROPAGE, CONTINUE, POISON and MOVE take the per-VMA read lock (uffd_lock_vma: lock_vma_under_rcu, or vma_start_read_locked under a brief mmap read lock) and run without the mmap lock (on, with fault.vma_lock); off: mfill_atomic holds mmap_read_lock for the whole operation, as before 6.8",
-        "Lokesh Gidra, 867a43a34ff8 'userfaultfd: use per-vma locks in userfaultfd operations' (6.8)"
+        "UFFDIO_COPY, ZEROPAGE, CONTINUE, POISON and MOVE take the per-VMA read lock (uffd_lock_vma: lock_vma_under_rcu, or vma_start_read_locked under a brief mmap read lock) and run without the mmap lock (on, with fault.vma_lock); off: mfill_atomic holds mmap_read_lock for the whole operation, as before 6.9",
+        "Lokesh Gidra, 867a43a34ff8 'userfaultfd: use per-vma locks in userfaultfd operations' (6.9)"
     ),
     bool_switch!(
         "fault.vma_lock",
@@ -601,8 +601,8 @@ pub const SWITCHES: &[Switch] = &[
     Switch {
         name: "lock_vma_under_rcu.anon_vma_check",
         values: &["none", "after_start_read", "before_start_read"],
-        doc: "where lock_vma_under_rcu refuses an anonymous VMA with no anon_vma (falling back to the mmap lock), since find_mergeable_anon_vma reads neighbour VMAs that the VMA lock does not hold: nowhere (none: 6.7+, vmf_anon_prepare returns VM_FAULT_RETRY under the VMA lock instead), after vma_start_read (the 6.5 fix), or before it (6.4, where MREMAP_DONTUNMAP can clear vma->anon_vma in between). With either check, lock_vma_under_rcu also refuses file VMAs and the fault runs anon_vma_prepare under the VMA lock, as 6.4-6.6 did",
-        cite: "657b5146955e Jann Horn, 'mm: lock_vma_under_rcu() must check vma->anon_vma under vma lock' (6.5-rc, 6.4.9); 5e31275cc997 (6.4); Matthew Wilcox's VMA-locked fault series (vmf_anon_prepare, 6.7)",
+        doc: "where lock_vma_under_rcu refuses an anonymous VMA with no anon_vma (falling back to the mmap lock), since find_mergeable_anon_vma reads neighbour VMAs that the VMA lock does not hold: nowhere (none: 6.10+, vmf_anon_prepare returns VM_FAULT_RETRY under the VMA lock instead), after vma_start_read (the 6.5 fix, to 6.9), or before it (6.4, where MREMAP_DONTUNMAP can clear vma->anon_vma in between). With either check, lock_vma_under_rcu also refuses file VMAs, as 6.4-6.5 did (6.6 took file VMAs: a possible false clean there, never a false alarm)",
+        cite: "657b5146955e Jann Horn, 'mm: lock_vma_under_rcu() must check vma->anon_vma under vma lock' (6.5-rc, 6.4.9); 5e31275cc997 (6.4); Matthew Wilcox, 'mm: delay the check for a NULL anon_vma' (6.10; vmf_anon_prepare is 6.7)",
         get: |p| match p.lvur_anon_vma_check {
             AnonVmaCheck::None => "none",
             AnonVmaCheck::AfterStartRead => "after_start_read",
@@ -1029,7 +1029,7 @@ pub const SWITCHES: &[Switch] = &[
     bool_switch!(
         "uffd_copy.dst_pmd_recheck",
         uffd_copy_dst_pmd_recheck,
-        "UFFDIO_COPY's mfill_atomic judges the destination PMD on a fresh read after __pte_alloc and fails with EEXIST if it is not a present table (a THP, or none again); off is the 6.5-6.10 code, which checks for a THP before __pte_alloc and then BUG_ONs pmd_none / pmd_trans_huge on a second read: a THP installed and zapped around __pte_alloc leaves the PMD none there",
+        "UFFDIO_COPY's mfill_atomic judges the destination PMD on a fresh read after __pte_alloc and fails with EEXIST if it is not a present table (a THP, or none again); off is the code the fix replaced (4.11 to 6.10, 6.1.y and 6.6.y before the backport; here in its 6.5-6.10 form), which checks for a THP before __pte_alloc and then BUG_ONs pmd_none / pmd_trans_huge on a second read: a THP installed and zapped around __pte_alloc leaves the PMD none there",
         "71c186efc1b2 Jann Horn, 'userfaultfd: fix checks for huge PMDs' (6.11, Cc stable)"
     ),
     Switch {
@@ -1336,7 +1336,7 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "linux-6.1",
-        doc: "the pre-6.5 kernel: no per-VMA locks, no PT reclaim, no RCU or pmd_same recheck in pte_offset_map, retraction under every walk-start lock exclusively with no spinlock, collapse_pte_mapped_thp under the mmap write lock, x86 bare metal frees tables after the IPI flush",
+        doc: "the pre-6.5 kernel (with the later 6.1.y fixes of retract.anon_vma_recheck, uffd_copy.dst_pmd_recheck and split.invalidate_nonpresent: set them for 6.1.0): no per-VMA locks, no PT reclaim, no RCU or pmd_same recheck in pte_offset_map, retraction under every walk-start lock exclusively with no spinlock, collapse_pte_mapped_thp under the mmap write lock, x86 bare metal frees tables after the IPI flush",
         settings: &[
             ("fault.vma_lock", "off"),
             ("madvise.vma_lock", "off"),
@@ -1363,10 +1363,12 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "linux-6.6",
-        doc: "per-VMA locked faults, userfaultfd under the mmap read lock, RCU-freed retracted tables, no PT reclaim",
+        doc: "per-VMA locked faults (an anonymous VMA without an anon_vma refused), userfaultfd under the mmap read lock, no mremap realignment, RCU-freed retracted tables, no PT reclaim; with the later 6.6.y fixes of uffd_copy.dst_pmd_recheck, split.invalidate_nonpresent and swapin.skip_swapcache_prepare (set them for 6.6.0)",
         settings: &[
             ("madvise.vma_lock", "off"),
             ("uffd.vma_lock", "off"),
+            ("lock_vma_under_rcu.anon_vma_check", "after_start_read"),
+            ("mremap.realign", "off"),
             ("pt_reclaim", "off"),
             ("tlb.table_free", "immediate"),
             ("pt_reclaim.free", "ipi"),

@@ -806,7 +806,7 @@ pub struct VmaReadLocked<'a> {
     pub vma: Arc<Vma>,
     cx: Ctx<'a>,
     /// The mmap read lock, kept for the whole operation on a kernel without userfaultfd's
-    /// per-VMA locks (`uffd_lock_vma` with `uffd.vma_lock` off: before 6.8 `mfill_atomic` held
+    /// per-VMA locks (`uffd_lock_vma` with `uffd.vma_lock` off: before 6.9 `mfill_atomic` held
     /// `mmap_read_lock` throughout);
     /// released after the VMA lock.
     _mmap: Option<mmcheck_platform::mmap_lock::MmapReadGuard<'a>>,

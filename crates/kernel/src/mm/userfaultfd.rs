@@ -120,7 +120,7 @@ fn uffd_mfill_lock<'a>(
 /// `uffd_lock_vma`: the per-VMA read lock from `lock_vma_under_rcu`, unless the VMA is private
 /// with no anon_vma yet; then the mmap read lock, `anon_vma_prepare`, and the VMA read lock
 /// taken under it (`vma_start_read_locked`) before the mmap lock is dropped. With `uffd.vma_lock`
-/// off (before 6.8) the mmap read lock is kept to the end instead (the VMA lock taken under it
+/// off (before 6.9) the mmap read lock is kept to the end instead (the VMA lock taken under it
 /// then excludes nothing more: every VMA writer holds the mmap write lock).
 pub(crate) fn uffd_lock_vma<'a>(
     cx: Ctx<'a>,
@@ -146,7 +146,7 @@ pub(crate) fn uffd_lock_vma<'a>(
     if vma.lock.start_read_raw(cx.cpu, &mm.mmap_lock).is_err() {
         return Err(Errno::Eagain);
     }
-    // LOCKING: before userfaultfd's per-VMA locks (6.8; linux-6.1 and 6.6) the operation runs
+    // LOCKING: before userfaultfd's per-VMA locks (6.9; linux-6.1 and 6.6) the operation runs
     // under the mmap read lock throughout; an mmap write-lock holder that takes no VMA lock
     // (collapse_pte_mapped_thp on 6.1) is kept out by it alone.
     if !per_vma {
