@@ -116,6 +116,9 @@ pub struct Protocol {
     pub mremap_normal_pmd_rmap_locks: bool,
     /// `try_realign_addr` (6.7+): mutually aligned moves start at the PMD boundary below.
     pub mremap_realign: bool,
+    /// `move_normal_pmd` rechecks, under both PMD locks, that the old PMD still points to a
+    /// table (6.12, 6.6.58: retraction may have cleared it meanwhile).
+    pub mremap_normal_pmd_recheck: bool,
     /// `collapse_pte_mapped_thp` rechecks the PMD in step 4 even when the PMD lock and the PTL
     /// are one lock (the 6.13 code rechecks only when they differ).
     pub collapse_pte_mapped_recheck_always: bool,
@@ -441,6 +444,7 @@ impl Default for Protocol {
             mremap_normal_pmd: true,
             mremap_normal_pmd_rmap_locks: true,
             mremap_realign: true,
+            mremap_normal_pmd_recheck: true,
             fork_lock_vmas: true,
             zap_need_resched: ZapResched::Every,
             collapse_pte_mapped_recheck_always: false,
@@ -911,6 +915,12 @@ pub const SWITCHES: &[Switch] = &[
         "Suren Baghdasaryan, 'fork: lock VMAs of the parent process when forking' (fb49c455323f, 6.5-rc1, 6.4.y)"
     ),
     bool_switch!(
+        "mremap.normal_pmd_recheck",
+        mremap_normal_pmd_recheck,
+        "move_normal_pmd reads the old PMD again under both PMD locks and gives up unless it still points to a table ('racing with collapse?'); off trusts move_page_tables' unlocked read, so a PMD retract_page_tables cleared meanwhile (no mmap lock there since 1d65b771bc08, 6.6) is moved as a table: pmd_populate of pfn 0",
+        "Jann Horn, 6fa1066fc5d0 'mm/mremap: fix move_normal_pmd/retract_page_tables race' (6.12-rc4, 6.6.58, 6.11.5; CVE-2024-50066)"
+    ),
+    bool_switch!(
         "mremap.realign",
         mremap_realign,
         "move_page_tables realigns a move whose source and destination sit at the same offset in their PMD ranges, with nothing mapped below either down to the boundary, so the first table moves whole (try_realign_addr)",
@@ -1363,7 +1373,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "linux-6.6",
-        doc: "per-VMA locked faults (an anonymous VMA without an anon_vma refused), userfaultfd under the mmap read lock, no mremap realignment, RCU-freed retracted tables, no PT reclaim; with the later 6.6.y fixes of uffd_copy.dst_pmd_recheck, split.invalidate_nonpresent and swapin.skip_swapcache_prepare (set them for 6.6.0)",
+        doc: "per-VMA locked faults (an anonymous VMA without an anon_vma refused), userfaultfd under the mmap read lock, no mremap realignment, RCU-freed retracted tables, no PT reclaim; with the later 6.6.y fixes of uffd_copy.dst_pmd_recheck, split.invalidate_nonpresent, swapin.skip_swapcache_prepare and mremap.normal_pmd_recheck (set them for 6.6.0)",
         settings: &[
             ("madvise.vma_lock", "off"),
             ("uffd.vma_lock", "off"),

@@ -253,8 +253,10 @@ fn move_normal_pmd(
     let new_ptl = pgtable::pmd_lockptr(cx, mm, new_pmd);
     let ng = (!std::ptr::eq(old_ptl, new_ptl)).then(|| new_ptl.lock(cx.cpu));
     let pmd = old_pmd.get(cx);
-    // "Racing with collapse?": the old PMD is still a table under both PMD locks.
-    if cx.warn_on_new_pmd(new_pmd) || !cx.cpu.recheck("pmd_present", pmd.is_table()) {
+    // "Racing with collapse?": the old PMD is still a table under both PMD locks (6.12).
+    if cx.warn_on_new_pmd(new_pmd)
+        || cx.proto().mremap_normal_pmd_recheck && !cx.cpu.recheck("pmd_present", pmd.is_table())
+    {
         drop(ng);
         drop(og);
         return false;
