@@ -554,10 +554,14 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
     // Region B a private view of region A's file (what a retracted folio under a registered
     // private mapping needs).
     let mut view = false;
+    let mut shared_view = false;
     if b {
         lines.push(match (a, r.below(3)) {
             ("anon", _) | (_, 0) => format!("mmap anon @{REGION} pages={REGION}"),
-            (_, 1) => format!("mmap shmem @{REGION} pages={REGION} of @0"),
+            (_, 1) => {
+                shared_view = true;
+                format!("mmap shmem @{REGION} pages={REGION} of @0")
+            }
             _ => {
                 view = true;
                 format!("mmap shmem-private @{REGION} pages={REGION} of @0")
@@ -780,6 +784,7 @@ fn init(r: &mut Prng) -> (Layout, Vec<String>) {
         spare,
     };
     made.view = view;
+    made.shared_view = shared_view;
     layout.aims = aims(r, &layout, &made);
     (layout, lines)
 }
@@ -839,6 +844,8 @@ struct Made {
     missing_b: bool,
     /// Region B is a private view of region A's file.
     view: bool,
+    /// Region B is a shared view of region A's file.
+    shared_view: bool,
     /// Region A's table retracted (a PMD-order folio in the page cache) ...
     retracted: bool,
     /// ... and the folio mapped again by a PTE (a PTE-mapped THP to collapse).
@@ -918,6 +925,15 @@ fn aims(r: &mut Prng, l: &Layout, m: &Made) -> Vec<String> {
                 "uffd_register @0 pages={REGION} wp\nuffd_wp @0 pages={REGION}"
             ));
         }
+    }
+    // A shared view with a table of its own: the view moved whole by mremap (its PMD read
+    // without a lock, then moved under the PMD locks) against retraction of the file's tables.
+    if m.shared_view && !m.retracted && faulted.iter().any(|p| (REGION..2 * REGION).contains(p)) {
+        aims.push(format!(
+            "mremap @{REGION} pages={REGION} to @{}",
+            FREE + REGION
+        ));
+        aims.push("retract @0".to_string());
     }
     // A retracted folio mapped again by PTEs: its collapse back to a PMD against a zap of the
     // whole table (which PT reclaim may then free).
@@ -1255,10 +1271,11 @@ mod tests {
     /// destination table; `collapse_pte_mapped_thp` against a zap; the refiled private mapping's
     /// retraction, COW fault and rmap walk (three threads); a walker against a zap and a fault
     /// that reuses the freed frame in a tight pool; a store below the growsdown stack against
-    /// its munmap, and a store far below it against the munmap of region A.
+    /// its munmap, and a store far below it against the munmap of region A; a shared view moved
+    /// whole against retraction.
     #[test]
     fn later_aims_draw_their_races() {
-        let mut n = [0usize; 11];
+        let mut n = [0usize; 12];
         for seed in 0..1500 {
             let (d, _) = generate(seed);
             let init = d.init.join("\n");
@@ -1296,6 +1313,8 @@ mod tests {
             n[9] += (d.layout.stack
                 && th(&|t| has(t, "store @11 ")) >= 1
                 && th(&|t| has(t, "munmap @12 pages=4")) >= 1) as usize;
+            n[11] += (th(&|t| has(t, "mremap @8 pages=8 to @24")) >= 1
+                && th(&|t| has(t, "retract @0")) >= 1) as usize;
             n[10] += (d.layout.stack
                 && th(&|t| has(t, "store @7 ")) >= 1
                 && th(&|t| has(t, "munmap @0 pages=8")) >= 1) as usize;
