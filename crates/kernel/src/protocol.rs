@@ -1416,6 +1416,11 @@ pub enum SwitchError {
 }
 
 impl Protocol {
+    /// The userfaultfd ioctls lock the VMA rather than holding the mmap lock (6.9+).
+    pub fn uffd_per_vma_lock(&self) -> bool {
+        self.per_vma_lock && self.uffd_vma_lock
+    }
+
     /// Set switch `name` to `value`.
     ///
     /// The pseudo-switch `arch = x86 | arm64` sets `memory` and `tlb.flush` as that architecture
@@ -1510,7 +1515,7 @@ mod tests {
         assert!(!p.pte_map_rcu && !p.pmd_same_recheck && !p.madv_vma_lock);
         assert_eq!(p.retract_locks, RetractLocks::AllExclusive);
         assert!(!p.mremap_realign && p.mremap_normal_pmd_rmap_locks);
-        // userfaultfd took per-VMA locks in 6.8, after per-VMA locked faults (6.4).
+        // userfaultfd took per-VMA locks in 6.9, after per-VMA locked faults (6.4).
         let p66 = Protocol::preset("linux-6.6").unwrap();
         assert!(p66.per_vma_lock && !p66.uffd_vma_lock && !p.uffd_vma_lock);
         // A variant may name a preset: its settings apply on top.

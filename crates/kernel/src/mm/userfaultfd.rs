@@ -128,7 +128,7 @@ pub(crate) fn uffd_lock_vma<'a>(
     addr: u64,
 ) -> Result<VmaReadLocked<'a>, Errno> {
     let _f = cx.cpu.enter("uffd_lock_vma");
-    let per_vma = cx.proto().per_vma_lock && cx.proto().uffd_vma_lock;
+    let per_vma = cx.proto().uffd_per_vma_lock();
     if per_vma {
         if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
             if l.vma.is_shared(cx) || l.vma.anon_vma(cx).is_some() {

@@ -73,7 +73,7 @@ fn uffd_move_lock<'a>(
     if dst.vma.contains(src_start) {
         return Ok(MoveLocks { src: None, dst });
     }
-    if cx.proto().per_vma_lock && cx.proto().uffd_vma_lock {
+    if cx.proto().uffd_per_vma_lock() {
         if let Some(src) = lock_vma_under_rcu(cx, mm, src_start) {
             return Ok(MoveLocks {
                 src: Some(src),

@@ -1313,11 +1313,11 @@ mod tests {
             n[9] += (d.layout.stack
                 && th(&|t| has(t, "store @11 ")) >= 1
                 && th(&|t| has(t, "munmap @12 pages=4")) >= 1) as usize;
-            n[11] += (th(&|t| has(t, "mremap @8 pages=8 to @24")) >= 1
-                && th(&|t| has(t, "retract @0")) >= 1) as usize;
             n[10] += (d.layout.stack
                 && th(&|t| has(t, "store @7 ")) >= 1
                 && th(&|t| has(t, "munmap @0 pages=8")) >= 1) as usize;
+            n[11] += (th(&|t| has(t, "mremap @8 pages=8 to @24")) >= 1
+                && th(&|t| has(t, "retract @0")) >= 1) as usize;
         }
         eprintln!("{n:?}");
         assert!(n.iter().all(|&k| k >= 5), "{n:?}");
