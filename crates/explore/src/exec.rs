@@ -7,6 +7,7 @@
 //! The backend is shared between the machine (which calls it from inside the coroutines) and the
 //! scheduler. Everything runs on one OS thread, so its state lives in `Cell`s.
 
+use crate::deps::{dependent, Key};
 use crate::{Finish, Model};
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -20,7 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// Most threads a model may have (vector clocks are fixed arrays of this size).
-pub const MAX_THREADS: usize = 8;
+pub const MAX_THREADS: usize = mmcheck_platform::CLOCK_THREADS;
 
 /// Bits of a decision that name the thread; the rest name a choice's outcome.
 const THREAD_BITS: u32 = MAX_THREADS.trailing_zeros();
@@ -89,6 +90,76 @@ pub struct Core {
     fresh: RefCell<Vec<u32>>,
     /// The outcome picked for each thread's pending choice step (see `Cpu::choose`).
     choice: [Cell<u8>; MAX_THREADS],
+    /// Happens-before clocks of the steps, when the model asked for them (weak loads).
+    clocks: RefCell<Option<Clocks>>,
+}
+
+/// The happens-before clock of every step of the execution (see `Backend::clock`): the same
+/// computation as DPOR's, over the footprints the dependency relation sees.
+#[derive(Default)]
+struct Clocks {
+    /// Per thread, its events in order: the footprint, its key and its clock.
+    events: [Vec<(Event, Key, [u32; MAX_THREADS])>; MAX_THREADS],
+    /// Per thread, for each of its acquiring events (see [`acquires`]), the event number and
+    /// the join of the clocks of the latest dependent event of each other thread: what the
+    /// event synchronizes with, without the thread's own program-order past.
+    sync: [Vec<(u32, [u32; MAX_THREADS])>; MAX_THREADS],
+}
+
+/// Events whose synchronization a weak load's floor takes (see `Backend::sync_clock`).
+fn acquires(a: Access) -> bool {
+    matches!(
+        a,
+        Access::Acquire
+            | Access::AcquireShared
+            | Access::TryAcquire
+            | Access::RcuLock
+            | Access::IrqDisable
+    )
+}
+
+impl Clocks {
+    /// Append thread `t`'s next event `ev`, its clock the join of its previous event's and of
+    /// the latest dependent event of each other thread not yet in its past.
+    fn push(&mut self, t: usize, ev: Event) {
+        let key = Key::of(&ev);
+        let mut c = self.events[t].last().map_or([0; MAX_THREADS], |e| e.2);
+        for (u, evs) in self.events.iter().enumerate() {
+            if u == t {
+                continue;
+            }
+            for (e, k, ec) in evs[(c[u] as usize).min(evs.len())..].iter().rev() {
+                if k.may_depend(&key) && dependent(e, &ev) {
+                    for (a, b) in c.iter_mut().zip(ec) {
+                        *a = (*a).max(*b);
+                    }
+                    break;
+                }
+            }
+        }
+        c[t] = self.events[t].len() as u32 + 1;
+        if acquires(ev.access) {
+            // Every other thread's latest dependent event, also one already in the thread's
+            // past (a failed trylock before the acquisition saw the same release).
+            let mut sync = [0; MAX_THREADS];
+            for (u, evs) in self.events.iter().enumerate() {
+                if u == t {
+                    continue;
+                }
+                if let Some((_, _, ec)) = evs
+                    .iter()
+                    .rev()
+                    .find(|(e, k, _)| k.may_depend(&key) && dependent(e, &ev))
+                {
+                    for (a, b) in sync.iter_mut().zip(ec) {
+                        *a = (*a).max(*b);
+                    }
+                }
+            }
+            self.sync[t].push((c[t], sync));
+        }
+        self.events[t].push((ev, key, c));
+    }
 }
 
 // SAFETY: a Core is only ever used from the one OS thread running the explorer; the machine's
@@ -112,6 +183,7 @@ impl Core {
             current: Default::default(),
             fresh: RefCell::new(Vec::new()),
             choice: Default::default(),
+            clocks: RefCell::new(None),
         }
     }
 
@@ -238,6 +310,32 @@ impl Backend for CoreHandle {
 
     fn naming(&self) -> bool {
         self.0.recording.get()
+    }
+
+    fn track_clocks(&self) {
+        self.0
+            .clocks
+            .borrow_mut()
+            .get_or_insert_with(Clocks::default);
+    }
+
+    fn clock(&self, thread: usize, k: u32) -> Option<mmcheck_platform::Clock> {
+        let c = self.0.clocks.borrow();
+        let evs = c.as_ref()?.events.get(thread)?;
+        evs.get((k as usize).checked_sub(1)?).map(|e| e.2)
+    }
+
+    fn sync_clock(&self, thread: usize, k: u32) -> Option<mmcheck_platform::Clock> {
+        let c = self.0.clocks.borrow();
+        let sync = c.as_ref()?.sync.get(thread)?;
+        sync.iter().rev().find(|s| s.0 == k).map(|s| s.1)
+    }
+
+    fn events_of(&self, cpu: usize) -> u32 {
+        match (&*self.0.clocks.borrow(), self.0.running.get()) {
+            (Some(c), Some(_)) => c.events.get(cpu).map_or(0, |e| e.len() as u32),
+            _ => 0,
+        }
     }
 
     fn touch(&self, _cpu: usize, obj: Obj, loc: &'static Location<'static>) {
@@ -571,6 +669,9 @@ impl<M: Model> Exec<M> {
         } else {
             (0, None, Vec::new())
         };
+        if let Some(c) = &mut *self.core.clocks.borrow_mut() {
+            c.push(t, dep_ev);
+        }
         self.resume(t);
         if ev.access == Access::TryAcquire {
             for (c, l) in self.core.trylocks.borrow_mut().drain(..) {

@@ -6,11 +6,13 @@
 use mmcheck_explore::{explore, naive, Config, Finish, Mode, Model};
 use mmcheck_platform::{
     Access, Backend, FrameKind, FrameRef, Machine, MachineConfig, MemoryModel, Obj, PageField,
+    SpinLock,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug)]
@@ -35,12 +37,22 @@ enum Op {
     DataSt(u64),
     /// A load of the data page.
     DataLd,
+    /// `WRITE_ONCE` of a word of other (sequentially consistent) state: a flag.
+    FlagSt(u64),
+    /// `READ_ONCE` of the flag.
+    FlagLd,
+    Rmb,
+    /// `spin_lock` and `spin_unlock` of one lock (an acquire and a release).
+    Lock,
+    Unlock,
 }
 
 #[derive(Clone, Debug)]
 struct Prog {
     memory: MemoryModel,
     threads: Vec<Vec<Op>>,
+    /// Entry loads may be performed early (`memory.load_reorder`).
+    reorder: bool,
 }
 
 struct Inst {
@@ -48,6 +60,8 @@ struct Inst {
     table: FrameRef,
     data: FrameRef,
     reads: Vec<Mutex<Vec<u64>>>,
+    flag: (u64, AtomicU64),
+    lock: SpinLock,
 }
 
 impl Prog {
@@ -78,6 +92,9 @@ impl Model for Prog {
         let buffered: Vec<usize> = (0..self.threads.len()).collect();
         machine.set_memory_model(self.memory, &buffered);
         machine.set_data_buffered(true);
+        machine.set_load_reorder(self.reorder);
+        let flag = (machine.new_id(), AtomicU64::new(0));
+        let lock = SpinLock::new(machine.new_id());
         let reads = self
             .threads
             .iter()
@@ -88,6 +105,8 @@ impl Model for Prog {
             table,
             data,
             reads,
+            flag,
+            lock,
         }
     }
 
@@ -109,6 +128,7 @@ impl Model for Prog {
             cpu.store_buffer_flusher();
             return;
         }
+        let mut held = None;
         for op in &self.threads[t] {
             match *op {
                 Op::St(i, v) => cpu.entry_write(inst.table, i, v),
@@ -139,8 +159,17 @@ impl Model for Prog {
                     cpu.page_parts(inst.table.pfn, Obj::PAGE_MAP, Access::Rmw)
                         .add(PageField::Mapcount, 1);
                 }
+                Op::FlagSt(v) => cpu.write_var(inst.flag.0, &inst.flag.1, v),
+                Op::FlagLd => {
+                    let v = cpu.read_var(inst.flag.0, &inst.flag.1);
+                    inst.reads[t].lock().unwrap().push(v);
+                }
+                Op::Rmb => cpu.smp_rmb(),
+                Op::Lock => held = Some(inst.lock.lock(cpu)),
+                Op::Unlock => held = None,
             }
         }
+        drop(held);
         cpu.store_buffer_drain();
     }
 
@@ -175,7 +204,16 @@ fn cfg() -> Config {
 
 /// The threads' reads in every execution, DPOR's and naive's (which must agree).
 fn reads(memory: MemoryModel, threads: Vec<Vec<Op>>) -> BTreeSet<String> {
-    let m = Arc::new(Prog { memory, threads });
+    reads_with(memory, false, threads)
+}
+
+/// [`reads`], with entry loads performed early or not.
+fn reads_with(memory: MemoryModel, reorder: bool, threads: Vec<Vec<Op>>) -> BTreeSet<String> {
+    let m = Arc::new(Prog {
+        memory,
+        threads,
+        reorder,
+    });
     let d = explore(m.clone(), &cfg());
     let n = naive::explore(&m, &cfg());
     assert!(d.complete && n.complete, "{m:?}");
@@ -321,6 +359,7 @@ fn a_relaxed_rmw_loses_no_update() {
         let m = Arc::new(Prog {
             memory: MemoryModel::Lkmm,
             threads,
+            reorder: false,
         });
         let d = explore(m.clone(), &cfg());
         let n = naive::explore(&m, &cfg());
@@ -375,7 +414,11 @@ fn random_prog(seed: u64, memory: MemoryModel) -> Prog {
                 .collect()
         })
         .collect();
-    Prog { memory, threads }
+    Prog {
+        memory,
+        threads,
+        reorder: false,
+    }
 }
 
 /// DPOR complete with naive's outcomes on `m`; their execution counts.
@@ -425,6 +468,7 @@ fn dpor_matches_naive_on_random_programs_with_page_data() {
         let m = Arc::new(Prog {
             memory: MemoryModel::Lkmm,
             threads,
+            reorder: false,
         });
         let (x, y) = agree(&m, seed);
         d += x;
@@ -445,4 +489,142 @@ fn dpor_matches_naive_on_random_programs_with_page_data() {
         reads(MemoryModel::Lkmm, threads);
     }
     eprintln!("page data: DPOR {d} executions, naive {n}");
+}
+
+/// Weak loads (`memory.load_reorder`): message passing from an entry to a flag of other state.
+/// The reader may see the flag and then the entry's old value unless an `smp_rmb`, a fully
+/// ordered atomic or a lock acquisition comes between its loads (the load side of the LKMM);
+/// without weak loads it never does.
+#[test]
+fn weak_loads_message_passing_needs_a_read_barrier() {
+    let prog = |mid: &[Op]| {
+        let mut r = vec![Op::FlagLd];
+        r.extend_from_slice(mid);
+        r.push(Op::Ld(0));
+        vec![vec![Op::St(0, 1), Op::Wmb, Op::FlagSt(1)], r]
+    };
+    let weak = "[] | [1, 0] | ";
+    assert!(!reads_with(MemoryModel::Lkmm, false, prog(&[])).contains(weak));
+    assert!(reads_with(MemoryModel::Lkmm, true, prog(&[])).contains(weak));
+    for mid in [&[Op::Rmb][..], &[Op::Mb], &[Op::PageAtomic]] {
+        let r = reads_with(MemoryModel::Lkmm, true, prog(mid));
+        assert!(!r.iter().any(|o| o.starts_with(weak)), "{mid:?}: {r:?}");
+    }
+    // An acquisition orders the loads after it, not the flag's load before it (and the release
+    // orders nothing after it): a lock the writer never takes does not help.
+    assert!(reads_with(MemoryModel::Lkmm, true, prog(&[Op::Lock, Op::Unlock])).contains(weak));
+    // The writer's flag store under the lock the reader takes before its loads: ordered.
+    let r = reads_with(
+        MemoryModel::Lkmm,
+        true,
+        vec![
+            vec![Op::St(0, 1), Op::Lock, Op::FlagSt(1), Op::Unlock],
+            vec![Op::Lock, Op::FlagLd, Op::Ld(0), Op::Unlock],
+        ],
+    );
+    assert!(!r.iter().any(|o| o.contains("| [1, 0] | ")), "{r:?}");
+    // The writer's store may reach memory before its drain looks (no wait step): the drain
+    // still puts it in the past of the flag's store.
+    let r = reads_with(
+        MemoryModel::Lkmm,
+        true,
+        vec![
+            vec![Op::St(0, 1), Op::Ld(1), Op::Wmb, Op::FlagSt(1)],
+            vec![Op::FlagLd, Op::Rmb, Op::Ld(0)],
+        ],
+    );
+    assert!(!r.iter().any(|o| o.contains("| [1, 0] | ")), "{r:?}");
+    // A void atomic orders nothing.
+    assert!(reads_with(MemoryModel::Lkmm, true, prog(&[Op::PageAdd])).contains(weak));
+    // Without the writer's smp_wmb the read barrier does not help.
+    let r = reads_with(
+        MemoryModel::Lkmm,
+        true,
+        vec![
+            vec![Op::St(0, 1), Op::FlagSt(1)],
+            vec![Op::FlagLd, Op::Rmb, Op::Ld(0)],
+        ],
+    );
+    assert!(r.contains(weak), "{r:?}");
+    // Under TSO loads stay in order whatever the switch says.
+    assert!(!reads_with(MemoryModel::Tso, true, prog(&[])).contains(weak));
+}
+
+/// Weak loads keep coherence (a CPU never reads an entry's older value after a newer one, nor
+/// before its own store), a lock's critical sections are ordered, and the stores-side shapes
+/// are unchanged: SB still needs `smp_mb`.
+#[test]
+fn weak_loads_keep_coherence_locks_and_store_buffering() {
+    let r = reads_with(
+        MemoryModel::Lkmm,
+        true,
+        vec![
+            vec![Op::St(0, 1), Op::St(0, 2)],
+            vec![Op::Ld(0), Op::Ld(0), Op::Ld(0)],
+        ],
+    );
+    for bad in ["[2, 1", "[2, 0", "[1, 0", "2, 1]", "2, 0]", "1, 0]"] {
+        assert!(!r.iter().any(|o| o.contains(bad)), "{bad}: {r:?}");
+    }
+    let r = reads_with(
+        MemoryModel::Lkmm,
+        true,
+        vec![vec![Op::St(0, 1), Op::Mb, Op::Ld(0)], vec![Op::St(0, 2)]],
+    );
+    assert!(!r.iter().any(|o| o.starts_with("[0]")), "{r:?}");
+    // Lock, store, unlock against lock, load, load: the critical sections are ordered.
+    let r = reads_with(
+        MemoryModel::Lkmm,
+        true,
+        vec![
+            vec![Op::Lock, Op::St(0, 1), Op::St(1, 1), Op::Unlock],
+            vec![Op::Lock, Op::Ld(1), Op::Ld(0), Op::Unlock],
+        ],
+    );
+    for o in &r {
+        assert!(o.contains("[0, 0]") || o.contains("[1, 1]"), "{r:?}");
+    }
+    assert!(reads_with(MemoryModel::Lkmm, true, sb(false)).contains(SB_WEAK));
+    assert!(!reads_with(MemoryModel::Lkmm, true, sb(true)).contains(SB_WEAK));
+}
+
+/// The explorer's self-check for weak loads: on 200 random programs of entry and flag stores
+/// and loads, the barriers, fully ordered and void atomics and a lock, DPOR complete with
+/// naive's outcomes (each load's choice of value rests on happens-before clocks, which must be
+/// the same in every interleaving the reduction treats as equivalent).
+#[test]
+fn dpor_matches_naive_on_random_programs_with_weak_loads() {
+    let (mut d, mut n) = (0, 0);
+    for seed in 0..200 {
+        let mut rng = ChaCha8Rng::seed_from_u64(5000 + seed);
+        let threads: Vec<Vec<Op>> = (0..2)
+            .map(|_| {
+                let mut v: Vec<Op> = (0..rng.gen_range(1..=3))
+                    .map(|_| match rng.gen_range(0..10) {
+                        0..=1 => Op::St(rng.gen_range(0..2), rng.gen_range(1..3)),
+                        2..=4 => Op::Ld(rng.gen_range(0..2)),
+                        5 => Op::FlagSt(rng.gen_range(1..3)),
+                        6 => Op::FlagLd,
+                        7 => [Op::Wmb, Op::Rmb][rng.gen_range(0..2)],
+                        8 => [Op::Mb, Op::PageAtomic, Op::PageAdd][rng.gen_range(0..3)],
+                        _ => Op::Xchg(rng.gen_range(0..2), 3),
+                    })
+                    .collect();
+                if rng.gen_range(0..4) == 0 {
+                    v.insert(0, Op::Lock);
+                    v.push(Op::Unlock);
+                }
+                v
+            })
+            .collect();
+        let m = Arc::new(Prog {
+            memory: MemoryModel::Lkmm,
+            threads,
+            reorder: true,
+        });
+        let (x, y) = agree(&m, seed);
+        d += x;
+        n += y;
+    }
+    eprintln!("weak loads: DPOR {d} executions, naive {n}");
 }

@@ -77,6 +77,10 @@ pub struct Protocol {
     /// Under `memory = lkmm`, the kernel's stores into a new folio (its zeroing, a copy) are
     /// buffered like entry stores (off: they reach memory at once).
     pub memory_data_buffered: bool,
+    /// Under `memory = lkmm`, the kernel's loads of page-table entries may be performed early:
+    /// they may read an entry's older value unless a read barrier, an acquisition, a fully
+    /// ordered RMW or an address dependency orders them (off: loads in program order).
+    pub memory_load_reorder: bool,
     /// mTHP collapse issues `smp_wmb` between the new PTEs and `pmd_populate` of the detached
     /// table (seed 002's "make PTEs visible before PMD. See pmd_install()").
     pub collapse_mthp_wmb: bool,
@@ -93,6 +97,9 @@ pub struct Protocol {
     /// FOLL_PIN GUP-fast samples `mm->write_protect_seq` and backs off if fork's
     /// `copy_page_range` ran meanwhile (5.11, 57efa1fe5957).
     pub gup_fast_write_protect_seq: bool,
+    /// `try_grab_folio_fast` issues `smp_mb__after_atomic` after a pin's count update, before
+    /// GUP-fast rechecks the entries (paired with `folio_try_share_anon_rmap_*`'s `smp_mb`).
+    pub gup_fast_pin_mb: bool,
     /// How `change_huge_pmd` rewrites a huge PMD for NUMA hinting.
     pub numa_huge_pmd_update: HugePmdUpdate,
     /// `change_pte_range` calls `flush_tlb_batched_pending` after taking the PTL (3ea277194daa).
@@ -428,12 +435,14 @@ impl Default for Protocol {
             populate_wmb: true,
             uptodate_wmb: true,
             memory_data_buffered: false,
+            memory_load_reorder: false,
             collapse_mthp_wmb: true,
             memory: mmcheck_platform::MemoryModel::Sc,
             pt_reclaim_pmd_trylock: true,
             gather_tlb_flush: true,
             gup_fast_recheck_pmd: true,
             gup_fast_write_protect_seq: true,
+            gup_fast_pin_mb: true,
             numa_huge_pmd_update: HugePmdUpdate::Invalidate,
             mprotect_flush_batched_pending: true,
             gup_fast_recheck_pte: true,
@@ -660,6 +669,14 @@ pub const SWITCHES: &[Switch] = &[
         get: |p| onoff(p.memory_data_buffered),
         set: |p, v| parse_onoff(v).map(|b| p.memory_data_buffered = b).is_some(),
     },
+    Switch {
+        name: "memory.load_reorder",
+        values: &["off", "on"],
+        doc: "under memory = lkmm, the kernel's loads of page-table entries may be performed early (the load side of the LKMM): a load reads any value of the entry not overwritten in the happens-before past of the CPU's last ordering point (smp_rmb, smp_mb, a lock acquisition, a fully ordered RMW, the start of an RCU or IRQ-off section) or of the entries it read before (an address dependency); off (the default) performs loads in program order, so no question about a read barrier can fail",
+        cite: "tools/memory-model/Documentation/explanation.txt ('the read-read ordering'); Documentation/memory-barriers.txt 'READ MEMORY BARRIERS'; crates/platform/src/memory.rs 'loads'; docs/fidelity.md 'weak memory'",
+        get: |p| onoff(p.memory_load_reorder),
+        set: |p, v| parse_onoff(v).map(|b| p.memory_load_reorder = b).is_some(),
+    },
     bool_switch!(
         "collapse.mthp_wmb",
         collapse_mthp_wmb,
@@ -752,6 +769,12 @@ pub const SWITCHES: &[Switch] = &[
         gup_fast_write_protect_seq,
         "a FOLL_PIN GUP-fast samples mm->write_protect_seq (raw_seqcount_try_begin) and drops its pins if fork's copy_page_range of a COW mapping began or ran meanwhile (read_seqcount_retry), falling back to the slow path",
         "Jason Gunthorpe / Peter Xu, 'mm/gup: prevent gup_fast from racing with COW during fork' (57efa1fe5957, 5.11)"
+    ),
+    bool_switch!(
+        "gup_fast.pin_mb",
+        gup_fast_pin_mb,
+        "try_grab_folio_fast issues smp_mb__after_atomic after a FOLL_PIN's pin-count update, so the PTE recheck that follows reads nothing older than what the pin's store is ordered after ('Adjust the pincount before re-checking the PTE for changes'); it pairs with the smp_mb of folio_try_share_anon_rmap_pte between a migration's PTE clear and its maybe-pinned check (a store-buffering shape whose GUP side is a load: only memory = lkmm with memory.load_reorder = on can tell it is missing)",
+        "088b8aa537c2 David Hildenbrand, 'mm: fix PageAnonExclusive clearing racing with concurrent RCU GUP-fast' (2022); mm/gup.c try_grab_folio_fast"
     ),
     bool_switch!(
         "gup_fast.recheck_pmd",

@@ -6,6 +6,13 @@ use crate::event::{Event, Obj};
 use crate::violation::{Limit, Violation};
 use std::panic::Location;
 
+/// Most threads a model may have: happens-before clocks ([`Backend::clock`]) have one component
+/// per thread.
+pub const CLOCK_THREADS: usize = 8;
+
+/// A happens-before vector clock: component `u` counts thread `u`'s events in the past.
+pub type Clock = [u32; CLOCK_THREADS];
+
 /// How a [`crate::Machine`] executes visible operations.
 pub trait Backend: Send + Sync {
     /// `cpu` is about to perform `ev`. Explore: a scheduling point. Native: nothing.
@@ -58,6 +65,32 @@ pub trait Backend: Send + Sync {
     /// The outcome the scheduler picked for `cpu`'s choice step that just ran (see
     /// [`crate::Cpu::choose`]). Natively the common case: 0.
     fn choice(&self, _cpu: usize) -> u8 {
+        0
+    }
+
+    /// Turn on happens-before clocks for this execution (weak loads, `memory.load_reorder`):
+    /// from now on [`Backend::clock`] and [`Backend::events_of`] answer.
+    fn track_clocks(&self) {}
+
+    /// The happens-before clock of thread `thread`'s `k`-th event (from 1) of this execution,
+    /// computed by the explorer from the same dependency relation its reduction uses, so that
+    /// anything the model derives from it is the same in every equivalent interleaving. `None`
+    /// without clocks (native, set-up).
+    fn clock(&self, _thread: usize, _k: u32) -> Option<Clock> {
+        None
+    }
+
+    /// For an acquiring event (a lock acquisition or trylock, the start of an RCU or IRQ-off
+    /// section) of thread `thread`, its `k`-th: the join of the clocks of the latest event of
+    /// each other thread it depends on (what it synchronizes with: a release, a grace period,
+    /// a shootdown), without the thread's own past. `None` otherwise or without clocks.
+    fn sync_clock(&self, _thread: usize, _k: u32) -> Option<Clock> {
+        None
+    }
+
+    /// How many events `cpu` has run in this execution, the running step's included (0 without
+    /// clocks or outside the threads' steps).
+    fn events_of(&self, _cpu: usize) -> u32 {
         0
     }
 }

@@ -387,6 +387,11 @@ impl Frames {
         self.frames.len()
     }
 
+    /// Entries in one page table.
+    pub fn entries_per_table(&self) -> usize {
+        self.entries
+    }
+
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
@@ -594,6 +599,7 @@ impl Frames {
                 for w in self.words(q as u32) {
                     w.store(0, Ordering::SeqCst);
                 }
+                cpu.wl_new_table(q as u32);
             }
             f.state
                 .store((gen as u64) << 16 | kind.encode(), Ordering::SeqCst);
@@ -696,7 +702,10 @@ impl<'m> Cpu<'m> {
         }
         match self.wb_forward(t.pfn, idx as u32) {
             Some(v) => v,
-            None => self.wb_check_loaded(t, idx, w.load(Ordering::SeqCst)),
+            None => {
+                let v = self.wl_load(t.pfn, idx as u32, w.load(Ordering::SeqCst));
+                self.wb_check_loaded(t, idx, v)
+            }
         }
     }
 
@@ -707,8 +716,10 @@ impl<'m> Cpu<'m> {
         if self.m.memory_model() != crate::MemoryModel::Sc && self.wb_store(t, idx as u32, v) {
             return;
         }
-        self.entry_word_at_once(t, idx, Access::Write, "entry write")
-            .store(v, Ordering::SeqCst)
+        let old = self
+            .entry_word_at_once(t, idx, Access::Write, "entry write")
+            .swap(v, Ordering::SeqCst);
+        self.wl_record(t.pfn, idx as u32, old, v, self.id, u64::MAX);
     }
 
     /// Announce a write of entry `idx` of `t` that reaches memory in this step. Under `lkmm`
@@ -742,6 +753,7 @@ impl<'m> Cpu<'m> {
     ) -> u64 {
         let w = self.entry_word_at_once(t, idx, Access::RmwWeak, "entry rmw");
         let old = self.wb_check_loaded(t, idx, w.load(Ordering::SeqCst));
+        self.wl_observe_latest(t.pfn, idx as u32);
         if let Some(new) = f(old) {
             self.wb_push_rmw(t, idx as u32, new);
         }
@@ -759,6 +771,7 @@ impl<'m> Cpu<'m> {
         let old = self
             .entry_word_at_once(t, idx, Access::Rmw, "entry xchg")
             .swap(v, Ordering::SeqCst);
+        self.wl_record(t.pfn, idx as u32, old, v, self.id, u64::MAX);
         self.wb_check_loaded(t, idx, old)
     }
 
@@ -783,9 +796,14 @@ impl<'m> Cpu<'m> {
         old: u64,
         new: u64,
     ) -> Result<u64, u64> {
-        self.entry_word_at_once(t, idx, Access::Rmw, "entry cmpxchg")
-            .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
-            .map_err(|v| self.wb_check_loaded(t, idx, v))
+        let r = self
+            .entry_word_at_once(t, idx, Access::Rmw, "entry cmpxchg")
+            .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst);
+        match r {
+            Ok(_) => self.wl_record(t.pfn, idx as u32, old, new, self.id, u64::MAX),
+            Err(_) => self.wl_observe_latest(t.pfn, idx as u32),
+        }
+        r.map_err(|v| self.wb_check_loaded(t, idx, v))
     }
 
     /// Read a table's entries without visible events or checks (quiescent invariant checks only;
@@ -886,7 +904,9 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn page_atomic_return(&self, pfn: u32, parts: u8) -> PageRef<'m> {
         self.wb_fully_ordered_rmw();
-        self.page_parts(pfn, parts, Access::Rmw)
+        let r = self.page_parts(pfn, parts, Access::Rmw);
+        self.wl_order();
+        r
     }
 
     /// The fields of `pfn` fixed from allocation to free (`compound_head`, `folio_order`): an

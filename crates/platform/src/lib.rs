@@ -29,7 +29,7 @@ pub mod spinlock;
 pub mod tlb;
 pub mod violation;
 
-pub use backend::{Backend, NativeBackend};
+pub use backend::{Backend, Clock, NativeBackend, CLOCK_THREADS};
 pub use event::{Access, Event, Obj};
 pub use frames::{FrameKind, FrameRef, Frames, PageField, PageMeta, PagePeek, PageRef};
 pub use irq::IrqGuard;

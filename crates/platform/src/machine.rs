@@ -80,6 +80,9 @@ pub struct CpuState {
     pub(crate) buffered: AtomicBool,
     /// The CPU's store buffer (owned by this CPU and the flusher).
     pub(crate) wb: Mutex<crate::memory::StoreBuffer>,
+    /// Weak loads: the happens-before past this CPU's entry loads may not read behind (see
+    /// [`crate::memory`], "loads"); owned by this CPU.
+    pub(crate) load_floor: Mutex<crate::backend::Clock>,
 }
 
 /// The whole simulated machine. Nothing in the model is global: it all hangs off this.
@@ -114,6 +117,11 @@ pub struct Machine {
     /// Page-data stores of the kernel (a new folio's zeroing and copies) are buffered too
     /// (`memory.data_buffered`, `lkmm` only).
     data_buffered: AtomicBool,
+    /// Entry loads may read values older than memory's (`memory.load_reorder`, `lkmm` only).
+    load_reorder: AtomicBool,
+    /// Weak loads: every entry's writes in memory since the threads started, oldest first
+    /// (indexed by `pfn * entries_per_table + idx`; empty until its first write).
+    pub(crate) entry_hist: Mutex<Vec<Vec<crate::memory::HistWrite>>>,
 }
 
 impl Machine {
@@ -136,6 +144,7 @@ impl Machine {
                 skipped: Mutex::new(Vec::new()),
                 buffered: AtomicBool::new(false),
                 wb: Mutex::new(Default::default()),
+                load_floor: Mutex::new(Default::default()),
             })
             .collect();
         Machine {
@@ -157,6 +166,8 @@ impl Machine {
             memory: AtomicU8::new(0),
             wb_id: AtomicU64::new(0),
             data_buffered: AtomicBool::new(false),
+            load_reorder: AtomicBool::new(false),
+            entry_hist: Mutex::new(Vec::new()),
             backend,
         }
     }
@@ -180,6 +191,23 @@ impl Machine {
     /// [`crate::memory`]).
     pub fn set_data_buffered(&self, on: bool) {
         self.data_buffered.store(on, Ordering::Relaxed);
+    }
+
+    /// Let the buffered CPUs' entry loads be performed early under `lkmm` (see
+    /// [`crate::memory`], "loads"): the explorer keeps happens-before clocks from now on.
+    pub fn set_load_reorder(&self, on: bool) {
+        self.load_reorder.store(on, Ordering::Relaxed);
+        if on {
+            let n = self.frames.len() * self.frames.entries_per_table();
+            *self.entry_hist.lock() = vec![Vec::new(); n];
+            self.backend.track_clocks();
+        }
+    }
+
+    /// Whether entry loads may be performed early (`lkmm` and `memory.load_reorder`).
+    #[inline]
+    pub(crate) fn load_reorder(&self) -> bool {
+        self.load_reorder.load(Ordering::Relaxed) && self.memory_model() == MemoryModel::Lkmm
     }
 
     /// Whether page-data stores are buffered (under `lkmm`).
@@ -483,6 +511,9 @@ impl<'m> Cpu<'m> {
         self.assert_not_in_cell();
         if self.m.memory.load(Ordering::Relaxed) != 0 {
             self.wb_before(Event::new(obj, access));
+            self.m.backend.visible(self.id, Event::new(obj, access));
+            self.wl_after(access);
+            return;
         }
         self.m.backend.visible(self.id, Event::new(obj, access));
     }
@@ -540,6 +571,11 @@ impl<'m> Cpu<'m> {
         self.assert_not_in_cell();
         if self.m.memory.load(Ordering::Relaxed) != 0 {
             self.wb_before(Event::new(obj, access));
+            self.m
+                .backend
+                .block(self.id, Event::new(obj, access), ready);
+            self.wl_after(access);
+            return;
         }
         self.m
             .backend
@@ -647,6 +683,7 @@ impl<'m> Cpu<'m> {
     pub fn smp_mb(&self) {
         if self.m.memory.load(Ordering::Relaxed) != 0 && !self.barrier_site("smp_mb") {
             self.wb_mb();
+            self.wl_order();
         }
     }
 
@@ -659,12 +696,21 @@ impl<'m> Cpu<'m> {
     pub fn dsb_ishst(&self) {
         if self.m.memory.load(Ordering::Relaxed) != 0 {
             self.wb_mb();
+            self.wl_order();
         }
     }
 
-    /// `smp_rmb()`: the model performs loads in program order, so there is nothing to order.
+    /// `smp_rmb()`: with weak loads (`memory.load_reorder`), this CPU's later entry loads read
+    /// nothing older than what its earlier steps observed (see [`crate::memory`], "loads"); a
+    /// mutation site (`FUNCTION:smp_rmb`) then. Otherwise loads are performed in program order
+    /// and there is nothing to order.
     #[inline]
-    pub fn smp_rmb(&self) {}
+    #[track_caller]
+    pub fn smp_rmb(&self) {
+        if self.m.load_reorder() && !self.barrier_site("smp_rmb") {
+            self.wl_order();
+        }
+    }
 
     /// A shared model word read (READ_ONCE of a non-entry word).
     #[inline]

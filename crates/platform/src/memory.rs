@@ -24,9 +24,30 @@
 //! performed in memory commits it first), so the RMW stays atomic while later loads of the CPU
 //! run ahead of it.
 //!
-//! A CPU's loads of an entry see its own latest buffered store to it (store forwarding); loads
-//! are performed in program order, so the model explores the store side of the LKMM only (see
-//! docs/fidelity.md, "weak memory"). The allocator fills a new table's memory with garbage
+//! A CPU's loads of an entry see its own latest buffered store to it (store forwarding). By
+//! default loads are performed in program order (the store side of the LKMM only). With
+//! `memory.load_reorder` (`lkmm` only) an entry load may be performed early, as arm64 may
+//! satisfy a load before earlier loads it does not depend on:
+//! - every write of an entry that reaches memory during the threads' steps is kept, with the
+//!   step that made it ([`HistWrite`]);
+//! - each CPU has a load floor, a happens-before clock: a load reads any write of the entry
+//!   that no later write in the floor (or of the CPU's own) overwrote, newest first, as a choice
+//!   step when there is more than one (at most [`MAX_STALE`]);
+//! - the floor grows at ordering points: `smp_rmb`, `smp_mb`, a fully ordered RMW and a grace
+//!   period take the whole past of the CPU's latest step; an acquisition (a lock, a trylock, the
+//!   start of an RCU or IRQ-off section) takes what it synchronized with (`Backend::sync_clock`:
+//!   a release, a grace period, a shootdown), not the CPU's earlier loads; and a load takes the
+//!   past of the write it read, so entry loads are ordered among themselves (as through an
+//!   address dependency: a PTE read through the PMD that was read);
+//! - a store the CPU drained past (a release, `smp_mb`, a store after `smp_wmb`) is in the past
+//!   of the CPU's next event even when it reached memory before the drain looked
+//!   ([`Cpu::wl_drained`]).
+//!
+//! The clocks come from the explorer, computed from the dependency relation its reduction uses,
+//! so a load's choices are the same in every interleaving the reduction treats as equivalent
+//! (`explore/tests/weak_memory.rs` checks DPOR against naive enumeration with weak loads). Loads
+//! of other state (`struct page`, `Shared` cells, locks) stay in program order. See
+//! docs/fidelity.md, "weak memory", for what this does not model. The allocator fills a new table's memory with garbage
 //! ([`POISON`]) and buffers its zeroing: a CPU that reads an entry before that zeroing is
 //! visible to it reads whatever the page held before, an `uninit-table` violation (the reason
 //! for `pmd_install`'s `smp_wmb`).
@@ -231,6 +252,11 @@ pub(crate) struct StoreBuffer {
     /// before it (ascending).
     marks: VecDeque<u64>,
     next_seq: u64,
+    /// Weak loads: stores committed that no drain of this CPU has covered yet (see
+    /// [`Cpu::wl_drained`]).
+    committed: Vec<Pending>,
+    /// Weak loads: `next_seq` at the last `smp_wmb` (the stores before it have smaller ones).
+    wmb_seq: u64,
 }
 
 impl StoreBuffer {
@@ -266,6 +292,7 @@ impl StoreBuffer {
     }
 
     fn wmb(&mut self) {
+        self.wmb_seq = self.next_seq;
         if let Some(last) = self.items.back() {
             if self.marks.back() != Some(&last.seq) {
                 self.marks.push_back(last.seq);
@@ -393,11 +420,18 @@ impl<'m> Cpu<'m> {
     /// Before announcing `ev`: drain what the memory model orders before it.
     #[inline]
     pub(crate) fn wb_before(&self, ev: Event) {
-        if !self.buffered() || self.state().wb.lock().items.is_empty() {
+        if !self.buffered() {
             return;
         }
+        {
+            let b = self.state().wb.lock();
+            if b.items.is_empty() && b.committed.is_empty() {
+                return;
+            }
+        }
         let model = self.m.memory_model();
-        match need(model, Obj::Var(self.m.wb_id()), ev) {
+        let need = need(model, Obj::Var(self.m.wb_id()), ev);
+        match need {
             Need::Nothing => {}
             Need::All => self.wb_drain(|_, _| true),
             Need::Marked => self.wb_drain(|b, p| b.marks.back().is_some_and(|&m| p.seq <= m)),
@@ -406,6 +440,7 @@ impl<'m> Cpu<'m> {
             Need::Data(pfn) => self
                 .wb_drain(|b, p| p.covers_data(pfn) || b.marks.back().is_some_and(|&m| p.seq <= m)),
         }
+        self.wl_drained(need);
     }
 
     /// Wait until no buffered store satisfying `must` is left: block on the oldest one's object
@@ -494,14 +529,17 @@ impl<'m> Cpu<'m> {
             if c == except {
                 continue;
             }
-            while let Some(p) = st.wb.lock().take_reserved(pfn, idx) {
-                self.wb_write_memory(&p);
+            loop {
+                let Some(p) = st.wb.lock().take_reserved(pfn, idx) else {
+                    break;
+                };
+                self.wb_write_memory(&p, c);
             }
         }
     }
 
     /// A buffered store reaching memory.
-    fn wb_write_memory(&self, p: &Pending) {
+    fn wb_write_memory(&self, p: &Pending, origin: usize) {
         let m = self.m;
         if !m
             .frames
@@ -512,12 +550,16 @@ impl<'m> Cpu<'m> {
         let pfn = p.frame.pfn;
         match p.loc {
             StoreLoc::Entry(idx) => {
-                m.frames.words_of(pfn)[idx as usize].store(p.val, Ordering::SeqCst)
+                let old = m.frames.words_of(pfn)[idx as usize].swap(p.val, Ordering::SeqCst);
+                self.wl_record(pfn, idx, old, p.val, origin, p.seq);
+                self.wl_committed(p, origin);
             }
             StoreLoc::Table => {
-                for w in m.frames.words_of(pfn) {
-                    w.store(0, Ordering::SeqCst);
+                for (idx, w) in m.frames.words_of(pfn).iter().enumerate() {
+                    let old = w.swap(0, Ordering::SeqCst);
+                    self.wl_record(pfn, idx as u32, old, 0, origin, p.seq);
                 }
+                self.wl_committed(p, origin);
             }
             StoreLoc::Data | StoreLoc::DataZero => {
                 m.frames.frame(pfn).data.store(p.val, Ordering::SeqCst)
@@ -534,6 +576,7 @@ impl<'m> Cpu<'m> {
         for w in self.m.frames.words_of(table.pfn) {
             w.store(POISON, Ordering::SeqCst);
         }
+        self.wl_new_table(table.pfn);
         self.m
             .backend
             .visible(self.id, Event::new(Obj::Var(self.m.wb_id()), Access::Write));
@@ -640,6 +683,7 @@ impl<'m> Cpu<'m> {
     pub(crate) fn wb_mb(&self) {
         if self.buffered() {
             self.wb_drain(|_, _| true);
+            self.wl_drained(Need::All);
         }
     }
 
@@ -694,8 +738,259 @@ impl<'m> Cpu<'m> {
             if let (false, Some(idx)) = (p.reserved, p.entries()) {
                 self.wb_commit_reserved(p.frame.pfn, idx, c);
             }
-            self.wb_write_memory(&p);
+            self.wb_write_memory(&p, c);
         }
+    }
+}
+
+/// Weak loads: a write of an entry in memory, and the step that made it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HistWrite {
+    val: u64,
+    /// The thread whose step wrote memory and that step's number among its events
+    /// ([`NO_THREAD`]: the value the entry held when the threads started, or a new table's
+    /// garbage, in the past of every load).
+    thread: u8,
+    k: u32,
+    /// The CPU whose store it is (the flusher commits other CPUs' stores), and the store's
+    /// number in that CPU's buffer.
+    origin: u8,
+    seq: u64,
+    /// The number of the origin CPU's first event after a drain that covered the store (0:
+    /// none yet): a load whose floor has that event reads nothing older.
+    drained: u32,
+}
+
+const NO_THREAD: u8 = u8::MAX;
+
+/// The most values one load chooses among (the newest ones; a choice step's outcome limit).
+const MAX_STALE: usize = 8;
+
+impl<'m> Cpu<'m> {
+    /// This CPU's entry loads may be performed early (`memory.load_reorder` under `lkmm`).
+    #[inline]
+    fn wl_on(&self) -> bool {
+        self.m.load_reorder() && self.buffered()
+    }
+
+    /// This CPU's entry loads may be performed early: a path whose ordering the weak loads
+    /// need spelled out step by step (a wait that may or may not sleep) takes that form then,
+    /// and keeps its single step otherwise.
+    #[inline]
+    pub(crate) fn wl_loads(&self) -> bool {
+        self.wl_on()
+    }
+
+    /// The history slot of entry `idx` of table `pfn`.
+    fn wl_slot(&self, pfn: u32, idx: u32) -> usize {
+        pfn as usize * self.m.frames.entries_per_table() + idx as usize
+    }
+
+    /// Memory's word of entry `idx` of `pfn` went from `old` to `new` in this step, a store of
+    /// CPU `origin`: keep it in the entry's history (threads' steps only; set-up and final
+    /// checks run SC).
+    pub(crate) fn wl_record(
+        &self,
+        pfn: u32,
+        idx: u32,
+        old: u64,
+        new: u64,
+        origin: usize,
+        seq: u64,
+    ) {
+        if !self.m.load_reorder() {
+            return;
+        }
+        let k = self.m.backend.events_of(self.id);
+        if k == 0 {
+            return;
+        }
+        let slot = self.wl_slot(pfn, idx);
+        let mut h = self.m.entry_hist.lock();
+        let v = &mut h[slot];
+        if v.is_empty() {
+            v.push(HistWrite {
+                val: old,
+                thread: NO_THREAD,
+                k: 0,
+                origin: NO_THREAD,
+                seq: 0,
+                drained: 0,
+            });
+        }
+        v.push(HistWrite {
+            val: new,
+            thread: self.id as u8,
+            k,
+            origin: origin as u8,
+            seq,
+            drained: 0,
+        });
+    }
+
+    /// The flusher (or an RMW of the entry) committed `p`, a buffered store of CPU `origin`.
+    fn wl_committed(&self, p: &Pending, origin: usize) {
+        if self.m.load_reorder() {
+            self.m.cpus[origin].wb.lock().committed.push(*p);
+        }
+    }
+
+    /// This CPU's drain for `need` is over: every committed store it covered is in the past of
+    /// the CPU's next event (its number is `drained` in the store's history records), even when
+    /// the store committed before the drain looked, with no wait step to order the two.
+    fn wl_drained(&self, need: Need) {
+        if need == Need::Nothing || !self.m.load_reorder() {
+            return;
+        }
+        let done: Vec<Pending> = {
+            let mut b = self.state().wb.lock();
+            let wmb = b.wmb_seq;
+            let covers = |p: &Pending| match need {
+                Need::Nothing => false,
+                Need::All => true,
+                Need::Marked => p.seq < wmb,
+                Need::Entry(pfn, idx) => p.seq < wmb || p.covers(pfn, idx),
+                Need::Data(pfn) => p.seq < wmb || p.covers_data(pfn),
+            };
+            let (done, keep) = b.committed.drain(..).partition(|p| covers(p));
+            b.committed = keep;
+            done
+        };
+        if done.is_empty() {
+            return;
+        }
+        let d = self.m.backend.events_of(self.id) + 1;
+        let me = self.id as u8;
+        let n = self.m.frames.entries_per_table();
+        let mut h = self.m.entry_hist.lock();
+        for p in done {
+            let slots = match p.loc {
+                StoreLoc::Entry(idx) => idx as usize..idx as usize + 1,
+                StoreLoc::Table => 0..n,
+                _ => continue,
+            };
+            let base = self.wl_slot(p.frame.pfn, 0);
+            for slot in slots {
+                if let Some(w) = h[base + slot]
+                    .iter_mut()
+                    .rev()
+                    .find(|w| w.origin == me && w.seq == p.seq && w.thread != NO_THREAD)
+                {
+                    w.drained = d;
+                }
+            }
+        }
+    }
+
+    /// A table frame starts a new life (allocated, or filled with garbage for its buffered
+    /// zeroing): its entries' histories start again from what memory holds now.
+    pub(crate) fn wl_new_table(&self, pfn: u32) {
+        if !self.m.load_reorder() {
+            return;
+        }
+        let from = self.wl_slot(pfn, 0);
+        let n = self.m.frames.entries_per_table();
+        for v in &mut self.m.entry_hist.lock()[from..from + n] {
+            v.clear();
+        }
+    }
+
+    /// An ordering point for this CPU's later loads (`smp_rmb`, `smp_mb`, a fully ordered RMW,
+    /// a grace period): they read nothing older than what is in the happens-before past of
+    /// this CPU's latest step.
+    pub(crate) fn wl_order(&self) {
+        if !self.wl_on() {
+            return;
+        }
+        let b = &self.m.backend;
+        let k = b.events_of(self.id);
+        if let Some(c) = (k > 0).then(|| b.clock(self.id, k)).flatten() {
+            join(&mut self.state().load_floor.lock(), &c);
+        }
+    }
+
+    /// After announcing an event of `access`: a grace period (a full barrier) is an ordering
+    /// point; an acquisition (a lock, or the start of an RCU or IRQ-off section, after which
+    /// a grace period or an IPI that waited for none of it is over) orders later loads after
+    /// what it synchronized with, not after this CPU's earlier loads.
+    #[inline]
+    pub(crate) fn wl_after(&self, access: Access) {
+        use Access::*;
+        match access {
+            GracePeriod | RcuCallback => self.wl_order(),
+            Acquire | AcquireShared | TryAcquire | RcuLock | IrqDisable if self.wl_on() => {
+                let b = &self.m.backend;
+                if let Some(c) = b.sync_clock(self.id, b.events_of(self.id)) {
+                    join(&mut self.state().load_floor.lock(), &c);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// This CPU's later loads read nothing older than write `w`'s happens-before past (an
+    /// address dependency on the value read, see the module doc).
+    fn wl_observe(&self, w: HistWrite) {
+        if w.thread == NO_THREAD {
+            return;
+        }
+        if let Some(c) = self.m.backend.clock(w.thread as usize, w.k) {
+            join(&mut self.state().load_floor.lock(), &c);
+        }
+    }
+
+    /// An RMW read the entry's latest write.
+    pub(crate) fn wl_observe_latest(&self, pfn: u32, idx: u32) {
+        if !self.wl_on() {
+            return;
+        }
+        let last = self.m.entry_hist.lock()[self.wl_slot(pfn, idx)]
+            .last()
+            .copied();
+        if let Some(w) = last {
+            self.wl_observe(w);
+        }
+    }
+
+    /// A load of entry `idx` of `pfn` that found `mem` in memory and nothing of this CPU's own
+    /// in its buffer. With weak loads it reads any write of the entry that no later write in
+    /// this CPU's load floor (or of its own) overwrote, a choice step among them, newest first.
+    pub(crate) fn wl_load(&self, pfn: u32, idx: u32, mem: u64) -> u64 {
+        if !self.wl_on() {
+            return mem;
+        }
+        let cands: Vec<HistWrite> = {
+            let h = self.m.entry_hist.lock();
+            let v = &h[self.wl_slot(pfn, idx)];
+            let floor = *self.state().load_floor.lock();
+            let me = self.id as u8;
+            let seen = |w: &HistWrite| {
+                w.thread == NO_THREAD
+                    || w.thread == me
+                    || w.origin == me
+                    || floor[w.thread as usize] >= w.k
+                    || (w.drained != 0 && floor[w.origin as usize] >= w.drained)
+            };
+            let first = v.iter().rposition(seen).unwrap_or(0);
+            v[first.max(v.len().saturating_sub(MAX_STALE))..].to_vec()
+        };
+        let Some(&last) = cands.last() else {
+            return mem;
+        };
+        debug_assert_eq!(last.val, mem, "an entry's history ends with memory's word");
+        let w = if cands.len() > 1 {
+            cands[cands.len() - 1 - self.choose(cands.len() as u8) as usize]
+        } else {
+            last
+        };
+        self.wl_observe(w);
+        w.val
+    }
+}
+
+fn join(a: &mut crate::backend::Clock, b: &crate::backend::Clock) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = (*x).max(*y);
     }
 }
 

@@ -161,7 +161,22 @@ impl<'a> MmapWriteGuard<'a> {
         // __vma_enter_locked: exclude new readers, wait for the current ones.
         cpu.visible(Obj::Var(vma.refcnt_id), Access::Rmw);
         let attached = add_not_zero(&vma.vm_refcnt, VMA_LOCK_OFFSET);
-        if attached {
+        if attached && cpu.wl_loads() {
+            // rcuwait_wait_event, as weak loads see it: set_current_state's smp_mb, then the
+            // check; a writer that finds readers sleeps, and its wake-up orders its later loads
+            // after the last reader's vma_end_read; one that finds none goes on with no acquire.
+            cpu.smp_mb();
+            cpu.visible(Obj::Var(vma.refcnt_id), Access::Read);
+            if vma.vm_refcnt.load(Ordering::SeqCst) != VMA_LOCK_OFFSET + 1 {
+                cpu.wait_for(
+                    Obj::Var(vma.refcnt_id),
+                    Access::Read,
+                    &|| vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
+                    &mut || vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
+                );
+                cpu.wl_order();
+            }
+        } else if attached {
             cpu.wait_for(
                 Obj::Var(vma.refcnt_id),
                 Access::Read,
@@ -204,6 +219,10 @@ impl<'a> MmapWriteGuard<'a> {
                         .is_ok()
             },
         );
+        // refcount_dec_and_test reaching zero: acquire ordering, so the page-table loads of
+        // the unmap that follows read nothing older than the last reader's stores (released
+        // by its vma_end_read).
+        cpu.wl_order();
     }
 
     /// `vma_mark_attached`: a new or re-inserted VMA gets its attach reference.
@@ -323,6 +342,8 @@ impl VmaLock {
                 Err(c) => cur = c,
             }
         }
+        // __refcount_inc_not_zero_limited_acquire: later loads are ordered after it.
+        cpu.wl_order();
         if cpu.read_var(self.seq_id, &self.vm_lock_seq) == mm.read_seq(&cpu) {
             self.end_read_raw(cpu);
             return Err(VmaStartRead::Locked);

@@ -76,6 +76,7 @@ impl SharedWord {
     pub fn cmpxchg(&self, cpu: &Cpu<'_>, old: u64, new: u64) -> u64 {
         cpu.wb_fully_ordered_rmw();
         cpu.visible(Obj::Var(self.id), Access::Rmw);
+        cpu.wl_order();
         match self
             .v
             .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)

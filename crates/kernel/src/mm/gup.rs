@@ -28,8 +28,13 @@ fn grab(cx: Ctx<'_>, f: FrameRef, pin: bool) -> bool {
         cx.cpu
             .page(f.pfn, Access::Rmw)
             .add(mmcheck_platform::PageField::Pincount, 1);
+        // try_grab_folio_fast: the pin's count before the entry rechecks (paired with
+        // folio_try_share_anon_rmap_pte's smp_mb). A plain reference needs none: folio_try_get
+        // is a fully ordered atomic.
+        if cx.proto().gup_fast_pin_mb {
+            cx.cpu.smp_mb();
+        }
     }
-    cx.cpu.smp_mb();
     true
 }
 
