@@ -590,11 +590,11 @@ fn weak_loads_keep_coherence_locks_and_store_buffering() {
 
 /// The explorer's self-check for weak loads: on 200 random programs of entry and flag stores
 /// and loads, the barriers, fully ordered and void atomics and a lock, DPOR complete with
-/// naive's outcomes (each load's choice of value rests on happens-before clocks, which must be
+/// naive's outcomes, and so does optimal DPOR (each load's choice of value rests on happens-before clocks, which must be
 /// the same in every interleaving the reduction treats as equivalent).
 #[test]
 fn dpor_matches_naive_on_random_programs_with_weak_loads() {
-    let (mut d, mut n) = (0, 0);
+    let (mut d, mut n, mut od) = (0, 0, 0);
     for seed in 0..200 {
         let mut rng = ChaCha8Rng::seed_from_u64(5000 + seed);
         let threads: Vec<Vec<Op>> = (0..2)
@@ -622,9 +622,17 @@ fn dpor_matches_naive_on_random_programs_with_weak_loads() {
             threads,
             reorder: true,
         });
-        let (x, y) = agree(&m, seed);
-        d += x;
-        n += y;
+        let nv = naive::explore(&m, &cfg());
+        for optimal in [false, true] {
+            let o = explore(m.clone(), &Config { optimal, ..cfg() });
+            assert!(o.complete && nv.complete, "{m:?}");
+            assert_eq!(
+                o.outcomes, nv.outcomes,
+                "optimal {optimal}, seed {seed}: {m:?}"
+            );
+            *if optimal { &mut od } else { &mut d } += o.executions;
+        }
+        n += nv.executions;
     }
-    eprintln!("weak loads: DPOR {d} executions, naive {n}");
+    eprintln!("weak loads: DPOR {d} executions, optimal DPOR {od}, naive {n}");
 }
