@@ -79,7 +79,8 @@ pub struct Protocol {
     pub memory_data_buffered: bool,
     /// Under `memory = lkmm`, the kernel's loads of page-table entries may be performed early:
     /// they may read an entry's older value unless a read barrier, an acquisition, a fully
-    /// ordered RMW or an address dependency orders them (off: loads in program order).
+    /// ordered RMW or an address dependency orders them (on by default; off: loads in program
+    /// order, the store side of the LKMM only).
     pub memory_load_reorder: bool,
     /// mTHP collapse issues `smp_wmb` between the new PTEs and `pmd_populate` of the detached
     /// table (seed 002's "make PTEs visible before PMD. See pmd_install()").
@@ -435,7 +436,7 @@ impl Default for Protocol {
             populate_wmb: true,
             uptodate_wmb: true,
             memory_data_buffered: false,
-            memory_load_reorder: false,
+            memory_load_reorder: true,
             collapse_mthp_wmb: true,
             memory: mmcheck_platform::MemoryModel::Sc,
             pt_reclaim_pmd_trylock: true,
@@ -672,7 +673,7 @@ pub const SWITCHES: &[Switch] = &[
     Switch {
         name: "memory.load_reorder",
         values: &["off", "on"],
-        doc: "under memory = lkmm, the kernel's loads of page-table entries may be performed early (the load side of the LKMM): a load reads any value of the entry not overwritten in the happens-before past of the CPU's last ordering point (smp_rmb, smp_mb, a lock acquisition, a fully ordered RMW, the start of an RCU or IRQ-off section) or of the entries it read before (an address dependency); off (the default) performs loads in program order, so no question about a read barrier can fail",
+        doc: "under memory = lkmm (on, the default), the kernel's loads of page-table entries may be performed early (the load side of the LKMM): a load reads any value of the entry not overwritten in its CPU's load floor, the happens-before past of its ordering points (smp_rmb, smp_mb, a fully ordered RMW, a grace period), of what its acquisitions synchronized with (a lock's release; the grace period or shootdown an RCU or IRQ-off section's start depends on) and of the writes its earlier entry loads read (an address dependency); off performs loads in program order (the store side only), so no question about a read barrier can fail; no effect under sc and tso",
         cite: "tools/memory-model/Documentation/explanation.txt ('the read-read ordering'); Documentation/memory-barriers.txt 'READ MEMORY BARRIERS'; crates/platform/src/memory.rs 'loads'; docs/fidelity.md 'weak memory'",
         get: |p| onoff(p.memory_load_reorder),
         set: |p, v| parse_onoff(v).map(|b| p.memory_load_reorder = b).is_some(),

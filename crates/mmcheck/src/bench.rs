@@ -10,8 +10,8 @@
 //!   (`child-exit-vs-rmap-walk`, about 38,300 executions) with one worker and with N, each
 //!   timed [`JOBS_RUNS`] times: the speed-up is of the medians, with the range of the N-worker
 //!   times (the workers share the tree as timing allows, and one run varies).
-//! - The reference scenario under `memory = sc`, `tso`, `lkmm` and `lkmm` with loads performed
-//!   early (`memory.load_reorder`, "lkmm+loads"): DPOR executions and time
+//! - The reference scenario under `memory = sc`, `tso`, `lkmm` and `lkmm` with loads in program
+//!   order (`memory.load_reorder = off`): DPOR executions and time
 //!   (to completion or the budget) and random steps/s, against SC.
 //! - An mremap-heavy scenario (mremap of a range back against migration of its page and a
 //!   store fault in it, 4-entry tables): DPOR until complete or the cap.
@@ -164,11 +164,11 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     // The memory models' cost on the same scenario (crates/platform/src/memory.rs).
     let mut sc_dpor: Option<(u64, f64)> = None;
     let mut sc_random = None;
-    for memory in ["sc", "tso", "lkmm", "lkmm+loads"] {
+    for memory in ["sc", "tso", "lkmm", "lkmm, loads in order"] {
         let mut s = catalogue::reference();
         let (model, loads) = memory
-            .strip_suffix("+loads")
-            .map_or((memory, "off"), |m| (m, "on"));
+            .strip_suffix(", loads in order")
+            .map_or((memory, "on"), |m| (m, "off"));
         s.protocol.set("memory", model).expect("a memory model");
         s.protocol
             .set("memory.load_reorder", loads)

@@ -1017,9 +1017,10 @@ impl Model for KernelModel {
             kernel
                 .machine
                 .set_data_buffered(s.protocol.memory_data_buffered);
-            kernel
-                .machine
-                .set_load_reorder(s.protocol.memory_load_reorder);
+            kernel.machine.set_load_reorder(
+                s.protocol.memory_load_reorder
+                    && s.protocol.memory == mmcheck_platform::MemoryModel::Lkmm,
+            );
         }
         Instance {
             kernel,

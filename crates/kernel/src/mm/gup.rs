@@ -351,8 +351,12 @@ fn get_user_page(
     };
     // gup_fast_fallback: a pin samples write_protect_seq (raw_seqcount_try_begin: odd means
     // fork is write-protecting, go slow) and rechecks it once the fast walk is done.
-    let seq =
-        (pin && cx.proto().gup_fast_write_protect_seq).then(|| mm.write_protect_seq.read(&cx.cpu));
+    let seq = (pin && cx.proto().gup_fast_write_protect_seq).then(|| {
+        let s = mm.write_protect_seq.read(&cx.cpu);
+        // raw_read_seqcount: the walk's loads are ordered after the sample.
+        cx.cpu.smp_rmb();
+        s
+    });
     if seq.is_some_and(|s| s & 1 == 1) {
         return gup_slow(cx, mm, addr, write, pin);
     }
