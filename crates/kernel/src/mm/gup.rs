@@ -352,6 +352,7 @@ fn get_user_page(
     // gup_fast_fallback: a pin samples write_protect_seq (raw_seqcount_try_begin: odd means
     // fork is write-protecting, go slow) and rechecks it once the fast walk is done.
     let seq = (pin && cx.proto().gup_fast_write_protect_seq).then(|| {
+        let _f = cx.cpu.enter("gup_fast_fallback");
         let s = mm.write_protect_seq.read(&cx.cpu);
         // raw_read_seqcount: the walk's loads are ordered after the sample.
         cx.cpu.smp_rmb();
