@@ -672,7 +672,7 @@ pub const SWITCHES: &[Switch] = &[
     },
     Switch {
         name: "memory.load_reorder",
-        values: &["off", "on"],
+        values: &["on", "off"],
         doc: "under memory = lkmm (on, the default), the kernel's loads of page-table entries may be performed early (the load side of the LKMM): a load reads any value of the entry not overwritten in its CPU's load floor, the happens-before past of its ordering points (smp_rmb, smp_mb, a fully ordered RMW, a grace period), of what its acquisitions synchronized with (a lock's release; the grace period or shootdown an RCU or IRQ-off section's start depends on) and of the writes its earlier entry loads read (an address dependency); off performs loads in program order (the store side only), so no question about a read barrier can fail; no effect under sc and tso",
         cite: "tools/memory-model/Documentation/explanation.txt ('the read-read ordering'); Documentation/memory-barriers.txt 'READ MEMORY BARRIERS'; crates/platform/src/memory.rs 'loads'; docs/fidelity.md 'weak memory'",
         get: |p| onoff(p.memory_load_reorder),
