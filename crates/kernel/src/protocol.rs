@@ -101,6 +101,10 @@ pub struct Protocol {
     /// `try_grab_folio_fast` issues `smp_mb__after_atomic` after a pin's count update, before
     /// GUP-fast rechecks the entries (paired with `folio_try_share_anon_rmap_*`'s `smp_mb`).
     pub gup_fast_pin_mb: bool,
+    /// What-if: `__vma_enter_locked` orders the writer's later loads after the last reader's
+    /// `vma_end_read` also when it finds no reader at its first check (the kernel orders them
+    /// only when it slept).
+    pub vma_lock_wait_acquire: bool,
     /// How `change_huge_pmd` rewrites a huge PMD for NUMA hinting.
     pub numa_huge_pmd_update: HugePmdUpdate,
     /// `change_pte_range` calls `flush_tlb_batched_pending` after taking the PTL (3ea277194daa).
@@ -444,6 +448,7 @@ impl Default for Protocol {
             gup_fast_recheck_pmd: true,
             gup_fast_write_protect_seq: true,
             gup_fast_pin_mb: true,
+            vma_lock_wait_acquire: false,
             numa_huge_pmd_update: HugePmdUpdate::Invalidate,
             mprotect_flush_batched_pending: true,
             gup_fast_recheck_pte: true,
@@ -771,6 +776,14 @@ pub const SWITCHES: &[Switch] = &[
         "a FOLL_PIN GUP-fast samples mm->write_protect_seq (raw_seqcount_try_begin) and drops its pins if fork's copy_page_range of a COW mapping began or ran meanwhile (read_seqcount_retry), falling back to the slow path",
         "Jason Gunthorpe / Peter Xu, 'mm/gup: prevent gup_fast from racing with COW during fork' (57efa1fe5957, 5.11)"
     ),
+    Switch {
+        name: "vma_lock.wait_acquire",
+        values: &["off", "on"],
+        doc: "a what-if for weak loads (memory = lkmm): __vma_enter_locked (vma_start_write) waits for readers with rcuwait_wait_event; when its first check already finds none it goes on with no acquire, so its later page-table loads may be satisfied before that check and miss what the last reader stored under its VMA read lock (a writer that slept is ordered by its wake-up). on adds an acquire after the wait (smp_acquire__after_ctrl_dep, or refcount_read_acquire in the condition); off (the default) is the kernel",
+        cite: "mm/mmap_lock.c __vma_enter_locked, __vma_start_write (6.15+, Suren Baghdasaryan's vm_refcnt rework); include/linux/rcuwait.h rcuwait_wait_event; scenarios/memory/vma-start-write-no-sleep-vs-pt-reclaim.mmt",
+        get: |p| onoff(p.vma_lock_wait_acquire),
+        set: |p, v| parse_onoff(v).map(|b| p.vma_lock_wait_acquire = b).is_some(),
+    },
     bool_switch!(
         "gup_fast.pin_mb",
         gup_fast_pin_mb,

@@ -117,8 +117,11 @@ pub struct Machine {
     /// Page-data stores of the kernel (a new folio's zeroing and copies) are buffered too
     /// (`memory.data_buffered`, `lkmm` only).
     data_buffered: AtomicBool,
-    /// Entry loads may read values older than memory's (`memory.load_reorder`, `lkmm` only).
+    /// Entry loads may be performed early (`memory.load_reorder`, `lkmm` only).
     load_reorder: AtomicBool,
+    /// `vma_start_write` orders its later loads after the readers it waited out even when it
+    /// did not sleep (`vma_lock.wait_acquire`, a what-if: the kernel has no such acquire).
+    pub(crate) vma_wait_acquire: AtomicBool,
     /// Weak loads: every entry's writes in memory since the threads started, oldest first
     /// (indexed by `pfn * entries_per_table + idx`; empty until its first write).
     pub(crate) entry_hist: Mutex<Vec<Vec<crate::memory::HistWrite>>>,
@@ -167,6 +170,7 @@ impl Machine {
             wb_id: AtomicU64::new(0),
             data_buffered: AtomicBool::new(false),
             load_reorder: AtomicBool::new(false),
+            vma_wait_acquire: AtomicBool::new(false),
             entry_hist: Mutex::new(Vec::new()),
             backend,
         }
@@ -202,6 +206,12 @@ impl Machine {
             *self.entry_hist.lock() = vec![Vec::new(); n];
             self.backend.track_clocks();
         }
+    }
+
+    /// Give `vma_start_write`'s wait for readers an acquire also when it does not sleep
+    /// (`vma_lock.wait_acquire`; see [`crate::mmap_lock`]).
+    pub fn set_vma_wait_acquire(&self, on: bool) {
+        self.vma_wait_acquire.store(on, Ordering::Relaxed);
     }
 
     /// Whether entry loads may be performed early (`lkmm` and `memory.load_reorder`).

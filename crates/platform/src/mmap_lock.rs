@@ -175,6 +175,9 @@ impl<'a> MmapWriteGuard<'a> {
                     &mut || vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
                 );
                 cpu.wl_order();
+            } else if cpu.m.vma_wait_acquire.load(Ordering::Relaxed) {
+                // The what-if: smp_acquire__after_ctrl_dep() after the wait.
+                cpu.wl_order();
             }
         } else if attached {
             cpu.wait_for(

@@ -1017,6 +1017,9 @@ impl Model for KernelModel {
             kernel
                 .machine
                 .set_data_buffered(s.protocol.memory_data_buffered);
+            kernel
+                .machine
+                .set_vma_wait_acquire(s.protocol.vma_lock_wait_acquire);
             kernel.machine.set_load_reorder(
                 s.protocol.memory_load_reorder
                     && s.protocol.memory == mmcheck_platform::MemoryModel::Lkmm,
