@@ -564,9 +564,16 @@ fn parse_tf(v: &str) -> Option<TableFree> {
 
 macro_rules! bool_switch {
     ($name:expr, $field:ident, $doc:expr, $cite:expr) => {
+        bool_switch!(@ &["on", "off"], $name, $field, $doc, $cite)
+    };
+    // An on/off switch whose default is off (listed first).
+    (off: $name:expr, $field:ident, $doc:expr, $cite:expr) => {
+        bool_switch!(@ &["off", "on"], $name, $field, $doc, $cite)
+    };
+    (@ $values:expr, $name:expr, $field:ident, $doc:expr, $cite:expr) => {
         Switch {
             name: $name,
-            values: &["on", "off"],
+            values: $values,
             doc: $doc,
             cite: $cite,
             get: |p| onoff(p.$field),
@@ -667,14 +674,12 @@ pub const SWITCHES: &[Switch] = &[
         "__folio_mark_uptodate (and folio_mark_uptodate) issue smp_wmb, so that the stores bringing a new folio uptodate (its zeroing, a copy) are visible before the set_pte_at/set_pmd_at that maps it to lockless walkers; off removes it from every caller (harmless under memory = sc and tso, a walker reading the page's old contents under lkmm)",
         "mm/memory.c do_anonymous_page ('The memory barrier inside __folio_mark_uptodate makes sure that preceding stores to the page contents become visible before the set_pte_at() write'); include/linux/page-flags.h __folio_mark_uptodate, folio_mark_uptodate ('Memory barrier must be issued before setting the PG_uptodate bit, so that all previous stores issued in order to bring the folio uptodate are actually visible')"
     ),
-    Switch {
-        name: "memory.data_buffered",
-        values: &["off", "on"],
-        doc: "under memory = lkmm, the kernel's stores into a new folio (the allocator's zeroing, a copy, a read-in) are buffered like entry stores, so a lockless walker may see the entry that maps the page before its contents; off (the default) stores them at once: a question about the barriers that order page contents before a mapping (uptodate.wmb) needs it on, at the cost of a larger search",
-        cite: "crates/platform/src/memory.rs; docs/fidelity.md 'weak memory'",
-        get: |p| onoff(p.memory_data_buffered),
-        set: |p, v| parse_onoff(v).map(|b| p.memory_data_buffered = b).is_some(),
-    },
+    bool_switch!(
+        off: "memory.data_buffered",
+        memory_data_buffered,
+        "under memory = lkmm, the kernel's stores into a new folio (the allocator's zeroing, a copy, a read-in) are buffered like entry stores, so a lockless walker may see the entry that maps the page before its contents; off (the default) stores them at once: a question about the barriers that order page contents before a mapping (uptodate.wmb) needs it on, at the cost of a larger search",
+        "crates/platform/src/memory.rs; docs/fidelity.md 'weak memory'"
+    ),
     Switch {
         name: "memory.load_reorder",
         values: &["on", "off"],
@@ -776,14 +781,12 @@ pub const SWITCHES: &[Switch] = &[
         "a FOLL_PIN GUP-fast samples mm->write_protect_seq (raw_seqcount_try_begin) and drops its pins if fork's copy_page_range of a COW mapping began or ran meanwhile (read_seqcount_retry), falling back to the slow path",
         "Jason Gunthorpe / Peter Xu, 'mm/gup: prevent gup_fast from racing with COW during fork' (57efa1fe5957, 5.11)"
     ),
-    Switch {
-        name: "vma_lock.wait_acquire",
-        values: &["off", "on"],
-        doc: "a what-if for weak loads (memory = lkmm): __vma_enter_locked (vma_start_write) waits for readers with rcuwait_wait_event; when its first check already finds none it goes on with no acquire, so its later page-table loads may be satisfied before that check and miss what the last reader stored under its VMA read lock (a writer that slept is ordered by its wake-up). on adds an acquire after the wait (smp_acquire__after_ctrl_dep, or refcount_read_acquire in the condition); off (the default) is the kernel",
-        cite: "mm/mmap_lock.c __vma_enter_locked, __vma_start_write (6.15+, Suren Baghdasaryan's vm_refcnt rework); include/linux/rcuwait.h rcuwait_wait_event; scenarios/memory/vma-start-write-no-sleep-vs-pt-reclaim.mmt",
-        get: |p| onoff(p.vma_lock_wait_acquire),
-        set: |p, v| parse_onoff(v).map(|b| p.vma_lock_wait_acquire = b).is_some(),
-    },
+    bool_switch!(
+        off: "vma_lock.wait_acquire",
+        vma_lock_wait_acquire,
+        "a what-if for weak loads (memory = lkmm): __vma_enter_locked (vma_start_write) waits for readers with rcuwait_wait_event; when its first check already finds none it goes on with no acquire, so its later page-table loads may be satisfied before that check and miss what the last reader stored under its VMA read lock (a writer that slept is ordered by its wake-up). on adds an acquire after the wait (smp_acquire__after_ctrl_dep, or refcount_read_acquire in the condition); off (the default) is the kernel",
+        "mm/mmap_lock.c __vma_enter_locked, __vma_start_write (6.15+, Suren Baghdasaryan's vm_refcnt rework); include/linux/rcuwait.h rcuwait_wait_event; scenarios/memory/vma-start-write-no-sleep-vs-pt-reclaim.mmt"
+    ),
     bool_switch!(
         "gup_fast.pin_mb",
         gup_fast_pin_mb,
@@ -1232,14 +1235,12 @@ pub const SWITCHES: &[Switch] = &[
         "move_ptes calls flush_tlb_batched_pending after taking both PTLs",
         "3ea277194daa Mel Gorman (4.13); mm/mremap.c move_ptes"
     ),
-    Switch {
-        name: "split.invalidate_nonpresent",
-        values: &["off", "on"],
-        doc: "__split_huge_pmd_locked calls pmdp_invalidate only on a present PMD and rewrites a PMD migration entry into PTE migration entries as it is (off, 6.10+); on: it invalidates whatever the PMD holds, a migration entry included, and only then looks at the old value (4.14-6.9), which lockless readers see as whatever the architecture's pmd_mkinvalid makes of a swap entry (arch.pmd_mkinvalid_nonpresent)",
-        cite: "3a5a8d343e1c Ryan Roberts, 'mm: fix race between __split_huge_pmd_locked() and GUP-fast' (6.10; stable to 5.15); fixes 84c3fc4e9c56 'mm: thp: check pmd migration entry in common path' (4.14)",
-        get: |p| onoff(p.split_invalidate_nonpresent),
-        set: |p, v| parse_onoff(v).map(|b| p.split_invalidate_nonpresent = b).is_some(),
-    },
+    bool_switch!(
+        off: "split.invalidate_nonpresent",
+        split_invalidate_nonpresent,
+        "__split_huge_pmd_locked calls pmdp_invalidate only on a present PMD and rewrites a PMD migration entry into PTE migration entries as it is (off, 6.10+); on: it invalidates whatever the PMD holds, a migration entry included, and only then looks at the old value (4.14-6.9), which lockless readers see as whatever the architecture's pmd_mkinvalid makes of a swap entry (arch.pmd_mkinvalid_nonpresent)",
+        "3a5a8d343e1c Ryan Roberts, 'mm: fix race between __split_huge_pmd_locked() and GUP-fast' (6.10; stable to 5.15); fixes 84c3fc4e9c56 'mm: thp: check pmd migration entry in common path' (4.14)"
+    ),
     Switch {
         name: "arch.pmd_mkinvalid_nonpresent",
         values: &["corrupts_offset", "reads_present"],
@@ -1294,14 +1295,12 @@ pub const SWITCHES: &[Switch] = &[
             true
         },
     },
-    Switch {
-        name: "swap",
-        values: &["off", "on"],
-        doc: "a swap device with a few slots is configured: reclaim (MADV_PAGEOUT) moves a swap-backed anonymous folio to the swap cache (add_to_swap), replaces its PTEs by swap entries (try_to_unmap), writes it to its slot and frees it (__remove_mapping); faults read it back (do_swap_page). Off, like the host: a swap-backed anonymous folio stays mapped",
-        cite: "mm/vmscan.c shrink_folio_list, mm/swap_state.c, mm/swapfile.c, mm/memory.c do_swap_page",
-        get: |p| onoff(p.swap),
-        set: |p, v| parse_onoff(v).map(|b| p.swap = b).is_some(),
-    },
+    bool_switch!(
+        off: "swap",
+        swap,
+        "a swap device with a few slots is configured: reclaim (MADV_PAGEOUT) moves a swap-backed anonymous folio to the swap cache (add_to_swap), replaces its PTEs by swap entries (try_to_unmap), writes it to its slot and frees it (__remove_mapping); faults read it back (do_swap_page). Off, like the host: a swap-backed anonymous folio stays mapped",
+        "mm/vmscan.c shrink_folio_list, mm/swap_state.c, mm/swapfile.c, mm/memory.c do_swap_page"
+    ),
     bool_switch!(
         "swap.synchronous_io",
         swap_synchronous_io,
