@@ -697,7 +697,7 @@ pub const SWITCHES: &[Switch] = &[
     Switch {
         name: "memory",
         values: &["sc", "tso", "lkmm"],
-        doc: "the memory model the threads run under: sequential consistency; x86-TSO (each CPU's page-table stores buffered and made visible in order; locked operations and smp_mb drain the buffer); or the store side of the Linux-kernel memory model, arm64-level (buffered entry stores may become visible out of order except across smp_wmb, releases and full barriers; entry RMWs are relaxed, their writes buffered; loads stay in program order). The set-up always runs SC. arch = x86 sets tso with tlb.flush = ipi, arch = arm64 lkmm with tlb.flush = broadcast",
+        doc: "the memory model the threads run under: sequential consistency; x86-TSO (each CPU's page-table stores buffered and made visible in order; locked operations and smp_mb drain the buffer); or the Linux-kernel memory model, arm64-level (buffered entry stores may become visible out of order except across smp_wmb, releases and full barriers; entry RMWs are relaxed, their writes buffered; entry loads may be performed early unless memory.load_reorder = off). The set-up always runs SC. arch = x86 sets tso with tlb.flush = ipi, arch = arm64 lkmm with tlb.flush = broadcast",
         cite: "tools/memory-model (linux-kernel.cat); Documentation/memory-barriers.txt; Sewell et al., 'x86-TSO' (CACM 2010); crates/platform/src/memory.rs, docs/fidelity.md 'weak memory'",
         get: |p| p.memory.name(),
         set: |p, v| {

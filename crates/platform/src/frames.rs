@@ -897,8 +897,8 @@ impl<'m> Cpu<'m> {
     /// `atomic_add_negative`, `atomic_cmpxchg`): an RMW the LKMM fully orders
     /// (Documentation/atomic_t.txt), so under `memory = lkmm` this CPU's buffered stores become
     /// visible before it, as after `smp_mb()` (under `tso` every RMW drains anyway). Later loads
-    /// and stores already follow it (loads run in program order; this RMW is performed in
-    /// memory, later stores are buffered). A failed conditional one (`atomic_add_unless` on
+    /// follow it (an ordering point for weak loads, see [`crate::memory`]) and so do later
+    /// stores (this RMW is performed in memory, later stores are buffered). A failed conditional one (`atomic_add_unless` on
     /// zero, a failed `folio_ref_freeze`) orders too: stronger than the LKMM
     /// (docs/fidelity.md). Not a mutation site: the ordering is part of the atomic.
     #[inline]

@@ -1,4 +1,5 @@
-//! Weak memory for page-table entries: per-CPU store buffers under `memory = tso | lkmm`.
+//! Weak memory for page-table entries: per-CPU store buffers under `memory = tso | lkmm`, and
+//! entry loads performed early under `lkmm`.
 //!
 //! Kernel references: Documentation/memory-barriers.txt and tools/memory-model (the LKMM,
 //! linux-kernel.cat v5.16+), `pmd_install` and `__pte_alloc` in mm/memory.c (6.18: "ensure all
@@ -72,8 +73,10 @@ pub enum MemoryModel {
     Sc,
     /// x86-TSO: store buffers committed in order.
     Tso,
-    /// The store side of the Linux-kernel memory model (arm64): store buffers committed out of
-    /// order except across `smp_wmb`, releases and full barriers.
+    /// The Linux-kernel memory model at arm64 level: store buffers committed out of order
+    /// except across `smp_wmb`, releases and full barriers, and (with
+    /// [`Machine::set_load_reorder`](crate::Machine::set_load_reorder)) entry loads performed
+    /// early.
     Lkmm,
 }
 
