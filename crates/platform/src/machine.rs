@@ -519,13 +519,14 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn visible(&self, obj: Obj, access: Access) {
         self.assert_not_in_cell();
-        if self.m.memory.load(Ordering::Relaxed) != 0 {
+        let weak = self.m.memory.load(Ordering::Relaxed) != 0;
+        if weak {
             self.wb_before(Event::new(obj, access));
-            self.m.backend.visible(self.id, Event::new(obj, access));
-            self.wl_after(access);
-            return;
         }
         self.m.backend.visible(self.id, Event::new(obj, access));
+        if weak {
+            self.wl_after(access);
+        }
     }
 
     /// A nondeterministic choice among `n` outcomes (`0..n`), announced as its own step: where the
@@ -579,17 +580,16 @@ impl<'m> Cpu<'m> {
     #[inline]
     pub fn block(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool) {
         self.assert_not_in_cell();
-        if self.m.memory.load(Ordering::Relaxed) != 0 {
+        let weak = self.m.memory.load(Ordering::Relaxed) != 0;
+        if weak {
             self.wb_before(Event::new(obj, access));
-            self.m
-                .backend
-                .block(self.id, Event::new(obj, access), ready);
-            self.wl_after(access);
-            return;
         }
         self.m
             .backend
             .block(self.id, Event::new(obj, access), ready);
+        if weak {
+            self.wl_after(access);
+        }
     }
 
     /// Perform `try_op` once `ready` holds; retry while it fails. The pair must agree: explore

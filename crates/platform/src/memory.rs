@@ -770,18 +770,12 @@ const NO_THREAD: u8 = u8::MAX;
 const MAX_STALE: usize = 8;
 
 impl<'m> Cpu<'m> {
-    /// This CPU's entry loads may be performed early (`memory.load_reorder` under `lkmm`).
+    /// This CPU's entry loads may be performed early (`memory.load_reorder` under `lkmm`). A
+    /// path whose ordering weak loads need spelled out step by step (a wait that may or may not
+    /// sleep) takes that form only then, and keeps its single step otherwise.
     #[inline]
-    fn wl_on(&self) -> bool {
+    pub(crate) fn wl_on(&self) -> bool {
         self.m.load_reorder() && self.buffered()
-    }
-
-    /// This CPU's entry loads may be performed early: a path whose ordering the weak loads
-    /// need spelled out step by step (a wait that may or may not sleep) takes that form then,
-    /// and keeps its single step otherwise.
-    #[inline]
-    pub(crate) fn wl_loads(&self) -> bool {
-        self.wl_on()
     }
 
     /// The history slot of entry `idx` of table `pfn`.
@@ -975,17 +969,24 @@ impl<'m> Cpu<'m> {
                     || (w.drained != 0 && floor[w.origin as usize] >= w.drained)
             };
             let first = v.iter().rposition(seen).unwrap_or(0);
-            v[first.max(v.len().saturating_sub(MAX_STALE))..].to_vec()
+            match &v[first.max(v.len().saturating_sub(MAX_STALE))..] {
+                [] => return mem,
+                &[only] => {
+                    // Memory's word: no choice, and no copy.
+                    drop(h);
+                    debug_assert_eq!(only.val, mem, "an entry's history ends with memory's word");
+                    self.wl_observe(only);
+                    return mem;
+                }
+                more => more.to_vec(),
+            }
         };
-        let Some(&last) = cands.last() else {
-            return mem;
-        };
-        debug_assert_eq!(last.val, mem, "an entry's history ends with memory's word");
-        let w = if cands.len() > 1 {
-            cands[cands.len() - 1 - self.choose(cands.len() as u8) as usize]
-        } else {
-            last
-        };
+        debug_assert_eq!(
+            cands[cands.len() - 1].val,
+            mem,
+            "an entry's history ends with memory's word"
+        );
+        let w = cands[cands.len() - 1 - self.choose(cands.len() as u8) as usize];
         self.wl_observe(w);
         w.val
     }

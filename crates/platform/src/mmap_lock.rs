@@ -161,31 +161,27 @@ impl<'a> MmapWriteGuard<'a> {
         // __vma_enter_locked: exclude new readers, wait for the current ones.
         cpu.visible(Obj::Var(vma.refcnt_id), Access::Rmw);
         let attached = add_not_zero(&vma.vm_refcnt, VMA_LOCK_OFFSET);
-        if attached && cpu.wl_loads() {
-            // rcuwait_wait_event, as weak loads see it: set_current_state's smp_mb, then the
-            // check; a writer that finds readers sleeps, and its wake-up orders its later loads
-            // after the last reader's vma_end_read; one that finds none goes on with no acquire.
-            cpu.smp_mb();
-            cpu.visible(Obj::Var(vma.refcnt_id), Access::Read);
-            if vma.vm_refcnt.load(Ordering::SeqCst) != VMA_LOCK_OFFSET + 1 {
-                cpu.wait_for(
-                    Obj::Var(vma.refcnt_id),
-                    Access::Read,
-                    &|| vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
-                    &mut || vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
-                );
-                cpu.wl_order();
-            } else if cpu.m.vma_wait_acquire.load(Ordering::Relaxed) {
-                // The what-if: smp_acquire__after_ctrl_dep() after the wait.
+        if attached {
+            let ready = || vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1;
+            // rcuwait_wait_event. With weak loads, step by step: set_current_state's smp_mb,
+            // then the check; a writer that finds readers sleeps, and its wake-up orders its
+            // later loads after the last reader's vma_end_read; one that finds none goes on
+            // with no acquire (unless the what-if `vma_lock.wait_acquire` adds one). Otherwise
+            // one waiting step.
+            let weak = cpu.wl_on();
+            let sleeps = !weak || {
+                cpu.smp_mb();
+                cpu.visible(Obj::Var(vma.refcnt_id), Access::Read);
+                !ready()
+            };
+            if sleeps {
+                cpu.wait_for(Obj::Var(vma.refcnt_id), Access::Read, &ready, &mut || {
+                    ready()
+                });
+            }
+            if weak && (sleeps || cpu.m.vma_wait_acquire.load(Ordering::Relaxed)) {
                 cpu.wl_order();
             }
-        } else if attached {
-            cpu.wait_for(
-                Obj::Var(vma.refcnt_id),
-                Access::Read,
-                &|| vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
-                &mut || vma.vm_refcnt.load(Ordering::SeqCst) == VMA_LOCK_OFFSET + 1,
-            );
         }
         cpu.write_var(vma.seq_id, &vma.vm_lock_seq, mm_seq);
         if attached {
