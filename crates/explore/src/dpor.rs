@@ -386,9 +386,10 @@ fn search<M: Model>(
         let mut sleep_blocked = false;
         // Another shard's prefix: the execution stops there and is not this shard's.
         let mut foreign = false;
-        while violation.is_none() && limit.is_none() && !ex.finished() {
+        while violation.is_none() && limit.is_none() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
-                Ok(e) => e,
+                Ok(Some(e)) => e,
+                Ok(None) => break,
                 Err(h) => {
                     h.record(&mut violation, &mut limit);
                     break;
@@ -444,46 +445,58 @@ fn search<M: Model>(
             stack[depth].blocking = ex.pending_is_block(t);
             stack[depth].done |= 1 << t;
             let ev = ex.step(crate::exec::decision(t, stack[depth].choice) as usize);
-            let prev_clock = thread_clock[t];
-            let mut c = prev_clock;
-            let key = Key::of(&ev);
-            // The join of the clocks of the earlier dependent events of other threads. Per
-            // thread, only its events not yet in the clock's past can add anything; latest
-            // first, the first dependent one puts all its thread's earlier events in the past.
-            for (u, pos) in positions.iter().enumerate() {
-                if u == t {
-                    continue;
-                }
-                for &i in pos[(c[u] as usize).min(pos.len())..].iter().rev() {
-                    let n = &stack[i as usize];
-                    if n.clock[u] <= c[u] {
-                        break;
+            if depth < fresh_from && stack[depth].ev == ev {
+                // Replaying the unchanged prefix: the same event after the same events, so the
+                // clock the last execution computed here is this one's, and the next node
+                // exists (its sleep set was kept). A replay that differs (it cannot: executions
+                // are deterministic) takes the full computation below.
+                let c = stack[depth].clock;
+                positions[t].push(depth as u32);
+                thread_clock[t] = c;
+                ex.set_reach_clock(c);
+            } else {
+                let prev_clock = thread_clock[t];
+                let mut c = prev_clock;
+                let key = Key::of(&ev);
+                // The join of the clocks of the earlier dependent events of other threads.
+                // Per thread, only its events not yet in the clock's past can add anything;
+                // latest first, the first dependent one puts all its thread's earlier events
+                // in the past.
+                for (u, pos) in positions.iter().enumerate() {
+                    if u == t {
+                        continue;
                     }
-                    if n.key.may_depend(&key) && dependent(&n.ev, &ev) {
-                        join(&mut c, &n.clock);
-                        break;
+                    for &i in pos[(c[u] as usize).min(pos.len())..].iter().rev() {
+                        let n = &stack[i as usize];
+                        if n.clock[u] <= c[u] {
+                            break;
+                        }
+                        if n.key.may_depend(&key) && dependent(&n.ev, &ev) {
+                            join(&mut c, &n.clock);
+                            break;
+                        }
                     }
                 }
-            }
-            positions[t].push(depth as u32);
-            c[t] = prev_clock[t] + 1;
-            thread_clock[t] = c;
-            stack[depth].ev = ev;
-            stack[depth].key = key;
-            stack[depth].clock = c;
-            ex.set_reach_clock(c);
-            if depth >= fresh_from {
-                add_backtracks(&mut stack, &positions, depth, &prev_clock);
-            }
-            let node = &stack[depth];
-            sleep_next = 0;
-            let mut s = (node.sleep | node.done) & !(1 << t);
-            while s != 0 {
-                let q = lowest(s);
-                s &= s - 1;
-                if let Some(pe) = node.pending[q] {
-                    if !dependent(&pe, &ev) {
-                        sleep_next |= 1 << q;
+                positions[t].push(depth as u32);
+                c[t] = prev_clock[t] + 1;
+                thread_clock[t] = c;
+                stack[depth].ev = ev;
+                stack[depth].key = key;
+                stack[depth].clock = c;
+                ex.set_reach_clock(c);
+                if depth >= fresh_from {
+                    add_backtracks(&mut stack, &positions, depth, &prev_clock);
+                }
+                let node = &stack[depth];
+                sleep_next = 0;
+                let mut s = (node.sleep | node.done) & !(1 << t);
+                while s != 0 {
+                    let q = lowest(s);
+                    s &= s - 1;
+                    if let Some(pe) = node.pending[q] {
+                        if !dependent(&pe, &ev) {
+                            sleep_next |= 1 << q;
+                        }
                     }
                 }
             }

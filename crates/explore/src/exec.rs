@@ -566,15 +566,20 @@ impl<M: Model> Exec<M> {
 
     /// The enabled threads at step `depth`, or why the execution cannot go on: a deadlock (a
     /// violation), or the `max_steps` limit (inconclusive: a tool limit, not a verdict).
-    pub fn next_enabled(&self, depth: usize, max_steps: usize) -> Result<u32, Halt> {
+    /// `Ok(None)` when the execution has ended ([`Exec::finished`]). One evaluation of the
+    /// blocked threads' conditions serves both questions.
+    pub fn next_enabled(&self, depth: usize, max_steps: usize) -> Result<Option<u32>, Halt> {
         let enabled = self.enabled_mask();
+        if self.finished_with(enabled) {
+            return Ok(None);
+        }
         if enabled == 0 {
             return Err(Halt::Violation(self.deadlock()));
         }
         if depth >= max_steps {
             return Err(Halt::Limit(Limit::Steps(max_steps)));
         }
-        Ok(enabled)
+        Ok(Some(enabled))
     }
 
     /// The tool limit the execution ran into so far (set-up included), if any.
@@ -588,8 +593,13 @@ impl<M: Model> Exec<M> {
     /// hid every early run of it from DPOR: `tests/dpor_vs_naive.rs`
     /// `dpor_matches_naive_on_rcu_programs`).
     pub fn finished(&self) -> bool {
-        (0..self.threads())
-            .all(|t| self.pending[t].is_none() || (self.model.is_daemon(t) && !self.enabled(t)))
+        self.finished_with(self.enabled_mask())
+    }
+
+    fn finished_with(&self, enabled: u32) -> bool {
+        (0..self.threads()).all(|t| {
+            self.pending[t].is_none() || (self.model.is_daemon(t) && enabled & (1 << t) == 0)
+        })
     }
 
     /// True if thread `t` is suspended at a blocking operation.

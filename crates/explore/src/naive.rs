@@ -127,9 +127,10 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         let mut preemptions = 0usize;
         let mut violation: Option<Violation> = ex.violation();
         let mut limit = ex.limit();
-        while violation.is_none() && limit.is_none() && !ex.finished() {
+        while violation.is_none() && limit.is_none() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
-                Ok(e) => e,
+                Ok(Some(e)) => e,
+                Ok(None) => break,
                 Err(h) => {
                     h.record(&mut violation, &mut limit);
                     break;

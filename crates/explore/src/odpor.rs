@@ -172,9 +172,10 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         let mut ended_early = false;
         let mut sleep_blocked = false;
         let mut foreign = false;
-        while violation.is_none() && limit.is_none() && !ex.finished() {
+        while violation.is_none() && limit.is_none() {
             let enabled = match ex.next_enabled(depth, cfg.max_steps) {
-                Ok(e) => e,
+                Ok(Some(e)) => e,
+                Ok(None) => break,
                 Err(h) => {
                     h.record(&mut violation, &mut limit);
                     break;

@@ -167,11 +167,9 @@ pub fn run_one_with<M: Model>(
     let mut prev: Option<usize> = None;
     let mut abandoned = false;
     while violation.is_none() && limit.is_none() {
-        if ex.finished() {
-            break;
-        }
         let enabled = match ex.next_enabled(ex.sched.len(), max_steps) {
-            Ok(e) => e,
+            Ok(Some(e)) => e,
+            Ok(None) => break,
             Err(h) => {
                 h.record(&mut violation, &mut limit);
                 break;

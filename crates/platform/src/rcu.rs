@@ -195,6 +195,9 @@ impl<'m> Cpu<'m> {
 
     /// True if some callback's grace period has ended (the explore RCU thread is enabled).
     pub fn rcu_callback_ready(&self) -> bool {
+        if self.m.rcu.count.load(Ordering::SeqCst) == 0 {
+            return false; // nothing queued (the common case, asked every step)
+        }
         self.m
             .rcu
             .pending
