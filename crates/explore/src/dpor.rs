@@ -717,23 +717,24 @@ fn add_backtracks(
     let key = stack[n].key;
     let blocking = stack[n].blocking;
     let mut covered = *prev_clock;
-    // Per thread, how many of its events are not yet examined (from the front of its list).
-    let mut top: [usize; MAX_THREADS] = std::array::from_fn(|u| positions[u].len());
-    top[p] = 0;
-    loop {
-        let mut best: Option<(usize, usize)> = None;
-        for u in 0..MAX_THREADS {
-            if top[u] > covered[u] as usize {
-                let i = positions[u][top[u] - 1] as usize;
-                if best.is_none_or(|(_, b)| i > b) {
-                    best = Some((u, i));
-                }
-            }
+    // Earlier events of other threads, latest first, skipping those in `covered`'s past (which
+    // grows with each dependent one found): below the first uncovered event of every thread
+    // there is nothing left to examine.
+    let floor = |covered: &Vc| {
+        (0..MAX_THREADS)
+            .filter(|&u| u != p)
+            .filter_map(|u| positions[u].get(covered[u] as usize))
+            .min()
+            .map_or(n, |&i| i as usize)
+    };
+    let mut lo = floor(&covered);
+    let mut i = n;
+    while i > lo {
+        i -= 1;
+        let u = stack[i].thread;
+        if u == p || stack[i].clock[u] <= covered[u] {
+            continue;
         }
-        let Some((u, i)) = best else {
-            break;
-        };
-        top[u] -= 1;
         if !stack[i].key.may_depend(&key) || !dependent(&stack[i].ev, &ev) {
             continue;
         }
@@ -743,6 +744,7 @@ fn add_backtracks(
         }
         if !blocking {
             join(&mut covered, &ci);
+            lo = floor(&covered);
         }
     }
 }

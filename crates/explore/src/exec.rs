@@ -460,16 +460,63 @@ impl std::fmt::Display for Site {
     }
 }
 
-/// Coroutine stacks, reused across executions.
+/// What a worker keeps across the executions of a search: coroutine stacks, and the instance
+/// the set-up left, to restore (see [`Model::restore`]).
 #[derive(Default)]
-pub struct StackPool(Vec<DefaultStack>);
+pub struct StackPool {
+    stacks: Vec<DefaultStack>,
+    template: Option<Box<dyn std::any::Any>>,
+}
+
+/// The set-up state of one model, built once: `None` when the model cannot restore it or its
+/// set-up ended the execution (a violation or a tool limit), which every execution then
+/// builds again to report.
+struct Template<M: Model> {
+    model: std::sync::Weak<M>,
+    inst: Option<M::Instance>,
+}
+
+impl StackPool {
+    /// A copy of the model's set-up state on a new backend for `core`, or `None` (build).
+    fn restore<M: Model>(
+        &mut self,
+        model: &Arc<M>,
+        strict: bool,
+        core: &Arc<Core>,
+    ) -> Option<M::Instance> {
+        let same = |t: &Template<M>| t.model.ptr_eq(&Arc::downgrade(model));
+        let held = self
+            .template
+            .as_ref()
+            .and_then(|t| t.downcast_ref::<Template<M>>())
+            .is_some_and(same);
+        if !held {
+            let tcore = Arc::new(Core::new(strict));
+            let inst = model.build(Box::new(CoreHandle(tcore.clone())));
+            let clean = tcore.violation.borrow().is_none() && tcore.limit.borrow().is_none();
+            self.template = Some(Box::new(Template::<M> {
+                model: Arc::downgrade(model),
+                inst: clean.then_some(inst),
+            }));
+        }
+        let t = self.template.as_ref()?.downcast_ref::<Template<M>>()?;
+        model.restore(t.inst.as_ref()?, Box::new(CoreHandle(core.clone())))
+    }
+}
 
 impl<M: Model> Exec<M> {
     /// Build a fresh instance and start every thread up to its first visible operation.
     pub fn new(model: &Arc<M>, pool: &mut StackPool, recording: bool) -> Self {
         let core = Arc::new(Core::new(model.strict()));
         core.recording.set(recording);
-        let inst = Rc::new(model.build(Box::new(CoreHandle(core.clone()))));
+        // A recording run keeps the naming log from the start: it builds.
+        let restored = if recording {
+            None
+        } else {
+            pool.restore(model, model.strict(), &core)
+        };
+        let inst =
+            Rc::new(restored.unwrap_or_else(|| model.build(Box::new(CoreHandle(core.clone())))));
         core.machine.set(model.machine(&inst) as *const Machine);
         let n = model.threads();
         assert!(n <= MAX_THREADS, "at most {MAX_THREADS} threads");
@@ -489,7 +536,7 @@ impl<M: Model> Exec<M> {
         };
         for t in 0..n {
             let stack = pool
-                .0
+                .stacks
                 .pop()
                 .unwrap_or_else(|| DefaultStack::new(256 * 1024).expect("coroutine stack"));
             let (m, inst, core) = (model.clone(), ex.inst.clone(), ex.core.clone());
@@ -875,7 +922,7 @@ impl<M: Model> Exec<M> {
                 if c.started() && !c.done() {
                     c.force_unwind();
                 }
-                pool.0.push(c.into_stack());
+                pool.stacks.push(c.into_stack());
             }
         }
         run_final.then(|| self.model.finish(&self.inst))

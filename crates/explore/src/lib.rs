@@ -45,6 +45,18 @@ pub trait Model: 'static {
     /// operations are not scheduling points and must not block.
     fn build(&self, backend: Box<dyn Backend>) -> Self::Instance;
 
+    /// A copy of `template` (an instance [`Model::build`] made, on which nothing ran) on
+    /// `backend`, the same in every respect as a new `build` would make it: the explorer builds
+    /// one instance per search and restores it for each execution instead of re-running the
+    /// set-up. `None` (the default): not supported, every execution builds.
+    fn restore(
+        &self,
+        _template: &Self::Instance,
+        _backend: Box<dyn Backend>,
+    ) -> Option<Self::Instance> {
+        None
+    }
+
     /// The instance's machine (for traces).
     fn machine<'a>(&self, inst: &'a Self::Instance) -> &'a Machine;
 

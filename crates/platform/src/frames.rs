@@ -278,12 +278,41 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Frame `pfn` of a new arena (pfn 0 reserved).
+    fn unused(pfn: usize) -> Frame {
+        Frame {
+            state: AtomicU64::new(if pfn == 0 {
+                FrameKind::Reserved.encode()
+            } else {
+                0
+            }),
+            words: OnceLock::new(),
+            data: AtomicU64::new(0),
+            ptl: SpinLock::new(Obj::ptl_id(pfn as u32)),
+            page: PageMeta::default(),
+            freed_by: Mutex::new(None),
+        }
+    }
+
+    /// No deposited tables and no free record (a frame never allocated).
+    fn deposit_and_free_record_empty(&self) -> bool {
+        self.page.deposit.lock().is_empty()
+            && self.freed_by.lock().is_none()
+            && self.data.load(Ordering::SeqCst) == 0
+            && self
+                .page
+                .words
+                .iter()
+                .all(|w| w.load(Ordering::SeqCst) == 0)
+    }
+
     fn gen_kind(&self) -> (u32, FrameKind) {
         let s = self.state.load(Ordering::SeqCst);
         ((s >> 16) as u32, FrameKind::decode(s))
     }
 }
 
+#[derive(Clone)]
 struct AllocState {
     used: Vec<u64>,
     cursor: usize,
@@ -351,20 +380,7 @@ pub struct Frames {
 impl Frames {
     pub fn new(nr: usize, entries_per_table: usize) -> Self {
         let nr = nr.max(2);
-        let frames: Box<[Frame]> = (0..nr)
-            .map(|pfn| Frame {
-                state: AtomicU64::new(if pfn == 0 {
-                    FrameKind::Reserved.encode()
-                } else {
-                    0
-                }),
-                words: OnceLock::new(),
-                data: AtomicU64::new(0),
-                ptl: SpinLock::new(Obj::ptl_id(pfn as u32)),
-                page: PageMeta::default(),
-                freed_by: Mutex::new(None),
-            })
-            .collect();
+        let frames: Box<[Frame]> = (0..nr).map(Frame::unused).collect();
         let mut st = AllocState {
             used: vec![0; nr.div_ceil(64)],
             cursor: 1,
@@ -1044,6 +1060,63 @@ impl<'m> Cpu<'m> {
         self.touch(Obj::Lock(Obj::page_lock_id(pfn)));
         self.m.frames.frame(pfn).page.locked.load(Ordering::SeqCst)
             || self.holds_skipped(Obj::page_lock_id(pfn))
+    }
+}
+
+/// A copy for restoring a set-up state (see [`crate::snapshot`]).
+impl crate::Snapshot for Frames {
+    fn snapshot(&self, m: &mut crate::Memo) -> Self {
+        let load = |a: &AtomicU64| AtomicU64::new(a.load(Ordering::SeqCst));
+        let Frames {
+            frames,
+            entries,
+            alloc,
+        } = self;
+        let frames = frames
+            .iter()
+            .enumerate()
+            .map(|(pfn, f)| {
+                if f.state.load(Ordering::SeqCst) == 0 && f.words.get().is_none() {
+                    // Never allocated (a free frame's generation is bumped): nothing was
+                    // written in it, as a new arena's.
+                    debug_assert!(f.deposit_and_free_record_empty());
+                    return Frame::unused(pfn);
+                }
+                let Frame {
+                    state,
+                    words,
+                    data,
+                    ptl,
+                    page,
+                    freed_by,
+                } = f;
+                let PageMeta {
+                    words: page_words,
+                    locked,
+                    deposit,
+                } = page;
+                Frame {
+                    state: load(state),
+                    words: match words.get() {
+                        Some(w) => OnceLock::from(w.iter().map(load).collect::<Box<[_]>>()),
+                        None => OnceLock::new(),
+                    },
+                    data: load(data),
+                    ptl: ptl.snapshot(m),
+                    page: PageMeta {
+                        words: std::array::from_fn(|i| load(&page_words[i])),
+                        locked: AtomicBool::new(locked.load(Ordering::SeqCst)),
+                        deposit: Mutex::new(deposit.lock().clone()),
+                    },
+                    freed_by: Mutex::new(freed_by.lock().snapshot(m)),
+                }
+            })
+            .collect();
+        Frames {
+            frames,
+            entries: *entries,
+            alloc: Mutex::new(alloc.lock().clone()),
+        }
     }
 }
 

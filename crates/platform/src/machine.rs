@@ -176,6 +176,118 @@ impl Machine {
         }
     }
 
+    /// A copy of this machine on `backend`, as it is now (see [`crate::snapshot`]): for
+    /// restoring the state a set-up left. The copy runs the same mutant; the backend is told to
+    /// keep clocks if this machine's set-up asked its own to.
+    pub fn snapshot(&self, backend: Box<dyn Backend>, m: &mut crate::Memo) -> Machine {
+        use crate::Snapshot;
+        let load64 = |a: &AtomicU64| AtomicU64::new(a.load(Ordering::SeqCst));
+        let load32 = |a: &AtomicU32| AtomicU32::new(a.load(Ordering::SeqCst));
+        let loadb = |a: &AtomicBool| AtomicBool::new(a.load(Ordering::SeqCst));
+        let Machine {
+            backend: _,
+            frames,
+            rcu,
+            cpus,
+            config,
+            tlb_flush,
+            next_id,
+            next_slab,
+            next_slab_typesafe,
+            lock_classes,
+            violations,
+            violated,
+            naming,
+            names,
+            entry_text,
+            mutation,
+            memory,
+            wb_id,
+            data_buffered,
+            load_reorder,
+            vma_wait_acquire,
+            entry_hist,
+        } = self;
+        assert_eq!(
+            *naming,
+            backend.naming(),
+            "a copy keeps the naming log or not, as built"
+        );
+        let cpus = cpus
+            .iter()
+            .map(|c| {
+                let CpuState {
+                    irq_ctr,
+                    irq_depth,
+                    rcu_ctr,
+                    rcu_depth,
+                    tlb,
+                    ipi_flush,
+                    loaded_mm,
+                    hw_walk,
+                    alloc_order,
+                    tlb_op,
+                    in_cell,
+                    stack,
+                    skipped,
+                    buffered,
+                    wb,
+                    load_floor,
+                } = c;
+                CpuState {
+                    irq_ctr: load64(irq_ctr),
+                    irq_depth: load32(irq_depth),
+                    rcu_ctr: load64(rcu_ctr),
+                    rcu_depth: load32(rcu_depth),
+                    tlb: Mutex::new(tlb.lock().clone()),
+                    ipi_flush: Mutex::new(ipi_flush.lock().clone()),
+                    loaded_mm: load64(loaded_mm),
+                    hw_walk: load32(hw_walk),
+                    alloc_order: load32(alloc_order),
+                    tlb_op: Mutex::new(*tlb_op.lock()),
+                    in_cell: loadb(in_cell),
+                    stack: Mutex::new(stack.lock().clone()),
+                    skipped: Mutex::new(skipped.lock().clone()),
+                    buffered: loadb(buffered),
+                    wb: Mutex::new(wb.lock().clone()),
+                    load_floor: Mutex::new(*load_floor.lock()),
+                }
+            })
+            .collect();
+        let entry_text = match entry_text.get() {
+            Some(t) => std::sync::OnceLock::from(*t),
+            None => std::sync::OnceLock::new(),
+        };
+        let copy = Machine {
+            frames: frames.snapshot(m),
+            rcu: rcu.snapshot(m),
+            cpus,
+            config: config.clone(),
+            tlb_flush: *tlb_flush,
+            next_id: load64(next_id),
+            next_slab: load64(next_slab),
+            next_slab_typesafe: load64(next_slab_typesafe),
+            lock_classes: Mutex::new(lock_classes.lock().clone()),
+            violations: Mutex::new(violations.lock().clone()),
+            violated: loadb(violated),
+            naming: *naming,
+            names: Mutex::new(names.lock().clone()),
+            entry_text,
+            mutation: mutation.clone(),
+            memory: AtomicU8::new(memory.load(Ordering::SeqCst)),
+            wb_id: load64(wb_id),
+            data_buffered: loadb(data_buffered),
+            load_reorder: loadb(load_reorder),
+            vma_wait_acquire: loadb(vma_wait_acquire),
+            entry_hist: Mutex::new(entry_hist.lock().clone()),
+            backend,
+        };
+        if copy.load_reorder.load(Ordering::Relaxed) {
+            copy.backend.track_clocks();
+        }
+        copy
+    }
+
     /// Run the threads under `model` from now on (after set-up, which stays sequentially
     /// consistent): the CPUs in `buffered` buffer their entry stores, which a flusher thread
     /// (running [`Cpu::store_buffer_flusher`]) commits. `Sc` ends it (final checks run SC).

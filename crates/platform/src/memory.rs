@@ -247,7 +247,7 @@ impl crate::Machine {
 }
 
 /// A CPU's store buffer.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct StoreBuffer {
     /// Stores not yet committed, in program order.
     items: VecDeque<Pending>,

@@ -384,6 +384,34 @@ impl Drop for VmaReadGuard<'_> {
     }
 }
 
+impl crate::Snapshot for MmapLock {
+    fn snapshot(&self, m: &mut crate::Memo) -> Self {
+        let MmapLock { sem, seq_id, seq } = self;
+        MmapLock {
+            sem: sem.snapshot(m),
+            seq_id: *seq_id,
+            seq: AtomicU64::new(seq.load(Ordering::SeqCst)),
+        }
+    }
+}
+
+impl crate::Snapshot for VmaLock {
+    fn snapshot(&self, _: &mut crate::Memo) -> Self {
+        let VmaLock {
+            refcnt_id,
+            seq_id,
+            vm_refcnt,
+            vm_lock_seq,
+        } = self;
+        VmaLock {
+            refcnt_id: *refcnt_id,
+            seq_id: *seq_id,
+            vm_refcnt: AtomicU32::new(vm_refcnt.load(Ordering::SeqCst)),
+            vm_lock_seq: AtomicU64::new(vm_lock_seq.load(Ordering::SeqCst)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,6 +225,17 @@ impl Drop for RwSemWriteGuard<'_> {
     }
 }
 
+impl crate::Snapshot for RwSem {
+    fn snapshot(&self, _: &mut crate::Memo) -> Self {
+        let RwSem { id, state, writer } = self;
+        RwSem {
+            id: *id,
+            state: AtomicU64::new(state.load(Ordering::SeqCst)),
+            writer: AtomicU64::new(writer.load(Ordering::SeqCst)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

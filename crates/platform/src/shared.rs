@@ -21,6 +21,7 @@
 
 use crate::event::{Access, Obj};
 use crate::machine::{Cpu, Machine};
+use crate::snapshot::{Memo, Snapshot};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -244,6 +245,60 @@ impl<T> Ghost<T> {
         f(&self.0.lock())
     }
 }
+
+// Copies for restoring a set-up state (see [`crate::snapshot`]): the same id, the value copied.
+
+impl Snapshot for SharedWord {
+    fn snapshot(&self, _: &mut Memo) -> Self {
+        SharedWord::new(self.id, self.v.load(Ordering::SeqCst))
+    }
+}
+
+impl Snapshot for Counter {
+    fn snapshot(&self, _: &mut Memo) -> Self {
+        Counter::new(self.0.load(Ordering::SeqCst))
+    }
+}
+
+impl<T: Snapshot> Snapshot for Ghost<T> {
+    fn snapshot(&self, m: &mut Memo) -> Self {
+        Ghost::new(self.0.lock().snapshot(m))
+    }
+}
+
+/// The cells of an object that may hold other objects are copied in two parts (see
+/// [`crate::snapshot::SnapshotObj`]): [`CellCopy::empty_copy`] in the shell, then
+/// [`CellCopy::fill_copy`].
+pub trait CellCopy: Sized {
+    /// The same cell with the default value.
+    fn empty_copy(&self) -> Self;
+    /// Set `copy`'s value to a copy of this cell's.
+    fn fill_copy(&self, copy: &Self, m: &mut Memo);
+}
+
+macro_rules! cell_snapshot {
+    ($cell:ident) => {
+        impl<T: Snapshot> Snapshot for $cell<T> {
+            fn snapshot(&self, m: &mut Memo) -> Self {
+                $cell::new(self.id, self.v.lock().snapshot(m))
+            }
+        }
+
+        impl<T: Snapshot + Default> CellCopy for $cell<T> {
+            fn empty_copy(&self) -> Self {
+                $cell::new(self.id, T::default())
+            }
+
+            fn fill_copy(&self, copy: &Self, m: &mut Memo) {
+                let v = self.v.lock().snapshot(m);
+                *copy.v.lock() = v;
+            }
+        }
+    };
+}
+
+cell_snapshot!(Shared);
+cell_snapshot!(Locked);
 
 #[cfg(test)]
 mod tests {

@@ -161,6 +161,31 @@ impl<T> SlabCache<T> {
     }
 }
 
+impl crate::Snapshot for SlabObj {
+    fn snapshot(&self, m: &mut crate::Memo) -> Self {
+        let SlabObj {
+            base,
+            typesafe_by_rcu,
+            freed,
+            freed_by,
+        } = self;
+        SlabObj {
+            base: *base,
+            typesafe_by_rcu: *typesafe_by_rcu,
+            freed: AtomicBool::new(freed.load(Ordering::SeqCst)),
+            freed_by: Mutex::new(freed_by.lock().snapshot(m)),
+        }
+    }
+}
+
+impl<T: crate::Snapshot> crate::Snapshot for SlabCache<T> {
+    fn snapshot(&self, m: &mut crate::Memo) -> Self {
+        SlabCache {
+            free: Mutex::new(self.free.lock().snapshot(m)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

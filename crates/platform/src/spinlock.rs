@@ -140,6 +140,16 @@ impl Drop for SpinGuard<'_> {
     }
 }
 
+impl crate::Snapshot for SpinLock {
+    fn snapshot(&self, _: &mut crate::Memo) -> Self {
+        let SpinLock { id, owner } = self;
+        SpinLock {
+            id: *id,
+            owner: AtomicU32::new(owner.load(Ordering::SeqCst)),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     //! Spinlock unit tests, and the test support the other platform test modules share: a

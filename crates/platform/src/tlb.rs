@@ -65,7 +65,7 @@ pub struct WalkCacheEntry {
 }
 
 /// One CPU's TLB.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Tlb {
     cap: usize,
     leaves: Vec<TlbEntry>,

@@ -1040,6 +1040,39 @@ impl Model for KernelModel {
         }
     }
 
+    fn restore(&self, template: &Instance, backend: Box<dyn Backend>) -> Option<Instance> {
+        use mmcheck_platform::{Memo, Snapshot};
+        let Instance {
+            kernel,
+            mm,
+            seen,
+            children,
+            setup_error,
+            clock,
+            history,
+            hist_bits,
+            initial,
+            initial_lazy,
+            inflight,
+        } = template;
+        let mut m = Memo::default();
+        let copy = Instance {
+            kernel: kernel.snapshot(backend, &mut m),
+            mm: mm.snapshot(&mut m),
+            seen: seen.snapshot(&mut m),
+            children: children.snapshot(&mut m),
+            setup_error: setup_error.clone(),
+            clock: clock.snapshot(&mut m),
+            history: Ghost::new(history.deref(|h| h.clone())),
+            hist_bits: hist_bits.clone(),
+            initial: initial.clone(),
+            initial_lazy: initial_lazy.clone(),
+            inflight: inflight.clone(),
+        };
+        m.finish();
+        Some(copy)
+    }
+
     fn machine<'a>(&self, inst: &'a Instance) -> &'a Machine {
         &inst.kernel.machine
     }

@@ -26,7 +26,7 @@ pub const SWAP_HAS_CACHE: u8 = 0x40;
 const COUNT_MASK: u8 = 0x3f;
 
 /// `swap_map` and the swap cache.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SwapState {
     /// `si->swap_map`.
     pub map: Vec<u8>,

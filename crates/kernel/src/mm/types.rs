@@ -7,6 +7,8 @@
 //! object). Interval trees are vectors kept in `(pgoff, id)` order, which is the traversal order
 //! of the kernel's augmented rbtree for these keys.
 
+mod snapshot;
+
 use crate::Ctx;
 use mmcheck_platform::{
     Counter, FrameRef, Ghost, Locked, Machine, MmapLock, Owner, RwSem, Shared, SharedWord, SlabObj,
@@ -98,7 +100,7 @@ pub struct MmStruct {
 /// them (`flush_tlb_batched_pending`) before it relies on their absence. A page another thread
 /// cleared and is still flushing (its own `flush_tlb_range` or `tlb_finish_mmu` to come, or an
 /// IPI in flight) is that thread's.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TlbOwed {
     /// Per CPU: page ranges cleared by the call running there since its
     /// [`crate::check::tlb_permission_begin`].
