@@ -42,7 +42,11 @@ struct Node {
     ev: Event,
     key: Key,
     clock: Vc,
+    /// Other threads' pending events at this node, as footprints: only those of the threads in
+    /// `known`, computed when the sleep set after the node's step needs them (the sleeping and
+    /// the done threads), each from the node's state, the same in every execution through it.
     pending: [Option<Event>; MAX_THREADS],
+    known: u32,
     enabled: u32,
     backtrack: u32,
     done: u32,
@@ -136,14 +140,6 @@ impl Pool {
             self.queued.fetch_sub(1, Ordering::SeqCst);
         }
         u
-    }
-}
-
-/// How many outcomes a pending event has.
-fn outcomes(ev: Option<Event>) -> u8 {
-    match ev.map(|e| e.obj) {
-        Some(Obj::Choice { n, .. }) => n,
-        _ => 1,
     }
 }
 
@@ -399,10 +395,6 @@ fn search<M: Model>(
             let t = if depth < stack.len() {
                 stack[depth].thread
             } else {
-                let mut pending = [None; MAX_THREADS];
-                for (q, slot) in pending.iter_mut().enumerate().take(ex.threads()) {
-                    *slot = ex.pending_event(q);
-                }
                 let cands = enabled & !sleep_next;
                 if cands == 0 {
                     ended_early = true; // sleep-set blocked: equivalent to an explored execution
@@ -425,7 +417,8 @@ fn search<M: Model>(
                     ev: Event::new(Obj::Alloc, mmcheck_platform::Access::Read),
                     key: Key::of(&Event::new(Obj::Alloc, mmcheck_platform::Access::Read)),
                     clock: [0; MAX_THREADS],
-                    pending,
+                    pending: [None; MAX_THREADS],
+                    known: 0,
                     enabled,
                     backtrack: if depth < split {
                         enabled & !sleep_next
@@ -442,6 +435,19 @@ fn search<M: Model>(
                 });
                 t
             };
+            if depth >= fresh_from {
+                // The node's step is analysed: its sleep set's threads' pending events, and
+                // (a branch switched to here) the outcomes of the thread's step.
+                let n = &mut stack[depth];
+                let mut need = (n.sleep | n.done) & !(1 << t) & !n.known;
+                n.known |= need;
+                while need != 0 {
+                    let q = lowest(need);
+                    need &= need - 1;
+                    n.pending[q] = ex.pending_event(q);
+                }
+                n.alts = ex.alternatives(t);
+            }
             stack[depth].blocking = ex.pending_is_block(t);
             stack[depth].done |= 1 << t;
             let ev = ex.step(crate::exec::decision(t, stack[depth].choice) as usize);
@@ -635,7 +641,7 @@ fn search<M: Model>(
             stack[i].thread = t;
             stack[i].preemptions = pre;
             stack[i].choice = 0;
-            stack[i].alts = outcomes(stack[i].pending[t]);
+            stack[i].alts = 1; // set when the branch runs
             fresh_from = i;
             found = true;
             break;
@@ -686,7 +692,7 @@ fn give(pool: &Pool, stack: &mut [Node], base: usize, pruned: &mut bool, bound: 
         last.thread = t;
         last.preemptions = pre;
         last.choice = 0;
-        last.alts = outcomes(last.pending[t]);
+        last.alts = 1; // set when the unit runs the branch
         let slot = Arc::new(Slot::default());
         stack[i].given.push(slot.clone());
         pool.push(Unit { prefix, slot });

@@ -528,7 +528,7 @@ impl<M: Model> Exec<M> {
             pending: vec![None; n],
             locks: LockTrack::default(),
             steps: 0,
-            sched: Vec::new(),
+            sched: Vec::with_capacity(256),
             detail: Vec::new(),
             reach: (!model.reach().is_empty()).then(crate::reach::Tracker::default),
             fp: None,

@@ -57,6 +57,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                     &mut pool,
                     false,
                     cfg.coverage,
+                    cfg.fingerprint,
                     cfg.max_steps,
                     &mut |ex, enabled, step| {
                         for (i, &c) in changes.iter().enumerate() {
@@ -82,6 +83,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 &mut pool,
                 false,
                 cfg.coverage,
+                cfg.fingerprint,
                 cfg.max_steps,
                 &mut |ex, enabled, _| {
                     let k = enabled.count_ones();

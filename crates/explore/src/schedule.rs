@@ -144,18 +144,21 @@ pub fn run_one<M: Model>(
     max_steps: usize,
     choose: &mut Chooser<'_, M>,
 ) -> Run {
-    run_one_with(model, pool, recording, false, max_steps, choose)
+    run_one_with(model, pool, recording, false, true, max_steps, choose)
 }
 
-/// [`run_one`], recording the sites of the steps in [`Run::coverage`] if `coverage`.
+/// [`run_one`], recording the sites of the steps in [`Run::coverage`] if `coverage`, and the
+/// steps in [`Run::trace`] only if `trace` (the schedule is always kept: it replays the trace).
 pub fn run_one_with<M: Model>(
     model: &Arc<M>,
     pool: &mut StackPool,
     recording: bool,
     coverage: bool,
+    trace: bool,
     max_steps: usize,
     choose: &mut Chooser<'_, M>,
 ) -> Run {
+    let keep_trace = trace;
     let mut ex = Exec::new(model, pool, recording);
     if coverage {
         ex.track_coverage();
@@ -190,16 +193,20 @@ pub fn run_one_with<M: Model>(
             }
         }
         prev = Some(t);
-        let func = ex.func(t);
-        let event = ex.announced(t).expect("step of a finished thread");
-        let dep = ex.step(d);
-        trace.push(Step {
-            thread: t,
-            choice: ex.sched.last().map_or(0, |&d| choice_of(d as usize)),
-            event,
-            dep,
-            func,
-        });
+        if keep_trace {
+            let func = ex.func(t);
+            let event = ex.announced(t).expect("step of a finished thread");
+            let dep = ex.step(d);
+            trace.push(Step {
+                thread: t,
+                choice: ex.sched.last().map_or(0, |&d| choice_of(d as usize)),
+                event,
+                dep,
+                func,
+            });
+        } else {
+            ex.step(d);
+        }
         limit = ex.limit();
         if limit.is_none() && ex.violated() {
             violation = ex.violation();
