@@ -254,42 +254,49 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             let t = stack[depth].thread;
             stack[depth].blocking = ex.pending_is_block(t);
             let ev = ex.step(decision(t, stack[depth].choice) as usize);
-            let prev_clock = thread_clock[t];
-            let mut c = prev_clock;
-            let key = Key::of(&ev);
-            // Latest first, skipping events already in the clock's past (as in `dpor.rs`).
-            for n in stack[..depth].iter().rev() {
-                if n.thread != t
-                    && n.clock[n.thread] > c[n.thread]
-                    && n.key.may_depend(&key)
-                    && dependent(&n.ev, &ev)
-                {
-                    join(&mut c, &n.clock);
-                }
-            }
-            c[t] = prev_clock[t] + 1;
-            thread_clock[t] = c;
-            stack[depth].ev = ev;
-            stack[depth].key = key;
-            stack[depth].clock = c;
-            ex.set_reach_clock(c);
-            if depth >= fresh_from {
-                add_races(&mut stack, depth, &prev_clock, split);
-            }
-            let node = &stack[depth];
-            sleep_next = 0;
-            // Sharded: each prefix of the fully expanded top starts a search of its own.
-            let mut s = if depth < split {
-                0
+            if depth < fresh_from && stack[depth].ev == ev {
+                // Replaying the unchanged prefix (as in `dpor.rs`): the clock is the one the
+                // last execution computed here, and the next node exists.
+                thread_clock[t] = stack[depth].clock;
+                ex.set_reach_clock(stack[depth].clock);
             } else {
-                (node.sleep | node.done) & !(1 << t)
-            };
-            while s != 0 {
-                let q = lowest(s);
-                s &= s - 1;
-                if let Some(pe) = node.pending[q] {
-                    if !dependent(&pe, &ev) {
-                        sleep_next |= 1 << q;
+                let prev_clock = thread_clock[t];
+                let mut c = prev_clock;
+                let key = Key::of(&ev);
+                // Latest first, skipping events already in the clock's past (as in `dpor.rs`).
+                for n in stack[..depth].iter().rev() {
+                    if n.thread != t
+                        && n.clock[n.thread] > c[n.thread]
+                        && n.key.may_depend(&key)
+                        && dependent(&n.ev, &ev)
+                    {
+                        join(&mut c, &n.clock);
+                    }
+                }
+                c[t] = prev_clock[t] + 1;
+                thread_clock[t] = c;
+                stack[depth].ev = ev;
+                stack[depth].key = key;
+                stack[depth].clock = c;
+                ex.set_reach_clock(c);
+                if depth >= fresh_from {
+                    add_races(&mut stack, depth, &prev_clock, split);
+                }
+                let node = &stack[depth];
+                sleep_next = 0;
+                // Sharded: each prefix of the fully expanded top starts a search of its own.
+                let mut s = if depth < split {
+                    0
+                } else {
+                    (node.sleep | node.done) & !(1 << t)
+                };
+                while s != 0 {
+                    let q = lowest(s);
+                    s &= s - 1;
+                    if let Some(pe) = node.pending[q] {
+                        if !dependent(&pe, &ev) {
+                            sleep_next |= 1 << q;
+                        }
                     }
                 }
             }
