@@ -5,7 +5,11 @@
 //!   PTE table) under random, PCT and DPOR: steps/s and executions/s.
 //! - The cost of one explored execution against the same scenario code on the native backend:
 //!   the same `build`, every thread's body in turn on the calling thread, and `finish`, with no
-//!   scheduler, no coroutines and no events.
+//!   scheduler, no coroutines and no events; and the same with each instance restored from one
+//!   built first (`Model::restore`, as the explorer makes them): the model code's own cost per
+//!   execution, so the steps/s no scheduler can beat on this machine.
+//! - DPOR's complete search of the reference scenario takes a fraction of a second, so it is
+//!   repeated for the seconds asked and its rate is of all the runs.
 //! - `--jobs N` within one row: the time to complete DPOR on a mid-size catalogue row
 //!   (`child-exit-vs-rmap-walk`, about 38,300 executions) with one worker and with N, each
 //!   timed [`JOBS_RUNS`] times: the speed-up is of the medians, with the range of the N-worker
@@ -84,12 +88,19 @@ fn cfg(mode: Mode, budget: Option<Duration>, optimal: bool) -> Config {
 }
 
 /// Run every non-daemon thread of fresh native instances in turn for `secs`: (executions,
-/// elapsed).
-fn native_runs(m: &KernelModel, secs: f64) -> (u64, Duration) {
+/// elapsed). With `restore`, each instance is a copy of one built first (as the explorer
+/// makes them), so the time is the threads' and the final checks' only.
+fn native_runs(m: &KernelModel, secs: f64, restore: bool) -> (u64, Duration) {
+    let template = m.build(Box::new(NativeBackend));
     let start = Instant::now();
     let mut n = 0;
     while n == 0 || start.elapsed().as_secs_f64() < secs {
-        let inst = m.build(Box::new(NativeBackend));
+        let inst = match restore {
+            true => m
+                .restore(&template, Box::new(NativeBackend))
+                .expect("the scenario model restores"),
+            false => m.build(Box::new(NativeBackend)),
+        };
         for t in 0..m.threads() {
             if !m.is_daemon(t) {
                 m.run(&inst, t);
@@ -176,6 +187,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     // The memory models' cost on the same scenario (crates/platform/src/memory.rs).
     let mut sc_dpor: Option<(u64, f64)> = None;
     let mut sc_random = None;
+    let mut sc_random_steps_per_exec = 0.0;
     for memory in ["sc", "tso", "lkmm", "lkmm, loads in order"] {
         let mut s = catalogue::reference();
         let (model, loads) = memory
@@ -210,11 +222,12 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         if memory == "sc" {
             sc_dpor = Some((d.executions, dsecs));
             sc_random = Some(steps);
+            sc_random_steps_per_exec = r.steps as f64 / r.executions.max(1) as f64;
         }
     }
 
     // The same scenario code on the native backend, one thread after the other.
-    let (n, el) = native_runs(&m, o.seconds);
+    let (n, el) = native_runs(&m, o.seconds, false);
     let native_us = el.as_secs_f64() * 1e6 / n as f64;
     print!("  native backend, threads in turn: {native_us:.1} µs per execution ({n} executions)");
     match random_exec_us {
@@ -224,6 +237,15 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         ),
         None => println!(),
     }
+    // The floor under any explorer: the scenario's own code, with the set-up restored.
+    let (n, el) = native_runs(&m, o.seconds, true);
+    let floor_us = el.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "  native backend, set-up restored: {floor_us:.1} µs per execution ({n} executions): \
+         {:.2}M steps/s if scheduling cost nothing ({:.1} steps per execution under random)",
+        sc_random_steps_per_exec / floor_us,
+        sc_random_steps_per_exec
+    );
 
     // --jobs within one row.
     let row = parse_scenario("child-exit-vs-rmap-walk.mmt", JOBS_ROW).expect("the jobs row parses");
