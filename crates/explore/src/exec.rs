@@ -90,14 +90,27 @@ pub struct Core {
     fresh: RefCell<Vec<u32>>,
     /// The outcome picked for each thread's pending choice step (see `Cpu::choose`).
     choice: [Cell<u8>; MAX_THREADS],
-    /// Happens-before clocks of the steps, when the model asked for them (weak loads).
-    clocks: RefCell<Option<Clocks>>,
+    /// Happens-before clocks of the steps, computed when asked (see [`Clocks`]).
+    clocks: RefCell<Clocks>,
 }
 
 /// The happens-before clock of every step of the execution (see `Backend::clock`): the same
-/// computation as DPOR's, over the footprints the dependency relation sees.
+/// computation as DPOR's, over the footprints the dependency relation sees. Steps are recorded
+/// as they run and given their clocks only when something asks (weak loads, whose every store
+/// asks; a `Locked` cell's access that another thread's access may race): most executions
+/// never ask, and pay for a push of the footprint per step only.
 #[derive(Default)]
 struct Clocks {
+    /// Steps without a clock yet, in execution order: the thread and the footprint.
+    pending: Vec<(usize, Event)>,
+    /// Per thread, its events so far (with a clock or pending).
+    count: [u32; MAX_THREADS],
+    /// Per thread, the execution's step number of each of its events.
+    steps: [Vec<u32>; MAX_THREADS],
+    /// The execution's steps so far.
+    total: u32,
+    /// Keep the sync clocks of acquiring events (weak loads ask for them, `track_clocks`).
+    with_sync: bool,
     /// Per thread, its events in order: the footprint, its key and its clock.
     events: [Vec<(Event, Key, [u32; MAX_THREADS])>; MAX_THREADS],
     /// Per thread, for each of its acquiring events (see [`acquires`]), the event number and
@@ -119,6 +132,35 @@ fn acquires(a: Access) -> bool {
 }
 
 impl Clocks {
+    /// Thread `t` runs its next event, whose footprint is `ev`.
+    fn record(&mut self, t: usize, ev: Event) {
+        self.pending.push((t, ev));
+        self.count[t] += 1;
+        self.steps[t].push(self.total);
+        self.total += 1;
+    }
+
+    /// The execution's step number of thread `t`'s `k`-th event (from 1).
+    fn step_of(&self, t: usize, k: u32) -> u32 {
+        self.steps[t][k as usize - 1]
+    }
+
+    /// Give every recorded step its clock.
+    fn catch_up(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (t, ev) in pending.drain(..) {
+            self.push(t, ev);
+        }
+        self.pending = pending;
+    }
+
+    /// The clock of thread `t`'s `k`-th event (from 1).
+    fn of(&mut self, t: usize, k: u32) -> Option<[u32; MAX_THREADS]> {
+        self.catch_up();
+        let evs = self.events.get(t)?;
+        evs.get((k as usize).checked_sub(1)?).map(|e| e.2)
+    }
+
     /// Append thread `t`'s next event `ev`, its clock the join of its previous event's and of
     /// the latest dependent event of each other thread not yet in its past.
     fn push(&mut self, t: usize, ev: Event) {
@@ -138,7 +180,7 @@ impl Clocks {
             }
         }
         c[t] = self.events[t].len() as u32 + 1;
-        if acquires(ev.access) {
+        if self.with_sync && acquires(ev.access) {
             // Every other thread's latest dependent event, also one already in the thread's
             // past (a failed trylock before the acquisition saw the same release).
             let mut sync = [0; MAX_THREADS];
@@ -183,12 +225,18 @@ impl Core {
             current: Default::default(),
             fresh: RefCell::new(Vec::new()),
             choice: Default::default(),
-            clocks: RefCell::new(None),
+            // The locking rules of `Locked` cells are checked against them.
+            clocks: RefCell::new(Clocks::default()),
         }
     }
 
     /// Record a strict-mode violation of the running thread.
     fn strict_violation(&self, t: usize, msg: String) {
+        self.report(t, ViolationKind::Unannounced, msg);
+    }
+
+    /// Record a violation of the running thread found by the explorer's own checks.
+    fn report(&self, t: usize, kind: ViolationKind, msg: String) {
         // SAFETY: the machine outlives every execution step (it lives in the instance).
         let stack = unsafe { self.machine.get().as_ref() }
             .map(|m| m.cpu(t).stack())
@@ -196,7 +244,7 @@ impl Core {
         let mut slot = self.violation.borrow_mut();
         if slot.is_none() {
             *slot = Some(Violation {
-                kind: ViolationKind::Unannounced,
+                kind,
                 cpu: Some(t),
                 stack,
                 msg,
@@ -313,28 +361,24 @@ impl Backend for CoreHandle {
     }
 
     fn track_clocks(&self) {
-        self.0
-            .clocks
-            .borrow_mut()
-            .get_or_insert_with(Clocks::default);
+        self.0.clocks.borrow_mut().with_sync = true;
     }
 
     fn clock(&self, thread: usize, k: u32) -> Option<mmcheck_platform::Clock> {
-        let c = self.0.clocks.borrow();
-        let evs = c.as_ref()?.events.get(thread)?;
-        evs.get((k as usize).checked_sub(1)?).map(|e| e.2)
+        self.0.clocks.borrow_mut().of(thread, k)
     }
 
     fn sync_clock(&self, thread: usize, k: u32) -> Option<mmcheck_platform::Clock> {
-        let c = self.0.clocks.borrow();
-        let sync = c.as_ref()?.sync.get(thread)?;
+        let mut c = self.0.clocks.borrow_mut();
+        c.catch_up();
+        let sync = c.sync.get(thread)?;
         sync.iter().rev().find(|s| s.0 == k).map(|s| s.1)
     }
 
     fn events_of(&self, cpu: usize) -> u32 {
-        match (&*self.0.clocks.borrow(), self.0.running.get()) {
-            (Some(c), Some(_)) => c.events.get(cpu).map_or(0, |e| e.len() as u32),
-            _ => 0,
+        match self.0.running.get() {
+            Some(_) => self.0.clocks.borrow().count.get(cpu).copied().unwrap_or(0),
+            None => 0,
         }
     }
 
@@ -366,6 +410,51 @@ impl Backend for CoreHandle {
                 }
             }
         }
+    }
+
+    fn guarded(
+        &self,
+        _cpu: usize,
+        id: u64,
+        label: Option<&'static str>,
+        log: &mmcheck_platform::GuardLog,
+        write: bool,
+        loc: &'static Location<'static>,
+    ) {
+        let c = &self.0;
+        if c.aborting.get() {
+            return;
+        }
+        let Some(t) = c.running.get() else { return };
+        let k = c.clocks.borrow().count[t];
+        let cell = || match label {
+            Some(l) => format!("{l} (announced on {})", c.obj_name(Obj::Var(id))),
+            None => c.obj_name(Obj::Var(id)),
+        };
+        let msg = if k == 0 {
+            format!(
+                "{} accessed at {loc} before the thread's first announced event",
+                cell()
+            )
+        } else {
+            let clock = || {
+                let of = c.clocks.borrow_mut().of(t, k);
+                of.expect("the running step has a clock")
+            };
+            let Err(u) = log.access(t, k, write, clock) else {
+                return;
+            };
+            let step = c.clocks.borrow().step_of(u.thread, u.event);
+            format!(
+                "{} {} at {loc} with no lock ordering it against T{}'s {} at step {step}: a \
+                 lock of the field's rule is missing on one side",
+                cell(),
+                if write { "written" } else { "read" },
+                u.thread,
+                if u.write { "write" } else { "read" },
+            )
+        };
+        c.report(t, ViolationKind::DataRace, msg);
     }
 
     fn allocated(&self, _cpu: usize, pfn: u32, order: u32) {
@@ -726,9 +815,7 @@ impl<M: Model> Exec<M> {
         } else {
             (0, None, Vec::new())
         };
-        if let Some(c) = &mut *self.core.clocks.borrow_mut() {
-            c.push(t, dep_ev);
-        }
+        self.core.clocks.borrow_mut().record(t, dep_ev);
         self.resume(t);
         if ev.access == Access::TryAcquire {
             for (c, l) in self.core.trylocks.borrow_mut().drain(..) {

@@ -63,7 +63,10 @@ fn anon_rmap_reaches(
         .page_peek(head)
         .get(mmcheck_platform::PageField::Mapping)
         >> 1;
-    let Some(vma) = vmas.iter().find(|v| v.contains(addr)) else {
+    let Some(vma) = vmas.iter().find(|v| {
+        let (start, end, _) = v.range_peek(&k.machine);
+        start <= addr && addr < end
+    }) else {
         errs.push((
             ViolationKind::RmapMissed,
             format!(
@@ -74,15 +77,17 @@ fn anon_rmap_reaches(
         return;
     };
     // LOCKING: quiescent, no operation in flight.
-    let linked = vma.anon_vma_chain.read(|c| c.iter().any(|a| a.id == id));
+    let linked = vma
+        .anon_vma_chain
+        .peek(&k.machine, |c| c.iter().any(|a| a.id == id));
     if !linked {
         errs.push((
             ViolationKind::RmapMissed,
             format!(
                 "mm {}: anon folio {head} mapped at {addr:#x} in VMA {:#x}-{:#x}, which is not linked to its anon_vma {id}: rmap walks of the folio miss this mapping",
                 mm.id,
-                vma.start(),
-                vma.end()
+                vma.range_peek(&k.machine).0,
+                vma.range_peek(&k.machine).1
             ),
         ));
     }
@@ -131,7 +136,10 @@ fn uffd_wp_kept(
 ) {
     let pages = mm.uffd_wp_protected.peek(&k.machine, |s| s.clone());
     for addr in pages {
-        let Some(vma) = vmas.iter().find(|v| v.contains(addr)) else {
+        let Some(vma) = vmas.iter().find(|v| {
+            let (start, end, _) = v.range_peek(&k.machine);
+            start <= addr && addr < end
+        }) else {
             continue;
         };
         if !vma

@@ -79,9 +79,12 @@ fn skipping_the_rmap_lock_of_move_ptes_breaks_seed_004() {
     let broken = run(Some("move_ptes:&anon_vma->rwsem"));
     let v = broken.counterexample.expect("a violation").violation;
     assert_eq!(v.kind.to_string(), "rmap-missed", "{v}");
-    // Another caller's site of the same lock class is not this one.
+    // Another caller's site of the same lock class is not this one: without copy_vma's anon_vma
+    // lock the new VMA's range changes unordered with the rmap walker's reads of it, which the
+    // check of lock-protected fields reports (a data race, not move_ptes' missed mapping).
     let other = run(Some("copy_vma:&anon_vma->rwsem"));
-    assert!(other.counterexample.is_none());
+    let v = other.counterexample.expect("a violation").violation;
+    assert_eq!(v.kind.to_string(), "data-race", "{v}");
 }
 
 #[test]

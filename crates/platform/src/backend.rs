@@ -41,6 +41,23 @@ pub trait Backend: Send + Sync {
     #[inline]
     fn touch(&self, _cpu: usize, _obj: Obj, _loc: &'static Location<'static>) {}
 
+    /// `cpu` reads (`write` false) or writes the [`crate::Locked`] cell `id` (`label` names it
+    /// in reports when `id` names something else) at `loc` without
+    /// announcing the read (a write is announced first). The explore backend checks the access
+    /// against the cell's `log` with the running step's happens-before clock and reports an
+    /// unordered pair as a `data-race` violation (every mode). Native: nothing.
+    #[inline]
+    fn guarded(
+        &self,
+        _cpu: usize,
+        _id: u64,
+        _label: Option<&'static str>,
+        _log: &crate::shared::GuardLog,
+        _write: bool,
+        _loc: &'static Location<'static>,
+    ) {
+    }
+
     /// `cpu` allocated the frames `[pfn, pfn + (1 << order))` in the step running now: until a
     /// later step publishes them, nobody else can reach them, so this step may initialise them.
     #[inline]

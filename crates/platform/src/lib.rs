@@ -41,7 +41,7 @@ pub use mutate::{Mutation, SiteInfo, SiteKey, SiteKind};
 pub use naming::{NameRec, Names, Owner};
 pub use rcu::{RcuGuard, RcuWork};
 pub use rwsem::{RwSem, RwSemReadGuard, RwSemWriteGuard};
-pub use shared::{CellCopy, Counter, Ghost, Locked, Shared, SharedWord};
+pub use shared::{CellCopy, Counter, Ghost, GuardLog, Locked, Shared, SharedWord, Unordered};
 pub use slab::{SlabCache, SlabObj};
 pub use snapshot::{Memo, Snapshot, SnapshotObj};
 pub use spinlock::{SpinGuard, SpinLock};

@@ -688,6 +688,21 @@ impl<'m> Cpu<'m> {
         self.m.backend.touch(self.id, obj, Location::caller());
     }
 
+    /// This CPU reads or writes the [`crate::Locked`] cell `id` (named `label` in reports, if
+    /// given) whose access log is `log` (see [`Backend::guarded`]).
+    #[inline]
+    #[track_caller]
+    pub fn guarded(
+        &self,
+        id: u64,
+        label: Option<&'static str>,
+        log: &crate::shared::GuardLog,
+        write: bool,
+    ) {
+        let loc = Location::caller();
+        self.m.backend.guarded(self.id, id, label, log, write, loc);
+    }
+
     /// Block until `ready()`, announcing `ev` (see [`Backend::block`]).
     #[inline]
     pub fn block(&self, obj: Obj, access: Access, ready: &dyn Fn() -> bool) {

@@ -9,7 +9,10 @@
 //! - [`Locked`]: a field whose writers hold every lock of a set exclusively and whose readers hold
 //!   at least one of them (`vm_start`/`vm_end`/`vm_pgoff`: mmap W + VMA W + rmap W to write). The
 //!   lock events order every read against every write, so the reads need no event of their own;
-//!   writes announce one;
+//!   writes announce one. The explorer checks the rule in every explored execution, as a
+//!   happens-before data-race detector would ([`GuardLog`]): a read must come after the cell's
+//!   last write, and a write after every read since the one before, in the happens-before order
+//!   of the announced events; an unordered pair is a `data-race` violation;
 //! - [`Counter`]: a statistic only updated by commutative atomic adds and only read at
 //!   quiescence (`rss`, `nr_ptes`): no step's behaviour depends on it, so its updates need no
 //!   event (reading it inside a step is a strict-mode violation);
@@ -19,6 +22,7 @@
 //! `peek` reads bypass the protocol and are allowed only outside the threads' steps (set-up,
 //! quiescent checks, reports); strict mode reports one made inside a step.
 
+use crate::backend::{Clock, CLOCK_THREADS};
 use crate::event::{Access, Obj};
 use crate::machine::{Cpu, Machine};
 use crate::snapshot::{Memo, Snapshot};
@@ -140,12 +144,16 @@ impl<T> Shared<T> {
 }
 
 /// State protected by a set of locks: writers hold all of them exclusively (and announce the
-/// write), readers hold at least one (and need not announce: see the module doc). The rule is
-/// the caller's to keep; each use states it with `// LOCKING:`.
+/// write), readers hold at least one (and need not announce: see the module doc). Each use states
+/// its rule with `// LOCKING:`; the explorer checks that the lock events order every read after
+/// the last write and every write after the reads before it ([`GuardLog`]).
 #[derive(Debug)]
 pub struct Locked<T> {
     id: u64,
     v: Mutex<T>,
+    log: GuardLog,
+    /// What reports call the field when its id names something else (see [`Locked::labelled`]).
+    label: Option<&'static str>,
 }
 
 impl<T> Locked<T> {
@@ -153,6 +161,17 @@ impl<T> Locked<T> {
         Locked {
             id,
             v: Mutex::new(v),
+            log: GuardLog::default(),
+            label: None,
+        }
+    }
+
+    /// A cell whose writes are announced on `id`, an object that also stands for other state
+    /// (a VMA's range on its mm's maple tree), named `label` in reports.
+    pub fn labelled(id: u64, label: &'static str, v: T) -> Self {
+        Locked {
+            label: Some(label),
+            ..Locked::new(id, v)
         }
     }
 
@@ -160,9 +179,11 @@ impl<T> Locked<T> {
         self.id
     }
 
-    /// A read under one of the protecting locks.
-    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(&self.v.lock())
+    /// A read under one of the protecting locks (checked: see [`GuardLog`]).
+    #[track_caller]
+    pub fn read<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&T) -> R) -> R {
+        cpu.guarded(self.id, self.label, &self.log, false);
+        cpu.in_cell(|| f(&self.v.lock()))
     }
 
     /// An announced read by a CPU that holds none of the protecting locks for write (the
@@ -173,14 +194,102 @@ impl<T> Locked<T> {
     }
 
     /// A write with every protecting lock held exclusively.
+    #[track_caller]
     pub fn write<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&mut T) -> R) -> R {
         cpu.visible(Obj::Var(self.id), Access::Write);
+        cpu.guarded(self.id, self.label, &self.log, true);
         cpu.in_cell(|| f(&mut self.v.lock()))
     }
 
     /// Initialisation before the object is published (no other CPU can reach it yet).
     pub fn init<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         f(&mut self.v.lock())
+    }
+
+    /// Quiescent read (see the module doc).
+    #[track_caller]
+    pub fn peek<R>(&self, m: &Machine, f: impl FnOnce(&T) -> R) -> R {
+        m.peek_check();
+        f(&self.v.lock())
+    }
+
+    /// The value for `Debug` output only: never for a decision of the model.
+    pub fn debug_value<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.v.lock())
+    }
+}
+
+/// What the explorer remembers of a [`Locked`] cell's unannounced accesses in the running
+/// execution: its last write and, per thread, the latest event of that thread that read it
+/// since, each as (thread, event number from 1). Checked against the happens-before clock of
+/// the step making the access, which the explorer computes from the same dependency relation
+/// its reduction uses: if no explored execution has an unordered pair, none has (the pair that
+/// first becomes unordered in an unexplored execution is unordered in an explored one), so
+/// the reads may safely stay out of the dependency relation.
+#[derive(Debug, Default)]
+pub struct GuardLog(Mutex<GuardState>);
+
+#[derive(Debug, Default)]
+struct GuardState {
+    write: Option<(usize, u32)>,
+    reads: [u32; CLOCK_THREADS],
+}
+
+/// An access a [`GuardLog`] check found unordered with the one being made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unordered {
+    pub thread: usize,
+    /// The thread's event number (from 1) whose step made the access.
+    pub event: u32,
+    pub write: bool,
+}
+
+impl GuardLog {
+    /// Thread `t`'s `k`-th event reads (`write` false) or writes the cell: check it against the
+    /// accesses the log holds, then record it. `clock` gives the event's happens-before clock;
+    /// it is asked only when another thread made one of those accesses.
+    pub fn access(
+        &self,
+        t: usize,
+        k: u32,
+        write: bool,
+        clock: impl FnOnce() -> Clock,
+    ) -> Result<(), Unordered> {
+        let mut s = self.0.lock();
+        let other_write = s.write.filter(|&(w, _)| w != t);
+        let other_read = |s: &GuardState| s.reads.iter().enumerate().any(|(u, &a)| u != t && a > 0);
+        let mut r = Ok(());
+        if other_write.is_some() || write && other_read(&s) {
+            let c = clock();
+            if let Some((w, wk)) = other_write.filter(|&(w, wk)| c[w] < wk) {
+                r = Err(Unordered {
+                    thread: w,
+                    event: wk,
+                    write: true,
+                });
+            }
+            if write {
+                let unordered = s
+                    .reads
+                    .iter()
+                    .enumerate()
+                    .find(|&(u, &a)| u != t && a > 0 && c[u] < a);
+                if let Some((u, &a)) = unordered {
+                    r = r.and(Err(Unordered {
+                        thread: u,
+                        event: a,
+                        write: false,
+                    }));
+                }
+            }
+        }
+        if write {
+            s.write = Some((t, k));
+            s.reads = [0; CLOCK_THREADS];
+        } else if let Some(x) = s.reads.get_mut(t) {
+            *x = (*x).max(k);
+        }
+        r
     }
 }
 
@@ -298,7 +407,31 @@ macro_rules! cell_snapshot {
 }
 
 cell_snapshot!(Shared);
-cell_snapshot!(Locked);
+
+// A copy of a Locked starts with an empty access log: the set-up's accesses come before every
+// step.
+impl<T: Snapshot> Snapshot for Locked<T> {
+    fn snapshot(&self, m: &mut Memo) -> Self {
+        Locked {
+            label: self.label,
+            ..Locked::new(self.id, self.v.lock().snapshot(m))
+        }
+    }
+}
+
+impl<T: Snapshot + Default> CellCopy for Locked<T> {
+    fn empty_copy(&self) -> Self {
+        Locked {
+            label: self.label,
+            ..Locked::new(self.id, T::default())
+        }
+    }
+
+    fn fill_copy(&self, copy: &Self, m: &mut Memo) {
+        let v = self.v.lock().snapshot(m);
+        *copy.v.lock() = v;
+    }
+}
 
 #[cfg(test)]
 mod tests {

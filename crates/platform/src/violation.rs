@@ -36,6 +36,11 @@ pub enum ViolationKind {
     /// Strict mode: the model touched shared state its step did not announce (a model bug that
     /// would make the explorer's partial-order reduction unsound), or peeked inside a step.
     Unannounced,
+    /// Two accesses to a lock-protected field ([`crate::Locked`]: `vm_start`, an interval tree)
+    /// that no lock orders: a write without every lock of its rule, or a read without one of
+    /// them. The kernel has a data race there, and the explorer, which does not schedule such
+    /// reads on their own, would not see its outcomes. Checked in every explored execution.
+    DataRace,
 }
 
 impl ViolationKind {
@@ -60,11 +65,12 @@ impl ViolationKind {
             ViolationKind::UninitTable => "uninit-table",
             ViolationKind::UninitData => "uninit-data",
             ViolationKind::Unannounced => "unannounced-access",
+            ViolationKind::DataRace => "data-race",
         }
     }
 
     /// Every kind, for parsing and listing.
-    pub const ALL: [ViolationKind; 18] = [
+    pub const ALL: [ViolationKind; 19] = [
         ViolationKind::UseAfterFree,
         ViolationKind::DoubleFree,
         ViolationKind::RmapMissed,
@@ -83,6 +89,7 @@ impl ViolationKind {
         ViolationKind::UninitTable,
         ViolationKind::UninitData,
         ViolationKind::Unannounced,
+        ViolationKind::DataRace,
     ];
 
     /// Parse a kebab-case name.

@@ -100,7 +100,7 @@ fn backing(cx: Ctx<'_>, mm: &MmStruct, b: Backing) -> Result<MapBacking, mmcheck
             let file = vma.file.clone().ok_or(mmcheck_kernel::Errno::Einval)?;
             MapBacking::File {
                 file,
-                pgoff: vma.linear_page_index(of, cx.geo().page_shift),
+                pgoff: vma.linear_page_index(cx, of),
                 shared: !private,
             }
         }
@@ -495,10 +495,9 @@ impl KernelModel {
                 Ok(())
             }
             Op::PunchHole { addr, pages } => {
-                let ps = cx.geo().page_shift;
                 let target = mm
                     .vma_lookup(cx, addr)
-                    .and_then(|v| v.file.clone().map(|f| (f, v.linear_page_index(addr, ps))));
+                    .and_then(|v| v.file.clone().map(|f| (f, v.linear_page_index(cx, addr))));
                 match target {
                     Some((file, first)) => {
                         mmcheck_kernel::mm::shmem::shmem_punch_hole(
@@ -612,10 +611,9 @@ impl KernelModel {
                 Ok(())
             }
             Op::Truncate { addr } => {
-                let ps = cx.geo().page_shift;
                 let target = mm
                     .vma_lookup(cx, addr)
-                    .and_then(|v| v.file.clone().map(|f| (f, v.linear_page_index(addr, ps))));
+                    .and_then(|v| v.file.clone().map(|f| (f, v.linear_page_index(cx, addr))));
                 match target {
                     Some((file, size)) => {
                         mmcheck_kernel::mm::shmem::shmem_setattr_truncate(cx, &file, size);
@@ -950,11 +948,9 @@ impl Model for KernelModel {
                     uffd_mode(missing, wp),
                 ),
                 SetupOp::Retract { addr } => {
-                    let target = mm.vma_lookup(cx, addr).and_then(|v| {
-                        v.file
-                            .clone()
-                            .map(|f| (f, v.linear_page_index(addr, s.geometry.page_shift)))
-                    });
+                    let target = mm
+                        .vma_lookup(cx, addr)
+                        .and_then(|v| v.file.clone().map(|f| (f, v.linear_page_index(cx, addr))));
                     match target {
                         Some((file, index)) => {
                             mmcheck_kernel::mm::khugepaged_file::collapse_file(cx, &file, index)

@@ -634,7 +634,7 @@ fn expectation_errors() {
         &format!("scenario s\n{BODY}expect violation use-after-fre\n"),
         9,
         18,
-        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, uffd-wp-lost, uninit-table, uninit-data, unannounced-access)",
+        "unknown violation kind 'use-after-fre' (known: use-after-free, double-free, rmap-missed, stale-translation, lost-write, stale-read, assertion, deadlock, lock-order, leak, counter-mismatch, bad-populate, walker-result, tlb-permission, uffd-wp-lost, uninit-table, uninit-data, unannounced-access, data-race)",
     );
     assert_eq!(e.help(), Some("did you mean 'use-after-free'?"));
     check(

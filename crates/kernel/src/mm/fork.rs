@@ -34,9 +34,9 @@ pub fn dup_mmap(cx: Ctx<'_>, old: &MmStruct) -> Result<Arc<MmStruct>, Errno> {
         let tmp = crate::mm::vma::vm_area_alloc(
             cx,
             &new,
-            vma.start(),
-            vma.end(),
-            vma.pgoff(),
+            vma.start(cx),
+            vma.end(cx),
+            vma.pgoff(cx),
             // dup_userfaultfd without UFFD_FEATURE_EVENT_FORK: the child is not registered.
             crate::mm::types::VmFlags(
                 vma.flags(cx).0
@@ -97,9 +97,9 @@ fn copy_page_range_inner(
     src: &Arc<Vma>,
 ) -> Result<(), Errno> {
     let g = cx.geo();
-    let mut addr = src.start();
-    while addr < src.end() {
-        let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(src.end());
+    let mut addr = src.start(cx);
+    while addr < src.end(cx) {
+        let next = ((addr & g.pmd_mask()) + g.pmd_size()).min(src.end(cx));
         if let Some(spmd) = pgtable::pmd_off(cx, src_mm, addr) {
             // copy_pmd_range: a huge PMD that cannot be shared (-EAGAIN) was split; fall
             // through to the PTE copy.
@@ -329,7 +329,7 @@ fn copy_pte_range_locked(
                         cx,
                         new,
                         av,
-                        dst.linear_page_index(a, g.page_shift),
+                        dst.linear_page_index(cx, a),
                         false,
                     );
                     folio::folio_set(cx, new, folio::PG_LRU);

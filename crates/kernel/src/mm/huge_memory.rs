@@ -20,8 +20,8 @@ pub fn thp_vma_allowable(cx: Ctx<'_>, vma: &Vma, addr: u64) -> bool {
         && !vma.is_shared(cx)
         && vma.flags(cx).has(VmFlags::HUGEPAGE)
         && !vma.flags(cx).has(VmFlags::NOHUGEPAGE)
-        && haddr >= vma.start()
-        && haddr + g.pmd_size() <= vma.end()
+        && haddr >= vma.start(cx)
+        && haddr + g.pmd_size() <= vma.end(cx)
 }
 
 /// The huge zero folio, allocated on first use and never freed (`mm_get_huge_zero_folio`).
@@ -135,13 +135,7 @@ pub fn do_huge_pmd_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
         return crate::mm::userfaultfd::handle_userfault(cx, vmf.vma, VmFlags::UFFD_MISSING);
     }
     let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
-    folio::folio_add_new_anon_rmap(
-        cx,
-        f,
-        av,
-        vmf.vma.linear_page_index(haddr, g.page_shift),
-        true,
-    );
+    folio::folio_add_new_anon_rmap(cx, f, av, vmf.vma.linear_page_index(cx, haddr), true);
     folio::folio_set(cx, f, folio::PG_LRU);
     deposit(cx, vmf.pmd, pgtable);
     vmf.mm.add_rss(MM_ANONPAGES, 1 << g.pmd_order());
@@ -247,13 +241,7 @@ fn do_huge_zero_wp_pmd(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
     // fault prepared it).
     let av = vmf.vma.anon_vma(cx).map(|a| a.id).unwrap_or(0);
     let writable = vmf.vma.flags(cx).has(VmFlags::WRITE);
-    folio::folio_add_new_anon_rmap(
-        cx,
-        f,
-        av,
-        vmf.vma.linear_page_index(haddr, g.page_shift),
-        true,
-    );
+    folio::folio_add_new_anon_rmap(cx, f, av, vmf.vma.linear_page_index(cx, haddr), true);
     folio::folio_set(cx, f, folio::PG_LRU);
     vmf.pmd.set(cx, Entry::huge(f.pfn, writable, writable));
     vmf.mm.add_rss(MM_ANONPAGES, 1 << g.pmd_order());

@@ -59,8 +59,8 @@ fn revalidate(cx: Ctx<'_>, mm: &MmStruct, pmd_addr: u64) -> Option<Arc<Vma>> {
     (vma.is_anonymous()
         && !vma.is_shared(cx)
         && vma.anon_vma(cx).is_some()
-        && vma.start() <= pmd_addr
-        && pmd_addr + g.pmd_size() <= vma.end())
+        && vma.start(cx) <= pmd_addr
+        && pmd_addr + g.pmd_size() <= vma.end(cx))
     .then_some(vma)
 }
 
@@ -368,7 +368,7 @@ pub fn collapse_huge_page_by(
         folio::folio_put_refs(cx, i.folio, 1 + i.maps); // the isolation and the old mappings
     }
     folio::folio_mark_uptodate_barrier(cx);
-    let index = vma.linear_page_index(start, ps);
+    let index = vma.linear_page_index(cx, start);
     {
         let _pml = pgtable::pmd_lock(cx, mm, pmd);
         pmd_none_check(cx, pmd, |cx| {

@@ -60,19 +60,19 @@ pub fn retract_page_tables(cx: Ctx<'_>, file: &File, pgoff: u64) {
     } else {
         (Some(file.i_mmap_rwsem.read(cx.cpu)), None)
     };
-    for vma in file.i_mmap_overlapping(pgoff, pgoff + n - 1, ps) {
+    for vma in file.i_mmap_overlapping(cx, pgoff, pgoff + n - 1) {
         // file_backed_vma_is_retractable, first without the locks: no anon_vma, and not
         // registered for uffd-wp (the table may hold PTE markers).
         if vma.anon_vma(cx).is_some() || userfaultfd_wp(cx, &vma) {
             continue;
         }
-        let Some(addr) = vma.address_of(pgoff, ps) else {
+        let Some(addr) = vma.address_of(cx, pgoff) else {
             continue;
         };
-        if addr & !g.pmd_mask() != 0 || addr + g.pmd_size() > vma.end() {
+        if addr & !g.pmd_mask() != 0 || addr + g.pmd_size() > vma.end(cx) {
             continue;
         }
-        let Some(mm) = mm_of(cx, vma.mm_id()) else {
+        let Some(mm) = mm_of(cx, vma.mm_id(cx)) else {
             continue;
         };
         if mm.exiting.read(&cx.cpu) != 0 {
@@ -187,7 +187,7 @@ pub fn khugepaged_scan_file(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Result<(),
         let vma = mm.vma_lookup(cx, addr).ok_or(CollapseFail::VmaCheck)?;
         let file = vma.file.clone().ok_or(CollapseFail::VmaCheck)?;
         crate::mm::shmem::get_file(cx, &file);
-        (file, vma.linear_page_index(addr, cx.geo().page_shift))
+        (file, vma.linear_page_index(cx, addr))
     };
     let r = collapse_file(cx, &file, index);
     crate::mm::shmem::fput(cx, &file);
@@ -301,11 +301,11 @@ pub fn folio_referenced_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> usize {
     let mut referenced = 0;
     crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
         let _f = cx.cpu.enter("folio_referenced_one");
-        let Some(m) = mm_of(cx, vma.mm_id()) else {
+        let Some(m) = mm_of(cx, vma.mm_id(cx)) else {
             return true;
         };
         // The folio's first page may lie before the VMA (split inside the folio): vma_address.
-        let a = a.max(vma.start());
+        let a = a.max(vma.start(cx));
         if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, a, false, false) {
             if pv.entry.young() {
                 referenced += 1;
@@ -347,7 +347,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let Some(file) = vma.file.clone() else {
         return false;
     };
-    if vma.start() > haddr || haddr + g.pmd_size() > vma.end() {
+    if vma.start(cx) > haddr || haddr + g.pmd_size() > vma.end(cx) {
         return false;
     }
     // Keep the table while uffd-wp is in use: it may hold markers (SCAN_PTE_UFFD_WP).
@@ -355,7 +355,7 @@ pub fn collapse_pte_mapped_thp(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
         return false;
     }
     // 2. The folio at the range's index, locked; it must be PMD order.
-    let index = vma.linear_page_index(haddr, ps);
+    let index = vma.linear_page_index(cx, haddr);
     let Some(f) = file.find_get_folio(cx, index) else {
         return false;
     };
@@ -511,15 +511,15 @@ pub fn try_to_unmap_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> bool {
     let mut ubc = TlbUbc::default();
     crate::mm::rmap::rmap_walk(cx, f, crate::mm::rmap::RmapLock::Read, &mut |vma, a| {
         let _f = cx.cpu.enter("try_to_unmap_one");
-        let Some(m) = mm_of(cx, vma.mm_id()) else {
+        let Some(m) = mm_of(cx, vma.mm_id(cx)) else {
             return true;
         };
         for i in 0..nr {
             let addr = a + (i << ps);
-            if addr < vma.start() {
+            if addr < vma.start(cx) {
                 continue;
             }
-            if addr >= vma.end() {
+            if addr >= vma.end(cx) {
                 break;
             }
             if let Some(pv) = crate::mm::rmap::page_vma_mapped_walk(cx, &m, f, addr, false, false) {

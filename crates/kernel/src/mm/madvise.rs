@@ -63,7 +63,7 @@ pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
     let tlb_before = tlb_permission_begin(cx, mm, addr, end);
     if cx.proto().madv_vma_lock {
         if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
-            if end <= l.vma.end() {
+            if end <= l.vma.end(cx) {
                 madvise_dontneed_single_vma(cx, mm, &l.vma, addr, end);
                 drop(l);
                 cx.rcu_quiescent();
@@ -78,11 +78,11 @@ pub fn madvise_dontneed(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
     let mut hole = false;
     let mut acted = Vec::new();
     for v in &vmas {
-        if v.start() > covered {
+        if v.start(cx) > covered {
             hole = true;
         }
-        let s = addr.max(v.start());
-        let e = end.min(v.end());
+        let s = addr.max(v.start(cx));
+        let e = end.min(v.end(cx));
         madvise_dontneed_single_vma(cx, mm, v, s, e);
         acted.push((s, e));
         covered = e;
@@ -130,7 +130,7 @@ fn madvise_walk_vmas(
 ) -> Result<(), Errno> {
     if vma_lock && cx.proto().madv_vma_lock {
         if let Some(l) = lock_vma_under_rcu(cx, mm, addr) {
-            if end <= l.vma.end() {
+            if end <= l.vma.end(cx) {
                 let r = f(&l.vma, addr, end);
                 drop(l);
                 cx.rcu_quiescent();
@@ -144,11 +144,11 @@ fn madvise_walk_vmas(
     let mut hole = false;
     let mut res = Ok(());
     for v in &vmas {
-        if v.start() > covered {
+        if v.start(cx) > covered {
             hole = true;
         }
-        let s = addr.max(v.start());
-        let e = end.min(v.end());
+        let s = addr.max(v.start(cx));
+        let e = end.min(v.end(cx));
         res = f(v, s, e);
         if res.is_err() {
             break;

@@ -99,9 +99,9 @@ impl Scan {
 fn collapse_allowed(cx: Ctx<'_>, vma: &Vma) -> bool {
     let g = cx.geo();
     let pmd = g.pmd_size();
-    let fits = vma.end() >= pmd && {
-        let haddr = (vma.end() - pmd) & g.pmd_mask();
-        haddr >= vma.start() && haddr + pmd <= vma.end()
+    let fits = vma.end(cx) >= pmd && {
+        let haddr = (vma.end(cx) - pmd) & g.pmd_mask();
+        haddr >= vma.start(cx) && haddr + pmd <= vma.end(cx)
     };
     vma.is_anonymous()
         && !vma.is_shared(cx)
@@ -167,9 +167,11 @@ fn madvise_collapse_vma(
             drop(r);
             match v {
                 Some(v)
-                    if collapse_allowed(cx, &v) && v.start() <= addr && addr + pmd <= v.end() =>
+                    if collapse_allowed(cx, &v)
+                        && v.start(cx) <= addr
+                        && addr + pmd <= v.end(cx) =>
                 {
-                    hend = hend.min(v.end() & g.pmd_mask());
+                    hend = hend.min(v.end(cx) & g.pmd_mask());
                 }
                 _ => {
                     last_fail = Scan::Fail;
@@ -222,11 +224,11 @@ pub fn madvise_collapse(
     let mut unmapped = false;
     let mut covered = addr;
     for v in &vmas {
-        if v.start() > covered {
+        if v.start(cx) > covered {
             unmapped = true;
         }
-        let s = covered.max(v.start());
-        let e = end.min(v.end());
+        let s = covered.max(v.start(cx));
+        let e = end.min(v.end(cx));
         madvise_collapse_vma(cx, mm, v, s, e)?;
         covered = e;
     }

@@ -51,7 +51,7 @@ impl Vmf<'_> {
     }
 
     fn pgoff(&self, cx: Ctx<'_>) -> u64 {
-        self.vma.linear_page_index(self.addr, cx.geo().page_shift)
+        self.vma.linear_page_index(cx, self.addr)
     }
 }
 
@@ -380,7 +380,7 @@ pub fn do_anonymous_page(cx: Ctx<'_>, vmf: &Vmf<'_>) -> VmFault {
     // LOCKING: rmap and counters are updated before the PTEs become visible, all under the PTL.
     folio::folio_ref_add(cx, folio, nr as i64 - 1);
     vmf.mm.add_rss(MM_ANONPAGES, nr as i64);
-    let index = vmf.vma.linear_page_index(addr, cx.geo().page_shift);
+    let index = vmf.vma.linear_page_index(cx, addr);
     folio::folio_add_new_anon_rmap(cx, folio, av, index, false);
     folio::folio_set(cx, folio, folio::PG_LRU);
     // set_ptes: one PTE per page, in order.
@@ -404,7 +404,7 @@ fn alloc_anon_folio(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<FrameRef, VmFault> {
     if order > 0 && order < g.pmd_order() {
         let size = 1u64 << (order + g.page_shift);
         let haddr = vmf.addr & !(size - 1);
-        if haddr >= vmf.vma.start() && haddr + size <= vmf.vma.end() {
+        if haddr >= vmf.vma.start(cx) && haddr + size <= vmf.vma.end(cx) {
             let Some(map) = pgtable::pte_offset_map(cx, vmf.pmd) else {
                 return Err(VmFault::Done); // -EAGAIN
             };
@@ -470,8 +470,8 @@ fn do_fault_around(cx: Ctx<'_>, vmf: &Vmf<'_>) -> bool {
     let nr = cx.proto().fault_around_pages;
     let ps = g.page_shift;
     let pte_off = g.index(vmf.addr, 1) as u64;
-    let vma_off = (vmf.addr - vmf.vma.start()) >> ps;
-    let vma_pages = (vmf.vma.end() - vmf.vma.start()) >> ps;
+    let vma_off = (vmf.addr - vmf.vma.start(cx)) >> ps;
+    let vma_pages = (vmf.vma.end(cx) - vmf.vma.start(cx)) >> ps;
     let from = (pte_off - pte_off.min(vma_off)).max(pte_off / nr * nr);
     let to = (from + nr)
         .min(g.entries() as u64)
@@ -901,7 +901,7 @@ pub fn lock_vma_under_rcu<'a>(
     drop(rcu);
     // "Check if the vma we locked is the right one": it may have shrunk, or been freed and
     // reused for another range, between the walk and vma_start_read.
-    if cx.proto().lvur_range_check && !cx.cpu.recheck("vma_range", locked.vma.contains(addr)) {
+    if cx.proto().lvur_range_check && !cx.cpu.recheck("vma_range", locked.vma.contains(cx, addr)) {
         return None;
     }
     Some(locked)

@@ -47,14 +47,14 @@ pub fn try_to_migrate_flags(
     let nr = folio::folio_nr_pages(cx, src);
     rmap_walk(cx, src, lock, &mut |vma, addr| {
         let _f = cx.cpu.enter("try_to_migrate_one");
-        let Some(mm) = mm_of(cx, vma.mm_id()) else {
+        let Some(mm) = mm_of(cx, vma.mm_id(cx)) else {
             return true;
         };
         if split_pmd {
             // split_huge_pmd_address: `__split_huge_pmd` takes the PMD lock before it looks at
             // the PMD (a NUMA-hinting `change_huge_pmd` may have it invalidated for a moment).
             // vma_address: the folio's first page may lie before the VMA (split inside it).
-            let at = addr.max(vma.start());
+            let at = addr.max(vma.start(cx));
             if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, &mm, at) {
                 crate::mm::huge_memory::__split_huge_pmd_freeze(
                     cx,
@@ -73,7 +73,7 @@ pub fn try_to_migrate_flags(
                 &mm,
                 vma,
                 src,
-                addr.max(vma.start()),
+                addr.max(vma.start(cx)),
                 false,
                 split_pmd,
             ) {
@@ -89,7 +89,7 @@ pub fn try_to_migrate_flags(
         }
         for i in 0..nr {
             let a = addr + (i << ps);
-            if a < vma.start() || a >= vma.end() {
+            if a < vma.start(cx) || a >= vma.end(cx) {
                 continue;
             }
             let Some(pv) = page_vma_mapped_walk(cx, &mm, src, a, split_pmd, false) else {
@@ -142,12 +142,12 @@ pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, l
     let nr = folio::folio_nr_pages(cx, src);
     rmap_walk(cx, src, lock, &mut |vma, addr| {
         let _f = cx.cpu.enter("remove_migration_pte");
-        let Some(mm) = mm_of(cx, vma.mm_id()) else {
+        let Some(mm) = mm_of(cx, vma.mm_id(cx)) else {
             return true;
         };
         if nr > 1 {
             // vma_address: the folio's first page may lie before the VMA (split inside it).
-            match page_vma_mapped_walk_pmd(cx, &mm, vma, src, addr.max(vma.start()), true, true) {
+            match page_vma_mapped_walk_pmd(cx, &mm, vma, src, addr.max(vma.start(cx)), true, true) {
                 PmdWalk::Pmd { ptl, pmd, entry } => {
                     crate::mm::huge_memory::remove_migration_pmd(cx, pmd, entry, dst);
                     drop(ptl);
@@ -159,7 +159,7 @@ pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, l
         }
         for i in 0..nr {
             let a = addr + (i << ps);
-            if a < vma.start() || a >= vma.end() {
+            if a < vma.start(cx) || a >= vma.end(cx) {
                 continue;
             }
             let Some(pv) = page_vma_mapped_walk(cx, &mm, src, a, true, true) else {

@@ -91,16 +91,24 @@ pub fn do_mprotect(
         }
         // mprotect_fixup → vma_modify_flags: split at the range's edges.
         let mut v = v;
-        if v.start() < start {
+        if v.start(cx) < start {
             v = crate::mm::vma::__split_vma(cx, mm, &w, &v, start);
         }
-        if v.end() > end {
+        if v.end(cx) > end {
             crate::mm::vma::__split_vma(cx, mm, &w, &v, end);
         }
         w.vma_start_write(&v.lock);
         v.set_flags(cx, new);
         if !write {
-            change_protection(cx, &mut tlb, mm, &v, v.start(), v.end(), NewProt::ReadOnly);
+            change_protection(
+                cx,
+                &mut tlb,
+                mm,
+                &v,
+                v.start(cx),
+                v.end(cx),
+                NewProt::ReadOnly,
+            );
         }
     }
     tlb.finish(cx);
@@ -119,7 +127,7 @@ pub fn task_numa_work(cx: Ctx<'_>, mm: &MmStruct, start: u64, end: u64) -> u64 {
     let r = mm.mmap_lock.read_lock(cx.cpu);
     let mut pages = 0;
     for vma in mm.vmas_in(cx, start, end) {
-        let (s, e) = (start.max(vma.start()), end.min(vma.end()));
+        let (s, e) = (start.max(vma.start(cx)), end.min(vma.end(cx)));
         pages += change_prot_numa(cx, mm, &vma, s, e);
     }
     drop(r);

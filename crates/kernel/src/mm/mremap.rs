@@ -33,7 +33,7 @@ fn copy_vma(
 ) -> (Arc<Vma>, bool) {
     let _f = cx.cpu.enter("copy_vma");
     let ps = cx.geo().page_shift;
-    let mut pgoff = vma.pgoff();
+    let mut pgoff = vma.pgoff(cx);
     if vma.is_anonymous() && vma.anon_vma(cx).is_none() {
         pgoff = new_addr >> ps;
     }
@@ -43,18 +43,18 @@ fn copy_vma(
         _ => true,
     };
     let prev = prev.filter(|p| {
-        p.end() == new_addr
+        p.end(cx) == new_addr
             && p.flags(cx) == vma.flags(cx)
             && p.file.as_ref().map(|f| f.id) == vma.file.as_ref().map(|f| f.id)
             && compat(p)
-            && p.pgoff() + ((p.end() - p.start()) >> ps) == pgoff
+            && p.pgoff(cx) + ((p.end(cx) - p.start(cx)) >> ps) == pgoff
     });
     let next = next.filter(|n| {
-        n.start() == new_addr + len
+        n.start(cx) == new_addr + len
             && n.flags(cx) == vma.flags(cx)
             && n.file.as_ref().map(|f| f.id) == vma.file.as_ref().map(|f| f.id)
             && compat(n)
-            && pgoff + (len >> ps) == n.pgoff()
+            && pgoff + (len >> ps) == n.pgoff(cx)
     });
     let next = next.filter(|n| match &prev {
         Some(p) => match (p.anon_vma(cx), n.anon_vma(cx)) {
@@ -79,21 +79,21 @@ fn copy_vma(
         let mut end = new_addr + len;
         if let Some(n) = &next {
             w.vma_start_write(&n.lock);
-            mm.tree_remove(cx, n.start());
+            mm.tree_remove(cx, n.start(cx));
             w.vma_mark_detached(&n.lock);
             for a in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
                 a.tree_remove(cx, n);
             }
-            end = n.end();
+            end = n.end(cx);
         }
-        p.set_range(cx, p.start(), end, p.pgoff());
+        p.set_range(cx, p.start(cx), end, p.pgoff(cx));
         drop(g);
         // vma_complete frees the VMA merged away. The model's merge leaves a file VMA in i_mmap
         // (see docs/fidelity.md), so only an anonymous one is freed.
         if let Some(n) = next.as_ref().filter(|n| n.is_anonymous()) {
             crate::mm::vma::vm_area_free(cx, n);
         }
-        let need = p.pgoff() <= vma.pgoff();
+        let need = p.pgoff(cx) <= vma.pgoff(cx);
         return (p, need);
     }
     if let Some(n) = next {
@@ -103,17 +103,17 @@ fn copy_vma(
         }
         let av = n.anon_vma(cx);
         let g = av.as_ref().map(|a| a.lock().write(cx.cpu));
-        mm.tree_remove(cx, n.start());
-        for a in n.anon_vma_chain.read(|c| c.clone()).iter() {
+        mm.tree_remove(cx, n.start(cx));
+        for a in n.anon_vma_chain.read(&cx.cpu, |c| c.clone()).iter() {
             a.tree_remove(cx, &n);
         }
-        n.set_range(cx, new_addr, n.end(), pgoff);
-        for a in n.anon_vma_chain.read(|c| c.clone()).iter() {
+        n.set_range(cx, new_addr, n.end(cx), pgoff);
+        for a in n.anon_vma_chain.read(&cx.cpu, |c| c.clone()).iter() {
             a.tree_insert(cx, n.clone());
         }
         mm.tree_insert(cx, n.clone());
         drop(g);
-        let need = n.pgoff() <= vma.pgoff();
+        let need = n.pgoff(cx) <= vma.pgoff(cx);
         return (n, need);
     }
     if let Some(f) = &vma.file {
@@ -308,7 +308,10 @@ fn can_realign_addr(
         return false;
     }
     let can_align_down = |vma: &Vma, addr: u64| {
-        vma.start() == addr && mm.vmas_in(cx, addr & g.pmd_mask(), vma.start()).is_empty()
+        vma.start(cx) == addr
+            && mm
+                .vmas_in(cx, addr & g.pmd_mask(), vma.start(cx))
+                .is_empty()
     };
     can_align_down(old, old_addr) && can_align_down(new, new_addr)
 }
@@ -451,19 +454,19 @@ pub fn do_mremap_flags(
     let tlb_before = crate::check::tlb_permission_begin(cx, mm, old_addr, old_end);
     let w = mm.mmap_lock.write_lock(cx.cpu);
     let vma = mm.vma_lookup(cx, old_addr).ok_or(Errno::Einval)?;
-    if vma.end() < old_end {
+    if vma.end(cx) < old_end {
         return Err(Errno::Einval);
     }
     if !mm.vmas_in(cx, new_addr, new_end).is_empty() {
         return Err(Errno::Eexist);
     }
     // Make [old_addr, old_end) exactly one VMA.
-    let vma = if vma.start() < old_addr {
+    let vma = if vma.start(cx) < old_addr {
         __split_vma(cx, mm, &w, &vma, old_addr)
     } else {
         vma
     };
-    if vma.end() > old_end {
+    if vma.end(cx) > old_end {
         __split_vma(cx, mm, &w, &vma, old_end);
     }
     w.vma_start_write(&vma.lock);
@@ -483,7 +486,7 @@ pub fn do_mremap_flags(
         // move_vma: the old VMA stays mapped, without its pages; the anon_vma links of the old
         // VMA are no longer needed once its page tables moved (it is exactly the old range).
         let _m = cx.cpu.enter("move_vma");
-        if !Arc::ptr_eq(&new_vma, &vma) && vma.start() == old_addr && vma.end() == old_end {
+        if !Arc::ptr_eq(&new_vma, &vma) && vma.start(cx) == old_addr && vma.end(cx) == old_end {
             crate::mm::rmap::unlink_anon_vmas(cx, &vma);
         }
         drop(w);

@@ -377,14 +377,14 @@ pub fn folio_at(cx: Ctx<'_>, mm: &MmStruct, addr: u64) -> Option<u32> {
     let (file, idx) = match crate::mm::memory::lock_vma_under_rcu(cx, mm, addr) {
         Some(l) => (
             l.vma.file.clone().filter(|_| l.vma.is_shared(cx)),
-            l.vma.linear_page_index(addr, cx.geo().page_shift),
+            l.vma.linear_page_index(cx, addr),
         ),
         None => {
             let _r = mm.mmap_lock.read_lock(cx.cpu);
             let vma = mm.vma_lookup(cx, addr)?;
             (
                 vma.file.clone().filter(|_| vma.is_shared(cx)),
-                vma.linear_page_index(addr, cx.geo().page_shift),
+                vma.linear_page_index(cx, addr),
             )
         }
     };

@@ -27,10 +27,10 @@ fn anon_vma_compatible(cx: Ctx<'_>, a: &Vma, b: &Vma) -> bool {
     use crate::mm::types::VmFlags;
     let ps = cx.geo().page_shift;
     let access = VmFlags::READ | VmFlags::WRITE;
-    a.end() == b.start()
+    a.end(cx) == b.start(cx)
         && a.file.as_ref().map(|f| f.id) == b.file.as_ref().map(|f| f.id)
         && (a.flags(cx).0 ^ b.flags(cx).0) & !access == 0
-        && b.pgoff() == a.pgoff() + ((b.start() - a.start()) >> ps)
+        && b.pgoff(cx) == a.pgoff(cx) + ((b.start(cx) - a.start(cx)) >> ps)
 }
 
 /// `reusable_anon_vma(old, a, b)`: `old`'s anon_vma, if `a` and `b` are compatible and `old` is
@@ -50,7 +50,7 @@ fn reusable_anon_vma(cx: Ctx<'_>, old: &Vma, a: &Vma, b: &Vma) -> Option<Arc<Ano
 /// two needs no anon_vma change.
 pub fn find_mergeable_anon_vma(cx: Ctx<'_>, mm: &MmStruct, vma: &Vma) -> Option<Arc<AnonVma>> {
     let _f = cx.cpu.enter("find_mergeable_anon_vma");
-    let (prev, next) = mm.neighbours(cx, vma.start(), vma.end());
+    let (prev, next) = mm.neighbours(cx, vma.start(cx), vma.end(cx));
     if let Some(n) = next {
         if let Some(av) = reusable_anon_vma(cx, &n, vma, &n) {
             return Some(av);
@@ -93,7 +93,7 @@ pub fn anon_vma_prepare(cx: Ctx<'_>, mm: &MmStruct, vma: &Arc<Vma>) -> Result<Ar
 
 /// `anon_vma_clone`: link `dst` into every anon_vma `src` is linked into.
 pub fn anon_vma_clone(cx: Ctx<'_>, dst: &Arc<Vma>, src: &Vma) {
-    let chain = src.anon_vma_chain.read(|c| c.clone());
+    let chain = src.anon_vma_chain.read(&cx.cpu, |c| c.clone());
     for av in chain {
         let w = av.lock().write(cx.cpu);
         av.tree_insert(cx, dst.clone());
@@ -180,7 +180,6 @@ pub fn rmap_walk(
     let mapping = pm.get(mmcheck_platform::PageField::Mapping);
     let index = pm.get(mmcheck_platform::PageField::Index);
     let nr = crate::mm::folio::folio_nr_pages(cx, folio);
-    let ps = cx.geo().page_shift;
     if mapping & 1 == 1 {
         let id = mapping >> 1;
         let av =
@@ -190,9 +189,9 @@ pub fn rmap_walk(
         let _f = cx.cpu.enter("rmap_walk_anon");
         let g = (lock == RmapLock::Read).then(|| av.lock().read(cx.cpu));
         // The tree is read under the lock, one VMA at a time (interval-tree order).
-        let vmas = av.tree_overlapping(index, index + nr - 1, ps);
+        let vmas = av.tree_overlapping(cx, index, index + nr - 1);
         for vma in vmas {
-            let Some(addr) = vma.folio_address(index, nr, ps) else {
+            let Some(addr) = vma.folio_address(cx, index, nr) else {
                 continue;
             };
             if !rmap_one(&vma, addr) {
@@ -213,8 +212,8 @@ pub fn rmap_walk(
             "rmap_walk_file: folio not locked",
         );
         let g = (lock == RmapLock::Read).then(|| file.i_mmap_rwsem.read(cx.cpu));
-        for vma in file.i_mmap_overlapping(index, index + nr - 1, ps) {
-            let Some(addr) = vma.folio_address(index, nr, ps) else {
+        for vma in file.i_mmap_overlapping(cx, index, index + nr - 1) {
+            let Some(addr) = vma.folio_address(cx, index, nr) else {
                 continue;
             };
             if !rmap_one(&vma, addr) {
@@ -355,7 +354,7 @@ pub fn page_vma_mapped_walk_pmd<'a>(
         let g = cx.geo();
         let suitable = {
             let h = addr & g.pmd_mask();
-            h >= vma.start() && h + g.pmd_size() <= vma.end()
+            h >= vma.start(cx) && h + g.pmd_size() <= vma.end(cx)
         };
         if sync && suitable && u64::from(nr) >= g.pmd_size() >> g.page_shift {
             drop(pgtable::pmd_lock(cx, mm, pmd));

@@ -71,7 +71,7 @@ pub fn shmem_fault(cx: Ctx<'_>, vmf: &Vmf<'_>) -> Result<FrameRef, VmFault> {
         .file
         .as_ref()
         .expect("shmem_fault on an anonymous VMA");
-    let index = vmf.vma.linear_page_index(vmf.addr, cx.geo().page_shift);
+    let index = vmf.vma.linear_page_index(cx, vmf.addr);
     // shmem_get_folio_gfp: no folio cached and the VMA registered for missing faults.
     if crate::mm::userfaultfd::userfaultfd_missing(cx, vmf.vma)
         && file.find_get_folio(cx, index).is_none()
@@ -91,15 +91,15 @@ pub fn unmap_mapping_range(cx: Ctx<'_>, file: &File, first: u64, last: u64, even
     let _f = cx.cpu.enter("unmap_mapping_range");
     let ps = cx.geo().page_shift;
     let r = file.i_mmap_rwsem.read(cx.cpu);
-    for vma in file.i_mmap_overlapping(first, last, ps) {
-        let Some(mm) = cx.k.mm_by_id(vma.mm_id()) else {
+    for vma in file.i_mmap_overlapping(cx, first, last) {
+        let Some(mm) = cx.k.mm_by_id(vma.mm_id(cx)) else {
             continue;
         };
-        let vpg = vma.pgoff();
+        let vpg = vma.pgoff(cx);
         let s = first.max(vpg);
-        let e = (last + 1).min(vpg + ((vma.end() - vma.start()) >> ps));
-        let start = vma.start() + ((s - vpg) << ps);
-        let end = vma.start() + ((e - vpg) << ps);
+        let e = (last + 1).min(vpg + ((vma.end(cx) - vma.start(cx)) >> ps));
+        let start = vma.start(cx) + ((s - vpg) << ps);
+        let end = vma.start(cx) + ((e - vpg) << ps);
         zap_page_range_single(
             cx,
             &mm,

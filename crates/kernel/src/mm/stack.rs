@@ -67,7 +67,7 @@ pub fn lock_mm_and_find_vma<'a>(
     let _f = write_lock.then(|| cx.cpu.enter("lock_mm_and_find_vma"));
     let r = mm.mmap_lock.read_lock(cx.cpu);
     let vma = mm.find_vma(cx, addr)?;
-    if vma.start() <= addr {
+    if vma.start(cx) <= addr {
         return Some((r, vma));
     }
     if !vma.flags(cx).has(VmFlags::GROWSDOWN) {
@@ -88,7 +88,7 @@ pub fn lock_mm_and_find_vma<'a>(
     } else {
         vma // trust the VMA found under the dropped read lock
     };
-    if vma.start() > addr {
+    if vma.start(cx) > addr {
         if !vma.flags(cx).has(VmFlags::GROWSDOWN) {
             return None;
         }
@@ -126,13 +126,13 @@ pub fn expand_downwards(
     let ps = cx.geo().page_size();
     let address = addr & !(ps - 1);
     // Enforce stack_guard_gap against the VMA below (vma_prev).
-    let (prev, _) = mm.neighbours(cx, vma.start(), vma.end());
+    let (prev, _) = mm.neighbours(cx, vma.start(cx), vma.end(cx));
     if let Some(p) = prev {
         let f = p.flags(cx);
         let accessible = f.has(VmFlags::READ) || f.has(VmFlags::WRITE);
         if !f.has(VmFlags::GROWSDOWN)
             && accessible
-            && address.saturating_sub(p.end()) < STACK_GUARD_GAP_PAGES * ps
+            && address.saturating_sub(p.end(cx)) < STACK_GUARD_GAP_PAGES * ps
         {
             return Err(Errno::Enomem);
         }
@@ -146,7 +146,7 @@ pub fn expand_downwards(
     let g = av.lock().write(cx.cpu);
     let mut res = Ok(());
     // "Somebody else might have raced and expanded it already."
-    let (start, end, pgoff) = (vma.start(), vma.end(), vma.pgoff());
+    let (start, end, pgoff) = (vma.start(cx), vma.end(cx), vma.pgoff(cx));
     if cx.cpu.recheck("vm_start", address < start) {
         // Unsigned, as in the kernel: only a mutant without the recheck wraps (and gets ENOMEM).
         let grow = start.wrapping_sub(address) >> cx.geo().page_shift;
@@ -154,7 +154,7 @@ pub fn expand_downwards(
             // LOCKING: page_table_lock guards against concurrent expansions of VMAs that do not
             // share this anon_vma (under the mmap read lock, before 6.5).
             let ptl = mm.page_table_lock.lock(cx.cpu);
-            let chain = vma.anon_vma_chain.read(|c| c.clone());
+            let chain = vma.anon_vma_chain.read(&cx.cpu, |c| c.clone());
             for a in &chain {
                 a.tree_remove(cx, vma); // anon_vma_interval_tree_pre_update_vma
             }

@@ -38,8 +38,7 @@ pub fn do_swap_page(cx: Ctx<'_>, vmf: &Vmf<'_>, orig: Entry) -> VmFault {
         return VmFault::Sigbus;
     }
     let off = orig.swp_offset();
-    let ps = cx.geo().page_shift;
-    let index = vmf.vma.linear_page_index(vmf.addr, ps);
+    let index = vmf.vma.linear_page_index(cx, vmf.addr);
     let Some(av) = vmf.vma.anon_vma(cx) else {
         cx.cpu.warn_on(
             true,

@@ -189,7 +189,7 @@ impl MmStruct {
         // of the range (changed only under mmap W, with a tree store).
         self.tree.read(&cx.cpu, |t| {
             if let Some((_, v)) = t.range(..=addr).next_back() {
-                if v.end() > addr {
+                if v.end(cx) > addr {
                     return Some(v.clone());
                 }
             }
@@ -199,7 +199,7 @@ impl MmStruct {
 
     /// `vma_lookup`: the VMA containing `addr`.
     pub fn vma_lookup(&self, cx: Ctx<'_>, addr: u64) -> Option<Arc<Vma>> {
-        self.find_vma(cx, addr).filter(|v| v.start() <= addr)
+        self.find_vma(cx, addr).filter(|v| v.start(cx) <= addr)
     }
 
     /// VMAs overlapping `[start, end)`, in address order.
@@ -208,12 +208,12 @@ impl MmStruct {
             let first = t
                 .range(..=start)
                 .next_back()
-                .filter(|(_, v)| v.end() > start)
+                .filter(|(_, v)| v.end(cx) > start)
                 .map(|(k, _)| *k);
             let from = first.unwrap_or(start);
             t.range(from..end)
                 .map(|(_, v)| v.clone())
-                .filter(|v| v.end() > start)
+                .filter(|v| v.end(cx) > start)
                 .collect()
         })
     }
@@ -230,7 +230,7 @@ impl MmStruct {
                 .range(..start)
                 .next_back()
                 .map(|(_, v)| v.clone())
-                .filter(|v| v.end() <= start);
+                .filter(|v| v.end(cx) <= start);
             let next = t.range(end..).next().map(|(_, v)| v.clone());
             (prev, next)
         })
@@ -249,7 +249,7 @@ impl MmStruct {
 
     /// `mas_store` of a VMA (mmap write lock held).
     pub(crate) fn tree_insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
-        self.tree.write(&cx.cpu, |t| t.insert(vma.start(), vma));
+        self.tree.write(&cx.cpu, |t| t.insert(vma.start(cx), vma));
     }
 
     /// Remove a VMA from the tree by its start (mmap write lock held).
@@ -330,14 +330,8 @@ pub struct Vma {
 
 impl std::fmt::Debug for Vma {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "vma#{}[{:#x}-{:#x} pgoff {:#x}]",
-            self.id,
-            self.start(),
-            self.end(),
-            self.pgoff()
-        )
+        let r = self.range.debug_value(|r| *r);
+        write!(f, "vma#{}[{:#x}-{:#x} pgoff {:#x}]", self.id, r.0, r.1, r.2)
     }
 }
 
@@ -361,7 +355,11 @@ impl Vma {
             tree_id: Locked::new(field(7, "vm_mm.mm_mt"), mm.tree.id()),
             // The maple tree holds each VMA's range: a range change is a store to the tree, and a
             // lookup reads the ranges in the tree's step.
-            range: Locked::new(mm.tree.id(), (start, end, pgoff)),
+            range: Locked::labelled(
+                mm.tree.id(),
+                "vm_start/vm_end/vm_pgoff",
+                (start, end, pgoff),
+            ),
             vm_flags: SharedWord::new(field(1, "vm_flags"), flags.0),
             file,
             anon_vma: Shared::new(field(2, "anon_vma"), None),
@@ -395,8 +393,15 @@ impl Vma {
     }
 
     /// `vma->vm_mm` (its id) by a holder of the VMA or of a lock that keeps it alive.
-    pub fn mm_id(&self) -> u64 {
-        self.vm_mm.read(|v| *v)
+    #[track_caller]
+    pub fn mm_id(&self, cx: Ctx<'_>) -> u64 {
+        self.vm_mm.read(&cx.cpu, |v| *v)
+    }
+
+    /// `vma->vm_mm` at quiescence.
+    #[track_caller]
+    pub fn mm_id_peek(&self, m: &Machine) -> u64 {
+        self.vm_mm.peek(m, |v| *v)
     }
 
     /// `vma->vm_mm` read by a CPU that may hold a stale pointer (`vma_start_read` under RCU): an
@@ -407,17 +412,34 @@ impl Vma {
         v
     }
 
-    /// `vm_start` (see `range` for the locking rule).
-    pub fn start(&self) -> u64 {
-        self.range.read(|r| r.0)
+    /// `vm_start` (see `range` for the locking rule, which strict mode checks).
+    #[track_caller]
+    pub fn start(&self, cx: Ctx<'_>) -> u64 {
+        self.range.read(&cx.cpu, |r| r.0)
     }
 
-    pub fn end(&self) -> u64 {
-        self.range.read(|r| r.1)
+    /// `vm_end`.
+    #[track_caller]
+    pub fn end(&self, cx: Ctx<'_>) -> u64 {
+        self.range.read(&cx.cpu, |r| r.1)
     }
 
-    pub fn pgoff(&self) -> u64 {
-        self.range.read(|r| r.2)
+    /// `vm_pgoff`.
+    #[track_caller]
+    pub fn pgoff(&self, cx: Ctx<'_>) -> u64 {
+        self.range.read(&cx.cpu, |r| r.2)
+    }
+
+    /// `vm_start`, `vm_end`, `vm_pgoff` in one read.
+    #[track_caller]
+    pub fn range(&self, cx: Ctx<'_>) -> (u64, u64, u64) {
+        self.range.read(&cx.cpu, |r| *r)
+    }
+
+    /// `vm_start`, `vm_end`, `vm_pgoff` at quiescence (set-up, checks, reports).
+    #[track_caller]
+    pub fn range_peek(&self, m: &Machine) -> (u64, u64, u64) {
+        self.range.peek(m, |r| *r)
     }
 
     /// `vm_flags` (an announced read).
@@ -443,11 +465,12 @@ impl Vma {
     }
 
     /// Change `vm_start`/`vm_end`/`vm_pgoff`: mmap W + VMA W + rmap W held by the caller.
+    #[track_caller]
     pub(crate) fn set_range(&self, cx: Ctx<'_>, start: u64, end: u64, pgoff: u64) {
         cx.k.machine.name_owner(self.id, Owner::Vma { start, end });
         // A reused object's range is announced on the tree of the mm it was first built for;
         // announce the current one too, which lookups read.
-        let tree = self.tree_id.read(|t| *t);
+        let tree = self.tree_id.read(&cx.cpu, |t| *t);
         if tree != self.range.id() {
             cx.cpu.visible(
                 mmcheck_platform::Obj::Var(tree),
@@ -467,13 +490,17 @@ impl Vma {
         self.flags(cx).has(VmFlags::SHARED)
     }
 
-    pub fn contains(&self, addr: u64) -> bool {
-        self.start() <= addr && addr < self.end()
+    #[track_caller]
+    pub fn contains(&self, cx: Ctx<'_>, addr: u64) -> bool {
+        let (start, end, _) = self.range(cx);
+        start <= addr && addr < end
     }
 
     /// The linear page index of `addr` (`linear_page_index`).
-    pub fn linear_page_index(&self, addr: u64, page_shift: u32) -> u64 {
-        (addr.wrapping_sub(self.start()) >> page_shift).wrapping_add(self.pgoff())
+    #[track_caller]
+    pub fn linear_page_index(&self, cx: Ctx<'_>, addr: u64) -> u64 {
+        let (start, _, pgoff) = self.range(cx);
+        (addr.wrapping_sub(start) >> cx.geo().page_shift).wrapping_add(pgoff)
     }
 
     /// `vma_address`: where page index `pgoff` is mapped, if inside the VMA.
@@ -482,21 +509,24 @@ impl Vma {
     /// outside, before `vm_start`: the VMA was split inside the folio), else `None`. The kernel's
     /// `vma_address` returns `vm_start` then; the model's callers walk the folio's pages from
     /// its first and skip those outside the VMA.
-    pub fn folio_address(&self, pgoff: u64, nr: u64, page_shift: u32) -> Option<u64> {
-        let first = self.pgoff();
-        let pages = (self.end() - self.start()) >> page_shift;
+    #[track_caller]
+    pub fn folio_address(&self, cx: Ctx<'_>, pgoff: u64, nr: u64) -> Option<u64> {
+        let page_shift = cx.geo().page_shift;
+        let (start, end, first) = self.range(cx);
+        let pages = (end - start) >> page_shift;
         if pgoff + nr <= first || pgoff >= first + pages {
             return None;
         }
-        let a = self.start() as i128 + ((pgoff as i128 - first as i128) << page_shift);
+        let a = start as i128 + ((pgoff as i128 - first as i128) << page_shift);
         u64::try_from(a).ok()
     }
 
-    pub fn address_of(&self, pgoff: u64, page_shift: u32) -> Option<u64> {
-        let first = self.pgoff();
-        let pages = (self.end() - self.start()) >> page_shift;
-        (pgoff >= first && pgoff < first + pages)
-            .then(|| self.start() + ((pgoff - first) << page_shift))
+    #[track_caller]
+    pub fn address_of(&self, cx: Ctx<'_>, pgoff: u64) -> Option<u64> {
+        let page_shift = cx.geo().page_shift;
+        let (start, end, first) = self.range(cx);
+        let pages = (end - start) >> page_shift;
+        (pgoff >= first && pgoff < first + pages).then(|| start + ((pgoff - first) << page_shift))
     }
 
     /// `READ_ONCE(vma->anon_vma)` (announced).
@@ -559,17 +589,20 @@ impl AnonVma {
         }
     }
 
+    #[track_caller]
     pub(crate) fn tree_insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
         self.tree.insert(cx, vma);
     }
 
+    #[track_caller]
     pub(crate) fn tree_remove(&self, cx: Ctx<'_>, vma: &Vma) {
         self.tree.remove(cx, vma);
     }
 
     /// VMAs whose page range overlaps `[first, last]`, in tree order.
-    pub fn tree_overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
-        self.tree.overlapping(first, last, page_shift)
+    #[track_caller]
+    pub fn tree_overlapping(&self, cx: Ctx<'_>, first: u64, last: u64) -> Vec<Arc<Vma>> {
+        self.tree.overlapping(cx, first, last)
     }
 }
 
@@ -703,17 +736,20 @@ impl File {
             .peek(m, |p| p.iter().map(|(i, f)| (*i, *f)).collect())
     }
 
+    #[track_caller]
     pub(crate) fn i_mmap_insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
         self.i_mmap.insert(cx, vma);
     }
 
+    #[track_caller]
     pub(crate) fn i_mmap_remove(&self, cx: Ctx<'_>, vma: &Vma) {
         self.i_mmap.remove(cx, vma);
     }
 
     /// VMAs mapping some page in `[first, last]`, in tree order.
-    pub fn i_mmap_overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
-        self.i_mmap.overlapping(first, last, page_shift)
+    #[track_caller]
+    pub fn i_mmap_overlapping(&self, cx: Ctx<'_>, first: u64, last: u64) -> Vec<Arc<Vma>> {
+        self.i_mmap.overlapping(cx, first, last)
     }
 }
 
@@ -733,29 +769,33 @@ impl VmaIntervalTree {
         }
     }
 
+    #[track_caller]
     pub fn insert(&self, cx: Ctx<'_>, vma: Arc<Vma>) {
         // vma_interval_tree_insert: ordered by vm_pgoff, a node with an equal key goes to the
         // right of the ones already there (insertion order, which mremap's copy_vma relies on:
         // a new VMA is walked after the one it is copied from). Not the object's id: a reused
         // (SLAB_TYPESAFE_BY_RCU) object keeps its old id.
         self.vmas.write(&cx.cpu, |t| {
-            let key = vma.pgoff();
-            let at = t.partition_point(|v| v.pgoff() <= key);
+            let key = vma.pgoff(cx);
+            let at = t.partition_point(|v| v.pgoff(cx) <= key);
             t.insert(at, vma);
         })
     }
 
+    #[track_caller]
     pub fn remove(&self, cx: Ctx<'_>, vma: &Vma) {
         self.vmas.write(&cx.cpu, |t| t.retain(|v| v.id != vma.id));
     }
 
     /// VMAs whose page range overlaps `[first, last]`, in tree order.
-    pub fn overlapping(&self, first: u64, last: u64, page_shift: u32) -> Vec<Arc<Vma>> {
-        self.vmas.read(|t| {
+    #[track_caller]
+    pub fn overlapping(&self, cx: Ctx<'_>, first: u64, last: u64) -> Vec<Arc<Vma>> {
+        let page_shift = cx.geo().page_shift;
+        self.vmas.read(&cx.cpu, |t| {
             t.iter()
                 .filter(|v| {
-                    let s = v.pgoff();
-                    let e = s + ((v.end() - v.start()) >> page_shift);
+                    let (start, end, s) = v.range(cx);
+                    let e = s + ((end - start) >> page_shift);
                     s <= last && first < e
                 })
                 .cloned()

@@ -78,10 +78,10 @@ pub fn userfaultfd_register(
     // The range must be covered without holes.
     let mut at = start;
     for v in &vmas {
-        if v.start() > at {
+        if v.start(cx) > at {
             return Err(Errno::Einval);
         }
-        at = v.end();
+        at = v.end(cx);
     }
     if vmas.is_empty() || at < end {
         return Err(Errno::Einval);
@@ -93,10 +93,10 @@ pub fn userfaultfd_register(
             continue;
         }
         let mut v = v;
-        if v.start() < start {
+        if v.start(cx) < start {
             v = crate::mm::vma::__split_vma(cx, mm, &w, &v, start);
         }
-        if v.end() > end {
+        if v.end(cx) > end {
             crate::mm::vma::__split_vma(cx, mm, &w, &v, end);
         }
         // userfaultfd_set_ctx: vma_start_write, then vm_flags_reset.
@@ -164,7 +164,7 @@ pub fn mfill_atomic_copy(cx: Ctx<'_>, mm: &MmStruct, dst: u64, value: u64) -> Re
     let l = uffd_mfill_lock(cx, mm, dst)?;
     let vma = &l.vma;
     // The range is inside the VMA and the VMA belongs to this context.
-    if !vma.contains(dst) || !userfaultfd_armed(cx, vma) {
+    if !vma.contains(cx, dst) || !userfaultfd_armed(cx, vma) {
         return Err(Errno::Enoent);
     }
     if vma.is_shared(cx) {
@@ -239,7 +239,7 @@ fn mfill_atomic_pte_copy(
     };
     // mfill_file_over_size: a private file mapping past EOF.
     if let Some(file) = &vma.file {
-        if vma.linear_page_index(dst, g.page_shift) >= file.size_pages.read(&cx.cpu) {
+        if vma.linear_page_index(cx, dst) >= file.size_pages.read(&cx.cpu) {
             drop(pl);
             folio::folio_put(cx, folio);
             return Err(Errno::Efault);
@@ -252,13 +252,7 @@ fn mfill_atomic_pte_copy(
         return Err(Errno::Eexist);
     }
     let av = vma.anon_vma(cx).map(|a| a.id).unwrap_or(0);
-    folio::folio_add_new_anon_rmap(
-        cx,
-        folio,
-        av,
-        vma.linear_page_index(dst, g.page_shift),
-        false,
-    );
+    folio::folio_add_new_anon_rmap(cx, folio, av, vma.linear_page_index(cx, dst), false);
     folio::folio_set(cx, folio, folio::PG_LRU);
     mm.add_rss(MM_ANONPAGES, 1);
     pte.set(cx, entry);
@@ -285,16 +279,16 @@ pub fn mwriteprotect_range(
     let vmas = mm.vmas_in(cx, start, end);
     let mut at = start;
     for v in &vmas {
-        if v.start() > at || !userfaultfd_wp(cx, v) {
+        if v.start(cx) > at || !userfaultfd_wp(cx, v) {
             return Err(Errno::Enoent);
         }
-        at = v.end();
+        at = v.end(cx);
     }
     if vmas.is_empty() || at < end {
         return Err(Errno::Enoent);
     }
     for v in &vmas {
-        let (s, e) = (start.max(v.start()), end.min(v.end()));
+        let (s, e) = (start.max(v.start(cx)), end.min(v.end(cx)));
         uffd_wp_range(cx, mm, v, s, e, enable_wp);
     }
     drop(r);
@@ -374,17 +368,17 @@ pub fn userfaultfd_unregister(
         if !old.has(VmFlags::UFFD_MISSING | VmFlags::UFFD_WP) {
             continue;
         }
-        let (s, e) = (start.max(v.start()), end.min(v.end()));
+        let (s, e) = (start.max(v.start(cx)), end.min(v.end(cx)));
         let _c = cx.cpu.enter("userfaultfd_clear_vma");
         // Reset the PTEs of the range if it was write-protected.
         if userfaultfd_wp(cx, &v) {
             uffd_wp_range(cx, mm, &v, s, e, false);
         }
         let mut v = v;
-        if v.start() < s {
+        if v.start(cx) < s {
             v = crate::mm::vma::__split_vma(cx, mm, &w, &v, s);
         }
-        if v.end() > e {
+        if v.end(cx) > e {
             crate::mm::vma::__split_vma(cx, mm, &w, &v, e);
         }
         w.vma_start_write(&v.lock);

@@ -70,7 +70,7 @@ fn uffd_move_lock<'a>(
     let _f = cx.cpu.enter("uffd_move_lock");
     let dst = uffd_lock_vma(cx, mm, dst_start)?;
     // The source in the destination VMA: never lock the same VMA twice.
-    if dst.vma.contains(src_start) {
+    if dst.vma.contains(cx, src_start) {
         return Ok(MoveLocks { src: None, dst });
     }
     if cx.proto().uffd_per_vma_lock() {
@@ -84,7 +84,7 @@ fn uffd_move_lock<'a>(
     drop(dst);
     let r = mm.mmap_lock.read_lock(cx.cpu);
     let dvma = find_vma_and_prepare_anon(cx, mm, dst_start)?;
-    let svma = if dvma.contains(src_start) {
+    let svma = if dvma.contains(cx, src_start) {
         None
     } else {
         Some(mm.vma_lookup(cx, src_start).ok_or(Errno::Enoent)?)
@@ -178,10 +178,10 @@ pub fn move_pages(
     let locks = uffd_move_lock(cx, mm, dst_start, src_start)?;
     // down_read(&ctx->map_changing_lock); mmap_changing is never raised (no event features).
     let (dst_vma, src_vma) = (locks.dst.vma.clone(), locks.src_vma().clone());
-    if src_vma.is_shared(cx) || src_start + len > src_vma.end() {
+    if src_vma.is_shared(cx) || src_start + len > src_vma.end(cx) {
         return Err(Errno::Einval);
     }
-    if dst_vma.is_shared(cx) || dst_start + len > dst_vma.end() {
+    if dst_vma.is_shared(cx) || dst_start + len > dst_vma.end(cx) {
         return Err(Errno::Einval);
     }
     validate_move_areas(cx, &src_vma, &dst_vma)?;
@@ -342,10 +342,7 @@ fn folio_move_anon_rmap(cx: Ctx<'_>, f: FrameRef, dst_vma: &Vma, dst_addr: u64) 
     if let Some(av) = av {
         pm.set(PageField::Mapping, folio::mapping_anon(av.id));
     }
-    pm.set(
-        PageField::Index,
-        dst_vma.linear_page_index(dst_addr, cx.geo().page_shift),
-    );
+    pm.set(PageField::Index, dst_vma.linear_page_index(cx, dst_addr));
 }
 
 /// One pass of `move_pages_pte` ends in a result, a retry, or the need to sleep on the

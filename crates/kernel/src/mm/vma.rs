@@ -134,9 +134,9 @@ fn vma_merge_new_anon(
     let (prev, next) = mm.neighbours(cx, addr, end);
     let ok = |v: &Arc<Vma>| v.is_anonymous() && v.flags(cx).0 == flags;
     let prev = prev.filter(|p| {
-        ok(p) && p.end() == addr && p.pgoff() + ((addr - p.start()) >> ps) == addr >> ps
+        ok(p) && p.end(cx) == addr && p.pgoff(cx) + ((addr - p.start(cx)) >> ps) == addr >> ps
     });
-    let next = next.filter(|n| ok(n) && n.start() == end && n.pgoff() == end >> ps);
+    let next = next.filter(|n| ok(n) && n.start(cx) == end && n.pgoff(cx) == end >> ps);
     let av_compat = |a: &Arc<Vma>, b: &Arc<Vma>| match (a.anon_vma(cx), b.anon_vma(cx)) {
         (Some(x), Some(y)) => x.id == y.id,
         _ => true,
@@ -153,12 +153,12 @@ fn vma_merge_new_anon(
             }
             let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
             let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
-            mm.tree_remove(cx, n.start());
+            mm.tree_remove(cx, n.start(cx));
             w.vma_mark_detached(&n.lock);
             for av in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
                 av.tree_remove(cx, &n);
             }
-            p.set_range(cx, p.start(), n.end(), p.pgoff());
+            p.set_range(cx, p.start(cx), n.end(cx), p.pgoff(cx));
             drop(guards);
             // vma_complete: the VMA merged away is freed (remove_vma) under the write lock.
             vm_area_free(cx, &n);
@@ -168,7 +168,7 @@ fn vma_merge_new_anon(
             w.vma_start_write(&p.lock);
             let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
             let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
-            p.set_range(cx, p.start(), end, p.pgoff());
+            p.set_range(cx, p.start(cx), end, p.pgoff(cx));
             drop(guards);
             true
         }
@@ -176,12 +176,12 @@ fn vma_merge_new_anon(
             w.vma_start_write(&n.lock);
             let locks: Vec<_> = n.anon_vma(cx).into_iter().collect();
             let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
-            mm.tree_remove(cx, n.start());
-            for av in n.anon_vma_chain.read(|c| c.clone()).iter() {
+            mm.tree_remove(cx, n.start(cx));
+            for av in n.anon_vma_chain.read(&cx.cpu, |c| c.clone()).iter() {
                 av.tree_remove(cx, &n);
             }
-            n.set_range(cx, addr, n.end(), addr >> ps);
-            for av in n.anon_vma_chain.read(|c| c.clone()).iter() {
+            n.set_range(cx, addr, n.end(cx), addr >> ps);
+            for av in n.anon_vma_chain.read(&cx.cpu, |c| c.clone()).iter() {
                 av.tree_insert(cx, n.clone());
             }
             mm.tree_insert(cx, n.clone());
@@ -211,11 +211,11 @@ pub fn vma_merge_modified(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, ad
                 (Some(x), Some(y)) => x.id == y.id,
                 _ => true,
             };
-            p.end() == n.start()
+            p.end(cx) == n.start(cx)
                 && same_backing
                 && p.flags(cx).0 == n.flags(cx).0
                 && compat
-                && p.pgoff() + ((p.end() - p.start()) >> ps) == n.pgoff()
+                && p.pgoff(cx) + ((p.end(cx) - p.start(cx)) >> ps) == n.pgoff(cx)
         };
         let Some(pair) = all.windows(2).find(|pair| mergeable(&pair[0], &pair[1])) else {
             break;
@@ -229,7 +229,7 @@ pub fn vma_merge_modified(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, ad
         let im = p.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
         let locks: Vec<_> = p.anon_vma(cx).into_iter().collect();
         let guards: Vec<_> = locks.iter().map(|a| a.lock().write(cx.cpu)).collect();
-        mm.tree_remove(cx, n.start());
+        mm.tree_remove(cx, n.start(cx));
         w.vma_mark_detached(&n.lock);
         for av in n.anon_vma_chain.write(&cx.cpu, std::mem::take) {
             av.tree_remove(cx, n);
@@ -237,7 +237,7 @@ pub fn vma_merge_modified(cx: Ctx<'_>, mm: &MmStruct, w: &MmapWriteGuard<'_>, ad
         if let Some(f) = &n.file {
             f.i_mmap_remove(cx, n);
         }
-        p.set_range(cx, p.start(), n.end(), p.pgoff());
+        p.set_range(cx, p.start(cx), n.end(cx), p.pgoff(cx));
         drop(guards);
         drop(im);
         remove_vma(cx, n);
@@ -258,7 +258,7 @@ pub fn __split_vma(
     {
         let g = cx.geo();
         let lo = addr & g.pmd_mask();
-        if addr != lo && lo >= vma.start() && lo + g.pmd_size() <= vma.end() {
+        if addr != lo && lo >= vma.start(cx) && lo + g.pmd_size() <= vma.end(cx) {
             if let Some(pmd) = crate::mm::pgtable::pmd_off(cx, mm, addr) {
                 let v = pmd.get(cx);
                 if v.pmd_trans_huge() || v.is_migration() {
@@ -267,7 +267,7 @@ pub fn __split_vma(
             }
         }
     }
-    let pgoff = vma.pgoff() + ((addr - vma.start()) >> ps);
+    let pgoff = vma.pgoff(cx) + ((addr - vma.start(cx)) >> ps);
     if let Some(f) = &vma.file {
         get_file(cx, f);
     }
@@ -275,7 +275,7 @@ pub fn __split_vma(
         cx,
         mm,
         addr,
-        vma.end(),
+        vma.end(cx),
         pgoff,
         vma.flags(cx),
         vma.file.clone(),
@@ -285,7 +285,7 @@ pub fn __split_vma(
     let im = vma.file.as_ref().map(|f| f.i_mmap_rwsem.write(cx.cpu));
     let av = vma.anon_vma(cx);
     let ag = av.as_ref().map(|a| a.lock().write(cx.cpu));
-    vma.set_range(cx, vma.start(), addr, vma.pgoff());
+    vma.set_range(cx, vma.start(cx), addr, vma.pgoff(cx));
     if let Some(f) = &vma.file {
         f.i_mmap_insert(cx, new.clone());
     }
@@ -375,27 +375,27 @@ pub fn do_vmi_munmap<'a>(
     if vmas.is_empty() {
         return Vec::new();
     }
-    if vmas[0].start() < addr {
+    if vmas[0].start(cx) < addr {
         __split_vma(cx, mm, &w, &vmas[0], addr);
     }
     if let Some(last) = mm.vmas_in(cx, addr, end).last().cloned() {
-        if last.end() > end {
+        if last.end(cx) > end {
             __split_vma(cx, mm, &w, &last, end);
         }
     }
     let detached = mm.vmas_in(cx, addr, end);
     let ranges = detached
         .iter()
-        .map(|v| (v.start().max(addr), v.end().min(end)))
+        .map(|v| (v.start(cx).max(addr), v.end(cx).min(end)))
         .collect();
     for v in &detached {
         w.vma_start_write(&v.lock);
-        mm.tree_remove(cx, v.start());
+        mm.tree_remove(cx, v.start(cx));
         w.vma_mark_detached(&v.lock);
     }
     let (prev, next) = mm.neighbours(cx, addr, end);
-    let floor = prev.map_or(0, |p| p.end());
-    let ceiling = next.as_ref().map_or(0, |n| n.start());
+    let floor = prev.map_or(0, |p| p.end(cx));
+    let ceiling = next.as_ref().map_or(0, |n| n.start(cx));
     let mut tlb = MmuGather::new(cx, mm, false);
     // LOCKING: while stacks grew under the mmap read lock (before 6.5), munmap kept the write
     // lock when the next VMA is VM_GROWSDOWN: an expansion into the range would otherwise fault
@@ -438,7 +438,7 @@ pub fn exit_mmap(cx: Ctx<'_>, mm: &MmStruct) {
     free_pgtables(cx, &mut tlb, &vmas, 0, 0, Some(&w));
     tlb.finish(cx);
     for v in &vmas {
-        mm.tree_remove(cx, v.start());
+        mm.tree_remove(cx, v.start(cx));
         w.vma_mark_detached(&v.lock);
     }
     drop(w);
@@ -470,10 +470,10 @@ pub fn madvise_hugepage(cx: Ctx<'_>, mm: &MmStruct, addr: u64, len: u64) -> Resu
             continue;
         }
         let mut v = v;
-        if v.start() < addr {
+        if v.start(cx) < addr {
             v = __split_vma(cx, mm, &w, &v, addr);
         }
-        if v.end() > end {
+        if v.end(cx) > end {
             __split_vma(cx, mm, &w, &v, end);
         }
         w.vma_start_write(&v.lock);

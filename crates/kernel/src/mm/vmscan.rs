@@ -280,17 +280,17 @@ pub fn try_to_unmap(cx: Ctx<'_>, f: FrameRef, ubc: &mut TlbUbc) {
 fn try_to_unmap_one(cx: Ctx<'_>, f: FrameRef, vma: &Arc<Vma>, addr: u64, ubc: &mut TlbUbc) -> bool {
     let _f = cx.cpu.enter("try_to_unmap_one");
     let ps = cx.geo().page_shift;
-    let Some(mm) = cx.k.mm_by_id(vma.mm_id()) else {
+    let Some(mm) = cx.k.mm_by_id(vma.mm_id(cx)) else {
         return true;
     };
     let nr = folio::folio_nr_pages(cx, f);
     let anon = folio::folio_test_anon(cx, f);
     for i in 0..nr {
         let a = addr + (i << ps);
-        if a < vma.start() {
+        if a < vma.start(cx) {
             continue;
         }
-        if a >= vma.end() {
+        if a >= vma.end(cx) {
             break;
         }
         let Some(pv) = page_vma_mapped_walk(cx, &mm, f, a, false, false) else {

@@ -350,8 +350,8 @@ fn try_to_free_pte(cx: Ctx<'_>, mm: &MmStruct, pmd: EntryPtr, out: &mut Entry) -
 pub fn unmap_vmas(cx: Ctx<'_>, tlb: &mut MmuGather<'_>, vmas: &[Arc<Vma>], start: u64, end: u64) {
     let _f = cx.cpu.enter("unmap_vmas");
     for vma in vmas {
-        let s = start.max(vma.start());
-        let e = end.min(vma.end());
+        let s = start.max(vma.start(cx));
+        let e = end.min(vma.end(cx));
         if s < e {
             unmap_page_range(
                 cx,
@@ -405,14 +405,14 @@ pub fn free_pgtables(
     };
     let mut i = 0;
     while i < vmas.len() {
-        let addr = vmas[i].start();
+        let addr = vmas[i].start(cx);
         unlink(&vmas[i]);
-        while i + 1 < vmas.len() && vmas[i + 1].start() <= vmas[i].end() + pmd_size {
+        while i + 1 < vmas.len() && vmas[i + 1].start(cx) <= vmas[i].end(cx) + pmd_size {
             i += 1;
             unlink(&vmas[i]);
         }
-        let next_start = vmas.get(i + 1).map_or(ceiling, |v| v.start());
-        free_pgd_range(cx, tlb, addr, vmas[i].end(), floor, next_start);
+        let next_start = vmas.get(i + 1).map_or(ceiling, |v| v.start(cx));
+        free_pgd_range(cx, tlb, addr, vmas[i].end(cx), floor, next_start);
         i += 1;
     }
 }
