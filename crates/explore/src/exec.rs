@@ -145,6 +145,17 @@ impl Clocks {
         self.steps[t][k as usize - 1]
     }
 
+    /// Forget the execution, keeping the allocations.
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.count = [0; MAX_THREADS];
+        self.steps.iter_mut().for_each(Vec::clear);
+        self.total = 0;
+        self.events.iter_mut().for_each(Vec::clear);
+        self.sync.iter_mut().for_each(Vec::clear);
+        self.with_sync = false;
+    }
+
     /// Give every recorded step its clock.
     fn catch_up(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
@@ -549,12 +560,14 @@ impl std::fmt::Display for Site {
     }
 }
 
-/// What a worker keeps across the executions of a search: coroutine stacks, and the instance
-/// the set-up left, to restore (see [`Model::restore`]).
+/// What a worker keeps across the executions of a search: coroutine stacks, the instance the
+/// set-up left, to restore (see [`Model::restore`]), and the clock tables, emptied (their
+/// allocations kept: no step of the next execution grows them from nothing).
 #[derive(Default)]
 pub struct StackPool {
     stacks: Vec<DefaultStack>,
     template: Option<Box<dyn std::any::Any>>,
+    clocks: Clocks,
 }
 
 /// The set-up state of one model, built once: `None` when the model cannot restore it or its
@@ -597,6 +610,7 @@ impl<M: Model> Exec<M> {
     /// Build a fresh instance and start every thread up to its first visible operation.
     pub fn new(model: &Arc<M>, pool: &mut StackPool, recording: bool) -> Self {
         let core = Arc::new(Core::new(model.strict()));
+        *core.clocks.borrow_mut() = std::mem::take(&mut pool.clocks);
         core.recording.set(recording);
         // A recording run keeps the naming log from the start: it builds.
         let restored = if recording {
@@ -1012,6 +1026,9 @@ impl<M: Model> Exec<M> {
                 pool.stacks.push(c.into_stack());
             }
         }
-        run_final.then(|| self.model.finish(&self.inst))
+        let f = run_final.then(|| self.model.finish(&self.inst));
+        pool.clocks = std::mem::take(&mut *self.core.clocks.borrow_mut());
+        pool.clocks.clear();
+        f
     }
 }
