@@ -201,11 +201,6 @@ impl<T> Locked<T> {
         cpu.in_cell(|| f(&mut self.v.lock()))
     }
 
-    /// Initialisation before the object is published (no other CPU can reach it yet).
-    pub fn init<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.v.lock())
-    }
-
     /// Quiescent read (see the module doc).
     #[track_caller]
     pub fn peek<R>(&self, m: &Machine, f: impl FnOnce(&T) -> R) -> R {
