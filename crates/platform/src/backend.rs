@@ -85,8 +85,10 @@ pub trait Backend: Send + Sync {
         0
     }
 
-    /// Turn on happens-before clocks for this execution (weak loads, `memory.load_reorder`):
-    /// from now on [`Backend::clock`] and [`Backend::events_of`] answer.
+    /// Keep the sync clocks of acquiring events for this execution (weak loads,
+    /// `memory.load_reorder`): from now on [`Backend::sync_clock`] answers. The explore backend
+    /// answers [`Backend::clock`] and [`Backend::events_of`] always (it computes clocks when
+    /// asked; `Locked` cells ask too).
     fn track_clocks(&self) {}
 
     /// The happens-before clock of thread `thread`'s `k`-th event (from 1) of this execution,
@@ -100,13 +102,14 @@ pub trait Backend: Send + Sync {
     /// For an acquiring event (a lock acquisition or trylock, the start of an RCU or IRQ-off
     /// section) of thread `thread`, its `k`-th: the join of the clocks of the latest event of
     /// each other thread it depends on (what it synchronizes with: a release, a grace period,
-    /// a shootdown), without the thread's own past. `None` otherwise or without clocks.
+    /// a shootdown), without the thread's own past. `None` otherwise, or without
+    /// [`Backend::track_clocks`].
     fn sync_clock(&self, _thread: usize, _k: u32) -> Option<Clock> {
         None
     }
 
-    /// How many events `cpu` has run in this execution, the running step's included (0 without
-    /// clocks or outside the threads' steps).
+    /// How many events `cpu` has run in this execution, the running step's included (0
+    /// natively or outside the threads' steps).
     fn events_of(&self, _cpu: usize) -> u32 {
         0
     }
