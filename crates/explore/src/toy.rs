@@ -361,24 +361,34 @@ pub fn naive_search<M: Model>(model: &Arc<M>) -> Naive {
 /// A random small program: 2–3 threads of 1–3 operations over 2 words and 1 lock; locks are
 /// balanced within each thread.
 pub fn random_program(seed: u64) -> Program {
+    random_locking_program(seed, 0.3, |rng, v| match rng.gen_range(0..7) {
+        0 | 1 => Op::Read(v),
+        2 | 3 => Op::Write(v, rng.gen_range(1..4)),
+        4 => Op::WriteEither(v, rng.gen_range(1..4), rng.gen_range(4..7)),
+        _ => Op::Add(v, 1),
+    })
+}
+
+/// 2–3 threads of 1–3 operations `op(rng, v)` on word or cell `v` of 2, each thread holding
+/// lock 0 around all of them with probability `locked`.
+fn random_locking_program(
+    seed: u64,
+    locked: f64,
+    mut op: impl FnMut(&mut ChaCha8Rng, usize) -> Op,
+) -> Program {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let nt = rng.gen_range(2..=3);
     let threads = (0..nt)
         .map(|_| {
             let mut ops = Vec::new();
             let n = rng.gen_range(1..=3);
-            let locked = rng.gen_bool(0.3);
+            let locked = rng.gen_bool(locked);
             if locked {
                 ops.push(Op::Lock(0));
             }
             for _ in 0..n {
                 let v = rng.gen_range(0..2);
-                ops.push(match rng.gen_range(0..7) {
-                    0 | 1 => Op::Read(v),
-                    2 | 3 => Op::Write(v, rng.gen_range(1..4)),
-                    4 => Op::WriteEither(v, rng.gen_range(1..4), rng.gen_range(4..7)),
-                    _ => Op::Add(v, 1),
-                });
+                ops.push(op(&mut rng, v));
             }
             if locked {
                 ops.push(Op::Unlock(0));
@@ -396,40 +406,16 @@ pub fn random_program(seed: u64) -> Program {
 
 /// A random small program over [`Locked`] cells: 2–3 threads of 1–3 operations over 2 cells
 /// and a word, each thread holding the lock around all of them or not. The explorer reports an
-/// access pair that no lock orders (`data-race`); it checks that a discipline breach some interleaving
-/// has is found by the reduced search too, and that the reads, which are not scheduling
-/// points, lose no outcome where the discipline holds.
+/// access pair that no lock orders (`data-race`); it checks that a discipline breach some
+/// interleaving has is found by the reduced search too, and that the reads, which are not
+/// scheduling points, lose no outcome where the discipline holds.
 pub fn random_locked_program(seed: u64) -> Program {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let nt = rng.gen_range(2..=3);
-    let threads = (0..nt)
-        .map(|_| {
-            let mut ops = Vec::new();
-            let locked = rng.gen_bool(0.6);
-            if locked {
-                ops.push(Op::Lock(0));
-            }
-            for _ in 0..rng.gen_range(1..=3) {
-                let v = rng.gen_range(0..2);
-                ops.push(match rng.gen_range(0..10) {
-                    0..=4 => Op::LockedRead(v),
-                    5..=7 => Op::LockedWrite(v, rng.gen_range(1..4)),
-                    8 => Op::Read(0),
-                    _ => Op::Write(0, rng.gen_range(1..3)),
-                });
-            }
-            if locked {
-                ops.push(Op::Unlock(0));
-            }
-            ops
-        })
-        .collect();
-    Program {
-        vars: 2,
-        locks: 1,
-        frames: 0,
-        threads,
-    }
+    random_locking_program(seed, 0.6, |rng, v| match rng.gen_range(0..10) {
+        0..=4 => Op::LockedRead(v),
+        5..=7 => Op::LockedWrite(v, rng.gen_range(1..4)),
+        8 => Op::Read(0),
+        _ => Op::Write(0, rng.gen_range(1..3)),
+    })
 }
 
 /// A random small program over RCU: 2–3 threads of 1–2 operations, each a read section

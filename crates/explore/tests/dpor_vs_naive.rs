@@ -8,16 +8,20 @@ use mmcheck_explore::toy::{
 use mmcheck_explore::{explore, Config, Mode};
 use std::sync::Arc;
 
-fn check(p: Program) -> (u64, u64) {
-    let m = Arc::new(p);
-    let (naive, _deadlock, naive_execs) = naive_outcomes(&m);
-    let cfg = Config {
+/// DPOR collecting every outcome, on past violations.
+fn dpor_all() -> Config {
+    Config {
         mode: Mode::Dpor,
         collect_outcomes: true,
         stop_on_violation: false,
         ..Config::default()
-    };
-    let out = explore(m.clone(), &cfg);
+    }
+}
+
+fn check(p: Program) -> (u64, u64) {
+    let m = Arc::new(p);
+    let (naive, _deadlock, naive_execs) = naive_outcomes(&m);
+    let out = explore(m.clone(), &dpor_all());
     assert!(out.complete, "DPOR incomplete on {:?}", m);
     assert_eq!(out.outcomes, naive, "outcome sets differ on {:?}", m);
     assert!(
@@ -401,13 +405,7 @@ fn dpor_matches_naive_on_locked_cells() {
     for seed in 0..400 {
         let m = Arc::new(random_locked_program(seed));
         let naive = naive_search(&m);
-        let cfg = Config {
-            mode: Mode::Dpor,
-            collect_outcomes: true,
-            stop_on_violation: false,
-            ..Config::default()
-        };
-        let out = explore(m.clone(), &cfg);
+        let out = explore(m.clone(), &dpor_all());
         assert!(out.complete, "DPOR incomplete on {m:?}");
         let breach = naive.kinds.contains(&ViolationKind::DataRace);
         assert_eq!(
@@ -444,13 +442,7 @@ fn an_unlocked_read_of_a_locked_cell_is_reported() {
             frames: 0,
             threads: vec![writer.clone(), reader],
         });
-        let cfg = Config {
-            mode: Mode::Dpor,
-            collect_outcomes: true,
-            stop_on_violation: false,
-            ..Config::default()
-        };
-        explore(m, &cfg)
+        explore(m, &dpor_all())
     };
     let ok = run(vec![Op::Lock(0), Op::LockedRead(0), Op::Unlock(0)]);
     assert!(ok.violation_kinds.is_empty(), "{:?}", ok.violation_kinds);
