@@ -63,10 +63,7 @@ fn anon_rmap_reaches(
         .page_peek(head)
         .get(mmcheck_platform::PageField::Mapping)
         >> 1;
-    let Some(vma) = vmas.iter().find(|v| {
-        let (start, end, _) = v.range_peek(&k.machine);
-        start <= addr && addr < end
-    }) else {
+    let Some(vma) = vmas.iter().find(|v| v.contains_peek(&k.machine, addr)) else {
         errs.push((
             ViolationKind::RmapMissed,
             format!(
@@ -81,13 +78,12 @@ fn anon_rmap_reaches(
         .anon_vma_chain
         .peek(&k.machine, |c| c.iter().any(|a| a.id == id));
     if !linked {
+        let (start, end, _) = vma.range_peek(&k.machine);
         errs.push((
             ViolationKind::RmapMissed,
             format!(
-                "mm {}: anon folio {head} mapped at {addr:#x} in VMA {:#x}-{:#x}, which is not linked to its anon_vma {id}: rmap walks of the folio miss this mapping",
+                "mm {}: anon folio {head} mapped at {addr:#x} in VMA {start:#x}-{end:#x}, which is not linked to its anon_vma {id}: rmap walks of the folio miss this mapping",
                 mm.id,
-                vma.range_peek(&k.machine).0,
-                vma.range_peek(&k.machine).1
             ),
         ));
     }
@@ -136,10 +132,7 @@ fn uffd_wp_kept(
 ) {
     let pages = mm.uffd_wp_protected.peek(&k.machine, |s| s.clone());
     for addr in pages {
-        let Some(vma) = vmas.iter().find(|v| {
-            let (start, end, _) = v.range_peek(&k.machine);
-            start <= addr && addr < end
-        }) else {
+        let Some(vma) = vmas.iter().find(|v| v.contains_peek(&k.machine, addr)) else {
             continue;
         };
         if !vma

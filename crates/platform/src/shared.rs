@@ -117,6 +117,11 @@ impl<T> Shared<T> {
         self.id
     }
 
+    /// The same cell holding `v` (a copy for a restored set-up state).
+    fn copy_with(&self, v: T) -> Self {
+        Shared::new(self.id, v)
+    }
+
     /// An announced read.
     pub fn read<R>(&self, cpu: &Cpu<'_>, f: impl FnOnce(&T) -> R) -> R {
         cpu.visible(Obj::Var(self.id), Access::Read);
@@ -177,6 +182,15 @@ impl<T> Locked<T> {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The same cell holding `v`, with an empty access log (a copy for a restored set-up
+    /// state).
+    fn copy_with(&self, v: T) -> Self {
+        Locked {
+            label: self.label,
+            ..Locked::new(self.id, v)
+        }
     }
 
     /// A read under one of the protecting locks (checked: see [`GuardLog`]).
@@ -384,13 +398,13 @@ macro_rules! cell_snapshot {
     ($cell:ident) => {
         impl<T: Snapshot> Snapshot for $cell<T> {
             fn snapshot(&self, m: &mut Memo) -> Self {
-                $cell::new(self.id, self.v.lock().snapshot(m))
+                self.copy_with(self.v.lock().snapshot(m))
             }
         }
 
         impl<T: Snapshot + Default> CellCopy for $cell<T> {
             fn empty_copy(&self) -> Self {
-                $cell::new(self.id, T::default())
+                self.copy_with(T::default())
             }
 
             fn fill_copy(&self, copy: &Self, m: &mut Memo) {
@@ -403,30 +417,9 @@ macro_rules! cell_snapshot {
 
 cell_snapshot!(Shared);
 
-// A copy of a Locked starts with an empty access log: the set-up's accesses come before every
-// step.
-impl<T: Snapshot> Snapshot for Locked<T> {
-    fn snapshot(&self, m: &mut Memo) -> Self {
-        Locked {
-            label: self.label,
-            ..Locked::new(self.id, self.v.lock().snapshot(m))
-        }
-    }
-}
-
-impl<T: Snapshot + Default> CellCopy for Locked<T> {
-    fn empty_copy(&self) -> Self {
-        Locked {
-            label: self.label,
-            ..Locked::new(self.id, T::default())
-        }
-    }
-
-    fn fill_copy(&self, copy: &Self, m: &mut Memo) {
-        let v = self.v.lock().snapshot(m);
-        *copy.v.lock() = v;
-    }
-}
+// A copy of a Locked starts with an empty access log (`copy_with`): the set-up's accesses come
+// before every step.
+cell_snapshot!(Locked);
 
 #[cfg(test)]
 mod tests {

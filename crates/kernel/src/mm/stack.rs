@@ -146,7 +146,7 @@ pub fn expand_downwards(
     let g = av.lock().write(cx.cpu);
     let mut res = Ok(());
     // "Somebody else might have raced and expanded it already."
-    let (start, end, pgoff) = (vma.start(cx), vma.end(cx), vma.pgoff(cx));
+    let (start, end, pgoff) = vma.range(cx);
     if cx.cpu.recheck("vm_start", address < start) {
         // Unsigned, as in the kernel: only a mutant without the recheck wraps (and gets ENOMEM).
         let grow = start.wrapping_sub(address) >> cx.geo().page_shift;

@@ -398,12 +398,6 @@ impl Vma {
         self.vm_mm.read(&cx.cpu, |v| *v)
     }
 
-    /// `vma->vm_mm` at quiescence.
-    #[track_caller]
-    pub fn mm_id_peek(&self, m: &Machine) -> u64 {
-        self.vm_mm.peek(m, |v| *v)
-    }
-
     /// `vma->vm_mm` read by a CPU that may hold a stale pointer (`vma_start_read` under RCU): an
     /// announced read, ordered against a reuse's initialisation.
     pub fn vm_mm_racy(&self, cx: Ctx<'_>) -> u64 {
@@ -412,7 +406,7 @@ impl Vma {
         v
     }
 
-    /// `vm_start` (see `range` for the locking rule, which strict mode checks).
+    /// `vm_start` (see `range` for the locking rule, which the explorer checks).
     #[track_caller]
     pub fn start(&self, cx: Ctx<'_>) -> u64 {
         self.range.read(&cx.cpu, |r| r.0)
@@ -493,6 +487,13 @@ impl Vma {
     #[track_caller]
     pub fn contains(&self, cx: Ctx<'_>, addr: u64) -> bool {
         let (start, end, _) = self.range(cx);
+        start <= addr && addr < end
+    }
+
+    /// [`Vma::contains`] at quiescence.
+    #[track_caller]
+    pub fn contains_peek(&self, m: &Machine, addr: u64) -> bool {
+        let (start, end, _) = self.range_peek(m);
         start <= addr && addr < end
     }
 
