@@ -532,7 +532,7 @@ fn search<M: Model>(
                 Some(p) => cfg.note_progress(p.executions.fetch_add(1, Ordering::Relaxed) + 1),
                 None => cfg.note_progress(out.executions),
             }
-            crate::lockdep::merge(&mut edges, &ex.locks.edges);
+            ex.locks.merge_into(&mut edges, &ex.sched);
             if let Some(limit) = limit {
                 // A tool limit: this execution proves nothing, and the search stops here.
                 ex.finish(pool, false);

@@ -46,20 +46,35 @@ pub fn choice_of(d: usize) -> u8 {
     (d >> THREAD_BITS) as u8
 }
 
-/// What a suspended thread wants to do next.
+/// What a suspended thread wants to do next: its event, and for a blocking operation its
+/// readiness predicate. A struct, not an enum: the event sits at one offset, so the copies a
+/// step makes of it are plain moves.
 #[derive(Clone, Copy)]
-pub enum Req {
-    Visible(Event),
+pub struct Req {
+    pub event: Event,
     /// SAFETY: the predicate lives on the suspended coroutine's stack and is only called while
     /// that coroutine is suspended at the `block` that created it.
-    Block(Event, *const (dyn Fn() -> bool + 'static)),
+    ready: Option<*const (dyn Fn() -> bool + 'static)>,
 }
 
 impl Req {
     pub fn event(&self) -> Event {
-        match self {
-            Req::Visible(e) | Req::Block(e, _) => *e,
+        self.event
+    }
+
+    /// True if the thread can take its step now.
+    #[inline]
+    fn ready(&self) -> bool {
+        match self.ready {
+            None => true,
+            // SAFETY: see `Req::ready`.
+            Some(p) => unsafe { (*p)() },
         }
+    }
+
+    /// True for a blocking operation.
+    pub fn is_block(&self) -> bool {
+        self.ready.is_some()
     }
 }
 
@@ -84,9 +99,10 @@ pub struct Core {
     strict: bool,
     /// The thread whose step is running, if any (none during set-up and final checks).
     running: Cell<Option<usize>>,
-    /// The event each thread's running step announced (`None` before its first one).
+    /// The event each thread's running step announced (`None` before its first one; strict
+    /// mode only).
     current: [Cell<Option<Event>>; MAX_THREADS],
-    /// Frames allocated by the running step.
+    /// Frames allocated by the running step (strict mode only).
     fresh: RefCell<Vec<u32>>,
     /// The outcome picked for each thread's pending choice step (see `Cpu::choose`).
     choice: [Cell<u8>; MAX_THREADS],
@@ -317,7 +333,10 @@ impl Backend for CoreHandle {
     fn visible(&self, cpu: usize, ev: Event) {
         if let Some(y) = self.0.yielder(cpu) {
             self.0.note_func(cpu);
-            y.suspend(Req::Visible(ev));
+            y.suspend(Req {
+                event: ev,
+                ready: None,
+            });
         }
     }
 
@@ -325,10 +344,13 @@ impl Backend for CoreHandle {
         match self.0.yielder(cpu) {
             Some(y) => {
                 self.0.note_func(cpu);
-                // SAFETY: see `Req::Block`; the lifetime is erased only for the suspension.
+                // SAFETY: see `Req::ready`; the lifetime is erased only for the suspension.
                 let p: *const (dyn Fn() -> bool + '_) = ready;
                 let p: *const (dyn Fn() -> bool + 'static) = unsafe { std::mem::transmute(p) };
-                y.suspend(Req::Block(ev, p));
+                y.suspend(Req {
+                    event: ev,
+                    ready: Some(p),
+                });
             }
             None => {
                 if !self.0.aborting.get() && !ready() {
@@ -561,13 +583,17 @@ impl std::fmt::Display for Site {
 }
 
 /// What a worker keeps across the executions of a search: coroutine stacks, the instance the
-/// set-up left, to restore (see [`Model::restore`]), and the clock tables, emptied (their
-/// allocations kept: no step of the next execution grows them from nothing).
+/// set-up left, to restore (see [`Model::restore`]), and the clock tables and lock tracking,
+/// emptied (their allocations kept: no step of the next execution grows them from nothing).
 #[derive(Default)]
 pub struct StackPool {
     stacks: Vec<DefaultStack>,
     template: Option<Box<dyn std::any::Any>>,
     clocks: Clocks,
+    locks: LockTrack,
+    /// The lock-order edges of the executions [`crate::schedule::run_one_with`] ran with this
+    /// pool, each with its first sighting.
+    pub edges: crate::lockdep::Edges,
 }
 
 /// The set-up state of one model, built once: `None` when the model cannot restore it or its
@@ -629,7 +655,7 @@ impl<M: Model> Exec<M> {
             core,
             cos: Vec::with_capacity(n),
             pending: vec![None; n],
-            locks: LockTrack::default(),
+            locks: std::mem::take(&mut pool.locks),
             steps: 0,
             sched: Vec::with_capacity(256),
             detail: Vec::new(),
@@ -675,8 +701,10 @@ impl<M: Model> Exec<M> {
     fn resume(&mut self, t: usize) {
         let co = self.cos[t].as_mut().expect("resume of a finished thread");
         self.core.running.set(Some(t));
-        self.core.current[t].set(self.pending[t].map(|r| r.event()));
-        self.core.fresh.borrow_mut().clear();
+        if self.core.strict {
+            self.core.current[t].set(self.pending[t].map(|r| r.event));
+            self.core.fresh.borrow_mut().clear();
+        }
         let r = co.resume(());
         self.core.running.set(None);
         match r {
@@ -691,24 +719,14 @@ impl<M: Model> Exec<M> {
 
     /// True if thread `t` can take a step now.
     pub fn enabled(&self, t: usize) -> bool {
-        match self.pending[t] {
-            None => false,
-            Some(Req::Visible(_)) => true,
-            // SAFETY: see `Req::Block`.
-            Some(Req::Block(_, p)) => unsafe { (*p)() },
-        }
+        self.pending[t].is_some_and(|r| r.ready())
     }
 
     /// Bitmask of enabled threads.
     pub fn enabled_mask(&self) -> u32 {
         let mut m = 0;
         for (t, p) in self.pending.iter().enumerate() {
-            let on = match p {
-                None => false,
-                Some(Req::Visible(_)) => true,
-                // SAFETY: see `Req::Block`.
-                Some(Req::Block(_, r)) => unsafe { (**r)() },
-            };
+            let on = p.is_some_and(|r| r.ready());
             m |= (on as u32) << t;
         }
         m
@@ -754,7 +772,7 @@ impl<M: Model> Exec<M> {
 
     /// True if thread `t` is suspended at a blocking operation.
     pub fn pending_is_block(&self, t: usize) -> bool {
-        matches!(self.pending[t], Some(Req::Block(..)))
+        self.pending[t].is_some_and(|r| r.is_block())
     }
 
     /// Thread `t`'s pending event as announced.
@@ -820,8 +838,9 @@ impl<M: Model> Exec<M> {
                 class: ev.obj.class(),
             });
         }
+        let step = self.sched.len() - 1;
         self.locks
-            .note(t, &ev, &self.sched, self.model.machine(&self.inst));
+            .note(t, &ev, step, self.model.machine(&self.inst));
         self.steps += 1;
         let recording = self.core.recording.get();
         let (mark, before, buffers) = if recording {
@@ -1029,6 +1048,8 @@ impl<M: Model> Exec<M> {
         let f = run_final.then(|| self.model.finish(&self.inst));
         pool.clocks = std::mem::take(&mut *self.core.clocks.borrow_mut());
         pool.clocks.clear();
+        pool.locks = std::mem::take(&mut self.locks);
+        pool.locks.clear();
         f
     }
 }

@@ -24,16 +24,33 @@ pub struct Edge {
 /// `(held class, acquired class)` → first sighting.
 pub type Edges = BTreeMap<(&'static str, &'static str), Edge>;
 
-/// Who holds what (by lock instance, for deadlock reports) and the class edges seen.
+/// An edge as one execution shows it: the acquisition's thread and step.
+#[derive(Clone, Copy, Debug)]
+pub struct Sighting {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub thread: usize,
+    pub step: usize,
+}
+
+/// Who holds what (by lock instance, for deadlock reports) and the class edges the execution
+/// showed, in order. Kept by the worker across executions (cleared, its allocations kept): a
+/// step allocates nothing here once the vectors have grown.
 #[derive(Default, Clone)]
 pub struct LockTrack {
     pub held: [Vec<u64>; crate::MAX_THREADS],
-    pub edges: Edges,
+    pub seen: Vec<Sighting>,
 }
 
 impl LockTrack {
-    /// Note the step `ev` of thread `t`; `sched` is the schedule so far, this step included.
-    pub fn note(&mut self, t: usize, ev: &Event, sched: &[u8], m: &Machine) {
+    /// Forget the execution, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.held.iter_mut().for_each(Vec::clear);
+        self.seen.clear();
+    }
+
+    /// Note the step `ev` of thread `t`, the execution's `step`-th (from 0).
+    pub fn note(&mut self, t: usize, ev: &Event, step: usize, m: &Machine) {
         let Obj::Lock(id) = ev.obj else { return };
         match ev.access {
             Access::Acquire | Access::AcquireShared => {
@@ -44,10 +61,11 @@ impl LockTrack {
                         if from == to {
                             continue;
                         }
-                        self.edges.entry((from, to)).or_insert_with(|| Edge {
+                        self.seen.push(Sighting {
+                            from,
+                            to,
                             thread: t,
-                            step: sched.len() - 1,
-                            schedule: Schedule(sched.to_vec()),
+                            step,
                         });
                     }
                 }
@@ -62,6 +80,18 @@ impl LockTrack {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Add the execution's edges to `into`, each one not there yet with the schedule `sched`
+    /// (the execution's) up to and including its acquisition.
+    pub fn merge_into(&self, into: &mut Edges, sched: &[u8]) {
+        for s in &self.seen {
+            into.entry((s.from, s.to)).or_insert_with(|| Edge {
+                thread: s.thread,
+                step: s.step,
+                schedule: Schedule(sched[..=s.step].to_vec()),
+            });
         }
     }
 }

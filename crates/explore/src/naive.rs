@@ -157,7 +157,7 @@ pub fn explore<M: Model>(model: &Arc<M>, cfg: &Config) -> NaiveOutcome {
         }
         out.executions += 1;
         out.steps += depth as u64;
-        crate::lockdep::merge(&mut edges, &ex.locks.edges);
+        ex.locks.merge_into(&mut edges, &ex.sched);
         out.reached |= ex.reached();
         let finish = ex.finish(&mut pool, violation.is_none());
         let mut found: Vec<Violation> = violation.into_iter().collect();

@@ -323,7 +323,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             out.sleep_blocked += u64::from(sleep_blocked);
             out.steps += depth as u64;
             cfg.note_progress(out.executions);
-            crate::lockdep::merge(&mut edges, &ex.locks.edges);
+            ex.locks.merge_into(&mut edges, &ex.sched);
             if let Some(limit) = limit {
                 ex.finish(&mut pool, false);
                 out.inconclusive = Some(Inconclusive {

@@ -9,7 +9,6 @@ use crate::{Config, Counterexample, Inconclusive, Mode, Model, Outcome};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +30,6 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
     let mut rng = ChaCha8Rng::seed_from_u64(shard.map_or(cfg.seed, |s| s.seed(cfg.seed)));
     let mut pool = StackPool::default();
     let mut out = Outcome::default();
-    let mut edges = BTreeMap::new();
     let n = model.threads();
     let mut est_steps = 64usize;
     loop {
@@ -111,7 +109,6 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         if let Some(c) = &run.coverage {
             out.coverage.extend(c.iter().copied());
         }
-        crate::lockdep::merge(&mut edges, &run.lock_edges);
         out.violation_kinds
             .extend(run.violation.iter().map(|v| v.kind));
         if let Some(f) = &run.finish {
@@ -150,7 +147,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             }
         }
     }
-    out.lock_inversions = crate::lockdep::inversions(&edges, &*model);
+    out.lock_inversions = crate::lockdep::inversions(&pool.edges, &*model);
     out.elapsed = start.elapsed();
     out
 }

@@ -121,7 +121,6 @@ pub struct Run {
     pub limit: Option<mmcheck_platform::Limit>,
     /// The chooser gave up (schedule did not fit, or a sleep-set block in DPOR).
     pub abandoned: bool,
-    pub lock_edges: crate::lockdep::Edges,
     /// The model's reach patterns the execution reached (bit mask, see [`crate::reach`]).
     pub reached: u64,
     /// Per-step detail and the naming log (recording mode only; empty otherwise).
@@ -212,7 +211,9 @@ pub fn run_one_with<M: Model>(
             violation = ex.violation();
         }
     }
-    let lock_edges = ex.locks.edges.clone();
+    if limit.is_none() {
+        ex.locks.merge_into(&mut pool.edges, &ex.sched);
+    }
     let clean_end = violation.is_none() && limit.is_none() && !abandoned;
     let sched = std::mem::take(&mut ex.sched);
     let detail = std::mem::take(&mut ex.detail);
@@ -235,7 +236,6 @@ pub fn run_one_with<M: Model>(
         preemptions,
         limit,
         abandoned,
-        lock_edges,
         reached,
         detail,
         names,

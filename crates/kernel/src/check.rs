@@ -305,7 +305,6 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
     let frames = &k.machine.frames;
     let hz = k.huge_zero_peek();
     for pfn in 1..frames.len() as u32 {
-        let pm = k.machine.page_peek(pfn);
         match frames.kind(pfn) {
             FrameKind::Table(l) => {
                 if !t.tables.contains_key(&pfn) {
@@ -321,6 +320,7 @@ pub fn check_quiescent(k: &Kernel) -> Vec<(ViolationKind, String)> {
                 {
                     continue;
                 }
+                let pm = k.machine.page_peek(pfn);
                 let mc = pm.count(mmcheck_platform::PageField::Mapcount);
                 let want = t.mapcount.get(&pfn).copied().unwrap_or(0);
                 if mc != want {

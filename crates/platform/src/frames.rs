@@ -482,6 +482,7 @@ impl Frames {
     }
 
     /// What the frame is now.
+    #[inline]
     pub fn kind(&self, pfn: u32) -> FrameKind {
         self.frames
             .get(pfn as usize)
