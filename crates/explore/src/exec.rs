@@ -121,18 +121,26 @@ struct Clocks {
     pending: Vec<(usize, Event)>,
     /// Per thread, its events so far (with a clock or pending).
     count: [u32; MAX_THREADS],
-    /// Per thread, the execution's step number of each of its events.
-    steps: [Vec<u32>; MAX_THREADS],
     /// The execution's steps so far.
     total: u32,
     /// Keep the sync clocks of acquiring events (weak loads ask for them, `track_clocks`).
     with_sync: bool,
-    /// Per thread, its events in order: the footprint, its key and its clock.
-    events: [Vec<(Event, Key, [u32; MAX_THREADS])>; MAX_THREADS],
+    /// Per thread, its events in order.
+    events: [Vec<Clocked>; MAX_THREADS],
     /// Per thread, for each of its acquiring events (see [`acquires`]), the event number and
     /// the join of the clocks of the latest dependent event of each other thread: what the
     /// event synchronizes with, without the thread's own program-order past.
     sync: [Vec<(u32, [u32; MAX_THREADS])>; MAX_THREADS],
+}
+
+/// One event with its clock (see [`Clocks::events`]).
+struct Clocked {
+    /// The footprint.
+    ev: Event,
+    key: Key,
+    clock: [u32; MAX_THREADS],
+    /// The execution's step number of the event.
+    step: u32,
 }
 
 /// Events whose synchronization a weak load's floor takes (see `Backend::sync_clock`).
@@ -152,20 +160,19 @@ impl Clocks {
     fn record(&mut self, t: usize, ev: Event) {
         self.pending.push((t, ev));
         self.count[t] += 1;
-        self.steps[t].push(self.total);
         self.total += 1;
     }
 
     /// The execution's step number of thread `t`'s `k`-th event (from 1).
-    fn step_of(&self, t: usize, k: u32) -> u32 {
-        self.steps[t][k as usize - 1]
+    fn step_of(&mut self, t: usize, k: u32) -> u32 {
+        self.catch_up();
+        self.events[t][k as usize - 1].step
     }
 
     /// Forget the execution, keeping the allocations.
     fn clear(&mut self) {
         self.pending.clear();
         self.count = [0; MAX_THREADS];
-        self.steps.iter_mut().for_each(Vec::clear);
         self.total = 0;
         self.events.iter_mut().for_each(Vec::clear);
         self.sync.iter_mut().for_each(Vec::clear);
@@ -175,8 +182,9 @@ impl Clocks {
     /// Give every recorded step its clock.
     fn catch_up(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
-        for (t, ev) in pending.drain(..) {
-            self.push(t, ev);
+        let first = self.total - pending.len() as u32;
+        for (i, (t, ev)) in pending.drain(..).enumerate() {
+            self.push(t, ev, first + i as u32);
         }
         self.pending = pending;
     }
@@ -185,21 +193,21 @@ impl Clocks {
     fn of(&mut self, t: usize, k: u32) -> Option<[u32; MAX_THREADS]> {
         self.catch_up();
         let evs = self.events.get(t)?;
-        evs.get((k as usize).checked_sub(1)?).map(|e| e.2)
+        evs.get((k as usize).checked_sub(1)?).map(|e| e.clock)
     }
 
     /// Append thread `t`'s next event `ev`, its clock the join of its previous event's and of
     /// the latest dependent event of each other thread not yet in its past.
-    fn push(&mut self, t: usize, ev: Event) {
+    fn push(&mut self, t: usize, ev: Event, step: u32) {
         let key = Key::of(&ev);
-        let mut c = self.events[t].last().map_or([0; MAX_THREADS], |e| e.2);
+        let mut c = self.events[t].last().map_or([0; MAX_THREADS], |e| e.clock);
         for (u, evs) in self.events.iter().enumerate() {
             if u == t {
                 continue;
             }
-            for (e, k, ec) in evs[(c[u] as usize).min(evs.len())..].iter().rev() {
-                if k.may_depend(&key) && dependent(e, &ev) {
-                    for (a, b) in c.iter_mut().zip(ec) {
+            for e in evs[(c[u] as usize).min(evs.len())..].iter().rev() {
+                if e.key.may_depend(&key) && dependent(&e.ev, &ev) {
+                    for (a, b) in c.iter_mut().zip(&e.clock) {
                         *a = (*a).max(*b);
                     }
                     break;
@@ -215,19 +223,24 @@ impl Clocks {
                 if u == t {
                     continue;
                 }
-                if let Some((_, _, ec)) = evs
+                if let Some(e) = evs
                     .iter()
                     .rev()
-                    .find(|(e, k, _)| k.may_depend(&key) && dependent(e, &ev))
+                    .find(|e| e.key.may_depend(&key) && dependent(&e.ev, &ev))
                 {
-                    for (a, b) in sync.iter_mut().zip(ec) {
+                    for (a, b) in sync.iter_mut().zip(&e.clock) {
                         *a = (*a).max(*b);
                     }
                 }
             }
             self.sync[t].push((c[t], sync));
         }
-        self.events[t].push((ev, key, c));
+        self.events[t].push(Clocked {
+            ev,
+            key,
+            clock: c,
+            step,
+        });
     }
 }
 
@@ -289,6 +302,7 @@ impl Core {
         }
     }
 
+    #[inline]
     fn yielder(&self, cpu: usize) -> Option<&Y> {
         if self.aborting.get() {
             return None;
@@ -298,6 +312,7 @@ impl Core {
         unsafe { p.as_ref() }
     }
 
+    #[inline]
     fn note_func(&self, cpu: usize) {
         if self.recording.get() {
             // SAFETY: the machine outlives every execution step (it lives in the instance).
@@ -383,6 +398,10 @@ impl Backend for CoreHandle {
 
     fn stopping(&self) -> bool {
         self.0.aborting.get()
+    }
+
+    fn strict(&self) -> bool {
+        self.0.strict
     }
 
     fn choice(&self, cpu: usize) -> u8 {
@@ -477,7 +496,7 @@ impl Backend for CoreHandle {
             let Err(u) = log.access(t, k, write, clock) else {
                 return;
             };
-            let step = c.clocks.borrow().step_of(u.thread, u.event);
+            let step = c.clocks.borrow_mut().step_of(u.thread, u.event);
             format!(
                 "{} {} at {loc} with no lock ordering it against T{}'s {} at step {step}: a \
                  lock of the field's rule is missing on one side",
@@ -555,6 +574,8 @@ pub struct Exec<M: Model> {
     pub pending: Vec<Option<Req>>,
     pub locks: LockTrack,
     pub steps: usize,
+    /// The daemon threads ([`Model::is_daemon`]), as a mask.
+    daemons: u32,
     /// The decision of each step so far (thread and choice outcome, see [`decision`]).
     pub sched: Vec<u8>,
     /// Per-step detail (recording mode only).
@@ -657,6 +678,7 @@ impl<M: Model> Exec<M> {
             pending: vec![None; n],
             locks: std::mem::take(&mut pool.locks),
             steps: 0,
+            daemons: (0..n).fold(0, |m, t| m | u32::from(model.is_daemon(t)) << t),
             sched: Vec::with_capacity(256),
             detail: Vec::new(),
             reach: (!model.reach().is_empty()).then(crate::reach::Tracker::default),
@@ -765,9 +787,12 @@ impl<M: Model> Exec<M> {
     }
 
     fn finished_with(&self, enabled: u32) -> bool {
-        (0..self.threads()).all(|t| {
-            self.pending[t].is_none() || (self.model.is_daemon(t) && enabled & (1 << t) == 0)
-        })
+        // Unfinished threads that are not daemons waiting: none.
+        let mut left = 0u32;
+        for (t, p) in self.pending.iter().enumerate() {
+            left |= u32::from(p.is_some()) << t;
+        }
+        left & !(self.daemons & !enabled) == 0
     }
 
     /// True if thread `t` is suspended at a blocking operation.

@@ -3,19 +3,88 @@
 //! priority-change points, always run the highest-priority enabled thread. Seeded: the same
 //! seed gives the same executions.
 
-use crate::exec::StackPool;
+use crate::exec::{Exec, StackPool};
 use crate::schedule::run_one_with;
 use crate::{Config, Counterexample, Inconclusive, Mode, Model, Outcome};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A uniform draw below `k` (at most 256): the high half of a 32-bit draw times `k` (Lemire's
+/// method without its rejection step, which a bias under 2^-24 does not need; one draw, no
+/// loop, at every step of a random execution).
+#[inline]
+fn below(rng: &mut ChaCha8Rng, k: u32) -> u32 {
+    ((u64::from(rng.next_u32()) * u64::from(k)) >> 32) as u32
+}
 
 /// The decision for thread `t`: a uniformly random outcome if its step is a choice of `k`.
 fn with_outcome(k: u8, t: usize, rng: &mut ChaCha8Rng) -> usize {
-    let o = if k > 1 { rng.gen_range(0..k) } else { 0 };
+    let o = if k > 1 { below(rng, k.into()) as u8 } else { 0 };
     crate::exec::decision(t, o) as usize
+}
+
+/// Uniform random scheduling's decision: an enabled thread, each with the same chance, and a
+/// uniformly random outcome if its step is a choice.
+#[inline]
+fn uniform<M: Model>(ex: &Exec<M>, enabled: u32, rng: &mut ChaCha8Rng) -> usize {
+    let mut m = enabled;
+    for _ in 0..below(rng, enabled.count_ones()) {
+        m &= m - 1;
+    }
+    let t = m.trailing_zeros() as usize;
+    with_outcome(ex.alternatives(t), t, rng)
+}
+
+/// Where an execution's time goes under uniform random scheduling (`mmcheck bench`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Phases {
+    pub executions: u64,
+    pub steps: u64,
+    /// Making the execution's instance (the set-up state restored) and starting its threads.
+    pub start: Duration,
+    /// The steps: scheduling, and the threads' code between their visible operations.
+    pub run: Duration,
+    /// The model's final checks and the teardown.
+    pub finish: Duration,
+}
+
+/// Time the phases of uniform random executions of `model` (seed `seed`) for `secs` seconds.
+/// Violations and limits end an execution as they would in [`explore`]; nothing is reported.
+pub fn phases<M: Model>(model: &Arc<M>, secs: f64, seed: u64) -> Phases {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut pool = StackPool::default();
+    let mut p = Phases::default();
+    let max_steps = Config::default().max_steps;
+    let all = Instant::now();
+    while p.executions == 0 || all.elapsed().as_secs_f64() < secs {
+        let t0 = Instant::now();
+        let mut ex = Exec::new(model, &mut pool, false);
+        let t1 = Instant::now();
+        let mut clean = !ex.violated() && ex.limit().is_none();
+        while clean {
+            match ex.next_enabled(ex.sched.len(), max_steps) {
+                Ok(Some(enabled)) => {
+                    let d = uniform(&ex, enabled, &mut rng);
+                    ex.step(d);
+                    clean = !ex.violated() && ex.limit().is_none();
+                }
+                Ok(None) => break,
+                Err(_) => clean = false,
+            }
+        }
+        p.steps += ex.sched.len() as u64;
+        let t2 = Instant::now();
+        std::hint::black_box(ex.finish(&mut pool, clean));
+        let t3 = Instant::now();
+        p.executions += 1;
+        p.start += t1 - t0;
+        p.run += t2 - t1;
+        p.finish += t3 - t2;
+    }
+    p
 }
 
 /// Run executions until the budget, the execution limit, or (if asked) a violation.
@@ -83,16 +152,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 cfg.coverage,
                 cfg.fingerprint,
                 cfg.max_steps,
-                &mut |ex, enabled, _| {
-                    let k = enabled.count_ones();
-                    let pick = rng.gen_range(0..k);
-                    let mut m = enabled;
-                    for _ in 0..pick {
-                        m &= m - 1;
-                    }
-                    let t = m.trailing_zeros() as usize;
-                    Some(with_outcome(ex.alternatives(t), t, &mut rng))
-                },
+                &mut |ex, enabled, _| Some(uniform(ex, enabled, &mut rng)),
             ),
         };
         out.executions += 1;

@@ -148,15 +148,18 @@ pub fn run_one<M: Model>(
 
 /// [`run_one`], recording the sites of the steps in [`Run::coverage`] if `coverage`, and the
 /// steps in [`Run::trace`] only if `trace` (the schedule is always kept: it replays the trace).
-pub fn run_one_with<M: Model>(
+pub fn run_one_with<M: Model, C>(
     model: &Arc<M>,
     pool: &mut StackPool,
     recording: bool,
     coverage: bool,
     trace: bool,
     max_steps: usize,
-    choose: &mut Chooser<'_, M>,
-) -> Run {
+    choose: &mut C,
+) -> Run
+where
+    C: FnMut(&Exec<M>, u32, usize) -> Option<usize> + ?Sized,
+{
     let keep_trace = trace;
     let mut ex = Exec::new(model, pool, recording);
     if coverage {

@@ -87,29 +87,54 @@ fn cfg(mode: Mode, budget: Option<Duration>, optimal: bool) -> Config {
     }
 }
 
-/// Run every non-daemon thread of fresh native instances in turn for `secs`: (executions,
-/// elapsed). With `restore`, each instance is a copy of one built first (as the explorer
-/// makes them), so the time is the threads' and the final checks' only.
-fn native_runs(m: &KernelModel, secs: f64, restore: bool) -> (u64, Duration) {
+/// Native runs: executions and the time of each phase, summed.
+#[derive(Default)]
+struct Native {
+    executions: u64,
+    /// Building the instance (or restoring it).
+    start: Duration,
+    /// Every non-daemon thread's body, one after the other.
+    threads: Duration,
+    /// The model's final checks.
+    finish: Duration,
+}
+
+impl Native {
+    fn total(&self) -> Duration {
+        self.start + self.threads + self.finish
+    }
+}
+
+/// Run every non-daemon thread of fresh native instances in turn for `secs`. With `restore`,
+/// each instance is a copy of one built first (as the explorer makes them), so the time is the
+/// copy's, the threads' and the final checks'.
+fn native_runs(m: &KernelModel, secs: f64, restore: bool) -> Native {
     let template = m.build(Box::new(NativeBackend));
     let start = Instant::now();
-    let mut n = 0;
-    while n == 0 || start.elapsed().as_secs_f64() < secs {
+    let mut n = Native::default();
+    while n.executions == 0 || start.elapsed().as_secs_f64() < secs {
+        let t0 = Instant::now();
         let inst = match restore {
             true => m
                 .restore(&template, Box::new(NativeBackend))
                 .expect("the scenario model restores"),
             false => m.build(Box::new(NativeBackend)),
         };
+        let t1 = Instant::now();
         for t in 0..m.threads() {
             if !m.is_daemon(t) {
                 m.run(&inst, t);
             }
         }
+        let t2 = Instant::now();
         std::hint::black_box(m.finish(&inst));
-        n += 1;
+        let t3 = Instant::now();
+        n.executions += 1;
+        n.start += t1 - t0;
+        n.threads += t2 - t1;
+        n.finish += t3 - t2;
     }
-    (n, start.elapsed())
+    n
 }
 
 /// DPOR's executions per equivalence class: every execution over the complete ones (the
@@ -227,9 +252,12 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     }
 
     // The same scenario code on the native backend, one thread after the other.
-    let (n, el) = native_runs(&m, o.seconds, false);
-    let native_us = el.as_secs_f64() * 1e6 / n as f64;
-    print!("  native backend, threads in turn: {native_us:.1} µs per execution ({n} executions)");
+    let nat = native_runs(&m, o.seconds, false);
+    let native_us = nat.total().as_secs_f64() * 1e6 / nat.executions as f64;
+    print!(
+        "  native backend, threads in turn: {native_us:.1} µs per execution ({} executions)",
+        nat.executions
+    );
     match random_exec_us {
         Some(r) => println!(
             "; explorer (random): {r:.1} µs per execution, {:.1}x native",
@@ -238,13 +266,36 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         None => println!(),
     }
     // The floor under any explorer: the scenario's own code, with the set-up restored.
-    let (n, el) = native_runs(&m, o.seconds, true);
-    let floor_us = el.as_secs_f64() * 1e6 / n as f64;
+    let nat = native_runs(&m, o.seconds, true);
+    let per = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    let floor_us = per(nat.total(), nat.executions);
     println!(
-        "  native backend, set-up restored: {floor_us:.1} µs per execution ({n} executions): \
-         {:.2}M steps/s if scheduling cost nothing ({:.1} steps per execution under random)",
+        "  native backend, set-up restored: {floor_us:.1} µs per execution ({} executions; \
+         restore {:.1}, threads {:.1}, final checks {:.1}): {:.2}M steps/s if scheduling cost \
+         nothing ({:.1} steps per execution under random)",
+        nat.executions,
+        per(nat.start, nat.executions),
+        per(nat.threads, nat.executions),
+        per(nat.finish, nat.executions),
         sc_random_steps_per_exec / floor_us,
         sc_random_steps_per_exec
+    );
+    // The explorer's execution, phase by phase, against the native one.
+    let ph = mmcheck_explore::random::phases(&m, o.seconds, 1);
+    let (start, run, finish) = (
+        per(ph.start, ph.executions),
+        per(ph.run, ph.executions),
+        per(ph.finish, ph.executions),
+    );
+    let steps = ph.steps as f64 / ph.executions.max(1) as f64;
+    let threads = per(nat.threads, nat.executions);
+    println!(
+        "  explorer (random), phase by phase: restore and start {start:.1} µs, steps {run:.1} µs \
+         ({:.0} ns per step), final checks {finish:.1} µs; the steps less the native threads' \
+         code: {:.1} µs, {:.0} ns per step of scheduling",
+        run * 1e3 / steps.max(1.0),
+        run - threads,
+        (run - threads) * 1e3 / steps.max(1.0),
     );
 
     // --jobs within one row.

@@ -35,6 +35,13 @@ pub trait Backend: Send + Sync {
     /// A trylock announced as `TryAcquire` succeeded (`ok`) or not: lock trackers need to know.
     fn trylock_result(&self, _cpu: usize, _lock: u64, _ok: bool) {}
 
+    /// True if this backend checks [`Backend::touch`], [`Backend::peek`] and
+    /// [`Backend::allocated`] (the explorer's strict mode): the machine asks once, when it is
+    /// made, and makes none of those calls otherwise.
+    fn strict(&self) -> bool {
+        false
+    }
+
     /// Strict mode: `cpu` touches `obj` (a read or write of shared model state) at `loc`. The
     /// explore backend checks that the step running now announced an event that covers `obj`
     /// ([`crate::event::covers`]) and reports an unannounced access otherwise. Native: nothing.

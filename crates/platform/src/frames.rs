@@ -626,7 +626,9 @@ impl Frames {
             order: order as u8,
             kind,
         });
-        cpu.m.backend().allocated(cpu.id, head as u32, order);
+        if cpu.m.strict() {
+            cpu.m.backend().allocated(cpu.id, head as u32, order);
+        }
         let r = self.current(head as u32);
         match kind {
             // `__GFP_ZERO`: under a weak memory model the zeroing is this CPU's buffered stores.

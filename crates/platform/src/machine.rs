@@ -88,6 +88,8 @@ pub struct CpuState {
 /// The whole simulated machine. Nothing in the model is global: it all hangs off this.
 pub struct Machine {
     pub(crate) backend: Box<dyn Backend>,
+    /// The backend's [`Backend::strict`], asked once.
+    strict: bool,
     pub frames: Frames,
     pub(crate) rcu: RcuState,
     pub(crate) cpus: Box<[CpuState]>,
@@ -172,6 +174,7 @@ impl Machine {
             load_reorder: AtomicBool::new(false),
             vma_wait_acquire: AtomicBool::new(false),
             entry_hist: Mutex::new(Vec::new()),
+            strict: backend.strict(),
             backend,
         }
     }
@@ -186,6 +189,7 @@ impl Machine {
         let loadb = |a: &AtomicBool| AtomicBool::new(a.load(Ordering::SeqCst));
         let Machine {
             backend: _,
+            strict: _,
             frames,
             rcu,
             cpus,
@@ -280,6 +284,7 @@ impl Machine {
             load_reorder: loadb(load_reorder),
             vma_wait_acquire: loadb(vma_wait_acquire),
             entry_hist: Mutex::new(entry_hist.lock().clone()),
+            strict: backend.strict(),
             backend,
         };
         if copy.load_reorder.load(Ordering::Relaxed) {
@@ -593,7 +598,15 @@ impl Machine {
     #[inline]
     #[track_caller]
     pub fn peek_check(&self) {
-        self.backend.peek(Location::caller());
+        if self.strict {
+            self.backend.peek(Location::caller());
+        }
+    }
+
+    /// The backend's [`Backend::strict`].
+    #[inline]
+    pub fn strict(&self) -> bool {
+        self.strict
     }
 }
 
@@ -685,7 +698,9 @@ impl<'m> Cpu<'m> {
     #[inline]
     #[track_caller]
     pub fn touch(&self, obj: Obj) {
-        self.m.backend.touch(self.id, obj, Location::caller());
+        if self.m.strict {
+            self.m.backend.touch(self.id, obj, Location::caller());
+        }
     }
 
     /// This CPU reads or writes the [`crate::Locked`] cell `id` (named `label` in reports, if
