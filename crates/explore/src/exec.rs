@@ -612,6 +612,9 @@ pub struct StackPool {
     template: Option<Box<dyn std::any::Any>>,
     clocks: Clocks,
     locks: LockTrack,
+    /// The instance of the last execution, done with: the next restores into it
+    /// ([`Model::recycle`]).
+    spare: Option<Box<dyn std::any::Any>>,
     /// The lock-order edges of the executions [`crate::schedule::run_one_with`] ran with this
     /// pool, each with its first sighting.
     pub edges: crate::lockdep::Edges,
@@ -640,6 +643,7 @@ impl StackPool {
             .and_then(|t| t.downcast_ref::<Template<M>>())
             .is_some_and(same);
         if !held {
+            self.spare = None;
             let tcore = Arc::new(Core::new(strict));
             let inst = model.build(Box::new(CoreHandle(tcore.clone())));
             let clean = tcore.violation.borrow().is_none() && tcore.limit.borrow().is_none();
@@ -649,7 +653,16 @@ impl StackPool {
             }));
         }
         let t = self.template.as_ref()?.downcast_ref::<Template<M>>()?;
-        model.restore(t.inst.as_ref()?, Box::new(CoreHandle(core.clone())))
+        let template = t.inst.as_ref()?;
+        let backend = Box::new(CoreHandle(core.clone()));
+        match self
+            .spare
+            .take()
+            .and_then(|s| s.downcast::<M::Instance>().ok())
+        {
+            Some(old) => model.recycle(template, *old, backend),
+            None => model.restore(template, backend),
+        }
     }
 }
 
@@ -1075,6 +1088,11 @@ impl<M: Model> Exec<M> {
         pool.clocks.clear();
         pool.locks = std::mem::take(&mut self.locks);
         pool.locks.clear();
+        // The threads' coroutines are gone, and with them their references to the instance:
+        // unless a recorded trace keeps it, the next execution restores into it.
+        if let Ok(inst) = Rc::try_unwrap(self.inst) {
+            pool.spare = Some(Box::new(inst));
+        }
         f
     }
 }

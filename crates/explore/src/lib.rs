@@ -57,6 +57,18 @@ pub trait Model: 'static {
         None
     }
 
+    /// [`Model::restore`] into `old`, an instance of the previous execution that is done with,
+    /// reusing what it can of it (its allocations). The default drops `old` and restores.
+    fn recycle(
+        &self,
+        template: &Self::Instance,
+        old: Self::Instance,
+        backend: Box<dyn Backend>,
+    ) -> Option<Self::Instance> {
+        drop(old);
+        self.restore(template, backend)
+    }
+
     /// The instance's machine (for traces).
     fn machine<'a>(&self, inst: &'a Self::Instance) -> &'a Machine;
 

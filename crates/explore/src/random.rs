@@ -49,20 +49,24 @@ pub struct Phases {
     pub run: Duration,
     /// The model's final checks and the teardown.
     pub finish: Duration,
+    /// Allocations in each of the three phases, summed (as `allocations` counts them).
+    pub allocs: [u64; 3],
 }
 
-/// Time the phases of uniform random executions of `model` (seed `seed`) for `secs` seconds.
-/// Violations and limits end an execution as they would in [`explore`]; nothing is reported.
-pub fn phases<M: Model>(model: &Arc<M>, secs: f64, seed: u64) -> Phases {
+/// Time the phases of uniform random executions of `model` (seed `seed`) for `secs` seconds,
+/// and count their allocations with `allocations` (the calling thread's so far; the global
+/// allocator knows them, the explorer does not). Violations and limits end an execution as
+/// they would in [`explore`]; nothing is reported.
+pub fn phases<M: Model>(model: &Arc<M>, secs: f64, seed: u64, allocations: fn() -> u64) -> Phases {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut pool = StackPool::default();
     let mut p = Phases::default();
     let max_steps = Config::default().max_steps;
     let all = Instant::now();
     while p.executions == 0 || all.elapsed().as_secs_f64() < secs {
-        let t0 = Instant::now();
+        let (t0, a0) = (Instant::now(), allocations());
         let mut ex = Exec::new(model, &mut pool, false);
-        let t1 = Instant::now();
+        let (t1, a1) = (Instant::now(), allocations());
         let mut clean = !ex.violated() && ex.limit().is_none();
         while clean {
             match ex.next_enabled(ex.sched.len(), max_steps) {
@@ -76,13 +80,16 @@ pub fn phases<M: Model>(model: &Arc<M>, secs: f64, seed: u64) -> Phases {
             }
         }
         p.steps += ex.sched.len() as u64;
-        let t2 = Instant::now();
+        let (t2, a2) = (Instant::now(), allocations());
         std::hint::black_box(ex.finish(&mut pool, clean));
-        let t3 = Instant::now();
+        let (t3, a3) = (Instant::now(), allocations());
         p.executions += 1;
         p.start += t1 - t0;
         p.run += t2 - t1;
         p.finish += t3 - t2;
+        for (sum, n) in p.allocs.iter_mut().zip([a1 - a0, a2 - a1, a3 - a2]) {
+            *sum += n;
+        }
     }
     p
 }

@@ -8,6 +8,10 @@
 //!   scheduler, no coroutines and no events; and the same with each instance restored from one
 //!   built first (`Model::restore`, as the explorer makes them): the model code's own cost per
 //!   execution, so the steps/s no scheduler can beat on this machine.
+//! - The explorer's random execution phase by phase (restore and thread start, the steps, the
+//!   final checks) against the native one's (restore, the threads' code, the final checks), and
+//!   the allocations each phase makes (the binary's allocator counts them, `crate::allocs`):
+//!   the steps less the native threads' code is the scheduling's own cost per step.
 //! - DPOR's complete search of the reference scenario takes a fraction of a second, so it is
 //!   repeated for the seconds asked and its rate is of all the runs.
 //! - `--jobs N` within one row: the time to complete DPOR on a mid-size catalogue row
@@ -20,6 +24,7 @@
 //! - An mremap-heavy scenario (mremap of a range back against migration of its page and a
 //!   store fault in it, 4-entry tables): DPOR until complete or the cap.
 
+use crate::allocs::allocations;
 use mmcheck_explore::{explore, explore_parallel, Config, Mode, Model, Outcome};
 use mmcheck_platform::NativeBackend;
 use mmcheck_scenario::{catalogue, parse_scenario, KernelModel};
@@ -97,6 +102,8 @@ struct Native {
     threads: Duration,
     /// The model's final checks.
     finish: Duration,
+    /// Allocations in each phase, summed.
+    allocs: [u64; 3],
 }
 
 impl Native {
@@ -113,26 +120,29 @@ fn native_runs(m: &KernelModel, secs: f64, restore: bool) -> Native {
     let start = Instant::now();
     let mut n = Native::default();
     while n.executions == 0 || start.elapsed().as_secs_f64() < secs {
-        let t0 = Instant::now();
+        let (t0, a0) = (Instant::now(), allocations());
         let inst = match restore {
             true => m
                 .restore(&template, Box::new(NativeBackend))
                 .expect("the scenario model restores"),
             false => m.build(Box::new(NativeBackend)),
         };
-        let t1 = Instant::now();
+        let (t1, a1) = (Instant::now(), allocations());
         for t in 0..m.threads() {
             if !m.is_daemon(t) {
                 m.run(&inst, t);
             }
         }
-        let t2 = Instant::now();
+        let (t2, a2) = (Instant::now(), allocations());
         std::hint::black_box(m.finish(&inst));
-        let t3 = Instant::now();
+        let (t3, a3) = (Instant::now(), allocations());
         n.executions += 1;
         n.start += t1 - t0;
         n.threads += t2 - t1;
         n.finish += t3 - t2;
+        for (sum, k) in n.allocs.iter_mut().zip([a1 - a0, a2 - a1, a3 - a2]) {
+            *sum += k;
+        }
     }
     n
 }
@@ -281,7 +291,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         sc_random_steps_per_exec
     );
     // The explorer's execution, phase by phase, against the native one.
-    let ph = mmcheck_explore::random::phases(&m, o.seconds, 1);
+    let ph = mmcheck_explore::random::phases(&m, o.seconds, 1, allocations);
     let (start, run, finish) = (
         per(ph.start, ph.executions),
         per(ph.run, ph.executions),
@@ -289,6 +299,11 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
     );
     let steps = ph.steps as f64 / ph.executions.max(1) as f64;
     let threads = per(nat.threads, nat.executions);
+    let allocs = |a: [u64; 3], n: u64| a.map(|x| x as f64 / n.max(1) as f64);
+    let (ea, na) = (
+        allocs(ph.allocs, ph.executions),
+        allocs(nat.allocs, nat.executions),
+    );
     println!(
         "  explorer (random), phase by phase: restore and start {start:.1} µs, steps {run:.1} µs \
          ({:.0} ns per step), final checks {finish:.1} µs; the steps less the native threads' \
@@ -296,6 +311,11 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         run * 1e3 / steps.max(1.0),
         run - threads,
         (run - threads) * 1e3 / steps.max(1.0),
+    );
+    println!(
+        "  allocations per execution: explorer (random) restore and start {:.1}, steps {:.1}, \
+         final checks {:.1}; native restore {:.1}, threads {:.1}, final checks {:.1}",
+        ea[0], ea[1], ea[2], na[0], na[1], na[2]
     );
 
     // --jobs within one row.

@@ -10,6 +10,10 @@ use mmcheck_kernel::Protocol;
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// The system allocator, counting allocations per thread for `mmcheck bench`.
+#[global_allocator]
+static ALLOCATOR: mmcheck::allocs::Counting = mmcheck::allocs::Counting;
+
 #[derive(Parser)]
 #[command(
     name = "mmcheck",

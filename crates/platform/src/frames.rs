@@ -274,7 +274,25 @@ pub struct Frame {
     /// The split PTL (PTE tables) or split PMD lock (PMD tables) living in this page.
     pub ptl: SpinLock,
     page: PageMeta,
-    freed_by: Mutex<Option<(usize, Vec<&'static str>)>>,
+    freed_by: Mutex<FreedBy>,
+}
+
+/// Who freed a frame last, for use-after-free reports: the CPU and its kernel functions. The
+/// stack's allocation is kept across frees and restores (no allocation in a step that frees).
+#[derive(Clone, Debug, Default)]
+struct FreedBy {
+    cpu: Option<usize>,
+    stack: Vec<&'static str>,
+}
+
+impl FreedBy {
+    /// " in f > g" after the CPU, if the frame was freed.
+    fn describe(&self, lead: &str) -> String {
+        match self.cpu {
+            Some(c) => format!("{lead}CPU{c} in {}", self.stack.join(" > ")),
+            None => String::new(),
+        }
+    }
 }
 
 impl Frame {
@@ -290,14 +308,14 @@ impl Frame {
             data: AtomicU64::new(0),
             ptl: SpinLock::new(Obj::ptl_id(pfn as u32)),
             page: PageMeta::default(),
-            freed_by: Mutex::new(None),
+            freed_by: Mutex::new(FreedBy::default()),
         }
     }
 
     /// No deposited tables and no free record (a frame never allocated).
     fn deposit_and_free_record_empty(&self) -> bool {
         self.page.deposit.lock().is_empty()
-            && self.freed_by.lock().is_none()
+            && self.freed_by.lock().cpu.is_none()
             && self.data.load(Ordering::SeqCst) == 0
             && self
                 .page
@@ -525,10 +543,7 @@ impl Frames {
             return false;
         };
         let (gen, kind) = f.gen_kind();
-        let by = match &*f.freed_by.lock() {
-            Some((c, stack)) => format!("; freed by CPU{c} in {}", stack.join(" > ")),
-            None => String::new(),
-        };
+        let by = f.freed_by.lock().describe("; freed by ");
         let now = match kind {
             FrameKind::Free => "free".to_string(),
             FrameKind::Reserved => "reserved (pfn 0: derived from a none entry?)".to_string(),
@@ -661,10 +676,11 @@ impl Frames {
             } else {
                 ViolationKind::UseAfterFree
             };
-            let by = match &*self.frames[r.pfn as usize].freed_by.lock() {
-                Some((c, stack)) => format!(" (first freed by CPU{c} in {})", stack.join(" > ")),
-                None => String::new(),
-            };
+            let by = self.frames[r.pfn as usize]
+                .freed_by
+                .lock()
+                .describe(" (first freed by ");
+            let by = if by.is_empty() { by } else { by + ")" };
             cpu.report(
                 k,
                 format!("free of pfn {} gen {}: frame is {kind}{by}", r.pfn, r.gen),
@@ -672,14 +688,17 @@ impl Frames {
             return;
         }
         let n = 1usize << order;
-        let stack = cpu.state().stack.lock().clone();
+        let stack = cpu.state().stack.lock();
         for q in r.pfn as usize..(r.pfn as usize + n).min(self.frames.len()) {
             let f = &self.frames[q];
             let (gen, _) = f.gen_kind();
             f.state
                 .store(((gen.wrapping_add(1)) as u64) << 16, Ordering::SeqCst);
-            *f.freed_by.lock() = Some((cpu.id, stack.clone()));
+            let mut by = f.freed_by.lock();
+            by.cpu = Some(cpu.id);
+            by.stack.clone_from(&stack);
         }
+        drop(stack);
         let mut st = self.alloc.lock();
         for q in r.pfn as usize..(r.pfn as usize + n).min(self.frames.len()) {
             st.set(q, false);
@@ -1066,6 +1085,70 @@ impl<'m> Cpu<'m> {
     }
 }
 
+impl Frames {
+    /// Make this arena what `t` (an arena of the same shape) is, keeping its allocations: the
+    /// explorer restores the set-up state into the previous execution's machine (see
+    /// [`crate::Machine::reset_from`]). A frame whose table words `t` never made reads as
+    /// zeros, as here (`words` is made on first use, zeroed).
+    pub(crate) fn reset_from(&mut self, t: &Frames) {
+        let load = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        let Frames {
+            frames,
+            entries,
+            alloc,
+        } = self;
+        assert_eq!((frames.len(), *entries), (t.frames.len(), t.entries));
+        for (f, tf) in frames.iter_mut().zip(t.frames.iter()) {
+            let Frame {
+                state,
+                words,
+                data,
+                ptl,
+                page,
+                freed_by,
+            } = f;
+            *state.get_mut() = load(&tf.state);
+            match (words.get_mut(), tf.words.get()) {
+                (Some(w), Some(tw)) => w
+                    .iter_mut()
+                    .zip(tw.iter())
+                    .for_each(|(a, b)| *a.get_mut() = load(b)),
+                (Some(w), None) => w.iter_mut().for_each(|a| *a.get_mut() = 0),
+                (None, Some(tw)) => {
+                    let _ = words.set(tw.iter().map(|b| AtomicU64::new(load(b))).collect());
+                }
+                (None, None) => {}
+            }
+            *data.get_mut() = load(&tf.data);
+            ptl.reset_from(&tf.ptl);
+            let PageMeta {
+                words: page_words,
+                locked,
+                deposit,
+            } = page;
+            for (a, b) in page_words.iter_mut().zip(tf.page.words.iter()) {
+                *a.get_mut() = load(b);
+            }
+            *locked.get_mut() = tf.page.locked.load(Ordering::SeqCst);
+            deposit.get_mut().clone_from(&tf.page.deposit.lock());
+            let (by, tby) = (freed_by.get_mut(), tf.freed_by.lock());
+            by.cpu = tby.cpu;
+            by.stack.clone_from(&tby.stack);
+        }
+        let (st, ts) = (alloc.get_mut(), t.alloc.lock());
+        let AllocState {
+            used,
+            cursor,
+            nr_free,
+            reserved,
+            lowest_first,
+        } = st;
+        used.clone_from(&ts.used);
+        (*cursor, *nr_free, *reserved, *lowest_first) =
+            (ts.cursor, ts.nr_free, ts.reserved, ts.lowest_first);
+    }
+}
+
 /// A copy for restoring a set-up state (see [`crate::snapshot`]).
 impl crate::Snapshot for Frames {
     fn snapshot(&self, m: &mut crate::Memo) -> Self {
@@ -1111,7 +1194,7 @@ impl crate::Snapshot for Frames {
                         locked: AtomicBool::new(locked.load(Ordering::SeqCst)),
                         deposit: Mutex::new(deposit.lock().clone()),
                     },
-                    freed_by: Mutex::new(freed_by.lock().snapshot(m)),
+                    freed_by: Mutex::new(freed_by.lock().clone()),
                 }
             })
             .collect();

@@ -293,6 +293,123 @@ impl Machine {
         copy
     }
 
+    /// True if [`Machine::reset_from`] can make this machine a copy of `t`: the same sizes.
+    pub fn same_shape(&self, t: &Machine) -> bool {
+        let (a, b) = (&self.config, &t.config);
+        (a.nr_cpus, a.nr_frames, a.entries_per_table, a.tlb_entries)
+            == (b.nr_cpus, b.nr_frames, b.entries_per_table, b.tlb_entries)
+            && self.frames.len() == t.frames.len()
+            && self.naming == t.naming
+    }
+
+    /// Make this machine what [`Machine::snapshot`] would copy from `t` (a machine of the same
+    /// shape), on `backend`, keeping this one's allocations: the explorer restores the set-up
+    /// state into the previous execution's machine, so the vectors a step grows (TLBs, the
+    /// CPUs' function stacks, the frames' free records) are already grown. The copy runs on
+    /// one thread, with no step running.
+    pub fn reset_from(&mut self, t: &Machine, backend: Box<dyn Backend>) {
+        assert!(
+            self.same_shape(t),
+            "reset_from: machines of different shapes"
+        );
+        let ld64 = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        let ld32 = |a: &AtomicU32| a.load(Ordering::SeqCst);
+        let ldb = |a: &AtomicBool| a.load(Ordering::SeqCst);
+        let Machine {
+            backend: my_backend,
+            strict,
+            frames,
+            rcu,
+            cpus,
+            config,
+            tlb_flush,
+            next_id,
+            next_slab,
+            next_slab_typesafe,
+            lock_classes,
+            violations,
+            violated,
+            naming,
+            names,
+            entry_text,
+            mutation,
+            memory,
+            wb_id,
+            data_buffered,
+            load_reorder,
+            vma_wait_acquire,
+            entry_hist,
+        } = self;
+        assert_eq!(
+            *naming,
+            backend.naming(),
+            "a copy keeps the naming log or not, as built"
+        );
+        *strict = backend.strict();
+        *my_backend = backend;
+        frames.reset_from(&t.frames);
+        rcu.reset_from(&t.rcu);
+        for (c, tc) in cpus.iter_mut().zip(t.cpus.iter()) {
+            let CpuState {
+                irq_ctr,
+                irq_depth,
+                rcu_ctr,
+                rcu_depth,
+                tlb,
+                ipi_flush,
+                loaded_mm,
+                hw_walk,
+                alloc_order,
+                tlb_op,
+                in_cell,
+                stack,
+                skipped,
+                buffered,
+                wb,
+                load_floor,
+            } = c;
+            *irq_ctr.get_mut() = ld64(&tc.irq_ctr);
+            *irq_depth.get_mut() = ld32(&tc.irq_depth);
+            *rcu_ctr.get_mut() = ld64(&tc.rcu_ctr);
+            *rcu_depth.get_mut() = ld32(&tc.rcu_depth);
+            tlb.get_mut().reset_from(&tc.tlb.lock());
+            ipi_flush.get_mut().clone_from(&tc.ipi_flush.lock());
+            *loaded_mm.get_mut() = ld64(&tc.loaded_mm);
+            *hw_walk.get_mut() = ld32(&tc.hw_walk);
+            *alloc_order.get_mut() = ld32(&tc.alloc_order);
+            *tlb_op.get_mut() = *tc.tlb_op.lock();
+            *in_cell.get_mut() = ldb(&tc.in_cell);
+            stack.get_mut().clone_from(&tc.stack.lock());
+            skipped.get_mut().clone_from(&tc.skipped.lock());
+            *buffered.get_mut() = ldb(&tc.buffered);
+            wb.get_mut().clone_from(&tc.wb.lock());
+            *load_floor.get_mut() = *tc.load_floor.lock();
+        }
+        config.clone_from(&t.config);
+        *tlb_flush = t.tlb_flush;
+        *next_id.get_mut() = ld64(&t.next_id);
+        *next_slab.get_mut() = ld64(&t.next_slab);
+        *next_slab_typesafe.get_mut() = ld64(&t.next_slab_typesafe);
+        lock_classes.get_mut().clone_from(&t.lock_classes.lock());
+        violations.get_mut().clone_from(&t.violations.lock());
+        *violated.get_mut() = ldb(&t.violated);
+        names.get_mut().clone_from(&t.names.lock());
+        *entry_text = match t.entry_text.get() {
+            Some(x) => std::sync::OnceLock::from(*x),
+            None => std::sync::OnceLock::new(),
+        };
+        mutation.clone_from(&t.mutation);
+        *memory.get_mut() = t.memory.load(Ordering::SeqCst);
+        *wb_id.get_mut() = ld64(&t.wb_id);
+        *data_buffered.get_mut() = ldb(&t.data_buffered);
+        *load_reorder.get_mut() = ldb(&t.load_reorder);
+        *vma_wait_acquire.get_mut() = ldb(&t.vma_wait_acquire);
+        entry_hist.get_mut().clone_from(&t.entry_hist.lock());
+        if *load_reorder.get_mut() {
+            self.backend.track_clocks();
+        }
+    }
+
     /// Run the threads under `model` from now on (after set-up, which stays sequentially
     /// consistent): the CPUs in `buffered` buffer their entry stores, which a flusher thread
     /// (running [`Cpu::store_buffer_flusher`]) commits. `Sc` ends it (final checks run SC).

@@ -285,6 +285,33 @@ impl<'m> Cpu<'m> {
     }
 }
 
+impl Pending {
+    fn copy(&self) -> Pending {
+        Pending {
+            seq: self.seq,
+            snap: self.snap.clone(),
+            work: self.work.clone(),
+        }
+    }
+}
+
+impl RcuState {
+    /// Make this state what `t` is, keeping the queue's allocation (see
+    /// [`crate::Machine::reset_from`]).
+    pub(crate) fn reset_from(&mut self, t: &RcuState) {
+        let RcuState {
+            pending,
+            count,
+            queued,
+        } = self;
+        let q = pending.get_mut();
+        q.clear();
+        q.extend(t.pending.lock().iter().map(Pending::copy));
+        *count.get_mut() = t.count.load(Ordering::SeqCst);
+        *queued.get_mut() = t.queued.load(Ordering::SeqCst);
+    }
+}
+
 impl crate::Snapshot for RcuState {
     fn snapshot(&self, _: &mut crate::Memo) -> Self {
         let RcuState {
@@ -292,15 +319,7 @@ impl crate::Snapshot for RcuState {
             count,
             queued,
         } = self;
-        let pending = pending
-            .lock()
-            .iter()
-            .map(|p| Pending {
-                seq: p.seq,
-                snap: p.snap.clone(),
-                work: p.work.clone(),
-            })
-            .collect();
+        let pending = pending.lock().iter().map(Pending::copy).collect();
         RcuState {
             pending: Mutex::new(pending),
             count: std::sync::atomic::AtomicUsize::new(count.load(Ordering::SeqCst)),

@@ -112,6 +112,13 @@ impl SpinLock {
     pub(crate) fn reset(&self) {
         self.owner.store(0, Ordering::SeqCst);
     }
+
+    /// Make this lock (of the same id) what `t` is (see [`crate::Machine::reset_from`]).
+    pub(crate) fn reset_from(&mut self, t: &SpinLock) {
+        let SpinLock { id, owner } = self;
+        debug_assert_eq!(*id, t.id);
+        *owner.get_mut() = t.owner.load(Ordering::SeqCst);
+    }
 }
 
 /// A held spinlock; dropping it is `spin_unlock`.

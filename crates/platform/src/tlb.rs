@@ -117,6 +117,21 @@ impl Tlb {
         }
     }
 
+    /// Make this TLB what `t` is, keeping its allocations (see
+    /// [`crate::Machine::reset_from`]).
+    pub(crate) fn reset_from(&mut self, t: &Tlb) {
+        let Tlb {
+            cap,
+            leaves,
+            walk,
+            ever_filled,
+        } = self;
+        *cap = t.cap;
+        leaves.clone_from(&t.leaves);
+        walk.clone_from(&t.walk);
+        *ever_filled = t.ever_filled;
+    }
+
     pub(crate) fn flush(&mut self, mm: u64, start: u64, end: u64, tables: bool) {
         self.leaves.retain(|e| !e.overlaps(mm, start, end));
         if tables {
@@ -301,8 +316,9 @@ impl<'m> Cpu<'m> {
 
     /// Cache the table pointers one walk went through (filled together at the walk's end: the
     /// walk is one instruction, no shootdown lands inside it).
-    pub fn walk_cache_fill_all(&self, ws: &[WalkCacheEntry]) {
-        if ws.is_empty() {
+    pub fn walk_cache_fill_all<'a>(&self, ws: impl IntoIterator<Item = &'a WalkCacheEntry>) {
+        let mut ws = ws.into_iter().peekable();
+        if ws.peek().is_none() {
             return;
         }
         self.visible(Obj::Tlb(self.id as u16), Access::WalkFill);

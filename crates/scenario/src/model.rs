@@ -821,6 +821,46 @@ impl KernelModel {
     }
 }
 
+impl KernelModel {
+    /// The rest of a restored instance around `copied`, the template's kernel copied in `m`.
+    fn restore_with(
+        &self,
+        template: &Instance,
+        copied: mmcheck_kernel::Kernel,
+        mut m: mmcheck_platform::Memo,
+    ) -> Instance {
+        use mmcheck_platform::Snapshot;
+        let Instance {
+            kernel: _,
+            mm,
+            seen,
+            children,
+            setup_error,
+            clock,
+            history,
+            hist_bits,
+            initial,
+            initial_lazy,
+            inflight,
+        } = template;
+        let copy = Instance {
+            kernel: copied,
+            mm: mm.snapshot(&mut m),
+            seen: seen.snapshot(&mut m),
+            children: children.snapshot(&mut m),
+            setup_error: setup_error.clone(),
+            clock: clock.snapshot(&mut m),
+            history: Ghost::new(history.deref(|h| h.clone())),
+            hist_bits: hist_bits.clone(),
+            initial: initial.clone(),
+            initial_lazy: initial_lazy.clone(),
+            inflight: inflight.clone(),
+        };
+        m.finish();
+        copy
+    }
+}
+
 /// The backend of [`KernelModel::setup_error`]'s sequential run of `init`: one CPU, no other
 /// thread, so a wait that is not already over would never end (the native backend would spin
 /// forever): it unwinds with [`SetupWaits`] instead, without the panic hook's message.
@@ -1037,36 +1077,27 @@ impl Model for KernelModel {
     }
 
     fn restore(&self, template: &Instance, backend: Box<dyn Backend>) -> Option<Instance> {
-        use mmcheck_platform::{Memo, Snapshot};
-        let Instance {
-            kernel,
-            mm,
-            seen,
-            children,
-            setup_error,
-            clock,
-            history,
-            hist_bits,
-            initial,
-            initial_lazy,
-            inflight,
-        } = template;
-        let mut m = Memo::default();
-        let copy = Instance {
-            kernel: kernel.snapshot(backend, &mut m),
-            mm: mm.snapshot(&mut m),
-            seen: seen.snapshot(&mut m),
-            children: children.snapshot(&mut m),
-            setup_error: setup_error.clone(),
-            clock: clock.snapshot(&mut m),
-            history: Ghost::new(history.deref(|h| h.clone())),
-            hist_bits: hist_bits.clone(),
-            initial: initial.clone(),
-            initial_lazy: initial_lazy.clone(),
-            inflight: inflight.clone(),
-        };
-        m.finish();
-        Some(copy)
+        let mut m = mmcheck_platform::Memo::default();
+        let kernel = template.kernel.snapshot(backend, &mut m);
+        Some(self.restore_with(template, kernel, m))
+    }
+
+    /// The old instance's machine made a copy of the template's in place (the kernel objects
+    /// are copied anew: their graph changes from one execution to the next).
+    fn recycle(
+        &self,
+        template: &Instance,
+        old: Instance,
+        backend: Box<dyn Backend>,
+    ) -> Option<Instance> {
+        let mut machine = old.kernel.machine;
+        if !machine.same_shape(&template.kernel.machine) {
+            return self.restore(template, backend);
+        }
+        machine.reset_from(&template.kernel.machine, backend);
+        let mut m = mmcheck_platform::Memo::default();
+        let kernel = template.kernel.snapshot_onto(machine, &mut m);
+        Some(self.restore_with(template, kernel, m))
     }
 
     fn machine<'a>(&self, inst: &'a Instance) -> &'a Machine {

@@ -72,7 +72,9 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
         },
         None => pgtable::pgd_offset(cx, mm, addr),
     };
-    let mut filled = Vec::new();
+    // One cached table per level below the top (five levels at most): no allocation.
+    let mut filled = [None; 4];
+    let mut nr_filled = 0;
     let leaf = loop {
         let e = p.get(cx);
         if p.level == 1 {
@@ -104,15 +106,17 @@ fn hw_walk(cx: Ctx<'_>, mm: &MmStruct, addr: u64, write: bool) -> Option<TlbEntr
         }
         p = pgtable::entry_below(cx, e, p.level, addr);
         let table_shift = (g.bits * p.level).min(63);
-        filled.push(WalkCacheEntry {
+        filled[nr_filled] = Some(WalkCacheEntry {
             mm: mm.id,
             key: vpn >> table_shift,
             table_shift,
             table: p.table,
         });
+        nr_filled += 1;
     };
     // Paging-structure entries are cached whether or not the walk ends in a translation.
-    cx.cpu.walk_cache_fill_all(&filled);
+    cx.cpu
+        .walk_cache_fill_all(filled[..nr_filled].iter().flatten());
     let te = leaf?;
     cx.cpu.tlb_fill(te);
     Some(te)

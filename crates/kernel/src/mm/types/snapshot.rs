@@ -6,7 +6,7 @@
 use super::{AnonVma, File, MmStruct, TlbOwed, Vma, VmaIntervalTree};
 use crate::mm::swapfile::{SwapInfo, SwapState};
 use crate::Kernel;
-use mmcheck_platform::{Backend, CellCopy, Memo, Snapshot, SnapshotObj};
+use mmcheck_platform::{Backend, CellCopy, Machine, Memo, Snapshot, SnapshotObj};
 
 mmcheck_platform::snapshot_by_clone!(TlbOwed, SwapState);
 
@@ -155,8 +155,14 @@ impl Kernel {
     /// A copy of this kernel and its machine on `backend`, with every object it reaches copied
     /// in `m` (call [`Memo::finish`] before running it). For restoring a set-up state.
     pub fn snapshot(&self, backend: Box<dyn Backend>, m: &mut Memo) -> Kernel {
+        self.snapshot_onto(self.machine.snapshot(backend, m), m)
+    }
+
+    /// [`Kernel::snapshot`] with `machine` as the copy's machine: a copy of this kernel's
+    /// (made by [`Machine::snapshot`] or [`Machine::reset_from`]).
+    pub fn snapshot_onto(&self, machine: Machine, m: &mut Memo) -> Kernel {
         let Kernel {
-            machine,
+            machine: _,
             geo,
             proto,
             zero_page,
@@ -168,7 +174,7 @@ impl Kernel {
             vma_cache,
         } = self;
         Kernel {
-            machine: machine.snapshot(backend, m),
+            machine,
             geo: *geo,
             proto: proto.clone(),
             zero_page: *zero_page,
