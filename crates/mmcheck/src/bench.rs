@@ -180,6 +180,13 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         m.scenario.doc
     );
     let budget = Some(Duration::from_secs_f64(o.seconds));
+    // Half a second of random executions first, not counted: the first figure is otherwise
+    // that of a cold process (caches, page faults, the allocator's first arenas).
+    let warm = Duration::from_secs_f64(o.seconds.min(0.5));
+    std::hint::black_box(explore(
+        m.clone(),
+        &cfg(Mode::Random, Some(warm), o.optimal),
+    ));
     let mut random_exec_us = None;
     for (name, mode) in [
         ("random", Mode::Random),
