@@ -12,6 +12,7 @@
 //! has open soundness issues, shuttle has no partial-order reduction, and neither models RCU, IRQ-off,
 //! IPIs or TLBs, which here are just more objects.
 
+pub mod allocs;
 pub mod deps;
 pub mod dpor;
 pub mod exec;

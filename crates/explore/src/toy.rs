@@ -186,9 +186,12 @@ impl Model for Program {
             while cpu.rcu_callback_thread_step() {}
             return;
         }
-        let mut held = Vec::new();
-        let mut rcu = Vec::new();
-        let mut irq = Vec::new();
+        // Sized before the first step: the thread's own code allocates nothing in its steps
+        // (`tests/step_allocations.rs` counts the explorer's).
+        let ops = self.threads[t].len();
+        let mut held = Vec::with_capacity(ops);
+        let mut rcu = Vec::with_capacity(ops);
+        let mut irq = Vec::with_capacity(ops);
         for op in &self.threads[t] {
             match *op {
                 Op::Read(v) => {

@@ -10,7 +10,8 @@
 //!   execution, so the steps/s no scheduler can beat on this machine.
 //! - The explorer's random execution phase by phase (restore and thread start, the steps, the
 //!   final checks) against the native one's (restore, the threads' code, the final checks), and
-//!   the allocations each phase makes (the binary's allocator counts them, `crate::allocs`):
+//!   the allocations each phase makes (the binary's allocator counts them,
+//!   `mmcheck_explore::allocs`):
 //!   the steps less the native threads' code is the scheduling's own cost per step.
 //! - DPOR's complete search of the reference scenario takes a fraction of a second, so it is
 //!   repeated for the seconds asked and its rate is of all the runs.
@@ -24,7 +25,7 @@
 //! - An mremap-heavy scenario (mremap of a range back against migration of its page and a
 //!   store fault in it, 4-entry tables): DPOR until complete or the cap.
 
-use crate::allocs::allocations;
+use mmcheck_explore::allocs::allocations;
 use mmcheck_explore::{explore, explore_parallel, Config, Mode, Model, Outcome};
 use mmcheck_platform::NativeBackend;
 use mmcheck_scenario::{catalogue, parse_scenario, KernelModel};

@@ -1,7 +1,6 @@
 //! The mmcheck command's building blocks: `check` (rows, input files, the text report), the
 //! native stress driver and the model side of the differential test against the host kernel.
 
-pub mod allocs;
 pub mod atlas;
 pub mod bench;
 pub mod check;

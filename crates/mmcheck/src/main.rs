@@ -12,7 +12,7 @@ use std::time::Instant;
 
 /// The system allocator, counting allocations per thread for `mmcheck bench`.
 #[global_allocator]
-static ALLOCATOR: mmcheck::allocs::Counting = mmcheck::allocs::Counting;
+static ALLOCATOR: mmcheck_explore::allocs::Counting = mmcheck_explore::allocs::Counting;
 
 #[derive(Parser)]
 #[command(

@@ -1,7 +1,9 @@
 //! The system allocator, counting the calling thread's allocations, so that `mmcheck bench` can
-//! print how many allocations each phase of an execution makes (issue: no allocation in the
-//! step loop). Not a replacement of the allocator: every call goes to `System`; the count is a
-//! thread-local cell (no atomic, no contention), a few instructions per allocation.
+//! print how many allocations each phase of an execution makes and a test can check that the
+//! explorer's step loop makes none (`tests/step_allocations.rs`). Not a replacement of the
+//! allocator: every call goes to `System`; the count is a thread-local cell (no atomic, no
+//! contention), a few instructions per allocation. A binary installs it with
+//! `#[global_allocator]`; without that, [`allocations`] stays 0.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
