@@ -459,7 +459,7 @@ fn search<M: Model>(
                 let c = stack[depth].clock;
                 positions[t].push(depth as u32);
                 thread_clock[t] = c;
-                ex.set_reach_clock(c);
+                ex.set_step_clock(t, c, stack[depth].key);
             } else {
                 let prev_clock = thread_clock[t];
                 let mut c = prev_clock;
@@ -489,7 +489,7 @@ fn search<M: Model>(
                 stack[depth].ev = ev;
                 stack[depth].key = key;
                 stack[depth].clock = c;
-                ex.set_reach_clock(c);
+                ex.set_step_clock(t, c, key);
                 if depth >= fresh_from {
                     add_backtracks(&mut stack, &positions, depth, &prev_clock);
                 }

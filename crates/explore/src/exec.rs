@@ -163,6 +163,35 @@ impl Clocks {
         self.total += 1;
     }
 
+    /// Thread `t`'s step just recorded has clock `c` (and key `key`), computed by the caller
+    /// with this same computation (DPOR's, over the same footprints). If it is the only step without a clock,
+    /// it takes `c` and no scan runs; if a step asked already, the clocks agree (checked in
+    /// debug builds); with sync clocks kept, or earlier steps still without one, the step waits
+    /// for [`Clocks::catch_up`] as before.
+    fn give(&mut self, t: usize, c: [u32; MAX_THREADS], key: Key) {
+        if self.with_sync {
+            return;
+        }
+        match *self.pending.as_slice() {
+            [(u, ev)] if u == t => {
+                debug_assert!(Key::of(&ev) == key);
+                self.pending.clear();
+                self.events[t].push(Clocked {
+                    ev,
+                    key,
+                    clock: c,
+                    step: self.total - 1,
+                });
+            }
+            [] => debug_assert_eq!(
+                self.events[t].last().map(|e| e.clock),
+                Some(c),
+                "the strategy's clock of T{t}'s step is the backend's"
+            ),
+            _ => {}
+        }
+    }
+
     /// The execution's step number of thread `t`'s `k`-th event (from 1).
     fn step_of(&mut self, t: usize, k: u32) -> u32 {
         self.catch_up();
@@ -990,12 +1019,15 @@ impl<M: Model> Exec<M> {
         self.reach.as_mut().map_or(0, |r| r.reached(spec, &pending))
     }
 
-    /// Hand the explorer's happens-before clock of the last step to reach evaluation (DPOR
-    /// computes it anyway; without it, reach computes its own).
-    pub fn set_reach_clock(&mut self, clock: [u32; MAX_THREADS]) {
+    /// The happens-before clock of the step thread `t` just ran, as the strategy computed it
+    /// (DPOR computes it for every step, over the same footprints): reach evaluation takes it,
+    /// and so do the backend's clocks, which then need not compute it again (see
+    /// [`Clocks::give`]).
+    pub fn set_step_clock(&mut self, t: usize, clock: [u32; MAX_THREADS], key: Key) {
         if let Some(r) = &mut self.reach {
             r.set_clock(clock);
         }
+        self.core.clocks.borrow_mut().give(t, clock, key);
     }
 
     /// The violation the last step raised, if any.

@@ -258,7 +258,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 // Replaying the unchanged prefix (as in `dpor.rs`): the clock is the one the
                 // last execution computed here, and the next node exists.
                 thread_clock[t] = stack[depth].clock;
-                ex.set_reach_clock(stack[depth].clock);
+                ex.set_step_clock(t, stack[depth].clock, stack[depth].key);
             } else {
                 let prev_clock = thread_clock[t];
                 let mut c = prev_clock;
@@ -278,7 +278,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 stack[depth].ev = ev;
                 stack[depth].key = key;
                 stack[depth].clock = c;
-                ex.set_reach_clock(c);
+                ex.set_step_clock(t, c, key);
                 if depth >= fresh_from {
                     add_races(&mut stack, depth, &prev_clock, split);
                 }
