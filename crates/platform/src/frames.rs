@@ -1088,8 +1088,8 @@ impl<'m> Cpu<'m> {
 impl Frames {
     /// Make this arena what `t` (an arena of the same shape) is, keeping its allocations: the
     /// explorer restores the set-up state into the previous execution's machine (see
-    /// [`crate::Machine::reset_from`]). A frame whose table words `t` never made reads as
-    /// zeros, as here (`words` is made on first use, zeroed).
+    /// [`crate::Machine::reset_from`]). Table words are copied where `t` has them and dropped
+    /// where it has none (they are made again, zeroed, on first use).
     pub(crate) fn reset_from(&mut self, t: &Frames) {
         let load = |a: &AtomicU64| a.load(Ordering::SeqCst);
         let Frames {
@@ -1113,7 +1113,9 @@ impl Frames {
                     .iter_mut()
                     .zip(tw.iter())
                     .for_each(|(a, b)| *a.get_mut() = load(b)),
-                (Some(w), None) => w.iter_mut().for_each(|a| *a.get_mut() = 0),
+                // Dropped rather than zeroed: frames that were tables in some earlier
+                // execution would otherwise be zeroed at every restore.
+                (Some(_), None) => drop(words.take()),
                 (None, Some(tw)) => {
                     let _ = words.set(tw.iter().map(|b| AtomicU64::new(load(b))).collect());
                 }
