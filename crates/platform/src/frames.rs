@@ -312,18 +312,6 @@ impl Frame {
         }
     }
 
-    /// No deposited tables and no free record (a frame never allocated).
-    fn deposit_and_free_record_empty(&self) -> bool {
-        self.page.deposit.lock().is_empty()
-            && self.freed_by.lock().cpu.is_none()
-            && self.data.load(Ordering::SeqCst) == 0
-            && self
-                .page
-                .words
-                .iter()
-                .all(|w| w.load(Ordering::SeqCst) == 0)
-    }
-
     fn gen_kind(&self) -> (u32, FrameKind) {
         let s = self.state.load(Ordering::SeqCst);
         ((s >> 16) as u32, FrameKind::decode(s))
@@ -1086,8 +1074,8 @@ impl<'m> Cpu<'m> {
 }
 
 impl Frames {
-    /// Make this arena what `t` (an arena of the same shape) is, keeping its allocations: the
-    /// explorer restores the set-up state into the previous execution's machine (see
+    /// Make this arena what `t` (an arena of the same shape) is, keeping its allocations: a
+    /// copy of a set-up state onto a new machine or onto the previous execution's (see
     /// [`crate::Machine::reset_from`]). Table words are copied where `t` has them and dropped
     /// where it has none (they are made again, zeroed, on first use).
     pub(crate) fn reset_from(&mut self, t: &Frames) {
@@ -1148,63 +1136,6 @@ impl Frames {
         used.clone_from(&ts.used);
         (*cursor, *nr_free, *reserved, *lowest_first) =
             (ts.cursor, ts.nr_free, ts.reserved, ts.lowest_first);
-    }
-}
-
-/// A copy for restoring a set-up state (see [`crate::snapshot`]).
-impl crate::Snapshot for Frames {
-    fn snapshot(&self, m: &mut crate::Memo) -> Self {
-        let load = |a: &AtomicU64| AtomicU64::new(a.load(Ordering::SeqCst));
-        let Frames {
-            frames,
-            entries,
-            alloc,
-        } = self;
-        let frames = frames
-            .iter()
-            .enumerate()
-            .map(|(pfn, f)| {
-                if f.state.load(Ordering::SeqCst) == 0 && f.words.get().is_none() {
-                    // Never allocated (a free frame's generation is bumped): nothing was
-                    // written in it, as a new arena's.
-                    debug_assert!(f.deposit_and_free_record_empty());
-                    return Frame::unused(pfn);
-                }
-                let Frame {
-                    state,
-                    words,
-                    data,
-                    ptl,
-                    page,
-                    freed_by,
-                } = f;
-                let PageMeta {
-                    words: page_words,
-                    locked,
-                    deposit,
-                } = page;
-                Frame {
-                    state: load(state),
-                    words: match words.get() {
-                        Some(w) => OnceLock::from(w.iter().map(load).collect::<Box<[_]>>()),
-                        None => OnceLock::new(),
-                    },
-                    data: load(data),
-                    ptl: ptl.snapshot(m),
-                    page: PageMeta {
-                        words: std::array::from_fn(|i| load(&page_words[i])),
-                        locked: AtomicBool::new(locked.load(Ordering::SeqCst)),
-                        deposit: Mutex::new(deposit.lock().clone()),
-                    },
-                    freed_by: Mutex::new(freed_by.lock().clone()),
-                }
-            })
-            .collect();
-        Frames {
-            frames,
-            entries: *entries,
-            alloc: Mutex::new(alloc.lock().clone()),
-        }
     }
 }
 

@@ -182,11 +182,43 @@ impl Machine {
     /// A copy of this machine on `backend`, as it is now (see [`crate::snapshot`]): for
     /// restoring the state a set-up left. The copy runs the same mutant; the backend is told to
     /// keep clocks if this machine's set-up asked its own to.
-    pub fn snapshot(&self, backend: Box<dyn Backend>, m: &mut crate::Memo) -> Machine {
-        use crate::Snapshot;
-        let load64 = |a: &AtomicU64| AtomicU64::new(a.load(Ordering::SeqCst));
-        let load32 = |a: &AtomicU32| AtomicU32::new(a.load(Ordering::SeqCst));
-        let loadb = |a: &AtomicBool| AtomicBool::new(a.load(Ordering::SeqCst));
+    pub fn snapshot(&self, backend: Box<dyn Backend>, _m: &mut crate::Memo) -> Machine {
+        let mut copy = Machine::new(self.config.clone(), backend);
+        copy.copy_from(self);
+        copy
+    }
+
+    /// True if [`Machine::reset_from`] can make this machine a copy of `t`: the same sizes.
+    pub fn same_shape(&self, t: &Machine) -> bool {
+        let (a, b) = (&self.config, &t.config);
+        (a.nr_cpus, a.nr_frames, a.entries_per_table, a.tlb_entries)
+            == (b.nr_cpus, b.nr_frames, b.entries_per_table, b.tlb_entries)
+            && self.frames.len() == t.frames.len()
+            && self.naming == t.naming
+    }
+
+    /// Make this machine what [`Machine::snapshot`] would copy from `t` (a machine of the same
+    /// shape), on `backend`, keeping this one's allocations: the explorer restores the set-up
+    /// state into the previous execution's machine, so the vectors a step grows (TLBs, the
+    /// CPUs' function stacks, the frames' free records) are already grown. The copy runs on
+    /// one thread, with no step running.
+    pub fn reset_from(&mut self, t: &Machine, backend: Box<dyn Backend>) {
+        assert!(
+            self.same_shape(t),
+            "reset_from: machines of different shapes"
+        );
+        self.strict = backend.strict();
+        self.backend = backend;
+        self.copy_from(t);
+    }
+
+    /// Make this machine's state (all but its backend) what `t`'s is: the one copy both
+    /// [`Machine::snapshot`] (onto a new machine) and [`Machine::reset_from`] (onto the last
+    /// execution's) make.
+    fn copy_from(&mut self, t: &Machine) {
+        let ld64 = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        let ld32 = |a: &AtomicU32| a.load(Ordering::SeqCst);
+        let ldb = |a: &AtomicBool| a.load(Ordering::SeqCst);
         let Machine {
             backend: _,
             strict: _,
@@ -213,140 +245,9 @@ impl Machine {
             entry_hist,
         } = self;
         assert_eq!(
-            *naming,
-            backend.naming(),
+            *naming, t.naming,
             "a copy keeps the naming log or not, as built"
         );
-        let cpus = cpus
-            .iter()
-            .map(|c| {
-                let CpuState {
-                    irq_ctr,
-                    irq_depth,
-                    rcu_ctr,
-                    rcu_depth,
-                    tlb,
-                    ipi_flush,
-                    loaded_mm,
-                    hw_walk,
-                    alloc_order,
-                    tlb_op,
-                    in_cell,
-                    stack,
-                    skipped,
-                    buffered,
-                    wb,
-                    load_floor,
-                } = c;
-                CpuState {
-                    irq_ctr: load64(irq_ctr),
-                    irq_depth: load32(irq_depth),
-                    rcu_ctr: load64(rcu_ctr),
-                    rcu_depth: load32(rcu_depth),
-                    tlb: Mutex::new(tlb.lock().clone()),
-                    ipi_flush: Mutex::new(ipi_flush.lock().clone()),
-                    loaded_mm: load64(loaded_mm),
-                    hw_walk: load32(hw_walk),
-                    alloc_order: load32(alloc_order),
-                    tlb_op: Mutex::new(*tlb_op.lock()),
-                    in_cell: loadb(in_cell),
-                    stack: Mutex::new(stack.lock().clone()),
-                    skipped: Mutex::new(skipped.lock().clone()),
-                    buffered: loadb(buffered),
-                    wb: Mutex::new(wb.lock().clone()),
-                    load_floor: Mutex::new(*load_floor.lock()),
-                }
-            })
-            .collect();
-        let entry_text = match entry_text.get() {
-            Some(t) => std::sync::OnceLock::from(*t),
-            None => std::sync::OnceLock::new(),
-        };
-        let copy = Machine {
-            frames: frames.snapshot(m),
-            rcu: rcu.snapshot(m),
-            cpus,
-            config: config.clone(),
-            tlb_flush: *tlb_flush,
-            next_id: load64(next_id),
-            next_slab: load64(next_slab),
-            next_slab_typesafe: load64(next_slab_typesafe),
-            lock_classes: Mutex::new(lock_classes.lock().clone()),
-            violations: Mutex::new(violations.lock().clone()),
-            violated: loadb(violated),
-            naming: *naming,
-            names: Mutex::new(names.lock().clone()),
-            entry_text,
-            mutation: mutation.clone(),
-            memory: AtomicU8::new(memory.load(Ordering::SeqCst)),
-            wb_id: load64(wb_id),
-            data_buffered: loadb(data_buffered),
-            load_reorder: loadb(load_reorder),
-            vma_wait_acquire: loadb(vma_wait_acquire),
-            entry_hist: Mutex::new(entry_hist.lock().clone()),
-            strict: backend.strict(),
-            backend,
-        };
-        if copy.load_reorder.load(Ordering::Relaxed) {
-            copy.backend.track_clocks();
-        }
-        copy
-    }
-
-    /// True if [`Machine::reset_from`] can make this machine a copy of `t`: the same sizes.
-    pub fn same_shape(&self, t: &Machine) -> bool {
-        let (a, b) = (&self.config, &t.config);
-        (a.nr_cpus, a.nr_frames, a.entries_per_table, a.tlb_entries)
-            == (b.nr_cpus, b.nr_frames, b.entries_per_table, b.tlb_entries)
-            && self.frames.len() == t.frames.len()
-            && self.naming == t.naming
-    }
-
-    /// Make this machine what [`Machine::snapshot`] would copy from `t` (a machine of the same
-    /// shape), on `backend`, keeping this one's allocations: the explorer restores the set-up
-    /// state into the previous execution's machine, so the vectors a step grows (TLBs, the
-    /// CPUs' function stacks, the frames' free records) are already grown. The copy runs on
-    /// one thread, with no step running.
-    pub fn reset_from(&mut self, t: &Machine, backend: Box<dyn Backend>) {
-        assert!(
-            self.same_shape(t),
-            "reset_from: machines of different shapes"
-        );
-        let ld64 = |a: &AtomicU64| a.load(Ordering::SeqCst);
-        let ld32 = |a: &AtomicU32| a.load(Ordering::SeqCst);
-        let ldb = |a: &AtomicBool| a.load(Ordering::SeqCst);
-        let Machine {
-            backend: my_backend,
-            strict,
-            frames,
-            rcu,
-            cpus,
-            config,
-            tlb_flush,
-            next_id,
-            next_slab,
-            next_slab_typesafe,
-            lock_classes,
-            violations,
-            violated,
-            naming,
-            names,
-            entry_text,
-            mutation,
-            memory,
-            wb_id,
-            data_buffered,
-            load_reorder,
-            vma_wait_acquire,
-            entry_hist,
-        } = self;
-        assert_eq!(
-            *naming,
-            backend.naming(),
-            "a copy keeps the naming log or not, as built"
-        );
-        *strict = backend.strict();
-        *my_backend = backend;
         frames.reset_from(&t.frames);
         rcu.reset_from(&t.rcu);
         for (c, tc) in cpus.iter_mut().zip(t.cpus.iter()) {

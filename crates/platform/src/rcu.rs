@@ -312,22 +312,6 @@ impl RcuState {
     }
 }
 
-impl crate::Snapshot for RcuState {
-    fn snapshot(&self, _: &mut crate::Memo) -> Self {
-        let RcuState {
-            pending,
-            count,
-            queued,
-        } = self;
-        let pending = pending.lock().iter().map(Pending::copy).collect();
-        RcuState {
-            pending: Mutex::new(pending),
-            count: std::sync::atomic::AtomicUsize::new(count.load(Ordering::SeqCst)),
-            queued: std::sync::atomic::AtomicU32::new(queued.load(Ordering::SeqCst)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
