@@ -51,7 +51,7 @@ pub fn choice_of(d: usize) -> u8 {
 /// step makes of it are plain moves.
 #[derive(Clone, Copy)]
 pub struct Req {
-    pub event: Event,
+    event: Event,
     /// SAFETY: the predicate lives on the suspended coroutine's stack and is only called while
     /// that coroutine is suspended at the `block` that created it.
     ready: Option<*const (dyn Fn() -> bool + 'static)>,

@@ -45,12 +45,34 @@ pub struct Phases {
     pub steps: u64,
     /// Making the execution's instance (the set-up state restored) and starting its threads.
     pub start: Duration,
-    /// The steps: scheduling, and the threads' code between their visible operations.
+    /// The steps: scheduling, and the threads' code between their visible operations (the
+    /// native backend's runs: the threads' code alone).
     pub run: Duration,
     /// The model's final checks and the teardown.
     pub finish: Duration,
     /// Allocations in each of the three phases, summed (as `allocations` counts them).
     pub allocs: [u64; 3],
+}
+
+impl Phases {
+    /// Add one execution from the time and the allocation count at its four phase boundaries
+    /// (before the start, after it, after the steps, after the final checks).
+    pub fn add(&mut self, marks: [(Instant, u64); 4]) {
+        self.executions += 1;
+        let [start, run, finish] =
+            std::array::from_fn(|i| (marks[i + 1].0 - marks[i].0, marks[i + 1].1 - marks[i].1));
+        self.start += start.0;
+        self.run += run.0;
+        self.finish += finish.0;
+        for (sum, n) in self.allocs.iter_mut().zip([start.1, run.1, finish.1]) {
+            *sum += n;
+        }
+    }
+
+    /// The three phases' time together.
+    pub fn total(&self) -> Duration {
+        self.start + self.run + self.finish
+    }
 }
 
 /// Time the phases of uniform random executions of `model` (seed `seed`) for `secs` seconds,
@@ -64,9 +86,10 @@ pub fn phases<M: Model>(model: &Arc<M>, secs: f64, seed: u64, allocations: fn() 
     let max_steps = Config::default().max_steps;
     let all = Instant::now();
     while p.executions == 0 || all.elapsed().as_secs_f64() < secs {
-        let (t0, a0) = (Instant::now(), allocations());
+        let mark = || (Instant::now(), allocations());
+        let m0 = mark();
         let mut ex = Exec::new(model, &mut pool, false);
-        let (t1, a1) = (Instant::now(), allocations());
+        let m1 = mark();
         let mut clean = !ex.violated() && ex.limit().is_none();
         while clean {
             match ex.next_enabled(ex.sched.len(), max_steps) {
@@ -80,16 +103,9 @@ pub fn phases<M: Model>(model: &Arc<M>, secs: f64, seed: u64, allocations: fn() 
             }
         }
         p.steps += ex.sched.len() as u64;
-        let (t2, a2) = (Instant::now(), allocations());
+        let m2 = mark();
         std::hint::black_box(ex.finish(&mut pool, clean));
-        let (t3, a3) = (Instant::now(), allocations());
-        p.executions += 1;
-        p.start += t1 - t0;
-        p.run += t2 - t1;
-        p.finish += t3 - t2;
-        for (sum, n) in p.allocs.iter_mut().zip([a1 - a0, a2 - a1, a3 - a2]) {
-            *sum += n;
-        }
+        p.add([m0, m1, m2, mark()]);
     }
     p
 }

@@ -26,6 +26,7 @@
 //!   store fault in it, 4-entry tables): DPOR until complete or the cap.
 
 use mmcheck_explore::allocs::allocations;
+use mmcheck_explore::random::Phases;
 use mmcheck_explore::{explore, explore_parallel, Config, Mode, Model, Outcome};
 use mmcheck_platform::NativeBackend;
 use mmcheck_scenario::{catalogue, parse_scenario, KernelModel};
@@ -93,57 +94,31 @@ fn cfg(mode: Mode, budget: Option<Duration>, optimal: bool) -> Config {
     }
 }
 
-/// Native runs: executions and the time of each phase, summed.
-#[derive(Default)]
-struct Native {
-    executions: u64,
-    /// Building the instance (or restoring it).
-    start: Duration,
-    /// Every non-daemon thread's body, one after the other.
-    threads: Duration,
-    /// The model's final checks.
-    finish: Duration,
-    /// Allocations in each phase, summed.
-    allocs: [u64; 3],
-}
-
-impl Native {
-    fn total(&self) -> Duration {
-        self.start + self.threads + self.finish
-    }
-}
-
 /// Run every non-daemon thread of fresh native instances in turn for `secs`. With `restore`,
 /// each instance is a copy of one built first (as the explorer makes them), so the time is the
 /// copy's, the threads' and the final checks'.
-fn native_runs(m: &KernelModel, secs: f64, restore: bool) -> Native {
+fn native_runs(m: &KernelModel, secs: f64, restore: bool) -> Phases {
     let template = m.build(Box::new(NativeBackend));
     let start = Instant::now();
-    let mut n = Native::default();
+    let mut n = Phases::default();
+    let mark = || (Instant::now(), allocations());
     while n.executions == 0 || start.elapsed().as_secs_f64() < secs {
-        let (t0, a0) = (Instant::now(), allocations());
+        let m0 = mark();
         let inst = match restore {
             true => m
                 .restore(&template, Box::new(NativeBackend))
                 .expect("the scenario model restores"),
             false => m.build(Box::new(NativeBackend)),
         };
-        let (t1, a1) = (Instant::now(), allocations());
+        let m1 = mark();
         for t in 0..m.threads() {
             if !m.is_daemon(t) {
                 m.run(&inst, t);
             }
         }
-        let (t2, a2) = (Instant::now(), allocations());
+        let m2 = mark();
         std::hint::black_box(m.finish(&inst));
-        let (t3, a3) = (Instant::now(), allocations());
-        n.executions += 1;
-        n.start += t1 - t0;
-        n.threads += t2 - t1;
-        n.finish += t3 - t2;
-        for (sum, k) in n.allocs.iter_mut().zip([a1 - a0, a2 - a1, a3 - a2]) {
-            *sum += k;
-        }
+        n.add([m0, m1, m2, mark()]);
     }
     n
 }
@@ -293,7 +268,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
          nothing ({:.1} steps per execution under random)",
         nat.executions,
         per(nat.start, nat.executions),
-        per(nat.threads, nat.executions),
+        per(nat.run, nat.executions),
         per(nat.finish, nat.executions),
         sc_random_steps_per_exec / floor_us,
         sc_random_steps_per_exec
@@ -306,7 +281,7 @@ pub fn bench_explore(o: &BenchOpts) -> ExitCode {
         per(ph.finish, ph.executions),
     );
     let steps = ph.steps as f64 / ph.executions.max(1) as f64;
-    let threads = per(nat.threads, nat.executions);
+    let threads = per(nat.run, nat.executions);
     let allocs = |a: [u64; 3], n: u64| a.map(|x| x as f64 / n.max(1) as f64);
     let (ea, na) = (
         allocs(ph.allocs, ph.executions),

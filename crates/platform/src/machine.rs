@@ -182,7 +182,7 @@ impl Machine {
     /// A copy of this machine on `backend`, as it is now (see [`crate::snapshot`]): for
     /// restoring the state a set-up left. The copy runs the same mutant; the backend is told to
     /// keep clocks if this machine's set-up asked its own to.
-    pub fn snapshot(&self, backend: Box<dyn Backend>, _m: &mut crate::Memo) -> Machine {
+    pub fn snapshot(&self, backend: Box<dyn Backend>) -> Machine {
         let mut copy = Machine::new(self.config.clone(), backend);
         copy.copy_from(self);
         copy

@@ -155,7 +155,7 @@ impl Kernel {
     /// A copy of this kernel and its machine on `backend`, with every object it reaches copied
     /// in `m` (call [`Memo::finish`] before running it). For restoring a set-up state.
     pub fn snapshot(&self, backend: Box<dyn Backend>, m: &mut Memo) -> Kernel {
-        self.snapshot_onto(self.machine.snapshot(backend, m), m)
+        self.snapshot_onto(self.machine.snapshot(backend), m)
     }
 
     /// [`Kernel::snapshot`] with `machine` as the copy's machine: a copy of this kernel's
