@@ -601,6 +601,10 @@ pub struct Exec<M: Model> {
     core: Arc<Core>,
     cos: Vec<Option<Coroutine<(), Req, (), DefaultStack>>>,
     pub pending: Vec<Option<Req>>,
+    /// The threads with a pending operation, as a mask (kept with `pending`, in `resume`).
+    live: u32,
+    /// The threads whose pending operation blocks (their readiness is asked at each step).
+    blocking: u32,
     pub locks: LockTrack,
     pub steps: usize,
     /// The daemon threads ([`Model::is_daemon`]), as a mask.
@@ -718,6 +722,8 @@ impl<M: Model> Exec<M> {
             core,
             cos: Vec::with_capacity(n),
             pending: vec![None; n],
+            live: 0,
+            blocking: 0,
             locks: std::mem::take(&mut pool.locks),
             steps: 0,
             daemons: (0..n).fold(0, |m, t| m | u32::from(model.is_daemon(t)) << t),
@@ -771,9 +777,18 @@ impl<M: Model> Exec<M> {
         }
         let r = co.resume(());
         self.core.running.set(None);
+        let bit = 1 << t;
         match r {
-            CoroutineResult::Yield(r) => self.pending[t] = Some(r),
-            CoroutineResult::Return(()) => self.pending[t] = None,
+            CoroutineResult::Yield(r) => {
+                self.live |= bit;
+                self.blocking = (self.blocking & !bit) | (u32::from(r.is_block()) << t);
+                self.pending[t] = Some(r);
+            }
+            CoroutineResult::Return(()) => {
+                self.live &= !bit;
+                self.blocking &= !bit;
+                self.pending[t] = None;
+            }
         }
     }
 
@@ -786,12 +801,17 @@ impl<M: Model> Exec<M> {
         self.pending[t].is_some_and(|r| r.ready())
     }
 
-    /// Bitmask of enabled threads.
+    /// Bitmask of enabled threads: those with a pending operation that does not block, and
+    /// those whose blocking operation is ready now.
     pub fn enabled_mask(&self) -> u32 {
-        let mut m = 0;
-        for (t, p) in self.pending.iter().enumerate() {
-            let on = p.is_some_and(|r| r.ready());
-            m |= (on as u32) << t;
+        let mut m = self.live & !self.blocking;
+        let mut b = self.blocking;
+        while b != 0 {
+            let t = b.trailing_zeros() as usize;
+            b &= b - 1;
+            if self.pending[t].is_some_and(|r| r.ready()) {
+                m |= 1 << t;
+            }
         }
         m
     }
@@ -830,11 +850,7 @@ impl<M: Model> Exec<M> {
 
     fn finished_with(&self, enabled: u32) -> bool {
         // Unfinished threads that are not daemons waiting: none.
-        let mut left = 0u32;
-        for (t, p) in self.pending.iter().enumerate() {
-            left |= u32::from(p.is_some()) << t;
-        }
-        left & !(self.daemons & !enabled) == 0
+        self.live & !(self.daemons & !enabled) == 0
     }
 
     /// True if thread `t` is suspended at a blocking operation.
