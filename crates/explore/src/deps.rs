@@ -103,10 +103,98 @@ enum Family {
 }
 
 /// A cheap summary for scans: `may_depend` is false only when [`dependent`] certainly is.
+///
+/// Two bit signatures answer most scans with one AND: `mask`, what the event is, and `query`,
+/// what it may conflict with, such that `may_depend(a, b)` implies `a.mask & b.query != 0`
+/// (the family and object rules below decide the rest). Scans for the latest dependent event
+/// of another thread mostly find none and look at every event since the two threads last
+/// synchronized (under `memory = lkmm`, 39 per step on the reference scenario): the AND is what
+/// they pay per event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key {
     obj: Obj,
     family: Family,
+    mask: u64,
+    query: u64,
+}
+
+/// Signature bits (see [`Key`]), one per way [`dependent`] can say true. Every query has
+/// `SIG_FA` (a frame free or allocation's mask is all ones), every mask `SIG_ANY` (and such a
+/// query is all ones).
+const SIG_FA: u64 = 1 << 0;
+const SIG_ANY: u64 = 1 << 1;
+/// A CPU's state (`is_cpu_obj`), which a global event's query asks for.
+const SIG_CPU: u64 = 1 << 2;
+/// A global event (an IPI, a shootdown, a TLB scan or IPI wait), which every query on CPU state
+/// asks for.
+const SIG_GLOBAL: u64 = 1 << 3;
+/// A grace period or callback step, asked for by those and by reader boundaries.
+const SIG_GP: u64 = 1 << 4;
+/// A reader boundary, asked for by grace-period events.
+const SIG_READER: u64 = 1 << 5;
+/// A weak entry RMW, asked for by the flusher's read of the store buffers, and that read.
+const SIG_RMW_WEAK: u64 = 1 << 6;
+const SIG_BUFFERS_READ: u64 = 1 << 7;
+/// The rest: the object's hash bucket, a bit for reads and a bit for every other access (two
+/// reads of one object commute), or the folded address mask of a history event.
+const SIG_HASH_FROM: u32 = 8;
+const SIG_HASH_BITS: u64 = 64 - SIG_HASH_FROM as u64;
+
+/// The read bit of an object's hash bucket (the other-access bit is the next one): FNV-1a (a word at a
+/// time) over its discriminant and fields (fixed, so the same in every run).
+fn read_bit(o: &Obj) -> u64 {
+    struct Fnv(u64);
+    impl std::hash::Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        fn write_u64(&mut self, x: u64) {
+            self.0 = (self.0 ^ x).wrapping_mul(0x100_0000_01b3);
+        }
+        fn write_u32(&mut self, x: u32) {
+            self.write_u64(x.into());
+        }
+        fn write_u16(&mut self, x: u16) {
+            self.write_u64(x.into());
+        }
+        fn write_u8(&mut self, x: u8) {
+            self.write_u64(x.into());
+        }
+        fn write_usize(&mut self, x: usize) {
+            self.write_u64(x as u64);
+        }
+        fn write_isize(&mut self, x: isize) {
+            self.write_u64(x as u64);
+        }
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    o.hash(&mut h);
+    // The splitmix64 finalizer: FNV's high bits are weak on short inputs.
+    let mut x = h.finish();
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    let bucket = ((x >> 32) * (SIG_HASH_BITS / 2)) >> 32;
+    1 << (u64::from(SIG_HASH_FROM) + 2 * bucket)
+}
+
+/// A history event's address mask folded onto the hash bits: two masks that meet fold onto
+/// bits that meet.
+fn fold_bits(m: u64) -> u64 {
+    let mut out = 0;
+    let mut m = m;
+    while m != 0 {
+        let i = u64::from(m.trailing_zeros());
+        m &= m - 1;
+        out |= 1 << (u64::from(SIG_HASH_FROM) + i % SIG_HASH_BITS);
+    }
+    out
 }
 
 impl Key {
@@ -138,13 +226,88 @@ impl Key {
             Obj::Page { pfn, .. } => Obj::page(pfn),
             o => o.unmarked(),
         };
-        Key { obj, family }
+        let (mask, query) = Self::signatures(e, obj);
+        Key {
+            obj,
+            family,
+            mask,
+            query,
+        }
+    }
+
+    /// The signatures of `e` (its object normalized as `obj`): a bit for each branch of
+    /// [`dependent`] that can say true, so that `dependent(a, b)` implies
+    /// `a.mask & b.query != 0` (checked over a spread of events by the tests). They follow the
+    /// relation's own tests, not the families (which [`Key::may_depend`] checks after them).
+    fn signatures(e: &Event, obj: Obj) -> (u64, u64) {
+        if matches!(
+            e.access,
+            Access::FrameFree
+                | Access::FrameClear
+                | Access::FrameAlloc
+                | Access::ObjFree
+                | Access::ObjAlloc
+        ) {
+            return (!0, !0);
+        }
+        let (mut mask, mut query) = (SIG_ANY, SIG_FA);
+        if is_cpu_obj(obj) {
+            mask |= SIG_CPU;
+            query |= SIG_GLOBAL;
+        }
+        if is_global(e) || matches!(obj, Obj::IpiWait(_)) {
+            mask |= SIG_GLOBAL;
+            query |= SIG_CPU;
+        }
+        if is_gp(e) {
+            mask |= SIG_GP;
+            query |= SIG_GP | SIG_READER;
+        }
+        if is_reader_boundary(e) {
+            mask |= SIG_READER;
+            query |= SIG_GP;
+        }
+        if e.access == Access::RmwWeak {
+            mask |= SIG_RMW_WEAK;
+            query |= SIG_BUFFERS_READ;
+        }
+        if obj == Obj::STORE_BUFFERS && e.access == Access::Read {
+            mask |= SIG_BUFFERS_READ;
+            query |= SIG_RMW_WEAK;
+        }
+        if is_hist(e) {
+            let bits = match obj {
+                Obj::Hist(m) => fold_bits(m),
+                _ => !0 << SIG_HASH_FROM,
+            };
+            return (mask | bits, query | bits);
+        }
+        let read = read_bit(&obj);
+        let other = read << 1;
+        if class(e.access) == Class::Read {
+            (mask | read, query | other)
+        } else {
+            (mask | other, query | read | other)
+        }
+    }
+
+    /// What the event is, as a signature (see [`Key`]).
+    pub fn mask(&self) -> u64 {
+        self.mask
+    }
+
+    /// What the event may conflict with: `a.may_depend(b)` implies `a.mask() & b.query() != 0`.
+    pub fn query(&self) -> u64 {
+        self.query
     }
 
     /// False only if the two events are certainly independent.
     #[inline]
     pub fn may_depend(&self, other: &Key) -> bool {
         use Family::*;
+        if self.mask & other.query == 0 {
+            return false;
+        }
         match (self.family, other.family) {
             (FreeAlloc, _) | (_, FreeAlloc) => true,
             (Global, _) | (_, Global) => is_cpu_obj(self.obj) && is_cpu_obj(other.obj),
@@ -499,6 +662,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn key_signatures_are_sound_over_many_objects() {
+        // Hash collisions and folded history masks: over hundreds of objects of each kind, the
+        // signature test never hides a dependency, and it does tell distinct plain objects
+        // apart (the scans' point).
+        let mut objs = vec![Obj::STORE_BUFFERS, Obj::Alloc, Obj::Rcu];
+        for i in 0..64u32 {
+            objs.push(Obj::Entry {
+                pfn: i / 8,
+                idx: i % 8,
+            });
+            objs.push(Obj::Lock(u64::from(i) * 7));
+            objs.push(Obj::Lock(Obj::ptl_id(i)));
+            objs.push(Obj::Var(u64::from(i)));
+            objs.push(Obj::Var(Obj::SLAB_BASE + u64::from(i)));
+            objs.push(Obj::Page {
+                pfn: i,
+                parts: Obj::PAGE_REF,
+            });
+            objs.push(Obj::Data(i));
+            objs.push(Obj::Frame {
+                pfn: i,
+                order: (i % 3) as u8,
+            });
+            objs.push(Obj::Hist(1 << i));
+            objs.push(Obj::Hist(3 << (i % 62)));
+            objs.push(Obj::RcuReaders(1 << (i % 16)));
+            objs.push(Obj::Irq((i % 16) as u16));
+            objs.push(Obj::Tlb((i % 16) as u16));
+            objs.push(Obj::RcuCall(i));
+        }
+        let accs = [
+            Access::Read,
+            Access::Write,
+            Access::Rmw,
+            Access::RmwWeak,
+            Access::Add,
+            Access::Acquire,
+            Access::Release,
+            Access::RcuLock,
+            Access::IrqEnable,
+            Access::GracePeriod,
+            Access::CallRcu,
+            Access::RcuCallback,
+            Access::IpiSync,
+            Access::TlbScan,
+            Access::FrameAlloc,
+            Access::FrameFree,
+            Access::HistInv,
+            Access::HistResp,
+            Access::ObjFree,
+        ];
+        let evs: Vec<Event> = objs
+            .iter()
+            .flat_map(|&o| accs.iter().map(move |&a| ev(o, a)))
+            .collect();
+        let keys: Vec<Key> = evs.iter().map(Key::of).collect();
+        let (mut pairs, mut cut) = (0u64, 0u64);
+        for (a, ka) in evs.iter().zip(&keys) {
+            for (b, kb) in evs.iter().zip(&keys) {
+                if dependent(a, b) {
+                    assert!(ka.may_depend(kb), "{a:?} {b:?}");
+                }
+                if ka.obj != kb.obj && ka.family == Family::Plain && kb.family == Family::Plain {
+                    pairs += 1;
+                    cut += u64::from(ka.mask & kb.query == 0);
+                }
+            }
+        }
+        assert!(
+            cut * 10 > pairs * 9,
+            "{cut} of {pairs} plain pairs told apart"
+        );
     }
 
     #[test]
