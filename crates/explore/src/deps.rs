@@ -105,8 +105,8 @@ enum Family {
 /// A cheap summary for scans: `may_depend` is false only when [`dependent`] certainly is.
 ///
 /// Two bit signatures answer most scans with one AND: `mask`, what the event is, and `query`,
-/// what it may conflict with, such that `may_depend(a, b)` implies `a.mask & b.query != 0`
-/// (the family and object rules below decide the rest). Scans for the latest dependent event
+/// what it may conflict with, such that `dependent(a, b)` implies `a.mask & b.query != 0`
+/// (the family and object rules of `may_depend` decide the rest). Scans for the latest dependent event
 /// of another thread mostly find none and look at every event since the two threads last
 /// synchronized (under `memory = lkmm`, 39 per step on the reference scenario): the AND is what
 /// they pay per event.
@@ -289,16 +289,6 @@ impl Key {
         } else {
             (mask | other, query | read | other)
         }
-    }
-
-    /// What the event is, as a signature (see [`Key`]).
-    pub fn mask(&self) -> u64 {
-        self.mask
-    }
-
-    /// What the event may conflict with: `a.may_depend(b)` implies `a.mask() & b.query() != 0`.
-    pub fn query(&self) -> u64 {
-        self.query
     }
 
     /// False only if the two events are certainly independent.
