@@ -550,6 +550,9 @@ fn search<M: Model>(
             if let Some(c) = ex.coverage.take() {
                 out.coverage.extend(c);
             }
+            if cfg.classes && !ended_early {
+                out.classes.insert(ex.class());
+            }
             let finish = ex.finish(pool, violation.is_none() && !ended_early);
             out.account(
                 cfg,

@@ -1046,6 +1046,28 @@ impl<M: Model> Exec<M> {
         self.core.clocks.borrow_mut().give(t, clock, key);
     }
 
+    /// The execution's Mazurkiewicz trace, hashed: per thread, its events (as the dependency
+    /// relation sees them) with their happens-before clocks and the outcomes of its choices.
+    /// Two executions hash the same exactly when they order every dependent pair alike (up to
+    /// hash collisions): the explorer's self-checks compare the classes strategies reach. It
+    /// computes every step's clock.
+    pub fn class(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut c = self.core.clocks.borrow_mut();
+        c.catch_up();
+        let mut h = std::hash::DefaultHasher::new();
+        for t in 0..self.threads() {
+            for e in &c.events[t] {
+                (e.ev, e.clock).hash(&mut h);
+            }
+            for &d in self.sched.iter().filter(|&&d| thread_of(d.into()) == t) {
+                choice_of(d.into()).hash(&mut h);
+            }
+            u64::MAX.hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// The violation the last step raised, if any.
     pub fn violation(&self) -> Option<Violation> {
         let v = self.core.violation.borrow();

@@ -153,6 +153,9 @@ pub struct Config {
     pub shard: Option<Shard>,
     /// DPOR with wakeup trees (Optimal-DPOR, [`odpor`]) instead of source-DPOR's backtrack sets.
     pub optimal: bool,
+    /// Collect the equivalence class of every execution that ran to its end or to a violation
+    /// into [`Outcome::classes`] (the explorer's self-checks; it computes every step's clock).
+    pub classes: bool,
 }
 
 /// One of `count` deterministic parts of a search (`--shard INDEX/COUNT`, 1-based on the command
@@ -262,6 +265,7 @@ impl Default for Config {
             progress: None,
             shard: None,
             optimal: false,
+            classes: false,
         }
     }
 }
@@ -311,6 +315,10 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The sites of every step of every execution (only with [`Config::coverage`]).
     pub coverage: std::collections::BTreeSet<exec::Site>,
+    /// The equivalence classes ([`exec::Exec::class`]) of the executions that ran to their end
+    /// or to a violation (only with [`Config::classes`]). A complete DPOR search holds every
+    /// class another strategy can reach.
+    pub classes: std::collections::BTreeSet<u64>,
 }
 
 impl Outcome {

@@ -337,6 +337,9 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             if let Some(c) = ex.coverage.take() {
                 out.coverage.extend(c);
             }
+            if cfg.classes && !ended_early {
+                out.classes.insert(ex.class());
+            }
             let finish = ex.finish(&mut pool, violation.is_none() && !ended_early);
             out.account(
                 cfg,

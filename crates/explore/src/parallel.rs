@@ -151,4 +151,5 @@ pub(crate) fn combine(all: &mut Outcome, o: Outcome) {
     all.interrupted |= o.interrupted;
     all.budget_exhausted |= o.budget_exhausted;
     all.coverage.extend(o.coverage);
+    all.classes.extend(o.classes);
 }

@@ -4,7 +4,7 @@
 //! seed gives the same executions.
 
 use crate::exec::{Exec, StackPool};
-use crate::schedule::run_one_with;
+use crate::schedule::{run_one_with, Tracking};
 use crate::{Config, Counterexample, Inconclusive, Mode, Model, Outcome};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
@@ -135,6 +135,11 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
             out.interrupted = true;
             break;
         }
+        let track = Tracking {
+            coverage: cfg.coverage,
+            trace: cfg.fingerprint,
+            classes: cfg.classes,
+        };
         let run = match cfg.mode {
             Mode::Pct { depth } => {
                 let mut prio: Vec<usize> = (0..n).map(|t| t + depth as usize).collect();
@@ -146,8 +151,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                     &model,
                     &mut pool,
                     false,
-                    cfg.coverage,
-                    cfg.fingerprint,
+                    track,
                     cfg.max_steps,
                     &mut |ex, enabled, step| {
                         for (i, &c) in changes.iter().enumerate() {
@@ -172,8 +176,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
                 &model,
                 &mut pool,
                 false,
-                cfg.coverage,
-                cfg.fingerprint,
+                track,
                 cfg.max_steps,
                 &mut |ex, enabled, _| Some(uniform(ex, enabled, &mut rng)),
             ),
@@ -192,6 +195,7 @@ pub fn explore<M: Model>(model: Arc<M>, cfg: &Config) -> Outcome {
         if let Some(c) = &run.coverage {
             out.coverage.extend(c.iter().copied());
         }
+        out.classes.extend(run.class);
         out.violation_kinds
             .extend(run.violation.iter().map(|v| v.kind));
         if let Some(f) = &run.finish {

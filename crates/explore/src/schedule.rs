@@ -128,6 +128,20 @@ pub struct Run {
     pub names: mmcheck_platform::Names,
     /// The sites of the steps (only from [`run_one_with`] with `coverage`).
     pub coverage: Option<std::collections::BTreeSet<crate::exec::Site>>,
+    /// The execution's equivalence class ([`Exec::class`]; only from [`run_one_with`] with
+    /// `classes`, for an execution that ran to its end or to a violation).
+    pub class: Option<u64>,
+}
+
+/// What [`run_one_with`] keeps of an execution beyond its schedule.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tracking {
+    /// The sites of the steps, in [`Run::coverage`].
+    pub coverage: bool,
+    /// The steps, in [`Run::trace`].
+    pub trace: bool,
+    /// The equivalence class, in [`Run::class`].
+    pub classes: bool,
 }
 
 /// Picks the decision for a step (a thread, with the outcome if its step is a choice; see
@@ -143,26 +157,29 @@ pub fn run_one<M: Model>(
     max_steps: usize,
     choose: &mut Chooser<'_, M>,
 ) -> Run {
-    run_one_with(model, pool, recording, false, true, max_steps, choose)
+    let track = Tracking {
+        trace: true,
+        ..Tracking::default()
+    };
+    run_one_with(model, pool, recording, track, max_steps, choose)
 }
 
-/// [`run_one`], recording the sites of the steps in [`Run::coverage`] if `coverage`, and the
-/// steps in [`Run::trace`] only if `trace` (the schedule is always kept: it replays the trace).
+/// [`run_one`], keeping what `track` asks for (the schedule is always kept: it replays the
+/// trace).
 pub fn run_one_with<M: Model, C>(
     model: &Arc<M>,
     pool: &mut StackPool,
     recording: bool,
-    coverage: bool,
-    trace: bool,
+    track: Tracking,
     max_steps: usize,
     choose: &mut C,
 ) -> Run
 where
     C: FnMut(&Exec<M>, u32, usize) -> Option<usize> + ?Sized,
 {
-    let keep_trace = trace;
+    let keep_trace = track.trace;
     let mut ex = Exec::new(model, pool, recording);
-    if coverage {
+    if track.coverage {
         ex.track_coverage();
     }
     let mut trace = Vec::new();
@@ -218,6 +235,7 @@ where
         ex.locks.merge_into(&mut pool.edges, &ex.sched);
     }
     let clean_end = violation.is_none() && limit.is_none() && !abandoned;
+    let class = (track.classes && limit.is_none() && !abandoned).then(|| ex.class());
     let sched = std::mem::take(&mut ex.sched);
     let detail = std::mem::take(&mut ex.detail);
     let inst = recording.then(|| ex.inst.clone());
@@ -243,6 +261,7 @@ where
         detail,
         names,
         coverage,
+        class,
     }
 }
 

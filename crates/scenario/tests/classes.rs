@@ -1,0 +1,226 @@
+//! The strategies agree on equivalence classes, not only on verdicts: on catalogue rows that
+//! DPOR searches to completion within [`CAP`] executions, every Mazurkiewicz class
+//! ([`mmcheck_explore::exec::Exec::class`]) that random scheduling or PCT reaches, DPOR reached
+//! too; Optimal-DPOR and DPOR with two workers reach exactly DPOR's classes; and no two
+//! executions DPOR ran to their end are equivalent (the sleep sets' promise). A class DPOR
+//! misses is an interleaving its backtracking, sleep sets, wakeup trees or work split skipped:
+//! a verdict of "clean" could hide a violation there. (The classes are those of the explorer's
+//! own dependency relation: a conflict the relation misses is strict mode's and the naive
+//! comparisons' to find.)
+//!
+//! Only clean rows are compared (an execution ends at its first violation, so a violating
+//! row's "classes" are prefixes cut wherever a violation fired), and only under `memory = sc`.
+//!
+//! **Two open findings** (December 2026), each an ignored test here, run with `--ignored`:
+//! - `store_buffer_drains_split_classes`: under `tso` and `lkmm`, a CPU that must drain its
+//!   store buffer before an event reads which of its stores are still pending in the tail of
+//!   its previous step, without announcing it (`platform/src/memory.rs`, `wb_drain`). Whether
+//!   a wait step follows depends on whether the flusher committed first, an order the
+//!   dependency relation does not see: random scheduling reaches executions without the wait
+//!   where DPOR ran one with it (`anon-fault-uptodate-wmb` [arm64]: 22 of 26 random classes).
+//!   The drain's own argument is that the thread resumes in the same state either way; but
+//!   without the wait its later events are not ordered after the commit, and a weak load's
+//!   floor is taken from that order, so the two need not read the same values.
+//! - `migration_walk_against_mremap_splits_classes`: under `sc`, on
+//!   `migrate-lookup-vs-mremap-6.1` [base], PCT reaches an execution where the migration
+//!   thread's `remove_migration_ptes` walk, with the same causal past (the same events and
+//!   clocks of every thread) as in a DPOR execution, next does something else: it touches the
+//!   folio fewer times, having walked fewer VMAs, after the mremap thread unlinked the old VMA
+//!   from the anon_vma and freed it, steps not in the walk's past. The walk's control flow reads
+//!   state the relation does not order (a `Locked` or `SLAB_TYPESAFE_BY_RCU` field exemption is
+//!   the suspect). The same kind of split shows on `fork-vs-vma-locked-cow`,
+//!   `uffd-copy-vs-thp-zap-pmd-none` and three `seed-004-mremap-*` rows (all files:
+//!   `MMCHECK_CLASSES_ALL=1`). Their verdicts agree across strategies; whether a verdict can
+//!   differ is what the next step must settle.
+//!
+//! Environment: `MMCHECK_ONLY` (a substring of the file paths to run; by default the rows of
+//! [`DEFAULT_FILES`]), `MMCHECK_CLASSES_ALL` (every file), `MMCHECK_CLASSES_VERBOSE` (a line
+//! per row).
+
+use mmcheck_explore::{explore, Config, Mode, Outcome};
+use mmcheck_scenario::{load_scenario_file, KernelModel, Scenario};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+/// DPOR executions before a row counts as too large (and is skipped).
+const CAP: u64 = 3_000;
+/// Executions of each randomized strategy per row.
+const RUNS: u64 = 400;
+/// The files checked by default (debug builds run the whole suite): one per mechanism family,
+/// none with an open finding (see the module doc).
+const DEFAULT_FILES: [&str; 8] = [
+    "munmap-vs-rcu-walk",
+    "madvise-dontneed-hole-vs-load",
+    "swapin-vs-zap",
+    "uffd-unprotect-vs-uffd-wp",
+    "split-huge-page-vs-numa-hint.mmt",
+    "mremap-whole-table-vs-migrate-6.1",
+    "anon-fault-uptodate-wmb",
+    "munmap-vs-madvise-dontneed-tlb",
+];
+
+fn run(s: &Scenario, cfg: &Config) -> Outcome {
+    explore(Arc::new(KernelModel::new(s.clone())), cfg)
+}
+
+fn config(mode: Mode) -> Config {
+    Config {
+        mode,
+        max_executions: Some(CAP),
+        stop_on_violation: false,
+        classes: true,
+        seed: 7,
+        ..Config::default()
+    }
+}
+
+/// The failures of one row (`None`: skipped, DPOR incomplete within the cap).
+fn row(s: &Scenario, name: &str) -> Option<Vec<String>> {
+    let dpor = run(s, &config(Mode::Dpor));
+    // An execution ends at its first violation, so a violating row's classes are those of
+    // prefixes, cut where each violation fired: only clean rows are compared.
+    if !dpor.complete || !dpor.violation_kinds.is_empty() || dpor.counterexample.is_some() {
+        return None;
+    }
+    let mut fails = Vec::new();
+    let done = dpor.executions - dpor.sleep_blocked;
+    if dpor.classes.len() as u64 != done {
+        fails.push(format!(
+            "{name}: DPOR ran {done} executions to their end but they fall in {} classes",
+            dpor.classes.len()
+        ));
+    }
+    let others: [(&str, Config); 4] = [
+        (
+            "Optimal-DPOR",
+            Config {
+                optimal: true,
+                ..config(Mode::Dpor)
+            },
+        ),
+        (
+            "DPOR, two workers",
+            Config {
+                max_executions: None,
+                ..config(Mode::Dpor)
+            },
+        ),
+        (
+            "random",
+            Config {
+                max_executions: Some(RUNS),
+                ..config(Mode::Random)
+            },
+        ),
+        (
+            "PCT(3)",
+            Config {
+                max_executions: Some(RUNS),
+                ..config(Mode::Pct { depth: 3 })
+            },
+        ),
+    ];
+    for (what, cfg) in others {
+        let o = if what == "DPOR, two workers" {
+            mmcheck_explore::parallel::explore_parallel(
+                Arc::new(KernelModel::new(s.clone())),
+                &cfg,
+                2,
+            )
+        } else {
+            run(s, &cfg)
+        };
+        let missed: BTreeSet<u64> = o.classes.difference(&dpor.classes).copied().collect();
+        if !missed.is_empty() {
+            fails.push(format!(
+                "{name}: {what} reached {} classes DPOR did not (of {})",
+                missed.len(),
+                o.classes.len()
+            ));
+        }
+        let exhaustive = what.contains("DPOR");
+        if exhaustive && o.complete && o.classes.len() != dpor.classes.len() {
+            fails.push(format!(
+                "{name}: {what} reached {} classes, DPOR {}",
+                o.classes.len(),
+                dpor.classes.len()
+            ));
+        }
+    }
+    if std::env::var_os("MMCHECK_CLASSES_VERBOSE").is_some() {
+        eprintln!(
+            "{name}: {} classes ({} executions, {} sleep-set blocked)",
+            dpor.classes.len(),
+            dpor.executions,
+            dpor.sleep_blocked
+        );
+    }
+    Some(fails)
+}
+
+#[test]
+fn dpor_reaches_every_class_the_other_strategies_reach() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let only = std::env::var("MMCHECK_ONLY").ok();
+    let all = std::env::var_os("MMCHECK_CLASSES_ALL").is_some();
+    let files: Vec<_> = mmcheck_scenario::scenario_files(&root)
+        .expect("scenario directory")
+        .into_iter()
+        .filter(|f| {
+            let f = f.to_string_lossy();
+            match &only {
+                Some(o) => f.contains(o.as_str()),
+                None => all || DEFAULT_FILES.iter().any(|d| f.contains(d)),
+            }
+        })
+        .collect();
+    let (mut rows, mut skipped, mut fails) = (0, 0, Vec::new());
+    for f in &files {
+        let s = load_scenario_file(f).unwrap_or_else(|e| panic!("{}", e.render()));
+        let variants = std::iter::once(None).chain(s.variants.iter().map(|v| Some(v.name.clone())));
+        for v in variants {
+            let sv = s.with_variant(v.as_deref()).unwrap();
+            if sv.protocol.memory != mmcheck_platform::MemoryModel::Sc {
+                continue; // see the module doc
+            }
+            let name = format!("{} [{}]", s.name, v.as_deref().unwrap_or("base"));
+            match row(&sv, &name) {
+                Some(f) => {
+                    rows += 1;
+                    fails.extend(f);
+                }
+                None => skipped += 1,
+            }
+        }
+    }
+    eprintln!("{rows} rows compared, {skipped} beyond {CAP} DPOR executions");
+    assert!(rows > 0, "no row compared");
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+fn file_row(file: &str, variant: Option<&str>) -> Vec<String> {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(file);
+    let s = load_scenario_file(&f).unwrap_or_else(|e| panic!("{}", e.render()));
+    let sv = s.with_variant(variant).unwrap();
+    row(&sv, file).expect("DPOR completes clean")
+}
+
+/// The first open finding of the module doc. Ignored until the store buffer's drain announces
+/// what it reads.
+#[test]
+#[ignore]
+fn store_buffer_drains_split_classes() {
+    let fails = file_row("memory/anon-fault-uptodate-wmb.mmt", Some("arm64"));
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+/// The second open finding of the module doc. Ignored until diagnosed.
+#[test]
+#[ignore]
+fn migration_walk_against_mremap_splits_classes() {
+    let fails = file_row("fidelity/migrate-lookup-vs-mremap-6.1.mmt", None);
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
