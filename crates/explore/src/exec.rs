@@ -429,6 +429,10 @@ impl Backend for CoreHandle {
         self.0.aborting.get()
     }
 
+    fn running(&self) -> Option<usize> {
+        self.0.running.get()
+    }
+
     fn strict(&self) -> bool {
         self.0.strict
     }

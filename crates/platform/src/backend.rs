@@ -86,6 +86,13 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// The CPU whose step is running, if the backend runs one step at a time (the explorer);
+    /// `None` during set-up and final checks, and always on the native backend. New objects
+    /// take their ids from that CPU's own range (see [`crate::Machine::new_id`]).
+    fn running(&self) -> Option<usize> {
+        None
+    }
+
     /// The outcome the scheduler picked for `cpu`'s choice step that just ran (see
     /// [`crate::Cpu::choose`]). Natively the common case: 0.
     fn choice(&self, _cpu: usize) -> u8 {

@@ -98,6 +98,9 @@ pub struct Machine {
     /// [`Machine::set_tlb_flush`]).
     pub(crate) tlb_flush: TlbFlushMode,
     next_id: AtomicU64,
+    /// Per CPU, the next id, slab base and `SLAB_TYPESAFE_BY_RCU` slab base its steps hand out
+    /// (see [`Machine::new_id`]).
+    cpu_ids: Box<[[AtomicU64; 3]]>,
     /// The next slab object's base id (see [`Obj::SLAB_BASE`]).
     next_slab: AtomicU64,
     /// The next `SLAB_TYPESAFE_BY_RCU` slab object's base id (see [`Obj::SLAB_TYPESAFE`]).
@@ -132,6 +135,7 @@ pub struct Machine {
 impl Machine {
     /// Build a machine with the given backend.
     pub fn new(config: MachineConfig, backend: Box<dyn Backend>) -> Self {
+        let nr_cpus = config.nr_cpus;
         let cpus = (0..config.nr_cpus)
             .map(|_| CpuState {
                 irq_ctr: AtomicU64::new(0),
@@ -159,6 +163,17 @@ impl Machine {
             config,
             tlb_flush: TlbFlushMode::Ipi,
             next_id: AtomicU64::new(1),
+            cpu_ids: (0..nr_cpus as u64)
+                .map(|c| {
+                    [
+                        AtomicU64::new((c + 1) << Self::CPU_ID_SHIFT),
+                        AtomicU64::new(Obj::SLAB_BASE + ((c + 1) << Self::CPU_SLAB_SHIFT)),
+                        AtomicU64::new(
+                            Obj::SLAB_BASE | Obj::SLAB_TYPESAFE | ((c + 1) << Self::CPU_SLAB_SHIFT),
+                        ),
+                    ]
+                })
+                .collect(),
             next_slab: AtomicU64::new(Obj::SLAB_BASE),
             next_slab_typesafe: AtomicU64::new(Obj::SLAB_BASE | Obj::SLAB_TYPESAFE),
             lock_classes: Mutex::new(std::collections::BTreeMap::new()),
@@ -228,6 +243,7 @@ impl Machine {
             config,
             tlb_flush,
             next_id,
+            cpu_ids,
             next_slab,
             next_slab_typesafe,
             lock_classes,
@@ -289,6 +305,11 @@ impl Machine {
         config.clone_from(&t.config);
         *tlb_flush = t.tlb_flush;
         *next_id.get_mut() = ld64(&t.next_id);
+        for (c, tc) in cpu_ids.iter_mut().zip(t.cpu_ids.iter()) {
+            for (a, b) in c.iter_mut().zip(tc) {
+                *a.get_mut() = ld64(b);
+            }
+        }
         *next_slab.get_mut() = ld64(&t.next_slab);
         *next_slab_typesafe.get_mut() = ld64(&t.next_slab_typesafe);
         lock_classes.get_mut().clone_from(&t.lock_classes.lock());
@@ -401,21 +422,43 @@ impl Machine {
         self.cpus.len()
     }
 
-    /// A fresh object id (locks, VMAs, mms). Ids are handed out in creation order, so a
-    /// deterministic program gets the same ids every run.
+    /// Bits below a CPU's own range of plain ids (CPU `c`'s start at `(c + 1) << 32`, under
+    /// [`Obj::PTL_BASE`]).
+    const CPU_ID_SHIFT: u32 = 32;
+    /// Bits below a CPU's own range of slab ids (inside [`Obj::SLAB_BASE`]'s range, under
+    /// [`Obj::SLAB_TYPESAFE`]).
+    const CPU_SLAB_SHIFT: u32 = 37;
+
+    /// The counter of kind `k` (0 plain ids, 1 slab bases, 2 typesafe slab bases) that a new
+    /// object takes its id from: the running step's CPU's own, so that an object's id is a
+    /// function of its thread's program alone. A shared counter handed ids out in the order
+    /// threads created objects, an order the explorer does not see: equivalent executions
+    /// named their objects differently (and anything ordered by id would have depended on the
+    /// interleaving unannounced). Set-up, final checks and the native backend share one.
+    fn id_counter(&self, k: usize) -> &AtomicU64 {
+        match self.backend.running().and_then(|c| self.cpu_ids.get(c)) {
+            Some(ids) => &ids[k],
+            None => match k {
+                0 => &self.next_id,
+                1 => &self.next_slab,
+                _ => &self.next_slab_typesafe,
+            },
+        }
+    }
+
+    /// A fresh object id (locks, VMAs, mms): from the running CPU's range (see
+    /// [`Machine::id_counter`]), in creation order, so a deterministic program gets the same
+    /// ids every run.
     pub fn new_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.id_counter(0).fetch_add(1, Ordering::Relaxed)
     }
 
     /// The base of a fresh block of [`Obj::SLAB_STRIDE`] ids for the fields of a slab object
-    /// (see [`crate::SlabObj`]); ids are handed out in creation order, as [`Machine::new_id`].
+    /// (see [`crate::SlabObj`]); handed out as [`Machine::new_id`]'s are.
     pub fn new_slab_ids(&self, typesafe_by_rcu: bool) -> u64 {
-        let next = if typesafe_by_rcu {
-            &self.next_slab_typesafe
-        } else {
-            &self.next_slab
-        };
-        next.fetch_add(Obj::SLAB_STRIDE, Ordering::Relaxed)
+        let k = if typesafe_by_rcu { 2 } else { 1 };
+        self.id_counter(k)
+            .fetch_add(Obj::SLAB_STRIDE, Ordering::Relaxed)
     }
 
     /// A fresh id for a lock of lockdep class `class` (the kernel's static key: one per

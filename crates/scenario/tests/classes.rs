@@ -8,30 +8,26 @@
 //! own dependency relation: a conflict the relation misses is strict mode's and the naive
 //! comparisons' to find.)
 //!
-//! Only clean rows are compared (an execution ends at its first violation, so a violating
-//! row's "classes" are prefixes cut wherever a violation fired), and only under `memory = sc`.
+//! Only clean rows are compared: an execution ends at its first violation, so a violating
+//! row's "classes" are prefixes cut wherever a violation fired.
 //!
-//! **Two open findings** (December 2026), each an ignored test here, run with `--ignored`:
-//! - `store_buffer_drains_split_classes`: under `tso` and `lkmm`, a CPU that must drain its
-//!   store buffer before an event reads which of its stores are still pending in the tail of
-//!   its previous step, without announcing it (`platform/src/memory.rs`, `wb_drain`). Whether
-//!   a wait step follows depends on whether the flusher committed first, an order the
-//!   dependency relation does not see: random scheduling reaches executions without the wait
-//!   where DPOR ran one with it (`anon-fault-uptodate-wmb` [arm64]: 22 of 26 random classes).
-//!   The drain's own argument is that the thread resumes in the same state either way; but
-//!   without the wait its later events are not ordered after the commit, and a weak load's
-//!   floor is taken from that order, so the two need not read the same values.
-//! - `migration_walk_against_mremap_splits_classes`: under `sc`, on
-//!   `migrate-lookup-vs-mremap-6.1` [base], PCT reaches an execution where the migration
-//!   thread's `remove_migration_ptes` walk, with the same causal past (the same events and
-//!   clocks of every thread) as in a DPOR execution, next does something else: it touches the
-//!   folio fewer times, having walked fewer VMAs, after the mremap thread unlinked the old VMA
-//!   from the anon_vma and freed it, steps not in the walk's past. The walk's control flow reads
-//!   state the relation does not order (a `Locked` or `SLAB_TYPESAFE_BY_RCU` field exemption is
-//!   the suspect). The same kind of split shows on `fork-vs-vma-locked-cow`,
-//!   `uffd-copy-vs-thp-zap-pmd-none` and three `seed-004-mremap-*` rows (all files:
-//!   `MMCHECK_CLASSES_ALL=1`). Their verdicts agree across strategies; whether a verdict can
-//!   differ is what the next step must settle.
+//! What it found when first run over every file (December 2026), each now a regression test
+//! below:
+//! - a CPU draining its store buffer (`tso`, `lkmm`) decided whether to take a wait step by
+//!   reading, unannounced, which of its stores the flusher had not committed yet: with the
+//!   commit first there was no wait, and the CPU's later events were not ordered after the
+//!   commit, whose order a weak load's floor takes. DPOR ran only executions with the wait
+//!   (random scheduling reached 22 of 26 classes of `anon-fault-uptodate-wmb` [arm64] outside
+//!   DPOR's). The drain now waits for every store its own program says it must, committed or
+//!   not (`platform/src/memory.rs`, `wb_drain`);
+//! - new objects took their ids from one shared counter, in the order threads created them,
+//!   an order DPOR does not see: equivalent executions named their objects differently, and
+//!   anything ordered by id would have depended on it. Each CPU's steps now take ids from its
+//!   own range (`Machine::new_id`);
+//! - the check at the end of each migration that no migration entry survived announced a
+//!   read of the folio per entry it scanned, and scanned the tables that existed then
+//!   (unannounced): the number of steps depended on whether a concurrent mremap had freed a
+//!   table. It reads the folio once.
 //!
 //! Environment: `MMCHECK_ONLY` (a substring of the file paths to run; by default the rows of
 //! [`DEFAULT_FILES`]), `MMCHECK_CLASSES_ALL` (every file), `MMCHECK_CLASSES_VERBOSE` (a line
@@ -48,8 +44,8 @@ const CAP: u64 = 3_000;
 /// Executions of each randomized strategy per row.
 const RUNS: u64 = 400;
 /// The files checked by default (debug builds run the whole suite): one per mechanism family,
-/// none with an open finding (see the module doc).
-const DEFAULT_FILES: [&str; 8] = [
+/// and those of the findings above.
+const DEFAULT_FILES: [&str; 11] = [
     "munmap-vs-rcu-walk",
     "madvise-dontneed-hole-vs-load",
     "swapin-vs-zap",
@@ -58,6 +54,9 @@ const DEFAULT_FILES: [&str; 8] = [
     "mremap-whole-table-vs-migrate-6.1",
     "anon-fault-uptodate-wmb",
     "munmap-vs-madvise-dontneed-tlb",
+    "migrate-lookup-vs-mremap-6.1",
+    "fork-vs-vma-locked-cow",
+    "mthp-collapse-wmb",
 ];
 
 fn run(s: &Scenario, cfg: &Config) -> Outcome {
@@ -181,9 +180,6 @@ fn dpor_reaches_every_class_the_other_strategies_reach() {
         let variants = std::iter::once(None).chain(s.variants.iter().map(|v| Some(v.name.clone())));
         for v in variants {
             let sv = s.with_variant(v.as_deref()).unwrap();
-            if sv.protocol.memory != mmcheck_platform::MemoryModel::Sc {
-                continue; // see the module doc
-            }
             let name = format!("{} [{}]", s.name, v.as_deref().unwrap_or("base"));
             match row(&sv, &name) {
                 Some(f) => {
@@ -208,19 +204,17 @@ fn file_row(file: &str, variant: Option<&str>) -> Vec<String> {
     row(&sv, file).expect("DPOR completes clean")
 }
 
-/// The first open finding of the module doc. Ignored until the store buffer's drain announces
-/// what it reads.
+/// The store buffer's drain (the module doc's first finding), on the row it was found on.
 #[test]
-#[ignore]
-fn store_buffer_drains_split_classes() {
+fn store_buffer_drains_wait_whatever_the_flusher_did() {
     let fails = file_row("memory/anon-fault-uptodate-wmb.mmt", Some("arm64"));
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
 
-/// The second open finding of the module doc. Ignored until diagnosed.
+/// Object ids and the migration check (the module doc's second and third findings).
 #[test]
-#[ignore]
-fn migration_walk_against_mremap_splits_classes() {
-    let fails = file_row("fidelity/migrate-lookup-vs-mremap-6.1.mmt", None);
+fn object_ids_and_migration_checks_follow_the_threads_own_programs() {
+    let mut fails = file_row("fidelity/migrate-lookup-vs-mremap-6.1.mmt", None);
+    fails.extend(file_row("races/fork-vs-vma-locked-cow.mmt", None));
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }

@@ -188,6 +188,10 @@ pub fn remove_migration_ptes_locked(cx: Ctx<'_>, src: FrameRef, dst: FrameRef, l
 /// in a PMD.
 fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
     let frames = &cx.k.machine.frames;
+    // Read once, before the scan: the scan's visible steps must not depend on how many tables
+    // exist, which it reads unannounced (one read per entry split equivalent executions by the
+    // number of tables a concurrent munmap or mremap had freed).
+    let nr = 1u32 << folio::folio_order(cx, src);
     for pfn in 1..frames.len() as u32 {
         let level = match frames.kind(pfn) {
             mmcheck_platform::FrameKind::Table(l @ (1 | 2)) => l,
@@ -198,7 +202,6 @@ fn check_no_migration_entries(cx: Ctx<'_>, src: FrameRef) {
             // An oracle's instantaneous scan (see docs/fidelity.md: an entry in flight in a
             // concurrent `move_ptes` is not seen).
             let e = Entry(frames.entry_oracle(t, i));
-            let nr = 1u32 << folio::folio_order(cx, src);
             if e.is_migration() && e.pfn() >= src.pfn && e.pfn() < src.pfn + nr {
                 cx.cpu
                     .blame(mmcheck_platform::Obj::Entry { pfn, idx: i as u32 });
