@@ -41,8 +41,8 @@
 //!   past of the write it read, so entry loads are ordered among themselves (as through an
 //!   address dependency: a PTE read through the PMD that was read);
 //! - a store the CPU drained past (a release, `smp_mb`, a store after `smp_wmb`) is in the past
-//!   of the CPU's next event even when it reached memory before the drain looked
-//!   ([`Cpu::wl_drained`]).
+//!   of the CPU's next event even when it reached memory before the drain
+//!   ([`Cpu::wl_drained`]; the drain's wait step on it orders the two as well).
 //!
 //! The clocks come from the explorer, computed from the dependency relation its reduction uses,
 //! so a load's choices are the same in every interleaving the reduction treats as equivalent
@@ -55,8 +55,9 @@
 //!
 //! Soundness with the explorer: a buffered store is announced on the buffer object (the
 //! flusher's enabling event); a commit is announced on the entry (or, for a table's zeroing, on
-//! the table's frame, conflicting with every access to it); a CPU waiting for its buffer to
-//! drain blocks on the object of the oldest store it waits for, whose commit enables it.
+//! the table's frame, conflicting with every access to it); a CPU draining its buffer takes a
+//! wait step on the object of each store its program says it must wait for, committed or not
+//! (which are still pending it never reads unannounced), and the store's commit enables it.
 
 use crate::event::{Access, Event, Obj};
 use crate::frames::FrameRef;
