@@ -45,7 +45,10 @@ fn scan(dir: &Path, names: &mut BTreeSet<String>) {
 }
 
 fn main() {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // At run time, not `env!`: a build script binary cargo reuses from another checkout (a
+    // worktree sharing the target directory) would scan that checkout's sources.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let here = Path::new(&dir);
     let mut names = BTreeSet::new();
     for d in ["../kernel/src", "../platform/src", "src"] {
         let dir = here.join(d);

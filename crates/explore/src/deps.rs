@@ -4,6 +4,9 @@
 //!   PTL or folio lock), with frees of overlapping blocks, and with allocations that scan it
 //!   (an allocation's footprint, `Obj::AllocRange`, is its scan of the bitmap; as announced, on
 //!   `Obj::Alloc`, it conflicts with every free);
+//! - an allocation conflicts with every access to a frame of the range it scans (it initializes
+//!   the block it takes, which a pfn read earlier still reaches: a speculative reference), and
+//!   as announced, with every access to any frame;
 //! - freeing a slab object (a VMA) conflicts with every access to one of its fields;
 //! - IPI broadcasts and TLB shootdowns conflict with the IRQ state and TLB of every CPU;
 //! - grace periods and `call_rcu` conflict with every RCU reader boundary (including IRQ-off);
@@ -374,7 +377,24 @@ pub fn dependent(a: &Event, b: &Event) -> bool {
         return a.obj.slab_base().is_some() && a.obj.slab_base() == b.obj.slab_base();
     }
     if a.access == Access::FrameAlloc || b.access == Access::FrameAlloc {
-        return a.access == b.access;
+        if a.access == b.access {
+            return true;
+        }
+        // The allocation initializes the block it takes (its `struct page` fields, its kind) in
+        // its own step. Nobody holds a reference to a free frame, but a pfn is enough to reach
+        // it: a speculative reference taken through a pfn read before the frame was freed
+        // (GUP-fast's, `folio_walk`'s `folio_try_get`) sees a free page or the new owner's,
+        // depending on which came first. As the explorer sees it, the allocation scans
+        // `[from, to)` and takes its last block; every frame of the range counts.
+        let (al, o) = if a.access == Access::FrameAlloc {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        return match al.obj {
+            Obj::AllocRange { from, to } => o.obj.frame().is_some_and(|p| p >= from && p < to),
+            _ => o.obj.frame().is_some(),
+        };
     }
     if let Some((w, o)) = match (a.obj, b.obj) {
         (Obj::IpiWait(w), _) => Some((w, b)),
@@ -652,6 +672,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_allocation_conflicts_with_a_pfn_access_to_the_block_it_takes() {
+        // `folio_try_get` through a stale pfn against the allocation that hands the frame to a
+        // new owner: which came first decides what the reference sees.
+        let alloc = ev(Obj::AllocRange { from: 2, to: 5 }, Access::FrameAlloc);
+        let try_get = ev(
+            Obj::Page {
+                pfn: 4,
+                parts: Obj::PAGE_REF,
+            },
+            Access::Rmw,
+        );
+        assert!(dependent(&alloc, &try_get) && dependent(&try_get, &alloc));
+        let elsewhere = ev(Obj::Data(7), Access::Read);
+        assert!(!dependent(&alloc, &elsewhere));
+        let announced = ev(Obj::Alloc, Access::FrameAlloc);
+        assert!(dependent(&announced, &elsewhere));
+        assert!(!dependent(&announced, &ev(Obj::Var(3), Access::Write)));
     }
 
     #[test]

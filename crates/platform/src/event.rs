@@ -190,7 +190,8 @@ impl Obj {
 }
 
 /// Strict mode's rule: may a step that announced `ev` touch `obj`? `fresh` lists the frames the
-/// step allocated (nobody else can reach them before they are published by a later step).
+/// step allocated (no reference reaches them before a later step publishes them; a pfn read
+/// before they were freed does, which the dependency relation orders against the allocation).
 ///
 /// A step touches what it announced; a shootdown or IPI broadcast touches every CPU's IRQ and
 /// TLB state, and a TLB scan every CPU's TLB (the dependency relation orders them against every
