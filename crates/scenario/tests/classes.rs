@@ -37,7 +37,12 @@
 //!
 //! Open at a 40,000-execution cap (`MMCHECK_CLASSES_CAP=40000 MMCHECK_CLASSES_RUNS=2000
 //! MMCHECK_ONLY=lock-vma-under-rcu-anon-vma-toctou`): Optimal-DPOR reaches 14 classes of
-//! 3,548 that DPOR does not, and random one, on that row's two clean variants; not diagnosed.
+//! 3,548 that DPOR does not, and random one, on that row's two clean variants. In random's,
+//! T2 takes the PTL of table pfn 4 with only T0's first 7 events in its past; in every DPOR
+//! execution that agrees with it on T2's first 27 events, T2 takes that PTL after T0's release
+//! (T0's 25th event). The suspect is the reversal of two critical sections on one lock whose
+//! second taker waited: source-DPOR does not reverse a release against the acquisition that
+//! waited for it (`deps::enables`) and relies on finding the first acquisition behind it.
 //!
 //! Environment: `MMCHECK_ONLY` (a substring of the file paths to run; by default the rows of
 //! [`DEFAULT_FILES`]), `MMCHECK_CLASSES_ALL` (every file), `MMCHECK_CLASSES_CAP` (DPOR
