@@ -256,9 +256,6 @@ pub(crate) struct StoreBuffer {
     /// before it (ascending).
     marks: VecDeque<u64>,
     next_seq: u64,
-    /// Weak loads: stores committed that no drain of this CPU has covered yet (see
-    /// [`Cpu::wl_drained`]).
-    committed: Vec<Pending>,
     /// Weak loads: `next_seq` at the last `smp_wmb` (the stores before it have smaller ones).
     wmb_seq: u64,
     /// This CPU's stores that none of its drains has covered yet, committed or not: what its
@@ -437,15 +434,14 @@ impl<'m> Cpu<'m> {
             return;
         }
         let model = self.m.memory_model();
-        let need = need(model, Obj::Var(self.m.wb_id()), ev);
-        match need {
-            Need::Nothing => {}
+        let done = match need(model, Obj::Var(self.m.wb_id()), ev) {
+            Need::Nothing => return,
             Need::All => self.wb_drain(|_, _| true),
             Need::Marked => self.wb_drain(|b, p| p.seq < b.wmb_seq),
             Need::Entry(pfn, idx) => self.wb_drain(|b, p| p.covers(pfn, idx) || p.seq < b.wmb_seq),
             Need::Data(pfn) => self.wb_drain(|b, p| p.covers_data(pfn) || p.seq < b.wmb_seq),
-        }
-        self.wl_drained(need);
+        };
+        self.wl_drained(done);
     }
 
     /// Wait until every store of this CPU satisfying `must` is committed: a wait step on each
@@ -460,7 +456,8 @@ impl<'m> Cpu<'m> {
     /// takes). Random scheduling reached such executions where DPOR ran only the other kind
     /// (`scenario/tests/classes.rs`). The wait step is a read of the store's object, which the
     /// commit writes: either way the CPU goes on after the commit.
-    fn wb_drain(&self, must: impl Fn(&StoreBuffer, &Pending) -> bool) {
+    /// Returns the stores it waited for.
+    fn wb_drain(&self, must: impl Fn(&StoreBuffer, &Pending) -> bool) -> Vec<Pending> {
         let waits: Vec<Pending> = {
             let mut b = self.state().wb.lock();
             let all = std::mem::take(&mut b.undrained);
@@ -470,16 +467,17 @@ impl<'m> Cpu<'m> {
             waits
         };
         let st = self.state();
-        for p in waits {
+        for p in &waits {
             self.m
                 .backend
                 .block(self.id, Event::new(p.obj(), Access::Read), &|| {
                     !st.wb.lock().contains(p.seq)
                 });
             if self.m.backend.stopping() {
-                return; // the execution is being torn down: nothing will commit any more
+                break; // the execution is being torn down: nothing will commit any more
             }
         }
+        waits
     }
 
     /// A CPU's own store to an entry: buffered under a weak model. False if not buffered (the
@@ -561,14 +559,12 @@ impl<'m> Cpu<'m> {
             StoreLoc::Entry(idx) => {
                 let old = m.frames.words_of(pfn)[idx as usize].swap(p.val, Ordering::SeqCst);
                 self.wl_record(pfn, idx, old, p.val, origin, p.seq);
-                self.wl_committed(p, origin);
             }
             StoreLoc::Table => {
                 for (idx, w) in m.frames.words_of(pfn).iter().enumerate() {
                     let old = w.swap(0, Ordering::SeqCst);
                     self.wl_record(pfn, idx as u32, old, 0, origin, p.seq);
                 }
-                self.wl_committed(p, origin);
             }
             StoreLoc::Data | StoreLoc::DataZero => {
                 m.frames.frame(pfn).data.store(p.val, Ordering::SeqCst)
@@ -691,8 +687,8 @@ impl<'m> Cpu<'m> {
     /// `smp_mb()` under the memory model: drain the buffer.
     pub(crate) fn wb_mb(&self) {
         if self.buffered() {
-            self.wb_drain(|_, _| true);
-            self.wl_drained(Need::All);
+            let done = self.wb_drain(|_, _| true);
+            self.wl_drained(done);
         }
     }
 
@@ -831,35 +827,11 @@ impl<'m> Cpu<'m> {
         });
     }
 
-    /// The flusher (or an RMW of the entry) committed `p`, a buffered store of CPU `origin`.
-    fn wl_committed(&self, p: &Pending, origin: usize) {
-        if self.m.load_reorder() {
-            self.m.cpus[origin].wb.lock().committed.push(*p);
-        }
-    }
-
-    /// This CPU's drain for `need` is over: every committed store it covered is in the past of
-    /// the CPU's next event (its number is `drained` in the store's history records), even when
-    /// the store committed before the drain looked, with no wait step to order the two.
-    fn wl_drained(&self, need: Need) {
-        if need == Need::Nothing || !self.m.load_reorder() {
-            return;
-        }
-        let done: Vec<Pending> = {
-            let mut b = self.state().wb.lock();
-            let wmb = b.wmb_seq;
-            let covers = |p: &Pending| match need {
-                Need::Nothing => false,
-                Need::All => true,
-                Need::Marked => p.seq < wmb,
-                Need::Entry(pfn, idx) => p.seq < wmb || p.covers(pfn, idx),
-                Need::Data(pfn) => p.seq < wmb || p.covers_data(pfn),
-            };
-            let (done, keep) = b.committed.drain(..).partition(|p| covers(p));
-            b.committed = keep;
-            done
-        };
-        if done.is_empty() {
+    /// This CPU's drain is over, and `done` are the stores it waited for, all committed: each is
+    /// in the past of the CPU's next event (its number is `drained` in the store's history
+    /// records).
+    fn wl_drained(&self, done: Vec<Pending>) {
+        if done.is_empty() || !self.m.load_reorder() {
             return;
         }
         let d = self.m.backend.events_of(self.id) + 1;
